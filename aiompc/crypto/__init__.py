@@ -1,0 +1,1 @@
+"""Cryptographic math with no I/O: the PRG, hashing, and the lattice (HE) core."""
