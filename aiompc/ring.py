@@ -29,8 +29,10 @@ def mask(l: int) -> np.uint64:
 
 def reduce(x: np.ndarray, l: int) -> np.ndarray:
     """``x mod 2^l`` as ``uint64`` (two's-complement wrap for signed input)."""
-    return np.asarray(x).astype(np.int64, copy=False).view(np.uint64) & mask(l) if np.asarray(x).dtype.kind == "i" \
-        else np.asarray(x, dtype=np.uint64) & mask(l)
+    x = np.asarray(x)
+    if x.dtype.kind == "i":
+        x = x.astype(np.int64, copy=False).view(np.uint64)
+    return x.astype(np.uint64, copy=False) & mask(l)
 
 
 def from_signed(x: np.ndarray, l: int) -> np.ndarray:
