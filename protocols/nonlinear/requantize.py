@@ -1,0 +1,269 @@
+"""Requantization between the layers of a quantized network, on shares, bit for bit as
+:func:`aiompc.quant.requantize`:
+
+    y = clip(floor((x·M + r) / 2^s), lo, hi),     r = 2^(s−1) ("nearest", round half up) or 0 ("floor")
+
+with a public integer multiplier ``M >= 0`` and shift ``s >= 0``.  ReLU fused = ``lo = 0``.
+
+How (all widths are public, derived from ``l_in``, ``M``, ``s``, ``lo``, ``hi``, ``l_out``):
+
+1. **Scale and shift.**  With ``u = x + 2^(l−1)`` (server adds the bias; no bias if ``msb_known_zero``)
+   and the wrap ``w = [u_S + u_C >= 2^l]``, the integer ``x·M + r = A + B − w·M·2^l`` with the server's
+   ``A = u_S·M + r − bias·M`` and the client's ``B = u_C·M``.  Hence, for ``s <= l``,
+   ``y' = floor((x·M + r)/2^s) = (A >> s) + (B >> s) + c − w·M·2^(l−s)`` with ``c`` the carry of the low
+   ``s`` bits of ``A`` and ``B``.  ``w`` (an ``l``-bit millionaire, or one COT when the MSB is known) and
+   ``c`` (an ``s``-bit millionaire) run in one batch.  For ``s > l`` the wrap is first turned into
+   arithmetic shares, folded into ``A`` and ``B``, and the carry computed on the result (one more
+   millionaire depth).  ``exact=False`` drops ``c`` (``y`` off by ``e ∈ {−1, 0}``).
+2. ``y'`` is computed only mod ``2^W``, the smallest ring holding what is compared (``y' − lo`` and
+   ``y' − hi − 1`` over the public range of ``y'``) and the output ring ``l_out``.
+3. **Clip** only where the range of ``y'`` crosses a bound: both DReLUs (``[y' >= lo]``,
+   ``[y' > hi]``) in one ``(W_cmp − 1)``-bit millionaire whose OTs are shared (fanout 2), then two
+   multiplexers *in the output ring* ``l_out``: ``y = y' + [y'>hi]·(hi − y') + [y'<lo]·(lo − y')``.
+
+Cost per element: millionaire(``l``) for ``w`` (none with known MSB: ``1 + W`` bits) + millionaire(``s``)
+for ``c`` (exact only) + B2As of ``W`` bits + millionaire(``W_cmp − 1``, fanout ≤ 2) + ``2·2(l_out+1)``
+bits of multiplexers.  E.g. ``l_in = 16, M = 1, s = 8, [0, 15], l_out = 4``: ``W = 9``, ≈ 80 + 20
+(+ 4 ANDs) + 9 + 2·39 (+ 2 ANDs) + 20 bits.  Rounds: two millionaires and two COT round trips in sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from aiompc.errors import InputError
+from aiompc.party import Party
+from aiompc.quant import Rounding
+from aiompc.ring import check_width, mask
+from protocols.nonlinear.boolean import b2a, cross_or, mux
+from protocols.nonlinear.millionaire import DEFAULT_DIGIT_BITS, CompareTask, compare_batch
+from protocols.nonlinear.relu import drelu_shifted, msb_bits
+
+__all__ = ["requantize", "RequantPlan", "plan_requantize"]
+
+_M64 = (1 << 64) - 1
+
+
+def _signed_width(lo: int, hi: int) -> int:
+    """Smallest ``w >= 1`` with ``[lo, hi] ⊂ [−2^(w−1), 2^(w−1))``."""
+    w = 1
+    while not (-(1 << (w - 1)) <= lo and hi < (1 << (w - 1))):
+        w += 1
+    return w
+
+
+def _twos(v: int) -> int:
+    return (v & -v).bit_length() - 1 if v else 1 << 30
+
+
+class RequantPlan:
+    """The public widths and branches of one requantization (pure; identical on both sides)."""
+
+    def __init__(
+        self, *, l_in: int, multiplier: int, shift: int, lo: int, hi: int, rounding: Rounding,
+        l_out: int, msb_known_zero: bool, exact: bool = True,
+    ) -> None:
+        self.l = check_width(l_in)
+        self.l_out = check_width(l_out)
+        if multiplier < 0 or shift < 0 or lo > hi:
+            raise InputError("requantize needs multiplier >= 0, shift >= 0 and lo <= hi")
+        if rounding not in ("nearest", "floor"):
+            raise InputError(f"rounding must be 'nearest' or 'floor', got {rounding!r}")
+        self.M, self.s, self.lo, self.hi = int(multiplier), int(shift), int(lo), int(hi)
+        self.r = (1 << (shift - 1)) if (rounding == "nearest" and shift > 0) else 0
+        self.msb_known_zero = msb_known_zero
+        l = self.l
+        xmin, xmax = (0, (1 << (l - 1)) - 1) if msb_known_zero else (-(1 << (l - 1)), (1 << (l - 1)) - 1)
+        # without the carry y' may come out one below the true floor: widen the range to match
+        self.ymin = ((xmin * self.M + self.r) >> self.s) - (0 if exact else 1)
+        self.ymax = (xmax * self.M + self.r) >> self.s
+        self.out_lo = min(max(self.ymin, self.lo), self.hi)
+        self.out_hi = max(min(self.ymax, self.hi), self.lo)
+        L = self.l_out
+        if not ((self.out_lo >= 0 and self.out_hi < (1 << L)) or (-(1 << (L - 1)) <= self.out_lo and self.out_hi < (1 << (L - 1)))):
+            raise InputError(
+                f"requantize: outputs in [{self.out_lo}, {self.out_hi}] do not fit an l_out={L}-bit ring; "
+                "raise l_out or narrow [lo, hi]"
+            )
+        self.constant = self.out_lo == self.out_hi
+        self.need_lo = self.ymin < self.lo
+        self.need_hi = self.ymax > self.hi
+        lows, highs = [], []
+        if self.need_lo:
+            lows.append(self.ymin - self.lo)
+            highs.append(self.ymax - self.lo)
+        if self.need_hi:
+            lows.append(self.ymin - self.hi - 1)
+            highs.append(self.ymax - self.hi - 1)
+        self.w_cmp = _signed_width(min(lows), max(highs)) if lows else 0
+        self.W = max(self.w_cmp, L)
+        if not self.constant and self.W + self.s > 64:
+            raise InputError(
+                f"requantize: shift {self.s} + working width {self.W} exceeds 64 bits; "
+                "lower the multiplier precision (smaller M and s)"
+            )
+        # weight of the wrap in y': M·2^(l-s) (direct) or M·2^l before the shift (s > l)
+        self.direct = self.s <= l
+        wrap_weight_tz = _twos(self.M) + (l - self.s if self.direct else l)
+        work = self.W if self.direct else self.W + self.s
+        self.w_bits = work - wrap_weight_tz if self.M else 0  # B2A width of the wrap (<= 0: not needed)
+
+    @property
+    def offsets(self) -> list[int]:
+        """Public offsets t of the clip DReLUs ``[y' − t >= 0]``: ``lo`` and/or ``hi + 1``."""
+        return ([self.lo] if self.need_lo else []) + ([self.hi + 1] if self.need_hi else [])
+
+
+def plan_requantize(**kw: object) -> RequantPlan:
+    """Build a :class:`RequantPlan` (keywords as :func:`requantize`)."""
+    return RequantPlan(**kw)  # type: ignore[arg-type]
+
+
+async def requantize(
+    party: Party,
+    label: str,
+    x: np.ndarray,
+    *,
+    l_in: int,
+    multiplier: int,
+    shift: int,
+    lo: int,
+    hi: int,
+    rounding: Rounding = "nearest",
+    l_out: int,
+    exact: bool = True,
+    msb_known_zero: bool = False,
+    digit_bits: int = DEFAULT_DIGIT_BITS,
+) -> np.ndarray:
+    """Shares mod ``2^l_out`` of ``clip(floor((x·multiplier + r) / 2^shift), lo, hi)``.
+
+    Input: shares of ``x`` mod ``2^l_in`` (signed; ``msb_known_zero`` asserts ``x ∈ [0, 2^(l_in−1))``),
+    any shape.  Output: shares mod ``2^l_out`` (two's complement if ``lo < 0``); the clipped range must
+    fit ``l_out`` bits.  Equal to :func:`aiompc.quant.requantize` when ``exact``; otherwise
+    ``y + e`` with ``e ∈ {−1, 0}``.  Requires ``shift + W <= 64`` (``W`` the working width, see the
+    module docstring).  Cost: see the module docstring.
+    """
+    plan = RequantPlan(
+        l_in=l_in, multiplier=multiplier, shift=shift, lo=lo, hi=hi, rounding=rounding, l_out=l_out,
+        msb_known_zero=msb_known_zero, exact=exact,
+    )
+    xs = np.asarray(x, dtype=np.uint64) & mask(plan.l)
+    shape = xs.shape
+    flat = xs.reshape(-1)
+    if plan.constant:
+        value = np.uint64(plan.out_lo % (1 << plan.l_out)) if party.is_server else np.uint64(0)
+        return np.full(shape, value, dtype=np.uint64)
+
+    y = await _scale_shift(party, f"{label}/scale", flat, plan, exact, digit_bits)
+    out = await _clip(party, f"{label}/clip", y, plan, digit_bits)
+    return out.reshape(shape)
+
+
+async def _scale_shift(
+    party: Party, label: str, x: np.ndarray, plan: RequantPlan, exact: bool, digit_bits: int
+) -> np.ndarray:
+    """Shares mod ``2^W`` of ``y' = floor((x·M + r)/2^s)`` (minus the carry if not ``exact``)."""
+    l, s, M, W = plan.l, plan.s, plan.M, plan.W
+    biased = not plan.msb_known_zero
+    server = party.is_server
+    u = (x + np.uint64(1 << (l - 1))) & mask(l) if (biased and server) else x
+    # A = u_S·M + r − bias·M (server), B = u_C·M (client), both mod 2^64
+    a = u * np.uint64(M)
+    if server:
+        const = (plan.r - ((1 << (l - 1)) * M if biased else 0)) & _M64
+        a = a + np.uint64(const)
+    need_w = plan.w_bits > 0
+    need_c = exact and s > 0
+    low_s = np.uint64((1 << s) - 1)
+    wrap_operand = (mask(l) - u) if server else u
+
+    def carry_operand(v: np.ndarray) -> np.ndarray:
+        return (low_s - (v & low_s)) if server else (v & low_s)
+
+    def own(arr: np.ndarray) -> np.ndarray:
+        return arr[None, :] if server else arr
+
+    if plan.direct:
+        tasks: list[CompareTask] = []
+        operands: list[np.ndarray] = []
+        if need_w and not plan.msb_known_zero:
+            tasks.append(CompareTask(l))
+            operands.append(own(wrap_operand))
+        if need_c:
+            tasks.append(CompareTask(s))
+            operands.append(own(carry_operand(a)))
+
+        async def comparisons() -> list[tuple[np.ndarray, np.ndarray | None]]:
+            if not tasks:
+                return []
+            return await compare_batch(party, f"{label}/cmp", tasks, operands, sender="server", digit_bits=digit_bits)
+
+        async def known_wrap() -> np.ndarray | None:
+            if need_w and plan.msb_known_zero:
+                return await cross_or(party, f"{label}/wrap", msb_bits(u, l), l=plan.w_bits)
+            return None
+
+        results, w_arith = await asyncio.gather(comparisons(), known_wrap())
+        jobs = []
+        k = 0
+        if need_w and not plan.msb_known_zero:
+            jobs.append(b2a(party, f"{label}/b2a_w", results[k][0][0], l=plan.w_bits))
+            k += 1
+        if need_c:
+            jobs.append(b2a(party, f"{label}/b2a_c", results[k][0][0], l=W))
+        arith = await asyncio.gather(*jobs)
+        if need_w and not plan.msb_known_zero:
+            w_arith, arith = arith[0], arith[1:]
+        y = a >> np.uint64(s)
+        if need_c:
+            y = y + arith[0]
+        if need_w:
+            assert w_arith is not None
+            y = y - w_arith * np.uint64((M << (l - s)) & _M64)
+        return y & mask(W)
+
+    # s > l: fold the arithmetic wrap into the shares first, then truncate (carry on the new shares)
+    big = mask(W + s)
+    if need_w:
+        if plan.msb_known_zero:
+            w_arith = await cross_or(party, f"{label}/wrap", msb_bits(u, l), l=plan.w_bits)
+        else:
+            ((w_bool, _),) = await compare_batch(
+                party, f"{label}/cmp_w", [CompareTask(l)], [own(wrap_operand)], sender="server", digit_bits=digit_bits
+            )
+            w_arith = await b2a(party, f"{label}/b2a_w", w_bool[0], l=plan.w_bits)
+        a = a - w_arith * np.uint64((M << l) & _M64)
+    a = a & big
+    y = a >> np.uint64(s)
+    if need_c:
+        ((c, _),) = await compare_batch(
+            party, f"{label}/cmp_c", [CompareTask(s)], [own(carry_operand(a))], sender="server", digit_bits=digit_bits
+        )
+        y = y + await b2a(party, f"{label}/b2a_c", c[0], l=W)
+    return y & mask(W)
+
+
+async def _clip(party: Party, label: str, y: np.ndarray, plan: RequantPlan, digit_bits: int) -> np.ndarray:
+    """Shares mod ``2^l_out`` of ``clip(y', lo, hi)`` from shares of ``y'`` mod ``2^W``."""
+    L = plan.l_out
+    y_out = y & mask(L)
+    offsets = plan.offsets
+    if not offsets:
+        return y_out
+    d = await drelu_shifted(party, f"{label}/drelu", y & mask(plan.w_cmp), l=plan.w_cmp, offsets=offsets, digit_bits=digit_bits)
+    sels, targets = [], []
+    k = 0
+    if plan.need_lo:  # [y' < lo] = 1 ^ DReLU(y' - lo)
+        sels.append(d[k] ^ np.uint8(1) if party.is_server else d[k])
+        targets.append(plan.lo)
+        k += 1
+    if plan.need_hi:  # [y' > hi] = DReLU(y' - hi - 1)
+        sels.append(d[k])
+        targets.append(plan.hi)
+    # values (target - y') as shares mod 2^L: the server adds the public target
+    vals = [((np.uint64(t % (1 << L)) if party.is_server else np.uint64(0)) - y_out) & mask(L) for t in targets]
+    corr = await mux(party, f"{label}/mux", np.concatenate(sels), np.concatenate(vals), l=L)
+    n = y_out.size
+    return (y_out + corr.reshape(len(targets), n).sum(axis=0, dtype=np.uint64)) & mask(L)
