@@ -1,0 +1,141 @@
+"""Reference interpreters: float64 for a :class:`FloatGraph`, exact int64 for a :class:`QGraph`.
+
+:func:`run_int` is the ground truth of secure inference: in exact mode a secure evaluation must return
+exactly its output.  Requantization is :func:`aiompc.quant.requantize` and nothing else.  Both
+interpreters take a batch (leading axis ``N``) and are vectorised over it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from aiompc.errors import InputError
+from aiompc.nn import kernels as K
+from aiompc.nn.graph import FloatGraph, FloatNode
+from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
+                          Requantize, SumPool)
+from aiompc.quant import requantize
+
+__all__ = ["run_float", "run_int", "predict"]
+
+
+# --------------------------------------------------------------------------- float
+
+
+def _channel_view(v: np.ndarray, ndim: int) -> np.ndarray:
+    """Reshape a per-channel vector to broadcast against ``(N, C, ...)`` of rank ``ndim``."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
+    a, p, x = n.attrs, n.params, xs[0]
+    if n.op == "conv":
+        return K.conv2d(x, p["weight"], p["bias"], a["stride"], a["pads"], a["groups"])
+    if n.op == "gemm":
+        return K.linear(x, p["weight"], p["bias"])
+    if n.op == "batchnorm":
+        scale = p["scale"] / np.sqrt(p["var"] + a["eps"])
+        return (x - _channel_view(p["mean"], x.ndim)) * _channel_view(scale, x.ndim) + _channel_view(p["bias"], x.ndim)
+    if n.op == "relu":
+        return np.maximum(x, 0.0)
+    if n.op == "clip":
+        lo = -np.inf if a["lo"] is None else a["lo"]
+        hi = np.inf if a["hi"] is None else a["hi"]
+        return np.clip(x, lo, hi)
+    if n.op == "maxpool":
+        return K.max_pool2d(x, a["kernel"], a["stride"], a["pads"], -np.inf)
+    if n.op == "avgpool":
+        return K.sum_pool2d(x, a["kernel"], a["stride"], a["pads"]) / (a["kernel"][0] * a["kernel"][1])
+    if n.op == "global_avgpool":
+        return x.mean(axis=(2, 3), keepdims=True)
+    if n.op == "add":
+        return np.sum(xs, axis=0)
+    if n.op == "concat":
+        return np.concatenate(xs, axis=1)
+    if n.op == "flatten":
+        return x.reshape(x.shape[0], -1)
+    if n.op == "fakequant":
+        lo, hi = (-(1 << (a["bits"] - 1)), (1 << (a["bits"] - 1)) - 1) if a["signed"] else (0, (1 << a["bits"]) - 1)
+        return np.clip(np.rint(x / a["scale"]), lo, hi) * a["scale"]
+    raise InputError(f"node {n.name!r}: unknown float op {n.op!r}")
+
+
+def run_float(graph: FloatGraph, x: np.ndarray, collect: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+    """Evaluate the float graph on a batch ``x`` of shape ``(N, *input_shape)`` in float64.
+
+    Returns the output ``(N, *output_shape)``, or with ``collect=True`` a dict of every edge's value
+    (the calibration data of :func:`aiompc.nn.quantize.quantize`)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[1:] != graph.input_shape:
+        raise InputError(f"input has shape {x.shape}; the model expects (N, {', '.join(map(str, graph.input_shape))})")
+    env = {graph.input: x}
+    for n in graph.nodes:
+        env[n.output] = _float_node(n, [env[i] for i in n.inputs])
+    return env if collect else env[graph.output]
+
+
+# --------------------------------------------------------------------------- integer
+
+
+def _requantize(n: Requantize, x: np.ndarray) -> np.ndarray:
+    if len(n.multiplier) == 1:
+        return requantize(x, n.multiplier[0], n.shift, n.lo, n.hi, n.rounding)  # type: ignore[arg-type]
+    m = n.channel_multipliers(x.shape[1])
+    out = np.empty_like(x)
+    for mv in np.unique(m):  # one call per distinct multiplier (channels, not elements)
+        idx = np.flatnonzero(m == mv)
+        out[:, idx] = requantize(x[:, idx], int(mv), n.shift, n.lo, n.hi, n.rounding)  # type: ignore[arg-type]
+    return out
+
+
+def _add(n: Add, xs: list[np.ndarray]) -> np.ndarray:
+    m = n.channel_multipliers(xs[0].shape[1])
+    return sum(x * _channel_view(m[i], x.ndim) for i, x in enumerate(xs))  # type: ignore[return-value]
+
+
+_INT_KERNELS: dict[type[Node], Callable[[Node, list[np.ndarray], QGraph], np.ndarray]] = {
+    Conv: lambda n, xs, g: K.conv2d(xs[0], n.weight, n.bias, n.stride, n.pads, n.groups),  # type: ignore[attr-defined]
+    Linear: lambda n, xs, g: K.linear(xs[0], n.weight, n.bias),  # type: ignore[attr-defined]
+    ChannelAffine: lambda n, xs, g: xs[0] * _channel_view(n.weight, xs[0].ndim)  # type: ignore[attr-defined]
+    + _channel_view(n.bias, xs[0].ndim),  # type: ignore[attr-defined]
+    Requantize: lambda n, xs, g: _requantize(n, xs[0]),  # type: ignore[arg-type]
+    Relu: lambda n, xs, g: np.maximum(xs[0], 0),
+    Clip: lambda n, xs, g: np.clip(xs[0], n.lo, n.hi),  # type: ignore[attr-defined]
+    MaxPool: lambda n, xs, g: K.max_pool2d(xs[0], n.kernel, n.stride, n.pads,  # type: ignore[attr-defined]
+                                           g.tensors[n.inputs[0]].lo),
+    SumPool: lambda n, xs, g: K.sum_pool2d(xs[0], n.kernel, n.stride, n.pads),  # type: ignore[attr-defined]
+    Add: lambda n, xs, g: _add(n, xs),  # type: ignore[arg-type]
+    Concat: lambda n, xs, g: np.concatenate(xs, axis=1),
+    Flatten: lambda n, xs, g: xs[0].reshape(xs[0].shape[0], -1),
+}
+
+
+def run_int(graph: QGraph, x: np.ndarray, collect: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+    """Evaluate the integer graph exactly on a batch ``x`` (integers, ``(N, *input_shape)``, inside the
+    input's bounds).  Returns the int64 output (the accumulator/logits at ``output_spec.scale``), or
+    every edge's value with ``collect=True``.  Raises :class:`InputError` on a wrong shape, dtype or
+    range and if the graph has no weights."""
+    spec = graph.input_spec
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise InputError(f"integer inference takes integer input, got dtype {x.dtype}; use QGraph.quantize_input")
+    if x.shape[1:] != spec.shape:
+        raise InputError(f"input has shape {x.shape}; the model expects (N, {', '.join(map(str, spec.shape))})")
+    x = x.astype(np.int64)
+    if x.size and (x.min() < spec.lo or x.max() > spec.hi):
+        raise InputError(f"input values must lie in [{spec.lo}, {spec.hi}] (the model input's range)")
+    if not graph.has_weights:
+        raise InputError("this graph is metadata only (no weights); the server's full graph is needed")
+    env = {graph.input: x}
+    for n in graph.nodes:
+        env[n.output] = _INT_KERNELS[type(n)](n, [env[i] for i in n.inputs], graph)
+    return env if collect else env[graph.output]
+
+
+def predict(graph: QGraph, x: np.ndarray) -> np.ndarray:
+    """Class predictions of the integer model on float inputs ``(N, *input_shape)``: quantize the input,
+    run :func:`run_int`, argmax of the dequantized outputs (per-channel output scales respected)."""
+    y = run_int(graph, graph.quantize_input(x))
+    return np.argmax(graph.dequantize_output(y).reshape(len(y), -1), axis=1)

@@ -1,0 +1,716 @@
+"""The integer model IR: a topologically ordered list of integer layers joined by named, typed edges.
+
+This is what secure inference evaluates and what :func:`aiompc.nn.interpret.run_int` defines bit for
+bit.  Every edge (:class:`TensorSpec`) states its per-sample shape (no batch axis), its width and
+signedness (the ring ``Z_{2^l}``, ``l >= bits``, its shares need), proven value bounds ``[lo, hi]``
+and its real-valued scale (``real = scale[c] * value``, ``c`` indexing the first axis; one entry means
+one scale for the whole tensor).  All values are integers; weights and biases are ``int64``.
+
+Layers and where a two-party engine evaluates them:
+
+============== ======================================================= =======================
+node           integer semantics (per sample, ``x`` = input tensor)   secure evaluation
+============== ======================================================= =======================
+Conv           ``conv2d(x, W, stride, pads, groups) + b`` (dilation 1) HE (server's weights)
+Linear         ``W @ x + b``                                           HE
+ChannelAffine  ``a[c] * x[c] + b[c]`` (unfolded batch-norm)            HE (Cheetah's BN)
+Requantize     ``aiompc.quant.requantize(x[c], M[c], s, lo, hi, r)``   OT (M, s public)
+Relu           ``max(x, 0)``                                           OT
+Clip           ``clip(x, lo, hi)``                                     OT
+MaxPool        window max, padding with the input's lower bound       OT
+SumPool        window sum (average pool numerator; 1/k² goes to M)     local
+Add            ``sum_i m_i[c] * x_i[c]`` (public integer rescales)     local
+Concat         concatenation along the channel axis                    local
+Flatten        row-major reshape to one axis                           local
+============== ======================================================= =======================
+
+Weights and biases are the server's secret; everything else is model *metadata*.
+:meth:`QGraph.to_dict` with ``include_weights=False`` gives that metadata as a msgpack-able dict
+(weights replaced by their shapes, intermediate scales left out) for a session handshake; note that
+public requantization multipliers reveal the ratio of scales they encode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import numpy as np
+
+from aiompc.errors import InputError, ProtocolError, UnsupportedModel
+from aiompc.nn.bounds import MAX_BITS, linear_channel_ranges, range_of_width, width_for_range
+from aiompc.nn.kernels import out_size
+from aiompc.quant import requantize
+
+if TYPE_CHECKING:
+    from aiompc.nn.graph import FloatGraph
+
+__all__ = [
+    "TensorSpec",
+    "Node",
+    "Conv",
+    "Linear",
+    "ChannelAffine",
+    "Requantize",
+    "Relu",
+    "Clip",
+    "MaxPool",
+    "SumPool",
+    "Add",
+    "Concat",
+    "Flatten",
+    "NODE_TYPES",
+    "QGraph",
+]
+
+FORMAT = "aiompc.qgraph/1"
+_PRIVATE = {"private": True}
+
+
+# --------------------------------------------------------------------------- edges
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One edge of the graph.
+
+    ``shape``: per-sample shape (``(C, H, W)`` or ``(F,)``); ``bits``/``signed``: the representation
+    (``bits`` <= 62); ``lo``/``hi``: proven bounds of every value, inside the representation's range;
+    ``scale``: positive floats, length 1 (per tensor) or ``shape[0]`` (per channel), or None when the
+    graph is metadata that leaves it out.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    bits: int
+    signed: bool
+    lo: int
+    hi: int
+    scale: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "lo", int(self.lo))
+        object.__setattr__(self, "hi", int(self.hi))
+        if self.scale is not None:
+            object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
+        if not 1 <= self.bits <= MAX_BITS:
+            raise UnsupportedModel(f"tensor {self.name!r}: width {self.bits} bits is outside 1..{MAX_BITS}")
+        rlo, rhi = range_of_width(self.bits, self.signed)
+        if not rlo <= self.lo <= self.hi <= rhi:
+            raise ValueError(
+                f"tensor {self.name!r}: bounds [{self.lo}, {self.hi}] do not fit "
+                f"{'signed' if self.signed else 'unsigned'} {self.bits} bits"
+            )
+        if self.scale is not None:
+            if len(self.scale) not in (1, self.shape[0] if self.shape else 1):
+                raise ValueError(f"tensor {self.name!r}: {len(self.scale)} scales for shape {self.shape}")
+            if not all(s > 0 and np.isfinite(s) for s in self.scale):
+                raise ValueError(f"tensor {self.name!r}: scales must be positive and finite")
+
+    @classmethod
+    def for_range(
+        cls, name: str, shape: Sequence[int], lo: int, hi: int, scale: Sequence[float] | None
+    ) -> TensorSpec:
+        """The narrowest spec holding ``[lo, hi]`` (see :func:`aiompc.nn.bounds.width_for_range`)."""
+        bits, signed = width_for_range(lo, hi)
+        return cls(name, tuple(shape), bits, signed, lo, hi, None if scale is None else tuple(scale))
+
+    @property
+    def size(self) -> int:
+        """Number of values per sample."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def per_tensor(self) -> bool:
+        """True when one scale covers the whole tensor."""
+        return self.scale is not None and len(self.scale) == 1
+
+    def channel_scales(self) -> np.ndarray:
+        """Scales broadcast to one per index of the first axis, ``float64[shape[0]]``."""
+        if self.scale is None:
+            raise InputError(f"tensor {self.name!r} carries no scale (metadata-only graph)")
+        return np.broadcast_to(np.asarray(self.scale, dtype=np.float64), (self.shape[0],)).copy()
+
+    def to_dict(self, include_scale: bool = True) -> dict[str, Any]:
+        """Plain dict (lists, ints, floats, strings, bools)."""
+        d: dict[str, Any] = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "bits": self.bits,
+            "signed": self.signed,
+            "lo": self.lo,
+            "hi": self.hi,
+        }
+        if include_scale and self.scale is not None:
+            d["scale"] = list(self.scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        """Inverse of :meth:`to_dict`."""
+        scale = d.get("scale")
+        return cls(
+            str(d["name"]),
+            tuple(d["shape"]),
+            int(d["bits"]),
+            bool(d["signed"]),
+            int(d["lo"]),
+            int(d["hi"]),
+            None if scale is None else tuple(scale),
+        )
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """What a node's inputs imply for its output: shape and bounds (None when weights are absent)."""
+
+    shape: tuple[int, ...]
+    lo: int | None
+    hi: int | None
+
+
+def _tuplify(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return tuple(_tuplify(x) for x in v)
+    return v
+
+
+def _listify(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_listify(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Node:
+    """Base class: a named layer reading ``inputs`` (edge names) and writing one ``output`` edge."""
+
+    op: ClassVar[str] = ""
+    arity: ClassVar[int | None] = 1  # None: two or more inputs
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if self.arity is not None and len(self.inputs) != self.arity:
+            raise ValueError(f"{self.op} node {self.name!r} takes {self.arity} input(s), got {len(self.inputs)}")
+        if self.arity is None and len(self.inputs) < 2:
+            raise ValueError(f"{self.op} node {self.name!r} needs at least two inputs")
+
+    @property
+    def private_fields(self) -> tuple[str, ...]:
+        """Names of the fields that hold the server's secrets (weights, biases)."""
+        return tuple(f.name for f in dataclasses.fields(self) if f.metadata.get("private"))
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        """Output shape and value bounds given the input specs.  Overridden by each layer."""
+        raise NotImplementedError
+
+    def to_dict(self, include_weights: bool = False) -> dict[str, Any]:
+        """Plain dict with ``"op"``; private arrays are int64 ndarrays or left out."""
+        d: dict[str, Any] = {"op": self.op}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.metadata.get("private"):
+                if include_weights and v is not None:
+                    d[f.name] = np.ascontiguousarray(v, dtype=np.int64)
+                continue
+            d[f.name] = _listify(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Node:
+        """Build the node of class ``NODE_TYPES[d["op"]]`` from :meth:`to_dict` output."""
+        op = d.get("op")
+        if op not in NODE_TYPES:
+            raise ProtocolError(f"unknown IR node kind {op!r}")
+        klass = NODE_TYPES[op]
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(klass):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if f.metadata.get("private"):
+                kwargs[f.name] = None if v is None else np.asarray(v, dtype=np.int64)
+            else:
+                kwargs[f.name] = _tuplify(v)
+        return klass(**kwargs)
+
+    # helpers for subclasses
+    def _need_rank(self, spec: TensorSpec, ranks: tuple[int, ...]) -> None:
+        if len(spec.shape) not in ranks:
+            raise UnsupportedModel(
+                f"{self.op} node {self.name!r}: input {spec.name!r} has shape {spec.shape}, "
+                f"expected rank {' or '.join(map(str, ranks))} per sample"
+            )
+
+
+def _check_window(node: Node, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...]) -> None:
+    if len(kernel) != 2 or len(stride) != 2 or len(pads) != 4:
+        raise ValueError(f"{node.op} node {node.name!r}: kernel/stride need 2 entries, pads 4")
+    if min(kernel) < 1 or min(stride) < 1 or min(pads) < 0:
+        raise ValueError(f"{node.op} node {node.name!r}: bad kernel {kernel}, stride {stride} or pads {pads}")
+
+
+def _window_shape(node: Node, spec: TensorSpec, kernel: tuple[int, int], stride: tuple[int, int],
+                  pads: tuple[int, int, int, int], channels: int) -> tuple[int, int, int]:
+    _, h, w = spec.shape
+    ho = out_size(h, kernel[0], stride[0], pads[0], pads[2])
+    wo = out_size(w, kernel[1], stride[1], pads[1], pads[3])
+    if ho < 1 or wo < 1:
+        raise UnsupportedModel(f"{node.op} node {node.name!r}: window {kernel} larger than padded input {spec.shape}")
+    return channels, ho, wo
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Conv(Node):
+    """Integer 2-D convolution, ONNX semantics with dilation 1, zero padding, ``groups`` (depthwise when
+    ``groups == C``).  ``weight``: int64 ``(O, C/groups, kh, kw)`` within signed ``weight_bits`` bits;
+    ``bias``: int64 ``(O,)`` at the accumulator scale.  Output: the exact accumulator."""
+
+    op: ClassVar[str] = "conv"
+    weight_shape: tuple[int, int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    groups: int = 1
+    weight_bits: int = 8
+    weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+    bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_window(self, self.weight_shape[2:], self.stride, self.pads)
+        if self.weight_shape[0] % self.groups:
+            raise ValueError(f"conv {self.name!r}: {self.weight_shape[0]} outputs not divisible by groups {self.groups}")
+        _check_weights(self, self.weight_shape, self.weight_shape[0])
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weight_shape[2], self.weight_shape[3]
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight_shape[1] * self.groups
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight_shape[0]
+
+    @property
+    def depthwise(self) -> bool:
+        """True for one input channel per group (``groups == C``)."""
+        return self.weight_shape[1] == 1 and self.groups > 1
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        self._need_rank(x, (3,))
+        if x.shape[0] != self.in_channels:
+            raise UnsupportedModel(f"conv {self.name!r}: input has {x.shape[0]} channels, weights expect {self.in_channels}")
+        shape = _window_shape(self, x, self.kernel, self.stride, self.pads, self.out_channels)
+        return Inferred(shape, *_linear_range(self.weight, self.bias, x))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Linear(Node):
+    """Fully connected layer ``W @ x + b``; ``weight`` int64 ``(O, I)``, ``bias`` int64 ``(O,)``.
+    Output: the exact accumulator."""
+
+    op: ClassVar[str] = "linear"
+    weight_shape: tuple[int, int]
+    weight_bits: int = 8
+    weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+    bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_weights(self, self.weight_shape, self.weight_shape[0])
+
+    @property
+    def in_features(self) -> int:
+        return self.weight_shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight_shape[0]
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        self._need_rank(x, (1,))
+        if x.shape[0] != self.in_features:
+            raise UnsupportedModel(f"linear {self.name!r}: input has {x.shape[0]} features, weights expect {self.in_features}")
+        return Inferred((self.out_features,), *_linear_range(self.weight, self.bias, x))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ChannelAffine(Node):
+    """Per-channel ``weight[c] * x[c] + bias[c]`` (a batch-norm that could not be folded into a linear
+    layer); ``weight``/``bias`` int64 ``(C,)``, ``weight`` within signed ``weight_bits`` bits."""
+
+    op: ClassVar[str] = "affine"
+    channels: int
+    weight_bits: int = 8
+    weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+    bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_weights(self, (self.channels,), self.channels)
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        if not x.shape or x.shape[0] != self.channels:
+            raise UnsupportedModel(f"affine {self.name!r}: input shape {x.shape} has not {self.channels} channels")
+        if self.weight is None or self.bias is None:
+            return Inferred(x.shape, None, None)
+        a = self.weight.astype(object)
+        ends = np.concatenate([a * x.lo + self.bias.astype(object), a * x.hi + self.bias.astype(object)])
+        return Inferred(x.shape, int(min(ends)), int(max(ends)))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Requantize(Node):
+    """``aiompc.quant.requantize(x[c], multiplier[c], shift, lo, hi, rounding)``: rescale by the public
+    fixed-point ``multiplier / 2^shift`` (one multiplier, or one per index of the first axis), round and
+    clip to ``[lo, hi]`` (``lo = 0`` fuses a ReLU).  The output edge declares the target width."""
+
+    op: ClassVar[str] = "requantize"
+    multiplier: tuple[int, ...]
+    shift: int
+    lo: int
+    hi: int
+    rounding: str = "nearest"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "multiplier", tuple(int(m) for m in self.multiplier))
+        if not self.multiplier or min(self.multiplier) < 0 or not 0 <= self.shift <= 62 or self.lo > self.hi:
+            raise ValueError(f"requantize {self.name!r}: needs multipliers >= 0, 0 <= shift <= 62, lo <= hi")
+        if self.rounding not in ("nearest", "floor"):
+            raise ValueError(f"requantize {self.name!r}: rounding must be 'nearest' or 'floor'")
+
+    def channel_multipliers(self, channels: int) -> np.ndarray:
+        """Multipliers broadcast to ``channels`` entries (int64)."""
+        return np.broadcast_to(np.asarray(self.multiplier, dtype=np.int64), (channels,)).copy()
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        if len(self.multiplier) not in (1, x.shape[0] if x.shape else 1):
+            raise UnsupportedModel(f"requantize {self.name!r}: {len(self.multiplier)} multipliers for shape {x.shape}")
+        ms = sorted(set(self.multiplier))
+        lows = [int(requantize(np.array([x.lo]), m, self.shift, self.lo, self.hi, self.rounding)[0]) for m in ms]
+        highs = [int(requantize(np.array([x.hi]), m, self.shift, self.lo, self.hi, self.rounding)[0]) for m in ms]
+        return Inferred(x.shape, min(lows), max(highs))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Relu(Node):
+    """``max(x, 0)`` on an already requantized tensor (fused into :class:`Requantize` where possible)."""
+
+    op: ClassVar[str] = "relu"
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        return Inferred(x.shape, max(x.lo, 0), max(x.hi, 0))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Clip(Node):
+    """``clip(x, lo, hi)`` with integer bounds (ReLU6 and friends on a requantized tensor)."""
+
+    op: ClassVar[str] = "clip"
+    lo: int
+    hi: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lo > self.hi:
+            raise ValueError(f"clip {self.name!r}: lo > hi")
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        c = lambda v: min(max(v, self.lo), self.hi)  # noqa: E731
+        return Inferred(x.shape, c(x.lo), c(x.hi))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MaxPool(Node):
+    """Window maximum; padded positions hold the input's lower bound ``lo`` (so they never win
+    unless a window is all padding, which the shape check excludes)."""
+
+    op: ClassVar[str] = "maxpool"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_window(self, self.kernel, self.stride, self.pads)
+        if self.pads[0] >= self.kernel[0] or self.pads[2] >= self.kernel[0] or \
+                self.pads[1] >= self.kernel[1] or self.pads[3] >= self.kernel[1]:
+            raise UnsupportedModel(f"maxpool {self.name!r}: pads {self.pads} must be smaller than the kernel {self.kernel}")
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        self._need_rank(x, (3,))
+        return Inferred(_window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0]), x.lo, x.hi)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SumPool(Node):
+    """Window sum with zero padding: the numerator of an average pool (global when the kernel is the
+    whole input).  The ``1/(kh*kw)`` lives in the scale and later in a requantization multiplier."""
+
+    op: ClassVar[str] = "sumpool"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_window(self, self.kernel, self.stride, self.pads)
+
+    @property
+    def window(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        self._need_rank(x, (3,))
+        shape = _window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0])
+        return Inferred(shape, self.window * min(x.lo, 0), self.window * max(x.hi, 0))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Add(Node):
+    """``sum_i multipliers[i][c] * x_i[c]``: residual add after rescaling each input to a common scale
+    by public non-negative integers (one per input, or one per index of the first axis)."""
+
+    op: ClassVar[str] = "add"
+    arity: ClassVar[int | None] = None
+    multipliers: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "multipliers", tuple(tuple(int(m) for m in ms) for ms in self.multipliers))
+        if len(self.multipliers) != len(self.inputs) or any(not ms or min(ms) < 0 for ms in self.multipliers):
+            raise ValueError(f"add {self.name!r}: needs one non-empty list of multipliers >= 0 per input")
+
+    def channel_multipliers(self, channels: int) -> np.ndarray:
+        """``int64[len(inputs), channels]``."""
+        return np.stack([np.broadcast_to(np.asarray(m, dtype=np.int64), (channels,)) for m in self.multipliers])
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        shape = inputs[0].shape
+        if any(x.shape != shape for x in inputs):
+            raise UnsupportedModel(f"add {self.name!r}: input shapes differ {[x.shape for x in inputs]}")
+        if any(len(m) not in (1, shape[0]) for m in self.multipliers):
+            raise UnsupportedModel(f"add {self.name!r}: multipliers do not match {shape[0]} channels")
+        m = self.channel_multipliers(shape[0]).astype(object)
+        lo = sum(m[i] * x.lo for i, x in enumerate(inputs))
+        hi = sum(m[i] * x.hi for i, x in enumerate(inputs))
+        return Inferred(shape, int(min(lo)), int(max(hi)))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Concat(Node):
+    """Concatenation along the first (channel) axis."""
+
+    op: ClassVar[str] = "concat"
+    arity: ClassVar[int | None] = None
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        rest = inputs[0].shape[1:]
+        if any(x.shape[1:] != rest or not x.shape for x in inputs):
+            raise UnsupportedModel(f"concat {self.name!r}: shapes {[x.shape for x in inputs]} differ beyond the channel axis")
+        return Inferred((sum(x.shape[0] for x in inputs), *rest), min(x.lo for x in inputs), max(x.hi for x in inputs))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Flatten(Node):
+    """Row-major flattening of the per-sample tensor to one axis."""
+
+    op: ClassVar[str] = "flatten"
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        return Inferred((x.size,), x.lo, x.hi)
+
+
+NODE_TYPES: dict[str, type[Node]] = {
+    k.op: k for k in (Conv, Linear, ChannelAffine, Requantize, Relu, Clip, MaxPool, SumPool, Add, Concat, Flatten)
+}
+
+
+def _check_weights(node: Node, shape: tuple[int, ...], outputs: int) -> None:
+    w, b = getattr(node, "weight"), getattr(node, "bias")
+    bits = getattr(node, "weight_bits")
+    if not 1 <= bits <= 32:
+        raise ValueError(f"{node.op} {node.name!r}: weight_bits {bits} outside 1..32")
+    if (w is None) != (b is None):
+        raise ValueError(f"{node.op} {node.name!r}: give both weight and bias, or neither")
+    if w is None:
+        return
+    object.__setattr__(node, "weight", np.asarray(w, dtype=np.int64))
+    object.__setattr__(node, "bias", np.asarray(b, dtype=np.int64))
+    if node.weight.shape != tuple(shape) or node.bias.shape != (outputs,):  # type: ignore[attr-defined]
+        raise ValueError(f"{node.op} {node.name!r}: weight {node.weight.shape} / bias {node.bias.shape} "  # type: ignore[attr-defined]
+                         f"do not match {tuple(shape)} / ({outputs},)")
+    lo, hi = range_of_width(bits, True)
+    if node.weight.size and (node.weight.min() < lo or node.weight.max() > hi):  # type: ignore[attr-defined]
+        raise ValueError(f"{node.op} {node.name!r}: weights exceed signed {bits} bits")
+
+
+def _linear_range(weight: np.ndarray | None, bias: np.ndarray | None, x: TensorSpec) -> tuple[int | None, int | None]:
+    if weight is None:
+        return None, None
+    lo, hi = linear_channel_ranges(weight, bias, min(x.lo, 0), max(x.hi, 0))
+    return int(lo.min()), int(hi.max())
+
+
+# --------------------------------------------------------------------------- graph
+
+
+@dataclass(eq=False)
+class QGraph:
+    """A quantized model: input and output edge names, every edge's spec, and the nodes in
+    topological order (each node's inputs are the graph input or earlier nodes' outputs).
+
+    ``float_graph`` optionally keeps the float model it was quantized from (never serialized).
+    """
+
+    input: str
+    output: str
+    tensors: dict[str, TensorSpec]
+    nodes: list[Node]
+    float_graph: FloatGraph | None = field(default=None, repr=False)
+
+    # ---- access
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        return self.tensors[self.input]
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        return self.tensors[self.output]
+
+    @property
+    def has_weights(self) -> bool:
+        """False for metadata received in a handshake."""
+        return all(getattr(n, "weight", 0) is not None for n in self.nodes)
+
+    def producer(self, edge: str) -> Node | None:
+        """The node writing ``edge`` (None for the graph input)."""
+        return next((n for n in self.nodes if n.output == edge), None)
+
+    def consumers(self, edge: str) -> list[Node]:
+        """Nodes reading ``edge``, in order."""
+        return [n for n in self.nodes if edge in n.inputs]
+
+    # ---- checks
+
+    def validate(self) -> QGraph:
+        """Check the graph is well formed: single assignment, topological order, every node's output spec
+        agrees with what its inputs imply (shape always; bounds when weights are present), and declared
+        widths hold the bounds.  Returns ``self``; raises :class:`UnsupportedModel` otherwise."""
+        if self.input not in self.tensors:
+            raise UnsupportedModel(f"graph input {self.input!r} has no spec")
+        defined = {self.input}
+        for n in self.nodes:
+            for i in n.inputs:
+                if i not in defined:
+                    raise UnsupportedModel(f"node {n.name!r} reads {i!r} before it is computed")
+            if n.output in defined:
+                raise UnsupportedModel(f"edge {n.output!r} is written twice")
+            if n.output not in self.tensors:
+                raise UnsupportedModel(f"edge {n.output!r} has no spec")
+            got = n.infer([self.tensors[i] for i in n.inputs])
+            spec = self.tensors[n.output]
+            if got.shape != spec.shape:
+                raise UnsupportedModel(f"node {n.name!r}: output shape {spec.shape} but inputs imply {got.shape}")
+            if got.lo is not None and (got.lo, got.hi) != (spec.lo, spec.hi):
+                raise UnsupportedModel(
+                    f"node {n.name!r}: output bounds [{spec.lo}, {spec.hi}] but inputs imply [{got.lo}, {got.hi}]"
+                )
+            defined.add(n.output)
+        if self.output not in defined:
+            raise UnsupportedModel(f"graph output {self.output!r} is never computed")
+        return self
+
+    # ---- client-side conversions
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float input ``(N, *shape)`` or ``(*shape)`` to the integer input ``clip(round(x/s), lo, hi)``
+        over the input's declared width (round half to even, as ONNX ``QuantizeLinear``); int64."""
+        spec = self.input_spec
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[-len(spec.shape):] != spec.shape or x.ndim not in (len(spec.shape), len(spec.shape) + 1):
+            raise InputError(f"input has shape {x.shape}; the model expects (N, {', '.join(map(str, spec.shape))})")
+        if not np.all(np.isfinite(x)):
+            raise InputError("input contains NaN or infinity")
+        if not spec.per_tensor:
+            raise InputError("the model input needs one scale")
+        lo, hi = range_of_width(spec.bits, spec.signed)
+        return np.clip(np.rint(x / spec.scale[0]), lo, hi).astype(np.int64)  # type: ignore[index]
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        """Integer outputs ``(N, *shape)`` to floats: ``y * scale`` along the channel axis."""
+        spec = self.output_spec
+        y = np.asarray(y)
+        s = spec.channel_scales().reshape((-1,) + (1,) * (len(spec.shape) - 1))
+        return y.astype(np.float64) * s
+
+    # ---- serialization
+
+    def to_dict(self, include_weights: bool = False) -> dict[str, Any]:
+        """A msgpack-able dict (encode with :func:`aiompc.wire.encode`).
+
+        ``include_weights=False`` gives the metadata a server may send a client: no weights or biases
+        (only their shapes) and only the input and output scales."""
+        keep_scale = lambda name: include_weights or name in (self.input, self.output)  # noqa: E731
+        return {
+            "format": FORMAT,
+            "input": self.input,
+            "output": self.output,
+            "tensors": [t.to_dict(include_scale=keep_scale(t.name)) for t in self.tensors.values()],
+            "nodes": [n.to_dict(include_weights) for n in self.nodes],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QGraph:
+        """Inverse of :meth:`to_dict`; validates the result.  Raises :class:`ProtocolError` on a
+        malformed dict and :class:`UnsupportedModel` on an inconsistent graph."""
+        try:
+            if d.get("format") != FORMAT:
+                raise ProtocolError(f"not an aiompc model description (format {d.get('format')!r}, want {FORMAT!r})")
+            tensors = {t.name: t for t in (TensorSpec.from_dict(t) for t in d["tensors"])}
+            nodes = [Node.from_dict(n) for n in d["nodes"]]
+            g = cls(str(d["input"]), str(d["output"]), tensors, nodes)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProtocolError(f"malformed model description: {e}") from e
+        return g.validate()
+
+    def without_weights(self) -> QGraph:
+        """The metadata-only graph (what a client reconstructs from :meth:`to_dict`)."""
+        return QGraph.from_dict(self.to_dict(include_weights=False))
+
+    # ---- humans
+
+    def summary(self) -> str:
+        """A text table: one row per node with kind, output shape, width and bounds."""
+        rows = [("node", "op", "output", "shape", "bits", "range")]
+        s = self.input_spec
+        rows.append(("(input)", "", s.name, "x".join(map(str, s.shape)), f"{'s' if s.signed else 'u'}{s.bits}",
+                     f"[{s.lo}, {s.hi}]"))
+        for n in self.nodes:
+            t = self.tensors[n.output]
+            rows.append((n.name, n.op, t.name, "x".join(map(str, t.shape)), f"{'s' if t.signed else 'u'}{t.bits}",
+                         f"[{t.lo}, {t.hi}]"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

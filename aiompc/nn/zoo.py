@@ -1,0 +1,71 @@
+"""The demo model: a small CNN on scikit-learn's bundled 8x8 digits (no download).
+
+``examples/train_digits.py`` trains it and writes ``examples/digits_cnn.onnx`` and
+``examples/digits_cnn.json``; this module holds what the script, the tests and the CLI demo must agree
+on: the data split, the calibration batch and the quantization settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiompc.nn.ir import QGraph
+from aiompc.nn.onnx_import import load_onnx
+from aiompc.nn.quantize import QuantConfig, quantize
+
+__all__ = ["DigitsData", "digits_data", "digits_model", "DIGITS_ONNX", "DIGITS_JSON", "DIGITS_CONFIG",
+           "SPLIT_SEED", "TEST_FRACTION", "CALIBRATION_SAMPLES"]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DIGITS_ONNX = EXAMPLES / "digits_cnn.onnx"
+DIGITS_JSON = EXAMPLES / "digits_cnn.json"
+SPLIT_SEED = 2024
+TEST_FRACTION = 0.25
+CALIBRATION_SAMPLES = 256
+DIGITS_CONFIG = QuantConfig(weight_bits=4, act_bits=4, input_bits=8, first_last_bits=8)
+
+
+@dataclass(frozen=True)
+class DigitsData:
+    """The fixed split: float images ``(N, 1, 8, 8)`` in [0, 1] and int labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def calibration(self) -> np.ndarray:
+        """The first :data:`CALIBRATION_SAMPLES` training images: the quantizer's calibration batch."""
+        return self.x_train[:CALIBRATION_SAMPLES]
+
+
+def digits_data(seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION) -> DigitsData:
+    """scikit-learn's digits (1,797 images, pixel values 0..16 scaled to [0, 1]) split by a seeded,
+    stratified shuffle."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float64)[:, None, :, :]
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=test_fraction, random_state=seed,
+                                          stratify=d.target)
+    return DigitsData(xtr, ytr.astype(np.int64), xte, yte.astype(np.int64))
+
+
+def digits_model(path: str | os.PathLike[str] = DIGITS_ONNX, config: QuantConfig = DIGITS_CONFIG,
+                 data: DigitsData | None = None) -> QGraph:
+    """The quantized demo model: import the ONNX file and quantize it on the fixed calibration batch."""
+    data = data or digits_data()
+    return quantize(load_onnx(path), data.calibration, config)
+
+
+def digits_report(path: str | os.PathLike[str] = DIGITS_JSON) -> dict[str, Any]:
+    """The accuracies and settings the training script recorded."""
+    return json.loads(Path(path).read_text())
