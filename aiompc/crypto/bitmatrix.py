@@ -60,7 +60,7 @@ def transpose(matrix: np.ndarray) -> np.ndarray:
     if groups == 0 or cbytes == 0:
         return np.zeros((8 * cbytes, groups), dtype=np.uint8)
     # 1. (J, p, I) -> (J, I, p): one uint64 per 8x8 block
-    blocks = np.ascontiguousarray(m.reshape(groups, 8, cbytes).transpose(0, 2, 1))
+    blocks = m.reshape(groups, 8, cbytes).transpose(0, 2, 1).copy()  # always a copy: step 2 works in place
     words = blocks.view("<u8").reshape(groups, cbytes)
     # 2. transpose the bits inside each block (dtype '<u8' is native uint64 on little-endian hosts)
     if words.dtype != np.uint64:  # pragma: no cover - big-endian host
