@@ -99,13 +99,20 @@ class RequantPlan:
             highs.append(self.ymax - self.hi - 1)
         self.w_cmp = _signed_width(min(lows), max(highs)) if lows else 0
         self.W = max(self.w_cmp, L)
-        if not self.constant and self.W + self.s > 64:
-            raise InputError(
-                f"requantize: shift {self.s} + working width {self.W} exceeds 64 bits; "
-                "lower the multiplier precision (smaller M and s)"
-            )
-        # weight of the wrap in y': M·2^(l-s) (direct) or M·2^l before the shift (s > l)
         self.direct = self.s <= l
+        if not self.constant:
+            if self.s > 63 or self.W > 64:
+                raise InputError(
+                    f"requantize: shift {self.s} or working width {self.W} beyond 63/64 bits; "
+                    "use a smaller shift or a narrower input range"
+                )
+            product_fits = ((1 << l) - 1) * self.M < 1 << 64  # u·M exact in uint64
+            if not ((self.direct and product_fits) or self.s + self.W <= 64):
+                raise InputError(
+                    f"requantize: l_in={l} with multiplier {self.M} and shift {self.s} needs more than 64-bit "
+                    "words (x·M overflows and shift + working width > 64); lower the multiplier precision"
+                )
+        # weight of the wrap in y': M·2^(l-s) (direct) or M·2^l before the shift (s > l)
         wrap_weight_tz = _twos(self.M) + (l - self.s if self.direct else l)
         work = self.W if self.direct else self.W + self.s
         self.w_bits = work - wrap_weight_tz if self.M else 0  # B2A width of the wrap (<= 0: not needed)
@@ -169,11 +176,10 @@ async def _scale_shift(
     biased = not plan.msb_known_zero
     server = party.is_server
     u = (x + np.uint64(1 << (l - 1))) & mask(l) if (biased and server) else x
-    # A = u_S·M + r − bias·M (server), B = u_C·M (client), both mod 2^64
-    a = u * np.uint64(M)
-    if server:
-        const = (plan.r - ((1 << (l - 1)) * M if biased else 0)) & _M64
-        a = a + np.uint64(const)
+    # A = u_S·M + r − bias·M (server), B = u_C·M (client); a = A mod 2^64 (wrapping)
+    p = u * np.uint64(M)
+    const = plan.r - ((1 << (l - 1)) * M if biased else 0)  # public, may be negative
+    a = p + np.uint64(const & _M64) if server else p
     need_w = plan.w_bits > 0
     need_c = exact and s > 0
     low_s = np.uint64((1 << s) - 1)
@@ -191,9 +197,18 @@ async def _scale_shift(
         if need_w and not plan.msb_known_zero:
             tasks.append(CompareTask(l))
             operands.append(own(wrap_operand))
+        # A >> s and A mod 2^s without leaving uint64: A = P + C with P = u·M (exact when it fits, else
+        # everything is taken mod 2^(s+W) <= 2^64), C = C_hi·2^s + C_lo public
+        if server:
+            c_lo = np.uint64(const & ((1 << s) - 1))
+            low = (p & low_s) + c_lo  # < 2^(s+1) <= 2^64
+            high = (p >> np.uint64(s)) + (low >> np.uint64(s)) + np.uint64((const >> s) & _M64)
+            low &= low_s
+        else:
+            high, low = p >> np.uint64(s), p & low_s
         if need_c:
             tasks.append(CompareTask(s))
-            operands.append(own(carry_operand(a)))
+            operands.append(own(carry_operand(low)))
 
         async def comparisons() -> list[tuple[np.ndarray, np.ndarray | None]]:
             if not tasks:
@@ -216,7 +231,7 @@ async def _scale_shift(
         arith = await asyncio.gather(*jobs)
         if need_w and not plan.msb_known_zero:
             w_arith, arith = arith[0], arith[1:]
-        y = a >> np.uint64(s)
+        y = high
         if need_c:
             y = y + arith[0]
         if need_w:

@@ -1,0 +1,129 @@
+"""Requantization on shares equals aiompc.quant.requantize bit for bit (exact) or within {-1, 0} (approximate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from aiompc import quant
+from aiompc.errors import InputError
+from aiompc.party import Party
+from aiompc.ring import to_signed
+from nonlinear_helpers import Shared, opened, run_both, signed_values
+from protocols.nonlinear.requantize import RequantPlan, requantize
+
+
+@dataclass(frozen=True)
+class Case:
+    l: int
+    M: int
+    s: int
+    lo: int
+    hi: int
+    l_out: int
+    rounding: str = "nearest"
+    msb_known_zero: bool = False
+
+    def params(self) -> dict:
+        return dict(l_in=self.l, multiplier=self.M, shift=self.s, lo=self.lo, hi=self.hi, rounding=self.rounding,
+                    l_out=self.l_out, msb_known_zero=self.msb_known_zero)
+
+
+def reference(x: np.ndarray, c: Case) -> np.ndarray:
+    """aiompc.quant.requantize; beyond its 62-bit guard (l_in = 64) the same formula on Python integers."""
+    try:
+        return quant.requantize(x, c.M, c.s, c.lo, c.hi, c.rounding)  # type: ignore[arg-type]
+    except InputError:
+        r = (1 << (c.s - 1)) if (c.rounding == "nearest" and c.s > 0) else 0
+        return np.array([min(max((int(v) * c.M + r) >> c.s, c.lo), c.hi) for v in x], dtype=np.int64)
+
+
+def inputs(c: Case, gen: np.random.Generator) -> np.ndarray:
+    """Random values, the range's edges, and both sides of every clip bound and rounding boundary."""
+    lo_x, hi_x = (0 if c.msb_known_zero else -(1 << (c.l - 1))), (1 << (c.l - 1)) - 1
+    vals = [int(v) for v in signed_values(c.l, 300, gen)]
+    r = (1 << (c.s - 1)) if (c.rounding == "nearest" and c.s > 0) else 0
+    if c.M:
+        for k in (c.lo, c.lo + 1, c.hi, c.hi + 1, -1, 0, 1, 2):
+            x0 = -((r - k * (1 << c.s)) // c.M)  # ceil((k·2^s − r)/M): first x with y' >= k
+            vals += [x0 - 2, x0 - 1, x0, x0 + 1]
+    x = np.array([min(max(v, lo_x), hi_x) for v in vals], dtype=np.int64)
+    return np.abs(x) if c.msb_known_zero else x
+
+
+def cases_for(l: int) -> list[Case]:
+    b = min(4, l - 1)
+    out = [
+        Case(l, 1, max(1, l // 4), 0, (1 << b) - 1, b),  # ReLU fused, unsigned b-bit output
+        Case(l, 1, l // 2, -(1 << (b - 1)), (1 << (b - 1)) - 1, b, "floor"),  # signed b-bit output
+        Case(l, 1, l // 2, -(1 << (b - 1)), (1 << (b - 1)) - 1, min(64, l + 2)),  # wide output ring
+        Case(l, 0, 3, -5, 5, 4),  # constant
+    ]
+    if l <= 37:
+        out += [
+            Case(l, 181, l + 5, -128, 127, 16),  # fixed-point multiplier, shift beyond l_in (s > l path)
+            Case(l, 181, l + 5, 0, 255, 8, "floor"),
+            Case(l, 3, 0, -100, 100, 8),  # no shift
+            Case(l, 5, 3, 0, 255, 8, msb_known_zero=True),  # after a ReLU
+            Case(l, 77, l - 1, -8, 7, 4, msb_known_zero=True),
+        ]
+    if l == 8:
+        out.append(Case(8, 1, 4, -8, 8, 5))  # no clip needed at all
+    return out
+
+
+@pytest.mark.parametrize("l", [4, 8, 16, 37, 64])
+async def test_requantize_exact_and_approximate(l: int, gen: np.random.Generator) -> None:
+    cases = cases_for(l)
+    data = [(c, inputs(c, gen)) for c in cases]
+    shared = [Shared(x, l) for _, x in data]
+
+    async def job(p: Party):
+        res = []
+        for i, ((c, _), sx) in enumerate(zip(data, shared)):
+            ex = await requantize(p, f"q{i}", sx.mine(p), **c.params())
+            ap = await requantize(p, f"a{i}", sx.mine(p), **c.params(), exact=False)
+            res.append((ex, ap))
+        return res
+
+    s, cl = await run_both(job)
+    approx_errors = 0
+    for (c, x), (es, as_), (ec, ac) in zip(data, s, cl):
+        want = reference(x, c)
+        signed = c.lo < 0
+        got = opened(es, ec, c.l_out, signed=signed).astype(np.int64)
+        np.testing.assert_array_equal(got, want, err_msg=str(c))
+        approx = opened(as_, ac, c.l_out, signed=signed).astype(np.int64)
+        err = approx - want
+        assert set(np.unique(err)) <= {-1, 0}, f"approximate error outside {{-1, 0}} for {c}"
+        assert approx.min() >= c.lo and approx.max() <= c.hi
+        approx_errors += int(np.count_nonzero(err))
+    assert approx_errors > 0
+
+
+async def test_shapes_are_kept(gen: np.random.Generator) -> None:
+    x = gen.integers(-500, 500, size=(2, 3, 5, 5))
+    sx = Shared(x, 12)
+
+    async def job(p: Party):
+        return await requantize(p, "q", sx.mine(p), l_in=12, multiplier=3, shift=4, lo=0, hi=15, l_out=4)
+
+    s, c = await run_both(job)
+    assert s.shape == x.shape
+    np.testing.assert_array_equal(opened(s, c, 4, signed=False), quant.requantize(x, 3, 4, 0, 15))
+
+
+def test_plan_widths_and_errors() -> None:
+    p = RequantPlan(l_in=16, multiplier=1, shift=8, lo=0, hi=15, rounding="nearest", l_out=4, msb_known_zero=False)
+    assert (p.ymin, p.ymax, p.w_cmp, p.W, p.offsets) == (-128, 128, 9, 9, [0, 16])
+    assert p.w_bits == 1  # the wrap only matters mod 2 after its weight 2^(l-s)
+    none = RequantPlan(l_in=8, multiplier=1, shift=4, lo=-8, hi=8, rounding="nearest", l_out=5, msb_known_zero=False)
+    assert none.offsets == [] and none.W == 5
+    with pytest.raises(InputError):  # outputs do not fit the output ring
+        RequantPlan(l_in=16, multiplier=1, shift=4, lo=0, hi=255, rounding="nearest", l_out=4, msb_known_zero=False)
+    with pytest.raises(InputError):  # needs more than 64-bit words
+        RequantPlan(l_in=64, multiplier=181, shift=69, lo=-128, hi=127, rounding="nearest", l_out=8, msb_known_zero=False)
+    with pytest.raises(InputError):
+        RequantPlan(l_in=8, multiplier=1, shift=2, lo=3, hi=1, rounding="nearest", l_out=8, msb_known_zero=False)
