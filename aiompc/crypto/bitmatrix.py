@@ -5,16 +5,20 @@ little-endian order inside each byte (``numpy.packbits(..., bitorder="little")``
 ``(m[i, j // 8] >> (j % 8)) & 1``.  :func:`transpose` returns the ``(c, r/8)`` array of the transposed
 matrix.  Both ``r`` and ``c`` must be multiples of 8.
 
-Method (three vectorised passes, no Python loop over elements):
+Two vectorised methods, no Python loop over elements:
 
-1. byte transpose inside each group of 8 rows: the 8 bytes that rows ``8J..8J+7`` have at byte column
-   ``I`` become one little-endian ``uint64`` ``w[J, I]`` holding an 8×8 bit block (bit ``8p + q`` =
-   bit ``(8J + p, 8I + q)``);
-2. transpose every 8×8 block in its word with three shift-and-mask swaps (Hacker's Delight §7-3),
-   so bit ``8q + p`` of the word now holds bit ``(8J + p, 8I + q)``;
-3. byte ``q`` of ``w[J, I]`` is byte ``J`` of output row ``8I + q``: a second byte transpose.
+* **64 × 64 blocks** (when ``r`` and ``c`` are multiples of 64, as in OT extension): rows are read as
+  ``uint64`` words, every 64 × 64 block is transposed in place by six shift-and-mask swap stages
+  (Hacker's Delight §7-3, stage ``j`` swaps the off-diagonal ``j × j`` sub-blocks), and one word-level
+  copy puts word ``p`` of block ``(h, w)`` at output row ``64w + p``, word ``h``.  Columns are processed in
+  slices of :data:`SLICE_WORDS` words so the working set stays in the L2 cache.  About 13 ms for
+  128 × 2^20 bits on one core.
+* **8 × 8 blocks** (any multiples of 8): a byte transpose inside each group of 8 rows turns the 8 bytes
+  rows ``8J..8J+7`` hold at byte column ``I`` into one ``uint64`` 8 × 8 bit block, three swap stages
+  transpose each block (:func:`transpose_8x8`), and a second byte transpose puts byte ``q`` of block
+  ``(J, I)`` at output row ``8I + q``, byte ``J``.  About 3× slower than the 64 × 64 path.
 
-About 30 ms for 128 × 2^20 bits on one core, against about 0.5 s for unpackbits/transpose/packbits.
+Both are far faster than unpackbits/transpose/packbits (about 0.5 s for 128 × 2^20 bits).
 """
 
 from __future__ import annotations
@@ -23,13 +27,56 @@ import numpy as np
 
 from aiompc.errors import InputError
 
-__all__ = ["transpose", "transpose_8x8"]
+__all__ = ["transpose", "transpose_8x8", "SLICE_WORDS"]
+
+SLICE_WORDS = 1024  # columns (in 64-bit words) per slice of the 64 x 64 method: 1 MiB for 128 rows
 
 _STEPS = (
     (np.uint64(7), np.uint64(0x00AA00AA00AA00AA)),
     (np.uint64(14), np.uint64(0x0000CCCC0000CCCC)),
     (np.uint64(28), np.uint64(0x00000000F0F0F0F0)),
 )
+
+
+_STEPS_64 = tuple(
+    (np.uint64(j), np.uint64(m))
+    for j, m in (
+        (32, 0x00000000FFFFFFFF),
+        (16, 0x0000FFFF0000FFFF),
+        (8, 0x00FF00FF00FF00FF),
+        (4, 0x0F0F0F0F0F0F0F0F),
+        (2, 0x3333333333333333),
+        (1, 0x5555555555555555),
+    )
+)
+
+
+def _transpose_64(m: np.ndarray) -> np.ndarray:
+    """The 64 × 64 block method; ``m``: ``(r, c/8)`` ``uint8`` with ``r``, ``c`` multiples of 64."""
+    rows, cbytes = m.shape
+    if m.strides[1] != 1 or m.strides[0] % 8:
+        m = np.ascontiguousarray(m)
+    words = m.view("<u8")  # (r, W), no copy: row i, word w holds bits 64w .. 64w+63
+    nwords = words.shape[1]
+    out = np.empty((nwords, 64, rows // 64), dtype="<u8")  # (w, p, h): output row 64w + p, word h
+    for lo in range(0, nwords, SLICE_WORDS):
+        hi = min(nwords, lo + SLICE_WORDS)
+        width = hi - lo
+        x = words[:, lo:hi].astype(np.uint64)  # a copy, transposed in place below
+        tmp = np.empty((rows // 2, width), dtype=np.uint64)
+        for shift, mask in _STEPS_64:
+            j = int(shift)
+            pairs = x.reshape(rows // (2 * j), 2, j, width)  # rows with bit j of their index clear / set
+            a, b = pairs[:, 0], pairs[:, 1]
+            t = tmp.reshape(rows // (2 * j), j, width)
+            np.right_shift(a, shift, out=t)
+            t ^= b
+            t &= mask
+            b ^= t
+            np.left_shift(t, shift, out=t)
+            a ^= t
+        out[lo:hi] = x.reshape(rows // 64, 64, width).transpose(2, 1, 0)
+    return out.view(np.uint8).reshape(8 * cbytes, rows // 8)
 
 
 def transpose_8x8(words: np.ndarray) -> np.ndarray:
@@ -48,7 +95,7 @@ def transpose_8x8(words: np.ndarray) -> np.ndarray:
 def transpose(matrix: np.ndarray) -> np.ndarray:
     """Transpose an ``r × c`` bit matrix stored as ``(r, c/8)`` ``uint8``; returns ``(c, r/8)`` ``uint8``.
 
-    ``r`` and ``c`` must be multiples of 8.  Cost: three passes over ``r·c/8`` bytes.
+    ``r`` and ``c`` must be multiples of 8; the 64 × 64 method is used when both are multiples of 64.
     """
     m = np.asarray(matrix)
     if m.dtype != np.uint8 or m.ndim != 2:
@@ -59,6 +106,8 @@ def transpose(matrix: np.ndarray) -> np.ndarray:
     groups = rows // 8
     if groups == 0 or cbytes == 0:
         return np.zeros((8 * cbytes, groups), dtype=np.uint8)
+    if rows % 64 == 0 and cbytes % 8 == 0:
+        return _transpose_64(m)
     # 1. (J, p, I) -> (J, I, p): one uint64 per 8x8 block
     blocks = m.reshape(groups, 8, cbytes).transpose(0, 2, 1).copy()  # always a copy: step 2 works in place
     words = blocks.view("<u8").reshape(groups, cbytes)

@@ -378,7 +378,9 @@ class PooledEngine(OTEngine):
 # --------------------------------------------------------------------------- registry
 
 _ENGINES: dict[str, Callable[[Party], OTEngine]] = {}
-_BUILTIN = {"iknp": "protocols.ot.iknp_engine"}
+_BUILTIN = {"iknp": "protocols.ot.iknp_engine", "silent": "protocols.ot.silent"}
+DEFAULT_ENGINE = "iknp"
+"""The kind used when a session's options do not name one (tests may switch it, see tests/protocols/conftest.py)."""
 
 
 def register_engine(kind: str, factory: Callable[[Party], OTEngine]) -> None:
@@ -392,10 +394,10 @@ def engine_kinds() -> list[str]:
 
 
 def get_engine(party: Party) -> OTEngine:
-    """The session's OT engine (created on first use from ``party.options.get("ot", "iknp")``)."""
+    """The session's OT engine (created on first use from ``party.options.get("ot", DEFAULT_ENGINE)``)."""
     engine = party.state.get("ot_engine")
     if engine is None:
-        kind = party.options.get("ot", "iknp")
+        kind = party.options.get("ot", DEFAULT_ENGINE)
         if kind not in _ENGINES and kind in _BUILTIN:
             importlib.import_module(_BUILTIN[kind])
         if kind not in _ENGINES:

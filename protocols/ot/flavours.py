@@ -40,7 +40,7 @@ from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
 from aiompc.wire import Packed
 from protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine
-from protocols.ot.pads import pads, pads_at, value_mask
+from protocols.ot.pads import lane_dtype, pad_lanes, pads, pads_at, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "one_of_n_ot", "random_ot", "bit_triples", "CHUNK_COTS"]
 
@@ -278,8 +278,9 @@ async def one_of_n_ot(
     ``choices`` ``(n,)`` below N and gets ``messages[i, choices[i]]`` (shape ``(n,)`` or ``(n, k)``).
 
     Construction (Naor–Pinkas style): with COT keys ``K_{i,t}^0, K_{i,t}^1`` for ``t < m``, message ``x``
-    is masked by ``⊕_t pad(K_{i,t}^{x_t})[x]`` (lane ``x`` of the key's pad stream); the receiver holds
-    exactly the keys of the bits of its choice, and every other message has a lane of a key it lacks.
+    is masked by ``⊕_t pad(K_{i,t}^{x_t})[x without bit t]`` (one lane of the key's pad stream, used for
+    no other message); the receiver holds exactly the keys of the bits of its choice, and every other
+    message has a lane of a key it lacks.
     Cost: ``n·m`` COTs; receiver sends ``n·m`` bits, sender ``n·N·k·bits`` bits; one round trip.
     """
     is_sender = _check_common(party, sender, bits)
@@ -319,29 +320,45 @@ async def one_of_n_ot(
     return _concat(outs, (0,))
 
 
+def _drop_bit(x: np.ndarray | int, t: int) -> np.ndarray | int:
+    """``x`` with bit ``t`` removed (the lane of message ``x`` in the pad stream of a key for bit ``t``)."""
+    return (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
+
+
 def _one_of_n_sender(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m: int, bits: int) -> np.ndarray:
-    """Masked messages ``(n, N·k)``: message x XOR the lanes x of the keys ``K_t^{x_t}``."""
-    n, width = msgs.shape  # width = N·k
+    """Masked messages ``(n, N·k)``: message ``x`` XOR lane ``drop_bit(x, t)`` of key ``K_t^{x_t}`` for every t.
+
+    Each key pads only the ``2^(m-1)`` messages whose bit ``t`` it matches, so its stream has
+    ``2^(m-1)·k`` lanes; in the ``(n, hi, b, lo, k)`` view of the messages (``x = hi·2^(t+1) + b·2^t + lo``)
+    the lanes of ``K_t^b`` line up with ``[:, :, b]``: plain XORs, no selects.
+    """
+    n, width = msgs.shape
+    per, full = width // N, 1 << m
     k0, k1 = _keys(cots, d)
     k0, k1, tweaks = k0.reshape(n, m, 2), k1.reshape(n, m, 2), cots.tweaks.reshape(n, m)
-    xbits = (np.arange(N)[:, None] >> np.arange(m)[None, :]) & 1  # (N, m)
-    out = msgs.copy()
-    per = width // N
+    out = np.zeros((n, full * per), dtype=lane_dtype(bits))  # narrow lanes: XOR is all we do here
+    out[:, :width] = msgs
+    half = (full // 2) * per
     for t in range(m):
-        p0 = pads(np.ascontiguousarray(k0[:, t]), tweaks[:, t].copy(), width, bits).reshape(n, N, per)
-        p1 = pads(np.ascontiguousarray(k1[:, t]), tweaks[:, t].copy(), width, bits).reshape(n, N, per)
-        out ^= np.where(xbits[None, :, t, None].astype(bool), p1, p0).reshape(n, width)
-    return out
+        view = out.reshape(n, full >> (t + 1), 2, 1 << t, per)
+        tw = tweaks[:, t].copy()
+        for b, keys in ((0, k0), (1, k1)):
+            lanes = pad_lanes(np.ascontiguousarray(keys[:, t]), tw, half, bits)
+            view[:, :, b] ^= lanes.reshape(n, full >> (t + 1), 1 << t, per)
+    result = out[:, :width].astype(np.uint64)
+    if bits < 64:
+        result &= value_mask(bits)
+    return result
 
 
 def _one_of_n_receiver(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, bits: int) -> np.ndarray:
-    """``y[i, c_i]`` XOR the lanes ``c_i`` of the receiver's keys: ``(n,)`` or ``(n, k)``."""
+    """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``."""
     n, N = y.shape[0], y.shape[1]
     per = int(np.prod(y.shape[2:], dtype=np.int64))
     t_blocks, tweaks = cots.t.reshape(n, m, 2), cots.tweaks.reshape(n, m)
     out = y.reshape(n, N, per)[np.arange(n), c].astype(np.uint64)
-    first = c * per
     for t in range(m):
+        first = _drop_bit(c, t) * per
         out ^= pads_at(np.ascontiguousarray(t_blocks[:, t]), tweaks[:, t].copy(), first, per, bits)
     return out.reshape((n,) + y.shape[2:])
 

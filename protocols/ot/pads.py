@@ -13,7 +13,7 @@ import numpy as np
 
 from aiompc.crypto.hashing import tccr_expand
 
-__all__ = ["lane_bytes", "value_mask", "pads", "pads_at"]
+__all__ = ["lane_bytes", "lane_dtype", "value_mask", "pad_lanes", "pads", "pads_at"]
 
 _ROW_BLOCKS = 1 << 18  # hash blocks per piece (4 MiB): bounds temporary memory
 
@@ -28,13 +28,35 @@ def value_mask(bits: int) -> np.uint64:
     return np.uint64((1 << bits) - 1)
 
 
+def lane_dtype(bits: int) -> np.dtype:
+    """The little-endian unsigned dtype of one lane."""
+    return np.dtype(f"<u{lane_bytes(bits)}")
+
+
 def _lanes(raw: np.ndarray, width: int, bits: int) -> np.ndarray:
     """``(n, width·L)`` ``uint8`` -> ``(n, width)`` ``uint64`` values below ``2^bits``."""
-    lb = lane_bytes(bits)
-    vals = np.ascontiguousarray(raw).view(f"<u{lb}").astype(np.uint64)
-    if bits < 8 * lb:
+    vals = np.ascontiguousarray(raw).view(lane_dtype(bits)).astype(np.uint64)
+    if bits < 64:
         vals &= value_mask(bits)
     return vals.reshape(raw.shape[0], width)
+
+
+def pad_lanes(blocks: np.ndarray, tweaks: np.ndarray, width: int, bits: int) -> np.ndarray:
+    """Raw lanes ``0 .. width-1`` of every block's pad stream: ``(n, width)`` of :func:`lane_dtype`, *not*
+    reduced mod ``2^bits`` (for XOR-only work on narrow lanes; reduce once at the end).
+
+    ``blocks``: ``(n, 2)`` ``uint64``; ``tweaks``: ``(n,)`` ``uint64``.  Cost: ``n·(1 + ⌈width·L/16⌉)`` AES blocks.
+    """
+    n = blocks.shape[0]
+    lb = lane_bytes(bits)
+    nblocks = -(-width * lb // 16)
+    out = np.empty((n, width), dtype=lane_dtype(bits))
+    step = max(1, _ROW_BLOCKS // nblocks)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        raw = tccr_expand(blocks[lo:hi], tweaks[lo:hi], nblocks).view(np.uint8).reshape(hi - lo, 16 * nblocks)
+        out[lo:hi] = np.ascontiguousarray(raw[:, : width * lb]).view(out.dtype)
+    return out
 
 
 def pads(blocks: np.ndarray, tweaks: np.ndarray, width: int, bits: int) -> np.ndarray:
@@ -42,16 +64,10 @@ def pads(blocks: np.ndarray, tweaks: np.ndarray, width: int, bits: int) -> np.nd
 
     ``blocks``: ``(n, 2)`` ``uint64``; ``tweaks``: ``(n,)`` ``uint64``.  Cost: ``n·(1 + ⌈width·L/16⌉)`` AES blocks.
     """
-    n = blocks.shape[0]
-    lb = lane_bytes(bits)
-    nblocks = -(-width * lb // 16)
-    out = np.empty((n, width), dtype=np.uint64)
-    step = max(1, _ROW_BLOCKS // nblocks)
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        raw = tccr_expand(blocks[lo:hi], tweaks[lo:hi], nblocks).view(np.uint8).reshape(hi - lo, 16 * nblocks)
-        out[lo:hi] = _lanes(raw[:, : width * lb], width, bits)
-    return out
+    vals = pad_lanes(blocks, tweaks, width, bits).astype(np.uint64)
+    if bits < 64:
+        vals &= value_mask(bits)
+    return vals
 
 
 def pads_at(blocks: np.ndarray, tweaks: np.ndarray, first: np.ndarray, width: int, bits: int) -> np.ndarray:

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiompc.crypto.bitmatrix import transpose, transpose_8x8
+from aiompc.crypto.bitmatrix import SLICE_WORDS, transpose, transpose_8x8
 from aiompc.errors import InputError
 
 
@@ -13,7 +13,10 @@ def naive_transpose(m: np.ndarray) -> np.ndarray:
     return np.packbits(np.ascontiguousarray(bits.T), axis=1, bitorder="little")
 
 
-@pytest.mark.parametrize("rows,cols", [(8, 8), (128, 8), (128, 1024), (128, 1016), (16, 24), (64, 4096), (256, 128)])
+@pytest.mark.parametrize(
+    "rows,cols",
+    [(8, 8), (128, 8), (128, 1024), (128, 1016), (16, 24), (64, 4096), (256, 128), (128, 64 * (2 * SLICE_WORDS + 3))],
+)
 def test_transpose_matches_naive_reference(nprng: np.random.Generator, rows: int, cols: int) -> None:
     m = nprng.integers(0, 256, (rows, cols // 8), dtype=np.uint8)
     out = transpose(m)
@@ -27,6 +30,14 @@ def test_transpose_matches_naive_reference(nprng: np.random.Generator, rows: int
 def test_transpose_random_shapes(groups: int, cbytes: int, seed: int) -> None:
     m = np.random.default_rng(seed).integers(0, 256, (8 * groups, cbytes), dtype=np.uint8)
     np.testing.assert_array_equal(transpose(m), naive_transpose(m))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_transpose_64_path_random_shapes_and_strided_input(blocks: int, cwords: int, seed: int) -> None:
+    big = np.random.default_rng(seed).integers(0, 256, (64 * blocks, 8 * cwords + 24), dtype=np.uint8)
+    for m in (big[:, : 8 * cwords], big[:, 16 : 16 + 8 * cwords], big[:, 3 : 3 + 8 * cwords]):
+        np.testing.assert_array_equal(transpose(m), naive_transpose(m))
 
 
 def test_single_bits_land_where_they_should() -> None:

@@ -167,7 +167,8 @@ def test_one_of_n_receiver_learns_only_its_choice(nprng: np.random.Generator) ->
     for x in range(N):  # unmask position x with the keys the receiver holds
         pad = np.zeros((n, 1), dtype=np.uint64)
         for j in range(m):
-            pad ^= pads_at(np.ascontiguousarray(t[:, j]), tw[:, j].copy(), np.full(n, x), 1, bits)
+            lane = (x & ((1 << j) - 1)) | ((x >> (j + 1)) << j)  # x without bit j
+            pad ^= pads_at(np.ascontiguousarray(t[:, j]), tw[:, j].copy(), np.full(n, lane), 1, bits)
         hits[:, x] = (y[:, x : x + 1] ^ pad)[:, 0] == msgs[:, x]
     assert hits[np.arange(n), c].all()
     hits[np.arange(n), c] = False

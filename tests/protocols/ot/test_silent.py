@@ -1,0 +1,160 @@
+"""The silent (Ferret) OT engine behind the engine interface: correlation, reuse, accounting, flavours."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aiompc import run_local
+from aiompc.crypto.ferret import FerretSchedule, toy_params
+from aiompc.crypto.ferret.params import BOOTSTRAP
+from aiompc.errors import HandshakeError
+from aiompc.party import Party, Role
+from protocols.ot import chosen_ot, correlated_ot
+from protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine, register_engine
+from protocols.ot.silent import SilentEngine
+
+# bootstrap set: n = 1,024, reserves 352; main set: n = 8,192, reserves 736 and nets 7,456
+TOY = FerretSchedule(toy_params("toy-boot", t=16, k=256, log_bin=6), toy_params("toy-main", t=64, k=512, log_bin=7))
+
+
+class ToySilent(SilentEngine):
+    """The silent engine on a forced toy schedule with small batches (tests only)."""
+
+    kind = "silent-toy"
+    min_batch = 100
+    max_batch = 3000
+
+    def __init__(self, party: Party) -> None:
+        super().__init__(party, schedule=TOY)
+
+
+register_engine(ToySilent.kind, ToySilent)
+
+
+def check_cots(s: SenderCOTs, r: ReceiverCOTs) -> None:
+    """m1 = m0 ⊕ Δ and the receiver's block is the sender's message for its choice bit."""
+    assert len(s) == len(r)
+    m0, m1 = s.q, s.m1()
+    assert np.array_equal(m1 ^ m0, np.broadcast_to(s.delta, m0.shape))
+    want = np.where(r.choices[:, None] == 1, m1, m0)
+    assert np.array_equal(r.t, want)
+    assert np.array_equal(s.tweaks, r.tweaks)
+    assert int(s.delta[0]) & 1 == 1
+
+
+def split(res_s: list[Any], res_c: list[Any], sender: Role) -> tuple[list[Any], list[Any]]:
+    return (res_s, res_c) if sender == "server" else (res_c, res_s)
+
+
+def balanced(bits: np.ndarray) -> None:
+    """Choice bits are fair coins: |mean - 1/2| below 6 standard deviations (false alarm < 2e-9)."""
+    assert abs(bits.mean() - 0.5) < 6 * 0.5 / np.sqrt(bits.size), bits.mean()
+
+
+@pytest.mark.parametrize("sender", ["server", "client"])
+async def test_cots_across_several_extensions(sender: Role) -> None:
+    sizes = [1, 99, 2500, 7, 3000, 3000, 3000, 3000, 3000, 1]  # crosses the bootstrap and several main runs
+
+    async def run(p: Party) -> tuple[list[Any], int, dict]:
+        e = get_engine(p)
+        assert e.kind == "silent-toy"
+        out = [await e.cots(f"c{i}", n, sender=sender) for i, n in enumerate(sizes)]
+        side = e._senders.get(sender) or e._receivers.get(sender)
+        ferret = side.source.ferret
+        return out, ferret.extensions, p.channel.stats().labels
+
+    (res_s, ext_s, st_s), (res_c, ext_c, _) = await run_local(run, run, options={"ot": "silent-toy"})
+    snd, rcv = split(res_s, res_c, sender)
+    for s, r, n in zip(snd, rcv, sizes):
+        assert isinstance(s, SenderCOTs) and isinstance(r, ReceiverCOTs) and len(s) == n
+        check_cots(s, r)
+    assert ext_s == ext_c >= 3  # bootstrap, then at least two main extensions reusing the reserve
+    assert len({tuple(s.delta) for s in snd}) == 1
+    q = np.concatenate([s.q for s in snd])
+    assert np.unique(q, axis=0).shape[0] == q.shape[0]  # no COT handed out twice
+    balanced(np.concatenate([r.choices for r in rcv]))
+    # all generation traffic is offline, on the engine's labels
+    engine_labels = {k: v for k, v in st_s.items() if k.startswith("ot/")}
+    assert engine_labels and all(v.phase == "offline" for v in engine_labels.values())
+    assert {k.rsplit("/", 1)[-1] for k in engine_labels} >= {"base", "iknp", sender}
+
+
+async def test_both_directions_concurrently_with_flavours(nprng: np.random.Generator) -> None:
+    n, bits = 5000, 37
+    m0 = nprng.integers(0, 2**bits, size=n, dtype=np.uint64)
+    m1 = nprng.integers(0, 2**bits, size=n, dtype=np.uint64)
+    c = nprng.integers(0, 2, size=n).astype(np.uint8)
+    corr = nprng.integers(0, 2**bits, size=n, dtype=np.uint64)
+
+    async def server(p: Party) -> Any:
+        return await asyncio.gather(
+            chosen_ot(p, "ch", sender="server", bits=bits, messages=(m0, m1)),
+            correlated_ot(p, "co", sender="client", bits=bits, choices=c),
+        )
+
+    async def client(p: Party) -> Any:
+        return await asyncio.gather(
+            chosen_ot(p, "ch", sender="server", bits=bits, choices=c),
+            correlated_ot(p, "co", sender="client", bits=bits, correlation=corr),
+        )
+
+    (none, x_recv), (got, x_send) = await run_local(server, client, options={"ot": "silent-toy"})
+    assert none is None
+    assert np.array_equal(got, np.where(c == 1, m1, m0))
+    mask = np.uint64((1 << bits) - 1)
+    assert np.array_equal((x_recv - x_send) & mask, (c.astype(np.uint64) * corr) & mask)
+
+
+async def test_offline_bytes_are_the_extension_messages() -> None:
+    """The sender's traffic on the extension label is the Ferret messages plus small framing, nothing else."""
+
+    async def run(p: Party) -> Any:
+        e = get_engine(p)
+        await e.precompute(20_000, sender="server")
+        ferret = e._senders["server"].source.ferret if p.is_server else e._receivers["server"].source.ferret
+        return p.channel.stats().labels["ot/silent-toy/server"], ferret.history
+
+    (st, history), (_, history_c) = await run_local(run, run, options={"ot": "silent-toy"})
+    assert history == history_c and history[0] == "toy-boot" and "toy-main" in history
+    payload = sum(16 + TOY.by_name(name).message_bytes for name in history)
+    assert payload <= st.bytes_sent <= payload + 64 * st.msgs_sent
+    assert st.msgs_sent == st.msgs_recv == len(history)
+    assert st.bytes_recv < 40 * len(history)  # the receiver's requests: one set name each
+
+
+async def test_session_option_selects_the_engine_and_must_agree() -> None:
+    async def kind(p: Party) -> str:
+        return type(get_engine(p)).__name__
+
+    assert await run_local(kind, kind, options={"ot": "silent"}) == ("SilentEngine", "SilentEngine")
+
+    from aiompc.channel import Channel
+    from aiompc.session import client_handshake, run_pair, server_handshake
+    from transports.memory import memory_pair
+
+    ts, tc = memory_pair()
+    server = Party("server", Channel(ts), options={"ot": "silent"})
+    client = Party("client", Channel(tc), options={"ot": "iknp"})
+    with pytest.raises(HandshakeError, match="'ot' differs"):
+        await run_pair(server, client, server_handshake, client_handshake)
+
+
+async def test_published_bootstrap_set_end_to_end() -> None:
+    """The real bootstrap (base OT + IKNP + one bootstrap-set extension): correct and quick."""
+    async def run(p: Party) -> Any:
+        e = get_engine(p)
+        t0 = time.perf_counter()
+        out = await e.cots("real", 40_000, sender="client")
+        side = e._senders.get("client") or e._receivers.get("client")
+        return out, side.source.ferret.extensions, time.perf_counter() - t0
+
+    (r, ext, dt), (s, _, _) = await run_local(run, run, options={"ot": "silent"})
+    check_cots(s, r)
+    balanced(r.choices)
+    assert ext == 1 and BOOTSTRAP.gain > 40_000
+    assert dt < 10.0
