@@ -1,0 +1,363 @@
+"""Noise bounds for the server pipeline, output plans, and the smallest secure parameters for a layer.
+
+The pipeline (one output ciphertext; :class:`ServerPipeline` describes it)::
+
+    fresh encryption → add server plaintext → multiply by weights (‖w‖∞ = W, ≤ c non-zeros)
+      → accumulate K products → add mask → re-randomise (u·pk + e) → flood (f bits)
+      → switch to Q → drop d0/d1 low bits of c0/c1 → client decrypts
+
+Noise is ``c0 + c1·s − Q·M/t`` (at the current modulus).  Bounds, with fan-in ``F = K·c``,
+``s_e = σ + 1/2`` (a rounded, 6σ-clipped Gaussian is sub-Gaussian with this parameter; its absolute
+value is at most ``e_max = round(6σ)``), and ``z = sqrt(2·ln(2/δ))`` for a per-coefficient tail
+probability ``δ = 2**-(fail_bits+2)/N``:
+
+* encoding roundings (deterministic, worst case): ``|round(q·m/t) − q·m/t| <= 1/2`` per plaintext
+  coefficient, so ``A = F·W/2·(1 + [plaintext added before multiplying]) + (plaintexts added after)/2``;
+* client errors times weights: sub-Gaussian with variance proxy ``s_e²·F·W²`` (never more than
+  ``e_max·F·W``);
+* re-randomisation ``e_pk·u + e1·s + e0``: proxy ``s_e²·(2N + 1)``;
+* ``hidden = A + z·sqrt(proxies)`` bounds everything the flood must hide, except with probability
+  ``2**-(fail_bits+2)`` overall;
+* flooding: uniform on ``2**f`` integers with ``f = ⌈stat_bits + 1 + log2(visible·hidden)⌉`` — the
+  statistical distance to a weight-independent phase is ``<= visible·hidden/2**f + 2**-(fail_bits+2)
+  <= 2**-stat_bits`` (argument in :mod:`~.result`);
+* switching to ``Q``: ``noise·Q/q + r0 + r1·s`` with ``|r| <= a = 1/2 + 2**-10`` (float slack of the RNS
+  rounding); dropping ``d`` bits adds ``δ0 ∈ [−2**(d0−1), 2**(d0−1))`` to ``c0`` and ``δ1·s`` from ``c1``.
+  The ``c1`` terms are bounded with Hoeffding's inequality under the standard heuristic that the
+  rounding residues of a (pseudo-)uniform ``c1`` are independent and centred (``δ1`` has mean ``−1/2``:
+  that bias, at most ``N/2``, is added separately).
+
+Decryption of one ciphertext fails with probability at most ``2**-fail_bits`` if the final bound is
+below ``Q/(2t)`` (exact integer rounding for ``Q = 2**k``; ``× (1 − 2**-10)`` for RNS decryption).
+
+Why ``q ≡ 1 (mod t)`` is only a preference here: with ``q = Δ·t + ρ`` and the encoding ``Δ·m``, a
+product with ``w`` carries an error ``−ρ·k`` (``k = (m·w − [m·w]_t)/t``, up to ``F·W``), fatal for large
+``ρ``; ``ρ = 1`` tames it.  This package always encodes ``round(q·m/t)``, whose error against the ideal
+``q·m/t`` is ``ε(m) = round(ρ·m/t) − ρ·m/t``, at most ``1/2`` per coefficient whatever ``ρ`` is — the
+``A`` term above, the same worst case as ``ρ = 1`` gives.  With ``ρ = 1``, ``ε(m) = −m_c/t`` (``m_c`` the
+centered lift) is moreover tiny for small-magnitude plaintexts, so :func:`find_params` picks primes
+with ``q ≡ 1 (mod t)`` when that costs nothing (automatic for ``t <= 2N``; for ``t < 2**25`` by choosing
+the last prime), and the worst-case bound stays valid either way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aiompc.errors import InputError, UndecryptableParameters
+
+from .params import MAX_N, MIN_N, SECURITY_TABLE, SIGMA, HEParams, _log2
+from .primes import MAX_PRIME_BITS, is_prime, ntt_primes_above
+
+__all__ = [
+    "ServerPipeline",
+    "OutputPlan",
+    "NoiseEstimate",
+    "estimate",
+    "plan_output",
+    "min_modulus_bits",
+    "find_params",
+    "choose_primes",
+    "RESULT_MODULUS_BITS",
+]
+
+#: Results are switched to ``Q = 2**62``: for fixed wire widths a larger ``Q`` only shrinks rounding noise.
+RESULT_MODULUS_BITS = 62
+_A = 0.5 + 2.0**-10  # rounding bound of a modulus switch
+_RNS_SLACK = 1 - 2.0**-10  # float-assisted RNS decryption tolerance
+
+
+@dataclass(frozen=True)
+class ServerPipeline:
+    """What the server does to produce one output ciphertext (inputs of the noise bound).
+
+    Attributes:
+        weight_norm: ``‖w‖∞`` of the centered weight plaintexts (``W``).
+        weight_count: non-zero coefficients per weight plaintext (``c``, ``<= N``).
+        accumulations: products summed into one output (``K``).
+        plain_before_multiply: the server adds its share as a plaintext before multiplying (its
+            rounding error is then multiplied by the weights).
+        plain_after_multiply: plaintexts added after accumulation (the output mask: 1).
+        visible: ``c0`` coefficients sent per output ciphertext (``None`` = all ``N``).
+        rerandomize: add ``u·pk + e`` (hides ``c1``); counted in the noise when true.
+        flood: add uniform flooding noise to ``c0`` (hides the noise); ``stat_bits`` of security.
+        stat_bits: statistical security of the flooding (40).
+        fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40).
+    """
+
+    weight_norm: int
+    weight_count: int
+    accumulations: int = 1
+    plain_before_multiply: bool = True
+    plain_after_multiply: int = 1
+    visible: int | None = None
+    rerandomize: bool = True
+    flood: bool = True
+    stat_bits: int = 40
+    fail_bits: int = 40
+
+    def __post_init__(self) -> None:
+        if self.weight_norm < 0 or self.weight_count < 1 or self.accumulations < 1 or self.plain_after_multiply < 0:
+            raise InputError(f"invalid pipeline {self}: norms and counts must be positive")
+        if self.visible is not None and self.visible < 1:
+            raise InputError("visible must be at least 1")
+        if not 1 <= self.stat_bits <= 128 or not 1 <= self.fail_bits <= 128:
+            raise InputError("stat_bits and fail_bits must be in 1..128")
+
+    @property
+    def fan_in(self) -> int:
+        """Terms ``w_j·e_j`` summed into one output coefficient: ``accumulations·weight_count``."""
+        return self.accumulations * self.weight_count
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """How the server finishes a result: flooding width, final modulus ``Q`` and bits dropped."""
+
+    modulus: int
+    drop0: int
+    drop1: int
+    flood_bits: int
+
+    @property
+    def bits0(self) -> int:
+        """Wire bits per ``c0`` coefficient."""
+        return ((self.modulus - 1) >> self.drop0).bit_length()
+
+    @property
+    def bits1(self) -> int:
+        """Wire bits per ``c1`` coefficient."""
+        return ((self.modulus - 1) >> self.drop1).bit_length()
+
+    def wire_bits(self, n: int, visible: int, batch: int = 1) -> int:
+        """Payload bits of ``batch`` results with ``visible`` ``c0`` coefficients each."""
+        return batch * (visible * self.bits0 + n * self.bits1)
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """Bounds on ``|noise|`` after each stage (absolute values at that stage's modulus).
+
+    ``fresh``/``product``/``rerandomized``/``flooded`` are at modulus ``q``; ``switched`` (rounding only)
+    and ``final`` (after dropping bits) at ``plan.modulus``.  ``limit`` is what decryption tolerates at
+    the last stage computed (``Q/(2t)``, or ``q/(2t)·(1 − 2**-10)`` without a plan).
+    """
+
+    params: HEParams
+    pipeline: ServerPipeline
+    plan: OutputPlan | None
+    fresh: float
+    product: float
+    rerandomized: float
+    flood_bits: int
+    flooded: float
+    switched: float | None
+    final: float
+    limit: float
+
+    @property
+    def margin_bits(self) -> float:
+        """``log2(limit/final)``: positive when decryption succeeds (w.p. ``>= 1 − 2**-fail_bits``)."""
+        return math.log2(self.limit / self.final)
+
+    @property
+    def decryptable(self) -> bool:
+        return self.final < self.limit
+
+    def require(self) -> "NoiseEstimate":
+        """Return ``self`` or raise :class:`UndecryptableParameters` naming the number that is off."""
+        if self.decryptable:
+            return self
+        p, pl = self.params, self.pipeline
+        need = self.flooded_need_bits()
+        where = "at the top modulus" if self.plan is None else f"after switching to 2^{_log2(self.plan.modulus):.0f}"
+        raise UndecryptableParameters(
+            f"noise bound 2^{_log2f(self.final):.1f} {where} exceeds the decryption limit 2^{_log2f(self.limit):.1f} "
+            f"(l = {p.plain_bits}; flooding {self.flood_bits} bits for {self._visible} visible coefficients, "
+            f"hidden noise 2^{_log2f(self.rerandomized):.1f} from weight norm {pl.weight_norm} × fan-in {pl.fan_in}): "
+            f"need log2 q >= {need:.1f}, have {p.log2_q:.1f} — use find_params(), a smaller weight norm, "
+            f"fan-in or visible count, or drop fewer bits"
+        )
+
+    @property
+    def _visible(self) -> int:
+        return self.pipeline.visible or self.params.n
+
+    def flooded_need_bits(self) -> float:
+        """``log2 q`` at which the flooded noise would sit exactly at ``q/(2t)``."""
+        return _log2f(self.flooded) + self.params.plain_bits + 1
+
+
+def _log2f(x: float) -> float:
+    return math.log2(x) if x > 0 else float("-inf")
+
+
+def _tail(n: int, fail_bits: int) -> float:
+    """``z`` with ``P(|X| > z·s) <= 2**-(fail_bits+2)/n`` for ``X`` sub-Gaussian with parameter ``s``."""
+    log_inv_delta = (fail_bits + 2) * math.log(2) + math.log(n) + math.log(2)
+    return math.sqrt(2 * log_inv_delta)
+
+
+def _pre_switch(n: int, sigma: float, pl: ServerPipeline) -> tuple[float, float, float, float, int, float]:
+    """(fresh, product, rerandomized, z, flood_bits, flooded) for ring degree ``n``."""
+    visible = pl.visible or n
+    if pl.weight_count > n or visible > n:
+        raise InputError(f"weight_count ({pl.weight_count}) and visible ({visible}) cannot exceed N = {n}")
+    e_max = math.floor(6 * sigma + 0.5)
+    s_e = sigma + 0.5
+    z = _tail(n, pl.fail_bits)
+    f_in, w = pl.fan_in, pl.weight_norm
+    rounding = f_in * w / 2 * (1 + pl.plain_before_multiply) + pl.plain_after_multiply / 2
+    v_prod = s_e**2 * f_in * w**2
+    product = rounding + min(z * math.sqrt(v_prod), e_max * f_in * w)
+    if pl.rerandomize:
+        v_rr = s_e**2 * (2 * n + 1)
+        rerandomized = rounding + min(z * math.sqrt(v_prod + v_rr), e_max * (f_in * w + 2 * n + 1))
+    else:
+        rerandomized = product
+    flood_bits = 0
+    if pl.flood:
+        flood_bits = math.ceil(pl.stat_bits + 1 + math.log2(visible * max(rerandomized, 1.0)))
+    flooded = rerandomized + (2.0 ** (flood_bits - 1) if flood_bits else 0.0)
+    return float(e_max), product, rerandomized, z, flood_bits, flooded
+
+
+def _switch_terms(n: int, z: float, drop0: int, drop1: int) -> tuple[float, float]:
+    """(rounding-only bound, rounding + dropping bound) added by switching and dropping."""
+    sq = z * math.sqrt(n)
+    switched = _A + sq * _A
+    half1 = (2**drop1 - 1) / 2 if drop1 else 0.0
+    final = _A + (2.0 ** (drop0 - 1) if drop0 else 0.0) + (n / 2 if drop1 else 0.0) + sq * (_A + half1)
+    return switched, final
+
+
+def estimate(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None = None) -> NoiseEstimate:
+    """Noise bounds for ``pipeline`` under ``params`` (and ``plan``, if given).  Never raises for noise:
+    call :meth:`NoiseEstimate.require` to turn an undecryptable result into an error."""
+    fresh, product, rerand, z, fbits, flooded = _pre_switch(params.n, params.sigma, pipeline)
+    if plan is not None and plan.flood_bits < fbits:
+        raise UndecryptableParameters(
+            f"plan floods with {plan.flood_bits} bits but privacy needs {fbits} "
+            f"(2^-{pipeline.stat_bits} for {pipeline.visible or params.n} visible coefficients)"
+        )
+    if plan is not None and plan.flood_bits > fbits:
+        flooded = rerand + 2.0 ** (plan.flood_bits - 1)
+        fbits = plan.flood_bits
+    if plan is None:
+        return NoiseEstimate(params, pipeline, None, fresh, product, rerand, fbits, flooded, None, flooded,
+                             params.q / (2 * params.t) * _RNS_SLACK)
+    ratio = plan.modulus / params.q
+    sw, fin = _switch_terms(params.n, z, plan.drop0, plan.drop1)
+    return NoiseEstimate(params, pipeline, plan, fresh, product, rerand, fbits, flooded,
+                         flooded * ratio + sw, flooded * ratio + fin, plan.modulus / (2 * params.t))
+
+
+def plan_output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan:
+    """The cheapest decryptable :class:`OutputPlan`: ``Q = 2**62``, flooding as privacy requires, and the
+    ``(drop0, drop1)`` minimising ``visible·bits0 + N·bits1``.  Raises :class:`UndecryptableParameters`."""
+    n, l = params.n, params.plain_bits
+    est = estimate(params, pipeline)
+    visible = pipeline.visible or n
+    modulus = 1 << RESULT_MODULUS_BITS
+    limit = modulus / (2 * params.t)
+    carried = est.flooded * modulus / params.q
+    best: tuple[int, int, int] | None = None
+    for d1 in range(RESULT_MODULUS_BITS):
+        _, fin = _switch_terms(n, _tail(n, pipeline.fail_bits), 0, d1)
+        room = limit - carried - fin
+        if room <= 0:
+            break
+        d0 = max(0, min(RESULT_MODULUS_BITS - 1, math.ceil(math.log2(room)) if room > 1 else 0))
+        while d0 and 2.0 ** (d0 - 1) >= room:
+            d0 -= 1
+        cost = visible * (RESULT_MODULUS_BITS - d0) + n * (RESULT_MODULUS_BITS - d1)
+        if best is None or cost < best[0]:
+            best = (cost, d0, d1)
+    if best is None or est.flooded >= params.q / (2 * params.t):
+        est.require()  # raises with the pre-switch numbers
+        raise UndecryptableParameters(
+            f"l = {l} leaves no room in a 2^{RESULT_MODULUS_BITS} result modulus for the switching noise"
+        )
+    plan = OutputPlan(modulus, best[1], best[2], est.flood_bits)
+    estimate(params, pipeline, plan).require()
+    return plan
+
+
+def min_modulus_bits(n: int, plain_bits: int, pipeline: ServerPipeline, margin_bits: float = 2.0,
+                     sigma: float = SIGMA) -> float:
+    """Smallest ``log2 q`` at ring degree ``n`` for which the flooded noise is ``2**margin_bits`` below
+    ``q/(2t)`` (the margin leaves room for cheap switching and bit dropping)."""
+    *_, flooded = _pre_switch(n, sigma, pipeline)
+    return _log2f(flooded) + plain_bits + 1 + margin_bits
+
+
+def choose_primes(n: int, need_bits: float, max_bits: int, plain_bits: int | None = None) -> tuple[int, ...]:
+    """Balanced NTT primes (``< 2**30``, ``≡ 1 mod 2n``) with ``log2 q >= need_bits`` and ``q < 2**max_bits``.
+
+    With ``plain_bits`` the primes also give ``q ≡ 1 (mod 2**plain_bits)`` when possible (always when
+    ``2**plain_bits <= 2n``; otherwise the last prime is searched in the right residue class).
+    Raises :class:`UndecryptableParameters` if no such set exists.
+    """
+    if need_bits > max_bits:
+        raise UndecryptableParameters(f"need log2 q >= {need_bits:.1f} but N = {n} allows at most {max_bits}")
+    count = max(1, math.ceil(need_bits / MAX_PRIME_BITS))
+    while count <= 64:
+        target = 2.0 ** (need_bits / count)
+        picked = _primes_from(n, math.ceil(target), count)
+        if picked is not None:
+            if plain_bits is not None and (1 << plain_bits) > 2 * n and count > 1:
+                unit = _unit_rho(n, picked, need_bits, plain_bits)
+                if unit is not None and math.prod(unit).bit_length() <= max_bits:
+                    return unit
+            if math.prod(picked).bit_length() <= max_bits:
+                return picked
+        count += 1
+    raise UndecryptableParameters(f"no set of NTT primes gives {need_bits:.1f} <= log2 q < {max_bits} at N = {n}")
+
+
+def _primes_from(n: int, start: int, count: int) -> tuple[int, ...] | None:
+    out = []
+    for p in ntt_primes_above(n, max(start, 2 * n + 1)):
+        out.append(p)
+        if len(out) == count:
+            return tuple(out)
+    return None
+
+
+def _unit_rho(n: int, picked: tuple[int, ...], need_bits: float, plain_bits: int) -> tuple[int, ...] | None:
+    """Replace the last prime by one making ``q ≡ 1 (mod 2**plain_bits)``, if one exists below ``2**30``."""
+    t = 1 << plain_bits
+    head = picked[:-1]
+    c = pow(math.prod(head), -1, t)  # ≡ 1 (mod 2n) automatically
+    lower = max(2 ** need_bits / math.prod(head), 2 * n)
+    cand = c + math.ceil(max(lower - c, 0) / t) * t
+    while cand < 1 << MAX_PRIME_BITS:
+        if cand not in head and is_prime(cand):
+            return head + (cand,)
+        cand += t
+    return None
+
+
+def find_params(plain_bits: int, pipeline: ServerPipeline, *, n: int | None = None, margin_bits: float = 2.0,
+                prefer_unit_rho: bool = True) -> HEParams:
+    """The smallest secure parameters for ``pipeline`` with ``t = 2**plain_bits``: the least ``N`` (or the
+    given one) whose 128-bit modulus budget holds :func:`min_modulus_bits`, then the least ``q``
+    (balanced primes just above the need).  Raises :class:`UndecryptableParameters` if nothing fits."""
+    sizes = [n] if n is not None else [m for m in SECURITY_TABLE if MIN_N <= m <= MAX_N]
+    last = ""
+    for m in sorted(sizes):
+        visible = pipeline.visible or m
+        if pipeline.weight_count > m or visible > m:
+            last = f"N = {m} is too small for {pipeline.weight_count} weights / {visible} outputs per polynomial"
+            continue
+        need = min_modulus_bits(m, plain_bits, pipeline, margin_bits)
+        if need > SECURITY_TABLE[m]:
+            last = f"N = {m} needs log2 q >= {need:.1f} > {SECURITY_TABLE[m]}"
+            continue
+        primes = choose_primes(m, need, SECURITY_TABLE[m], plain_bits if prefer_unit_rho else None)
+        params = HEParams(m, primes, plain_bits)
+        plan_output(params, pipeline)  # proves it decryptable end to end
+        return params
+    raise UndecryptableParameters(f"no secure parameters for l = {plain_bits} and {pipeline}: {last}")
+
