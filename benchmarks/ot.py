@@ -17,7 +17,6 @@ the "expected" columns are the sizes REFERENCE.md gives for a flavour on top of 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import platform
 import sys
 import time
@@ -90,7 +89,7 @@ def _flavours(n: int) -> list[tuple[str, str, Flavour]]:
 async def _measure_cots(total: int, engine: str) -> dict[str, float]:
     times: dict[str, float] = {}
 
-    async def run(p: Party) -> Stats:
+    async def run(p: Party) -> tuple[Stats, Stats]:
         e = get_engine(p)
         t0 = time.perf_counter()
         await e.precompute(128, sender="server")  # setup: base OTs + a tiny batch

@@ -50,7 +50,7 @@ def aes_fixed(blocks: np.ndarray) -> np.ndarray:
     src = np.ascontiguousarray(blocks, dtype=_BLOCK_DT)
     out = np.empty(src.nbytes + 16, dtype=np.uint8)  # update_into wants one spare block
     enc = _CIPHER.encryptor()
-    written = enc.update_into(src.reshape(-1).view(np.uint8), out)
+    written = enc.update_into(memoryview(src.reshape(-1).view(np.uint8)), memoryview(out))
     enc.finalize()
     assert written == src.nbytes
     return out[: src.nbytes].view(_BLOCK_DT).reshape(src.shape).astype(np.uint64, copy=False)

@@ -48,5 +48,5 @@ class StreamMatrix:
         zeros = self._zeros[:nbytes]
         buf = np.empty((len(self._encryptors), nbytes + 16), dtype=np.uint8)  # update_into wants a spare block
         for row, enc in zip(buf, self._encryptors):
-            enc.update_into(zeros, row)
+            enc.update_into(memoryview(zeros), memoryview(row))
         return buf[:, :nbytes]

@@ -31,11 +31,10 @@ Each call also sends one allocation message of about a dozen bytes per chunk of
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from aiompc.channel import SubChannel
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
 from aiompc.wire import Packed
@@ -59,7 +58,7 @@ def _check_common(party: Party, sender: Role, bits: int) -> bool:
     return party.role == sender
 
 
-def _values(x: Any, bits: int, name: str) -> np.ndarray:
+def _values(x: Any, bits: int, name: str, ndims: tuple[int, ...] = (1, 2)) -> np.ndarray:
     """``x`` as a ``uint64`` array of values below ``2^bits`` (InputError otherwise)."""
     if x is None:
         raise InputError(f"the OT sender must pass {name}")
@@ -69,8 +68,8 @@ def _values(x: Any, bits: int, name: str) -> np.ndarray:
     if a.dtype.kind == "i" and a.size and a.min() < 0:
         raise InputError(f"{name} must be non-negative (values mod 2^{bits}); reduce them first")
     a = a.astype(np.uint64, copy=False)
-    if a.ndim not in (1, 2):
-        raise InputError(f"{name} must have shape (n,) or (n, k), got {a.shape}")
+    if a.ndim not in ndims:
+        raise InputError(f"{name} must have {' or '.join(f'{d} dimensions' for d in ndims)}, got shape {a.shape}")
     if bits < 64 and a.size and int(a.max()) >> bits:
         raise InputError(f"{name} has a value >= 2^{bits}; reduce it mod 2^{bits} first")
     return a
@@ -89,27 +88,68 @@ def _choices(c: Any, limit: int = 2) -> np.ndarray:
     return a
 
 
-def _chunks(n: int, cots_per_instance: int) -> list[slice]:
-    step = max(1, CHUNK_COTS // cots_per_instance)
-    return [slice(lo, min(n, lo + step)) for lo in range(0, n, step)]
-
-
 def _as_2d(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], -1)
 
 
-async def _recv_array(sub: SubChannel, shape0: int, what: str, ndim: tuple[int, ...] = (1, 2)) -> np.ndarray:
-    arr = await sub.recv()
-    if not isinstance(arr, np.ndarray) or arr.ndim not in ndim or arr.shape[0] != shape0:
-        raise ProtocolError(f"{what} on {sub.label!r}: malformed or of the wrong length")
-    return arr
+def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: Any = np.uint64) -> np.ndarray:
+    if not parts:
+        return np.zeros(empty_shape, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-async def _recv_bits(sub: SubChannel, shape: tuple[int, ...], what: str) -> np.ndarray:
-    arr = await sub.recv()
-    if not isinstance(arr, np.ndarray) or arr.shape != shape or (arr.size and arr.max() > 1):
-        raise ProtocolError(f"{what} on {sub.label!r}: expected {shape} bits")
-    return arr.astype(np.uint8)
+def _reply(msg: Any, count: int, n: int, ndims: tuple[int, ...], what: str) -> list[np.ndarray]:
+    """Check that the sender's reply is ``count`` arrays with ``n`` rows and ``ndims`` dimensions."""
+    arrays = msg if isinstance(msg, list) else [msg]
+    if len(arrays) != count or not all(
+        isinstance(a, np.ndarray) and a.ndim in ndims and a.shape[0] == n and a.shape == arrays[0].shape
+        for a in arrays
+    ):
+        raise ProtocolError(f"malformed {what} reply from the OT sender")
+    return arrays
+
+
+# --------------------------------------------------------------------------- the two sides of a derandomisation
+
+Finish = Callable[[ReceiverCOTs, slice, Any], np.ndarray]
+Answer = Callable[[SenderCOTs, np.ndarray, slice], tuple[Any, Any]]
+
+
+def _chunks(n: int, cost: int) -> list[slice]:
+    """Instance ranges of at most ``CHUNK_COTS // cost`` instances (``cost``: COTs or values per instance)."""
+    step = max(1, CHUNK_COTS // cost)
+    return [slice(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+async def _receiver_side(
+    party: Party, label: str, sender: Role, bits_of_choice: np.ndarray, chunks: list[slice], finish: Finish
+) -> list[np.ndarray]:
+    """Receiver: per chunk, take COTs and send ``d = choice bits ⊕ COT choices``; then, per chunk, run
+    ``finish(cots, chunk, sender's reply)`` in the executor.  ``bits_of_choice``: ``(n, m)`` ``uint8``."""
+    engine, sub = get_engine(party), party.sub(label)
+    m = bits_of_choice.shape[1]
+    pending = []
+    for sl in chunks:
+        cots = await engine.receiver_cots(label, (sl.stop - sl.start) * m, sender=sender)
+        await sub.send(Packed(bits_of_choice[sl].reshape(-1) ^ cots.choices, 1))
+        pending.append((sl, cots))
+    return [await party.compute(finish, cots, sl, await sub.recv()) for sl, cots in pending]
+
+
+async def _sender_side(party: Party, label: str, sender: Role, m: int, chunks: list[slice], answer: Answer) -> list[Any]:
+    """Sender: per chunk, take ``m`` COTs per instance, receive the corrections ``d`` and send the message
+    of ``answer(cots, d, chunk) -> (message, local output)`` (run in the executor); returns the outputs."""
+    engine, sub = get_engine(party), party.sub(label)
+    outs = []
+    for sl in chunks:
+        cots = await engine.sender_cots(label, (sl.stop - sl.start) * m, sender=sender)
+        d = await sub.recv()
+        if not isinstance(d, np.ndarray) or d.shape != (len(cots),) or (d.size and d.max() > 1):
+            raise ProtocolError(f"expected {len(cots)} choice corrections (bits) on {label!r}")
+        msg, out = await party.compute(answer, cots, d.astype(np.uint8), sl)
+        await sub.send(msg)
+        outs.append(out)
+    return outs
 
 
 def _keys(cots: SenderCOTs, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,56 +174,49 @@ async def chosen_ot(
 
     Sender passes ``messages = (m0, m1)``, each ``(n,)`` or ``(n, k)`` ``uint64`` below ``2^bits``, and gets
     ``None``; the receiver passes ``choices`` ``(n,)`` 0/1 and gets ``m_{c_i}[i]`` (shape of ``m0``).
+    Sender message: ``m_j ⊕ pad(K_j)``, ``j = 0, 1``.
     Cost: n COTs; receiver sends n bits, sender ``2·n·k·bits`` bits; one round trip.
     """
-    is_sender = _check_common(party, sender, bits)
-    engine = get_engine(party)
-    sub = party.sub(label)
-    if is_sender:
+    if _check_common(party, sender, bits):
         if messages is None or len(messages) != 2:
             raise InputError("the OT sender must pass messages=(m0, m1)")
         m0, m1 = _values(messages[0], bits, "m0"), _values(messages[1], bits, "m1")
         if m0.shape != m1.shape:
             raise InputError(f"m0 and m1 differ in shape: {m0.shape} vs {m1.shape}")
-        n = m0.shape[0]
-        for sl in _chunks(n, 1):
-            cots = await engine.sender_cots(label, sl.stop - sl.start, sender=sender)
-            d = await _recv_bits(sub, (len(cots),), "choice corrections")
-            y = await party.compute(_chosen_sender, cots, d, _as_2d(m0[sl]), _as_2d(m1[sl]), bits)
-            await sub.send([Packed(y[0].reshape(m0[sl].shape), bits), Packed(y[1].reshape(m0[sl].shape), bits)])
+
+        def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, None]:
+            y0, y1 = _chosen_mask(cots, d, m0[sl], m1[sl], bits)
+            return [Packed(y0, bits), Packed(y1, bits)], None
+
+        await _sender_side(party, label, sender, 1, _chunks(m0.shape[0], 1), answer)
         return None
+
     c = _choices(choices)
-    n = c.shape[0]
-    pending = []
-    for sl in _chunks(n, 1):
-        cots = await engine.receiver_cots(label, sl.stop - sl.start, sender=sender)
-        await sub.send(Packed(c[sl].astype(np.uint8) ^ cots.choices, 1))
-        pending.append((sl, cots))
-    parts = []
-    for sl, cots in pending:
-        msg = await sub.recv()
-        if not (isinstance(msg, list) and len(msg) == 2):
-            raise ProtocolError(f"malformed chosen-OT reply on {label!r}")
-        y0, y1 = (np.asarray(v) for v in msg)
-        if y0.shape != y1.shape or y0.ndim not in (1, 2) or y0.shape[0] != len(cots):
-            raise ProtocolError(f"chosen-OT reply on {label!r} has the wrong shape")
-        parts.append(await party.compute(_chosen_receiver, cots, c[sl], y0, y1, bits))
-    if not parts:
-        return np.zeros(0, dtype=np.uint64)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
+        y0, y1 = _reply(msg, 2, len(cots), (1, 2), "chosen-OT")
+        return _chosen_unmask(cots, c[sl], y0, y1, bits)
+
+    parts = await _receiver_side(party, label, sender, c[:, None].astype(np.uint8), _chunks(c.shape[0], 1), finish)
+    return _concat(parts, (0,))
 
 
-def _chosen_sender(cots: SenderCOTs, d: np.ndarray, m0: np.ndarray, m1: np.ndarray, bits: int) -> np.ndarray:
+def _chosen_mask(
+    cots: SenderCOTs, d: np.ndarray, m0: np.ndarray, m1: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sender's ciphertexts ``m_j ⊕ pad(K_j)`` (shape of ``m0``)."""
     k0, k1 = _keys(cots, d)
-    width = m0.shape[1]
-    return np.stack([m0 ^ pads(k0, cots.tweaks, width, bits), m1 ^ pads(k1, cots.tweaks, width, bits)])
+    a0, a1 = _as_2d(m0), _as_2d(m1)
+    y0 = a0 ^ pads(k0, cots.tweaks, a0.shape[1], bits)
+    y1 = a1 ^ pads(k1, cots.tweaks, a1.shape[1], bits)
+    return y0.reshape(m0.shape), y1.reshape(m0.shape)
 
 
-def _chosen_receiver(cots: ReceiverCOTs, c: np.ndarray, y0: np.ndarray, y1: np.ndarray, bits: int) -> np.ndarray:
-    shape = y0.shape
-    y0, y1 = _as_2d(y0), _as_2d(y1)
-    sel = np.where(c.astype(bool)[:, None], y1, y0)
-    return (sel ^ pads(cots.t, cots.tweaks, y0.shape[1], bits)).reshape(shape)
+def _chosen_unmask(cots: ReceiverCOTs, c: np.ndarray, y0: np.ndarray, y1: np.ndarray, bits: int) -> np.ndarray:
+    """The receiver's message ``y_c ⊕ pad(t)`` (shape of ``y0``)."""
+    sel = np.where(np.asarray(c).astype(bool)[:, None], _as_2d(y1), _as_2d(y0)).astype(np.uint64)
+    out = (sel ^ pads(cots.t, cots.tweaks, sel.shape[1], bits)) & value_mask(bits)
+    return out.reshape(y0.shape)
 
 
 # --------------------------------------------------------------------------- additive correlated OT
@@ -203,63 +236,42 @@ async def correlated_ot(
     Sender passes ``correlation`` Δ_i (``(n,)`` or ``(n, k)``) and gets ``x``, uniform mod ``2^bits``;
     the receiver passes ``choices`` ``(n,)`` 0/1 and gets ``x + c_i·Δ_i mod 2^bits`` (shape of Δ).  So
     ``(−x, x + c·Δ)`` is an additive sharing of ``c·Δ`` mod ``2^bits``.
+    Sender: ``x = pad(K_0)``, message ``y = pad(K_1) − x − Δ``; receiver: ``pad(t) − c·y``.
     Cost: n COTs; receiver sends n bits, sender ``n·k·bits`` bits; one round trip.
     """
     is_sender = _check_common(party, sender, bits)
-    engine = get_engine(party)
-    sub = party.sub(label)
+    mask = value_mask(bits)
     if is_sender:
         corr = _values(correlation, bits, "correlation")
-        n = corr.shape[0]
-        outs = []
-        for sl in _chunks(n, 1):
-            cots = await engine.sender_cots(label, sl.stop - sl.start, sender=sender)
-            d = await _recv_bits(sub, (len(cots),), "choice corrections")
-            x, y = await party.compute(_correlated_sender, cots, d, _as_2d(corr[sl]), bits)
-            await sub.send(Packed(y.reshape(corr[sl].shape), bits))
-            outs.append(x.reshape(corr[sl].shape))
+
+        def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, np.ndarray]:
+            k0, k1 = _keys(cots, d)
+            cs = _as_2d(corr[sl])
+            x = pads(k0, cots.tweaks, cs.shape[1], bits)
+            y = (pads(k1, cots.tweaks, cs.shape[1], bits) - x - cs) & mask
+            return Packed(y.reshape(corr[sl].shape), bits), x.reshape(corr[sl].shape)
+
+        outs = await _sender_side(party, label, sender, 1, _chunks(corr.shape[0], 1), answer)
         return _concat(outs, corr.shape)
+
     c = _choices(choices)
-    pending = []
-    for sl in _chunks(c.shape[0], 1):
-        cots = await engine.receiver_cots(label, sl.stop - sl.start, sender=sender)
-        await sub.send(Packed(c[sl].astype(np.uint8) ^ cots.choices, 1))
-        pending.append((sl, cots))
-    outs = []
-    for sl, cots in pending:
-        y = await _recv_array(sub, len(cots), "correlated-OT reply")
-        outs.append(await party.compute(_correlated_receiver, cots, c[sl], y, bits))
-    return _concat(outs, (0,))
 
+    def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
+        (y,) = _reply(msg, 1, len(cots), (1, 2), "correlated-OT")
+        y2 = _as_2d(y).astype(np.uint64)
+        pad = pads(cots.t, cots.tweaks, y2.shape[1], bits)
+        return ((pad - c[sl].astype(np.uint64)[:, None] * y2) & mask).reshape(y.shape)
 
-def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
-    if not parts:
-        return np.zeros(empty_shape, dtype=np.uint64)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _correlated_sender(
-    cots: SenderCOTs, d: np.ndarray, corr: np.ndarray, bits: int
-) -> tuple[np.ndarray, np.ndarray]:
-    k0, k1 = _keys(cots, d)
-    width = corr.shape[1]
-    x = pads(k0, cots.tweaks, width, bits)
-    y = (pads(k1, cots.tweaks, width, bits) - x - corr) & value_mask(bits)
-    return x, y
-
-
-def _correlated_receiver(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, bits: int) -> np.ndarray:
-    shape = y.shape
-    y = _as_2d(y).astype(np.uint64)
-    pad = pads(cots.t, cots.tweaks, y.shape[1], bits)
-    return ((pad - c.astype(np.uint64)[:, None] * y) & value_mask(bits)).reshape(shape)
+    parts = await _receiver_side(party, label, sender, c[:, None].astype(np.uint8), _chunks(c.shape[0], 1), finish)
+    return _concat(parts, (0,))
 
 
 # --------------------------------------------------------------------------- 1-out-of-N OT
 
 
-def _log2_ceil(n_choices: int) -> int:
-    return max(1, (int(n_choices) - 1).bit_length())
+def _drop_bit(x: Any, t: int) -> Any:
+    """``x`` with bit ``t`` removed: the lane of message ``x`` in the pad stream of a key for bit ``t``."""
+    return (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
 
 
 async def one_of_n_ot(
@@ -286,57 +298,45 @@ async def one_of_n_ot(
     is_sender = _check_common(party, sender, bits)
     if not isinstance(n_choices, (int, np.integer)) or not 2 <= n_choices <= 256:
         raise InputError(f"n_choices must be an integer in 2..256, got {n_choices!r}")
-    N, m = int(n_choices), _log2_ceil(n_choices)
-    engine = get_engine(party)
-    sub = party.sub(label)
+    N, m = int(n_choices), (int(n_choices) - 1).bit_length()
     if is_sender:
-        msgs = np.asarray(messages) if messages is not None else None
-        if msgs is None or msgs.ndim not in (2, 3) or msgs.shape[1] != N:
-            raise InputError(f"the OT sender must pass messages of shape (n, {N}) or (n, {N}, k)")
-        flat = _values(msgs.reshape(msgs.shape[0], -1), bits, "messages")
-        n = flat.shape[0]
-        for sl in _chunks(n, N * m):
-            cnt = sl.stop - sl.start
-            cots = await engine.sender_cots(label, cnt * m, sender=sender)
-            d = await _recv_bits(sub, (cnt * m,), "choice corrections")
-            y = await party.compute(_one_of_n_sender, cots, d, flat[sl], N, m, bits)
-            await sub.send(Packed(y.reshape((cnt,) + msgs.shape[1:]), bits))
+        msgs = _values(messages, bits, "messages", ndims=(2, 3))
+        if msgs.shape[1] != N:
+            raise InputError(f"messages must have shape (n, {N}) or (n, {N}, k), got {msgs.shape}")
+        flat = _as_2d(msgs)
+
+        def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, None]:
+            y = _one_of_n_mask(cots, d, flat[sl], N, m, bits)
+            return Packed(y.reshape(msgs[sl].shape), bits), None
+
+        await _sender_side(party, label, sender, m, _chunks(msgs.shape[0], N * m), answer)
         return None
+
     c = _choices(choices, N)
-    n = c.shape[0]
-    cbits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8)  # (n, m), bit t of the choice
-    pending = []
-    for sl in _chunks(n, N * m):
-        cnt = sl.stop - sl.start
-        cots = await engine.receiver_cots(label, cnt * m, sender=sender)
-        await sub.send(Packed(cbits[sl].reshape(-1) ^ cots.choices, 1))
-        pending.append((sl, cots))
-    outs = []
-    for sl, cots in pending:
-        y = await _recv_array(sub, sl.stop - sl.start, "1-of-N reply", ndim=(2, 3))
+
+    def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
+        (y,) = _reply(msg, 1, len(cots) // m, (2, 3), "1-of-N")
         if y.shape[1] != N:
-            raise ProtocolError(f"1-of-N reply on {label!r} has {y.shape[1]} messages per instance, expected {N}")
-        outs.append(await party.compute(_one_of_n_receiver, cots, c[sl], y, m, bits))
-    return _concat(outs, (0,))
+            raise ProtocolError(f"1-of-N reply with {y.shape[1]} messages per instance, expected {N}")
+        return _one_of_n_unmask(cots, c[sl], y, m, bits)
+
+    cbits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8)  # (n, m): bit t of each choice
+    parts = await _receiver_side(party, label, sender, cbits, _chunks(c.shape[0], N * m), finish)
+    return _concat(parts, (0,))
 
 
-def _drop_bit(x: np.ndarray | int, t: int) -> np.ndarray | int:
-    """``x`` with bit ``t`` removed (the lane of message ``x`` in the pad stream of a key for bit ``t``)."""
-    return (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
-
-
-def _one_of_n_sender(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m: int, bits: int) -> np.ndarray:
+def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m: int, bits: int) -> np.ndarray:
     """Masked messages ``(n, N·k)``: message ``x`` XOR lane ``drop_bit(x, t)`` of key ``K_t^{x_t}`` for every t.
 
     Each key pads only the ``2^(m-1)`` messages whose bit ``t`` it matches, so its stream has
     ``2^(m-1)·k`` lanes; in the ``(n, hi, b, lo, k)`` view of the messages (``x = hi·2^(t+1) + b·2^t + lo``)
-    the lanes of ``K_t^b`` line up with ``[:, :, b]``: plain XORs, no selects.
+    the lanes of ``K_t^b`` line up with ``[:, :, b]``: plain XORs on narrow lanes, no selects.
     """
     n, width = msgs.shape
     per, full = width // N, 1 << m
     k0, k1 = _keys(cots, d)
     k0, k1, tweaks = k0.reshape(n, m, 2), k1.reshape(n, m, 2), cots.tweaks.reshape(n, m)
-    out = np.zeros((n, full * per), dtype=lane_dtype(bits))  # narrow lanes: XOR is all we do here
+    out = np.zeros((n, full * per), dtype=lane_dtype(bits))  # N rounded up to 2^m, zero messages
     out[:, :width] = msgs
     half = (full // 2) * per
     for t in range(m):
@@ -345,13 +345,10 @@ def _one_of_n_sender(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, 
         for b, keys in ((0, k0), (1, k1)):
             lanes = pad_lanes(np.ascontiguousarray(keys[:, t]), tw, half, bits)
             view[:, :, b] ^= lanes.reshape(n, full >> (t + 1), 1 << t, per)
-    result = out[:, :width].astype(np.uint64)
-    if bits < 64:
-        result &= value_mask(bits)
-    return result
+    return out[:, :width].astype(np.uint64) & value_mask(bits)
 
 
-def _one_of_n_receiver(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, bits: int) -> np.ndarray:
+def _one_of_n_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, bits: int) -> np.ndarray:
     """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``."""
     n, N = y.shape[0], y.shape[1]
     per = int(np.prod(y.shape[2:], dtype=np.int64))
@@ -360,7 +357,7 @@ def _one_of_n_receiver(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int,
     for t in range(m):
         first = _drop_bit(c, t) * per
         out ^= pads_at(np.ascontiguousarray(t_blocks[:, t]), tweaks[:, t].copy(), first, per, bits)
-    return out.reshape((n,) + y.shape[2:])
+    return (out & value_mask(bits)).reshape((n,) + y.shape[2:])
 
 
 # --------------------------------------------------------------------------- random OT and bit triples
@@ -381,24 +378,22 @@ async def random_ot(party: Party, label: str, *, sender: Role, n: int, bits: int
         cnt = sl.stop - sl.start
         if is_sender:
             s = await engine.sender_cots(label, cnt, sender=sender)
-            a, b = await party.compute(_random_sender, s, bits)
+            a, b = await party.compute(_random_messages, s, bits)
         else:
             r = await engine.receiver_cots(label, cnt, sender=sender)
-            a = r.choices
-            b = await party.compute(_random_receiver, r, bits)
+            a, b = r.choices, await party.compute(_random_chosen, r, bits)
         first.append(a)
         second.append(b)
-    empty = (0,)
-    if not is_sender:
-        return (np.concatenate(first) if first else np.zeros(empty, np.uint8)), _concat(second, empty)
-    return _concat(first, empty), _concat(second, empty)
+    return _concat(first, (0,), np.uint64 if is_sender else np.uint8), _concat(second, (0,))
 
 
-def _random_sender(cots: SenderCOTs, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def _random_messages(cots: SenderCOTs, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sender's ``(pad(q), pad(q ⊕ Δ))``."""
     return pads(cots.q, cots.tweaks, 1, bits)[:, 0], pads(cots.m1(), cots.tweaks, 1, bits)[:, 0]
 
 
-def _random_receiver(cots: ReceiverCOTs, bits: int) -> np.ndarray:
+def _random_chosen(cots: ReceiverCOTs, bits: int) -> np.ndarray:
+    """The receiver's ``pad(t)``."""
     return pads(cots.t, cots.tweaks, 1, bits)[:, 0]
 
 

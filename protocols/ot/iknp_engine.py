@@ -28,7 +28,7 @@ class _Receiver(COTReceiverSource):
 
     async def generate(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         choices, t, u = await self.party.compute(self.iknp.extend, n)
-        await self.sub.send_bytes(u)
+        await self.sub.send_bytes(memoryview(u))
         return choices, t
 
 

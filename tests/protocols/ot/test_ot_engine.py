@@ -98,7 +98,7 @@ async def test_precompute_is_offline_and_later_calls_are_online_only() -> None:
         after = p.channel.stats()
         return cots, before, after, e.buffered("client")
 
-    (c_s, before, after, left_s), (c_c, _, _, left_c) = await run_local(run, run)
+    (c_s, before, after, left_s), (c_c, _, _, left_c) = await run_local(run, run, options={"ot": "iknp"})
     check_cots(c_c, c_s)
     # stats are the server's: with the client as OT sender the server is the COT receiver and sends U
     gen = before.select("ot/iknp/client", phase="offline").labels
@@ -118,7 +118,7 @@ async def test_generation_and_use_land_in_separate_phases() -> None:
         await get_engine(p).cots("flavour/x", 1000, sender="server")
         return p.channel.stats()
 
-    stats, _ = await run_local(run, run)
+    stats, _ = await run_local(run, run, options={"ot": "iknp"})
     assert stats.labels["flavour/x"].phase == "online"
     assert {lab for lab in stats.labels if lab.startswith("ot/")} == {"ot/iknp/server", "ot/iknp/server/base"}
     assert all(stats.labels[lab].phase == "offline" for lab in stats.labels if lab.startswith("ot/"))

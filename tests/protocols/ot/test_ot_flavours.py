@@ -5,11 +5,11 @@ import pytest
 
 from aiompc import run_local
 from aiompc.crypto.prg import PRG
-from aiompc.errors import InputError
+from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
 from protocols.ot import bit_triples, chosen_ot, correlated_ot, one_of_n_ot, random_ot
 from protocols.ot import flavours
-from protocols.ot.engine import ReceiverCOTs, SenderCOTs
+from protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine
 from protocols.ot.iknp import KAPPA, IKNPReceiver, IKNPSender
 from protocols.ot.pads import pads_at
 
@@ -148,10 +148,10 @@ def test_receiver_cannot_unmask_the_other_message(nprng: np.random.Generator) ->
     m0, m1 = vals(nprng, bits, (n, 1)), vals(nprng, bits, (n, 1))
     c = nprng.integers(0, 2, n).astype(np.uint8)
     d = c ^ r.choices
-    y0, y1 = flavours._chosen_sender(s, d, m0, m1, bits)
-    got = flavours._chosen_receiver(r, c, y0, y1, bits)
+    y0, y1 = flavours._chosen_mask(s, d, m0, m1, bits)
+    got = flavours._chosen_unmask(r, c, y0, y1, bits)
     np.testing.assert_array_equal(got, np.where(c[:, None] == 1, m1, m0))
-    other = flavours._chosen_receiver(r, 1 - c, y0, y1, bits)  # the receiver's key on the other ciphertext
+    other = flavours._chosen_unmask(r, 1 - c, y0, y1, bits)  # the receiver's key on the other ciphertext
     assert (other == np.where(c[:, None] == 1, m0, m1)).mean() < 0.01
 
 
@@ -161,7 +161,7 @@ def test_one_of_n_receiver_learns_only_its_choice(nprng: np.random.Generator) ->
     msgs = vals(nprng, bits, (n, N))
     c = nprng.integers(0, N, n)
     cbits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8).reshape(-1)
-    y = flavours._one_of_n_sender(s, cbits ^ r.choices, msgs, N, m, bits)
+    y = flavours._one_of_n_mask(s, cbits ^ r.choices, msgs, N, m, bits)
     t, tw = r.t.reshape(n, m, 2), r.tweaks.reshape(n, m)
     hits = np.zeros((n, N), dtype=bool)
     for x in range(N):  # unmask position x with the keys the receiver holds
@@ -247,12 +247,36 @@ async def test_millions_of_ots_in_chunks(nprng: np.random.Generator) -> None:
 
     async def send(p: Party) -> Any:
         x = await correlated_ot(p, "big", sender="client", bits=8, correlation=d)
-        return x, p.channel.stats()
+        return x, p.channel.stats(), get_engine(p).kind
 
     async def recv(p: Party) -> Any:
         return await correlated_ot(p, "big", sender="client", bits=8, choices=c)
 
-    (x, stats), y = await as_roles("client", send, recv)
+    (x, stats, kind), y = await as_roles("client", send, recv)
     np.testing.assert_array_equal(y, (x + c.astype(np.uint64) * d) & np.uint64(255))
     assert stats.labels["big"].msgs_recv == 6  # per chunk: allocation + corrections
-    assert 16 * n <= stats.labels["ot/iknp/client"].bytes_recv < 16 * (n + 2**14)
+    if kind == "iknp":
+        assert 16 * n <= stats.labels["ot/iknp/client"].bytes_recv < 16 * (n + 2**14)
+
+
+async def test_malformed_replies_raise_protocol_errors() -> None:
+    async def bad_sender(p: Party) -> None:
+        await get_engine(p).sender_cots("x", 8, sender="server")
+        await p.sub("x").recv()
+        await p.sub("x").send([np.zeros(7, np.uint64), np.zeros(7, np.uint64)])  # 7 rows for 8 OTs
+
+    async def receiver(p: Party) -> Any:
+        return await chosen_ot(p, "x", sender="server", bits=4, choices=np.zeros(8, np.uint8))
+
+    with pytest.raises(ProtocolError, match="malformed chosen-OT reply"):
+        await run_local(bad_sender, receiver)
+
+    async def sender(p: Party) -> Any:
+        return await correlated_ot(p, "y", sender="server", bits=4, correlation=np.zeros(8, np.uint64))
+
+    async def bad_receiver(p: Party) -> None:
+        await get_engine(p).receiver_cots("y", 8, sender="server")
+        await p.sub("y").send(np.full(8, 2, np.uint8))  # not bits
+
+    with pytest.raises(ProtocolError, match="choice corrections"):
+        await run_local(sender, bad_receiver)
