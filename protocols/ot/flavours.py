@@ -269,7 +269,7 @@ async def correlated_ot(
 # --------------------------------------------------------------------------- 1-out-of-N OT
 
 
-def _drop_bit(x: Any, t: int) -> Any:
+def _drop_bit(x: Any, t: Any) -> Any:
     """``x`` with bit ``t`` removed: the lane of message ``x`` in the pad stream of a key for bit ``t``."""
     return (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
 
@@ -309,7 +309,7 @@ async def one_of_n_ot(
             y = _one_of_n_mask(cots, d, flat[sl], N, m, bits)
             return Packed(y.reshape(msgs[sl].shape), bits), None
 
-        await _sender_side(party, label, sender, m, _chunks(msgs.shape[0], N * m), answer)
+        await _sender_side(party, label, sender, m, _chunks(msgs.shape[0], N), answer)
         return None
 
     c = _choices(choices, N)
@@ -321,7 +321,7 @@ async def one_of_n_ot(
         return _one_of_n_unmask(cots, c[sl], y, m, bits)
 
     cbits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8)  # (n, m): bit t of each choice
-    parts = await _receiver_side(party, label, sender, cbits, _chunks(c.shape[0], N * m), finish)
+    parts = await _receiver_side(party, label, sender, cbits, _chunks(c.shape[0], N), finish)
     return _concat(parts, (0,))
 
 
@@ -334,17 +334,15 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
     """
     n, width = msgs.shape
     per, full = width // N, 1 << m
-    k0, k1 = _keys(cots, d)
-    k0, k1, tweaks = k0.reshape(n, m, 2), k1.reshape(n, m, 2), cots.tweaks.reshape(n, m)
+    half = (full // 2) * per
+    k0, k1 = _keys(cots, d)  # (n·m, 2): COT t of instance i is row i·m + t
+    lanes = [pad_lanes(k, cots.tweaks, half, bits).reshape(n, m, half) for k in (k0, k1)]
     out = np.zeros((n, full * per), dtype=lane_dtype(bits))  # N rounded up to 2^m, zero messages
     out[:, :width] = msgs
-    half = (full // 2) * per
     for t in range(m):
         view = out.reshape(n, full >> (t + 1), 2, 1 << t, per)
-        tw = tweaks[:, t].copy()
-        for b, keys in ((0, k0), (1, k1)):
-            lanes = pad_lanes(np.ascontiguousarray(keys[:, t]), tw, half, bits)
-            view[:, :, b] ^= lanes.reshape(n, full >> (t + 1), 1 << t, per)
+        for b in (0, 1):
+            view[:, :, b] ^= lanes[b][:, t].reshape(n, full >> (t + 1), 1 << t, per)
     return out[:, :width].astype(np.uint64) & value_mask(bits)
 
 
@@ -352,11 +350,9 @@ def _one_of_n_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, b
     """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``."""
     n, N = y.shape[0], y.shape[1]
     per = int(np.prod(y.shape[2:], dtype=np.int64))
-    t_blocks, tweaks = cots.t.reshape(n, m, 2), cots.tweaks.reshape(n, m)
-    out = y.reshape(n, N, per)[np.arange(n), c].astype(np.uint64)
-    for t in range(m):
-        first = _drop_bit(c, t) * per
-        out ^= pads_at(np.ascontiguousarray(t_blocks[:, t]), tweaks[:, t].copy(), first, per, bits)
+    first = _drop_bit(c[:, None], np.arange(m)[None, :]) * per  # (n, m): lane of key t, as COT i·m + t
+    keys = pads_at(cots.t, cots.tweaks, first.reshape(-1), per, bits).reshape(n, m, per)
+    out = y.reshape(n, N, per)[np.arange(n), c].astype(np.uint64) ^ np.bitwise_xor.reduce(keys, axis=1)
     return (out & value_mask(bits)).reshape((n,) + y.shape[2:])
 
 
