@@ -7,7 +7,7 @@ interpreters take a batch (leading axis ``N``) and are vectorised over it.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Literal, overload
 
 import numpy as np
 
@@ -62,6 +62,10 @@ def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
     raise InputError(f"node {n.name!r}: unknown float op {n.op!r}")
 
 
+@overload
+def run_float(graph: FloatGraph, x: np.ndarray, collect: Literal[False] = False) -> np.ndarray: ...
+@overload
+def run_float(graph: FloatGraph, x: np.ndarray, collect: Literal[True]) -> dict[str, np.ndarray]: ...
 def run_float(graph: FloatGraph, x: np.ndarray, collect: bool = False) -> np.ndarray | dict[str, np.ndarray]:
     """Evaluate the float graph on a batch ``x`` of shape ``(N, *input_shape)`` in float64.
 
@@ -81,37 +85,55 @@ def run_float(graph: FloatGraph, x: np.ndarray, collect: bool = False) -> np.nda
 
 def _requantize(n: Requantize, x: np.ndarray) -> np.ndarray:
     if len(n.multiplier) == 1:
-        return requantize(x, n.multiplier[0], n.shift, n.lo, n.hi, n.rounding)  # type: ignore[arg-type]
+        return requantize(x, n.multiplier[0], n.shift, n.lo, n.hi, n.rounding)
     m = n.channel_multipliers(x.shape[1])
     out = np.empty_like(x)
     for mv in np.unique(m):  # one call per distinct multiplier (channels, not elements)
         idx = np.flatnonzero(m == mv)
-        out[:, idx] = requantize(x[:, idx], int(mv), n.shift, n.lo, n.hi, n.rounding)  # type: ignore[arg-type]
+        out[:, idx] = requantize(x[:, idx], int(mv), n.shift, n.lo, n.hi, n.rounding)
     return out
 
 
 def _add(n: Add, xs: list[np.ndarray]) -> np.ndarray:
     m = n.channel_multipliers(xs[0].shape[1])
-    return sum(x * _channel_view(m[i], x.ndim) for i, x in enumerate(xs))  # type: ignore[return-value]
+    out = xs[0] * _channel_view(m[0], xs[0].ndim)
+    for i, x in enumerate(xs[1:], 1):
+        out = out + x * _channel_view(m[i], x.ndim)
+    return out
 
 
-_INT_KERNELS: dict[type[Node], Callable[[Node, list[np.ndarray], QGraph], np.ndarray]] = {
-    Conv: lambda n, xs, g: K.conv2d(xs[0], n.weight, n.bias, n.stride, n.pads, n.groups),  # type: ignore[attr-defined]
-    Linear: lambda n, xs, g: K.linear(xs[0], n.weight, n.bias),  # type: ignore[attr-defined]
-    ChannelAffine: lambda n, xs, g: xs[0] * _channel_view(n.weight, xs[0].ndim)  # type: ignore[attr-defined]
-    + _channel_view(n.bias, xs[0].ndim),  # type: ignore[attr-defined]
-    Requantize: lambda n, xs, g: _requantize(n, xs[0]),  # type: ignore[arg-type]
-    Relu: lambda n, xs, g: np.maximum(xs[0], 0),
-    Clip: lambda n, xs, g: np.clip(xs[0], n.lo, n.hi),  # type: ignore[attr-defined]
-    MaxPool: lambda n, xs, g: K.max_pool2d(xs[0], n.kernel, n.stride, n.pads,  # type: ignore[attr-defined]
-                                           g.tensors[n.inputs[0]].lo),
-    SumPool: lambda n, xs, g: K.sum_pool2d(xs[0], n.kernel, n.stride, n.pads),  # type: ignore[attr-defined]
-    Add: lambda n, xs, g: _add(n, xs),  # type: ignore[arg-type]
-    Concat: lambda n, xs, g: np.concatenate(xs, axis=1),
-    Flatten: lambda n, xs, g: xs[0].reshape(xs[0].shape[0], -1),
-}
+def _int_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
+    x = xs[0]
+    if isinstance(n, (Conv, Linear, ChannelAffine)):
+        assert n.weight is not None and n.bias is not None  # run_int checked has_weights
+        if isinstance(n, Conv):
+            return K.conv2d(x, n.weight, n.bias, n.stride, n.pads, n.groups)
+        if isinstance(n, Linear):
+            return K.linear(x, n.weight, n.bias)
+        return x * _channel_view(n.weight, x.ndim) + _channel_view(n.bias, x.ndim)
+    if isinstance(n, Requantize):
+        return _requantize(n, x)
+    if isinstance(n, Relu):
+        return np.maximum(x, 0)
+    if isinstance(n, Clip):
+        return np.clip(x, n.lo, n.hi)
+    if isinstance(n, MaxPool):
+        return K.max_pool2d(x, n.kernel, n.stride, n.pads, g.tensors[n.inputs[0]].lo)
+    if isinstance(n, SumPool):
+        return K.sum_pool2d(x, n.kernel, n.stride, n.pads)
+    if isinstance(n, Add):
+        return _add(n, xs)
+    if isinstance(n, Concat):
+        return np.concatenate(xs, axis=1)
+    if isinstance(n, Flatten):
+        return x.reshape(x.shape[0], -1)
+    raise InputError(f"node {n.name!r}: no integer semantics for {n.op!r}")
 
 
+@overload
+def run_int(graph: QGraph, x: np.ndarray, collect: Literal[False] = False) -> np.ndarray: ...
+@overload
+def run_int(graph: QGraph, x: np.ndarray, collect: Literal[True]) -> dict[str, np.ndarray]: ...
 def run_int(graph: QGraph, x: np.ndarray, collect: bool = False) -> np.ndarray | dict[str, np.ndarray]:
     """Evaluate the integer graph exactly on a batch ``x`` (integers, ``(N, *input_shape)``, inside the
     input's bounds).  Returns the int64 output (the accumulator/logits at ``output_spec.scale``), or
@@ -130,7 +152,7 @@ def run_int(graph: QGraph, x: np.ndarray, collect: bool = False) -> np.ndarray |
         raise InputError("this graph is metadata only (no weights); the server's full graph is needed")
     env = {graph.input: x}
     for n in graph.nodes:
-        env[n.output] = _INT_KERNELS[type(n)](n, [env[i] for i in n.inputs], graph)
+        env[n.output] = _int_node(n, [env[i] for i in n.inputs], graph)
     return env if collect else env[graph.output]
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
 from aiompc.nn.bounds import MAX_BITS, linear_channel_ranges, range_of_width, width_for_range
 from aiompc.nn.kernels import out_size
-from aiompc.quant import requantize
+from aiompc.quant import Rounding, requantize
 
 if TYPE_CHECKING:
     from aiompc.nn.graph import FloatGraph
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TensorSpec",
     "Node",
+    "WeightedNode",
     "Conv",
     "Linear",
     "ChannelAffine",
@@ -191,6 +192,7 @@ class Node:
     """Base class: a named layer reading ``inputs`` (edge names) and writing one ``output`` edge."""
 
     op: ClassVar[str] = ""
+    evaluation: ClassVar[str] = "local"  # how a two-party engine runs it: "he", "ot" or "local"
     arity: ClassVar[int | None] = 1  # None: two or more inputs
     name: str
     inputs: tuple[str, ...]
@@ -269,7 +271,35 @@ def _window_shape(node: Node, spec: TensorSpec, kernel: tuple[int, int], stride:
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Conv(Node):
+class WeightedNode(Node):
+    """A layer holding the server's integer ``weight`` and ``bias`` (both int64, or both None in
+    metadata); weights lie within signed ``weight_bits`` bits."""
+
+    evaluation: ClassVar[str] = "he"
+    weight_bits: int = 8
+    weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+    bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
+
+    def _check_weights(self, shape: tuple[int, ...], outputs: int) -> None:
+        if not 1 <= self.weight_bits <= 32:
+            raise ValueError(f"{self.op} {self.name!r}: weight_bits {self.weight_bits} outside 1..32")
+        if (self.weight is None) != (self.bias is None):
+            raise ValueError(f"{self.op} {self.name!r}: give both weight and bias, or neither")
+        if self.weight is None or self.bias is None:
+            return
+        w, b = np.asarray(self.weight, dtype=np.int64), np.asarray(self.bias, dtype=np.int64)
+        object.__setattr__(self, "weight", w)
+        object.__setattr__(self, "bias", b)
+        if w.shape != tuple(shape) or b.shape != (outputs,):
+            raise ValueError(f"{self.op} {self.name!r}: weight {w.shape} / bias {b.shape} "
+                             f"do not match {tuple(shape)} / ({outputs},)")
+        lo, hi = range_of_width(self.weight_bits, True)
+        if w.size and (w.min() < lo or w.max() > hi):
+            raise ValueError(f"{self.op} {self.name!r}: weights exceed signed {self.weight_bits} bits")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Conv(WeightedNode):
     """Integer 2-D convolution, ONNX semantics with dilation 1, zero padding, ``groups`` (depthwise when
     ``groups == C``).  ``weight``: int64 ``(O, C/groups, kh, kw)`` within signed ``weight_bits`` bits;
     ``bias``: int64 ``(O,)`` at the accumulator scale.  Output: the exact accumulator."""
@@ -279,16 +309,14 @@ class Conv(Node):
     stride: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     groups: int = 1
-    weight_bits: int = 8
-    weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
-    bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_window(self, self.weight_shape[2:], self.stride, self.pads)
         if self.weight_shape[0] % self.groups:
-            raise ValueError(f"conv {self.name!r}: {self.weight_shape[0]} outputs not divisible by groups {self.groups}")
-        _check_weights(self, self.weight_shape, self.weight_shape[0])
+            raise ValueError(
+                f"conv {self.name!r}: {self.weight_shape[0]} outputs not divisible by groups {self.groups}")
+        self._check_weights(self.weight_shape, self.weight_shape[0])
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -311,25 +339,23 @@ class Conv(Node):
         (x,) = inputs
         self._need_rank(x, (3,))
         if x.shape[0] != self.in_channels:
-            raise UnsupportedModel(f"conv {self.name!r}: input has {x.shape[0]} channels, weights expect {self.in_channels}")
+            raise UnsupportedModel(
+                f"conv {self.name!r}: input has {x.shape[0]} channels, weights expect {self.in_channels}")
         shape = _window_shape(self, x, self.kernel, self.stride, self.pads, self.out_channels)
         return Inferred(shape, *_linear_range(self.weight, self.bias, x))
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Linear(Node):
+class Linear(WeightedNode):
     """Fully connected layer ``W @ x + b``; ``weight`` int64 ``(O, I)``, ``bias`` int64 ``(O,)``.
     Output: the exact accumulator."""
 
     op: ClassVar[str] = "linear"
     weight_shape: tuple[int, int]
-    weight_bits: int = 8
-    weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
-    bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_weights(self, self.weight_shape, self.weight_shape[0])
+        self._check_weights(self.weight_shape, self.weight_shape[0])
 
     @property
     def in_features(self) -> int:
@@ -343,12 +369,13 @@ class Linear(Node):
         (x,) = inputs
         self._need_rank(x, (1,))
         if x.shape[0] != self.in_features:
-            raise UnsupportedModel(f"linear {self.name!r}: input has {x.shape[0]} features, weights expect {self.in_features}")
+            raise UnsupportedModel(
+                f"linear {self.name!r}: input has {x.shape[0]} features, weights expect {self.in_features}")
         return Inferred((self.out_features,), *_linear_range(self.weight, self.bias, x))
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class ChannelAffine(Node):
+class ChannelAffine(WeightedNode):
     """Per-channel ``weight[c] * x[c] + bias[c]`` (a batch-norm that could not be folded into a linear
     layer); ``weight``/``bias`` int64 ``(C,)``, ``weight`` within signed ``weight_bits`` bits."""
 
@@ -360,7 +387,7 @@ class ChannelAffine(Node):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_weights(self, (self.channels,), self.channels)
+        self._check_weights((self.channels,), self.channels)
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -380,11 +407,12 @@ class Requantize(Node):
     clip to ``[lo, hi]`` (``lo = 0`` fuses a ReLU).  The output edge declares the target width."""
 
     op: ClassVar[str] = "requantize"
+    evaluation: ClassVar[str] = "ot"
     multiplier: tuple[int, ...]
     shift: int
     lo: int
     hi: int
-    rounding: str = "nearest"
+    rounding: Rounding = "nearest"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -397,6 +425,13 @@ class Requantize(Node):
     def channel_multipliers(self, channels: int) -> np.ndarray:
         """Multipliers broadcast to ``channels`` entries (int64)."""
         return np.broadcast_to(np.asarray(self.multiplier, dtype=np.int64), (channels,)).copy()
+
+    def product_bits(self, x: TensorSpec) -> int:
+        """Signed width of ``x * M + r`` before the shift (the ring a share-wise product needs)."""
+        m = max(self.multiplier)
+        r = (1 << (self.shift - 1)) if (self.rounding == "nearest" and self.shift > 0) else 0
+        bits, signed = width_for_range(min(x.lo * m, 0), max(x.hi * m, 0) + r)
+        return bits if signed else bits + 1
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -413,6 +448,7 @@ class Relu(Node):
     """``max(x, 0)`` on an already requantized tensor (fused into :class:`Requantize` where possible)."""
 
     op: ClassVar[str] = "relu"
+    evaluation: ClassVar[str] = "ot"
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -424,6 +460,7 @@ class Clip(Node):
     """``clip(x, lo, hi)`` with integer bounds (ReLU6 and friends on a requantized tensor)."""
 
     op: ClassVar[str] = "clip"
+    evaluation: ClassVar[str] = "ot"
     lo: int
     hi: int
 
@@ -444,6 +481,7 @@ class MaxPool(Node):
     unless a window is all padding, which the shape check excludes)."""
 
     op: ClassVar[str] = "maxpool"
+    evaluation: ClassVar[str] = "ot"
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -453,7 +491,8 @@ class MaxPool(Node):
         _check_window(self, self.kernel, self.stride, self.pads)
         if self.pads[0] >= self.kernel[0] or self.pads[2] >= self.kernel[0] or \
                 self.pads[1] >= self.kernel[1] or self.pads[3] >= self.kernel[1]:
-            raise UnsupportedModel(f"maxpool {self.name!r}: pads {self.pads} must be smaller than the kernel {self.kernel}")
+            raise UnsupportedModel(
+                f"maxpool {self.name!r}: pads {self.pads} must be smaller than the kernel {self.kernel}")
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -527,7 +566,8 @@ class Concat(Node):
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         rest = inputs[0].shape[1:]
         if any(x.shape[1:] != rest or not x.shape for x in inputs):
-            raise UnsupportedModel(f"concat {self.name!r}: shapes {[x.shape for x in inputs]} differ beyond the channel axis")
+            raise UnsupportedModel(
+                f"concat {self.name!r}: shapes {[x.shape for x in inputs]} differ beyond the channel axis")
         return Inferred((sum(x.shape[0] for x in inputs), *rest), min(x.lo for x in inputs), max(x.hi for x in inputs))
 
 
@@ -545,25 +585,6 @@ class Flatten(Node):
 NODE_TYPES: dict[str, type[Node]] = {
     k.op: k for k in (Conv, Linear, ChannelAffine, Requantize, Relu, Clip, MaxPool, SumPool, Add, Concat, Flatten)
 }
-
-
-def _check_weights(node: Node, shape: tuple[int, ...], outputs: int) -> None:
-    w, b = getattr(node, "weight"), getattr(node, "bias")
-    bits = getattr(node, "weight_bits")
-    if not 1 <= bits <= 32:
-        raise ValueError(f"{node.op} {node.name!r}: weight_bits {bits} outside 1..32")
-    if (w is None) != (b is None):
-        raise ValueError(f"{node.op} {node.name!r}: give both weight and bias, or neither")
-    if w is None:
-        return
-    object.__setattr__(node, "weight", np.asarray(w, dtype=np.int64))
-    object.__setattr__(node, "bias", np.asarray(b, dtype=np.int64))
-    if node.weight.shape != tuple(shape) or node.bias.shape != (outputs,):  # type: ignore[attr-defined]
-        raise ValueError(f"{node.op} {node.name!r}: weight {node.weight.shape} / bias {node.bias.shape} "  # type: ignore[attr-defined]
-                         f"do not match {tuple(shape)} / ({outputs},)")
-    lo, hi = range_of_width(bits, True)
-    if node.weight.size and (node.weight.min() < lo or node.weight.max() > hi):  # type: ignore[attr-defined]
-        raise ValueError(f"{node.op} {node.name!r}: weights exceed signed {bits} bits")
 
 
 def _linear_range(weight: np.ndarray | None, bias: np.ndarray | None, x: TensorSpec) -> tuple[int | None, int | None]:
@@ -603,7 +624,7 @@ class QGraph:
     @property
     def has_weights(self) -> bool:
         """False for metadata received in a handshake."""
-        return all(getattr(n, "weight", 0) is not None for n in self.nodes)
+        return all(n.weight is not None for n in self.nodes if isinstance(n, WeightedNode))
 
     def producer(self, edge: str) -> Node | None:
         """The node writing ``edge`` (None for the graph input)."""
@@ -703,14 +724,12 @@ class QGraph:
     # ---- humans
 
     def summary(self) -> str:
-        """A text table: one row per node with kind, output shape, width and bounds."""
-        rows = [("node", "op", "output", "shape", "bits", "range")]
-        s = self.input_spec
-        rows.append(("(input)", "", s.name, "x".join(map(str, s.shape)), f"{'s' if s.signed else 'u'}{s.bits}",
-                     f"[{s.lo}, {s.hi}]"))
-        for n in self.nodes:
-            t = self.tensors[n.output]
-            rows.append((n.name, n.op, t.name, "x".join(map(str, t.shape)), f"{'s' if t.signed else 'u'}{t.bits}",
-                         f"[{t.lo}, {t.hi}]"))
+        """A text table: one row per node with kind, secure evaluation, output shape, width and bounds."""
+        def row(node: str, op: str, ev: str, t: TensorSpec) -> tuple[str, ...]:
+            return (node, op, ev, t.name, "x".join(map(str, t.shape)), f"{'s' if t.signed else 'u'}{t.bits}",
+                    f"[{t.lo}, {t.hi}]")
+
+        rows = [("node", "op", "eval", "output", "shape", "bits", "range"), row("(input)", "", "", self.input_spec)]
+        rows += [row(n.name, n.op, n.evaluation, self.tensors[n.output]) for n in self.nodes]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

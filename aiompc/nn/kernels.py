@@ -26,10 +26,10 @@ def out_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: in
 
 def pad2d(x: np.ndarray, pads: tuple[int, int, int, int], value: float | int = 0) -> np.ndarray:
     """Pad the two spatial axes of ``(N, C, H, W)`` by ``(top, left, bottom, right)`` with ``value``."""
-    t, l, b, r = pads
+    top, left, bottom, right = pads
     if not any(pads):
         return x
-    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
 def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:

@@ -54,7 +54,7 @@ class OnnxBuilder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def const(self, value: np.ndarray, hint: str = "c", dtype: int | None = None) -> str:
+    def const(self, value: np.ndarray | float, hint: str = "c", dtype: int | None = None) -> str:
         """Add an initializer (float32 by default; ``dtype`` a TensorProto type for integers)."""
         name = self._name(hint)
         arr = np.asarray(value)
@@ -74,10 +74,17 @@ class OnnxBuilder:
 
     # ---- layers
 
-    def conv(self, x: str, weight: np.ndarray, bias: np.ndarray | None = None, stride: int | Sequence[int] = 1,
+    def _weight(self, weight: np.ndarray | None, weight_name: str | None) -> str:
+        if weight_name is not None:
+            return weight_name
+        if weight is None:
+            raise ValueError("give the weights or the name of a weight tensor")
+        return self.const(weight, "w")
+
+    def conv(self, x: str, weight: np.ndarray | None, bias: np.ndarray | None = None, stride: int | Sequence[int] = 1,
              pads: int | Sequence[int] = 0, groups: int = 1, *, weight_name: str | None = None) -> str:
         """``Conv``; ``weight`` float (O, C/groups, kh, kw) or the name of a (dequantized) weight tensor."""
-        w = weight_name or self.const(weight, "w")
+        w = self._weight(weight, weight_name)
         ins = [x, w] + ([self.const(bias, "b")] if bias is not None else [])
         shape = np.shape(weight) if weight is not None else None
         attrs: dict[str, Any] = {"strides": _pair(stride), "pads": _pads(pads), "group": groups}
@@ -85,9 +92,10 @@ class OnnxBuilder:
             attrs["kernel_shape"] = list(shape[2:])
         return self.node("Conv", ins, "conv", **attrs)
 
-    def gemm(self, x: str, weight: np.ndarray, bias: np.ndarray | None = None, *, weight_name: str | None = None) -> str:
+    def gemm(self, x: str, weight: np.ndarray | None, bias: np.ndarray | None = None, *,
+             weight_name: str | None = None) -> str:
         """``Gemm`` with ``transB=1``: ``weight`` is (O, I)."""
-        w = weight_name or self.const(weight, "w")
+        w = self._weight(weight, weight_name)
         ins = [x, w] + ([self.const(bias, "b")] if bias is not None else [])
         return self.node("Gemm", ins, "gemm", transB=1)
 
@@ -104,8 +112,8 @@ class OnnxBuilder:
         return self.node("Relu", [x])
 
     def clip(self, x: str, lo: float | None, hi: float | None) -> str:
-        ins = [x, self.const(np.float32(lo), "min") if lo is not None else "",
-               self.const(np.float32(hi), "max") if hi is not None else ""]
+        ins = [x, self.const(float(lo), "min") if lo is not None else "",
+               self.const(float(hi), "max") if hi is not None else ""]
         while ins and ins[-1] == "":
             ins.pop()
         return self.node("Clip", ins)
@@ -141,7 +149,7 @@ class OnnxBuilder:
 
     def qdq(self, x: str, scale: float, bits: int = 8, signed: bool = False) -> str:
         """``QuantizeLinear`` then ``DequantizeLinear`` with zero point 0 of type ``(bits, signed)``."""
-        s = self.const(np.float32(scale), "scale")
+        s = self.const(float(scale), "scale")
         zp = self.const(np.zeros((), dtype=np.int64), "zp", QDQ_TYPES[(bits, signed)])
         q = self.node("QuantizeLinear", [x, s, zp], "q")
         return self.node("DequantizeLinear", [q, s, zp], "dq")

@@ -274,8 +274,8 @@ class _Importer:
         c = self._fconst(node, c_name, "bias")
         o = prod.params["bias"].shape[0]
         per_out = c.reshape(-1) if c.size == o else None
-        ok_shape = c.size == 1 or (per_out is not None and (
-            (prod.op == "gemm" and c.shape in ((o,), (1, o))) or (prod.op == "conv" and c.shape in ((o, 1, 1), (1, o, 1, 1)))))
+        shapes = ((o,), (1, o)) if prod.op == "gemm" else ((o, 1, 1), (1, o, 1, 1))
+        ok_shape = c.size == 1 or (per_out is not None and c.shape in shapes)
         if not ok_shape:
             raise self._fail(node, f"constant of shape {c.shape} is not a per-channel bias")
         prod.params["bias"] = prod.params["bias"] + np.broadcast_to(c.reshape(-1), (o,))
@@ -334,7 +334,8 @@ class _Importer:
         rank = len(self.shapes[xs[0]]) + 1
         axis = a["axis"] + rank if a["axis"] is not None and a["axis"] < 0 else a["axis"]
         if axis != 1:
-            raise self._fail(node, f"concatenation along axis {a['axis']} is not supported", "concatenate channels (axis 1)")
+            raise self._fail(node, f"concatenation along axis {a['axis']} is not supported",
+                             "concatenate channels (axis 1)")
         self._add("concat", xs, node.output[0])
 
     def op_Flatten(self, node: onnx.NodeProto) -> None:
@@ -380,7 +381,8 @@ class _Importer:
         a = self._attrs(node, {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0, "spatial": 1,
                                "is_test": 1, "consumed_inputs": None})
         if a["training_mode"] or not a["spatial"] or any(o for o in node.output[1:]):
-            raise self._fail(node, "training-mode batch normalization is not supported", "export the model in eval mode")
+            raise self._fail(node, "training-mode batch normalization is not supported",
+                             "export the model in eval mode")
         x = self._edge(node, node.input[0])
         names = ("scale", "bias", "mean", "var")
         params = {k: self._fconst(node, node.input[i + 1], k).reshape(-1) for i, k in enumerate(names)}
@@ -450,7 +452,8 @@ class _Importer:
         if src in self.pending:
             p = self.pending[src]
             scale, zp, (bits, signed) = self._qparams(node, a)
-            if scale.size != 1 or np.any(zp) or float(scale.reshape(())) != p.scale or (bits, signed) != (p.bits, p.signed):
+            same = scale.size == 1 and float(scale.reshape(())) == p.scale and (bits, signed) == (p.bits, p.signed)
+            if not same or np.any(zp):
                 raise self._fail(node, "DequantizeLinear parameters differ from its QuantizeLinear's")
             self._add("fakequant", [p.edge], node.output[0], {"scale": p.scale, "bits": bits, "signed": signed})
             return

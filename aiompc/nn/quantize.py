@@ -337,9 +337,9 @@ class _Quantizer:
             return
         signed = flo is None and spec.lo < 0 or (flo is not None and flo < 0)
         scale, bits, sgn = self._target(n.output, self._bits_for(n.output), signed)
-        lo = None if flo is None else int(np.rint(flo / scale))
-        hi = None if fhi is None else int(np.rint(fhi / scale))
-        self.env[n.output] = self._requant(q, n.output, scale, bits, sgn, lo, hi)
+        clip_lo = None if flo is None else int(np.rint(flo / scale))
+        clip_hi = None if fhi is None else int(np.rint(fhi / scale))
+        self.env[n.output] = self._requant(q, n.output, scale, bits, sgn, clip_lo, clip_hi)
 
     def _pool(self, n: FloatNode) -> None:
         q = self.env[n.inputs[0]]

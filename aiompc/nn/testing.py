@@ -4,7 +4,9 @@ Each network is a stem convolution, a sequence of blocks and a classifier head. 
 sequence contains every feature the secure engine must handle — a residual block (two convs with
 batch-norm and an identity ``Add``), a stride-2 convolution, a depthwise-separable block (depthwise
 3x3, batch-norm, ReLU6, pointwise 1x1), a max-pool and a two-branch ``Concat`` — in random order, plus
-sometimes an average pool; the head is global-average-pool or flatten, then a ``Gemm``.
+sometimes an average pool; the head is global-average-pool or flatten, then a ``Gemm``.  On request,
+an ``"affine"`` block (a batch-norm that cannot be folded, then ReLU and a Clip) exercises the
+per-channel affine layer and the standalone integer Clip.
 
 Test data only: the generator is ``numpy.random`` (never used for protocol secrets).
 """
@@ -24,7 +26,7 @@ from aiompc.nn.quantize import QuantConfig, quantize
 
 __all__ = ["BLOCKS", "RandomNet", "random_network", "random_qgraph"]
 
-BLOCKS = ("residual", "stride2", "depthwise", "maxpool", "concat", "avgpool")
+BLOCKS = ("residual", "stride2", "depthwise", "maxpool", "concat", "avgpool", "affine")
 REQUIRED = ("residual", "stride2", "depthwise", "maxpool", "concat")
 
 
@@ -84,6 +86,8 @@ class _Gen:
                 return b.maxpool(x, 2, 2)
             self.h, self.w = (self.h - 1) // 2 + 1, (self.w - 1) // 2 + 1
             return b.maxpool(x, 3, 2, pads=1)
+        if kind == "affine":
+            return b.clip(b.relu(self.bn(x, c)), 0.0, 1.0)
         if kind == "avgpool":
             self.h, self.w = self.h // 2, self.w // 2
             return b.avgpool(x, 2, 2)

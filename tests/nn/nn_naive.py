@@ -41,6 +41,17 @@ def _flat(x: Any) -> list[int]:
     return [x]
 
 
+def _per_channel(x: list, fs: list) -> list:
+    """Apply ``fs[c]`` to every value of channel ``c`` (a ``(C, H, W)`` or ``(F,)`` nested list)."""
+    if isinstance(x[0], list):
+        return [[[fs[c](v) for v in row] for row in ch] for c, ch in enumerate(x)]
+    return [fs[c](v) for c, v in enumerate(x)]
+
+
+def _combine(mults: list[list[int]], vals: list[int], c: int) -> int:
+    return sum(m[c] * v for m, v in zip(mults, vals, strict=True))
+
+
 def run_naive(g: QGraph, sample: Any) -> Any:
     """Evaluate one sample (nested lists of Python ints, per-sample shape) and return nested lists."""
     env = {g.input: sample}
@@ -60,23 +71,21 @@ def run_naive(g: QGraph, sample: Any) -> Any:
                         acc = bias[o]
                         for c in range(cg):
                             win = _window(x, grp * cg + c, i, j, kh, kw, n.stride, n.pads, 0)
-                            acc += sum(a * b for a, b in zip(win, _flat(w[o][c])))
+                            acc += sum(a * b for a, b in zip(win, _flat(w[o][c]), strict=True))
                         y[o][i][j] = acc
         elif n.op == "linear":
-            y = [sum(a * b for a, b in zip(row, x)) + bb for row, bb in zip(n.weight.tolist(), n.bias.tolist())]
+            y = [sum(a * b for a, b in zip(row, x, strict=True)) + bb
+                 for row, bb in zip(n.weight.tolist(), n.bias.tolist(), strict=True)]
         elif n.op == "affine":
             a, b = n.weight.tolist(), n.bias.tolist()
             y = [[[a[c] * v + b[c] for v in row] for row in ch] for c, ch in enumerate(x)] if isinstance(x[0], list) \
                 else [a[c] * v + b[c] for c, v in enumerate(x)]
         elif n.op == "requantize":
             ms = list(n.multiplier) * (len(x) if len(n.multiplier) == 1 else 1)
-            f = lambda v, c: _requant(v, ms[c], n.shift, n.lo, n.hi, n.rounding)  # noqa: E731
-            y = [[[f(v, c) for v in row] for row in ch] for c, ch in enumerate(x)] if isinstance(x[0], list) \
-                else [f(v, c) for c, v in enumerate(x)]
+            y = _per_channel(x, [(lambda v, m=m, n=n: _requant(v, m, n.shift, n.lo, n.hi, n.rounding)) for m in ms])
         elif n.op in ("relu", "clip"):
             lo, hi = (0, None) if n.op == "relu" else (n.lo, n.hi)
-            f = lambda v: max(v, lo) if hi is None else min(max(v, lo), hi)  # noqa: E731
-            y = [[[f(v) for v in row] for row in ch] for ch in x] if isinstance(x[0], list) else [f(v) for v in x]
+            y = _per_channel(x, [lambda v, lo=lo, hi=hi: max(v, lo) if hi is None else min(max(v, lo), hi)] * len(x))
         elif n.op in ("maxpool", "sumpool"):
             kh, kw = n.kernel
             ho, wo = _out_hw(x, kh, kw, n.stride, n.pads)
@@ -87,13 +96,11 @@ def run_naive(g: QGraph, sample: Any) -> Any:
         elif n.op == "add":
             chans = len(x)
             mults = [list(m) * (chans if len(m) == 1 else 1) for m in n.multipliers]
-            def comb(vals: list, c: int) -> int:
-                return sum(m[c] * v for m, v in zip(mults, vals))
             if isinstance(x[0], list):
-                y = [[[comb([t[c][i][j] for t in xs], c) for j in range(len(x[0][0]))] for i in range(len(x[0]))]
-                     for c in range(chans)]
+                y = [[[_combine(mults, [t[c][i][j] for t in xs], c) for j in range(len(x[0][0]))]
+                      for i in range(len(x[0]))] for c in range(chans)]
             else:
-                y = [comb([t[c] for t in xs], c) for c in range(chans)]
+                y = [_combine(mults, [t[c] for t in xs], c) for c in range(chans)]
         elif n.op == "concat":
             y = [ch for t in xs for ch in t]
         elif n.op == "flatten":

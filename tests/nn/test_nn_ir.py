@@ -37,7 +37,7 @@ def test_metadata_round_trip_carries_no_weights(seed: int) -> None:
     back = QGraph.from_dict(wire.decode(data))
     assert not back.has_weights and qg.has_weights
     assert [type(n) for n in back.nodes] == [type(n) for n in qg.nodes]
-    for a, b in zip(qg.nodes, back.nodes):
+    for a, b in zip(qg.nodes, back.nodes, strict=True):
         for f in dataclasses.fields(a):
             if f.name in a.private_fields:
                 assert getattr(b, f.name) is None
@@ -87,7 +87,8 @@ def test_malformed_descriptions_are_rejected() -> None:
 def _tiny() -> QGraph:
     w = np.array([[3, -2, 1], [0, 5, -7]])
     x = TensorSpec("x", (3,), 4, False, 0, 15, (0.1,))
-    lin = Linear(name="fc", inputs=("x",), output="y", weight_shape=(2, 3), weight_bits=4, weight=w, bias=np.array([1, -1]))
+    lin = Linear(name="fc", inputs=("x",), output="y", weight_shape=(2, 3), weight_bits=4, weight=w,
+                 bias=np.array([1, -1]))
     y = TensorSpec("y", (2,), 8, True, -106, 74, (0.01,))  # channel 0: [1-30, 1+60]; channel 1: [-1-105, -1+75]
     rq = Requantize(name="rq", inputs=("y",), output="z", multiplier=(3, 5), shift=4, lo=0, hi=15)
     z = TensorSpec("z", (2,), 4, False, 0, 15, (0.2,))

@@ -47,7 +47,8 @@ def test_conv_auto_pad(auto_pad: str, stride: int) -> None:
     _same_as_onnx(b.build(y), _x(2, 6, 6))
 
 
-@pytest.mark.parametrize("trans_b,alpha,beta,bias_shape", [(1, 1.0, 1.0, (5,)), (0, 0.5, 2.0, (1, 5)), (0, 1.0, 1.0, None)])
+@pytest.mark.parametrize("trans_b,alpha,beta,bias_shape",
+                         [(1, 1.0, 1.0, (5,)), (0, 0.5, 2.0, (1, 5)), (0, 1.0, 1.0, None)])
 def test_gemm(trans_b: int, alpha: float, beta: float, bias_shape: tuple | None) -> None:
     b = OnnxBuilder((6,))
     wt = w(5, 6) if trans_b else w(6, 5)
@@ -157,8 +158,8 @@ def _qdq_model(act_bits: int = 8) -> tuple[onnx.ModelProto, dict]:
     s_w2 = 0.02
     b = OnnxBuilder((1, 4, 4), opset=21)
     x = b.qdq(b.input, s_in, 8, False)
-    bias = b.node("DequantizeLinear", [b.const(bq1, "bq", TensorProto.INT32), b.const((s_in * s_w1).astype(np.float32))],
-                  axis=0)
+    bias_q = b.const(bq1, "bq", TensorProto.INT32)
+    bias = b.node("DequantizeLinear", [bias_q, b.const((s_in * s_w1).astype(np.float32))], axis=0)
     h = b.node("Conv", [x, b.qweight(wq1, s_w1, 8, axis=0), bias], pads=[1, 1, 1, 1])
     h = b.qdq(b.relu(h), s_a, act_bits, False)
     y = b.gemm(b.flatten(h), None, np.zeros(3), weight_name=b.qweight(wq2, s_w2, 4))
@@ -251,7 +252,8 @@ def _w(name: str, shape: tuple) -> onnx.TensorProto:
     (helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 2], storage_order=1), [],
      r"'mp' \(op MaxPool\).*storage_order"),
     (helper.make_node("Relu", ["x"], ["y"], name="r", foo=1), [], r"'r' \(op Relu\): attribute 'foo'"),
-    (helper.make_node("FusedConv", ["x"], ["y"], name="f", domain="com.microsoft"), [], r"'f' \(op FusedConv\).*domain"),
+    (helper.make_node("FusedConv", ["x"], ["y"], name="f", domain="com.microsoft"), [],
+     r"'f' \(op FusedConv\).*domain"),
     (helper.make_node("Add", ["x", "c"], ["y"], name="a"), [_w("c", (1,))], r"'a' \(op Add\).*bias"),
 ])
 def test_unsupported_models_name_node_and_op(node: onnx.NodeProto, inits: list, match: str) -> None:

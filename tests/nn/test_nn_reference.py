@@ -9,7 +9,8 @@ from nn_naive import run_naive
 from onnx.reference import ReferenceEvaluator
 
 from aiompc.errors import InputError
-from aiompc.nn import QuantConfig, load_onnx, quantize, run_float, run_int
+from aiompc.nn import ChannelAffine, Clip, QuantConfig, Relu, Requantize, load_onnx, quantize, run_float, run_int
+from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.testing import BLOCKS, random_network, random_qgraph
 
 
@@ -88,3 +89,37 @@ def test_run_int_rejects_bad_inputs() -> None:
         qg.quantize_input(net.inputs[:, :1, :3])
     with pytest.raises(InputError, match="NaN"):
         qg.quantize_input(np.full(net.inputs.shape, np.nan))
+
+
+def test_standalone_relu_clip_and_affine_equal_naive() -> None:
+    """Layers the default random networks do not produce: ReLU on the (signed) input, an unfoldable
+    batch-norm (per-channel affine) and a Clip of a requantized tensor."""
+    qg, net = random_qgraph(5, blocks=("affine", "maxpool"), input_shape=(2, 6, 6))
+    kinds = {type(n) for n in qg.nodes}
+    assert {ChannelAffine, Clip} <= kinds
+    x = qg.quantize_input(net.inputs[:2])
+    got = run_int(qg, x)
+    assert [got[i].tolist() for i in range(2)] == [run_naive(qg, s.tolist()) for s in x]
+
+    rng = np.random.default_rng(0)
+    b = OnnxBuilder((2, 5, 5))
+    h = b.clip(b.relu(b.input), None, 1.5)
+    model = b.build(b.gemm(b.flatten(b.conv(h, rng.normal(0, 0.5, (3, 2, 3, 3)))), rng.normal(0, 0.5, (4, 27))))
+    qg = quantize(load_onnx(model), rng.normal(0, 1, (64, 2, 5, 5)))
+    assert {Relu, Clip} <= {type(n) for n in qg.nodes}
+    x = qg.quantize_input(rng.normal(0, 1, (2, 2, 5, 5)))
+    got = run_int(qg, x)
+    assert [got[i].tolist() for i in range(2)] == [run_naive(qg, s.tolist()) for s in x]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_requantize_product_width_holds_the_product(seed: int) -> None:
+    qg, net = random_qgraph(seed)
+    values = run_int(qg, qg.quantize_input(net.inputs), collect=True)
+    for n in qg.nodes:
+        if isinstance(n, Requantize):
+            bits = n.product_bits(qg.tensors[n.inputs[0]])
+            x = values[n.inputs[0]]
+            m = n.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
+            p = x * m + (1 << max(n.shift - 1, 0))
+            assert -(1 << (bits - 1)) <= p.min() and p.max() < 1 << (bits - 1)
