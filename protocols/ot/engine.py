@@ -216,6 +216,16 @@ def _pop_front(pieces: list[np.ndarray], n: int) -> np.ndarray:
     return out[0] if len(out) == 1 else np.concatenate(out)
 
 
+@dataclass
+class _Batch:
+    """A batch on the sender side: its first pool index, blocks, which COTs were taken, how many remain."""
+
+    start: int
+    q: np.ndarray
+    taken: np.ndarray
+    remaining: int
+
+
 class _SenderPool:
     """Sender side of a direction: a background task receives the receiver's batches in order."""
 
@@ -223,7 +233,7 @@ class _SenderPool:
         self.source = source
         self.delta = source.delta
         self.end = 0
-        self._batches: list[list] = []  # [start, q, taken (bool array), remaining]
+        self._batches: list[_Batch] = []
         self._changed = asyncio.Event()
         self._error: BaseException | None = None
         self._task = asyncio.get_running_loop().create_task(self._pump(), name="aiompc-ot-pump")
@@ -236,7 +246,7 @@ class _SenderPool:
         try:
             while True:
                 q = await self.source.generate()
-                self._batches.append([self.end, q, np.zeros(q.shape[0], dtype=bool), q.shape[0]])
+                self._batches.append(_Batch(self.end, q, np.zeros(q.shape[0], dtype=bool), q.shape[0]))
                 self.end += q.shape[0]
                 self._notify()
         except asyncio.CancelledError:
@@ -260,21 +270,20 @@ class _SenderPool:
     async def take(self, start: int, n: int) -> np.ndarray:
         """The blocks ``q`` of COTs ``start .. start+n-1`` (each range may be taken once)."""
         await self.wait_until(start + n)
-        parts = []
         lo, hi = start, start + n
+        pieces = []  # (batch, first, stop) relative to the batch
         for batch in self._batches:
-            b_start, q, taken, _ = batch
-            a, b = max(lo, b_start), min(hi, b_start + q.shape[0])
-            if a >= b:
-                continue
-            if taken[a - b_start : b - b_start].any():
-                raise ProtocolError(f"the peer allocated COTs {lo}..{hi - 1} twice; it misbehaves")
-            taken[a - b_start : b - b_start] = True
-            batch[3] -= b - a
-            parts.append(q[a - b_start : b - b_start])
-        if sum(p.shape[0] for p in parts) != n:
-            raise ProtocolError(f"the peer allocated COTs {lo}..{hi - 1}, some already used; it misbehaves")
-        self._batches = [bt for bt in self._batches if bt[3]]
+            a, b = max(lo, batch.start) - batch.start, min(hi, batch.start + batch.q.shape[0]) - batch.start
+            if a < b:
+                pieces.append((batch, a, b))
+        if sum(b - a for _, a, b in pieces) != n or any(batch.taken[a:b].any() for batch, a, b in pieces):
+            raise ProtocolError(f"the peer allocated COTs {lo}..{hi - 1}, some of them already used; it misbehaves")
+        parts = []
+        for batch, a, b in pieces:
+            batch.taken[a:b] = True
+            batch.remaining -= b - a
+            parts.append(batch.q[a:b])
+        self._batches = [bt for bt in self._batches if bt.remaining]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -370,7 +379,7 @@ class PooledEngine(OTEngine):
         on the sender side, received and not yet taken)."""
         if self.party.role == sender:
             spool = self._senders.get(sender)
-            return sum(bt[3] for bt in spool._batches) if spool else 0
+            return sum(bt.remaining for bt in spool._batches) if spool else 0
         rpool = self._receivers.get(sender)
         return rpool.generated - rpool.next if rpool else 0
 

@@ -19,13 +19,14 @@ flavour                       receiver → sender     sender → receiver
 ============================  ====================  ==================================
 chosen_ot (k values of l b)   1 bit                 2·k·l bits
 correlated_ot (k values)      1 bit                 k·l bits
-one_of_n_ot (N = 2^m)         m bits                N·k·l bits
+one_of_n_ot (m = ⌈log2 N⌉)    m bits                N·k·l bits
 random_ot                     —                     —
 bit_triples                   —                     —        (2 random OTs of 1 bit per triple)
 ============================  ====================  ==================================
 
-Each call also sends one allocation message of about a dozen bytes per chunk of
-:data:`CHUNK_COTS` COTs (which pool range it uses).  COTs per instance: 1 (``m`` for 1-of-N).
+COTs per instance: 1 (``m`` for 1-of-N).  Large calls are cut into chunks of ``CHUNK_COTS``
+instances (``CHUNK_COTS / N`` for 1-of-N) to bound memory; each chunk also sends one allocation
+message of about a dozen bytes plus the label (which pool range of COTs it uses).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from protocols.ot.pads import lane_dtype, pad_lanes, pads, pads_at, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "one_of_n_ot", "random_ot", "bit_triples", "CHUNK_COTS"]
 
-CHUNK_COTS = 1 << 20  # COTs per allocation: bounds the memory of one step whatever n is
+CHUNK_COTS = 1 << 20  # instances (or 1-of-N messages) per chunk: bounds the memory of one step whatever n is
 
 
 # --------------------------------------------------------------------------- argument checks

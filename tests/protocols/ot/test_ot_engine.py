@@ -160,3 +160,31 @@ async def test_empty_requests_send_nothing() -> None:
         return len(out), p.channel.stats().select("empty").messages
 
     assert await run_local(run, run) == ((0, 0), (0, 0))
+
+
+async def test_sender_pool_hands_out_each_cot_once() -> None:
+    from protocols.ot.engine import COTSenderSource, _SenderPool
+
+    class Batches(COTSenderSource):
+        def __init__(self) -> None:
+            self.delta = np.array([1, 2], dtype=np.uint64)
+            self.count = 0
+
+        async def generate(self) -> np.ndarray:
+            if self.count == 2:
+                await asyncio.Event().wait()  # no more batches
+            self.count += 1
+            return np.arange(200, dtype=np.uint64).reshape(100, 2) + np.uint64(1000 * self.count)
+
+    pool = _SenderPool(Batches())
+    both = await pool.take(90, 20)  # spans the two batches
+    np.testing.assert_array_equal(both[:10, 0], 1000 + np.arange(180, 200, 2))
+    np.testing.assert_array_equal(both[10:, 0], 2000 + np.arange(0, 20, 2))
+    for start, n in [(95, 1), (80, 20), (109, 5)]:
+        with pytest.raises(ProtocolError):
+            await pool.take(start, n)
+    await pool.take(0, 90)
+    assert len(pool._batches) == 1  # the first batch is fully used and dropped
+    with pytest.raises(ProtocolError):
+        await pool.take(50, 1)
+    pool._task.cancel()
