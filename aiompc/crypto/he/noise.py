@@ -357,7 +357,11 @@ def find_params(plain_bits: int, pipeline: ServerPipeline, *, n: int | None = No
             continue
         primes = choose_primes(m, need, SECURITY_TABLE[m], plain_bits if prefer_unit_rho else None)
         params = HEParams(m, primes, plain_bits)
-        plan_output(params, pipeline)  # proves it decryptable end to end
+        try:
+            plan_output(params, pipeline)  # proves it decryptable end to end
+        except UndecryptableParameters as exc:
+            last = f"N = {m}: {exc}"
+            continue
         return params
     raise UndecryptableParameters(f"no secure parameters for l = {plain_bits} and {pipeline}: {last}")
 
