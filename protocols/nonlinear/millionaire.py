@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_DIGIT_BITS = 4
+CHUNK_ELEMENTS = 1 << 15  # elements per chunk of a large batch (bounds the leaf tables' memory)
+CHUNKS_IN_FLIGHT = 4
 Op = Literal["<", "<=", ">", ">="]
 
 
@@ -260,16 +262,19 @@ def leaf_tables(
     """
     digs = np.stack([_digits(sender_values[t], off, group.width) for t, off in group.slots], axis=-1)
     digs = digs.transpose(1, 2, 0)  # (fanout, n, g) -> (n, g, fanout)
-    k = np.arange(1 << group.width, dtype=np.uint64)
-    d = digs[..., None]
-    lt = (d > k) if greater else (d < k)  # (n, g, fanout, 2^w)
-    per = 2 if group.eq else 1
-    shift = np.arange(group.fanout, dtype=np.uint64) * np.uint64(per)
-    msg = ((lt ^ masks[..., 0, None].astype(bool)).astype(np.uint64) << shift[:, None]).sum(axis=2, dtype=np.uint64)
-    if group.eq:
-        eq = (d == k) ^ masks[..., 1, None].astype(bool)
-        msg |= (eq.astype(np.uint64) << (shift[:, None] + np.uint64(1))).sum(axis=2, dtype=np.uint64)
     n, g = digs.shape[:2]
+    k = np.arange(1 << group.width, dtype=np.uint64)
+    per = 2 if group.eq else 1
+    dtype = np.uint8 if group.message_bits <= 8 else np.uint64
+    msg = np.zeros((n, g, 1 << group.width), dtype=dtype)
+    for j in range(group.fanout):  # a handful of operands per OT
+        d = digs[:, :, j, None]
+        lt = (d > k) if greater else (d < k)
+        lt ^= masks[:, :, j, 0, None].astype(bool)
+        msg |= lt.astype(dtype) << dtype(per * j)
+        if group.eq:
+            eq = (d == k) ^ masks[:, :, j, 1, None].astype(bool)
+            msg |= eq.astype(dtype) << dtype(per * j + 1)
     return msg.reshape(n * g, 1 << group.width)
 
 
@@ -332,7 +337,41 @@ async def compare_batch(
         vals.append(a)
     if n == -1:
         return []
+    if n <= CHUNK_ELEMENTS:
+        return await _compare_chunk(party, label, plan, vals, n, is_sender, sender, greater)
 
+    # bounded memory: the leaf tables take about n·q·2^m·8 bytes, so large batches run in chunks,
+    # a few at a time (their rounds overlap)
+    gate = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+    bounds = list(range(0, n, CHUNK_ELEMENTS)) + [n]
+
+    async def chunk(i: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        lo, hi = bounds[i], bounds[i + 1]
+        async with gate:
+            return await _compare_chunk(
+                party, f"{label}/c{i}", plan, [v[..., lo:hi] for v in vals], hi - lo, is_sender, sender, greater
+            )
+
+    parts = await asyncio.gather(*(chunk(i) for i in range(len(bounds) - 1)))
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for t in range(len(plan.tasks)):
+        full = np.concatenate([p[t][0] for p in parts], axis=1)
+        low = None if parts[0][t][1] is None else np.concatenate([p[t][1] for p in parts], axis=1)  # type: ignore[misc]
+        out.append((full, low))
+    return out
+
+
+async def _compare_chunk(
+    party: Party,
+    label: str,
+    plan: ComparePlan,
+    vals: list[np.ndarray],
+    n: int,
+    is_sender: bool,
+    sender: Role,
+    greater: bool,
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The protocol on ``n`` elements: leaves (OTs) and triples concurrently, then the AND levels."""
     L = np.zeros((n, plan.num_nodes), dtype=np.uint8)
     E = np.zeros((n, plan.num_nodes), dtype=np.uint8)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,23 @@ async def test_operands_out_of_range_are_rejected() -> None:
         return True
 
     assert await run_both(job) == (True, True)
+
+
+async def test_large_batches_run_in_chunks(gen: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    mil = importlib.import_module("protocols.nonlinear.millionaire")  # the package attribute is the function
+    monkeypatch.setattr(mil, "CHUNK_ELEMENTS", 64)
+    a, b = operands(20, 300, gen)  # 307 elements: 5 chunks, at most 4 in flight
+    tasks = [CompareTask(20, split=8), CompareTask(20, fanout=2)]
+
+    async def job(p: Party):
+        vals = [a[None, :], np.stack([a, b])] if p.is_server else [b, b]
+        out = await compare_batch(p, "chunked", tasks, vals)
+        labels = p.channel.stats().select("chunked").labels
+        return out, sorted({k.split("/")[1] for k in labels})
+
+    (s, chunks), (c, _) = await run_both(job)
+    assert chunks == [f"c{i}" for i in range(-(-a.size // 64))]
+    np.testing.assert_array_equal(s[0][0] ^ c[0][0], (a < b)[None, :].astype(np.uint8))
+    m = np.uint64(0xFF)
+    np.testing.assert_array_equal(s[0][1] ^ c[0][1], ((a & m) < (b & m))[None, :].astype(np.uint8))
+    np.testing.assert_array_equal(s[1][0] ^ c[1][0], np.stack([a < b, b < b]).astype(np.uint8))
