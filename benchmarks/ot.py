@@ -1,6 +1,6 @@
 """OT benchmark: random-COT throughput of the engine and the measured cost of every OT flavour.
 
-    python benchmarks/ot.py [--cots 4194304] [--n 65536] [--engine iknp]
+    python benchmarks/ot.py [--cots 4194304] [--n 262144] [--repeats 3] [--engine iknp]
 
 Both parties run in one process over the in-memory transport (so they share the machine's cores).
 All byte figures come from the channel statistics (frame headers included), never from a formula;
@@ -9,9 +9,10 @@ the "expected" columns are the sizes REFERENCE.md gives for a flavour on top of 
 
 1. Random COTs: ``engine.precompute(--cots)`` after the one-time setup (base OTs, also reported):
    COTs per second and offline bytes per COT.
-2. Flavours, ``--n`` instances each, starting from an empty buffer: online bytes per instance (both
-   directions: receiver→sender / sender→receiver), offline bytes per instance (COTs generated on
-   demand), instances per second including generation.
+2. Flavours, ``--n`` instances each, starting from an empty buffer: online bits per instance (both
+   directions: receiver→sender / sender→receiver), offline bits per instance (COTs generated on
+   demand), instances per second including generation (best of ``--repeats`` runs; the machine's
+   other load makes single runs noisy).
 """
 
 from __future__ import annotations
@@ -115,19 +116,24 @@ async def _measure_cots(total: int, engine: str) -> dict[str, float]:
     }
 
 
-async def _measure_flavour(fn: Flavour, n: int, engine: str) -> dict[str, float]:
-    times: dict[str, float] = {}
+async def _measure_flavour(fn: Flavour, n: int, engine: str, repeats: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {"server": [], "client": []}
 
     async def run(p: Party) -> Stats:
         e = get_engine(p)
         for sender in ("server", "client"):  # setup outside the measurement, leaving the buffer empty
             await e.precompute(128, sender=sender)
             await e.cots(f"warm-up/{sender}", 128, sender=sender)
-        before = p.channel.stats()
-        t0 = time.perf_counter()
-        await fn(p, n)
-        times[p.role] = time.perf_counter() - t0
-        return p.channel.stats() - before
+        for i in range(repeats):
+            await p.sub("bench/sync").exchange(i)  # both start together (the statistics exclude it)
+            if i == 0:
+                before = p.channel.stats()
+            t0 = time.perf_counter()
+            await fn(p, n)
+            times[p.role].append(time.perf_counter() - t0)
+            if i == 0:
+                first = p.channel.stats() - before
+        return first
 
     delta, _ = await run_local(run, run, options={"ot": engine})  # server's view; the server is the OT sender
     online, offline = delta.select(phase="online"), delta.select(phase="offline")
@@ -135,7 +141,7 @@ async def _measure_flavour(fn: Flavour, n: int, engine: str) -> dict[str, float]
         "up": 8 * online.bytes_recv / n,  # bits receiver -> sender
         "down": 8 * online.bytes_sent / n,  # bits sender -> receiver
         "offline": 8 * (offline.bytes_sent + offline.bytes_recv) / n,
-        "rate": n / max(times.values()),
+        "rate": n / min(max(s, c) for s, c in zip(times["server"], times["client"])),
     }
 
 
@@ -153,7 +159,7 @@ async def main(args: argparse.Namespace) -> None:
     print("| flavour | online R→S | online S→R | online total | expected (REFERENCE.md) | offline (COTs) | instances / s |")
     print("|---|---:|---:|---:|---|---:|---:|")
     for name, expected, fn in _flavours(args.n):
-        r = await _measure_flavour(fn, args.n, args.engine)
+        r = await _measure_flavour(fn, args.n, args.engine, args.repeats)
         print(
             f"| {name} | {r['up']:.2f} | {r['down']:.2f} | {r['up'] + r['down']:.2f} | {expected} | "
             f"{r['offline']:.1f} | {r['rate']:,.0f} |"
@@ -163,7 +169,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cots", type=int, default=1 << 22, help="random COTs to generate for the throughput row")
-    ap.add_argument("--n", type=int, default=1 << 16, help="instances per flavour")
+    ap.add_argument("--n", type=int, default=1 << 18, help="instances per flavour")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per flavour (bytes from the first, speed from the best)")
     ap.add_argument("--engine", default="iknp", help="OT engine kind (party.options['ot'])")
     import aiompc
 
