@@ -26,8 +26,9 @@ Flatten        row-major reshape to one axis                           local
 
 Weights and biases are the server's secret; everything else is model *metadata*.
 :meth:`QGraph.to_dict` with ``include_weights=False`` gives that metadata as a msgpack-able dict
-(weights replaced by their shapes, intermediate scales left out) for a session handshake; note that
-public requantization multipliers reveal the ratio of scales they encode.
+(weights replaced by their shapes; value bounds and intermediate scales left out) for a session
+handshake.  Public requantization multipliers do reveal the ratio of the scales they encode (with
+per-channel weight scales: each output channel's weight range, up to rounding).
 """
 
 from __future__ import annotations
@@ -134,16 +135,12 @@ class TensorSpec:
             raise InputError(f"tensor {self.name!r} carries no scale (metadata-only graph)")
         return np.broadcast_to(np.asarray(self.scale, dtype=np.float64), (self.shape[0],)).copy()
 
-    def to_dict(self, include_scale: bool = True) -> dict[str, Any]:
-        """Plain dict (lists, ints, floats, strings, bools)."""
-        d: dict[str, Any] = {
-            "name": self.name,
-            "shape": list(self.shape),
-            "bits": self.bits,
-            "signed": self.signed,
-            "lo": self.lo,
-            "hi": self.hi,
-        }
+    def to_dict(self, include_scale: bool = True, include_bounds: bool = True) -> dict[str, Any]:
+        """Plain dict (lists, ints, floats, strings, bools); without bounds, :meth:`from_dict` gives the
+        whole range of the width."""
+        d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "bits": self.bits, "signed": self.signed}
+        if include_bounds:
+            d["lo"], d["hi"] = self.lo, self.hi
         if include_scale and self.scale is not None:
             d["scale"] = list(self.scale)
         return d
@@ -152,15 +149,10 @@ class TensorSpec:
     def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
         """Inverse of :meth:`to_dict`."""
         scale = d.get("scale")
-        return cls(
-            str(d["name"]),
-            tuple(d["shape"]),
-            int(d["bits"]),
-            bool(d["signed"]),
-            int(d["lo"]),
-            int(d["hi"]),
-            None if scale is None else tuple(scale),
-        )
+        bits, signed = int(d["bits"]), bool(d["signed"])
+        lo, hi = range_of_width(bits, signed)
+        return cls(str(d["name"]), tuple(d["shape"]), bits, signed, int(d.get("lo", lo)), int(d.get("hi", hi)),
+                   None if scale is None else tuple(scale))
 
 
 # --------------------------------------------------------------------------- nodes
@@ -381,9 +373,6 @@ class ChannelAffine(WeightedNode):
 
     op: ClassVar[str] = "affine"
     channels: int
-    weight_bits: int = 8
-    weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
-    bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -638,8 +627,9 @@ class QGraph:
 
     def validate(self) -> QGraph:
         """Check the graph is well formed: single assignment, topological order, every node's output spec
-        agrees with what its inputs imply (shape always; bounds when weights are present), and declared
-        widths hold the bounds.  Returns ``self``; raises :class:`UnsupportedModel` otherwise."""
+        agrees with what its inputs imply (shape always; exact bounds when the weights are present), and
+        declared widths hold the bounds.  Returns ``self``; raises :class:`UnsupportedModel` otherwise."""
+        exact = self.has_weights
         if self.input not in self.tensors:
             raise UnsupportedModel(f"graph input {self.input!r} has no spec")
         defined = {self.input}
@@ -655,7 +645,7 @@ class QGraph:
             spec = self.tensors[n.output]
             if got.shape != spec.shape:
                 raise UnsupportedModel(f"node {n.name!r}: output shape {spec.shape} but inputs imply {got.shape}")
-            if got.lo is not None and (got.lo, got.hi) != (spec.lo, spec.hi):
+            if exact and (got.lo, got.hi) != (spec.lo, spec.hi):
                 raise UnsupportedModel(
                     f"node {n.name!r}: output bounds [{spec.lo}, {spec.hi}] but inputs imply [{got.lo}, {got.hi}]"
                 )
@@ -692,14 +682,16 @@ class QGraph:
     def to_dict(self, include_weights: bool = False) -> dict[str, Any]:
         """A msgpack-able dict (encode with :func:`aiompc.wire.encode`).
 
-        ``include_weights=False`` gives the metadata a server may send a client: no weights or biases
-        (only their shapes) and only the input and output scales."""
+        ``include_weights=False`` gives the metadata a server may send a client: layer kinds, shapes,
+        widths and public requantization/rescaling constants, but no weights or biases (only their
+        shapes), no value bounds (they are functions of the weights; widths remain) and only the input
+        and output scales.  Both parties must derive protocol parameters from this view."""
         keep_scale = lambda name: include_weights or name in (self.input, self.output)  # noqa: E731
         return {
             "format": FORMAT,
             "input": self.input,
             "output": self.output,
-            "tensors": [t.to_dict(include_scale=keep_scale(t.name)) for t in self.tensors.values()],
+            "tensors": [t.to_dict(keep_scale(t.name), include_bounds=include_weights) for t in self.tensors.values()],
             "nodes": [n.to_dict(include_weights) for n in self.nodes],
         }
 

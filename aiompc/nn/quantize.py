@@ -24,9 +24,9 @@ Scheme (the HEQuant / LSQ conventions):
 * the graph output is the final integer tensor (usually the last layer's accumulator, the logits) with
   its scale.
 
-QDQ models (from :func:`aiompc.nn.onnx_import.load_onnx`) use their own integer weights and scales:
-each ``fakequant`` fixes the scale and width of its tensor, and calibration data is needed only for
-tensors the model leaves unquantized.
+QDQ models (from :func:`aiompc.nn.onnx_import.load_onnx`) use their own integer weights and scales,
+which take precedence over the configured widths: each ``fakequant`` fixes the scale and width of its
+tensor, and calibration data is needed only for tensors the model leaves unquantized.
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ class _Quantizer:
         self.env: dict[str, str] = {}  # float edge -> integer edge holding it
         self.is_act: dict[str, bool] = {}  # integer edge -> requantized activation (vs accumulator)
         self.cache: dict[tuple[str, int], str] = {}
+        self.fixed: set[str] = set()  # integer edges whose scale and width a QDQ annotation fixed
 
     # ---- bookkeeping
 
@@ -256,10 +257,8 @@ class _Quantizer:
                  lo: int | None = None, hi: int | None = None) -> str:
         spec = self.tensors[q]
         rlo, rhi = range_of_width(bits, signed)
-        lo = rlo if lo is None else max(lo, rlo)
-        hi = rhi if hi is None else min(hi, rhi)
-        if lo > hi:
-            lo = hi = min(max(0, rlo), rhi)
+        lo = rlo if lo is None else min(max(lo, rlo), rhi)  # a clip beyond the range saturates at its end
+        hi = rhi if hi is None else max(min(hi, rhi), rlo)
         mult, shift = fixed_point_multipliers(spec.channel_scales() / scale, self.cfg.multiplier_bits)
         out = self._fresh(f"{fedge}:q{bits}")
         node = Requantize(name=f"requant:{out}", inputs=(q,), output=out, multiplier=mult, shift=shift,
@@ -270,7 +269,7 @@ class _Quantizer:
         """The integer edge holding ``fedge`` as a per-tensor activation of at most ``bits`` bits."""
         q = self.env[fedge]
         spec = self.tensors[q]
-        if q == self.q_input or (self.is_act[q] and spec.per_tensor and spec.bits <= bits):
+        if q == self.q_input or q in self.fixed or (self.is_act[q] and spec.per_tensor and spec.bits <= bits):
             return q
         if (fedge, bits) not in self.cache:
             signed = spec.lo < 0
@@ -392,6 +391,7 @@ class _Quantizer:
             self.env[n.output] = q
         else:
             self.env[n.output] = self._requant(q, n.output, scale, bits, signed)
+        self.fixed.add(self.env[n.output])
 
     # ---- driver
 
@@ -409,6 +409,8 @@ class _Quantizer:
             scale = calibrate_scale(self.acts[g.input], bits, signed, self.cfg.calibration, self.cfg.pow2_scales)
         lo, hi = range_of_width(bits, signed)
         self.tensors[g.input] = TensorSpec(g.input, g.input_shape, bits, signed, lo, hi, (scale,))
+        if ann is not None:
+            self.fixed.add(g.input)
         self.env[g.input] = self.q_input = g.input
         self.is_act[g.input] = True
 

@@ -11,6 +11,7 @@ import pytest
 from aiompc import wire
 from aiompc.errors import ProtocolError, UnsupportedModel
 from aiompc.nn import Conv, QGraph, Requantize, TensorSpec, run_int
+from aiompc.nn.bounds import range_of_width
 from aiompc.nn.ir import NODE_TYPES, Flatten, Linear
 from aiompc.nn.testing import random_qgraph
 
@@ -45,8 +46,11 @@ def test_metadata_round_trip_carries_no_weights(seed: int) -> None:
                 assert getattr(a, f.name) == getattr(b, f.name), (a.name, f.name)
     for name, spec in qg.tensors.items():
         got = back.tensors[name]
-        assert dataclasses.replace(got, scale=None) == dataclasses.replace(spec, scale=None)
+        # widths and shapes kept; bounds (functions of the weights) widened to the whole width
+        lo, hi = range_of_width(spec.bits, spec.signed)
+        assert got == dataclasses.replace(spec, lo=lo, hi=hi, scale=got.scale)
         assert got.scale == (spec.scale if name in (qg.input, qg.output) else None)
+        assert all("lo" not in t and "hi" not in t for t in meta["tensors"])
     assert back.input == qg.input and back.output == qg.output
     assert back.to_dict() == meta
 

@@ -199,6 +199,28 @@ def test_qdq_model_keeps_its_integers_and_scales(act_bits: int) -> None:
     np.testing.assert_allclose(got, want, atol=0.02 * 7 * info["s_a"] * diff.sum() + 1e-4)
 
 
+def test_qdq_widths_take_precedence_over_the_config() -> None:
+    """An all-8-bit QDQ network (onnxruntime's usual output) keeps 8-bit activations in its body even
+    though the default config would use 4, and needs no calibration."""
+    b = OnnxBuilder((2, 6, 6), opset=21)
+    h = b.qdq(b.input, 0.02, 8, True)
+    for i, (o, c) in enumerate(((4, 2), (4, 4), (3, 4))):
+        h = b.conv(h, None, None, stride=1, pads=1, weight_name=b.qweight(RNG.integers(-127, 128, (o, c, 3, 3)),
+                                                                             RNG.uniform(0.001, 0.004, o), 8))
+        h = b.qdq(b.relu(h), 0.05 + 0.01 * i, 8, False)
+    model = b.build(b.gemm(b.flatten(h), None, None, weight_name=b.qweight(RNG.integers(-127, 128, (5, 108)), 0.01)))
+    qg = quantize(load_onnx(model), None, QuantConfig())
+    for n in qg.nodes:
+        if isinstance(n, (Conv, Linear)):
+            x = qg.tensors[n.inputs[0]]
+            assert x.bits == 8 and n.weight_bits == 8
+    assert sum(isinstance(n, Requantize) for n in qg.nodes) == 3
+    x = RNG.normal(0, 1, (8, 2, 6, 6))
+    want = ReferenceEvaluator(model).run(None, {"input": x.astype(np.float32)})[0]
+    got = qg.dequantize_output(run_int(qg, qg.quantize_input(x)))
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.999
+
+
 def test_qdq_weights_quantized_from_float_constants() -> None:
     """QuantizeLinear on a float initializer (weights stored float) is folded to integers."""
     b = OnnxBuilder((2,), opset=21)
