@@ -43,7 +43,7 @@ async def extend(
     ``msb_known_zero``: ``x ∈ [0, 2^(l−1))`` is asserted, and the wrap is one COT.
 
     Cost: the wrap — an ``l``-bit millionaire, or with ``msb_known_zero`` a single COT — plus a B2A of
-    ``l_out − l`` bits: e.g. ``l = 8 → 16``: 39 + 4 (1 AND) + 8 bits online; with known MSB 9 bits.
+    ``l_out − l`` bits: e.g. ``l = 8 → 16``: 56 + 4 (1 AND) + 8 = 68 bits online; with known MSB 9.
     """
     l = check_width(l)
     l_out = check_width(l_out)

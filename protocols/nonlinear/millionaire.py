@@ -147,6 +147,22 @@ class ComparePlan:
         """ANDs (= bit triples) per element."""
         return sum(lv.ands for lv in self.levels)
 
+    @property
+    def leaf_bits(self) -> int:
+        """Online bits per element of the leaf OTs: the receiver's ``w`` choice bits per digit and the
+        sender's ``2^w`` messages of ``message_bits`` bits (payload only, no framing)."""
+        return sum(len(g.slots) * (g.width + (1 << g.width) * g.message_bits) for g in self.groups)
+
+    @property
+    def online_bits(self) -> int:
+        """Online payload bits per element: the leaves plus 4 bits per AND (2 opened bits each way)."""
+        return self.leaf_bits + 4 * self.ands
+
+    @property
+    def cots(self) -> int:
+        """Random COTs per element (offline): one per digit bit, two per bit triple."""
+        return sum(len(g.slots) * g.width for g in self.groups) + 2 * self.ands
+
 
 def plan_comparisons(tasks: Sequence[CompareTask], digit_bits: int = DEFAULT_DIGIT_BITS) -> ComparePlan:
     """Lay out digits, OT groups and the AND tree for ``tasks`` (pure; the same on both sides)."""
@@ -445,7 +461,8 @@ async def millionaire(
     Cost (``q = ceil(bits/m)`` digits, ``m = digit_bits``): leaves ``Σ (w_j + 2^w_j·(1|2))`` bits,
     ``2(q−1) − ceil(log2 q)`` ANDs at 4 bits, offline ``bits`` random OTs for the leaves and one bit
     triple per AND; rounds: the leaf OT round trip plus ``ceil(log2 q)`` exchanges.  For ``bits = 31``,
-    ``m = 4``: 254 bits of leaves + 11 ANDs (44 bits) ≈ 298 bits online.
+    ``m = 4``: 255 bits of leaves + 11 ANDs (44 bits) = 299 bits online and 53 random COTs offline
+    (:attr:`ComparePlan.online_bits`, :attr:`ComparePlan.cots`).
     """
     check_width(max(bits, 1))
     if op not in _CONVERSE:

@@ -23,8 +23,10 @@ How (all widths are public, derived from ``l_in``, ``M``, ``s``, ``lo``, ``hi``,
 
 Cost per element: millionaire(``l``) for ``w`` (none with known MSB: ``1 + W`` bits) + millionaire(``s``)
 for ``c`` (exact only) + B2As of ``W`` bits + millionaire(``W_cmp − 1``, fanout ≤ 2) + ``2·2(l_out+1)``
-bits of multiplexers.  E.g. ``l_in = 16, M = 1, s = 8, [0, 15], l_out = 4``: ``W = 9``, ≈ 80 + 20
-(+ 4 ANDs) + 9 + 2·39 (+ 2 ANDs) + 20 bits.  Rounds: two millionaires and two COT round trips in sequence.
+bits of multiplexers.  E.g. ``l_in = 16, M = 1, s = 8, [0, 15], l_out = 4``: ``W = 9``; the 16-bit
+wrap and 8-bit carry comparisons in one batch (204 bits), B2A of the carry (9 bits; the wrap only
+matters mod 2: local), the two clip DReLUs on 8 bits with shared OTs (112 bits), two 4-bit
+multiplexers (20 bits): 345 bits online.  Rounds: two millionaires and two COT round trips in sequence.
 """
 
 from __future__ import annotations

@@ -63,9 +63,10 @@ async def truncate(
       ``l``-bit one when that runs — and a B2A of ``L`` bits;
     * approximate with ``L <= l − f``: nothing, purely local.
 
-    E.g. ``l = L = 37, f = 12``: known MSB approximate 13 bits; known MSB exact ≈ 13 + 37 + 131 bits;
-    general approximate ≈ 360 + 12 bits; general exact ≈ 360 + 12 + 37 bits (+ the OT extension's
-    offline cost).  Rounds: at most one millionaire, then one COT round trip.
+    E.g. ``l = L = 37, f = 12`` (bits online, payload): known MSB approximate 13 (one COT); known MSB
+    exact 13 + 100 + 37 = 150; general approximate 369 + 12 = 381; general exact (one split tree)
+    373 + 12 + 37 = 422; plus one random COT per OT bit offline.  Rounds: at most one millionaire,
+    then one COT round trip.
     """
     l = check_width(l)
     L = check_width(l if l_out is None else l_out)

@@ -99,3 +99,25 @@ async def test_large_batches_run_in_chunks(gen: np.random.Generator, monkeypatch
     m = np.uint64(0xFF)
     np.testing.assert_array_equal(s[0][1] ^ c[0][1], ((a & m) < (b & m))[None, :].astype(np.uint8))
     np.testing.assert_array_equal(s[1][0] ^ c[1][0], np.stack([a < b, b < b]).astype(np.uint8))
+
+
+@pytest.mark.parametrize("task", [CompareTask(7), CompareTask(36), CompareTask(37, split=12), CompareTask(8, fanout=2)])
+async def test_stated_cost_matches_the_channel(task: CompareTask, gen: np.random.Generator) -> None:
+    """The plan's online_bits/cots are what goes over the wire (payload; framing adds a little per message)."""
+    from protocols.nonlinear.millionaire import plan_comparisons
+
+    n = 4000
+    srv = gen.integers(0, 1 << task.bits, size=(task.fanout, n), dtype=np.uint64)
+    cli = gen.integers(0, 1 << task.bits, size=n, dtype=np.uint64)
+
+    async def job(p: Party):
+        await compare_batch(p, "warm", [CompareTask(4)], [srv[:1, :4] & np.uint64(15) if p.is_server else cli[:4] & np.uint64(15)])
+        before = p.channel.stats()
+        await compare_batch(p, "cost", [task], [srv if p.is_server else cli])
+        return (p.channel.stats() - before).select("cost", phase="online")
+
+    st, _ = await run_both(job)
+    plan = plan_comparisons([task])
+    payload = plan.online_bits * n / 8
+    measured = st.bytes_sent + st.bytes_recv
+    assert payload <= measured <= payload + 120 * st.messages
