@@ -3,7 +3,7 @@
 This is what secure inference evaluates and what :func:`aiompc.nn.interpret.run_int` defines bit for
 bit.  Every edge (:class:`TensorSpec`) states its per-sample shape (no batch axis), its width and
 signedness (the ring ``Z_{2^l}``, ``l >= bits``, its shares need), proven value bounds ``[lo, hi]``
-and its real-valued scale (``real = scale[c] * value``, ``c`` indexing the first axis; one entry means
+(the whole range of the width in metadata) and its real-valued scale (``real = scale[c] * value``, ``c`` indexing the first axis; one entry means
 one scale for the whole tensor).  All values are integers; weights and biases are ``int64``.
 
 Layers and where a two-party engine evaluates them:
@@ -17,7 +17,7 @@ ChannelAffine  ``a[c] * x[c] + b[c]`` (unfolded batch-norm)            HE (Cheet
 Requantize     ``aiompc.quant.requantize(x[c], M[c], s, lo, hi, r)``   OT (M, s public)
 Relu           ``max(x, 0)``                                           OT
 Clip           ``clip(x, lo, hi)``                                     OT
-MaxPool        window max, padding with the input's lower bound       OT
+MaxPool        window max; padding never wins (see :class:`MaxPool`)   OT
 SumPool        window sum (average pool numerator; 1/k² goes to M)     local
 Add            ``sum_i m_i[c] * x_i[c]`` (public integer rescales)     local
 Concat         concatenation along the channel axis                    local
@@ -466,8 +466,9 @@ class Clip(Node):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class MaxPool(Node):
-    """Window maximum; padded positions hold the input's lower bound ``lo`` (so they never win
-    unless a window is all padding, which the shape check excludes)."""
+    """Window maximum.  Pads are smaller than the kernel, so every window holds a real value and
+    padding with anything no larger than every input value gives the same result: the reference
+    pads with the input's ``lo``; the minimum of the input's width works for both parties alike."""
 
     op: ClassVar[str] = "maxpool"
     evaluation: ClassVar[str] = "ot"
@@ -630,6 +631,9 @@ class QGraph:
         agrees with what its inputs imply (shape always; exact bounds when the weights are present), and
         declared widths hold the bounds.  Returns ``self``; raises :class:`UnsupportedModel` otherwise."""
         exact = self.has_weights
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise UnsupportedModel("node names must be unique (they label the layers' channels)")
         if self.input not in self.tensors:
             raise UnsupportedModel(f"graph input {self.input!r} has no spec")
         defined = {self.input}

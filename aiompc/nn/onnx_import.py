@@ -71,6 +71,7 @@ class _Importer:
     def __init__(self, model: onnx.ModelProto, input_shape: Sequence[int] | None) -> None:
         self.model = model
         self.label = ""  # name of the node being imported, for error messages
+        self.labels: set[str] = set()
         self.g = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in self.g.initializer}
@@ -90,9 +91,13 @@ class _Importer:
 
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _label(node: onnx.NodeProto, index: int) -> str:
-        return node.name or f"{node.op_type}_{index}"
+    def _label(self, node: onnx.NodeProto, index: int) -> str:
+        """A unique node name: the ONNX name, or ``Op_index`` when it is empty or taken."""
+        name = node.name or f"{node.op_type}_{index}"
+        if name in self.labels:
+            name = f"{name}#{index}"
+        self.labels.add(name)
+        return name
 
     def _fail(self, node: onnx.NodeProto, msg: str, hint: str = "") -> UnsupportedModel:
         return UnsupportedModel(f"ONNX node {self.label!r} (op {node.op_type}): {msg}" + (f". {hint}" if hint else ""))

@@ -311,3 +311,15 @@ def test_quantize_requires_calibration_for_float_models() -> None:
     fg = load_onnx(b.build(b.gemm(b.input, w(2, 3))))
     with pytest.raises(InputError, match="calibration"):
         quantize(fg, None, QuantConfig())
+
+
+def test_duplicate_or_empty_onnx_names_give_unique_node_names() -> None:
+    b = OnnxBuilder((2, 4, 4))
+    model = b.build(b.gemm(b.flatten(b.relu(b.conv(b.input, w(3, 2, 3, 3), pads=1))), w(2, 48)))
+    for i, n in enumerate(model.graph.node):
+        n.name = "" if i % 2 else "same"
+    fg = load_onnx(model)
+    names = [n.name for n in fg.nodes]
+    assert len(set(names)) == len(names) == 4
+    qg = quantize(fg, RNG.normal(0, 1, (16, 2, 4, 4)))
+    assert len({n.name for n in qg.nodes}) == len(qg.nodes)
