@@ -36,11 +36,13 @@ __all__ = [
     "dense_weight",
     "conv_input_polys",
     "conv_kernel_polys",
+    "conv_kernel_exponents",
     "conv_output_positions",
     "conv_tile_slices",
     "conv_assemble",
     "matmul_input_polys",
     "matmul_weight_polys",
+    "matmul_weight_exponents",
     "matmul_output_positions",
     "matmul_assemble",
     "negacyclic_mul",
@@ -127,11 +129,7 @@ def conv_kernel_polys(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarra
     k = np.zeros((mp, cp, kh, kw), dtype=U64)
     k[: s.out_channels, : s.in_channels] = dense
     k = k.reshape(t.out_groups, t.out_pack, t.channel_blocks, t.channels, kh, kw).transpose(0, 2, 1, 3, 4, 5)
-    p = np.arange(t.out_pack)[:, None, None, None]
-    c = np.arange(t.channels)[None, :, None, None]
-    a = np.arange(kh)[None, None, :, None]
-    b = np.arange(kw)[None, None, None, :]
-    exps = p * t.tile_size + t.offset - c * (t.tile_h * t.tile_w) - a * t.tile_w - b
+    exps = conv_kernel_exponents(t)
     polys = np.zeros((t.out_groups, t.channel_blocks, t.n), dtype=U64)
     polys[:, :, exps.reshape(-1)] = k.reshape(t.out_groups, t.channel_blocks, -1)
     # structural zeros: which (output group, channel block) pairs meet a common conv group
@@ -142,6 +140,20 @@ def conv_kernel_polys(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarra
     meet = (m_group[:, None] == c_group[None, :]) & valid_m[:, None] & valid_c[None, :]
     nonzero = meet.reshape(t.out_groups, t.out_pack, t.channel_blocks, t.channels).any(axis=(1, 3))
     return polys, nonzero
+
+
+def conv_kernel_exponents(tiling: ConvTiling) -> np.ndarray:
+    """Exponents of the kernel coefficients, flat in the order ``(out slot p, channel c, row a, col b)``.
+
+    ``p S + O - c H_w W_w - a W_w - b``: distinct, in ``[0, N)``; public (they depend on the shape only).
+    """
+    t = tiling
+    kh, kw = t.shape.kernel
+    p = np.arange(t.out_pack)[:, None, None, None]
+    c = np.arange(t.channels)[None, :, None, None]
+    a = np.arange(kh)[None, None, :, None]
+    b = np.arange(kw)[None, None, None, :]
+    return (p * t.tile_size + t.offset - c * (t.tile_h * t.tile_w) - a * t.tile_w - b).reshape(-1)
 
 
 def conv_tile_slices(tiling: ConvTiling, a: int, b: int) -> tuple[slice, slice]:
@@ -214,12 +226,15 @@ def matmul_weight_polys(weight: np.ndarray, tiling: MatmulTiling) -> np.ndarray:
     b = np.zeros((op, ip), dtype=U64)
     b[: s.out_features, : s.in_features] = w
     b = b.reshape(t.col_blocks, t.d2, t.inner_blocks, t.d1).transpose(0, 2, 1, 3)  # (cb, ib, d2 = c, d1 = r)
-    c = np.arange(t.d2)[:, None]
-    r = np.arange(t.d1)[None, :]
-    e = c * t.d1 + r
     out = np.zeros((t.col_blocks, t.inner_blocks, t.n), dtype=U64)
-    out[:, :, e.reshape(-1)] = b.reshape(t.col_blocks, t.inner_blocks, -1)
+    out[:, :, matmul_weight_exponents(t)] = b.reshape(t.col_blocks, t.inner_blocks, -1)
     return out
+
+
+def matmul_weight_exponents(tiling: MatmulTiling) -> np.ndarray:
+    """Exponents ``c d1 + r`` of the weight coefficients, flat in the order ``(c < d2, r < d1)``."""
+    t = tiling
+    return (np.arange(t.d2)[:, None] * t.d1 + np.arange(t.d1)[None, :]).reshape(-1)
 
 
 def _block_len(total: int, block: int, index: int) -> int:

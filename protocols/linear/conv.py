@@ -1,0 +1,72 @@
+"""Secure 2-D convolution on additive shares (Cheetah's coefficient encoding; any planner).
+
+``y = conv2d(x, w) (+ bias)`` with ``x`` shared between the parties mod ``2^l`` and ``w``, ``bias`` held by the
+server.  Both parties call :func:`conv2d` with the same label and public layer description (channels,
+kernel, stride, padding, groups, ``l``, ``weight_bits``, planner); only the server passes ``weight``/``bias``.
+Cost (channel statistics under ``label``): see :mod:`protocols.linear.engine`; with the ``cheetah`` planner,
+``input_ciphertexts = spatial tiles * ceil(C / C_w)`` uploads and ``spatial tiles * M`` results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aiompc.errors import InputError
+from aiompc.party import Party
+from protocols.linear.engine import run_linear
+from protocols.linear.local import add_public
+from protocols.linear.plan import LinearPlan, Planner, resolve_planner
+from protocols.linear.tiling import ConvShape
+
+__all__ = ["conv2d", "conv_plan"]
+
+
+def conv_plan(shape: ConvShape, l: int, *, weight_bits: int | None = None,
+              planner: str | Planner = "cheetah") -> LinearPlan:
+    """The plan both parties derive for a convolution (``weight_bits`` defaults to ``l``: any weight)."""
+    return resolve_planner(planner)(shape, l, weight_bits if weight_bits is not None else l)
+
+
+async def conv2d(
+    party: Party,
+    label: str,
+    x_share: np.ndarray,
+    *,
+    out_channels: int,
+    kernel: int | tuple[int, int],
+    l: int,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, ...] = 0,
+    groups: int = 1,
+    weight: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    weight_bits: int | None = None,
+    planner: str | Planner = "cheetah",
+    plan: LinearPlan | None = None,
+) -> np.ndarray:
+    """This party's share of ``conv2d(x, weight) + bias`` mod ``2^l``.
+
+    ``x_share``: ``C x H x W`` ring elements mod ``2^l``.  ``weight``: server only, ``(M, C // groups, kh, kw)``
+    integers (signed or mod ``2^l``), each of magnitude at most ``2^(weight_bits - 1)`` (a public bound,
+    default ``l`` = unrestricted).  ``bias``: server only, length ``M`` (added to the server's share).
+    Returns ``M x Ho x Wo`` ``uint64`` mod ``2^l``.  ``plan`` overrides the planner (must match the shape).
+    """
+    x = np.asarray(x_share)
+    if x.ndim != 3:
+        raise InputError(f"{label}: conv2d takes a C x H x W share, got shape {x.shape}")
+    shape = ConvShape.make(x.shape[0], x.shape[1], x.shape[2], out_channels, kernel, stride=stride,
+                           padding=padding, groups=groups)
+    if plan is None:
+        plan = conv_plan(shape, l, weight_bits=weight_bits, planner=planner)
+    elif getattr(plan.layout, "tiling", None) is not None and plan.layout.tiling.shape != shape:  # type: ignore[attr-defined]
+        raise InputError(f"{label}: the plan is for {plan.layout.tiling.shape}, not {shape}")  # type: ignore[attr-defined]
+    if plan.l != l:
+        raise InputError(f"{label}: the plan is for l = {plan.l}, not {l}")
+    if weight is not None and np.shape(weight) != shape.weight_shape:
+        raise InputError(f"{label}: weight must have shape {shape.weight_shape}, got {np.shape(weight)}")
+    if party.is_client and bias is not None:
+        raise InputError(f"{label}: the client must not pass a bias")
+    y = await run_linear(party, label, plan, x, weight)
+    if bias is not None:
+        y = add_public(party.role, y, np.asarray(bias), l, axis=0)
+    return y

@@ -1,0 +1,159 @@
+"""Linear-layer plans and planners: one explicit, swappable object fixes a layer's ciphertexts.
+
+A :class:`LinearPlan` holds everything both parties must agree on, all derived from public information
+(the layer's shape, the ring width ``l`` and a public bound on the weights):
+
+* ``layout`` — tiling and packing (:mod:`protocols.linear.layouts`): which polynomials are encrypted,
+  multiplied, accumulated, and which coefficients carry outputs;
+* ``he`` — the BFV parameters (``N``, primes, ``t = 2^l``);
+* ``pipeline`` — what the server computes per output ciphertext (weight bound, non-zeros, fan-in, visible
+  coefficients), the input of the noise bound;
+* ``output`` — flooding width, final modulus and bits dropped, i.e. the bits kept on the wire;
+* ``chunk`` — ciphertexts per message (the pipelining granularity).
+
+A *planner* maps ``(shape, l, weight_bits)`` to a plan.  :class:`CheetahPlanner` is Cheetah's closed-form
+tiling with one output channel per ciphertext; the quantized mode adds planners (searching tile shapes,
+packings and parameters) without touching the protocol code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Union
+
+from aiompc.crypto.he import HEParams, OutputPlan, ServerPipeline, cheetah_params, find_params, plan_output
+from aiompc.errors import InputError, UndecryptableParameters
+from protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
+from protocols.linear.tiling import (
+    ConvShape,
+    ConvTiling,
+    MatmulShape,
+    MatmulTiling,
+    cheetah_conv_tiling,
+    cheetah_matmul_tiling,
+)
+
+__all__ = ["LinearPlan", "Planner", "CheetahPlanner", "make_plan", "resolve_planner", "PLANNERS"]
+
+Shape = Union[ConvShape, MatmulShape]
+
+
+@dataclass(frozen=True)
+class LinearPlan:
+    """How one linear layer is computed under HE (see the module docstring)."""
+
+    layout: Layout
+    he: HEParams
+    pipeline: ServerPipeline
+    output: OutputPlan
+    weight_bits: int
+    planner: str = "cheetah"
+    chunk: int = 8
+
+    @property
+    def l(self) -> int:
+        return self.he.plain_bits
+
+    @property
+    def input_ciphertexts(self) -> int:
+        return self.layout.units * self.layout.inputs
+
+    @property
+    def output_ciphertexts(self) -> int:
+        return self.layout.units * self.layout.outputs
+
+    def describe(self) -> str:
+        t = getattr(self.layout, "tiling", None)
+        tile = t.describe() if t is not None else f"{self.input_ciphertexts} in / {self.output_ciphertexts} out"
+        o = self.output
+        return (f"[{self.planner}] {tile}; {self.he.describe()}; wire c0 {o.bits0} b, c1 {o.bits1} b, "
+                f"flood {o.flood_bits} b (stat {self.pipeline.stat_bits})")
+
+
+Planner = Callable[[Shape, int, int], LinearPlan]
+
+
+def weight_count(layout: Layout) -> int:
+    """Largest number of non-zero coefficients of one weight polynomial (structural, public)."""
+    t = getattr(layout, "tiling", None)
+    if isinstance(t, ConvTiling):
+        return t.out_pack * t.channels * t.shape.kernel[0] * t.shape.kernel[1]
+    if isinstance(t, MatmulTiling):
+        return t.d1 * t.d2
+    return layout.n
+
+
+def max_visible(layout: Layout) -> int:
+    """Largest number of output coefficients of one output ciphertext."""
+    return max(int(layout.positions(u, j).size) for u in range(layout.units) for j in range(layout.outputs))
+
+
+def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None = None, stat_bits: int = 40,
+              planner: str = "custom", chunk: int = 8) -> LinearPlan:
+    """A plan for ``layout``: the pipeline from public counts, HE parameters (given, or the smallest secure
+    ones at the layout's ``N``) and the cheapest decryptable output plan.  Raises
+    :class:`UndecryptableParameters` (naming what is off) when nothing fits."""
+    if not 1 <= weight_bits <= l:
+        raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
+    pipeline = ServerPipeline(
+        weight_norm=1 << (weight_bits - 1),
+        weight_count=weight_count(layout),
+        accumulations=layout.inputs,
+        visible=max_visible(layout),
+        stat_bits=stat_bits,
+    )
+    if he is None:
+        he = find_params(l, pipeline, n=layout.n)
+    elif he.n != layout.n or he.plain_bits != l:
+        raise InputError(f"HE parameters {he.describe()} do not match the layout (N = {layout.n}) and l = {l}")
+    return LinearPlan(layout, he, pipeline, plan_output(he, pipeline), weight_bits, planner, chunk)
+
+
+@dataclass(frozen=True)
+class CheetahPlanner:
+    """Cheetah's closed-form tiling (one output channel per ciphertext) and parameters.
+
+    ``n = 4096`` with ``he="cheetah"`` is the published set: ``q ~ 2^109`` whatever ``l``.  ``he="smallest"``
+    asks the HE core for the smallest secure modulus at that ``N`` (what the tests use for small ``l``).
+    ``stat_bits`` is the statistical security of the flooding that hides the weights (40 by default).
+    """
+
+    n: int = 4096
+    he: str = "cheetah"
+    stat_bits: int = 40
+    chunk: int = 8
+
+    def layout(self, shape: Shape) -> Layout:
+        if isinstance(shape, ConvShape):
+            return ConvLayout(cheetah_conv_tiling(shape, self.n))
+        return MatmulLayout(cheetah_matmul_tiling(shape, self.n))
+
+    def __call__(self, shape: Shape, l: int, weight_bits: int) -> LinearPlan:
+        layout = self.layout(shape)
+        params = cheetah_params(l) if self.he == "cheetah" and self.n == 4096 else None
+        try:
+            return make_plan(layout, l, weight_bits, he=params, stat_bits=self.stat_bits, planner="cheetah",
+                             chunk=self.chunk)
+        except UndecryptableParameters as exc:
+            raise UndecryptableParameters(
+                f"{shape}: {exc} (Cheetah's q ~ 2^109 at N = 4096 holds l = {l} with {weight_bits}-bit weights "
+                f"only with less flooding: lower weight_bits, or pass CheetahPlanner(stat_bits=...) knowingly)"
+            ) from None
+
+
+PLANNERS: dict[str, Planner] = {"cheetah": CheetahPlanner(), "cheetah-smallest": CheetahPlanner(he="smallest")}
+
+
+def resolve_planner(planner: str | Planner) -> Planner:
+    """A planner by name (``"cheetah"``, ``"cheetah-smallest"``) or the callable itself."""
+    if isinstance(planner, str):
+        try:
+            return PLANNERS[planner]
+        except KeyError:
+            raise InputError(f"unknown planner {planner!r}; known: {sorted(PLANNERS)}") from None
+    return planner
+
+
+def with_chunk(plan: LinearPlan, chunk: int) -> LinearPlan:
+    """The same plan with another message granularity."""
+    return replace(plan, chunk=chunk)
