@@ -43,7 +43,7 @@ from protocols.nonlinear.boolean import b2a, cross_or, mux
 from protocols.nonlinear.millionaire import DEFAULT_DIGIT_BITS, CompareTask, compare_batch
 from protocols.nonlinear.relu import drelu_shifted, msb_bits
 
-__all__ = ["requantize", "RequantPlan", "plan_requantize"]
+__all__ = ["requantize", "RequantPlan"]
 
 _M64 = (1 << 64) - 1
 
@@ -56,8 +56,9 @@ def _signed_width(lo: int, hi: int) -> int:
     return w
 
 
-def _twos(v: int) -> int:
-    return (v & -v).bit_length() - 1 if v else 1 << 30
+def _v2(v: int) -> int:
+    """The exponent of 2 in ``v > 0``."""
+    return (v & -v).bit_length() - 1
 
 
 class RequantPlan:
@@ -75,6 +76,9 @@ class RequantPlan:
             raise InputError(f"rounding must be 'nearest' or 'floor', got {rounding!r}")
         self.M, self.s, self.lo, self.hi = int(multiplier), int(shift), int(lo), int(hi)
         self.r = (1 << (shift - 1)) if (rounding == "nearest" and shift > 0) else 0
+        # strip common powers of two: floor((x·2M + r)/2^s) = floor((x·M + (r >> 1))/2^(s−1))
+        while self.M and self.M % 2 == 0 and self.s > 0:
+            self.M, self.s, self.r = self.M // 2, self.s - 1, self.r >> 1
         self.msb_known_zero = msb_known_zero
         l = self.l
         xmin, xmax = (0, (1 << (l - 1)) - 1) if msb_known_zero else (-(1 << (l - 1)), (1 << (l - 1)) - 1)
@@ -115,19 +119,17 @@ class RequantPlan:
                     "words (x·M overflows and shift + working width > 64); lower the multiplier precision"
                 )
         # weight of the wrap in y': M·2^(l-s) (direct) or M·2^l before the shift (s > l)
-        wrap_weight_tz = _twos(self.M) + (l - self.s if self.direct else l)
-        work = self.W if self.direct else self.W + self.s
-        self.w_bits = work - wrap_weight_tz if self.M else 0  # B2A width of the wrap (<= 0: not needed)
+        if self.M:
+            wrap_weight_tz = _v2(self.M) + (l - self.s if self.direct else l)
+            work = self.W if self.direct else self.W + self.s
+            self.w_bits = work - wrap_weight_tz  # B2A width of the wrap (<= 0: not needed)
+        else:
+            self.w_bits = 0
 
     @property
     def offsets(self) -> list[int]:
         """Public offsets t of the clip DReLUs ``[y' − t >= 0]``: ``lo`` and/or ``hi + 1``."""
         return ([self.lo] if self.need_lo else []) + ([self.hi + 1] if self.need_hi else [])
-
-
-def plan_requantize(**kw: object) -> RequantPlan:
-    """Build a :class:`RequantPlan` (keywords as :func:`requantize`)."""
-    return RequantPlan(**kw)  # type: ignore[arg-type]
 
 
 async def requantize(
@@ -151,8 +153,10 @@ async def requantize(
     Input: shares of ``x`` mod ``2^l_in`` (signed; ``msb_known_zero`` asserts ``x ∈ [0, 2^(l_in−1))``),
     any shape.  Output: shares mod ``2^l_out`` (two's complement if ``lo < 0``); the clipped range must
     fit ``l_out`` bits.  Equal to :func:`aiompc.quant.requantize` when ``exact``; otherwise
-    ``y + e`` with ``e ∈ {−1, 0}``.  Requires ``shift + W <= 64`` (``W`` the working width, see the
-    module docstring).  Cost: see the module docstring.
+    ``clip(y' + e, lo, hi)`` with ``e ∈ {−1, 0}`` (so still in ``[lo, hi]``).  Word-size limits (after
+    cancelling powers of two between ``M`` and ``2^s``): ``s <= 63``, ``W <= 64``, and either
+    ``s <= l_in`` with ``(2^l_in − 1)·M < 2^64`` or ``s + W <= 64`` (``W`` the working width, see the
+    module docstring); otherwise :class:`InputError`.  Cost: see the module docstring.
     """
     plan = RequantPlan(
         l_in=l_in, multiplier=multiplier, shift=shift, lo=lo, hi=hi, rounding=rounding, l_out=l_out,
@@ -178,10 +182,9 @@ async def _scale_shift(
     biased = not plan.msb_known_zero
     server = party.is_server
     u = (x + np.uint64(1 << (l - 1))) & mask(l) if (biased and server) else x
-    # A = u_S·M + r − bias·M (server), B = u_C·M (client); a = A mod 2^64 (wrapping)
+    # A = u_S·M + r − bias·M (server), B = u_C·M (client); p = u·M mod 2^64
     p = u * np.uint64(M)
     const = plan.r - ((1 << (l - 1)) * M if biased else 0)  # public, may be negative
-    a = p + np.uint64(const & _M64) if server else p
     need_w = plan.w_bits > 0
     need_c = exact and s > 0
     low_s = np.uint64((1 << s) - 1)
@@ -241,8 +244,10 @@ async def _scale_shift(
             y = y - w_arith * np.uint64((M << (l - s)) & _M64)
         return y & mask(W)
 
-    # s > l: fold the arithmetic wrap into the shares first, then truncate (carry on the new shares)
+    # s > l: fold the arithmetic wrap into the shares first, then truncate (carry on the new shares);
+    # everything mod 2^(W+s) <= 2^64
     big = mask(W + s)
+    a = p + np.uint64(const & _M64) if server else p
     if need_w:
         if plan.msb_known_zero:
             w_arith = await cross_or(party, f"{label}/wrap", msb_bits(u, l), l=plan.w_bits)

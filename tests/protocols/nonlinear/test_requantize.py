@@ -68,6 +68,8 @@ def cases_for(l: int) -> list[Case]:
             Case(l, 3, 0, -100, 100, 8),  # no shift
             Case(l, 5, 3, 0, 255, 8, msb_known_zero=True),  # after a ReLU
             Case(l, 77, l - 1, -8, 7, 4, msb_known_zero=True),
+            Case(l, 180, l + 5, -128, 127, 8),  # even multiplier: 2^2 cancels against the shift
+            Case(l, 64, l + 3, -8, 7, 4),  # power-of-two multiplier: becomes a shift by l - 3 (direct)
         ]
     if l == 8:
         out.append(Case(8, 1, 4, -8, 8, 5))  # no clip needed at all
