@@ -89,7 +89,9 @@ class Ciphertext:
     def __post_init__(self) -> None:
         d = self.data
         if d.dtype != np.uint64 or d.ndim != 4 or d.shape[0] != 2 or d.shape[3] != self.params.n:
-            raise InputError(f"ciphertext data must be uint64 of shape (2, B, L, {self.params.n}), got {d.dtype} {d.shape}")
+            raise InputError(
+                f"ciphertext data must be uint64 of shape (2, B, L, {self.params.n}), got {d.dtype} {d.shape}"
+            )
         if not 1 <= d.shape[2] <= self.params.levels:
             raise InputError(f"ciphertext level {d.shape[2]} outside 1..{self.params.levels}")
 
@@ -113,19 +115,19 @@ class Ciphertext:
     def c1(self) -> np.ndarray:
         return self.data[1]
 
-    def to_ntt(self) -> "Ciphertext":
+    def to_ntt(self) -> Ciphertext:
         """The same ciphertexts in NTT form (``self`` if already)."""
         if self.ntt_form:
             return self
         return Ciphertext(self.params, get_ntt(self.params.n, self.basis.primes).forward(self.data), True)
 
-    def to_coeff(self) -> "Ciphertext":
+    def to_coeff(self) -> Ciphertext:
         """The same ciphertexts in coefficient form (``self`` if already)."""
         if not self.ntt_form:
             return self
         return Ciphertext(self.params, get_ntt(self.params.n, self.basis.primes).inverse(self.data), False)
 
-    def __getitem__(self, idx: int | slice) -> "Ciphertext":
+    def __getitem__(self, idx: int | slice) -> Ciphertext:
         """A sub-batch (an integer index keeps a batch of one)."""
         if isinstance(idx, (int, np.integer)):
             i = range(self.batch)[idx]
@@ -166,7 +168,7 @@ class SeededCiphertext:
         return dump_seeded(self)
 
     @classmethod
-    def from_bytes(cls, params: HEParams, data: bytes | memoryview) -> "SeededCiphertext":
+    def from_bytes(cls, params: HEParams, data: bytes | memoryview) -> SeededCiphertext:
         """Parse :meth:`to_bytes` output; raises :class:`~aiompc.errors.ProtocolError` if malformed."""
         from .serialize import load_seeded
 
@@ -186,7 +188,7 @@ class PlainNTT:
     count: int
 
     @classmethod
-    def encode(cls, params: HEParams, w: np.ndarray, level: int | None = None) -> "PlainNTT":
+    def encode(cls, params: HEParams, w: np.ndarray, level: int | None = None) -> PlainNTT:
         """``w``: integers of shape ``(*batch, N)`` (taken mod ``t``, lifted to ``(−t/2, t/2]``)."""
         level = params.levels if level is None else level
         arr = np.asarray(w)

@@ -102,7 +102,7 @@ class PublicKey:
         return dump_public_key(self)
 
     @classmethod
-    def from_bytes(cls, params: HEParams, data: bytes | memoryview) -> "PublicKey":
+    def from_bytes(cls, params: HEParams, data: bytes | memoryview) -> PublicKey:
         """Parse :meth:`to_bytes` output; raises :class:`~aiompc.errors.ProtocolError` if malformed."""
         from .serialize import load_public_key
 

@@ -165,7 +165,7 @@ class NoiseEstimate:
     def decryptable(self) -> bool:
         return self.final < self.limit
 
-    def require(self) -> "NoiseEstimate":
+    def require(self) -> NoiseEstimate:
         """Return ``self`` or raise :class:`UndecryptableParameters` naming the number that is off."""
         if self.decryptable:
             return self

@@ -169,7 +169,7 @@ def _log2(x: int) -> float:
     return b - 53 + math.log2(x >> (b - 53))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _aux_primes(n: int, primes: tuple[int, ...]) -> tuple[int, ...]:
     """Three primes ``≡ 1 (mod 2N)`` just below ``2**30`` outside ``primes``, for exact ``c1·s`` products."""
     out: list[int] = []

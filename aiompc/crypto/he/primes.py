@@ -92,7 +92,7 @@ def ntt_primes_above(n: int, bound: int) -> Iterator[int]:
         c += step
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def primitive_root_2n(p: int, n: int) -> int:
     """The smallest primitive ``2n``-th root of unity modulo the prime ``p`` (``p ≡ 1 mod 2n``).
 

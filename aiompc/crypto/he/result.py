@@ -80,7 +80,9 @@ def _is_pow2(x: int) -> bool:
 def _check_modulus(params: HEParams, modulus: int) -> None:
     if _is_pow2(modulus):
         if not 2 <= modulus <= 1 << MAX_SWITCH_BITS:
-            raise InputError(f"power-of-two modulus must be 2**1..2**{MAX_SWITCH_BITS}, got 2**{modulus.bit_length() - 1}")
+            raise InputError(
+                f"power-of-two modulus must be 2**1..2**{MAX_SWITCH_BITS}, got 2**{modulus.bit_length() - 1}"
+            )
     elif modulus != params.primes[0]:
         raise InputError(f"result modulus must be a power of two or the first prime {params.primes[0]}, got {modulus}")
 
@@ -147,7 +149,7 @@ class ResultCiphertext:
     @classmethod
     def from_bytes(
         cls, params: HEParams, data: bytes | memoryview, positions: np.ndarray | None = None
-    ) -> "ResultCiphertext":
+    ) -> ResultCiphertext:
         """Parse :meth:`to_bytes` output given the agreed ``positions``; raises ``ProtocolError`` if malformed."""
         from .serialize import load_result
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,6 +48,7 @@ __all__ = [
     "mod_neg",
 ]
 
+_T = TypeVar("_T")
 _MASK32 = np.uint64(0xFFFFFFFF)
 _U32 = np.uint64(32)
 #: Bound on the float64 error of :func:`scale_round_pow2`'s rounding decision, as a fraction of one
@@ -69,32 +72,47 @@ class RNSBasis:
         self.garner = [pow(math.prod(self.primes[:i]) % p, -1, p) if i else 1 for i, p in enumerate(self.primes)]
         self.limbs = (self.q.bit_length() + 31) // 32
         self.q_limbs = np.array([(self.q >> (32 * j)) & 0xFFFFFFFF for j in range(self.limbs)], dtype=np.uint64)
+        self._consts: dict[tuple[str, int], tuple] = {}  # derived constants per bit width / modulus
+
+    def _cached(self, key: tuple[str, int], make: Callable[[], _T]) -> _T:
+        value = self._consts.get(key)
+        if value is None:
+            value = self._consts[key] = make()
+        return value
 
     @property
     def size(self) -> int:
         return len(self.primes)
 
-    @functools.lru_cache(maxsize=64)
     def _scale_consts(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
         """``⌊2**bits/p_i⌋ mod 2**64`` and ``(2**bits mod p_i)/p_i`` for :func:`scale_round_pow2`."""
-        whole = np.array([((1 << bits) // p) & ((1 << 64) - 1) for p in self.primes], dtype=np.uint64)
-        frac = np.array([((1 << bits) % p) / p for p in self.primes], dtype=np.float64)
-        return whole.reshape(-1, 1), frac.reshape(-1, 1)
 
-    @functools.lru_cache(maxsize=64)
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            whole = np.array([((1 << bits) // p) & ((1 << 64) - 1) for p in self.primes], dtype=np.uint64)
+            frac = np.array([((1 << bits) % p) / p for p in self.primes], dtype=np.float64)
+            return whole.reshape(-1, 1), frac.reshape(-1, 1)
+
+        return self._cached(("scale", bits), make)
+
     def _encode_consts(self, bits: int) -> tuple[int, np.ndarray]:
         """``ρ = q mod 2**bits`` and ``(2**bits)^-1 mod p_i``."""
-        rho = self.q % (1 << bits)
-        tinv = np.array([pow(1 << bits, -1, p) for p in self.primes], dtype=np.uint64).reshape(-1, 1)
-        return rho, tinv
 
-    @functools.lru_cache(maxsize=64)
+        def make() -> tuple[int, np.ndarray]:
+            tinv = np.array([pow(1 << bits, -1, p) for p in self.primes], dtype=np.uint64).reshape(-1, 1)
+            return self.q % (1 << bits), tinv
+
+        return self._cached(("encode", bits), make)
+
     def _crt_consts(self, modulus: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(q/p_i) mod M`` (per prime), ``1/p_i`` and ``q mod M`` for :func:`crt_mod` (``M = 2**64`` for powers of two)."""
-        m = modulus if modulus & (modulus - 1) else 1 << 64
-        qhat = np.array([(self.q // p) % m for p in self.primes], dtype=np.uint64).reshape(-1, 1)
-        inv = np.array([1.0 / p for p in self.primes]).reshape(-1, 1)
-        return qhat, inv, self.q % m
+        """``(q/p_i) mod M``, ``1/p_i`` and ``q mod M`` for :func:`crt_mod` (``M = 2**64`` for powers of two)."""
+
+        def make() -> tuple[np.ndarray, np.ndarray, int]:
+            m = modulus if modulus & (modulus - 1) else 1 << 64
+            qhat = np.array([(self.q // p) % m for p in self.primes], dtype=np.uint64).reshape(-1, 1)
+            inv = np.array([1.0 / p for p in self.primes]).reshape(-1, 1)
+            return qhat, inv, self.q % m
+
+        return self._cached(("crt", modulus), make)
 
     def __hash__(self) -> int:
         return hash(self.primes)

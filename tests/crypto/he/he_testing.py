@@ -11,14 +11,19 @@ from aiompc.crypto.he.primes import ntt_primes_below
 from aiompc.crypto.prg import PRG
 
 
+def _as_u64(x: np.ndarray) -> np.ndarray:
+    """Integers as uint64, negative values in two's complement (i.e. mod 2**64)."""
+    x = np.asarray(x)
+    return x.astype(np.int64).view(np.uint64) if x.dtype.kind == "i" else x.astype(np.uint64)
+
+
 def negacyclic_mod_2k(a: np.ndarray, b: np.ndarray, bits: int) -> np.ndarray:
     """Schoolbook product of ``a`` and ``b`` in ``Z_{2^bits}[X]/(X^N+1)`` (``bits <= 64``).
 
     Wrapping uint64 arithmetic is exact mod ``2**64`` and hence mod ``2**bits``.  One numpy
     operation per non-zero coefficient of ``b`` (so sparse weights are cheap).
     """
-    a = np.asarray(a).astype(np.int64).view(np.uint64) if np.asarray(a).dtype.kind == "i" else np.asarray(a, dtype=np.uint64)
-    b = np.asarray(b).astype(np.int64).view(np.uint64) if np.asarray(b).dtype.kind == "i" else np.asarray(b, dtype=np.uint64)
+    a, b = _as_u64(a), _as_u64(b)
     n = a.shape[-1]
     out = np.zeros(n, dtype=np.uint64)
     for j in np.flatnonzero(b):
@@ -57,7 +62,7 @@ def small_primes(n: int, count: int, bound: int = 1 << 30) -> tuple[int, ...]:
     return tuple(p for _, p in zip(range(count), ntt_primes_below(n, bound)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def params_for(n: int, bits: int, l: int) -> HEParams:
     """Params at ring degree ``n`` with about ``bits`` of modulus split into ≤30-bit primes."""
     count = -(-bits // 29)
@@ -65,12 +70,12 @@ def params_for(n: int, bits: int, l: int) -> HEParams:
     return HEParams(n, small_primes(n, count, int(2**per)), l)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cheetah(l: int = 37) -> HEParams:
     return cheetah_params(l)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keys(params: HEParams, seed: int = 1) -> tuple[SecretKey, PublicKey]:
     prg = PRG(seed.to_bytes(2, "little") * 16)
     sk = keygen(params, prg)

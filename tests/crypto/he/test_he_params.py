@@ -104,7 +104,9 @@ def test_plan_must_flood_enough_and_drop_little_enough() -> None:
     assert plan.bits0 <= p.plain_bits + 3 and plan.bits1 <= p.plain_bits + 14
 
 
-@pytest.mark.parametrize("l,norm,count,acc,visible", [(4, 7, 9, 16, 64), (8, 127, 25, 32, None), (16, 1 << 10, 256, 8, 512)])
+@pytest.mark.parametrize(
+    "l,norm,count,acc,visible", [(4, 7, 9, 16, 64), (8, 127, 25, 32, None), (16, 1 << 10, 256, 8, 512)]
+)
 def test_find_params_is_smallest_and_works(l: int, norm: int, count: int, acc: int, visible: int | None) -> None:
     pipe = ServerPipeline(norm, count, acc, visible=visible)
     params = find_params(l, pipe)

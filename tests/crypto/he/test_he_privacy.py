@@ -18,8 +18,8 @@ from scipy.stats import ks_2samp
 from aiompc.crypto.he import (
     Ciphertext,
     PlainNTT,
-    add,
     ServerPipeline,
+    add,
     drop_bits,
     encrypt_symmetric,
     finalize,
