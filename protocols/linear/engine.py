@@ -155,7 +155,7 @@ def prepare_weights(plan: LinearPlan, weight: np.ndarray) -> tuple[PlainNTT, np.
     Raises :class:`InputError` if a weight exceeds the plan's public bound ``2^(weight_bits - 1)``.
     """
     polys, nonzero = plan.layout.weight_polys(weight, plan.l)
-    w = weight_plaintexts(plan.he, polys, plan.layout.weight_exponents())
+    w = weight_plaintexts(plan.he, polys, plan.layout.weight_exponents(), nonzero)
     bound = 1 << (plan.weight_bits - 1)
     if w.norm > bound:
         raise InputError(

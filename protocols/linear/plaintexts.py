@@ -111,12 +111,21 @@ def sparse_plain_ntt(params: HEParams, values: np.ndarray, exps: np.ndarray) -> 
     return PlainNTT(params, data, norm, count)
 
 
-def weight_plaintexts(params: HEParams, polys: np.ndarray, exps: np.ndarray | None = None) -> PlainNTT:
+def weight_plaintexts(params: HEParams, polys: np.ndarray, exps: np.ndarray | None = None,
+                      mask: np.ndarray | None = None) -> PlainNTT:
     """NTT-form plaintexts of weight polynomials ``polys`` (``(*batch, N)`` mod ``t``), by the cheaper path.
 
     ``exps``: the public exponent set holding every non-zero coefficient (``None`` = unknown, dense).
+    ``mask``: optional boolean array of the batch shape; polynomials where it is False are structurally
+    zero and are not transformed (their NTT form is zero).
     """
     polys = np.asarray(polys)
+    if mask is not None and not np.all(mask):
+        part = weight_plaintexts(params, polys[mask], exps)
+        data = np.zeros((*polys.shape[:-1], len(params.primes), params.n), dtype=np.uint64)
+        data[mask] = part.data
+        data.setflags(write=False)
+        return PlainNTT(params, data, part.norm, part.count)
     if exps is None:
         return PlainNTT.encode(params, polys)
     exps = np.asarray(exps, dtype=np.int64)
