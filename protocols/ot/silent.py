@@ -143,5 +143,22 @@ class SilentEngine(PooledEngine):
         ferret = FerretSender(self.schedule, iknp.delta, q, self.party.rng.fork(), _nonce_base(sender))
         return _Sender(self.party, self.party.sub(self.label(sender), phase="offline"), ferret)
 
+    def buffered(self, sender: Role) -> int:
+        """COTs generated and not yet allocated, including extension output not yet moved into the pool."""
+        count = super().buffered(sender)
+        if self.party.role == sender:
+            spool = self._senders.get(sender)
+            return count + (sum(p.shape[0] for p in spool.source.pieces) if spool else 0)  # type: ignore[attr-defined]
+        rpool = self._receivers.get(sender)
+        return count + (rpool.source.available if rpool else 0)  # type: ignore[attr-defined]
+
+    def history(self, sender: Role) -> list[str]:
+        """Names of the Ferret parameter sets of the extensions run so far in direction ``sender``."""
+        if self.party.role == sender:
+            spool = self._senders.get(sender)
+            return list(spool.source.ferret.history) if spool else []  # type: ignore[attr-defined]
+        rpool = self._receivers.get(sender)
+        return list(rpool.source.ferret.history) if rpool else []  # type: ignore[attr-defined]
+
 
 register_engine(SilentEngine.kind, SilentEngine)

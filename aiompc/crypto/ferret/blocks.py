@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from aiompc.errors import InputError
 
-__all__ = ["BLOCK_BYTES", "FixedKeyAES", "as_blocks", "blocks_from_bytes", "lsb", "public_key", "tccr_hash", "V16"]
+__all__ = ["BLOCK_BYTES", "FixedKeyAES", "as_blocks", "blocks_from_bytes", "lsb", "public_key", "V16"]
 
 BLOCK_BYTES = 16
 V16 = np.dtype("V16")
@@ -97,19 +97,3 @@ class FixedKeyAES:
                 np.bitwise_xor(enc, x[b0:b1], out=out[b0:b1])
             else:
                 out[b0:b1] = enc
-
-
-def tccr_hash(x: np.ndarray, tweaks: np.ndarray, *, aes: FixedKeyAES | None = None) -> np.ndarray:
-    """Tweakable circular-correlation-robust hash ``H(x, i) = π(π(x) ⊕ i) ⊕ π(x)`` per block.
-
-    ``π`` is AES-128 under a fixed public key (Guo, Katz, Wang, Yu, S&P 2020, "TCCR from a random
-    permutation").  ``x`` and ``tweaks`` are ``(n, 2)`` uint64 block arrays (tweaks distinct across a
-    session); returns a new ``(n, 2)`` array.  Cost: 2n AES blocks.  ``aes`` may pass a reusable
-    instance keyed with ``public_key("tccr")`` (one per thread).
-    """
-    aes = aes or FixedKeyAES(public_key("tccr"))
-    px = aes.encrypt(np.ascontiguousarray(x))
-    y = px ^ tweaks
-    out = aes.encrypt(y)
-    out ^= px
-    return out

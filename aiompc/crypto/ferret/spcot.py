@@ -10,8 +10,8 @@ Protocol for bins of ``2**h`` (semi-honest), consuming ``t·h`` reserved COTs ``
 
 1. sender: random roots; expands every tree (:func:`~aiompc.crypto.ferret.ggm.expand`) with leaf LSBs
    cleared, giving ``v`` and the level sums ``S[l, side, i]``; sends for every tree and level the two pads
-   ``S[l, 0, i] ⊕ H(K_j, τ_j)`` and ``S[l, 1, i] ⊕ H(K_j ⊕ Δ, τ_j)`` (``H`` the TCCR hash, ``τ_j`` a
-   tweak unique in the session), and per tree the correction ``c_i = Δ ⊕ XOR(tree i's leaves)``.
+   ``S[l, 0, i] ⊕ H(K_j, τ_j)`` and ``S[l, 1, i] ⊕ H(K_j ⊕ Δ, τ_j)`` (``H`` the TCCR hash of
+   :mod:`aiompc.crypto.hashing`, ``τ_j`` a tweak unique in the session, see :func:`tweaks`), and per tree the correction ``c_i = Δ ⊕ XOR(tree i's leaves)``.
 2. receiver: its random choice bit ``b_j`` selects the off-path side: ``α_l = 1 - b_j``, so the punctured
    leaf ``α_i`` is uniform in its bin and needs no message from the receiver.  It unmasks
    ``S[l, b_j, i] = pad_{b_j} ⊕ H(M_j, τ_j)``, rebuilds all leaves but ``α_i``
@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aiompc.crypto.ferret.blocks import FixedKeyAES, lsb, public_key, tccr_hash
+from aiompc.crypto.ferret.blocks import lsb
 from aiompc.crypto.ferret.ggm import expand, expand_punctured
+from aiompc.crypto.hashing import tccr
 from aiompc.errors import InputError, ProtocolError
 
-__all__ = ["MpcotMessage", "mpcot_send", "mpcot_receive", "tweaks", "punctured_positions"]
+__all__ = ["MpcotMessage", "mpcot_send", "mpcot_receive", "tweaks", "punctured_positions", "TWEAK_DOMAIN"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,21 @@ class MpcotMessage:
         return cls(data[: 2 * t * h].reshape(t, h, 2, 2), data[2 * t * h :])
 
 
+TWEAK_DOMAIN = 0xFE77 << 48
+"""High bits of the second tweak word of every hash inside the engine.  The flavours hash handed-out COTs
+with tweaks ``(pool index, block counter)`` whose second word is small, so the two domains never meet."""
+
+
 def tweaks(count: int, nonce: int) -> np.ndarray:
-    """TCCR tweaks ``(j, nonce)`` for ``j < count``: unique within a session if ``nonce`` is (per extension)."""
+    """TCCR tweaks ``(j, TWEAK_DOMAIN | nonce)`` for ``j < count``.
+
+    ``nonce`` (< 2^48) must never repeat within a session: the engine uses one per extension and direction.
+    """
+    if not 0 <= nonce < 1 << 48:
+        raise InputError(f"tweak nonce must be in [0, 2^48), got {nonce}")
     tw = np.empty((count, 2), np.uint64)
     tw[:, 0] = np.arange(count, dtype=np.uint64)
-    tw[:, 1] = np.uint64(nonce)
+    tw[:, 1] = np.uint64(TWEAK_DOMAIN | nonce)
     return tw
 
 
@@ -100,10 +111,9 @@ def mpcot_send(
     if delta.shape != (2,) or not int(delta[0]) & 1:
         raise InputError("Δ must be a (2,) uint64 block with least significant bit 1")
     trees = expand(roots, log_bin, out=out, clear_lsb=True)
-    aes = FixedKeyAES(public_key("tccr"))
     tw = tweaks(t * log_bin, nonce)
-    h0 = tccr_hash(keys, tw, aes=aes)
-    h1 = tccr_hash(keys ^ delta, tw, aes=aes)
+    h0 = tccr(keys, tw)
+    h1 = tccr(keys ^ delta, tw)
     sums = trees.level_sums.transpose(2, 0, 1, 3)  # (t, h, side, 2)
     pads = np.empty((t, log_bin, 2, 2), np.uint64)
     np.bitwise_xor(sums[:, :, 0], h0.reshape(t, log_bin, 2), out=pads[:, :, 0])
@@ -147,7 +157,7 @@ def mpcot_receive(
         raise ProtocolError(f"single-point COT pads have shape {message.pads.shape}, expected {(t, log_bin, 2, 2)}")
     choice = lsb(macs).reshape(t, log_bin).astype(np.intp)
     alpha = punctured_positions(macs, t, log_bin)
-    hashed = tccr_hash(macs, tweaks(t * log_bin, nonce)).reshape(t, log_bin, 2)
+    hashed = tccr(macs, tweaks(t * log_bin, nonce)).reshape(t, log_bin, 2)
     tt, ll = np.meshgrid(np.arange(t), np.arange(log_bin), indexing="ij")
     chosen = message.pads[tt, ll, choice]  # (t, h, 2)
     received = (chosen ^ hashed).transpose(1, 0, 2)  # (h, t, 2)
