@@ -38,6 +38,8 @@ __all__ = [
     "TransportClosed",
     "UndecryptableParameters",
     "UnsupportedModel",
+    "serve",
+    "infer",
 ]
 
 T = TypeVar("T")
@@ -52,3 +54,12 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def __getattr__(name: str) -> Any:
+    # aiompc.serve / aiompc.infer live in aiompc.nn (above the protocols in the layering): import on use
+    if name in ("serve", "infer"):
+        from aiompc.nn import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'aiompc' has no attribute {name!r}")

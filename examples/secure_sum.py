@@ -18,7 +18,7 @@ import numpy as np
 import aiompc
 from aiompc import ring
 from aiompc.party import Party
-from aiompc.demo import secure_sum
+
 from aiompc.session import connect, listen, run_local
 
 L_DEFAULT = 32

@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -260,12 +260,14 @@ async def run_secure(
     *,
     config: EngineConfig = EngineConfig(),
     label: str = "infer",
+    on_layer: Callable[[LayerRecord], None] | None = None,
 ) -> SecureResult:
     """Evaluate ``graph`` on the client's integer input ``x`` (one sample, shape ``graph.input_spec.shape``).
 
     Server: pass the full graph and no ``x``; gets ``SecureResult(None, layers)``.  Client: pass the
     metadata graph and ``x``; gets the int64 logits (``output="logits"``) or the class index (``"argmax"``).
-    Per-layer bytes and rounds are in the channel statistics under ``f"{label}/{node.name}"``.
+    Per-layer bytes and rounds are in the channel statistics under ``f"{label}/{node.name}"``;
+    ``on_layer`` is called with each layer's record as it completes (progress display).
     """
     if party.is_server and not graph.has_weights:
         raise InputError("the server needs the full graph (with weights)")
@@ -277,6 +279,8 @@ async def run_secure(
         node_label = f"{label}/{node.name}"
         env[node.output] = await _node(party, graph, node, [env[e] for e in node.inputs], rings, node_label, config)
         records.append(LayerRecord(node.name, node.op, node_label, time.perf_counter() - start, rings[node.output]))
+        if on_layer is not None:
+            on_layer(records[-1])
     out = env[graph.output]
     l = rings[graph.output]
     start = time.perf_counter()

@@ -1,0 +1,89 @@
+"""Per-layer cost reports of a secure inference, from the channel statistics (never from a formula).
+
+The layout is shared by ``aiompc run --json`` and ``aiompc bench``::
+
+    {"layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"}, ...],
+     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes",
+               "rounds", "seconds"}}
+
+Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = what it received), framing
+included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (requantization,
+ReLU, max-pool, argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
+non-linear layers); the remaining bytes of the total are the handshake and the output reveal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiompc.channel import Stats
+from aiompc.nn.ir import QGraph
+from aiompc.nn.secure import LayerRecord
+
+__all__ = ["layer_report", "format_table"]
+
+_NONLINEAR_OPS = {"requantize", "relu", "clip", "maxpool", "argmax"}
+_LINEAR_OPS = {"conv", "linear", "affine"}
+
+
+def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, seconds: float) -> dict[str, Any]:
+    """The JSON-able report of one or more inferences (see the module docstring).
+
+    Records of the same layer from several samples are summed into one row, in graph order.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    linear = nonlinear = 0
+    for rec in records:
+        st = stats.select(rec.label)
+        row = rows.setdefault(rec.name, {"name": rec.name, "op": rec.op, "ring": rec.ring, "bytes_c2s": 0,
+                                         "bytes_s2c": 0, "rounds": 0, "seconds": 0.0, "samples": 0})
+        row["bytes_c2s"] += st.bytes_sent
+        row["bytes_s2c"] += st.bytes_recv
+        row["rounds"] += st.rounds
+        row["seconds"] += rec.seconds
+        row["samples"] += 1
+        if rec.op in _LINEAR_OPS:
+            linear += st.bytes_sent + st.bytes_recv
+        elif rec.op in _NONLINEAR_OPS:
+            nonlinear += st.bytes_sent + st.bytes_recv
+    layers = list(rows.values())
+    for row in layers:
+        row["seconds"] = round(row["seconds"], 6)
+    offline = stats.select(phase="offline")
+    offline_bytes = offline.bytes_sent + offline.bytes_recv
+    total = {
+        "bytes_c2s": stats.bytes_sent,
+        "bytes_s2c": stats.bytes_recv,
+        "linear_bytes": linear,
+        "nonlinear_bytes": nonlinear + offline_bytes,
+        "offline_bytes": offline_bytes,
+        "rounds": stats.rounds,
+        "seconds": round(seconds, 6),
+    }
+    return {"layers": layers, "total": total}
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.3f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A Markdown table of a :func:`layer_report`."""
+    rows = [
+        "| layer | op | ring | MiB c→s | MiB s→c | rounds | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["layers"]:
+        rows.append(
+            f"| {r['name']} | {r['op']} | {r.get('ring', '')} | {_mib(r['bytes_c2s'])} | {_mib(r['bytes_s2c'])} | "
+            f"{r['rounds']} | {r['seconds']:.3f} |"
+        )
+    t = report["total"]
+    rows.append(
+        f"| **total** | | | {_mib(t['bytes_c2s'])} | {_mib(t['bytes_s2c'])} | {t['rounds']} | {t['seconds']:.3f} |"
+    )
+    rows.append(
+        f"\nlinear (HE) {_mib(t['linear_bytes'])} MiB · non-linear (OT) {_mib(t['nonlinear_bytes'])} MiB "
+        f"(of which offline OT {_mib(t['offline_bytes'])} MiB)"
+    )
+    return "\n".join(rows)

@@ -1,0 +1,140 @@
+"""Serving a model and asking it for predictions: :func:`serve` and :func:`infer`.
+
+A session: the handshake carries the engine settings in ``options`` (``mode``, ``exact``, ``output``;
+a client asking for a different value gets a :class:`HandshakeError`) and the model's *metadata* in
+``meta`` (:meth:`QGraph.to_dict` without weights).  The client then sends ``{"samples": n}`` on the
+label ``"request"`` and both parties run :func:`~aiompc.nn.secure.run_secure` once per sample under the
+labels ``"s0"``, ``"s1"``, …  The server never sees an input, an intermediate value or an output.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl as ssl_module
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiompc.errors import InputError, ProtocolError, UnsupportedModel
+from aiompc.nn.ir import QGraph
+from aiompc.nn.secure import EngineConfig, SecureResult, run_secure
+from aiompc.party import Party
+from aiompc.session import Server, connect, listen
+
+__all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "MAX_SAMPLES"]
+
+MAX_SAMPLES = 1024
+
+
+def load_model(
+    source: str | os.PathLike[str] | QGraph,
+    *,
+    calibration: np.ndarray | None = None,
+    config: Any = None,
+) -> QGraph:
+    """A quantized graph from a :class:`QGraph`, or an ONNX file (float or QDQ).
+
+    A float model needs ``calibration`` inputs ``(N, *input_shape)``; the bundled demo model
+    (``examples/digits_cnn.onnx``) brings its own calibration batch and settings.
+    """
+    if isinstance(source, QGraph):
+        return source.validate()
+    from aiompc.nn import zoo
+    from aiompc.nn.onnx_import import load_onnx
+    from aiompc.nn.quantize import quantize
+
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"model file {str(path)!r} not found")
+    if path.resolve() == zoo.DIGITS_ONNX.resolve() and calibration is None and config is None:
+        return zoo.digits_model(path)
+    try:
+        return quantize(load_onnx(path), calibration, config)
+    except InputError as exc:
+        if calibration is None:
+            raise UnsupportedModel(
+                f"{path.name}: {exc}. A float model needs calibration inputs (e.g. --calibration X.npy), "
+                "or export it with QuantizeLinear/DequantizeLinear (QDQ) annotations"
+            ) from None
+        raise
+
+
+async def serve_session(party: Party, graph: QGraph, config: EngineConfig, max_samples: int = MAX_SAMPLES) -> int:
+    """The server's side of one session after the handshake; returns the number of samples served."""
+    request = await party.sub("request").recv()
+    if not isinstance(request, dict) or not isinstance(request.get("samples"), int):
+        raise ProtocolError("malformed request: expected {'samples': n}")
+    n = request["samples"]
+    if not 1 <= n <= max_samples:
+        raise ProtocolError(f"request for {n} samples; this server serves 1..{max_samples} per session")
+    for i in range(n):
+        await run_secure(party, graph, config=config, label=f"s{i}")
+    return n
+
+
+async def client_session(party: Party, graph: QGraph, x_int: np.ndarray, config: EngineConfig) -> list[SecureResult]:
+    """The client's side of one session: ``x_int`` is a batch ``(n, *input_shape)`` of quantized inputs."""
+    await party.sub("request").send({"samples": int(len(x_int))})
+    return [await run_secure(party, graph, x, config=config, label=f"s{i}") for i, x in enumerate(x_int)]
+
+
+async def serve(
+    model: str | os.PathLike[str] | QGraph,
+    url: str,
+    *,
+    config: EngineConfig = EngineConfig(),
+    ssl: ssl_module.SSLContext | None = None,
+    calibration: np.ndarray | None = None,
+    max_samples: int = MAX_SAMPLES,
+) -> Server:
+    """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
+    :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent."""
+    graph = load_model(model, calibration=calibration)
+
+    async def handler(party: Party) -> None:
+        await serve_session(party, graph, EngineConfig.from_dict(party.options), max_samples)
+
+    return await listen(handler, url, ssl=ssl, options=config.to_dict(),
+                        meta={"model": graph.to_dict(include_weights=False)})
+
+
+def _batch(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Quantized integer batch from float input ``(n, *shape)`` or ``(*shape)``; and whether it was batched."""
+    shape = graph.input_spec.shape
+    x = np.asarray(x)
+    single = x.shape == shape
+    if not single and (x.ndim != len(shape) + 1 or x.shape[1:] != shape):
+        raise InputError(f"input has shape {x.shape}; the model expects {shape} or (n, {', '.join(map(str, shape))})")
+    if x.dtype.kind not in "fiu":
+        raise InputError(f"input must be numeric, got dtype {x.dtype}")
+    xb = x[None] if single else x
+    if len(xb) == 0:
+        raise InputError("empty input batch")
+    return graph.quantize_input(xb.astype(np.float64)), single
+
+
+async def infer(
+    x: np.ndarray,
+    url: str,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    options: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Ask the server at ``url`` for a private prediction of the float input ``x`` (``(n, *shape)`` or one sample).
+
+    Returns the dequantized float logits ``(n, classes)`` — or the class indices ``(n,)`` when the server
+    reveals only the argmax — for a single sample without the leading axis.  ``options`` may pin the
+    engine settings (``{"mode": "quantized"}``); a mismatch with the server raises :class:`HandshakeError`.
+    """
+    async with connect(url, ssl=ssl, options=options) as party:
+        graph = QGraph.from_dict(party.state["server_meta"]["model"])
+        xq, single = _batch(graph, x)
+        config = EngineConfig.from_dict(party.options)
+        results = await client_session(party, graph, xq, config)
+    outs = [r.output for r in results]
+    if config.output == "argmax":
+        y = np.array([int(o) for o in outs], dtype=np.int64)  # type: ignore[arg-type]
+    else:
+        y = graph.dequantize_output(np.stack(outs))  # type: ignore[arg-type]
+    return y[0] if single else y
