@@ -21,7 +21,7 @@ from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult
-from aiompc.nn.service import client_session, load_model, serve_session
+from aiompc.nn.service import CHUNK, client_session, load_model, serve_session
 from aiompc.party import Party
 from aiompc.progress import Progress
 from aiompc.session import connect, listen
@@ -35,7 +35,7 @@ def _config(args: argparse.Namespace) -> EngineConfig:
 
 async def run_two_parties(
     graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, transport: str = "tcp", progress: bool | None = None,
-) -> tuple[list[SecureResult], dict[str, Any]]:
+) -> tuple[SecureResult, dict[str, Any]]:
     """Server and client in this process over loopback; returns the client's results and the cost report."""
     meta_graph = graph.without_weights()
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -49,7 +49,8 @@ async def run_two_parties(
             raise
 
     url = "ws://127.0.0.1:0/aiompc" if transport == "ws" else "tcp://127.0.0.1:0"
-    bar = Progress(len(x_int) * (len(graph.nodes) + 1), "layers", enabled=progress)
+    chunks = -(-len(x_int) // CHUNK)
+    bar = Progress(chunks * (len(graph.nodes) + 1), "layers", enabled=progress)
 
     def tick(rec: LayerRecord) -> None:
         bar.advance(rec.name)
@@ -58,21 +59,16 @@ async def run_two_parties(
         async with connect(server.url) as party:
             start = time.perf_counter()
             with bar:
-                from aiompc.nn import secure
-
-                await party.sub("request").send({"samples": int(len(x_int))})
-                results = [await secure.run_secure(party, meta_graph, x, config=config, label=f"s{i}", on_layer=tick)
-                           for i, x in enumerate(x_int)]
+                result = await client_session(party, meta_graph, x_int, config, on_layer=tick)
             seconds = time.perf_counter() - start
             stats = party.channel.stats()
         await done
-    records = [r for res in results for r in res.layers]
-    return results, layer_report(graph, records, stats, seconds)
+    return result, layer_report(graph, result.layers, stats, seconds)
 
 
-def _outputs(graph: QGraph, results: list[SecureResult], config: EngineConfig) -> np.ndarray:
-    outs = np.stack([np.asarray(r.output) for r in results])
-    return outs if config.output == "argmax" else graph.dequantize_output(outs)
+def _outputs(graph: QGraph, result: SecureResult, config: EngineConfig) -> np.ndarray:
+    out = np.asarray(result.output)
+    return out if config.output == "argmax" else graph.dequantize_output(out)
 
 
 # --------------------------------------------------------------------------- commands
@@ -85,9 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     xq, single = _batch(graph, x)
     config = _config(args)
-    results, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
-                                                 progress=False if args.json else None))
-    secure = _outputs(graph, results, config)
+    result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
+                                                progress=False if args.json else None))
+    secure = _outputs(graph, result, config)
     ref_int = run_int(graph, xq)
     reference = graph.dequantize_output(ref_int)
     if config.output == "argmax":
@@ -99,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"secure:    {np.round(secure, 4).tolist()}")
     print(f"reference: {np.round(reference, 4).tolist()}")
     if config.exact and config.output == "logits":
-        same = all(np.array_equal(np.asarray(r.output), ref_int[i]) for i, r in enumerate(results))
+        same = np.array_equal(np.asarray(result.output), ref_int)
         print("secure == integer reference bit for bit" if same else "MISMATCH with the integer reference")
     print()
     print(format_table(report))
@@ -144,10 +140,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = EngineConfig(mode=args.mode)
     print(f"aiompc demo: a {len(graph.nodes)}-layer CNN on scikit-learn's 8x8 digits, w4a4 body, 8-bit first/last layer")
     print(f"server holds the model, client holds {len(x)} test image(s); both run here over loopback {args.transport.upper()}\n")
-    results, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport))
-    secure_pred = np.argmax(_outputs(graph, results, config).reshape(len(x), -1), axis=1)
+    result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport))
+    secure_pred = np.argmax(_outputs(graph, result, config).reshape(len(x), -1), axis=1)
     ref_pred = predict(graph, x)
-    exact = all(np.array_equal(np.asarray(r.output), run_int(graph, xq)[i]) for i, r in enumerate(results))
+    exact = np.array_equal(np.asarray(result.output), run_int(graph, xq))
     print("| sample | label | secure prediction | plaintext quantized prediction |")
     print("|---:|---:|---:|---:|")
     for i in range(len(x)):

@@ -1,6 +1,8 @@
 """The secure inference engine: both parties walk the same integer graph on secret shares.
 
-The server holds the full :class:`~aiompc.nn.ir.QGraph` (with weights); the client holds its metadata
+Everything runs on a batch of samples at once: the non-linear protocols are vectorised over the batch,
+the HE layers run one sample per concurrent sub-label (``f"{label}/b{i}"``) so tiles of different samples
+pipeline.  The server holds the full :class:`~aiompc.nn.ir.QGraph` (with weights); the client holds its metadata
 view (``QGraph.without_weights()``, received in the session handshake) and the input.  Both call
 :func:`run_secure` with the same ``label`` and :class:`EngineConfig`; every node becomes one protocol
 call on the sub-channel ``f"{label}/{node.name}"``:
@@ -66,7 +68,7 @@ from aiompc.wire import Packed
 from protocols.linear.batchnorm import batchnorm
 from protocols.linear.conv import conv2d
 from protocols.linear.fc import fc
-from protocols.linear.local import flatten, mul_public, sum_pool2d
+from protocols.linear.local import flatten, sum_pool2d
 from protocols.nonlinear import argmax, maxpool2d, relu, requantize
 
 __all__ = ["EngineConfig", "LayerRecord", "ring_widths", "run_secure", "CHEETAH_RING"]
@@ -158,17 +160,17 @@ def _pads_tblr(pads: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     return (top, bottom, left, right)
 
 
-def _input_share(party: Party, graph: QGraph, x: np.ndarray | None, l: int) -> np.ndarray:
+def _input_share(party: Party, graph: QGraph, x: np.ndarray | None, batch: int, l: int) -> np.ndarray:
     spec = graph.input_spec
     if party.is_server:
-        return np.zeros(spec.shape, dtype=np.uint64)
+        return np.zeros((batch, *spec.shape), dtype=np.uint64)
     if x is None:
         raise InputError("the client must pass its input")
     x = np.asarray(x)
     if x.dtype.kind not in "iu":
         raise InputError(f"secure inference takes the quantized integer input, got dtype {x.dtype}")
-    if x.shape != spec.shape:
-        raise InputError(f"input has shape {x.shape}; the model expects {spec.shape}")
+    if x.shape != (batch, *spec.shape):
+        raise InputError(f"input has shape {x.shape}; the model expects ({batch}, {', '.join(map(str, spec.shape))})")
     lo, hi = (-(1 << (spec.bits - 1)), (1 << (spec.bits - 1)) - 1) if spec.signed else (0, (1 << spec.bits) - 1)
     if x.size and (int(x.min()) < lo or int(x.max()) > hi):
         raise InputError(f"input values must lie in [{lo}, {hi}] ({spec.bits}-bit {'signed' if spec.signed else 'unsigned'})")
@@ -179,48 +181,55 @@ async def _requantize_channels(
     party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
     msb_known_zero: bool,
 ) -> np.ndarray:
-    """Requantize with one multiplier, or per channel (axis 0): one concurrent call per distinct multiplier."""
+    """Requantize a batch ``(B, C, ...)`` with one multiplier, or per channel (axis 1): one concurrent call
+    per distinct multiplier."""
     kw = dict(l_in=l_in, shift=node.shift, lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out,
               exact=exact, msb_known_zero=msb_known_zero)
     if len(node.multiplier) == 1:
         return await requantize(party, label, x, multiplier=node.multiplier[0], **kw)  # type: ignore[arg-type]
-    per_channel = node.channel_multipliers(x.shape[0])
+    per_channel = node.channel_multipliers(x.shape[1])
     out = np.empty(x.shape, dtype=np.uint64)
     groups = [(int(m), np.flatnonzero(per_channel == m)) for m in np.unique(per_channel)]
     results = await asyncio.gather(*(
-        requantize(party, f"{label}/m{k}", x[idx], multiplier=m, **kw)  # type: ignore[arg-type]
+        requantize(party, f"{label}/m{k}", x[:, idx], multiplier=m, **kw)  # type: ignore[arg-type]
         for k, (m, idx) in enumerate(groups)
     ))
     for (_, idx), res in zip(groups, results):
-        out[idx] = res
+        out[:, idx] = res
     return out
+
+
+async def _per_sample(coros: list[Any]) -> np.ndarray:
+    return np.stack(await asyncio.gather(*coros))
 
 
 async def _node(
     party: Party, graph: QGraph, node: Node, xs: list[np.ndarray], rings: dict[str, int], label: str,
     config: EngineConfig,
 ) -> np.ndarray:
+    """One node on a batch of shares ``(B, *shape)``; HE layers run their samples concurrently."""
     l = rings[node.output]
     xs = [ring.reduce(x, l) if rings[e] > l and not isinstance(node, Requantize) else x
           for x, e in zip(xs, node.inputs)]
     x = xs[0]
     server = party.is_server
     if isinstance(node, Conv):
-        return await conv2d(
-            party, label, x, out_channels=node.out_channels, kernel=node.kernel, l=l, stride=node.stride,
-            padding=_pads_tblr(node.pads), groups=node.groups, weight=node.weight if server else None,
-            bias=node.bias if server else None, weight_bits=node.weight_bits, planner=config.planner,
-        )
+        return await _per_sample([conv2d(
+            party, f"{label}/b{b}", x[b], out_channels=node.out_channels, kernel=node.kernel, l=l,
+            stride=node.stride, padding=_pads_tblr(node.pads), groups=node.groups,
+            weight=node.weight if server else None, bias=node.bias if server else None,
+            weight_bits=node.weight_bits, planner=config.planner,
+        ) for b in range(len(x))])
     if isinstance(node, Linear):
         return await fc(
             party, label, x, out_features=node.out_features, l=l, weight=node.weight if server else None,
             bias=node.bias if server else None, weight_bits=node.weight_bits, planner=config.planner,
         )
     if isinstance(node, ChannelAffine):
-        return await batchnorm(
-            party, label, x, l=l, scale=node.weight if server else None, shift=node.bias if server else None,
-            weight_bits=node.weight_bits, planner=config.planner,
-        )
+        return await _per_sample([batchnorm(
+            party, f"{label}/b{b}", x[b], l=l, scale=node.weight if server else None,
+            shift=node.bias if server else None, weight_bits=node.weight_bits, planner=config.planner,
+        ) for b in range(len(x))])
     if isinstance(node, Requantize):
         src = graph.tensors[node.inputs[0]]
         l_in = rings[node.inputs[0]]
@@ -241,15 +250,16 @@ async def _node(
     if isinstance(node, SumPool):
         return sum_pool2d(x, node.kernel, l, stride=node.stride, padding=_pads_tblr(node.pads))
     if isinstance(node, Add):
-        ms = node.channel_multipliers(x.shape[0])
+        ms = node.channel_multipliers(x.shape[1])
         out = np.zeros(x.shape, dtype=np.uint64)
         for m, xi in zip(ms, xs):
-            out = ring.reduce(out + mul_public(xi, np.asarray(m, dtype=np.int64), l, axis=0 if xi.ndim else None), l)
+            scale = ring.reduce(m, l).reshape((1, -1) + (1,) * (xi.ndim - 2))
+            out = ring.reduce(out + xi * scale, l)
         return out
     if isinstance(node, Concat):
-        return np.concatenate(xs, axis=0)
+        return np.concatenate(xs, axis=1)
     if isinstance(node, Flatten):
-        return flatten(x)
+        return flatten(x, 1)
     raise UnsupportedModel(f"node {node.name!r}: no secure protocol for op {node.op!r}")
 
 
@@ -258,45 +268,56 @@ async def run_secure(
     graph: QGraph,
     x: np.ndarray | None = None,
     *,
+    batch: int | None = None,
     config: EngineConfig = EngineConfig(),
     label: str = "infer",
     on_layer: Callable[[LayerRecord], None] | None = None,
 ) -> SecureResult:
-    """Evaluate ``graph`` on the client's integer input ``x`` (one sample, shape ``graph.input_spec.shape``).
+    """Evaluate ``graph`` on the client's integer inputs ``x``, a batch ``(B, *graph.input_spec.shape)``.
 
-    Server: pass the full graph and no ``x``; gets ``SecureResult(None, layers)``.  Client: pass the
-    metadata graph and ``x``; gets the int64 logits (``output="logits"``) or the class index (``"argmax"``).
-    Per-layer bytes and rounds are in the channel statistics under ``f"{label}/{node.name}"``;
-    ``on_layer`` is called with each layer's record as it completes (progress display).
+    Server: pass the full graph and ``batch=B`` (no ``x``); gets ``SecureResult(None, layers)``.  Client:
+    pass the metadata graph and ``x``; gets the int64 logits ``(B, *output_shape)`` (``output="logits"``)
+    or the class indices ``(B,)`` (``"argmax"``).  Per-layer bytes and rounds are in the channel
+    statistics under ``f"{label}/{node.name}"``; ``on_layer`` is called with each layer's record as it
+    completes (progress display).
     """
     if party.is_server and not graph.has_weights:
         raise InputError("the server needs the full graph (with weights)")
+    if batch is None:
+        if x is None:
+            raise InputError("the server must pass batch=B (the number of samples the client announced)")
+        batch = len(x)
+    if batch < 1:
+        raise InputError("batch must be at least 1")
     rings = ring_widths(graph, config.mode)
-    env: dict[str, np.ndarray] = {graph.input: _input_share(party, graph, x, rings[graph.input])}
+    env: dict[str, np.ndarray] = {graph.input: _input_share(party, graph, x, batch, rings[graph.input])}
     records: list[LayerRecord] = []
+
+    def record(name: str, op: str, node_label: str, start: float, l: int) -> None:
+        records.append(LayerRecord(name, op, node_label, time.perf_counter() - start, l))
+        if on_layer is not None:
+            on_layer(records[-1])
+
     for node in graph.nodes:
         start = time.perf_counter()
         node_label = f"{label}/{node.name}"
         env[node.output] = await _node(party, graph, node, [env[e] for e in node.inputs], rings, node_label, config)
-        records.append(LayerRecord(node.name, node.op, node_label, time.perf_counter() - start, rings[node.output]))
-        if on_layer is not None:
-            on_layer(records[-1])
+        record(node.name, node.op, node_label, start, rings[node.output])
     out = env[graph.output]
     l = rings[graph.output]
     start = time.perf_counter()
     if config.output == "argmax":
-        flat = out.reshape(-1)
-        cls = await argmax(party, f"{label}/argmax", flat, l=l, reveal_to="client")
-        records.append(LayerRecord("argmax", "argmax", f"{label}/argmax", time.perf_counter() - start, l))
+        cls = await argmax(party, f"{label}/argmax", out.reshape(batch, -1), l=l, reveal_to="client")
+        record("argmax", "argmax", f"{label}/argmax", start, l)
         return SecureResult(None if party.is_server else np.asarray(cls), records)
     sub = party.sub(f"{label}/output")
     if party.is_server:
         await sub.send(Packed(out.reshape(-1), l))
-        records.append(LayerRecord("output", "reveal", sub.label, time.perf_counter() - start, l))
+        record("output", "reveal", sub.label, start, l)
         return SecureResult(None, records)
     peer = await sub.recv()
     if not isinstance(peer, np.ndarray) or peer.size != out.size:
         raise ProtocolError("the server's output share has the wrong size")
     y = ring.to_signed(ring.reconstruct(out.reshape(-1), peer, l), l).reshape(out.shape)
-    records.append(LayerRecord("output", "reveal", sub.label, time.perf_counter() - start, l))
+    record("output", "reveal", sub.label, start, l)
     return SecureResult(y, records)

@@ -3,8 +3,8 @@
 A session: the handshake carries the engine settings in ``options`` (``mode``, ``exact``, ``output``;
 a client asking for a different value gets a :class:`HandshakeError`) and the model's *metadata* in
 ``meta`` (:meth:`QGraph.to_dict` without weights).  The client then sends ``{"samples": n}`` on the
-label ``"request"`` and both parties run :func:`~aiompc.nn.secure.run_secure` once per sample under the
-labels ``"s0"``, ``"s1"``, …  The server never sees an input, an intermediate value or an output.
+label ``"request"`` and both parties run :func:`~aiompc.nn.secure.run_secure` on chunks of up to
+:data:`CHUNK` samples under the labels ``"b0"``, ``"b1"``, …  The server never sees an input, an intermediate value or an output.
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ from __future__ import annotations
 import os
 import ssl as ssl_module
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
 from aiompc.nn.ir import QGraph
-from aiompc.nn.secure import EngineConfig, SecureResult, run_secure
+from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
 from aiompc.session import Server, connect, listen
 
 __all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "MAX_SAMPLES"]
 
-MAX_SAMPLES = 1024
+MAX_SAMPLES = 100_000
+CHUNK = 64  # samples evaluated together (memory stays bounded; non-linear layers vectorise over them)
 
 
 def load_model(
@@ -60,6 +61,10 @@ def load_model(
         raise
 
 
+def _chunks(n: int, size: int = CHUNK) -> list[tuple[int, int]]:
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
 async def serve_session(party: Party, graph: QGraph, config: EngineConfig, max_samples: int = MAX_SAMPLES) -> int:
     """The server's side of one session after the handshake; returns the number of samples served."""
     request = await party.sub("request").recv()
@@ -68,15 +73,25 @@ async def serve_session(party: Party, graph: QGraph, config: EngineConfig, max_s
     n = request["samples"]
     if not 1 <= n <= max_samples:
         raise ProtocolError(f"request for {n} samples; this server serves 1..{max_samples} per session")
-    for i in range(n):
-        await run_secure(party, graph, config=config, label=f"s{i}")
+    for k, (lo, hi) in enumerate(_chunks(n)):
+        await run_secure(party, graph, batch=hi - lo, config=config, label=f"b{k}")
     return n
 
 
-async def client_session(party: Party, graph: QGraph, x_int: np.ndarray, config: EngineConfig) -> list[SecureResult]:
-    """The client's side of one session: ``x_int`` is a batch ``(n, *input_shape)`` of quantized inputs."""
+async def client_session(
+    party: Party, graph: QGraph, x_int: np.ndarray, config: EngineConfig,
+    on_layer: Callable[[LayerRecord], None] | None = None,
+) -> SecureResult:
+    """The client's side of one session: ``x_int`` is a batch ``(n, *input_shape)`` of quantized inputs.
+
+    Runs in chunks of :data:`CHUNK` samples; returns all outputs and every chunk's layer records."""
     await party.sub("request").send({"samples": int(len(x_int))})
-    return [await run_secure(party, graph, x, config=config, label=f"s{i}") for i, x in enumerate(x_int)]
+    outputs, records = [], []
+    for k, (lo, hi) in enumerate(_chunks(len(x_int))):
+        res = await run_secure(party, graph, x_int[lo:hi], config=config, label=f"b{k}", on_layer=on_layer)
+        outputs.append(res.output)
+        records += res.layers
+    return SecureResult(np.concatenate(outputs), records)
 
 
 async def serve(
@@ -131,10 +146,6 @@ async def infer(
         graph = QGraph.from_dict(party.state["server_meta"]["model"])
         xq, single = _batch(graph, x)
         config = EngineConfig.from_dict(party.options)
-        results = await client_session(party, graph, xq, config)
-    outs = [r.output for r in results]
-    if config.output == "argmax":
-        y = np.array([int(o) for o in outs], dtype=np.int64)  # type: ignore[arg-type]
-    else:
-        y = graph.dequantize_output(np.stack(outs))  # type: ignore[arg-type]
+        result = await client_session(party, graph, xq, config)
+    y = result.output if config.output == "argmax" else graph.dequantize_output(result.output)  # type: ignore[arg-type]
     return y[0] if single else y
