@@ -25,7 +25,7 @@ Client
     sk = keygen(params, prg)
     pk = public_key(sk, prg)                         # once per session: pk.to_bytes()
     up = encrypt_symmetric(sk, m, prg)               # m: (B, N) ints mod t -> SeededCiphertext(c0, seed)
-    data = up.to_bytes()                             # B·N·⌈log2 q⌉ bits + 32-byte seed + 20-byte header
+    data = up.to_bytes()                             # B·N·⌈log2 q⌉ bits + 32-byte seed + 21 bytes of header
     ...
     res = ResultCiphertext.from_bytes(params, reply, positions)
     out = decrypt_result(sk, res)                    # (B, len(positions)) values mod t
@@ -60,8 +60,15 @@ Noise (:mod:`~.noise`)
 =====================
 ``estimate(params, pipeline, plan)`` bounds the noise after each stage (fresh → plaintext add →
 multiply/accumulate → mask → re-randomise → flood → switch → drop) with decryption failure
-``<= 2**-40``; ``.require()`` raises :class:`~aiompc.errors.UndecryptableParameters`.
-:func:`plan_output` picks the flood width and the cheapest ``(drop0, drop1)``.
+``<= 2**-40``; :func:`check` (= ``estimate(...).require()``) raises
+:class:`~aiompc.errors.UndecryptableParameters` naming the number that is off.
+:func:`plan_output` picks the flood width and the cheapest ``(drop0, drop1)``.  Wire sizes for a cost
+model: :func:`seeded_size`, :func:`result_size`, :meth:`OutputPlan.wire_bits`.
+
+Budget example (measured by the tests): with Cheetah's ``q ≈ 2**109`` and ``l = 37``, 40-bit flooding
+fits layers whose hidden noise ``B`` satisfies ``41 + log2(visible·B) <= 70`` — e.g. 8-bit weights with
+fan-in ≈ 600 and up to ≈ 512 visible outputs per ciphertext, but not 12-bit weights with 4096 visible
+outputs; :func:`check` says which number is off, :func:`find_params` finds a set that fits.
 
 Lower level
 ===========
@@ -91,6 +98,7 @@ from .noise import (
     NoiseEstimate,
     OutputPlan,
     ServerPipeline,
+    check,
     choose_primes,
     estimate,
     find_params,
@@ -110,6 +118,7 @@ from .result import (
     switch_level,
     switch_modulus,
 )
+from .serialize import result_size, seeded_size
 
 __all__ = [
     "HEParams", "SECURITY_TABLE", "cheetah_params", "max_modulus_bits",
@@ -119,8 +128,8 @@ __all__ = [
     "add", "add_plain", "mul_plain", "multiply_accumulate",
     "ResultCiphertext", "rerandomize", "switch_level", "switch_modulus", "drop_bits", "select",
     "finalize", "result_phase", "decrypt_result",
-    "ServerPipeline", "OutputPlan", "NoiseEstimate", "estimate", "plan_output", "min_modulus_bits",
+    "ServerPipeline", "OutputPlan", "NoiseEstimate", "estimate", "check", "plan_output", "min_modulus_bits",
     "find_params", "choose_primes",
     "NTT", "get_ntt",
-    "measure_noise", "measure_result_noise",
+    "measure_noise", "measure_result_noise", "seeded_size", "result_size",
 ]

@@ -155,6 +155,9 @@ class SeededCiphertext:
     def level(self) -> int:
         return self.c0.shape[1]
 
+    def __iter__(self):  # noqa: ANN204 - allows ``c0, seed = encrypt_symmetric(...)``
+        return iter((self.c0, self.seed))
+
     def expand(self) -> Ciphertext:
         """The full ciphertexts, NTT form: ``(NTT(c0), â)``.  Costs ``B·L`` forward NTTs."""
         c0_hat = get_ntt(self.params.n, self.params.primes[: self.level]).forward(self.c0)

@@ -55,6 +55,7 @@ __all__ = [
     "OutputPlan",
     "NoiseEstimate",
     "estimate",
+    "check",
     "plan_output",
     "min_modulus_bits",
     "find_params",
@@ -251,6 +252,12 @@ def estimate(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None
     sw, fin = _switch_terms(params.n, z, plan.drop0, plan.drop1)
     return NoiseEstimate(params, pipeline, plan, fresh, product, rerand, fbits, flooded,
                          flooded * ratio + sw, flooded * ratio + fin, plan.modulus / (2 * params.t))
+
+
+def check(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None = None) -> NoiseEstimate:
+    """:func:`estimate`, raising :class:`UndecryptableParameters` if decryption could fail with
+    probability above ``2**-pipeline.fail_bits`` (or if ``plan`` floods too little for privacy)."""
+    return estimate(params, pipeline, plan).require()
 
 
 def plan_output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan:

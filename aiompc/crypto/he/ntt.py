@@ -26,6 +26,7 @@ and a final reduction; see ``benchmarks/he_micro.py`` for measured times.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -136,7 +137,7 @@ class NTT:
 
     # ------------------------------------------------------------------ driver
 
-    def _apply(self, a: np.ndarray, kernel) -> np.ndarray:
+    def _apply(self, a: np.ndarray, kernel: Callable[[np.ndarray, int, int], np.ndarray]) -> np.ndarray:
         k, n = len(self.primes), self.n
         a = np.asarray(a)
         if a.ndim < 2 or a.shape[-2:] != (k, n):

@@ -75,6 +75,8 @@ def test_seeded_encryption_equals_the_expanded_form() -> None:
     seed = replay.seed()
     e = replay.gaussian(params.sigma, (2, 1024))
     assert up.seed == seed
+    c0, seed_again = up  # the (c0, seed) pair of the wire format
+    assert c0 is up.c0 and seed_again == seed
     p = params.primes[0]
     a_hat = expand_uniform(params, seed, 2)
     assert np.array_equal(a_hat, expand_uniform(params, seed, 2))  # deterministic

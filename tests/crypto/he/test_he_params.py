@@ -9,6 +9,7 @@ from he_testing import small_primes
 
 from aiompc.crypto.he import (
     SECURITY_TABLE,
+    check,
     HEParams,
     ServerPipeline,
     cheetah_params,
@@ -85,6 +86,9 @@ def test_estimator_refuses_undecryptable_and_names_numbers() -> None:
         est.require()
     with pytest.raises(UndecryptableParameters):
         plan_output(p, pipe)
+    with pytest.raises(UndecryptableParameters, match="weight norm 4096 × fan-in 576"):
+        check(p, pipe)
+    assert check(p, ServerPipeline(1 << 7, 9, 64)).margin_bits > 0
     # without flooding it fits, and so do small weights with few visible outputs
     assert estimate(p, ServerPipeline(1 << 12, 9, 64, flood=False)).decryptable
     assert plan_output(p, ServerPipeline(1 << 6, 9, 16, visible=64)).flood_bits > 40
