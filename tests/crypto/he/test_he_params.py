@@ -9,9 +9,9 @@ from he_testing import small_primes
 
 from aiompc.crypto.he import (
     SECURITY_TABLE,
-    check,
     HEParams,
     ServerPipeline,
+    check,
     cheetah_params,
     choose_primes,
     estimate,
