@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
@@ -116,3 +118,29 @@ def test_bad_tasks_are_input_errors() -> None:
         CompareTask(8, split=9)
     with pytest.raises(InputError):
         plan_comparisons([CompareTask(8)], 9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    specs=st.lists(st.tuples(st.integers(0, 64), st.integers(1, 3), st.integers(0, 64)), min_size=1, max_size=3),
+    m=st.integers(1, 6),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_batch_plan_in_clear(specs: list[tuple[int, int, int]], m: int, seed: int) -> None:
+    gen = np.random.default_rng(seed)
+    tasks = [CompareTask(b, fanout=f, split=min(sp, b)) for b, f, sp in specs]
+    n = 40
+    svals, rvals = [], []
+    for t in tasks:
+        top = np.uint64((1 << t.bits) - 1) if t.bits < 64 else np.uint64(2**64 - 1)
+        s = (gen.integers(0, 2**63, size=(t.fanout, n), dtype=np.uint64) * np.uint64(2) + np.uint64(1)) & top
+        r = (gen.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2)) & top
+        s[0, :10] = r[:10]  # ties
+        svals.append(s)
+        rvals.append(r)
+    plan = plan_comparisons(tasks, m)
+    for t, (full, low), s, r in zip(tasks, evaluate_in_clear(plan, svals, rvals, greater=False), svals, rvals):
+        np.testing.assert_array_equal(full, (s < r[None, :]).astype(np.uint8))
+        if 0 < t.split < t.bits:
+            msk = np.uint64((1 << t.split) - 1)
+            np.testing.assert_array_equal(low, ((s & msk) < (r & msk)[None, :]).astype(np.uint8))
