@@ -101,6 +101,13 @@ def sparse_plain_ntt(params: HEParams, values: np.ndarray, exps: np.ndarray) -> 
             break
     out = np.empty((flat.shape[0], len(params.primes), params.n), dtype=np.uint64)
     for i, p in enumerate(params.primes):
+        if len(limbs) == 1:  # the common case: one float pass, exact fmod, one conversion
+            r = limbs[0] @ mono[i]  # exact integers below 2^53
+            r -= np.floor(r * (1.0 / p)) * p  # exact (quotient < 2^25); off by at most one p
+            r += np.where(r < 0, float(p), 0.0)
+            r -= np.where(r >= p, float(p), 0.0)
+            out[:, i] = r.astype(np.uint64)
+            continue
         acc = np.zeros((flat.shape[0], params.n), dtype=np.int64)
         for j, limb in enumerate(limbs):
             part = np.rint(limb @ mono[i]).astype(np.int64) % p  # exact: |sum| < 2^53
