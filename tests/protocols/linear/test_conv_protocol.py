@@ -11,6 +11,7 @@ from aiompc.ring import reconstruct, share
 from aiompc.session import run_local
 from protocols.linear.batchnorm import batchnorm
 from protocols.linear.conv import conv2d, conv_plan
+from protocols.linear.engine import input_chunks, output_batches
 from protocols.linear.plan import CheetahPlanner
 from protocols.linear.reference import batchnorm_ref, conv2d_ref
 from protocols.linear.tiling import ConvShape
@@ -61,6 +62,9 @@ async def test_conv2d_exact(name: str, nprng: np.random.Generator) -> None:
     conv = st_c.select("conv")
     assert set(conv.labels) == {f"conv/tile{u}" for u in range(plan.layout.units)}
     assert all(v.rounds == 2 for v in conv.labels.values())  # one round trip per tile
+    for u in range(plan.layout.units):  # streamed in messages of at most plan.chunk ciphertexts
+        st = conv.labels[f"conv/tile{u}"]
+        assert (st.msgs_sent, st.msgs_recv) == (len(input_chunks(plan)), len(output_batches(plan, u)))
     upload = plan.input_ciphertexts * plan.he.n * plan.he.q.bit_length() / 8
     assert upload <= conv.bytes_sent <= upload + 200 * len(conv.labels) + 100 * plan.input_ciphertexts
     assert st_s.select("conv").bytes_recv == conv.bytes_sent
