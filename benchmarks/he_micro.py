@@ -43,6 +43,7 @@ from aiompc.crypto.he import (
 from aiompc.crypto.he.params import SECURITY_TABLE
 from aiompc.crypto.he.primes import ntt_primes_below
 from aiompc.crypto.prg import PRG
+from aiompc.errors import UndecryptableParameters
 
 BATCH = 16
 MAC_OUT, MAC_IN = 8, 32
@@ -90,14 +91,15 @@ def bench(params: HEParams, repeat: int) -> dict[str, float]:
     mac = best_of(lambda: multiply_accumulate(inputs, weights), repeat) / (MAC_OUT * MAC_IN)
 
     acc = multiply_accumulate(inputs, weights)
-    pipe = ServerPipeline(7, 9, MAC_IN, visible=min(n, 256), flood=params.log2_q > 80)
+    visible = min(n, 256)
+    pipe = ServerPipeline(7, 9, MAC_IN, visible=visible, flood=params.log2_q > 80)
     try:
         plan = plan_output(params, pipe)
-        positions = np.arange(pipe.visible)
+        positions = np.arange(visible)
         fin = best_of(lambda: finalize(acc, pk, plan, prg, positions), repeat) / MAC_OUT
         res = finalize(acc, pk, plan, prg, positions)
         dres = best_of(lambda: decrypt_result(sk, res), repeat) / MAC_OUT
-    except Exception:  # too small a modulus for this pipeline (1 prime): not applicable
+    except UndecryptableParameters:  # too small a modulus for this pipeline: not applicable
         fin = dres = float("nan")
 
     one = SeededCiphertext(params, up.c0[:1], up.seed)

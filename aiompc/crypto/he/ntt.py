@@ -26,7 +26,7 @@ and a final reduction; see ``benchmarks/he_micro.py`` for measured times.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import threading
 
 import numpy as np
 
@@ -105,6 +105,7 @@ class NTT:
         self._inv_stages = self._stage_tables(inv, inv_s)
         for arr in (self._p, self._n_inv, self._n_inv_s):
             arr.setflags(write=False)
+        self._tls = threading.local()  # per-thread workspaces (scratch arrays are not shared)
 
     def _stage_tables(self, w: np.ndarray, ws: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
         k, n, split, cols = len(self.primes), self.n, self._split, self._cols
@@ -129,15 +130,15 @@ class NTT:
 
     def forward(self, a: np.ndarray) -> np.ndarray:
         """Coefficient form → evaluation form. ``a``: ``(..., k, n)`` residues ``< p`` (any int dtype)."""
-        return self._apply(a, self._forward_block)
+        return self._apply(a, inverse=False)
 
     def inverse(self, a: np.ndarray) -> np.ndarray:
         """Evaluation form → coefficient form, the exact inverse of :meth:`forward`."""
-        return self._apply(a, self._inverse_block)
+        return self._apply(a, inverse=True)
 
     # ------------------------------------------------------------------ driver
 
-    def _apply(self, a: np.ndarray, kernel: Callable[[np.ndarray, int, int], np.ndarray]) -> np.ndarray:
+    def _apply(self, a: np.ndarray, inverse: bool) -> np.ndarray:
         k, n = len(self.primes), self.n
         a = np.asarray(a)
         if a.ndim < 2 or a.shape[-2:] != (k, n):
@@ -146,121 +147,128 @@ class NTT:
         flat = a.reshape(-1, k, n)
         out = np.empty(flat.shape, dtype=np.uint64)
         rows = max(1, _BLOCK_ELEMS // n)  # (batch, prime) rows per block
-        if rows >= k:
-            bstep, kstep = rows // k, k
-        else:
-            bstep, kstep = 1, rows
+        bstep, kstep = (rows // k, k) if rows >= k else (1, rows)
         for b0 in range(0, flat.shape[0], bstep):
             for i0 in range(0, k, kstep):
-                blk = np.array(flat[b0 : b0 + bstep, i0 : i0 + kstep], dtype=np.uint64, order="C")
-                out[b0 : b0 + bstep, i0 : i0 + kstep] = kernel(blk, i0, i0 + blk.shape[1])
+                src = flat[b0 : b0 + bstep, i0 : i0 + kstep]
+                ws = self._workspace(src.shape[0], i0, i0 + src.shape[1])
+                np.copyto(ws.a, src, casting="unsafe")
+                ws.run_inverse() if inverse else ws.run_forward()
+                out[b0 : b0 + bstep, i0 : i0 + kstep] = ws.a
         return out.reshape(*lead, k, n)
 
-    def _transpose(self, x: np.ndarray, buf: np.ndarray, back: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Write the ``(n/B, B) -> (B, n/B)`` transpose of each row of ``x`` (or back) into ``buf``.
+    def _workspace(self, rows: int, i0: int, i1: int) -> _Workspace:
+        """This thread's scratch space and precomputed stage views for one block shape."""
+        cache: dict[tuple[int, int, int], _Workspace] = self._tls.__dict__.setdefault("cache", {})
+        key = (rows, i0, i1)
+        ws = cache.get(key)
+        if ws is None:
+            if len(cache) >= 8:
+                cache.clear()
+            ws = cache[key] = _Workspace(self, rows, i0, i1)
+        return ws
 
-        Returns ``(buf, x)``: the transposed data and the now free buffer.
-        """
-        b, kk, n = x.shape
-        split, cols = self._split, self._cols
-        if back:
-            buf.reshape(b, kk, cols, split)[...] = x.reshape(b, kk, split, cols).transpose(0, 1, 3, 2)
-        else:
-            buf.reshape(b, kk, split, cols)[...] = x.reshape(b, kk, cols, split).transpose(0, 1, 3, 2)
-        return buf, x
 
-    def _views(self, x: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-        b, kk, n = x.shape
-        if t >= self._split:
-            v = x.reshape(b, kk, n // (2 * t), 2, t)
-            return v[:, :, :, 0, :], v[:, :, :, 1, :], (kk, 1, 1)
-        g = self._split // (2 * t)
-        v = x.reshape(b, kk, g, 2, t, self._cols)
-        return v[:, :, :, 0], v[:, :, :, 1], (kk, 1, 1, 1)
+class _Workspace:
+    """Scratch arrays of one block ``(rows, kk, n)`` and, per stage, the operand views of its butterflies.
 
-    def _forward_block(self, x: np.ndarray, i0: int, i1: int) -> np.ndarray:
-        p = self._p[i0:i1]
-        half = np.empty(x.shape[:2] + (self.n // 2,), dtype=np.uint64)
-        tmp, tt = half, np.empty_like(half)
-        buf = np.empty_like(x)
-        transposed = False
-        for t, w, ws in self._fwd_stages:
-            if t < self._split and not transposed:
-                x, buf = self._transpose(x, buf, back=False)
-                transposed = True
-            X, Y, pshape = self._views(x, t)
-            pc = p.reshape(pshape)
-            p2 = pc + pc
-            q = tmp.reshape(X.shape)
-            T = tt.reshape(X.shape)
-            wk, wsk = w[i0:i1], ws[i0:i1]
-            # X <- X mod 2p (X in [0, 4p) -> [0, 2p))
-            np.subtract(X, p2, out=q)
-            np.minimum(X, q, out=X)
-            # T <- Y·w mod p in [0, 2p) (Shoup)
-            np.multiply(Y, wsk, out=q)
-            np.right_shift(q, _U32, out=q)
-            np.multiply(q, pc, out=q)
-            np.multiply(Y, wk, out=T)
-            np.subtract(T, q, out=T)
-            # (X, Y) <- (X + T, X - T + 2p), both in [0, 4p)
-            np.subtract(X, T, out=Y)
-            np.add(Y, p2, out=Y)
-            np.add(X, T, out=X)
-        if transposed:
-            x, buf = self._transpose(x, buf, back=True)
-        pc = p.reshape(-1, 1)
-        np.subtract(x, pc + pc, out=buf)
-        np.minimum(x, buf, out=x)
-        np.subtract(x, pc, out=buf)
-        np.minimum(x, buf, out=x)
-        return x
+    Data enters and leaves in ``a``; the stages with short spans run on the transposed copy in ``b``.
+    Precomputing every view keeps the per-stage Python work to the ten ufunc calls.
+    """
 
-    def _inverse_block(self, x: np.ndarray, i0: int, i1: int) -> np.ndarray:
-        p = self._p[i0:i1]
-        half = np.empty(x.shape[:2] + (self.n // 2,), dtype=np.uint64)
-        tmp, tt = half, np.empty_like(half)
-        buf = np.empty_like(x)
-        transposed = False
-        for t, w, ws in reversed(self._inv_stages):
-            if t < self._split and not transposed:
-                x, buf = self._transpose(x, buf, back=False)
-                transposed = True
-            if t >= self._split and transposed:
-                x, buf = self._transpose(x, buf, back=True)
-                transposed = False
-            X, Y, pshape = self._views(x, t)
-            pc = p.reshape(pshape)
-            p2 = pc + pc
-            q = tmp.reshape(X.shape)
-            T = tt.reshape(X.shape)
-            wk, wsk = w[i0:i1], ws[i0:i1]
-            # T <- X - Y + 2p in (0, 4p);  X <- (X + Y) mod 2p
-            np.subtract(X, Y, out=T)
-            np.add(T, p2, out=T)
-            np.add(X, Y, out=X)
-            np.subtract(X, p2, out=q)
-            np.minimum(X, q, out=X)
-            # Y <- T·w mod p in [0, 2p) (Shoup)
-            np.multiply(T, wsk, out=q)
-            np.right_shift(q, _U32, out=q)
-            np.multiply(q, pc, out=q)
-            np.multiply(T, wk, out=Y)
-            np.subtract(Y, q, out=Y)
-        if transposed:
-            x, buf = self._transpose(x, buf, back=True)
-        # x <- x·n^-1 mod p (Shoup, [0, 2p)), then to [0, p)
-        pc = p.reshape(-1, 1)
-        ninv = self._n_inv[i0:i1].reshape(-1, 1)
-        ninv_s = self._n_inv_s[i0:i1].reshape(-1, 1)
-        np.multiply(x, ninv_s, out=buf)
-        np.right_shift(buf, _U32, out=buf)
-        np.multiply(buf, pc, out=buf)
-        np.multiply(x, ninv, out=x)
-        np.subtract(x, buf, out=x)
-        np.subtract(x, pc, out=buf)
-        np.minimum(x, buf, out=x)
-        return x
+    def __init__(self, ntt: NTT, rows: int, i0: int, i1: int) -> None:
+        n, split, cols = ntt.n, ntt._split, ntt._cols
+        kk = i1 - i0
+        self.shape = (rows, kk, n)
+        self.a = np.empty(self.shape, dtype=np.uint64)
+        self.b = np.empty(self.shape, dtype=np.uint64)
+        half_q = np.empty((rows, kk, n // 2), dtype=np.uint64)
+        half_t = np.empty_like(half_q)
+        p = ntt._p[i0:i1]
+        self.pc = p.reshape(-1, 1)
+        self.p2c = self.pc + self.pc
+        self.n_inv = ntt._n_inv[i0:i1].reshape(-1, 1)
+        self.n_inv_s = ntt._n_inv_s[i0:i1].reshape(-1, 1)
+        # transposes between the natural (cols, split) and the (split, cols) layout of each row
+        natural, transposed = (rows, kk, cols, split), (rows, kk, split, cols)
+        self.to_t = (self.b.reshape(transposed), self.a.reshape(natural).transpose(0, 1, 3, 2))
+        self.from_t = (self.a.reshape(natural), self.b.reshape(transposed).transpose(0, 1, 3, 2))
+        self.fwd_natural, self.fwd_transposed = self._plan(ntt._fwd_stages, ntt, i0, i1, half_q, half_t)
+        inv_nat, inv_tr = self._plan(ntt._inv_stages, ntt, i0, i1, half_q, half_t)
+        self.inv_natural, self.inv_transposed = inv_nat[::-1], inv_tr[::-1]
+
+    def _plan(
+        self, stages: list[tuple[int, np.ndarray, np.ndarray]], ntt: NTT, i0: int, i1: int,
+        half_q: np.ndarray, half_t: np.ndarray,
+    ) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]]]:
+        """Operand tuples ``(x, y, q, tt, w, w', p, 2p)`` of the natural-layout and transposed stages."""
+        rows, kk, n = self.shape
+        natural: list[tuple[np.ndarray, ...]] = []
+        transposed: list[tuple[np.ndarray, ...]] = []
+        for t, w, ws in stages:
+            x: np.ndarray
+            y: np.ndarray
+            pc: np.ndarray
+            if t >= ntt._split:  # natural layout: (rows, kk, blocks, 2, t)
+                v = self.a.reshape(rows, kk, n // (2 * t), 2, t)
+                x, y = v[:, :, :, 0, :], v[:, :, :, 1, :]
+                pc = self.pc.reshape(kk, 1, 1)
+            else:  # transposed layout: (rows, kk, groups, 2, t, cols)
+                v = self.b.reshape(rows, kk, ntt._split // (2 * t), 2, t, ntt._cols)
+                x, y = v[:, :, :, 0], v[:, :, :, 1]
+                pc = self.pc.reshape(kk, 1, 1, 1)
+            op = (x, y, half_q.reshape(x.shape), half_t.reshape(x.shape), w[i0:i1], ws[i0:i1], pc, pc + pc)
+            (natural if t >= ntt._split else transposed).append(op)
+        return natural, transposed
+
+    def run_forward(self) -> None:
+        """Cooley–Tukey stages on ``a`` (in place): inputs ``< p``, outputs ``< p``."""
+        sub, mn, mul, shr, add = np.subtract, np.minimum, np.multiply, np.right_shift, np.add
+        for group, transpose_after in ((self.fwd_natural, self.to_t), (self.fwd_transposed, self.from_t)):
+            for x, y, q, tt, w, ws, pc, p2 in group:
+                sub(x, p2, out=q)  # x <- x mod 2p: [0, 4p) -> [0, 2p)
+                mn(x, q, out=x)
+                mul(y, ws, out=q)  # tt <- y·w mod p in [0, 2p) (Shoup)
+                shr(q, _U32, out=q)
+                mul(q, pc, out=q)
+                mul(y, w, out=tt)
+                sub(tt, q, out=tt)
+                sub(x, tt, out=y)  # (x, y) <- (x + tt, x - tt + 2p), both in [0, 4p)
+                add(y, p2, out=y)
+                add(x, tt, out=x)
+            dst, src = transpose_after
+            dst[...] = src
+        a, b = self.a, self.b
+        sub(a, self.p2c, out=b)  # [0, 4p) -> [0, p)
+        mn(a, b, out=a)
+        sub(a, self.pc, out=b)
+        mn(a, b, out=a)
+
+    def run_inverse(self) -> None:
+        """Gentleman–Sande stages on ``a`` (in place), then the factor ``n^-1``: inputs and outputs ``< p``."""
+        sub, mn, mul, shr, add = np.subtract, np.minimum, np.multiply, np.right_shift, np.add
+        for transpose_before, group in ((self.to_t, self.inv_transposed), (self.from_t, self.inv_natural)):
+            dst, src = transpose_before
+            dst[...] = src
+            for x, y, q, tt, w, ws, pc, p2 in group:
+                sub(x, y, out=tt)  # tt <- x - y + 2p in (0, 4p)
+                add(tt, p2, out=tt)
+                add(x, y, out=x)  # x <- (x + y) mod 2p
+                sub(x, p2, out=q)
+                mn(x, q, out=x)
+                mul(tt, ws, out=q)  # y <- tt·w mod p in [0, 2p) (Shoup)
+                shr(q, _U32, out=q)
+                mul(q, pc, out=q)
+                mul(tt, w, out=y)
+                sub(y, q, out=y)
+        a, b = self.a, self.b
+        mul(a, self.n_inv_s, out=b)  # a <- a·n^-1 mod p (Shoup, [0, 2p)), then [0, p)
+        shr(b, _U32, out=b)
+        mul(b, self.pc, out=b)
+        mul(a, self.n_inv, out=a)
+        sub(a, b, out=a)
+        sub(a, self.pc, out=b)
+        mn(a, b, out=a)
 
 
 @functools.lru_cache(maxsize=64)

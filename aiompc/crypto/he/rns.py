@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -72,13 +72,12 @@ class RNSBasis:
         self.garner = [pow(math.prod(self.primes[:i]) % p, -1, p) if i else 1 for i, p in enumerate(self.primes)]
         self.limbs = (self.q.bit_length() + 31) // 32
         self.q_limbs = np.array([(self.q >> (32 * j)) & 0xFFFFFFFF for j in range(self.limbs)], dtype=np.uint64)
-        self._consts: dict[tuple[str, int], tuple] = {}  # derived constants per bit width / modulus
+        self._consts: dict[tuple[str, int], Any] = {}  # derived constants per bit width / modulus
 
     def _cached(self, key: tuple[str, int], make: Callable[[], _T]) -> _T:
-        value = self._consts.get(key)
-        if value is None:
-            value = self._consts[key] = make()
-        return value
+        if key not in self._consts:
+            self._consts[key] = make()
+        return cast(_T, self._consts[key])
 
     @property
     def size(self) -> int:
