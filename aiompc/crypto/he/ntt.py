@@ -17,10 +17,14 @@ Memory layout: the stages with a long butterfly span (``t >= B``, ``B ≈ √n``
 layout, whose inner runs are ``t`` long; for the last stages the block is transposed to ``(B, n/B)`` so
 that their inner runs are ``n/B`` long instead of ``t < B`` (short inner loops are what makes a plain
 numpy radix-2 NTT slow).  Work is split into blocks of about 64 K coefficients so the working set
-stays in the L2 cache.
+stays in the L2 cache; each thread keeps its own block workspace with every stage's operand views
+precomputed, so a stage costs exactly its ten ufunc calls.
 
-Cost: ``10·(n/2)·log2 n`` elementwise uint64 operations per polynomial and prime, plus two transposes
-and a final reduction; see ``benchmarks/he_micro.py`` for measured times.
+Cost: ``10·(n/2)·log2 n`` elementwise uint64 operations per polynomial and prime, plus two transposes,
+a final reduction and two copies.  Measured on the 2-core development machine: ≈ 4.2 ns per butterfly
+(≈ 0.42 ns per element-operation, the speed of numpy's unfused uint64 ufunc loops out of L2), i.e.
+≈ 45 µs (n = 2048), ≈ 105 µs (n = 4096), ≈ 225 µs (n = 8192) per polynomial and prime, amortised
+over a batch; see ``benchmarks/he_micro.py``.
 """
 
 from __future__ import annotations

@@ -120,6 +120,22 @@ def test_batch_shapes_and_blocks_agree() -> None:
     assert np.array_equal(ntt.inverse(whole), a)
 
 
+def test_threads_share_tables_not_scratch() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 4096
+    primes = small_primes(n, 2)
+    ntt = get_ntt(n, primes)
+    rng = np.random.default_rng(3)
+    inputs = [np.stack([rng.integers(0, p, (5, n)) for p in primes], axis=1).astype(np.uint64) for _ in range(8)]
+    want = [ntt.forward(x) for x in inputs]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(ntt.forward, inputs * 3))
+        back = list(pool.map(ntt.inverse, got))
+    assert all(np.array_equal(g, w) for g, w in zip(got, want * 3))
+    assert all(np.array_equal(b, x) for b, x in zip(back, inputs * 3))
+
+
 def test_rejects_bad_shapes_and_primes() -> None:
     ntt = get_ntt(1024, small_primes(1024, 2))
     with pytest.raises(ValueError):
