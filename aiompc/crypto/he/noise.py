@@ -36,8 +36,9 @@ product with ``w`` carries an error ``−ρ·k`` (``k = (m·w − [m·w]_t)/t``,
 ``q·m/t`` is ``ε(m) = round(ρ·m/t) − ρ·m/t``, at most ``1/2`` per coefficient whatever ``ρ`` is — the
 ``A`` term above, the same worst case as ``ρ = 1`` gives.  With ``ρ = 1``, ``ε(m) = −m_c/t`` (``m_c`` the
 centered lift) is moreover tiny for small-magnitude plaintexts, so :func:`find_params` picks primes
-with ``q ≡ 1 (mod t)`` when that costs nothing (automatic for ``t <= 2N``; for ``t < 2**25`` by choosing
-the last prime), and the worst-case bound stays valid either way.
+with ``q ≡ 1 (mod t)`` when that costs nothing (automatic for ``t <= 2N``; for larger ``t`` by choosing
+the last prime in the right residue class, when one exists below ``2**30``), and the worst-case bound
+stays valid either way.
 """
 
 from __future__ import annotations

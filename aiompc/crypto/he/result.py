@@ -27,6 +27,9 @@ Why the returned ciphertext reveals nothing about the server's plaintexts beyond
 So the view is (statistically, then computationally) independent of the weights given ``M``.
 The cost is ``f ≈ 41 + log2(|S|·B_X)`` bits of noise, which the parameter choice must absorb; flooding
 *before* the switch is what makes it cheap afterwards (it is scaled down by ``Q/q`` with everything else).
+The ``2**-40`` is per result ciphertext (each gets fresh ``u, e0, e1, U``); over ``R`` results of a
+session the distances add up to ``R·2**-40`` — raise ``ServerPipeline.stat_bits`` by ``log2 R`` to bound
+the whole session instead.
 """
 
 from __future__ import annotations
