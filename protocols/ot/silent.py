@@ -10,7 +10,7 @@ Per direction (``sender`` = the COT sender), set up on first use:
   ``LSB(q) = LSB(t) ⊕ b`` is already known to the receiver, so nothing is sent or revealed), which is
   the convention of :mod:`aiompc.crypto.ferret.spcot`;
 * **extensions** on ``ot/silent/<sender>`` — the receiver sends the name of the parameter set (a few
-  bytes; the bootstrap set first and for small needs, the main set otherwise, see
+  bytes; the bootstrap set first and while demand is small, the main set once it is large, see
   :class:`~aiompc.crypto.ferret.extension.FerretSchedule`) and the sender answers with one message of
   ``16 + 16·t·(2h + 1)`` bytes (559,456 for the main set, which nets 10,001,981 COTs: 0.45 bit each).
 
@@ -61,8 +61,8 @@ class _Receiver(COTReceiverSource):
         self.pieces: deque[np.ndarray] = deque()
         self.available = 0
 
-    async def _extend(self, need: int) -> None:
-        p = self.ferret.choose(need)
+    async def _extend(self, request: int) -> None:
+        p = self.ferret.choose(request)
         await self.sub.send(p.name)
         message = await self.sub.recv_bytes()
         pieces = await self.party.compute(self.ferret.absorb, p, message)
@@ -85,7 +85,7 @@ class _Receiver(COTReceiverSource):
 
     async def generate(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         while self.available < n:
-            await self._extend(n - self.available)
+            await self._extend(n)
         t = self._pop(n)
         return FerretReceiver.choices(t), t
 

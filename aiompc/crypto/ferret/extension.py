@@ -4,7 +4,7 @@ Each side keeps a *reserve* of random COTs in the engine's convention (sender: k
 and ``Δ`` with LSB 1; receiver: ``M = K ⊕ b·Δ``, choice bit ``b`` = LSB of ``M``).  One extension with a
 parameter set ``p`` (both sides use the same, chosen by the receiver, see :meth:`FerretSchedule.choose`):
 
-1. the receiver asks for set ``p`` (the protocol layer sends its name);
+1. the receiver asks for set ``p`` (:meth:`FerretReceiver.choose`; the protocol layer sends its name);
 2. the sender (:meth:`FerretSender.respond`) draws ``t`` GGM roots and a fresh 16-byte seed for the
    public local code, runs :func:`~aiompc.crypto.ferret.spcot.mpcot_send` on reserve COTs
    ``k .. k + t·h - 1`` and returns the message ``seed ‖ pads ‖ corrections``
@@ -42,10 +42,12 @@ _ONE = np.uint64(1)
 class FerretSchedule:
     """Which parameter set each extension uses.
 
-    The first extension of a direction uses ``bootstrap`` (its reserve comes from IKNP); later ones use
-    ``main`` when the receiver needs more than ``bootstrap.gain`` COTs at once and ``bootstrap``
-    otherwise, so a session that needs few COTs never pays for a main-size extension.  The reserve
-    kept after every extension is ``reserve = max(bootstrap.reserved, main.reserved)``.
+    The first extension of a direction uses ``bootstrap`` (its reserve comes from IKNP).  Later ones
+    use ``main`` once demand has proven large — a single request of more than ``bootstrap.gain`` COTs,
+    or more than ``2·bootstrap.gain`` handed out so far in this direction — and ``bootstrap`` before
+    that, so a session that needs few COTs never computes a main-size extension, while a long stream of
+    small requests pays the bootstrap set's higher cost per COT at most twice (ski rental).  The
+    reserve kept after every extension is ``reserve = max(bootstrap.reserved, main.reserved)``.
     """
 
     bootstrap: FerretParams = BOOTSTRAP
@@ -77,9 +79,12 @@ class FerretSchedule:
                 return p
         raise ProtocolError(f"the peer asked for an unknown Ferret parameter set {name!r}")
 
-    def choose(self, first: bool, need: int) -> FerretParams:
-        """The set for the next extension: ``bootstrap`` first and for small needs, ``main`` otherwise."""
-        return self.bootstrap if first or need <= self.bootstrap.gain else self.main
+    def choose(self, first: bool, request: int, handed_out: int) -> FerretParams:
+        """The set for the next extension, given the pending ``request`` size and the COTs handed out so far."""
+        if first:
+            return self.bootstrap
+        large = request > self.bootstrap.gain or handed_out > 2 * self.bootstrap.gain
+        return self.main if large else self.bootstrap
 
 
 PUBLISHED_SCHEDULE = FerretSchedule()
@@ -99,6 +104,7 @@ class _Side:
         self.reserve = np.ascontiguousarray(reserve)
         self.nonce_base = nonce_base
         self.history: list[str] = []  # names of the sets used, in order
+        self.handed_out = 0  # COTs handed out as pieces so far
 
     @property
     def extensions(self) -> int:
@@ -118,7 +124,9 @@ class _Side:
         leftover = self.reserve[p.reserved :]
         self.reserve = y[:keep].copy()  # a copy, so the handed-out part alone keeps y alive
         self.history.append(p.name)
-        return [piece for piece in (leftover, y[keep:]) if piece.shape[0]]
+        pieces = [piece for piece in (leftover, y[keep:]) if piece.shape[0]]
+        self.handed_out += sum(piece.shape[0] for piece in pieces)
+        return pieces
 
 
 class FerretSender(_Side):
@@ -175,9 +183,9 @@ class FerretReceiver(_Side):
     def __init__(self, schedule: FerretSchedule, macs: np.ndarray, nonce_base: int = 0) -> None:
         super().__init__(schedule, macs, nonce_base)
 
-    def choose(self, need: int) -> FerretParams:
-        """The set of the next extension, given that ``need`` more COTs are wanted now."""
-        return self.schedule.choose(self.first, need)
+    def choose(self, request: int) -> FerretParams:
+        """The set of the next extension, given that a batch of ``request`` COTs is wanted now."""
+        return self.schedule.choose(self.first, request, self.handed_out)
 
     def absorb(self, p: FerretParams, message: bytes | bytearray | memoryview) -> list[np.ndarray]:
         """Steps 3–4 for set ``p`` and the sender's message: the handed-out MAC pieces (choice bit = LSB).

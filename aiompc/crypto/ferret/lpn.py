@@ -12,7 +12,7 @@ row, in place.  Because the code is GF(2)-linear, the same call on the sender's 
 receiver's MACs keeps the correlation ``MAC = key ⊕ bit·Δ``; with the choice bits kept in the blocks'
 least significant bits (see :mod:`aiompc.crypto.ferret.spcot`) the receiver's bits come along for free.
 
-Streaming: rows are processed in chunks (default 2^15 rows): per chunk one AES-CTR call generates the
+Streaming: rows are processed in chunks (default 2^12 rows): per chunk one AES-CTR call generates the
 indices (``d·4`` bytes per row, the CTR stream started at the chunk's byte offset), then ``d`` gathers of
 16-byte items (``np.take``) and ``d`` XORs into the output.  Scratch memory is a few MiB whatever ``n``.
 Cost per output block: ``d`` random 16-byte reads from the ``16·k``-byte table and ``d`` XORs.
@@ -28,7 +28,7 @@ from aiompc.errors import InputError
 
 __all__ = ["LocalLinearCode", "CHUNK_ROWS"]
 
-CHUNK_ROWS = 1 << 15
+CHUNK_ROWS = 1 << 12  # with d = 10: 320 KiB of indices and 64 KiB of blocks per chunk, all in L2
 
 
 class LocalLinearCode:

@@ -46,7 +46,8 @@ def check_cots(delta: np.ndarray, keys: np.ndarray, macs: np.ndarray) -> np.ndar
 def test_extensions_in_a_row_keep_the_correlation_and_reuse_the_reserve(nprng) -> None:
     delta, s, r = pair(nprng)
     handed_s, handed_r, used = [], [], []
-    for need in (1, 10_000, 1, 5000):  # bootstrap first, then main (large need), bootstrap (small), main
+    # bootstrap first, then bootstrap while small, main once 2·672 have been handed out, main for a large request
+    for need in (1, 1, 1, 1, 10_000):
         old_reserve_s, old_reserve_r = s.reserve.copy(), r.reserve.copy()
         p, ps, pr = run(s, r, need)
         used.append(p.name)
@@ -59,7 +60,7 @@ def test_extensions_in_a_row_keep_the_correlation_and_reuse_the_reserve(nprng) -
         handed_s += ps
         handed_r += pr
         assert sum(a.shape[0] for a in ps) == old_reserve_s.shape[0] - p.reserved + p.n - TOY.reserve
-    assert used == ["toy-boot", "toy-main", "toy-boot", "toy-main"]
+    assert used == ["toy-boot", "toy-boot", "toy-boot", "toy-main", "toy-main"]
     keys, macs = np.concatenate(handed_s), np.concatenate(handed_r)
     bits = check_cots(delta, keys, macs)
     # fresh outputs: no repeated keys (a collision of random 127-bit values would be a bug)
@@ -84,9 +85,11 @@ def test_mismatched_set_or_truncated_message_is_refused(nprng) -> None:
 def test_schedule_policy_and_validation() -> None:
     assert PUBLISHED_SCHEDULE.bootstrap is BOOTSTRAP and PUBLISHED_SCHEDULE.main is MAIN
     assert PUBLISHED_SCHEDULE.reserve == MAIN.reserved and PUBLISHED_SCHEDULE.initial == BOOTSTRAP.reserved
-    assert PUBLISHED_SCHEDULE.choose(True, 10**9) is BOOTSTRAP
-    assert PUBLISHED_SCHEDULE.choose(False, BOOTSTRAP.gain) is BOOTSTRAP
-    assert PUBLISHED_SCHEDULE.choose(False, BOOTSTRAP.gain + 1) is MAIN
+    choose = PUBLISHED_SCHEDULE.choose
+    assert choose(True, 10**9, 0) is BOOTSTRAP  # the first extension's reserve only fits the bootstrap set
+    assert choose(False, BOOTSTRAP.gain, 2 * BOOTSTRAP.gain) is BOOTSTRAP  # small request, small past demand
+    assert choose(False, BOOTSTRAP.gain + 1, 0) is MAIN  # a large request
+    assert choose(False, 1, 2 * BOOTSTRAP.gain + 1) is MAIN  # sustained small requests
     with pytest.raises(ParameterError, match="fewer"):
         FerretSchedule(toy_params("a", t=4, k=64, log_bin=6), toy_params("b", t=64, k=4096, log_bin=8))
 
