@@ -45,7 +45,7 @@ def _full_range_product(n: int, bits: int, l: int, seed: int):
     return params, sk, pk, ct, ref
 
 
-@pytest.mark.parametrize("n,bits,l", [(4096, 109, 30), (8192, 150, 40)])
+@pytest.mark.parametrize("n,bits,l", [(1024, 27, 4), (4096, 109, 30), (8192, 150, 40)])
 def test_full_range_product_after_switching_and_dropping(n: int, bits: int, l: int) -> None:
     """mul_plain with full-range m, w survives every switch and the largest drops the estimator allows."""
     params, sk, pk, ct, ref = _full_range_product(n, bits, l, n)
@@ -57,8 +57,9 @@ def test_full_range_product_after_switching_and_dropping(n: int, bits: int, l: i
     est = estimate(params, pipe, plan)
     assert np.abs(measure_result_noise(sk, res, ref)).max() <= est.final
     # level switching (RNS prime dropping) keeps the plaintext while enough primes remain
-    lower = switch_level(ct, params.levels - 1)
-    assert lower.level == params.levels - 1 and np.array_equal(decrypt(sk, lower), ref)
+    if params.levels > 1:
+        lower = switch_level(ct, params.levels - 1)
+        assert lower.level == params.levels - 1 and np.array_equal(decrypt(sk, lower), ref)
     # switching to 2**k for several k, then dropping bits step by step
     for k in (62, l + 20):
         res = switch_modulus(ct, 1 << k)
