@@ -240,7 +240,8 @@ async def _node(
     if isinstance(node, Relu):
         return await relu(party, label, x, l=l)
     if isinstance(node, Clip):
-        clip = Requantize(node.name, node.inputs, node.output, multiplier=(1,), shift=0, lo=node.lo, hi=node.hi)
+        clip = Requantize(name=node.name, inputs=node.inputs, output=node.output, multiplier=(1,), shift=0,
+                          lo=node.lo, hi=node.hi)
         return await _requantize_channels(party, label, x, clip, l_in=l, l_out=l, exact=True, msb_known_zero=False)
     if isinstance(node, MaxPool):
         t, left, b, r = node.pads

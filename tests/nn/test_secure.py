@@ -1,0 +1,93 @@
+"""Secure inference equals the plaintext integer reference bit for bit (exact mode)."""
+
+import numpy as np
+import pytest
+
+import aiompc
+from aiompc.errors import InputError
+from aiompc.nn.interpret import run_int
+from aiompc.nn.ir import QGraph
+from aiompc.nn.secure import EngineConfig, ring_widths, run_secure
+from aiompc.nn.testing import random_qgraph
+
+
+async def secure(graph: QGraph, xq: np.ndarray, config: EngineConfig = EngineConfig()) -> np.ndarray:
+    meta = graph.without_weights()
+    _, client = await aiompc.run_local(
+        lambda p: run_secure(p, graph, batch=len(xq), config=config),
+        lambda p: run_secure(p, meta, xq, config=config),
+    )
+    return client.output
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+async def test_random_networks_match_the_integer_reference(seed: int) -> None:
+    graph, net = random_qgraph(seed)
+    assert {"residual", "stride2", "depthwise", "maxpool", "concat"} <= set(net.blocks)
+    xq = graph.quantize_input(net.inputs[:2])
+    assert np.array_equal(await secure(graph, xq), run_int(graph, xq))
+
+
+async def test_unfolded_batchnorm_clip_and_avgpool() -> None:
+    graph, net = random_qgraph(5, blocks=("affine", "avgpool"))
+    assert {"affine", "clip"} <= {n.op for n in graph.nodes}
+    xq = graph.quantize_input(net.inputs[:3])
+    assert np.array_equal(await secure(graph, xq), run_int(graph, xq))
+
+
+async def test_edge_inputs_zero_and_extremes() -> None:
+    graph, net = random_qgraph(1)
+    spec = graph.input_spec
+    lo, hi = (-(1 << (spec.bits - 1)), (1 << (spec.bits - 1)) - 1) if spec.signed else (0, (1 << spec.bits) - 1)
+    xq = np.stack([np.zeros(spec.shape, np.int64), np.full(spec.shape, lo), np.full(spec.shape, hi)])
+    assert np.array_equal(await secure(graph, xq), run_int(graph, xq))
+
+
+@pytest.mark.slow
+async def test_cheetah_mode_is_the_same_function_on_37_bit_rings() -> None:
+    graph, net = random_qgraph(2)
+    assert set(ring_widths(graph, "cheetah").values()) == {37}
+    xq = graph.quantize_input(net.inputs[:1])
+    assert np.array_equal(await secure(graph, xq, EngineConfig(mode="cheetah")), run_int(graph, xq))
+
+
+async def test_argmax_output_reveals_only_the_class() -> None:
+    graph, net = random_qgraph(3)
+    xq = graph.quantize_input(net.inputs[:3])
+    got = await secure(graph, xq, EngineConfig(output="argmax"))
+    want = np.argmax(run_int(graph, xq).reshape(3, -1), axis=1)
+    assert got.tolist() == want.tolist()
+
+
+async def test_approximate_mode_errs_by_at_most_one_lsb_per_requantized_value() -> None:
+    # conv -> requantize -> flatten -> fc: approximate requantization makes each activation a_j one LSB low
+    # at most (e_j in {-1, 0}), so the logits differ from the reference by W @ e, inside [-sum W+, sum W-]
+    graph, net = random_qgraph(0, blocks=(), head="flatten")
+    assert [n.op for n in graph.nodes] == ["conv", "requantize", "flatten", "linear"]
+    xq = graph.quantize_input(net.inputs[:4])
+    got = await secure(graph, xq, EngineConfig(exact=False))
+    diff = got - run_int(graph, xq)
+    w = graph.nodes[-1].weight
+    assert np.all(diff >= -np.clip(w, 0, None).sum(axis=1)) and np.all(diff <= np.clip(-w, 0, None).sum(axis=1))
+
+
+def test_rings_come_from_public_metadata_only() -> None:
+    graph, _ = random_qgraph(0)
+    assert ring_widths(graph) == ring_widths(graph.without_weights())
+    for node in graph.nodes:
+        if node.evaluation == "he":
+            r = ring_widths(graph)
+            assert r[node.inputs[0]] >= r[node.output] >= graph.tensors[node.output].bits
+
+
+async def test_wrong_input_shape_and_dtype_are_clear_errors() -> None:
+    graph, net = random_qgraph(0)
+    meta = graph.without_weights()
+    with pytest.raises(InputError, match="expects"):
+        await aiompc.run_local(lambda p: run_secure(p, graph, batch=1),
+                               lambda p: run_secure(p, meta, np.zeros((1, 1, 2, 2), np.int64)))
+    with pytest.raises(InputError, match="integer"):
+        await aiompc.run_local(lambda p: run_secure(p, graph, batch=1),
+                               lambda p: run_secure(p, meta, graph.quantize_input(net.inputs[:1]).astype(float)))
+    with pytest.raises(InputError, match="full graph"):
+        await aiompc.run_local(lambda p: run_secure(p, meta, batch=1), lambda p: run_secure(p, meta, batch=1))

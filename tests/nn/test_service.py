@@ -1,0 +1,93 @@
+"""serve/infer over real TCP and WebSocket connections; the digits demo model end to end."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+import aiompc
+from aiompc.errors import HandshakeError, InputError, UnsupportedModel
+from aiompc.nn.interpret import predict, run_int
+from aiompc.nn.onnx_build import OnnxBuilder
+from aiompc.nn.secure import EngineConfig
+from aiompc.nn.service import load_model
+from aiompc.nn.testing import random_qgraph
+from aiompc.nn.zoo import DIGITS_ONNX, digits_data, digits_model, digits_report
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_model(), digits_data()
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ws"])
+async def test_server_handles_four_concurrent_clients(scheme: str) -> None:
+    graph, net = random_qgraph(1)
+    path = "/infer" if scheme == "ws" else ""
+    async with await aiompc.serve(graph, f"{scheme}://127.0.0.1:0{path}") as server:
+        xs = [net.inputs[i : i + 1] for i in range(4)]
+        outs = await asyncio.gather(*(aiompc.infer(x, server.url) for x in xs))
+    for x, y in zip(xs, outs):
+        want = graph.dequantize_output(run_int(graph, graph.quantize_input(x)))
+        assert np.array_equal(y, want)
+
+
+async def test_bad_clients_get_clear_errors_and_the_server_keeps_serving(digits) -> None:
+    graph, data = digits
+    async with await aiompc.serve(graph, "tcp://127.0.0.1:0") as server:
+        with pytest.raises(InputError, match="expects"):
+            await aiompc.infer(np.zeros((3, 3)), server.url)
+        with pytest.raises(InputError, match="numeric"):
+            await aiompc.infer(np.full((1, 8, 8), "x"), server.url)
+        with pytest.raises(HandshakeError, match="mode"):
+            await aiompc.infer(data.x_test[:1], server.url, options={"mode": "cheetah"})
+        y = await aiompc.infer(data.x_test[0], server.url)  # one sample, no batch axis
+        assert int(np.argmax(y)) == int(predict(graph, data.x_test[:1])[0])
+        await asyncio.sleep(0.05)
+        assert server.sessions_ok >= 1 and server.sessions_failed >= 1
+
+
+async def test_argmax_server_reveals_only_the_class(digits) -> None:
+    graph, data = digits
+    async with await aiompc.serve(graph, "tcp://127.0.0.1:0", config=EngineConfig(output="argmax")) as server:
+        y = await aiompc.infer(data.x_test[:5], server.url)
+    assert y.tolist() == predict(graph, data.x_test[:5]).tolist()
+
+
+@pytest.mark.slow
+async def test_secure_accuracy_on_the_digits_test_set_equals_the_quantized_accuracy(digits) -> None:
+    graph, data = digits
+    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", max_samples=len(data.x_test)) as server:
+        logits = await aiompc.infer(data.x_test, server.url)
+    secure_acc = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
+    plain_pred = predict(graph, data.x_test)
+    assert np.array_equal(np.argmax(logits, axis=1), plain_pred)
+    assert secure_acc == pytest.approx(digits_report()["quantized_accuracy"], abs=1e-12)
+
+
+def test_unsupported_onnx_op_names_the_node(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Sigmoid", ["x"], ["y"], name="the_sigmoid")
+    model = helper.make_model(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]))
+    path = tmp_path / "sigmoid.onnx"
+    onnx.save(model, path)
+    with pytest.raises(UnsupportedModel, match="the_sigmoid.*Sigmoid|Sigmoid.*the_sigmoid"):
+        load_model(path, calibration=np.zeros((2, 4)))
+
+
+def test_float_model_without_calibration_says_what_to_do(tmp_path) -> None:
+    b = OnnxBuilder((1, 4, 4))
+    x = b.flatten(b.input)
+    model = b.build(b.gemm(x, np.ones((2, 16)), np.zeros(2)))
+    import onnx
+
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    with pytest.raises(UnsupportedModel, match="calibration"):
+        load_model(path)
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "missing.onnx")
