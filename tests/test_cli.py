@@ -1,0 +1,46 @@
+"""The ``aiompc`` command as a user runs it (a subprocess, real loopback sockets)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from aiompc.nn.zoo import DIGITS_ONNX, digits_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def aiompc(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aiompc.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_run_json_has_secure_reference_layers_and_total(tmp_path: Path) -> None:
+    x = tmp_path / "x.npy"
+    np.save(x, digits_data().x_test[:2])
+    proc = aiompc("run", str(DIGITS_ONNX), "--input", str(x), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert np.array_equal(np.array(out["secure"]), np.array(out["reference"]))
+    assert {"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"} <= set(out["layers"][0])
+    total = out["total"]
+    assert {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"} <= set(total)
+    assert total["linear_bytes"] > 0 and total["nonlinear_bytes"] > 0
+    assert total["bytes_c2s"] + total["bytes_s2c"] >= total["linear_bytes"] + total["nonlinear_bytes"]
+
+
+def test_demo_prints_predictions_and_the_communication_table() -> None:
+    proc = aiompc("demo", "--samples", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "bit for bit: True" in proc.stdout and "**total**" in proc.stdout
+
+
+def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 3)))
+    proc = aiompc("run", str(DIGITS_ONNX), "--input", str(x))
+    assert proc.returncode == 2 and "InputError" in proc.stderr and "expects" in proc.stderr
+    proc = aiompc("run", str(tmp_path / "nope.onnx"), "--input", str(x))
+    assert proc.returncode == 2 and "not found" in proc.stderr
