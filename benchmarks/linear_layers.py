@@ -24,11 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from aiompc.crypto.prg import PRG
-from aiompc.errors import UndecryptableParameters
 from aiompc.ring import reconstruct, share
 from aiompc.session import run_local
 from protocols.linear.engine import run_linear
-from protocols.linear.plan import CheetahPlanner, LinearPlan
+from protocols.linear.plan import CheetahBaselinePlanner, LinearPlan
 from protocols.linear.reference import conv2d_ref, matmul_ref
 from protocols.linear.tiling import ConvShape, MatmulShape
 
@@ -76,12 +75,7 @@ def fc_layers() -> list[Layer]:
 
 def plan_for(shape: ConvShape | MatmulShape, l: int, weight_bits: int) -> LinearPlan:
     """Cheetah's plan with the strongest flooding (<= 40 bits) that still decrypts."""
-    for stat in range(40, 0, -1):
-        try:
-            return CheetahPlanner(stat_bits=stat)(shape, l, weight_bits)
-        except UndecryptableParameters:
-            continue
-    raise UndecryptableParameters(f"{shape}: no flooding level decrypts at Cheetah's parameters")
+    return CheetahBaselinePlanner()(shape, l, weight_bits)
 
 
 async def measure(layer: Layer, l: int, weight_bits: int, rng: np.random.Generator) -> dict[str, object]:
