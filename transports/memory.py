@@ -47,7 +47,14 @@ class MemoryTransport(Transport):
         item = await self._inbox.get()
         if item is _EOF:
             self._eof = True
+            self._closed = True
             raise TransportClosed("memory transport: peer closed the connection")
+        if len(item) > self.max_message_size:  # as a network transport does, refuse and hang up
+            await self.close()
+            raise MessageTooLarge(
+                f"peer sent a {len(item)}-byte message, above this transport's limit of "
+                f"{self.max_message_size} bytes; the connection is closed"
+            )
         return item
 
     async def close(self) -> None:
