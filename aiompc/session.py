@@ -41,6 +41,8 @@ HANDSHAKE_TIMEOUT = 30.0
 T = TypeVar("T")
 U = TypeVar("U")
 PartyFn = Callable[[Party], Awaitable[Any]]
+TransportWrapper = Callable[[Transport], Transport]
+"""Applied to each connection's transport before the party is made (e.g. :func:`transports.shaped.shape`)."""
 
 
 # --------------------------------------------------------------------------- local runs
@@ -239,13 +241,18 @@ async def listen(
     options: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    transport_wrapper: TransportWrapper | None = None,
 ) -> Server:
-    """Serve sessions at ``url``; ``handler(party)`` runs once per session after the handshake."""
+    """Serve sessions at ``url``; ``handler(party)`` runs once per session after the handshake.
+
+    ``transport_wrapper`` (optional) wraps each accepted transport, e.g. in a link emulation."""
     ep = parse_url(url)
     _check_ssl(ep, ssl)
     server: Server
 
     async def on_transport(transport: Transport) -> None:
+        if transport_wrapper is not None:
+            transport = transport_wrapper(transport)
         party = Party("server", Channel(transport), options=options)
         try:
             await server_handshake(party, meta)
@@ -275,8 +282,10 @@ async def listen(
 class _Connect:
     """Awaitable and async context manager returned by :func:`connect`."""
 
-    def __init__(self, url: str, ssl: ssl_module.SSLContext | None, options: dict[str, Any] | None, max_message_size: int) -> None:
+    def __init__(self, url: str, ssl: ssl_module.SSLContext | None, options: dict[str, Any] | None, max_message_size: int,
+                 transport_wrapper: TransportWrapper | None = None) -> None:
         self._args = (url, ssl, options, max_message_size)
+        self._wrap = transport_wrapper
         self._party: Party | None = None
         self.meta: dict[str, Any] = {}
 
@@ -293,6 +302,8 @@ class _Connect:
             from transports import tcp
 
             transport = await tcp.connect(ep.host, ep.port, ssl=ssl, max_message_size=max_message_size)
+        if self._wrap is not None:
+            transport = self._wrap(transport)
         party = Party("client", Channel(transport), options=options)
         try:
             self.meta = await client_handshake(party)
@@ -320,9 +331,11 @@ def connect(
     ssl: ssl_module.SSLContext | None = None,
     options: dict[str, Any] | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    transport_wrapper: TransportWrapper | None = None,
 ) -> _Connect:
     """Open a client session to ``url`` (``await connect(url)`` or ``async with connect(url) as party``).
 
-    The server's handshake metadata is in ``party.state["server_meta"]``.
+    The server's handshake metadata is in ``party.state["server_meta"]``.  ``transport_wrapper``
+    (optional) wraps the connected transport, e.g. in a link emulation.
     """
-    return _Connect(url, ssl, options, max_message_size)
+    return _Connect(url, ssl, options, max_message_size, transport_wrapper)
