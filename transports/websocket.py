@@ -129,16 +129,17 @@ class WebSocketTransport(Transport):
         return "ws: this transport was closed" if self._closed_locally else "ws: the peer closed the connection"
 
     def _translate(self, exc: ConnectionClosed) -> TransportError:
-        """Map ``websockets``' close reasons onto our error types."""
-        if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
-            return MessageTooLarge(
-                f"ws: the peer sent a message above this transport's limit of {self.max_message_size} "
-                "bytes; the connection is closed (raise max_message_size if such messages are expected)"
-            )
-        if exc.rcvd is not None and exc.rcvd.code == CloseCode.MESSAGE_TOO_BIG:
+        """Map ``websockets``' close reasons onto our error types (1009 = message too big)."""
+        too_big = CloseCode.MESSAGE_TOO_BIG
+        if exc.rcvd is not None and exc.rcvd.code == too_big and exc.rcvd_then_sent in (True, None):
             return MessageTooLarge(
                 "ws: the peer refused one of our messages as larger than its max_message_size; "
                 "the connection is closed (raise the limit on the peer)"
+            )
+        if exc.sent is not None and exc.sent.code == too_big:
+            return MessageTooLarge(
+                f"ws: the peer sent a message above this transport's limit of {self.max_message_size} "
+                "bytes; the connection is closed (raise max_message_size if such messages are expected)"
             )
         if self._closed_locally:
             return TransportClosed(self._reason())

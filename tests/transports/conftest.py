@@ -1,7 +1,8 @@
 """Fixtures for the transport tests: connected pairs of every kind, TLS material, a counting TCP proxy.
 
 All sockets are on 127.0.0.1.  ``make_pair`` is parametrised over every transport, so one test body in
-``test_conformance.py`` runs against all of them.
+``test_conformance.py`` runs against all of them.  Every async test here runs on both event loops the
+runtime may use: plain asyncio and uvloop (where installed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,20 @@ from transports import tcp, websocket
 from transports.base import DEFAULT_MAX_MESSAGE_SIZE, Server, Transport
 from transports.memory import memory_pair
 from transports.shaped import LinkProfile, ShapedTransport
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - platform without uvloop
+    uvloop = None  # type: ignore[assignment]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run each async transport test on asyncio's own loop and on uvloop (their transports differ)."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+    if uvloop is not None:
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
 
 KINDS = ["memory", "tcp", "websocket", "shaped-memory", "shaped-tcp"]
 FAST_LINK = LinkProfile(bandwidth_bytes_per_s=20e9, one_way_latency_s=50e-6)
