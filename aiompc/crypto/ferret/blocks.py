@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from aiompc.errors import InputError
 
-__all__ = ["BLOCK_BYTES", "FixedKeyAES", "as_blocks", "blocks_from_bytes", "lsb", "public_key", "V16"]
+__all__ = ["BLOCK_BYTES", "FixedKeyAES", "lsb", "public_key", "V16"]
 
 BLOCK_BYTES = 16
 V16 = np.dtype("V16")
@@ -31,20 +31,6 @@ _CHUNK_BLOCKS = 1 << 14  # 256 KiB per AES call: stays in L2, far from the page-
 def public_key(label: str) -> bytes:
     """A nothing-up-my-sleeve 16-byte AES key: ``SHA-256("aiompc/ferret/" + label)[:16]``."""
     return hashlib.sha256(b"aiompc/ferret/" + label.encode()).digest()[:16]
-
-
-def as_blocks(a: np.ndarray) -> np.ndarray:
-    """Check that ``a`` is a C-contiguous ``(n, 2)`` uint64 block array and return it."""
-    if a.dtype != np.uint64 or a.ndim != 2 or a.shape[1] != 2 or not a.flags.c_contiguous:
-        raise InputError(f"expected a C-contiguous (n, 2) uint64 block array, got {a.dtype} {a.shape}")
-    return a
-
-
-def blocks_from_bytes(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """A fresh ``(len/16, 2)`` uint64 block array holding ``data`` (length a multiple of 16)."""
-    if len(data) % BLOCK_BYTES:
-        raise InputError(f"block data must be a multiple of 16 bytes, got {len(data)}")
-    return np.frombuffer(bytes(data), dtype="<u8").astype(np.uint64).reshape(-1, 2)
 
 
 def lsb(blocks: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from aiompc.crypto.ferret.blocks import FixedKeyAES, blocks_from_bytes, lsb, public_key
+from aiompc.crypto.ferret.blocks import FixedKeyAES, lsb, public_key
 from ferret_reference import aes_block, random_blocks, to_bytes
 
 
@@ -17,8 +17,5 @@ def test_fixed_key_aes_matches_blockwise_reference_across_chunk_boundaries(nprng
     assert not out[:, 0, :].any()
 
 
-def test_block_helpers() -> None:
-    data = bytes(range(32))
-    b = blocks_from_bytes(data)
-    assert b.shape == (2, 2) and b.tobytes() == data
+def test_lsb_is_bit_zero_of_the_low_word() -> None:
     assert list(lsb(np.array([[1, 0], [2, 1], [3, 7]], np.uint64))) == [1, 0, 1]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aiompc.crypto.ferret.spcot import MpcotMessage, mpcot_receive, mpcot_send, punctured_positions
+from aiompc.crypto.ferret.spcot import TWEAK_DOMAIN, MpcotMessage, mpcot_receive, mpcot_send, punctured_positions, tweaks
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from ferret_reference import random_blocks
@@ -53,3 +53,13 @@ def test_bad_inputs_raise(nprng) -> None:
         mpcot_send(delta, random_blocks(nprng, 4), keys[:11], 3, 0)
     with pytest.raises(ProtocolError):
         MpcotMessage.from_array(np.zeros((27, 2), np.uint64), 4, 3)
+
+
+def test_tweaks_are_unique_and_outside_the_flavours_domain() -> None:
+    """The flavours hash handed-out COTs with a small second tweak word (a block counter); ours has high bits set."""
+    a, b = tweaks(100, 0), tweaks(100, 1)
+    both = np.concatenate([a, b])
+    assert np.unique(both, axis=0).shape[0] == 200
+    assert ((both[:, 1] >> np.uint64(48)) == np.uint64(TWEAK_DOMAIN >> 48)).all()
+    with pytest.raises(InputError):
+        tweaks(1, 1 << 48)
