@@ -160,3 +160,21 @@ async def test_published_bootstrap_set_end_to_end() -> None:
     balanced(r.choices)
     assert ext == 1 and BOOTSTRAP.gain > 40_000
     assert dt < 10.0
+
+
+@pytest.mark.parametrize("kind", ["silent-toy", "silent"])
+async def test_relu_runs_unchanged_on_the_silent_engine(kind: str, nprng: np.random.Generator) -> None:
+    """A non-linear protocol, untouched, on top of the engine (the full suite: AIOMPC_TEST_OT=silent)."""
+    from aiompc.crypto.prg import PRG
+    from aiompc.ring import from_signed, reconstruct, share, to_signed
+    from protocols.nonlinear import relu
+
+    l = 37
+    x = np.concatenate([[0, 1, -1, -(1 << (l - 1)), (1 << (l - 1)) - 1], nprng.integers(-(1 << 36), 1 << 36, size=1500)])
+    xs, xc = share(from_signed(x, l), l, PRG())
+
+    async def run(p: Party) -> np.ndarray:
+        return await relu(p, "relu", xs if p.is_server else xc, l=l)
+
+    ys, yc = await run_local(run, run, options={"ot": kind})
+    assert np.array_equal(to_signed(reconstruct(ys, yc, l), l), np.maximum(x, 0))
