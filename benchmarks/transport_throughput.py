@@ -23,7 +23,7 @@ import time
 from typing import AsyncIterator, Callable
 
 from transports import tcp, websocket
-from transports.base import Transport
+from transports.base import Server, Transport
 from transports.memory import memory_pair
 
 KIB = 1024
@@ -53,6 +53,7 @@ async def _network(kind: str) -> AsyncIterator[tuple[Transport, Transport]]:
         accepted.put_nowait(transport)
         await done.wait()
 
+    server: Server
     if kind == "tcp":
         server = await tcp.serve(handler, "127.0.0.1", 0, max_message_size=LIMIT)
         client: Transport = await tcp.connect("127.0.0.1", server.port, max_message_size=LIMIT)

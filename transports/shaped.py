@@ -57,9 +57,6 @@ WAN = LinkProfile(400e6 / 8, 20e-3)
 """400 Mbit/s, 20 ms one-way (40 ms RTT)."""
 PROFILES: dict[str, LinkProfile] = {"lan": LAN, "wan": WAN}
 
-_CLOSE = object()  # pump sentinel: flush what is queued, then close the inner transport
-
-
 async def _sleep_until(deadline: float) -> None:
     """Sleep until ``time.perf_counter() >= deadline`` (never wakes early, whatever the loop's timer)."""
     while (remaining := deadline - time.perf_counter()) > 0:
@@ -77,7 +74,7 @@ class ShapedTransport(Transport):
         self.inner = inner
         self.link = LinkProfile(float(bandwidth_bytes_per_s), float(one_way_latency_s))
         self._busy_until = 0.0  # perf_counter time at which the link finishes serialising
-        self._queue: collections.deque[tuple[float, bytes] | object] = collections.deque()
+        self._queue: collections.deque[tuple[float, bytes] | None] = collections.deque()  # None: close
         self._pump: asyncio.Task[None] | None = None
         self._error: TransportError | None = None  # first failure of the inner transport's send
         self._closed = False
@@ -85,7 +82,7 @@ class ShapedTransport(Transport):
     # --------------------------------------------------------------- delegation
 
     @property
-    def max_message_size(self) -> int:  # type: ignore[override]
+    def max_message_size(self) -> int:
         return self.inner.max_message_size
 
     @max_message_size.setter
@@ -122,7 +119,7 @@ class ShapedTransport(Transport):
         if self.closed:
             raise TransportClosed("shaped: this transport is closed")
 
-    def _enqueue(self, item: tuple[float, bytes] | object) -> None:
+    def _enqueue(self, item: tuple[float, bytes] | None) -> None:
         self._queue.append(item)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._run_pump())
@@ -131,10 +128,10 @@ class ShapedTransport(Transport):
         """Hand queued messages to ``inner`` at their delivery times, in order, until the queue is empty."""
         while self._queue:
             item = self._queue.popleft()
-            if item is _CLOSE:
+            if item is None:  # close() was called: everything before it has been delivered
                 await self.inner.close()
                 return
-            deliver_at, payload = item  # type: ignore[misc]
+            deliver_at, payload = item
             await _sleep_until(deliver_at)
             if self._error is not None:
                 continue  # the link is down: what is still in flight is lost, as on a real network
@@ -152,7 +149,7 @@ class ShapedTransport(Transport):
         """Deliver the messages still in flight (at their modelled times), then close ``inner``."""
         if not self._closed:
             self._closed = True
-            self._enqueue(_CLOSE)
+            self._enqueue(None)
         assert self._pump is not None
         try:
             await asyncio.shield(self._pump)

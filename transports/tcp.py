@@ -262,7 +262,7 @@ class TcpTransport(Transport):
         self._closed = False
 
     @property
-    def max_message_size(self) -> int:  # type: ignore[override]
+    def max_message_size(self) -> int:
         return self._protocol.max_message_size
 
     @max_message_size.setter
@@ -328,7 +328,7 @@ class TcpServer(Server):
         self._handler = handler
         self.host = host
         self.max_message_size = _check_limit(max_message_size)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property

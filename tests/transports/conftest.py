@@ -173,7 +173,7 @@ class CountingProxy:
         self.target_port = target_port
         self.upstream = 0
         self.downstream = 0
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -238,8 +238,15 @@ async def open_network_pair() -> AsyncIterator[Callable[..., Awaitable[tuple[Tra
     """
     made: list[tuple[Transport, Transport, Server]] = []
 
-    async def open_(kind: str, *args: int, **kwargs: ssl.SSLContext | None) -> tuple[Transport, Transport, Server]:
-        made.append(await network_pair(kind, *args, **kwargs))
+    async def open_(
+        kind: str,
+        max_a: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_b: int = DEFAULT_MAX_MESSAGE_SIZE,
+        *,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> tuple[Transport, Transport, Server]:
+        made.append(await network_pair(kind, max_a, max_b, server_ssl=server_ssl, client_ssl=client_ssl))
         return made[-1]
 
     yield open_

@@ -143,3 +143,44 @@ async def test_oversized_message_is_reported_on_both_ends(open_network_pair: Cal
         await asyncio.wait_for(client.recv(), 10)
     with pytest.raises(TransportClosed):
         await client.send(b"x")
+
+
+async def test_peer_vanishing_mid_frame_is_transport_closed() -> None:
+    outcome: asyncio.Future[BaseException | bytes] = asyncio.get_running_loop().create_future()
+
+    async def handler(transport: Transport) -> None:
+        try:
+            outcome.set_result(await transport.recv())
+        except Exception as exc:
+            outcome.set_result(exc)
+
+    server = await websocket.serve(handler, "127.0.0.1", 0)
+    try:
+        raw = await raw_ws_connect(f"ws://127.0.0.1:{server.port}/", compression=None, proxy=None)
+        frame = Frame(Opcode.BINARY, bytes(100_000)).serialize(mask=True)
+        raw.transport.write(frame[: len(frame) // 2])
+        await asyncio.sleep(0.05)
+        raw.transport.abort()
+        error = await asyncio.wait_for(outcome, 10)
+        assert isinstance(error, TransportClosed), repr(error)
+    finally:
+        await server.close()
+
+
+async def test_garbage_instead_of_an_upgrade_leaves_the_server_serving() -> None:
+    async def echo(transport: Transport) -> None:
+        await transport.send(await transport.recv())
+
+    server = await websocket.serve(echo, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(bytes(range(256)) * 16 + b"\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), 10)  # refused and closed by the server
+        writer.close()
+        client = await websocket.connect(f"ws://127.0.0.1:{server.port}/")
+        await client.send(b"still serving")
+        assert await client.recv() == b"still serving"
+        await client.close()
+    finally:
+        await server.close()
