@@ -10,24 +10,29 @@ an ``l``-bit accumulator to a ReLU-fused 4-bit output in a ``min(l, 16)``-bit ri
 scale (``pow2``: a shift by ``l − 6``) or an 8-bit fixed-point multiplier (``fixed``: 181 / 2^(l+2));
 max-pool has stride = kernel.  Reported per element (per *output* element for max-pool):
 
-* **online / offline bytes** — from the channel's own accounting (``party.channel.stats()`` snapshots,
-  ``select(phase=...)``), both directions; offline = OT-extension traffic (labels ``ot/...``);
-  Offline bytes are those of the COTs the operation *consumed*: the engine generates COTs in batches,
-  so the traffic seen during the run is corrected by the change of the COT buffer
-  (``engine.buffered``) at the cost per COT measured in the warm-up (a ``precompute`` per direction);
+* **online / offline bytes** — online: from the channel's own accounting (``party.channel.stats()``
+  snapshots, ``select(phase="online")``), both directions.  Offline: the engine generates COTs in
+  batches (Ferret: millions at a time), so a run's offline traffic is not its own; instead the row's
+  session first measures the bytes and seconds per generated COT of each direction (a ``precompute``,
+  ``select(phase="offline")`` on the engine's label, and the growth of ``engine.buffered``), then counts
+  the COTs the operation consumed (the shrinking of the precomputed buffer) — **COTs** per element —
+  and charges them at that cost;
 * **rounds** — measured, not modelled: the operation runs again on 128 elements with every online
-  message delayed by a fixed one-way latency ``--delay`` (offline COT generation left instant, as if
-  precomputed); rounds = extra wall time / delay, best of 3 runs each way (one simultaneous exchange
-  counts as one; a request and its reply as two);
-* **µs** — wall time of the whole operation (online + OT extension) divided by the element count;
+  message delayed by a fixed one-way latency ``--delay`` (COTs precomputed); rounds = extra wall time
+  / delay, best of 3 runs each way (one simultaneous exchange counts as one; a request and its reply
+  as two);
+* **online µs** — wall time of the operation with its COTs precomputed, per element; **offline µs** —
+  its COTs at the measured generation time per COT;
 * **silent** — bits per element with silent OT from REFERENCE.md: *measured* where REFERENCE.md has a
   figure for that operation and width (Cheetah's C++ at ``l = 37``: ReLU 480, known-MSB truncation 20,
   exact truncation 458 bits), otherwise a *model* (``~``) from REFERENCE.md's primitive costs
   (millionaire ≈ 11 bits per compared bit, a COT with an ``l``-bit correlation ``l`` bits, a choice bit 1);
 * **×silent** — our total (online + offline) bits over the silent figure: the price of IKNP; and
-  **on/silent** — online bits alone over it (roughly what a silent-OT engine would leave us).  The
-  requantization rows compare against the fixed-point baseline between two layers (ReLU + known-MSB
-  truncation), which does not clip to 4 bits: requantization does strictly more work.
+  **on/silent** — online bits alone over it (what a silent-OT engine leaves: ``--ot silent``).
+  A ``*`` after the offline bytes means the buffer ran dry during the run (then refilled traffic is
+  converted at the measured cost per COT).  The requantization rows compare against the fixed-point
+  baseline between two layers (ReLU + known-MSB truncation), which does not clip to 4 bits:
+  requantization does strictly more work.
 """
 
 from __future__ import annotations
@@ -175,79 +180,109 @@ OPS = [
 ]
 
 
-PRECOMPUTE = 1 << 13  # COTs per direction generated in the warm-up to measure the cost of one COT
-ROUNDS_ELEMENTS = 128  # elements of the latency-injected runs that count rounds
+CALIBRATE = 1 << 16  # COTs per direction generated first: measures the cost of one COT, feeds the small runs
+ROUNDS_ELEMENTS = 128  # elements of the runs that calibrate COT use and count rounds
 REPEATS = 3
+DIRECTIONS = ("server", "client")
 
 
-async def run_once(op: Op, l: int, x: np.ndarray, ot: str, delay: float = 0.0) -> dict[str, float]:
-    """Run ``op`` on the shared ``x`` once; bytes (online, offline) and seconds of the operation."""
-    xs, xc = share(x, l, PRG())
+async def bench_row(op: Op, l: int, n: int, ot: str, delay: float, gen: np.random.Generator) -> dict[str, float]:
+    """Everything of one table row in one session (the OT engine's setup is paid once):
+
+    1. warm-up (base OTs of both directions), then a ``precompute`` per direction: bytes and seconds
+       per generated COT, measured;
+    2. ``op`` on 128 elements: COTs consumed per element, per direction;
+    3. enough COTs precomputed for ``n`` elements, then ``op`` on ``n`` elements, timed: online bytes
+       from the channel, offline bytes/time = COTs consumed × the measured cost per COT;
+    4. ``op`` on 128 elements, 3 times without and 3 times with the injected latency: rounds.
+    """
+    small, big = op.make_input(ROUNDS_ELEMENTS, l, gen), op.make_input(n, l, gen)
+    shares = {"small": share(small, l, PRG()), "big": share(big, l, PRG())}
     ts, tc = memory_pair(1 << 30)
-    server = Party("server", Channel(DelayTransport(ts, delay)), options={"ot": ot})
-    client = Party("client", Channel(DelayTransport(tc, delay)), options={"ot": ot})
+    wires = DelayTransport(ts, 0.0), DelayTransport(tc, 0.0)
+    server = Party("server", Channel(wires[0]), options={"ot": ot})
+    client = Party("client", Channel(wires[1]), options={"ot": ot})
     res: dict[str, Any] = {}
 
-    async def side(p: Party) -> np.ndarray:
-        mine = xs if p.is_server else xc
+    def receiver(d: str) -> Any:  # the engine of the party that receives in direction d
+        return (client if d == "server" else server).state["ot_engine"]
+
+    async def precompute(p: Party, per_direction: dict[str, int], tag: str) -> None:
         engine = get_engine(p)
-        # warm-up: base OTs in both directions, and the measured cost of one COT per direction
-        await relu(p, "warmup", mine.reshape(-1)[:8], l=l)
-        for direction in ("server", "client"):
+        for d in DIRECTIONS:
+            is_receiver = p.role != d
+            if is_receiver:
+                b0, t0 = engine.buffered(d), time.perf_counter()
             before = p.channel.stats()
-            await engine.precompute(PRECOMPUTE, sender=direction)
+            await engine.precompute(max(1, per_direction[d]), sender=d)
+            if is_receiver:
+                res[f"{tag}/{d}/made"] = engine.buffered(d) - b0
+                res[f"{tag}/{d}/sec"] = time.perf_counter() - t0
             if p.is_server:
-                cost = (p.channel.stats() - before).select(engine.label(direction), phase="offline")
-                res[f"per_cot/{direction}"] = (cost.bytes_sent + cost.bytes_recv) / PRECOMPUTE
-        # barrier: the client reports ready (its warm-up messages all delivered), the server takes its
-        # snapshots and says go; both start when "go" lands (the server waits out the latency too)
-        sync = p.sub("bench/sync")
-        buffered = lambda d: (client if d == "server" else server).state["ot_engine"].buffered(d)  # noqa: E731
+                cost = (p.channel.stats() - before).select(engine.label(d), phase="offline")
+                res[f"{tag}/{d}/bytes"] = cost.bytes_sent + cost.bytes_recv
+
+    async def step(p: Party, tag: str, which: str, latency: float) -> None:
+        """A barrier, ``op`` on ``which``, a closing barrier; the server records figures in res[tag]."""
+        sync = p.sub(f"bench/{tag}")
         if p.is_server:
             await sync.recv()
-            await sync.send("go")
-            res["buf0"] = {d: buffered(d) for d in ("server", "client")}
-            res["before"] = p.channel.stats()
-            await asyncio.sleep(delay)
-            res["t0"] = time.perf_counter()
+            for w in wires:
+                w.delay = latency
+            await sync.send("go")  # lands after `latency`; the server waits it out too
+            rec = res[tag] = {"buf0": {d: receiver(d).buffered(d) for d in DIRECTIONS}, "before": p.channel.stats()}
+            await asyncio.sleep(latency)
+            rec["t0"] = time.perf_counter()
         else:
             await sync.send("ready")
             await sync.recv()
-        out = await op.run(p, "op", mine, l)
-        res[f"t1/{p.role}"] = time.perf_counter()
-        return out
+        out = await op.run(p, f"op/{tag}", shares[which][0 if p.is_server else 1], l)
+        res[tag][f"t1/{p.role}"] = time.perf_counter()
+        if p.is_server:
+            await sync.recv()
+            rec = res[tag]
+            stats = p.channel.stats() - rec["before"]
+            rec["elems"] = int(np.asarray(out).size)
+            rec["online"] = stats.select(phase="online")
+            rec["consumed"] = {}
+            for d in DIRECTIONS:
+                made = stats.select(receiver(d).label(d), phase="offline")
+                refill = (made.bytes_sent + made.bytes_recv) / res[f"cal/{d}/bytes"] * res[f"cal/{d}/made"]
+                rec["consumed"][d] = rec["buf0"][d] + refill - receiver(d).buffered(d)
+                rec["refilled"] = rec.get("refilled", False) or refill > 0
+            rec["seconds"] = max(rec["t1/server"], rec["t1/client"]) - rec["t0"]
+            await sync.send("done")
+        else:
+            await sync.send("finished")
+            await sync.recv()
 
-    ys, _ = await run_pair(server, client, side, side)
-    stats = server.channel.stats() - res["before"]
-    online = stats.select(phase="online")
-    offline_bytes = 0.0
-    for d in ("server", "client"):
-        gen = stats.select(server.state["ot_engine"].label(d), phase="offline")
-        # COTs consumed = generated during the op + what the buffer shrank by, at the measured cost each
-        drop = res["buf0"][d] - (client if d == "server" else server).state["ot_engine"].buffered(d)
-        offline_bytes += gen.bytes_sent + gen.bytes_recv + drop * res[f"per_cot/{d}"]
+    async def side(p: Party) -> None:
+        await relu(p, "warmup", shares["small"][0 if p.is_server else 1].reshape(-1)[:8], l=l)
+        await precompute(p, {d: CALIBRATE for d in DIRECTIONS}, "cal")
+        await step(p, "calib", "small", 0.0)
+        per_elem = {d: res["calib"]["consumed"][d] / res["calib"]["elems"] for d in DIRECTIONS}
+        await precompute(p, {d: int(per_elem[d] * n * 1.25) + 4096 for d in DIRECTIONS}, "big")
+        await step(p, "big", "big", 0.0)
+        await precompute(p, {d: int(per_elem[d] * ROUNDS_ELEMENTS * 2 * REPEATS * 1.25) + 4096 for d in DIRECTIONS}, "small")
+        for i in range(REPEATS):
+            await step(p, f"base{i}", "small", 0.0)
+            await step(p, f"slow{i}", "small", delay)
+
+    await run_pair(server, client, side, side)
+    big_run = res["big"]
+    e = big_run["elems"]
+    per_cot_bytes = {d: res[f"cal/{d}/bytes"] / res[f"cal/{d}/made"] for d in DIRECTIONS}
+    per_cot_sec = {d: res[f"cal/{d}/sec"] / res[f"cal/{d}/made"] for d in DIRECTIONS}
+    base = min(res[f"base{i}"]["seconds"] for i in range(REPEATS))
+    slow = min(res[f"slow{i}"]["seconds"] for i in range(REPEATS))
     return {
-        "elems": float(np.asarray(ys).size),
-        "online": float(online.bytes_sent + online.bytes_recv),
-        "offline": offline_bytes,
-        "seconds": max(res["t1/server"], res["t1/client"]) - res["t0"],
-    }
-
-
-async def measure(op: Op, l: int, n: int, ot: str, gen: np.random.Generator, delay: float) -> dict[str, Any]:
-    """Per-element figures of ``op`` at width ``l`` on about ``n`` outputs, and its measured rounds."""
-    big = await run_once(op, l, op.make_input(n, l, gen), ot)
-    # rounds: the same small input with and without the injected latency; compute noise only ever adds
-    # time, so the best of a few repeats of each is taken
-    small = op.make_input(ROUNDS_ELEMENTS, l, gen)
-    base = min([(await run_once(op, l, small, ot))["seconds"] for _ in range(REPEATS)])
-    slow = min([(await run_once(op, l, small, ot, delay))["seconds"] for _ in range(REPEATS)])
-    e = big["elems"]
-    return {
-        "online": big["online"] / e,
-        "offline": big["offline"] / e,
+        "online": (big_run["online"].bytes_sent + big_run["online"].bytes_recv) / e,
+        "offline": sum(big_run["consumed"][d] * per_cot_bytes[d] for d in DIRECTIONS) / e,
+        "cots": sum(big_run["consumed"].values()) / e,
         "rounds": round((slow - base) / delay),
-        "us": big["seconds"] * 1e6 / e,
+        "us": big_run["seconds"] * 1e6 / e,
+        "offline_us": sum(big_run["consumed"][d] * per_cot_sec[d] for d in DIRECTIONS) * 1e6 / e,
+        "refilled": float(big_run["refilled"]),
     }
 
 
@@ -265,17 +300,19 @@ def main(argv: list[str] | None = None) -> None:
     gen = np.random.default_rng(1)
     print(f"non-linear protocols, OT engine {args.ot!r}, about {args.n} elements per run; "
           "bytes and bits per element (max-pool: per output)\n")
-    print("| op | l | online B | offline B | total bits | rounds | µs | silent bits | ×silent | on/silent |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| op | l | online B | offline B | COTs | total bits | rounds | online µs | offline µs | silent bits "
+          "| ×silent | on/silent |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.ops:
         op = next(o for o in OPS if o.name == name)
         for l in args.widths:
-            r = asyncio.run(measure(op, l, args.n, args.ot, gen, args.delay))
+            r = asyncio.run(bench_row(op, l, args.n, args.ot, args.delay, gen))
             ref, measured = silent_bits(name, l)
             total_bits = 8 * (r["online"] + r["offline"])
             print(
-                f"| {name} | {l} | {r['online']:.1f} | {r['offline']:.1f} | {total_bits:.0f} | {r['rounds']} | "
-                f"{r['us']:.2f} | {'' if measured else '~'}{ref:.0f} | {total_bits / ref:.1f} | "
+                f"| {name} | {l} | {r['online']:.1f} | {r['offline']:.1f}{'*' if r['refilled'] else ''} | "
+                f"{r['cots']:.0f} | {total_bits:.0f} | {r['rounds']} | {r['us']:.2f} | {r['offline_us']:.2f} | "
+                f"{'' if measured else '~'}{ref:.0f} | {total_bits / ref:.1f} | "
                 f"{8 * r['online'] / ref:.2f} |",
                 flush=True,
             )
