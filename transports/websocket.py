@@ -1,9 +1,12 @@
 """WebSocket transport over the ``websockets`` (>= 14) ``websockets.asyncio`` API.
 
-Each message is one unfragmented binary frame (RFC 6455 §5.2): compression is off (no
-permessage-deflate, so the bytes counted are the bytes sent), proxies are never used, and the
-library's ``max_size`` is set to this transport's ``max_message_size`` so a frame announcing more is
-refused from its header, before its payload is read (close code 1009).
+Each message is one binary frame (RFC 6455 §5.2), or, above :data:`FRAGMENT_SIZE` (1 MiB), a
+binary frame and continuation frames of 1 MiB each: ``websockets`` buffers, unmasks and copies every
+frame whole, and 1 MiB fragments move 64 MiB messages about four times faster than one 64 MiB frame
+(and bound the receive queue, 16 frames, to 16 MiB).  Compression is off (no permessage-deflate, so
+the bytes counted are the bytes sent), proxies are never used, and the library's ``max_size`` is set
+to this transport's ``max_message_size``: a frame that would take the message past it is refused from
+its header, before its payload is read (close code 1009).
 
 Keepalive pings are off by default: a ping's pong queues behind whatever the peer is sending, so
 with a timeout a long transfer over a slow link would be killed, and pings are bytes the channel's
@@ -11,6 +14,8 @@ accounting does not see.  Dead peers still surface as :class:`TransportClosed` t
 
 Frame overhead (:func:`frame_overhead`): 2 header bytes, plus 2 extended-length bytes when the payload
 is 126..65535 bytes or 8 when it is >= 65536, plus a 4-byte masking key on client→server frames.
+A message's overhead (:func:`message_overhead`) is the sum over its fragments; the receive direction
+assumes the peer fragments the same way, which every :class:`WebSocketTransport` does.
 """
 
 from __future__ import annotations
@@ -34,19 +39,34 @@ from websockets.http11 import Request, Response
 from aiompc.errors import InputError, MessageTooLarge, ProtocolError, TransportClosed, TransportError
 from transports.base import DEFAULT_MAX_MESSAGE_SIZE, Direction, Handler, Server, Transport, run_handler
 
-__all__ = ["WebSocketTransport", "WebSocketServer", "connect", "serve", "frame_overhead"]
+__all__ = ["WebSocketTransport", "WebSocketServer", "connect", "serve", "frame_overhead", "message_overhead", "FRAGMENT_SIZE"]
 
 logger = logging.getLogger(__name__)
 
 _OPEN_TIMEOUT = 30.0  # seconds for the TCP, TLS and HTTP upgrade handshakes
 _CLOSE_TIMEOUT = 10.0  # seconds to wait for the peer's close frame
 _WRITE_LIMIT = 4 * 1024 * 1024  # send() waits for the socket once this much is queued
+FRAGMENT_SIZE = 1 << 20
+"""Messages longer than this go out as fragments of exactly this many bytes (the last one shorter)."""
 
 
 def frame_overhead(size: int, *, masked: bool) -> int:
     """Exact RFC 6455 header bytes of one unfragmented frame carrying ``size`` payload bytes."""
     extended = 0 if size < 126 else 2 if size < 65536 else 8
     return 2 + extended + (4 if masked else 0)
+
+
+def message_overhead(size: int, *, masked: bool) -> int:
+    """Exact header bytes of a ``size``-byte message as this transport frames it.
+
+    Up to :data:`FRAGMENT_SIZE` bytes: one frame.  Longer: ``ceil(size / FRAGMENT_SIZE)`` data frames
+    and the empty final continuation frame with which ``websockets`` ends a fragmented message.
+    """
+    if size <= FRAGMENT_SIZE:
+        return frame_overhead(size, masked=masked)
+    full, last = divmod(size, FRAGMENT_SIZE)
+    data_frames = full * frame_overhead(FRAGMENT_SIZE, masked=masked) + (frame_overhead(last, masked=masked) if last else 0)
+    return data_frames + frame_overhead(0, masked=masked)
 
 
 def _byte_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
@@ -82,9 +102,9 @@ class WebSocketTransport(Transport):
         return self._closed or self._conn.close_code is not None
 
     def overhead(self, size: int, direction: Direction) -> int:
-        """Frame header bytes; frames from the client carry a 4-byte mask, the server's do not."""
+        """Header bytes of the message's frames; the client's frames carry a 4-byte mask, the server's not."""
         masked = self._client == (direction == "send")
-        return frame_overhead(size, masked=masked)
+        return message_overhead(size, masked=masked)
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         payload = _byte_view(data)  # websockets copies it into the frame before send() returns
@@ -98,7 +118,11 @@ class WebSocketTransport(Transport):
             if self._closed:
                 raise TransportClosed(self._reason())
             try:
-                await self._conn.send(payload)
+                if size <= FRAGMENT_SIZE:
+                    await self._conn.send(payload)
+                else:
+                    view = memoryview(payload)
+                    await self._conn.send(view[i : i + FRAGMENT_SIZE] for i in range(0, size, FRAGMENT_SIZE))
             except ConnectionClosed as exc:
                 self._closed = True
                 raise self._translate(exc) from exc

@@ -67,25 +67,26 @@ async def test_back_to_back_messages_queue_on_the_link(link: tuple[ShapedTranspo
         assert arrived - start >= (i + 1) * per_message + LATENCY
 
 
-async def test_pipelined_messages_are_in_flight_together(link: tuple[ShapedTransport, ShapedTransport]) -> None:
-    """Sends return after serialisation only: several complete before the first message lands."""
-    a, b = link
-    size, count = 100_000, 8  # 5 ms each on the wire, 30 ms of latency
+async def test_pipelined_messages_are_in_flight_together(open_network_pair: OpenPair) -> None:
+    """Sends wait for serialisation only, never for propagation: all are in flight before one lands."""
+    client, accepted, _ = await open_network_pair("tcp")
+    a, b = ShapedTransport(client, 1e12, 0.3), ShapedTransport(accepted, 1e12, 0.3)
+    count = 8
     events: list[str] = []
 
-    async def receive_first() -> None:
-        await b.recv()
-        events.append("first delivered")
+    async def receive_all() -> None:
+        for i in range(count):
+            assert await b.recv() == bytes([i]) * 100_000
+            events.append(f"delivered {i}")
 
-    receiving = asyncio.ensure_future(receive_first())
+    receiving = asyncio.ensure_future(receive_all())
+    start = time.perf_counter()
     for i in range(count):
-        await a.send(bytes(size))
-        events.append(f"send {i} returned")
+        await a.send(bytes([i]) * 100_000)
+        events.append(f"sent {i}")
     await receiving
-    # message 0 lands at >= 5 + 30 ms; sends 0..5 return at 5, 10, ..., 30 ms
-    assert events.index("first delivered") >= 4, events
-    for _ in range(count - 1):
-        await b.recv()
+    assert events == [f"sent {i}" for i in range(count)] + [f"delivered {i}" for i in range(count)]
+    assert time.perf_counter() - start >= 0.3
 
 
 async def test_send_returns_before_delivery() -> None:

@@ -24,11 +24,21 @@ def test_frame_overhead_matches_the_websockets_serializer(size: int, masked: boo
     assert len(frame) == size + websocket.frame_overhead(size, masked=masked)
 
 
+def test_message_overhead_counts_every_fragment() -> None:
+    fragment = websocket.FRAGMENT_SIZE
+    for masked in (False, True):
+        h = lambda n: websocket.frame_overhead(n, masked=masked)  # noqa: E731
+        assert websocket.message_overhead(fragment, masked=masked) == h(fragment)  # still one frame
+        assert websocket.message_overhead(fragment + 1, masked=masked) == h(fragment) + h(1) + h(0)
+        assert websocket.message_overhead(3 * fragment, masked=masked) == 3 * h(fragment) + h(0)
+
+
 async def test_overhead_per_direction(open_network_pair: Callable[..., Awaitable[Any]]) -> None:
     client, accepted, _ = await open_network_pair("websocket")
     for size in BOUNDARY_SIZES:
         masked, plain = websocket.frame_overhead(size, masked=True), websocket.frame_overhead(size, masked=False)
         assert masked == plain + 4
+        assert websocket.message_overhead(size, masked=True) == masked  # no fragmentation up to 1 MiB
         assert client.overhead(size, "send") == accepted.overhead(size, "recv") == masked
         assert client.overhead(size, "recv") == accepted.overhead(size, "send") == plain
 
@@ -47,8 +57,9 @@ async def test_overhead_sum_equals_bytes_on_the_wire(counting_proxy: Callable[[i
         peer = await accepted.get()
         handshake_up, handshake_down = proxy.upstream, proxy.downstream  # the HTTP upgrade, not frames
         assert handshake_up > 0 and handshake_down > 0
-        up_sizes = [0, 1, 125, 126, 65535, 65536, 300_000, 3_000_000]
-        down_sizes = [5, 0, 200, 1 << 20]
+        fragment = websocket.FRAGMENT_SIZE
+        up_sizes = [0, 1, 125, 126, 65535, 65536, 300_000, fragment, fragment + 1, 2 * fragment, 3_000_000]
+        down_sizes = [5, 0, 200, fragment, fragment + 1, 2 * fragment, 5 * fragment + 12345]
         for n in up_sizes:
             await client.send(bytes(n))
         for n in down_sizes:
