@@ -66,8 +66,9 @@ async def _sleep_until(deadline: float) -> None:
 class ShapedTransport(Transport):
     """Wrap ``inner`` so that what this endpoint sends crosses an emulated link.
 
-    ``recv``, ``overhead`` and ``max_message_size`` delegate to ``inner``.  Messages are copied once
-    (the pump sends them later, and the caller may reuse its buffer when ``send`` returns).
+    ``recv``, ``overhead`` and ``max_message_size`` delegate to ``inner``.  A message that is not
+    ``bytes`` is copied once (the pump sends it later; the caller may reuse its buffer when ``send``
+    returns).  Close with :meth:`close`, which delivers what is still in flight first.
     """
 
     def __init__(self, inner: Transport, bandwidth_bytes_per_s: float, one_way_latency_s: float) -> None:
@@ -100,13 +101,14 @@ class ShapedTransport(Transport):
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         self._check_usable()
-        payload = bytes(data)
-        if len(payload) > self.max_message_size:
+        size = memoryview(data).nbytes
+        if size > self.max_message_size:
             raise MessageTooLarge(
-                f"message of {len(payload)} bytes exceeds the limit of {self.max_message_size} bytes; "
+                f"message of {size} bytes exceeds the limit of {self.max_message_size} bytes; "
                 "split it or raise max_message_size on both sides"
             )
-        wire_bytes = len(payload) + self.inner.overhead(len(payload), "send")
+        payload = bytes(data)  # no copy for bytes; anything else is copied, the pump sends it later
+        wire_bytes = size + self.inner.overhead(size, "send")
         start = max(time.perf_counter(), self._busy_until)
         self._busy_until = start + wire_bytes / self.link.bandwidth_bytes_per_s
         self._enqueue((self._busy_until + self.link.one_way_latency_s, payload))
