@@ -388,7 +388,7 @@ class PooledEngine(OTEngine):
 
 _ENGINES: dict[str, Callable[[Party], OTEngine]] = {}
 _BUILTIN = {"iknp": "protocols.ot.iknp_engine", "silent": "protocols.ot.silent"}
-DEFAULT_ENGINE = "iknp"
+DEFAULT_ENGINE = "silent"
 """The kind used when a session's options do not name one (tests may switch it, see tests/protocols/conftest.py)."""
 
 
