@@ -10,9 +10,12 @@ overhead, when ``ssl`` is used, lies below this layer and is not counted).
 Receiving is an :class:`asyncio.BufferedProtocol` rather than a ``StreamReader``: ``readexactly`` grows
 a bytearray by repeated reallocation and then copies the payload out of it, which caps 64 MiB
 messages well below the 375 MB/s a 3 Gbit/s LAN needs.  Here the kernel writes small frames into a
-reusable 256 KiB scratch buffer, and a payload of 64 KiB or more straight into a buffer of exactly
-its announced size, which is allocated only *after* the length was checked against
-``max_message_size``; the one remaining copy turns it into the ``bytes`` that ``recv`` returns.
+reusable 256 KiB scratch buffer, and a payload of 64 KiB or more straight into a payload buffer that
+is allocated (or grown) only *after* the announced length was checked against ``max_message_size``;
+the one remaining copy turns it into the ``bytes`` that ``recv`` returns.  The payload buffer is
+kept for the connection's next large message, up to 64 MiB: touching fresh memory costs a page
+fault per 4 KiB, several times the cost of the copy itself, so reuse roughly doubles the throughput
+of large messages.  (Larger payloads get a buffer of their own, released after the copy.)
 
 * ``send`` of ``bytes`` copies nothing in Python (the header and payload are written separately; a
   small message is coalesced into one write, so one segment).  Other buffers are copied once, so
@@ -48,7 +51,8 @@ FRAME_OVERHEAD = _HEADER.size
 
 _MAX_ENCODABLE = (1 << 64) - 1
 _SCRATCH = 256 * 1024  # reusable receive buffer for headers and small frames
-_DIRECT = 64 * 1024  # payloads at least this large are received into their own buffer
+_DIRECT = 64 * 1024  # payloads at least this large are received straight into a payload buffer
+_REUSE_UP_TO = 64 * 1024 * 1024  # a payload buffer up to this size is kept for the next message
 _COALESCE_BELOW = 64 * 1024  # payloads below this are sent in one write with their header
 _WRITE_HIGH_WATER = 4 * 1024 * 1024  # send() waits while more than this is queued for the socket
 _RECV_HIGH_WATER = 16 * 1024 * 1024  # pause reading while this much is received but not recv()'d
@@ -80,9 +84,9 @@ class _FrameProtocol(asyncio.BufferedProtocol):
         self._scratch = bytearray(_SCRATCH)
         self._scratch_view = memoryview(self._scratch)
         self._fill = 0  # unparsed bytes at the start of the scratch buffer
-        self._payload: bytearray | None = None  # a large payload being received in place
-        self._payload_view: memoryview | None = None
+        self._payload_view: memoryview | None = None  # where a large payload is being received
         self._payload_got = 0
+        self._reusable: bytearray | None = None  # the last payload buffer, if at most _REUSE_UP_TO
         self._inbox: collections.deque[bytes] = collections.deque()
         self._inbox_bytes = 0
         self._reading_paused = False
@@ -109,7 +113,7 @@ class _FrameProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._error is None:
             self._error = self._lost_reason(exc)
-        self._payload = self._payload_view = None
+        self._payload_view = self._reusable = None
         self._wake_receiver()
         for waiter in self._drain_waiters:
             if not waiter.done():
@@ -122,9 +126,9 @@ class _FrameProtocol(asyncio.BufferedProtocol):
             return TransportClosed("tcp: this transport was closed")
         if exc is not None:
             return TransportClosed(f"tcp: the connection broke: {exc!r}")
-        if self._payload is not None:
+        if self._payload_view is not None:
             return TransportClosed(
-                f"tcp: the peer vanished in the middle of a {len(self._payload)}-byte message "
+                f"tcp: the peer vanished in the middle of a {len(self._payload_view)}-byte message "
                 f"({self._payload_got} bytes arrived)"
             )
         if self._fill >= FRAME_OVERHEAD:
@@ -145,11 +149,12 @@ class _FrameProtocol(asyncio.BufferedProtocol):
         return self._scratch_view[self._fill :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._payload is not None:
+        if self._payload_view is not None:
             self._payload_got += nbytes
-            if self._payload_got == len(self._payload):
-                payload, self._payload, self._payload_view = self._payload, None, None
-                self._deliver(bytes(payload))
+            if self._payload_got == len(self._payload_view):
+                payload, self._payload_view = self._payload_view, None
+                self._deliver(payload.tobytes())
+                payload.release()
             return
         self._fill += nbytes
         self._parse_scratch()
@@ -167,8 +172,7 @@ class _FrameProtocol(asyncio.BufferedProtocol):
                 self._deliver(view[start:end].tobytes())
                 pos = end
             elif size >= _DIRECT:  # allocate only now that the announced size passed the check
-                self._payload = bytearray(size)
-                self._payload_view = memoryview(self._payload)
+                self._payload_view = self._payload_buffer(size)
                 self._payload_got = fill - start
                 self._payload_view[: self._payload_got] = view[start:fill]
                 pos = fill
@@ -179,6 +183,15 @@ class _FrameProtocol(asyncio.BufferedProtocol):
         if pos and rest:
             self._scratch[:rest] = view[pos:fill].tobytes()  # move the partial frame to the front
         self._fill = rest
+
+    def _payload_buffer(self, size: int) -> memoryview:
+        """A ``size``-byte view to receive a payload into: the kept buffer, grown if needed."""
+        if size > _REUSE_UP_TO:
+            return memoryview(bytearray(size))
+        if self._reusable is None or len(self._reusable) < size:
+            self._reusable = None  # free the old one first
+            self._reusable = bytearray(size)
+        return memoryview(self._reusable)[:size]
 
     def _refuse(self, size: int) -> None:
         self._error = MessageTooLarge(
