@@ -13,6 +13,10 @@ Convolution (tile ``C_w x H_w x W_w``, kernel ``kh x kw``, ``S = C_w H_w W_w``, 
     output  coefficient ``p S + O + i W_w + j`` is output channel ``m_p`` at local full-resolution position
             ``(i, j)``, ``0 <= i <= H_w - kh``; with stride ``s`` only ``i, j`` multiples of ``s`` are read.
     The exponents are distinct and no product term wraps onto an output as long as ``out_pack * S <= N``.
+    A compact tiling (:attr:`ConvTiling.compact`) stores only ``stored_h`` rows of ``pitch`` coefficients per
+    channel and uses ``channel_size = stored_h * pitch`` and ``pitch`` in place of ``H_w W_w`` and ``W_w`` above:
+    reads past a stored row or channel land on zeros (the next row's left padding, the next channel's top
+    padding, or the unused end of the polynomial).
 
 Matrix product (blocks ``d0 x d1`` of X, ``d1 x d2`` of W^T)
     input   ``A^ = sum A[r, c] X^(r d1 d2 - c)`` (negative exponents wrap with a sign: ``X^-c = -X^(N-c)``)
@@ -100,13 +104,13 @@ def conv_input_polys(x: np.ndarray, tiling: ConvTiling) -> np.ndarray:
     t, s = tiling, tiling.shape
     xp = pad_input(x, s)
     r0, c0 = _tile_origins(t)
-    need_h = int(r0[-1]) + t.tile_h
-    need_w = int(c0[-1]) + t.tile_w
+    need_h = max(int(r0[-1]) + t.tile_h, s.padded_height)  # strided tiles may leave the last rows unread
+    need_w = max(int(c0[-1]) + t.tile_w, s.padded_width)
     need_c = t.channel_blocks * t.channels
     big = np.zeros((need_c, need_h, need_w), dtype=U64)
     big[: s.in_channels, : s.padded_height, : s.padded_width] = xp
-    rows = r0[:, None] + np.arange(t.tile_h)[None, :]  # (tiles_h, H_w)
-    cols = c0[:, None] + np.arange(t.tile_w)[None, :]  # (tiles_w, W_w)
+    rows = r0[:, None] + np.arange(t.stored_h)[None, :]  # (tiles_h, H_w); stored rows only when compact
+    cols = c0[:, None] + np.arange(t.pitch)[None, :]  # (tiles_w, W_w); stored columns only when compact
     g = big.reshape(t.channel_blocks, t.channels, need_h, need_w)
     tiles = g[:, :, rows[:, :, None, None], cols[None, None, :, :]]  # (cb, C_w, th, H_w, tw, W_w)
     tiles = tiles.transpose(2, 4, 0, 1, 3, 5).reshape(t.tiles_h, t.tiles_w, t.channel_blocks, t.tile_size)
@@ -153,7 +157,7 @@ def conv_kernel_exponents(tiling: ConvTiling) -> np.ndarray:
     c = np.arange(t.channels)[None, :, None, None]
     a = np.arange(kh)[None, None, :, None]
     b = np.arange(kw)[None, None, None, :]
-    return (p * t.tile_size + t.offset - c * (t.tile_h * t.tile_w) - a * t.tile_w - b).reshape(-1)
+    return (p * t.tile_size + t.offset - c * t.channel_size - a * t.pitch - b).reshape(-1)
 
 
 def conv_tile_slices(tiling: ConvTiling, a: int, b: int) -> tuple[slice, slice]:
@@ -177,7 +181,7 @@ def conv_output_positions(tiling: ConvTiling, a: int, b: int, group: int) -> np.
     i = np.arange(rs.stop - rs.start) * sh
     j = np.arange(cs.stop - cs.start) * sw
     p = np.arange(n_ch)
-    pos = p[:, None, None] * t.tile_size + t.offset + i[None, :, None] * t.tile_w + j[None, None, :]
+    pos = p[:, None, None] * t.tile_size + t.offset + i[None, :, None] * t.pitch + j[None, None, :]
     return pos.reshape(-1)
 
 

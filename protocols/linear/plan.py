@@ -85,7 +85,24 @@ def weight_count(layout: Layout) -> int:
 
 def max_visible(layout: Layout) -> int:
     """Largest number of output coefficients of one output ciphertext."""
-    return max(int(layout.positions(u, j).size) for u in range(layout.units) for j in range(layout.outputs))
+    from protocols.linear.costs import output_counts  # closed form for the built-in layouts
+
+    if isinstance(layout, (ConvLayout, MatmulLayout)):  # unit 0 is a full (not an edge) tile
+        return int(output_counts(layout, 0).max())
+    return max(int(output_counts(layout, u).max()) for u in range(layout.units))
+
+
+def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = 40) -> ServerPipeline:
+    """What the server computes per output ciphertext of ``layout`` (public counts only): weights bounded
+    by ``2^(weight_bits - 1)``, the layout's non-zeros per weight polynomial, its inputs accumulated and its
+    largest number of output coefficients per ciphertext."""
+    return ServerPipeline(
+        weight_norm=1 << (weight_bits - 1),
+        weight_count=weight_count(layout),
+        accumulations=layout.inputs,
+        visible=max_visible(layout),
+        stat_bits=stat_bits,
+    )
 
 
 def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None = None, stat_bits: int = 40,
@@ -95,13 +112,7 @@ def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None =
     :class:`UndecryptableParameters` (naming what is off) when nothing fits."""
     if not 1 <= weight_bits <= l:
         raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
-    pipeline = ServerPipeline(
-        weight_norm=1 << (weight_bits - 1),
-        weight_count=weight_count(layout),
-        accumulations=layout.inputs,
-        visible=max_visible(layout),
-        stat_bits=stat_bits,
-    )
+    pipeline = pipeline_for(layout, weight_bits, stat_bits)
     if he is None:
         he = find_params(l, pipeline, n=layout.n)
     elif he.n != layout.n or he.plain_bits != l:

@@ -160,6 +160,13 @@ class ConvTiling:
     input row ``a * rows_per_tile * stride_h`` (likewise columns) and computes strided output rows
     ``[a * rows_per_tile, (a + 1) * rows_per_tile)``; consecutive tiles overlap by ``tile_h - rows_per_tile *
     stride_h`` input rows (``kh - 1`` at stride 1).
+
+    ``compact`` stores a tile without the zero columns of the right padding when the tile spans the padded
+    width (and without the zero rows of the bottom padding when it spans the padded height): a read past the
+    end of a stored row lands on the next row's left padding (or the next channel's top padding, or beyond
+    the tile, all zero), so the convolution is unchanged while each channel takes ``stored_h * pitch``
+    coefficients instead of ``tile_h * tile_w`` — e.g. 25 instead of 36 for a 4x4 image with padding 1.
+    Needs ``right <= left`` padding (and ``bottom <= top`` for the rows).
     """
 
     shape: ConvShape
@@ -168,6 +175,7 @@ class ConvTiling:
     tile_h: int
     tile_w: int
     out_pack: int = 1
+    compact: bool = False
 
     def __post_init__(self) -> None:
         s = self.shape
@@ -183,22 +191,49 @@ class ConvTiling:
             raise ParameterError(
                 f"tile {self.tile_h}x{self.tile_w} exceeds the padded input {s.padded_height}x{s.padded_width}"
             )
+        if self.compact:
+            top, bottom, left, right = s.padding
+            if self.tile_w != s.padded_width or right > left:
+                raise ParameterError(
+                    f"a compact tile must span the padded width {s.padded_width} (got {self.tile_w}) with right "
+                    f"padding <= left padding (got {right} > {left})"
+                )
         if self.out_pack * self.tile_size > self.n:
             raise ParameterError(
-                f"out_pack * channels * tile_h * tile_w = {self.out_pack * self.tile_size} exceeds N = {self.n}"
+                f"out_pack * channels * stored tile = {self.out_pack * self.tile_size} exceeds N = {self.n}"
             )
 
     # -- per-ciphertext geometry
     @property
+    def pitch(self) -> int:
+        """Coefficients per stored row: ``W_w``, or ``W_w - right padding`` when compact."""
+        return self.tile_w - (self.shape.padding[3] if self.compact else 0)
+
+    @property
+    def stored_h(self) -> int:
+        """Rows stored per channel: ``H_w``, or ``H_w - bottom padding`` for a compact tile spanning the height."""
+        _, bottom, _, _ = self.shape.padding
+        top = self.shape.padding[0]
+        if self.compact and self.tile_h == self.shape.padded_height and bottom <= top:
+            return self.tile_h - bottom
+        return self.tile_h
+
+    @property
+    def channel_size(self) -> int:
+        """Coefficients per channel of a tile: ``stored_h * pitch`` (``H_w * W_w`` unless compact)."""
+        return self.stored_h * self.pitch
+
+    @property
     def tile_size(self) -> int:
-        """Coefficients used by one input tile: C_w * H_w * W_w."""
-        return self.channels * self.tile_h * self.tile_w
+        """Coefficients used by one input tile: C_w * H_w * W_w (fewer when compact)."""
+        return self.channels * self.channel_size
 
     @property
     def offset(self) -> int:
-        """Cheetah's O = (C_w - 1) H_w W_w + (kh - 1) W_w + (kw - 1): coefficient of output (0, 0)."""
+        """Cheetah's O = (C_w - 1) H_w W_w + (kh - 1) W_w + (kw - 1): coefficient of output (0, 0)
+        (with the stored channel size and row pitch when compact)."""
         kh, kw = self.shape.kernel
-        return (self.channels - 1) * self.tile_h * self.tile_w + (kh - 1) * self.tile_w + (kw - 1)
+        return (self.channels - 1) * self.channel_size + (kh - 1) * self.pitch + (kw - 1)
 
     @property
     def rows_per_tile(self) -> int:
@@ -239,7 +274,8 @@ class ConvTiling:
         return self.spatial_tiles * self.out_groups
 
     def describe(self) -> str:
-        return (f"C_w={self.channels} H_w={self.tile_h} W_w={self.tile_w} out_pack={self.out_pack} N={self.n}: "
+        compact = f" compact {self.stored_h}x{self.pitch}" if self.compact else ""
+        return (f"C_w={self.channels} H_w={self.tile_h} W_w={self.tile_w}{compact} out_pack={self.out_pack} N={self.n}: "
                 f"{self.input_ciphertexts} in / {self.output_ciphertexts} out ciphertexts")
 
 

@@ -1,0 +1,298 @@
+"""The ``quantized`` planner: a cost-driven search over ring degree, modulus, tile shape and packing.
+
+For a layer's actual ring width ``l`` (the accumulator width of a low-precision layer, not Cheetah's 37)
+and its public weight bound, the planner enumerates
+
+* ``N`` in the HE core's secure set (:data:`~aiompc.crypto.he.SECURITY_TABLE`);
+* for a convolution, the spatial tile ``H_w x W_w`` (every distinct split of the output rows / columns into
+  tiles, the largest tile of each split count that fits ``N``, plus Cheetah's tile), the input channels per
+  ciphertext ``C_w`` and the output channels per output ciphertext ``out_pack`` (several output channels in
+  disjoint coefficient ranges, ``out_pack·C_w·H_w·W_w <= N``: fewer output ciphertexts, whose ``c1`` is
+  sent whole, for smaller input tiles);  for a matrix product, the blocks ``d0 x d1 x d2``;
+  each block count is tried once, with the smallest block giving it (least noise);
+* ``q``: the smallest set of NTT primes (``q ≡ 1 mod t`` where it helps) above the noise need of that
+  layout at ``N`` (:func:`~aiompc.crypto.he.min_modulus_bits`, with a margin that is itself searched: a
+  larger ``q`` leaves more room to drop low bits of the result), the output plan
+  (:func:`~aiompc.crypto.he.plan_output`) proving it decryptable with 40-bit statistical flooding;
+
+and minimises the exact bytes of the call (:mod:`protocols.linear.costs`; with ``bandwidth`` given, the
+modelled time).  Cheetah's closed-form tiling with the smallest secure ``q`` at the same ``l``
+(``CheetahPlanner(he="smallest")``) is always one of the candidates, so the choice is never worse than
+Cheetah's rule at the same ``l`` (in the model, which equals the measured bytes).
+
+Search cost: a first pass with the default margin over every candidate, then the best ``refine`` candidates
+(and Cheetah's) with every margin.  Results are cached per ``(planner, shape, l, weight_bits)``; both parties
+run the same deterministic search (no measured quantity enters it).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Union
+
+import numpy as np
+
+from aiompc.crypto.he import HEParams, OutputPlan, ServerPipeline, SECURITY_TABLE, choose_primes, plan_output
+from aiompc.crypto.he import min_modulus_bits
+from aiompc.errors import InputError, ParameterError, UndecryptableParameters
+from protocols.linear.costs import LayerCost, compute_seconds, wire_cost
+from protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
+from protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, pipeline_for
+from protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, cheetah_conv_tiling
+
+__all__ = ["QuantizedPlanner", "SearchResult", "Candidate", "block_sizes", "axis_tiles"]
+
+Shape = Union[ConvShape, MatmulShape]
+_DEFAULT_MARGIN = 2.0
+
+
+def block_sizes(total: int, largest: int) -> list[int]:
+    """The smallest block size for each distinct block count ``ceil(total / b)``, ``1 <= b <= largest``,
+    in decreasing order of size (increasing block count)."""
+    largest = min(largest, total)
+    if largest < 1:
+        return []
+    out: list[int] = []
+    count = -(-total // largest)
+    while count <= total:
+        b = -(-total // count)
+        if not out or b != out[-1]:
+            out.append(b)
+        # next count whose minimal block is smaller than b
+        count = max(count + 1, -(-total // (b - 1)) if b > 1 else total + 1)
+    return out
+
+
+def axis_tiles(padded: int, kernel: int, stride: int, outputs: int) -> list[int]:
+    """Tile sizes along one conv axis, one per distinct tile count (largest first): ``(r - 1)·stride + kernel``
+    for ``r`` outputs per tile."""
+    return [min((r - 1) * stride + kernel, padded) for r in block_sizes(outputs, outputs)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One evaluated point of the search: the plan and its modelled cost."""
+
+    plan: LinearPlan
+    cost: LayerCost
+    margin: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The search's choice, Cheetah's rule at the same ``l`` (if it decrypts) and the size of the search."""
+
+    best: Candidate
+    cheetah: Candidate | None
+    evaluated: int
+    considered: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+
+@functools.lru_cache(maxsize=4096)
+def _params(n: int, need_eighths: int, l: int) -> HEParams:
+    """Balanced primes (``q ≡ 1 mod 2^l`` where possible) with ``log2 q >= need_eighths / 8``."""
+    return HEParams(n, choose_primes(n, need_eighths / 8, SECURITY_TABLE[n], l), l)
+
+
+@functools.lru_cache(maxsize=65536)
+def _output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan | None:
+    try:
+        return plan_output(params, pipeline)
+    except UndecryptableParameters:
+        return None
+
+
+@dataclass(frozen=True)
+class QuantizedPlanner:
+    """Cost-driven planner (see the module docstring).
+
+    ``ns``: ring degrees tried; ``stat_bits``: statistical security of the flooding; ``chunk``: ciphertexts
+    per message; ``bandwidth``: bytes/s to minimise modelled time instead of bytes (``rtt`` seconds per
+    round trip); ``margins``: noise margins (bits of ``q`` above the flooded noise) tried in the refinement;
+    ``refine``: candidates of the first pass refined; ``label``: the label length assumed for the frames
+    (bytes only; the choice does not depend on it in practice).
+    """
+
+    ns: tuple[int, ...] = (2048, 4096, 8192, 16384)
+    stat_bits: int = 40
+    chunk: int = 8
+    bandwidth: float | None = None
+    rtt: float = 0.0
+    margins: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+    refine: int = 8
+    label: str = "layer"
+
+    def __call__(self, shape: Shape, l: int, weight_bits: int) -> LinearPlan:
+        return self.search(shape, l, weight_bits).best.plan
+
+    def search(self, shape: Shape, l: int, weight_bits: int) -> SearchResult:
+        """Run (or fetch from the cache) the search for one layer."""
+        if not 1 <= weight_bits <= l:
+            raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
+        return _search(self, shape, l, weight_bits)
+
+    # ------------------------------------------------------------------ candidates
+
+    def layouts(self, shape: Shape) -> Iterator[Layout]:
+        """Every candidate layout, over all ``N`` (Cheetah's tiling among them)."""
+        for n in self.ns:
+            if isinstance(shape, ConvShape):
+                for t in conv_tilings(shape, n):
+                    yield ConvLayout(t)
+            else:
+                for m in matmul_tilings(shape, n):
+                    yield MatmulLayout(m)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def key(self, cost: LayerCost) -> tuple[float, float]:
+        """What the search minimises (bytes, or modelled time when a bandwidth is given), then a tie-break."""
+        if self.bandwidth is None:
+            return (cost.total, cost.seconds())
+        return (cost.seconds(self.bandwidth, self.rtt), cost.total)
+
+    def evaluate(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
+                 bound: tuple[float, float] | None = None) -> Candidate | None:
+        """The plan of ``layout`` with the smallest ``q`` above the noise need plus ``margin`` bits, and its
+        cost; ``None`` when nothing decrypts at that ``N`` or when a lower bound of its cost is not below
+        ``bound`` (a :meth:`key`)."""
+        n = layout.n
+        if n not in SECURITY_TABLE:
+            return None
+        try:
+            pipeline = pipeline_for(layout, weight_bits, self.stat_bits)
+            need = min_modulus_bits(n, l, pipeline, margin)
+        except InputError:
+            return None
+        if need > SECURITY_TABLE[n]:
+            return None
+        if bound is not None and self._lower_bound(layout, l, need) >= bound[0]:
+            return None
+        try:
+            params = _params(n, math.ceil(need * 8), l)
+        except UndecryptableParameters:
+            return None
+        output = _output(params, pipeline)
+        if output is None:
+            return None
+        plan = LinearPlan(layout, params, pipeline, output, weight_bits, "quantized", self.chunk)
+        return Candidate(plan, self.cost(plan), margin)
+
+    def _lower_bound(self, layout: Layout, l: int, need: float) -> float:
+        """A lower bound of the first component of :meth:`key`: ``c0`` uploads of at least ``ceil(need)`` bits
+        per coefficient, results of at least ``l + 1`` bits per ``c1`` and carried ``c0`` coefficient."""
+        n = layout.n
+        cts_in, cts_out = layout.units * layout.inputs, layout.units * layout.outputs
+        outputs = int(np.prod(layout.out_shape))
+        low = (cts_in * n * math.ceil(need) + (cts_out * n + outputs) * (l + 1)) / 8
+        return low if self.bandwidth is None else low / self.bandwidth + self.rtt
+
+    def cost(self, plan: LinearPlan) -> LayerCost:
+        up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, self.label)
+        server, client = compute_seconds(plan.layout, plan.he)
+        return LayerCost(up, down, m_up, m_down, server, client)
+
+
+def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int) -> Candidate | None:
+    """Cheetah's rule at ``N = 4096`` with the smallest secure ``q`` for ``l`` (exactly ``cheetah-smallest``)."""
+    try:
+        plan = CheetahPlanner(n=4096, he="smallest", stat_bits=planner.stat_bits, chunk=planner.chunk)(
+            shape, l, weight_bits)
+    except (UndecryptableParameters, ParameterError):
+        return None
+    return Candidate(plan, planner.cost(plan), _DEFAULT_MARGIN)
+
+
+@functools.lru_cache(maxsize=1024)
+def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int) -> SearchResult:
+    first: list[Candidate] = []  # kept sorted, at most planner.refine long
+    considered = evaluated = 0
+    for layout in planner.layouts(shape):
+        considered += 1
+        bound = planner.key(first[-1].cost) if len(first) >= max(1, planner.refine) else None
+        cand = planner.evaluate(layout, l, weight_bits, bound=bound)
+        if cand is not None:
+            evaluated += 1
+            first.append(cand)
+            first.sort(key=lambda c: planner.key(c.cost))
+            del first[max(1, planner.refine):]
+    cheetah = _cheetah(planner, shape, l, weight_bits)
+    if not first and cheetah is None:
+        raise UndecryptableParameters(
+            f"{shape}: no layout decrypts with {planner.stat_bits}-bit flooding at N in {planner.ns} for l = {l} "
+            f"and {weight_bits}-bit weights: lower weight_bits or l, or allow a larger N"
+        )
+    pool = [c.plan.layout for c in first]
+    if cheetah is not None:
+        pool.append(cheetah.plan.layout)
+    refined = list(first)
+    for layout in pool:
+        for margin in planner.margins:
+            if margin != _DEFAULT_MARGIN:
+                cand = planner.evaluate(layout, l, weight_bits, margin)
+                if cand is not None:
+                    evaluated += 1
+                    refined.append(cand)
+    if cheetah is not None:
+        refined.append(cheetah)
+    best = min(refined, key=lambda c: planner.key(c.cost))
+    return SearchResult(best, cheetah, evaluated, considered)
+
+
+# --------------------------------------------------------------------------- candidate tilings
+
+
+def _compact_ok(shape: ConvShape, tile_w: int) -> bool:
+    top, bottom, left, right = shape.padding
+    return tile_w == shape.padded_width and 0 < right <= left
+
+
+def _tile_shapes(shape: ConvShape, n: int) -> list[tuple[int, int, bool]]:
+    """Spatial tiles ``(H_w, W_w, compact)``: per distinct row-tile count, the two widest tiles that fit ``N``
+    (compact when the tile spans the padded width), and Cheetah's tile."""
+    kh, kw = shape.kernel
+    sh, sw = shape.stride
+    rows = axis_tiles(shape.padded_height, kh, sh, shape.out_height)
+    cols = axis_tiles(shape.padded_width, kw, sw, shape.out_width)
+    out: list[tuple[int, int, bool]] = []
+    for th in rows:
+        fitting = []
+        for tw in cols:
+            compact = _compact_ok(shape, tw)
+            if ConvTiling(shape, 1 << 30, 1, th, tw, 1, compact).channel_size <= n:
+                fitting.append((th, tw, compact))
+        out.extend(fitting[:2])
+    try:
+        c = cheetah_conv_tiling(shape, n)
+        out.append((c.tile_h, c.tile_w, False))
+    except ParameterError:
+        pass
+    return list(dict.fromkeys(out))
+
+
+def conv_tilings(shape: ConvShape, n: int, out_packs: int = 6) -> Iterator[ConvTiling]:
+    """Candidate conv tilings at ring degree ``n`` (see the module docstring).  For each ``C_w``, the
+    ``out_packs`` largest output packings (each output-group count once)."""
+    for th, tw, compact in _tile_shapes(shape, n):
+        size = ConvTiling(shape, 1 << 30, 1, th, tw, 1, compact).channel_size
+        for cw in block_sizes(shape.in_channels, n // size):
+            for op in block_sizes(shape.out_channels, n // (cw * size))[:out_packs]:
+                try:
+                    yield ConvTiling(shape, n, cw, th, tw, op, compact)
+                except ParameterError:
+                    continue
+
+
+def matmul_tilings(shape: MatmulShape, n: int, col_blocks: int = 4) -> Iterator[MatmulTiling]:
+    """Candidate matrix-product blocks at ring degree ``n``: every distinct row- and inner-block count, and
+    the ``col_blocks`` largest output blocks that fit."""
+    for d0 in block_sizes(shape.batch, n):
+        for d1 in block_sizes(shape.in_features, n // d0):
+            for d2 in block_sizes(shape.out_features, n // (d0 * d1))[:col_blocks]:
+                yield MatmulTiling(shape, n, d0, d1, d2)
+
+
+PLANNERS.setdefault("quantized", QuantizedPlanner())
