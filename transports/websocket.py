@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from aiompc.errors import InputError, MessageTooLarge, ProtocolError, TransportClosed, TransportError
+from aiompc.errors import AiompcError, InputError, MessageTooLarge, ProtocolError, TransportClosed, TransportError
 from transports.base import DEFAULT_MAX_MESSAGE_SIZE, Direction, Handler, Server, Transport, run_handler
 
 __all__ = ["WebSocketTransport", "WebSocketServer", "connect", "serve", "frame_overhead", "message_overhead", "FRAGMENT_SIZE"]
@@ -65,8 +65,10 @@ def message_overhead(size: int, *, masked: bool) -> int:
     if size <= FRAGMENT_SIZE:
         return frame_overhead(size, masked=masked)
     full, last = divmod(size, FRAGMENT_SIZE)
-    data_frames = full * frame_overhead(FRAGMENT_SIZE, masked=masked) + (frame_overhead(last, masked=masked) if last else 0)
-    return data_frames + frame_overhead(0, masked=masked)
+    headers = full * frame_overhead(FRAGMENT_SIZE, masked=masked)
+    if last:
+        headers += frame_overhead(last, masked=masked)
+    return headers + frame_overhead(0, masked=masked)  # the empty final frame
 
 
 def _byte_view(data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
@@ -96,6 +98,7 @@ class WebSocketTransport(Transport):
         self._recv_lock = asyncio.Lock()
         self._closed = False
         self._closed_locally = False
+        self._end: str = "ws: the peer closed the connection"  # why, once the connection has ended
 
     @property
     def closed(self) -> bool:
@@ -124,8 +127,7 @@ class WebSocketTransport(Transport):
                     view = memoryview(payload)
                     await self._conn.send(view[i : i + FRAGMENT_SIZE] for i in range(0, size, FRAGMENT_SIZE))
             except ConnectionClosed as exc:
-                self._closed = True
-                raise self._translate(exc) from exc
+                raise self._ended(self._translate(exc)) from exc
 
     async def recv(self) -> bytes:
         async with self._recv_lock:
@@ -134,12 +136,11 @@ class WebSocketTransport(Transport):
             try:
                 message = await self._conn.recv()
             except ConnectionClosed as exc:
-                self._closed = True
-                raise self._translate(exc) from exc
+                raise self._ended(self._translate(exc)) from exc
             if isinstance(message, str):
-                self._closed = True
+                error = self._ended(ProtocolError("ws: the peer sent a text frame; this transport carries binary frames only"))
                 await self._conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames only")
-                raise ProtocolError("ws: the peer sent a text frame; this transport carries binary frames only")
+                raise error
             return message
 
     async def close(self) -> None:
@@ -147,10 +148,19 @@ class WebSocketTransport(Transport):
         if not self._closed:
             self._closed = True
             self._closed_locally = self._conn.close_code is None
+            if self._closed_locally:
+                self._end = "ws: this transport was closed"
         await self._conn.close()
 
     def _reason(self) -> str:
-        return "ws: this transport was closed" if self._closed_locally else "ws: the peer closed the connection"
+        return self._end
+
+    def _ended(self, error: AiompcError) -> AiompcError:
+        """Mark the transport closed by ``error``; later calls raise :class:`TransportClosed` saying so."""
+        if not self._closed:
+            self._closed = True
+            self._end = f"ws: the connection is closed ({error})"
+        return error
 
     def _translate(self, exc: ConnectionClosed) -> TransportError:
         """Map ``websockets``' close reasons onto our error types (1009 = message too big)."""
