@@ -10,7 +10,8 @@ Flow of one call (label ``L``; unit ``u`` of the layout uses label ``f"{L}/tile{
    polynomials encrypted symmetrically (``c0`` bit-packed at ``ceil(log2 q)`` bits + one 32-byte seed
    per message).  Encryption of message ``i + 1`` runs in the executor while message ``i`` is sent.
 2. server, as each message arrives: expand, add its own share as a plaintext, multiply-accumulate with
-   the weight plaintexts (prepared once per call, in NTT form, while the first upload is in flight).
+   the weight plaintexts (NTT form, prepared while the first upload is in flight, once per weight array and
+   plan and then reused from the session's :class:`~protocols.linear.weight_cache.WeightCache`).
 3. server → client, per unit, in messages of up to ``plan.chunk`` results: each output ciphertext masked
    with a fresh random ``r`` at its output coefficients, re-randomised with the public key and flooded
    (hiding the weights), switched to ``2^62``, low bits dropped, ``c1`` whole plus ``c0`` only at the output
@@ -53,6 +54,7 @@ from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
 from protocols.linear.plan import LinearPlan
 from protocols.linear.plaintexts import weight_plaintexts
+from protocols.linear.weight_cache import STATE_KEY, WeightCache, weight_digest
 
 __all__ = [
     "run_linear",
@@ -66,6 +68,7 @@ __all__ = [
     "finish_batch",
     "decrypt_batch",
     "prepare_weights",
+    "prepared_weights",
 ]
 
 KEY_LABEL = "he-keys"
@@ -274,9 +277,20 @@ async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> 
     return await party.compute(lay.assemble, values)
 
 
+async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -> tuple[PlainNTT, np.ndarray]:
+    """Server: :func:`prepare_weights` through the session's :class:`WeightCache` (computed once per weight
+    array and plan, then reused by every sample and call)."""
+    cache = party.state.get(STATE_KEY)
+    if cache is None:
+        cache = party.state[STATE_KEY] = WeightCache()
+    w = np.asarray(weight)
+    key = (weight_digest(w), plan.layout, plan.he, plan.weight_bits)
+    return await cache.get(key, lambda: party.compute(prepare_weights, plan, w))
+
+
 async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     lay = plan.layout
-    prep = asyncio.ensure_future(party.compute(prepare_weights, plan, weight))
+    prep = asyncio.ensure_future(prepared_weights(party, plan, weight))
     try:
         own = await party.compute(lay.input_polys, x, plan.l)
         pk = await server_key(party, plan.he)

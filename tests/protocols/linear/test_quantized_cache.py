@@ -1,0 +1,95 @@
+"""WeightCache: one computation per key, LRU eviction by bytes, failures not cached; the digest keys contents."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from protocols.linear.weight_cache import WeightCache, weight_digest
+
+
+class Blob:
+    def __init__(self, nbytes: int) -> None:
+        self.data = np.zeros(nbytes, dtype=np.uint8)
+
+
+async def test_concurrent_requests_share_one_computation() -> None:
+    cache = WeightCache()
+    calls = 0
+
+    async def compute():
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return Blob(10)
+
+    got = await asyncio.gather(*(cache.get("k", compute) for _ in range(5)))
+    assert calls == 1 and all(g is got[0] for g in got)
+    assert (cache.misses, cache.hits, cache.nbytes) == (1, 4, 10)
+    assert await cache.get("k", compute) is got[0] and calls == 1
+
+
+async def test_lru_eviction_by_bytes() -> None:
+    cache = WeightCache(max_bytes=25)
+
+    def make(n):
+        async def compute():
+            return Blob(n)
+        return compute
+
+    a = await cache.get("a", make(10))
+    await cache.get("b", make(10))
+    assert await cache.get("a", make(10)) is a  # touch a: b is now least recently used
+    await cache.get("c", make(10))  # 30 > 25 bytes: b goes
+    assert len(cache) == 2 and cache.nbytes == 20
+    misses = cache.misses
+    await cache.get("b", make(10))
+    assert cache.misses == misses + 1
+    await cache.get("huge", make(100))  # above the whole budget: returned, not kept
+    assert "huge" not in cache._done and cache.nbytes <= 25
+    cache.clear()
+    assert len(cache) == 0 and cache.nbytes == 0
+
+
+async def test_failures_reach_every_waiter_and_are_not_cached() -> None:
+    cache = WeightCache()
+    attempts = 0
+
+    async def failing():
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(0)
+        raise ValueError("bad weights")
+
+    results = await asyncio.gather(*(cache.get("k", failing) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, ValueError) for r in results) and attempts == 1
+    with pytest.raises(ValueError):
+        await cache.get("k", failing)
+    assert attempts == 2 and len(cache) == 0
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_computation() -> None:
+    cache = WeightCache()
+
+    async def slow():
+        await asyncio.sleep(0.02)
+        return Blob(1)
+
+    first = asyncio.ensure_future(cache.get("k", slow))
+    second = asyncio.ensure_future(cache.get("k", slow))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert isinstance(await second, Blob)
+
+
+def test_digest_depends_on_contents_dtype_and_shape() -> None:
+    w = np.arange(12, dtype=np.int64).reshape(3, 4)
+    assert weight_digest(w) == weight_digest(w.copy())
+    assert weight_digest(w) == weight_digest(np.asfortranarray(w))  # same values, other memory order
+    v = w.copy()
+    v[2, 3] += 1
+    assert weight_digest(v) != weight_digest(w)
+    assert weight_digest(w.reshape(4, 3)) != weight_digest(w)
+    assert weight_digest(w.astype(np.int32)) != weight_digest(w)
