@@ -164,6 +164,7 @@ class Channel:
         if len(label.encode()) > MAX_LABEL_BYTES:
             raise ValueError(f"label longer than {MAX_LABEL_BYTES} bytes")
         self._stat(label).phase = phase  # the reader may have created it first, as "online"
+        self._ensure_reader()
         return SubChannel(self, label)
 
     def stats(self) -> Stats:
@@ -188,6 +189,7 @@ class Channel:
     # -- sending and receiving ----------------------------------------------------------------------
 
     async def _send(self, label: str, payload: bytes | bytearray | memoryview) -> None:
+        self._ensure_reader()  # read while we send, or two parties sending big messages could both stall
         lab = label.encode()
         frame = b"".join((_HEADER.pack(len(lab)), lab, payload))
         async with self._send_lock:
@@ -196,6 +198,8 @@ class Channel:
 
     async def _recv(self, label: str) -> bytes:
         self._ensure_reader()
+        if self._reader is None:  # closed before anything was read
+            raise TransportClosed("channel closed")
         q = self._queue(label)
         if q.empty() and self._error is not None:
             raise self._wrap_error()
@@ -226,8 +230,12 @@ class Channel:
         return q
 
     def _ensure_reader(self) -> None:
-        if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read_loop(), name="aiompc-channel-reader")
+        if self._reader is None and not self._closed:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not in a coroutine yet: the first send or recv starts it
+                return
+            self._reader = loop.create_task(self._read_loop(), name="aiompc-channel-reader")
 
     async def _read_loop(self) -> None:
         try:

@@ -29,6 +29,7 @@ from aiompc.channel import Channel
 from aiompc.errors import AiompcError, HandshakeError, InputError, TransportClosed
 from aiompc.party import Party
 from transports.base import DEFAULT_MAX_MESSAGE_SIZE, Transport
+from transports.base import Server as TransportServer
 from transports.memory import memory_pair
 
 __all__ = ["run_local", "listen", "connect", "Server", "PROTOCOL_NAME", "PROTOCOL_VERSION", "parse_url"]
@@ -267,6 +268,7 @@ async def listen(
         finally:
             await party.close()
 
+    inner: TransportServer
     if ep.websocket:
         from transports import websocket
 

@@ -1,8 +1,12 @@
 import numpy as np
+import pytest
 
+from aiompc.channel import Channel
 from aiompc.party import Party
 from aiompc.pipeline import pipelined
-from aiompc.session import run_local
+from aiompc.session import run_pair
+from transports.memory import memory_pair
+from transports.shaped import LinkProfile, shaped_pair
 
 TILES = 6
 
@@ -14,7 +18,8 @@ def heavy_tile(i: int) -> np.ndarray:
     return a[:4, :4].copy()
 
 
-async def test_pipelined_sends_tile_i_before_tile_i_plus_1_is_computed() -> None:
+@pytest.mark.parametrize("link", ["wan", LinkProfile(20e6, 5e-3)])
+async def test_pipelined_sends_tile_i_before_tile_i_plus_1_is_computed(link: str | LinkProfile) -> None:
     events: list[tuple[str, int]] = []
 
     async def sender(p: Party) -> None:
@@ -27,7 +32,8 @@ async def test_pipelined_sends_tile_i_before_tile_i_plus_1_is_computed() -> None
     async def receiver(p: Party) -> list[np.ndarray]:
         return [await p.sub(f"tile{i}").recv() for i in range(TILES)]
 
-    _, tiles = await run_local(sender, receiver)
+    ta, tb = shaped_pair(*memory_pair(), link)
+    _, tiles = await run_pair(Party("server", Channel(ta)), Party("client", Channel(tb)), sender, receiver)
     assert all(np.array_equal(t, heavy_tile(i)) for i, t in enumerate(tiles))
     pos = {e: k for k, e in enumerate(events)}
     for i in range(TILES - 1):
