@@ -1,0 +1,398 @@
+"""``aiompc bench``: one network under several protocol settings in one run, over real sockets.
+
+For every combination of engine mode (``cheetah``: the 37-bit baseline; ``quantized``: the low-precision
+protocols), OT engine and link (``none``, ``lan`` = 3 Gbit/s and 0.3 ms RTT, ``wan`` = 400 Mbit/s and 40 ms
+RTT, see :mod:`transports.shaped`) the server and the client run in this process, connected by a
+loopback TCP connection whose two ends are wrapped by the shaped transport.  Each run gives one JSON
+object (the layout of :mod:`aiompc.nn.report`, all bytes from the client's channel statistics)::
+
+    {"model", "mode", "network",
+     "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", ...}],
+     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"},
+     "planner", "ot", "exact", "samples", "check", "machine"}
+
+The trailing keys say how the row was obtained: the linear-layer planner of the mode, the OT engine
+(``iknp`` or ``silent``), whether requantization was bit-exact, the number of inferences, the machine
+(:func:`machine_info`), and ``check``:
+the largest absolute difference (in output LSBs) between the secure logits and the plaintext integer
+reference — 0 in exact mode, a few LSBs at most in approximate mode.  Any disagreement beyond that
+bound is an error, so a row in a table is also a correctness test.
+
+:func:`bench_markdown` turns runs into tables (a summary, the cheetah/quantized ratios, one per-layer
+table per run), :func:`bench_plot` into a PNG (bytes per layer for the modes side by side, and the
+totals split linear/non-linear with the ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+import aiompc
+from aiompc.errors import InputError, ProtocolError
+from aiompc.nn.interpret import run_int
+from aiompc.nn.ir import QGraph
+from aiompc.nn.networks import BENCH_CONFIG, NETWORKS, network, network_inputs
+from aiompc.nn.report import format_table, layer_report
+from aiompc.nn.secure import EngineConfig, LayerRecord
+from aiompc.nn.service import client_session, serve_session
+from aiompc.party import Party
+from aiompc.progress import Progress
+from aiompc.session import connect, listen
+from protocols.ot import engine as ot_engine
+from transports.base import Transport
+from transports.shaped import PROFILES, shape
+
+__all__ = ["LINKS", "MODES", "machine_info", "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown",
+           "bench_plot", "add_bench_command", "cmd_bench"]
+
+MODES = ("cheetah", "quantized")
+LINKS = ("none", *PROFILES)
+_MIB = float(1 << 20)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a run happened: logical CPUs, CPU model, memory (GiB), Python and numpy versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30), 1)
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": memory, "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def load_bench_model(source: str, *, samples: int = 1, seed: int = 0,
+                     calibration: np.ndarray | None = None) -> tuple[str, QGraph, np.ndarray]:
+    """``(model name, quantized graph, float inputs (samples, *shape))`` for a built-in network name or
+    an ONNX file.
+
+    A built-in network comes from :func:`aiompc.nn.networks.network`; an ONNX file is imported and
+    quantized with :data:`~aiompc.nn.networks.BENCH_CONFIG` (QDQ annotations take precedence) on
+    ``calibration`` or, by default, on 4 random normal inputs.  The benchmark inputs are random normal
+    (``seed + 1``): costs do not depend on the values."""
+    if samples < 1:
+        raise InputError("--samples must be at least 1")
+    if source.lower() in NETWORKS:
+        name = source.lower()
+        return name, network(name, seed=seed), network_inputs(name, samples, seed + 1)
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"{source!r} is neither a built-in network ({', '.join(NETWORKS)}) nor an ONNX file")
+    from aiompc.nn.onnx_import import load_onnx
+    from aiompc.nn.quantize import quantize
+
+    fgraph = load_onnx(path)
+    rng = np.random.default_rng(seed)
+    if calibration is None:
+        calibration = rng.normal(0.0, 1.0, (4, *fgraph.input_shape))
+    graph = quantize(fgraph, calibration, BENCH_CONFIG)
+    return path.stem, graph, np.random.default_rng(seed + 1).normal(0.0, 1.0, (samples, *graph.input_spec.shape))
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _wrapper(link: str) -> Any:
+    if link not in LINKS:
+        raise InputError(f"unknown network setting {link!r}; use {', '.join(LINKS)}")
+    profile = None if link == "none" else link
+
+    def wrap(transport: Transport) -> Transport:
+        return shape(transport, profile)  # type: ignore[arg-type]
+
+    return wrap
+
+
+async def bench_run(
+    model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, link: str = "none",
+    ot: str | None = None, progress: bool | None = None,
+) -> dict[str, Any]:
+    """One (mode, OT engine, link) run of ``graph`` on the quantized batch ``x_int``; returns its JSON object.
+
+    Server and client run here over loopback TCP, both ends wrapped by ``shape(·, link)``.  In exact mode
+    raises :class:`ProtocolError` if the secure output differs from :func:`run_int` at all; in approximate
+    mode the difference is only recorded (``check``)."""
+    ot = ot or ot_engine.DEFAULT_ENGINE
+    if ot not in ot_engine.engine_kinds():
+        raise InputError(f"unknown OT engine {ot!r}; choose from {', '.join(ot_engine.engine_kinds())}")
+    wrap = _wrapper(link)
+    options = {**config.to_dict(), "ot": ot}
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def handler(party: Party) -> None:
+        try:
+            done.set_result(await serve_session(party, graph, EngineConfig.from_dict(party.options)))
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+            raise
+
+    bar = Progress(len(graph.nodes) + 1, f"{config.mode}/{link}", enabled=progress)
+
+    def tick(rec: LayerRecord) -> None:
+        bar.advance(rec.name)
+
+    meta_graph = graph.without_weights()
+    async with await listen(handler, "tcp://127.0.0.1:0", options=options, transport_wrapper=wrap) as server:
+        async with connect(server.url, options=options, transport_wrapper=wrap) as party:
+            engine = party.options["ot"]
+            start = time.perf_counter()
+            with bar:
+                result = await client_session(party, meta_graph, x_int, config, on_layer=tick)
+            seconds = time.perf_counter() - start
+            stats = party.channel.stats()
+        await done
+    report = layer_report(graph, result.layers, stats, seconds)
+    diff = _check(graph, x_int, np.asarray(result.output), config)
+    return {"model": model, "mode": config.mode, "network": link, **report, "planner": config.planner,
+            "ot": engine, "exact": config.exact, "samples": int(len(x_int)), "check": {"max_abs_diff_lsb": diff},
+            "machine": machine_info()}
+
+
+def _check(graph: QGraph, x_int: np.ndarray, secure: np.ndarray, config: EngineConfig) -> int:
+    """Largest |secure − reference| of the logits in LSBs; raises if exact mode disagrees at all."""
+    if config.output != "logits":
+        return 0
+    diff = int(np.max(np.abs(secure.astype(np.int64) - run_int(graph, x_int)))) if secure.size else 0
+    if config.exact and diff:
+        raise ProtocolError(f"secure output differs from the integer reference by {diff} LSB in exact mode")
+    return diff
+
+
+def run_bench(
+    model: str, graph: QGraph, x: np.ndarray, *, modes: Sequence[str] = MODES, links: Sequence[str] = ("none",),
+    ots: Sequence[str | None] = (None,), exact: bool = True, progress: bool | None = None,
+    log: Any = None,
+) -> list[dict[str, Any]]:
+    """Every (link, OT engine, mode) combination of :func:`bench_run` on the float inputs ``x``, in this
+    order (so the two modes of one setting run back to back); one summary line per run on ``log``.
+    An OT engine of ``None`` is the library default (:data:`protocols.ot.engine.DEFAULT_ENGINE`)."""
+    for link in links:
+        _wrapper(link)
+    x_int = graph.quantize_input(np.asarray(x, dtype=np.float64))
+    results = []
+    for link in links:
+        for ot in ots:
+            for mode in modes:
+                config = EngineConfig(mode=mode, exact=exact)  # type: ignore[arg-type]
+                res = aiompc.run(bench_run(model, graph, x_int, config, link=link, ot=ot, progress=progress))
+                results.append(res)
+                if log is not None:
+                    t = res["total"]
+                    print(f"{model} {mode:<9} {link:<4} ot={res['ot']:<6} planner={res['planner']}: "
+                          f"{(t['bytes_c2s'] + t['bytes_s2c']) / _MIB:9.2f} MiB "
+                          f"(linear {t['linear_bytes'] / _MIB:.2f}, non-linear {t['nonlinear_bytes'] / _MIB:.2f}), "
+                          f"{t['seconds']:.2f} s", file=log, flush=True)
+    return results
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _total_bytes(run: dict[str, Any]) -> int:
+    return int(run["total"]["bytes_c2s"] + run["total"]["bytes_s2c"])
+
+
+def _setup_bytes(run: dict[str, Any]) -> int:
+    """What is neither a linear nor a non-linear layer: the handshake, the HE key material (once per
+    session and HE parameter set), the request and the output reveal."""
+    t = run["total"]
+    return max(0, _total_bytes(run) - t["linear_bytes"] - t["nonlinear_bytes"])
+
+
+def bench_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each (model, link, OT engine) with both modes: cheetah / quantized for total, linear and
+    non-linear bytes and for the time (``None`` where the quantized figure is 0)."""
+    by_key: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for r in results:
+        by_key.setdefault((r["model"], r["network"], r["ot"]), {})[r["mode"]] = r
+    out = []
+    for (model, link, ot), runs in by_key.items():
+        if "cheetah" not in runs or "quantized" not in runs:
+            continue
+        c, q = runs["cheetah"], runs["quantized"]
+
+        def ratio(a: float, b: float) -> float | None:
+            return round(a / b, 3) if b else None
+
+        out.append({
+            "model": model, "network": link, "ot": ot,
+            "total": ratio(_total_bytes(c), _total_bytes(q)),
+            "linear": ratio(c["total"]["linear_bytes"], q["total"]["linear_bytes"]),
+            "nonlinear": ratio(c["total"]["nonlinear_bytes"], q["total"]["nonlinear_bytes"]),
+            "seconds": ratio(c["total"]["seconds"], q["total"]["seconds"]),
+        })
+    return out
+
+
+def _fmt_ratio(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True) -> str:
+    """Markdown: the summary table, the cheetah/quantized ratios and (``per_layer``) one table per run."""
+    lines = [
+        "| model | mode | network | planner | OT | MiB c→s | MiB s→c | MiB total | linear MiB | non-linear MiB "
+        "| (offline OT) | setup + output MiB | rounds | seconds |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        t = r["total"]
+        lines.append(
+            f"| {r['model']} | {r['mode']} | {r['network']} | {r['planner']} | {r['ot']} | {t['bytes_c2s'] / _MIB:.2f} "
+            f"| {t['bytes_s2c'] / _MIB:.2f} | {_total_bytes(r) / _MIB:.2f} | {t['linear_bytes'] / _MIB:.2f} "
+            f"| {t['nonlinear_bytes'] / _MIB:.2f} | {t['offline_bytes'] / _MIB:.2f} | {_setup_bytes(r) / _MIB:.2f} "
+            f"| {t['rounds']} | {t['seconds']:.2f} |"
+        )
+    ratios = bench_ratios(results)
+    if ratios:
+        lines += ["", "cheetah ÷ quantized (how many times fewer bytes / less time the quantized mode needs):", "",
+                  "| model | network | OT | total bytes | linear bytes | non-linear bytes | time |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for q in ratios:
+            lines.append(f"| {q['model']} | {q['network']} | {q['ot']} | **{_fmt_ratio(q['total'])}** "
+                         f"| {_fmt_ratio(q['linear'])} | {_fmt_ratio(q['nonlinear'])} | {_fmt_ratio(q['seconds'])} |")
+    if per_layer:
+        for r in results:
+            lines += ["", f"#### {r['model']} · {r['mode']} · {r['network']} · OT {r['ot']} · planner {r['planner']}",
+                      "", format_table(r)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def bench_plot(results: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """A PNG at ``path``: bytes per layer (layers with traffic, in graph order) for the modes side by
+    side, and each mode's total split into linear / non-linear / other with the cheetah ÷ quantized ratio.
+
+    Uses the first (link, OT engine) setting present; needs matplotlib (``pip install 'aiompc[plot]'``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'aiompc[plot]'") from None
+    if not results:
+        raise InputError("nothing to plot: no benchmark results")
+    first = results[0]
+    runs = [r for r in results if r["network"] == first["network"] and r["ot"] == first["ot"]]
+    modes = [r["mode"] for r in runs]
+    names = [row["name"] for row in runs[0]["layers"]]
+    per_mode = {r["mode"]: {row["name"]: row["bytes_c2s"] + row["bytes_s2c"] for row in r["layers"]} for r in runs}
+    names = [n for n in names if any(per_mode[m].get(n, 0) for m in modes)]
+    colors = {"cheetah": "#d95f02", "quantized": "#1b9e77"}
+
+    fig, (ax, axt) = plt.subplots(1, 2, figsize=(max(10.0, 4.0 + 0.12 * len(names) * len(modes)), 5.0),
+                                  gridspec_kw={"width_ratios": [4, 1]})
+    width = 0.8 / len(modes)
+    idx = np.arange(len(names))
+    for k, mode in enumerate(modes):
+        ax.bar(idx + (k - (len(modes) - 1) / 2) * width, [per_mode[mode].get(n, 0) / _MIB for n in names], width,
+               label=mode, color=colors.get(mode))
+    ax.set_yscale("log")
+    ax.set_ylabel("MiB (both directions, log scale)")
+    ax.set_xticks(idx)
+    ax.set_xticklabels(names, rotation=90, fontsize=max(4, min(8, int(600 / max(1, len(names))))))
+    ax.set_title(f"{first['model']}: bytes per layer · network {first['network']} · OT {first['ot']}")
+    ax.legend()
+
+    lin = np.array([r["total"]["linear_bytes"] for r in runs]) / _MIB
+    non = np.array([r["total"]["nonlinear_bytes"] for r in runs]) / _MIB
+    other = np.maximum(np.array([_total_bytes(r) for r in runs]) / _MIB - lin - non, 0.0)
+    axt.bar(modes, lin, label="linear (HE)", color="#7570b3")
+    axt.bar(modes, non, bottom=lin, label="non-linear (OT)", color="#e7298a")
+    axt.bar(modes, other, bottom=lin + non, label="setup + output", color="#999999")
+    axt.set_ylabel("MiB total")
+    axt.set_ylim(0, float(np.max(lin + non + other)) * 1.3)
+    ratio = next((q for q in bench_ratios(runs)), None)
+    axt.set_title(f"total: {_fmt_ratio(ratio['total'])} fewer bytes" if ratio else "total")
+    for i, r in enumerate(runs):
+        axt.text(i, (lin[i] + non[i] + other[i]) * 1.01, f"{_total_bytes(r) / _MIB:.1f}", ha="center", va="bottom",
+                 fontsize=8)
+    axt.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if not items or bad:
+        raise InputError(f"{what} must be a comma-separated list of {', '.join(allowed)}; got {value!r}")
+    return items
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    modes = _csv(args.modes, MODES, "--modes")
+    links = _csv(args.network, LINKS, "--network")
+    ots = _csv(args.ot or ot_engine.DEFAULT_ENGINE, ot_engine.engine_kinds(), "--ot")
+    calibration = np.load(args.calibration) if args.calibration else None
+    model, graph, x = load_bench_model(args.model, samples=args.samples, seed=args.seed, calibration=calibration)
+    print(f"aiompc bench {model}: {len(graph.nodes)} layers, input {graph.input_spec.shape}, {args.samples} sample(s); "
+          f"modes {','.join(modes)}; network {','.join(links)}; OT {','.join(ots)}; "
+          f"{'exact' if args.exact else 'approximate'} requantization", file=sys.stderr, flush=True)
+    results = run_bench(model, graph, x, modes=modes, links=links, ots=ots, exact=args.exact,
+                        progress=args.progress, log=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    table = bench_markdown(results, per_layer=not args.summary)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    if args.plot:
+        bench_plot(results, args.plot)
+    print(table)
+    return 0
+
+
+def add_bench_command(sub: Any) -> None:
+    """Register ``bench`` on an argparse sub-parser collection."""
+    p = sub.add_parser("bench", help="measure a network in several protocol modes and network settings",
+                       description="Run MODEL (a built-in network: " + ", ".join(NETWORKS) + "; or an ONNX file) "
+                       "in each mode over loopback TCP behind the emulated link; print Markdown tables.")
+    p.add_argument("model", metavar="NETWORK_OR_ONNX")
+    p.add_argument("--modes", default=",".join(MODES), help="comma list of cheetah,quantized (default both)")
+    p.add_argument("--network", default="none", help="comma list of none,lan,wan (default none)")
+    p.add_argument("--ot", help="comma list of OT engines: " + ", ".join(ot_engine.engine_kinds())
+                   + f" (default: the library default, {ot_engine.DEFAULT_ENGINE})")
+    p.add_argument("--samples", type=int, default=1, help="inferences per run (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default 0)")
+    p.add_argument("--calibration", help=".npy calibration inputs for an ONNX model (default: random normal)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--exact", dest="exact", action="store_true", default=True,
+                   help="bit-exact requantization (default)")
+    g.add_argument("--approx", dest="exact", action="store_false",
+                   help="one-LSB-error requantization, as Cheetah's truncation")
+    p.add_argument("--json", metavar="F", help="write the runs as a JSON list to F")
+    p.add_argument("--markdown", metavar="F", help="write the tables to F")
+    p.add_argument("--plot", metavar="F", help="write a PNG of bytes per layer and totals to F")
+    p.add_argument("--summary", action="store_true", help="summary and ratio tables only (no per-layer tables)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar per layer (default: when stderr is a terminal)")
+    p.set_defaults(func=cmd_bench)

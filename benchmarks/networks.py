@@ -1,0 +1,145 @@
+"""The built-in networks' benchmark: run the canonical ``aiompc bench`` commands, then regenerate the
+measured tables of BENCHMARKS.md from their JSON.
+
+    python benchmarks/networks.py run [NAME ...] [--force]   # run (skips runs whose JSON exists)
+    python benchmarks/networks.py commands                  # print the exact commands
+    python benchmarks/networks.py report                    # rewrite BENCHMARKS.md's measured section
+
+Each run is one ``aiompc bench`` process (so memory is returned between networks) writing
+``benchmarks/results/<run>.json``, ``.md`` and ``.png``.  ``report`` reads every JSON there and replaces
+the text between the ``<!-- measured:begin -->`` and ``<!-- measured:end -->`` markers of BENCHMARKS.md
+with the machine, the summary table, the cheetah ÷ quantized ratios and links to the per-layer tables
+and plots; the prose around the markers (published figures, discussion) is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "BENCHMARKS.md"
+BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
+
+# The headline setting: silent OT (Ferret, as Cheetah) and one-LSB-error requantization (Cheetah's
+# truncation drops the carry), both modes back to back in one process per network setting.
+# The ImageNet networks run one mode per process (each takes long; the ratio pairs them across files).
+HEADLINE = ["--ot", "silent", "--approx"]
+BOTH = ["--modes", "cheetah,quantized", *HEADLINE]
+RUNS: dict[str, tuple[str, list[str]]] = {
+    "resnet50-cheetah": ("resnet50", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
+    "resnet18": ("resnet18", [*BOTH, "--network", "none,lan,wan"]),
+    "resnet50-quantized": ("resnet50", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
+    "squeezenet-cheetah": ("squeezenet", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
+    "squeezenet-quantized": ("squeezenet", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
+    "resnet18-variants": ("resnet18", ["--modes", "cheetah,quantized", "--ot", "silent,iknp", "--exact",
+                                       "--network", "none"]),
+    "resnet32": ("resnet32", [*BOTH, "--network", "none,lan,wan"]),
+    "minionn": ("minionn", [*BOTH, "--network", "none,lan,wan"]),
+    "squeezenet-wan": ("squeezenet", [*BOTH, "--network", "wan"]),
+    "resnet50-wan": ("resnet50", [*BOTH, "--network", "wan"]),
+}
+
+
+def command(run: str) -> list[str]:
+    """The ``aiompc bench`` command line of ``run`` (paths relative to the repository root)."""
+    model, flags = RUNS[run]
+    out = f"benchmarks/results/{run}"
+    return ["aiompc", "bench", model, *flags, "--json", f"{out}.json", "--markdown", f"{out}.md",
+            "--plot", f"{out}.png"]
+
+
+def cmd_run(names: list[str], force: bool) -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for run in names or list(RUNS):
+        if run not in RUNS:
+            print(f"unknown run {run!r}; known: {', '.join(RUNS)}", file=sys.stderr)
+            return 2
+        if (RESULTS / f"{run}.json").exists() and not force:
+            print(f"{run}: results exist, skipped (--force to re-run)", file=sys.stderr)
+            continue
+        argv = command(run)
+        print(f"$ {' '.join(argv)}", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        # --progress only draws the per-layer bar on stderr (for watching a log); it changes no result
+        rc = subprocess.call([sys.executable, "-m", "aiompc.cli", *argv[1:], "--progress"], cwd=ROOT)
+        print(f"{run}: exit {rc} after {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        if rc:
+            return rc
+    return 0
+
+
+def load_results() -> list[dict]:
+    """Every run of every JSON file in ``benchmarks/results``, in :data:`RUNS` order, then the others."""
+    order = {name: i for i, name in enumerate(RUNS)}
+    files = sorted(RESULTS.glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
+    runs = []
+    for path in files:
+        for r in json.loads(path.read_text()):
+            r["_file"] = path.stem
+            runs.append(r)
+    return runs
+
+
+def measured_section(runs: list[dict]) -> str:
+    sys.path.insert(0, str(ROOT))
+    from aiompc.nn.bench import bench_markdown, machine_info
+
+    machines = {json.dumps(r.get("machine"), sort_keys=True) for r in runs if r.get("machine")}
+    m = json.loads(sorted(machines)[0]) if machines else machine_info()
+    lines = [
+        f"Machine: {m['cpus']} logical CPUs ({m['cpu']}), {m['memory_gib']} GiB memory, Python {m['python']}, "
+        f"numpy {m['numpy']}; shared with other jobs while measuring, so seconds are an upper bound.",
+        "",
+    ]
+    if len(machines) > 1:
+        lines += ["(Runs from more than one machine: see each JSON file's `machine`.)", ""]
+    lines += [bench_markdown(runs, per_layer=False), "", "Per-layer tables and plots of each run:", ""]
+    for stem in dict.fromkeys(r["_file"] for r in runs):
+        cmd = " ".join(command(stem)) if stem in RUNS else "(not a canonical run)"
+        lines.append(f"* `{stem}`: [tables](benchmarks/results/{stem}.md) · [plot](benchmarks/results/{stem}.png) "
+                     f"· [JSON](benchmarks/results/{stem}.json) — `{cmd}`")
+    return "\n".join(lines)
+
+
+def cmd_report() -> int:
+    runs = load_results()
+    if not runs:
+        print("no results in benchmarks/results; run `python benchmarks/networks.py run` first", file=sys.stderr)
+        return 2
+    text = DOC.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"{DOC.name} lacks the {BEGIN} / {END} markers", file=sys.stderr)
+        return 2
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{measured_section(runs)}\n{END}{tail}")
+    print(f"{DOC.name}: measured section rewritten from {len(runs)} runs", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the canonical benchmarks (all, or the named ones)")
+    r.add_argument("names", nargs="*", help=f"runs: {', '.join(RUNS)}")
+    r.add_argument("--force", action="store_true", help="re-run even if the JSON exists")
+    sub.add_parser("commands", help="print the exact aiompc bench commands")
+    sub.add_parser("report", help="rewrite the measured section of BENCHMARKS.md")
+    args = p.parse_args(argv)
+    if args.cmd == "run":
+        return cmd_run(args.names, args.force)
+    if args.cmd == "commands":
+        for run in RUNS:
+            print(" ".join(command(run)))
+        return 0
+    return cmd_report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

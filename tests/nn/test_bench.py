@@ -1,0 +1,145 @@
+"""``aiompc bench``: a tiny network in both modes over plain and LAN-shaped loopback TCP (JSON layout, bytes
+from the channel, ratios, Markdown and PNG), the link wiring, the correctness check and bad arguments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from aiompc.cli import main
+from aiompc.errors import InputError, ProtocolError
+from aiompc.nn.bench import LINKS, _check, _wrapper, bench_markdown, bench_ratios, load_bench_model
+from aiompc.nn.secure import EngineConfig
+from aiompc.nn.testing import random_network, random_qgraph
+from transports.memory import memory_pair
+from transports.shaped import LAN, WAN, ShapedTransport
+
+RUN_KEYS = {"model", "mode", "network", "layers", "total"}
+LAYER_KEYS = {"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"}
+TOTAL_KEYS = {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    net = random_network(3, blocks=("residual", "maxpool"), input_shape=(1, 6, 6), head="gap", classes=3)
+    path = tmp_path_factory.mktemp("bench") / "tiny.onnx"
+    onnx.save(net.model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_outputs(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], str, Path]:
+    out = tmp_path_factory.mktemp("out")
+    rc = main(["bench", str(tiny_onnx), "--modes", "cheetah,quantized", "--network", "none,lan", "--ot", "iknp",
+               "--json", str(out / "b.json"), "--markdown", str(out / "b.md"), "--plot", str(out / "b.png")])
+    assert rc == 0
+    return json.loads((out / "b.json").read_text()), (out / "b.md").read_text(), out / "b.png"
+
+
+def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
+    runs, _, _ = bench_outputs
+    assert [(r["mode"], r["network"]) for r in runs] == [
+        ("cheetah", "none"), ("quantized", "none"), ("cheetah", "lan"), ("quantized", "lan")]
+    for r in runs:
+        assert RUN_KEYS <= set(r) and r["model"] == "tiny"
+        assert set(r["total"]) == TOTAL_KEYS
+        assert r["ot"] == "iknp" and r["exact"] is True and r["samples"] == 1
+        assert r["planner"] == EngineConfig(mode=r["mode"]).planner
+        assert r["check"]["max_abs_diff_lsb"] == 0  # exact mode: the secure logits are the integer reference
+        for row in r["layers"]:
+            assert LAYER_KEYS <= set(row)
+        t = r["total"]
+        assert t["bytes_c2s"] > 0 and t["bytes_s2c"] > 0 and t["linear_bytes"] > 0 and t["nonlinear_bytes"] > 0
+        assert t["seconds"] > 0 and t["rounds"] > 0
+        # layer rows and the linear / non-linear split come from the same channel statistics as the total
+        layer_bytes = sum(row["bytes_c2s"] + row["bytes_s2c"] for row in r["layers"])
+        assert layer_bytes + t["offline_bytes"] <= t["bytes_c2s"] + t["bytes_s2c"]
+        assert t["linear_bytes"] + t["nonlinear_bytes"] <= t["bytes_c2s"] + t["bytes_s2c"]
+        assert t["linear_bytes"] == sum(row["bytes_c2s"] + row["bytes_s2c"] for row in r["layers"]
+                                        if row["op"] in ("conv", "linear", "affine"))
+    # the ring widths differ: the cheetah baseline runs every layer on 37 bits, the quantized mode narrower
+    assert {row["ring"] for row in runs[0]["layers"]} == {37}
+    assert max(row["ring"] for row in runs[1]["layers"]) < 37
+
+
+def test_link_changes_time_not_traffic(bench_outputs: tuple[list[dict], str, Path]) -> None:
+    """The shaped link delays messages but must not change what crosses the socket."""
+    runs, _, _ = bench_outputs
+    for plain, lan in ((runs[0], runs[2]), (runs[1], runs[3])):
+        assert plain["total"]["bytes_c2s"] == lan["total"]["bytes_c2s"]
+        assert plain["total"]["bytes_s2c"] == lan["total"]["bytes_s2c"]
+        assert [row["bytes_c2s"] + row["bytes_s2c"] for row in plain["layers"]] == \
+               [row["bytes_c2s"] + row["bytes_s2c"] for row in lan["layers"]]
+
+
+def test_ratio_and_markdown(bench_outputs: tuple[list[dict], str, Path]) -> None:
+    runs, md, png = bench_outputs
+    ratios = bench_ratios(runs)
+    assert [(q["network"], q["ot"]) for q in ratios] == [("none", "iknp"), ("lan", "iknp")]
+    c, q = runs[0]["total"], runs[1]["total"]
+    expect = (c["bytes_c2s"] + c["bytes_s2c"]) / (q["bytes_c2s"] + q["bytes_s2c"])
+    assert ratios[0]["total"] == pytest.approx(expect, abs=1e-3)
+    assert expect > 1.0  # the low-precision mode moves fewer bytes than the 37-bit baseline
+    assert f"**{ratios[0]['total']:.2f}×**" in md
+    assert md.count("#### tiny · ") == 4 and "| **total** |" in md
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_ratios_pair_modes_per_setting() -> None:
+    def run(mode: str, link: str, total: int, lin: int, non: int, sec: float) -> dict:
+        return {"model": "m", "mode": mode, "network": link, "ot": "silent", "planner": "p", "layers": [],
+                "total": {"bytes_c2s": total, "bytes_s2c": 0, "linear_bytes": lin, "nonlinear_bytes": non,
+                          "offline_bytes": 0, "rounds": 1, "seconds": sec}}
+
+    runs = [run("cheetah", "wan", 800, 500, 300, 4.0), run("quantized", "wan", 200, 100, 0, 2.0),
+            run("quantized", "lan", 10, 5, 5, 1.0)]  # no cheetah row on lan: no ratio
+    assert bench_ratios(runs) == [{"model": "m", "network": "wan", "ot": "silent", "total": 4.0, "linear": 5.0,
+                                   "nonlinear": None, "seconds": 2.0}]
+    assert "| m | wan | silent | **4.00×** | 5.00× | – | 2.00× |" in bench_markdown(runs, per_layer=False)
+
+
+def test_link_wrapping() -> None:
+    a, _ = memory_pair()
+    assert _wrapper("none")(a) is a
+    for link, profile in (("lan", LAN), ("wan", WAN)):
+        t = _wrapper(link)(a)
+        assert isinstance(t, ShapedTransport) and t.link == profile and t.inner is a
+    assert LINKS == ("none", "lan", "wan")
+    with pytest.raises(InputError, match="none, lan, wan"):
+        _wrapper("5g")
+
+
+def test_check_catches_a_wrong_output() -> None:
+    graph, net = random_qgraph(5, blocks=("stride2",), input_shape=(1, 6, 6), classes=3)
+    x = graph.quantize_input(net.inputs[:2])
+    from aiompc.nn.interpret import run_int
+
+    y = run_int(graph, x)
+    assert _check(graph, x, y, EngineConfig()) == 0
+    y[1, 2] += 3
+    with pytest.raises(ProtocolError, match="3 LSB"):
+        _check(graph, x, y, EngineConfig())
+    assert _check(graph, x, y, EngineConfig(exact=False)) == 3  # approximate mode records the deviation
+
+
+def test_builtin_model_loading() -> None:
+    name, graph, x = load_bench_model("MiniONN", samples=2)
+    assert name == "minionn" and x.shape == (2, 3, 32, 32) and graph.input_spec.shape == (3, 32, 32)
+    with pytest.raises(InputError, match="neither a built-in network"):
+        load_bench_model("nope.onnx")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "minionn", "--modes", "cheetah,fast"], "--modes"),
+    (["bench", "minionn", "--network", "none,5g"], "--network"),
+    (["bench", "minionn", "--ot", "magic"], "--ot"),
+    (["bench", "vgg99"], "built-in network"),
+    (["bench", "minionn", "--samples", "0"], "at least 1"),
+])
+def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
