@@ -7,11 +7,12 @@ loopback TCP connection whose two ends are wrapped by the shaped transport.  Eac
 object (the layout of :mod:`aiompc.nn.report`, all bytes from the client's channel statistics)::
 
     {"model", "mode", "network",
-     "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", ...}],
+     "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"},
      "planner", "ot", "exact", "samples", "check", "machine"}
 
-The trailing keys say how the row was obtained: the linear-layer planner of the mode, the OT engine
+A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
+the layer outputs (all samples).  The trailing keys say how the row was obtained: the linear-layer planner of the mode, the OT engine
 (``iknp`` or ``silent``), whether requantization was bit-exact, the number of inferences, the machine
 (:func:`machine_info`), and ``check``:
 the largest absolute difference (in output LSBs) between the secure logits and the plaintext integer
@@ -164,6 +165,9 @@ async def bench_run(
             stats = party.channel.stats()
         await done
     report = layer_report(graph, result.layers, stats, seconds)
+    sizes = {node.name: graph.tensors[node.output].size for node in graph.nodes}
+    for row in report["layers"]:  # values each layer outputs (bits per element = 8 * bytes / elements)
+        row["elements"] = sizes.get(row["name"], graph.tensors[graph.output].size) * len(x_int)
     diff = _check(graph, x_int, np.asarray(result.output), config)
     return {"model": model, "mode": config.mode, "network": link, **report, "planner": config.planner,
             "ot": engine, "exact": config.exact, "samples": int(len(x_int)), "check": {"max_abs_diff_lsb": diff},

@@ -51,7 +51,7 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         assert r["planner"] == EngineConfig(mode=r["mode"]).planner
         assert r["check"]["max_abs_diff_lsb"] == 0  # exact mode: the secure logits are the integer reference
         for row in r["layers"]:
-            assert LAYER_KEYS <= set(row)
+            assert LAYER_KEYS <= set(row) and row["elements"] > 0
         t = r["total"]
         assert t["bytes_c2s"] > 0 and t["bytes_s2c"] > 0 and t["linear_bytes"] > 0 and t["nonlinear_bytes"] > 0
         assert t["seconds"] > 0 and t["rounds"] > 0
