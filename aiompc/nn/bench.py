@@ -254,8 +254,20 @@ def _fmt_ratio(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
 
-def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True) -> str:
-    """Markdown: the summary table, the cheetah/quantized ratios and (``per_layer``) one table per run."""
+def _by_op(run: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+    """``op -> (layers, values output, bytes both ways)`` over the layers that communicate."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for row in run["layers"]:
+        nbytes = row["bytes_c2s"] + row["bytes_s2c"]
+        if nbytes:
+            c, v, b = out.get(row["op"], (0, 0, 0))
+            out[row["op"]] = (c + 1, v + int(row.get("elements", 0)), b + nbytes)
+    return out
+
+
+def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True, ops: bool = True) -> str:
+    """Markdown: the summary table, the cheetah/quantized ratios, (``ops``) bytes by operator and
+    (``per_layer``) one table per run."""
     lines = [
         "| model | mode | network | planner | OT | MiB c→s | MiB s→c | MiB total | linear MiB | non-linear MiB "
         "| (offline OT) | setup + output MiB | rounds | seconds |",
@@ -277,6 +289,20 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True)
         for q in ratios:
             lines.append(f"| {q['model']} | {q['network']} | {q['ot']} | **{_fmt_ratio(q['total'])}** "
                          f"| {_fmt_ratio(q['linear'])} | {_fmt_ratio(q['nonlinear'])} | {_fmt_ratio(q['seconds'])} |")
+    if ops:
+        lines += ["", "Bytes by operator (bits per value = 8 × bytes ÷ values the layers output; the OT engine's "
+                  "offline bytes are not in these rows):", "",
+                  "| model | mode | OT | op | layers | values | MiB | bits per value |", "|---|---|---|---|---:|---:|---:|---:|"]
+        seen = set()
+        for r in results:
+            key = (r["model"], r["mode"], r["ot"], r["exact"])
+            if key in seen:  # the bytes do not depend on the link: one table per setting
+                continue
+            seen.add(key)
+            for op, (count, values, nbytes) in _by_op(r).items():
+                per_value = f"{8 * nbytes / values:.1f}" if values else "–"
+                lines.append(f"| {r['model']} | {r['mode']} | {r['ot']} | {op} | {count} | {values} "
+                             f"| {nbytes / _MIB:.2f} | {per_value} |")
     if per_layer:
         for r in results:
             lines += ["", f"#### {r['model']} · {r['mode']} · {r['network']} · OT {r['ot']} · planner {r['planner']}",

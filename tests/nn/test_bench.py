@@ -91,7 +91,7 @@ def test_ratio_and_markdown(bench_outputs: tuple[list[dict], str, Path]) -> None
 
 def test_ratios_pair_modes_per_setting() -> None:
     def run(mode: str, link: str, total: int, lin: int, non: int, sec: float) -> dict:
-        return {"model": "m", "mode": mode, "network": link, "ot": "silent", "planner": "p", "layers": [],
+        return {"model": "m", "mode": mode, "network": link, "ot": "silent", "planner": "p", "layers": [], "exact": False,
                 "total": {"bytes_c2s": total, "bytes_s2c": 0, "linear_bytes": lin, "nonlinear_bytes": non,
                           "offline_bytes": 0, "rounds": 1, "seconds": sec}}
 
