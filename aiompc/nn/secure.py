@@ -94,8 +94,7 @@ class EngineConfig:
     @property
     def planner(self) -> str:
         """The linear-layer planner of this mode."""
-        # until the quantization-aware planner lands: Cheetah's tiling with the smallest secure q for l
-        return "cheetah-smallest" if self.mode == "quantized" else "cheetah-baseline"
+        return "quantized" if self.mode == "quantized" else "cheetah-baseline"
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "exact": self.exact, "output": self.output}
