@@ -14,17 +14,16 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.party import Party
 from protocols.linear.engine import run_linear
-from protocols.linear.local import add_public
-from protocols.linear.plan import LinearPlan, Planner, resolve_planner
+from protocols.linear.plan import LinearPlan, Planner, plan_for
 from protocols.linear.tiling import ConvShape
 
 __all__ = ["conv2d", "conv_plan"]
 
 
 def conv_plan(shape: ConvShape, l: int, *, weight_bits: int | None = None,
-              planner: str | Planner = "cheetah") -> LinearPlan:
+              planner: str | Planner = "cheetah", out_shift: int = 0) -> LinearPlan:
     """The plan both parties derive for a convolution (``weight_bits`` defaults to ``l``: any weight)."""
-    return resolve_planner(planner)(shape, l, weight_bits if weight_bits is not None else l)
+    return plan_for(planner, shape, l, weight_bits if weight_bits is not None else l, out_shift)
 
 
 async def conv2d(
@@ -43,6 +42,7 @@ async def conv2d(
     weight_bits: int | None = None,
     planner: str | Planner = "cheetah",
     plan: LinearPlan | None = None,
+    out_shift: int = 0,
 ) -> np.ndarray:
     """This party's share of ``conv2d(x, weight) + bias`` mod ``2^l``.
 
@@ -50,6 +50,10 @@ async def conv2d(
     integers (signed or mod ``2^l``), each of magnitude at most ``2^(weight_bits - 1)`` (a public bound,
     default ``l`` = unrestricted).  ``bias``: server only, length ``M`` (added to the server's share).
     Returns ``M x Ho x Wo`` ``uint64`` mod ``2^l``.  ``plan`` overrides the planner (must match the shape).
+
+    ``out_shift = s > 0`` (approximate): returns shares of ``floor((conv + bias) / 2^s) + e``, ``e ∈ {-1, 0,
+    1}``, mod ``2^(l - s)`` — the truncation of a following requantization, done by decrypting fewer bits,
+    which makes the layer's ciphertexts smaller (see :mod:`protocols.linear.engine`).
     """
     x = np.asarray(x_share)
     if x.ndim != 3:
@@ -57,7 +61,9 @@ async def conv2d(
     shape = ConvShape.make(x.shape[0], x.shape[1], x.shape[2], out_channels, kernel, stride=stride,
                            padding=padding, groups=groups)
     if plan is None:
-        plan = conv_plan(shape, l, weight_bits=weight_bits, planner=planner)
+        plan = conv_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift)
+    elif plan.out_shift != out_shift:
+        raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
     elif getattr(plan.layout, "tiling", None) is not None and plan.layout.tiling.shape != shape:  # type: ignore[attr-defined]
         raise InputError(f"{label}: the plan is for {plan.layout.tiling.shape}, not {shape}")  # type: ignore[attr-defined]
     if plan.l != l:
@@ -66,7 +72,7 @@ async def conv2d(
         raise InputError(f"{label}: weight must have shape {shape.weight_shape}, got {np.shape(weight)}")
     if party.is_client and bias is not None:
         raise InputError(f"{label}: the client must not pass a bias")
-    y = await run_linear(party, label, plan, x, weight)
-    if bias is not None:
-        y = add_public(party.role, y, np.asarray(bias), l, axis=0)
-    return y
+    if bias is not None and np.shape(bias) != (out_channels,):
+        raise InputError(f"{label}: bias must have shape ({out_channels},), got {np.shape(bias)}")
+    offset = None if bias is None else np.asarray(bias).reshape(-1, 1, 1)
+    return await run_linear(party, label, plan, x, weight, offset=offset)

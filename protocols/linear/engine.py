@@ -18,6 +18,14 @@ Flow of one call (label ``L``; unit ``u`` of the layout uses label ``f"{L}/tile{
    coefficients (:func:`aiompc.crypto.he.finalize`).  Finishing result batch ``b + 1`` overlaps sending ``b``.
 4. client: decrypts ``y - r`` at those coefficients; the server's share is ``r``.
 
+Approximate truncation (``plan.out_shift = s > 0``): the client decrypts only the top ``l - s`` bits,
+``round((y - r) / 2^s)``, and the server keeps ``floor((r + offset) / 2^s)``; their sum is
+``floor((y + offset) / 2^s) + e`` with ``e = b - c ∈ {-1, 0, 1}`` (``b`` the rounding bit of the coarse
+decryption, ``c`` the carry of the two low parts).  The noise then only has to stay below half of a
+``2^s`` unit, so ``q`` and the result's ``c0``/``c1`` widths shrink by about ``s`` bits.  Privacy is unchanged
+(the same uniform ``r`` masks every bit of ``y``; the flooding does not depend on ``t``); the error is that of
+the usual local truncation of shares.  It replaces the truncation of a following requantization.
+
 Inputs and outputs are additive shares mod ``2^l`` (``l = plan.he.plain_bits``).  Cost per call (visible in the
 channel statistics under ``L``): one round trip per unit; upload ``input ciphertexts * N * ceil(log2 q)`` bits,
 download ``output ciphertexts * (N * bits1 + visible * bits0)`` bits, plus small headers.
@@ -45,6 +53,7 @@ from aiompc.crypto.he import (
     keygen,
     multiply_accumulate,
     public_key,
+    result_phase,
 )
 from aiompc.crypto.he import HEParams
 from aiompc.crypto.prg import PRG
@@ -211,7 +220,12 @@ def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.nd
 
 
 def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBatch) -> np.ndarray:
-    """Client: parse a result message and decrypt its outputs, ``(count, len(positions))`` mod ``2^l``."""
+    """Client: parse a result message and decrypt its outputs, ``(count, len(positions))`` mod ``2^out_bits``.
+
+    With ``plan.out_shift = s`` only the top ``l - s`` bits are decrypted: ``round(2^(l-s) · phase / Q)``, i.e.
+    ``floor(v / 2^s) + b`` with ``b ∈ {0, 1}`` for the masked value ``v`` (the noise is below half of that
+    coarser unit, which is what ``plan.output`` was planned for).
+    """
     res = ResultCiphertext.from_bytes(plan.he, data, batch.positions)
     o = plan.output
     if res.batch != batch.count or (res.modulus, res.drop0, res.drop1) != (o.modulus, o.drop0, o.drop1):
@@ -219,19 +233,30 @@ def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBat
             f"result batch does not follow the plan: {res.batch} ciphertexts mod 2^{res.modulus.bit_length() - 1} "
             f"dropping ({res.drop0}, {res.drop1}); expected {batch.count}, ({o.drop0}, {o.drop1})"
         )
-    return decrypt_result(sk, res)
+    if not plan.out_shift:
+        return decrypt_result(sk, res)
+    k = res.modulus.bit_length() - 1
+    if res.modulus != 1 << k or k <= plan.out_bits:
+        raise ProtocolError(f"a truncated result needs a power-of-two modulus above 2^{plan.out_bits}")
+    phi = result_phase(sk, res)
+    shift = k - plan.out_bits
+    return ((phi + np.uint64(1 << (shift - 1))) >> np.uint64(shift)) & np.uint64((1 << plan.out_bits) - 1)
 
 
 # --------------------------------------------------------------------------- the protocol
 
 
 async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.ndarray,
-                     weight: np.ndarray | None = None) -> np.ndarray:
+                     weight: np.ndarray | None = None, *, offset: np.ndarray | None = None) -> np.ndarray:
     """Run one linear layer under ``plan``; both parties call it with the same ``label`` and plan.
 
     ``x_share``: this party's share of the input, shape ``plan.layout.in_shape``, mod ``2^l``.
     ``weight``: the server's weights (layout-specific shape, integers mod ``2^l``); ``None`` on the client.
-    Returns this party's share of the output (``plan.layout.out_shape``, ``uint64`` mod ``2^l``).
+    ``offset``: server only, integers broadcastable to the output shape, added to the output (a bias) before
+    any truncation.  Returns this party's share of the output (``plan.layout.out_shape``, ``uint64``) mod
+    ``2^l``, or with ``plan.out_shift = s`` of ``floor((y + offset) / 2^s) + e``, ``e ∈ {-1, 0, 1}``, mod
+    ``2^(l - s)`` (approximate mode: the carry between the two shares' low bits and the rounding of the
+    coarse decryption are not corrected; every value is within one unit of the exact floor).
     """
     lay = plan.layout
     x = np.asarray(x_share)
@@ -243,9 +268,12 @@ async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.nda
     if party.is_server:
         if weight is None:
             raise InputError(f"{label}: the server must pass the weights")
-        return await _server(party, label, plan, x, weight)
-    if weight is not None:
-        raise InputError(f"{label}: the client must not pass weights")
+        y = await _server(party, label, plan, x, weight)
+        if offset is not None:
+            y = reduce(y + np.broadcast_to(reduce(np.asarray(offset), plan.l), y.shape), plan.l)
+        return y >> np.uint64(plan.out_shift) if plan.out_shift else y
+    if weight is not None or offset is not None:
+        raise InputError(f"{label}: the client must not pass weights or an offset")
     return await _client(party, label, plan, x)
 
 

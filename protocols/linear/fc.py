@@ -12,17 +12,16 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.party import Party
 from protocols.linear.engine import run_linear
-from protocols.linear.local import add_public
-from protocols.linear.plan import LinearPlan, Planner, resolve_planner
+from protocols.linear.plan import LinearPlan, Planner, plan_for
 from protocols.linear.tiling import MatmulShape
 
 __all__ = ["fc", "fc_plan"]
 
 
 def fc_plan(shape: MatmulShape, l: int, *, weight_bits: int | None = None,
-            planner: str | Planner = "cheetah") -> LinearPlan:
+            planner: str | Planner = "cheetah", out_shift: int = 0) -> LinearPlan:
     """The plan both parties derive for ``Y = X W^T`` (``weight_bits`` defaults to ``l``)."""
-    return resolve_planner(planner)(shape, l, weight_bits if weight_bits is not None else l)
+    return plan_for(planner, shape, l, weight_bits if weight_bits is not None else l, out_shift)
 
 
 async def fc(
@@ -37,11 +36,14 @@ async def fc(
     weight_bits: int | None = None,
     planner: str | Planner = "cheetah",
     plan: LinearPlan | None = None,
+    out_shift: int = 0,
 ) -> np.ndarray:
     """This party's share of ``x W^T + b`` mod ``2^l``.
 
     ``x_share``: ``(in,)`` or ``(batch, in)`` mod ``2^l``; ``weight``: server only, ``(out_features, in)``;
     ``bias``: server only, ``(out_features,)``.  Returns ``(out,)`` or ``(batch, out)`` ``uint64``.
+    ``out_shift = s > 0`` (approximate): shares of ``floor((x W^T + b) / 2^s) + e``, ``e ∈ {-1, 0, 1}``, mod
+    ``2^(l - s)`` (see :func:`protocols.linear.conv.conv2d`).
     """
     x = np.asarray(x_share)
     if x.ndim not in (1, 2):
@@ -49,14 +51,17 @@ async def fc(
     xb = x.reshape(1, -1) if x.ndim == 1 else x
     shape = MatmulShape(xb.shape[0], xb.shape[1], out_features)
     if plan is None:
-        plan = fc_plan(shape, l, weight_bits=weight_bits, planner=planner)
+        plan = fc_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift)
+    elif plan.out_shift != out_shift:
+        raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
     if plan.l != l or tuple(plan.layout.in_shape) != xb.shape or tuple(plan.layout.out_shape) != (xb.shape[0], out_features):
         raise InputError(f"{label}: the plan does not match a {xb.shape} input, {out_features} outputs and l = {l}")
     if weight is not None and np.shape(weight) != (out_features, xb.shape[1]):
         raise InputError(f"{label}: weight must have shape {(out_features, xb.shape[1])}, got {np.shape(weight)}")
     if party.is_client and bias is not None:
         raise InputError(f"{label}: the client must not pass a bias")
-    y = await run_linear(party, label, plan, xb, weight)
-    if bias is not None:
-        y = add_public(party.role, y, np.asarray(bias), l, axis=1)
+    if bias is not None and np.shape(bias) != (out_features,):
+        raise InputError(f"{label}: bias must have shape ({out_features},), got {np.shape(bias)}")
+    offset = None if bias is None else np.asarray(bias).reshape(1, -1)
+    y = await run_linear(party, label, plan, xb, weight, offset=offset)
     return y.reshape(out_features) if x.ndim == 1 else y

@@ -9,7 +9,10 @@ A :class:`LinearPlan` holds everything both parties must agree on, all derived f
 * ``pipeline`` — what the server computes per output ciphertext (weight bound, non-zeros, fan-in, visible
   coefficients), the input of the noise bound;
 * ``output`` — flooding width, final modulus and bits dropped, i.e. the bits kept on the wire;
-* ``chunk`` — ciphertexts per message (the pipelining granularity).
+* ``chunk`` — ciphertexts per message (the pipelining granularity);
+* ``out_shift`` — low output bits the client does not decrypt (approximate mode, see
+  :mod:`protocols.linear.engine`): the output shares are ``floor(y / 2^out_shift) + e``, ``e ∈ {-1, 0, 1}``, in
+  the ring of ``l - out_shift`` bits, and ``output`` is planned for that precision.
 
 A *planner* maps ``(shape, l, weight_bits)`` to a plan.  :class:`CheetahPlanner` is Cheetah's closed-form
 tiling with one output channel per ciphertext; the quantized mode adds planners (searching tile shapes,
@@ -33,7 +36,10 @@ from protocols.linear.tiling import (
     cheetah_matmul_tiling,
 )
 
-__all__ = ["LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "resolve_planner", "PLANNERS"]
+__all__ = [
+    "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "resolve_planner", "PLANNERS",
+    "pipeline_for", "with_out_shift", "decryption_params", "plan_for",
+]
 
 Shape = Union[ConvShape, MatmulShape]
 
@@ -49,10 +55,21 @@ class LinearPlan:
     weight_bits: int
     planner: str = "cheetah"
     chunk: int = 8
+    out_shift: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.out_shift < self.he.plain_bits:
+            raise InputError(f"out_shift must be in 0..l - 1 = {self.he.plain_bits - 1}, got {self.out_shift}")
 
     @property
     def l(self) -> int:
+        """Ring width of the input shares and of the computation (``t = 2^l``)."""
         return self.he.plain_bits
+
+    @property
+    def out_bits(self) -> int:
+        """Ring width of the output shares: ``l - out_shift`` (the precision the client decrypts)."""
+        return self.he.plain_bits - self.out_shift
 
     @property
     def input_ciphertexts(self) -> int:
@@ -66,8 +83,9 @@ class LinearPlan:
         t = getattr(self.layout, "tiling", None)
         tile = t.describe() if t is not None else f"{self.input_ciphertexts} in / {self.output_ciphertexts} out"
         o = self.output
+        shift = f", output >> {self.out_shift} (ring {self.out_bits})" if self.out_shift else ""
         return (f"[{self.planner}] {tile}; {self.he.describe()}; wire c0 {o.bits0} b, c1 {o.bits1} b, "
-                f"flood {o.flood_bits} b (stat {self.pipeline.stat_bits})")
+                f"flood {o.flood_bits} b (stat {self.pipeline.stat_bits}){shift}")
 
 
 Planner = Callable[[Shape, int, int], LinearPlan]
@@ -182,6 +200,17 @@ PLANNERS: dict[str, Planner] = {
 }
 
 
+def plan_for(planner: str | Planner, shape: Shape, l: int, weight_bits: int, out_shift: int = 0) -> LinearPlan:
+    """The plan both parties derive: ``planner(shape, l, weight_bits)``, truncating the output by ``out_shift``
+    bits (a planner with an ``out_shift`` keyword plans for it directly; others via :func:`with_out_shift`)."""
+    p = resolve_planner(planner)
+    if not out_shift:
+        return p(shape, l, weight_bits)
+    if getattr(p, "supports_out_shift", False):
+        return p(shape, l, weight_bits, out_shift=out_shift)  # type: ignore[call-arg]
+    return with_out_shift(p(shape, l, weight_bits), out_shift)
+
+
 def resolve_planner(planner: str | Planner) -> Planner:
     """A planner by name (``"cheetah"``, ``"cheetah-smallest"``) or the callable itself."""
     if isinstance(planner, str):
@@ -190,6 +219,23 @@ def resolve_planner(planner: str | Planner) -> Planner:
         except KeyError:
             raise InputError(f"unknown planner {planner!r}; known: {sorted(PLANNERS)}") from None
     return planner
+
+
+def decryption_params(he: HEParams, out_shift: int) -> HEParams:
+    """``he`` with ``t = 2^(l - out_shift)``: the precision a truncating client decrypts at (same ``N`` and
+    primes; used to plan the output's noise budget, never to encrypt)."""
+    return he if not out_shift else HEParams(he.n, he.primes, he.plain_bits - out_shift, he.sigma)
+
+
+def with_out_shift(plan: LinearPlan, out_shift: int) -> LinearPlan:
+    """``plan`` with the output truncated by ``out_shift`` bits at decryption: same layout and ``q``, output
+    plan re-derived for the coarser precision (the quantized planner instead re-optimises ``q`` as well)."""
+    if out_shift == plan.out_shift:
+        return plan
+    if not 0 <= out_shift < plan.l:
+        raise InputError(f"out_shift must be in 0..l - 1 = {plan.l - 1}, got {out_shift}")
+    output = plan_output(decryption_params(plan.he, out_shift), plan.pipeline)
+    return replace(plan, output=output, out_shift=out_shift)
 
 
 def with_chunk(plan: LinearPlan, chunk: int) -> LinearPlan:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import ClassVar, Iterator, Union
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from aiompc.crypto.he import min_modulus_bits
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from protocols.linear.costs import LayerCost, compute_seconds, wire_cost
 from protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
-from protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, pipeline_for
+from protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, pipeline_for, with_out_shift
 from protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, cheetah_conv_tiling
 
 __all__ = ["QuantizedPlanner", "SearchResult", "Candidate", "block_sizes", "axis_tiles"]
@@ -97,6 +97,12 @@ def _params(n: int, need_eighths: int, l: int) -> HEParams:
     return HEParams(n, choose_primes(n, need_eighths / 8, SECURITY_TABLE[n], l), l)
 
 
+@functools.lru_cache(maxsize=4096)
+def _params_at(params: HEParams, plain_bits: int) -> HEParams:
+    """The same ring and primes with ``t = 2^plain_bits`` (the client's decryption precision)."""
+    return params if plain_bits == params.plain_bits else HEParams(params.n, params.primes, plain_bits)
+
+
 @functools.lru_cache(maxsize=65536)
 def _output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan | None:
     try:
@@ -124,15 +130,19 @@ class QuantizedPlanner:
     margins: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     refine: int = 8
     label: str = "layer"
+    supports_out_shift: ClassVar[bool] = True
 
-    def __call__(self, shape: Shape, l: int, weight_bits: int) -> LinearPlan:
-        return self.search(shape, l, weight_bits).best.plan
+    def __call__(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0) -> LinearPlan:
+        return self.search(shape, l, weight_bits, out_shift).best.plan
 
-    def search(self, shape: Shape, l: int, weight_bits: int) -> SearchResult:
-        """Run (or fetch from the cache) the search for one layer."""
+    def search(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0) -> SearchResult:
+        """Run (or fetch from the cache) the search for one layer; ``out_shift``: output bits the client does
+        not decrypt (approximate truncation, see :mod:`protocols.linear.engine`)."""
         if not 1 <= weight_bits <= l:
             raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
-        return _search(self, shape, l, weight_bits)
+        if not 0 <= out_shift < l:
+            raise InputError(f"out_shift must be in 0..l - 1 = {l - 1}, got {out_shift}")
+        return _search(self, shape, l, weight_bits, out_shift)
 
     # ------------------------------------------------------------------ candidates
 
@@ -155,30 +165,31 @@ class QuantizedPlanner:
         return (cost.seconds(self.bandwidth, self.rtt), cost.total)
 
     def evaluate(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                 bound: tuple[float, float] | None = None) -> Candidate | None:
-        """The plan of ``layout`` with the smallest ``q`` above the noise need plus ``margin`` bits, and its
-        cost; ``None`` when nothing decrypts at that ``N`` or when a lower bound of its cost is not below
-        ``bound`` (a :meth:`key`)."""
+                 bound: tuple[float, float] | None = None, out_shift: int = 0) -> Candidate | None:
+        """The plan of ``layout`` with the smallest ``q`` above the noise need plus ``margin`` bits (for
+        decryption at ``l - out_shift`` bits), and its cost; ``None`` when nothing decrypts at that ``N`` or
+        when a lower bound of its cost is not below ``bound`` (a :meth:`key`)."""
         n = layout.n
         if n not in SECURITY_TABLE:
             return None
+        dec = l - out_shift
         try:
             pipeline = pipeline_for(layout, weight_bits, self.stat_bits)
-            need = min_modulus_bits(n, l, pipeline, margin)
+            need = min_modulus_bits(n, dec, pipeline, margin)
         except InputError:
             return None
         if need > SECURITY_TABLE[n]:
             return None
-        if bound is not None and self._lower_bound(layout, l, need) >= bound[0]:
+        if bound is not None and self._lower_bound(layout, dec, need) >= bound[0]:
             return None
         try:
             params = _params(n, math.ceil(need * 8), l)
         except UndecryptableParameters:
             return None
-        output = _output(params, pipeline)
+        output = _output(_params_at(params, dec), pipeline)
         if output is None:
             return None
-        plan = LinearPlan(layout, params, pipeline, output, weight_bits, "quantized", self.chunk)
+        plan = LinearPlan(layout, params, pipeline, output, weight_bits, "quantized", self.chunk, out_shift)
         return Candidate(plan, self.cost(plan), margin)
 
     def _lower_bound(self, layout: Layout, l: int, need: float) -> float:
@@ -196,30 +207,32 @@ class QuantizedPlanner:
         return LayerCost(up, down, m_up, m_down, server, client)
 
 
-def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int) -> Candidate | None:
-    """Cheetah's rule at ``N = 4096`` with the smallest secure ``q`` for ``l`` (exactly ``cheetah-smallest``)."""
+def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int) -> Candidate | None:
+    """Cheetah's rule at ``N = 4096`` with the smallest secure ``q`` for ``l`` (exactly ``cheetah-smallest``),
+    its output truncated by ``out_shift`` bits."""
     try:
         plan = CheetahPlanner(n=4096, he="smallest", stat_bits=planner.stat_bits, chunk=planner.chunk)(
             shape, l, weight_bits)
+        plan = with_out_shift(plan, out_shift)
     except (UndecryptableParameters, ParameterError):
         return None
     return Candidate(plan, planner.cost(plan), _DEFAULT_MARGIN)
 
 
 @functools.lru_cache(maxsize=1024)
-def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int) -> SearchResult:
+def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int) -> SearchResult:
     first: list[Candidate] = []  # kept sorted, at most planner.refine long
     considered = evaluated = 0
     for layout in planner.layouts(shape):
         considered += 1
         bound = planner.key(first[-1].cost) if len(first) >= max(1, planner.refine) else None
-        cand = planner.evaluate(layout, l, weight_bits, bound=bound)
+        cand = planner.evaluate(layout, l, weight_bits, bound=bound, out_shift=out_shift)
         if cand is not None:
             evaluated += 1
             first.append(cand)
             first.sort(key=lambda c: planner.key(c.cost))
             del first[max(1, planner.refine):]
-    cheetah = _cheetah(planner, shape, l, weight_bits)
+    cheetah = _cheetah(planner, shape, l, weight_bits, out_shift)
     if not first and cheetah is None:
         raise UndecryptableParameters(
             f"{shape}: no layout decrypts with {planner.stat_bits}-bit flooding at N in {planner.ns} for l = {l} "
@@ -232,7 +245,7 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int) -
     for layout in pool:
         for margin in planner.margins:
             if margin != _DEFAULT_MARGIN:
-                cand = planner.evaluate(layout, l, weight_bits, margin)
+                cand = planner.evaluate(layout, l, weight_bits, margin, out_shift=out_shift)
                 if cand is not None:
                     evaluated += 1
                     refined.append(cand)
