@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
+MIB = float(1 << 20)
 
 # The headline setting: silent OT (Ferret, as Cheetah) and one-LSB-error requantization (Cheetah's
 # truncation drops the carry), both modes back to back in one process per network setting.
@@ -86,6 +87,78 @@ def load_results() -> list[dict]:
     return runs
 
 
+def _find(runs: list[dict], model: str, mode: str, network: str = "none") -> dict | None:
+    return next((r for r in runs if r["model"] == model and r["mode"] == mode and r["network"] == network), None)
+
+
+def _layers(run: dict, names: set[str]) -> list[dict]:
+    return [row for row in run["layers"] if row["name"] in names]
+
+
+def _mib_pair(rows: list[dict]) -> str:
+    if not rows:
+        return "–"
+    n = len(rows)
+    c2s = sum(r["bytes_c2s"] for r in rows) / n / MIB
+    s2c = sum(r["bytes_s2c"] for r in rows) / n / MIB
+    sec = sum(r["seconds"] for r in rows) / n
+    return f"{c2s:.2f} / {s2c:.2f} MiB, {sec:.2f} s"
+
+
+def _op_mib(run: dict | None, ops: set[str]) -> str:
+    if run is None:
+        return "–"
+    return f"{sum(r['bytes_c2s'] + r['bytes_s2c'] for r in run['layers'] if r['op'] in ops) / MIB:.1f} MiB"
+
+
+def comparison_section(runs: list[dict]) -> str:
+    """Published figures (REFERENCE.md) beside the measured ones; every number in the right-hand columns
+    is read from the JSON results."""
+    from aiompc.nn.ir import Conv, Linear
+    from aiompc.nn.networks import network
+
+    rows = []
+    r50 = {m: _find(runs, "resnet50", m) for m in ("cheetah", "quantized")}
+    if any(r50.values()):
+        g = network("resnet50")
+        conv = {n.name for n in g.nodes if isinstance(n, Conv) and n.kernel == (3, 3)
+                and g.tensors[n.inputs[0]].shape == (64, 56, 56) and n.out_channels == 64}
+        fc = {n.name for n in g.nodes if isinstance(n, Linear)}
+        rows += [
+            ("conv 64×56×56 → 64, 3×3 (ResNet-50 stage 1, mean of its 3 such layers): c→s / s→c, time",
+             "3.81 / 3.10 MiB, 0.45 s", "Cheetah's C++ (l = 37), 2 cores, loopback",
+             *(_mib_pair(_layers(r, conv)) if r else "–" for r in r50.values())),
+            ("fc 2048 → 1000 (ResNet-50 head; published: → 1001): c→s / s→c, time", "1.19 / 0.76 MiB, 0.16 s",
+             "Cheetah's C++ (l = 37), 2 cores, loopback", *(_mib_pair(_layers(r, fc)) if r else "–" for r in r50.values())),
+            ("ResNet-50 total communication, one inference", "2.3 GB", "Cheetah paper",
+             *(f"{(r['total']['bytes_c2s'] + r['total']['bytes_s2c']) / 1e9:.2f} GB" if r else "–"
+               for r in r50.values())),
+            ("ResNet-50 end-to-end time", "< 2.5 min (WAN)", "Cheetah paper (multi-threaded C++)",
+             *(f"{r['total']['seconds'] / 60:.1f} min (no link emulation)" if r else "–" for r in r50.values())),
+        ]
+    sq = {m: _find(runs, "squeezenet", m) for m in ("cheetah", "quantized")}
+    if any(sq.values()):
+        rows += [
+            ("SqueezeNet ReLU + truncation (here: the fused requantizations)", "50 + 5 MiB",
+             "SecONNds' measurement of Cheetah, l = 32", *(_op_mib(r, {"requantize", "relu"}) for r in sq.values())),
+            ("SqueezeNet max-pool", "135 MiB", "SecONNds' measurement of Cheetah, l = 32",
+             *(_op_mib(r, {"maxpool"}) for r in sq.values())),
+        ]
+    from aiompc.nn.bench import bench_ratios
+
+    ratios = [q for q in bench_ratios(runs) if q["network"] == "none" and q["total"]]
+    if ratios:
+        rows.append(("total communication, cheetah ÷ quantized", "3.5–23.4×",
+                     "HEQuant vs CrypTFlow2 / Cheetah / Iron",
+                     ", ".join(f"{q['model']} {q['total']:.2f}×" for q in ratios), ""))
+    if not rows:
+        return ""
+    out = ["| quantity | published | source of the published figure | measured here: cheetah mode "
+           "| measured here: quantized mode |", "|---|---:|---|---:|---:|"]
+    out += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(out)
+
+
 def measured_section(runs: list[dict]) -> str:
     sys.path.insert(0, str(ROOT))
     from aiompc.nn.bench import bench_markdown, machine_info
@@ -99,7 +172,12 @@ def measured_section(runs: list[dict]) -> str:
     ]
     if len(machines) > 1:
         lines += ["(Runs from more than one machine: see each JSON file's `machine`.)", ""]
-    lines += [bench_markdown(runs, per_layer=False), "", "Per-layer tables and plots of each run:", ""]
+    lines += [bench_markdown(runs, per_layer=False), ""]
+    comparison = comparison_section(runs)
+    if comparison:
+        lines += ["Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
+                  "right: measured here, from the JSON results):", "", comparison, ""]
+    lines += ["Per-layer tables and plots of each run:", ""]
     for stem in dict.fromkeys(r["_file"] for r in runs):
         cmd = " ".join(command(stem)) if stem in RUNS else "(not a canonical run)"
         lines.append(f"* `{stem}`: [tables](benchmarks/results/{stem}.md) · [plot](benchmarks/results/{stem}.png) "
