@@ -39,7 +39,7 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
                                          "bytes_s2c": 0, "rounds": 0, "seconds": 0.0, "samples": 0})
         row["bytes_c2s"] += st.bytes_sent
         row["bytes_s2c"] += st.bytes_recv
-        row["rounds"] += st.rounds
+        row["rounds"] += _rounds(stats, rec.label)
         row["seconds"] += rec.seconds
         row["samples"] += 1
         if rec.op in _LINEAR_OPS:
@@ -61,6 +61,16 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
         "seconds": round(seconds, 6),
     }
     return {"layers": layers, "total": total}
+
+
+def _rounds(stats: Stats, label: str) -> int:
+    """Rounds of one layer: the engine runs an HE layer's samples concurrently on ``label/b{i}``, so they
+    count once (the most any sample needed); everything else is sequential on its labels (the sum)."""
+    per_sample = [int(part[1:]) for name in stats.labels
+                  if name.startswith(label + "/b") and (part := name[len(label) + 1 :].split("/")[0])[1:].isdigit()]
+    if not per_sample:
+        return stats.select(label).rounds
+    return max(stats.select(f"{label}/b{i}").rounds for i in set(per_sample))
 
 
 def _mib(n: int) -> str:
