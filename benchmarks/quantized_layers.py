@@ -180,16 +180,22 @@ async def main() -> None:
     rng = np.random.default_rng(args.seed)
     modes = ["cheetah", "rule@l", "exact", "approx"]
     totals = {m: 0 for m in modes}
-    sep = " | " if args.markdown else "  "
-    head = ["layer", "l", "HEQ", *[f"{m} MB up/down" for m in modes], "ratio ex", "ratio ap", "model", "approx err",
-            "exact plan", "approx plan"]
+    head = ["layer", "l", "HEQ", *[f"{m} MB up/down" for m in modes], "x exact", "x approx", "model", "approx errors"]
+    widths = [22, 3, 4, 17, 17, 17, 17, 8, 9, 6, 22]
+
+    def line(cells: list[str]) -> str:
+        if args.markdown:
+            return "| " + " | ".join(cells) + " |"
+        return " ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
+
     print(f"ResNet-18 CIFAR 3x3 convs, w{W_BITS}a{A_BITS}, 40-bit flooding; m = measured, ~ = modelled; "
-          f"approx keeps {args.keep} output bits")
-    print(sep.join(head) if args.markdown else "")
+          f"approx keeps {args.keep} output bits\n")
+    print(line(head))
     if args.markdown:
         print("|" + "---|" * len(head))
     keys: dict[str, int] = {}
     timing: list[str] = []
+    chosen: list[str] = []
     for i, layer in enumerate(layers):
         s = layer.shape
         w = rng.integers(-(1 << (W_BITS - 1)), 1 << (W_BITS - 1), s.weight_shape)
@@ -207,7 +213,7 @@ async def main() -> None:
         if i in measured:
             for m, run in runs.items():
                 await measure(run, x, w, s)
-                timing.append(f"{layer.name:18s} {m:8s} server {run.server:6.2f} s  client {run.client:6.2f} s")
+                timing.append(f"  {layer.name:18s} {m:8s} server {run.server:6.2f} s  client {run.client:6.2f} s")
         for m in modes:
             totals[m] += layer.count * runs[m].total
         assert runs["exact"].total <= runs["rule@l"].total, "the search did worse than Cheetah's rule"
@@ -220,16 +226,19 @@ async def main() -> None:
             err_s += " (EXACT MODES WRONG)"
         cells = [f"{layer.name} x{layer.count}", str(l), str(heq_acc_bits(w, A_BITS)),
                  *[fmt(runs[m]) for m in modes],
-                 f"{runs['cheetah'].total / runs['exact'].total:5.2f}",
-                 f"{runs['cheetah'].total / runs['approx'].total:5.2f}",
-                 ("=" if model_ok else "DIFF") if i in measured else "-", err_s,
-                 describe(plans["exact"]), describe(plans["approx"])]
-        print((("| " + sep.join(cells) + " |") if args.markdown else sep.join(cells)), flush=True)
+                 f"{runs['cheetah'].total / runs['exact'].total:.2f}",
+                 f"{runs['cheetah'].total / runs['approx'].total:.2f}",
+                 ("=" if model_ok else "DIFF") if i in measured else "-", err_s]
+        print(line(cells), flush=True)
+        chosen.append(f"  {layer.name:18s} cheetah {describe(plans['cheetah'])}\n  {'':18s} exact   "
+                      f"{describe(plans['exact'])}\n  {'':18s} approx  {describe(plans['approx'])}")
     print()
     print("whole network (multiplicities): " + ", ".join(f"{m} {totals[m] / MB:.1f} MB" for m in modes))
     print(f"ratio cheetah / quantized: exact {totals['cheetah'] / totals['exact']:.2f}x, "
           f"approx {totals['cheetah'] / totals['approx']:.2f}x; rule@l / exact {totals['rule@l'] / totals['exact']:.2f}x")
     print("public key once per session and parameter set: " + ", ".join(f"{m} {v / 1e3:.0f} kB" for m, v in keys.items()))
+    print("\nplans (C_w x H_w x W_w, c = compact, op = output channels per ciphertext; ct = in/out ciphertexts):")
+    print("\n".join(chosen))
     if timing:
         print("\nwall time of one call (both parties in one process on this machine, weights already prepared):")
         print("\n".join(timing))

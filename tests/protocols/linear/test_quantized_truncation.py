@@ -101,7 +101,7 @@ async def test_out_shift_errors(nprng) -> None:
 
     async def server(p):
         return await conv2d(p, "c", x, out_channels=2, kernel=3, padding=1, l=8, plan=plan,
-                            weight=np.ones(shape.weight_shape, dtype=np.int64), out_shift=2)
+                            weight=np.ones(shape.weight_shape, dtype=np.int64))
 
-    with pytest.raises(InputError, match="truncates by 2 bits, not 0"):
+    with pytest.raises(InputError, match="truncates by 2 bits, not 0"):  # both sides refuse before sending
         await run_local(server, client)
