@@ -14,6 +14,7 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.party import Party
 from protocols.linear.engine import run_linear
+from protocols.linear.kronecker import unpack_offset
 from protocols.linear.plan import LinearPlan, Planner, plan_for
 from protocols.linear.tiling import ConvShape
 
@@ -21,9 +22,12 @@ __all__ = ["conv2d", "conv_plan"]
 
 
 def conv_plan(shape: ConvShape, l: int, *, weight_bits: int | None = None,
-              planner: str | Planner = "cheetah", out_shift: int = 0) -> LinearPlan:
-    """The plan both parties derive for a convolution (``weight_bits`` defaults to ``l``: any weight)."""
-    return plan_for(planner, shape, l, weight_bits if weight_bits is not None else l, out_shift)
+              planner: str | Planner = "cheetah", out_shift: int = 0, pack: int = 1) -> LinearPlan:
+    """The plan both parties derive for a convolution (``weight_bits`` defaults to ``l``: any weight).
+
+    ``pack = k > 1``: Kronecker packing of ``k`` input channels per coefficient in slots of ``l / k`` bits
+    (:mod:`protocols.linear.kronecker`; needs a planner that supports it, e.g. ``"quantized"``)."""
+    return plan_for(planner, shape, l, weight_bits if weight_bits is not None else l, out_shift, pack)
 
 
 async def conv2d(
@@ -43,6 +47,7 @@ async def conv2d(
     planner: str | Planner = "cheetah",
     plan: LinearPlan | None = None,
     out_shift: int = 0,
+    pack: int = 1,
 ) -> np.ndarray:
     """This party's share of ``conv2d(x, weight) + bias`` mod ``2^l``.
 
@@ -54,6 +59,12 @@ async def conv2d(
     ``out_shift = s > 0`` (approximate): returns shares of ``floor((conv + bias) / 2^s) + e``, ``e ∈ {-1, 0,
     1}``, mod ``2^(l - s)`` — the truncation of a following requantization, done by decrypting fewer bits,
     which makes the layer's ciphertexts smaller (see :mod:`protocols.linear.engine`).
+
+    ``pack = k > 1`` (approximate, with ``out_shift >= (k - 1)·l/k``): ``k`` input channels share each
+    coefficient in slots of ``B = l / k`` bits (:mod:`protocols.linear.kronecker`): the result is
+    ``floor((conv + bias) / 2^(out_shift - (k-1)B)) + e``, ``e ∈ {-1, 0, 1}``, mod ``2^(l - out_shift)``.
+    ``B`` must be at least the signed width of the accumulator, and input channel ``k c + i`` needs only be a
+    valid share mod ``2^((k - i)B)`` (it is taken mod ``2^l``).
     """
     x = np.asarray(x_share)
     if x.ndim != 3:
@@ -61,11 +72,13 @@ async def conv2d(
     shape = ConvShape.make(x.shape[0], x.shape[1], x.shape[2], out_channels, kernel, stride=stride,
                            padding=padding, groups=groups)
     if plan is None:
-        plan = conv_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift)
+        plan = conv_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift, pack=pack)
+    elif getattr(plan.layout, "pack", 1) != pack:
+        raise InputError(f"{label}: the plan packs {getattr(plan.layout, 'pack', 1)} channels, not {pack}")
     elif plan.out_shift != out_shift:
         raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
-    elif getattr(plan.layout, "tiling", None) is not None and plan.layout.tiling.shape != shape:  # type: ignore[attr-defined]
-        raise InputError(f"{label}: the plan is for {plan.layout.tiling.shape}, not {shape}")  # type: ignore[attr-defined]
+    elif getattr(plan.layout, "conv_shape", shape) != shape:
+        raise InputError(f"{label}: the plan is for {plan.layout.conv_shape}, not {shape}")  # type: ignore[attr-defined]
     if plan.l != l:
         raise InputError(f"{label}: the plan is for l = {plan.l}, not {l}")
     if weight is not None and np.shape(weight) != shape.weight_shape:
@@ -74,5 +87,8 @@ async def conv2d(
         raise InputError(f"{label}: the client must not pass a bias")
     if bias is not None and np.shape(bias) != (out_channels,):
         raise InputError(f"{label}: bias must have shape ({out_channels},), got {np.shape(bias)}")
-    offset = None if bias is None else np.asarray(bias).reshape(-1, 1, 1)
+    offset = None if bias is None else np.asarray(bias, dtype=np.int64).reshape(-1, 1, 1)
+    if pack > 1 and party.is_server:  # the bias goes to the diagonal slot; centre the cross terms below it
+        high = (pack - 1) * (l // pack)
+        offset = (0 if offset is None else offset << high) + unpack_offset(pack, l // pack)
     return await run_linear(party, label, plan, x, weight, offset=offset)

@@ -20,7 +20,7 @@ import numpy as np
 
 from aiompc.ring import reduce
 from protocols.linear import encoding as enc
-from protocols.linear.tiling import ConvTiling, MatmulTiling
+from protocols.linear.tiling import ConvShape, ConvTiling, MatmulTiling
 
 __all__ = ["Layout", "ConvLayout", "MatmulLayout", "layout_for"]
 
@@ -83,6 +83,11 @@ class ConvLayout:
     @property
     def outputs(self) -> int:  # type: ignore[override]
         return self.tiling.out_groups
+
+    @property
+    def conv_shape(self) -> ConvShape:
+        """The convolution this layout computes (the tiling's shape; a packing layout computes another)."""
+        return self.tiling.shape
 
     @property
     def in_shape(self) -> tuple[int, ...]:

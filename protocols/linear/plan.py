@@ -82,6 +82,9 @@ class LinearPlan:
     def describe(self) -> str:
         t = getattr(self.layout, "tiling", None)
         tile = t.describe() if t is not None else f"{self.input_ciphertexts} in / {self.output_ciphertexts} out"
+        pack = getattr(self.layout, "pack", 1)
+        if pack > 1:
+            tile = f"{pack} channels per coefficient in {self.layout.slot_bits}-bit slots, " + tile  # type: ignore[attr-defined]
         o = self.output
         shift = f", output >> {self.out_shift} (ring {self.out_bits})" if self.out_shift else ""
         return (f"[{self.planner}] {tile}; {self.he.describe()}; wire c0 {o.bits0} b, c1 {o.bits1} b, "
@@ -200,10 +203,16 @@ PLANNERS: dict[str, Planner] = {
 }
 
 
-def plan_for(planner: str | Planner, shape: Shape, l: int, weight_bits: int, out_shift: int = 0) -> LinearPlan:
+def plan_for(planner: str | Planner, shape: Shape, l: int, weight_bits: int, out_shift: int = 0,
+             pack: int = 1) -> LinearPlan:
     """The plan both parties derive: ``planner(shape, l, weight_bits)``, truncating the output by ``out_shift``
-    bits (a planner with an ``out_shift`` keyword plans for it directly; others via :func:`with_out_shift`)."""
+    bits (a planner with an ``out_shift`` keyword plans for it directly; others via :func:`with_out_shift`)
+    and packing ``pack`` input channels per coefficient (planners that support it only)."""
     p = resolve_planner(planner)
+    if pack != 1:
+        if not getattr(p, "supports_packing", False):
+            raise InputError(f"planner {planner!r} does not pack channels; use the 'quantized' planner")
+        return p(shape, l, weight_bits, out_shift=out_shift, pack=pack)  # type: ignore[call-arg]
     if not out_shift:
         return p(shape, l, weight_bits)
     if getattr(p, "supports_out_shift", False):

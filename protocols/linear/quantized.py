@@ -38,11 +38,15 @@ from aiompc.crypto.he import HEParams, OutputPlan, ServerPipeline, SECURITY_TABL
 from aiompc.crypto.he import min_modulus_bits
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from protocols.linear.costs import LayerCost, compute_seconds, wire_cost
+from protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
 from protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
 from protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, pipeline_for, with_out_shift
 from protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, cheetah_conv_tiling
 
-__all__ = ["QuantizedPlanner", "SearchResult", "Candidate", "block_sizes", "axis_tiles"]
+__all__ = [
+    "QuantizedPlanner", "SearchResult", "Candidate", "PackingOption", "choose_packing", "block_sizes", "axis_tiles",
+    "conv_tilings", "matmul_tilings",
+]
 
 Shape = Union[ConvShape, MatmulShape]
 _DEFAULT_MARGIN = 2.0
@@ -131,25 +135,40 @@ class QuantizedPlanner:
     refine: int = 8
     label: str = "layer"
     supports_out_shift: ClassVar[bool] = True
+    supports_packing: ClassVar[bool] = True
 
-    def __call__(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0) -> LinearPlan:
-        return self.search(shape, l, weight_bits, out_shift).best.plan
+    def __call__(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0, pack: int = 1) -> LinearPlan:
+        return self.search(shape, l, weight_bits, out_shift, pack).best.plan
 
-    def search(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0) -> SearchResult:
-        """Run (or fetch from the cache) the search for one layer; ``out_shift``: output bits the client does
-        not decrypt (approximate truncation, see :mod:`protocols.linear.engine`)."""
+    def search(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0, pack: int = 1) -> SearchResult:
+        """Run (or fetch from the cache) the search for one layer.
+
+        ``out_shift``: output bits the client does not decrypt (approximate truncation, see
+        :mod:`protocols.linear.engine`).  ``pack = k > 1``: Kronecker packing of ``k`` input channels in slots of
+        ``l / k`` bits (:mod:`protocols.linear.kronecker`; convolutions, approximate mode, ``out_shift >=
+        (k-1)·l/k``); Cheetah's rule has no packed counterpart, so ``cheetah`` is ``None`` then."""
         if not 1 <= weight_bits <= l:
             raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
         if not 0 <= out_shift < l:
             raise InputError(f"out_shift must be in 0..l - 1 = {l - 1}, got {out_shift}")
-        return _search(self, shape, l, weight_bits, out_shift)
+        if pack != 1:
+            if not isinstance(shape, ConvShape) or shape.groups != 1 or pack < 2 or l % pack:
+                raise InputError(f"packing {pack} channels needs a convolution with groups = 1 and l = {l} a "
+                                 "multiple of the slot count")
+            if out_shift < (pack - 1) * (l // pack) or weight_bits >= l // pack:
+                raise InputError(f"packing {pack} channels in {l // pack}-bit slots needs out_shift >= "
+                                 f"{(pack - 1) * (l // pack)} (the lower slots are dropped) and weight_bits < {l // pack}")
+        return _search(self, shape, l, weight_bits, out_shift, pack)
 
     # ------------------------------------------------------------------ candidates
 
-    def layouts(self, shape: Shape) -> Iterator[Layout]:
-        """Every candidate layout, over all ``N`` (Cheetah's tiling among them)."""
+    def layouts(self, shape: Shape, pack: int = 1, slot_bits: int = 0, weight_bits: int = 0) -> Iterator[Layout]:
+        """Every candidate layout, over all ``N`` (Cheetah's tiling among them when ``pack = 1``)."""
         for n in self.ns:
-            if isinstance(shape, ConvShape):
+            if isinstance(shape, ConvShape) and pack > 1:
+                for t in conv_tilings(packed_shape(shape, pack), n):
+                    yield KroneckerConvLayout(t, shape, pack, slot_bits, weight_bits)
+            elif isinstance(shape, ConvShape):
                 for t in conv_tilings(shape, n):
                     yield ConvLayout(t)
             else:
@@ -220,10 +239,15 @@ def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, 
 
 
 @functools.lru_cache(maxsize=1024)
-def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int) -> SearchResult:
+def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int,
+            pack: int = 1) -> SearchResult:
     first: list[Candidate] = []  # kept sorted, at most planner.refine long
     considered = evaluated = 0
-    for layout in planner.layouts(shape):
+    slot = l // pack
+    layouts = planner.layouts(shape, pack, slot, weight_bits)
+    if pack > 1:  # the server's plaintexts are the packed weights
+        weight_bits = packed_weight_bits(weight_bits, pack, slot)
+    for layout in layouts:
         considered += 1
         bound = planner.key(first[-1].cost) if len(first) >= max(1, planner.refine) else None
         cand = planner.evaluate(layout, l, weight_bits, bound=bound, out_shift=out_shift)
@@ -232,11 +256,12 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
             first.append(cand)
             first.sort(key=lambda c: planner.key(c.cost))
             del first[max(1, planner.refine):]
-    cheetah = _cheetah(planner, shape, l, weight_bits, out_shift)
+    cheetah = _cheetah(planner, shape, l, weight_bits, out_shift) if pack == 1 else None
     if not first and cheetah is None:
         raise UndecryptableParameters(
             f"{shape}: no layout decrypts with {planner.stat_bits}-bit flooding at N in {planner.ns} for l = {l} "
-            f"and {weight_bits}-bit weights: lower weight_bits or l, or allow a larger N"
+            f"and {weight_bits}-bit (plaintext) weights{f', {pack} channels packed' if pack > 1 else ''}: lower "
+            "weight_bits, l or the packing, or allow a larger N"
         )
     pool = [c.plan.layout for c in first]
     if cheetah is not None:
@@ -253,6 +278,49 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
         refined.append(cheetah)
     best = min(refined, key=lambda c: planner.key(c.cost))
     return SearchResult(best, cheetah, evaluated, considered)
+
+
+# --------------------------------------------------------------------------- packing choice
+
+
+@dataclass(frozen=True)
+class PackingOption:
+    """One packing factor for a layer: its plan (ring ``k·B``, ``out_shift = (k-1)B + shift``), the HE bytes of
+    the call, and the modelled extra bytes its wider input rings cost the producer of the input."""
+
+    pack: int
+    plan: LinearPlan
+    cost: LayerCost
+    widening: float
+
+    @property
+    def total(self) -> float:
+        return self.cost.total + self.widening
+
+
+def choose_packing(planner: QuantizedPlanner, shape: ConvShape, slot_bits: int, weight_bits: int, shift: int,
+                   *, input_bit_cost: float = 4.0, max_pack: int = 3) -> list[PackingOption]:
+    """Packing factors ``1..max_pack`` for a convolution whose accumulator fits ``slot_bits`` (signed) and
+    whose output is wanted truncated by ``shift`` bits, cheapest first (HE bytes + input widening).
+
+    Slot ``i`` of ``k`` needs its input channels shared in ``(k - i)·B`` bits instead of ``B``; the producer
+    (a requantization writing directly in that ring) pays ``input_bit_cost`` bits per extra ring bit and
+    element (``4``: its two multiplexers carry ``2·(l_out + 1)`` bits each; measured by
+    ``benchmarks/quantized_layers.py``).  Factors that do not decrypt (``q`` over budget) are left out.
+    ``k = 1`` is the unpacked plan at ring ``B``; it is always there when ``shift < slot_bits``.
+    """
+    out: list[PackingOption] = []
+    elements = shape.height * shape.width
+    for k in range(1, max_pack + 1):
+        if k > 1 and (shape.groups != 1 or shape.in_channels < k or k * slot_bits > 60):
+            break
+        try:
+            res = planner.search(shape, k * slot_bits, weight_bits, (k - 1) * slot_bits + shift, k)
+        except (UndecryptableParameters, InputError):
+            continue
+        extra_bits = sum((k - 1 - c % k) * slot_bits for c in range(shape.in_channels))
+        out.append(PackingOption(k, res.best.plan, res.best.cost, input_bit_cost * extra_bits * elements / 8))
+    return sorted(out, key=lambda o: (o.total, o.pack))
 
 
 # --------------------------------------------------------------------------- candidate tilings

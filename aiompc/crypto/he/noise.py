@@ -338,7 +338,10 @@ def _unit_rho(n: int, picked: tuple[int, ...], need_bits: float, plain_bits: int
     t = 1 << plain_bits
     head = picked[:-1]
     c = pow(math.prod(head), -1, t)  # ≡ 1 (mod 2n) automatically
-    lower = max(2 ** need_bits / math.prod(head), 2 * n)
+    gap = need_bits - _log2(math.prod(head))  # log2 of the smallest last prime (in log space: no overflow)
+    if gap > MAX_PRIME_BITS:
+        return None
+    lower = max(2.0**gap, 2 * n)
     cand = c + math.ceil(max(lower - c, 0) / t) * t
     while cand < 1 << MAX_PRIME_BITS:
         if cand not in head and is_prime(cand):
