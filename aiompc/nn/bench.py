@@ -34,7 +34,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.networks import BENCH_CONFIG, NETWORKS, network, network_inputs
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig, LayerRecord
-from aiompc.nn.service import client_session, serve_session
+from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
 from aiompc.progress import Progress
 from aiompc.session import connect, listen
@@ -104,9 +104,8 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0,
     from aiompc.nn.quantize import quantize
 
     fgraph = load_onnx(path)
-    rng = np.random.default_rng(seed)
     if calibration is None:
-        calibration = rng.normal(0.0, 1.0, (4, *fgraph.input_shape))
+        calibration = np.random.default_rng(seed).normal(0.0, 1.0, (4, *fgraph.input_shape))
     graph = quantize(fgraph, calibration, BENCH_CONFIG)
     return path.stem, graph, np.random.default_rng(seed + 1).normal(0.0, 1.0, (samples, *graph.input_spec.shape))
 
@@ -114,7 +113,8 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0,
 # --------------------------------------------------------------------------- one run
 
 
-def _wrapper(link: str) -> Any:
+def _wrapper(link: str) -> Callable[[Transport], Transport]:
+    """The transport wrapper of a ``--network`` setting: identity for ``none``, else the shaped link."""
     if link not in LINKS:
         raise InputError(f"unknown network setting {link!r}; use {', '.join(LINKS)}")
     profile = None if link == "none" else link
@@ -149,7 +149,8 @@ async def bench_run(
                 done.set_exception(exc)
             raise
 
-    bar = Progress(len(graph.nodes) + 1, f"{config.mode}/{link}", enabled=progress)
+    chunks = -(-len(x_int) // CHUNK)  # the session evaluates CHUNK samples at a time
+    bar = Progress(chunks * (len(graph.nodes) + 1), f"{config.mode}/{link}", enabled=progress)
 
     def tick(rec: LayerRecord) -> None:
         bar.advance(rec.name)
