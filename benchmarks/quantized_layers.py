@@ -12,7 +12,12 @@ and compares:
   (``cheetah-smallest``): the search must never do worse than this;
 * ``exact``     — the quantized planner at ``l`` (40-bit flooding), output bit for bit;
 * ``approx``    — the quantized planner with the output truncated at decryption to ``--keep`` bits
-  (``out_shift = l - keep``: the truncation of the following requantization, each value within one unit).
+  (``out_shift = l - keep``: the truncation of the following requantization, each value within one unit);
+* ``packed``    — ``approx`` plus Kronecker packing of input channels where it pays
+  (:func:`~protocols.linear.quantized.choose_packing`, ``k`` slots of ``l`` bits): its HE bytes, and apart
+  (column ``widen``) the extra bytes the previous requantization pays to write the slot-``i`` channels in
+  ``(k - i)·l``-bit rings, at a rate per element and ring bit measured here with
+  :func:`protocols.nonlinear.requantize` (``exact=False``); the ``packed`` ratio counts both.
 
 Bytes per direction are *measured* (channel statistics of a run over the in-memory transport, the layer's
 label only; the once-per-session public key is listed apart) for the layers given by ``--measure``, and
@@ -21,6 +26,8 @@ label only; the once-per-session public key is listed apart) for the layers give
 effect is shown by running one layer three times in one session (first call prepares the weights).
 
     python benchmarks/quantized_layers.py [--measure all|none|0,6] [--keep 8] [--markdown]
+
+Running every layer end to end takes a few minutes on a 2-core machine (the cheetah rows dominate).
 """
 
 from __future__ import annotations
@@ -39,7 +46,9 @@ from aiompc.session import run_local
 from protocols.linear.costs import LayerCost, key_bytes, plan_cost
 from protocols.linear.engine import client_key, prepared_weights, run_linear, server_key
 from protocols.linear.plan import CheetahBaselinePlanner, CheetahPlanner, LinearPlan
-from protocols.linear.quantized import QuantizedPlanner
+from protocols.linear.kronecker import unpack_offset
+from protocols.linear.quantized import QuantizedPlanner, choose_packing
+from protocols.nonlinear import requantize
 from protocols.linear.reference import conv2d_ref
 from protocols.linear.tiling import ConvShape
 from protocols.linear.weight_cache import STATE_KEY
@@ -83,22 +92,27 @@ class Run:
     server: float | None = None
     client: float | None = None
     errors: dict[int, int] | None = None
+    widening: float = 0.0
 
     @property
     def measured(self) -> bool:
         return self.up is not None
 
     @property
-    def total(self) -> int:
-        return (self.up + self.down) if self.measured else self.model.total  # type: ignore[operator]
+    def total(self) -> float:
+        he = (self.up + self.down) if self.measured else self.model.total  # type: ignore[operator]
+        return he + self.widening
 
 
 async def measure(run: Run, x: np.ndarray, w: np.ndarray, shape: ConvShape) -> None:
     """One call of the layer under ``run.plan`` (after the session's key exchange); fills in the run."""
     plan = run.plan
     l = plan.l
+    pack = getattr(plan.layout, "pack", 1)
+    slot = l // pack
     xs, xc = share(x, l, PRG())
     times: dict[str, float] = {}
+    offset = unpack_offset(pack, slot) if pack > 1 else None
 
     async def party_fn(p, role, xsh, weight):
         # the session's key exchange and the (cached) weight preparation are not part of the call's time
@@ -108,7 +122,7 @@ async def measure(run: Run, x: np.ndarray, w: np.ndarray, shape: ConvShape) -> N
             await server_key(p, plan.he)
             await prepared_weights(p, plan, weight)
         t0 = time.perf_counter()
-        y = await run_linear(p, "layer", plan, xsh, weight)
+        y = await run_linear(p, "layer", plan, xsh, weight, offset=offset if weight is not None else None)
         times[role] = time.perf_counter() - t0
         return y, p.channel.stats()
 
@@ -119,7 +133,7 @@ async def measure(run: Run, x: np.ndarray, w: np.ndarray, shape: ConvShape) -> N
     run.server, run.client = times["server"], times["client"]
     exact = conv2d_ref(x, w, shape, 64).view(np.int64)
     got = to_signed(reconstruct(ys, yc, plan.out_bits), plan.out_bits)
-    err = got - (exact >> plan.out_shift)
+    err = got - (exact >> (plan.out_shift - (pack - 1) * slot))
     values, counts = np.unique(err, return_counts=True)
     run.errors = {int(v): int(c) for v, c in zip(values, counts)}
 
@@ -149,10 +163,33 @@ async def cache_effect(plan: LinearPlan, x: np.ndarray, w: np.ndarray) -> tuple[
     return times[0], min(times[1:]), cache.nbytes / MB
 
 
+async def widening_rate(elements: int = 4096, l_in: int = 18, extra: int = 18) -> float:
+    """Online bits per element and extra output-ring bit of a requantization (``exact=False``, 4-bit ReLU
+    output), from two runs writing ``l_in`` and ``l_in + extra`` bit rings."""
+    x = np.random.default_rng(0).integers(-(1 << 15), 1 << 15, elements)
+    xs, xc = share(x, l_in, PRG())
+    sizes = []
+    for l_out in (l_in, l_in + extra):
+        kw = dict(l_in=l_in, multiplier=1, shift=10, lo=0, hi=15, l_out=l_out, exact=False)
+
+        async def server(p, kw=kw):
+            await requantize(p, "rq", xs, **kw)
+
+        async def client(p, kw=kw):
+            await requantize(p, "rq", xc, **kw)
+            return p.channel.stats().select("rq")
+
+        _, st = await run_local(server, client)
+        sizes.append(st.bytes_sent + st.bytes_recv)
+    return 8 * (sizes[1] - sizes[0]) / (elements * extra)
+
+
 def describe(plan: LinearPlan) -> str:
     t = plan.layout.tiling  # type: ignore[attr-defined]
     compact = "c" if t.compact else ""
-    return (f"{t.channels}x{t.tile_h}x{t.tile_w}{compact}/op{t.out_pack} N={plan.he.n} q={plan.he.q.bit_length()} "
+    pack = getattr(plan.layout, "pack", 1)
+    packed = f"k{pack} " if pack > 1 else ""
+    return (f"{packed}{t.channels}x{t.tile_h}x{t.tile_w}{compact}/op{t.out_pack} N={plan.he.n} q={plan.he.q.bit_length()} "
             f"c0/c1={plan.output.bits0}/{plan.output.bits1} ct={plan.input_ciphertexts}/{plan.output_ciphertexts}")
 
 
@@ -178,10 +215,12 @@ async def main() -> None:
     else:
         measured = {int(i) for i in args.measure.split(",")}
     rng = np.random.default_rng(args.seed)
-    modes = ["cheetah", "rule@l", "exact", "approx"]
-    totals = {m: 0 for m in modes}
-    head = ["layer", "l", "HEQ", *[f"{m} MB up/down" for m in modes], "x exact", "x approx", "model", "approx errors"]
-    widths = [22, 3, 4, 17, 17, 17, 17, 8, 9, 6, 22]
+    modes = ["cheetah", "rule@l", "exact", "approx", "packed"]
+    totals = {m: 0.0 for m in modes}
+    head = ["layer", "l", "HEQ", *[f"{m} MB up/down" for m in modes], "widen", "x exact", "x approx", "x packed",
+            "model", "approx errors", "packed errors"]
+    widths = [22, 3, 4, 17, 17, 17, 17, 17, 6, 8, 9, 9, 6, 26, 26]
+    rate = await widening_rate()
 
     def line(cells: list[str]) -> str:
         if args.markdown:
@@ -189,7 +228,8 @@ async def main() -> None:
         return " ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
 
     print(f"ResNet-18 CIFAR 3x3 convs, w{W_BITS}a{A_BITS}, 40-bit flooding; m = measured, ~ = modelled; "
-          f"approx keeps {args.keep} output bits\n")
+          f"approx keeps {args.keep} output bits; input widening {rate:.2f} bits per element and ring bit "
+          "(measured)\n")
     print(line(head))
     if args.markdown:
         print("|" + "---|" * len(head))
@@ -207,7 +247,10 @@ async def main() -> None:
             "exact": QuantizedPlanner()(s, l, W_BITS),
             "approx": QuantizedPlanner()(s, l, W_BITS, out_shift=max(0, l - args.keep)),
         }
+        best = choose_packing(QuantizedPlanner(), s, l, W_BITS, max(0, l - args.keep), input_bit_cost=rate)[0]
+        plans["packed"] = best.plan
         runs = {m: Run(p, plan_cost(p, "layer")) for m, p in plans.items()}
+        runs["packed"].widening = best.widening
         for m, p in plans.items():
             keys[m] = max(keys.get(m, 0), key_bytes(p.he))
         if i in measured:
@@ -219,23 +262,25 @@ async def main() -> None:
         assert runs["exact"].total <= runs["rule@l"].total, "the search did worse than Cheetah's rule"
         model_ok = all(r.up == r.model.upload and r.down == r.model.download for r in runs.values() if r.measured)
         exact_ok = all(r.errors == {0: int(np.prod(s.out_shape))} for m, r in runs.items()
-                       if r.measured and m != "approx")
-        err = runs["approx"].errors
-        err_s = "-" if err is None else " ".join(f"{k:+d}:{v}" for k, v in sorted(err.items()))
-        if err is not None and not exact_ok:
-            err_s += " (EXACT MODES WRONG)"
+                       if r.measured and m in ("cheetah", "rule@l", "exact"))
+
+        def errs(m: str) -> str:
+            e = runs[m].errors
+            return "-" if e is None else " ".join(f"{k:+d}:{v}" for k, v in sorted(e.items()))
+
+        err_s = errs("approx") + ("" if exact_ok else " (EXACT MODES WRONG)")
         cells = [f"{layer.name} x{layer.count}", str(l), str(heq_acc_bits(w, A_BITS)),
-                 *[fmt(runs[m]) for m in modes],
-                 f"{runs['cheetah'].total / runs['exact'].total:.2f}",
-                 f"{runs['cheetah'].total / runs['approx'].total:.2f}",
-                 ("=" if model_ok else "DIFF") if i in measured else "-", err_s]
+                 *[fmt(runs[m]) for m in modes], f"{runs['packed'].widening / MB:.2f}",
+                 *[f"{runs['cheetah'].total / runs[m].total:.2f}" for m in ("exact", "approx", "packed")],
+                 ("=" if model_ok else "DIFF") if i in measured else "-", err_s, errs("packed")]
         print(line(cells), flush=True)
-        chosen.append(f"  {layer.name:18s} cheetah {describe(plans['cheetah'])}\n  {'':18s} exact   "
-                      f"{describe(plans['exact'])}\n  {'':18s} approx  {describe(plans['approx'])}")
+        chosen.append("\n".join(f"  {layer.name if j == 0 else '':18s} {m:7s} {describe(plans[m])}"
+                                 for j, m in enumerate(("cheetah", "exact", "approx", "packed"))))
     print()
     print("whole network (multiplicities): " + ", ".join(f"{m} {totals[m] / MB:.1f} MB" for m in modes))
     print(f"ratio cheetah / quantized: exact {totals['cheetah'] / totals['exact']:.2f}x, "
-          f"approx {totals['cheetah'] / totals['approx']:.2f}x; rule@l / exact {totals['rule@l'] / totals['exact']:.2f}x")
+          f"approx {totals['cheetah'] / totals['approx']:.2f}x, packed {totals['cheetah'] / totals['packed']:.2f}x "
+          f"(input widening included); rule@l / exact {totals['rule@l'] / totals['exact']:.2f}x")
     print("public key once per session and parameter set: " + ", ".join(f"{m} {v / 1e3:.0f} kB" for m, v in keys.items()))
     print("\nplans (C_w x H_w x W_w, c = compact, op = output channels per ciphertext; ct = in/out ciphertexts):")
     print("\n".join(chosen))

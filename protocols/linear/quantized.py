@@ -299,14 +299,15 @@ class PackingOption:
 
 
 def choose_packing(planner: QuantizedPlanner, shape: ConvShape, slot_bits: int, weight_bits: int, shift: int,
-                   *, input_bit_cost: float = 4.0, max_pack: int = 3) -> list[PackingOption]:
+                   *, input_bit_cost: float = 5.0, max_pack: int = 3) -> list[PackingOption]:
     """Packing factors ``1..max_pack`` for a convolution whose accumulator fits ``slot_bits`` (signed) and
     whose output is wanted truncated by ``shift`` bits, cheapest first (HE bytes + input widening).
 
     Slot ``i`` of ``k`` needs its input channels shared in ``(k - i)·B`` bits instead of ``B``; the producer
     (a requantization writing directly in that ring) pays ``input_bit_cost`` bits per extra ring bit and
-    element (``4``: its two multiplexers carry ``2·(l_out + 1)`` bits each; measured by
-    ``benchmarks/quantized_layers.py``).  Factors that do not decrypt (``q`` over budget) are left out.
+    element (its output multiplexers and B2A scale with the output ring: 5.0 bits measured by
+    ``benchmarks/quantized_layers.py`` for ``protocols.nonlinear.requantize``).  Factors that do not decrypt
+    (``q`` over budget) are left out.
     ``k = 1`` is the unpacked plan at ring ``B``; it is always there when ``shift < slot_bits``.
     """
     out: list[PackingOption] = []
