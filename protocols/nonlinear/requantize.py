@@ -5,6 +5,16 @@
 
 with a public integer multiplier ``M >= 0`` and shift ``s >= 0``.  ReLU fused = ``lo = 0``.
 
+**Per-channel multipliers.**  ``M`` may be an array broadcast over ``x`` (one multiplier per output
+channel after a conv with per-channel weight scales, one common shift): the whole tensor is still ONE
+protocol instance, every comparison of every channel in the same batched millionaire.  The public
+widths then come from all multipliers at once: powers of two are cancelled against ``s`` only as far as
+the smallest 2-adic valuation of the non-zero multipliers allows; the range of ``y'`` (hence ``W`` and
+the clip comparisons) is that of the largest ``M`` (the input range contains 0, so ranges grow with
+``M``); the wrap weights ``M_i·2^(l−s)`` and the server's constants are per-element ``uint64`` arrays,
+computed once per distinct multiplier on Python integers.  The cost per element is that of the
+largest multiplier alone; a single multiplier (or an array of equal ones) takes the scalar path.
+
 How (all widths are public, derived from ``l_in``, ``M``, ``s``, ``lo``, ``hi``, ``l_out``):
 
 1. **Scale and shift.**  With ``u = x + 2^(l−1)`` (server adds the bias; no bias if ``msb_known_zero``)
@@ -32,6 +42,7 @@ multiplexers (20 bits): 345 bits online.  Rounds: two millionaires and two COT r
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 import numpy as np
 
@@ -61,30 +72,57 @@ def _v2(v: int) -> int:
     return (v & -v).bit_length() - 1
 
 
+def _distinct(multiplier: int | np.ndarray) -> tuple[list[int], np.ndarray | None, tuple[int, ...]]:
+    """``(values, index, shape)``: the distinct multipliers (ascending Python ints), each array entry's
+    position among them (``None`` when there is only one value) and the multiplier's shape."""
+    if isinstance(multiplier, (int, np.integer)):
+        return [int(multiplier)], None, ()
+    a = np.asarray(multiplier)
+    if a.dtype.kind not in "iu":
+        raise InputError(f"requantize: multipliers must be integers, got an array of dtype {a.dtype}")
+    values, index = np.unique(a, return_inverse=True)
+    ms = [int(v) for v in values] or [0]  # no elements at all: any multiplier will do
+    return ms, (index.reshape(a.shape) if len(ms) > 1 else None), a.shape
+
+
 class RequantPlan:
-    """The public widths and branches of one requantization (pure; identical on both sides)."""
+    """The public widths and branches of one requantization (pure; identical on both sides).
+
+    ``multiplier`` is one integer or an integer array of per-element multipliers (broadcast against
+    the input later).  After construction, ``multipliers`` holds the distinct values (ascending) with
+    the common power of two cancelled against the shift ``s``, ``M_max`` the largest of them, ``index``
+    each array entry's position in ``multipliers`` (``None`` if there is only one value) and ``shape``
+    the multiplier's shape (``()`` for an integer).
+    """
 
     def __init__(
-        self, *, l_in: int, multiplier: int, shift: int, lo: int, hi: int, rounding: Rounding,
+        self, *, l_in: int, multiplier: int | np.ndarray, shift: int, lo: int, hi: int, rounding: Rounding,
         l_out: int, msb_known_zero: bool, exact: bool = True,
     ) -> None:
         self.l = check_width(l_in)
         self.l_out = check_width(l_out)
-        if multiplier < 0 or shift < 0 or lo > hi:
-            raise InputError("requantize needs multiplier >= 0, shift >= 0 and lo <= hi")
+        ms, self.index, self.shape = _distinct(multiplier)
+        if ms[0] < 0 or shift < 0 or lo > hi:
+            raise InputError("requantize needs multipliers >= 0, shift >= 0 and lo <= hi")
         if rounding not in ("nearest", "floor"):
             raise InputError(f"rounding must be 'nearest' or 'floor', got {rounding!r}")
-        self.M, self.s, self.lo, self.hi = int(multiplier), int(shift), int(lo), int(hi)
+        self.s, self.lo, self.hi = int(shift), int(lo), int(hi)
         self.r = (1 << (shift - 1)) if (rounding == "nearest" and shift > 0) else 0
-        # strip common powers of two: floor((x·2M + r)/2^s) = floor((x·M + (r >> 1))/2^(s−1))
-        while self.M and self.M % 2 == 0 and self.s > 0:
-            self.M, self.s, self.r = self.M // 2, self.s - 1, self.r >> 1
+        # cancel common powers of two: floor((x·2^t·M + r)/2^s) = floor((x·M + (r >> t))/2^(s−t)) for
+        # t <= s (r is 0 or 2^(s−1)); t is limited by the least 2-adic valuation among non-zero multipliers
+        nonzero = [m for m in ms if m]
+        t = min(self.s, *map(_v2, nonzero)) if nonzero else 0
+        self.multipliers = [m >> t for m in ms]
+        self.s, self.r = self.s - t, self.r >> t
+        self.M_max = self.multipliers[-1]
         self.msb_known_zero = msb_known_zero
-        l = self.l
+        l, M = self.l, self.M_max
         xmin, xmax = (0, (1 << (l - 1)) - 1) if msb_known_zero else (-(1 << (l - 1)), (1 << (l - 1)) - 1)
-        # without the carry y' may come out one below the true floor: widen the range to match
-        self.ymin = ((xmin * self.M + self.r) >> self.s) - (0 if exact else 1)
-        self.ymax = (xmax * self.M + self.r) >> self.s
+        # xmin <= 0 <= xmax: the largest multiplier spans the range of every channel.  Without the carry
+        # y' may come out one below the true floor (not when nothing is shifted away): widen the range
+        slack = 0 if (exact or self.s == 0 or M == 0) else 1
+        self.ymin = ((xmin * M + self.r) >> self.s) - slack
+        self.ymax = (xmax * M + self.r) >> self.s
         self.out_lo = min(max(self.ymin, self.lo), self.hi)
         self.out_hi = max(min(self.ymax, self.hi), self.lo)
         L = self.l_out
@@ -112,15 +150,17 @@ class RequantPlan:
                     f"requantize: shift {self.s} or working width {self.W} beyond 63/64 bits; "
                     "use a smaller shift or a narrower input range"
                 )
-            product_fits = ((1 << l) - 1) * self.M < 1 << 64  # u·M exact in uint64
+            product_fits = ((1 << l) - 1) * M < 1 << 64  # u·M exact in uint64
             if not ((self.direct and product_fits) or self.s + self.W <= 64):
                 raise InputError(
-                    f"requantize: l_in={l} with multiplier {self.M} and shift {self.s} needs more than 64-bit "
+                    f"requantize: l_in={l} with multiplier {M} and shift {self.s} needs more than 64-bit "
                     "words (x·M overflows and shift + working width > 64); lower the multiplier precision"
                 )
-        # weight of the wrap in y': M·2^(l-s) (direct) or M·2^l before the shift (s > l)
-        if self.M:
-            wrap_weight_tz = _v2(self.M) + (l - self.s if self.direct else l)
+        # weights of the wrap in y': M_i·2^(l-s) (direct) or M_i·2^l before the shift (s > l); the wrap is
+        # only needed modulo the work ring divided by the weights' least power of two
+        nonzero = [m for m in self.multipliers if m]
+        if nonzero:
+            wrap_weight_tz = min(map(_v2, nonzero)) + (l - self.s if self.direct else l)
             work = self.W if self.direct else self.W + self.s
             self.w_bits = work - wrap_weight_tz  # B2A width of the wrap (<= 0: not needed)
         else:
@@ -131,6 +171,18 @@ class RequantPlan:
         """Public offsets t of the clip DReLUs ``[y' − t >= 0]``: ``lo`` and/or ``hi + 1``."""
         return ([self.lo] if self.need_lo else []) + ([self.hi + 1] if self.need_hi else [])
 
+    def public(self, f: Callable[[int], int], shape: tuple[int, ...]) -> np.uint64 | np.ndarray:
+        """The public constant ``f(M) mod 2^64`` for every element of an input of ``shape``.
+
+        ``f`` runs once per distinct (cancelled) multiplier on Python integers, so it is exact for any
+        sign and size.  Returns one ``uint64`` when all multipliers are equal, else a flat ``uint64``
+        array of ``prod(shape)`` entries (the multipliers broadcast to ``shape``, C order).
+        """
+        table = [f(m) & _M64 for m in self.multipliers]
+        if self.index is None:
+            return np.uint64(table[0])
+        return np.asarray(table, dtype=np.uint64)[np.broadcast_to(self.index, shape)].reshape(-1)
+
 
 async def requantize(
     party: Party,
@@ -138,7 +190,7 @@ async def requantize(
     x: np.ndarray,
     *,
     l_in: int,
-    multiplier: int,
+    multiplier: int | np.ndarray,
     shift: int,
     lo: int,
     hi: int,
@@ -151,12 +203,17 @@ async def requantize(
     """Shares mod ``2^l_out`` of ``clip(floor((x·multiplier + r) / 2^shift), lo, hi)``.
 
     Input: shares of ``x`` mod ``2^l_in`` (signed; ``msb_known_zero`` asserts ``x ∈ [0, 2^(l_in−1))``),
-    any shape.  Output: shares mod ``2^l_out`` (two's complement if ``lo < 0``); the clipped range must
-    fit ``l_out`` bits.  Equal to :func:`aiompc.quant.requantize` when ``exact``; otherwise
-    ``clip(y' + e, lo, hi)`` with ``e ∈ {−1, 0}`` (so still in ``[lo, hi]``).  Word-size limits (after
-    cancelling powers of two between ``M`` and ``2^s``): ``s <= 63``, ``W <= 64``, and either
-    ``s <= l_in`` with ``(2^l_in − 1)·M < 2^64`` or ``s + W <= 64`` (``W`` the working width, see the
-    module docstring); otherwise :class:`InputError`.  Cost: see the module docstring.
+    any shape.  ``multiplier``: one integer ``>= 0``, or an integer array broadcastable to ``x.shape``
+    (numpy rules) giving each element its own multiplier, e.g. shape ``(C, 1, 1)`` for ``x`` of shape
+    ``(C, H, W)`` or ``(B, C, H, W)``, or ``(1, C, 1, 1)``; the shift, clip bounds and rounding are
+    common.  Output: shares mod ``2^l_out`` (two's complement if ``lo < 0``), shape of ``x``; the clipped
+    range must fit ``l_out`` bits.  Equal to :func:`aiompc.quant.requantize` (per element with its own
+    multiplier) when ``exact``; otherwise ``clip(y' + e, lo, hi)`` with ``e ∈ {−1, 0}`` (so still in
+    ``[lo, hi]``).  Word-size limits (after cancelling powers of two between the multipliers and
+    ``2^s``; ``M`` the largest multiplier): ``s <= 63``, ``W <= 64``, and either ``s <= l_in`` with
+    ``(2^l_in − 1)·M < 2^64`` or ``s + W <= 64`` (``W`` the working width, see the module docstring);
+    otherwise :class:`InputError`.  Cost: see the module docstring; per-element multipliers cost what the
+    largest one costs alone, in one protocol instance.
     """
     plan = RequantPlan(
         l_in=l_in, multiplier=multiplier, shift=shift, lo=lo, hi=hi, rounding=rounding, l_out=l_out,
@@ -164,27 +221,40 @@ async def requantize(
     )
     xs = np.asarray(x, dtype=np.uint64) & mask(plan.l)
     shape = xs.shape
-    flat = xs.reshape(-1)
+    try:
+        fits = np.broadcast_shapes(plan.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise InputError(
+            f"requantize: multipliers of shape {plan.shape} do not broadcast to the input's shape {shape}; "
+            "give one multiplier per channel with singleton axes elsewhere, e.g. (C, 1, 1)"
+        )
     if plan.constant:
         value = np.uint64(plan.out_lo % (1 << plan.l_out)) if party.is_server else np.uint64(0)
         return np.full(shape, value, dtype=np.uint64)
 
-    y = await _scale_shift(party, f"{label}/scale", flat, plan, exact, digit_bits)
+    y = await _scale_shift(party, f"{label}/scale", xs.reshape(-1), shape, plan, exact, digit_bits)
     out = await _clip(party, f"{label}/clip", y, plan, digit_bits)
     return out.reshape(shape)
 
 
 async def _scale_shift(
-    party: Party, label: str, x: np.ndarray, plan: RequantPlan, exact: bool, digit_bits: int
+    party: Party, label: str, x: np.ndarray, shape: tuple[int, ...], plan: RequantPlan, exact: bool,
+    digit_bits: int,
 ) -> np.ndarray:
-    """Shares mod ``2^W`` of ``y' = floor((x·M + r)/2^s)`` (minus the carry if not ``exact``)."""
-    l, s, M, W = plan.l, plan.s, plan.M, plan.W
+    """Shares mod ``2^W`` of ``y' = floor((x·M + r)/2^s)`` (minus the carry if not ``exact``); ``x`` is
+    the flattened input of ``shape`` (to which the multipliers broadcast)."""
+    l, s, W = plan.l, plan.s, plan.W
     biased = not plan.msb_known_zero
     server = party.is_server
     u = (x + np.uint64(1 << (l - 1))) & mask(l) if (biased and server) else x
+
+    def const(m: int) -> int:  # public, may be negative
+        return plan.r - ((1 << (l - 1)) * m if biased else 0)
+
     # A = u_S·M + r − bias·M (server), B = u_C·M (client); p = u·M mod 2^64
-    p = u * np.uint64(M)
-    const = plan.r - ((1 << (l - 1)) * M if biased else 0)  # public, may be negative
+    p = u * plan.public(lambda m: m, shape)
     need_w = plan.w_bits > 0
     need_c = exact and s > 0
     low_s = np.uint64((1 << s) - 1)
@@ -205,9 +275,9 @@ async def _scale_shift(
         # A >> s and A mod 2^s without leaving uint64: A = P + C with P = u·M (exact when it fits, else
         # everything is taken mod 2^(s+W) <= 2^64), C = C_hi·2^s + C_lo public
         if server:
-            c_lo = np.uint64(const & ((1 << s) - 1))
+            c_lo = plan.public(lambda m: const(m) & ((1 << s) - 1), shape)
             low = (p & low_s) + c_lo  # < 2^(s+1) <= 2^64
-            high = (p >> np.uint64(s)) + (low >> np.uint64(s)) + np.uint64((const >> s) & _M64)
+            high = (p >> np.uint64(s)) + (low >> np.uint64(s)) + plan.public(lambda m: const(m) >> s, shape)
             low &= low_s
         else:
             high, low = p >> np.uint64(s), p & low_s
@@ -241,13 +311,13 @@ async def _scale_shift(
             y = y + arith[0]
         if need_w:
             assert w_arith is not None
-            y = y - w_arith * np.uint64((M << (l - s)) & _M64)
+            y = y - w_arith * plan.public(lambda m: m << (l - s), shape)
         return y & mask(W)
 
     # s > l: fold the arithmetic wrap into the shares first, then truncate (carry on the new shares);
     # everything mod 2^(W+s) <= 2^64
     big = mask(W + s)
-    a = p + np.uint64(const & _M64) if server else p
+    a = p + plan.public(const, shape) if server else p
     if need_w:
         if plan.msb_known_zero:
             w_arith = await cross_or(party, f"{label}/wrap", msb_bits(u, l), l=plan.w_bits)
@@ -256,7 +326,7 @@ async def _scale_shift(
                 party, f"{label}/cmp_w", [CompareTask(l)], [own(wrap_operand)], sender="server", digit_bits=digit_bits
             )
             w_arith = await b2a(party, f"{label}/b2a_w", w_bool[0], l=plan.w_bits)
-        a = a - w_arith * np.uint64((M << l) & _M64)
+        a = a - w_arith * plan.public(lambda m: m << l, shape)
     a = a & big
     y = a >> np.uint64(s)
     if need_c:
