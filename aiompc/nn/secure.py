@@ -180,22 +180,15 @@ async def _requantize_channels(
     party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
     msb_known_zero: bool,
 ) -> np.ndarray:
-    """Requantize a batch ``(B, C, ...)`` with one multiplier, or per channel (axis 1): one concurrent call
-    per distinct multiplier."""
-    kw = dict(l_in=l_in, shift=node.shift, lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out,
-              exact=exact, msb_known_zero=msb_known_zero)
-    if len(node.multiplier) == 1:
-        return await requantize(party, label, x, multiplier=node.multiplier[0], **kw)  # type: ignore[arg-type]
-    per_channel = node.channel_multipliers(x.shape[1])
-    out = np.empty(x.shape, dtype=np.uint64)
-    groups = [(int(m), np.flatnonzero(per_channel == m)) for m in np.unique(per_channel)]
-    results = await asyncio.gather(*(
-        requantize(party, f"{label}/m{k}", x[:, idx], multiplier=m, **kw)  # type: ignore[arg-type]
-        for k, (m, idx) in enumerate(groups)
-    ))
-    for (_, idx), res in zip(groups, results):
-        out[:, idx] = res
-    return out
+    """Requantize a batch ``(B, C, ...)`` with one multiplier, or one per channel (axis 1) in one protocol
+    instance (the multipliers broadcast as ``(1, C, 1, ...)``)."""
+    multiplier: int | np.ndarray = node.multiplier[0]
+    if len(node.multiplier) > 1:
+        multiplier = node.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
+    return await requantize(
+        party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift, lo=node.lo, hi=node.hi,
+        rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
+    )
 
 
 async def _per_sample(coros: list[Any]) -> np.ndarray:
