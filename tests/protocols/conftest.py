@@ -1,9 +1,12 @@
 """Protocol-test switches shared by every protocol test directory.
 
-``AIOMPC_TEST_OT=<kind>`` (e.g. ``silent``) runs every session that does not name its OT engine in
-its options with that engine instead of the default IKNP, so a suite runs unchanged on another engine:
+Sessions that do not name their OT engine in their options use ``protocols.ot.engine.DEFAULT_ENGINE``.
+``AIOMPC_TEST_OT=<kind>`` (e.g. ``iknp``) pins that default for every protocol test, so a suite runs
+unchanged on one chosen engine:
 
-    AIOMPC_TEST_OT=silent python -m pytest tests/protocols/nonlinear -q
+    AIOMPC_TEST_OT=iknp python -m pytest tests/protocols -q
+
+(``tests/protocols/nonlinear`` overrides this fixture: it runs on every engine unless the variable pins one.)
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Helpers for the non-linear protocol tests: share, run both parties, reconstruct, edge values.
+"""Helpers for the non-linear protocol tests: share, run both parties (in memory or over TCP), reconstruct, edge values.
 
 Many cases run inside one session (distinct labels), so the OT base setup is paid once per test.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable
 
 import numpy as np
@@ -13,6 +14,7 @@ from aiompc import run_local
 from aiompc.crypto.prg import PRG
 from aiompc.party import Party
 from aiompc.ring import from_signed, reconstruct, share, to_signed
+from aiompc.session import connect, listen
 
 WIDTHS = (4, 8, 16, 37, 64)
 
@@ -31,6 +33,27 @@ class Shared:
 async def run_both(job: Callable[[Party], Awaitable[Any]]) -> tuple[Any, Any]:
     """Run the same coroutine function on both sides of one in-memory session."""
     return await run_local(job, job)
+
+
+async def run_over_tcp(job: Callable[[Party], Awaitable[Any]]) -> tuple[Any, Any]:
+    """Run ``job`` as the server of a listening session and as the connecting client; both results."""
+    loop = asyncio.get_running_loop()
+    server_result: asyncio.Future[Any] = loop.create_future()
+
+    async def handler(party: Party) -> None:
+        try:
+            server_result.set_result(await job(party))
+        except BaseException as exc:  # surfaced to the test below, not just logged by the server
+            server_result.set_exception(exc)
+            raise
+
+    server = await listen(handler, "tcp://127.0.0.1:0")
+    try:
+        async with connect(server.url) as party:
+            client = await job(party)
+        return await asyncio.wait_for(server_result, 60), client
+    finally:
+        await server.close()
 
 
 def opened(s: np.ndarray, c: np.ndarray, l: int, *, signed: bool = True) -> np.ndarray:

@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Awaitable, Callable
-
 import numpy as np
 
 from aiompc import quant
 from aiompc.party import Party
-from aiompc.session import connect, listen
-from nonlinear_helpers import Shared, opened, signed_values
+from nonlinear_helpers import Shared, opened, run_over_tcp, signed_values
 from protocols.nonlinear import maxpool2d, relu, requantize, truncate
-
-
-async def run_over_tcp(job: Callable[[Party], Awaitable[Any]]) -> tuple[Any, Any]:
-    """Run ``job`` as the server of a listening session and as the connecting client; both results."""
-    loop = asyncio.get_running_loop()
-    server_result: asyncio.Future[Any] = loop.create_future()
-
-    async def handler(party: Party) -> None:
-        try:
-            server_result.set_result(await job(party))
-        except BaseException as exc:  # surfaced to the test below, not just logged by the server
-            server_result.set_exception(exc)
-            raise
-
-    server = await listen(handler, "tcp://127.0.0.1:0")
-    try:
-        async with connect(server.url) as party:
-            client = await job(party)
-        return await asyncio.wait_for(server_result, 60), client
-    finally:
-        await server.close()
 
 
 async def test_relu_truncation_requantize_maxpool_over_tcp(gen: np.random.Generator) -> None:
