@@ -17,6 +17,8 @@ Structure (each module has one job):
 * :mod:`~.plan` — :class:`LinearPlan` (layout + HE parameters + wire widths) and planners (``cheetah``);
 * :mod:`~.quantized` — the ``quantized`` planner: cost-driven search over ``N``, ``q``, tiles and packing;
 * :mod:`~.costs` — the exact bytes of a plan (and a rough compute model), what the search minimises;
+* :mod:`~.kronecker` — intra-coefficient (Kronecker) packing of input channels (approximate mode);
+* :mod:`~.weight_cache` — prepared weight plaintexts kept per session and reused across samples;
 * :mod:`~.plaintexts` — weight plaintexts in NTT form (sparse fast path);
 * :mod:`~.engine` — the pipelined two-party flow, generic over the plan;
 * :mod:`~.reference` — plaintext integer semantics (the test oracle).
@@ -29,7 +31,7 @@ from protocols.linear.batchnorm import batchnorm
 from protocols.linear.conv import conv2d, conv_plan
 from protocols.linear.fc import fc, fc_plan
 from protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, make_plan
-from protocols.linear.quantized import QuantizedPlanner  # registers PLANNERS["quantized"]
+from protocols.linear.quantized import QuantizedPlanner, choose_packing  # registers PLANNERS["quantized"]
 from protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "LinearPlan",
     "CheetahPlanner",
     "QuantizedPlanner",
+    "choose_packing",
     "make_plan",
     "PLANNERS",
     "ConvShape",

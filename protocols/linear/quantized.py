@@ -5,7 +5,8 @@ and its public weight bound, the planner enumerates
 
 * ``N`` in the HE core's secure set (:data:`~aiompc.crypto.he.SECURITY_TABLE`);
 * for a convolution, the spatial tile ``H_w x W_w`` (every distinct split of the output rows / columns into
-  tiles, the largest tile of each split count that fits ``N``, plus Cheetah's tile), the input channels per
+  tiles, the largest tile of each split count that fits ``N``, plus Cheetah's tile; *compact* when the tile
+  spans the padded width, so the right / bottom zero padding takes no coefficients), the input channels per
   ciphertext ``C_w`` and the output channels per output ciphertext ``out_pack`` (several output channels in
   disjoint coefficient ranges, ``out_pack·C_w·H_w·W_w <= N``: fewer output ciphertexts, whose ``c1`` is
   sent whole, for smaller input tiles);  for a matrix product, the blocks ``d0 x d1 x d2``;
@@ -20,16 +21,26 @@ modelled time).  Cheetah's closed-form tiling with the smallest secure ``q`` at 
 (``CheetahPlanner(he="smallest")``) is always one of the candidates, so the choice is never worse than
 Cheetah's rule at the same ``l`` (in the model, which equals the measured bytes).
 
-Search cost: a first pass with the default margin over every candidate, then the best ``refine`` candidates
-(and Cheetah's) with every margin.  Results are cached per ``(planner, shape, l, weight_bits)``; both parties
-run the same deterministic search (no measured quantity enters it).
+Two approximate-mode options change what is computed, so the caller asks for them:
+
+* ``out_shift = s``: the client decrypts only the top ``l - s`` bits (a fused truncation, one unit of error,
+  :mod:`protocols.linear.engine`); ``q`` and the output plan are searched for that precision — about ``s``
+  bits fewer per uploaded and per returned coefficient;
+* ``pack = k``: Kronecker packing of ``k`` input channels per coefficient in ``l / k``-bit slots
+  (:mod:`protocols.linear.kronecker`); the candidates are the packed layouts.  :func:`choose_packing`
+  compares ``k = 1, 2, 3`` for a layer, counting the wider input rings the packing needs.
+
+Search cost: a first pass with the default margin over every candidate (pruned by a lower bound of each
+candidate's bytes against the best found), then the best ``refine`` candidates (and Cheetah's) with every
+margin; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
+out_shift, pack)``; both parties run the same deterministic search (no measured quantity enters it).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Iterator, Union
 
 import numpy as np
@@ -92,7 +103,6 @@ class SearchResult:
     cheetah: Candidate | None
     evaluated: int
     considered: int = 0
-    notes: tuple[str, ...] = field(default=())
 
 
 @functools.lru_cache(maxsize=4096)

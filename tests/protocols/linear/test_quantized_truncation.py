@@ -13,7 +13,7 @@ from aiompc.session import run_local
 from protocols.linear.conv import conv2d, conv_plan
 from protocols.linear.costs import plan_cost
 from protocols.linear.fc import fc
-from protocols.linear.plan import with_out_shift
+from protocols.linear.plan import plan_for, with_out_shift
 from protocols.linear.reference import conv2d_ref, matmul_ref
 from protocols.linear.tiling import ConvShape, MatmulShape
 
@@ -75,9 +75,6 @@ async def test_truncated_fc_vector(nprng) -> None:
 @pytest.mark.parametrize("shape", [ConvShape.make(256, 8, 8, 256, 3, padding=1), MatmulShape(1, 2048, 100)])
 def test_truncation_shrinks_the_ciphertexts(shape) -> None:
     l, s = 18, 10
-    exact = conv_plan(shape, l, weight_bits=4, planner="quantized") if isinstance(shape, ConvShape) else None
-    from protocols.linear.plan import plan_for
-
     exact = plan_for("quantized", shape, l, 4)
     approx = plan_for("quantized", shape, l, 4, out_shift=s)
     same_layout = with_out_shift(exact, s)
