@@ -13,7 +13,8 @@ the smallest 2-adic valuation of the non-zero multipliers allows; the range of `
 the clip comparisons) is that of the largest ``M`` (the input range contains 0, so ranges grow with
 ``M``); the wrap weights ``M_i·2^(l−s)`` and the server's constants are per-element ``uint64`` arrays,
 computed once per distinct multiplier on Python integers.  The cost per element is that of the
-largest multiplier alone; a single multiplier (or an array of equal ones) takes the scalar path.
+largest multiplier alone (the wrap's B2A width follows the least 2-adic valuation instead of the largest
+multiplier's); a single multiplier (or an array of equal ones) takes the scalar path unchanged.
 
 How (all widths are public, derived from ``l_in``, ``M``, ``s``, ``lo``, ``hi``, ``l_out``):
 
