@@ -19,13 +19,21 @@ SumPool / Add /   local on shares (window sums, public rescales, concatenation, 
 Concat / Flatten
 ================  =====================================================================
 
-**Rings.**  Each edge's shares live in ``Z_{2^l}`` with ``l`` chosen by :func:`ring_widths` from public
+**Rings.**  Each edge's shares live in ``Z_{2^l}`` with ``l`` chosen by :func:`plan_rings` from public
 metadata only: at least the edge's width, and whatever its consumers work in (an HE layer works in the
 ring of its accumulator, a local node in the ring of its output).  Requantization writes its output
 directly in the ring its consumers want, so no ring extension protocol is ever needed; an edge whose ring
 is wider than a consumer's is reduced locally (reduction mod ``2^k`` is a ring homomorphism).  In
 ``cheetah`` mode every edge uses ``l = 37`` and the HE layers use Cheetah's parameters and tiling, the
 baseline the quantized mode is measured against; the secure result is the same integer graph either way.
+
+**Folded truncation** (quantized mode, ``exact=False``).  When an HE layer (Conv / Linear) feeds a single
+Requantize ``(M, s)``, the layer takes over the low ``s'`` bits of the shift (:class:`Fold`): the client
+decrypts only the top bits of each output (``out_shift = s'`` of :mod:`protocols.linear.engine`, smaller
+ciphertexts), the server adds the public *lift* ``2`` to its share, and the requantization runs with shift
+``s - s'`` on the narrow result ``y = floor(acc / 2^s') + e + 2`` (``e ∈ {-1, 0, 1}``), in a ring of about
+``l - s' + 1`` bits instead of ``l``.  ``s'`` is the largest shift with ``3·max(M) < 2^(s - s')``; see
+:class:`Fold` for why that keeps every requantized value within one LSB of the exact one.
 
 **Input and output.**  The client's input ``x`` is shared as ``(server: 0, client: x)``, which reveals
 nothing to the server.  At the end either the server sends its output share to the client (logits), or
@@ -34,7 +42,9 @@ nothing; the client learns only the output.
 
 **Exactness.**  With ``exact=True`` the client's result equals :func:`aiompc.nn.interpret.run_int` bit
 for bit.  With ``exact=False`` requantizations drop the carry of the shift: each requantized value may be
-one LSB low (``e ∈ {-1, 0}``, still inside the clip range).
+one LSB low (``e ∈ {-1, 0}``, still inside the clip range), and a requantization folded into its HE layer
+(quantized mode) may be one LSB off either way (``e ∈ {-1, 0, 1}``).  Every other node is exact on its
+(possibly approximate) inputs.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ import numpy as np
 
 from aiompc import ring
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
+from aiompc.nn.bounds import range_of_width, width_for_range
 from aiompc.nn.ir import (
     Add,
     ChannelAffine,
@@ -62,6 +73,7 @@ from aiompc.nn.ir import (
     Relu,
     Requantize,
     SumPool,
+    TensorSpec,
 )
 from aiompc.party import Party
 from aiompc.wire import Packed
@@ -71,7 +83,10 @@ from protocols.linear.fc import fc
 from protocols.linear.local import flatten, sum_pool2d
 from protocols.nonlinear import argmax, maxpool2d, relu, requantize
 
-__all__ = ["EngineConfig", "LayerRecord", "ring_widths", "run_secure", "CHEETAH_RING"]
+__all__ = [
+    "EngineConfig", "LayerRecord", "SecureResult", "Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths",
+    "run_secure", "CHEETAH_RING", "FOLD_LIFT",
+]
 
 Mode = Literal["quantized", "cheetah"]
 CHEETAH_RING = 37
@@ -117,10 +132,13 @@ class LayerRecord:
 
 @dataclass
 class SecureResult:
-    """A party's outcome: the output (client only) and the per-layer records."""
+    """A party's outcome: the output (client only), the per-layer records and, if asked for
+    (``run_secure(..., keep_shares=True)``), this party's share of every edge (ring per edge from
+    :func:`plan_rings`) for tests and debugging."""
 
     output: np.ndarray | None
     layers: list[LayerRecord] = field(default_factory=list)
+    shares: dict[str, np.ndarray] | None = None
 
 
 # --------------------------------------------------------------------------- rings
@@ -131,23 +149,134 @@ def _min_ring(bits: int, signed: bool) -> int:
     return bits if signed else bits + 1
 
 
-def ring_widths(graph: QGraph, mode: Mode = "quantized") -> dict[str, int]:
-    """The ring width of every edge, from public metadata only (see the module docstring)."""
+FOLD_LIFT = 2
+"""What the server adds to its share of a folded HE layer's output (see :class:`Fold`)."""
+
+
+@dataclass(frozen=True)
+class Fold:
+    """An HE layer that takes over the low ``shift`` bits of its sole consumer's requantization.
+
+    The HE layer computes in ``Z_{2^he_ring}`` (its input shares' ring, ``t = 2^he_ring``) and returns
+    shares mod ``2^out_ring`` (``out_ring = he_ring - shift``) of ::
+
+        y = floor(acc / 2^shift) + e + FOLD_LIFT,    e ∈ {-1, 0, 1}
+
+    (``acc`` the exact output, bias included; ``e`` the error of the truncated decryption,
+    :mod:`protocols.linear.engine`).  The requantization ``(M, s, lo, hi, rounding)`` then runs on ``y``
+    with shift ``rest = s - shift``; ``y_lo..y_hi`` is the public range of ``y`` (``out_ring`` holds it).
+
+    **Error bound.**  Let ``r = 2^(s-1)`` (nearest) or ``0`` (floor), so the remaining requantization's
+    rounding term is ``r / 2^shift``, and ``ρ = acc mod 2^shift``.  Then, per channel with multiplier ``M``::
+
+        (y·M + r / 2^shift) / 2^rest = (acc·M + r) / 2^s + d,   d = (M / 2^rest)·(e + 2 - ρ / 2^shift)
+
+    with ``e + 2 - ρ/2^shift ∈ (0, 3]``.  Since ``3·max(M) < 2^rest``, ``d ∈ [0, 1)``: before clipping the
+    remaining requantization gives the exact ``floor((acc·M + r) / 2^s)`` or one more, minus its own dropped
+    carry (``{0, 1}``, approximate mode).  Clipping is monotone and moves nothing further apart, so the
+    output is within one LSB of the exact requantization either way (``e_out ∈ {-1, 0, 1}``).  (Without the
+    lift the error of the truncation and the dropped carry could add up to -2.)
+    """
+
+    shift: int  # s': the HE layer's out_shift
+    rest: int  # s - s': the requantization's remaining shift
+    he_ring: int
+    y_lo: int
+    y_hi: int
+
+    @property
+    def out_ring(self) -> int:
+        """Ring of ``y``: the HE layer's output shares and the requantization's input."""
+        return self.he_ring - self.shift
+
+
+def fold_for(acc: TensorSpec, node: Requantize) -> Fold | None:
+    """The fold of requantization ``node`` into the HE layer writing ``acc`` (public metadata only), or
+    ``None`` when it would not narrow the requantization's input ring.
+
+    ``rest = s - shift`` is the smallest shift with ``3·max(M) < 2^rest`` (the error bound of
+    :class:`Fold`); ``shift`` is the largest value ``<= s - rest`` whose ``y`` (over the whole range of the
+    accumulator's width, plus the lift and the two-sided error) fits a ring at most one bit wider than the
+    accumulator's, and that leaves the requantization an input ring narrower than the accumulator's.
+    """
+    m = max(node.multiplier)
+    if m == 0:
+        return None  # the requantization is a constant: nothing to save
+    rest = (3 * m).bit_length()  # smallest T with 3·m < 2^T (3·m is never a power of two)
+    l_acc = _min_ring(acc.bits, acc.signed)
+    lo, hi = range_of_width(acc.bits, acc.signed)
+    for shift in range(node.shift - rest, 1, -1):
+        y_lo, y_hi = (lo >> shift) + FOLD_LIFT - 1, (hi >> shift) + FOLD_LIFT + 1
+        he_ring = max(l_acc, shift + _min_ring(*width_for_range(y_lo, y_hi)))
+        if he_ring <= l_acc + 1 and he_ring - shift < l_acc:
+            return Fold(shift, node.shift - shift, he_ring, y_lo, y_hi)
+    return None
+
+
+@dataclass(frozen=True)
+class RingPlan:
+    """Rings of a graph's edges and the folds of approximate mode, from public metadata only.
+
+    ``edges[e]``: the ring of edge ``e``'s shares.  ``folds[n]``: the :class:`Fold` of HE node ``n``
+    (``folded[r]`` the same, keyed by the requantization ``r`` it serves).
+    """
+
+    edges: dict[str, int]
+    folds: dict[str, Fold]
+    folded: dict[str, Fold]
+
+    def compute_ring(self, node: Node) -> int:
+        """The ring ``node`` works in: its fold's ``he_ring`` for a folded HE layer, else its output's ring
+        (a Requantize reads any ring and writes this one)."""
+        fold = self.folds.get(node.name)
+        return fold.he_ring if fold is not None else self.edges[node.output]
+
+
+def _folds(graph: QGraph) -> dict[str, tuple[str, Fold]]:
+    """HE node name -> (requantize name, fold) for every Conv / Linear with a single Requantize consumer."""
+    out: dict[str, tuple[str, Fold]] = {}
+    for node in graph.nodes:
+        if not isinstance(node, (Conv, Linear)) or node.output == graph.output:
+            continue
+        consumers = graph.consumers(node.output)
+        if len(consumers) != 1 or not isinstance(consumers[0], Requantize):
+            continue
+        fold = fold_for(graph.tensors[node.output], consumers[0])
+        if fold is not None:
+            out[node.name] = (consumers[0].name, fold)
+    return out
+
+
+def plan_rings(graph: QGraph, mode: Mode = "quantized", *, exact: bool = True) -> RingPlan:
+    """Every edge's ring and, in approximate quantized mode, the folds (see the module docstring).
+
+    Exact mode and ``cheetah`` mode fold nothing (``cheetah`` is the 37-bit baseline)."""
     if mode == "cheetah":
         widest = max(_min_ring(t.bits, t.signed) for t in graph.tensors.values())
         if widest > CHEETAH_RING:
             raise UnsupportedModel(f"an edge needs {widest} bits, more than Cheetah's {CHEETAH_RING}-bit ring")
-        return {name: CHEETAH_RING for name in graph.tensors}
+        return RingPlan({name: CHEETAH_RING for name in graph.tensors}, {}, {})
+    found = {} if exact else _folds(graph)
+    folds = {name: fold for name, (_, fold) in found.items()}
     rings = {name: _min_ring(t.bits, t.signed) for name, t in graph.tensors.items()}
     for node in reversed(graph.nodes):
         if isinstance(node, Requantize):
             continue  # reads any ring, writes directly into its consumers' ring
+        fold = folds.get(node.name)
+        if fold is not None:  # the HE layer's sole consumer reads y in out_ring; its input needs he_ring
+            rings[node.output] = fold.out_ring
+        work = fold.he_ring if fold is not None else rings[node.output]
         for edge in node.inputs:
-            rings[edge] = max(rings[edge], rings[node.output])
+            rings[edge] = max(rings[edge], work)
     for name, l in rings.items():
         if l > 60:
             raise UnsupportedModel(f"edge {name!r} needs a {l}-bit ring; the HE layers support at most 60 bits")
-    return rings
+    return RingPlan(rings, folds, {rq: fold for rq, fold in found.values()})
+
+
+def ring_widths(graph: QGraph, mode: Mode = "quantized", *, exact: bool = True) -> dict[str, int]:
+    """The ring width of every edge, from public metadata only (:func:`plan_rings`)."""
+    return plan_rings(graph, mode, exact=exact).edges
 
 
 # --------------------------------------------------------------------------- the walk
@@ -178,16 +307,17 @@ def _input_share(party: Party, graph: QGraph, x: np.ndarray | None, batch: int, 
 
 async def _requantize_channels(
     party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
-    msb_known_zero: bool,
+    msb_known_zero: bool, shift: int | None = None,
 ) -> np.ndarray:
     """Requantize a batch ``(B, C, ...)`` with one multiplier, or one per channel (axis 1) in one protocol
-    instance (the multipliers broadcast as ``(1, C, 1, ...)``)."""
+    instance (the multipliers broadcast as ``(1, C, 1, ...)``); ``shift`` overrides ``node.shift`` (the
+    rest of a folded requantization)."""
     multiplier: int | np.ndarray = node.multiplier[0]
     if len(node.multiplier) > 1:
         multiplier = node.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
     return await requantize(
-        party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift, lo=node.lo, hi=node.hi,
-        rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
+        party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift if shift is None else shift,
+        lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
     )
 
 
@@ -195,28 +325,42 @@ async def _per_sample(coros: list[Any]) -> np.ndarray:
     return np.stack(await asyncio.gather(*coros))
 
 
-async def _node(
-    party: Party, graph: QGraph, node: Node, xs: list[np.ndarray], rings: dict[str, int], label: str,
-    config: EngineConfig,
+async def _he_layer(
+    party: Party, node: Conv | Linear, x: np.ndarray, l: int, label: str, config: EngineConfig, out_shift: int,
 ) -> np.ndarray:
-    """One node on a batch of shares ``(B, *shape)``; HE layers run their samples concurrently."""
-    l = rings[node.output]
-    xs = [ring.reduce(x, l) if rings[e] > l and not isinstance(node, Requantize) else x
-          for x, e in zip(xs, node.inputs)]
-    x = xs[0]
+    """A Conv (one concurrent call per sample) or Linear (the whole batch) on shares mod ``2^l``; with
+    ``out_shift = s'`` shares of ``floor(acc / 2^s') + e`` mod ``2^(l - s')`` (``e ∈ {-1, 0, 1}``)."""
     server = party.is_server
+    weight = node.weight if server else None
+    bias = node.bias if server else None
     if isinstance(node, Conv):
         return await _per_sample([conv2d(
             party, f"{label}/b{b}", x[b], out_channels=node.out_channels, kernel=node.kernel, l=l,
-            stride=node.stride, padding=_pads_tblr(node.pads), groups=node.groups,
-            weight=node.weight if server else None, bias=node.bias if server else None,
-            weight_bits=node.weight_bits, planner=config.planner,
+            stride=node.stride, padding=_pads_tblr(node.pads), groups=node.groups, weight=weight, bias=bias,
+            weight_bits=node.weight_bits, planner=config.planner, out_shift=out_shift,
         ) for b in range(len(x))])
-    if isinstance(node, Linear):
-        return await fc(
-            party, label, x, out_features=node.out_features, l=l, weight=node.weight if server else None,
-            bias=node.bias if server else None, weight_bits=node.weight_bits, planner=config.planner,
-        )
+    return await fc(
+        party, label, x, out_features=node.out_features, l=l, weight=weight, bias=bias,
+        weight_bits=node.weight_bits, planner=config.planner, out_shift=out_shift,
+    )
+
+
+async def _node(
+    party: Party, graph: QGraph, node: Node, xs: list[np.ndarray], rings: RingPlan, label: str,
+    config: EngineConfig,
+) -> np.ndarray:
+    """One node on a batch of shares ``(B, *shape)``; HE layers run their samples concurrently."""
+    l = rings.compute_ring(node)
+    xs = [ring.reduce(x, l) if rings.edges[e] > l and not isinstance(node, Requantize) else x
+          for x, e in zip(xs, node.inputs)]
+    x = xs[0]
+    server = party.is_server
+    if isinstance(node, (Conv, Linear)):
+        fold = rings.folds.get(node.name)
+        y = await _he_layer(party, node, x, l, label, config, 0 if fold is None else fold.shift)
+        if fold is not None and server:  # the lift of the error bound (see Fold)
+            y = ring.reduce(y + np.uint64(FOLD_LIFT), fold.out_ring)
+        return y
     if isinstance(node, ChannelAffine):
         return await _per_sample([batchnorm(
             party, f"{label}/b{b}", x[b], l=l, scale=node.weight if server else None,
@@ -224,10 +368,15 @@ async def _node(
         ) for b in range(len(x))])
     if isinstance(node, Requantize):
         src = graph.tensors[node.inputs[0]]
-        l_in = rings[node.inputs[0]]
+        l_in = rings.edges[node.inputs[0]]
+        folded = rings.folded.get(node.name)
+        if folded is None:
+            msb_known_zero, shift = not src.signed and l_in > src.bits, node.shift
+        else:  # the input is y = floor(acc / 2^shift) + e + lift (out_ring holds y_lo..y_hi): shift the rest
+            msb_known_zero, shift = folded.y_lo >= 0, folded.rest
         return await _requantize_channels(
-            party, label, x, node, l_in=l_in, l_out=l, exact=config.exact,
-            msb_known_zero=not src.signed and l_in > src.bits,
+            party, label, x, node, l_in=l_in, l_out=l, exact=config.exact, msb_known_zero=msb_known_zero,
+            shift=shift,
         )
     if isinstance(node, Relu):
         return await relu(party, label, x, l=l)
@@ -265,6 +414,7 @@ async def run_secure(
     config: EngineConfig = EngineConfig(),
     label: str = "infer",
     on_layer: Callable[[LayerRecord], None] | None = None,
+    keep_shares: bool = False,
 ) -> SecureResult:
     """Evaluate ``graph`` on the client's integer inputs ``x``, a batch ``(B, *graph.input_spec.shape)``.
 
@@ -272,7 +422,8 @@ async def run_secure(
     pass the metadata graph and ``x``; gets the int64 logits ``(B, *output_shape)`` (``output="logits"``)
     or the class indices ``(B,)`` (``"argmax"``).  Per-layer bytes and rounds are in the channel
     statistics under ``f"{label}/{node.name}"``; ``on_layer`` is called with each layer's record as it
-    completes (progress display).
+    completes (progress display; its ``ring`` is the ring the node computes in).  ``keep_shares``: also
+    return this party's share of every edge (``SecureResult.shares``, rings from :func:`plan_rings`).
     """
     if party.is_server and not graph.has_weights:
         raise InputError("the server needs the full graph (with weights)")
@@ -282,7 +433,8 @@ async def run_secure(
         batch = len(x)
     if batch < 1:
         raise InputError("batch must be at least 1")
-    rings = ring_widths(graph, config.mode)
+    plan = plan_rings(graph, config.mode, exact=config.exact)
+    rings = plan.edges
     env: dict[str, np.ndarray] = {graph.input: _input_share(party, graph, x, batch, rings[graph.input])}
     records: list[LayerRecord] = []
 
@@ -294,23 +446,24 @@ async def run_secure(
     for node in graph.nodes:
         start = time.perf_counter()
         node_label = f"{label}/{node.name}"
-        env[node.output] = await _node(party, graph, node, [env[e] for e in node.inputs], rings, node_label, config)
-        record(node.name, node.op, node_label, start, rings[node.output])
+        env[node.output] = await _node(party, graph, node, [env[e] for e in node.inputs], plan, node_label, config)
+        record(node.name, node.op, node_label, start, plan.compute_ring(node))
+    shares = env if keep_shares else None
     out = env[graph.output]
     l = rings[graph.output]
     start = time.perf_counter()
     if config.output == "argmax":
         cls = await argmax(party, f"{label}/argmax", out.reshape(batch, -1), l=l, reveal_to="client")
         record("argmax", "argmax", f"{label}/argmax", start, l)
-        return SecureResult(None if party.is_server else np.asarray(cls), records)
+        return SecureResult(None if party.is_server else np.asarray(cls), records, shares)
     sub = party.sub(f"{label}/output")
     if party.is_server:
         await sub.send(Packed(out.reshape(-1), l))
         record("output", "reveal", sub.label, start, l)
-        return SecureResult(None, records)
+        return SecureResult(None, records, shares)
     peer = await sub.recv()
     if not isinstance(peer, np.ndarray) or peer.size != out.size:
         raise ProtocolError("the server's output share has the wrong size")
     y = ring.to_signed(ring.reconstruct(out.reshape(-1), peer, l), l).reshape(out.shape)
     record("output", "reveal", sub.label, start, l)
-    return SecureResult(y, records)
+    return SecureResult(y, records, shares)
