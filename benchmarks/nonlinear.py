@@ -13,10 +13,11 @@ max-pool has stride = kernel.  Reported per element (per *output* element for ma
 * **online / offline bytes** — online: from the channel's own accounting (``party.channel.stats()``
   snapshots, ``select(phase="online")``), both directions.  Offline: the engine generates COTs in
   batches (Ferret: millions at a time), so a run's offline traffic is not its own; instead the row's
-  session first measures the bytes and seconds per generated COT of each direction (a ``precompute``,
-  ``select(phase="offline")`` on the engine's label, and the growth of ``engine.buffered``), then counts
-  the COTs the operation consumed (the shrinking of the precomputed buffer) — **COTs** per element —
-  and charges them at that cost;
+  session precomputes the COTs the run will need and measures the bytes and seconds per generated COT
+  of each direction at that scale (``select(phase="offline")`` on the engine's label, and the growth of
+  ``engine.buffered``; Ferret chooses its extension size by demand, so a small run pays the bootstrap
+  set's price and a large one the main set's), then counts the COTs the operation consumed (the
+  shrinking of the precomputed buffer) — **COTs** per element — and charges them at that cost;
 * **rounds** — measured, not modelled: the operation runs again on 128 elements with every online
   message delayed by a fixed one-way latency ``--delay`` (COTs precomputed); rounds = extra wall time
   / delay, best of 3 runs each way (one simultaneous exchange counts as one; a request and its reply
@@ -271,8 +272,10 @@ async def bench_row(op: Op, l: int, n: int, ot: str, delay: float, gen: np.rando
     await run_pair(server, client, side, side)
     big_run = res["big"]
     e = big_run["elems"]
-    per_cot_bytes = {d: res[f"cal/{d}/bytes"] / res[f"cal/{d}/made"] for d in DIRECTIONS}
-    per_cot_sec = {d: res[f"cal/{d}/sec"] / res[f"cal/{d}/made"] for d in DIRECTIONS}
+    # the price of a COT at the scale of this run: what the precompute for the big run cost per COT made
+    # (Ferret picks its extension size by demand, so small calibration batches would overstate it)
+    per_cot_bytes = {d: res[f"big/{d}/bytes"] / res[f"big/{d}/made"] for d in DIRECTIONS}
+    per_cot_sec = {d: res[f"big/{d}/sec"] / res[f"big/{d}/made"] for d in DIRECTIONS}
     base = min(res[f"base{i}"]["seconds"] for i in range(REPEATS))
     slow = min(res[f"slow{i}"]["seconds"] for i in range(REPEATS))
     return {
