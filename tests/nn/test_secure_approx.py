@@ -21,6 +21,9 @@ from aiompc.channel import Stats
 from aiompc.nn.bounds import range_of_width, width_for_range
 from aiompc.nn.interpret import _int_node, run_int
 from aiompc.nn.ir import Conv, Linear, QGraph, Requantize, TensorSpec
+from aiompc.nn.onnx_build import OnnxBuilder
+from aiompc.nn.onnx_import import load_onnx
+from aiompc.nn.quantize import quantize
 from aiompc.nn.secure import FOLD_LIFT, EngineConfig, SecureResult, fold_for, plan_rings, ring_widths, run_secure
 from aiompc.nn.testing import random_qgraph
 from aiompc.nn.zoo import digits_data, digits_model
@@ -184,6 +187,20 @@ async def test_random_networks_every_node_within_its_bound(seed: int) -> None:
     server, client, _ = await _run(graph, xq, APPROX)
     counts = check_nodes(graph, server, client, APPROX)
     assert any(kind == "he" for kind, _ in counts)  # the folds ran (y came back truncated)
+
+
+async def test_folded_fully_connected_layer() -> None:
+    # flatten -> gemm -> relu -> gemm: the first Linear's requantization is folded (fc with out_shift)
+    rng = np.random.default_rng(7)
+    b = OnnxBuilder((1, 6, 6), graph_name="mlp")
+    h = b.relu(b.gemm(b.flatten(b.input), rng.normal(0, 0.3, (20, 36)), rng.normal(0, 0.1, 20)))
+    graph = quantize(load_onnx(b.build(b.gemm(h, rng.normal(0, 0.3, (5, 20)), rng.normal(0, 0.1, 5)))),
+                     rng.normal(0, 1, (16, 1, 6, 6)))
+    folds = plan_rings(graph, exact=False).folds
+    assert [type(n) for n in graph.nodes if n.name in folds] == [Linear]
+    xq = graph.quantize_input(rng.normal(0, 1, (3, 1, 6, 6)))
+    server, client, _ = await _run(graph, xq, APPROX)
+    assert any(kind == "he" for kind, _ in check_nodes(graph, server, client, APPROX))
 
 
 async def test_conv_requantize_fc_logits_differ_by_w_times_e() -> None:
