@@ -4,6 +4,7 @@ measured tables of BENCHMARKS.md from their JSON.
     python benchmarks/networks.py run [NAME ...] [--force]   # run (skips runs whose JSON exists)
     python benchmarks/networks.py commands                  # print the exact commands
     python benchmarks/networks.py report                    # rewrite BENCHMARKS.md's measured section
+    python benchmarks/networks.py plots                     # redraw every results/<run>.png from its JSON
 
 Each run is one ``aiompc bench`` process (so memory is returned between networks) writing
 ``benchmarks/results/<run>.json``, ``.md`` and ``.png``.  ``report`` reads every JSON there and replaces
@@ -153,8 +154,8 @@ def comparison_section(runs: list[dict]) -> str:
                      ", ".join(f"{q['model']} {q['total']:.2f}×" for q in ratios), ""))
     if not rows:
         return ""
-    out = ["| quantity | published | source of the published figure | measured here: cheetah mode "
-           "| measured here: quantized mode |", "|---|---:|---|---:|---:|"]
+    out = [("| quantity | published | source of the published figure | measured here: cheetah mode "
+            "| measured here: quantized mode |"), "|---|---:|---|---:|---:|"]
     out += [f"| {' | '.join(row)} |" for row in rows]
     return "\n".join(out)
 
@@ -164,19 +165,18 @@ def measured_section(runs: list[dict]) -> str:
     from aiompc.nn.bench import bench_markdown, machine_info
 
     machines = {json.dumps(r.get("machine"), sort_keys=True) for r in runs if r.get("machine")}
-    m = json.loads(sorted(machines)[0]) if machines else machine_info()
-    lines = [
-        f"Machine: {m['cpus']} logical CPUs ({m['cpu']}), {m['memory_gib']} GiB memory, Python {m['python']}, "
-        f"numpy {m['numpy']}; shared with other jobs while measuring, so seconds are an upper bound.",
-        "",
-    ]
+    m = json.loads(min(machines)) if machines else machine_info()
+    machine = (f"Machine: {m['cpus']} logical CPUs ({m['cpu']}), {m['memory_gib']} GiB memory, "
+               f"Python {m['python']}, numpy {m['numpy']}; shared with other jobs while measuring, so seconds "
+               "are an upper bound.")
+    lines = [machine, ""]
     if len(machines) > 1:
         lines += ["(Runs from more than one machine: see each JSON file's `machine`.)", ""]
     lines += [bench_markdown(runs, per_layer=False), ""]
     comparison = comparison_section(runs)
     if comparison:
-        lines += ["Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
-                  "right: measured here, from the JSON results):", "", comparison, ""]
+        lines += [("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
+                   "right: measured here, from the JSON results):"), "", comparison, ""]
     lines += ["Per-layer tables and plots of each run:", ""]
     for stem in dict.fromkeys(r["_file"] for r in runs):
         cmd = " ".join(command(stem)) if stem in RUNS else "(not a canonical run)"
@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--force", action="store_true", help="re-run even if the JSON exists")
     sub.add_parser("commands", help="print the exact aiompc bench commands")
     sub.add_parser("report", help="rewrite the measured section of BENCHMARKS.md")
+    sub.add_parser("plots", help="redraw the PNG of every JSON in benchmarks/results")
     args = p.parse_args(argv)
     if args.cmd == "run":
         return cmd_run(args.names, args.force)
@@ -216,7 +217,18 @@ def main(argv: list[str] | None = None) -> int:
         for run in RUNS:
             print(" ".join(command(run)))
         return 0
+    if args.cmd == "plots":
+        return cmd_plots()
     return cmd_report()
+
+
+def cmd_plots() -> int:
+    from aiompc.nn.bench import bench_plot
+
+    for path in sorted(RESULTS.glob("*.json")):
+        bench_plot(json.loads(path.read_text()), path.with_suffix(".png"))
+        print(f"{path.with_suffix('.png').relative_to(ROOT)}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ async def bench_run(
         row["elements"] = sizes.get(row["name"], graph.tensors[graph.output].size) * len(x_int)
     diff = _check(graph, x_int, np.asarray(result.output), config)
     return {"model": model, "mode": config.mode, "network": link, **report, "planner": config.planner,
-            "ot": engine, "exact": config.exact, "samples": int(len(x_int)), "check": {"max_abs_diff_lsb": diff},
+            "ot": engine, "exact": config.exact, "samples": len(x_int), "check": {"max_abs_diff_lsb": diff},
             "machine": machine_info()}
 
 
@@ -270,8 +270,8 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     """Markdown: the summary table, the cheetah/quantized ratios, (``ops``) bytes by operator and
     (``per_layer``) one table per run."""
     lines = [
-        "| model | mode | network | planner | OT | MiB c→s | MiB s→c | MiB total | linear MiB | non-linear MiB "
-        "| (offline OT) | setup + output MiB | rounds | seconds |",
+        ("| model | mode | network | planner | OT | MiB c→s | MiB s→c | MiB total | linear MiB | non-linear MiB "
+         "| (offline OT) | setup + output MiB | rounds | seconds |"),
         "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -291,8 +291,8 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
             lines.append(f"| {q['model']} | {q['network']} | {q['ot']} | **{_fmt_ratio(q['total'])}** "
                          f"| {_fmt_ratio(q['linear'])} | {_fmt_ratio(q['nonlinear'])} | {_fmt_ratio(q['seconds'])} |")
     if ops:
-        lines += ["", "Bytes by operator (bits per value = 8 × bytes ÷ values the layers output; the OT engine's "
-                  "offline bytes are not in these rows):", "",
+        lines += ["", ("Bytes by operator (bits per value = 8 × bytes ÷ values the layers output; the OT engine's "
+                       "offline bytes are not in these rows):"), "",
                   "| model | mode | OT | op | layers | values | MiB | bits per value |", "|---|---|---|---|---:|---:|---:|---:|"]
         seen = set()
         for r in results:
@@ -343,8 +343,7 @@ def bench_plot(results: Sequence[dict[str, Any]], path: str | Path) -> None:
     for k, mode in enumerate(modes):
         ax.bar(idx + (k - (len(modes) - 1) / 2) * width, [per_mode[mode].get(n, 0) / _MIB for n in names], width,
                label=mode, color=colors.get(mode))
-    ax.set_yscale("log")
-    ax.set_ylabel("MiB (both directions, log scale)")
+    ax.set_ylabel("MiB (both directions)")
     ax.set_xticks(idx)
     ax.set_xticklabels(names, rotation=90, fontsize=max(4, min(8, int(600 / max(1, len(names))))))
     ax.set_title(f"{first['model']}: bytes per layer · network {first['network']} · OT {first['ot']}")
