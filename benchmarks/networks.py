@@ -180,8 +180,9 @@ def measured_section(runs: list[dict]) -> str:
     lines += ["Per-layer tables and plots of each run:", ""]
     for stem in dict.fromkeys(r["_file"] for r in runs):
         cmd = " ".join(command(stem)) if stem in RUNS else "(not a canonical run)"
-        lines.append(f"* `{stem}`: [tables](benchmarks/results/{stem}.md) · [plot](benchmarks/results/{stem}.png) "
-                     f"· [JSON](benchmarks/results/{stem}.json) — `{cmd}`")
+        codes = sorted({str(r.get("code")) for r in runs if r["_file"] == stem})
+        lines.append(f"* `{stem}` (code {', '.join(codes)}): [tables](benchmarks/results/{stem}.md) · "
+                     f"[plot](benchmarks/results/{stem}.png) · [JSON](benchmarks/results/{stem}.json) — `{cmd}`")
     return "\n".join(lines)
 
 

@@ -9,12 +9,13 @@ object (the layout of :mod:`aiompc.nn.report`, all bytes from the client's chann
     {"model", "mode", "network",
      "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"},
-     "planner", "ot", "exact", "samples", "check", "machine"}
+     "planner", "ot", "exact", "samples", "check", "machine", "code"}
 
 A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
 the layer outputs (all samples).  The trailing keys say how the row was obtained: the linear-layer planner of the mode, the OT engine
 (``iknp`` or ``silent``), whether requantization was bit-exact, the number of inferences, the machine
-(:func:`machine_info`), and ``check``:
+(:func:`machine_info`), the code (:func:`code_version`: the git commit, ``-dirty`` if the checkout had
+uncommitted changes), and ``check``:
 the largest absolute difference (in output LSBs) between the secure logits and the plaintext integer
 reference — 0 in exact mode, a few LSBs at most in approximate mode.  Any disagreement beyond that
 bound is an error, so a row in a table is also a correctness test.
@@ -53,7 +54,7 @@ from protocols.ot import engine as ot_engine
 from transports.base import Transport
 from transports.shaped import PROFILES, shape
 
-__all__ = ["LINKS", "MODES", "machine_info", "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown",
+__all__ = ["LINKS", "MODES", "code_version", "machine_info", "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown",
            "bench_plot", "add_bench_command", "cmd_bench"]
 
 MODES = ("cheetah", "quantized")
@@ -62,6 +63,18 @@ _MIB = float(1 << 20)
 
 
 # --------------------------------------------------------------------------- the machine
+
+
+def code_version() -> str | None:
+    """``git describe --always --dirty`` of the aiompc checkout (``None`` outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def machine_info() -> dict[str, Any]:
@@ -172,7 +185,7 @@ async def bench_run(
     diff = _check(graph, x_int, np.asarray(result.output), config)
     return {"model": model, "mode": config.mode, "network": link, **report, "planner": config.planner,
             "ot": engine, "exact": config.exact, "samples": len(x_int), "check": {"max_abs_diff_lsb": diff},
-            "machine": machine_info()}
+            "machine": machine_info(), "code": code_version()}
 
 
 def _check(graph: QGraph, x_int: np.ndarray, secure: np.ndarray, config: EngineConfig) -> int:

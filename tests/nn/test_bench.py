@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 
@@ -49,6 +48,7 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         assert set(r["total"]) == TOTAL_KEYS
         assert r["ot"] == "iknp" and r["exact"] is True and r["samples"] == 1
         assert r["planner"] == EngineConfig(mode=r["mode"]).planner
+        assert r["machine"]["cpus"] >= 1 and (r["code"] is None or isinstance(r["code"], str))
         assert r["check"]["max_abs_diff_lsb"] == 0  # exact mode: the secure logits are the integer reference
         for row in r["layers"]:
             assert LAYER_KEYS <= set(row) and row["elements"] > 0
