@@ -34,16 +34,16 @@ MIB = float(1 << 20)
 HEADLINE = ["--ot", "silent", "--approx"]
 BOTH = ["--modes", "cheetah,quantized", *HEADLINE]
 RUNS: dict[str, tuple[str, list[str]]] = {
-    "resnet50-cheetah": ("resnet50", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
     "resnet18": ("resnet18", [*BOTH, "--network", "none,lan,wan"]),
-    "resnet50-quantized": ("resnet50", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
-    "squeezenet-cheetah": ("squeezenet", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
-    "squeezenet-quantized": ("squeezenet", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
     "resnet18-variants": ("resnet18", ["--modes", "cheetah,quantized", "--ot", "silent,iknp", "--exact",
                                        "--network", "none"]),
     "resnet32": ("resnet32", [*BOTH, "--network", "none,lan,wan"]),
     "minionn": ("minionn", [*BOTH, "--network", "none,lan,wan"]),
+    "squeezenet-cheetah": ("squeezenet", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
+    "squeezenet-quantized": ("squeezenet", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
     "squeezenet-wan": ("squeezenet", [*BOTH, "--network", "wan"]),
+    "resnet50-cheetah": ("resnet50", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
+    "resnet50-quantized": ("resnet50", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
     "resnet50-wan": ("resnet50", [*BOTH, "--network", "wan"]),
 }
 
