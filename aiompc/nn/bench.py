@@ -28,12 +28,10 @@ totals split linear/non-linear with the ratio).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -43,13 +41,10 @@ import aiompc
 from aiompc.errors import InputError, ProtocolError
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
+from aiompc.nn.loopback import run_two_parties
 from aiompc.nn.networks import BENCH_CONFIG, NETWORKS, network, network_inputs
 from aiompc.nn.report import format_table, layer_report
-from aiompc.nn.secure import EngineConfig, LayerRecord
-from aiompc.nn.service import CHUNK, client_session, serve_session
-from aiompc.party import Party
-from aiompc.progress import Progress
-from aiompc.session import connect, listen
+from aiompc.nn.secure import EngineConfig
 from protocols.ot import engine as ot_engine
 from transports.base import Transport
 from transports.shaped import PROFILES, shape
@@ -150,34 +145,9 @@ async def bench_run(
     ot = ot or ot_engine.DEFAULT_ENGINE
     if ot not in ot_engine.engine_kinds():
         raise InputError(f"unknown OT engine {ot!r}; choose from {', '.join(ot_engine.engine_kinds())}")
-    wrap = _wrapper(link)
-    options = {**config.to_dict(), "ot": ot}
-    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    async def handler(party: Party) -> None:
-        try:
-            done.set_result(await serve_session(party, graph, EngineConfig.from_dict(party.options)))
-        except BaseException as exc:
-            if not done.done():
-                done.set_exception(exc)
-            raise
-
-    chunks = -(-len(x_int) // CHUNK)  # the session evaluates CHUNK samples at a time
-    bar = Progress(chunks * (len(graph.nodes) + 1), f"{config.mode}/{link}", enabled=progress)
-
-    def tick(rec: LayerRecord) -> None:
-        bar.advance(rec.name)
-
-    meta_graph = graph.without_weights()
-    async with await listen(handler, "tcp://127.0.0.1:0", options=options, transport_wrapper=wrap) as server:
-        async with connect(server.url, options=options, transport_wrapper=wrap) as party:
-            engine = party.options["ot"]
-            start = time.perf_counter()
-            with bar:
-                result = await client_session(party, meta_graph, x_int, config, on_layer=tick)
-            seconds = time.perf_counter() - start
-            stats = party.channel.stats()
-        await done
+    run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=_wrapper(link),
+                                progress=progress, progress_label=f"{config.mode}/{link}")
+    result, stats, seconds, engine = run.result, run.stats, run.seconds, run.options["ot"]
     report = layer_report(graph, result.layers, stats, seconds)
     sizes = {node.name: graph.tensors[node.output].size for node in graph.nodes}
     for row in report["layers"]:  # values each layer outputs (bits per element = 8 * bytes / elements)

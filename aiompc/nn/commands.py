@@ -10,21 +10,18 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from typing import Any
 
 import numpy as np
 
 import aiompc
 from aiompc.errors import AiompcError
+from aiompc.nn import loopback
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.report import format_table, layer_report
-from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult
-from aiompc.nn.service import CHUNK, client_session, load_model, serve_session
-from aiompc.party import Party
-from aiompc.progress import Progress
-from aiompc.session import connect, listen
+from aiompc.nn.secure import EngineConfig, SecureResult
+from aiompc.nn.service import load_model
 
 __all__ = ["add_commands"]
 
@@ -37,33 +34,8 @@ async def run_two_parties(
     graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, transport: str = "tcp", progress: bool | None = None,
 ) -> tuple[SecureResult, dict[str, Any]]:
     """Server and client in this process over loopback; returns the client's results and the cost report."""
-    meta_graph = graph.without_weights()
-    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    async def handler(party: Party) -> None:
-        try:
-            done.set_result(await serve_session(party, graph, EngineConfig.from_dict(party.options)))
-        except BaseException as exc:
-            if not done.done():
-                done.set_exception(exc)
-            raise
-
-    url = "ws://127.0.0.1:0/aiompc" if transport == "ws" else "tcp://127.0.0.1:0"
-    chunks = -(-len(x_int) // CHUNK)
-    bar = Progress(chunks * (len(graph.nodes) + 1), "layers", enabled=progress)
-
-    def tick(rec: LayerRecord) -> None:
-        bar.advance(rec.name)
-
-    async with await listen(handler, url, options=config.to_dict()) as server:
-        async with connect(server.url) as party:
-            start = time.perf_counter()
-            with bar:
-                result = await client_session(party, meta_graph, x_int, config, on_layer=tick)
-            seconds = time.perf_counter() - start
-            stats = party.channel.stats()
-        await done
-    return result, layer_report(graph, result.layers, stats, seconds)
+    run = await loopback.run_two_parties(graph, x_int, config, transport=transport, progress=progress)
+    return run.result, layer_report(graph, run.result.layers, run.stats, run.seconds)
 
 
 def _outputs(graph: QGraph, result: SecureResult, config: EngineConfig) -> np.ndarray:

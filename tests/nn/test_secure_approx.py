@@ -73,7 +73,6 @@ def test_fold_bound_holds_for_every_error_and_carry(seed: int) -> None:
 
 def test_without_the_lift_the_errors_could_add_up_to_two() -> None:
     # why Fold adds 2: with y = floor(acc / 2^s') + e the truncation's -1 and the dropped carry's -1 add up
-    node = Requantize(name="rq", inputs=("a",), output="o", multiplier=(20000,), shift=30, lo=-128, hi=127)
     acc = np.arange(-(1 << 18), 1 << 18, 7)
     exact = requantize(acc, 20000, 30, -128, 127)
     y = (acc >> 13) - 1

@@ -1,0 +1,81 @@
+"""Both parties of a model session in this process, over a real loopback connection.
+
+Used by ``aiompc run``, ``aiompc demo`` and ``aiompc bench``: a server (:func:`serve_session`) and a
+client (:func:`client_session`) connected through ``tcp://127.0.0.1`` (or ``ws://``), optionally with
+both ends wrapped (the shaped LAN/WAN link), so every byte reported crossed a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from aiompc.channel import Stats
+from aiompc.nn.ir import QGraph
+from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult
+from aiompc.nn.service import CHUNK, client_session, serve_session
+from aiompc.party import Party
+from aiompc.progress import Progress
+from aiompc.session import connect, listen
+from transports.base import Transport
+
+__all__ = ["LoopbackRun", "run_two_parties"]
+
+
+@dataclass
+class LoopbackRun:
+    """The client's view of one loopback session."""
+
+    result: SecureResult
+    stats: Stats
+    seconds: float
+    options: dict[str, Any]
+
+
+async def run_two_parties(
+    graph: QGraph,
+    x_int: np.ndarray,
+    config: EngineConfig,
+    *,
+    transport: str = "tcp",
+    options: dict[str, Any] | None = None,
+    transport_wrapper: Callable[[Transport], Transport] | None = None,
+    progress: bool | None = None,
+    progress_label: str = "layers",
+) -> LoopbackRun:
+    """Serve ``graph`` and query it with the quantized batch ``x_int`` over loopback; the client's view.
+
+    ``options`` go to both sides' handshake (the engine settings of ``config`` are always included);
+    ``transport_wrapper`` wraps both ends' transports (e.g. :func:`transports.shaped.shape`)."""
+    options = {**config.to_dict(), **(options or {})}
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def handler(party: Party) -> None:
+        try:
+            done.set_result(await serve_session(party, graph, EngineConfig.from_dict(party.options)))
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+            raise
+
+    url = "ws://127.0.0.1:0/aiompc" if transport == "ws" else "tcp://127.0.0.1:0"
+    chunks = -(-len(x_int) // CHUNK)  # the session evaluates CHUNK samples at a time
+    bar = Progress(chunks * (len(graph.nodes) + 1), progress_label, enabled=progress)
+
+    def tick(rec: LayerRecord) -> None:
+        bar.advance(rec.name)
+
+    async with await listen(handler, url, options=options, transport_wrapper=transport_wrapper) as server:
+        async with connect(server.url, options=options, transport_wrapper=transport_wrapper) as party:
+            start = time.perf_counter()
+            with bar:
+                result = await client_session(party, graph.without_weights(), x_int, config, on_layer=tick)
+            seconds = time.perf_counter() - start
+            stats = party.channel.stats()
+            agreed = dict(party.options)
+        await done
+    return LoopbackRun(result, stats, seconds, agreed)
