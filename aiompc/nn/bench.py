@@ -66,7 +66,7 @@ def code_version() -> str | None:
 
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
+                             capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None
@@ -210,13 +210,13 @@ def _setup_bytes(run: dict[str, Any]) -> int:
 
 
 def bench_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each (model, link, OT engine) with both modes: cheetah / quantized for total, linear and
-    non-linear bytes and for the time (``None`` where the quantized figure is 0)."""
-    by_key: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    """For each (model, link, OT engine, exactness) with both modes: cheetah / quantized for total, linear
+    and non-linear bytes and for the time (``None`` where the quantized figure is 0)."""
+    by_key: dict[tuple[str, str, str, bool], dict[str, dict[str, Any]]] = {}
     for r in results:
-        by_key.setdefault((r["model"], r["network"], r["ot"]), {})[r["mode"]] = r
+        by_key.setdefault((r["model"], r["network"], r["ot"], bool(r.get("exact", True))), {})[r["mode"]] = r
     out = []
-    for (model, link, ot), runs in by_key.items():
+    for (model, link, ot, exact), runs in by_key.items():
         if "cheetah" not in runs or "quantized" not in runs:
             continue
         c, q = runs["cheetah"], runs["quantized"]
@@ -225,13 +225,17 @@ def bench_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             return round(a / b, 3) if b else None
 
         out.append({
-            "model": model, "network": link, "ot": ot,
+            "model": model, "network": link, "ot": ot, "exact": exact,
             "total": ratio(_total_bytes(c), _total_bytes(q)),
             "linear": ratio(c["total"]["linear_bytes"], q["total"]["linear_bytes"]),
             "nonlinear": ratio(c["total"]["nonlinear_bytes"], q["total"]["nonlinear_bytes"]),
             "seconds": ratio(c["total"]["seconds"], q["total"]["seconds"]),
         })
     return out
+
+
+def _requant(exact: bool | None) -> str:
+    return "exact" if exact or exact is None else "approx"
 
 
 def _fmt_ratio(v: float | None) -> str:
@@ -253,14 +257,15 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     """Markdown: the summary table, the cheetah/quantized ratios, (``ops``) bytes by operator and
     (``per_layer``) one table per run."""
     lines = [
-        ("| model | mode | network | planner | OT | MiB c→s | MiB s→c | MiB total | linear MiB | non-linear MiB "
-         "| (offline OT) | setup + output MiB | rounds | seconds |"),
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| model | mode | network | planner | OT | requant | MiB c→s | MiB s→c | MiB total | linear MiB "
+         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds |"),
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         t = r["total"]
         lines.append(
-            f"| {r['model']} | {r['mode']} | {r['network']} | {r['planner']} | {r['ot']} | {t['bytes_c2s'] / _MIB:.2f} "
+            f"| {r['model']} | {r['mode']} | {r['network']} | {r['planner']} | {r['ot']} | {_requant(r.get('exact'))} "
+            f"| {t['bytes_c2s'] / _MIB:.2f} "
             f"| {t['bytes_s2c'] / _MIB:.2f} | {_total_bytes(r) / _MIB:.2f} | {t['linear_bytes'] / _MIB:.2f} "
             f"| {t['nonlinear_bytes'] / _MIB:.2f} | {t['offline_bytes'] / _MIB:.2f} | {_setup_bytes(r) / _MIB:.2f} "
             f"| {t['rounds']} | {t['seconds']:.2f} |"
@@ -268,28 +273,33 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     ratios = bench_ratios(results)
     if ratios:
         lines += ["", "cheetah ÷ quantized (how many times fewer bytes / less time the quantized mode needs):", "",
-                  "| model | network | OT | total bytes | linear bytes | non-linear bytes | time |",
-                  "|---|---|---|---:|---:|---:|---:|"]
+                  "| model | network | OT | requant | total bytes | linear bytes | non-linear bytes | time |",
+                  "|---|---|---|---|---:|---:|---:|---:|"]
         for q in ratios:
-            lines.append(f"| {q['model']} | {q['network']} | {q['ot']} | **{_fmt_ratio(q['total'])}** "
+            lines.append(f"| {q['model']} | {q['network']} | {q['ot']} | {_requant(q['exact'])} "
+                         f"| **{_fmt_ratio(q['total'])}** "
                          f"| {_fmt_ratio(q['linear'])} | {_fmt_ratio(q['nonlinear'])} | {_fmt_ratio(q['seconds'])} |")
     if ops:
         lines += ["", ("Bytes by operator (bits per value = 8 × bytes ÷ values the layers output; the OT engine's "
                        "offline bytes are not in these rows):"), "",
-                  "| model | mode | OT | op | layers | values | MiB | bits per value |", "|---|---|---|---|---:|---:|---:|---:|"]
+                  "| model | mode | OT | requant | op | layers | values | MiB | bits per value |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|"]
         seen = set()
         for r in results:
-            key = (r["model"], r["mode"], r["ot"], r["exact"])
+            key = (r["model"], r["mode"], r["ot"], r.get("exact"))
             if key in seen:  # the bytes do not depend on the link: one table per setting
                 continue
             seen.add(key)
             for op, (count, values, nbytes) in _by_op(r).items():
                 per_value = f"{8 * nbytes / values:.1f}" if values else "–"
-                lines.append(f"| {r['model']} | {r['mode']} | {r['ot']} | {op} | {count} | {values} "
+                lines.append(f"| {r['model']} | {r['mode']} | {r['ot']} | {_requant(r.get('exact'))} | {op} | {count} "
+                             f"| {values} "
                              f"| {nbytes / _MIB:.2f} | {per_value} |")
     if per_layer:
         for r in results:
-            lines += ["", f"#### {r['model']} · {r['mode']} · {r['network']} · OT {r['ot']} · planner {r['planner']}",
+            title = (f"#### {r['model']} · {r['mode']} · {r['network']} · OT {r['ot']} · "
+                     f"{_requant(r.get('exact'))} requantization · planner {r['planner']}")
+            lines += ["", title,
                       "", format_table(r)]
     return "\n".join(lines)
 

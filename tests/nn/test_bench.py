@@ -85,7 +85,7 @@ def test_ratio_and_markdown(bench_outputs: tuple[list[dict], str, Path]) -> None
     assert ratios[0]["total"] == pytest.approx(expect, abs=1e-3)
     assert expect > 1.0  # the low-precision mode moves fewer bytes than the 37-bit baseline
     assert f"**{ratios[0]['total']:.2f}×**" in md
-    assert md.count("#### tiny · ") == 4 and "| **total** |" in md
+    assert md.count("#### tiny · ") == 4 and "| **total** |" in md and "exact requantization" in md
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
@@ -97,9 +97,12 @@ def test_ratios_pair_modes_per_setting() -> None:
 
     runs = [run("cheetah", "wan", 800, 500, 300, 4.0), run("quantized", "wan", 200, 100, 0, 2.0),
             run("quantized", "lan", 10, 5, 5, 1.0)]  # no cheetah row on lan: no ratio
-    assert bench_ratios(runs) == [{"model": "m", "network": "wan", "ot": "silent", "total": 4.0, "linear": 5.0,
-                                   "nonlinear": None, "seconds": 2.0}]
-    assert "| m | wan | silent | **4.00×** | 5.00× | – | 2.00× |" in bench_markdown(runs, per_layer=False)
+    assert bench_ratios(runs) == [{"model": "m", "network": "wan", "ot": "silent", "exact": False, "total": 4.0,
+                                   "linear": 5.0, "nonlinear": None, "seconds": 2.0}]
+    assert "| m | wan | silent | approx | **4.00×** | 5.00× | – | 2.00× |" in bench_markdown(runs, per_layer=False)
+    # exact and approximate runs of one setting are never paired with each other
+    runs.append({**run("cheetah", "lan", 30, 15, 15, 3.0), "exact": True})
+    assert [q["network"] for q in bench_ratios(runs)] == ["wan"]
 
 
 def test_link_wrapping() -> None:
