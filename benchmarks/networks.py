@@ -2,6 +2,7 @@
 measured tables of BENCHMARKS.md from their JSON.
 
     python benchmarks/networks.py run [NAME ...] [--force]   # run (skips runs whose JSON exists)
+                                                            # (layer-* runs first write their ONNX model)
     python benchmarks/networks.py commands                  # print the exact commands
     python benchmarks/networks.py report                    # rewrite BENCHMARKS.md's measured section
     python benchmarks/networks.py plots                     # redraw every results/<run>.png from its JSON
@@ -45,7 +46,28 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "resnet50-cheetah": ("resnet50", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
     "resnet50-quantized": ("resnet50", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
     "resnet50-wan": ("resnet50", [*BOTH, "--network", "wan"]),
+    # single layers with published per-layer figures of Cheetah's C++ (REFERENCE.md)
+    "layer-conv64x56": ("benchmarks/results/layers/conv64x56.onnx", [*BOTH, "--network", "none"]),
+    "layer-fc2048": ("benchmarks/results/layers/fc2048.onnx", [*BOTH, "--network", "none"]),
 }
+
+
+def make_layer_models() -> None:
+    """Write the single-layer ONNX models of the ``layer-*`` runs (seeded; regenerated, not versioned):
+    conv 64x56x56 -> 64, 3x3, pad 1 (ResNet-50 stage 1) and fc 2048 -> 1001 (Cheetah's ResNet-50 head)."""
+    import numpy as np
+    import onnx
+
+    from aiompc.nn.onnx_build import OnnxBuilder
+
+    out = RESULTS / "layers"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    b = OnnxBuilder((64, 56, 56), graph_name="conv64x56")
+    onnx.save(b.build(b.conv(b.input, rng.normal(0.0, 0.06, (64, 64, 3, 3)), None, 1, 1)), out / "conv64x56.onnx")
+    b = OnnxBuilder((2048,), graph_name="fc2048")
+    onnx.save(b.build(b.gemm(b.input, rng.normal(0.0, 0.02, (1001, 2048)), rng.normal(0.0, 0.1, 1001))),
+              out / "fc2048.onnx")
 
 
 def command(run: str) -> list[str]:
@@ -65,6 +87,8 @@ def cmd_run(names: list[str], force: bool) -> int:
         if (RESULTS / f"{run}.json").exists() and not force:
             print(f"{run}: results exist, skipped (--force to re-run)", file=sys.stderr)
             continue
+        if run.startswith("layer-"):
+            make_layer_models()
         argv = command(run)
         print(f"$ {' '.join(argv)}", file=sys.stderr, flush=True)
         start = time.perf_counter()
@@ -88,8 +112,10 @@ def load_results() -> list[dict]:
     return runs
 
 
-def _find(runs: list[dict], model: str, mode: str, network: str = "none") -> dict | None:
-    return next((r for r in runs if r["model"] == model and r["mode"] == mode and r["network"] == network), None)
+def _find(runs: list[dict], model: str, mode: str) -> dict | None:
+    """The headline run (no link emulation, silent OT, approximate requantization) of ``model`` in ``mode``."""
+    return next((r for r in runs if r["model"] == model and r["mode"] == mode and r["network"] == "none"
+                 and r["ot"] == "silent" and not r.get("exact", True)), None)
 
 
 def _layers(run: dict, names: set[str]) -> list[dict]:
@@ -108,55 +134,79 @@ def _mib_pair(rows: list[dict]) -> str:
 
 def _op_mib(run: dict | None, ops: set[str]) -> str:
     if run is None:
-        return "–"
+        return NOT_MEASURED
     return f"{sum(r['bytes_c2s'] + r['bytes_s2c'] for r in run['layers'] if r['op'] in ops) / MIB:.1f} MiB"
 
 
+def _op_bits(run: dict | None, op: str) -> str:
+    if run is None:
+        return NOT_MEASURED
+    rows = [r for r in run["layers"] if r["op"] == op]
+    values = sum(r.get("elements", 0) for r in rows)
+    nbytes = sum(r["bytes_c2s"] + r["bytes_s2c"] for r in rows)
+    if not values:
+        return "–"
+    offline = 8 * run["total"]["offline_bytes"] / values
+    return f"{8 * nbytes / values:.0f} bits online + {offline:.0f} offline OT"
+
+
+NOT_MEASURED = "not measured†"
+
+
 def comparison_section(runs: list[dict]) -> str:
-    """Published figures (REFERENCE.md) beside the measured ones; every number in the right-hand columns
-    is read from the JSON results."""
+    """Published figures (REFERENCE.md) beside the measured headline runs; every number in the right-hand
+    columns is read from the JSON results ("not measured†" where the run is missing)."""
+    from aiompc.nn.bench import bench_ratios
     from aiompc.nn.ir import Conv, Linear
     from aiompc.nn.networks import network
 
-    rows = []
-    r50 = {m: _find(runs, "resnet50", m) for m in ("cheetah", "quantized")}
-    if any(r50.values()):
-        g = network("resnet50")
-        conv = {n.name for n in g.nodes if isinstance(n, Conv) and n.kernel == (3, 3)
-                and g.tensors[n.inputs[0]].shape == (64, 56, 56) and n.out_channels == 64}
-        fc = {n.name for n in g.nodes if isinstance(n, Linear)}
-        rows += [
-            ("conv 64×56×56 → 64, 3×3 (ResNet-50 stage 1, mean of its 3 such layers): c→s / s→c, time",
-             "3.81 / 3.10 MiB, 0.45 s", "Cheetah's C++ (l = 37), 2 cores, loopback",
-             *(_mib_pair(_layers(r, conv)) if r else "–" for r in r50.values())),
-            ("fc 2048 → 1000 (ResNet-50 head; published: → 1001): c→s / s→c, time", "1.19 / 0.76 MiB, 0.16 s",
-             "Cheetah's C++ (l = 37), 2 cores, loopback", *(_mib_pair(_layers(r, fc)) if r else "–" for r in r50.values())),
-            ("ResNet-50 total communication, one inference", "2.3 GB", "Cheetah paper",
-             *(f"{(r['total']['bytes_c2s'] + r['total']['bytes_s2c']) / 1e9:.2f} GB" if r else "–"
-               for r in r50.values())),
-            ("ResNet-50 end-to-end time", "< 2.5 min (WAN)", "Cheetah paper (multi-threaded C++)",
-             *(f"{r['total']['seconds'] / 60:.1f} min (no link emulation)" if r else "–" for r in r50.values())),
-        ]
-    sq = {m: _find(runs, "squeezenet", m) for m in ("cheetah", "quantized")}
-    if any(sq.values()):
-        rows += [
-            ("SqueezeNet ReLU + truncation (here: the fused requantizations)", "50 + 5 MiB",
-             "SecONNds' measurement of Cheetah, l = 32", *(_op_mib(r, {"requantize", "relu"}) for r in sq.values())),
-            ("SqueezeNet max-pool", "135 MiB", "SecONNds' measurement of Cheetah, l = 32",
-             *(_op_mib(r, {"maxpool"}) for r in sq.values())),
-        ]
-    from aiompc.nn.bench import bench_ratios
+    g = network("resnet50")
+    conv = {n.name for n in g.nodes if isinstance(n, Conv) and n.kernel == (3, 3)
+            and g.tensors[n.inputs[0]].shape == (64, 56, 56) and n.out_channels == 64}
+    fc = {n.name for n in g.nodes if isinstance(n, Linear)}
+    r50 = [_find(runs, "resnet50", m) for m in ("cheetah", "quantized")]
+    sq = [_find(runs, "squeezenet", m) for m in ("cheetah", "quantized")]
+    r18 = [_find(runs, "resnet18", m) for m in ("cheetah", "quantized")]
+    cxx = "Cheetah's C++ (l = 37), 2 cores, loopback"
+    def layer(model: str, names: set[str], op: str) -> list[str]:
+        """Per mode: the layer inside ResNet-50 if measured there, else the single-layer run."""
+        cells = []
+        for mode, net in zip(("cheetah", "quantized"), r50):
+            single = _find(runs, model, mode)
+            if net is not None:
+                cells.append(_mib_pair(_layers(net, names)) + " (in ResNet-50)")
+            elif single is not None:
+                cells.append(_mib_pair([r for r in single["layers"] if r["op"] == op]) + " (single layer)")
+            else:
+                cells.append(NOT_MEASURED)
+        return cells
 
-    ratios = [q for q in bench_ratios(runs) if q["network"] == "none" and q["total"]]
-    if ratios:
-        rows.append(("total communication, cheetah ÷ quantized", "3.5–23.4×",
-                     "HEQuant vs CrypTFlow2 / Cheetah / Iron",
-                     ", ".join(f"{q['model']} {q['total']:.2f}×" for q in ratios), ""))
-    if not rows:
-        return ""
+    rows = [
+        ("conv 64×56×56 → 64, 3×3, pad 1 (ResNet-50 stage 1): c→s / s→c, time", "3.81 / 3.10 MiB, 0.45 s", cxx,
+         *layer("conv64x56", conv, "conv")),
+        ("fc 2048 → 1001 (here 1000 in ResNet-50): c→s / s→c, time", "1.19 / 0.76 MiB, 0.16 s", cxx,
+         *layer("fc2048", fc, "linear")),
+        ("ResNet-50 total communication, one inference", "2.3 GB", "Cheetah paper",
+         *(f"{(r['total']['bytes_c2s'] + r['total']['bytes_s2c']) / 1e9:.2f} GB" if r else NOT_MEASURED
+           for r in r50)),
+        ("ResNet-50 end-to-end time", "< 2.5 min (WAN)", "Cheetah paper (multi-threaded C++)",
+         *(f"{r['total']['seconds'] / 60:.1f} min (no link emulation)" if r else NOT_MEASURED for r in r50)),
+        ("SqueezeNet ReLU + truncation (here: the fused requantizations, 4-bit clip included)", "50 + 5 MiB",
+         "SecONNds' measurement of Cheetah, l = 32", *(_op_mib(r, {"requantize", "relu"}) for r in sq)),
+        ("SqueezeNet max-pool", "135 MiB", "SecONNds' measurement of Cheetah, l = 32",
+         *(_op_mib(r, {"maxpool"}) for r in sq)),
+        ("per activation: ReLU + truncation (here: requantization incl. clip, ResNet-18; the run's offline "
+         "OT bytes spread over these values)", "≈ 480 + 20 bits (exact ReLU; MSB-known truncation)", cxx,
+         *(_op_bits(r, "requantize") for r in r18)),
+    ]
+    ratios = [q for q in bench_ratios(runs) if q["network"] == "none" and q["ot"] == "silent" and not q["exact"]]
+    rows.append(("total communication, cheetah ÷ quantized", "3.5–23.4×", "HEQuant vs CrypTFlow2 / Cheetah / Iron",
+                 ", ".join(f"{q['model']} {q['total']:.2f}×" for q in ratios) or NOT_MEASURED, ""))
     out = [("| quantity | published | source of the published figure | measured here: cheetah mode "
             "| measured here: quantized mode |"), "|---|---:|---|---:|---:|"]
     out += [f"| {' | '.join(row)} |" for row in rows]
+    out += ["", "† see the discussion below (ResNet-50 does not fit in this machine's memory yet)."
+            if not all(r50) else ""]
     return "\n".join(out)
 
 

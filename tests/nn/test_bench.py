@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -49,7 +50,9 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         assert r["ot"] == "iknp" and r["exact"] is True and r["samples"] == 1
         assert r["planner"] == EngineConfig(mode=r["mode"]).planner
         assert r["machine"]["cpus"] >= 1 and (r["code"] is None or isinstance(r["code"], str))
-        assert r["check"]["max_abs_diff_lsb"] == 0  # exact mode: the secure logits are the integer reference
+        # exact mode: the secure logits are the integer reference
+        assert r["check"]["max_abs_diff_lsb"] == 0 and r["check"]["argmax_agree"] == 1.0
+        assert r["check"]["max_abs_logit_lsb"] > 0
         for row in r["layers"]:
             assert LAYER_KEYS <= set(row) and row["elements"] > 0
         t = r["total"]
@@ -122,11 +125,15 @@ def test_check_catches_a_wrong_output() -> None:
     from aiompc.nn.interpret import run_int
 
     y = run_int(graph, x)
-    assert _check(graph, x, y, EngineConfig()) == 0
+    top = int(np.max(np.abs(y)))
+    assert _check(graph, x, y, EngineConfig()) == {"max_abs_diff_lsb": 0, "max_abs_logit_lsb": top, "argmax_agree": 1.0}
     y[1, 2] += 3
     with pytest.raises(ProtocolError, match="3 LSB"):
         _check(graph, x, y, EngineConfig())
-    assert _check(graph, x, y, EngineConfig(exact=False)) == 3  # approximate mode records the deviation
+    assert _check(graph, x, y, EngineConfig(exact=False))["max_abs_diff_lsb"] == 3  # approximate mode records it
+    y[0] = 0
+    y[0, (int(np.argmax(run_int(graph, x)[0])) + 1) % y.shape[1]] = 1  # sample 0's top class moves
+    assert _check(graph, x, y, EngineConfig(exact=False))["argmax_agree"] == 0.5
 
 
 def test_builtin_model_loading() -> None:
