@@ -195,8 +195,8 @@ def comparison_section(runs: list[dict]) -> str:
          "SecONNds' measurement of Cheetah, l = 32", *(_op_mib(r, {"requantize", "relu"}) for r in sq)),
         ("SqueezeNet max-pool", "135 MiB", "SecONNds' measurement of Cheetah, l = 32",
          *(_op_mib(r, {"maxpool"}) for r in sq)),
-        ("per activation: ReLU + truncation (here: requantization incl. clip, ResNet-18; the run's offline "
-         "OT bytes spread over these values)", "≈ 480 + 20 bits (exact ReLU; MSB-known truncation)", cxx,
+        (("per activation: ReLU + truncation (here: requantization incl. clip, ResNet-18; the run's offline "
+          "OT bytes spread over these values)"), "≈ 480 + 20 bits (exact ReLU; MSB-known truncation)", cxx,
          *(_op_bits(r, "requantize") for r in r18)),
     ]
     ratios = [q for q in bench_ratios(runs) if q["network"] == "none" and q["ot"] == "silent" and not q["exact"]]
