@@ -29,19 +29,22 @@ DOC = ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 MIB = float(1 << 20)
 
-# The headline setting: silent OT (Ferret, as Cheetah) and one-LSB-error requantization (Cheetah's
-# truncation drops the carry), both modes back to back in one process per network setting.
-# The ImageNet networks run one mode per process (each takes long; the ratio pairs them across files).
-HEADLINE = ["--ot", "silent", "--approx"]
+# The headline setting: silent OT (Ferret, as Cheetah) and bit-exact requantization.  (Cheetah's own
+# truncation drops the carry, a one-LSB error; on w4a4 networks that error compounds from layer to layer
+# until the logits bear little relation to the reference -- see BENCHMARKS.md -- so approximate runs are
+# a variant, not the headline.)  Both modes run back to back in one process per network setting; the
+# ImageNet networks run one mode per process (each takes long; the ratio pairs them across files).
+HEADLINE = ["--ot", "silent", "--exact"]
 BOTH = ["--modes", "cheetah,quantized", *HEADLINE]
 RUNS: dict[str, tuple[str, list[str]]] = {
     "resnet18": ("resnet18", [*BOTH, "--network", "none,lan,wan"]),
-    "resnet18-variants": ("resnet18", ["--modes", "cheetah,quantized", "--ot", "silent,iknp", "--exact",
-                                       "--network", "none"]),
     "resnet32": ("resnet32", [*BOTH, "--network", "none,lan,wan"]),
     "minionn": ("minionn", [*BOTH, "--network", "none,lan,wan"]),
     "squeezenet-cheetah": ("squeezenet", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
     "squeezenet-quantized": ("squeezenet", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
+    "resnet18-iknp": ("resnet18", ["--modes", "cheetah,quantized", "--ot", "iknp", "--exact", "--network", "none"]),
+    "resnet18-approx": ("resnet18", ["--modes", "cheetah,quantized", "--ot", "silent", "--approx",
+                                     "--network", "none,lan,wan"]),
     "squeezenet-wan": ("squeezenet", [*BOTH, "--network", "wan"]),
     "resnet50-cheetah": ("resnet50", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
     "resnet50-quantized": ("resnet50", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
@@ -113,9 +116,9 @@ def load_results() -> list[dict]:
 
 
 def _find(runs: list[dict], model: str, mode: str) -> dict | None:
-    """The headline run (no link emulation, silent OT, approximate requantization) of ``model`` in ``mode``."""
+    """The headline run (no link emulation, silent OT, exact requantization) of ``model`` in ``mode``."""
     return next((r for r in runs if r["model"] == model and r["mode"] == mode and r["network"] == "none"
-                 and r["ot"] == "silent" and not r.get("exact", True)), None)
+                 and r["ot"] == "silent" and r.get("exact", True)), None)
 
 
 def _layers(run: dict, names: set[str]) -> list[dict]:
@@ -199,7 +202,7 @@ def comparison_section(runs: list[dict]) -> str:
           "OT bytes spread over these values)"), "≈ 480 + 20 bits (exact ReLU; MSB-known truncation)", cxx,
          *(_op_bits(r, "requantize") for r in r18)),
     ]
-    ratios = [q for q in bench_ratios(runs) if q["network"] == "none" and q["ot"] == "silent" and not q["exact"]]
+    ratios = [q for q in bench_ratios(runs) if q["network"] == "none" and q["ot"] == "silent" and q["exact"]]
     rows.append(("total communication, cheetah ÷ quantized", "3.5–23.4×", "HEQuant vs CrypTFlow2 / Cheetah / Iron",
                  ", ".join(f"{q['model']} {q['total']:.2f}×" for q in ratios) or NOT_MEASURED, ""))
     out = [("| quantity | published | source of the published figure | measured here: cheetah mode "
