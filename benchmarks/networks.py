@@ -6,6 +6,7 @@ measured tables of BENCHMARKS.md from their JSON.
     python benchmarks/networks.py commands                  # print the exact commands
     python benchmarks/networks.py report                    # rewrite BENCHMARKS.md's measured section
     python benchmarks/networks.py plots                     # redraw every results/<run>.png from its JSON
+    python benchmarks/networks.py lsb-errors                # plaintext: one-LSB requantization errors vs exact
 
 Each run is one ``aiompc bench`` process (so memory is returned between networks) writing
 ``benchmarks/results/<run>.json``, ``.md`` and ``.png``.  ``report`` reads every JSON there and replaces
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("commands", help="print the exact aiompc bench commands")
     sub.add_parser("report", help="rewrite the measured section of BENCHMARKS.md")
     sub.add_parser("plots", help="redraw the PNG of every JSON in benchmarks/results")
+    sub.add_parser("lsb-errors", help="plaintext effect of one-LSB requantization errors on the logits")
     args = p.parse_args(argv)
     if args.cmd == "run":
         return cmd_run(args.names, args.force)
@@ -273,7 +275,43 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "plots":
         return cmd_plots()
+    if args.cmd == "lsb-errors":
+        return cmd_lsb_errors()
     return cmd_report()
+
+
+def cmd_lsb_errors(samples: int = 16) -> int:
+    """In the clear: how far the logits move when every requantized value may be one LSB low (what the
+    approximate secure mode allows, e uniform in {-1, 0}), on the built-in CIFAR networks.  Prints a
+    Markdown table; test data from ``numpy.random`` (seeded)."""
+    import numpy as np
+
+    from aiompc.nn import interpret
+    from aiompc.nn.networks import network, network_inputs
+
+    rng = np.random.default_rng(0)
+    exact = interpret._requantize
+
+    def one_lsb_low(node, x):  # type: ignore[no-untyped-def]
+        y = exact(node, x)
+        return np.maximum(y - rng.integers(0, 2, y.shape), node.lo)
+
+    print("| network | samples | max deviation / max logit | mean deviation / max logit | top-1 agreement |")
+    print("|---|---:|---:|---:|---:|")
+    for name in ("minionn", "resnet32", "resnet18"):
+        g = network(name)
+        x = g.quantize_input(network_inputs(name, samples, 1))
+        ref = interpret.run_int(g, x)
+        interpret._requantize = one_lsb_low
+        try:
+            approx = interpret.run_int(g, x)
+        finally:
+            interpret._requantize = exact
+        top = float(np.abs(ref).max())
+        dev = np.abs(approx - ref)
+        agree = float(np.mean(approx.argmax(1) == ref.argmax(1)))
+        print(f"| {name} | {samples} | {dev.max() / top:.0%} | {dev.mean() / top:.0%} | {agree:.0%} |")
+    return 0
 
 
 def cmd_plots() -> int:
