@@ -125,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"logits equal the integer reference bit for bit: {exact}")
     rep = digits_report()
     print(f"(model card: float accuracy {rep['float_accuracy']:.2%}, quantized {rep['quantized_accuracy']:.2%} "
-          f"on the full {rep.get('test_samples', 'held-out')} test split)\n")
+          f"on the full {rep.get('test_samples', 'held-out')}-image test split)\n")
     print(f"communication ({config.mode} mode, all {len(x)} samples, counted on the client's socket):")
     print(format_table(report))
     return 0 if exact and np.array_equal(secure_pred, ref_pred) else 1
