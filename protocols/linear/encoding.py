@@ -40,12 +40,15 @@ __all__ = [
     "dense_weight",
     "conv_input_polys",
     "conv_kernel_polys",
+    "conv_kernel_values",
+    "scatter_coefficients",
     "conv_kernel_exponents",
     "conv_output_positions",
     "conv_tile_slices",
     "conv_assemble",
     "matmul_input_polys",
     "matmul_weight_polys",
+    "matmul_weight_values",
     "matmul_weight_exponents",
     "matmul_output_positions",
     "matmul_assemble",
@@ -119,12 +122,15 @@ def conv_input_polys(x: np.ndarray, tiling: ConvTiling) -> np.ndarray:
     return out
 
 
-def conv_kernel_polys(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarray, np.ndarray]:
-    """Encode the weight: ``(polys (out_groups, channel_blocks, N), nonzero (out_groups, channel_blocks))``.
+def conv_kernel_values(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarray, np.ndarray]:
+    """The weight's kernel coefficients without the zeros: ``(values (out_groups, channel_blocks, E),
+    nonzero (out_groups, channel_blocks))``, ``values[g, b, e]`` the coefficient of
+    ``X^conv_kernel_exponents(tiling)[e]`` in polynomial ``(g, b)``.
 
     ``weight`` has the grouped shape ``(M, C // groups, kh, kw)``.  ``nonzero[g, b]`` is False when the block
     is structurally zero (a group boundary), so the protocol may skip that product; it depends on the
-    public shape only, never on weight values.
+    public shape only, never on weight values.  ``E = out_pack·channels·kh·kw <= N``: this compact form is
+    what the server keeps for wide layers, where the dense ``(…, N)`` polynomials would not fit in memory.
     """
     t, s = tiling, tiling.shape
     dense = dense_weight(weight, s)
@@ -133,9 +139,7 @@ def conv_kernel_polys(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarra
     k = np.zeros((mp, cp, kh, kw), dtype=U64)
     k[: s.out_channels, : s.in_channels] = dense
     k = k.reshape(t.out_groups, t.out_pack, t.channel_blocks, t.channels, kh, kw).transpose(0, 2, 1, 3, 4, 5)
-    exps = conv_kernel_exponents(t)
-    polys = np.zeros((t.out_groups, t.channel_blocks, t.n), dtype=U64)
-    polys[:, :, exps.reshape(-1)] = k.reshape(t.out_groups, t.channel_blocks, -1)
+    values = np.ascontiguousarray(k.reshape(t.out_groups, t.channel_blocks, -1))
     # structural zeros: which (output group, channel block) pairs meet a common conv group
     m_group = np.arange(mp) // (s.out_channels // s.groups)
     c_group = np.arange(cp) // (s.in_channels // s.groups)
@@ -143,7 +147,21 @@ def conv_kernel_polys(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarra
     valid_c = np.arange(cp) < s.in_channels
     meet = (m_group[:, None] == c_group[None, :]) & valid_m[:, None] & valid_c[None, :]
     nonzero = meet.reshape(t.out_groups, t.out_pack, t.channel_blocks, t.channels).any(axis=(1, 3))
-    return polys, nonzero
+    return values, nonzero
+
+
+def scatter_coefficients(values: np.ndarray, exps: np.ndarray, n: int) -> np.ndarray:
+    """Dense polynomials ``(*batch, n)`` with ``values[..., e]`` at ``X^exps[e]`` and zeros elsewhere."""
+    polys = np.zeros((*values.shape[:-1], n), dtype=U64)
+    polys[..., np.asarray(exps).reshape(-1)] = values
+    return polys
+
+
+def conv_kernel_polys(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarray, np.ndarray]:
+    """Encode the weight: ``(polys (out_groups, channel_blocks, N), nonzero (out_groups, channel_blocks))``
+    (:func:`conv_kernel_values` scattered to its exponents)."""
+    values, nonzero = conv_kernel_values(weight, tiling)
+    return scatter_coefficients(values, conv_kernel_exponents(tiling), tiling.n), nonzero
 
 
 def conv_kernel_exponents(tiling: ConvTiling) -> np.ndarray:
@@ -222,17 +240,21 @@ def matmul_input_polys(x: np.ndarray, tiling: MatmulTiling, l: int) -> np.ndarra
     return out
 
 
-def matmul_weight_polys(weight: np.ndarray, tiling: MatmulTiling) -> np.ndarray:
-    """Encode ``W`` (``out_features x in_features``): ``(col_blocks, inner_blocks, N)`` polynomials."""
+def matmul_weight_values(weight: np.ndarray, tiling: MatmulTiling) -> np.ndarray:
+    """``W`` (``out_features x in_features``) without the zeros: ``(col_blocks, inner_blocks, d2·d1)``, the
+    coefficients at :func:`matmul_weight_exponents`."""
     t, s = tiling, tiling.shape
     w = _u64(weight, "matmul weight", (s.out_features, s.in_features))
     op, ip = t.col_blocks * t.d2, t.inner_blocks * t.d1
     b = np.zeros((op, ip), dtype=U64)
     b[: s.out_features, : s.in_features] = w
     b = b.reshape(t.col_blocks, t.d2, t.inner_blocks, t.d1).transpose(0, 2, 1, 3)  # (cb, ib, d2 = c, d1 = r)
-    out = np.zeros((t.col_blocks, t.inner_blocks, t.n), dtype=U64)
-    out[:, :, matmul_weight_exponents(t)] = b.reshape(t.col_blocks, t.inner_blocks, -1)
-    return out
+    return np.ascontiguousarray(b.reshape(t.col_blocks, t.inner_blocks, -1))
+
+
+def matmul_weight_polys(weight: np.ndarray, tiling: MatmulTiling) -> np.ndarray:
+    """Encode ``W`` (``out_features x in_features``): ``(col_blocks, inner_blocks, N)`` polynomials."""
+    return scatter_coefficients(matmul_weight_values(weight, tiling), matmul_weight_exponents(tiling), tiling.n)
 
 
 def matmul_weight_exponents(tiling: MatmulTiling) -> np.ndarray:

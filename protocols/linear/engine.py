@@ -11,7 +11,8 @@ Flow of one call (label ``L``; unit ``u`` of the layout uses label ``f"{L}/tile{
    per message).  Encryption of message ``i + 1`` runs in the executor while message ``i`` is sent.
 2. server, as each message arrives: expand, add its own share as a plaintext, multiply-accumulate with
    the weight plaintexts (NTT form, prepared while the first upload is in flight, once per weight array and
-   plan and then reused from the session's :class:`~protocols.linear.weight_cache.WeightCache`).
+   plan and then reused from the session's :class:`~protocols.linear.weight_cache.WeightCache`; layers
+   too wide to hold in NTT form are transformed per chunk instead, :mod:`protocols.linear.prepared`).
 3. server → client, per unit, in messages of up to ``plan.chunk`` results: each output ciphertext masked
    with a fresh random ``r`` at its output coefficients, re-randomised with the public key and flooded
    (hiding the weights), switched to ``2^62``, low bits dropped, ``c1`` whole plus ``c0`` only at the output
@@ -62,7 +63,7 @@ from aiompc.party import Party
 from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
 from protocols.linear.plan import LinearPlan
-from protocols.linear.plaintexts import weight_plaintexts
+from protocols.linear.prepared import PreparedWeights, prepare_weights
 from protocols.linear.weight_cache import STATE_KEY, WeightCache, weight_digest
 
 __all__ = [
@@ -76,7 +77,6 @@ __all__ = [
     "absorb_chunk",
     "finish_batch",
     "decrypt_batch",
-    "prepare_weights",
     "prepared_weights",
 ]
 
@@ -161,49 +161,33 @@ def encrypt_chunk(sk: SecretKey, polys: np.ndarray, prg: PRG) -> bytes:
     return encrypt_symmetric(sk, polys, prg).to_bytes()
 
 
-def prepare_weights(plan: LinearPlan, weight: np.ndarray) -> tuple[PlainNTT, np.ndarray]:
-    """Server: the layout's weight polynomials as NTT plaintexts ``(outputs, inputs)`` and the structural mask.
-
-    Raises :class:`InputError` if a weight exceeds the plan's public bound ``2^(weight_bits - 1)``.
-    """
-    polys, nonzero = plan.layout.weight_polys(weight, plan.l)
-    w = weight_plaintexts(plan.he, polys, plan.layout.weight_exponents(), nonzero)
-    bound = 1 << (plan.weight_bits - 1)
-    if w.norm > bound:
-        raise InputError(
-            f"a weight has magnitude {w.norm} > 2^{plan.weight_bits - 1}, the public bound of the plan: "
-            f"pass a larger weight_bits (both parties must agree on it)"
-        )
-    return w, nonzero
-
-
 def absorb_chunk(
     plan: LinearPlan,
     acc: Ciphertext | None,
     data: bytes,
     own: np.ndarray,
-    weights: PlainNTT,
-    nonzero: np.ndarray,
+    weights: PreparedWeights,
     k0: int,
     k1: int,
 ) -> Ciphertext:
-    """Server: ``acc + sum_{k0 <= k < k1} (Enc(x_C,k) + x_S,k) * w[:, k]`` (NTT form, one per output)."""
+    """Server: ``acc + sum_{k0 <= k < k1} (Enc(x_C,k) + x_S,k) * w[:, k]`` (NTT form, one per output).
+
+    The weight block is sliced from the prepared plaintexts, or transformed here if they are streamed."""
     params = plan.he
     up = SeededCiphertext.from_bytes(params, data)
     if up.batch != k1 - k0:
         raise ProtocolError(f"expected {k1 - k0} input ciphertexts, got {up.batch}")
     ct = add_plain(up.expand(), own)
-    mask = nonzero[:, k0:k1]
+    block, mask = weights.block(k0, k1)
     if mask.all():
-        w = PlainNTT(params, weights.data[:, k0:k1], weights.norm, weights.count)
-        part = multiply_accumulate(ct, w)
+        part = multiply_accumulate(ct, block)
     else:  # structurally zero blocks (groups): multiply only where a group meets
         level, n = ct.level, params.n
         data_out = np.zeros((2, mask.shape[0], level, n), dtype=np.uint64)
         for j in np.flatnonzero(mask.any(axis=1)):
             ks = np.flatnonzero(mask[j])
             sub = Ciphertext(params, np.ascontiguousarray(ct.data[:, ks]), True)
-            w = PlainNTT(params, weights.data[j, k0 + ks][None], weights.norm, weights.count)
+            w = PlainNTT(params, block.data[j, ks][None], block.norm, block.count)
             data_out[:, j] = multiply_accumulate(sub, w).data[:, 0]
         part = Ciphertext(params, data_out, True)
     return part if acc is None else add(acc, part)
@@ -305,7 +289,7 @@ async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> 
     return await party.compute(lay.assemble, values)
 
 
-async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -> tuple[PlainNTT, np.ndarray]:
+async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -> PreparedWeights:
     """Server: :func:`prepare_weights` through the session's :class:`WeightCache` (computed once per weight
     array and plan, then reused by every sample and call)."""
     cache = party.state.get(STATE_KEY)
@@ -334,8 +318,8 @@ async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, wei
             acc: Ciphertext | None = None
             for k0, k1 in input_chunks(plan):
                 data = await sub.recv_bytes()
-                weights, nonzero = await prep
-                acc = await party.compute(absorb_chunk, plan, acc, data, own[u, k0:k1], weights, nonzero, k0, k1)
+                weights = await prep
+                acc = await party.compute(absorb_chunk, plan, acc, data, own[u, k0:k1], weights, k0, k1)
             assert acc is not None
             batches = output_batches(plan, u)
             masks = [party.rng.integers(plan.l, (b.count, b.positions.size)) for b in batches]

@@ -130,5 +130,5 @@ class KroneckerConvLayout(ConvLayout):
     def input_polys(self, x: np.ndarray, l: int) -> np.ndarray:
         return super().input_polys(self.pack_input(x, l), l)
 
-    def weight_polys(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
-        return super().weight_polys(self.pack_weight(weight, l), l)
+    def weight_values(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
+        return super().weight_values(self.pack_weight(weight, l), l)

@@ -44,12 +44,14 @@ class Layout(Protocol):
         """``(units, inputs, N)`` polynomials of a share (or of the plain input), mod ``2^l``."""
         ...
 
-    def weight_polys(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
-        """``((outputs, inputs, N) polynomials mod 2^l, (outputs, inputs) bool: block not structurally zero)``."""
+    def weight_values(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
+        """The weight polynomials without their structural zeros: ``(values (outputs, inputs, E) mod 2^l,
+        nonzero (outputs, inputs) bool: block not structurally zero)``, ``values[j, k, e]`` the coefficient
+        of ``X^weight_exponents()[e]`` in weight polynomial ``(j, k)`` (every other coefficient is zero)."""
         ...
 
-    def weight_exponents(self) -> np.ndarray | None:
-        """The public exponents holding every non-zero weight coefficient (``None``: unknown / dense)."""
+    def weight_exponents(self) -> np.ndarray:
+        """The ``E`` public exponents holding every non-zero weight coefficient (distinct, in ``[0, N)``)."""
         ...
 
     def positions(self, unit: int, out: int) -> np.ndarray:
@@ -104,11 +106,11 @@ class ConvLayout:
         p = enc.conv_input_polys(reduce(x, l), self.tiling)
         return p.reshape(self.units, self.inputs, self.n)
 
-    def weight_polys(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
-        polys, nonzero = enc.conv_kernel_polys(reduce(weight, l), self.tiling)
-        return reduce(polys, l), nonzero
+    def weight_values(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
+        values, nonzero = enc.conv_kernel_values(reduce(weight, l), self.tiling)
+        return reduce(values, l), nonzero
 
-    def weight_exponents(self) -> np.ndarray | None:
+    def weight_exponents(self) -> np.ndarray:
         return enc.conv_kernel_exponents(self.tiling)
 
     def positions(self, unit: int, out: int) -> np.ndarray:
@@ -159,11 +161,11 @@ class MatmulLayout:
         s = self.tiling.shape
         return enc.matmul_input_polys(reduce(x, l).reshape(s.batch, s.in_features), self.tiling, l)
 
-    def weight_polys(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
-        polys = reduce(enc.matmul_weight_polys(reduce(weight, l), self.tiling), l)
-        return polys, np.ones(polys.shape[:2], dtype=bool)
+    def weight_values(self, weight: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:
+        values = reduce(enc.matmul_weight_values(reduce(weight, l), self.tiling), l)
+        return values, np.ones(values.shape[:2], dtype=bool)
 
-    def weight_exponents(self) -> np.ndarray | None:
+    def weight_exponents(self) -> np.ndarray:
         return enc.matmul_weight_exponents(self.tiling)
 
     def positions(self, unit: int, out: int) -> np.ndarray:

@@ -118,29 +118,30 @@ def sparse_plain_ntt(params: HEParams, values: np.ndarray, exps: np.ndarray) -> 
     return PlainNTT(params, data, norm, count)
 
 
-def weight_plaintexts(params: HEParams, polys: np.ndarray, exps: np.ndarray | None = None,
-                      mask: np.ndarray | None = None) -> PlainNTT:
-    """NTT-form plaintexts of weight polynomials ``polys`` (``(*batch, N)`` mod ``t``), by the cheaper path.
+def weight_plaintexts(params: HEParams, values: np.ndarray, exps: np.ndarray, mask: np.ndarray | None = None) -> PlainNTT:
+    """NTT-form plaintexts of the weight polynomials ``sum_e values[..., e] X^exps[e]``, by the cheaper path.
 
-    ``exps``: the public exponent set holding every non-zero coefficient (``None`` = unknown, dense).
-    ``mask``: optional boolean array of the batch shape; polynomials where it is False are structurally
-    zero and are not transformed (their NTT form is zero).
+    ``values``: ``(*batch, E)`` integers mod ``t``; ``exps``: the ``E`` public exponents (distinct, in
+    ``[0, N)``) holding every non-zero coefficient.  ``mask``: optional boolean array of the batch shape;
+    polynomials where it is False are structurally zero and are not transformed (their NTT form is zero).
+    Output: a :class:`PlainNTT` of batch shape ``values.shape[:-1]``.
     """
-    polys = np.asarray(polys)
+    values = np.asarray(values)
+    exps = np.asarray(exps, dtype=np.int64).reshape(-1)
     if mask is not None and not np.all(mask):
-        part = weight_plaintexts(params, polys[mask], exps)
-        data = np.zeros((*polys.shape[:-1], len(params.primes), params.n), dtype=np.uint64)
+        part = weight_plaintexts(params, values[mask], exps)
+        data = np.zeros((*values.shape[:-1], len(params.primes), params.n), dtype=np.uint64)
         data[mask] = part.data
         data.setflags(write=False)
         return PlainNTT(params, data, part.norm, part.count)
-    if exps is None:
-        return PlainNTT.encode(params, polys)
-    exps = np.asarray(exps, dtype=np.int64)
-    b = int(np.prod(polys.shape[:-1], dtype=np.int64))
+    b = int(np.prod(values.shape[:-1], dtype=np.int64))
     levels = len(params.primes)
     ntt_cost = b * levels * _NTT_SECONDS * (params.n / 4096) * math.log2(params.n) / 12
-    limbs = max(1, math.ceil(params.plain_bits / max(1, _FLOAT_BITS - 2 - 30 - math.ceil(math.log2(exps.size + 1)))))
+    free_bits = _FLOAT_BITS - 2 - 30 - math.ceil(math.log2(exps.size + 1))
+    limbs = max(1, math.ceil(params.plain_bits / max(1, free_bits)))
     mat_cost = 2 * b * exps.size * params.n * levels * limbs / _FLOPS
-    if exps.size == 0 or mat_cost >= ntt_cost or _FLOAT_BITS - 2 - 30 - math.ceil(math.log2(exps.size + 1)) < 1:
+    if exps.size == 0 or mat_cost >= ntt_cost or free_bits < 1:
+        polys = np.zeros((*values.shape[:-1], params.n), dtype=values.dtype)
+        polys[..., exps] = values
         return PlainNTT.encode(params, polys)
-    return sparse_plain_ntt(params, polys[..., exps], exps)
+    return sparse_plain_ntt(params, values, exps)

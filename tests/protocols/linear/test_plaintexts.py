@@ -20,8 +20,10 @@ def test_sparse_matches_dense_ntt(l: int, count: int, wbits: int, nprng) -> None
     ref = PlainNTT.encode(params, polys)
     assert np.array_equal(got.data, ref.data) and (got.norm, got.count) == (ref.norm, ref.count)
     mask = np.array([[True, False], [False, False], [True, True]])
-    masked = weight_plaintexts(params, polys, exps, mask)
+    masked = weight_plaintexts(params, vals, exps, mask)
     assert np.array_equal(masked.data[mask], ref.data[mask]) and not masked.data[~mask].any()
+    whole = weight_plaintexts(params, vals, exps)  # whichever path the cost model picks
+    assert np.array_equal(whole.data, ref.data) and (whole.norm, whole.count) == (ref.norm, ref.count)
 
 
 def test_monomials(nprng) -> None:

@@ -16,7 +16,8 @@ from aiompc.crypto.he import Ciphertext, ResultCiphertext, keygen, phase, public
 from aiompc.crypto.prg import PRG
 from aiompc.ring import share
 from protocols.linear.conv import conv_plan
-from protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, output_batches, prepare_weights
+from protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, output_batches
+from protocols.linear.prepared import prepare_weights
 from protocols.linear.reference import conv2d_ref
 from protocols.linear.tiling import ConvShape
 
@@ -57,8 +58,7 @@ def setting():
     own = lay.input_polys(xs, l)[0]
     accs = []
     for w in (w1, w2):
-        weights, nonzero = prepare_weights(plan, w)
-        accs.append(absorb_chunk(plan, None, upload, own, weights, nonzero, 0, lay.inputs))
+        accs.append(absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs))
     (batch,) = output_batches(plan, 0)
     return plan, sk, pk, accs, batch
 

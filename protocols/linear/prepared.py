@@ -1,0 +1,109 @@
+"""The server's weights of one linear layer, ready for multiply-accumulate — whole or streamed.
+
+The engine multiplies each input chunk ``k0..k1`` of the client's ciphertexts by the NTT-form weight
+plaintexts ``w[:, k0:k1]`` (:func:`protocols.linear.engine.absorb_chunk`).  Holding every weight plaintext
+of a layer at once costs ``outputs × inputs × L × N × 8`` bytes: for a ResNet-50 layer under Cheetah's
+parameters (1×1, stride 2, 256×56×56 → 512: 512 × 256 ciphertexts, four primes, N = 4096) that is
+17.2 GB.  The weight *coefficients*, however, are sparse and public in position: a layout puts them at
+``E`` known exponents (:meth:`~protocols.linear.layouts.Layout.weight_exponents`), ``E`` often far below
+``N``.  So :class:`PreparedWeights` always keeps the compact coefficients ``(outputs, inputs, E)`` and
+
+* transforms them all at once when the NTT form fits ``max_bytes`` (the common case: computed once,
+  then every unit and sample reuses it), or
+* transforms only the block ``[:, k0:k1]`` that a chunk needs, when it is asked for (memory bounded by
+  ``outputs × chunk × L × N × 8`` per chunk in flight; the NTTs are then redone for every spatial unit
+  and sample, which for the layers concerned — wide channels, small images — means few units).
+
+The public noise inputs (largest centered coefficient ``norm``, most non-zeros per polynomial ``count``)
+are computed from all the coefficients up front, so a streamed block carries the same bound as the
+whole.  Nothing here depends on the client's data; everything is the server's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aiompc.crypto.he import HEParams, PlainNTT
+from aiompc.errors import InputError
+from protocols.linear.plan import LinearPlan
+from protocols.linear.plaintexts import weight_plaintexts
+
+__all__ = ["PreparedWeights", "prepare_weights", "WHOLE_MAX_BYTES"]
+
+WHOLE_MAX_BYTES = 1 << 30
+"""Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
+
+
+@dataclass(frozen=True)
+class PreparedWeights:
+    """A layer's weight plaintexts: compact coefficients plus, if it fits, their whole NTT form.
+
+    ``values``: ``(outputs, inputs, E)`` integers mod ``t`` at the public exponents ``exps``;
+    ``nonzero``: ``(outputs, inputs)``, False where a block is structurally zero (groups);
+    ``norm`` / ``count``: the noise estimator's inputs over all blocks; ``whole``: every block in NTT
+    form, or ``None`` when blocks are transformed on demand (:meth:`block`).
+    """
+
+    params: HEParams
+    values: np.ndarray
+    exps: np.ndarray
+    nonzero: np.ndarray
+    norm: int
+    count: int
+    whole: PlainNTT | None
+
+    @property
+    def streamed(self) -> bool:
+        return self.whole is None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (what a :class:`~protocols.linear.weight_cache.WeightCache` charges for the entry)."""
+        held = self.values.nbytes + self.nonzero.nbytes + self.exps.nbytes
+        return held + (self.whole.data.nbytes if self.whole is not None else 0)
+
+    def block(self, k0: int, k1: int) -> tuple[PlainNTT, np.ndarray]:
+        """NTT plaintexts ``w[:, k0:k1]`` (batch shape ``(outputs, k1 - k0)``) and their ``nonzero`` mask;
+        transformed now if the weights are streamed (structurally zero blocks stay zero, untransformed)."""
+        mask = self.nonzero[:, k0:k1]
+        if self.whole is not None:
+            data = self.whole.data[:, k0:k1]
+        else:
+            data = weight_plaintexts(self.params, self.values[:, k0:k1], self.exps, mask).data
+        return PlainNTT(self.params, data, self.norm, self.count), mask
+
+
+def _centered_stats(values: np.ndarray, nonzero: np.ndarray, t: int) -> tuple[int, int]:
+    """``(max |centered coefficient|, max non-zeros in one polynomial)`` over the non-structural blocks."""
+    v = values[nonzero] if not np.all(nonzero) else values.reshape(-1, values.shape[-1])
+    if v.size == 0:
+        return 0, 0
+    u = v.astype(np.uint64) & np.uint64(t - 1)
+    centered = np.where(u > np.uint64(t // 2), np.uint64(t) - u, u)  # |centered lift|, no int64 overflow
+    return int(centered.max()), int(np.count_nonzero(u, axis=-1).max())
+
+
+def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | None = None) -> PreparedWeights:
+    """Server: the layout's weight plaintexts under ``plan`` (whole if their NTT form fits ``max_bytes``,
+    default :data:`WHOLE_MAX_BYTES` read at call time, else streamed per chunk; see the module docstring).
+
+    Raises :class:`InputError` if a weight exceeds the plan's public bound ``2^(weight_bits - 1)``.
+    """
+    params = plan.he
+    values, nonzero = plan.layout.weight_values(weight, plan.l)
+    exps = np.asarray(plan.layout.weight_exponents(), dtype=np.int64).reshape(-1)
+    norm, count = _centered_stats(values, nonzero, params.t)
+    bound = 1 << (plan.weight_bits - 1)
+    if norm > bound:
+        raise InputError(
+            f"a weight has magnitude {norm} > 2^{plan.weight_bits - 1}, the public bound of the plan: "
+            f"pass a larger weight_bits (both parties must agree on it)"
+        )
+    whole_bytes = nonzero.size * len(params.primes) * params.n * 8
+    whole = None
+    if whole_bytes <= (WHOLE_MAX_BYTES if max_bytes is None else max_bytes):
+        w = weight_plaintexts(params, values, exps, nonzero)
+        whole = PlainNTT(params, w.data, norm, count)
+    return PreparedWeights(params, values, exps, nonzero, norm, count, whole)

@@ -1,0 +1,78 @@
+"""Prepared weights: whole and streamed forms give the same plaintexts, and a streamed layer is still exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiompc.crypto.he import PlainNTT
+from aiompc.errors import InputError
+from aiompc.session import run_local
+from protocols.linear import prepared
+from protocols.linear.conv import conv_plan
+from protocols.linear.encoding import scatter_coefficients
+from protocols.linear.fc import fc_plan
+from protocols.linear.prepared import prepare_weights
+from protocols.linear.reference import conv2d_ref
+from protocols.linear.tiling import ConvShape, MatmulShape
+from tests.protocols.linear.test_conv_protocol import CASES, run_conv
+
+
+def _plans(nprng: np.random.Generator):
+    """(plan, weight) pairs: a grouped conv on Cheetah's parameters, a Kronecker-packed quantized conv, an fc."""
+    grouped = ConvShape.make(4, 9, 9, 4, 3, stride=2, padding=1, groups=2)
+    yield conv_plan(grouped, 37, weight_bits=12, planner="cheetah"), nprng.integers(-2048, 2049, grouped.weight_shape)
+    packed = ConvShape.make(64, 8, 8, 16, 3, padding=1)
+    yield conv_plan(packed, 28, weight_bits=4, planner="quantized", pack=2, out_shift=14), nprng.integers(-8, 9, packed.weight_shape)
+    yield fc_plan(MatmulShape(1, 300, 20), 16, weight_bits=8, planner="cheetah-smallest"), nprng.integers(-128, 129, (20, 300))
+
+
+def test_streamed_blocks_equal_whole(nprng: np.random.Generator) -> None:
+    for plan, w in _plans(nprng):
+        whole = prepare_weights(plan, w)
+        streamed = prepare_weights(plan, w, max_bytes=0)
+        assert not whole.streamed and streamed.streamed
+        assert streamed.nbytes < whole.nbytes
+        # the whole NTT form is the plaintext of the dense polynomials the layout encodes
+        dense = scatter_coefficients(whole.values, whole.exps, plan.he.n)
+        ref = PlainNTT.encode(plan.he, dense)
+        assert np.array_equal(whole.whole.data[whole.nonzero], ref.data[whole.nonzero])
+        assert (whole.norm, whole.count) == (ref.norm, ref.count)
+        k = plan.layout.inputs
+        for k0, k1 in [(0, k), (0, 1), (k - 1, k), (k // 2, k)]:
+            (a, ma), (b, mb) = whole.block(k0, k1), streamed.block(k0, k1)
+            assert np.array_equal(ma, mb) and np.array_equal(a.data[ma], b.data[mb]) and not b.data[~mb].any()
+            assert (a.norm, a.count) == (b.norm, b.count) == (whole.norm, whole.count)
+
+
+def test_weight_bound_checked_before_anything(nprng: np.random.Generator) -> None:
+    plan, w = next(_plans(nprng))
+    w[0, 0, 0, 0] = 1 << 12  # above the public bound 2^11
+    with pytest.raises(InputError, match="weight_bits"):
+        prepare_weights(plan, w, max_bytes=0)
+
+
+def test_resnet50_layer_is_streamed_in_little_memory() -> None:
+    """The layer that ran a ResNet-50 out of memory: 1×1, stride 2, 256×56×56 → 512 under Cheetah's
+    parameters would need 512·256 plaintexts × 4 primes × 4096 × 8 B = 17.2 GB in NTT form."""
+    shape = ConvShape.make(256, 56, 56, 512, 1, stride=2)
+    plan = conv_plan(shape, 37, weight_bits=12, planner="cheetah-baseline")
+    w = np.ones(shape.weight_shape, dtype=np.int64)
+    p = prepare_weights(plan, w)
+    lay = plan.layout
+    assert lay.outputs * lay.inputs * len(plan.he.primes) * plan.he.n * 8 > 16e9
+    assert p.streamed and p.nbytes < 10 * 2**20
+    block, mask = p.block(0, plan.chunk)
+    assert block.shape == (lay.outputs, plan.chunk) and mask.all()
+
+
+@pytest.mark.parametrize("name", ["cheetah params, stride 2, groups 2, l=37", "many channel blocks (C*HW > N), l=16",
+                                  "depthwise, l=16"])
+async def test_streamed_conv_exact(name: str, nprng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prepared, "WHOLE_MAX_BYTES", 0)  # every layer streamed
+    c, h, w_, m, k, s, p, g, l, wb, planner = CASES[name]
+    shape = ConvShape.make(c, h, w_, m, k, stride=s, padding=p, groups=g)
+    x = nprng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
+    w = nprng.integers(-(1 << (wb - 1)), (1 << (wb - 1)) + 1, shape.weight_shape)
+    (ys, _), (yc, _) = await run_conv(run_local, x, w, None, shape, l, wb, planner)
+    assert np.array_equal((ys + yc) & np.uint64((1 << l) - 1), conv2d_ref(x, w, shape, l))
