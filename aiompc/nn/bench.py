@@ -1,25 +1,44 @@
 """``aiompc bench``: one network under several protocol settings in one run, over real sockets.
 
-For every combination of engine mode (``cheetah``: the 37-bit baseline; ``quantized``: the low-precision
-protocols), OT engine and link (``none``, ``lan`` = 3 Gbit/s and 0.3 ms RTT, ``wan`` = 400 Mbit/s and 40 ms
-RTT, see :mod:`transports.shaped`) the server and the client run in this process, connected by a
-loopback TCP connection whose two ends are wrapped by the shaped transport.  Each run gives one JSON
-object (the layout of :mod:`aiompc.nn.report`, all bytes from the client's channel statistics)::
+Modes.  Both integer programs come from the same float model (a built-in network or an ONNX file):
+
+* ``cheetah`` — the baseline as Cheetah runs it: the float model in 37-bit fixed point with 12
+  fractional bits (:func:`aiompc.nn.fixed_point.fixed_point`: ReLU, then truncation by 12 bits with the
+  MSB known, no clip), Cheetah's HE parameters and tiling (engine mode ``cheetah``).  Its truncation is
+  Cheetah's approximate one (``--baseline-truncation approx``, the default) or exact (``exact``).
+* ``quantized`` — the low-precision graph (:func:`aiompc.nn.quantize.quantize`, :data:`BENCH_CONFIG`
+  for a built-in network) with the quantized protocols; requantization exact (``--exact``, the
+  default) or one LSB off (``--approx``).
+* ``cheetah-int`` — the quantized graph evaluated on 37-bit rings with Cheetah's HE parameters (its
+  requantizations pay for 37-bit wraps and clips; the pre-fixed-point baseline, kept for comparison;
+  requantization as ``--exact/--approx``).
+
+The headline pairs each system in its accurate configuration: Cheetah's approximate truncation (one
+LSB at 2^-12 is harmless) against exact requantization (one LSB at 4 bits is not).  Every row says
+which it used (``exact``; the ratio rows carry both).
+
+For every combination of mode, OT engine and link (``none``, ``lan`` = 3 Gbit/s and 0.3 ms RTT, ``wan`` =
+400 Mbit/s and 40 ms RTT, see :mod:`transports.shaped`) the server and the client run in this process,
+connected by a loopback TCP connection whose two ends are wrapped by the shaped transport.  Each run
+gives one JSON object (the layout of :mod:`aiompc.nn.report`, all bytes from the client's channel
+statistics)::
 
     {"model", "mode", "network",
      "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"},
-     "planner", "ot", "exact", "samples", "check", "machine", "code"}
+     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code"}
 
 A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
-the layer outputs (all samples).  The trailing keys say how the row was obtained: the linear-layer planner of the mode, the OT engine
-(``iknp`` or ``silent``), whether requantization was bit-exact, the number of inferences, the machine
-(:func:`machine_info`), the code (:func:`code_version`: the git commit, ``-dirty`` if the checkout had
-uncommitted changes), and ``check``: how the secure logits compare with the plaintext integer
-reference (largest absolute difference and largest logit, in output LSBs, and the fraction of samples
-with the same top class).  In exact mode any difference is an error, so a row in a table is also a
-correctness test; approximate requantization moves values by one LSB per layer, which deep 4-bit
-networks compound, so there the deviation is recorded for the reader.
+the layer outputs (all samples).  The trailing keys say how the row was obtained: the integer program
+(``graph``: ``fixed-point`` or ``quantized``), the linear-layer planner of the mode, the OT engine
+(``iknp`` or ``silent``), whether requantization/truncation was bit-exact, the number of inferences, the
+machine (:func:`machine_info`), the code (:func:`code_version`: the git commit, ``-dirty`` if the
+checkout had uncommitted changes), and ``check``: how the secure logits compare with the plaintext
+integer reference of the row's own graph (:func:`~aiompc.nn.interpret.run_int`; largest absolute
+difference and largest logit, in output LSBs, and the fraction of samples with the same top class).
+In exact mode any difference is an error, so a row in a table is also a correctness test; approximate
+requantization moves values by one LSB per layer, which deep 4-bit networks compound (and 12-bit fixed
+point shrugs off), so there the deviation is recorded for the reader.
 
 :func:`bench_markdown` turns runs into tables (a summary, the cheetah/quantized ratios, one per-layer
 table per run), :func:`bench_plot` into a PNG (bytes per layer for the modes side by side, and the
@@ -33,6 +52,7 @@ import json
 import os
 import platform
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,20 +60,28 @@ import numpy as np
 
 import aiompc
 from aiompc.errors import InputError, ProtocolError
+from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, fixed_point
+from aiompc.nn.graph import FloatGraph
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.loopback import run_two_parties
-from aiompc.nn.networks import BENCH_CONFIG, NETWORKS, network, network_inputs
+from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
+from aiompc.nn.onnx_import import load_onnx
+from aiompc.nn.quantize import QuantConfig, quantize
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig
 from protocols.ot import engine as ot_engine
 from transports.base import Transport
 from transports.shaped import PROFILES, shape
 
-__all__ = ["LINKS", "MODES", "code_version", "machine_info", "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown",
-           "bench_plot", "add_bench_command", "cmd_bench"]
+__all__ = ["LINKS", "MODES", "DEFAULT_MODES", "BenchModel", "engine_config", "code_version", "machine_info",
+           "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown", "bench_plot",
+           "add_bench_command", "cmd_bench"]
 
-MODES = ("cheetah", "quantized")
+MODES = ("cheetah", "quantized", "cheetah-int")
+DEFAULT_MODES = ("cheetah", "quantized")
+GRAPH_OF_MODE = {"cheetah": "fixed-point", "quantized": "quantized", "cheetah-int": "quantized"}
+"""The integer program each bench mode runs (see the module docstring)."""
 LINKS = ("none", *PROFILES)
 _MIB = float(1 << 20)
 
@@ -92,31 +120,68 @@ def machine_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------- the model
 
 
-def load_bench_model(source: str, *, samples: int = 1, seed: int = 0,
-                     calibration: np.ndarray | None = None) -> tuple[str, QGraph, np.ndarray]:
-    """``(model name, quantized graph, float inputs (samples, *shape))`` for a built-in network name or
-    an ONNX file.
+@dataclass
+class BenchModel:
+    """One float model, the benchmark's float inputs, and the integer graphs the modes run.
 
-    A built-in network comes from :func:`aiompc.nn.networks.network`; an ONNX file is imported and
-    quantized with :data:`~aiompc.nn.networks.BENCH_CONFIG` (QDQ annotations take precedence) on
-    ``calibration`` or, by default, on 4 random normal inputs.  The benchmark inputs are random normal
-    (``seed + 1``): costs do not depend on the values."""
+    ``float_graph`` is the model; :meth:`graph` builds (once) the quantized graph (``quantizer`` maps the
+    float graph to it) or the fixed-point graph (:func:`~aiompc.nn.fixed_point.fixed_point`, 12
+    fractional bits), both from ``float_graph``.  ``inputs``: float ``(samples, *input_shape)``."""
+
+    name: str
+    float_graph: FloatGraph
+    inputs: np.ndarray
+    quantizer: Callable[[FloatGraph], QGraph]
+    _graphs: dict[str, QGraph] = field(default_factory=dict, repr=False)
+
+    def graph(self, mode: str) -> QGraph:
+        """The integer graph bench mode ``mode`` runs (:data:`GRAPH_OF_MODE`)."""
+        if mode not in GRAPH_OF_MODE:
+            raise InputError(f"unknown bench mode {mode!r}; choose from {', '.join(MODES)}")
+        kind = GRAPH_OF_MODE[mode]
+        if kind not in self._graphs:
+            self._graphs[kind] = fixed_point(self.float_graph) if kind == "fixed-point" else \
+                self.quantizer(self.float_graph)
+        return self._graphs[kind]
+
+
+def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibration: np.ndarray | None = None,
+                     config: QuantConfig = BENCH_CONFIG) -> BenchModel:
+    """The :class:`BenchModel` of a built-in network name or an ONNX file.
+
+    A built-in network is :func:`aiompc.nn.networks.network_onnx` (random weights from ``seed``),
+    quantized as :func:`aiompc.nn.networks.network` does (``config`` on
+    :data:`~aiompc.nn.networks.CALIBRATION_SAMPLES` random inputs, seed ``seed + 1000``); an ONNX file is
+    imported and quantized with ``config`` (QDQ annotations take precedence) on ``calibration`` or, by
+    default, on 4 random normal inputs.  The benchmark inputs are random normal (``seed + 1``): costs do
+    not depend on the values."""
     if samples < 1:
         raise InputError("--samples must be at least 1")
     if source.lower() in NETWORKS:
         name = source.lower()
-        return name, network(name, seed=seed), network_inputs(name, samples, seed + 1)
-    path = Path(source)
-    if not path.is_file():
-        raise InputError(f"{source!r} is neither a built-in network ({', '.join(NETWORKS)}) nor an ONNX file")
-    from aiompc.nn.onnx_import import load_onnx
-    from aiompc.nn.quantize import quantize
+        fgraph = load_onnx(network_onnx(name, seed))
+        calibration = network_inputs(name, CALIBRATION_SAMPLES, seed + 1000) if calibration is None else calibration
+        inputs = network_inputs(name, samples, seed + 1)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{source!r} is neither a built-in network ({', '.join(NETWORKS)}) nor an ONNX file")
+        name, fgraph = path.stem, load_onnx(path)
+        if calibration is None:
+            calibration = np.random.default_rng(seed).normal(0.0, 1.0, (4, *fgraph.input_shape))
+        inputs = np.random.default_rng(seed + 1).normal(0.0, 1.0, (samples, *fgraph.input_shape))
+    data = calibration
+    return BenchModel(name, fgraph, inputs, lambda g: quantize(g, data, config))
 
-    fgraph = load_onnx(path)
-    if calibration is None:
-        calibration = np.random.default_rng(seed).normal(0.0, 1.0, (4, *fgraph.input_shape))
-    graph = quantize(fgraph, calibration, BENCH_CONFIG)
-    return path.stem, graph, np.random.default_rng(seed + 1).normal(0.0, 1.0, (samples, *graph.input_spec.shape))
+
+def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False) -> EngineConfig:
+    """The engine settings of bench mode ``mode``: ``cheetah`` (the fixed-point graph) truncates exactly
+    iff ``baseline_exact``; ``quantized`` and ``cheetah-int`` requantize exactly iff ``exact``."""
+    if mode not in GRAPH_OF_MODE:
+        raise InputError(f"unknown bench mode {mode!r}; choose from {', '.join(MODES)}")
+    if mode == "cheetah":
+        return EngineConfig(mode="cheetah", exact=baseline_exact)
+    return EngineConfig(mode="quantized" if mode == "quantized" else "cheetah", exact=exact)
 
 
 # --------------------------------------------------------------------------- one run
@@ -135,28 +200,32 @@ def _wrapper(link: str) -> Callable[[Transport], Transport]:
 
 
 async def bench_run(
-    model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, link: str = "none",
-    ot: str | None = None, progress: bool | None = None,
+    model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, mode: str | None = None,
+    link: str = "none", ot: str | None = None, progress: bool | None = None,
 ) -> dict[str, Any]:
-    """One (mode, OT engine, link) run of ``graph`` on the quantized batch ``x_int``; returns its JSON object.
+    """One (mode, OT engine, link) run of ``graph`` on its integer batch ``x_int``; returns its JSON object.
 
-    Server and client run here over loopback TCP, both ends wrapped by ``shape(·, link)``.  In exact mode
-    raises :class:`ProtocolError` if the secure output differs from :func:`run_int` at all; in approximate
-    mode the difference is only recorded (``check``)."""
+    ``mode`` is the bench mode the row reports (default ``config.mode``; ``cheetah`` rows run the
+    fixed-point graph, see the module docstring).  Server and client run here over loopback TCP, both
+    ends wrapped by ``shape(·, link)``.  In exact mode raises :class:`ProtocolError` if the secure output
+    differs from :func:`run_int` of ``graph`` at all; in approximate mode the difference is only
+    recorded (``check``)."""
+    mode = mode or config.mode
     ot = ot or ot_engine.DEFAULT_ENGINE
     if ot not in ot_engine.engine_kinds():
         raise InputError(f"unknown OT engine {ot!r}; choose from {', '.join(ot_engine.engine_kinds())}")
     run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=_wrapper(link),
-                                progress=progress, progress_label=f"{config.mode}/{link}")
+                                progress=progress, progress_label=f"{mode}/{link}")
     result, stats, seconds, engine = run.result, run.stats, run.seconds, run.options["ot"]
     report = layer_report(graph, result.layers, stats, seconds)
     sizes = {node.name: graph.tensors[node.output].size for node in graph.nodes}
     for row in report["layers"]:  # values each layer outputs (bits per element = 8 * bytes / elements)
         row["elements"] = sizes.get(row["name"], graph.tensors[graph.output].size) * len(x_int)
     check = _check(graph, x_int, np.asarray(result.output), config)
-    return {"model": model, "mode": config.mode, "network": link, **report, "planner": config.planner,
-            "ot": engine, "exact": config.exact, "samples": len(x_int), "check": check,
-            "machine": machine_info(), "code": code_version()}
+    return {"model": model, "mode": mode, "network": link, **report,
+            "graph": GRAPH_OF_MODE.get(mode, "quantized"), "planner": config.planner, "ot": engine,
+            "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
+            "code": code_version()}
 
 
 def _check(graph: QGraph, x_int: np.ndarray, secure: np.ndarray, config: EngineConfig) -> dict[str, Any]:
@@ -179,26 +248,31 @@ def _check(graph: QGraph, x_int: np.ndarray, secure: np.ndarray, config: EngineC
 
 
 def run_bench(
-    model: str, graph: QGraph, x: np.ndarray, *, modes: Sequence[str] = MODES, links: Sequence[str] = ("none",),
-    ots: Sequence[str | None] = (None,), exact: bool = True, progress: bool | None = None,
-    log: Any = None,
+    model: BenchModel, *, modes: Sequence[str] = DEFAULT_MODES, links: Sequence[str] = ("none",),
+    ots: Sequence[str | None] = (None,), exact: bool = True, baseline_exact: bool = False,
+    progress: bool | None = None, log: Any = None,
 ) -> list[dict[str, Any]]:
-    """Every (link, OT engine, mode) combination of :func:`bench_run` on the float inputs ``x``, in this
-    order (so the two modes of one setting run back to back); one summary line per run on ``log``.
-    An OT engine of ``None`` is the library default (:data:`protocols.ot.engine.DEFAULT_ENGINE`)."""
+    """Every (link, OT engine, mode) combination of :func:`bench_run` on ``model``'s inputs, in this order
+    (so the modes of one setting run back to back); one summary line per run on ``log``.  Each mode runs
+    its own graph (:meth:`BenchModel.graph`) with :func:`engine_config` (``exact`` for the quantized
+    graph, ``baseline_exact`` for the fixed-point one).  An OT engine of ``None`` is the library
+    default (:data:`protocols.ot.engine.DEFAULT_ENGINE`)."""
     for link in links:
         _wrapper(link)
-    x_int = graph.quantize_input(np.asarray(x, dtype=np.float64))
+    configs = {mode: engine_config(mode, exact=exact, baseline_exact=baseline_exact) for mode in modes}
+    x = np.asarray(model.inputs, dtype=np.float64)
+    x_int = {mode: model.graph(mode).quantize_input(x) for mode in modes}
     results = []
     for link in links:
         for ot in ots:
             for mode in modes:
-                config = EngineConfig(mode=mode, exact=exact)  # type: ignore[arg-type]
-                res = aiompc.run(bench_run(model, graph, x_int, config, link=link, ot=ot, progress=progress))
+                res = aiompc.run(bench_run(model.name, model.graph(mode), x_int[mode], configs[mode], mode=mode,
+                                           link=link, ot=ot, progress=progress))
                 results.append(res)
                 if log is not None:
                     t = res["total"]
-                    print(f"{model} {mode:<9} {link:<4} ot={res['ot']:<6} planner={res['planner']}: "
+                    print(f"{model.name} {mode:<11} {link:<4} ot={res['ot']:<6} planner={res['planner']} "
+                          f"{_requant(res['exact'])}: "
                           f"{(t['bytes_c2s'] + t['bytes_s2c']) / _MIB:9.2f} MiB "
                           f"(linear {t['linear_bytes'] / _MIB:.2f}, non-linear {t['nonlinear_bytes'] / _MIB:.2f}), "
                           f"{t['seconds']:.2f} s", file=log, flush=True)
@@ -220,27 +294,30 @@ def _setup_bytes(run: dict[str, Any]) -> int:
 
 
 def bench_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each (model, link, OT engine, exactness) with both modes: cheetah / quantized for total, linear
-    and non-linear bytes and for the time (``None`` where the quantized figure is 0)."""
-    by_key: dict[tuple[str, str, str, bool], dict[str, dict[str, Any]]] = {}
+    """cheetah ÷ quantized for total, linear and non-linear bytes and for the time (``None`` where the
+    quantized figure is 0), for every pair of a ``cheetah`` and a ``quantized`` row with the same model,
+    link and OT engine.  Each system may use its own requantization setting (the headline: Cheetah's
+    approximate truncation against exact requantization), so a ratio row carries both: ``exact`` (the
+    quantized row's) and ``baseline_exact`` (the cheetah row's)."""
+    by_key: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
     for r in results:
-        by_key.setdefault((r["model"], r["network"], r["ot"], bool(r.get("exact", True))), {})[r["mode"]] = r
+        by_key.setdefault((r["model"], r["network"], r["ot"]), {}).setdefault(r["mode"], []).append(r)
     out = []
-    for (model, link, ot, exact), runs in by_key.items():
-        if "cheetah" not in runs or "quantized" not in runs:
-            continue
-        c, q = runs["cheetah"], runs["quantized"]
+    for (model, link, ot), runs in by_key.items():
+        for c in runs.get("cheetah", []):
+            for q in runs.get("quantized", []):
 
-        def ratio(a: float, b: float) -> float | None:
-            return round(a / b, 3) if b else None
+                def ratio(a: float, b: float) -> float | None:
+                    return round(a / b, 3) if b else None
 
-        out.append({
-            "model": model, "network": link, "ot": ot, "exact": exact,
-            "total": ratio(_total_bytes(c), _total_bytes(q)),
-            "linear": ratio(c["total"]["linear_bytes"], q["total"]["linear_bytes"]),
-            "nonlinear": ratio(c["total"]["nonlinear_bytes"], q["total"]["nonlinear_bytes"]),
-            "seconds": ratio(c["total"]["seconds"], q["total"]["seconds"]),
-        })
+                out.append({
+                    "model": model, "network": link, "ot": ot, "exact": bool(q.get("exact", True)),
+                    "baseline_exact": bool(c.get("exact", True)),
+                    "total": ratio(_total_bytes(c), _total_bytes(q)),
+                    "linear": ratio(c["total"]["linear_bytes"], q["total"]["linear_bytes"]),
+                    "nonlinear": ratio(c["total"]["nonlinear_bytes"], q["total"]["nonlinear_bytes"]),
+                    "seconds": ratio(c["total"]["seconds"], q["total"]["seconds"]),
+                })
     return out
 
 
@@ -251,11 +328,17 @@ def _deviation(check: dict[str, Any]) -> str:
         return "equal"
     if diff is None or not top or agree is None:
         return "–" if diff is None else f"±{diff} LSB"
-    return f"±{100 * diff / top:.1f}%, top-1 {100 * agree:.0f}%"
+    return f"±{100 * diff / top:.3g}%, top-1 {100 * agree:.0f}%"
 
 
 def _requant(exact: bool | None) -> str:
     return "exact" if exact or exact is None else "approx"
+
+
+def _rescaling(run: dict[str, Any]) -> str:
+    """``exact truncation`` / ``approx requantization`` …: what the row's non-linear rescaling was."""
+    what = "truncation" if run.get("graph") == "fixed-point" else "requantization"
+    return f"{_requant(run.get('exact'))} {what}"
 
 
 def _fmt_ratio(v: float | None) -> str:
@@ -292,11 +375,13 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
         )
     ratios = bench_ratios(results)
     if ratios:
-        lines += ["", "cheetah ÷ quantized (how many times fewer bytes / less time the quantized mode needs):", "",
+        lines += ["", ("cheetah ÷ quantized (how many times fewer bytes / less time the quantized mode needs; "
+                       "requant: the cheetah row's truncation ÷ the quantized row's requantization):"), "",
                   "| model | network | OT | requant | total bytes | linear bytes | non-linear bytes | time |",
                   "|---|---|---|---|---:|---:|---:|---:|"]
         for q in ratios:
-            lines.append(f"| {q['model']} | {q['network']} | {q['ot']} | {_requant(q['exact'])} "
+            lines.append(f"| {q['model']} | {q['network']} | {q['ot']} "
+                         f"| {_requant(q['baseline_exact'])} ÷ {_requant(q['exact'])} "
                          f"| **{_fmt_ratio(q['total'])}** "
                          f"| {_fmt_ratio(q['linear'])} | {_fmt_ratio(q['nonlinear'])} | {_fmt_ratio(q['seconds'])} |")
     if ops:
@@ -318,13 +403,27 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     if per_layer:
         for r in results:
             title = (f"#### {r['model']} · {r['mode']} · {r['network']} · OT {r['ot']} · "
-                     f"{_requant(r.get('exact'))} requantization · planner {r['planner']}")
+                     f"{_rescaling(r)} · planner {r['planner']}")
             lines += ["", title,
                       "", format_table(r)]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- plot
+
+
+def _merged_order(sequences: Sequence[Sequence[str]]) -> list[str]:
+    """The names of all ``sequences`` in one list that keeps each sequence's order where they agree: a
+    name missing so far goes just before the next name of its own sequence already placed (the modes'
+    graphs share their HE layers' names; their non-linear layers differ)."""
+    merged: list[str] = []
+    for seq in sequences:
+        for i, name in enumerate(seq):
+            if name in merged:
+                continue
+            after = next((n for n in seq[i + 1:] if n in merged), None)
+            merged.insert(len(merged) if after is None else merged.index(after), name)
+    return merged
 
 
 def bench_plot(results: Sequence[dict[str, Any]], path: str | Path) -> None:
@@ -344,10 +443,10 @@ def bench_plot(results: Sequence[dict[str, Any]], path: str | Path) -> None:
     first = results[0]
     runs = [r for r in results if r["network"] == first["network"] and r["ot"] == first["ot"]]
     modes = [r["mode"] for r in runs]
-    names = [row["name"] for row in runs[0]["layers"]]
+    names = _merged_order([[row["name"] for row in r["layers"]] for r in runs])
     per_mode = {r["mode"]: {row["name"]: row["bytes_c2s"] + row["bytes_s2c"] for row in r["layers"]} for r in runs}
     names = [n for n in names if any(per_mode[m].get(n, 0) for m in modes)]
-    colors = {"cheetah": "#d95f02", "quantized": "#1b9e77"}
+    colors = {"cheetah": "#d95f02", "quantized": "#1b9e77", "cheetah-int": "#e6ab02"}
 
     fig, (ax, axt) = plt.subplots(1, 2, figsize=(max(10.0, 4.0 + 0.12 * len(names) * len(modes)), 5.0),
                                   gridspec_kw={"width_ratios": [4, 1]})
@@ -397,11 +496,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     links = _csv(args.network, LINKS, "--network")
     ots = _csv(args.ot or ot_engine.DEFAULT_ENGINE, ot_engine.engine_kinds(), "--ot")
     calibration = np.load(args.calibration) if args.calibration else None
-    model, graph, x = load_bench_model(args.model, samples=args.samples, seed=args.seed, calibration=calibration)
-    print(f"aiompc bench {model}: {len(graph.nodes)} layers, input {graph.input_spec.shape}, {args.samples} sample(s); "
-          f"modes {','.join(modes)}; network {','.join(links)}; OT {','.join(ots)}; "
-          f"{'exact' if args.exact else 'approximate'} requantization", file=sys.stderr, flush=True)
-    results = run_bench(model, graph, x, modes=modes, links=links, ots=ots, exact=args.exact,
+    model = load_bench_model(args.model, samples=args.samples, seed=args.seed, calibration=calibration)
+    baseline_exact = args.baseline_truncation == "exact"
+    settings = [f"cheetah: fixed point ({CHEETAH_FRAC_BITS} fractional bits), {args.baseline_truncation} truncation"
+                if mode == "cheetah" else f"{mode}: {'exact' if args.exact else 'approximate'} requantization"
+                for mode in modes]
+    print(f"aiompc bench {model.name}: {len(model.float_graph.nodes)} float layers, input "
+          f"{model.float_graph.input_shape}, {args.samples} sample(s); network {','.join(links)}; "
+          f"OT {','.join(ots)}; " + "; ".join(settings), file=sys.stderr, flush=True)
+    results = run_bench(model, modes=modes, links=links, ots=ots, exact=args.exact, baseline_exact=baseline_exact,
                         progress=args.progress, log=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
@@ -420,18 +523,22 @@ def add_bench_command(sub: Any) -> None:
                        description="Run MODEL (a built-in network: " + ", ".join(NETWORKS) + "; or an ONNX file) "
                        "in each mode over loopback TCP behind the emulated link; print Markdown tables.")
     p.add_argument("model", metavar="NETWORK_OR_ONNX")
-    p.add_argument("--modes", default=",".join(MODES), help="comma list of cheetah,quantized (default both)")
+    p.add_argument("--modes", default=",".join(DEFAULT_MODES),
+                   help="comma list of cheetah (the fixed-point baseline), quantized, cheetah-int (the quantized "
+                   "graph on 37-bit rings); default cheetah,quantized")
     p.add_argument("--network", default="none", help="comma list of none,lan,wan (default none)")
     p.add_argument("--ot", help="comma list of OT engines: " + ", ".join(ot_engine.engine_kinds())
                    + f" (default: the library default, {ot_engine.DEFAULT_ENGINE})")
     p.add_argument("--samples", type=int, default=1, help="inferences per run (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default 0)")
-    p.add_argument("--calibration", help=".npy calibration inputs for an ONNX model (default: random normal)")
+    p.add_argument("--calibration", help=".npy calibration inputs of the quantized graph (default: random normal)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--exact", dest="exact", action="store_true", default=True,
-                   help="bit-exact requantization (default)")
+                   help="bit-exact requantization in the quantized and cheetah-int modes (default)")
     g.add_argument("--approx", dest="exact", action="store_false",
-                   help="one-LSB-error requantization, as Cheetah's truncation")
+                   help="one-LSB-error requantization in the quantized and cheetah-int modes")
+    p.add_argument("--baseline-truncation", choices=("approx", "exact"), default="approx",
+                   help="the cheetah mode's truncation: approx (Cheetah's own, one LSB low; default) or exact")
     p.add_argument("--json", metavar="F", help="write the runs as a JSON list to F")
     p.add_argument("--markdown", metavar="F", help="write the tables to F")
     p.add_argument("--plot", metavar="F", help="write a PNG of bytes per layer and totals to F")

@@ -1,5 +1,6 @@
 """``aiompc bench``: a tiny network in both modes over plain and LAN-shaped loopback TCP (JSON layout, bytes
-from the channel, ratios, Markdown and PNG), the link wiring, the correctness check and bad arguments."""
+from the channel, ratios, Markdown and PNG), each mode's graph and requantization setting, the link
+wiring, the correctness check and bad arguments."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 
 from aiompc.cli import main
 from aiompc.errors import InputError, ProtocolError
-from aiompc.nn.bench import LINKS, _check, _wrapper, bench_markdown, bench_ratios, load_bench_model
+from aiompc.nn.bench import (LINKS, _check, _merged_order, _wrapper, bench_markdown, bench_ratios, engine_config,
+                              load_bench_model)
+from aiompc.nn.fixed_point import fixed_point
+from aiompc.nn.networks import network
 from aiompc.nn.secure import EngineConfig
 from aiompc.nn.testing import random_network, random_qgraph
 from transports.memory import memory_pair
@@ -47,12 +51,17 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
     for r in runs:
         assert RUN_KEYS <= set(r) and r["model"] == "tiny"
         assert set(r["total"]) == TOTAL_KEYS
-        assert r["ot"] == "iknp" and r["exact"] is True and r["samples"] == 1
+        assert r["ot"] == "iknp" and r["samples"] == 1
+        # the headline: Cheetah's fixed point with its approximate truncation, the quantized graph exact
+        assert (r["graph"], r["exact"]) == {"cheetah": ("fixed-point", False), "quantized": ("quantized", True)}[r["mode"]]
         assert r["planner"] == EngineConfig(mode=r["mode"]).planner
         assert r["machine"]["cpus"] >= 1 and (r["code"] is None or isinstance(r["code"], str))
-        # exact mode: the secure logits are the integer reference
-        assert r["check"]["max_abs_diff_lsb"] == 0 and r["check"]["argmax_agree"] == 1.0
-        assert r["check"]["max_abs_logit_lsb"] > 0
+        # exact: the secure logits are the integer reference; approximate fixed point: within 1% of the
+        # largest logit (the one-LSB truncation errors at 2^-12, propagated), same top class
+        check = r["check"]
+        assert check["argmax_agree"] == 1.0 and check["max_abs_logit_lsb"] > 0
+        assert check["max_abs_diff_lsb"] == 0 if r["exact"] else \
+            0 < check["max_abs_diff_lsb"] < 0.01 * check["max_abs_logit_lsb"]
         for row in r["layers"]:
             assert LAYER_KEYS <= set(row) and row["elements"] > 0
         t = r["total"]
@@ -67,6 +76,14 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
     # the ring widths differ: the cheetah baseline runs every layer on 37 bits, the quantized mode narrower
     assert {row["ring"] for row in runs[0]["layers"]} == {37}
     assert max(row["ring"] for row in runs[1]["layers"]) < 37
+    # the baseline runs Cheetah's layers: ReLU, then a truncation costing tens of bits per value (the MSB is
+    # known, no clip), where the quantized graph's requantizations are fused with the ReLU
+    ops = {row["op"] for row in runs[0]["layers"] if row["bytes_c2s"] + row["bytes_s2c"]}
+    assert {"relu", "requantize", "conv", "linear"} <= ops
+    trunc = [row for row in runs[0]["layers"] if row["name"].startswith("trunc:")]
+    relu = [row for row in runs[0]["layers"] if row["op"] == "relu"]
+    bits = lambda rows: 8 * sum(r["bytes_c2s"] + r["bytes_s2c"] for r in rows) / sum(r["elements"] for r in rows)  # noqa: E731
+    assert trunc and bits(trunc) < 0.25 * bits(relu)
 
 
 def test_link_changes_time_not_traffic(bench_outputs: tuple[list[dict], str, Path]) -> None:
@@ -88,7 +105,9 @@ def test_ratio_and_markdown(bench_outputs: tuple[list[dict], str, Path]) -> None
     assert ratios[0]["total"] == pytest.approx(expect, abs=1e-3)
     assert expect > 1.0  # the low-precision mode moves fewer bytes than the 37-bit baseline
     assert f"**{ratios[0]['total']:.2f}×**" in md
-    assert md.count("#### tiny · ") == 4 and "| **total** |" in md and "exact requantization" in md
+    assert md.count("#### tiny · ") == 4 and "| **total** |" in md
+    assert "cheetah · none · OT iknp · approx truncation" in md and "quantized · none · OT iknp · exact requantization" in md
+    assert "| tiny | none | iknp | approx ÷ exact | **" in md
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
@@ -100,12 +119,18 @@ def test_ratios_pair_modes_per_setting() -> None:
 
     runs = [run("cheetah", "wan", 800, 500, 300, 4.0), run("quantized", "wan", 200, 100, 0, 2.0),
             run("quantized", "lan", 10, 5, 5, 1.0)]  # no cheetah row on lan: no ratio
-    assert bench_ratios(runs) == [{"model": "m", "network": "wan", "ot": "silent", "exact": False, "total": 4.0,
-                                   "linear": 5.0, "nonlinear": None, "seconds": 2.0}]
-    assert "| m | wan | silent | approx | **4.00×** | 5.00× | – | 2.00× |" in bench_markdown(runs, per_layer=False)
-    # exact and approximate runs of one setting are never paired with each other
+    assert bench_ratios(runs) == [{"model": "m", "network": "wan", "ot": "silent", "exact": False,
+                                   "baseline_exact": False, "total": 4.0, "linear": 5.0, "nonlinear": None,
+                                   "seconds": 2.0}]
+    assert "| m | wan | silent | approx ÷ approx | **4.00×** | 5.00× | – | 2.00× |" in bench_markdown(runs, per_layer=False)
+    # each system in its own setting: the ratio row says which (cheetah's truncation ÷ quantized requantization)
     runs.append({**run("cheetah", "lan", 30, 15, 15, 3.0), "exact": True})
-    assert [q["network"] for q in bench_ratios(runs)] == ["wan"]
+    lan = [q for q in bench_ratios(runs) if q["network"] == "lan"]
+    assert [(q["baseline_exact"], q["exact"], q["total"]) for q in lan] == [(True, False, 3.0)]
+    assert "| m | lan | silent | exact ÷ approx | **3.00×** |" in bench_markdown(runs, per_layer=False)
+    # other modes (cheetah-int) are never paired
+    runs.append({**run("cheetah-int", "lan", 60, 15, 45, 3.0)})
+    assert len(bench_ratios(runs)) == 2
 
 
 def test_link_wrapping() -> None:
@@ -137,10 +162,50 @@ def test_check_catches_a_wrong_output() -> None:
 
 
 def test_builtin_model_loading() -> None:
-    name, graph, x = load_bench_model("MiniONN", samples=2)
-    assert name == "minionn" and x.shape == (2, 3, 32, 32) and graph.input_spec.shape == (3, 32, 32)
+    model = load_bench_model("MiniONN", samples=2)
+    assert model.name == "minionn" and model.inputs.shape == (2, 3, 32, 32)
+    quantized, fixed = model.graph("quantized"), model.graph("cheetah")
+    assert model.graph("cheetah-int") is quantized and model.graph("cheetah") is fixed  # built once
+    # the quantized graph is the built-in network's; the fixed-point one is of the same float model
+    builtin = network("minionn")
+    assert [n.name for n in quantized.nodes] == [n.name for n in builtin.nodes]
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(quantized.nodes, builtin.nodes) if a.evaluation == "he")
+    assert quantized.float_graph is fixed.float_graph is model.float_graph
+    reference = fixed_point(builtin.float_graph)
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(fixed.nodes, reference.nodes) if a.evaluation == "he")
     with pytest.raises(InputError, match="neither a built-in network"):
         load_bench_model("nope.onnx")
+    with pytest.raises(InputError, match="unknown bench mode"):
+        model.graph("fast")
+
+
+def test_mode_settings() -> None:
+    """--exact/--approx set the quantized graph's requantization, --baseline-truncation the cheetah mode's."""
+    assert engine_config("cheetah") == EngineConfig(mode="cheetah", exact=False)
+    assert engine_config("cheetah", exact=False, baseline_exact=True) == EngineConfig(mode="cheetah", exact=True)
+    assert engine_config("quantized", baseline_exact=False) == EngineConfig(mode="quantized", exact=True)
+    assert engine_config("cheetah-int", exact=False) == EngineConfig(mode="cheetah", exact=False)
+
+
+def test_cheetah_int_and_exact_truncation(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    assert main(["bench", str(tiny_onnx), "--modes", "cheetah,cheetah-int", "--baseline-truncation", "exact",
+                 "--approx", "--ot", "iknp", "--json", str(out), "--summary"]) == 0
+    fixed, old = json.loads(out.read_text())
+    assert (fixed["mode"], fixed["graph"], fixed["exact"], fixed["planner"]) == \
+        ("cheetah", "fixed-point", True, "cheetah-baseline")
+    assert fixed["check"]["max_abs_diff_lsb"] == 0  # exact truncation: bit for bit the fixed-point reference
+    assert (old["mode"], old["graph"], old["exact"], old["planner"]) == \
+        ("cheetah-int", "quantized", False, "cheetah-baseline")
+    assert {row["ring"] for row in old["layers"]} == {37}
+    # the 4-bit graph's requantizations on 37 bits cost more per value than ReLU + truncation
+    non = lambda r: r["total"]["nonlinear_bytes"]  # noqa: E731
+    assert non(old) > non(fixed)
+
+
+def test_merged_layer_order() -> None:
+    assert _merged_order([["a", "r1", "b", "r2", "c"], ["a", "q1", "b", "c", "q3"]]) == \
+        ["a", "r1", "q1", "b", "r2", "c", "q3"]
 
 
 @pytest.mark.parametrize("argv, message", [
