@@ -30,10 +30,12 @@ comparisons.  Truncations are *lazy*: a value stays at ``2f`` until a consumer n
 mixed concat) and is truncated once, then shared by all such consumers.  So ``Conv → ReLU → Conv``
 becomes ``Conv → Relu → truncate → Conv`` — the ReLU first, and the truncation's input is non-negative
 and narrower than its ring: the engine then passes ``msb_known_zero=True`` and the wrap costs one OT
-plus an ``f``-bit B2A (Cheetah's ≈ 20-bit truncation; exact mode adds the carry's ``f``-bit millionaire).
-A residual ``relu(conv(x) + shortcut)`` adds at ``2f`` and truncates once after the ReLU; a
-``MaxPool`` after a ReLU is crossed before truncating (fewer values).  The graph output stays at the
-scale it has (usually ``2f``: the last layer's accumulator).
+plus an ``f``-bit B2A; exact mode adds the carry (an ``f``-bit millionaire and a B2A).  A residual
+``relu(conv(x) + shortcut)`` adds at ``2f`` and truncates once after the ReLU (a projection shortcut
+reads the same truncated block input as the block's first conv); a ``MaxPool`` after a ReLU is crossed
+before truncating (fewer values).  The graph output stays at the scale it has (usually ``2f``: the last
+layer's accumulator).  Measured on ResNet-18 (silent OT, bits per value, both directions): ReLU 432,
+truncation 13 (approximate) or 150 (exact), against Cheetah's published ≈ 480 and ≈ 20.
 
 **Edge widths.**  Fixed point has no proven range: ``x · 2^2f`` overflows 37 bits once ``|x| >= 2^(36-2f)``
 (4096 for ``f = 12``) and Cheetah, like every 37-bit fixed-point system, assumes this never happens.
@@ -48,7 +50,8 @@ overflows the ring, i.e. as long as the assumption holds.
 
 **Approximate truncation** (``EngineConfig(exact=False)``, Cheetah's own): every truncation (and the
 average pool's requantization) may be one LSB low, ``e ∈ {-1, 0}``; every other layer is exact on its
-inputs, so the secure output differs from :func:`run_int` by the propagated LSB errors (tests bound it).
+inputs, so the secure output differs from :func:`run_int` by the propagated LSB errors (checked node by
+node in ``tests/nn/test_fixed_point.py``; on ResNet-18 the logits move by 0.07% of the largest).
 """
 
 from __future__ import annotations

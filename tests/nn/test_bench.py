@@ -53,7 +53,8 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         assert set(r["total"]) == TOTAL_KEYS
         assert r["ot"] == "iknp" and r["samples"] == 1
         # the headline: Cheetah's fixed point with its approximate truncation, the quantized graph exact
-        assert (r["graph"], r["exact"]) == {"cheetah": ("fixed-point", False), "quantized": ("quantized", True)}[r["mode"]]
+        want = {"cheetah": ("fixed-point", False), "quantized": ("quantized", True)}[r["mode"]]
+        assert (r["graph"], r["exact"]) == want
         assert r["planner"] == EngineConfig(mode=r["mode"]).planner
         assert r["machine"]["cpus"] >= 1 and (r["code"] is None or isinstance(r["code"], str))
         # exact: the secure logits are the integer reference; approximate fixed point: within 1% of the
@@ -82,7 +83,9 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
     assert {"relu", "requantize", "conv", "linear"} <= ops
     trunc = [row for row in runs[0]["layers"] if row["name"].startswith("trunc:")]
     relu = [row for row in runs[0]["layers"] if row["op"] == "relu"]
-    bits = lambda rows: 8 * sum(r["bytes_c2s"] + r["bytes_s2c"] for r in rows) / sum(r["elements"] for r in rows)  # noqa: E731
+    def bits(rows: list[dict]) -> float:
+        return 8 * sum(r["bytes_c2s"] + r["bytes_s2c"] for r in rows) / sum(r["elements"] for r in rows)
+
     assert trunc and bits(trunc) < 0.25 * bits(relu)
 
 
@@ -106,7 +109,8 @@ def test_ratio_and_markdown(bench_outputs: tuple[list[dict], str, Path]) -> None
     assert expect > 1.0  # the low-precision mode moves fewer bytes than the 37-bit baseline
     assert f"**{ratios[0]['total']:.2f}×**" in md
     assert md.count("#### tiny · ") == 4 and "| **total** |" in md
-    assert "cheetah · none · OT iknp · approx truncation" in md and "quantized · none · OT iknp · exact requantization" in md
+    assert "cheetah · none · OT iknp · approx truncation" in md
+    assert "quantized · none · OT iknp · exact requantization" in md
     assert "| tiny | none | iknp | approx ÷ exact | **" in md
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
@@ -122,7 +126,8 @@ def test_ratios_pair_modes_per_setting() -> None:
     assert bench_ratios(runs) == [{"model": "m", "network": "wan", "ot": "silent", "exact": False,
                                    "baseline_exact": False, "total": 4.0, "linear": 5.0, "nonlinear": None,
                                    "seconds": 2.0}]
-    assert "| m | wan | silent | approx ÷ approx | **4.00×** | 5.00× | – | 2.00× |" in bench_markdown(runs, per_layer=False)
+    md = bench_markdown(runs, per_layer=False)
+    assert "| m | wan | silent | approx ÷ approx | **4.00×** | 5.00× | – | 2.00× |" in md
     # each system in its own setting: the ratio row says which (cheetah's truncation ÷ quantized requantization)
     runs.append({**run("cheetah", "lan", 30, 15, 15, 3.0), "exact": True})
     lan = [q for q in bench_ratios(runs) if q["network"] == "lan"]
@@ -169,7 +174,8 @@ def test_builtin_model_loading() -> None:
     # the quantized graph is the built-in network's; the fixed-point one is of the same float model
     builtin = network("minionn")
     assert [n.name for n in quantized.nodes] == [n.name for n in builtin.nodes]
-    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(quantized.nodes, builtin.nodes) if a.evaluation == "he")
+    assert all(np.array_equal(a.weight, b.weight)
+               for a, b in zip(quantized.nodes, builtin.nodes) if a.evaluation == "he")
     assert quantized.float_graph is fixed.float_graph is model.float_graph
     reference = fixed_point(builtin.float_graph)
     assert all(np.array_equal(a.weight, b.weight) for a, b in zip(fixed.nodes, reference.nodes) if a.evaluation == "he")
