@@ -28,16 +28,21 @@ How (all widths are public, derived from ``l_in``, ``M``, ``s``, ``lo``, ``hi``,
    millionaire depth).  ``exact=False`` drops ``c`` (``y`` off by ``e ∈ {−1, 0}``).
 2. ``y'`` is computed only mod ``2^W``, the smallest ring holding what is compared (``y' − lo`` and
    ``y' − hi − 1`` over the public range of ``y'``) and the output ring ``l_out``.
-3. **Clip** only where the range of ``y'`` crosses a bound: both DReLUs (``[y' >= lo]``,
-   ``[y' > hi]``) in one ``(W_cmp − 1)``-bit millionaire whose OTs are shared (fanout 2), then two
+3. **Clip** only where the range of ``y'`` crosses a bound: the DReLUs ``[y' >= lo]`` and/or
+   ``[y' > hi]`` in one ``(W_cmp − 1)``-bit millionaire whose OTs are shared (fanout 2), then two
    multiplexers *in the output ring* ``l_out``: ``y = y' + [y'>hi]·(hi − y') + [y'<lo]·(lo − y')``.
+   **ReLU fused on a signed input** (``lo = 0``, exact, wrap compared): ``x < 0`` gives ``y' <= 0`` and
+   ``x >= 0`` gives ``y' >= 0``, so ``[x < 0]`` is as good a selector as ``[y' < 0]``; it is read off the
+   wrap's comparison split at bit ``l − 1`` (``1 ⊕ msb(u_S) ⊕ msb(u_C) ⊕ carry``: local), and only
+   ``[y' > hi]`` is compared (fanout 1, on the narrower range of ``y' − hi − 1``).
 
 Cost per element: millionaire(``l``) for ``w`` (none with known MSB: ``1 + W`` bits) + millionaire(``s``)
-for ``c`` (exact only) + B2As of ``W`` bits + millionaire(``W_cmp − 1``, fanout ≤ 2) + ``2·2(l_out+1)``
-bits of multiplexers.  E.g. ``l_in = 16, M = 1, s = 8, [0, 15], l_out = 4``: ``W = 9``; the 16-bit
-wrap and 8-bit carry comparisons in one batch (204 bits), B2A of the carry (9 bits; the wrap only
-matters mod 2: local), the two clip DReLUs on 8 bits with shared OTs (112 bits), two 4-bit
-multiplexers (20 bits): 345 bits online.  Rounds: two millionaires and two COT round trips in sequence.
+for ``c`` (exact only) + B2As of ``W`` bits + millionaire(``W_cmp − 1``, fanout ≤ 2; fanout 1 with the
+sign trick) + ``2·2(l_out+1)`` bits of multiplexers.  E.g. ``l_in = 16, M = 1, s = 8, [0, 15],
+l_out = 4``: ``W = 9``; the 16-bit wrap (split at 15 for the sign) and 8-bit carry comparisons in one
+batch (204 bits), B2A of the carry (9 bits; the wrap only matters mod 2: local), the ``[y' > 15]``
+DReLU on 8 bits (~70 bits), two 4-bit multiplexers (20 bits): ~300 bits online (345 with both clip
+DReLUs, as in approximate mode).  Rounds: two millionaires and two COT round trips in sequence.
 """
 
 from __future__ import annotations
@@ -86,6 +91,18 @@ def _distinct(multiplier: int | np.ndarray) -> tuple[list[int], np.ndarray | Non
     return ms, (index.reshape(a.shape) if len(ms) > 1 else None), a.shape
 
 
+def _wrap_bits(l: int, s: int, nonzero: list[int], W: int) -> int:
+    """Bits of the wrap that matter when ``y'`` is computed mod ``2^W``: its weights in ``y'`` are
+    ``M_i·2^(l-s)`` (direct, ``s <= l``) or ``M_i·2^l`` before the shift (``s > l``, work ring ``W + s``),
+    so it is only needed modulo the work ring divided by their least power of two (``<= 0``: not at all).
+    ``nonzero``: the non-zero multipliers."""
+    if not nonzero:
+        return 0
+    direct = s <= l
+    wrap_weight_tz = min(map(_v2, nonzero)) + (l - s if direct else l)
+    return (W if direct else W + s) - wrap_weight_tz
+
+
 class RequantPlan:
     """The public widths and branches of one requantization (pure; identical on both sides).
 
@@ -116,6 +133,7 @@ class RequantPlan:
         self.multipliers = [m >> t for m in ms]
         self.s, self.r = self.s - t, self.r >> t
         self.M_max = self.multipliers[-1]
+        self._nonzero = [m for m in self.multipliers if m]
         self.msb_known_zero = msb_known_zero
         l, M = self.l, self.M_max
         xmin, xmax = (0, (1 << (l - 1)) - 1) if msb_known_zero else (-(1 << (l - 1)), (1 << (l - 1)) - 1)
@@ -135,16 +153,26 @@ class RequantPlan:
         self.constant = self.out_lo == self.out_hi
         self.need_lo = self.ymin < self.lo
         self.need_hi = self.ymax > self.hi
-        lows, highs = [], []
-        if self.need_lo:
-            lows.append(self.ymin - self.lo)
-            highs.append(self.ymax - self.lo)
-        if self.need_hi:
-            lows.append(self.ymin - self.hi - 1)
-            highs.append(self.ymax - self.hi - 1)
-        self.w_cmp = _signed_width(min(lows), max(highs)) if lows else 0
-        self.W = max(self.w_cmp, L)
         self.direct = self.s <= l
+        # ReLU fused (lo = 0) on a signed input: x < 0 => x·M + r < r < 2^s => y' <= 0, and x >= 0 => y' >= 0,
+        # so [x < 0] selects the lower clip exactly as [y' < 0] would (both give 0).  [x < 0] comes out of
+        # the wrap's l-bit comparison split at bit l - 1 (the carry into the sign bit), so no clip DReLU is
+        # run for it.  Only where that comparison runs anyway (direct, signed input, wrap needed) and y' is
+        # exact (a dropped carry could make y' = -1 for x >= 0).
+        hi_range = [(self.ymin - self.hi - 1, self.ymax - self.hi - 1)] if self.need_hi else []
+        lo_range = [(self.ymin - self.lo, self.ymax - self.lo)] if self.need_lo else []
+
+        def widths(ranges: list[tuple[int, int]]) -> tuple[int, int]:  # (w_cmp, W)
+            w_cmp = _signed_width(min(a for a, _ in ranges), max(b for _, b in ranges)) if ranges else 0
+            return w_cmp, max(w_cmp, L)
+
+        self.w_cmp, self.W = widths(hi_range)
+        self.lo_from_sign = (
+            self.need_lo and self.lo == 0 and self.direct and not msb_known_zero and slack == 0
+            and _wrap_bits(l, self.s, self._nonzero, self.W) > 0
+        )
+        if not self.lo_from_sign:
+            self.w_cmp, self.W = widths(lo_range + hi_range)
         if not self.constant:
             if self.s > 63 or self.W > 64:
                 raise InputError(
@@ -157,20 +185,12 @@ class RequantPlan:
                     f"requantize: l_in={l} with multiplier {M} and shift {self.s} needs more than 64-bit "
                     "words (x·M overflows and shift + working width > 64); lower the multiplier precision"
                 )
-        # weights of the wrap in y': M_i·2^(l-s) (direct) or M_i·2^l before the shift (s > l); the wrap is
-        # only needed modulo the work ring divided by the weights' least power of two
-        nonzero = [m for m in self.multipliers if m]
-        if nonzero:
-            wrap_weight_tz = min(map(_v2, nonzero)) + (l - self.s if self.direct else l)
-            work = self.W if self.direct else self.W + self.s
-            self.w_bits = work - wrap_weight_tz  # B2A width of the wrap (<= 0: not needed)
-        else:
-            self.w_bits = 0
+        self.w_bits = _wrap_bits(l, self.s, self._nonzero, self.W)  # B2A width of the wrap (<= 0: not needed)
 
     @property
     def offsets(self) -> list[int]:
         """Public offsets t of the clip DReLUs ``[y' − t >= 0]``: ``lo`` and/or ``hi + 1``."""
-        return ([self.lo] if self.need_lo else []) + ([self.hi + 1] if self.need_hi else [])
+        return ([self.lo] if self.need_lo and not self.lo_from_sign else []) + ([self.hi + 1] if self.need_hi else [])
 
     def public(self, f: Callable[[int], int], shape: tuple[int, ...]) -> np.uint64 | np.ndarray:
         """The public constant ``f(M) mod 2^64`` for every element of an input of ``shape``.
@@ -235,17 +255,18 @@ async def requantize(
         value = np.uint64(plan.out_lo % (1 << plan.l_out)) if party.is_server else np.uint64(0)
         return np.full(shape, value, dtype=np.uint64)
 
-    y = await _scale_shift(party, f"{label}/scale", xs.reshape(-1), shape, plan, exact, digit_bits)
-    out = await _clip(party, f"{label}/clip", y, plan, digit_bits)
+    y, negative = await _scale_shift(party, f"{label}/scale", xs.reshape(-1), shape, plan, exact, digit_bits)
+    out = await _clip(party, f"{label}/clip", y, plan, digit_bits, negative)
     return out.reshape(shape)
 
 
 async def _scale_shift(
     party: Party, label: str, x: np.ndarray, shape: tuple[int, ...], plan: RequantPlan, exact: bool,
     digit_bits: int,
-) -> np.ndarray:
-    """Shares mod ``2^W`` of ``y' = floor((x·M + r)/2^s)`` (minus the carry if not ``exact``); ``x`` is
-    the flattened input of ``shape`` (to which the multipliers broadcast)."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Shares mod ``2^W`` of ``y' = floor((x·M + r)/2^s)`` (minus the carry if not ``exact``), and with
+    ``plan.lo_from_sign`` XOR shares of ``[x < 0]`` (``uint8``, else ``None``); ``x`` is the flattened input
+    of ``shape`` (to which the multipliers broadcast)."""
     l, s, W = plan.l, plan.s, plan.W
     biased = not plan.msb_known_zero
     server = party.is_server
@@ -270,8 +291,8 @@ async def _scale_shift(
     if plan.direct:
         tasks: list[CompareTask] = []
         operands: list[np.ndarray] = []
-        if need_w and not plan.msb_known_zero:
-            tasks.append(CompareTask(l))
+        if need_w and not plan.msb_known_zero:  # split at l - 1: the carry into the sign bit as well
+            tasks.append(CompareTask(l, split=l - 1 if plan.lo_from_sign else 0))
             operands.append(own(wrap_operand))
         # A >> s and A mod 2^s without leaving uint64: A = P + C with P = u·M (exact when it fits, else
         # everything is taken mod 2^(s+W) <= 2^64), C = C_hi·2^s + C_lo public
@@ -299,8 +320,13 @@ async def _scale_shift(
         results, w_arith = await asyncio.gather(comparisons(), known_wrap())
         jobs = []
         k = 0
+        negative = None
         if need_w and not plan.msb_known_zero:
             jobs.append(b2a(party, f"{label}/b2a_w", results[k][0][0], l=plan.w_bits))
+            if plan.lo_from_sign:  # [x < 0] = 1 ^ msb(u) = 1 ^ msb(u_S) ^ msb(u_C) ^ carry into bit l - 1
+                low = results[k][1]
+                assert low is not None
+                negative = low[0] ^ msb_bits(u, l) ^ np.uint8(1 if server else 0)
             k += 1
         if need_c:
             jobs.append(b2a(party, f"{label}/b2a_c", results[k][0][0], l=W))
@@ -313,7 +339,7 @@ async def _scale_shift(
         if need_w:
             assert w_arith is not None
             y = y - w_arith * plan.public(lambda m: m << (l - s), shape)
-        return y & mask(W)
+        return y & mask(W), negative
 
     # s > l: fold the arithmetic wrap into the shares first, then truncate (carry on the new shares);
     # everything mod 2^(W+s) <= 2^64
@@ -335,24 +361,36 @@ async def _scale_shift(
             party, f"{label}/cmp_c", [CompareTask(s)], [own(carry_operand(a))], sender="server", digit_bits=digit_bits
         )
         y = y + await b2a(party, f"{label}/b2a_c", c[0], l=W)
-    return y & mask(W)
+    return y & mask(W), None
 
 
-async def _clip(party: Party, label: str, y: np.ndarray, plan: RequantPlan, digit_bits: int) -> np.ndarray:
-    """Shares mod ``2^l_out`` of ``clip(y', lo, hi)`` from shares of ``y'`` mod ``2^W``."""
+async def _clip(
+    party: Party, label: str, y: np.ndarray, plan: RequantPlan, digit_bits: int, negative: np.ndarray | None,
+) -> np.ndarray:
+    """Shares mod ``2^l_out`` of ``clip(y', lo, hi)`` from shares of ``y'`` mod ``2^W`` (and, with
+    ``plan.lo_from_sign``, XOR shares of ``[x < 0]``, the lower clip's selector)."""
     L = plan.l_out
     y_out = y & mask(L)
-    offsets = plan.offsets
-    if not offsets:
+    if not (plan.need_lo or plan.need_hi):
         return y_out
-    d = await drelu_shifted(party, f"{label}/drelu", y & mask(plan.w_cmp), l=plan.w_cmp, offsets=offsets, digit_bits=digit_bits)
+    offsets = plan.offsets
+    d = None
+    if offsets:
+        d = await drelu_shifted(party, f"{label}/drelu", y & mask(plan.w_cmp), l=plan.w_cmp, offsets=offsets,
+                                digit_bits=digit_bits)
     sels, targets = [], []
     k = 0
-    if plan.need_lo:  # [y' < lo] = 1 ^ DReLU(y' - lo)
+    if plan.lo_from_sign:
+        assert negative is not None
+        sels.append(negative)
+        targets.append(plan.lo)
+    elif plan.need_lo:  # [y' < lo] = 1 ^ DReLU(y' - lo)
+        assert d is not None
         sels.append(d[k] ^ np.uint8(1) if party.is_server else d[k])
         targets.append(plan.lo)
         k += 1
     if plan.need_hi:  # [y' > hi] = DReLU(y' - hi - 1)
+        assert d is not None
         sels.append(d[k])
         targets.append(plan.hi)
     # values (target - y') as shares mod 2^L: the server adds the public target

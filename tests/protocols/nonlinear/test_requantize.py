@@ -65,6 +65,30 @@ async def test_requantize_exact_and_approximate(l: int, gen: np.random.Generator
     assert approx_errors > 0
 
 
+@pytest.mark.parametrize("multiplier, shift", [(1, 0), (1, 1), (3, 5), (np.array([1, 2, 4]).reshape(3, 1), 6),
+                                               (np.array([0, 5, 1]).reshape(3, 1), 3)])
+async def test_relu_from_the_sign_of_the_input(multiplier, shift: int, gen: np.random.Generator) -> None:
+    """ReLU-fused requantization takes its lower clip from the sign of x (no clip DReLU): exact at the
+    edges -- x just below 0 (which rounds to y' = 0), 0, the ring's extremes -- and on random values."""
+    l = 12
+    plan = RequantPlan(l_in=l, multiplier=multiplier, shift=shift, lo=0, hi=15, rounding="nearest", l_out=5,
+                       msb_known_zero=False)
+    assert plan.lo_from_sign and plan.offsets == [16]
+    edges = np.array([-(1 << (l - 1)), -(1 << (l - 1)) + 1, -(1 << shift) - 1, -(1 << shift), -2, -1, 0, 1,
+                      (1 << shift) - 1, 15 << shift, 16 << shift, (1 << (l - 1)) - 1])
+    x = np.stack([np.concatenate([edges, gen.integers(-(1 << (l - 1)), 1 << (l - 1), 52)]) for _ in range(3)])
+    sx = Shared(x, l)
+
+    async def job(p: Party):
+        return await requantize(p, "q", sx.mine(p), l_in=l, multiplier=multiplier, shift=shift, lo=0, hi=15,
+                                l_out=5)
+
+    s, c = await run_both(job)
+    m = np.broadcast_to(np.asarray(multiplier), x.shape)
+    want = np.vectorize(lambda v, k: int(quant.requantize(np.array([v]), int(k), shift, 0, 15)[0]))(x, m)
+    np.testing.assert_array_equal(opened(s, c, 5, signed=False), want)
+
+
 async def test_shapes_are_kept(gen: np.random.Generator) -> None:
     x = gen.integers(-500, 500, size=(2, 3, 5, 5))
     sx = Shared(x, 12)
@@ -79,8 +103,12 @@ async def test_shapes_are_kept(gen: np.random.Generator) -> None:
 
 def test_plan_widths_and_errors() -> None:
     p = RequantPlan(l_in=16, multiplier=1, shift=8, lo=0, hi=15, rounding="nearest", l_out=4, msb_known_zero=False)
-    assert (p.ymin, p.ymax, p.w_cmp, p.W, p.offsets) == (-128, 128, 9, 9, [0, 16])
+    # the lower clip's selector is the sign from the wrap's comparison: only [y' > 15] is compared
+    assert (p.ymin, p.ymax, p.w_cmp, p.W, p.offsets, p.lo_from_sign) == (-128, 128, 9, 9, [16], True)
     assert p.w_bits == 1  # the wrap only matters mod 2 after its weight 2^(l-s)
+    approx = RequantPlan(l_in=16, multiplier=1, shift=8, lo=0, hi=15, rounding="nearest", l_out=4,
+                         msb_known_zero=False, exact=False)  # y' may be one low: -1 for x >= 0
+    assert (approx.offsets, approx.lo_from_sign) == ([0, 16], False)
     none = RequantPlan(l_in=8, multiplier=1, shift=4, lo=-8, hi=8, rounding="nearest", l_out=5, msb_known_zero=False)
     assert none.offsets == [] and none.W == 5
     with pytest.raises(InputError):  # outputs do not fit the output ring
