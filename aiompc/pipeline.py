@@ -53,10 +53,16 @@ async def pipelined(
         return out
 
     prod = asyncio.ensure_future(producer())
+    cons = asyncio.ensure_future(consumer())
     try:
-        results = await consumer()
+        # a failed producer must not leave the consumer waiting for an item that never comes
+        await asyncio.wait((prod, cons), return_when=asyncio.FIRST_EXCEPTION)
+        if prod.done() and not prod.cancelled() and prod.exception() is not None:
+            raise prod.exception()  # type: ignore[misc]
+        results = await cons
         await prod
     finally:
-        if not prod.done():
-            prod.cancel()
+        for task in (prod, cons):
+            if not task.done():
+                task.cancel()
     return results

@@ -1,3 +1,5 @@
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -39,3 +41,28 @@ async def test_pipelined_sends_tile_i_before_tile_i_plus_1_is_computed(link: str
     for i in range(TILES - 1):
         assert pos[("send", i)] < pos[("compute_end", i + 1)], events
         assert pos[("compute_start", i + 1)] < pos[("consume_end", i)], events
+
+
+@pytest.mark.parametrize("failing", ["produce", "consume"])
+async def test_an_error_on_either_side_propagates_at_once(failing: str) -> None:
+    """A producer that raises must not leave the consumer waiting for its item (and vice versa): the error
+    reaches the caller, the other side is cancelled."""
+    consumed: list[int] = []
+
+    def produce(i: int) -> int:
+        if failing == "produce" and i == 2:
+            raise ValueError("bad tile 2")
+        return i
+
+    async def consume(i: int, item: int) -> None:
+        if failing == "consume" and i == 1:
+            raise ValueError("bad tile 1")
+        consumed.append(item)
+
+    async def run(p: Party) -> None:
+        with pytest.raises(ValueError, match="bad tile"):
+            await asyncio.wait_for(pipelined(p, TILES, produce, consume), 10)
+
+    await run_pair(Party("server", Channel(memory_pair()[0])), Party("client", Channel(memory_pair()[1])),
+                   run, lambda p: asyncio.sleep(0))
+    assert consumed == ([0, 1] if failing == "produce" else [0])

@@ -11,7 +11,8 @@ Convolutions (``ConvShape`` / ``ConvTiling``)
     ``channels`` input channels.  One input ciphertext holds one (spatial tile, channel block); one output
     ciphertext holds ``out_pack`` output channels of one spatial tile, summed over all channel blocks.
     Cheetah uses ``out_pack = 1``; ``out_pack > 1`` places several output channels in disjoint coefficient
-    ranges (needs ``out_pack * channels * tile_h * tile_w <= N``), which trades upload for download.
+    ranges (needs ``(out_pack - 1) * channels * tile_h * tile_w + span <= N``, :attr:`ConvTiling.span`), which
+    trades upload for download.
 
 Matrix products (``MatmulShape`` / ``MatmulTiling``)
     ``Y = X . W^T`` with ``X`` of shape ``batch x in_features`` (the client's side, encrypted) and ``W`` of
@@ -198,9 +199,10 @@ class ConvTiling:
                     f"a compact tile must span the padded width {s.padded_width} (got {self.tile_w}) with right "
                     f"padding <= left padding (got {right} > {left})"
                 )
-        if self.out_pack * self.tile_size > self.n:
+        if (self.out_pack - 1) * self.tile_size + self.span > self.n:
             raise ParameterError(
-                f"out_pack * channels * stored tile = {self.out_pack * self.tile_size} exceeds N = {self.n}"
+                f"{self.out_pack} output channels of {self.tile_size} coefficients, the last one's outputs "
+                f"reaching coefficient {self.span - 1} of its range, exceed N = {self.n}"
             )
 
     # -- per-ciphertext geometry
@@ -234,6 +236,16 @@ class ConvTiling:
         (with the stored channel size and row pitch when compact)."""
         kh, kw = self.shape.kernel
         return (self.channels - 1) * self.channel_size + (kh - 1) * self.pitch + (kw - 1)
+
+    @property
+    def span(self) -> int:
+        """Coefficients an output channel's range needs: up to its last output, at ``offset + (rows − 1)·s_h·pitch
+        + (cols − 1)·s_w``.  At most ``tile_size`` for a plain tile; a compact tile's last outputs reach
+        ``bottom·pitch + right`` past it (harmlessly into the next output channel's range, whose first
+        coefficients only ever receive the zero top-left padding, but not past ``N``)."""
+        sh, sw = self.shape.stride
+        last = self.offset + (self.rows_per_tile - 1) * sh * self.pitch + (self.cols_per_tile - 1) * sw
+        return max(self.tile_size, last + 1)
 
     @property
     def rows_per_tile(self) -> int:

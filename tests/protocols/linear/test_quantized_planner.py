@@ -184,3 +184,25 @@ def test_candidates_are_valid_tilings() -> None:
     tilings = list(conv_tilings(shape, 4096))
     assert tilings and all(t.out_pack * t.tile_size <= 4096 for t in tilings)
     assert any(t.compact for t in conv_tilings(SHAPES["512x4x4 -> 512"], 4096))
+
+
+def test_compact_tile_outputs_stay_below_n() -> None:
+    """A compact tile's last outputs reach ``bottom·pitch + right`` past its stored size: with output
+    channels packed up to exactly N the last channel's outputs would wrap past X^N (ResNet-50's
+    512×7×7 → 512 3×3 conv once got such a plan).  Such tilings are rejected; every candidate's output
+    positions lie in [0, N) and inside its own output channel's range or the zero-padded start of the next."""
+    shape = ConvShape.make(16, 7, 7, 4, 3, padding=1)
+    with pytest.raises(ParameterError, match="exceed N"):
+        ConvTiling(shape, 1024, 4, 9, 9, 4, True)  # 4 channels × 8×8 stored = 256, × 4 outputs = 1024 = N
+    ok = ConvTiling(shape, 1024, 4, 9, 9, 3, True)
+    assert ok.span == ok.tile_size + 1 * ok.pitch + 1
+    for s, n in [(shape, 1024), (ConvShape.make(512, 7, 7, 512, 3, padding=1), 4096),
+                 (ConvShape.make(64, 14, 14, 64, 3, stride=2, padding=1), 4096),
+                 (ConvShape.make(8, 5, 5, 12, 5, padding=2), 1024)]:
+        for t in conv_tilings(s, n):
+            lay = ConvLayout(t)
+            for u in range(lay.units):
+                for j in range(lay.outputs):
+                    pos = lay.positions(u, j)
+                    assert pos.min() >= 0 and pos.max() < n, t
+                    assert pos.max() < (t.out_pack - 1) * t.tile_size + t.span
