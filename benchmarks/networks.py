@@ -120,10 +120,17 @@ def load_results() -> list[dict]:
     return runs
 
 
+def _headline(r: dict) -> bool:
+    """The headline setting: no link emulation, silent OT, the fixed-point baseline with Cheetah's own
+    (approximate) truncation, the quantized mode exact."""
+    exact = bool(r.get("exact", True))
+    return (r["network"] == "none" and r["ot"] == "silent"
+            and (exact if r["mode"] == "quantized" else not exact if r["mode"] == "cheetah" else True))
+
+
 def _find(runs: list[dict], model: str, mode: str) -> dict | None:
-    """The headline run (no link emulation, silent OT, exact requantization) of ``model`` in ``mode``."""
-    return next((r for r in runs if r["model"] == model and r["mode"] == mode and r["network"] == "none"
-                 and r["ot"] == "silent" and r.get("exact", True)), None)
+    """The headline run of ``model`` in ``mode``."""
+    return next((r for r in runs if r["model"] == model and r["mode"] == mode and _headline(r)), None)
 
 
 def _layers(run: dict, names: set[str]) -> list[dict]:
@@ -146,16 +153,29 @@ def _op_mib(run: dict | None, ops: set[str]) -> str:
     return f"{sum(r['bytes_c2s'] + r['bytes_s2c'] for r in run['layers'] if r['op'] in ops) / MIB:.1f} MiB"
 
 
-def _op_bits(run: dict | None, op: str) -> str:
-    if run is None:
-        return NOT_MEASURED
+def _bits_per_value(run: dict, op: str) -> tuple[float, int] | None:
+    """(online bits per output value of the layers of ``op``, their number of output values)."""
     rows = [r for r in run["layers"] if r["op"] == op]
     values = sum(r.get("elements", 0) for r in rows)
-    nbytes = sum(r["bytes_c2s"] + r["bytes_s2c"] for r in rows)
     if not values:
+        return None
+    return 8 * sum(r["bytes_c2s"] + r["bytes_s2c"] for r in rows) / values, values
+
+
+def _activation_bits(run: dict | None) -> str:
+    """Per activation: ReLU + truncation (fixed point) or the fused requantization (quantized), online,
+    plus the run's offline OT bytes spread over the activations."""
+    if run is None:
+        return NOT_MEASURED
+    relu, requant = _bits_per_value(run, "relu"), _bits_per_value(run, "requantize")
+    if requant is None:
         return "–"
-    offline = 8 * run["total"]["offline_bytes"] / values
-    return f"{8 * nbytes / values:.0f} bits online + {offline:.0f} offline OT"
+    if run.get("graph") == "fixed-point" and relu is not None:
+        offline = 8 * run["total"]["offline_bytes"] / relu[1]
+        return (f"ReLU {relu[0]:.0f} + truncation {requant[0]:.0f} bits online ({relu[1]:,} ReLUs, "
+                f"{requant[1]:,} truncated values) + {offline:.0f} offline OT per ReLU")
+    offline = 8 * run["total"]["offline_bytes"] / requant[1]
+    return f"{requant[0]:.0f} bits online + {offline:.0f} offline OT"
 
 
 NOT_MEASURED = "not measured†"
@@ -199,26 +219,25 @@ def comparison_section(runs: list[dict]) -> str:
            for r in r50)),
         ("ResNet-50 end-to-end time", "< 2.5 min (WAN)", "Cheetah paper (multi-threaded C++)",
          *(f"{r['total']['seconds'] / 60:.1f} min (no link emulation)" if r else NOT_MEASURED for r in r50)),
-        ("SqueezeNet ReLU + truncation (here: the fused requantizations, 4-bit clip included)", "50 + 5 MiB",
-         "SecONNds' measurement of Cheetah, l = 32", *(_op_mib(r, {"requantize", "relu"}) for r in sq)),
+        ("SqueezeNet ReLU + truncation (quantized mode: the fused requantizations, 4-bit clip included)",
+         "50 + 5 MiB", "SecONNds' measurement of Cheetah, l = 32", *(_op_mib(r, {"requantize", "relu"}) for r in sq)),
         ("SqueezeNet max-pool", "135 MiB", "SecONNds' measurement of Cheetah, l = 32",
          *(_op_mib(r, {"maxpool"}) for r in sq)),
-        (("per activation: ReLU + truncation (here: requantization incl. clip, ResNet-18; the run's offline "
-          "OT bytes spread over these values)"), ("exact ReLU ≈ 480 bits + truncation by 12 bits: ≈ 20 bits (MSB known, one-LSB error) or "
-          "≈ 458 bits (exact)"), cxx,
-         *(_op_bits(r, "requantize") for r in r18)),
+        (("per activation, ResNet-18: ReLU + truncation (quantized mode: the exact requantization, ReLU and "
+          "4-bit clip fused)"), ("exact ReLU ≈ 480 bits + truncation by 12 bits: ≈ 20 bits (MSB known, "
+                                 "one-LSB error) or ≈ 458 bits (exact)"), cxx,
+         *(_activation_bits(r) for r in r18)),
     ]
     from aiompc.nn.networks import NETWORKS
 
     ratios = [q for q in bench_ratios(runs) if q["network"] == "none" and q["ot"] == "silent" and q["exact"]
-              and q["model"] in NETWORKS]
+              and not q["baseline_exact"] and q["model"] in NETWORKS]
     rows.append(("total communication, cheetah ÷ quantized", "3.5–23.4×", "HEQuant vs CrypTFlow2 / Cheetah / Iron",
                  ", ".join(f"{q['model']} {q['total']:.2f}×" for q in ratios) or NOT_MEASURED, ""))
     out = [("| quantity | published | source of the published figure | measured here: cheetah mode "
             "| measured here: quantized mode |"), "|---|---:|---|---:|---:|"]
     out += [f"| {' | '.join(row)} |" for row in rows]
-    out += ["", "† see the discussion below (ResNet-50 does not fit in this machine's memory yet)."
-            if not all(r50) else ""]
+    out += ["", "† not measured: see the discussion below." if not all(r50) else ""]
     return "\n".join(out)
 
 

@@ -26,9 +26,10 @@ The communication and time of secure inference depend on the shapes and bit widt
 values — except that the quantized mode sizes each ring by the accumulator bound, which follows from the
 sums of the integer weights; random weights give typical sums.  So random weights (He-normal, from
 ``numpy.random`` with a fixed seed: benchmark data, never a secret) give faithful costs.  :func:`network` quantizes the float graph with :data:`BENCH_CONFIG` — body
-w4a4, first and last layers and the network input 8 bits, per-channel weights — calibrated on
-:data:`CALIBRATION_SAMPLES` random normal inputs.  The ``cheetah`` engine mode runs the same integer
-graph on 37-bit rings; only the protocols' parameters differ.
+w4a4, first and last layers and the network input 8 bits, per-channel weights, power-of-two scales —
+calibrated on :data:`CALIBRATION_SAMPLES` random normal inputs.  The Cheetah baseline of the benchmarks
+evaluates the same float model (:func:`network_onnx`) as Cheetah does, in 12-bit fixed point
+(:func:`aiompc.nn.fixed_point.fixed_point`).
 """
 
 from __future__ import annotations

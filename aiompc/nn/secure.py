@@ -24,8 +24,11 @@ metadata only: at least the edge's width, and whatever its consumers work in (an
 ring of its accumulator, a local node in the ring of its output).  Requantization writes its output
 directly in the ring its consumers want, so no ring extension protocol is ever needed; an edge whose ring
 is wider than a consumer's is reduced locally (reduction mod ``2^k`` is a ring homomorphism).  In
-``cheetah`` mode every edge uses ``l = 37`` and the HE layers use Cheetah's parameters and tiling, the
-baseline the quantized mode is measured against; the secure result is the same integer graph either way.
+``cheetah`` mode every edge uses ``l = 37`` and the HE layers use Cheetah's parameters and tiling; the
+engine evaluates whatever integer graph it is given.  The baseline the quantized mode is measured against
+gives it Cheetah's own program, the float model in 12-bit fixed point (:mod:`aiompc.nn.fixed_point`:
+ReLU, then truncation with the MSB known); given a quantized graph it evaluates that graph on 37-bit
+rings (``cheetah-int`` in the benchmarks).
 
 **Folded truncation** (quantized mode, ``exact=False``).  When an HE layer (Conv / Linear) feeds a single
 Requantize ``(M, s)``, the layer takes over the low ``s'`` bits of the shift (:class:`Fold`): the client
