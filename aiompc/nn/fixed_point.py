@@ -63,7 +63,7 @@ import numpy as np
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
-                          Requantize, SumPool, TensorSpec)
+                          Requantize, SumPool, TensorSpec, fresh_name)
 from aiompc.nn.quantize import fixed_point_multipliers
 
 __all__ = ["fixed_point", "CHEETAH_FRAC_BITS", "CHEETAH_RING_BITS"]
@@ -95,11 +95,7 @@ class _FixedPoint:
     # ---- bookkeeping
 
     def _fresh(self, name: str) -> str:
-        out, i = name, 1
-        while out in self.tensors:
-            i += 1
-            out = f"{name}#{i}"
-        return out
+        return fresh_name(name, self.tensors)
 
     def _declare(self, name: str, shape: Sequence[int], lo: int, hi: int, frac: int) -> TensorSpec:
         """The spec of an edge with (inferred) bounds ``[lo, hi]`` capped to the signed ring."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Container, Sequence
 
 import numpy as np
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from aiompc.nn.graph import FloatGraph
 
 __all__ = [
+    "fresh_name",
     "TensorSpec",
     "Node",
     "WeightedNode",
@@ -165,6 +166,16 @@ class Inferred:
     shape: tuple[int, ...]
     lo: int | None
     hi: int | None
+
+
+def fresh_name(name: str, taken: Container[str]) -> str:
+    """``name``, or ``name#2``, ``name#3``, … — the first one not in ``taken`` (graph builders use it to give
+    every edge a unique name when one float edge becomes several integer edges)."""
+    out, i = name, 1
+    while out in taken:
+        i += 1
+        out = f"{name}#{i}"
+    return out
 
 
 def _tuplify(v: Any) -> Any:

@@ -41,7 +41,7 @@ from aiompc.nn.bounds import range_of_width
 from aiompc.nn.graph import LINEAR_OPS, FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.interpret import run_float
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
-                          Requantize, SumPool, TensorSpec)
+                          Requantize, SumPool, TensorSpec, fresh_name)
 from aiompc.quant import Rounding
 
 __all__ = ["QuantConfig", "quantize", "calibrate_scale", "fixed_point_multipliers", "rescale_multipliers",
@@ -201,11 +201,7 @@ class _Quantizer:
     # ---- bookkeeping
 
     def _fresh(self, name: str) -> str:
-        out, i = name, 1
-        while out in self.tensors:
-            i += 1
-            out = f"{name}#{i}"
-        return out
+        return fresh_name(name, self.tensors)
 
     def _emit(self, node: Node, scale: Sequence[float], act: bool,
               declared: tuple[int, bool] | None = None) -> str:
