@@ -44,3 +44,31 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "InputError" in proc.stderr and "expects" in proc.stderr
     proc = aiompc("run", str(tmp_path / "nope.onnx"), "--input", str(x))
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+def test_serve_and_infer_in_cheetah_mode_over_tcp(tmp_path: Path) -> None:
+    """``aiompc serve --mode cheetah`` runs the fixed-point program; ``aiompc infer`` needs nothing but the
+    handshake (its ``--mode`` only insists: another mode is refused)."""
+    from aiompc.nn.interpret import predict
+    from aiompc.nn.zoo import digits_fixed_point
+
+    x = tmp_path / "x.npy"
+    images = digits_data().x_test[:2]
+    np.save(x, images)
+    server = subprocess.Popen([sys.executable, "-m", "aiompc.cli", "serve", str(DIGITS_ONNX), "--listen",
+                               "tcp://127.0.0.1:0", "--mode", "cheetah"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        banner = server.stdout.readline() if server.stdout else ""
+        assert "approximate truncation" in banner, server.stderr.read() if server.stderr else banner
+        url = banner.split(" at ", 1)[1].split(" ", 1)[0]
+        proc = aiompc("infer", str(x), "--connect", url, "--json")
+        assert proc.returncode == 0, proc.stderr
+        logits = np.array(json.loads(proc.stdout)["output"])
+        assert np.argmax(logits, axis=1).tolist() == predict(digits_fixed_point(), images).tolist()
+        assert aiompc("infer", str(x), "--connect", url, "--mode", "cheetah").returncode == 0
+        proc = aiompc("infer", str(x), "--connect", url, "--mode", "cheetah-int")
+        assert proc.returncode == 2 and "HandshakeError" in proc.stderr and "'graph' differs" in proc.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

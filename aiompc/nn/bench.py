@@ -59,12 +59,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import aiompc
-from aiompc.errors import InputError, ProtocolError
+from aiompc.errors import InputError
 from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, fixed_point
 from aiompc.nn.graph import FloatGraph
-from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.loopback import run_two_parties
+from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_mode, check_output, describe_check
+from aiompc.nn.modes import engine_config as mode_engine_config
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
@@ -78,10 +79,7 @@ __all__ = ["LINKS", "MODES", "DEFAULT_MODES", "BenchModel", "engine_config", "co
            "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown", "bench_plot",
            "add_bench_command", "cmd_bench"]
 
-MODES = ("cheetah", "quantized", "cheetah-int")
 DEFAULT_MODES = ("cheetah", "quantized")
-GRAPH_OF_MODE = {"cheetah": "fixed-point", "quantized": "quantized", "cheetah-int": "quantized"}
-"""The integer program each bench mode runs (see the module docstring)."""
 LINKS = ("none", *PROFILES)
 _MIB = float(1 << 20)
 
@@ -135,10 +133,8 @@ class BenchModel:
     _graphs: dict[str, QGraph] = field(default_factory=dict, repr=False)
 
     def graph(self, mode: str) -> QGraph:
-        """The integer graph bench mode ``mode`` runs (:data:`GRAPH_OF_MODE`)."""
-        if mode not in GRAPH_OF_MODE:
-            raise InputError(f"unknown bench mode {mode!r}; choose from {', '.join(MODES)}")
-        kind = GRAPH_OF_MODE[mode]
+        """The integer graph bench mode ``mode`` runs (:data:`~aiompc.nn.modes.GRAPH_OF_MODE`)."""
+        kind = GRAPH_OF_MODE[check_mode(mode)]
         if kind not in self._graphs:
             self._graphs[kind] = fixed_point(self.float_graph) if kind == "fixed-point" else \
                 self.quantizer(self.float_graph)
@@ -176,12 +172,9 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibratio
 
 def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False) -> EngineConfig:
     """The engine settings of bench mode ``mode``: ``cheetah`` (the fixed-point graph) truncates exactly
-    iff ``baseline_exact``; ``quantized`` and ``cheetah-int`` requantize exactly iff ``exact``."""
-    if mode not in GRAPH_OF_MODE:
-        raise InputError(f"unknown bench mode {mode!r}; choose from {', '.join(MODES)}")
-    if mode == "cheetah":
-        return EngineConfig(mode="cheetah", exact=baseline_exact)
-    return EngineConfig(mode="quantized" if mode == "quantized" else "cheetah", exact=exact)
+    iff ``baseline_exact``; ``quantized`` and ``cheetah-int`` requantize exactly iff ``exact``
+    (:func:`aiompc.nn.modes.engine_config`)."""
+    return mode_engine_config(mode, exact=baseline_exact if mode == "cheetah" else exact)
 
 
 # --------------------------------------------------------------------------- one run
@@ -221,30 +214,11 @@ async def bench_run(
     sizes = {node.name: graph.tensors[node.output].size for node in graph.nodes}
     for row in report["layers"]:  # values each layer outputs (bits per element = 8 * bytes / elements)
         row["elements"] = sizes.get(row["name"], graph.tensors[graph.output].size) * len(x_int)
-    check = _check(graph, x_int, np.asarray(result.output), config)
+    check = check_output(graph, x_int, np.asarray(result.output), config)
     return {"model": model, "mode": mode, "network": link, **report,
             "graph": GRAPH_OF_MODE.get(mode, "quantized"), "planner": config.planner, "ot": engine,
             "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
             "code": code_version()}
-
-
-def _check(graph: QGraph, x_int: np.ndarray, secure: np.ndarray, config: EngineConfig) -> dict[str, Any]:
-    """How the secure logits compare with the plaintext integer reference :func:`run_int`.
-
-    Returns ``{"max_abs_diff_lsb": max |secure − reference|, "max_abs_logit_lsb": max |reference|,
-    "argmax_agree": fraction of samples with the same top class}``; raises :class:`ProtocolError` if
-    exact mode disagrees at all (approximate requantization may move every value by one LSB, and deep
-    networks compound that, so there the deviation is only recorded)."""
-    reference = run_int(graph, x_int)
-    if config.output != "logits" or secure.size == 0:
-        return {"max_abs_diff_lsb": 0, "max_abs_logit_lsb": int(np.max(np.abs(reference), initial=0)),
-                "argmax_agree": 1.0}
-    diff = int(np.max(np.abs(secure.astype(np.int64) - reference)))
-    if config.exact and diff:
-        raise ProtocolError(f"secure output differs from the integer reference by {diff} LSB in exact mode")
-    n = len(reference)
-    agree = float(np.mean(np.argmax(secure.reshape(n, -1), axis=1) == np.argmax(reference.reshape(n, -1), axis=1)))
-    return {"max_abs_diff_lsb": diff, "max_abs_logit_lsb": int(np.max(np.abs(reference))), "argmax_agree": agree}
 
 
 def run_bench(
@@ -321,16 +295,6 @@ def bench_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _deviation(check: dict[str, Any]) -> str:
-    """``equal`` or the largest deviation relative to the largest logit, and the top-1 agreement."""
-    diff, top, agree = check.get("max_abs_diff_lsb"), check.get("max_abs_logit_lsb"), check.get("argmax_agree")
-    if diff == 0:
-        return "equal"
-    if diff is None or not top or agree is None:
-        return "–" if diff is None else f"±{diff} LSB"
-    return f"±{100 * diff / top:.3g}%, top-1 {100 * agree:.0f}%"
-
-
 def _requant(exact: bool | None) -> str:
     return "exact" if exact or exact is None else "approx"
 
@@ -371,7 +335,7 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
             f"| {t['bytes_c2s'] / _MIB:.2f} "
             f"| {t['bytes_s2c'] / _MIB:.2f} | {_total_bytes(r) / _MIB:.2f} | {t['linear_bytes'] / _MIB:.2f} "
             f"| {t['nonlinear_bytes'] / _MIB:.2f} | {t['offline_bytes'] / _MIB:.2f} | {_setup_bytes(r) / _MIB:.2f} "
-            f"| {t['rounds']} | {t['seconds']:.2f} | {_deviation(r.get('check', {}))} |"
+            f"| {t['rounds']} | {t['seconds']:.2f} | {describe_check(r.get('check', {}))} |"
         )
     ratios = bench_ratios(results)
     if ratios:

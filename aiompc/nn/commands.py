@@ -1,7 +1,12 @@
 """The model commands of the ``aiompc`` CLI: ``run``, ``serve``, ``infer`` and ``demo``.
 
 ``run`` and ``demo`` start both parties in this process, connected by a real loopback connection
-(TCP by default), so the reported bytes are what crossed a socket.
+(TCP by default), so the reported bytes are what crossed a socket, and compare the secure result with
+the plaintext integer reference of the graph that ran (:func:`aiompc.nn.modes.check_output`).
+
+``--mode`` is one of :data:`aiompc.nn.modes.MODES`, as in ``aiompc bench``: ``quantized`` (default),
+``cheetah`` (the float model in Cheetah's 37-bit fixed point, approximate truncation unless ``--exact``)
+or ``cheetah-int`` (the quantized graph on 37-bit rings).
 """
 
 from __future__ import annotations
@@ -17,17 +22,39 @@ import numpy as np
 import aiompc
 from aiompc.errors import AiompcError
 from aiompc.nn import loopback
+from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, CHEETAH_RING_BITS
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
+from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_output, engine_config, mode_options
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig, SecureResult
-from aiompc.nn.service import load_model
+from aiompc.nn.service import _batch, load_model
 
 __all__ = ["add_commands"]
 
 
 def _config(args: argparse.Namespace) -> EngineConfig:
-    return EngineConfig(mode=args.mode, exact=not args.approx, output=getattr(args, "output", "logits"))
+    """The engine settings of ``--mode`` with ``--exact/--approx`` (default: the mode's, see
+    :func:`aiompc.nn.modes.default_exact`)."""
+    return engine_config(args.mode, exact=args.exact, output=getattr(args, "output", "logits"))
+
+
+def _describe_mode(mode: str, config: EngineConfig) -> str:
+    """``cheetah (fixed-point program, 12 fractional bits, approximate truncation)`` and the like."""
+    kind = GRAPH_OF_MODE[mode]
+    program = f"fixed-point program, {CHEETAH_FRAC_BITS} fractional bits" if kind == "fixed-point" else \
+        "quantized program" + (f", {CHEETAH_RING_BITS}-bit rings" if config.mode == "cheetah" else "")
+    rescaling = "truncation" if kind == "fixed-point" else "requantization"
+    return f"{mode} ({program}, {'exact' if config.exact else 'approximate'} {rescaling})"
+
+
+def _deviation(check: dict[str, Any]) -> str:
+    """A :func:`~aiompc.nn.modes.check_output` result in words."""
+    diff, top = check["max_abs_diff_lsb"], check["max_abs_logit_lsb"]
+    if diff == 0:
+        return "bit for bit equal"
+    share = f" = {100 * diff / top:.3g}% of the largest logit" if top else ""
+    return f"up to {diff} LSB off{share}, same top-1 class on {check['argmax_agree']:.0%} of the samples"
 
 
 async def run_two_parties(
@@ -47,28 +74,31 @@ def _outputs(graph: QGraph, result: SecureResult, config: EngineConfig) -> np.nd
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    graph = load_model(args.model, calibration=np.load(args.calibration) if args.calibration else None)
-    x = np.load(args.input)
-    from aiompc.nn.service import _batch
-
-    xq, single = _batch(graph, x)
+    """Both parties on ``args.model`` in ``args.mode``; the secure result against ``run_int`` of the graph
+    that ran (a difference is an error in exact mode, a reported deviation in approximate mode)."""
+    graph = load_model(args.model, calibration=np.load(args.calibration) if args.calibration else None,
+                       graph=GRAPH_OF_MODE[args.mode])
+    xq, _ = _batch(graph, np.load(args.input))
     config = _config(args)
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
                                                 progress=False if args.json else None))
     secure = _outputs(graph, result, config)
     ref_int = run_int(graph, xq)
+    check = check_output(graph, xq, np.asarray(result.output), config, reference=ref_int)
     reference = graph.dequantize_output(ref_int)
     if config.output == "argmax":
         reference = np.argmax(reference.reshape(len(reference), -1), axis=1)
     if args.json:
-        print(json.dumps({"secure": secure.tolist(), "reference": reference.tolist(), **report}))
+        print(json.dumps({"secure": secure.tolist(), "reference": reference.tolist(), "mode": args.mode,
+                          "graph": GRAPH_OF_MODE[args.mode], "exact": config.exact, "check": check, **report}))
         return 0
-    print(f"model {args.model}: mode {config.mode}, {'exact' if config.exact else 'approximate'}, {len(xq)} sample(s)")
+    print(f"model {args.model}: mode {_describe_mode(args.mode, config)}, {len(xq)} sample(s)")
     print(f"secure:    {np.round(secure, 4).tolist()}")
     print(f"reference: {np.round(reference, 4).tolist()}")
-    if config.exact and config.output == "logits":
-        same = np.array_equal(np.asarray(result.output), ref_int)
-        print("secure == integer reference bit for bit" if same else "MISMATCH with the integer reference")
+    if check["max_abs_diff_lsb"] == 0:
+        print("secure == integer reference bit for bit")
+    else:  # approximate mode (exact mode raised)
+        print(f"secure vs integer reference: {_deviation(check)} (approximate rescaling: each may be one LSB low)")
     print()
     print(format_table(report))
     return 0
@@ -76,9 +106,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
-        server = await aiompc.serve(args.model, args.listen, config=_config(args),
+        config = _config(args)
+        server = await aiompc.serve(args.model, args.listen, config=config, graph=GRAPH_OF_MODE[args.mode],
                                     calibration=np.load(args.calibration) if args.calibration else None)
-        print(f"serving {args.model} at {server.url} (mode {args.mode}); Ctrl-C to stop", flush=True)
+        print(f"serving {args.model} at {server.url} (mode {_describe_mode(args.mode, config)}); Ctrl-C to stop",
+              flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -90,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     x = np.load(args.input)
-    y = aiompc.run(aiompc.infer(x, args.connect))
+    y = aiompc.run(aiompc.infer(x, args.connect, options=mode_options(args.mode) if args.mode else None))
     y = np.asarray(y)
     if args.json:
         print(json.dumps({"output": y.tolist()}))
@@ -102,48 +134,63 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The digits CNN in ``args.mode``: secure predictions against the plaintext integer program that ran."""
     from aiompc.nn.interpret import predict
-    from aiompc.nn.zoo import digits_data, digits_model, digits_report
+    from aiompc.nn.zoo import digits_data, digits_fixed_point, digits_model, digits_report
 
-    graph = digits_model()
+    kind = GRAPH_OF_MODE[args.mode]
+    graph = digits_fixed_point() if kind == "fixed-point" else digits_model()
     data = digits_data()
     x, labels = data.x_test[: args.samples], data.y_test[: args.samples]
     xq = graph.quantize_input(x)
-    config = EngineConfig(mode=args.mode)
-    print(f"aiompc demo: a {len(graph.nodes)}-layer CNN on scikit-learn's 8x8 digits, w4a4 body, 8-bit first/last layer")
+    config = _config(args)
+    what = "its float weights" if kind == "fixed-point" else "w4a4 body, 8-bit first/last layer"
+    print(f"aiompc demo: a {len(graph.nodes)}-layer CNN on scikit-learn's 8x8 digits, {what}; "
+          f"mode {_describe_mode(args.mode, config)}")
     print(f"server holds the model, client holds {len(x)} test image(s); both run here over loopback {args.transport.upper()}\n")
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport))
     secure_pred = np.argmax(_outputs(graph, result, config).reshape(len(x), -1), axis=1)
-    ref_pred = predict(graph, x)
-    exact = np.array_equal(np.asarray(result.output), run_int(graph, xq))
-    print("| sample | label | secure prediction | plaintext quantized prediction |")
+    ref_int = run_int(graph, xq)
+    check = check_output(graph, xq, np.asarray(result.output), config, reference=ref_int)  # raises if exact and wrong
+    ref_pred = np.argmax(graph.dequantize_output(ref_int).reshape(len(x), -1), axis=1)
+    print(f"| sample | label | secure prediction | plaintext {kind} prediction |")
     print("|---:|---:|---:|---:|")
     for i in range(len(x)):
         print(f"| {i} | {labels[i]} | {secure_pred[i]} | {ref_pred[i]} |")
     acc = float(np.mean(secure_pred == labels))
+    same = check["max_abs_diff_lsb"] == 0
+    deviation = "" if same else f" ({_deviation(check)}: approximate rescaling)"
     print(f"\nsecure accuracy on these {len(x)} samples: {acc:.1%}; "
-          f"logits equal the integer reference bit for bit: {exact}")
+          f"logits equal the integer reference bit for bit: {same}{deviation}")
     rep = digits_report()
-    print(f"(model card: float accuracy {rep['float_accuracy']:.2%}, quantized {rep['quantized_accuracy']:.2%} "
-          f"on the full {rep.get('test_samples', 'held-out')}-image test split)\n")
-    print(f"communication ({config.mode} mode, all {len(x)} samples, counted on the client's socket):")
+    card = f"float accuracy {rep['float_accuracy']:.2%}, quantized {rep['quantized_accuracy']:.2%}"
+    if kind == "fixed-point":
+        fixed_acc = float(np.mean(predict(graph, data.x_test) == data.y_test))
+        card += f", fixed point {fixed_acc:.2%} (plaintext, computed now)"
+    print(f"(model card: {card} on the full {len(data.x_test)}-image test split)\n")
+    print(f"communication ({args.mode} mode, all {len(x)} samples, counted on the client's socket):")
     print(format_table(report))
-    return 0 if exact and np.array_equal(secure_pred, ref_pred) else 1
+    return 0
 
 
 def add_commands(sub: Any) -> None:
     """Register ``run``, ``serve``, ``infer`` and ``demo`` on an argparse sub-parser collection."""
 
     def engine_opts(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--mode", choices=("quantized", "cheetah"), default="quantized")
+        p.add_argument("--mode", choices=MODES, default="quantized",
+                       help="quantized: the low-precision graph (default); cheetah: Cheetah's baseline, the float "
+                       f"model in 37-bit fixed point ({CHEETAH_FRAC_BITS} fractional bits); cheetah-int: the "
+                       "quantized graph on Cheetah's 37-bit rings")
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--exact", action="store_true", default=True, help="bit-exact (default)")
-        g.add_argument("--approx", action="store_true", help="allow one-LSB requantization errors")
+        g.add_argument("--exact", dest="exact", action="store_const", const=True, default=None,
+                       help="bit-exact truncation/requantization (default, except in cheetah mode)")
+        g.add_argument("--approx", dest="exact", action="store_const", const=False,
+                       help="allow one-LSB rescaling errors (default in cheetah mode: Cheetah's own truncation)")
 
     p = sub.add_parser("run", help="both parties in this process on MODEL with INPUT; print secure and reference results")
     p.add_argument("model")
     p.add_argument("--input", required=True, help=".npy file, (n, *input_shape) or one sample, float")
-    p.add_argument("--calibration", help=".npy calibration inputs for a float model")
+    p.add_argument("--calibration", help=".npy calibration inputs for a float model (quantized modes)")
     p.add_argument("--transport", choices=("tcp", "ws"), default="tcp")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     engine_opts(p)
@@ -152,7 +199,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve MODEL at --listen URL")
     p.add_argument("model")
     p.add_argument("--listen", required=True, help="tcp://host:port or ws://host:port/path")
-    p.add_argument("--calibration", help=".npy calibration inputs for a float model")
+    p.add_argument("--calibration", help=".npy calibration inputs for a float model (quantized modes)")
     p.add_argument("--output", choices=("logits", "argmax"), default="logits")
     engine_opts(p)
     p.set_defaults(func=cmd_serve)
@@ -160,13 +207,14 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("infer", help="private prediction of INPUT from the server at --connect URL")
     p.add_argument("input", help=".npy file, float")
     p.add_argument("--connect", required=True)
+    p.add_argument("--mode", choices=MODES, help="insist on this mode (default: whatever the server runs)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("demo", help="the demo: digits CNN, both parties over loopback")
     p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--mode", choices=("quantized", "cheetah"), default="quantized")
     p.add_argument("--transport", choices=("tcp", "ws"), default="tcp")
+    engine_opts(p)
     p.set_defaults(func=cmd_demo)
 
 

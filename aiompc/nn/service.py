@@ -1,10 +1,12 @@
 """Serving a model and asking it for predictions: :func:`serve` and :func:`infer`.
 
-A session: the handshake carries the engine settings in ``options`` (``mode``, ``exact``, ``output``;
-a client asking for a different value gets a :class:`HandshakeError`) and the model's *metadata* in
-``meta`` (:meth:`QGraph.to_dict` without weights).  The client then sends ``{"samples": n}`` on the
-label ``"request"`` and both parties run :func:`~aiompc.nn.secure.run_secure` on chunks of up to
-:data:`CHUNK` samples under the labels ``"b0"``, ``"b1"``, …  The server never sees an input, an intermediate value or an output.
+A session: the handshake carries the engine settings in ``options`` (``mode``, ``exact``, ``output``
+and ``graph``, the integer program: ``fixed-point`` or ``quantized``, see :mod:`aiompc.nn.modes`; a
+client asking for a different value gets a :class:`HandshakeError`) and the model's *metadata* in
+``meta`` (:meth:`QGraph.to_dict` without weights): the client needs nothing else to run either program.
+The client then sends ``{"samples": n}`` on the label ``"request"`` and both parties run
+:func:`~aiompc.nn.secure.run_secure` on chunks of up to :data:`CHUNK` samples under the labels ``"b0"``,
+``"b1"``, …  The server never sees an input, an intermediate value or an output.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
 from aiompc.nn.ir import QGraph
+from aiompc.nn.modes import GraphKind, default_graph
 from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
 from aiompc.session import Server, connect, listen
@@ -33,21 +36,35 @@ def load_model(
     *,
     calibration: np.ndarray | None = None,
     config: Any = None,
+    graph: GraphKind = "quantized",
 ) -> QGraph:
-    """A quantized graph from a :class:`QGraph`, or an ONNX file (float or QDQ).
+    """The integer program ``graph`` of a :class:`QGraph` or an ONNX file (float or QDQ).
 
-    A float model needs ``calibration`` inputs ``(N, *input_shape)``; the bundled demo model
+    ``graph="quantized"`` quantizes the model (:func:`~aiompc.nn.quantize.quantize` with ``config``): a
+    float model needs ``calibration`` inputs ``(N, *input_shape)``; the bundled demo model
     (``examples/digits_cnn.onnx``) brings its own calibration batch and settings.
+    ``graph="fixed-point"`` is the float model in Cheetah's 37-bit fixed point
+    (:func:`~aiompc.nn.fixed_point.fixed_point`; no calibration, QDQ annotations ignored).
+    A :class:`QGraph` is returned as it is, checked by :meth:`QGraph.validate` if quantized; a
+    fixed-point graph's widths are declared, not proven, so only its metadata view is checked.
     """
+    if graph not in ("quantized", "fixed-point"):
+        raise InputError(f"graph must be 'quantized' or 'fixed-point', got {graph!r}")
     if isinstance(source, QGraph):
+        if graph == "fixed-point":
+            source.without_weights()
+            return source
         return source.validate()
     from aiompc.nn import zoo
+    from aiompc.nn.fixed_point import fixed_point
     from aiompc.nn.onnx_import import load_onnx
     from aiompc.nn.quantize import quantize
 
     path = Path(source)
     if not path.is_file():
         raise InputError(f"model file {str(path)!r} not found")
+    if graph == "fixed-point":
+        return fixed_point(load_onnx(path))
     if path.resolve() == zoo.DIGITS_ONNX.resolve() and calibration is None and config is None:
         return zoo.digits_model(path)
     try:
@@ -99,19 +116,27 @@ async def serve(
     url: str,
     *,
     config: EngineConfig = EngineConfig(),
+    graph: GraphKind | None = None,
     ssl: ssl_module.SSLContext | None = None,
     calibration: np.ndarray | None = None,
     max_samples: int = MAX_SAMPLES,
 ) -> Server:
     """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
-    :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent."""
-    graph = load_model(model, calibration=calibration)
+    :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent.
+
+    ``graph`` is the integer program (:func:`load_model`); for an ONNX file it defaults to the engine
+    mode's (:func:`~aiompc.nn.modes.default_graph`: ``cheetah`` runs the fixed-point program, so
+    ``config=EngineConfig(mode="cheetah"), graph="quantized"`` is the ``cheetah-int`` mode).  A
+    :class:`QGraph` runs as given; ``graph`` then says what it is.  The program is announced in the
+    handshake options (``"graph"``) when known."""
+    kind = graph if graph is not None or isinstance(model, QGraph) else default_graph(config)
+    qgraph = load_model(model, calibration=calibration, graph=kind or "quantized")
 
     async def handler(party: Party) -> None:
-        await serve_session(party, graph, EngineConfig.from_dict(party.options), max_samples)
+        await serve_session(party, qgraph, EngineConfig.from_dict(party.options), max_samples)
 
-    return await listen(handler, url, ssl=ssl, options=config.to_dict(),
-                        meta={"model": graph.to_dict(include_weights=False)})
+    options = {**config.to_dict(), **({"graph": kind} if kind else {})}
+    return await listen(handler, url, ssl=ssl, options=options, meta={"model": qgraph.to_dict(include_weights=False)})
 
 
 def _batch(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -140,7 +165,8 @@ async def infer(
 
     Returns the dequantized float logits ``(n, classes)`` — or the class indices ``(n,)`` when the server
     reveals only the argmax — for a single sample without the leading axis.  ``options`` may pin the
-    engine settings (``{"mode": "quantized"}``); a mismatch with the server raises :class:`HandshakeError`.
+    engine settings (``{"mode": "quantized"}``, or :func:`aiompc.nn.modes.mode_options` of a mode); a
+    mismatch with the server raises :class:`HandshakeError`.
     """
     async with connect(url, ssl=ssl, options=options) as party:
         graph = QGraph.from_dict(party.state["server_meta"]["model"])

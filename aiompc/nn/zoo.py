@@ -2,7 +2,8 @@
 
 ``examples/train_digits.py`` trains it and writes ``examples/digits_cnn.onnx`` and
 ``examples/digits_cnn.json``; this module holds what the script, the tests and the CLI demo must agree
-on: the data split, the calibration batch and the quantization settings.
+on: the data split, the calibration batch and the quantization settings, and the two integer programs
+of the model (:func:`digits_model`, quantized; :func:`digits_fixed_point`, Cheetah's fixed point).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.ir import QGraph
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 
-__all__ = ["DigitsData", "digits_data", "digits_model", "DIGITS_ONNX", "DIGITS_JSON", "DIGITS_CONFIG",
-           "SPLIT_SEED", "TEST_FRACTION", "CALIBRATION_SAMPLES"]
+__all__ = ["DigitsData", "digits_data", "digits_model", "digits_fixed_point", "DIGITS_ONNX", "DIGITS_JSON",
+           "DIGITS_CONFIG", "SPLIT_SEED", "TEST_FRACTION", "CALIBRATION_SAMPLES"]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DIGITS_ONNX = EXAMPLES / "digits_cnn.onnx"
@@ -64,6 +66,12 @@ def digits_model(path: str | os.PathLike[str] = DIGITS_ONNX, config: QuantConfig
     """The quantized demo model: import the ONNX file and quantize it on the fixed calibration batch."""
     data = data or digits_data()
     return quantize(load_onnx(path), data.calibration, config)
+
+
+def digits_fixed_point(path: str | os.PathLike[str] = DIGITS_ONNX) -> QGraph:
+    """The demo model as Cheetah runs it: the float ONNX model in 37-bit fixed point with 12 fractional
+    bits (:func:`~aiompc.nn.fixed_point.fixed_point`; no calibration involved)."""
+    return fixed_point(load_onnx(path))
 
 
 def digits_report(path: str | os.PathLike[str] = DIGITS_JSON) -> dict[str, Any]:

@@ -8,11 +8,13 @@ import pytest
 import aiompc
 from aiompc.errors import HandshakeError, InputError, UnsupportedModel
 from aiompc.nn.interpret import predict, run_int
+from aiompc.nn.modes import engine_config, mode_options
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.secure import EngineConfig
 from aiompc.nn.service import load_model
 from aiompc.nn.testing import random_qgraph
-from aiompc.nn.zoo import DIGITS_ONNX, digits_data, digits_model, digits_report
+from aiompc.nn.zoo import DIGITS_ONNX, digits_data, digits_fixed_point, digits_model, digits_report
+from aiompc.wire import encode
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +93,46 @@ def test_float_model_without_calibration_says_what_to_do(tmp_path) -> None:
         load_model(path)
     with pytest.raises(InputError, match="not found"):
         load_model(tmp_path / "missing.onnx")
+
+
+async def test_cheetah_mode_serves_the_fixed_point_program() -> None:
+    """A cheetah server runs the float model in fixed point (the client only has the handshake's
+    metadata); exact truncation equals the plaintext fixed-point program, Cheetah's approximate one keeps
+    its top-1; a client insisting on another mode is refused."""
+    fixed, x = digits_fixed_point(), digits_data().x_test[:3]
+    want = fixed.dequantize_output(run_int(fixed, fixed.quantize_input(x)))
+    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", config=engine_config("cheetah", exact=True),
+                                  ) as server:  # graph defaults to the engine mode's: fixed point
+        assert np.array_equal(await aiompc.infer(x, server.url, options=mode_options("cheetah")), want)
+        for other, key in (("quantized", "mode"), ("cheetah-int", "graph")):
+            with pytest.raises(HandshakeError, match=f"option '{key}' differs"):
+                await aiompc.infer(x, server.url, options=mode_options(other))
+    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", config=engine_config("cheetah"),
+                                  graph="fixed-point") as server:
+        y = await aiompc.infer(x, server.url)
+    assert np.argmax(y, axis=1).tolist() == np.argmax(want, axis=1).tolist()
+    assert 0 < np.max(np.abs(y - want)) < 0.05  # Cheetah's truncation: one LSB (2^-12) low here and there
+
+
+async def test_cheetah_int_serves_the_quantized_graph_on_37_bit_rings(digits) -> None:
+    graph, data = digits
+    x = data.x_test[:2]
+    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", config=engine_config("cheetah-int"),
+                                  graph="quantized") as server:
+        y = await aiompc.infer(x, server.url, options=mode_options("cheetah-int"))
+        with pytest.raises(HandshakeError, match="option 'graph' differs"):
+            await aiompc.infer(x, server.url, options=mode_options("cheetah"))
+    assert np.array_equal(y, graph.dequantize_output(run_int(graph, graph.quantize_input(x))))
+
+
+def test_load_model_builds_each_program(digits) -> None:
+    graph, _ = digits
+    fixed = load_model(DIGITS_ONNX, graph="fixed-point")
+    same = lambda a, b: encode(a.to_dict(include_weights=True)) == encode(b.to_dict(include_weights=True))  # noqa: E731
+    assert same(fixed, digits_fixed_point())
+    assert load_model(fixed, graph="fixed-point") is fixed  # widths declared, not proven: the metadata is checked
+    with pytest.raises(UnsupportedModel, match="bounds"):
+        load_model(fixed)  # as a quantized graph its bounds must hold
+    assert same(load_model(DIGITS_ONNX), graph) and not same(fixed, graph)
+    with pytest.raises(InputError, match="graph must be"):
+        load_model(DIGITS_ONNX, graph="float")  # type: ignore[arg-type]

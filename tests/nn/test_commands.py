@@ -1,0 +1,79 @@
+"""``aiompc run`` and ``aiompc demo`` in each mode (in process, both parties over loopback TCP): the
+secure result against the plaintext integer program of the mode, computed here independently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiompc.cli import main
+from aiompc.nn.interpret import predict, run_int
+from aiompc.nn.zoo import DIGITS_ONNX, digits_data, digits_fixed_point, digits_model
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    x = digits_data().x_test[:3]
+    path = tmp_path_factory.mktemp("run") / "x.npy"
+    np.save(path, x)
+    return path, x
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert main(["run", str(DIGITS_ONNX), *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_run_cheetah_is_the_fixed_point_program_with_approximate_truncation(samples, capsys) -> None:
+    path, x = samples
+    out = run_json(capsys, "--input", str(path), "--mode", "cheetah")
+    graph = digits_fixed_point()
+    assert (out["mode"], out["graph"], out["exact"]) == ("cheetah", "fixed-point", False)
+    assert {row["ring"] for row in out["layers"]} == {37}
+    reference = graph.dequantize_output(run_int(graph, graph.quantize_input(x)))
+    assert np.array_equal(np.array(out["reference"]), reference)
+    secure = np.array(out["secure"])
+    assert np.argmax(secure, axis=1).tolist() == predict(graph, x).tolist()
+    # Cheetah's truncation: each may be one LSB (2^-12) low; the logits move by far less than one unit
+    assert np.max(np.abs(secure - reference)) < 0.05
+    check = out["check"]
+    assert check["argmax_agree"] == 1.0
+    assert check["max_abs_diff_lsb"] == round(np.max(np.abs(secure - reference)) * 2 ** 24)
+
+
+def test_run_cheetah_exact_equals_the_fixed_point_reference(samples, capsys) -> None:
+    path, x = samples
+    out = run_json(capsys, "--input", str(path), "--mode", "cheetah", "--exact")
+    graph = digits_fixed_point()
+    assert (out["graph"], out["exact"], out["check"]["max_abs_diff_lsb"]) == ("fixed-point", True, 0)
+    want = graph.dequantize_output(run_int(graph, graph.quantize_input(x)))
+    assert np.array_equal(np.array(out["secure"]), want)
+
+
+def test_run_cheetah_int_is_the_quantized_graph_on_37_bit_rings(samples, capsys) -> None:
+    path, x = samples
+    out = run_json(capsys, "--input", str(path), "--mode", "cheetah-int")
+    graph = digits_model()
+    assert (out["mode"], out["graph"], out["exact"]) == ("cheetah-int", "quantized", True)
+    assert {row["ring"] for row in out["layers"]} == {37}
+    assert np.array_equal(np.array(out["secure"]), graph.dequantize_output(run_int(graph, graph.quantize_input(x))))
+
+
+def test_run_prints_the_mode_and_the_deviation(samples, capsys) -> None:
+    path, _ = samples
+    assert main(["run", str(DIGITS_ONNX), "--input", str(path), "--mode", "cheetah"]) == 0
+    text = capsys.readouterr().out
+    assert "mode cheetah (fixed-point program, 12 fractional bits, approximate truncation)" in text
+    assert "secure vs integer reference: up to" in text  # hundreds of truncations: some are one LSB low
+
+
+def test_demo_cheetah_exact(capsys) -> None:
+    assert main(["demo", "--samples", "2", "--mode", "cheetah", "--exact"]) == 0
+    text = capsys.readouterr().out
+    assert "plaintext fixed-point prediction" in text and "bit for bit: True" in text
+    data = digits_data()
+    accuracy = float(np.mean(predict(digits_fixed_point(), data.x_test) == data.y_test))
+    assert "exact truncation" in text and f"fixed point {accuracy:.2%} (plaintext" in text
