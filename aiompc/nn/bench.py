@@ -267,31 +267,38 @@ def _setup_bytes(run: dict[str, Any]) -> int:
     return max(0, _total_bytes(run) - t["linear_bytes"] - t["nonlinear_bytes"])
 
 
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
 def bench_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """cheetah ÷ quantized for total, linear and non-linear bytes and for the time (``None`` where the
-    quantized figure is 0), for every pair of a ``cheetah`` and a ``quantized`` row with the same model,
-    link and OT engine.  Each system may use its own requantization setting (the headline: Cheetah's
-    approximate truncation against exact requantization), so a ratio row carries both: ``exact`` (the
-    quantized row's) and ``baseline_exact`` (the cheetah row's)."""
+    quantized figure is 0), for the ``cheetah`` and ``quantized`` rows with the same model, link and OT
+    engine.  Each system may use its own requantization setting (the headline: Cheetah's approximate
+    truncation against exact requantization), so a ratio row carries both: ``exact`` (the quantized
+    row's) and ``baseline_exact`` (the cheetah row's).  One ratio per combination of the two settings:
+    rows of the same run first (``_file``, which :mod:`benchmarks.networks` sets when it merges the
+    results of several files), then the first rows found."""
     by_key: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
     for r in results:
         by_key.setdefault((r["model"], r["network"], r["ot"]), {}).setdefault(r["mode"], []).append(r)
     out = []
     for (model, link, ot), runs in by_key.items():
-        for c in runs.get("cheetah", []):
-            for q in runs.get("quantized", []):
-
-                def ratio(a: float, b: float) -> float | None:
-                    return round(a / b, 3) if b else None
-
-                out.append({
-                    "model": model, "network": link, "ot": ot, "exact": bool(q.get("exact", True)),
-                    "baseline_exact": bool(c.get("exact", True)),
-                    "total": ratio(_total_bytes(c), _total_bytes(q)),
-                    "linear": ratio(c["total"]["linear_bytes"], q["total"]["linear_bytes"]),
-                    "nonlinear": ratio(c["total"]["nonlinear_bytes"], q["total"]["nonlinear_bytes"]),
-                    "seconds": ratio(c["total"]["seconds"], q["total"]["seconds"]),
-                })
+        pairs = sorted(((c, q) for c in runs.get("cheetah", []) for q in runs.get("quantized", [])),
+                       key=lambda cq: cq[0].get("_file") != cq[1].get("_file"))  # stable: same run first
+        seen: set[tuple[bool, bool]] = set()
+        for c, q in pairs:
+            settings = (bool(c.get("exact", True)), bool(q.get("exact", True)))
+            if settings in seen:
+                continue
+            seen.add(settings)
+            out.append({
+                "model": model, "network": link, "ot": ot, "exact": settings[1], "baseline_exact": settings[0],
+                "total": _ratio(_total_bytes(c), _total_bytes(q)),
+                "linear": _ratio(c["total"]["linear_bytes"], q["total"]["linear_bytes"]),
+                "nonlinear": _ratio(c["total"]["nonlinear_bytes"], q["total"]["nonlinear_bytes"]),
+                "seconds": _ratio(c["total"]["seconds"], q["total"]["seconds"]),
+            })
     return out
 
 

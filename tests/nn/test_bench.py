@@ -207,3 +207,17 @@ def test_merged_layer_order() -> None:
 def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ratios_one_per_setting_same_run_first() -> None:
+    """Merged result files: one ratio per (baseline, quantized) setting, pairing rows of the same run first."""
+    def row(mode: str, exact: bool, total: int, f: str) -> dict:
+        t = {"bytes_c2s": total, "bytes_s2c": 0, "linear_bytes": total // 2, "nonlinear_bytes": total // 2,
+             "seconds": 1.0}
+        return {"model": "m", "network": "none", "ot": "silent", "mode": mode, "exact": exact, "total": t,
+                "_file": f}
+
+    runs = [row("cheetah", False, 400, "a"), row("quantized", True, 100, "a"),
+            row("cheetah", False, 300, "b"), row("quantized", False, 200, "b")]
+    got = {(r["baseline_exact"], r["exact"]): r["total"] for r in bench_ratios(runs)}
+    assert got == {(False, True): 4.0, (False, False): 1.5}  # a/a and b/b, not the cross-file pairs
