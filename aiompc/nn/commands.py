@@ -28,7 +28,7 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_output, engine_config, mode_options
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig, SecureResult
-from aiompc.nn.service import _batch, load_model
+from aiompc.nn.service import input_batch, load_model
 
 __all__ = ["add_commands"]
 
@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     that ran (a difference is an error in exact mode, a reported deviation in approximate mode)."""
     graph = load_model(args.model, calibration=np.load(args.calibration) if args.calibration else None,
                        graph=GRAPH_OF_MODE[args.mode])
-    xq, _ = _batch(graph, np.load(args.input))
+    xq, _ = input_batch(graph, np.load(args.input))
     config = _config(args)
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
                                                 progress=False if args.json else None))

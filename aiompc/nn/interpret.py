@@ -18,7 +18,7 @@ from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linea
                           Requantize, SumPool)
 from aiompc.quant import requantize
 
-__all__ = ["run_float", "run_int", "predict"]
+__all__ = ["run_float", "run_int", "eval_node", "predict"]
 
 
 # --------------------------------------------------------------------------- float
@@ -102,7 +102,9 @@ def _add(n: Add, xs: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _int_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
+def eval_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
+    """One node of :func:`run_int` on its integer inputs ``xs`` (``int64``, batch axis first): the plaintext
+    reference of a single layer, for checking a secure evaluation node by node."""
     x = xs[0]
     if isinstance(n, (Conv, Linear, ChannelAffine)):
         assert n.weight is not None and n.bias is not None  # run_int checked has_weights
@@ -152,7 +154,7 @@ def run_int(graph: QGraph, x: np.ndarray, collect: bool = False) -> np.ndarray |
         raise InputError("this graph is metadata only (no weights); the server's full graph is needed")
     env = {graph.input: x}
     for n in graph.nodes:
-        env[n.output] = _int_node(n, [env[i] for i in n.inputs], graph)
+        env[n.output] = eval_node(n, [env[i] for i in n.inputs], graph)
     return env if collect else env[graph.output]
 
 

@@ -25,7 +25,7 @@ from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
 from aiompc.session import Server, connect, listen
 
-__all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "MAX_SAMPLES"]
+__all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "input_batch", "MAX_SAMPLES"]
 
 MAX_SAMPLES = 100_000
 CHUNK = 64  # samples evaluated together (memory stays bounded; non-linear layers vectorise over them)
@@ -139,7 +139,7 @@ async def serve(
     return await listen(handler, url, ssl=ssl, options=options, meta={"model": qgraph.to_dict(include_weights=False)})
 
 
-def _batch(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, bool]:
+def input_batch(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, bool]:
     """Quantized integer batch from float input ``(n, *shape)`` or ``(*shape)``; and whether it was batched."""
     shape = graph.input_spec.shape
     x = np.asarray(x)
@@ -170,7 +170,7 @@ async def infer(
     """
     async with connect(url, ssl=ssl, options=options) as party:
         graph = QGraph.from_dict(party.state["server_meta"]["model"])
-        xq, single = _batch(graph, x)
+        xq, single = input_batch(graph, x)
         config = EngineConfig.from_dict(party.options)
         result = await client_session(party, graph, xq, config)
     y = result.output if config.output == "argmax" else graph.dequantize_output(result.output)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import aiompc
 from aiompc import ring
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode, fold_batchnorm
-from aiompc.nn.interpret import _int_node, run_float, run_int
+from aiompc.nn.interpret import eval_node, run_float, run_int
 from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.ir import Add, Conv, Linear, QGraph, Relu, Requantize, SumPool
 from aiompc.nn.onnx_build import OnnxBuilder
@@ -172,7 +172,7 @@ async def test_secure_approx_truncation_is_one_lsb_low_at_most() -> None:
     value = {e: ring.to_signed(ring.reconstruct(server.shares[e], client.shares[e], 37), 37) for e in g.tensors}
     errors: Counter[int] = Counter()
     for node in g.nodes:
-        want = _int_node(node, [value[e] for e in node.inputs], g)
+        want = eval_node(node, [value[e] for e in node.inputs], g)
         if isinstance(node, Requantize):
             errors.update((value[node.output] - want).ravel().tolist())
         else:

@@ -19,7 +19,7 @@ import aiompc
 from aiompc import ring
 from aiompc.channel import Stats
 from aiompc.nn.bounds import range_of_width, width_for_range
-from aiompc.nn.interpret import _int_node, run_int
+from aiompc.nn.interpret import eval_node, run_int
 from aiompc.nn.ir import Conv, Linear, QGraph, Requantize, TensorSpec
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.onnx_import import load_onnx
@@ -162,19 +162,19 @@ def check_nodes(graph: QGraph, server: SecureResult, client: SecureResult, confi
         fold = rings.folds.get(node.name)
         folded = rings.folded.get(node.name)
         if fold is not None:  # y = floor(acc / 2^s') + e + 2
-            acc = _int_node(node, xs, graph)
+            acc = eval_node(node, xs, graph)
             tally("he", got - ((acc >> fold.shift) + FOLD_LIFT), {-1, 0, 1})
         elif folded is not None:
             assert isinstance(node, Requantize)
             producer = graph.producer(node.inputs[0])
-            acc = _int_node(producer, [value[e] for e in producer.inputs], graph)
-            tally("folded", got - _int_node(node, [acc], graph), {-1, 0, 1})
+            acc = eval_node(producer, [value[e] for e in producer.inputs], graph)
+            tally("folded", got - eval_node(node, [acc], graph), {-1, 0, 1})
             rest = dataclasses.replace(node, shift=folded.rest)  # its own part: the dropped carry only
-            assert set(np.unique(got - _int_node(rest, xs, graph)).tolist()) <= {-1, 0}
+            assert set(np.unique(got - eval_node(rest, xs, graph)).tolist()) <= {-1, 0}
         elif isinstance(node, Requantize):
-            tally("requantize", got - _int_node(node, xs, graph), {0} if config.exact else {-1, 0})
+            tally("requantize", got - eval_node(node, xs, graph), {0} if config.exact else {-1, 0})
         else:
-            assert np.array_equal(got, _int_node(node, xs, graph)), node.name
+            assert np.array_equal(got, eval_node(node, xs, graph)), node.name
     assert np.array_equal(client.output, value[graph.output])
     return counts
 
