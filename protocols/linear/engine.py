@@ -177,19 +177,21 @@ def absorb_chunk(
     up = SeededCiphertext.from_bytes(params, data)
     if up.batch != k1 - k0:
         raise ProtocolError(f"expected {k1 - k0} input ciphertexts, got {up.batch}")
-    ct = add_plain(up.expand(), own)
-    block, mask = weights.block(k0, k1)
-    if mask.all():
-        part = multiply_accumulate(ct, block)
-    else:  # structurally zero blocks (groups): multiply only where a group meets
-        level, n = ct.level, params.n
-        data_out = np.zeros((2, mask.shape[0], level, n), dtype=np.uint64)
+    ct = add_plain(up.expand(), own).to_ntt()
+    level, n = ct.level, params.n
+    data_out = np.empty((2, weights.nonzero.shape[0], level, n), dtype=np.uint64)
+    for j0, j1 in weights.row_blocks(k0, k1):  # one block unless the weights are streamed and wide
+        block, mask = weights.block(k0, k1, j0, j1)
+        if mask.all():
+            data_out[:, j0:j1] = multiply_accumulate(ct, block).data
+            continue
+        data_out[:, j0:j1] = 0  # structurally zero blocks (groups): multiply only where a group meets
         for j in np.flatnonzero(mask.any(axis=1)):
             ks = np.flatnonzero(mask[j])
             sub = Ciphertext(params, np.ascontiguousarray(ct.data[:, ks]), True)
             w = PlainNTT(params, block.data[j, ks][None], block.norm, block.count)
-            data_out[:, j] = multiply_accumulate(sub, w).data[:, 0]
-        part = Ciphertext(params, data_out, True)
+            data_out[:, j0 + j] = multiply_accumulate(sub, w).data[:, 0]
+    part = Ciphertext(params, data_out, True)
     return part if acc is None else add(acc, part)
 
 

@@ -10,9 +10,9 @@ parameters (1×1, stride 2, 256×56×56 → 512: 512 × 256 ciphertexts, four pr
 
 * transforms them all at once when the NTT form fits ``max_bytes`` (the common case: computed once,
   then every unit and sample reuses it), or
-* transforms only the block ``[:, k0:k1]`` that a chunk needs, when it is asked for (memory bounded by
-  ``outputs × chunk × L × N × 8`` per chunk in flight; the NTTs are then redone for every spatial unit
-  and sample, which for the layers concerned — wide channels, small images — means few units).
+* transforms only the block ``[:, k0:k1]`` that a chunk needs, when it is asked for, in blocks of output
+  rows of at most :data:`BLOCK_MAX_BYTES` (the NTTs are then redone for every spatial unit and sample,
+  which for the layers concerned — wide channels, small images — means few units).
 
 The public noise inputs (largest centered coefficient ``norm``, most non-zeros per polynomial ``count``)
 are computed from all the coefficients up front, so a streamed block carries the same bound as the
@@ -30,10 +30,12 @@ from aiompc.errors import InputError
 from protocols.linear.plan import LinearPlan
 from protocols.linear.plaintexts import weight_plaintexts
 
-__all__ = ["PreparedWeights", "prepare_weights", "WHOLE_MAX_BYTES"]
+__all__ = ["PreparedWeights", "prepare_weights", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
 
 WHOLE_MAX_BYTES = 1 << 30
 """Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
+BLOCK_MAX_BYTES = 1 << 28
+"""A streamed chunk is transformed in blocks of output rows of at most this size (NTT form)."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,27 @@ class PreparedWeights:
         held = self.values.nbytes + self.nonzero.nbytes + self.exps.nbytes
         return held + (self.whole.data.nbytes if self.whole is not None else 0)
 
-    def block(self, k0: int, k1: int) -> tuple[PlainNTT, np.ndarray]:
-        """NTT plaintexts ``w[:, k0:k1]`` (batch shape ``(outputs, k1 - k0)``) and their ``nonzero`` mask;
-        transformed now if the weights are streamed (structurally zero blocks stay zero, untransformed)."""
-        mask = self.nonzero[:, k0:k1]
+    def row_blocks(self, k0: int, k1: int) -> list[tuple[int, int]]:
+        """Output-row ranges ``(j0, j1)`` in which to take the chunk of inputs ``k0..k1``: all rows at once
+        when the weights are whole, else blocks whose NTT form stays within :data:`BLOCK_MAX_BYTES` (a
+        chunk of a very wide layer, e.g. 2048 outputs × 8 inputs, would otherwise be transformed whole)."""
+        outputs = self.nonzero.shape[0]
         if self.whole is not None:
-            data = self.whole.data[:, k0:k1]
+            return [(0, outputs)]
+        per_row = max(1, k1 - k0) * len(self.params.primes) * self.params.n * 8
+        rows = max(1, BLOCK_MAX_BYTES // per_row)
+        return [(j0, min(j0 + rows, outputs)) for j0 in range(0, outputs, rows)]
+
+    def block(self, k0: int, k1: int, j0: int = 0, j1: int | None = None) -> tuple[PlainNTT, np.ndarray]:
+        """NTT plaintexts ``w[j0:j1, k0:k1]`` (batch shape ``(j1 - j0, k1 - k0)``, all rows by default) and
+        their ``nonzero`` mask; transformed now if the weights are streamed (structurally zero blocks stay
+        zero, untransformed)."""
+        rows = slice(j0, j1)
+        mask = self.nonzero[rows, k0:k1]
+        if self.whole is not None:
+            data = self.whole.data[rows, k0:k1]
         else:
-            data = weight_plaintexts(self.params, self.values[:, k0:k1], self.exps, mask).data
+            data = weight_plaintexts(self.params, self.values[rows, k0:k1], self.exps, mask).data
         return PlainNTT(self.params, data, self.norm, self.count), mask
 
 

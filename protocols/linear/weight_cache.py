@@ -1,7 +1,7 @@
 """Prepared weight plaintexts, computed once and reused across calls (samples of a batch, repeated queries).
 
 Turning a layer's weights into NTT-form plaintexts costs about one NTT per weight polynomial and prime
-(:func:`protocols.linear.engine.prepare_weights`) — for a deep ResNet layer more than the rest of the
+(:func:`protocols.linear.prepared.prepare_weights`) — for a deep ResNet layer more than the rest of the
 server's work for one sample.  The result depends only on the weight array and the plan (layout, HE
 parameters, weight bound), never on the client's data, so the server may keep it: :class:`WeightCache` maps
 ``(digest of the weight bytes, plan)`` to the prepared plaintexts, bounded in bytes (least recently used
@@ -39,7 +39,8 @@ def weight_digest(weight: np.ndarray) -> bytes:
 
 
 def _nbytes(value: Any) -> int:
-    """Bytes held by a cached value: the ``data`` arrays of its parts (PlainNTT and masks)."""
+    """Bytes held by a cached value: its ``nbytes`` (a :class:`~protocols.linear.prepared.PreparedWeights`),
+    or the ``data`` arrays of its parts (a tuple of plaintexts and masks)."""
     parts = value if isinstance(value, tuple) else (value,)
     total = 0
     for p in parts:

@@ -324,9 +324,9 @@ async def _scale_shift(
         if need_w and not plan.msb_known_zero:
             jobs.append(b2a(party, f"{label}/b2a_w", results[k][0][0], l=plan.w_bits))
             if plan.lo_from_sign:  # [x < 0] = 1 ^ msb(u) = 1 ^ msb(u_S) ^ msb(u_C) ^ carry into bit l - 1
-                low = results[k][1]
-                assert low is not None
-                negative = low[0] ^ msb_bits(u, l) ^ np.uint8(1 if server else 0)
+                sign_carry = results[k][1]
+                assert sign_carry is not None
+                negative = sign_carry[0] ^ msb_bits(u, l) ^ np.uint8(1 if server else 0)
             k += 1
         if need_c:
             jobs.append(b2a(party, f"{label}/b2a_c", results[k][0][0], l=W))

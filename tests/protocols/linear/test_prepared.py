@@ -45,6 +45,22 @@ def test_streamed_blocks_equal_whole(nprng: np.random.Generator) -> None:
             assert (a.norm, a.count) == (b.norm, b.count) == (whole.norm, whole.count)
 
 
+def test_row_blocks_cover_every_output_once(nprng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan, w = next(_plans(nprng))
+    outputs = plan.layout.outputs
+    assert prepare_weights(plan, w).row_blocks(0, 1) == [(0, outputs)]  # whole: one block
+    streamed = prepare_weights(plan, w, max_bytes=0)
+    per_row = len(plan.he.primes) * plan.he.n * 8
+    for limit, rows in [(1, 1), (3 * per_row, 3), (1 << 40, outputs)]:
+        monkeypatch.setattr(prepared, "BLOCK_MAX_BYTES", limit)
+        blocks = streamed.row_blocks(0, 1)
+        assert blocks[0][0] == 0 and blocks[-1][1] == outputs
+        assert all(a1 == b0 for (_, a1), (b0, _) in zip(blocks, blocks[1:]))
+        assert max(j1 - j0 for j0, j1 in blocks) == min(rows, outputs)
+        (whole_block, _), parts = streamed.block(0, 1), [streamed.block(0, 1, j0, j1)[0] for j0, j1 in blocks]
+        assert np.array_equal(np.concatenate([p.data for p in parts]), whole_block.data)
+
+
 def test_weight_bound_checked_before_anything(nprng: np.random.Generator) -> None:
     plan, w = next(_plans(nprng))
     w[0, 0, 0, 0] = 1 << 12  # above the public bound 2^11
@@ -68,8 +84,11 @@ def test_resnet50_layer_is_streamed_in_little_memory() -> None:
 
 @pytest.mark.parametrize("name", ["cheetah params, stride 2, groups 2, l=37", "many channel blocks (C*HW > N), l=16",
                                   "depthwise, l=16"])
-async def test_streamed_conv_exact(name: str, nprng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("block_bytes", [prepared.BLOCK_MAX_BYTES, 1])
+async def test_streamed_conv_exact(name: str, block_bytes: int, nprng: np.random.Generator,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prepared, "WHOLE_MAX_BYTES", 0)  # every layer streamed
+    monkeypatch.setattr(prepared, "BLOCK_MAX_BYTES", block_bytes)  # 1: one output row per transform
     c, h, w_, m, k, s, p, g, l, wb, planner = CASES[name]
     shape = ConvShape.make(c, h, w_, m, k, stride=s, padding=p, groups=g)
     x = nprng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
