@@ -151,8 +151,9 @@ def conv_kernel_values(weight: np.ndarray, tiling: ConvTiling) -> tuple[np.ndarr
 
 
 def scatter_coefficients(values: np.ndarray, exps: np.ndarray, n: int) -> np.ndarray:
-    """Dense polynomials ``(*batch, n)`` with ``values[..., e]`` at ``X^exps[e]`` and zeros elsewhere."""
-    polys = np.zeros((*values.shape[:-1], n), dtype=U64)
+    """Dense polynomials ``(*batch, n)`` (``values``' dtype) with ``values[..., e]`` at ``X^exps[e]`` and zeros
+    elsewhere."""
+    polys = np.zeros((*values.shape[:-1], n), dtype=values.dtype)
     polys[..., np.asarray(exps).reshape(-1)] = values
     return polys
 

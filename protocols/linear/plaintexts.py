@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from aiompc.crypto.he import HEParams, PlainNTT, get_ntt
+from protocols.linear.encoding import scatter_coefficients
 
 __all__ = ["monomial_ntt", "sparse_plain_ntt", "weight_plaintexts"]
 
@@ -65,7 +66,7 @@ def monomial_ntt(params: HEParams, exps: np.ndarray) -> np.ndarray:
     return out
 
 
-def _centered(params: HEParams, w: np.ndarray) -> np.ndarray:
+def centered(params: HEParams, w: np.ndarray) -> np.ndarray:
     """Weights mod ``t`` lifted to ``(-t/2, t/2]`` as ``int64``."""
     t = params.t
     u = np.asarray(w).astype(np.uint64) & np.uint64(t - 1)
@@ -78,7 +79,7 @@ def sparse_plain_ntt(params: HEParams, values: np.ndarray, exps: np.ndarray) -> 
     ``values``: integers mod ``t`` of shape ``(*batch, |E|)``.  Cost per prime: ``limbs`` float64 matrix
     products ``(B x |E|) @ (|E| x N)``; exact (every partial sum below ``2^53``).
     """
-    c = _centered(params, values)
+    c = centered(params, values)
     batch = c.shape[:-1]
     e_count = c.shape[-1]
     flat = c.reshape(-1, e_count)
@@ -141,7 +142,5 @@ def weight_plaintexts(params: HEParams, values: np.ndarray, exps: np.ndarray, ma
     limbs = max(1, math.ceil(params.plain_bits / max(1, free_bits)))
     mat_cost = 2 * b * exps.size * params.n * levels * limbs / _FLOPS
     if exps.size == 0 or mat_cost >= ntt_cost or free_bits < 1:
-        polys = np.zeros((*values.shape[:-1], params.n), dtype=values.dtype)
-        polys[..., exps] = values
-        return PlainNTT.encode(params, polys)
+        return PlainNTT.encode(params, scatter_coefficients(values, exps, params.n))
     return sparse_plain_ntt(params, values, exps)

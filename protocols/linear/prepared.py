@@ -28,7 +28,7 @@ import numpy as np
 from aiompc.crypto.he import HEParams, PlainNTT
 from aiompc.errors import InputError
 from protocols.linear.plan import LinearPlan
-from protocols.linear.plaintexts import weight_plaintexts
+from protocols.linear.plaintexts import centered, weight_plaintexts
 
 __all__ = ["PreparedWeights", "prepare_weights", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
 
@@ -90,14 +90,13 @@ class PreparedWeights:
         return PlainNTT(self.params, data, self.norm, self.count), mask
 
 
-def _centered_stats(values: np.ndarray, nonzero: np.ndarray, t: int) -> tuple[int, int]:
+def _centered_stats(params: HEParams, values: np.ndarray, nonzero: np.ndarray) -> tuple[int, int]:
     """``(max |centered coefficient|, max non-zeros in one polynomial)`` over the non-structural blocks."""
     v = values[nonzero] if not np.all(nonzero) else values.reshape(-1, values.shape[-1])
     if v.size == 0:
         return 0, 0
-    u = v.astype(np.uint64) & np.uint64(t - 1)
-    centered = np.where(u > np.uint64(t // 2), np.uint64(t) - u, u)  # |centered lift|, no int64 overflow
-    return int(centered.max()), int(np.count_nonzero(u, axis=-1).max())
+    c = centered(params, v)
+    return int(np.abs(c).max()), int(np.count_nonzero(c, axis=-1).max())
 
 
 def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | None = None) -> PreparedWeights:
@@ -109,7 +108,7 @@ def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | No
     params = plan.he
     values, nonzero = plan.layout.weight_values(weight, plan.l)
     exps = np.asarray(plan.layout.weight_exponents(), dtype=np.int64).reshape(-1)
-    norm, count = _centered_stats(values, nonzero, params.t)
+    norm, count = _centered_stats(params, values, nonzero)
     bound = 1 << (plan.weight_bits - 1)
     if norm > bound:
         raise InputError(
