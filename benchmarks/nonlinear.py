@@ -273,9 +273,16 @@ async def bench_row(op: Op, l: int, n: int, ot: str, delay: float, gen: np.rando
     big_run = res["big"]
     e = big_run["elems"]
     # the price of a COT at the scale of this run: what the precompute for the big run cost per COT made
-    # (Ferret picks its extension size by demand, so small calibration batches would overstate it)
-    per_cot_bytes = {d: res[f"big/{d}/bytes"] / res[f"big/{d}/made"] for d in DIRECTIONS}
-    per_cot_sec = {d: res[f"big/{d}/sec"] / res[f"big/{d}/made"] for d in DIRECTIONS}
+    # (Ferret picks its extension size by demand, so small calibration batches would overstate it); if
+    # the calibration's extension already covered the big run (silent OT makes millions at once), its price
+    def per_cot(key: str, d: str) -> float:
+        for stage in ("big", "cal"):
+            if res[f"{stage}/{d}/made"]:
+                return res[f"{stage}/{d}/{key}"] / res[f"{stage}/{d}/made"]
+        return 0.0  # no COT of this direction was ever made: none is consumed either
+
+    per_cot_bytes = {d: per_cot("bytes", d) for d in DIRECTIONS}
+    per_cot_sec = {d: per_cot("sec", d) for d in DIRECTIONS}
     base = min(res[f"base{i}"]["seconds"] for i in range(REPEATS))
     slow = min(res[f"slow{i}"]["seconds"] for i in range(REPEATS))
     return {
