@@ -22,7 +22,7 @@ from typing import Any, Iterable, Literal
 
 from aiompc import wire
 from aiompc.errors import ProtocolError, TransportClosed
-from transports.base import Transport
+from aiompc.transports.base import Transport
 
 __all__ = ["Channel", "SubChannel", "LabelStats", "Stats", "Phase"]
 

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 from aiompc.channel import Channel
 from aiompc.errors import AiompcError, HandshakeError, InputError, TransportClosed
 from aiompc.party import Party
-from transports.base import DEFAULT_MAX_MESSAGE_SIZE, Transport
-from transports.base import Server as TransportServer
-from transports.memory import memory_pair
+from aiompc.transports.base import DEFAULT_MAX_MESSAGE_SIZE, Transport
+from aiompc.transports.base import Server as TransportServer
+from aiompc.transports.memory import memory_pair
 
 __all__ = ["run_local", "listen", "connect", "Server", "PROTOCOL_NAME", "PROTOCOL_VERSION", "parse_url"]
 
@@ -43,7 +43,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 PartyFn = Callable[[Party], Awaitable[Any]]
 TransportWrapper = Callable[[Transport], Transport]
-"""Applied to each connection's transport before the party is made (e.g. :func:`transports.shaped.shape`)."""
+"""Applied to each connection's transport before the party is made (e.g. :func:`aiompc.transports.shaped.shape`)."""
 
 
 # --------------------------------------------------------------------------- local runs
@@ -270,11 +270,11 @@ async def listen(
 
     inner: TransportServer
     if ep.websocket:
-        from transports import websocket
+        from aiompc.transports import websocket
 
         inner = await websocket.serve(on_transport, ep.host, ep.port, path=ep.path, ssl=ssl, max_message_size=max_message_size)
     else:
-        from transports import tcp
+        from aiompc.transports import tcp
 
         inner = await tcp.serve(on_transport, ep.host, ep.port, ssl=ssl, max_message_size=max_message_size)
     server = Server(inner, ep)
@@ -297,11 +297,11 @@ class _Connect:
         _check_ssl(ep, ssl)
         transport: Transport
         if ep.websocket:
-            from transports import websocket
+            from aiompc.transports import websocket
 
             transport = await websocket.connect(url, ssl=ssl, max_message_size=max_message_size)
         else:
-            from transports import tcp
+            from aiompc.transports import tcp
 
             transport = await tcp.connect(ep.host, ep.port, ssl=ssl, max_message_size=max_message_size)
         if self._wrap is not None:

@@ -26,10 +26,10 @@ import numpy as np
 from aiompc.crypto.prg import PRG
 from aiompc.ring import reconstruct, share
 from aiompc.session import run_local
-from protocols.linear.engine import run_linear
-from protocols.linear.plan import CheetahBaselinePlanner, LinearPlan
-from protocols.linear.reference import conv2d_ref, matmul_ref
-from protocols.linear.tiling import ConvShape, MatmulShape
+from aiompc.protocols.linear.engine import run_linear
+from aiompc.protocols.linear.plan import CheetahBaselinePlanner, LinearPlan
+from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
+from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
 
 MIB = 1 << 20
 

@@ -56,10 +56,10 @@ from aiompc.crypto.prg import PRG  # noqa: E402
 from aiompc.party import Party  # noqa: E402
 from aiompc.ring import share  # noqa: E402
 from aiompc.session import run_pair  # noqa: E402
-from protocols.ot import get_engine  # noqa: E402
-from protocols.nonlinear import maxpool2d, relu, requantize, truncate  # noqa: E402
-from transports.base import Transport  # noqa: E402
-from transports.memory import memory_pair  # noqa: E402
+from aiompc.protocols.ot import get_engine  # noqa: E402
+from aiompc.protocols.nonlinear import maxpool2d, relu, requantize, truncate  # noqa: E402
+from aiompc.transports.base import Transport  # noqa: E402
+from aiompc.transports.memory import memory_pair  # noqa: E402
 
 TRUNC_BITS = {8: 3, 16: 6, 37: 12}
 

@@ -37,7 +37,7 @@ from aiompc import run_local  # noqa: E402
 from aiompc.channel import Stats  # noqa: E402
 from aiompc.crypto.ferret import MAIN  # noqa: E402
 from aiompc.party import Party  # noqa: E402
-from protocols.ot import bit_triples, chosen_ot, correlated_ot, get_engine, one_of_n_ot, random_ot  # noqa: E402
+from aiompc.protocols.ot import bit_triples, chosen_ot, correlated_ot, get_engine, one_of_n_ot, random_ot  # noqa: E402
 
 Flavour = Callable[[Party, int], Awaitable[Any]]
 

@@ -7,21 +7,21 @@ signed width of the exact range :func:`aiompc.nn.bounds.linear_channel_ranges`, 
 and compares:
 
 * ``cheetah``   — the engine's cheetah mode: ``l = 37``, ``N = 4096``, ``q ~ 2^109``, Cheetah's tiling
-  (:class:`~protocols.linear.plan.CheetahBaselinePlanner`, flooding <= 40 bits);
+  (:class:`~aiompc.protocols.linear.plan.CheetahBaselinePlanner`, flooding <= 40 bits);
 * ``rule@l``    — Cheetah's closed-form tiling with the smallest secure ``q`` for the layer's ``l``
   (``cheetah-smallest``): the search must never do worse than this;
 * ``exact``     — the quantized planner at ``l`` (40-bit flooding), output bit for bit;
 * ``approx``    — the quantized planner with the output truncated at decryption to ``--keep`` bits
   (``out_shift = l - keep``: the truncation of the following requantization, each value within one unit);
 * ``packed``    — ``approx`` plus Kronecker packing of input channels where it pays
-  (:func:`~protocols.linear.quantized.choose_packing`, ``k`` slots of ``l`` bits): its HE bytes, and apart
+  (:func:`~aiompc.protocols.linear.quantized.choose_packing`, ``k`` slots of ``l`` bits): its HE bytes, and apart
   (column ``widen``) the extra bytes the previous requantization pays to write the slot-``i`` channels in
   ``(k - i)·l``-bit rings, at a rate per element and ring bit measured here with
-  :func:`protocols.nonlinear.requantize` (``exact=False``); the ``packed`` ratio counts both.
+  :func:`aiompc.protocols.nonlinear.requantize` (``exact=False``); the ``packed`` ratio counts both.
 
 Bytes per direction are *measured* (channel statistics of a run over the in-memory transport, the layer's
 label only; the once-per-session public key is listed apart) for the layers given by ``--measure``, and
-*modelled* for the others by :mod:`protocols.linear.costs`, which the measured rows check byte for byte
+*modelled* for the others by :mod:`aiompc.protocols.linear.costs`, which the measured rows check byte for byte
 (column ``model``: ``=`` when equal).  Totals count each layer with its multiplicity.  The weight cache's
 effect is shown by running one layer three times in one session (first call prepares the weights).
 
@@ -43,15 +43,15 @@ from aiompc.crypto.prg import PRG
 from aiompc.nn.bounds import heq_acc_bits, linear_channel_ranges, width_for_range
 from aiompc.ring import reconstruct, share, to_signed
 from aiompc.session import run_local
-from protocols.linear.costs import LayerCost, key_bytes, plan_cost
-from protocols.linear.engine import client_key, prepared_weights, run_linear, server_key
-from protocols.linear.plan import CheetahBaselinePlanner, CheetahPlanner, LinearPlan
-from protocols.linear.kronecker import unpack_offset
-from protocols.linear.quantized import QuantizedPlanner, choose_packing
-from protocols.nonlinear import requantize
-from protocols.linear.reference import conv2d_ref
-from protocols.linear.tiling import ConvShape
-from protocols.linear.weight_cache import STATE_KEY
+from aiompc.protocols.linear.costs import LayerCost, key_bytes, plan_cost
+from aiompc.protocols.linear.engine import client_key, prepared_weights, run_linear, server_key
+from aiompc.protocols.linear.plan import CheetahBaselinePlanner, CheetahPlanner, LinearPlan
+from aiompc.protocols.linear.kronecker import unpack_offset
+from aiompc.protocols.linear.quantized import QuantizedPlanner, choose_packing
+from aiompc.protocols.nonlinear import requantize
+from aiompc.protocols.linear.reference import conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape
+from aiompc.protocols.linear.weight_cache import STATE_KEY
 
 MB = 1e6
 W_BITS, A_BITS = 4, 4

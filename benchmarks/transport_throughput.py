@@ -23,9 +23,9 @@ import sys
 import time
 from typing import AsyncIterator, Callable
 
-from transports import tcp, websocket
-from transports.base import Server, Transport
-from transports.memory import memory_pair
+from aiompc.transports import tcp, websocket
+from aiompc.transports.base import Server, Transport
+from aiompc.transports.memory import memory_pair
 
 KIB = 1024
 MIB = 1024 * KIB

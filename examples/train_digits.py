@@ -10,7 +10,7 @@ Training: Adam (lr 3e-3, batch 64, 30 epochs, light weight decay), He initialisa
 generator is fine for *training*; nothing here is a protocol secret).  The batch-norm is trained with
 batch statistics and exported with running statistics, so quantization exercises BN folding.
 
-Writes (next to this script, or to --out):
+Writes (to the package data folder aiompc/models/, or to --out):
   digits_cnn.onnx  the float model (Conv/Relu/BatchNormalization/Flatten/Gemm, opset 17)
   digits_cnn.json  float and quantized (w4a4, first/last layer 8-bit) test accuracy, split, settings
 
@@ -156,7 +156,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0, help="training seed (initialisation and batch order)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "aiompc" / "models")
     args = ap.parse_args()
 
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ import pytest
 
 from aiompc.channel import Channel
 from aiompc.errors import ProtocolError, TransportClosed
-from transports.memory import memory_pair
+from aiompc.transports.memory import memory_pair
 
 
 def channel_pair() -> tuple[Channel, Channel]:

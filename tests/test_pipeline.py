@@ -7,8 +7,8 @@ from aiompc.channel import Channel
 from aiompc.party import Party
 from aiompc.pipeline import pipelined
 from aiompc.session import run_pair
-from transports.memory import memory_pair
-from transports.shaped import LinkProfile, shaped_pair
+from aiompc.transports.memory import memory_pair
+from aiompc.transports.shaped import LinkProfile, shaped_pair
 
 TILES = 6
 

@@ -7,40 +7,6 @@ from aiompc import wire
 from aiompc.errors import InputError, ProtocolError
 
 
-@settings(max_examples=200, deadline=None)
-@given(bits=st.integers(1, 64), data=st.data())
-def test_pack_roundtrip(bits: int, data: st.DataObject) -> None:
-    vals = data.draw(st.lists(st.integers(0, (1 << bits) - 1), max_size=300))
-    arr = np.array(vals, dtype=np.uint64)
-    packed = wire.pack_bits(arr, bits)
-    assert len(packed) == wire.packed_size(len(vals), bits)
-    assert np.array_equal(wire.unpack_bits(packed, bits, len(vals)), arr)
-
-
-@pytest.mark.parametrize("bits", [1, 3, 4, 13, 37, 63, 64])
-def test_pack_extremes(bits: int) -> None:
-    top = (1 << bits) - 1
-    arr = np.array([0, top, 1, top - 1, 0, top] * 23, dtype=np.uint64)
-    assert np.array_equal(wire.unpack_bits(wire.pack_bits(arr, bits), bits, arr.size), arr)
-
-
-def test_pack_rejects_wide_values() -> None:
-    with pytest.raises(InputError):
-        wire.pack_bits(np.array([16], dtype=np.uint64), 4)
-    with pytest.raises(InputError):
-        wire.pack_bits(np.array([1]), 0)
-
-
-def test_unpack_rejects_bad_lengths_and_padding() -> None:
-    good = wire.pack_bits(np.array([5, 6, 7], dtype=np.uint64), 3)  # 9 bits -> 2 bytes
-    with pytest.raises(ProtocolError):
-        wire.unpack_bits(good[:1], 3, 3)
-    with pytest.raises(ProtocolError):
-        wire.unpack_bits(good + b"\0", 3, 3)
-    with pytest.raises(ProtocolError):
-        wire.unpack_bits(bytes([good[0], good[1] | 0x80]), 3, 3)
-
-
 def test_encode_decode_arrays_and_packed() -> None:
     msg = {
         "a": np.arange(12, dtype=np.uint64).reshape(3, 4),

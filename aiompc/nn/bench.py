@@ -18,7 +18,7 @@ LSB at 2^-12 is harmless) against exact requantization (one LSB at 4 bits is not
 which it used (``exact``; the ratio rows carry both).
 
 For every combination of mode, OT engine and link (``none``, ``lan`` = 3 Gbit/s and 0.3 ms RTT, ``wan`` =
-400 Mbit/s and 40 ms RTT, see :mod:`transports.shaped`) the server and the client run in this process,
+400 Mbit/s and 40 ms RTT, see :mod:`aiompc.transports.shaped`) the server and the client run in this process,
 connected by a loopback TCP connection whose two ends are wrapped by the shaped transport.  Each run
 gives one JSON object (the layout of :mod:`aiompc.nn.report`, all bytes from the client's channel
 statistics)::
@@ -71,9 +71,9 @@ from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig
-from protocols.ot import engine as ot_engine
-from transports.base import Transport
-from transports.shaped import PROFILES, shape
+from aiompc.protocols.ot import engine as ot_engine
+from aiompc.transports.base import Transport
+from aiompc.transports.shaped import PROFILES, shape
 
 __all__ = ["LINKS", "MODES", "DEFAULT_MODES", "BenchModel", "engine_config", "code_version", "machine_info",
            "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown", "bench_plot",
@@ -230,7 +230,7 @@ def run_bench(
     (so the modes of one setting run back to back); one summary line per run on ``log``.  Each mode runs
     its own graph (:meth:`BenchModel.graph`) with :func:`engine_config` (``exact`` for the quantized
     graph, ``baseline_exact`` for the fixed-point one).  An OT engine of ``None`` is the library
-    default (:data:`protocols.ot.engine.DEFAULT_ENGINE`)."""
+    default (:data:`aiompc.protocols.ot.engine.DEFAULT_ENGINE`)."""
     for link in links:
         _wrapper(link)
     configs = {mode: engine_config(mode, exact=exact, baseline_exact=baseline_exact) for mode in modes}

@@ -21,7 +21,7 @@ from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
 from aiompc.progress import Progress
 from aiompc.session import connect, listen
-from transports.base import Transport
+from aiompc.transports.base import Transport
 
 __all__ = ["LoopbackRun", "run_two_parties"]
 
@@ -50,7 +50,7 @@ async def run_two_parties(
     """Serve ``graph`` and query it with the quantized batch ``x_int`` over loopback; the client's view.
 
     ``options`` go to both sides' handshake (the engine settings of ``config`` are always included);
-    ``transport_wrapper`` wraps both ends' transports (e.g. :func:`transports.shaped.shape`)."""
+    ``transport_wrapper`` wraps both ends' transports (e.g. :func:`aiompc.transports.shaped.shape`)."""
     options = {**config.to_dict(), **(options or {})}
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 

@@ -10,11 +10,11 @@ call on the sub-channel ``f"{label}/{node.name}"``:
 ================  =====================================================================
 node              protocol
 ================  =====================================================================
-Conv / Linear     :func:`protocols.linear.conv2d` / :func:`protocols.linear.fc` (HE)
-ChannelAffine     :func:`protocols.linear.batchnorm` (HE)
-Requantize        :func:`protocols.nonlinear.requantize` (OT), output in the consumer's ring
-Relu / Clip       :func:`protocols.nonlinear.relu` / requantize with ``M = 1, s = 0`` (OT)
-MaxPool           :func:`protocols.nonlinear.maxpool2d` (OT)
+Conv / Linear     :func:`aiompc.protocols.linear.conv2d` / :func:`aiompc.protocols.linear.fc` (HE)
+ChannelAffine     :func:`aiompc.protocols.linear.batchnorm` (HE)
+Requantize        :func:`aiompc.protocols.nonlinear.requantize` (OT), output in the consumer's ring
+Relu / Clip       :func:`aiompc.protocols.nonlinear.relu` / requantize with ``M = 1, s = 0`` (OT)
+MaxPool           :func:`aiompc.protocols.nonlinear.maxpool2d` (OT)
 SumPool / Add /   local on shares (window sums, public rescales, concatenation, reshape)
 Concat / Flatten
 ================  =====================================================================
@@ -32,7 +32,7 @@ rings (``cheetah-int`` in the benchmarks).
 
 **Folded truncation** (quantized mode, ``exact=False``).  When an HE layer (Conv / Linear) feeds a single
 Requantize ``(M, s)``, the layer takes over the low ``s'`` bits of the shift (:class:`Fold`): the client
-decrypts only the top bits of each output (``out_shift = s'`` of :mod:`protocols.linear.engine`, smaller
+decrypts only the top bits of each output (``out_shift = s'`` of :mod:`aiompc.protocols.linear.engine`, smaller
 ciphertexts), the server adds the public *lift* ``2`` to its share, and the requantization runs with shift
 ``s - s'`` on the narrow result ``y = floor(acc / 2^s') + e + 2`` (``e ∈ {-1, 0, 1}``), in a ring of about
 ``l - s' + 1`` bits instead of ``l``.  ``s'`` is the largest shift with ``3·max(M) < 2^(s - s')``; see
@@ -80,11 +80,11 @@ from aiompc.nn.ir import (
 )
 from aiompc.party import Party
 from aiompc.wire import Packed
-from protocols.linear.batchnorm import batchnorm
-from protocols.linear.conv import conv2d
-from protocols.linear.fc import fc
-from protocols.linear.local import flatten, sum_pool2d
-from protocols.nonlinear import argmax, maxpool2d, relu, requantize
+from aiompc.protocols.linear.batchnorm import batchnorm
+from aiompc.protocols.linear.conv import conv2d
+from aiompc.protocols.linear.fc import fc
+from aiompc.protocols.linear.local import flatten, sum_pool2d
+from aiompc.protocols.nonlinear import argmax, maxpool2d, relu, requantize
 
 __all__ = [
     "EngineConfig", "LayerRecord", "SecureResult", "Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths",
@@ -166,7 +166,7 @@ class Fold:
         y = floor(acc / 2^shift) + e + FOLD_LIFT,    e ∈ {-1, 0, 1}
 
     (``acc`` the exact output, bias included; ``e`` the error of the truncated decryption,
-    :mod:`protocols.linear.engine`).  The requantization ``(M, s, lo, hi, rounding)`` then runs on ``y``
+    :mod:`aiompc.protocols.linear.engine`).  The requantization ``(M, s, lo, hi, rounding)`` then runs on ``y``
     with shift ``rest = s - shift``; ``y_lo..y_hi`` is the public range of ``y`` (``out_ring`` holds it).
 
     **Error bound.**  Let ``r = 2^(s-1)`` (nearest) or ``0`` (floor), so the remaining requantization's

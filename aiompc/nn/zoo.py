@@ -1,7 +1,7 @@
 """The demo model: a small CNN on scikit-learn's bundled 8x8 digits (no download).
 
-``examples/train_digits.py`` trains it and writes ``examples/digits_cnn.onnx`` and
-``examples/digits_cnn.json``; this module holds what the script, the tests and the CLI demo must agree
+``examples/train_digits.py`` trains it and writes ``aiompc/models/digits_cnn.onnx`` and
+``aiompc/models/digits_cnn.json`` (package data, so an installed wheel carries them); this module holds what the script, the tests and the CLI demo must agree
 on: the data split, the calibration batch and the quantization settings, and the two integer programs
 of the model (:func:`digits_model`, quantized; :func:`digits_fixed_point`, Cheetah's fixed point).
 """
@@ -24,9 +24,9 @@ from aiompc.nn.quantize import QuantConfig, quantize
 __all__ = ["DigitsData", "digits_data", "digits_model", "digits_fixed_point", "DIGITS_ONNX", "DIGITS_JSON",
            "DIGITS_CONFIG", "SPLIT_SEED", "TEST_FRACTION", "CALIBRATION_SAMPLES"]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-DIGITS_ONNX = EXAMPLES / "digits_cnn.onnx"
-DIGITS_JSON = EXAMPLES / "digits_cnn.json"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+DIGITS_ONNX = MODELS / "digits_cnn.onnx"
+DIGITS_JSON = MODELS / "digits_cnn.json"
 SPLIT_SEED = 2024
 TEST_FRACTION = 0.25
 CALIBRATION_SAMPLES = 256

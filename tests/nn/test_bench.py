@@ -19,8 +19,8 @@ from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.networks import network
 from aiompc.nn.secure import EngineConfig
 from aiompc.nn.testing import random_network
-from transports.memory import memory_pair
-from transports.shaped import LAN, WAN, ShapedTransport
+from aiompc.transports.memory import memory_pair
+from aiompc.transports.shaped import LAN, WAN, ShapedTransport
 
 RUN_KEYS = {"model", "mode", "network", "layers", "total"}
 LAYER_KEYS = {"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"}

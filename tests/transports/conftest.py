@@ -17,10 +17,10 @@ from typing import AsyncIterator, Awaitable, Callable
 import numpy as np
 import pytest
 
-from transports import tcp, websocket
-from transports.base import DEFAULT_MAX_MESSAGE_SIZE, Server, Transport
-from transports.memory import memory_pair
-from transports.shaped import LinkProfile, ShapedTransport
+from aiompc.transports import tcp, websocket
+from aiompc.transports.base import DEFAULT_MAX_MESSAGE_SIZE, Server, Transport
+from aiompc.transports.memory import memory_pair
+from aiompc.transports.shaped import LinkProfile, ShapedTransport
 
 try:
     import uvloop

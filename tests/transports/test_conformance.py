@@ -1,6 +1,6 @@
 """One conformance suite, run against every transport (memory, tcp, websocket, shaped(memory), shaped(tcp)).
 
-The contract is the one stated in :mod:`transports.base`.
+The contract is the one stated in :mod:`aiompc.transports.base`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from aiompc.errors import MessageTooLarge, TransportClosed, TransportError
-from transports.base import Transport
+from aiompc.transports.base import Transport
 
 MakePair = Callable[..., Awaitable[tuple[Transport, Transport]]]  # the ``make_pair`` fixture
 

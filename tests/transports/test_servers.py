@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from aiompc.errors import TransportClosed
-from transports import tcp, websocket
-from transports.base import Handler, Server, Transport
+from aiompc.transports import tcp, websocket
+from aiompc.transports.base import Handler, Server, Transport
 
 
 async def serve_kind(kind: str, handler: Handler) -> Server:

@@ -13,9 +13,9 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from aiompc.errors import InputError, TransportClosed
-from transports.base import Transport
-from transports.memory import memory_pair
-from transports.shaped import LAN, WAN, LinkProfile, ShapedTransport, shape, shaped_pair
+from aiompc.transports.base import Transport
+from aiompc.transports.memory import memory_pair
+from aiompc.transports.shaped import LAN, WAN, LinkProfile, ShapedTransport, shape, shaped_pair
 
 BANDWIDTH = 20e6  # 20 MB/s: 100 kB take 5 ms to serialise
 LATENCY = 0.03  # 30 ms one way

@@ -11,8 +11,8 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from aiompc.errors import AiompcError, MessageTooLarge, TransportClosed, TransportError
-from transports import tcp
-from transports.base import Transport
+from aiompc.transports import tcp
+from aiompc.transports.base import Transport
 
 
 async def serve_recording(**kwargs: Any) -> tuple[tcp.TcpServer, asyncio.Queue[bytes | BaseException]]:

@@ -11,8 +11,8 @@ from websockets.asyncio.client import connect as raw_ws_connect
 from websockets.frames import Frame, Opcode
 
 from aiompc.errors import InputError, MessageTooLarge, ProtocolError, TransportClosed, TransportError
-from transports import websocket
-from transports.base import Transport
+from aiompc.transports import websocket
+from aiompc.transports.base import Transport
 
 BOUNDARY_SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 1 << 20]
 

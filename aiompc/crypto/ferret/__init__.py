@@ -7,7 +7,7 @@
 * :mod:`~aiompc.crypto.ferret.lpn` — the local linear code and the streamed LPN encoder;
 * :mod:`~aiompc.crypto.ferret.extension` — one direction's sender and receiver state machines.
 
-The two-party protocol that moves the messages is :mod:`protocols.ot.silent`.
+The two-party protocol that moves the messages is :mod:`aiompc.protocols.ot.silent`.
 """
 
 from aiompc.crypto.ferret.blocks import FixedKeyAES, lsb, public_key

@@ -33,7 +33,7 @@ import zlib
 import numpy as np
 
 from aiompc.errors import InputError, ProtocolError
-from aiompc.wire import pack_bits, packed_size, unpack_bits
+from aiompc.kernels.bitpack import pack_bits, packed_size, unpack_bits
 
 from .bfv import SeededCiphertext
 from .keys import PublicKey

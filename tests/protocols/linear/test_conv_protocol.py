@@ -9,12 +9,12 @@ from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, UndecryptableParameters
 from aiompc.ring import reconstruct, share
 from aiompc.session import run_local
-from protocols.linear.batchnorm import batchnorm
-from protocols.linear.conv import conv2d, conv_plan
-from protocols.linear.engine import input_chunks, output_batches
-from protocols.linear.plan import CheetahPlanner
-from protocols.linear.reference import batchnorm_ref, conv2d_ref
-from protocols.linear.tiling import ConvShape
+from aiompc.protocols.linear.batchnorm import batchnorm
+from aiompc.protocols.linear.conv import conv2d, conv_plan
+from aiompc.protocols.linear.engine import input_chunks, output_batches
+from aiompc.protocols.linear.plan import CheetahPlanner
+from aiompc.protocols.linear.reference import batchnorm_ref, conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape
 
 # C, H, W, M, kernel, stride, padding, groups, l, weight_bits, planner
 CASES = {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aiompc.errors import InputError, ParameterError
-from protocols.linear.encoding import (
+from aiompc.protocols.linear.encoding import (
     conv_assemble,
     conv_input_polys,
     conv_kernel_polys,
@@ -17,8 +17,8 @@ from protocols.linear.encoding import (
     matmul_weight_polys,
     negacyclic_mul,
 )
-from protocols.linear.reference import conv2d_ref, matmul_ref
-from protocols.linear.tiling import (
+from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
+from aiompc.protocols.linear.tiling import (
     ConvShape,
     ConvTiling,
     MatmulShape,

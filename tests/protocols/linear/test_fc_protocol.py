@@ -8,9 +8,9 @@ import pytest
 from aiompc.crypto.prg import PRG
 from aiompc.ring import reconstruct, share
 from aiompc.session import run_local
-from protocols.linear.fc import fc, fc_plan
-from protocols.linear.reference import matmul_ref
-from protocols.linear.tiling import MatmulShape
+from aiompc.protocols.linear.fc import fc, fc_plan
+from aiompc.protocols.linear.reference import matmul_ref
+from aiompc.protocols.linear.tiling import MatmulShape
 
 CASES = [
     # batch (0 = vector), in, out, l, weight_bits, planner

@@ -8,7 +8,7 @@ import pytest
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
 from aiompc.ring import reconstruct, share
-from protocols.linear import local
+from aiompc.protocols.linear import local
 
 
 def pool_loops(x: np.ndarray, k: int, s: int, p: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aiompc.crypto.he import PlainNTT, cheetah_params
-from protocols.linear.plaintexts import monomial_ntt, sparse_plain_ntt, weight_plaintexts
+from aiompc.protocols.linear.plaintexts import monomial_ntt, sparse_plain_ntt, weight_plaintexts
 
 
 @pytest.mark.parametrize("l, count, wbits", [(37, 9, 12), (37, 300, 37), (16, 1000, 16), (8, 1, 8)])

@@ -8,13 +8,13 @@ import pytest
 from aiompc.crypto.he import PlainNTT
 from aiompc.errors import InputError
 from aiompc.session import run_local
-from protocols.linear import prepared
-from protocols.linear.conv import conv_plan
-from protocols.linear.encoding import scatter_coefficients
-from protocols.linear.fc import fc_plan
-from protocols.linear.prepared import prepare_weights
-from protocols.linear.reference import conv2d_ref
-from protocols.linear.tiling import ConvShape, MatmulShape
+from aiompc.protocols.linear import prepared
+from aiompc.protocols.linear.conv import conv_plan
+from aiompc.protocols.linear.encoding import scatter_coefficients
+from aiompc.protocols.linear.fc import fc_plan
+from aiompc.protocols.linear.prepared import prepare_weights
+from aiompc.protocols.linear.reference import conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
 from tests.protocols.linear.test_conv_protocol import CASES, run_conv
 
 

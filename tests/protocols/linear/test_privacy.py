@@ -15,11 +15,11 @@ import pytest
 from aiompc.crypto.he import Ciphertext, ResultCiphertext, keygen, phase, public_key, rerandomize, result_phase
 from aiompc.crypto.prg import PRG
 from aiompc.ring import share
-from protocols.linear.conv import conv_plan
-from protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, output_batches
-from protocols.linear.prepared import prepare_weights
-from protocols.linear.reference import conv2d_ref
-from protocols.linear.tiling import ConvShape
+from aiompc.protocols.linear.conv import conv_plan
+from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, output_batches
+from aiompc.protocols.linear.prepared import prepare_weights
+from aiompc.protocols.linear.reference import conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape
 
 TRIALS = 120
 KS_CRIT = 2.15  # two-sample Kolmogorov-Smirnov critical value at alpha ~ 1e-4

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from protocols.linear.weight_cache import WeightCache, weight_digest
+from aiompc.protocols.linear.weight_cache import WeightCache, weight_digest
 
 
 class Blob:

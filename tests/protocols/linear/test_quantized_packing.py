@@ -13,12 +13,12 @@ from aiompc.errors import InputError, UndecryptableParameters
 from aiompc.nn.bounds import width_for_range
 from aiompc.ring import reconstruct, share, to_signed
 from aiompc.session import run_local
-from protocols.linear.conv import conv2d, conv_plan
-from protocols.linear.costs import plan_cost
-from protocols.linear.kronecker import KroneckerConvLayout, packed_shape, slot_rings, unpack_offset
-from protocols.linear.quantized import QuantizedPlanner, choose_packing
-from protocols.linear.reference import conv2d_ref
-from protocols.linear.tiling import ConvShape, ConvTiling
+from aiompc.protocols.linear.conv import conv2d, conv_plan
+from aiompc.protocols.linear.costs import plan_cost
+from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, slot_rings, unpack_offset
+from aiompc.protocols.linear.quantized import QuantizedPlanner, choose_packing
+from aiompc.protocols.linear.reference import conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape, ConvTiling
 
 from test_encoding import conv_via_encoding
 

@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
-from protocols.linear.costs import frame_bytes, output_counts, wire_cost
-from protocols.linear.encoding import conv_output_positions
-from protocols.linear.engine import input_chunks, output_batches
-from protocols.linear.layouts import ConvLayout, MatmulLayout
-from protocols.linear.plan import PLANNERS, CheetahPlanner, resolve_planner
-from protocols.linear.quantized import QuantizedPlanner, axis_tiles, block_sizes, conv_tilings
-from protocols.linear.reference import conv2d_ref
-from protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling
+from aiompc.protocols.linear.costs import frame_bytes, output_counts, wire_cost
+from aiompc.protocols.linear.encoding import conv_output_positions
+from aiompc.protocols.linear.engine import input_chunks, output_batches
+from aiompc.protocols.linear.layouts import ConvLayout, MatmulLayout
+from aiompc.protocols.linear.plan import PLANNERS, CheetahPlanner, resolve_planner
+from aiompc.protocols.linear.quantized import QuantizedPlanner, axis_tiles, block_sizes, conv_tilings
+from aiompc.protocols.linear.reference import conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling
 
 from test_encoding import conv_via_encoding
 

@@ -12,12 +12,12 @@ from aiompc.crypto.prg import PRG
 from aiompc.nn.bounds import linear_channel_ranges, width_for_range
 from aiompc.ring import reconstruct, share, to_signed
 from aiompc.session import run_local
-from protocols.linear.conv import conv2d, conv_plan
-from protocols.linear.costs import key_bytes, plan_cost
-from protocols.linear.fc import fc, fc_plan
-from protocols.linear.reference import conv2d_ref, matmul_ref
-from protocols.linear.tiling import ConvShape, MatmulShape
-from protocols.linear.weight_cache import STATE_KEY, WeightCache
+from aiompc.protocols.linear.conv import conv2d, conv_plan
+from aiompc.protocols.linear.costs import key_bytes, plan_cost
+from aiompc.protocols.linear.fc import fc, fc_plan
+from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
+from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
+from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
 
 
 def signed_weights(rng: np.random.Generator, bits: int, shape: tuple[int, ...]) -> np.ndarray:

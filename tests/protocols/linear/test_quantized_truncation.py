@@ -10,12 +10,12 @@ from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
 from aiompc.ring import reconstruct, share, to_signed
 from aiompc.session import run_local
-from protocols.linear.conv import conv2d, conv_plan
-from protocols.linear.costs import plan_cost
-from protocols.linear.fc import fc
-from protocols.linear.plan import plan_for, with_out_shift
-from protocols.linear.reference import conv2d_ref, matmul_ref
-from protocols.linear.tiling import ConvShape, MatmulShape
+from aiompc.protocols.linear.conv import conv2d, conv_plan
+from aiompc.protocols.linear.costs import plan_cost
+from aiompc.protocols.linear.fc import fc
+from aiompc.protocols.linear.plan import plan_for, with_out_shift
+from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
+from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
 
 
 async def truncated_conv(x, w, bias, shape: ConvShape, l: int, wb: int, s: int, planner: str):

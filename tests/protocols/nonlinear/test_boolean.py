@@ -9,7 +9,7 @@ from aiompc.errors import InputError
 from aiompc.party import Party
 from aiompc.ring import mask
 from nonlinear_helpers import Shared, opened, run_both
-from protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, fetch_triples, mux
+from aiompc.protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, fetch_triples, mux
 
 
 def xor_share(bits: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import numpy as np
 
 from aiompc.party import Party
 from nonlinear_helpers import Shared, opened, run_both, run_over_tcp
-from protocols.nonlinear import relu
+from aiompc.protocols.nonlinear import relu
 
 
 async def test_sessions_use_the_parametrised_engine(ot_kind: str, gen: np.random.Generator) -> None:

@@ -10,7 +10,7 @@ import pytest
 from aiompc.errors import InputError
 from aiompc.party import Party
 from nonlinear_helpers import run_both
-from protocols.nonlinear.millionaire import CompareTask, compare_batch, millionaire
+from aiompc.protocols.nonlinear.millionaire import CompareTask, compare_batch, millionaire
 
 OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 
@@ -82,7 +82,7 @@ async def test_operands_out_of_range_are_rejected() -> None:
 
 
 async def test_large_batches_run_in_chunks(gen: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
-    mil = importlib.import_module("protocols.nonlinear.millionaire")  # the package attribute is the function
+    mil = importlib.import_module("aiompc.protocols.nonlinear.millionaire")  # the package attribute is the function
     monkeypatch.setattr(mil, "CHUNK_ELEMENTS", 64)
     a, b = operands(20, 300, gen)  # 307 elements: 5 chunks, at most 4 in flight
     tasks = [CompareTask(20, split=8), CompareTask(20, fanout=2)]
@@ -104,7 +104,7 @@ async def test_large_batches_run_in_chunks(gen: np.random.Generator, monkeypatch
 @pytest.mark.parametrize("task", [CompareTask(7), CompareTask(36), CompareTask(37, split=12), CompareTask(8, fanout=2)])
 async def test_stated_cost_matches_the_channel(task: CompareTask, gen: np.random.Generator) -> None:
     """The plan's online_bits/cots are what goes over the wire (payload; framing adds a little per message)."""
-    from protocols.nonlinear.millionaire import plan_comparisons
+    from aiompc.protocols.nonlinear.millionaire import plan_comparisons
 
     n = 4000
     srv = gen.integers(0, 1 << task.bits, size=(task.fanout, n), dtype=np.uint64)

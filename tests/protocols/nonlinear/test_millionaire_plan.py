@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
-from protocols.nonlinear.millionaire import (
+from aiompc.protocols.nonlinear.millionaire import (
     CompareTask,
     ComparePlan,
     _digits,

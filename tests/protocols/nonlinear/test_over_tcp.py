@@ -7,7 +7,7 @@ import numpy as np
 from aiompc import quant
 from aiompc.party import Party
 from nonlinear_helpers import Shared, opened, run_over_tcp, signed_values
-from protocols.nonlinear import maxpool2d, relu, requantize, truncate
+from aiompc.protocols.nonlinear import maxpool2d, relu, requantize, truncate
 
 
 async def test_relu_truncation_requantize_maxpool_over_tcp(gen: np.random.Generator) -> None:

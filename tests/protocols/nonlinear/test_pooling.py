@@ -8,7 +8,7 @@ import pytest
 from aiompc.errors import InputError
 from aiompc.party import Party
 from nonlinear_helpers import Shared, opened, run_both
-from protocols.nonlinear.pooling import argmax, max_reduce, maxpool2d, pool_windows
+from aiompc.protocols.nonlinear.pooling import argmax, max_reduce, maxpool2d, pool_windows
 
 
 def maxpool_reference(x: np.ndarray, k: int, s: int, p: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 
 from aiompc.party import Party
 from nonlinear_helpers import WIDTHS, Shared, opened, run_both, signed_edges, signed_values
-from protocols.nonlinear.relu import drelu, drelu_shifted, relu
+from aiompc.protocols.nonlinear.relu import drelu, drelu_shifted, relu
 
 
 @pytest.mark.parametrize("l", (1, 2) + WIDTHS)

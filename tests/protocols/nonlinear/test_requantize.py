@@ -9,7 +9,7 @@ from aiompc import quant
 from aiompc.errors import InputError
 from aiompc.party import Party
 from nonlinear_helpers import Shared, opened, run_both
-from protocols.nonlinear.requantize import RequantPlan, requantize
+from aiompc.protocols.nonlinear.requantize import RequantPlan, requantize
 from requant_helpers import Case, inputs, reference
 
 

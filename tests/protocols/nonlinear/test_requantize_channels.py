@@ -12,7 +12,7 @@ from aiompc.errors import InputError
 from aiompc.party import Party
 from aiompc.quant import signed_range
 from nonlinear_helpers import Shared, opened, run_both
-from protocols.nonlinear.requantize import RequantPlan, requantize
+from aiompc.protocols.nonlinear.requantize import RequantPlan, requantize
 from requant_helpers import Case, inputs, reference
 
 N = 120  # values per channel: the channel's edge inputs (at most 44) and random ones, repeated to this length

@@ -12,8 +12,8 @@ from aiompc.errors import InputError
 from aiompc.party import Party
 from aiompc.ring import to_signed
 from nonlinear_helpers import WIDTHS, Shared, opened, run_both, signed_values
-from protocols.nonlinear.extension import change_ring, extend, reduce_ring
-from protocols.nonlinear.truncation import truncate
+from aiompc.protocols.nonlinear.extension import change_ring, extend, reduce_ring
+from aiompc.protocols.nonlinear.truncation import truncate
 
 
 def uniform_u64(gen: np.random.Generator, n: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from aiompc.crypto import group
 from aiompc.crypto.prg import PRG
 from aiompc.errors import ProtocolError
 from aiompc.party import Party
-from protocols.ot import base
+from aiompc.protocols.ot import base
 
 
 def test_pure_functions_give_the_chosen_key_and_hide_the_other() -> None:

@@ -7,8 +7,8 @@ import pytest
 from aiompc import run_local
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
-from protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine, register_engine
-from protocols.ot.iknp_engine import IKNPEngine
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine, register_engine
+from aiompc.protocols.ot.iknp_engine import IKNPEngine
 
 
 class SmallBatchIKNP(IKNPEngine):
@@ -163,7 +163,7 @@ async def test_empty_requests_send_nothing() -> None:
 
 
 async def test_sender_pool_hands_out_each_cot_once() -> None:
-    from protocols.ot.engine import COTSenderSource, _SenderPool
+    from aiompc.protocols.ot.engine import COTSenderSource, _SenderPool
 
     class Batches(COTSenderSource):
         def __init__(self) -> None:

@@ -7,11 +7,11 @@ from aiompc import run_local
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
-from protocols.ot import bit_triples, chosen_ot, correlated_ot, one_of_n_ot, random_ot
-from protocols.ot import flavours
-from protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine
-from protocols.ot.iknp import KAPPA, IKNPReceiver, IKNPSender
-from protocols.ot.pads import pads_at
+from aiompc.protocols.ot import bit_triples, chosen_ot, correlated_ot, one_of_n_ot, random_ot
+from aiompc.protocols.ot import flavours
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine
+from aiompc.protocols.ot.iknp import KAPPA, IKNPReceiver, IKNPSender
+from aiompc.protocols.ot.pads import pads_at
 
 SIZES = [1, 127, 128, 129]
 ROLES: list[Role] = ["server", "client"]

@@ -3,7 +3,7 @@ import pytest
 
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
-from protocols.ot.iknp import KAPPA, IKNPReceiver, IKNPSender, delta_block
+from aiompc.protocols.ot.iknp import KAPPA, IKNPReceiver, IKNPSender, delta_block
 
 
 def iknp_pair(seed: int = 0) -> tuple[IKNPReceiver, IKNPSender]:

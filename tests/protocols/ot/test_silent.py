@@ -14,9 +14,9 @@ from aiompc.crypto.ferret import FerretSchedule, toy_params
 from aiompc.crypto.ferret.params import BOOTSTRAP
 from aiompc.errors import HandshakeError
 from aiompc.party import Party, Role
-from protocols.ot import chosen_ot, correlated_ot
-from protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine, register_engine
-from protocols.ot.silent import SilentEngine
+from aiompc.protocols.ot import chosen_ot, correlated_ot
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine, register_engine
+from aiompc.protocols.ot.silent import SilentEngine
 
 # bootstrap set: n = 1,024, consumes 352, nets 672; main set: n = 8,192, consumes 960, nets 7,232.
 # After every extension the schedule keeps max(352, 960) = 960 COTs in reserve.
@@ -138,7 +138,7 @@ async def test_session_option_selects_the_engine_and_must_agree() -> None:
 
     from aiompc.channel import Channel
     from aiompc.session import client_handshake, run_pair, server_handshake
-    from transports.memory import memory_pair
+    from aiompc.transports.memory import memory_pair
 
     ts, tc = memory_pair()
     server = Party("server", Channel(ts), options={"ot": "silent"})
@@ -167,7 +167,7 @@ async def test_relu_runs_unchanged_on_the_silent_engine(kind: str, nprng: np.ran
     """A non-linear protocol, untouched, on top of the engine (the full suite: AIOMPC_TEST_OT=silent)."""
     from aiompc.crypto.prg import PRG
     from aiompc.ring import from_signed, reconstruct, share, to_signed
-    from protocols.nonlinear import relu
+    from aiompc.protocols.nonlinear import relu
 
     l = 37
     x = np.concatenate([[0, 1, -1, -(1 << (l - 1)), (1 << (l - 1)) - 1], nprng.integers(-(1 << 36), 1 << 36, size=1500)])

@@ -1,0 +1,53 @@
+"""HE linear layers as two-party protocols on additive shares mod ``2^l``.
+
+Protocols (async functions of a :class:`~aiompc.party.Party`, called by both roles with the same label;
+the server alone passes weights):
+
+* :func:`conv2d` — any ``C, H, W``, ``M``, kernel, stride, zero padding, groups (depthwise included);
+* :func:`fc` — a vector or a batch of vectors;
+* :func:`batchnorm` — per-channel affine when it is not folded into a convolution;
+* :mod:`~aiompc.protocols.linear.local` — average / global pooling, residual add, public bias and scale,
+  flatten / reshape: local on shares, no communication.
+
+Structure (each module has one job):
+
+* :mod:`~.tiling` — layer shapes and tilings, Cheetah's closed-form tile rule and fc block sizes;
+* :mod:`~.encoding` — Cheetah's coefficient encodings (pure numpy, tested without HE);
+* :mod:`~.layouts` — the generic view the protocol needs (units, input / output polynomials, positions);
+* :mod:`~.plan` — :class:`LinearPlan` (layout + HE parameters + wire widths) and planners (``cheetah``);
+* :mod:`~.quantized` — the ``quantized`` planner: cost-driven search over ``N``, ``q``, tiles and packing;
+* :mod:`~.costs` — the exact bytes of a plan (and a rough compute model), what the search minimises;
+* :mod:`~.kronecker` — intra-coefficient (Kronecker) packing of input channels (approximate mode);
+* :mod:`~.weight_cache` — prepared weight plaintexts kept per session and reused across samples;
+* :mod:`~.plaintexts` — weight plaintexts in NTT form (sparse fast path);
+* :mod:`~.engine` — the pipelined two-party flow, generic over the plan;
+* :mod:`~.reference` — plaintext integer semantics (the test oracle).
+
+Communication is recorded by the channel under the call's label (``f"{label}/tile{i}"`` per unit), plus
+once per session the client's public key under ``"he-keys/<fingerprint>"``.
+"""
+
+from aiompc.protocols.linear.batchnorm import batchnorm
+from aiompc.protocols.linear.conv import conv2d, conv_plan
+from aiompc.protocols.linear.fc import fc, fc_plan
+from aiompc.protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, make_plan
+from aiompc.protocols.linear.quantized import QuantizedPlanner, choose_packing  # registers PLANNERS["quantized"]
+from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling
+
+__all__ = [
+    "conv2d",
+    "conv_plan",
+    "fc",
+    "fc_plan",
+    "batchnorm",
+    "LinearPlan",
+    "CheetahPlanner",
+    "QuantizedPlanner",
+    "choose_packing",
+    "make_plan",
+    "PLANNERS",
+    "ConvShape",
+    "ConvTiling",
+    "MatmulShape",
+    "MatmulTiling",
+]

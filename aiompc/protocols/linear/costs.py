@@ -1,0 +1,205 @@
+"""Cost model of one HE linear layer: the exact bytes on the wire, and a rough compute model.
+
+Bytes are not estimated but *counted*: the model walks the same message structure as
+:mod:`aiompc.protocols.linear.engine` (per unit, uploads in chunks of ``plan.chunk`` ciphertexts; results in runs
+of output polynomials with equal output coefficients, at most ``plan.chunk`` each) and prices every message
+with the HE core's serialized sizes (:func:`~aiompc.crypto.he.seeded_size`,
+:func:`~aiompc.crypto.he.result_size`) plus the channel frame (``u16`` label length + the label) and the
+transport's framing overhead.  So the model equals the channel statistics of a run byte for byte, which
+``tests/protocols/linear/test_quantized_model.py`` checks on several layers.  The once-per-session public
+key (``"he-keys/<fingerprint>"``) is priced separately (:func:`key_bytes`).
+
+Per direction, for ``U`` units of ``K`` inputs and ``G`` outputs, ``N`` coefficients, ``log2 q`` bits and the
+output plan's ``bits0``/``bits1``::
+
+    upload   ≈ U·K·N·⌈log2 q⌉/8                  + per message: 21 + 33 + 4 bytes of HE header, the frame
+    download ≈ U·G·N·bits1/8 + (outputs)·bits0/8  + per message: 29 bytes of HE header, the frame
+
+Compute (seconds; only used to rank plans when a bandwidth is given, never reported as measured): per
+ciphertext costs proportional to ``N·L`` (``L`` RNS primes) with constants measured on the 2-core
+development machine with :mod:`benchmarks.he_micro` (:data:`COMPUTE`); weight preparation is excluded
+(it is cached across samples, see :mod:`aiompc.protocols.linear.weight_cache`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from aiompc.crypto.he import HEParams, OutputPlan, result_size, seeded_size
+from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
+
+if TYPE_CHECKING:
+    from aiompc.protocols.linear.plan import LinearPlan
+
+__all__ = [
+    "LayerCost", "COMPUTE", "output_counts", "wire_cost", "compute_seconds", "plan_cost", "key_bytes", "frame_bytes",
+]
+
+Overhead = Callable[[int, str], int]
+
+#: Seconds per ciphertext and ``N·L`` (``L`` RNS primes) of each step; decryption per ``N`` (3 aux primes).
+COMPUTE = {
+    "encrypt": 0.17e-6,  # client, per input ciphertext
+    "absorb": 0.12e-6,  # server: parse, expand the seed, add its share, to NTT form
+    "mac": 3.4e-9,  # server: one (output, input) product-accumulate
+    "finalize": 0.40e-6,  # server: re-randomise, flood, switch, drop, serialize
+    "decrypt": 0.60e-6,  # client, per output ciphertext and N
+}
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Bytes (client → server ``upload``, server → client ``download``, frames included), messages, and
+    modelled compute seconds of one layer call."""
+
+    upload: int
+    download: int
+    messages_up: int
+    messages_down: int
+    server_seconds: float
+    client_seconds: float
+
+    @property
+    def total(self) -> int:
+        return self.upload + self.download
+
+    def seconds(self, bandwidth: float | None = None, rtt: float = 0.0) -> float:
+        """Modelled wall time: compute of both parties plus, with ``bandwidth`` (bytes/s), the transfer time
+        and one round trip (pessimistic: no overlap of compute and transfer)."""
+        wire = 0.0 if bandwidth is None else self.total / bandwidth + rtt
+        return wire + self.server_seconds + self.client_seconds
+
+
+def frame_bytes(label: str, payload: int, overhead: Overhead | None = None, direction: str = "send") -> int:
+    """Bytes the channel records for one message: ``u16`` label length, label, payload, transport framing."""
+    frame = 2 + len(label.encode()) + payload
+    return frame + (overhead(frame, direction) if overhead is not None else 0)
+
+
+def key_bytes(params: HEParams, overhead: Overhead | None = None) -> int:
+    """The once-per-session public key message for ``params`` (label ``he-keys/<fingerprint>``)."""
+    return frame_bytes(f"he-keys/{params.fingerprint.hex()}", seeded_size(params, 1), overhead)
+
+
+def output_counts(layout: Layout, unit: int) -> np.ndarray:
+    """Output coefficients of each output polynomial of ``unit`` (closed form for the built-in layouts)."""
+    if isinstance(layout, ConvLayout):
+        t = layout.tiling
+        s = t.shape
+        a, b = divmod(unit, t.tiles_w)
+        rows = min(t.rows_per_tile, s.out_height - a * t.rows_per_tile)
+        cols = min(t.cols_per_tile, s.out_width - b * t.cols_per_tile)
+        ch = np.full(t.out_groups, t.out_pack, dtype=np.int64)
+        ch[-1] = s.out_channels - (t.out_groups - 1) * t.out_pack
+        return ch * rows * cols
+    if isinstance(layout, MatmulLayout):
+        t = layout.tiling
+        s = t.shape
+        nr = min(t.d0, s.batch - unit * t.d0)
+        nc = np.full(t.col_blocks, t.d2, dtype=np.int64)
+        nc[-1] = s.out_features - (t.col_blocks - 1) * t.d2
+        return nr * nc
+    return np.array([layout.positions(unit, j).size for j in range(layout.outputs)], dtype=np.int64)
+
+
+def _runs(counts: np.ndarray, chunk: int) -> list[tuple[int, int]]:
+    """``(ciphertexts, coefficients each)`` of the result messages: runs of equal counts, ``<= chunk`` long.
+
+    For the built-in layouts, outputs of one unit with equal counts have equal positions, so these are
+    exactly :func:`aiompc.protocols.linear.engine.output_batches`.
+    """
+    out: list[tuple[int, int]] = []
+    j = 0
+    while j < counts.size:
+        k = j + 1
+        while k < counts.size and k - j < chunk and counts[k] == counts[j]:
+            k += 1
+        out.append((k - j, int(counts[j])))
+        j = k
+    return out
+
+
+def _unit_kinds(layout: Layout) -> list[tuple[int, int]]:
+    """``(representative unit, number of units)`` of the distinct unit geometries (interior / edge tiles)."""
+    if isinstance(layout, ConvLayout):
+        t = layout.tiling
+        s = t.shape
+        kinds: dict[tuple[int, int], list[int]] = {}
+        for a in {0, t.tiles_h - 1}:
+            for b in {0, t.tiles_w - 1}:
+                rows = min(t.rows_per_tile, s.out_height - a * t.rows_per_tile)
+                cols = min(t.cols_per_tile, s.out_width - b * t.cols_per_tile)
+                n_a = 1 if a == t.tiles_h - 1 else t.tiles_h - 1
+                n_b = 1 if b == t.tiles_w - 1 else t.tiles_w - 1
+                kinds.setdefault((rows, cols), [a * t.tiles_w + b, 0])[1] += n_a * n_b
+        return [(u, c) for u, c in kinds.values()]
+    if isinstance(layout, MatmulLayout):
+        last = layout.units - 1
+        return [(0, last), (last, 1)] if last else [(0, 1)]
+    return [(u, 1) for u in range(layout.units)]
+
+
+def _label_bytes(label: str, units: int) -> int:
+    """``sum over u < units of len(f"{label}/tile{u}")`` in closed form."""
+    base = len(f"{label}/tile".encode()) * units
+    digits, lo = 1, 0
+    while lo < units:
+        hi = min(units, 10**digits)
+        base += digits * (hi - lo)
+        lo, digits = hi, digits + 1
+    return base
+
+
+def wire_cost(layout: Layout, params: HEParams, output: OutputPlan, chunk: int, label: str = "layer",
+              overhead: Overhead | None = None) -> tuple[int, int, int, int]:
+    """``(upload, download, messages up, messages down)`` bytes of one call under ``label`` (exact).
+
+    Units of equal geometry send equal messages, so each kind of unit is priced once; the frame's label
+    (``f"{label}/tile{u}"``) is summed in closed form.  With a transport ``overhead`` every message is
+    priced individually.
+    """
+    k = layout.inputs
+    sizes = [min(chunk, k - k0) for k0 in range(0, k, chunk)]
+    up_payload = sum(seeded_size(params, b) for b in sizes)
+    down_payload = 0
+    runs_per_unit = 0
+    for u, count in _unit_kinds(layout):
+        runs = _runs(output_counts(layout, u), chunk)
+        runs_per_unit = len(runs)  # the same for every unit (runs split where the channel count changes)
+        down_payload += count * sum(result_size(params, c, w, output.bits0, output.bits1) for c, w in runs)
+    units = layout.units
+    m_up, m_down = units * len(sizes), units * runs_per_unit
+    if overhead is None:
+        labels = 2 * units + _label_bytes(label, units)
+        up = units * up_payload + len(sizes) * labels
+        down = down_payload + runs_per_unit * labels
+        return up, down, m_up, m_down
+    up = down = 0
+    for u in range(units):
+        lab = f"{label}/tile{u}"
+        up += sum(frame_bytes(lab, seeded_size(params, b), overhead, "send") for b in sizes)
+        for c, w in _runs(output_counts(layout, u), chunk):
+            down += frame_bytes(lab, result_size(params, c, w, output.bits0, output.bits1), overhead, "recv")
+    return up, down, m_up, m_down
+
+
+def compute_seconds(layout: Layout, params: HEParams, macs: int | None = None) -> tuple[float, float]:
+    """Modelled ``(server, client)`` seconds (see :data:`COMPUTE`); ``macs`` defaults to all products."""
+    n, levels = params.n, params.levels
+    cts_in = layout.units * layout.inputs
+    cts_out = layout.units * layout.outputs
+    products = cts_out * layout.inputs if macs is None else macs
+    nl = n * levels
+    server = nl * (cts_in * COMPUTE["absorb"] + products * COMPUTE["mac"] + cts_out * COMPUTE["finalize"])
+    client = cts_in * nl * COMPUTE["encrypt"] + cts_out * n * COMPUTE["decrypt"]
+    return server, client
+
+
+def plan_cost(plan: "LinearPlan", label: str = "layer", overhead: Overhead | None = None) -> LayerCost:
+    """The :class:`LayerCost` of a :class:`~aiompc.protocols.linear.plan.LinearPlan` called under ``label``."""
+    up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, label, overhead)
+    server, client = compute_seconds(plan.layout, plan.he)
+    return LayerCost(up, down, m_up, m_down, server, client)

@@ -1,0 +1,347 @@
+"""The two-party HE flow of every linear layer, generic over the plan (layout + HE parameters + wire widths).
+
+Roles: the client holds the HE secret key (generated once per session and cached in ``party.state``); the
+server holds the weights and only ever sees the client's ciphertexts and a public key (an encryption of
+zero, sent once per session per parameter set on label ``"he-keys/<fingerprint>"``).
+
+Flow of one call (label ``L``; unit ``u`` of the layout uses label ``f"{L}/tile{u}"``):
+
+1. client → server, per unit, in messages of up to ``plan.chunk`` ciphertexts: its share's input
+   polynomials encrypted symmetrically (``c0`` bit-packed at ``ceil(log2 q)`` bits + one 32-byte seed
+   per message).  Encryption of message ``i + 1`` runs in the executor while message ``i`` is sent.
+2. server, as each message arrives: expand, add its own share as a plaintext, multiply-accumulate with
+   the weight plaintexts (NTT form, prepared while the first upload is in flight, once per weight array and
+   plan and then reused from the session's :class:`~aiompc.protocols.linear.weight_cache.WeightCache`; layers
+   too wide to hold in NTT form are transformed per chunk instead, :mod:`aiompc.protocols.linear.prepared`).
+3. server → client, per unit, in messages of up to ``plan.chunk`` results: each output ciphertext masked
+   with a fresh random ``r`` at its output coefficients, re-randomised with the public key and flooded
+   (hiding the weights), switched to ``2^62``, low bits dropped, ``c1`` whole plus ``c0`` only at the output
+   coefficients (:func:`aiompc.crypto.he.finalize`).  Finishing result batch ``b + 1`` overlaps sending ``b``.
+4. client: decrypts ``y - r`` at those coefficients; the server's share is ``r``.
+
+Approximate truncation (``plan.out_shift = s > 0``): the client decrypts only the top ``l - s`` bits,
+``round((y - r) / 2^s)``, and the server keeps ``floor((r + offset) / 2^s)``; their sum is
+``floor((y + offset) / 2^s) + e`` with ``e = b - c ∈ {-1, 0, 1}`` (``b`` the rounding bit of the coarse
+decryption, ``c`` the carry of the two low parts).  The noise then only has to stay below half of a
+``2^s`` unit, so ``q`` and the result's ``c0``/``c1`` widths shrink by about ``s`` bits.  Privacy is unchanged
+(the same uniform ``r`` masks every bit of ``y``; the flooding does not depend on ``t``); the error is that of
+the usual local truncation of shares.  It replaces the truncation of a following requantization.
+
+Inputs and outputs are additive shares mod ``2^l`` (``l = plan.he.plain_bits``).  Cost per call (visible in the
+channel statistics under ``L``): one round trip per unit; upload ``input ciphertexts * N * ceil(log2 q)`` bits,
+download ``output ciphertexts * (N * bits1 + visible * bits0)`` bits, plus small headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from aiompc.crypto.he import (
+    Ciphertext,
+    PlainNTT,
+    PublicKey,
+    ResultCiphertext,
+    SecretKey,
+    SeededCiphertext,
+    add,
+    add_plain,
+    decrypt_result,
+    encrypt_symmetric,
+    finalize,
+    keygen,
+    multiply_accumulate,
+    public_key,
+    result_phase,
+)
+from aiompc.crypto.he import HEParams
+from aiompc.crypto.prg import PRG
+from aiompc.errors import InputError, ProtocolError
+from aiompc.party import Party
+from aiompc.pipeline import pipelined
+from aiompc.ring import reduce
+from aiompc.protocols.linear.plan import LinearPlan
+from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights
+from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache, weight_digest
+
+__all__ = [
+    "run_linear",
+    "client_key",
+    "server_key",
+    "OutputBatch",
+    "output_batches",
+    "input_chunks",
+    "encrypt_chunk",
+    "absorb_chunk",
+    "finish_batch",
+    "decrypt_batch",
+    "prepared_weights",
+]
+
+KEY_LABEL = "he-keys"
+_INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
+
+
+# --------------------------------------------------------------------------- session keys
+
+
+async def client_key(party: Party, params: HEParams) -> SecretKey:
+    """The session's secret key for ``params`` (created, and its public key sent, on first use)."""
+    cache = party.state.setdefault("he_keys", {})
+    fut = cache.get(params.fingerprint)
+    if fut is None:
+        fut = cache[params.fingerprint] = asyncio.get_running_loop().create_future()
+        sk = keygen(params, party.rng)
+        pk = public_key(sk, party.rng)
+        await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").send_bytes(pk.to_bytes())
+        fut.set_result(sk)
+    return await fut
+
+
+async def server_key(party: Party, params: HEParams) -> PublicKey:
+    """The client's public key for ``params`` (received on first use, then cached for the session)."""
+    cache = party.state.setdefault("he_keys", {})
+    fut = cache.get(params.fingerprint)
+    if fut is None:
+        fut = cache[params.fingerprint] = asyncio.get_running_loop().create_future()
+        try:
+            data = await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").recv_bytes()
+            fut.set_result(PublicKey.from_bytes(params, data))
+        except BaseException as exc:
+            fut.set_exception(exc)
+            del cache[params.fingerprint]
+            raise
+    return await fut
+
+
+# --------------------------------------------------------------------------- message structure
+
+
+@dataclass(frozen=True)
+class OutputBatch:
+    """Output ciphertexts ``j0 .. j1 - 1`` of one unit, sharing the output coefficients ``positions``."""
+
+    j0: int
+    j1: int
+    positions: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return self.j1 - self.j0
+
+
+def input_chunks(plan: LinearPlan) -> list[tuple[int, int]]:
+    """``(k0, k1)`` ranges of input polynomials sent per message (the same for every unit)."""
+    k, c = plan.layout.inputs, plan.chunk
+    return [(k0, min(k0 + c, k)) for k0 in range(0, k, c)]
+
+
+def output_batches(plan: LinearPlan, unit: int) -> list[OutputBatch]:
+    """Result messages of ``unit``: consecutive outputs with equal positions, at most ``plan.chunk`` each."""
+    lay = plan.layout
+    out: list[OutputBatch] = []
+    j0 = 0
+    pos0 = lay.positions(unit, 0)
+    for j in range(1, lay.outputs + 1):
+        pos = lay.positions(unit, j) if j < lay.outputs else None
+        if pos is None or j - j0 == plan.chunk or not np.array_equal(pos, pos0):
+            out.append(OutputBatch(j0, j, pos0))
+            if pos is not None:
+                j0, pos0 = j, pos
+    return out
+
+
+# --------------------------------------------------------------------------- pure steps
+
+
+def encrypt_chunk(sk: SecretKey, polys: np.ndarray, prg: PRG) -> bytes:
+    """Client: symmetric, seed-compressed encryption of ``(B, N)`` share polynomials → wire bytes."""
+    return encrypt_symmetric(sk, polys, prg).to_bytes()
+
+
+def absorb_chunk(
+    plan: LinearPlan,
+    acc: Ciphertext | None,
+    data: bytes,
+    own: np.ndarray,
+    weights: PreparedWeights,
+    k0: int,
+    k1: int,
+) -> Ciphertext:
+    """Server: ``acc + sum_{k0 <= k < k1} (Enc(x_C,k) + x_S,k) * w[:, k]`` (NTT form, one per output).
+
+    The weight block is sliced from the prepared plaintexts, or transformed here if they are streamed."""
+    params = plan.he
+    up = SeededCiphertext.from_bytes(params, data)
+    if up.batch != k1 - k0:
+        raise ProtocolError(f"expected {k1 - k0} input ciphertexts, got {up.batch}")
+    ct = add_plain(up.expand(), own).to_ntt()
+    level, n = ct.level, params.n
+    data_out = np.empty((2, weights.nonzero.shape[0], level, n), dtype=np.uint64)
+    for j0, j1 in weights.row_blocks(k0, k1):  # one block unless the weights are streamed and wide
+        block, mask = weights.block(k0, k1, j0, j1)
+        if mask.all():
+            data_out[:, j0:j1] = multiply_accumulate(ct, block).data
+            continue
+        data_out[:, j0:j1] = 0  # structurally zero blocks (groups): multiply only where a group meets
+        for j in np.flatnonzero(mask.any(axis=1)):
+            ks = np.flatnonzero(mask[j])
+            sub = Ciphertext(params, np.ascontiguousarray(ct.data[:, ks]), True)
+            w = PlainNTT(params, block.data[j, ks][None], block.norm, block.count)
+            data_out[:, j0 + j] = multiply_accumulate(sub, w).data[:, 0]
+    part = Ciphertext(params, data_out, True)
+    return part if acc is None else add(acc, part)
+
+
+def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.ndarray, pk: PublicKey, prg: PRG) -> bytes:
+    """Server: mask outputs ``j0..j1`` with ``-r`` at their positions, re-randomise, flood, switch, drop, select."""
+    params = plan.he
+    sub = Ciphertext(params, acc.data[:, batch.j0 : batch.j1], acc.ntt_form)
+    mask = np.zeros((batch.count, params.n), dtype=np.uint64)
+    mask[:, batch.positions] = (np.uint64(0) - r) & np.uint64(params.t - 1)
+    res = finalize(add_plain(sub, mask), pk, plan.output, prg, batch.positions)
+    return res.to_bytes()
+
+
+def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBatch) -> np.ndarray:
+    """Client: parse a result message and decrypt its outputs, ``(count, len(positions))`` mod ``2^out_bits``.
+
+    With ``plan.out_shift = s`` only the top ``l - s`` bits are decrypted: ``round(2^(l-s) · phase / Q)``, i.e.
+    ``floor(v / 2^s) + b`` with ``b ∈ {0, 1}`` for the masked value ``v`` (the noise is below half of that
+    coarser unit, which is what ``plan.output`` was planned for).
+    """
+    res = ResultCiphertext.from_bytes(plan.he, data, batch.positions)
+    o = plan.output
+    if res.batch != batch.count or (res.modulus, res.drop0, res.drop1) != (o.modulus, o.drop0, o.drop1):
+        raise ProtocolError(
+            f"result batch does not follow the plan: {res.batch} ciphertexts mod 2^{res.modulus.bit_length() - 1} "
+            f"dropping ({res.drop0}, {res.drop1}); expected {batch.count}, ({o.drop0}, {o.drop1})"
+        )
+    if not plan.out_shift:
+        return decrypt_result(sk, res)
+    k = res.modulus.bit_length() - 1
+    if res.modulus != 1 << k or k <= plan.out_bits:
+        raise ProtocolError(f"a truncated result needs a power-of-two modulus above 2^{plan.out_bits}")
+    phi = result_phase(sk, res)
+    shift = k - plan.out_bits
+    return ((phi + np.uint64(1 << (shift - 1))) >> np.uint64(shift)) & np.uint64((1 << plan.out_bits) - 1)
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.ndarray,
+                     weight: np.ndarray | None = None, *, offset: np.ndarray | None = None) -> np.ndarray:
+    """Run one linear layer under ``plan``; both parties call it with the same ``label`` and plan.
+
+    ``x_share``: this party's share of the input, shape ``plan.layout.in_shape``, mod ``2^l``.
+    ``weight``: the server's weights (layout-specific shape, integers mod ``2^l``); ``None`` on the client.
+    ``offset``: server only, integers broadcastable to the output shape, added to the output (a bias) before
+    any truncation.  Returns this party's share of the output (``plan.layout.out_shape``, ``uint64``) mod
+    ``2^l``, or with ``plan.out_shift = s`` of ``floor((y + offset) / 2^s) + e``, ``e ∈ {-1, 0, 1}``, mod
+    ``2^(l - s)`` (approximate mode: the carry between the two shares' low bits and the rounding of the
+    coarse decryption are not corrected; every value is within one unit of the exact floor).
+    """
+    lay = plan.layout
+    x = np.asarray(x_share)
+    if x.shape != tuple(lay.in_shape):
+        raise InputError(f"{label}: input share has shape {x.shape}, the layer expects {tuple(lay.in_shape)}")
+    if x.dtype.kind not in "ui":
+        raise InputError(f"{label}: shares must be integers mod 2^l, got dtype {x.dtype}")
+    x = reduce(x, plan.l)
+    if party.is_server:
+        if weight is None:
+            raise InputError(f"{label}: the server must pass the weights")
+        y = await _server(party, label, plan, x, weight)
+        if offset is not None:
+            y = reduce(y + np.broadcast_to(reduce(np.asarray(offset), plan.l), y.shape), plan.l)
+        return y >> np.uint64(plan.out_shift) if plan.out_shift else y
+    if weight is not None or offset is not None:
+        raise InputError(f"{label}: the client must not pass weights or an offset")
+    return await _client(party, label, plan, x)
+
+
+async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> np.ndarray:
+    lay = plan.layout
+    sk = await client_key(party, plan.he)
+    polys = await party.compute(lay.input_polys, x, plan.l)
+    msgs = [(u, k0, k1) for u in range(lay.units) for (k0, k1) in input_chunks(plan)]
+    prgs = [party.rng.fork() for _ in msgs]
+
+    def produce(i: int) -> bytes:
+        u, k0, k1 = msgs[i]
+        return encrypt_chunk(sk, polys[u, k0:k1], prgs[i])
+
+    async def send(i: int, data: bytes) -> None:
+        await party.sub(f"{label}/tile{msgs[i][0]}").send_bytes(data)
+
+    values: dict[tuple[int, int], np.ndarray] = {}
+
+    async def receive(u: int) -> None:
+        sub = party.sub(f"{label}/tile{u}")
+        for batch in output_batches(plan, u):
+            data = await sub.recv_bytes()
+            vals = await party.compute(decrypt_batch, plan, sk, data, batch)
+            for j in range(batch.j0, batch.j1):
+                values[(u, j)] = vals[j - batch.j0]
+
+    await asyncio.gather(pipelined(party, len(msgs), produce, send), *(receive(u) for u in range(lay.units)))
+    return await party.compute(lay.assemble, values)
+
+
+async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -> PreparedWeights:
+    """Server: :func:`prepare_weights` through the session's :class:`WeightCache` (computed once per weight
+    array and plan, then reused by every sample and call)."""
+    cache = party.state.get(STATE_KEY)
+    if cache is None:
+        cache = party.state[STATE_KEY] = WeightCache()
+    w = np.asarray(weight)
+    key = (weight_digest(w), plan.layout, plan.he, plan.weight_bits)
+    return await cache.get(key, lambda: party.compute(prepare_weights, plan, w))
+
+
+async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    lay = plan.layout
+    prep = asyncio.ensure_future(prepared_weights(party, plan, weight))
+    try:
+        own = await party.compute(lay.input_polys, x, plan.l)
+        pk = await server_key(party, plan.he)
+    except BaseException:
+        prep.cancel()
+        raise
+    values: dict[tuple[int, int], np.ndarray] = {}
+    gate = asyncio.Semaphore(_INFLIGHT_UNITS)
+
+    async def unit(u: int) -> None:
+        sub = party.sub(f"{label}/tile{u}")
+        async with gate:
+            acc: Ciphertext | None = None
+            for k0, k1 in input_chunks(plan):
+                data = await sub.recv_bytes()
+                weights = await prep
+                acc = await party.compute(absorb_chunk, plan, acc, data, own[u, k0:k1], weights, k0, k1)
+            assert acc is not None
+            batches = output_batches(plan, u)
+            masks = [party.rng.integers(plan.l, (b.count, b.positions.size)) for b in batches]
+            prgs = [party.rng.fork() for _ in batches]
+            for b, r in zip(batches, masks):
+                for j in range(b.j0, b.j1):
+                    values[(u, j)] = r[j - b.j0]
+            final = acc
+
+            def produce(i: int) -> bytes:
+                return finish_batch(plan, final, batches[i], masks[i], pk, prgs[i])
+
+            async def send(i: int, data: bytes) -> None:
+                await sub.send_bytes(data)
+
+            await pipelined(party, len(batches), produce, send)
+
+    try:
+        await asyncio.gather(*(unit(u) for u in range(lay.units)))
+    finally:
+        if not prep.done():
+            prep.cancel()
+    return await party.compute(lay.assemble, values)

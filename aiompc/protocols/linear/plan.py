@@ -1,0 +1,252 @@
+"""Linear-layer plans and planners: one explicit, swappable object fixes a layer's ciphertexts.
+
+A :class:`LinearPlan` holds everything both parties must agree on, all derived from public information
+(the layer's shape, the ring width ``l`` and a public bound on the weights):
+
+* ``layout`` — tiling and packing (:mod:`aiompc.protocols.linear.layouts`): which polynomials are encrypted,
+  multiplied, accumulated, and which coefficients carry outputs;
+* ``he`` — the BFV parameters (``N``, primes, ``t = 2^l``);
+* ``pipeline`` — what the server computes per output ciphertext (weight bound, non-zeros, fan-in, visible
+  coefficients), the input of the noise bound;
+* ``output`` — flooding width, final modulus and bits dropped, i.e. the bits kept on the wire;
+* ``chunk`` — ciphertexts per message (the pipelining granularity);
+* ``out_shift`` — low output bits the client does not decrypt (approximate mode, see
+  :mod:`aiompc.protocols.linear.engine`): the output shares are ``floor(y / 2^out_shift) + e``, ``e ∈ {-1, 0, 1}``, in
+  the ring of ``l - out_shift`` bits, and ``output`` is planned for that precision.
+
+A *planner* maps ``(shape, l, weight_bits)`` to a plan.  :class:`CheetahPlanner` is Cheetah's closed-form
+tiling with one output channel per ciphertext; the quantized mode adds planners (searching tile shapes,
+packings and parameters) without touching the protocol code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Union
+
+from aiompc.crypto.he import HEParams, OutputPlan, ServerPipeline, cheetah_params, find_params, plan_output
+from aiompc.errors import InputError, UndecryptableParameters
+from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
+from aiompc.protocols.linear.tiling import (
+    ConvShape,
+    ConvTiling,
+    MatmulShape,
+    MatmulTiling,
+    cheetah_conv_tiling,
+    cheetah_matmul_tiling,
+)
+
+__all__ = [
+    "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "resolve_planner", "PLANNERS",
+    "pipeline_for", "with_out_shift", "decryption_params", "plan_for",
+]
+
+Shape = Union[ConvShape, MatmulShape]
+
+
+@dataclass(frozen=True)
+class LinearPlan:
+    """How one linear layer is computed under HE (see the module docstring)."""
+
+    layout: Layout
+    he: HEParams
+    pipeline: ServerPipeline
+    output: OutputPlan
+    weight_bits: int
+    planner: str = "cheetah"
+    chunk: int = 8
+    out_shift: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.out_shift < self.he.plain_bits:
+            raise InputError(f"out_shift must be in 0..l - 1 = {self.he.plain_bits - 1}, got {self.out_shift}")
+
+    @property
+    def l(self) -> int:
+        """Ring width of the input shares and of the computation (``t = 2^l``)."""
+        return self.he.plain_bits
+
+    @property
+    def out_bits(self) -> int:
+        """Ring width of the output shares: ``l - out_shift`` (the precision the client decrypts)."""
+        return self.he.plain_bits - self.out_shift
+
+    @property
+    def input_ciphertexts(self) -> int:
+        return self.layout.units * self.layout.inputs
+
+    @property
+    def output_ciphertexts(self) -> int:
+        return self.layout.units * self.layout.outputs
+
+    def describe(self) -> str:
+        t = getattr(self.layout, "tiling", None)
+        tile = t.describe() if t is not None else f"{self.input_ciphertexts} in / {self.output_ciphertexts} out"
+        pack = getattr(self.layout, "pack", 1)
+        if pack > 1:
+            tile = f"{pack} channels per coefficient in {self.layout.slot_bits}-bit slots, " + tile  # type: ignore[attr-defined]
+        o = self.output
+        shift = f", output >> {self.out_shift} (ring {self.out_bits})" if self.out_shift else ""
+        return (f"[{self.planner}] {tile}; {self.he.describe()}; wire c0 {o.bits0} b, c1 {o.bits1} b, "
+                f"flood {o.flood_bits} b (stat {self.pipeline.stat_bits}){shift}")
+
+
+Planner = Callable[[Shape, int, int], LinearPlan]
+
+
+def weight_count(layout: Layout) -> int:
+    """Largest number of non-zero coefficients of one weight polynomial (structural, public)."""
+    t = getattr(layout, "tiling", None)
+    if isinstance(t, ConvTiling):
+        return t.out_pack * t.channels * t.shape.kernel[0] * t.shape.kernel[1]
+    if isinstance(t, MatmulTiling):
+        return t.d1 * t.d2
+    return layout.n
+
+
+def max_visible(layout: Layout) -> int:
+    """Largest number of output coefficients of one output ciphertext."""
+    from aiompc.protocols.linear.costs import output_counts  # closed form for the built-in layouts
+
+    if isinstance(layout, (ConvLayout, MatmulLayout)):  # unit 0 is a full (not an edge) tile
+        return int(output_counts(layout, 0).max())
+    return max(int(output_counts(layout, u).max()) for u in range(layout.units))
+
+
+def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = 40) -> ServerPipeline:
+    """What the server computes per output ciphertext of ``layout`` (public counts only): weights bounded
+    by ``2^(weight_bits - 1)``, the layout's non-zeros per weight polynomial, its inputs accumulated and its
+    largest number of output coefficients per ciphertext."""
+    return ServerPipeline(
+        weight_norm=1 << (weight_bits - 1),
+        weight_count=weight_count(layout),
+        accumulations=layout.inputs,
+        visible=max_visible(layout),
+        stat_bits=stat_bits,
+    )
+
+
+def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None = None, stat_bits: int = 40,
+              planner: str = "custom", chunk: int = 8) -> LinearPlan:
+    """A plan for ``layout``: the pipeline from public counts, HE parameters (given, or the smallest secure
+    ones at the layout's ``N``) and the cheapest decryptable output plan.  Raises
+    :class:`UndecryptableParameters` (naming what is off) when nothing fits."""
+    if not 1 <= weight_bits <= l:
+        raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
+    pipeline = pipeline_for(layout, weight_bits, stat_bits)
+    if he is None:
+        he = find_params(l, pipeline, n=layout.n)
+    elif he.n != layout.n or he.plain_bits != l:
+        raise InputError(f"HE parameters {he.describe()} do not match the layout (N = {layout.n}) and l = {l}")
+    return LinearPlan(layout, he, pipeline, plan_output(he, pipeline), weight_bits, planner, chunk)
+
+
+@dataclass(frozen=True)
+class CheetahPlanner:
+    """Cheetah's closed-form tiling (one output channel per ciphertext) and parameters.
+
+    ``n = 4096`` with ``he="cheetah"`` is the published set: ``q ~ 2^109`` whatever ``l``.  ``he="smallest"``
+    asks the HE core for the smallest secure modulus at that ``N`` (what the tests use for small ``l``).
+    ``stat_bits`` is the statistical security of the flooding that hides the weights (40 by default).
+    """
+
+    n: int = 4096
+    he: str = "cheetah"
+    stat_bits: int = 40
+    chunk: int = 8
+
+    def layout(self, shape: Shape) -> Layout:
+        if isinstance(shape, ConvShape):
+            return ConvLayout(cheetah_conv_tiling(shape, self.n))
+        return MatmulLayout(cheetah_matmul_tiling(shape, self.n))
+
+    def __call__(self, shape: Shape, l: int, weight_bits: int) -> LinearPlan:
+        layout = self.layout(shape)
+        params = cheetah_params(l) if self.he == "cheetah" and self.n == 4096 else None
+        try:
+            return make_plan(layout, l, weight_bits, he=params, stat_bits=self.stat_bits, planner="cheetah",
+                             chunk=self.chunk)
+        except UndecryptableParameters as exc:
+            raise UndecryptableParameters(
+                f"{shape}: {exc} (Cheetah's q ~ 2^109 at N = 4096 holds l = {l} with {weight_bits}-bit weights "
+                f"only with less flooding: lower weight_bits, or pass CheetahPlanner(stat_bits=...) knowingly)"
+            ) from None
+
+
+@dataclass(frozen=True)
+class CheetahBaselinePlanner:
+    """Cheetah's published parameters exactly (``N = 4096``, ``q ~ 2^109``) with the strongest flooding,
+    at most ``stat_bits``, that still decrypts.
+
+    This is the baseline the quantized mode is measured against: its bytes are Cheetah's.  Rigorous
+    40-bit flooding does not fit ``q ~ 2^109`` for wide layers at ``l = 37`` (OpenCheetah itself floods
+    nothing; it only switches modulus and truncates), so the achieved level is recorded in the plan
+    (``plan.pipeline.stat_bits``) and reported by the benchmarks.
+    """
+
+    stat_bits: int = 40
+    chunk: int = 8
+
+    def __call__(self, shape: Shape, l: int, weight_bits: int) -> LinearPlan:
+        for stat in range(self.stat_bits, 0, -1):
+            try:
+                return CheetahPlanner(stat_bits=stat, chunk=self.chunk)(shape, l, weight_bits)
+            except UndecryptableParameters:
+                continue
+        raise UndecryptableParameters(f"{shape}: no flooding level decrypts at Cheetah's parameters (l = {l})")
+
+
+PLANNERS: dict[str, Planner] = {
+    "cheetah": CheetahPlanner(),
+    "cheetah-smallest": CheetahPlanner(he="smallest"),
+    "cheetah-baseline": CheetahBaselinePlanner(),
+}
+
+
+def plan_for(planner: str | Planner, shape: Shape, l: int, weight_bits: int, out_shift: int = 0,
+             pack: int = 1) -> LinearPlan:
+    """The plan both parties derive: ``planner(shape, l, weight_bits)``, truncating the output by ``out_shift``
+    bits (a planner with an ``out_shift`` keyword plans for it directly; others via :func:`with_out_shift`)
+    and packing ``pack`` input channels per coefficient (planners that support it only)."""
+    p = resolve_planner(planner)
+    if pack != 1:
+        if not getattr(p, "supports_packing", False):
+            raise InputError(f"planner {planner!r} does not pack channels; use the 'quantized' planner")
+        return p(shape, l, weight_bits, out_shift=out_shift, pack=pack)  # type: ignore[call-arg]
+    if not out_shift:
+        return p(shape, l, weight_bits)
+    if getattr(p, "supports_out_shift", False):
+        return p(shape, l, weight_bits, out_shift=out_shift)  # type: ignore[call-arg]
+    return with_out_shift(p(shape, l, weight_bits), out_shift)
+
+
+def resolve_planner(planner: str | Planner) -> Planner:
+    """A planner by name (``"cheetah"``, ``"cheetah-smallest"``) or the callable itself."""
+    if isinstance(planner, str):
+        try:
+            return PLANNERS[planner]
+        except KeyError:
+            raise InputError(f"unknown planner {planner!r}; known: {sorted(PLANNERS)}") from None
+    return planner
+
+
+def decryption_params(he: HEParams, out_shift: int) -> HEParams:
+    """``he`` with ``t = 2^(l - out_shift)``: the precision a truncating client decrypts at (same ``N`` and
+    primes; used to plan the output's noise budget, never to encrypt)."""
+    return he if not out_shift else HEParams(he.n, he.primes, he.plain_bits - out_shift, he.sigma)
+
+
+def with_out_shift(plan: LinearPlan, out_shift: int) -> LinearPlan:
+    """``plan`` with the output truncated by ``out_shift`` bits at decryption: same layout and ``q``, output
+    plan re-derived for the coarser precision (the quantized planner instead re-optimises ``q`` as well)."""
+    if out_shift == plan.out_shift:
+        return plan
+    if not 0 <= out_shift < plan.l:
+        raise InputError(f"out_shift must be in 0..l - 1 = {plan.l - 1}, got {out_shift}")
+    output = plan_output(decryption_params(plan.he, out_shift), plan.pipeline)
+    return replace(plan, output=output, out_shift=out_shift)
+
+
+def with_chunk(plan: LinearPlan, chunk: int) -> LinearPlan:
+    """The same plan with another message granularity."""
+    return replace(plan, chunk=chunk)

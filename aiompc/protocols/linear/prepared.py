@@ -1,0 +1,123 @@
+"""The server's weights of one linear layer, ready for multiply-accumulate — whole or streamed.
+
+The engine multiplies each input chunk ``k0..k1`` of the client's ciphertexts by the NTT-form weight
+plaintexts ``w[:, k0:k1]`` (:func:`aiompc.protocols.linear.engine.absorb_chunk`).  Holding every weight plaintext
+of a layer at once costs ``outputs × inputs × L × N × 8`` bytes: for a ResNet-50 layer under Cheetah's
+parameters (1×1, stride 2, 256×56×56 → 512: 512 × 256 ciphertexts, four primes, N = 4096) that is
+17.2 GB.  The weight *coefficients*, however, are sparse and public in position: a layout puts them at
+``E`` known exponents (:meth:`~aiompc.protocols.linear.layouts.Layout.weight_exponents`), ``E`` often far below
+``N``.  So :class:`PreparedWeights` always keeps the compact coefficients ``(outputs, inputs, E)`` and
+
+* transforms them all at once when the NTT form fits ``max_bytes`` (the common case: computed once,
+  then every unit and sample reuses it), or
+* transforms only the block ``[:, k0:k1]`` that a chunk needs, when it is asked for, in blocks of output
+  rows of at most :data:`BLOCK_MAX_BYTES` (the NTTs are then redone for every spatial unit and sample,
+  which for the layers concerned — wide channels, small images — means few units).
+
+The public noise inputs (largest centered coefficient ``norm``, most non-zeros per polynomial ``count``)
+are computed from all the coefficients up front, so a streamed block carries the same bound as the
+whole.  Nothing here depends on the client's data; everything is the server's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aiompc.crypto.he import HEParams, PlainNTT
+from aiompc.errors import InputError
+from aiompc.protocols.linear.plan import LinearPlan
+from aiompc.protocols.linear.plaintexts import centered, weight_plaintexts
+
+__all__ = ["PreparedWeights", "prepare_weights", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
+
+WHOLE_MAX_BYTES = 1 << 30
+"""Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
+BLOCK_MAX_BYTES = 1 << 28
+"""A streamed chunk is transformed in blocks of output rows of at most this size (NTT form)."""
+
+
+@dataclass(frozen=True)
+class PreparedWeights:
+    """A layer's weight plaintexts: compact coefficients plus, if it fits, their whole NTT form.
+
+    ``values``: ``(outputs, inputs, E)`` integers mod ``t`` at the public exponents ``exps``;
+    ``nonzero``: ``(outputs, inputs)``, False where a block is structurally zero (groups);
+    ``norm`` / ``count``: the noise estimator's inputs over all blocks; ``whole``: every block in NTT
+    form, or ``None`` when blocks are transformed on demand (:meth:`block`).
+    """
+
+    params: HEParams
+    values: np.ndarray
+    exps: np.ndarray
+    nonzero: np.ndarray
+    norm: int
+    count: int
+    whole: PlainNTT | None
+
+    @property
+    def streamed(self) -> bool:
+        return self.whole is None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (what a :class:`~aiompc.protocols.linear.weight_cache.WeightCache` charges for the entry)."""
+        held = self.values.nbytes + self.nonzero.nbytes + self.exps.nbytes
+        return held + (self.whole.data.nbytes if self.whole is not None else 0)
+
+    def row_blocks(self, k0: int, k1: int) -> list[tuple[int, int]]:
+        """Output-row ranges ``(j0, j1)`` in which to take the chunk of inputs ``k0..k1``: all rows at once
+        when the weights are whole, else blocks whose NTT form stays within :data:`BLOCK_MAX_BYTES` (a
+        chunk of a very wide layer, e.g. 2048 outputs × 8 inputs, would otherwise be transformed whole)."""
+        outputs = self.nonzero.shape[0]
+        if self.whole is not None:
+            return [(0, outputs)]
+        per_row = max(1, k1 - k0) * len(self.params.primes) * self.params.n * 8
+        rows = max(1, BLOCK_MAX_BYTES // per_row)
+        return [(j0, min(j0 + rows, outputs)) for j0 in range(0, outputs, rows)]
+
+    def block(self, k0: int, k1: int, j0: int = 0, j1: int | None = None) -> tuple[PlainNTT, np.ndarray]:
+        """NTT plaintexts ``w[j0:j1, k0:k1]`` (batch shape ``(j1 - j0, k1 - k0)``, all rows by default) and
+        their ``nonzero`` mask; transformed now if the weights are streamed (structurally zero blocks stay
+        zero, untransformed)."""
+        rows = slice(j0, j1)
+        mask = self.nonzero[rows, k0:k1]
+        if self.whole is not None:
+            data = self.whole.data[rows, k0:k1]
+        else:
+            data = weight_plaintexts(self.params, self.values[rows, k0:k1], self.exps, mask).data
+        return PlainNTT(self.params, data, self.norm, self.count), mask
+
+
+def _centered_stats(params: HEParams, values: np.ndarray, nonzero: np.ndarray) -> tuple[int, int]:
+    """``(max |centered coefficient|, max non-zeros in one polynomial)`` over the non-structural blocks."""
+    v = values[nonzero] if not np.all(nonzero) else values.reshape(-1, values.shape[-1])
+    if v.size == 0:
+        return 0, 0
+    c = centered(params, v)
+    return int(np.abs(c).max()), int(np.count_nonzero(c, axis=-1).max())
+
+
+def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | None = None) -> PreparedWeights:
+    """Server: the layout's weight plaintexts under ``plan`` (whole if their NTT form fits ``max_bytes``,
+    default :data:`WHOLE_MAX_BYTES` read at call time, else streamed per chunk; see the module docstring).
+
+    Raises :class:`InputError` if a weight exceeds the plan's public bound ``2^(weight_bits - 1)``.
+    """
+    params = plan.he
+    values, nonzero = plan.layout.weight_values(weight, plan.l)
+    exps = np.asarray(plan.layout.weight_exponents(), dtype=np.int64).reshape(-1)
+    norm, count = _centered_stats(params, values, nonzero)
+    bound = 1 << (plan.weight_bits - 1)
+    if norm > bound:
+        raise InputError(
+            f"a weight has magnitude {norm} > 2^{plan.weight_bits - 1}, the public bound of the plan: "
+            f"pass a larger weight_bits (both parties must agree on it)"
+        )
+    whole_bytes = nonzero.size * len(params.primes) * params.n * 8
+    whole = None
+    if whole_bytes <= (WHOLE_MAX_BYTES if max_bytes is None else max_bytes):
+        w = weight_plaintexts(params, values, exps, nonzero)
+        whole = PlainNTT(params, w.data, norm, count)
+    return PreparedWeights(params, values, exps, nonzero, norm, count, whole)

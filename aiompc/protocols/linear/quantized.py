@@ -1,0 +1,390 @@
+"""The ``quantized`` planner: a cost-driven search over ring degree, modulus, tile shape and packing.
+
+For a layer's actual ring width ``l`` (the accumulator width of a low-precision layer, not Cheetah's 37)
+and its public weight bound, the planner enumerates
+
+* ``N`` in the HE core's secure set (:data:`~aiompc.crypto.he.SECURITY_TABLE`);
+* for a convolution, the spatial tile ``H_w x W_w`` (every distinct split of the output rows / columns into
+  tiles, the largest tile of each split count that fits ``N``, plus Cheetah's tile; *compact* when the tile
+  spans the padded width, so the right / bottom zero padding takes no coefficients), the input channels per
+  ciphertext ``C_w`` and the output channels per output ciphertext ``out_pack`` (several output channels in
+  disjoint coefficient ranges, ``out_pack·C_w·H_w·W_w <= N``: fewer output ciphertexts, whose ``c1`` is
+  sent whole, for smaller input tiles);  for a matrix product, the blocks ``d0 x d1 x d2``;
+  each block count is tried once, with the smallest block giving it (least noise);
+* ``q``: the smallest set of NTT primes (``q ≡ 1 mod t`` where it helps) above the noise need of that
+  layout at ``N`` (:func:`~aiompc.crypto.he.min_modulus_bits`, with a margin that is itself searched: a
+  larger ``q`` leaves more room to drop low bits of the result), the output plan
+  (:func:`~aiompc.crypto.he.plan_output`) proving it decryptable with 40-bit statistical flooding;
+
+and minimises the exact bytes of the call (:mod:`aiompc.protocols.linear.costs`; with ``bandwidth`` given, the
+modelled time).  Cheetah's closed-form tiling with the smallest secure ``q`` at the same ``l``
+(``CheetahPlanner(he="smallest")``) is always one of the candidates, so the choice is never worse than
+Cheetah's rule at the same ``l`` (in the model, which equals the measured bytes).
+
+Two approximate-mode options change what is computed, so the caller asks for them:
+
+* ``out_shift = s``: the client decrypts only the top ``l - s`` bits (a fused truncation, one unit of error,
+  :mod:`aiompc.protocols.linear.engine`); ``q`` and the output plan are searched for that precision — about ``s``
+  bits fewer per uploaded and per returned coefficient;
+* ``pack = k``: Kronecker packing of ``k`` input channels per coefficient in ``l / k``-bit slots
+  (:mod:`aiompc.protocols.linear.kronecker`); the candidates are the packed layouts.  :func:`choose_packing`
+  compares ``k = 1, 2, 3`` for a layer, counting the wider input rings the packing needs.
+
+Search cost: a first pass with the default margin over every candidate (pruned by a lower bound of each
+candidate's bytes against the best found), then the best ``refine`` candidates (and Cheetah's) with every
+margin; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
+out_shift, pack)``; both parties run the same deterministic search (no measured quantity enters it).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Iterator, Union
+
+import numpy as np
+
+from aiompc.crypto.he import HEParams, OutputPlan, ServerPipeline, SECURITY_TABLE, choose_primes, plan_output
+from aiompc.crypto.he import min_modulus_bits
+from aiompc.errors import InputError, ParameterError, UndecryptableParameters
+from aiompc.protocols.linear.costs import LayerCost, compute_seconds, wire_cost
+from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
+from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
+from aiompc.protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, pipeline_for, with_out_shift
+from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, cheetah_conv_tiling
+
+__all__ = [
+    "QuantizedPlanner", "SearchResult", "Candidate", "PackingOption", "choose_packing", "block_sizes", "axis_tiles",
+    "conv_tilings", "matmul_tilings",
+]
+
+Shape = Union[ConvShape, MatmulShape]
+_DEFAULT_MARGIN = 2.0
+
+
+def block_sizes(total: int, largest: int) -> list[int]:
+    """The smallest block size for each distinct block count ``ceil(total / b)``, ``1 <= b <= largest``,
+    in decreasing order of size (increasing block count)."""
+    largest = min(largest, total)
+    if largest < 1:
+        return []
+    out: list[int] = []
+    count = -(-total // largest)
+    while count <= total:
+        b = -(-total // count)
+        if not out or b != out[-1]:
+            out.append(b)
+        # next count whose minimal block is smaller than b
+        count = max(count + 1, -(-total // (b - 1)) if b > 1 else total + 1)
+    return out
+
+
+def axis_tiles(padded: int, kernel: int, stride: int, outputs: int) -> list[int]:
+    """Tile sizes along one conv axis, one per distinct tile count (largest first): ``(r - 1)·stride + kernel``
+    for ``r`` outputs per tile."""
+    return [min((r - 1) * stride + kernel, padded) for r in block_sizes(outputs, outputs)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One evaluated point of the search: the plan and its modelled cost."""
+
+    plan: LinearPlan
+    cost: LayerCost
+    margin: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The search's choice, Cheetah's rule at the same ``l`` (if it decrypts) and the size of the search."""
+
+    best: Candidate
+    cheetah: Candidate | None
+    evaluated: int
+    considered: int = 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _params(n: int, need_eighths: int, l: int) -> HEParams:
+    """Balanced primes (``q ≡ 1 mod 2^l`` where possible) with ``log2 q >= need_eighths / 8``."""
+    return HEParams(n, choose_primes(n, need_eighths / 8, SECURITY_TABLE[n], l), l)
+
+
+@functools.lru_cache(maxsize=4096)
+def _params_at(params: HEParams, plain_bits: int) -> HEParams:
+    """The same ring and primes with ``t = 2^plain_bits`` (the client's decryption precision)."""
+    return params if plain_bits == params.plain_bits else HEParams(params.n, params.primes, plain_bits)
+
+
+@functools.lru_cache(maxsize=65536)
+def _output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan | None:
+    try:
+        return plan_output(params, pipeline)
+    except UndecryptableParameters:
+        return None
+
+
+@dataclass(frozen=True)
+class QuantizedPlanner:
+    """Cost-driven planner (see the module docstring).
+
+    ``ns``: ring degrees tried; ``stat_bits``: statistical security of the flooding; ``chunk``: ciphertexts
+    per message; ``bandwidth``: bytes/s to minimise modelled time instead of bytes (``rtt`` seconds per
+    round trip); ``margins``: noise margins (bits of ``q`` above the flooded noise) tried in the refinement;
+    ``refine``: candidates of the first pass refined; ``label``: the label length assumed for the frames
+    (bytes only; the choice does not depend on it in practice).
+    """
+
+    ns: tuple[int, ...] = (2048, 4096, 8192, 16384)
+    stat_bits: int = 40
+    chunk: int = 8
+    bandwidth: float | None = None
+    rtt: float = 0.0
+    margins: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+    refine: int = 8
+    label: str = "layer"
+    supports_out_shift: ClassVar[bool] = True
+    supports_packing: ClassVar[bool] = True
+
+    def __call__(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0, pack: int = 1) -> LinearPlan:
+        return self.search(shape, l, weight_bits, out_shift, pack).best.plan
+
+    def search(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0, pack: int = 1) -> SearchResult:
+        """Run (or fetch from the cache) the search for one layer.
+
+        ``out_shift``: output bits the client does not decrypt (approximate truncation, see
+        :mod:`aiompc.protocols.linear.engine`).  ``pack = k > 1``: Kronecker packing of ``k`` input channels in slots of
+        ``l / k`` bits (:mod:`aiompc.protocols.linear.kronecker`; convolutions, approximate mode, ``out_shift >=
+        (k-1)·l/k``); Cheetah's rule has no packed counterpart, so ``cheetah`` is ``None`` then."""
+        if not 1 <= weight_bits <= l:
+            raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
+        if not 0 <= out_shift < l:
+            raise InputError(f"out_shift must be in 0..l - 1 = {l - 1}, got {out_shift}")
+        if pack != 1:
+            if not isinstance(shape, ConvShape) or shape.groups != 1 or pack < 2 or l % pack:
+                raise InputError(f"packing {pack} channels needs a convolution with groups = 1 and l = {l} a "
+                                 "multiple of the slot count")
+            if out_shift < (pack - 1) * (l // pack) or weight_bits >= l // pack:
+                raise InputError(f"packing {pack} channels in {l // pack}-bit slots needs out_shift >= "
+                                 f"{(pack - 1) * (l // pack)} (the lower slots are dropped) and weight_bits < {l // pack}")
+        return _search(self, shape, l, weight_bits, out_shift, pack)
+
+    # ------------------------------------------------------------------ candidates
+
+    def layouts(self, shape: Shape, pack: int = 1, slot_bits: int = 0, weight_bits: int = 0) -> Iterator[Layout]:
+        """Every candidate layout, over all ``N`` (Cheetah's tiling among them when ``pack = 1``)."""
+        for n in self.ns:
+            if isinstance(shape, ConvShape) and pack > 1:
+                for t in conv_tilings(packed_shape(shape, pack), n):
+                    yield KroneckerConvLayout(t, shape, pack, slot_bits, weight_bits)
+            elif isinstance(shape, ConvShape):
+                for t in conv_tilings(shape, n):
+                    yield ConvLayout(t)
+            else:
+                for m in matmul_tilings(shape, n):
+                    yield MatmulLayout(m)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def key(self, cost: LayerCost) -> tuple[float, float]:
+        """What the search minimises (bytes, or modelled time when a bandwidth is given), then a tie-break."""
+        if self.bandwidth is None:
+            return (cost.total, cost.seconds())
+        return (cost.seconds(self.bandwidth, self.rtt), cost.total)
+
+    def evaluate(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
+                 bound: tuple[float, float] | None = None, out_shift: int = 0) -> Candidate | None:
+        """The plan of ``layout`` with the smallest ``q`` above the noise need plus ``margin`` bits (for
+        decryption at ``l - out_shift`` bits), and its cost; ``None`` when nothing decrypts at that ``N`` or
+        when a lower bound of its cost is not below ``bound`` (a :meth:`key`)."""
+        n = layout.n
+        if n not in SECURITY_TABLE:
+            return None
+        dec = l - out_shift
+        try:
+            pipeline = pipeline_for(layout, weight_bits, self.stat_bits)
+            need = min_modulus_bits(n, dec, pipeline, margin)
+        except InputError:
+            return None
+        if need > SECURITY_TABLE[n]:
+            return None
+        if bound is not None and self._lower_bound(layout, dec, need) >= bound[0]:
+            return None
+        try:
+            params = _params(n, math.ceil(need * 8), l)
+        except UndecryptableParameters:
+            return None
+        output = _output(_params_at(params, dec), pipeline)
+        if output is None:
+            return None
+        plan = LinearPlan(layout, params, pipeline, output, weight_bits, "quantized", self.chunk, out_shift)
+        return Candidate(plan, self.cost(plan), margin)
+
+    def _lower_bound(self, layout: Layout, l: int, need: float) -> float:
+        """A lower bound of the first component of :meth:`key`: ``c0`` uploads of at least ``ceil(need)`` bits
+        per coefficient, results of at least ``l + 1`` bits per ``c1`` and carried ``c0`` coefficient."""
+        n = layout.n
+        cts_in, cts_out = layout.units * layout.inputs, layout.units * layout.outputs
+        outputs = int(np.prod(layout.out_shape))
+        low = (cts_in * n * math.ceil(need) + (cts_out * n + outputs) * (l + 1)) / 8
+        return low if self.bandwidth is None else low / self.bandwidth + self.rtt
+
+    def cost(self, plan: LinearPlan) -> LayerCost:
+        up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, self.label)
+        server, client = compute_seconds(plan.layout, plan.he)
+        return LayerCost(up, down, m_up, m_down, server, client)
+
+
+def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int) -> Candidate | None:
+    """Cheetah's rule at ``N = 4096`` with the smallest secure ``q`` for ``l`` (exactly ``cheetah-smallest``),
+    its output truncated by ``out_shift`` bits."""
+    try:
+        plan = CheetahPlanner(n=4096, he="smallest", stat_bits=planner.stat_bits, chunk=planner.chunk)(
+            shape, l, weight_bits)
+        plan = with_out_shift(plan, out_shift)
+    except (UndecryptableParameters, ParameterError):
+        return None
+    return Candidate(plan, planner.cost(plan), _DEFAULT_MARGIN)
+
+
+@functools.lru_cache(maxsize=1024)
+def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int,
+            pack: int = 1) -> SearchResult:
+    first: list[Candidate] = []  # kept sorted, at most planner.refine long
+    considered = evaluated = 0
+    slot = l // pack
+    layouts = planner.layouts(shape, pack, slot, weight_bits)
+    if pack > 1:  # the server's plaintexts are the packed weights
+        weight_bits = packed_weight_bits(weight_bits, pack, slot)
+    for layout in layouts:
+        considered += 1
+        bound = planner.key(first[-1].cost) if len(first) >= max(1, planner.refine) else None
+        cand = planner.evaluate(layout, l, weight_bits, bound=bound, out_shift=out_shift)
+        if cand is not None:
+            evaluated += 1
+            first.append(cand)
+            first.sort(key=lambda c: planner.key(c.cost))
+            del first[max(1, planner.refine):]
+    cheetah = _cheetah(planner, shape, l, weight_bits, out_shift) if pack == 1 else None
+    if not first and cheetah is None:
+        raise UndecryptableParameters(
+            f"{shape}: no layout decrypts with {planner.stat_bits}-bit flooding at N in {planner.ns} for l = {l} "
+            f"and {weight_bits}-bit (plaintext) weights{f', {pack} channels packed' if pack > 1 else ''}: lower "
+            "weight_bits, l or the packing, or allow a larger N"
+        )
+    pool = [c.plan.layout for c in first]
+    if cheetah is not None:
+        pool.append(cheetah.plan.layout)
+    refined = list(first)
+    for layout in pool:
+        for margin in planner.margins:
+            if margin != _DEFAULT_MARGIN:
+                cand = planner.evaluate(layout, l, weight_bits, margin, out_shift=out_shift)
+                if cand is not None:
+                    evaluated += 1
+                    refined.append(cand)
+    if cheetah is not None:
+        refined.append(cheetah)
+    best = min(refined, key=lambda c: planner.key(c.cost))
+    return SearchResult(best, cheetah, evaluated, considered)
+
+
+# --------------------------------------------------------------------------- packing choice
+
+
+@dataclass(frozen=True)
+class PackingOption:
+    """One packing factor for a layer: its plan (ring ``k·B``, ``out_shift = (k-1)B + shift``), the HE bytes of
+    the call, and the modelled extra bytes its wider input rings cost the producer of the input."""
+
+    pack: int
+    plan: LinearPlan
+    cost: LayerCost
+    widening: float
+
+    @property
+    def total(self) -> float:
+        return self.cost.total + self.widening
+
+
+def choose_packing(planner: QuantizedPlanner, shape: ConvShape, slot_bits: int, weight_bits: int, shift: int,
+                   *, input_bit_cost: float = 5.0, max_pack: int = 3) -> list[PackingOption]:
+    """Packing factors ``1..max_pack`` for a convolution whose accumulator fits ``slot_bits`` (signed) and
+    whose output is wanted truncated by ``shift`` bits, cheapest first (HE bytes + input widening).
+
+    Slot ``i`` of ``k`` needs its input channels shared in ``(k - i)·B`` bits instead of ``B``; the producer
+    (a requantization writing directly in that ring) pays ``input_bit_cost`` bits per extra ring bit and
+    element (its output multiplexers and B2A scale with the output ring: 5.0 bits measured by
+    ``benchmarks/quantized_layers.py`` for ``aiompc.protocols.nonlinear.requantize``).  Factors that do not decrypt
+    (``q`` over budget) are left out.
+    ``k = 1`` is the unpacked plan at ring ``B``; it is always there when ``shift < slot_bits``.
+    """
+    out: list[PackingOption] = []
+    elements = shape.height * shape.width
+    for k in range(1, max_pack + 1):
+        if k > 1 and (shape.groups != 1 or shape.in_channels < k or k * slot_bits > 60):
+            break
+        try:
+            res = planner.search(shape, k * slot_bits, weight_bits, (k - 1) * slot_bits + shift, k)
+        except (UndecryptableParameters, InputError):
+            continue
+        extra_bits = sum((k - 1 - c % k) * slot_bits for c in range(shape.in_channels))
+        out.append(PackingOption(k, res.best.plan, res.best.cost, input_bit_cost * extra_bits * elements / 8))
+    return sorted(out, key=lambda o: (o.total, o.pack))
+
+
+# --------------------------------------------------------------------------- candidate tilings
+
+
+def _compact_ok(shape: ConvShape, tile_w: int) -> bool:
+    top, bottom, left, right = shape.padding
+    return tile_w == shape.padded_width and 0 < right <= left
+
+
+def _tile_shapes(shape: ConvShape, n: int) -> list[tuple[int, int, bool]]:
+    """Spatial tiles ``(H_w, W_w, compact)``: per distinct row-tile count, the two widest tiles that fit ``N``
+    (compact when the tile spans the padded width), and Cheetah's tile."""
+    kh, kw = shape.kernel
+    sh, sw = shape.stride
+    rows = axis_tiles(shape.padded_height, kh, sh, shape.out_height)
+    cols = axis_tiles(shape.padded_width, kw, sw, shape.out_width)
+    out: list[tuple[int, int, bool]] = []
+    for th in rows:
+        fitting = []
+        for tw in cols:
+            compact = _compact_ok(shape, tw)
+            if ConvTiling(shape, 1 << 30, 1, th, tw, 1, compact).channel_size <= n:
+                fitting.append((th, tw, compact))
+        out.extend(fitting[:2])
+    try:
+        c = cheetah_conv_tiling(shape, n)
+        out.append((c.tile_h, c.tile_w, False))
+    except ParameterError:
+        pass
+    return list(dict.fromkeys(out))
+
+
+def conv_tilings(shape: ConvShape, n: int, out_packs: int = 6) -> Iterator[ConvTiling]:
+    """Candidate conv tilings at ring degree ``n`` (see the module docstring).  For each ``C_w``, the
+    ``out_packs`` largest output packings (each output-group count once)."""
+    for th, tw, compact in _tile_shapes(shape, n):
+        size = ConvTiling(shape, 1 << 30, 1, th, tw, 1, compact).channel_size
+        for cw in block_sizes(shape.in_channels, n // size):
+            for op in block_sizes(shape.out_channels, n // (cw * size))[:out_packs]:
+                try:
+                    yield ConvTiling(shape, n, cw, th, tw, op, compact)
+                except ParameterError:
+                    continue
+
+
+def matmul_tilings(shape: MatmulShape, n: int, col_blocks: int = 4) -> Iterator[MatmulTiling]:
+    """Candidate matrix-product blocks at ring degree ``n``: every distinct row- and inner-block count, and
+    the ``col_blocks`` largest output blocks that fit."""
+    for d0 in block_sizes(shape.batch, n):
+        for d1 in block_sizes(shape.in_features, n // d0):
+            for d2 in block_sizes(shape.out_features, n // (d0 * d1))[:col_blocks]:
+                yield MatmulTiling(shape, n, d0, d1, d2)
+
+
+PLANNERS.setdefault("quantized", QuantizedPlanner())

@@ -1,0 +1,45 @@
+"""Non-linear two-party protocols on secret shares (Cheetah / CrypTFlow2 style, OT-based).
+
+Every protocol is an ``async`` function of a :class:`~aiompc.party.Party`, called by both parties with
+the same deterministic ``label``, vectorised over numpy arrays of shares (``uint64`` mod ``2^l``,
+``l <= 64``; Boolean shares are ``uint8`` XOR shares).  Correlated OTs come from :mod:`aiompc.protocols.ot`,
+so the OT engine (IKNP now, silent OT later) is swapped without touching this package.
+
+* :mod:`.boolean` — AND (bit triples), B2A, multiplexer, cross products of held bits
+* :mod:`.millionaire` — batched millionaire comparison (digit leaves by 1-of-2^m OT, AND tree)
+* :mod:`.relu` — DReLU, ReLU
+* :mod:`.truncation` — exact and approximate truncation, known-MSB shortcuts
+* :mod:`.extension` — ring extension and reduction
+* :mod:`.requantize` — clip(round(x·M / 2^s), lo, hi) into a chosen output ring
+* :mod:`.pooling` — max-pool, argmax
+"""
+
+from aiompc.protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, mux
+from aiompc.protocols.nonlinear.extension import change_ring, extend, reduce_ring
+from aiompc.protocols.nonlinear.millionaire import CompareTask, compare_batch, millionaire
+from aiompc.protocols.nonlinear.pooling import argmax, max_reduce, maxpool2d
+from aiompc.protocols.nonlinear.relu import drelu, drelu_shifted, relu
+from aiompc.protocols.nonlinear.requantize import requantize
+from aiompc.protocols.nonlinear.truncation import truncate
+
+__all__ = [
+    "and_",
+    "b2a",
+    "cross_and",
+    "cross_or",
+    "mux",
+    "millionaire",
+    "compare_batch",
+    "CompareTask",
+    "drelu",
+    "drelu_shifted",
+    "relu",
+    "truncate",
+    "extend",
+    "reduce_ring",
+    "change_ring",
+    "requantize",
+    "maxpool2d",
+    "max_reduce",
+    "argmax",
+]

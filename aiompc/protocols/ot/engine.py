@@ -1,0 +1,415 @@
+"""The OT engine: the one interface through which protocols obtain random correlated OTs (COTs).
+
+One engine per session lives in ``party.state["ot_engine"]`` (:func:`get_engine`), of the kind named by
+``party.options.get("ot", "iknp")``.  It serves both directions (server as OT sender, client as OT
+sender); each direction has its own setup (base OTs) and its own global correlation Δ.
+
+**What an engine gives** (:meth:`OTEngine.cots`, called by both parties with the same ``label``, ``n``
+and ``sender``): the sender gets :class:`SenderCOTs` — 128-bit blocks ``q_i`` and one ``Δ``, its two
+messages being ``q_i`` and ``q_i ⊕ Δ`` — and the receiver gets :class:`ReceiverCOTs` — uniform choice
+bits ``b_i`` and ``t_i = q_i ⊕ b_i·Δ``.  Both get the same ``tweaks``, distinct for every COT of the
+session, to key the correlation-robust hash that derandomisation applies.
+
+**Pooling** (:class:`PooledEngine`): COTs are generated in batches (on demand, or ahead of time with
+:meth:`OTEngine.precompute`) and buffered; the receiver of a direction drives generation and
+allocation.  Calls on different labels may run concurrently and in a different order on the two
+sides, so the receiver picks the range of pool indices each call consumes and announces it in one
+small message on the call's own ``label`` (phase "online"); the sender waits until its pool holds
+that range.  Generation messages travel on ``ot/<kind>/<sender>`` (and ``.../base``, ``.../mark``) in
+phase "offline", so channel statistics keep COT generation (offline) and derandomisation (online)
+apart.  Labels starting with ``ot/`` are reserved for engines.
+
+**Plugging in another engine** (e.g. silent OT): subclass :class:`PooledEngine`, implement
+:meth:`PooledEngine.open_receiver` / :meth:`PooledEngine.open_sender` returning a
+:class:`COTReceiverSource` / :class:`COTSenderSource` (a batch generator for one side of one
+direction), and :func:`register_engine` it.  The flavours in :mod:`aiompc.protocols.ot.flavours` never change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from aiompc.errors import InputError, ProtocolError, TransportClosed
+from aiompc.party import Party, Role
+
+__all__ = [
+    "SenderCOTs",
+    "ReceiverCOTs",
+    "OTEngine",
+    "PooledEngine",
+    "COTReceiverSource",
+    "COTSenderSource",
+    "get_engine",
+    "register_engine",
+    "engine_kinds",
+]
+
+_ROLES: tuple[Role, Role] = ("server", "client")
+
+
+def _check_role(sender: object) -> Role:
+    if sender not in _ROLES:
+        raise InputError(f"sender must be 'server' or 'client', got {sender!r}")
+    return sender  # type: ignore[return-value]
+
+
+def _tweaks(sender: Role, start: int, n: int) -> np.ndarray:
+    """Session-unique hash tweaks: the pool index, with the direction in bit 63."""
+    direction = np.uint64(0 if sender == "server" else 1 << 63)
+    return np.arange(start, start + n, dtype=np.uint64) | direction
+
+
+@dataclass(frozen=True)
+class SenderCOTs:
+    """The sender's half of ``n`` random COTs: messages ``m0 = q[i]`` and ``m1 = q[i] ⊕ delta``.
+
+    ``q``: ``(n, 2)`` ``uint64`` 128-bit blocks; ``delta``: ``(2,)`` ``uint64``, the direction's global Δ;
+    ``tweaks``: ``(n,)`` ``uint64``, session-unique, shared with the receiver.
+    """
+
+    q: np.ndarray
+    delta: np.ndarray
+    tweaks: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.q.shape[0])
+
+    def m1(self) -> np.ndarray:
+        """The second messages ``q ⊕ Δ``."""
+        return self.q ^ self.delta
+
+
+@dataclass(frozen=True)
+class ReceiverCOTs:
+    """The receiver's half of ``n`` random COTs: uniform ``choices`` and ``t = q ⊕ choices·Δ``.
+
+    ``choices``: ``(n,)`` ``uint8`` 0/1; ``t``: ``(n, 2)`` ``uint64``; ``tweaks`` as for :class:`SenderCOTs`.
+    """
+
+    choices: np.ndarray
+    t: np.ndarray
+    tweaks: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+
+class OTEngine(ABC):
+    """Produces random COTs in both directions for one session; see the module docstring."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, party: Party) -> None:
+        self.party = party
+
+    @abstractmethod
+    async def cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs | ReceiverCOTs:
+        """``n`` fresh random COTs with ``sender`` as OT sender; both parties call it with the same arguments."""
+
+    @abstractmethod
+    async def precompute(self, n: int, *, sender: Role) -> None:
+        """Generate at least ``n`` more COTs in this direction now and buffer them (both parties call it)."""
+
+    async def sender_cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs:
+        """:meth:`cots` on the sending side (checks that this party is ``sender``)."""
+        if self.party.role != _check_role(sender):
+            raise InputError(f"{self.party.role} is not the OT sender on {label!r}")
+        out = await self.cots(label, n, sender=sender)
+        assert isinstance(out, SenderCOTs)
+        return out
+
+    async def receiver_cots(self, label: str, n: int, *, sender: Role) -> ReceiverCOTs:
+        """:meth:`cots` on the receiving side (checks that this party is not ``sender``)."""
+        if self.party.role == _check_role(sender):
+            raise InputError(f"{self.party.role} is the OT sender on {label!r}, not the receiver")
+        out = await self.cots(label, n, sender=sender)
+        assert isinstance(out, ReceiverCOTs)
+        return out
+
+
+# --------------------------------------------------------------------------- batch sources
+
+
+class COTReceiverSource(ABC):
+    """The receiver's side of one direction's batch generator (runs the generation protocol)."""
+
+    unit: ClassVar[int] = 1  # batch sizes are multiples of this
+
+    @abstractmethod
+    async def generate(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch of ``n`` COTs: ``(choices (n,) uint8, t (n, 2) uint64)``; batches are generated in order."""
+
+
+class COTSenderSource(ABC):
+    """The sender's side of one direction's batch generator; ``delta`` is the direction's Δ."""
+
+    delta: np.ndarray
+
+    @abstractmethod
+    async def generate(self) -> np.ndarray:
+        """The ``(n, 2)`` ``uint64`` blocks ``q`` of the receiver's next batch (in the receiver's order)."""
+
+
+class _ReceiverPool:
+    """Receiver side of a direction: generates batches and allocates consecutive index ranges."""
+
+    def __init__(self, source: COTReceiverSource, min_batch: int, max_batch: int) -> None:
+        self.source = source
+        self.min_batch = min_batch
+        self.max_batch = max_batch
+        self.lock = asyncio.Lock()
+        self.generated = 0  # index one past the last generated COT
+        self.next = 0  # first index not yet allocated
+        self._choices: list[np.ndarray] = []
+        self._t: list[np.ndarray] = []
+
+    def _round(self, n: int) -> int:
+        unit = self.source.unit
+        return -(-n // unit) * unit
+
+    async def _generate(self, n: int, minimum: int) -> None:
+        """Generate ``n`` or more COTs, in batches of ``minimum``..``max_batch`` (lock held)."""
+        remaining = n
+        while remaining > 0:
+            size = self._round(min(max(remaining, minimum), self.max_batch))
+            choices, t = await self.source.generate(size)
+            self._choices.append(choices)
+            self._t.append(t)
+            self.generated += size
+            remaining -= size
+
+    async def grow(self, n: int) -> int:
+        """Generate ``n`` (rounded up to the batch unit) more COTs; returns the new end index."""
+        async with self.lock:
+            await self._generate(n, self.source.unit)
+            return self.generated
+
+    async def take(self, n: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Allocate the next ``n`` COTs: ``(start index, choices, t)``, generating more if needed."""
+        async with self.lock:
+            if self.generated - self.next < n:
+                await self._generate(n - (self.generated - self.next), self.min_batch)
+            start = self.next
+            self.next += n
+            choices, t = _pop_front(self._choices, n), _pop_front(self._t, n)
+            return start, choices, t
+
+
+def _pop_front(pieces: list[np.ndarray], n: int) -> np.ndarray:
+    """Remove and return the first ``n`` rows of the concatenation of ``pieces`` (in place)."""
+    out, need = [], n
+    while need:
+        head = pieces[0]
+        if head.shape[0] <= need:
+            out.append(pieces.pop(0))
+            need -= head.shape[0]
+        else:
+            out.append(head[:need])
+            pieces[0] = head[need:]
+            need = 0
+    return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+@dataclass
+class _Batch:
+    """A batch on the sender side: its first pool index, blocks, which COTs were taken, how many remain."""
+
+    start: int
+    q: np.ndarray
+    taken: np.ndarray
+    remaining: int
+
+
+class _SenderPool:
+    """Sender side of a direction: a background task receives the receiver's batches in order."""
+
+    def __init__(self, source: COTSenderSource) -> None:
+        self.source = source
+        self.delta = source.delta
+        self.end = 0
+        self._batches: list[_Batch] = []
+        self._changed = asyncio.Event()
+        self._error: BaseException | None = None
+        self._task = asyncio.get_running_loop().create_task(self._pump(), name="aiompc-ot-pump")
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                q = await self.source.generate()
+                self._batches.append(_Batch(self.end, q, np.zeros(q.shape[0], dtype=bool), q.shape[0]))
+                self.end += q.shape[0]
+                self._notify()
+        except asyncio.CancelledError:
+            self._error = TransportClosed("the OT engine stopped (session closed)")
+            self._notify()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiter
+            self._error = exc
+            self._notify()
+
+    async def wait_until(self, end: int) -> None:
+        """Wait until every COT below index ``end`` has been received."""
+        while self.end < end:
+            if self._error is not None:
+                err = self._error
+                if isinstance(err, (TransportClosed, ProtocolError)):
+                    raise type(err)(str(err))
+                raise ProtocolError(f"OT extension failed: {err!r}")
+            await self._changed.wait()
+
+    async def take(self, start: int, n: int) -> np.ndarray:
+        """The blocks ``q`` of COTs ``start .. start+n-1`` (each range may be taken once)."""
+        await self.wait_until(start + n)
+        lo, hi = start, start + n
+        pieces = []  # (batch, first, stop) relative to the batch
+        for batch in self._batches:
+            a, b = max(lo, batch.start) - batch.start, min(hi, batch.start + batch.q.shape[0]) - batch.start
+            if a < b:
+                pieces.append((batch, a, b))
+        if sum(b - a for _, a, b in pieces) != n or any(batch.taken[a:b].any() for batch, a, b in pieces):
+            raise ProtocolError(f"the peer allocated COTs {lo}..{hi - 1}, some of them already used; it misbehaves")
+        parts = []
+        for batch, a, b in pieces:
+            batch.taken[a:b] = True
+            batch.remaining -= b - a
+            parts.append(batch.q[a:b])
+        self._batches = [bt for bt in self._batches if bt.remaining]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class PooledEngine(OTEngine):
+    """A buffering engine over per-direction batch sources (see the module docstring).
+
+    ``min_batch`` is the smallest batch generated on demand (small calls then draw from the buffer);
+    ``max_batch`` bounds one batch, so memory stays bounded however many COTs a call asks for.
+    """
+
+    min_batch: ClassVar[int] = 1 << 13
+    max_batch: ClassVar[int] = 1 << 20
+
+    def __init__(self, party: Party) -> None:
+        super().__init__(party)
+        self._receivers: dict[Role, _ReceiverPool] = {}
+        self._senders: dict[Role, _SenderPool] = {}
+        self._open_locks = {role: asyncio.Lock() for role in _ROLES}
+
+    def label(self, sender: Role, *parts: str) -> str:
+        """The engine's own label ``ot/<kind>/<sender>[/parts]`` for generation messages (phase offline)."""
+        return "/".join(("ot", self.kind, sender, *parts))
+
+    @abstractmethod
+    async def open_receiver(self, sender: Role) -> COTReceiverSource:
+        """Set up this party's receiver side of direction ``sender`` (e.g. run the base OTs)."""
+
+    @abstractmethod
+    async def open_sender(self, sender: Role) -> COTSenderSource:
+        """Set up this party's sender side of direction ``sender`` (e.g. run the base OTs)."""
+
+    async def _receiver_pool(self, sender: Role) -> _ReceiverPool:
+        async with self._open_locks[sender]:
+            pool = self._receivers.get(sender)
+            if pool is None:
+                source = await self.open_receiver(sender)
+                pool = self._receivers[sender] = _ReceiverPool(source, self.min_batch, self.max_batch)
+            return pool
+
+    async def _sender_pool(self, sender: Role) -> _SenderPool:
+        async with self._open_locks[sender]:
+            pool = self._senders.get(sender)
+            if pool is None:
+                pool = self._senders[sender] = _SenderPool(await self.open_sender(sender))
+            return pool
+
+    async def cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs | ReceiverCOTs:
+        _check_role(sender)
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise InputError(f"the number of COTs must be a non-negative integer, got {n!r}")
+        n = int(n)
+        if label.startswith("ot/"):
+            raise InputError(f"labels starting with 'ot/' are reserved for OT engines, got {label!r}")
+        sub = self.party.sub(label)
+        if self.party.role == sender:
+            spool = await self._sender_pool(sender)
+            if n == 0:
+                return SenderCOTs(np.zeros((0, 2), np.uint64), spool.delta, np.zeros(0, np.uint64))
+            msg = await sub.recv()
+            if not (isinstance(msg, list) and len(msg) == 2 and all(isinstance(v, int) for v in msg)):
+                raise ProtocolError(f"malformed COT allocation on {label!r}")
+            start, count = msg
+            if count != n:
+                raise ProtocolError(f"COT count mismatch on {label!r}: this side asks for {n}, the peer for {count}")
+            if start < 0:
+                raise ProtocolError(f"negative COT index on {label!r}")
+            q = await spool.take(start, n)
+            return SenderCOTs(q, spool.delta, _tweaks(sender, start, n))
+        rpool = await self._receiver_pool(sender)
+        if n == 0:
+            return ReceiverCOTs(np.zeros(0, np.uint8), np.zeros((0, 2), np.uint64), np.zeros(0, np.uint64))
+        start, choices, t = await rpool.take(n)
+        await sub.send([start, n])
+        return ReceiverCOTs(choices, t, _tweaks(sender, start, n))
+
+    async def precompute(self, n: int, *, sender: Role) -> None:
+        _check_role(sender)
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise InputError(f"the number of COTs to precompute must be a non-negative integer, got {n!r}")
+        sub = self.party.sub(self.label(sender, "mark"), phase="offline")
+        if self.party.role == sender:
+            spool = await self._sender_pool(sender)
+            end = await sub.recv()
+            if not isinstance(end, int) or end < 0:
+                raise ProtocolError("malformed OT precompute mark")
+            await spool.wait_until(end)
+        else:
+            rpool = await self._receiver_pool(sender)
+            await sub.send(await rpool.grow(int(n)))
+
+    def buffered(self, sender: Role) -> int:
+        """COTs generated and not yet allocated in direction ``sender`` (known exactly on the receiver side;
+        on the sender side, received and not yet taken)."""
+        if self.party.role == sender:
+            spool = self._senders.get(sender)
+            return sum(bt.remaining for bt in spool._batches) if spool else 0
+        rpool = self._receivers.get(sender)
+        return rpool.generated - rpool.next if rpool else 0
+
+
+# --------------------------------------------------------------------------- registry
+
+_ENGINES: dict[str, Callable[[Party], OTEngine]] = {}
+_BUILTIN = {"iknp": "aiompc.protocols.ot.iknp_engine", "silent": "aiompc.protocols.ot.silent"}
+DEFAULT_ENGINE = "silent"
+"""The kind used when a session's options do not name one (tests may switch it, see tests/protocols/conftest.py)."""
+
+
+def register_engine(kind: str, factory: Callable[[Party], OTEngine]) -> None:
+    """Make ``party.options["ot"] = kind`` select ``factory(party)``."""
+    _ENGINES[kind] = factory
+
+
+def engine_kinds() -> list[str]:
+    """The engine kinds that can be selected."""
+    return sorted(set(_ENGINES) | set(_BUILTIN))
+
+
+def get_engine(party: Party) -> OTEngine:
+    """The session's OT engine (created on first use from ``party.options.get("ot", DEFAULT_ENGINE)``)."""
+    engine = party.state.get("ot_engine")
+    if engine is None:
+        kind = party.options.get("ot", DEFAULT_ENGINE)
+        if kind not in _ENGINES and kind in _BUILTIN:
+            importlib.import_module(_BUILTIN[kind])
+        if kind not in _ENGINES:
+            raise InputError(f"unknown OT engine {kind!r}; choose one of {engine_kinds()}")
+        engine = party.state["ot_engine"] = _ENGINES[kind](party)
+    return engine

@@ -1,0 +1,417 @@
+"""The OT flavours the non-linear protocols use, all derived from the engine's random COTs.
+
+Conventions (the fixed contract of CONTRIBUTING.md): both parties call a flavour with the same
+``label`` and ``sender`` (the Role acting as OT sender); arguments of the other role are ``None``.
+Values are ``uint64`` below ``2^bits`` (``1 <= bits <= 64``), choice bits ``uint8`` 0/1; every
+array has ``n >= 1`` instances along axis 0 (``n = 0`` gives empty results).  Each call consumes fresh
+COTs from :func:`~aiompc.protocols.ot.engine.get_engine` (offline phase); its own messages travel on
+``label`` (online phase), always in one round trip, whatever ``n``: the receiver sends all of its
+messages, then the sender answers.
+
+Derandomisation of a random COT ``(q, Δ) / (b, t = q ⊕ b·Δ)`` into a chosen choice ``c``: the receiver
+sends ``d = c ⊕ b`` (1 bit); the sender's key for message ``j`` is ``K_j = q ⊕ (d ⊕ j)·Δ``, so the
+receiver holds ``K_c = t`` and nothing about ``K_{1−c}``.  Keys become ``l``-bit pads through the
+tweakable correlation-robust hash (:mod:`aiompc.protocols.ot.pads`).  Bytes per instance on top of the COTs
+(measured in ``benchmarks/ot.py``; frame headers extra):
+
+============================  ====================  ==================================
+flavour                       receiver → sender     sender → receiver
+============================  ====================  ==================================
+chosen_ot (k values of l b)   1 bit                 2·k·l bits
+correlated_ot (k values)      1 bit                 k·l bits
+one_of_n_ot (m = ⌈log2 N⌉)    m bits                N·k·l bits
+random_ot                     —                     —
+bit_triples                   —                     —        (2 random OTs of 1 bit per triple)
+============================  ====================  ==================================
+
+COTs per instance: 1 (``m`` for 1-of-N).  Large calls are cut into chunks of ``CHUNK_COTS``
+instances (``CHUNK_COTS / N`` for 1-of-N) to bound memory; each chunk also sends one allocation
+message of about a dozen bytes plus the label (which pool range of COTs it uses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import numpy as np
+
+from aiompc.errors import InputError, ProtocolError
+from aiompc.party import Party, Role
+from aiompc.wire import Packed
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine
+from aiompc.protocols.ot.pads import lane_dtype, pad_lanes, pads, pads_at, value_mask
+
+__all__ = ["chosen_ot", "correlated_ot", "one_of_n_ot", "random_ot", "bit_triples", "CHUNK_COTS"]
+
+CHUNK_COTS = 1 << 20  # instances (or 1-of-N messages) per chunk: bounds the memory of one step whatever n is
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_common(party: Party, sender: Role, bits: int) -> bool:
+    """Validate ``sender`` and ``bits``; True if this party is the sender."""
+    if sender not in ("server", "client"):
+        raise InputError(f"sender must be 'server' or 'client', got {sender!r}")
+    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 64:
+        raise InputError(f"bits must be an integer in 1..64, got {bits!r}")
+    return party.role == sender
+
+
+def _values(x: Any, bits: int, name: str, ndims: tuple[int, ...] = (1, 2)) -> np.ndarray:
+    """``x`` as a ``uint64`` array of values below ``2^bits`` (InputError otherwise)."""
+    if x is None:
+        raise InputError(f"the OT sender must pass {name}")
+    a = np.asarray(x)
+    if a.dtype.kind not in "ui":
+        raise InputError(f"{name} must be an integer array, got dtype {a.dtype}")
+    if a.dtype.kind == "i" and a.size and a.min() < 0:
+        raise InputError(f"{name} must be non-negative (values mod 2^{bits}); reduce them first")
+    a = a.astype(np.uint64, copy=False)
+    if a.ndim not in ndims:
+        raise InputError(f"{name} must have {' or '.join(f'{d} dimensions' for d in ndims)}, got shape {a.shape}")
+    if bits < 64 and a.size and int(a.max()) >> bits:
+        raise InputError(f"{name} has a value >= 2^{bits}; reduce it mod 2^{bits} first")
+    return a
+
+
+def _choices(c: Any, limit: int = 2) -> np.ndarray:
+    """Receiver choices as a 1-D ``int64`` array of values below ``limit``."""
+    if c is None:
+        raise InputError("the OT receiver must pass choices")
+    a = np.asarray(c)
+    if a.ndim != 1 or a.dtype.kind not in "uib":
+        raise InputError(f"choices must be a 1-D integer array, got {a.dtype} of shape {a.shape}")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() >= limit):
+        raise InputError(f"choices must lie in 0..{limit - 1}")
+    return a
+
+
+def _as_2d(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], -1)
+
+
+def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: Any = np.uint64) -> np.ndarray:
+    if not parts:
+        return np.zeros(empty_shape, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _reply(msg: Any, count: int, n: int, ndims: tuple[int, ...], what: str) -> list[np.ndarray]:
+    """Check that the sender's reply is ``count`` arrays with ``n`` rows and ``ndims`` dimensions."""
+    arrays = msg if isinstance(msg, list) else [msg]
+    if len(arrays) != count or not all(
+        isinstance(a, np.ndarray) and a.ndim in ndims and a.shape[0] == n and a.shape == arrays[0].shape
+        for a in arrays
+    ):
+        raise ProtocolError(f"malformed {what} reply from the OT sender")
+    return arrays
+
+
+# --------------------------------------------------------------------------- the two sides of a derandomisation
+
+Finish = Callable[[ReceiverCOTs, slice, Any], np.ndarray]
+Answer = Callable[[SenderCOTs, np.ndarray, slice], tuple[Any, Any]]
+
+
+def _chunks(n: int, cost: int) -> list[slice]:
+    """Instance ranges of at most ``CHUNK_COTS // cost`` instances (``cost``: COTs or values per instance)."""
+    step = max(1, CHUNK_COTS // cost)
+    return [slice(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+async def _receiver_side(
+    party: Party, label: str, sender: Role, bits_of_choice: np.ndarray, chunks: list[slice], finish: Finish
+) -> list[np.ndarray]:
+    """Receiver: per chunk, take COTs and send ``d = choice bits ⊕ COT choices``; then, per chunk, run
+    ``finish(cots, chunk, sender's reply)`` in the executor.  ``bits_of_choice``: ``(n, m)`` ``uint8``."""
+    engine, sub = get_engine(party), party.sub(label)
+    m = bits_of_choice.shape[1]
+    pending = []
+    for sl in chunks:
+        cots = await engine.receiver_cots(label, (sl.stop - sl.start) * m, sender=sender)
+        await sub.send(Packed(bits_of_choice[sl].reshape(-1) ^ cots.choices, 1))
+        pending.append((sl, cots))
+    return [await party.compute(finish, cots, sl, await sub.recv()) for sl, cots in pending]
+
+
+async def _sender_side(party: Party, label: str, sender: Role, m: int, chunks: list[slice], answer: Answer) -> list[Any]:
+    """Sender: per chunk, take ``m`` COTs per instance, receive the corrections ``d`` and send the message
+    of ``answer(cots, d, chunk) -> (message, local output)`` (run in the executor); returns the outputs."""
+    engine, sub = get_engine(party), party.sub(label)
+    outs = []
+    for sl in chunks:
+        cots = await engine.sender_cots(label, (sl.stop - sl.start) * m, sender=sender)
+        d = await sub.recv()
+        if not isinstance(d, np.ndarray) or d.shape != (len(cots),) or (d.size and d.max() > 1):
+            raise ProtocolError(f"expected {len(cots)} choice corrections (bits) on {label!r}")
+        msg, out = await party.compute(answer, cots, d.astype(np.uint8), sl)
+        await sub.send(msg)
+        outs.append(out)
+    return outs
+
+
+def _keys(cots: SenderCOTs, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sender keys ``K_0 = q ⊕ d·Δ`` and ``K_1 = K_0 ⊕ Δ`` for the receiver's corrections ``d``."""
+    k0 = cots.q ^ (d.astype(np.uint64)[:, None] * cots.delta)
+    return k0, k0 ^ cots.delta
+
+
+# --------------------------------------------------------------------------- chosen-message 1-of-2 OT
+
+
+async def chosen_ot(
+    party: Party,
+    label: str,
+    *,
+    sender: Role,
+    bits: int,
+    messages: tuple[np.ndarray, np.ndarray] | None = None,
+    choices: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """1-of-2 OT of ``bits``-bit messages.
+
+    Sender passes ``messages = (m0, m1)``, each ``(n,)`` or ``(n, k)`` ``uint64`` below ``2^bits``, and gets
+    ``None``; the receiver passes ``choices`` ``(n,)`` 0/1 and gets ``m_{c_i}[i]`` (shape of ``m0``).
+    Sender message: ``m_j ⊕ pad(K_j)``, ``j = 0, 1``.
+    Cost: n COTs; receiver sends n bits, sender ``2·n·k·bits`` bits; one round trip.
+    """
+    if _check_common(party, sender, bits):
+        if messages is None or len(messages) != 2:
+            raise InputError("the OT sender must pass messages=(m0, m1)")
+        m0, m1 = _values(messages[0], bits, "m0"), _values(messages[1], bits, "m1")
+        if m0.shape != m1.shape:
+            raise InputError(f"m0 and m1 differ in shape: {m0.shape} vs {m1.shape}")
+
+        def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, None]:
+            y0, y1 = _chosen_mask(cots, d, m0[sl], m1[sl], bits)
+            return [Packed(y0, bits), Packed(y1, bits)], None
+
+        await _sender_side(party, label, sender, 1, _chunks(m0.shape[0], 1), answer)
+        return None
+
+    c = _choices(choices)
+
+    def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
+        y0, y1 = _reply(msg, 2, len(cots), (1, 2), "chosen-OT")
+        return _chosen_unmask(cots, c[sl], y0, y1, bits)
+
+    parts = await _receiver_side(party, label, sender, c[:, None].astype(np.uint8), _chunks(c.shape[0], 1), finish)
+    return _concat(parts, (0,))
+
+
+def _chosen_mask(
+    cots: SenderCOTs, d: np.ndarray, m0: np.ndarray, m1: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sender's ciphertexts ``m_j ⊕ pad(K_j)`` (shape of ``m0``)."""
+    k0, k1 = _keys(cots, d)
+    a0, a1 = _as_2d(m0), _as_2d(m1)
+    y0 = a0 ^ pads(k0, cots.tweaks, a0.shape[1], bits)
+    y1 = a1 ^ pads(k1, cots.tweaks, a1.shape[1], bits)
+    return y0.reshape(m0.shape), y1.reshape(m0.shape)
+
+
+def _chosen_unmask(cots: ReceiverCOTs, c: np.ndarray, y0: np.ndarray, y1: np.ndarray, bits: int) -> np.ndarray:
+    """The receiver's message ``y_c ⊕ pad(t)`` (shape of ``y0``)."""
+    sel = np.where(np.asarray(c).astype(bool)[:, None], _as_2d(y1), _as_2d(y0)).astype(np.uint64)
+    out = (sel ^ pads(cots.t, cots.tweaks, sel.shape[1], bits)) & value_mask(bits)
+    return out.reshape(y0.shape)
+
+
+# --------------------------------------------------------------------------- additive correlated OT
+
+
+async def correlated_ot(
+    party: Party,
+    label: str,
+    *,
+    sender: Role,
+    bits: int,
+    correlation: np.ndarray | None = None,
+    choices: np.ndarray | None = None,
+) -> np.ndarray:
+    """Correlated OT with an additive ``bits``-bit correlation.
+
+    Sender passes ``correlation`` Δ_i (``(n,)`` or ``(n, k)``) and gets ``x``, uniform mod ``2^bits``;
+    the receiver passes ``choices`` ``(n,)`` 0/1 and gets ``x + c_i·Δ_i mod 2^bits`` (shape of Δ).  So
+    ``(−x, x + c·Δ)`` is an additive sharing of ``c·Δ`` mod ``2^bits``.
+    Sender: ``x = pad(K_0)``, message ``y = pad(K_1) − x − Δ``; receiver: ``pad(t) − c·y``.
+    Cost: n COTs; receiver sends n bits, sender ``n·k·bits`` bits; one round trip.
+    """
+    is_sender = _check_common(party, sender, bits)
+    mask = value_mask(bits)
+    if is_sender:
+        corr = _values(correlation, bits, "correlation")
+
+        def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, np.ndarray]:
+            k0, k1 = _keys(cots, d)
+            cs = _as_2d(corr[sl])
+            x = pads(k0, cots.tweaks, cs.shape[1], bits)
+            y = (pads(k1, cots.tweaks, cs.shape[1], bits) - x - cs) & mask
+            return Packed(y.reshape(corr[sl].shape), bits), x.reshape(corr[sl].shape)
+
+        outs = await _sender_side(party, label, sender, 1, _chunks(corr.shape[0], 1), answer)
+        return _concat(outs, corr.shape)
+
+    c = _choices(choices)
+
+    def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
+        (y,) = _reply(msg, 1, len(cots), (1, 2), "correlated-OT")
+        y2 = _as_2d(y).astype(np.uint64)
+        pad = pads(cots.t, cots.tweaks, y2.shape[1], bits)
+        return ((pad - c[sl].astype(np.uint64)[:, None] * y2) & mask).reshape(y.shape)
+
+    parts = await _receiver_side(party, label, sender, c[:, None].astype(np.uint8), _chunks(c.shape[0], 1), finish)
+    return _concat(parts, (0,))
+
+
+# --------------------------------------------------------------------------- 1-out-of-N OT
+
+
+def _drop_bit(x: Any, t: Any) -> Any:
+    """``x`` with bit ``t`` removed: the lane of message ``x`` in the pad stream of a key for bit ``t``."""
+    return (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
+
+
+async def one_of_n_ot(
+    party: Party,
+    label: str,
+    *,
+    sender: Role,
+    bits: int,
+    n_choices: int,
+    messages: np.ndarray | None = None,
+    choices: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """1-out-of-N OT of ``bits``-bit messages, ``2 <= N = n_choices <= 256``, from ``m = ⌈log2 N⌉`` COTs.
+
+    Sender passes ``messages`` ``(n, N)`` or ``(n, N, k)`` and gets ``None``; the receiver passes
+    ``choices`` ``(n,)`` below N and gets ``messages[i, choices[i]]`` (shape ``(n,)`` or ``(n, k)``).
+
+    Construction (Naor–Pinkas style): with COT keys ``K_{i,t}^0, K_{i,t}^1`` for ``t < m``, message ``x``
+    is masked by ``⊕_t pad(K_{i,t}^{x_t})[x without bit t]`` (one lane of the key's pad stream, used for
+    no other message); the receiver holds exactly the keys of the bits of its choice, and every other
+    message has a lane of a key it lacks.
+    Cost: ``n·m`` COTs; receiver sends ``n·m`` bits, sender ``n·N·k·bits`` bits; one round trip.
+    """
+    is_sender = _check_common(party, sender, bits)
+    if not isinstance(n_choices, (int, np.integer)) or not 2 <= n_choices <= 256:
+        raise InputError(f"n_choices must be an integer in 2..256, got {n_choices!r}")
+    N, m = int(n_choices), (int(n_choices) - 1).bit_length()
+    if is_sender:
+        msgs = _values(messages, bits, "messages", ndims=(2, 3))
+        if msgs.shape[1] != N:
+            raise InputError(f"messages must have shape (n, {N}) or (n, {N}, k), got {msgs.shape}")
+        flat = _as_2d(msgs)
+
+        def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, None]:
+            y = _one_of_n_mask(cots, d, flat[sl], N, m, bits)
+            return Packed(y.reshape(msgs[sl].shape), bits), None
+
+        await _sender_side(party, label, sender, m, _chunks(msgs.shape[0], N), answer)
+        return None
+
+    c = _choices(choices, N)
+
+    def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
+        (y,) = _reply(msg, 1, len(cots) // m, (2, 3), "1-of-N")
+        if y.shape[1] != N:
+            raise ProtocolError(f"1-of-N reply with {y.shape[1]} messages per instance, expected {N}")
+        return _one_of_n_unmask(cots, c[sl], y, m, bits)
+
+    cbits = ((c[:, None] >> np.arange(m)) & 1).astype(np.uint8)  # (n, m): bit t of each choice
+    parts = await _receiver_side(party, label, sender, cbits, _chunks(c.shape[0], N), finish)
+    return _concat(parts, (0,))
+
+
+def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m: int, bits: int) -> np.ndarray:
+    """Masked messages ``(n, N·k)``: message ``x`` XOR lane ``drop_bit(x, t)`` of key ``K_t^{x_t}`` for every t.
+
+    Each key pads only the ``2^(m-1)`` messages whose bit ``t`` it matches, so its stream has
+    ``2^(m-1)·k`` lanes; in the ``(n, hi, b, lo, k)`` view of the messages (``x = hi·2^(t+1) + b·2^t + lo``)
+    the lanes of ``K_t^b`` line up with ``[:, :, b]``: plain XORs on narrow lanes, no selects.
+    """
+    n, width = msgs.shape
+    per, full = width // N, 1 << m
+    half = (full // 2) * per
+    k0, k1 = _keys(cots, d)  # (n·m, 2): COT t of instance i is row i·m + t
+    lanes = [pad_lanes(k, cots.tweaks, half, bits).reshape(n, m, half) for k in (k0, k1)]
+    out = np.zeros((n, full * per), dtype=lane_dtype(bits))  # N rounded up to 2^m, zero messages
+    out[:, :width] = msgs
+    for t in range(m):
+        view = out.reshape(n, full >> (t + 1), 2, 1 << t, per)
+        for b in (0, 1):
+            view[:, :, b] ^= lanes[b][:, t].reshape(n, full >> (t + 1), 1 << t, per)
+    return out[:, :width].astype(np.uint64) & value_mask(bits)
+
+
+def _one_of_n_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, bits: int) -> np.ndarray:
+    """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``."""
+    n, N = y.shape[0], y.shape[1]
+    per = int(np.prod(y.shape[2:], dtype=np.int64))
+    first = _drop_bit(c[:, None], np.arange(m)[None, :]) * per  # (n, m): lane of key t, as COT i·m + t
+    keys = pads_at(cots.t, cots.tweaks, first.reshape(-1), per, bits).reshape(n, m, per)
+    out = y.reshape(n, N, per)[np.arange(n), c].astype(np.uint64) ^ np.bitwise_xor.reduce(keys, axis=1)
+    return (out & value_mask(bits)).reshape((n,) + y.shape[2:])
+
+
+# --------------------------------------------------------------------------- random OT and bit triples
+
+
+async def random_ot(party: Party, label: str, *, sender: Role, n: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random OTs of ``bits``-bit messages, no messages of their own (besides the allocation).
+
+    Sender gets ``(m0, m1)``, each ``(n,)`` uniform below ``2^bits``; receiver gets ``(c, m_c)`` with
+    ``c`` ``(n,)`` uniform ``uint8`` bits.  Cost: n COTs.
+    """
+    is_sender = _check_common(party, sender, bits)
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise InputError(f"n must be a non-negative integer, got {n!r}")
+    engine = get_engine(party)
+    first, second = [], []
+    for sl in _chunks(int(n), 1):
+        cnt = sl.stop - sl.start
+        if is_sender:
+            s = await engine.sender_cots(label, cnt, sender=sender)
+            a, b = await party.compute(_random_messages, s, bits)
+        else:
+            r = await engine.receiver_cots(label, cnt, sender=sender)
+            a, b = r.choices, await party.compute(_random_chosen, r, bits)
+        first.append(a)
+        second.append(b)
+    return _concat(first, (0,), np.uint64 if is_sender else np.uint8), _concat(second, (0,))
+
+
+def _random_messages(cots: SenderCOTs, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sender's ``(pad(q), pad(q ⊕ Δ))``."""
+    return pads(cots.q, cots.tweaks, 1, bits)[:, 0], pads(cots.m1(), cots.tweaks, 1, bits)[:, 0]
+
+
+def _random_chosen(cots: ReceiverCOTs, bits: int) -> np.ndarray:
+    """The receiver's ``pad(t)``."""
+    return pads(cots.t, cots.tweaks, 1, bits)[:, 0]
+
+
+async def bit_triples(party: Party, label: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` Boolean Beaver triples: each party gets ``(a, b, c)`` ``uint8`` XOR-shares with
+    ``(a_S ⊕ a_C) ∧ (b_S ⊕ b_C) = c_S ⊕ c_C``.
+
+    Two random 1-bit OTs per triple, one in each direction (labels ``label/s`` and ``label/c``).  A
+    random OT gives the sender ``(u0, u1)`` and the receiver ``(e, u_e)``, and ``u0 ⊕ u_e = e·(u0 ⊕ u1)``:
+    so with ``a_P = u0 ⊕ u1`` for the sender P and ``b_{P'} = e`` for the receiver P', ``u0`` and
+    ``u_e`` share ``a_P·b_{P'}``.  Each party adds its own ``a_P·b_P`` to its shares of the two cross terms.
+    Cost: 2n COTs, no derandomisation messages.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise InputError(f"n must be a non-negative integer, got {n!r}")
+    mine, theirs = await asyncio.gather(
+        random_ot(party, f"{label}/{party.role[0]}", sender=party.role, n=int(n), bits=1),
+        random_ot(party, f"{label}/{party.peer_role[0]}", sender=party.peer_role, n=int(n), bits=1),
+    )
+    u0, u1 = mine
+    b, v = theirs
+    a = (u0 ^ u1).astype(np.uint8)
+    c = ((a & b) ^ u0 ^ v).astype(np.uint8)
+    return a, b.astype(np.uint8), c
