@@ -276,7 +276,14 @@ def _w(name: str, shape: tuple) -> onnx.TensorProto:
     (helper.make_node("Relu", ["x"], ["y"], name="r", foo=1), [], r"'r' \(op Relu\): attribute 'foo'"),
     (helper.make_node("FusedConv", ["x"], ["y"], name="f", domain="com.microsoft"), [],
      r"'f' \(op FusedConv\).*domain"),
-    (helper.make_node("Add", ["x", "c"], ["y"], name="a"), [_w("c", (1,))], r"'a' \(op Add\).*bias"),
+    (helper.make_node("Add", ["x", "c"], ["y"], name="a"), [_w("c", (4, 4))],
+     r"'a' \(op Add\).*varies along an axis other than the channels"),
+    (helper.make_node("Mul", ["x", "x"], ["y"], name="m"), [], r"'m' \(op Mul\).*two computed tensors"),
+    (helper.make_node("Div", ["c", "x"], ["y"], name="d"), [_w("c", (1,))], r"'d' \(op Div\).*division by a constant"),
+    (helper.make_node("Softmax", ["x"], ["y"], name="sm"), [], r"'sm' \(op Softmax\).*drop the final Softmax"),
+    (helper.make_node("ReduceMean", ["x"], ["y"], name="rm", axes=[1]), [], r"'rm' \(op ReduceMean\).*spatial"),
+    (helper.make_node("Pad", ["x", "p"], ["y"], name="pd", mode="reflect"),
+     [onnx.numpy_helper.from_array(np.zeros(8, np.int64), "p")], r"'pd' \(op Pad\).*mode 'reflect'"),
 ])
 def test_unsupported_models_name_node_and_op(node: onnx.NodeProto, inits: list, match: str) -> None:
     with pytest.raises(UnsupportedModel, match=match):
