@@ -167,8 +167,10 @@ class _Importer:
         return self.const(node, name, what).astype(np.float64)
 
     def emit(self, op: str, inputs: Sequence[str], output: str, attrs: dict[str, Any] | None = None,
-             params: dict[str, np.ndarray] | None = None) -> str:
-        n = FloatNode(op, self.label, tuple(inputs), output, attrs or {}, params or {})
+             params: dict[str, np.ndarray] | None = None, suffix: str = "") -> str:
+        """Append a float node named after the ONNX node being imported (plus ``suffix`` when one ONNX
+        node becomes several float nodes) and return its output edge."""
+        n = FloatNode(op, self.label + suffix, tuple(inputs), output, attrs or {}, params or {})
         self.shapes[output] = infer_shape(n, [self.shapes[i] for i in n.inputs])
         self.nodes.append(n)
         self.alias[output] = output
@@ -323,11 +325,12 @@ class _Importer:
             raise self.fail(node, f"axis={a['axis']} is not supported", "flatten from axis 1 (keep the batch axis)")
         self.flatten(x, node.output[0])
 
-    def flatten(self, x: str, out: str) -> None:
+    def flatten(self, x: str, out: str, suffix: str = "") -> None:
+        """``out`` is ``x`` flattened to ``(N, F)`` (no node if it already is)."""
         if len(self.shapes[x]) == 1:
             self.alias[out] = x
         else:
-            self.emit("flatten", [x], out)
+            self.emit("flatten", [x], out, suffix=suffix)
 
     def op_Reshape(self, node: onnx.NodeProto) -> None:
         a = self.attrs(node, {"allowzero": 0})

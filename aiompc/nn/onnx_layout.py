@@ -45,7 +45,7 @@ def op_reduce_mean(imp: _Importer, node: onnx.NodeProto) -> None:
     if a["keepdims"]:
         imp.emit("global_avgpool", [x], node.output[0])
     else:
-        imp.flatten(imp.emit("global_avgpool", [x], f"{node.output[0]}:pooled"), node.output[0])
+        imp.flatten(imp.emit("global_avgpool", [x], f"{node.output[0]}:pooled"), node.output[0], suffix=":flatten")
 
 
 def op_pad(imp: _Importer, node: onnx.NodeProto) -> None:
