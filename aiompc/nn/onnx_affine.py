@@ -45,11 +45,13 @@ def _per_channel(imp: _Importer, node: onnx.NodeProto, c: np.ndarray, x: str) ->
     return np.broadcast_to(full.reshape(-1).astype(np.float64), (shape[0],)).copy()
 
 
-def _sole_reader(imp: _Importer, onnx_name: str) -> bool:
-    """True if ``onnx_name``'s float edge is read by this node only (and is not the graph output)."""
-    target = imp.alias.get(onnx_name)
-    readers = sum(imp.uses.get(name, 0) for name, edge in imp.alias.items() if edge == target)
-    return readers == 1 and target != imp.input
+def _sole_reader(imp: _Importer, onnx_x: str) -> bool:
+    """True if the node being imported is the only reader of ``onnx_x``'s float edge: no imported float
+    node reads it, no later ONNX node (or the graph output) reads any name of it, and it is not the input."""
+    target = imp.alias.get(onnx_x)
+    if target is None or target == imp.input or any(target in n.inputs for n in imp.nodes):
+        return False
+    return all(imp.remaining.get(name, 0) <= 0 for name, edge in imp.alias.items() if edge == target)
 
 
 def _affine(imp: _Importer, node: onnx.NodeProto, onnx_x: str, a: np.ndarray, b: np.ndarray) -> None:

@@ -83,6 +83,7 @@ class _Importer:
                 self.uses[i] = self.uses.get(i, 0) + 1
         for o in self.g.output:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
+        self.remaining = dict(self.uses)  # readers not imported yet (the graph output never is)
         self.input = self._graph_input(input_shape)
 
     # ------------------------------------------------------------------ helpers
@@ -409,6 +410,8 @@ class _Importer:
                 hint = _ALTERNATIVES.get(node.op_type, "")
                 raise self.fail(node, "operator not supported",
                                 (f"{hint}; " if hint else "") + f"supported operators: {', '.join(SUPPORTED_OPS)}")
+            for i in node.input:
+                self.remaining[i] = self.remaining.get(i, 0) - 1
             try:
                 handler(self, node)
             except UnsupportedModel as e:

@@ -61,7 +61,9 @@ def op_pad(imp: _Importer, node: onnx.NodeProto) -> None:
     value = float(a["value"])
     if len(node.input) > 2 and node.input[2]:
         value = float(imp.fconst(node, node.input[2], "constant value").reshape(-1)[0])
-    axes = _axes(imp, node, None, rank) if len(node.input) > 3 and node.input[3] else list(range(rank))
+    axes = list(range(rank))
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(v) % rank for v in imp.const(node, node.input[3], "axes").reshape(-1)]
     if pads is None or axes is None or len(pads) != 2 * len(axes):
         raise imp.fail(node, f"pads {pads} do not match the axes {axes}")
     full = np.zeros((2, rank), dtype=np.int64)

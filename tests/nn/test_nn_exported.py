@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 import aiompc
@@ -17,7 +18,7 @@ from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.ir import QGraph
 from aiompc.nn.secure import EngineConfig, run_secure
 
-ort = pytest.importorskip("onnxruntime")
+
 
 DATA = Path(__file__).parent / "data"
 EXPORTS = ["lenet_dynamo", "lenet_script", "resnet_dynamo", "resnet_script", "mobile_dynamo", "mobile_script",
