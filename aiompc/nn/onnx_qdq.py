@@ -2,8 +2,24 @@
 
 A ``DequantizeLinear`` of a constant integer tensor is a quantized weight: its integers and scales are
 kept (:class:`QConst`) for the quantizer.  A ``QuantizeLinear``/``DequantizeLinear`` pair on an
-activation becomes a ``fakequant`` float node that fixes that tensor's scale and width.  Quantization
-must be symmetric (zero point 0) with int4/uint4/int8/uint8/int16/uint16 activations.
+activation becomes a ``fakequant`` float node that fixes that tensor's scale, type and zero point.
+
+Zero points are folded exactly (as onnxruntime's ``quantize_static`` writes them: asymmetric uint8 or
+int8 activations, symmetric or asymmetric weights, per tensor or per output channel):
+
+* an activation ``real = s * (q - zp)`` is held in the integer program as ``v = q - zp``, so a
+  requantization to it clips to ``[qmin - zp, qmax - zp]`` (a ReLU that the quantizer removed because the
+  zero point sits at the bottom of the range is that clip) and every linear layer, pool and add works on
+  ``v`` exactly as on a symmetric tensor (zero padding is ``v = 0``, the real zero);
+* a weight ``real = s[o] * (q - zp[o])`` becomes the integer weight ``q - zp[o]`` (one bit wider when the
+  zero point is not 0 or the type unsigned); an int32 bias at scale ``s_x * s_w`` is kept as it is.
+
+What cannot agree bit for bit with onnxruntime's float evaluation of the same QDQ graph: onnxruntime
+rounds ``x / s`` half to even in float32 after float32 accumulation, aiompc rounds the exact integer
+accumulator times a fixed-point multiplier ``M / 2^shift`` half up; a value within ``|x| * 2^-multiplier_bits``
+(or float32's error) of a rounding boundary can land one step apart, and so can every exact tie.
+Operators onnxruntime leaves in float between QDQ pairs (an unfused BatchNormalization, an average pool's
+division) are quantized by aiompc's own rules.
 """
 
 from __future__ import annotations
@@ -44,6 +60,8 @@ class PendingQuant:
     scale: float
     bits: int
     signed: bool
+    zero_point: int
+    pads: tuple[int, int, int, int] | None = None  # the quantized tensor is a Pad's output (zero padding)
 
 
 def _int_type(dtype: np.dtype) -> tuple[int, bool] | None:
@@ -66,16 +84,14 @@ def weight_qinfo(imp: _Importer, node: onnx.NodeProto, name: str, out_axis: int,
     qc = imp.qconsts.get(name)
     if qc is None:
         return {}, {}
-    if qc.zero_point_nonzero or not qc.signed:
-        raise imp.fail(node, "asymmetric (non-zero zero point or unsigned) weights are not supported",
-                       "quantize weights symmetrically (signed, zero point 0)")
-    if qc.bits > 16:
+    bits = qc.bits + 1 if qc.zero_point_nonzero or not qc.signed else qc.bits  # q - zp needs one more bit
+    if bits > 17:
         raise imp.fail(node, f"{qc.bits}-bit weights are not supported", "use at most 16-bit weights")
     if qc.scale.size > 1 and qc.axis % qc.q.ndim != out_axis:
         raise imp.fail(node, f"weights are quantized along axis {qc.axis}, not the output channels",
                        "quantize weights per output channel or per tensor")
     return {"weight_q": qc.q.astype(np.int64)}, {
-        "weight_scale": tuple(float(s) * scale_mul for s in qc.scale.reshape(-1)), "weight_bits": qc.bits}
+        "weight_scale": tuple(float(s) * scale_mul for s in qc.scale.reshape(-1)), "weight_bits": bits}
 
 
 def _qparams(imp: _Importer, node: onnx.NodeProto, a: dict[str, Any]
@@ -109,10 +125,18 @@ def op_quantize_linear(imp: _Importer, node: onnx.NodeProto) -> None:
         imp.consts[node.output[0]] = q.astype(np.int64)
         imp.int_types[node.output[0]] = (bits, signed)
         return
-    if scale.size != 1 or np.any(zp):
-        raise imp.fail(node, "activations need one scale and zero point 0",
-                       "quantize activations per tensor and symmetrically (zero point 0)")
-    imp.pending[node.output[0]] = PendingQuant(imp.edge(node, src), float(scale.reshape(())), bits, signed)
+    if scale.size != 1 or zp.size != 1:
+        raise imp.fail(node, "activations need one scale and one zero point",
+                       "quantize activations per tensor (per-channel quantization is for weights)")
+    pads = None
+    if src in imp.padded:  # quantizing zero padding gives the zero point, i.e. v = 0: pad after the QDQ pair
+        if imp.uses.get(src, 0) != 1:
+            raise imp.fail(node, f"the padded tensor {src!r} is read by several nodes")
+        edge, pads = imp.padded.pop(src)
+    else:
+        edge = imp.edge(node, src)
+    imp.pending[node.output[0]] = PendingQuant(edge, float(scale.reshape(())), bits, signed, int(zp.reshape(())),
+                                               pads)
 
 
 def op_dequantize_linear(imp: _Importer, node: onnx.NodeProto) -> None:
@@ -122,10 +146,17 @@ def op_dequantize_linear(imp: _Importer, node: onnx.NodeProto) -> None:
     if src in imp.pending:
         p = imp.pending[src]
         scale, zp, (bits, signed) = _qparams(imp, node, a)
-        same = scale.size == 1 and float(scale.reshape(())) == p.scale and (bits, signed) == (p.bits, p.signed)
-        if not same or np.any(zp):
-            raise imp.fail(node, "DequantizeLinear parameters differ from its QuantizeLinear's")
-        imp.emit("fakequant", [p.edge], node.output[0], {"scale": p.scale, "bits": bits, "signed": signed})
+        same = (scale.size == 1 and float(scale.reshape(())) == p.scale and (bits, signed) == (p.bits, p.signed)
+                and zp.size == 1 and int(zp.reshape(())) == p.zero_point)
+        if not same:
+            raise imp.fail(node, "DequantizeLinear parameters differ from its QuantizeLinear's",
+                           "use the same scale and zero point on both sides of a QDQ pair")
+        attrs = {"scale": p.scale, "bits": bits, "signed": signed, "zero_point": p.zero_point}
+        if p.pads is None:
+            imp.emit("fakequant", [p.edge], node.output[0], attrs)
+        else:
+            fq = imp.emit("fakequant", [p.edge], f"{node.output[0]}:unpadded", attrs)
+            imp.padded[node.output[0]] = (fq, p.pads)
         return
     if src not in imp.consts:
         raise imp.fail(node, f"input {src!r} is neither a constant nor a QuantizeLinear output",

@@ -293,8 +293,12 @@ def test_unsupported_models_name_node_and_op(node: onnx.NodeProto, inits: list, 
 def test_unsupported_quantization_and_reshape() -> None:
     b = OnnxBuilder((1, 4, 4), opset=21)
     s = b.const(np.float32(0.1))
-    zp = b.const(np.array(3), "zp", TensorProto.UINT8)
-    with pytest.raises(UnsupportedModel, match="zero point 0"):
+    zp, zp2 = b.const(np.array(3), "zp", TensorProto.UINT8), b.const(np.array(4), "zp", TensorProto.UINT8)
+    with pytest.raises(UnsupportedModel, match="differ from its QuantizeLinear's"):
+        load_onnx(b.build(b.node("DequantizeLinear", [b.node("QuantizeLinear", [b.input, s, zp]), s, zp2])))
+    b = OnnxBuilder((2, 4, 4), opset=21)
+    s, zp = b.const(np.float32([0.1, 0.2])), b.const(np.array([3, 3]), "zp", TensorProto.UINT8)
+    with pytest.raises(UnsupportedModel, match="one scale and one zero point"):
         load_onnx(b.build(b.node("DequantizeLinear", [b.node("QuantizeLinear", [b.input, s, zp]), s, zp])))
     b = OnnxBuilder((2, 4, 4))
     with pytest.raises(UnsupportedModel, match=r"op Reshape\).*flattening"):
