@@ -15,7 +15,8 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+import warnings
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -26,11 +27,36 @@ from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, CHEETAH_RING_BITS
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_output, engine_config, mode_options
+from aiompc.nn.quant_choices import (DATASETS, RandomCalibrationWarning, add_quant_args, format_widths, layer_widths,
+                                     load_calibration, quant_config)
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig, SecureResult
 from aiompc.nn.service import input_batch, load_model
 
 __all__ = ["add_commands"]
+
+_T = TypeVar("_T")
+
+
+def _noting_random_calibration(load: Callable[[], _T]) -> _T:
+    """Run ``load``; a :class:`RandomCalibrationWarning` it raises is printed loudly on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RandomCalibrationWarning)
+        result = load()
+    for w in caught:
+        if issubclass(w.category, RandomCalibrationWarning):
+            print(f"NOTE: {w.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def _load(args: argparse.Namespace) -> QGraph:
+    """The integer program ``args`` ask for: the model in ``--mode``, quantized with the width flags on
+    ``--calibration`` (a file or dataset name; random inputs, loudly, when a float model needs them)."""
+    return _noting_random_calibration(lambda: load_model(
+        args.model, calibration=load_calibration(args.calibration), config=quant_config(args),
+        graph=GRAPH_OF_MODE[args.mode]))
 
 
 def _config(args: argparse.Namespace) -> EngineConfig:
@@ -76,8 +102,7 @@ def _outputs(graph: QGraph, result: SecureResult, config: EngineConfig) -> np.nd
 def cmd_run(args: argparse.Namespace) -> int:
     """Both parties on ``args.model`` in ``args.mode``; the secure result against ``run_int`` of the graph
     that ran (a difference is an error in exact mode, a reported deviation in approximate mode)."""
-    graph = load_model(args.model, calibration=np.load(args.calibration) if args.calibration else None,
-                       graph=GRAPH_OF_MODE[args.mode])
+    graph = _load(args)
     xq, _ = input_batch(graph, np.load(args.input))
     config = _config(args)
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
@@ -90,9 +115,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         reference = np.argmax(reference.reshape(len(reference), -1), axis=1)
     if args.json:
         print(json.dumps({"secure": secure.tolist(), "reference": reference.tolist(), "mode": args.mode,
-                          "graph": GRAPH_OF_MODE[args.mode], "exact": config.exact, "check": check, **report}))
+                          "graph": GRAPH_OF_MODE[args.mode], "exact": config.exact, "check": check,
+                          "widths": layer_widths(graph), **report}))
         return 0
     print(f"model {args.model}: mode {_describe_mode(args.mode, config)}, {len(xq)} sample(s)")
+    print(format_widths(layer_widths(graph)) + "\n")
     print(f"secure:    {np.round(secure, 4).tolist()}")
     print(f"reference: {np.round(reference, 4).tolist()}")
     if check["max_abs_diff_lsb"] == 0:
@@ -107,8 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         config = _config(args)
-        server = await aiompc.serve(args.model, args.listen, config=config, graph=GRAPH_OF_MODE[args.mode],
-                                    calibration=np.load(args.calibration) if args.calibration else None)
+        graph = _load(args)
+        server = await aiompc.serve(graph, args.listen, config=config, graph=GRAPH_OF_MODE[args.mode])
+        print(format_widths(layer_widths(graph)))
         print(f"serving {args.model} at {server.url} (mode {_describe_mode(args.mode, config)}); Ctrl-C to stop",
               flush=True)
         try:
@@ -187,21 +215,25 @@ def add_commands(sub: Any) -> None:
         g.add_argument("--approx", dest="exact", action="store_const", const=False,
                        help="allow one-LSB rescaling errors (default in cheetah mode: Cheetah's own truncation)")
 
+    calibration_help = ("calibration inputs of a float model in the quantized modes: a .npy file (N, *input_shape) "
+                        f"or a dataset name ({', '.join(DATASETS)}); default: random inputs, with a note")
     p = sub.add_parser("run", help="both parties in this process on MODEL with INPUT; print secure and reference results")
     p.add_argument("model")
     p.add_argument("--input", required=True, help=".npy file, (n, *input_shape) or one sample, float")
-    p.add_argument("--calibration", help=".npy calibration inputs for a float model (quantized modes)")
+    p.add_argument("--calibration", help=calibration_help)
     p.add_argument("--transport", choices=("tcp", "ws"), default="tcp")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     engine_opts(p)
+    add_quant_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="serve MODEL at --listen URL")
     p.add_argument("model")
     p.add_argument("--listen", required=True, help="tcp://host:port or ws://host:port/path")
-    p.add_argument("--calibration", help=".npy calibration inputs for a float model (quantized modes)")
+    p.add_argument("--calibration", help=calibration_help)
     p.add_argument("--output", choices=("logits", "argmax"), default="logits")
     engine_opts(p)
+    add_quant_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("infer", help="private prediction of INPUT from the server at --connect URL")

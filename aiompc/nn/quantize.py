@@ -45,7 +45,7 @@ from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linea
 from aiompc.quant import Rounding
 
 __all__ = ["QuantConfig", "quantize", "calibrate_scale", "fixed_point_multipliers", "rescale_multipliers",
-           "quantize_weights", "fakequant_range"]
+           "quantize_weights", "fakequant_range", "MissingCalibration"]
 
 _PASSTHROUGH = frozenset({"relu", "clip", "maxpool", "flatten", "concat", "fakequant"})
 _MAX_CALIBRATION_VALUES = 1 << 16
@@ -80,6 +80,10 @@ class QuantConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the settings (for JSON reports)."""
         return asdict(self)
+
+
+class MissingCalibration(InputError):
+    """A tensor of the model needs a calibrated scale (no QDQ annotation) and no calibration inputs were given."""
 
 
 # --------------------------------------------------------------------------- numerics
@@ -251,7 +255,7 @@ class _Quantizer:
         if ann is not None:
             return (ann.attrs["scale"], *fakequant_range(ann.attrs))
         if self.acts is None:
-            raise UnsupportedModel(
+            raise MissingCalibration(
                 f"tensor {fedge!r} needs a quantization scale: the model has no QuantizeLinear/DequantizeLinear "
                 "there and no calibration data was given; pass calibration inputs to quantize()")
         scale = calibrate_scale(self.acts[fedge], bits, signed, self.cfg.calibration, self.cfg.pow2_scales)
@@ -408,7 +412,7 @@ class _Quantizer:
             scale = ann.attrs["scale"]
             lo, hi = fakequant_range(ann.attrs)
         elif self.acts is None:
-            raise InputError("quantizing a float model needs calibration inputs (a batch of typical inputs of "
+            raise MissingCalibration("quantizing a float model needs calibration inputs (a batch of typical inputs of "
                              f"shape (N, {', '.join(map(str, g.input_shape))}))")
         else:
             signed = bool(self.acts[g.input].min() < 0)
@@ -438,6 +442,7 @@ def quantize(graph: FloatGraph, calibration: np.ndarray | None = None, config: Q
 
     ``calibration``: a batch ``(N, *input_shape)`` of typical float inputs (needed unless every tensor
     that must be requantized carries a QDQ annotation).  Returns a validated :class:`QGraph` whose
-    ``float_graph`` is ``graph``.  Raises :class:`InputError` without the needed calibration data and
+    ``float_graph`` is ``graph``.  Raises :class:`MissingCalibration` (an :class:`InputError`) without the
+    needed calibration data and
     :class:`UnsupportedModel` when an accumulator would exceed 62 bits."""
     return _Quantizer(graph, calibration, config or QuantConfig()).run()

@@ -77,3 +77,42 @@ def test_demo_cheetah_exact(capsys) -> None:
     data = digits_data()
     accuracy = float(np.mean(predict(digits_fixed_point(), data.x_test) == data.y_test))
     assert "exact truncation" in text and f"fixed point {accuracy:.2%} (plaintext" in text
+
+
+LENET = Path(__file__).parent / "data" / "lenet_script.onnx"
+
+
+def test_run_widths_flags_and_named_calibration(samples, capsys) -> None:
+    from aiompc.nn import QuantConfig, load_onnx, quantize
+    from aiompc.nn.zoo import digits_data
+
+    path, x = samples
+    assert main(["run", str(LENET), "--input", str(path), "--calibration", "digits", "--weight-bits", "6",
+                 "--act-bits", "5", "--first-last-bits", "none", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "NOTE" not in captured.err
+    graph = quantize(load_onnx(LENET), digits_data().calibration,
+                     QuantConfig(weight_bits=6, act_bits=5, first_last_bits=None))
+    assert np.array_equal(np.array(out["reference"]), graph.dequantize_output(run_int(graph, graph.quantize_input(x))))
+    weights = [row["weight_bits"] for row in out["widths"] if row["op"] in ("conv", "linear")]
+    acts = {row["output_bits"] for row in out["widths"] if row["op"] == "requantize"}
+    assert weights == [6, 6, 6, 6] and acts == {"u5"}
+
+
+def test_run_without_calibration_says_so_and_prints_the_widths(samples, capsys) -> None:
+    path, _ = samples
+    assert main(["run", str(LENET), "--input", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "NOTE: lenet_script.onnx: no calibration inputs were given" in captured.err
+    assert "--calibration FILE.npy or --calibration digits" in captured.err
+    table = captured.out.split("secure:")[0]
+    assert "| layer | op | weight bits | input | output |" in table
+    assert "| /conv1/Conv | conv | 8 |" in table and "| /conv2/Conv | conv | 4 |" in table  # w4, 8-bit first/last
+
+
+def test_missing_calibration_file_is_one_line(samples, capsys) -> None:
+    path, _ = samples
+    assert main(["run", str(LENET), "--input", str(path), "--calibration", "nope.npy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "calibration file 'nope.npy' not found" in err
