@@ -27,6 +27,7 @@ from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, CHEETAH_RING_BITS
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_output, engine_config, mode_options
+from aiompc.nn.npy_files import load_npy
 from aiompc.nn.quant_choices import (DATASETS, RandomCalibrationWarning, add_quant_args, format_widths, layer_widths,
                                      load_calibration, quant_config)
 from aiompc.nn.report import format_table, layer_report
@@ -102,8 +103,9 @@ def _outputs(graph: QGraph, result: SecureResult, config: EngineConfig) -> np.nd
 def cmd_run(args: argparse.Namespace) -> int:
     """Both parties on ``args.model`` in ``args.mode``; the secure result against ``run_int`` of the graph
     that ran (a difference is an error in exact mode, a reported deviation in approximate mode)."""
+    x = load_npy(args.input, "--input file")
     graph = _load(args)
-    xq, _ = input_batch(graph, np.load(args.input))
+    xq, _ = input_batch(graph, x)
     config = _config(args)
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
                                                 progress=False if args.json else None))
@@ -149,7 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    x = np.load(args.input)
+    x = load_npy(args.input, "input file")
     y = aiompc.run(aiompc.infer(x, args.connect, options=mode_options(args.mode) if args.mode else None))
     y = np.asarray(y)
     if args.json:

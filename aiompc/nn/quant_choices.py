@@ -17,13 +17,13 @@ file or a named dataset (or, loudly, random ones), and the widths each layer got
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph, WeightedNode
+from aiompc.nn.npy_files import load_npy
 
 __all__ = ["DATASETS", "RANDOM_CALIBRATION_SAMPLES", "RandomCalibrationWarning", "add_quant_args", "quant_config",
            "load_calibration", "random_calibration", "layer_widths", "format_widths"]
@@ -88,19 +88,11 @@ def load_calibration(spec: str | None) -> np.ndarray | None:
         return None
     if spec in DATASETS:
         return DATASETS[spec]()
-    path = Path(spec)
-    if not path.is_file():
-        raise InputError(f"calibration file {spec!r} not found; give a .npy file of typical inputs "
-                         f"(N, *input_shape) or a dataset name ({', '.join(DATASETS)})")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise InputError(f"calibration file {spec!r} is not a numpy .npy array ({e}); "
-                         "save it with numpy.save(path, array)") from None
-    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiu" or x.ndim < 2:
-        raise InputError(f"calibration file {spec!r} holds {getattr(x, 'dtype', type(x))} of shape "
-                         f"{getattr(x, 'shape', '?')}; expected numbers of shape (N, *input_shape)")
-    return x.astype(np.float64)
+    x = load_npy(spec, "calibration file", "typical float inputs (N, *input_shape), or a dataset name "
+                 f"({', '.join(DATASETS)})")
+    if x.ndim < 2:
+        raise InputError(f"calibration file {spec!r} holds shape {x.shape}; expected a batch (N, *input_shape)")
+    return x
 
 
 def random_calibration(input_shape: tuple[int, ...], samples: int = RANDOM_CALIBRATION_SAMPLES,

@@ -116,3 +116,23 @@ def test_missing_calibration_file_is_one_line(samples, capsys) -> None:
     assert main(["run", str(LENET), "--input", str(path), "--calibration", "nope.npy"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "calibration file 'nope.npy' not found" in err
+
+
+def test_bad_input_files_are_one_line_errors(tmp_path, capsys) -> None:
+    (tmp_path / "text.npy").write_text("pixels\n")
+    np.save(tmp_path / "strings.npy", np.array(["a", "b"]))
+    cases = {"missing.npy": "not found; expected a .npy file of float inputs",
+             "text.npy": "is not a numpy .npy array; expected float inputs",
+             "strings.npy": "holds <U1 of shape (2,); expected float inputs"}
+    for name, message in cases.items():
+        assert main(["run", str(LENET), "--input", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"--input file '{tmp_path / name}'" in err and message in err, err
+
+
+def test_version(capsys) -> None:
+    import aiompc
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"aiompc {aiompc.__version__}"
