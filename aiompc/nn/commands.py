@@ -28,8 +28,8 @@ from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_output, engine_config, mode_options
 from aiompc.nn.npy_files import load_npy
-from aiompc.nn.quant_choices import (DATASETS, RandomCalibrationWarning, add_quant_args, format_widths, layer_widths,
-                                     load_calibration, quant_config)
+from aiompc.nn.quant_choices import (DATASETS, RandomCalibrationWarning, add_quant_args, format_widths,
+                                     input_range_note, layer_widths, load_calibration, quant_config)
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import EngineConfig, SecureResult
 from aiompc.nn.service import input_batch, load_model
@@ -106,6 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     x = load_npy(args.input, "--input file")
     graph = _load(args)
     xq, _ = input_batch(graph, x)
+    note = input_range_note(graph, x)
+    if note:
+        print(f"WARNING: {note}", file=sys.stderr, flush=True)
     config = _config(args)
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
                                                 progress=False if args.json else None))

@@ -9,6 +9,8 @@ file or a named dataset (or, loudly, random ones), and the widths each layer got
 * :func:`random_calibration`: what :func:`aiompc.nn.service.load_model` falls back to for a float model
   without calibration inputs, always with a :class:`RandomCalibrationWarning` (the CLI prints it as a
   ``NOTE``: scales calibrated on noise can cost accuracy);
+* :func:`input_range_note`: inputs outside the range the model's input is quantized to (clipped: usually
+  inputs scaled differently from the calibration data);
 * :func:`layer_widths` / :func:`format_widths`: per layer, the weight width and the input and output
   activation widths of the integer program that runs (``run``/``serve`` print them; ``run --json`` carries
   them as ``"widths"``).
@@ -26,7 +28,7 @@ from aiompc.nn.ir import QGraph, WeightedNode
 from aiompc.nn.npy_files import load_npy
 
 __all__ = ["DATASETS", "RANDOM_CALIBRATION_SAMPLES", "RandomCalibrationWarning", "add_quant_args", "quant_config",
-           "load_calibration", "random_calibration", "layer_widths", "format_widths"]
+           "load_calibration", "random_calibration", "layer_widths", "format_widths", "input_range_note"]
 
 RANDOM_CALIBRATION_SAMPLES = 64
 
@@ -127,3 +129,20 @@ def format_widths(rows: list[dict[str, Any]]) -> str:
         w = "" if r["weight_bits"] is None else str(r["weight_bits"])
         lines.append(f"| {r['layer']} | {r['op']} | {w} | {r['input_bits']} | {r['output_bits']} |")
     return "\n".join(lines)
+
+
+def input_range_note(graph: QGraph, x: np.ndarray) -> str | None:
+    """A warning when float inputs ``x`` fall outside ``[lo * s, hi * s]``, the range the graph's input is
+    quantized to (calibrated or from a QDQ annotation); None when all are inside."""
+    spec = graph.input_spec
+    if spec.scale is None or not spec.per_tensor:
+        return None
+    s = spec.scale[0]
+    lo, hi = (spec.lo - 0.5) * s, (spec.hi + 0.5) * s  # rounding to the end values is not clipping
+    x = np.asarray(x, dtype=np.float64)
+    outside = int(np.count_nonzero((x < lo) | (x > hi)))
+    if not outside:
+        return None
+    return (f"{outside} of {x.size} input values lie outside [{spec.lo * s:.4g}, {spec.hi * s:.4g}], the range "
+            f"the model's input is quantized to (seen {x.min():.4g}..{x.max():.4g}); they are clipped. Are the inputs "
+            "scaled like the calibration data?")

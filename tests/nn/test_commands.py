@@ -136,3 +136,14 @@ def test_version(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"aiompc {aiompc.__version__}"
+
+
+def test_inputs_outside_the_quantized_range_are_warned_about(tmp_path, capsys) -> None:
+    x = digits_data().x_test[:1]
+    np.save(tmp_path / "raw.npy", x * 16)  # pixels not divided by 16
+    np.save(tmp_path / "ok.npy", x)
+    assert main(["run", str(LENET), "--input", str(tmp_path / "raw.npy"), "--calibration", "digits"]) == 0
+    err = capsys.readouterr().err
+    assert "of 64 input values lie outside [0, " in err and "(seen 0..16); they are clipped" in err
+    assert main(["run", str(LENET), "--input", str(tmp_path / "ok.npy"), "--calibration", "digits"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
