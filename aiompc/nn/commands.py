@@ -141,9 +141,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = _config(args)
         graph = _load(args)
         server = await aiompc.serve(graph, args.listen, config=config, graph=GRAPH_OF_MODE[args.mode])
-        print(format_widths(layer_widths(graph)))
         print(f"serving {args.model} at {server.url} (mode {_describe_mode(args.mode, config)}); Ctrl-C to stop",
               flush=True)
+        print(format_widths(layer_widths(graph)), flush=True)
         try:
             await asyncio.Event().wait()
         finally:

@@ -57,6 +57,11 @@ _ALTERNATIVES = {
     "ReduceMax": "use MaxPool, or ReduceMean over the spatial axes",
     "ReduceSum": "use ReduceMean over the spatial axes (global average pooling)",
     "GlobalMaxPool": "use MaxPool with a kernel as large as the input, or global average pooling",
+    **{op: "integer-operator (QOperator) models are not supported: quantize in QDQ format (quantize_static's "
+           "default, quant_format=QuantFormat.QDQ)"
+       for op in ("QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
+                  "QLinearGlobalAveragePool", "QLinearConcat", "ConvInteger", "MatMulInteger", "QGemm")},
+    "DynamicQuantizeLinear": "dynamic quantization is not supported: quantize statically (quantize_static, QDQ)",
 }
 
 class _Importer:

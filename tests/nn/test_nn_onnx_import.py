@@ -282,6 +282,7 @@ def _w(name: str, shape: tuple) -> onnx.TensorProto:
     (helper.make_node("Mul", ["x", "x"], ["y"], name="m"), [], r"'m' \(op Mul\).*two computed tensors"),
     (helper.make_node("Div", ["c", "x"], ["y"], name="d"), [_w("c", (1,))], r"'d' \(op Div\).*division by a constant"),
     (helper.make_node("Softmax", ["x"], ["y"], name="sm"), [], r"'sm' \(op Softmax\).*drop the final Softmax"),
+    (helper.make_node("QLinearConv", ["x"], ["y"], name="qc"), [], r"'qc' \(op QLinearConv\).*QDQ format"),
     (helper.make_node("ReduceMean", ["x"], ["y"], name="rm", axes=[1]), [], r"'rm' \(op ReduceMean\).*spatial"),
     (helper.make_node("Pad", ["x", "p"], ["y"], name="pd", mode="reflect"),
      [onnx.numpy_helper.from_array(np.zeros(8, np.int64), "p")], r"'pd' \(op Pad\).*mode 'reflect'"),
