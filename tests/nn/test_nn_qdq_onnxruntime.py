@@ -22,7 +22,8 @@ import aiompc
 from aiompc.nn import QuantConfig, load_onnx, quantize, run_int
 from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.ir import QGraph
-from aiompc.nn.secure import EngineConfig, run_secure
+from aiompc.nn.modes import EngineConfig
+from aiompc.nn.secure import run_secure
 
 DATA = Path(__file__).parent / "data"
 
