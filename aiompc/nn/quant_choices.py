@@ -75,10 +75,10 @@ def quant_config(args: argparse.Namespace) -> Any:
     model's own defaults then apply, e.g. the demo model's)."""
     from aiompc.nn.quantize import QuantConfig
 
-    given = {k: getattr(args, k, None) for k in ("weight_bits", "act_bits")}
-    kw: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    if hasattr(args, "first_last_bits"):  # absent unless given (None: "none")
-        kw["first_last_bits"] = args.first_last_bits
+    given = vars(args)
+    kw: dict[str, Any] = {k: given[k] for k in ("weight_bits", "act_bits") if given.get(k) is not None}
+    if "first_last_bits" in given:  # absent unless given (None: "none")
+        kw["first_last_bits"] = given["first_last_bits"]
     return QuantConfig(**kw) if kw else None
 
 
