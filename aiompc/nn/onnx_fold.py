@@ -137,7 +137,9 @@ def fold_constants(model: onnx.ModelProto, input_shape: Sequence[int] | None = N
     consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     graph_outputs = {o.name for o in g.output}
     for _ in range(_MAX_ROUNDS):
-        shapes = _known_shapes(m)
+        # shape inference (a copy of the whole model) only when a Shape/Size of a computed tensor is left
+        needs_shapes = any(n.op_type in _SHAPE_OF and n.input[0] not in consts for n in g.node)
+        shapes = _known_shapes(m) if needs_shapes else {}
         keep: list[onnx.NodeProto] = []
         changed = False
         for node in g.node:
