@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import ssl as ssl_module
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from aiompc.errors import InputError, ProtocolError
 from aiompc.nn.ir import QGraph
@@ -165,18 +167,25 @@ async def infer(
     *,
     mode: Mode | str | None = None,
     ssl: ssl_module.SSLContext | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Ask the server at ``url`` for a private prediction of the float input ``x`` (``(n, *shape)`` or one sample).
 
     Returns the dequantized float logits ``(n, classes)`` — or the class indices ``(n,)`` when the server
     reveals only the argmax — for a single sample without the leading axis.  ``mode`` insists on the
     server's mode (a mismatch raises :class:`~aiompc.errors.HandshakeError`); ``None`` takes whatever the
-    server runs.
+    server runs.  ``progress``: a layer progress bar on stderr (``None``: when stderr is a terminal), as
+    ``aiompc run`` shows.
     """
     async with connect(url, ssl=ssl, options=mode_options(mode) if mode is not None else None) as party:
         graph = QGraph.from_dict(party.state["server_meta"]["model"])
         xq, single = input_batch(graph, x)
         config = EngineConfig.from_options(party.options)
-        result = await client_session(party, graph, xq, config)
+        bar = tqdm(total=len(_chunks(len(xq))) * (len(graph.nodes) + 1), desc="layers", unit="layer",
+                   file=sys.stderr, leave=False, disable=not sys.stderr.isatty() if progress is None else not progress)
+        try:
+            result = await client_session(party, graph, xq, config, on_layer=lambda _: bar.update())
+        finally:
+            bar.close()
     y = result.output if config.output == "argmax" else graph.dequantize_output(result.output)  # type: ignore[arg-type]
     return y[0] if single else y

@@ -136,3 +136,13 @@ def test_load_model_builds_each_program(digits) -> None:
     assert same(load_model(DIGITS_ONNX), graph) and not same(fixed, graph)
     with pytest.raises(InputError, match="graph must be"):
         load_model(DIGITS_ONNX, graph="float")  # type: ignore[arg-type]
+
+
+async def test_infer_shows_layer_progress_when_asked(digits, capsys) -> None:
+    graph, data = digits
+    async with await aiompc.serve(graph, "tcp://127.0.0.1:0") as server:
+        y = await aiompc.infer(data.x_test[:1], server.url, progress=True)
+        assert "layers:" in capsys.readouterr().err
+        again = await aiompc.infer(data.x_test[:1], server.url, progress=False)
+        assert "layers:" not in capsys.readouterr().err
+    assert np.array_equal(np.argmax(again, axis=1), np.argmax(y, axis=1))
