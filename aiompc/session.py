@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import ssl as ssl_module
 from typing import Any, Awaitable, Callable, Generator, TypeVar
 
@@ -207,19 +208,29 @@ async def listen(
     server: Server
 
     async def on_transport(transport: Transport) -> None:
+        peer = transport.peer
         if transport_wrapper is not None:
             transport = transport_wrapper(transport)
         party = Party("server", Channel(transport), options=options)
+        start = time.perf_counter()
+
+        def line(outcome: str) -> str:  # one log line per session: peer, mode, bytes, seconds, outcome
+            st = party.channel.stats()
+            return (f"session from {'%s:%d' % peer if peer else 'unknown peer'}: mode "
+                    f"{party.options.get('mode', '-')}, {st.bytes_recv} B in / {st.bytes_sent} B out, "
+                    f"{time.perf_counter() - start:.3f} s, {outcome}")
+
         try:
             await server_handshake(party, meta)
             await handler(party)
             server.sessions_ok += 1
+            log.info("%s", line("ok"))
         except AiompcError as exc:
             server.sessions_failed += 1
-            log.warning("session failed: %s: %s", type(exc).__name__, exc)
+            log.warning("%s", line(f"failed: {type(exc).__name__}: {exc}"))
         except Exception:  # noqa: BLE001 - a broken session must not take the server down
             server.sessions_failed += 1
-            log.exception("session failed with an unexpected error")
+            log.exception("%s", line("failed with an unexpected error"))
         finally:
             await party.close()
 

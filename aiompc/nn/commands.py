@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import warnings
 from typing import Any, Callable, TypeVar
@@ -136,6 +137,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
     async def main() -> None:
         config = _config(args)
         graph = _load(args, config)
@@ -236,6 +240,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--listen", required=True, help="tcp://host:port or ws://host:port/path")
     p.add_argument("--calibration", help=calibration_help)
     p.add_argument("--output", choices=("logits", "argmax"), default="logits")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                   help="info (default): one line per session (time, peer, mode, bytes, seconds, outcome)")
     engine_opts(p)
     add_quant_args(p)
     p.set_defaults(func=cmd_serve)

@@ -61,6 +61,11 @@ class Transport(abc.ABC):
         """Framing bytes added around a ``size``-byte message in ``direction`` (0 by default)."""
         return 0
 
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The peer's ``(host, port)`` where the transport has one (TCP, WebSocket), else None (for logs)."""
+        return None
+
     async def __aenter__(self) -> "Transport":
         return self
 

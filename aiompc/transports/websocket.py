@@ -104,6 +104,12 @@ class WebSocketTransport(Transport):
     def closed(self) -> bool:
         return self._closed or self._conn.close_code is not None
 
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The peer's ``(host, port)`` as the connection reports it."""
+        addr = self._conn.remote_address
+        return (str(addr[0]), int(addr[1])) if addr else None
+
     def overhead(self, size: int, direction: Direction) -> int:
         """Header bytes of the message's frames; the client's frames carry a 4-byte mask, the server's not."""
         masked = self._client == (direction == "send")
