@@ -221,7 +221,9 @@ def add_commands(sub: Any) -> None:
         g.add_argument("--exact", dest="exact", action="store_const", const=True, default=None,
                        help="bit-exact truncation/requantization (default, except in cheetah mode)")
         g.add_argument("--approx", dest="exact", action="store_const", const=False,
-                       help="allow one-LSB rescaling errors (default in cheetah mode: Cheetah's own truncation)")
+                       help="approximate rescaling: each truncated/requantized value may be one LSB low and the "
+                       "errors add up through later layers (the report says by how much); saves a comparison per "
+                       "value (default in cheetah mode: Cheetah's own truncation)")
 
     calibration_help = ("calibration inputs of a float model in the quantized modes: a .npy file (N, *input_shape) "
                         f"or a dataset name ({', '.join(DATASETS)}); default: random inputs, with a note")
