@@ -36,7 +36,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from aiompc.errors import InputError, UnsupportedModel
+from aiompc.errors import InputError
 from aiompc.nn.bounds import range_of_width, width_for_range
 from aiompc.nn.graph import LINEAR_OPS, FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.interpret import run_float
