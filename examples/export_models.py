@@ -6,7 +6,8 @@ epochs so that their argmax means something, each exported twice:
 * ``*_dynamo.onnx`` — ``torch.onnx.export(model, (x,))`` with its defaults (the dynamo exporter);
 * ``*_script.onnx`` — ``torch.onnx.export(..., dynamo=False, dynamic_axes={"x": {0: "batch"}})``: the
   TorchScript exporter with a dynamic batch axis (``Shape``/``Gather``/``Concat``/``Reshape`` arithmetic);
-* ``mobile_script13.onnx`` — the same at ``opset_version=13`` (axes as attributes, the oldest opset covered).
+* ``mobile_script13.onnx`` — the same at ``opset_version=13`` (axes as attributes, the oldest opset covered);
+* ``lenet_dynamo_dynamic.onnx`` — the dynamo exporter with ``dynamic_shapes`` (a dynamic batch axis).
 
 Networks:
 
@@ -137,13 +138,15 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int
     model.eval()
 
 
-def export(model: nn.Module, example: torch.Tensor, dynamo: bool, opset: int | None = None) -> onnx.ModelProto:
-    """The model as ``torch.onnx.export`` writes it: dynamo defaults, or TorchScript with a dynamic batch
-    (at its default opset, or ``opset``)."""
+def export(model: nn.Module, example: torch.Tensor, dynamo: bool, opset: int | None = None,
+           dynamic: bool = False) -> onnx.ModelProto:
+    """The model as ``torch.onnx.export`` writes it: dynamo defaults (with a dynamic batch if ``dynamic``),
+    or TorchScript with a dynamic batch (at its default opset, or ``opset``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            program = torch.onnx.export(model, (example,), input_names=["x"], output_names=["logits"])
+            shapes = {"dynamic_shapes": {"x": {0: torch.export.Dim("batch")}}} if dynamic else {}
+            program = torch.onnx.export(model, (example,), input_names=["x"], output_names=["logits"], **shapes)
             assert program is not None
             return program.model_proto
         buf = io.BytesIO()
@@ -172,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             acc = float((model(as_tensor(data.x_test)).argmax(1).numpy()
                          == data.y_test).mean())
-        variants = [("dynamo", True, None), ("script", False, None)] + [("script13", False, 13)] * (name == "mobile")
-        for kind, dynamo, opset in variants:
-            proto = export(model, example, dynamo, opset)
+        variants = [("dynamo", True, None, False), ("script", False, None, False)]
+        variants += {"mobile": [("script13", False, 13, False)], "lenet": [("dynamo_dynamic", True, None, True)]}.get(
+            name, [])
+        for kind, dynamo, opset, dynamic in variants:
+            proto = export(model, example if not dynamic else as_tensor(data.x_test[:2]), dynamo, opset, dynamic)
             path = out / f"{name}_{kind}.onnx"
             onnx.save(proto, path)
             ops = sorted({n.op_type for n in proto.graph.node})

@@ -22,7 +22,7 @@ from aiompc.nn.secure import run_secure
 
 
 DATA = Path(__file__).parent / "data"
-EXPORTS = ["lenet_dynamo", "lenet_script", "resnet_dynamo", "resnet_script", "mobile_dynamo", "mobile_script",
+EXPORTS = ["lenet_dynamo", "lenet_script", "lenet_dynamo_dynamic", "resnet_dynamo", "resnet_script", "mobile_dynamo", "mobile_script",
            "mobile_script13"]
 CHEETAH_TOLERANCE = 0.05
 SECURE_SAMPLES = 2
@@ -56,8 +56,9 @@ def test_the_exports_are_what_the_issue_is_about() -> None:
     assert {"Pad", "ConstantOfShape", "Clip", "Sub", "Div"} <= ops["mobile_script"]
     opsets = {name: onnx.load(DATA / f"{name}.onnx").opset_import[0].version for name in EXPORTS}
     assert opsets["mobile_script13"] == 13 and min(opsets.values()) == 13 and max(opsets.values()) >= 18
-    dim = onnx.load(DATA / "lenet_script.onnx").graph.input[0].type.tensor_type.shape.dim[0]
-    assert dim.dim_param and not dim.HasField("dim_value")
+    for name in ("lenet_script", "lenet_dynamo_dynamic"):
+        dim = onnx.load(DATA / f"{name}.onnx").graph.input[0].type.tensor_type.shape.dim[0]
+        assert dim.dim_param and not dim.HasField("dim_value")
 
 
 @pytest.mark.parametrize("name", EXPORTS)
