@@ -68,7 +68,7 @@ class Limits:
     max_buffered_bytes: int = 256 << 20
     max_label_bytes: int = 128 << 20
     max_pending_labels: int = 4096
-    max_decoded_bytes: int = 1 << 30
+    max_decoded_bytes: int = 256 << 20
     idle_timeout: float | None = None
     stall_timeout: float = 5.0
     message_cost: int = 256
