@@ -321,6 +321,8 @@ class Channel:
                     continue
         finally:
             self._waiting[label] -= 1
+            if not self._waiting[label]:
+                del self._waiting[label]
 
     def _touch(self) -> None:
         try:

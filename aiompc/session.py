@@ -456,6 +456,13 @@ async def listen(
             server.sessions_refused += 1
             log.warning("session %s from %s refused: %d connections open (max %d)", sid, peer,
                         server.connections, policy.connection_cap)
+            # answer without reading anything: the client reads this as its handshake reply
+            try:
+                await asyncio.wait_for(Channel(transport).sub("handshake").send(
+                    {"ok": False, "busy": True, "error": "server busy: too many open connections; try again in a "
+                     "few seconds"}), 1.0)
+            except (AiompcError, TimeoutError):
+                pass
             return  # the transport server closes the connection
         server.connections += 1
         if transport_wrapper is not None:

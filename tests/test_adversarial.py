@@ -350,3 +350,43 @@ async def test_a_server_with_a_token_refuses_a_missing_or_wrong_one(model, schem
             await _honest(model, server.url, token="battery staple")
         await _honest(model, server.url, token="correct horse")
 
+
+
+# --------------------------------------------------------------------------- logs
+
+
+async def test_logs_name_the_session_and_peer_escape_peer_strings_and_keep_probes_at_debug(
+        model, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="aiompc.session")
+    async with await _serve(model, "tcp") as server:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)  # a port probe
+        writer.close()
+        await writer.wait_closed()
+        evil = "\x1b[2J\nFAKE LOG LINE " + "A" * 5000
+        t = await _raw(server.url)
+        await t.send(_frame("handshake", wire.encode({"proto": "aiompc", "version": 1, "role": evil, "options": {}})))
+        await _until_dropped(t)
+        await _settle(server)
+    probe = [r for r in caplog.records if "before the handshake" in r.getMessage()]
+    assert probe and all(r.levelname == "DEBUG" for r in probe)
+    (failed,) = [r for r in caplog.records if r.levelname == "WARNING" and "role mismatch" in r.getMessage()]
+    line = failed.getMessage()
+    assert "\x1b" not in line and "\n" not in line and "FAKE LOG LINE" in line  # escaped, one line
+    assert len(line) < 600  # truncated, not 5000 characters
+    assert "from 127.0.0.1:" in line and line.startswith("session ")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+async def test_connections_beyond_the_cap_are_answered_busy_and_closed(model, scheme: str) -> None:
+    policy = ServerPolicy(max_sessions=1, max_connections=4, handshake_timeout=2.0, channel=LIMITS)
+    async with await _serve(model, scheme, policy) as server:
+        silent = [await _raw(server.url) for _ in range(4)]  # fill the connection cap, say nothing
+        await asyncio.sleep(0.2)
+        try:
+            with pytest.raises(ServerBusy, match="too many open connections"):
+                await _honest(model, server.url)
+        finally:
+            for t in silent:
+                await t.close()
+        await _settle(server)
+        await _honest(model, server.url)  # served once the silent ones are gone

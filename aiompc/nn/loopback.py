@@ -61,6 +61,8 @@ async def run_two_parties(
     ``transport_wrapper`` wraps both ends' transports (e.g. :func:`aiompc.transports.shaped.shape`)."""
     options = {**config.to_options(), **(options or {})}
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    # when the client fails first, nobody awaits ``done``: mark its exception retrieved (no asyncio warning)
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def handler(party: Party) -> None:
         try:

@@ -1,7 +1,7 @@
 """The command-line flags by which ``aiompc serve`` bounds what clients may cost and who may connect, and
 ``aiompc infer`` connects over TLS with a token (kept here so :mod:`aiompc.nn.commands` only registers them).
 
-``serve``: ``--max-message-size``, ``--max-sessions``, ``--idle-timeout``, ``--session-deadline``,
+``serve``: ``--max-message-size``, ``--max-sessions``, ``--max-samples``, ``--idle-timeout``, ``--session-deadline``,
 ``--tls-cert/--tls-key``, ``--token`` (or ``$AIOMPC_TOKEN``), ``--log-level``.
 ``infer``: ``--ca``, ``--token`` (or ``$AIOMPC_TOKEN``).  A ``tls://``/``wss://`` URL without ``--ca`` uses the
 system's trust store.
@@ -21,6 +21,8 @@ from aiompc.session import TOKEN_ENV, ServerPolicy, default_max_sessions, parse_
 __all__ = ["add_serve_flags", "add_infer_flags", "serve_kwargs", "infer_kwargs", "setup_logging", "LOG_FORMAT"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SERVE_MAX_SAMPLES = 1024
+"""``serve``'s default bound on the samples one session may request (16 chunks of 64)."""
 
 
 def _size(text: str) -> int:
@@ -63,6 +65,8 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
                    help=f"seconds a client may stay silent mid-session ('off' to disable; default {defaults.idle_timeout:g})")
     p.add_argument("--session-deadline", type=_seconds, default=defaults.session_deadline,
                    help=f"seconds any one session may last ('off' to disable; default {defaults.session_deadline:g})")
+    p.add_argument("--max-samples", type=int, default=SERVE_MAX_SAMPLES,
+                   help=f"samples one session may ask for (the work a client can request; default {SERVE_MAX_SAMPLES})")
     p.add_argument("--tls-cert", help="PEM certificate chain: serve over TLS (use a tls:// or wss:// URL)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--token", help=_token_help("clients must present"))
@@ -82,7 +86,7 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 
 def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``aiompc.serve`` keyword arguments from the flags: ``policy``, ``max_message_size``, ``ssl``."""
+    """``aiompc.serve`` keyword arguments from the flags: ``policy``, ``max_message_size``, ``ssl``, ``max_samples``."""
     if (args.tls_cert is None) != (args.tls_key is None):
         raise InputError("--tls-cert and --tls-key go together")
     secure = parse_url(args.listen).secure
@@ -92,10 +96,12 @@ def serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"{args.listen} is encrypted: give --tls-cert and --tls-key")
     if args.max_sessions < 1:
         raise InputError("--max-sessions must be at least 1")
+    if args.max_samples < 1:
+        raise InputError("--max-samples must be at least 1")
     policy = ServerPolicy(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout,
                           session_deadline=args.session_deadline, token=access_token(args.token))
     ssl = server_tls(args.tls_cert, args.tls_key) if args.tls_cert else None
-    return {"policy": policy, "max_message_size": args.max_message_size, "ssl": ssl}
+    return {"policy": policy, "max_message_size": args.max_message_size, "ssl": ssl, "max_samples": args.max_samples}
 
 
 def infer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
