@@ -3,7 +3,7 @@
     python benchmarks/load_server.py [--honest 50] [--killed 10] [--idle 200] [--max-sessions 8]
 
 Starts ``aiompc serve`` on the digits model in a subprocess (TCP, 127.0.0.1), warms it up with one session,
-and records its RSS (warm-up: two rounds of ``--max-sessions`` concurrent sessions).  Then, concurrently: ``--honest`` clients each ask for one prediction (a client told
+and records its RSS (warm-up: ``--warmup`` rounds of ``--max-sessions`` concurrent sessions).  Then, concurrently: ``--honest`` clients each ask for one prediction (a client told
 "server busy" waits 0.5–1.5 s and tries again, as the message says); ``--killed`` ``aiompc infer``
 subprocesses are SIGKILLed at random moments; ``--idle`` raw connections are opened and never speak.
 Reports: honest results correct, busy answers seen, idle connections dropped and how fast, and the server's
@@ -86,8 +86,11 @@ async def main(args: argparse.Namespace) -> int:
         data = digits_data()
         xs = [data.x_test[i % len(data.x_test)][None] for i in range(args.honest)]
         want = predict(digits_model(), np.concatenate(xs)).tolist()
-        for _ in range(2):  # warm-up: two rounds of as many concurrent sessions as the server runs at once
+        rounds = []
+        for _ in range(args.warmup):  # warm-up: rounds of as many concurrent sessions as the server runs at once
             await asyncio.gather(*(honest(url, x, {"busy": 0}) for x in xs[: args.max_sessions]))
+            rounds.append(rss_mib(server.pid))
+        print("RSS after each warm-up round (MiB):", " ".join(f"{r:.0f}" for r in rounds), file=sys.stderr)
         warm = rss_mib(server.pid)
         stats = {"busy": 0}
         drops: list[float] = []
@@ -110,8 +113,12 @@ async def main(args: argparse.Namespace) -> int:
             )
             seconds = time.monotonic() - start
         sampler.cancel()
-        await asyncio.sleep(2)
-        after = rss_mib(server.pid)
+        later = []
+        for wait in (2, 10, 20):
+            await asyncio.sleep(wait - (0 if not later else [2, 10, 20][len(later) - 1]))
+            later.append(rss_mib(server.pid))
+        print("RSS 2/10/20 s after the load (MiB):", " ".join(f"{r:.0f}" for r in later), file=sys.stderr)
+        after = later[-1]
         got = [int(np.argmax(y)) for y in results[: args.honest]]
         correct = sum(g == w for g, w in zip(got, want))
         dropped = [d for d in drops if d != float("inf")]
@@ -134,4 +141,5 @@ if __name__ == "__main__":
     ap.add_argument("--idle", type=int, default=200)
     ap.add_argument("--max-sessions", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=6, help="warm-up rounds (RSS plateaus after 4-6 rounds of 8)")
     sys.exit(asyncio.run(main(ap.parse_args())))
