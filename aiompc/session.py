@@ -53,7 +53,7 @@ from aiompc.transports.memory import memory_pair
 from aiompc.transports.registry import Endpoint, open_transport, parse_url, serve_transports
 
 __all__ = ["run_local", "listen", "connect", "Server", "ServerPolicy", "PROTOCOL_NAME", "PROTOCOL_VERSION",
-           "parse_url", "HELLO_FIELDS", "REPLY_FIELDS", "TOKEN_ENV"]
+           "parse_url", "HELLO_FIELDS", "REPLY_FIELDS", "TOKEN_ENV", "TRUSTED_POLICY"]
 
 log = logging.getLogger("aiompc.session")
 
@@ -119,6 +119,14 @@ class ServerPolicy:
 
     def __repr__(self) -> str:  # never show the token
         return f"ServerPolicy(max_sessions={self.max_sessions}, token={'set' if self.token else None})"
+
+
+_HUGE = 1 << 40
+TRUSTED_POLICY = ServerPolicy(max_sessions=64, idle_timeout=None, session_deadline=None, channel=Limits(
+    max_buffered_bytes=_HUGE, max_label_bytes=_HUGE, max_pending_labels=1 << 24, max_decoded_bytes=_HUGE))
+"""For a peer this process trusts (both parties here, e.g. ``run``/``demo``/``bench`` over loopback): no
+timeouts and no buffering limits, so a big network on a slow machine never trips the defaults meant for
+untrusted clients."""
 
 
 class _Admission:

@@ -16,22 +16,19 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from aiompc.channel import Limits, Stats
+from aiompc.channel import Stats
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.secure import LayerRecord, SecureResult
 from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
-from aiompc.session import ServerPolicy, connect, listen
+from aiompc.session import TRUSTED_POLICY, connect, listen
 from aiompc.transports.base import Transport
 
 __all__ = ["LoopbackRun", "run_two_parties", "LOOPBACK_POLICY"]
 
-_HUGE = 1 << 40
-LOOPBACK_POLICY = ServerPolicy(max_sessions=1, idle_timeout=None, session_deadline=None, channel=Limits(
-    max_buffered_bytes=_HUGE, max_label_bytes=_HUGE, max_pending_labels=1 << 24, max_decoded_bytes=_HUGE))
-"""Both parties are this process: no timeouts, no buffering limits (a big network on a slow machine must not
-trip the defaults meant for untrusted clients)."""
+LOOPBACK_POLICY = TRUSTED_POLICY
+"""Both parties are this process: :data:`aiompc.session.TRUSTED_POLICY` (no timeouts, no buffering limits)."""
 
 
 @dataclass
