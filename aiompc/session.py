@@ -325,12 +325,14 @@ async def server_handshake(
     token: str | None = None,
     admit: Callable[[], Awaitable[None]] | None = None,
     limits: Limits | None = None,
+    max_message_size: int | None = None,
 ) -> None:
     """Server side of the handshake; sets ``party.options`` to the merged options.
 
     ``token``: required of the client if set.  ``admit()`` (optional) waits for a session slot or raises
     :class:`ServerBusy`.  On success the channel's gate opens (with ``limits``, if given) before the
-    reply goes out, so the client's next message is already admitted."""
+    reply goes out, so the client's next message is already admitted; so does the transport's
+    ``max_message_size`` (if given), lowered for the handshake by :func:`listen`."""
     sub = party.sub("handshake")
     try:
         hello = await asyncio.wait_for(sub.recv(), timeout)
@@ -351,6 +353,8 @@ async def server_handshake(
         raise
     party.options = merged
     party.channel.configure(limits, gate=None)
+    if max_message_size is not None:
+        _set_max_message(party.channel.transport, max_message_size)
     await sub.send({"ok": True, "options": merged, "meta": meta or {}})
 
 
@@ -489,8 +493,7 @@ async def listen(
         stage, outcome, error = "handshake", "failed", ""
         try:
             await server_handshake(party, meta, policy.handshake_timeout, token=policy.token, admit=admit,
-                                   limits=session_limits)
-            _set_max_message(transport, max_message_size)
+                                   limits=session_limits, max_message_size=max_message_size)
             stage = "session"
             log.info("session %s from %s started", sid, peer)
             deadline = asyncio.timeout(policy.session_deadline)
