@@ -331,7 +331,7 @@ async def test_sessions_beyond_the_cap_get_server_busy_not_a_hang(model, scheme:
             start = time.monotonic()
             with pytest.raises(ServerBusy, match="try again"):
                 await _honest(model, server.url)
-            assert time.monotonic() - start < 2.0
+            assert time.monotonic() - start < 4.0  # queue_timeout 0.3 s: an answer, not a hang
         finally:
             for p in hogs:
                 await p.close()
