@@ -1,0 +1,198 @@
+"""Automorphisms ``X -> X^g`` of ``Z_q[X]/(X^N+1)`` on BFV ciphertexts, and the Galois keys that switch back.
+
+Applying ``σ_g`` (``g`` odd) to both components of a ciphertext of ``m`` under ``s`` gives a ciphertext of
+``σ_g(m)`` under ``σ_g(s)``; a *Galois key* for ``g`` switches it back to ``s``.  The keys use the RNS gadget:
+digit ``i`` of a value ``c mod q`` is its residue ``[c]_{p_i}``, lifted to ``(-p_i/2, p_i/2]``, and
+``Σ_i [c]_{p_i}·g_i ≡ c (mod q)`` with ``g_i = (q/p_i)·[(q/p_i)^-1]_{p_i}`` (``≡ 1 mod p_i``, ``≡ 0 mod p_j``).
+
+Key for ``g`` (made by the client from its secret key, CSPRNG only): for every digit ``i``
+``k_i = (−a_i·s + e_i + g_i·σ_g(s), a_i)`` with ``a_i`` expanded from one 32-byte seed per key set and
+``e_i`` fresh rounded Gaussians.  Wire size: ``E·L·N·⌈log2 q⌉`` bits (``E`` elements, ``L`` primes) plus the
+seed: exactly a seeded-ciphertext batch of ``E·L`` polynomials (:mod:`~.serialize`, kind 1), so the format,
+its fingerprint and its checks are shared.
+
+Key switching of ``σ_g(ct) = (c0', c1')``: ``(c0' + Σ_i d_i·k_i[0], Σ_i d_i·k_i[1])`` with ``d_i`` the digits of
+``c1'``.  The phase gains ``Σ_i d_i·e_i`` (bounded in :mod:`~.packing`).  Cost per ciphertext: ``L²``
+forward and ``2·L`` inverse NTTs plus ``2·L²`` pointwise products; the automorphism itself is a gather.
+
+All functions work on coefficient-form residues ``(..., L, N)`` and are vectorised over the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aiompc.crypto.prg import PRG
+from aiompc.errors import InputError, ProtocolError
+
+from .bfv import Ciphertext, SeededCiphertext
+from .keys import SecretKey, expand_uniform
+from .ntt import get_ntt
+from .params import HEParams
+from .rns import get_basis, mod_add, mod_neg, reduce_signed
+
+__all__ = [
+    "automorphism_map",
+    "apply_automorphism",
+    "GaloisKeys",
+    "galois_keys",
+    "key_switch_automorphism",
+]
+
+_LAZY = 16  # residues < 2**30: 16 products (< 2**60) sum without overflow
+
+
+@functools.lru_cache(maxsize=64)
+def automorphism_map(n: int, g: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(source, negate)`` with ``σ_g(a)[j] = ±a[source[j]]`` (minus where ``negate[j]``), ``g`` odd.
+
+    ``X^i -> X^(g·i mod 2N)``, and ``X^(k)`` for ``N <= k < 2N`` is ``−X^(k−N)``.
+    """
+    if n < 2 or n & (n - 1):
+        raise InputError(f"ring degree must be a power of two, got {n}")
+    if g % 2 == 0:
+        raise InputError(f"Galois elements are odd, got {g}")
+    i = np.arange(n, dtype=np.int64)
+    k = (i * (g % (2 * n))) % (2 * n)
+    dest = k % n
+    source = np.empty(n, dtype=np.int64)
+    negate = np.empty(n, dtype=bool)
+    source[dest] = i
+    negate[dest] = k >= n
+    source.setflags(write=False)
+    negate.setflags(write=False)
+    return source, negate
+
+
+def apply_automorphism(x: np.ndarray, g: int, col: np.ndarray) -> np.ndarray:
+    """``σ_g`` on coefficient-form residues ``x`` (``(..., L, N)``, primes ``col`` of shape ``(L, 1)``)."""
+    source, negate = automorphism_map(x.shape[-1], g)
+    y = x[..., source]
+    return np.where(negate, mod_neg(y, col), y)
+
+
+def _permute_signed(s: np.ndarray, g: int) -> np.ndarray:
+    """``σ_g`` on a signed integer polynomial ``s`` (``(N,)`` int64)."""
+    source, negate = automorphism_map(s.shape[-1], g)
+    y = s[source].astype(np.int64)
+    return np.where(negate, -y, y)
+
+
+@dataclass(frozen=True, eq=False)
+class GaloisKeys:
+    """Galois keys for ``elements`` at the top level of ``params``.
+
+    ``k0``: ``(E, L, L, N)`` coefficient-form residues (element, digit, prime, coefficient) of
+    ``−a·s + e + g_i·σ_g(s)``; the ``a`` of element ``e`` and digit ``i`` is row ``e·L + i`` of
+    ``expand_uniform(seed, E·L)``.
+    """
+
+    params: HEParams
+    elements: tuple[int, ...]
+    k0: np.ndarray = field(repr=False)
+    seed: bytes = field(repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        L, n = self.params.levels, self.params.n
+        if self.k0.shape != (len(self.elements), L, L, n):
+            raise InputError(f"Galois key of shape {self.k0.shape}, expected {(len(self.elements), L, L, n)}")
+        if len(set(self.elements)) != len(self.elements):
+            raise InputError(f"Galois elements must be distinct: {self.elements}")
+
+    def switching_key(self, g: int) -> np.ndarray:
+        """NTT-form key for ``g``: ``(L_digits, 2, L, N)`` (cached)."""
+        if g not in self.elements:
+            raise InputError(f"no Galois key for element {g} (have {self.elements})")
+        if not self._cache:
+            p = self.params
+            E, L = len(self.elements), p.levels
+            ntt = get_ntt(p.n, p.primes)
+            a_hat = expand_uniform(p, self.seed, E * L, L).reshape(E, L, L, p.n)
+            k0_hat = ntt.forward(self.k0)
+            for e, el in enumerate(self.elements):
+                key = np.stack([k0_hat[e], a_hat[e]], axis=1)  # (digit, 2, L, N)
+                key.setflags(write=False)
+                self._cache[el] = key
+        return self._cache[g]
+
+    @property
+    def wire_bytes(self) -> int:
+        """Bytes of :meth:`to_bytes` (without computing it)."""
+        from .serialize import seeded_size
+
+        return seeded_size(self.params, len(self.elements) * self.params.levels)
+
+    def to_bytes(self) -> bytes:
+        """Wire form: a seeded-ciphertext batch of ``E·L`` polynomials (elements are agreed, not sent)."""
+        E, L, n = len(self.elements), self.params.levels, self.params.n
+        return SeededCiphertext(self.params, self.k0.reshape(E * L, L, n), self.seed).to_bytes()
+
+    @classmethod
+    def from_bytes(cls, params: HEParams, elements: tuple[int, ...], data: bytes | memoryview) -> GaloisKeys:
+        """Parse :meth:`to_bytes` for the agreed ``elements``; raises :class:`ProtocolError` if malformed."""
+        up = SeededCiphertext.from_bytes(params, data)
+        E, L = len(elements), params.levels
+        if up.level != L or up.batch != E * L:
+            raise ProtocolError(f"Galois keys carry {up.batch} polynomials at level {up.level}, expected {E * L} at {L}")
+        return cls(params, tuple(elements), up.c0.reshape(E, L, L, params.n), up.seed)
+
+
+def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) -> GaloisKeys:
+    """Client: Galois keys for ``elements`` from ``sk`` (fresh seed and errors from ``prg``).
+
+    Cost: ``E·L`` inverse and ``E`` forward NTT batches of ``L`` primes, ``E·L·N`` Gaussian samples."""
+    params = sk.params
+    elements = tuple(int(g) % (2 * params.n) for g in elements)
+    E, L, n = len(elements), params.levels, params.n
+    basis = get_basis(params.primes)
+    ntt = get_ntt(n, params.primes)
+    seed = prg.seed()
+    a_hat = expand_uniform(params, seed, E * L, L).reshape(E, L, L, n)
+    s_hat = sk.ntt()
+    k0 = np.empty((E, L, L, n), dtype=np.uint64)
+    for e, g in enumerate(elements):
+        err = reduce_signed(prg.gaussian(params.sigma, (L, n)), basis)  # (digit, L, N)
+        s_g = _permute_signed(sk.s.astype(np.int64), g)
+        for i, p in enumerate(params.primes):  # g_i·σ_g(s): σ_g(s) mod p_i in prime i, 0 elsewhere
+            err[i, i] = mod_add(err[i, i], (s_g % p).astype(np.uint64), np.uint64(p))
+        a_s = ntt.inverse(a_hat[e] * s_hat % basis.col)
+        k0[e] = mod_add(err, mod_neg(a_s, basis.col), basis.col)
+    k0.setflags(write=False)
+    return GaloisKeys(params, elements, k0, seed)
+
+
+def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys) -> Ciphertext:
+    """``σ_g(ct)`` switched back to the original key: a coefficient-form ciphertext of ``σ_g(m)``.
+
+    ``ct`` must be at the top level.  Adds ``Σ_i d_i·e_i`` to the noise (digits ``|d_i| <= p_i/2``).
+    Cost: ``B·L²`` forward and ``2·B·L`` inverse NTTs for a batch of ``B``.
+    """
+    params = ct.params
+    if keys.params != params:
+        raise InputError("Galois keys and ciphertext use different parameters")
+    if ct.level != params.levels:
+        raise InputError(f"key switching needs the top level {params.levels}, got {ct.level}")
+    g %= 2 * params.n
+    key = keys.switching_key(g)
+    basis = ct.basis
+    col = basis.col
+    ntt = get_ntt(params.n, basis.primes)
+    data = apply_automorphism(ct.to_coeff().data, g, col)  # (2, B, L, N)
+    c1 = data[1]
+    half = (col // np.uint64(2)).reshape(1, -1, 1)
+    signed = c1.astype(np.int64) - np.where(c1 > half, col.astype(np.int64).reshape(1, -1, 1), 0)
+    digits = reduce_signed(signed, basis)  # (B, L_digit, L, N)
+    d_hat = ntt.forward(digits)
+    B, L = c1.shape[0], basis.size
+    out = np.zeros((2, B, L, params.n), dtype=np.uint64)
+    for i in range(L):
+        out += d_hat[None, :, i] * key[i][:, None]
+        if (i + 1) % _LAZY == 0 or i == L - 1:
+            out %= col
+    out = ntt.inverse(out)
+    out[0] = mod_add(out[0], data[0], col)
+    return Ciphertext(params, out, False)
