@@ -122,7 +122,7 @@ def _runs(counts: np.ndarray, chunk: int) -> list[tuple[int, int]]:
     return out
 
 
-def _unit_kinds(layout: Layout) -> list[tuple[int, int]]:
+def unit_kinds(layout: Layout) -> list[tuple[int, int]]:
     """``(representative unit, number of units)`` of the distinct unit geometries (interior / edge tiles)."""
     if isinstance(layout, ConvLayout):
         t = layout.tiling
@@ -166,7 +166,7 @@ def wire_cost(layout: Layout, params: HEParams, output: OutputPlan, chunk: int, 
     up_payload = sum(seeded_size(params, b) for b in sizes)
     down_payload = 0
     runs_per_unit = 0
-    for u, count in _unit_kinds(layout):
+    for u, count in unit_kinds(layout):
         runs = _runs(output_counts(layout, u), chunk)
         runs_per_unit = len(runs)  # the same for every unit (runs split where the channel count changes)
         down_payload += count * sum(result_size(params, c, w, output.bits0, output.bits1) for c, w in runs)

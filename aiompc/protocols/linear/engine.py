@@ -58,6 +58,9 @@ from aiompc.crypto.he import (
     result_phase,
 )
 from aiompc.crypto.he import HEParams
+from aiompc.crypto.he.galois import GaloisKeys, galois_keys
+from aiompc.crypto.he.packing import finish_packed, pack_coefficients, packed_positions, packing_elements
+from aiompc.crypto.he.result import rerandomize
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party
@@ -79,9 +82,16 @@ __all__ = [
     "finish_batch",
     "decrypt_batch",
     "prepared_weights",
+    "PackedGroup",
+    "packed_groups",
+    "finish_group",
+    "decrypt_group",
+    "client_galois_keys",
+    "server_galois_keys",
 ]
 
 KEY_LABEL = "he-keys"
+GALOIS_LABEL = "he-galois"
 T = TypeVar("T")
 _INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
 
@@ -89,10 +99,11 @@ _INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
 # --------------------------------------------------------------------------- session keys
 
 
-async def _once_per_session(party: Party, params: HEParams, make: Callable[[], Awaitable[T]]) -> T:
+async def _once_per_session(party: Party, params: HEParams, make: Callable[[], Awaitable[T]],
+                            store: str = "he_keys") -> T:
     """``await make()`` once per session and parameter set; concurrent callers share the result.  On failure
     every waiting caller gets the error and the next call tries again (nothing half-made stays cached)."""
-    cache: dict[bytes, asyncio.Future[Any]] = party.state.setdefault("he_keys", {})
+    cache: dict[bytes, asyncio.Future[Any]] = party.state.setdefault(store, {})
     fut = cache.get(params.fingerprint)
     if fut is None:
         fut = cache[params.fingerprint] = asyncio.get_running_loop().create_future()
@@ -128,7 +139,55 @@ async def server_key(party: Party, params: HEParams) -> PublicKey:
     return await _once_per_session(party, params, make)
 
 
+async def client_galois_keys(party: Party, params: HEParams) -> None:
+    """Send the Galois keys of output packing for ``params`` (once per session and parameter set, on label
+    ``"he-galois/<fingerprint>"``: setup bytes, ``log2(N)·L·N·⌈log2 q⌉`` bits plus a seed)."""
+
+    async def make() -> bool:
+        sk = await client_key(party, params)
+        gk = await party.compute(galois_keys, sk, packing_elements(params.n), party.rng.fork())
+        await party.sub(f"{GALOIS_LABEL}/{params.fingerprint.hex()}").send_bytes(gk.to_bytes())
+        return True
+
+    await _once_per_session(party, params, make, "he_galois")
+
+
+async def server_galois_keys(party: Party, params: HEParams) -> GaloisKeys:
+    """The client's Galois keys for ``params`` (received on first use, then cached for the session)."""
+
+    async def make() -> GaloisKeys:
+        data = await party.sub(f"{GALOIS_LABEL}/{params.fingerprint.hex()}").recv_bytes()
+        return await party.compute(GaloisKeys.from_bytes, params, packing_elements(params.n), data)
+
+    return await _once_per_session(party, params, make, "he_galois")
+
+
 # --------------------------------------------------------------------------- message structure
+
+
+@dataclass(frozen=True)
+class PackedGroup:
+    """Output coefficients of one unit packed into one ciphertext: leaf ``k`` is coefficient
+    ``positions[k]`` of output polynomial ``index[k]``; it arrives at ``packed_positions(N, count)[k]``."""
+
+    index: np.ndarray
+    positions: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.index.size)
+
+
+def packed_groups(plan: LinearPlan, unit: int) -> tuple[list[PackedGroup], list[int]]:
+    """The result messages of ``unit`` under output packing (outputs in order, ``N`` coefficients per
+    message) and the number of coefficients of each output polynomial (to split the values again)."""
+    lay = plan.layout
+    pos = [lay.positions(unit, j) for j in range(lay.outputs)]
+    sizes = [int(p.size) for p in pos]
+    index = np.repeat(np.arange(lay.outputs, dtype=np.int64), sizes)
+    flat = np.concatenate(pos).astype(np.int64)
+    n = plan.he.n
+    return [PackedGroup(index[k0 : k0 + n], flat[k0 : k0 + n]) for k0 in range(0, flat.size, n)], sizes
 
 
 @dataclass(frozen=True)
@@ -217,6 +276,24 @@ def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.nd
     return res.to_bytes()
 
 
+def finish_group(plan: LinearPlan, fresh: Ciphertext, group: PackedGroup, r: np.ndarray, keys: GaloisKeys,
+                 prg: PRG) -> bytes:
+    """Server, output packing: pack the group's coefficients of the re-randomised ``fresh`` results, mask with
+    ``-r``, flood, switch, drop and keep ``c0`` at the packed positions (:func:`~aiompc.crypto.he.finish_packed`)."""
+    params = plan.he
+    packed = pack_coefficients(fresh, keys, group.index, group.positions)
+    pos = packed_positions(params.n, group.count)
+    mask = np.zeros((1, params.n), dtype=np.uint64)
+    mask[0, pos] = (np.uint64(0) - r) & np.uint64(params.t - 1)
+    return finish_packed(packed, mask, plan.output, prg, pos).to_bytes()
+
+
+def decrypt_group(plan: LinearPlan, sk: SecretKey, data: bytes, count: int) -> np.ndarray:
+    """Client, output packing: the ``count`` values of one packed result message (mod ``2^out_bits``)."""
+    pos = packed_positions(plan.he.n, count)
+    return _decrypt(plan, sk, ResultCiphertext.from_bytes(plan.he, data, pos), 1)[0]
+
+
 def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBatch) -> np.ndarray:
     """Client: parse a result message and decrypt its outputs, ``(count, len(positions))`` mod ``2^out_bits``.
 
@@ -224,12 +301,15 @@ def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBat
     ``floor(v / 2^s) + b`` with ``b ∈ {0, 1}`` for the masked value ``v`` (the noise is below half of that
     coarser unit, which is what ``plan.output`` was planned for).
     """
-    res = ResultCiphertext.from_bytes(plan.he, data, batch.positions)
+    return _decrypt(plan, sk, ResultCiphertext.from_bytes(plan.he, data, batch.positions), batch.count)
+
+
+def _decrypt(plan: LinearPlan, sk: SecretKey, res: ResultCiphertext, count: int) -> np.ndarray:
     o = plan.output
-    if res.batch != batch.count or (res.modulus, res.drop0, res.drop1) != (o.modulus, o.drop0, o.drop1):
+    if res.batch != count or (res.modulus, res.drop0, res.drop1) != (o.modulus, o.drop0, o.drop1):
         raise ProtocolError(
             f"result batch does not follow the plan: {res.batch} ciphertexts mod 2^{res.modulus.bit_length() - 1} "
-            f"dropping ({res.drop0}, {res.drop1}); expected {batch.count}, ({o.drop0}, {o.drop1})"
+            f"dropping ({res.drop0}, {res.drop1}); expected {count}, ({o.drop0}, {o.drop1})"
         )
     if not plan.out_shift:
         return decrypt_result(sk, res)
@@ -290,9 +370,17 @@ async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> 
         await party.sub(f"{label}/tile{msgs[i][0]}").send_bytes(data)
 
     values: dict[tuple[int, int], np.ndarray] = {}
+    if plan.output_packing:
+        await client_galois_keys(party, plan.he)
 
     async def receive(u: int) -> None:
         sub = party.sub(f"{label}/tile{u}")
+        if plan.output_packing:
+            groups, sizes = packed_groups(plan, u)
+            got = [await party.compute(decrypt_group, plan, sk, await sub.recv_bytes(), g.count) for g in groups]
+            for j, v in enumerate(np.split(np.concatenate(got), np.cumsum(sizes)[:-1])):
+                values[(u, j)] = v
+            return
         for batch in output_batches(plan, u):
             data = await sub.recv_bytes()
             vals = await party.compute(decrypt_batch, plan, sk, data, batch)
@@ -314,12 +402,33 @@ async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -
     return await cache.get(key, lambda: party.compute(prepare_weights, plan, w))
 
 
+async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ciphertext, pk: PublicKey,
+                       gk: GaloisKeys, values: dict[tuple[int, int], np.ndarray]) -> None:
+    """Server, output packing: re-randomise the unit's results (fresh ``c1``'s, so the key-switching noise does
+    not depend on the weights), then pack, mask, flood and send one message per group of ``N`` outputs."""
+    groups, sizes = packed_groups(plan, u)
+    masks = [party.rng.integers(plan.l, g.count) for g in groups]
+    for j, r in enumerate(np.split(np.concatenate(masks), np.cumsum(sizes)[:-1])):
+        values[(u, j)] = r
+    fresh = await party.compute(rerandomize, acc, pk, party.rng.fork())
+    prgs = [party.rng.fork() for _ in groups]
+
+    def produce(i: int) -> bytes:
+        return finish_group(plan, fresh, groups[i], masks[i], gk, prgs[i])
+
+    async def send(i: int, data: bytes) -> None:
+        await sub.send_bytes(data)
+
+    await pipelined(party, len(groups), produce, send)
+
+
 async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     lay = plan.layout
     prep = asyncio.ensure_future(prepared_weights(party, plan, weight))
     try:
         own = await party.compute(lay.input_polys, x, plan.l)
         pk = await server_key(party, plan.he)
+        gk = await server_galois_keys(party, plan.he) if plan.output_packing else None
     except BaseException:
         prep.cancel()
         raise
@@ -335,6 +444,9 @@ async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, wei
                 weights = await prep
                 acc = await party.compute(absorb_chunk, plan, acc, data, own[u, k0:k1], weights, k0, k1)
             assert acc is not None
+            if gk is not None:
+                await _send_packed(party, sub, plan, u, acc, pk, gk, values)
+                return
             batches = output_batches(plan, u)
             masks = [party.rng.integers(plan.l, (b.count, b.positions.size)) for b in batches]
             prgs = [party.rng.fork() for _ in batches]
