@@ -57,6 +57,8 @@ __all__ = [
     "extract_leaves",
     "pack_leaves",
     "pack_coefficients",
+    "pack_strided",
+    "leaf_offsets",
     "packed_positions",
     "packing_groups",
     "packing_noise",
@@ -78,6 +80,29 @@ def packing_elements(n: int) -> tuple[int, ...]:
 def packing_groups(n: int, count: int) -> list[tuple[int, int]]:
     """``(k0, k1)`` ranges of leaves packed into one ciphertext each (at most ``N`` per group)."""
     return [(k0, min(k0 + n, count)) for k0 in range(0, count, n)]
+
+
+def leaf_offsets(n: int, count: int, stride_bits: int) -> np.ndarray:
+    """Where leaf ``k`` of ``count`` packed at stride ``2^stride_bits`` lands: ``c + k·2^(stride_bits − ℓ)``."""
+    if not 1 <= count <= 1 << stride_bits or (1 << stride_bits) > n:
+        raise InputError(f"1..2^{stride_bits} leaves of stride 2^{stride_bits} fit N = {n}, got {count}")
+    depth = (count - 1).bit_length()
+    return np.arange(count, dtype=np.int64) << (stride_bits - depth)
+
+
+def pack_strided(ct: Ciphertext, keys: GaloisKeys, index: np.ndarray, stride_bits: int) -> Ciphertext:
+    """Pack whole ciphertexts ``ct[index[k]]`` whose wanted values all sit at multiples of ``2^stride_bits``
+    into one (``len(index) <= 2^stride_bits``): value at ``c`` of leaf ``k`` ends at
+    ``c + leaf_offsets(...)[k]``.  Cost: ``2^ℓ − 1`` key switches for up to ``N`` outputs."""
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    if index.size == 0 or index.min() < 0 or index.max() >= ct.batch:
+        raise InputError(f"leaf indices must lie in 0..{ct.batch - 1}")
+    data = ct.to_coeff().data
+
+    def leaf(ids: np.ndarray) -> np.ndarray:
+        return data[:, index[ids]]
+
+    return pack_leaves(leaf, index.size, ct.params, keys, stride_bits)
 
 
 def packed_positions(n: int, count: int) -> np.ndarray:
@@ -151,19 +176,23 @@ def _col(params: HEParams) -> np.ndarray:
     return get_basis(params.primes).col
 
 
-def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HEParams, keys: GaloisKeys) -> Ciphertext:
-    """Pack ``count`` (``<= N``) leaves into one ciphertext; leaf ``k`` ends at coefficient ``k·N/2^ℓ``.
+def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HEParams, keys: GaloisKeys,
+                stride_bits: int | None = None) -> Ciphertext:
+    """Pack ``count`` (``<= 2^stride_bits``) leaves into one ciphertext: the value of leaf ``k`` at coefficient
+    ``c`` (a multiple of ``2^stride_bits``) ends at ``c + k·2^(stride_bits − ℓ)`` (:func:`leaf_offsets`).
 
-    ``leaf(ids)`` returns the coefficient-form data ``(2, len(ids), L, N)`` of the leaves ``ids`` (each with
-    its value at coefficient 0), *not yet scaled*; this function scales by ``2^(−ℓ) mod q``.  Leaves are
-    produced and combined in batches of :data:`LEAF_CHUNK` (depth-first over the tree), so memory stays
-    bounded.  Cost: ``2^ℓ − 1`` automorphisms with key switching.
+    ``leaf(ids)`` returns the coefficient-form data ``(2, len(ids), L, N)`` of the leaves ``ids``, whose
+    wanted values sit at the multiples of ``2^stride_bits`` (default ``log2 N``: coefficient 0 only), *not yet
+    scaled*; this function scales by ``2^(−ℓ) mod q``.  Leaves are produced and combined in batches of
+    :data:`LEAF_CHUNK` (depth-first over the tree), so memory stays bounded.  Cost: ``2^ℓ − 1``
+    automorphisms with key switching.
     """
     n = params.n
-    if not 1 <= count <= n:
-        raise InputError(f"a packed ciphertext holds 1..{n} values, got {count}")
-    depth = (count - 1).bit_length()
     logn = n.bit_length() - 1
+    m0 = logn if stride_bits is None else stride_bits
+    if not 0 <= m0 <= logn or not 1 <= count <= 1 << m0:
+        raise InputError(f"a packed ciphertext holds 1..2^{m0} leaves of stride 2^{m0} (m0 <= {logn}), got {count}")
+    depth = (count - 1).bit_length()
     col = _col(params)
     inv = pow(1 << depth, -1, params.q)
     ids = np.arange(1 << depth, dtype=np.int64)
@@ -178,7 +207,7 @@ def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HE
         while cur.shape[1] > 1:
             half = cur.shape[1] // 2
             a, b = cur[:, :half], cur[:, half:]
-            cur = _combine(a, b, logn - step, params, keys)
+            cur = _combine(a, b, m0 - step, params, keys)
             step += 1
         return cur
 
@@ -191,7 +220,7 @@ def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HE
         if a is None:
             return None
         sub_depth = sub.size.bit_length() - 1  # levels below this combination
-        return _combine(a, b, logn - sub_depth + 1, params, keys)
+        return _combine(a, b, m0 - sub_depth + 1, params, keys)
 
     out = rec(ids)
     assert out is not None

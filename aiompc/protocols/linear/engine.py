@@ -59,13 +59,14 @@ from aiompc.crypto.he import (
 )
 from aiompc.crypto.he import HEParams
 from aiompc.crypto.he.galois import GaloisKeys, galois_keys
-from aiompc.crypto.he.packing import finish_packed, pack_coefficients, packed_positions, packing_elements
+from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves, packing_elements
 from aiompc.crypto.he.result import rerandomize
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party
 from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
+from aiompc.protocols.linear.packed import PackedGroup, packed_groups
 from aiompc.protocols.linear.plan import LinearPlan
 from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights
 from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache, weight_digest
@@ -166,31 +167,6 @@ async def server_galois_keys(party: Party, params: HEParams) -> GaloisKeys:
 
 
 @dataclass(frozen=True)
-class PackedGroup:
-    """Output coefficients of one unit packed into one ciphertext: leaf ``k`` is coefficient
-    ``positions[k]`` of output polynomial ``index[k]``; it arrives at ``packed_positions(N, count)[k]``."""
-
-    index: np.ndarray
-    positions: np.ndarray
-
-    @property
-    def count(self) -> int:
-        return int(self.index.size)
-
-
-def packed_groups(plan: LinearPlan, unit: int) -> tuple[list[PackedGroup], list[int]]:
-    """The result messages of ``unit`` under output packing (outputs in order, ``N`` coefficients per
-    message) and the number of coefficients of each output polynomial (to split the values again)."""
-    lay = plan.layout
-    pos = [lay.positions(unit, j) for j in range(lay.outputs)]
-    sizes = [int(p.size) for p in pos]
-    index = np.repeat(np.arange(lay.outputs, dtype=np.int64), sizes)
-    flat = np.concatenate(pos).astype(np.int64)
-    n = plan.he.n
-    return [PackedGroup(index[k0 : k0 + n], flat[k0 : k0 + n]) for k0 in range(0, flat.size, n)], sizes
-
-
-@dataclass(frozen=True)
 class OutputBatch:
     """Output ciphertexts ``j0 .. j1 - 1`` of one unit, sharing the output coefficients ``positions``."""
 
@@ -278,20 +254,22 @@ def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.nd
 
 def finish_group(plan: LinearPlan, fresh: Ciphertext, group: PackedGroup, r: np.ndarray, keys: GaloisKeys,
                  prg: PRG) -> bytes:
-    """Server, output packing: pack the group's coefficients of the re-randomised ``fresh`` results, mask with
-    ``-r``, flood, switch, drop and keep ``c0`` at the packed positions (:func:`~aiompc.crypto.he.finish_packed`)."""
+    """Server, output packing: pack the group's leaves of the re-randomised ``fresh`` results, mask with ``-r``,
+    flood, switch, drop and keep ``c0`` at the packed positions (:func:`~aiompc.crypto.he.packing.finish_packed`)."""
     params = plan.he
-    packed = pack_coefficients(fresh, keys, group.index, group.positions)
-    pos = packed_positions(params.n, group.count)
+
+    def leaf(ids: np.ndarray) -> np.ndarray:
+        return extract_leaves(fresh, group.index[ids], group.shifts[ids]).data
+
+    packed = pack_leaves(leaf, group.leaves, params, keys, group.stride_bits)
     mask = np.zeros((1, params.n), dtype=np.uint64)
-    mask[0, pos] = (np.uint64(0) - r) & np.uint64(params.t - 1)
-    return finish_packed(packed, mask, plan.output, prg, pos).to_bytes()
+    mask[0, group.positions] = (np.uint64(0) - r) & np.uint64(params.t - 1)
+    return finish_packed(packed, mask, plan.output, prg, group.positions).to_bytes()
 
 
-def decrypt_group(plan: LinearPlan, sk: SecretKey, data: bytes, count: int) -> np.ndarray:
-    """Client, output packing: the ``count`` values of one packed result message (mod ``2^out_bits``)."""
-    pos = packed_positions(plan.he.n, count)
-    return _decrypt(plan, sk, ResultCiphertext.from_bytes(plan.he, data, pos), 1)[0]
+def decrypt_group(plan: LinearPlan, sk: SecretKey, data: bytes, group: PackedGroup) -> np.ndarray:
+    """Client, output packing: the values of one packed result message, in output order (mod ``2^out_bits``)."""
+    return _decrypt(plan, sk, ResultCiphertext.from_bytes(plan.he, data, group.positions), 1)[0]
 
 
 def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBatch) -> np.ndarray:
@@ -376,8 +354,8 @@ async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> 
     async def receive(u: int) -> None:
         sub = party.sub(f"{label}/tile{u}")
         if plan.output_packing:
-            groups, sizes = packed_groups(plan, u)
-            got = [await party.compute(decrypt_group, plan, sk, await sub.recv_bytes(), g.count) for g in groups]
+            groups, sizes = packed_groups(lay, u)
+            got = [await party.compute(decrypt_group, plan, sk, await sub.recv_bytes(), g) for g in groups]
             for j, v in enumerate(np.split(np.concatenate(got), np.cumsum(sizes)[:-1])):
                 values[(u, j)] = v
             return
@@ -406,7 +384,7 @@ async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ci
                        gk: GaloisKeys, values: dict[tuple[int, int], np.ndarray]) -> None:
     """Server, output packing: re-randomise the unit's results (fresh ``c1``'s, so the key-switching noise does
     not depend on the weights), then pack, mask, flood and send one message per group of ``N`` outputs."""
-    groups, sizes = packed_groups(plan, u)
+    groups, sizes = packed_groups(plan.layout, u)
     masks = [party.rng.integers(plan.l, g.count) for g in groups]
     for j, r in enumerate(np.split(np.concatenate(masks), np.cumsum(sizes)[:-1])):
         values[(u, j)] = r

@@ -270,17 +270,10 @@ def with_out_shift(plan: LinearPlan, out_shift: int) -> LinearPlan:
 
 
 def packed_group_size(layout: Layout) -> int:
-    """Leaves of the largest packed ciphertext: a unit's output coefficients, at most ``N`` per group."""
-    from aiompc.protocols.linear.costs import output_counts
+    """Output values of the largest packed result message (:mod:`aiompc.protocols.linear.packed`)."""
+    from aiompc.protocols.linear.costs import packed_shapes, unit_kinds
 
-    most = max(int(output_counts(layout, u).sum()) for u, _ in _unit_reps(layout))
-    return min(layout.n, most)
-
-
-def _unit_reps(layout: Layout) -> list[tuple[int, int]]:
-    from aiompc.protocols.linear.costs import unit_kinds
-
-    return unit_kinds(layout)
+    return max(values for u, _ in unit_kinds(layout) for values, _ in packed_shapes(layout, u))
 
 
 def packed_pipeline(layout: Layout, weight_bits: int, he: HEParams, stat_bits: int = STAT_BITS) -> ServerPipeline:

@@ -224,3 +224,27 @@ def test_pipeline_rejects_negative_packing_noise():
         ServerPipeline(weight_norm=1, weight_count=1, packing_noise=-1.0)
 
 
+
+
+@pytest.mark.parametrize("stride_bits,count", [(3, 8), (5, 3), (8, 7), (0, 1)])
+def test_pack_strided_whole_ciphertexts(stride_bits, count):
+    """Ciphertexts whose values fill the multiples of 2^m (the matmul layout's outputs) pack whole: every
+    multiple of 2^m of leaf k lands at c + k·2^(m−ℓ), bit for bit, with 2^ℓ − 1 key switches."""
+    from aiompc.crypto.he.packing import leaf_offsets, pack_strided
+
+    params = cheetah(16)
+    sk, _ = keys(params)
+    n, t = params.n, params.t
+    rng = np.random.default_rng(stride_bits * 10 + count)
+    m = rng.integers(0, t, (count + 1, n))
+    m[0, ::4] = t - 1
+    index = rng.permutation(count + 1)[:count]
+    ct = encrypt_symmetric(sk, m, prg(stride_bits)).expand()
+    packed = pack_strided(ct, gkeys(params), index, stride_bits)
+    dec = decrypt(sk, packed)[0]
+    lattice = np.arange(0, n, 1 << stride_bits)
+    offsets = leaf_offsets(n, count, stride_bits)
+    for k in range(count):
+        assert np.array_equal(dec[lattice + offsets[k]], m[index[k], lattice] % t)
+    with pytest.raises(InputError):
+        leaf_offsets(n, (1 << stride_bits) + 1, stride_bits)
