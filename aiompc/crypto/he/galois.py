@@ -38,6 +38,7 @@ __all__ = [
     "automorphism_map",
     "apply_automorphism",
     "GaloisKeys",
+    "GaloisKeyRing",
     "galois_keys",
     "key_switch_automorphism",
 ]
@@ -141,6 +142,25 @@ class GaloisKeys:
         return cls(params, tuple(elements), up.c0.reshape(E, L, L, params.n), up.seed)
 
 
+@dataclass(frozen=True, eq=False)
+class GaloisKeyRing:
+    """Galois keys for several elements gathered from separately sent :class:`GaloisKeys` (same parameters)."""
+
+    params: HEParams
+    parts: tuple[GaloisKeys, ...]
+
+    @property
+    def elements(self) -> tuple[int, ...]:
+        return tuple(g for part in self.parts for g in part.elements)
+
+    def switching_key(self, g: int) -> np.ndarray:
+        """NTT-form key for ``g`` from the part that holds it."""
+        for part in self.parts:
+            if g in part.elements:
+                return part.switching_key(g)
+        raise InputError(f"no Galois key for element {g} (have {self.elements})")
+
+
 def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) -> GaloisKeys:
     """Client: Galois keys for ``elements`` from ``sk`` (fresh seed and errors from ``prg``).
 
@@ -165,7 +185,7 @@ def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) 
     return GaloisKeys(params, elements, k0, seed)
 
 
-def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys) -> Ciphertext:
+def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKeyRing) -> Ciphertext:
     """``σ_g(ct)`` switched back to the original key: a coefficient-form ciphertext of ``σ_g(m)``.
 
     ``ct`` must be at the top level.  Adds ``Σ_i d_i·e_i`` to the noise (digits ``|d_i| <= p_i/2``).

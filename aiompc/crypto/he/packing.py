@@ -46,14 +46,17 @@ from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
 
 from .bfv import Ciphertext, encode_plain
-from .galois import GaloisKeys, key_switch_automorphism
+from .galois import GaloisKeyRing, GaloisKeys, key_switch_automorphism
 from .noise import OutputPlan
 from .params import FAILURE_BITS, HEParams
 from .result import ResultCiphertext, drop_bits, sample_flood, select, switch_modulus
 from .rns import get_basis, mod_add, mod_neg, mod_sub
 
+Keys = GaloisKeys | GaloisKeyRing
+
 __all__ = [
     "packing_elements",
+    "tree_elements",
     "extract_leaves",
     "pack_leaves",
     "pack_coefficients",
@@ -77,6 +80,14 @@ def packing_elements(n: int) -> tuple[int, ...]:
     return tuple(1 + (2 * n >> m) for m in range(1, logn + 1))
 
 
+def tree_elements(n: int, count: int, stride_bits: int | None = None) -> tuple[int, ...]:
+    """The Galois elements a tree of ``count`` leaves at stride ``2^stride_bits`` uses: ``g_m`` for the
+    ``ℓ`` levels ``m = stride_bits, ..., stride_bits − ℓ + 1`` (the keys a layer needs)."""
+    m0 = n.bit_length() - 1 if stride_bits is None else stride_bits
+    depth = (count - 1).bit_length()
+    return tuple(1 + (2 * n >> m) for m in range(m0, m0 - depth, -1))
+
+
 def packing_groups(n: int, count: int) -> list[tuple[int, int]]:
     """``(k0, k1)`` ranges of leaves packed into one ciphertext each (at most ``N`` per group)."""
     return [(k0, min(k0 + n, count)) for k0 in range(0, count, n)]
@@ -90,7 +101,7 @@ def leaf_offsets(n: int, count: int, stride_bits: int) -> np.ndarray:
     return np.arange(count, dtype=np.int64) << (stride_bits - depth)
 
 
-def pack_strided(ct: Ciphertext, keys: GaloisKeys, index: np.ndarray, stride_bits: int) -> Ciphertext:
+def pack_strided(ct: Ciphertext, keys: Keys, index: np.ndarray, stride_bits: int) -> Ciphertext:
     """Pack whole ciphertexts ``ct[index[k]]`` whose wanted values all sit at multiples of ``2^stride_bits``
     into one (``len(index) <= 2^stride_bits``): value at ``c`` of leaf ``k`` ends at
     ``c + leaf_offsets(...)[k]``.  Cost: ``2^ℓ − 1`` key switches for up to ``N`` outputs."""
@@ -158,7 +169,7 @@ def _scale(x: np.ndarray, factor: int, primes: tuple[int, ...], col: np.ndarray)
     return x * f % col
 
 
-def _combine(a: np.ndarray, b: np.ndarray | None, m: int, params: HEParams, keys: GaloisKeys) -> np.ndarray:
+def _combine(a: np.ndarray, b: np.ndarray | None, m: int, params: HEParams, keys: Keys) -> np.ndarray:
     """One tree level on batches: ``(a + X^h b) + σ_g(a − X^h b)`` (``b = None``: zero), ``(2, B, L, N)``."""
     col = _col(params)
     n = params.n
@@ -176,7 +187,7 @@ def _col(params: HEParams) -> np.ndarray:
     return get_basis(params.primes).col
 
 
-def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HEParams, keys: GaloisKeys,
+def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HEParams, keys: Keys,
                 stride_bits: int | None = None) -> Ciphertext:
     """Pack ``count`` (``<= 2^stride_bits``) leaves into one ciphertext: the value of leaf ``k`` at coefficient
     ``c`` (a multiple of ``2^stride_bits``) ends at ``c + k·2^(stride_bits − ℓ)`` (:func:`leaf_offsets`).
@@ -227,7 +238,7 @@ def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HE
     return Ciphertext(params, np.ascontiguousarray(out), False)
 
 
-def pack_coefficients(ct: Ciphertext, keys: GaloisKeys, index: np.ndarray, positions: np.ndarray) -> Ciphertext:
+def pack_coefficients(ct: Ciphertext, keys: Keys, index: np.ndarray, positions: np.ndarray) -> Ciphertext:
     """Pack coefficient ``positions[k]`` of ciphertext ``index[k]`` (``K`` of them) into ``ceil(K/N)``
     ciphertexts: value ``k`` at coefficient ``packed_positions(N, size of its group)[k − k0]`` of group
     ``k // N``.  Exact on the phase (mod ``q``) up to the key-switching noise of :func:`packing_noise`.

@@ -177,11 +177,11 @@ def _packed_download(layout: Layout, params: HEParams, output: OutputPlan, label
     return down, msgs
 
 
-def galois_key_bytes(params: HEParams, overhead: Overhead | None = None) -> int:
-    """The once-per-session Galois keys of output packing for ``params`` (label ``he-galois/<fingerprint>``):
-    ``log2(N)`` elements of ``L`` digits, each a seeded polynomial of ``N·⌈log2 q⌉`` bits."""
-    count = (params.n.bit_length() - 1) * params.levels
-    return frame_bytes(f"he-galois/{params.fingerprint.hex()}", seeded_size(params, count), overhead)
+def galois_key_bytes(params: HEParams, elements: tuple[int, ...], overhead: Overhead | None = None) -> int:
+    """The once-per-session Galois keys of output packing for ``elements`` of ``params`` (one message per
+    element, label ``he-galois/<fingerprint>/<g>``): ``L`` seeded polynomials of ``N·⌈log2 q⌉`` bits each."""
+    fp = params.fingerprint.hex()
+    return sum(frame_bytes(f"he-galois/{fp}/{g}", seeded_size(params, params.levels), overhead) for g in elements)
 
 
 def wire_cost(layout: Layout, params: HEParams, output: OutputPlan, chunk: int, label: str = "layer",

@@ -58,15 +58,15 @@ from aiompc.crypto.he import (
     result_phase,
 )
 from aiompc.crypto.he import HEParams
-from aiompc.crypto.he.galois import GaloisKeys, galois_keys
-from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves, packing_elements
+from aiompc.crypto.he.galois import GaloisKeyRing, GaloisKeys, galois_keys
+from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves
 from aiompc.crypto.he.result import rerandomize
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party
 from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
-from aiompc.protocols.linear.packed import PackedGroup, packed_groups
+from aiompc.protocols.linear.packed import PackedGroup, layout_elements, packed_groups
 from aiompc.protocols.linear.plan import LinearPlan
 from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights
 from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache, weight_digest
@@ -101,17 +101,19 @@ _INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
 
 
 async def _once_per_session(party: Party, params: HEParams, make: Callable[[], Awaitable[T]],
-                            store: str = "he_keys") -> T:
-    """``await make()`` once per session and parameter set; concurrent callers share the result.  On failure
-    every waiting caller gets the error and the next call tries again (nothing half-made stays cached)."""
+                            store: str = "he_keys", key: bytes | None = None) -> T:
+    """``await make()`` once per session and parameter set (and ``key``, if given); concurrent callers share the
+    result.  On failure every waiting caller gets the error and the next call tries again (nothing half-made
+    stays cached)."""
     cache: dict[bytes, asyncio.Future[Any]] = party.state.setdefault(store, {})
-    fut = cache.get(params.fingerprint)
+    slot = params.fingerprint if key is None else params.fingerprint + key
+    fut = cache.get(slot)
     if fut is None:
-        fut = cache[params.fingerprint] = asyncio.get_running_loop().create_future()
+        fut = cache[slot] = asyncio.get_running_loop().create_future()
         try:
             fut.set_result(await make())
         except BaseException as exc:
-            del cache[params.fingerprint]
+            del cache[slot]
             fut.set_exception(exc)
             fut.exception()  # retrieved here: the error is re-raised to this caller and to any waiting one
             raise
@@ -140,27 +142,38 @@ async def server_key(party: Party, params: HEParams) -> PublicKey:
     return await _once_per_session(party, params, make)
 
 
-async def client_galois_keys(party: Party, params: HEParams) -> None:
-    """Send the Galois keys of output packing for ``params`` (once per session and parameter set, on label
-    ``"he-galois/<fingerprint>"``: setup bytes, ``log2(N)·L·N·⌈log2 q⌉`` bits plus a seed)."""
-
-    async def make() -> bool:
-        sk = await client_key(party, params)
-        gk = await party.compute(galois_keys, sk, packing_elements(params.n), party.rng.fork())
-        await party.sub(f"{GALOIS_LABEL}/{params.fingerprint.hex()}").send_bytes(gk.to_bytes())
-        return True
-
-    await _once_per_session(party, params, make, "he_galois")
+def galois_label(params: HEParams, g: int) -> str:
+    """The label of the Galois key for element ``g`` of ``params``: ``"he-galois/<fingerprint>/<g>"``."""
+    return f"{GALOIS_LABEL}/{params.fingerprint.hex()}/{g}"
 
 
-async def server_galois_keys(party: Party, params: HEParams) -> GaloisKeys:
-    """The client's Galois keys for ``params`` (received on first use, then cached for the session)."""
+async def client_galois_keys(party: Party, params: HEParams, elements: tuple[int, ...]) -> None:
+    """Send the Galois keys of output packing for ``elements`` of ``params``, each once per session and
+    parameter set (setup bytes: ``L·N·⌈log2 q⌉`` bits plus a seed per element)."""
+    sk = await client_key(party, params)
 
-    async def make() -> GaloisKeys:
-        data = await party.sub(f"{GALOIS_LABEL}/{params.fingerprint.hex()}").recv_bytes()
-        return await party.compute(GaloisKeys.from_bytes, params, packing_elements(params.n), data)
+    async def send(g: int) -> None:
+        async def make() -> bool:
+            gk = await party.compute(galois_keys, sk, (g,), party.rng.fork())
+            await party.sub(galois_label(params, g)).send_bytes(gk.to_bytes())
+            return True
 
-    return await _once_per_session(party, params, make, "he_galois")
+        await _once_per_session(party, params, make, "he_galois", g.to_bytes(4, "little"))
+
+    await asyncio.gather(*(send(g) for g in elements))
+
+
+async def server_galois_keys(party: Party, params: HEParams, elements: tuple[int, ...]) -> GaloisKeyRing:
+    """The client's Galois keys for ``elements`` of ``params`` (each received on first use, then cached)."""
+
+    async def get(g: int) -> GaloisKeys:
+        async def make() -> GaloisKeys:
+            data = await party.sub(galois_label(params, g)).recv_bytes()
+            return await party.compute(GaloisKeys.from_bytes, params, (g,), data)
+
+        return await _once_per_session(party, params, make, "he_galois", g.to_bytes(4, "little"))
+
+    return GaloisKeyRing(params, tuple(await asyncio.gather(*(get(g) for g in elements))))
 
 
 # --------------------------------------------------------------------------- message structure
@@ -252,7 +265,7 @@ def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.nd
     return res.to_bytes()
 
 
-def finish_group(plan: LinearPlan, fresh: Ciphertext, group: PackedGroup, r: np.ndarray, keys: GaloisKeys,
+def finish_group(plan: LinearPlan, fresh: Ciphertext, group: PackedGroup, r: np.ndarray, keys: GaloisKeys | GaloisKeyRing,
                  prg: PRG) -> bytes:
     """Server, output packing: pack the group's leaves of the re-randomised ``fresh`` results, mask with ``-r``,
     flood, switch, drop and keep ``c0`` at the packed positions (:func:`~aiompc.crypto.he.packing.finish_packed`)."""
@@ -349,7 +362,7 @@ async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> 
 
     values: dict[tuple[int, int], np.ndarray] = {}
     if plan.output_packing:
-        await client_galois_keys(party, plan.he)
+        await client_galois_keys(party, plan.he, layout_elements(lay))
 
     async def receive(u: int) -> None:
         sub = party.sub(f"{label}/tile{u}")
@@ -381,7 +394,7 @@ async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -
 
 
 async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ciphertext, pk: PublicKey,
-                       gk: GaloisKeys, values: dict[tuple[int, int], np.ndarray]) -> None:
+                       gk: GaloisKeyRing, values: dict[tuple[int, int], np.ndarray]) -> None:
     """Server, output packing: re-randomise the unit's results (fresh ``c1``'s, so the key-switching noise does
     not depend on the weights), then pack, mask, flood and send one message per group of ``N`` outputs."""
     groups, sizes = packed_groups(plan.layout, u)
@@ -406,7 +419,7 @@ async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, wei
     try:
         own = await party.compute(lay.input_polys, x, plan.l)
         pk = await server_key(party, plan.he)
-        gk = await server_galois_keys(party, plan.he) if plan.output_packing else None
+        gk = await server_galois_keys(party, plan.he, layout_elements(lay)) if plan.output_packing else None
     except BaseException:
         prep.cancel()
         raise

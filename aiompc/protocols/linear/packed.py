@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aiompc.crypto.he.packing import leaf_offsets
+from aiompc.crypto.he.packing import leaf_offsets, tree_elements
 from aiompc.protocols.linear.layouts import Layout
 
-__all__ = ["PackedGroup", "packing_stride", "packed_groups", "group_shapes"]
+__all__ = ["PackedGroup", "packing_stride", "packed_groups", "group_shapes", "layout_elements"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,16 @@ def group_shapes(layout: Layout, unit: int, stride_bits: int, counts: np.ndarray
         return [(int(counts[j0 : j0 + per].sum()), min(per, counts.size - j0)) for j0 in range(0, counts.size, per)]
     total = int(counts.sum())
     return [(min(n, total - k0), min(n, total - k0)) for k0 in range(0, total, n)]
+
+
+def layout_elements(layout: Layout) -> tuple[int, ...]:
+    """The Galois elements output packing of ``layout`` needs (sorted): the client sends a key for each, once
+    per session and parameter set."""
+    from aiompc.protocols.linear.costs import output_counts, unit_kinds
+
+    m = packing_stride(layout)
+    out: set[int] = set()
+    for u, _ in unit_kinds(layout):
+        for _, leaves in group_shapes(layout, u, m, output_counts(layout, u)):
+            out.update(tree_elements(layout.n, leaves, m if m >= 1 else None))
+    return tuple(sorted(out))

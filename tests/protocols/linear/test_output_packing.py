@@ -17,7 +17,7 @@ from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
 from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_group
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.layouts import MatmulLayout
-from aiompc.protocols.linear.packed import packed_groups, packing_stride
+from aiompc.protocols.linear.packed import layout_elements, packed_groups, packing_stride
 from aiompc.protocols.linear.plan import CheetahPlanner, make_plan, packed_plan
 from aiompc.protocols.linear.prepared import prepare_weights
 from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
@@ -65,7 +65,7 @@ async def test_packed_conv_equals_reference_and_model(geometry, wb, nprng) -> No
     assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
     cost = plan_cost(plan, "conv")
     assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
-    assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he)
+    assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(plan.layout))
     unpacked = plan_cost(conv_plan(shape, L, weight_bits=wb, planner=CheetahPlanner()), "conv")
     assert cost.download < unpacked.download or plan.layout.outputs == 1
 
@@ -87,7 +87,9 @@ async def test_packed_fc_strided_equals_reference_and_model(rows, n_in, n_out, b
     assert np.array_equal(got, matmul_ref(x, w, 64).view(np.int64))
     cost = plan_cost(plan, "fc")
     assert (stats.select("fc").bytes_sent, stats.select("fc").bytes_recv) == (cost.upload, cost.download)
-    assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he)
+    assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(plan.layout))
+    m = packing_stride(layout)
+    assert len(layout_elements(layout)) == (layout.outputs - 1).bit_length() <= m  # only the tree's levels
     if layout.outputs > 1:
         assert cost.download < plan_cost(make_plan(layout, L, 4, he=cheetah_params(L)), "fc").download
 
