@@ -65,6 +65,10 @@ class LayerCost:
     messages_down: int
     server_seconds: float
     client_seconds: float
+    setup: int = 0
+    """One-time bytes this call needs before it can run (the Galois keys of output packing; not in ``total``)."""
+    packing_seconds: float = 0.0
+    """Modelled server seconds that output packing adds to this call (part of ``server_seconds``)."""
 
     @property
     def total(self) -> int:
