@@ -30,12 +30,15 @@ from aiompc.errors import InputError, ProtocolError
 
 from .bfv import Ciphertext, SeededCiphertext
 from .keys import SecretKey, expand_uniform
-from .ntt import get_ntt
+from .ntt import bit_reverse, get_ntt
+from .primes import primitive_root_2n
 from .params import HEParams
 from .rns import get_basis, mod_add, mod_neg, reduce_signed
 
 __all__ = [
     "automorphism_map",
+    "ntt_automorphism_map",
+    "monomial_ntt",
     "apply_automorphism",
     "GaloisKeys",
     "GaloisKeyRing",
@@ -66,6 +69,42 @@ def automorphism_map(n: int, g: int) -> tuple[np.ndarray, np.ndarray]:
     source.setflags(write=False)
     negate.setflags(write=False)
     return source, negate
+
+
+@functools.lru_cache(maxsize=64)
+def ntt_automorphism_map(n: int, g: int) -> np.ndarray:
+    """``perm`` with ``NTT(σ_g(a))[k] = NTT(a)[perm[k]]``: in the evaluation domain an automorphism is a
+    permutation (entry ``k`` is ``a(ψ^(2·brv(k)+1))`` and ``σ_g(a)(ψ^e) = a(ψ^(g·e))``), no sign, no arithmetic."""
+    if g % 2 == 0:
+        raise InputError(f"Galois elements are odd, got {g}")
+    rev = bit_reverse(n)
+    e = (2 * rev + 1) * (g % (2 * n)) % (2 * n)
+    perm = rev[(e - 1) // 2]
+    perm.setflags(write=False)
+    return perm
+
+
+def monomial_ntt(params: HEParams, exponents: np.ndarray) -> np.ndarray:
+    """``NTT(X^e)`` for each exponent (any integers; ``X^(e + 2N) = X^e``), shape ``(len(e), L, N)``: entry ``k``
+    of prime ``i`` is ``ψ_i^(e·(2·brv(k)+1))``, gathered from a table of the ``2N`` powers of each ``ψ_i``."""
+    table = _root_powers(params.n, params.primes)  # (L, 2N)
+    rev = bit_reverse(params.n)
+    e = np.asarray(exponents, dtype=np.int64).reshape(-1, 1) % (2 * params.n)
+    idx = e * (2 * rev + 1)[None, :] % (2 * params.n)  # (K, N)
+    return np.ascontiguousarray(table[:, idx].transpose(1, 0, 2))
+
+
+@functools.lru_cache(maxsize=16)
+def _root_powers(n: int, primes: tuple[int, ...]) -> np.ndarray:
+    out = np.empty((len(primes), 2 * n), dtype=np.uint64)
+    for i, p in enumerate(primes):
+        psi = primitive_root_2n(p, n)
+        acc = 1
+        for j in range(2 * n):  # 2N scalar steps once per (N, prime): table setup, not a hot path
+            out[i, j] = acc
+            acc = acc * psi % p
+    out.setflags(write=False)
+    return out
 
 
 def apply_automorphism(x: np.ndarray, g: int, col: np.ndarray) -> np.ndarray:
@@ -186,10 +225,13 @@ def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) 
 
 
 def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKeyRing) -> Ciphertext:
-    """``σ_g(ct)`` switched back to the original key: a coefficient-form ciphertext of ``σ_g(m)``.
+    """``σ_g(ct)`` switched back to the original key: an NTT-form ciphertext of ``σ_g(m)``.
 
-    ``ct`` must be at the top level.  Adds ``Σ_i d_i·e_i`` to the noise (digits ``|d_i| <= p_i/2``).
-    Cost: ``B·L²`` forward and ``2·B·L`` inverse NTTs for a batch of ``B``.
+    ``ct`` must be at the top level (coefficient-form input is transformed first).  Works in the evaluation
+    domain: the automorphism is a permutation; the digits of ``σ_g(c1)`` need it in coefficient form (``L``
+    inverse NTTs), and digit ``i`` is transformed in the ``L − 1`` other primes only (in prime ``i`` it *is*
+    ``σ_g(c1)``): ``L²`` NTTs per ciphertext in all, plus ``2·L²`` pointwise products.  Adds ``Σ_i d_i·e_i``
+    to the noise (digits ``|d_i| <= p_i/2``).
     """
     params = ct.params
     if keys.params != params:
@@ -199,20 +241,23 @@ def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKey
     g %= 2 * params.n
     key = keys.switching_key(g)
     basis = ct.basis
-    col = basis.col
-    ntt = get_ntt(params.n, basis.primes)
-    data = apply_automorphism(ct.to_coeff().data, g, col)  # (2, B, L, N)
-    c1 = data[1]
+    col, primes = basis.col, basis.primes
+    data = ct.to_ntt().data[..., ntt_automorphism_map(params.n, g)]  # (2, B, L, N)
+    c1_hat = data[1]
+    c1 = get_ntt(params.n, primes).inverse(c1_hat)
+    B, L = c1.shape[0], basis.size
     half = (col // np.uint64(2)).reshape(1, -1, 1)
     signed = c1.astype(np.int64) - np.where(c1 > half, col.astype(np.int64).reshape(1, -1, 1), 0)
-    digits = reduce_signed(signed, basis)  # (B, L_digit, L, N)
-    d_hat = ntt.forward(digits)
-    B, L = c1.shape[0], basis.size
     out = np.zeros((2, B, L, params.n), dtype=np.uint64)
     for i in range(L):
-        out += d_hat[None, :, i] * key[i][:, None]
+        others = [j for j in range(L) if j != i]
+        d_hat = np.empty((B, L, params.n), dtype=np.uint64)
+        d_hat[:, i] = c1_hat[:, i]
+        if others:
+            sub = tuple(primes[j] for j in others)
+            d_hat[:, others] = get_ntt(params.n, sub).forward(reduce_signed(signed[:, i], get_basis(sub)))
+        out += d_hat[None] * key[i][:, None]
         if (i + 1) % _LAZY == 0 or i == L - 1:
             out %= col
-    out = ntt.inverse(out)
     out[0] = mod_add(out[0], data[0], col)
-    return Ciphertext(params, out, False)
+    return Ciphertext(params, out, True)

@@ -46,11 +46,13 @@ from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
 
 from .bfv import Ciphertext, encode_plain
-from .galois import GaloisKeyRing, GaloisKeys, key_switch_automorphism
+from .galois import GaloisKeyRing, GaloisKeys, key_switch_automorphism, monomial_ntt
 from .noise import OutputPlan
 from .params import FAILURE_BITS, HEParams
 from .result import ResultCiphertext, drop_bits, sample_flood, select, switch_modulus
-from .rns import get_basis, mod_add, mod_neg, mod_sub
+from .keys import PublicKey
+from .ntt import get_ntt
+from .rns import get_basis, mod_add, mod_sub, reduce_signed
 
 Keys = GaloisKeys | GaloisKeyRing
 
@@ -67,6 +69,7 @@ __all__ = [
     "packing_noise",
     "key_switches",
     "finish_packed",
+    "refresh",
     "LEAF_CHUNK",
 ]
 
@@ -108,7 +111,7 @@ def pack_strided(ct: Ciphertext, keys: Keys, index: np.ndarray, stride_bits: int
     index = np.asarray(index, dtype=np.int64).reshape(-1)
     if index.size == 0 or index.min() < 0 or index.max() >= ct.batch:
         raise InputError(f"leaf indices must lie in 0..{ct.batch - 1}")
-    data = ct.to_coeff().data
+    data = ct.to_ntt().data
 
     def leaf(ids: np.ndarray) -> np.ndarray:
         return data[:, index[ids]]
@@ -132,19 +135,10 @@ def key_switches(n: int, count: int) -> int:
 # --------------------------------------------------------------------------- polynomial helpers
 
 
-def _monomial(x: np.ndarray, h: int, col: np.ndarray) -> np.ndarray:
-    """``X^h · x`` for coefficient-form residues ``x`` (``(..., L, N)``), ``0 <= h < N``."""
-    if h == 0:
-        return x
-    n = x.shape[-1]
-    out = np.empty_like(x)
-    out[..., h:] = x[..., : n - h]
-    out[..., :h] = mod_neg(x[..., n - h :], col)
-    return out
-
-
 def extract_leaves(ct: Ciphertext, index: np.ndarray, positions: np.ndarray) -> Ciphertext:
-    """Leaves ``X^(−positions[k])·ct[index[k]]`` (coefficient form, batch ``K``): value at coefficient 0."""
+    """Leaves ``X^(−positions[k])·ct[index[k]]`` (NTT form, batch ``K``): the value at coefficient 0.
+
+    In the evaluation domain a monomial factor is a pointwise product with ``NTT(X^(−p))``."""
     index = np.asarray(index, dtype=np.int64).reshape(-1)
     positions = np.asarray(positions, dtype=np.int64).reshape(-1)
     n = ct.params.n
@@ -152,15 +146,11 @@ def extract_leaves(ct: Ciphertext, index: np.ndarray, positions: np.ndarray) -> 
         raise InputError("index and positions must have the same length")
     if index.size and (index.min() < 0 or index.max() >= ct.batch or positions.min() < 0 or positions.max() >= n):
         raise InputError(f"leaf index outside 0..{ct.batch - 1} or position outside 0..{n - 1}")
-    data = ct.to_coeff().data
-    src = np.arange(n, dtype=np.int64)[None, :] + positions[:, None]  # (K, N): coefficient c+p
-    wrap = src >= n
-    src -= np.where(wrap, n, 0)
-    col = ct.basis.col
-    picked = data[:, index[:, None], :, src]  # (K, N, 2, L) by advanced indexing
-    picked = np.ascontiguousarray(picked.transpose(2, 0, 3, 1))  # (2, K, L, N)
-    neg = mod_neg(picked, col)
-    return Ciphertext(ct.params, np.where(wrap[None, :, None, :], neg, picked), False)
+    data = ct.to_ntt().data[:, index]  # (2, K, L, N)
+    if not positions.any():
+        return Ciphertext(ct.params, np.ascontiguousarray(data), True)
+    mono = monomial_ntt(ct.params, -positions)  # (K, L, N)
+    return Ciphertext(ct.params, data * mono[None] % ct.basis.col, True)
 
 
 def _scale(x: np.ndarray, factor: int, primes: tuple[int, ...], col: np.ndarray) -> np.ndarray:
@@ -170,16 +160,16 @@ def _scale(x: np.ndarray, factor: int, primes: tuple[int, ...], col: np.ndarray)
 
 
 def _combine(a: np.ndarray, b: np.ndarray | None, m: int, params: HEParams, keys: Keys) -> np.ndarray:
-    """One tree level on batches: ``(a + X^h b) + σ_g(a − X^h b)`` (``b = None``: zero), ``(2, B, L, N)``."""
+    """One tree level on NTT-form batches: ``(a + X^h b) + σ_g(a − X^h b)`` (``b = None``: zero), ``(2, B, L, N)``."""
     col = _col(params)
     n = params.n
     h, g = 1 << (m - 1), 1 + (2 * n >> m)
     if b is None:
         x, y = a, a
     else:
-        shifted = _monomial(b, h, col)
+        shifted = b * monomial_ntt(params, np.array([h]))[0] % col
         x, y = mod_add(a, shifted, col), mod_sub(a, shifted, col)
-    rotated = key_switch_automorphism(Ciphertext(params, y, False), g, keys).data
+    rotated = key_switch_automorphism(Ciphertext(params, y, True), g, keys).data
     return mod_add(x, rotated, col)
 
 
@@ -192,7 +182,7 @@ def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HE
     """Pack ``count`` (``<= 2^stride_bits``) leaves into one ciphertext: the value of leaf ``k`` at coefficient
     ``c`` (a multiple of ``2^stride_bits``) ends at ``c + k·2^(stride_bits − ℓ)`` (:func:`leaf_offsets`).
 
-    ``leaf(ids)`` returns the coefficient-form data ``(2, len(ids), L, N)`` of the leaves ``ids``, whose
+    ``leaf(ids)`` returns the NTT-form data ``(2, len(ids), L, N)`` of the leaves ``ids``, whose
     wanted values sit at the multiples of ``2^stride_bits`` (default ``log2 N``: coefficient 0 only), *not yet
     scaled*; this function scales by ``2^(−ℓ) mod q``.  Leaves are produced and combined in batches of
     :data:`LEAF_CHUNK` (depth-first over the tree), so memory stays bounded.  Cost: ``2^ℓ − 1``
@@ -235,20 +225,20 @@ def pack_leaves(leaf: Callable[[np.ndarray], np.ndarray], count: int, params: HE
 
     out = rec(ids)
     assert out is not None
-    return Ciphertext(params, np.ascontiguousarray(out), False)
+    return Ciphertext(params, np.ascontiguousarray(out), True)
 
 
 def pack_coefficients(ct: Ciphertext, keys: Keys, index: np.ndarray, positions: np.ndarray) -> Ciphertext:
     """Pack coefficient ``positions[k]`` of ciphertext ``index[k]`` (``K`` of them) into ``ceil(K/N)``
     ciphertexts: value ``k`` at coefficient ``packed_positions(N, size of its group)[k − k0]`` of group
     ``k // N``.  Exact on the phase (mod ``q``) up to the key-switching noise of :func:`packing_noise`.
-    ``ct`` must be at the top level; returns coefficient form."""
+    ``ct`` must be at the top level; returns NTT form."""
     index = np.asarray(index, dtype=np.int64).reshape(-1)
     positions = np.asarray(positions, dtype=np.int64).reshape(-1)
     params = ct.params
     if index.size == 0:
         raise InputError("nothing to pack")
-    ct = ct.to_coeff()
+    ct = ct.to_ntt()
     out = []
     for k0, k1 in packing_groups(params.n, index.size):
 
@@ -256,7 +246,7 @@ def pack_coefficients(ct: Ciphertext, keys: Keys, index: np.ndarray, positions: 
             return extract_leaves(ct, index[k0 + ids], positions[k0 + ids]).data
 
         out.append(pack_leaves(leaf, k1 - k0, params, keys).data)
-    return Ciphertext(params, np.concatenate(out, axis=1), False)
+    return Ciphertext(params, np.concatenate(out, axis=1), True)
 
 
 def packing_noise(params: HEParams, count: int, fail_bits: int = FAILURE_BITS) -> float:
@@ -280,6 +270,19 @@ def packing_noise(params: HEParams, count: int, fail_bits: int = FAILURE_BITS) -
     proxy = n * levels * (p_half * e_max) ** 2 * sum(8.0 ** (depth - j) for j in range(1, depth + 1))
     z = math.sqrt(2 * ((fail_bits + 2) * math.log(2) + math.log(2 * n)))
     return z * math.sqrt(proxy)
+
+
+def refresh(ct: Ciphertext, pk: PublicKey, prg: PRG) -> Ciphertext:
+    """Server, before packing: ``ct + u·pk + (e0, e1)`` in NTT form (fresh ``c1``'s, no flooding; the flooding
+    comes after packing, :func:`finish_packed`).  Cost: ``3·B·L`` forward NTTs."""
+    params, basis = ct.params, ct.basis
+    ntt = get_ntt(params.n, basis.primes)
+    shape = (ct.batch, params.n)
+    u = prg.ternary(shape)
+    e = np.stack([prg.gaussian(params.sigma, shape), prg.gaussian(params.sigma, shape)])
+    hat = ntt.forward(reduce_signed(np.concatenate([u[None], e]), basis))  # (3, B, L, N)
+    z = pk.ntt_pair(ct.level)[:, None] * hat[0][None] % basis.col
+    return Ciphertext(params, mod_add(mod_add(ct.to_ntt().data, z, basis.col), hat[1:], basis.col), True)
 
 
 def finish_packed(ct: Ciphertext, mask: np.ndarray, plan: OutputPlan, prg: PRG, positions: np.ndarray) -> ResultCiphertext:

@@ -59,8 +59,7 @@ from aiompc.crypto.he import (
 )
 from aiompc.crypto.he import HEParams
 from aiompc.crypto.he.galois import GaloisKeyRing, GaloisKeys, galois_keys
-from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves
-from aiompc.crypto.he.result import rerandomize
+from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves, refresh
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party
@@ -401,7 +400,7 @@ async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ci
     masks = [party.rng.integers(plan.l, g.count) for g in groups]
     for j, r in enumerate(np.split(np.concatenate(masks), np.cumsum(sizes)[:-1])):
         values[(u, j)] = r
-    fresh = await party.compute(rerandomize, acc, pk, party.rng.fork())
+    fresh = await party.compute(refresh, acc, pk, party.rng.fork())
     prgs = [party.rng.fork() for _ in groups]
 
     def produce(i: int) -> bytes:

@@ -15,6 +15,7 @@ Two ways to make *leaves* (:mod:`aiompc.crypto.he.packing`), chosen by the layou
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,12 +57,18 @@ def _reps(layout: Layout) -> list[int]:
     return [u for u, _ in unit_kinds(layout)]
 
 
+@functools.lru_cache(maxsize=4096)
 def packing_stride(layout: Layout) -> int:
     """The largest ``m <= log2 N`` with every output coefficient a multiple of ``2^m`` (0 if there is none)."""
+    from aiompc.protocols.linear.layouts import ConvLayout, MatmulLayout
+
     logn = layout.n.bit_length() - 1
     acc = 0
+    # the built-in layouts repeat the first output polynomial's pattern (shifted by multiples of the
+    # per-group tile size, or truncated for the last group): the first and last outputs decide
+    outs = ({0, layout.outputs - 1} if isinstance(layout, (ConvLayout, MatmulLayout)) else range(layout.outputs))
     for u in _reps(layout):
-        for j in range(layout.outputs):
+        for j in outs:
             acc = int(np.bitwise_or.reduce(layout.positions(u, j).astype(np.int64), initial=acc))
     if acc == 0:
         return logn
@@ -104,6 +111,7 @@ def group_shapes(layout: Layout, unit: int, stride_bits: int, counts: np.ndarray
     return [(min(n, total - k0), min(n, total - k0)) for k0 in range(0, total, n)]
 
 
+@functools.lru_cache(maxsize=4096)
 def layout_elements(layout: Layout) -> tuple[int, ...]:
     """The Galois elements output packing of ``layout`` needs (sorted): the client sends a key for each, once
     per session and parameter set."""

@@ -23,6 +23,7 @@ and parameters without touching the protocol code.  The planners by name are one
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Protocol, Union
 
@@ -269,6 +270,7 @@ def with_out_shift(plan: LinearPlan, out_shift: int) -> LinearPlan:
     return replace(plan, output=output, out_shift=out_shift)
 
 
+@functools.lru_cache(maxsize=4096)
 def packed_group_size(layout: Layout) -> int:
     """Output values of the largest packed result message (:mod:`aiompc.protocols.linear.packed`)."""
     from aiompc.protocols.linear.costs import packed_shapes, unit_kinds

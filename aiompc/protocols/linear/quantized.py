@@ -50,6 +50,7 @@ from aiompc.crypto.he import min_modulus_bits
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from aiompc.crypto.he.packing import packing_noise
 from aiompc.protocols.linear.costs import LayerCost, compute_seconds, galois_key_bytes, wire_cost
+from aiompc.protocols.linear.interleaved import interleaved_tilings
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
@@ -348,14 +349,33 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
     if cheetah is not None:
         refined.append(cheetah)
     if planner.output_packing and pack == 1:
-        for layout in list(dict.fromkeys([*pool, *_strided_variants(pool)])):
+        extra = _strided_variants(pool) + _interleaved_variants(planner, shape)
+        packed = [c for layout in dict.fromkeys([*pool, *extra])
+                  if (c := planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)) is not None]
+        evaluated += len(packed)
+        packed.sort(key=lambda c: planner.key(c.cost))
+        for cand in packed[:2]:  # the best packed layouts, with every margin
+            refined.append(cand)
             for margin in planner.margins:
-                cand = planner.evaluate_packed(layout, l, weight_bits, margin, out_shift)
-                if cand is not None:
-                    evaluated += 1
-                    refined.append(cand)
+                if margin != _DEFAULT_MARGIN:
+                    again = planner.evaluate_packed(cand.plan.layout, l, weight_bits, margin, out_shift)
+                    if again is not None:
+                        evaluated += 1
+                        refined.append(again)
     best = min(refined, key=lambda c: planner.key(c.cost))
     return SearchResult(best, cheetah, evaluated, considered)
+
+
+def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:
+    """Channel-interleaved conv layouts (outputs on a lattice: cheap to pack) for every ``N`` and tile shape."""
+    if not isinstance(shape, ConvShape):
+        return []
+    out: list[Layout] = []
+    for n in planner.ns:
+        tiles = [(th, tw) for th, tw, compact in _tile_shapes(shape, n) if not compact]
+        tiles += [(th, tw) for th, tw, compact in _tile_shapes(shape, n) if compact]  # as plain tiles
+        out.extend(interleaved_tilings(shape, n, list(dict.fromkeys(tiles))))
+    return out
 
 
 def _strided_variants(pool: list[Layout]) -> list[Layout]:

@@ -89,6 +89,25 @@ def test_key_switched_automorphism_decrypts_exactly(n, bits, l, g):
     assert raw.shape == ct.data.shape
 
 
+def test_evaluation_domain_automorphism_and_monomials_match_the_transform():
+    """The NTT-domain permutation and closed-form monomial transforms equal the coefficient-domain definitions."""
+    from aiompc.crypto.he.galois import monomial_ntt, ntt_automorphism_map
+    from aiompc.crypto.he.ntt import get_ntt
+
+    params = params_for(2048, 54, 8)
+    basis = get_basis(params.primes)
+    ntt = get_ntt(params.n, params.primes)
+    rng = np.random.default_rng(3)
+    a = np.stack([rng.integers(0, p, params.n) for p in params.primes]).astype(np.uint64)
+    for g in (3, 5, 2 * params.n - 1, params.n + 1):
+        want = ntt.forward(apply_automorphism(a, g, basis.col))
+        assert np.array_equal(ntt.forward(a)[:, ntt_automorphism_map(params.n, g)], want)
+    for e in (0, 1, 7, params.n - 1, params.n, -3):
+        mono = np.zeros(params.n, np.int64)
+        mono[e % params.n] = 1 if (e % (2 * params.n)) < params.n else -1
+        assert np.array_equal(monomial_ntt(params, np.array([e]))[0], ntt.forward(reduce_signed(mono, basis)))
+
+
 def test_galois_keys_round_trip_and_reject_garbage():
     params = cheetah(16)
     gk = gkeys(params)

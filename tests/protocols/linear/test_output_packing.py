@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_privacy import KS_CRIT, centered, ks_stat
 
-from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, rerandomize, result_phase
+from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, result_phase
 from aiompc.crypto.he.galois import galois_keys
-from aiompc.crypto.he.packing import packing_elements
+from aiompc.crypto.he.packing import packing_elements, refresh
 from aiompc.crypto.prg import PRG
 from aiompc.protocols.linear.conv import conv2d, conv_plan
 from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
@@ -138,7 +138,7 @@ def _replies(setting, rerandomise: bool) -> list[tuple[np.ndarray, np.ndarray]]:
         c1s, noises = [], []
         for i in range(TRIALS):
             rng = PRG(bytes([s, i]) * 16)
-            fresh = rerandomize(acc, pk, rng.fork()) if rerandomise else acc.to_coeff()
+            fresh = refresh(acc, pk, rng.fork()) if rerandomise else acc
             c1, noise = _view(plan, sk, finish_group(plan, fresh, group, r, gk, rng.fork()), group)
             c1s.append(c1[:8])
             noises.append(noise)
