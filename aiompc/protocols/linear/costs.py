@@ -49,7 +49,7 @@ COMPUTE = {
     "absorb": 0.12e-6,  # server: parse, expand the seed, add its share, to NTT form
     "mac": 3.4e-9,  # server: one (output, input) product-accumulate
     "finalize": 0.40e-6,  # server: re-randomise, flood, switch, drop, serialize
-    "keyswitch": 0.17e-6,  # server, output packing: one automorphism + key switch, per N·L² (L² + 2L NTTs)
+    "keyswitch": 0.10e-6,  # server, output packing: one automorphism + key switch, per N·L² (L² NTTs)
     "decrypt": 0.60e-6,  # client, per output ciphertext and N
 }
 

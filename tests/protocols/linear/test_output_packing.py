@@ -165,3 +165,54 @@ def test_control_packing_without_rerandomisation_leaks(packed_setting) -> None:
     again = _view(plan, sk, finish_group(plan, accs[0].to_coeff(), group, r, gk, PRG(b"\x09" * 32)), group)[0]
     assert np.array_equal(c1[0], again)  # deterministic in the weights ...
     assert not np.array_equal(c1[0], c1[1])  # ... and different for the two weight sets
+
+
+# --------------------------------------------------------------------------- the quantized planner
+
+
+def test_planner_weighs_packing_and_is_never_worse_than_cheetah() -> None:
+    from aiompc.protocols.linear.plan import CheetahBaselinePlanner
+    from aiompc.protocols.linear.quantized import QuantizedPlanner
+
+    shape = ConvShape.make(64, 4, 4, 64, 3, padding=1)
+    off = QuantizedPlanner(output_packing=False).search(shape, 16, 4).best
+    free = QuantizedPlanner(key_share=0.0, packing_rate=0.0)
+    res = free.search(shape, 16, 4)
+    assert res.best.plan.output_packing and res.best.cost.total < off.cost.total
+    assert res.best.cost.setup > 0 and res.best.cost.packing_seconds > 0
+    # with the keys and the compute charged, the choice is never worse than Cheetah's rule in the planner's key
+    for planner in (free, QuantizedPlanner(), QuantizedPlanner(key_share=1.0, packing_rate=1e9)):
+        r = planner.search(shape, 16, 4)
+        assert planner.key(r.best.cost) <= planner.key(r.cheetah.cost)
+    # prohibitive compute price: no packing
+    assert not QuantizedPlanner(packing_rate=1e12).search(shape, 16, 4).best.plan.output_packing
+    # the baseline never packs
+    assert not CheetahBaselinePlanner()(shape, 37, 8).output_packing
+
+
+INTERLEAVED = [
+    ((32, 4, 4, 20, 3, 1, 1, 1), 4),  # one block of 32 lanes
+    ((48, 6, 6, 8, 3, 2, 1, 1), 3),  # stride 2, a full and a partial block
+    ((16, 5, 5, 16, 3, 1, 1, 16), 6),  # depthwise
+    ((8, 9, 9, 4, 5, 1, 2, 1), 2),  # 5x5 kernel
+]
+
+
+@pytest.mark.parametrize("geometry, wb", INTERLEAVED)
+async def test_interleaved_layout_packed_equals_reference(geometry, wb, nprng) -> None:
+    from aiompc.protocols.linear.interleaved import interleaved_tilings
+
+    c, h, w_, m, k, s, p, g = geometry
+    shape = ConvShape.make(c, h, w_, m, k, stride=s, padding=p, groups=g)
+    layouts = interleaved_tilings(shape, 4096, [(shape.padded_height, shape.padded_width)])
+    lay = min(layouts, key=lambda x: x.tiling.channels)
+    plan = packed_plan(make_plan(lay, L, wb, he=cheetah_params(L)))
+    assert packing_stride(lay) >= (lay.tiling.channels & -lay.tiling.channels).bit_length() - 1
+    x = nprng.integers(0, 16, shape.in_shape)
+    w = nprng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape.weight_shape)
+    kw = dict(out_channels=m, kernel=k, stride=s, padding=p, groups=g, l=L, weight_bits=wb, plan=plan)
+    got, stats = await _run(conv2d, "conv", x, w, kw)
+    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
+    cost = plan_cost(plan, "conv")
+    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
+    assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(plan.layout))
