@@ -310,17 +310,19 @@ def _input_share(party: Party, graph: QGraph, x: np.ndarray | None, batch: int, 
 
 async def _requantize_channels(
     party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
-    msb_known_zero: bool, shift: int | None = None,
+    msb_known_zero: bool, shift: int | None = None, x_range: tuple[int, int] | None = None, baseline: bool = False,
 ) -> np.ndarray:
     """Requantize a batch ``(B, C, ...)`` with one multiplier, or one per channel (axis 1) in one protocol
     instance (the multipliers broadcast as ``(1, C, 1, ...)``); ``shift`` overrides ``node.shift`` (the
-    rest of a folded requantization)."""
+    rest of a folded requantization).  ``x_range``: the input's proven bounds (they let the quantized mode
+    requantize on the narrow ring); ``baseline``: Cheetah's own protocol (wrap-based, m = 4 digits)."""
     multiplier: int | np.ndarray = node.multiplier[0]
     if len(node.multiplier) > 1:
         multiplier = node.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
     return await requantize(
         party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift if shift is None else shift,
         lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
+        x_range=None if baseline else x_range, narrow=not baseline, digit_bits=4 if baseline else None,
     )
 
 
@@ -374,19 +376,21 @@ async def _node(
         l_in = rings.edges[node.inputs[0]]
         folded = rings.folded.get(node.name)
         if folded is None:
-            msb_known_zero, shift = not src.signed and l_in > src.bits, node.shift
+            msb_known_zero, shift, x_range = not src.signed and l_in > src.bits, node.shift, (src.lo, src.hi)
         else:  # the input is y = floor(acc / 2^shift) + e + lift (out_ring holds y_lo..y_hi): shift the rest
-            msb_known_zero, shift = folded.y_lo >= 0, folded.rest
+            msb_known_zero, shift, x_range = folded.y_lo >= 0, folded.rest, (folded.y_lo, folded.y_hi)
         return await _requantize_channels(
             party, label, x, node, l_in=l_in, l_out=l, exact=config.exact, msb_known_zero=msb_known_zero,
-            shift=shift,
+            shift=shift, x_range=x_range, baseline=config.mode == "cheetah",
         )
     if isinstance(node, Relu):
         return await relu(party, label, x, l=l)
     if isinstance(node, Clip):
         clip = Requantize(name=node.name, inputs=node.inputs, output=node.output, multiplier=(1,), shift=0,
                           lo=node.lo, hi=node.hi)
-        return await _requantize_channels(party, label, x, clip, l_in=l, l_out=l, exact=True, msb_known_zero=False)
+        return await _requantize_channels(party, label, x, clip, l_in=l, l_out=l, exact=True, msb_known_zero=False,
+                                          x_range=(graph.tensors[node.inputs[0]].lo, graph.tensors[node.inputs[0]].hi),
+                                          baseline=config.mode == "cheetah")
     if isinstance(node, MaxPool):
         t, left, b, r = node.pads
         if (t, left) != (b, r):
