@@ -125,6 +125,8 @@ def silent_bits(op: str, l: int) -> tuple[float, bool]:
         # the fixed-point baseline between two layers: ReLU then a known-MSB truncation
         "requant-pow2": relu_model + 3 + (f + 1),
         "requant-fixed": relu_model + 3 + (f + 1),
+        **{f"requant{b}-{k}{a}": relu_model + 3 + (f + 1) for b in (4, 8) for k in ("bound", "full")
+           for a in ("", "-approx")},
         "maxpool2x2": 3 * relu_model,
         "maxpool3x3": 8 * relu_model,
     }
@@ -163,6 +165,32 @@ def _pool_input(k: int) -> Callable[[int, int, np.random.Generator], np.ndarray]
     return make
 
 
+NARROW_SHIFT = {12: 8, 16: 10, 18: 12}  # 4-bit outputs: shift 8-12 as in the issue; 8-bit outputs: l - 8
+
+
+def _narrow_params(b: int, kind: str, l: int) -> dict[str, Any]:
+    s = NARROW_SHIFT.get(l, l - 6) if b == 4 else l - 8
+    lo_x, hi_x = -(1 << (l - 1)), (1 << (l - 1)) - 1
+    if kind == "bound":
+        lo_x, hi_x = lo_x + (1 << s), hi_x - (1 << s)
+    return dict(l_in=l, multiplier=1, shift=s, lo=0, hi=(1 << b) - 1, l_out=l, x_range=(lo_x, hi_x))
+
+
+def _declared(b: int, kind: str) -> Callable[[int, int, np.random.Generator], np.ndarray]:
+    def make(n: int, l: int, gen: np.random.Generator) -> np.ndarray:
+        lo_x, hi_x = _narrow_params(b, kind, l)["x_range"]
+        return gen.integers(lo_x, hi_x + 1, size=n)
+
+    return make
+
+
+def _narrow_run(b: int, kind: str, exact: bool) -> Callable[[Party, str, np.ndarray, int], Awaitable[np.ndarray]]:
+    def run(p: Party, lab: str, x: np.ndarray, l: int) -> Awaitable[np.ndarray]:
+        return requantize(p, lab, x, exact=exact, **_narrow_params(b, kind, l))
+
+    return run
+
+
 OPS = [
     Op("relu", _signed, lambda p, lab, x, l: relu(p, lab, x, l=l)),
     Op("trunc-exact", _signed, lambda p, lab, x, l: truncate(p, lab, x, l=l, f=TRUNC_BITS[l])),
@@ -176,6 +204,14 @@ OPS = [
        lambda p, lab, x, l: requantize(p, lab, x, l_in=l, multiplier=1, shift=l - 6, lo=0, hi=15, l_out=min(l, 16))),
     Op("requant-fixed", _signed,
        lambda p, lab, x, l: requantize(p, lab, x, l_in=l, multiplier=181, shift=l + 2, lo=0, hi=15, l_out=min(l, 16))),
+    # issue 18: a w4a4 (or w8a8) network's requantization, l-bit accumulator -> ReLU-fused 4-bit (8-bit)
+    # output in the next layer's l-bit ring.  "-bound": the accumulator's proven bounds leave one output
+    # LSB (2^s) of room at both ends of the ring (as a layer's bounds usually do), so the protocol runs on
+    # the narrow ring; "-full": nothing is known beyond the ring (nearest rounding over the whole signed
+    # range has 2^(l-s) + 1 outputs: the wrap-based protocol runs).  Inputs drawn over the declared range.
+    *[Op(f"requant{b}-{kind}{'-approx' if not exact else ''}", _declared(b, kind),
+         _narrow_run(b, kind, exact))
+      for b in (4, 8) for kind in ("bound", "full") for exact in (True, False)],
     Op("maxpool2x2", _pool_input(2), lambda p, lab, x, l: maxpool2d(p, lab, x, l=l, kernel=2)),
     Op("maxpool3x3", _pool_input(3), lambda p, lab, x, l: maxpool2d(p, lab, x, l=l, kernel=3)),
 ]

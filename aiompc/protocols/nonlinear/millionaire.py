@@ -280,7 +280,8 @@ def comparison_cost(tasks: Sequence[CompareTask], digit_bits: int, cot_bits: flo
 def choose_digit_bits(engine: "Party | str | None", tasks: Sequence[CompareTask]) -> int:
     """The digit size ``m`` in 1..6 with the least :func:`comparison_cost` for ``tasks`` with the OT engine of
     ``engine`` (a party: the kind its session uses; or an engine kind); ties go to the larger ``m`` (fewer
-    rounds).  E.g. one 8-bit comparison picks m = 3 (48 bits online vs 60 with m = 4), a 36-bit one m = 4.
+    rounds).  E.g. with silent OT one 8-bit comparison picks m = 3 (48 bits online and 12 COTs, against 60
+    and 10 with m = 4), and so does a 36-bit one; with IKNP (128 bits per COT) larger digits win.
     Pure and deterministic: both parties derive the same ``m``."""
     if engine is None or isinstance(engine, str):
         kind = engine
