@@ -44,10 +44,11 @@ the argmax protocol reveals the class index to the client only (``output="argmax
 nothing; the client learns only the output.
 
 **Exactness.**  With ``exact=True`` the client's result equals :func:`aiompc.nn.interpret.run_int` bit
-for bit.  With ``exact=False`` requantizations drop the carry of the shift: each requantized value may be
-one LSB low (``e ∈ {-1, 0}``, still inside the clip range), and a requantization folded into its HE layer
-(quantized mode) may be one LSB off either way (``e ∈ {-1, 0, 1}``).  Every other node is exact on its
-(possibly approximate) inputs.
+for bit.  With ``exact=False`` requantizations drop the carry of the shift: in quantized mode each
+requantized value may be one LSB off either way (``e ∈ {-1, 0, 1}``, mean ``≈ 0``: the server adds half an
+LSB first; still inside the clip range), and so may a requantization folded into its HE layer; in
+``cheetah`` mode a truncation may be one LSB low (``e ∈ {-1, 0}``, Cheetah's own).  Every other node is
+exact on its (possibly approximate) inputs.
 """
 
 from __future__ import annotations
@@ -311,11 +312,14 @@ def _input_share(party: Party, graph: QGraph, x: np.ndarray | None, batch: int, 
 async def _requantize_channels(
     party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
     msb_known_zero: bool, shift: int | None = None, x_range: tuple[int, int] | None = None, baseline: bool = False,
+    folded: bool = False,
 ) -> np.ndarray:
     """Requantize a batch ``(B, C, ...)`` with one multiplier, or one per channel (axis 1) in one protocol
     instance (the multipliers broadcast as ``(1, C, 1, ...)``); ``shift`` overrides ``node.shift`` (the
     rest of a folded requantization).  ``x_range``: the input's proven bounds (they let the quantized mode
-    requantize on the narrow ring); ``baseline``: Cheetah's own protocol (wrap-based, m = 4 digits)."""
+    requantize on the narrow ring); ``baseline``: Cheetah's own protocol (wrap-based, m = 4 digits, the
+    dropped carry's ``{-1, 0}`` error).  An unfolded approximate requantization of the quantized mode is
+    unbiased (``e ∈ {-1, 0, 1}``); a folded one keeps ``{-1, 0}``, which :class:`Fold`'s bound needs."""
     multiplier: int | np.ndarray = node.multiplier[0]
     if len(node.multiplier) > 1:
         multiplier = node.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -323,6 +327,7 @@ async def _requantize_channels(
         party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift if shift is None else shift,
         lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
         x_range=None if baseline else x_range, narrow=not baseline, digit_bits=4 if baseline else None,
+        unbiased=not (baseline or folded),
     )
 
 
@@ -381,7 +386,7 @@ async def _node(
             msb_known_zero, shift, x_range = folded.y_lo >= 0, folded.rest, (folded.y_lo, folded.y_hi)
         return await _requantize_channels(
             party, label, x, node, l_in=l_in, l_out=l, exact=config.exact, msb_known_zero=msb_known_zero,
-            shift=shift, x_range=x_range, baseline=config.mode == "cheetah",
+            shift=shift, x_range=x_range, baseline=config.mode == "cheetah", folded=folded is not None,
         )
     if isinstance(node, Relu):
         return await relu(party, label, x, l=l)

@@ -31,7 +31,8 @@ How (all widths are public, derived from ``l_in``, ``M``, ``s``, ``lo``, ``hi``,
    ``s`` bits of ``A`` and ``B``.  ``w`` (an ``l``-bit millionaire, or one COT when the MSB is known) and
    ``c`` (an ``s``-bit millionaire) run in one batch.  For ``s > l`` the wrap is first turned into
    arithmetic shares, folded into ``A`` and ``B``, and the carry computed on the result (one more
-   millionaire depth).  ``exact=False`` drops ``c`` (``y`` off by ``e ∈ {−1, 0}``).
+   millionaire depth).  ``exact=False`` drops ``c`` (``y`` off by ``e ∈ {−1, 0}``; with ``unbiased`` the
+   server adds ``δ = 2^(s−1)`` to ``A`` first, and ``e ∈ {−1, 0, +1}`` as on the narrow ring).
 2. ``y'`` is computed only mod ``2^W``, the smallest ring holding what is compared (``y' − lo`` and
    ``y' − hi − 1`` over the public range of ``y'``) and the output ring ``l_out``.
 3. **Clip** only where the range of ``y'`` crosses a bound: the DReLUs ``[y' >= lo]`` and/or
@@ -240,7 +241,7 @@ async def requantize(
     msb_known_zero: bool = False,
     x_range: tuple[int, int] | None = None,
     narrow: bool = True,
-    unbiased: bool = False,
+    unbiased: bool = True,
     digit_bits: int | None = None,
 ) -> np.ndarray:
     """Shares mod ``2^l_out`` of ``clip(floor((x·multiplier + r) / 2^shift), lo, hi)``.
@@ -251,8 +252,8 @@ async def requantize(
     ``(C, H, W)`` or ``(B, C, H, W)``, or ``(1, C, 1, 1)``; the shift, clip bounds and rounding are
     common.  Output: shares mod ``2^l_out`` (two's complement if ``lo < 0``), shape of ``x``; the clipped
     range must fit ``l_out`` bits.  Equal to :func:`aiompc.quant.requantize` (per element with its own
-    multiplier) when ``exact``; otherwise ``clip(y' + e, lo, hi)`` with ``e ∈ {−1, 0}`` (so still in
-    ``[lo, hi]``).  Word-size limits (after cancelling powers of two between the multipliers and
+    multiplier) when ``exact``; otherwise ``clip(y' + e, lo, hi)`` with ``e ∈ {−1, 0, +1}`` of mean
+    ``≈ 0`` (``unbiased``, the default) or ``e ∈ {−1, 0}`` (so still in ``[lo, hi]``).  Word-size limits (after cancelling powers of two between the multipliers and
     ``2^s``; ``M`` the largest multiplier): ``s <= 63``, ``W <= 64``, and either ``s <= l_in`` with
     ``(2^l_in − 1)·M < 2^64`` or ``s + W <= 64`` (``W`` the working width, see the module docstring);
     otherwise :class:`InputError`.  Cost: see the module docstring; per-element multipliers cost what the
@@ -262,7 +263,8 @@ async def requantize(
     the ``l_in``-bit signed range (``[0, 2^(l_in−1))`` with ``msb_known_zero``); they decide whether the
     narrow protocol applies.  ``narrow=False`` forces the wrap-based protocol (the Cheetah baseline's).
     ``unbiased`` (approximate only): the server adds half an output LSB before the shift, so the error is
-    ``e ∈ {−1, 0, +1}`` with mean ``≈ 0`` instead of ``{−1, 0}`` (:mod:`aiompc.protocols.nonlinear.narrow`).
+    ``e ∈ {−1, 0, +1}`` with mean ``2^−(s+1)`` over uniform low bits instead of ``{−1, 0}`` with mean
+    ``≈ −1/2`` (distribution in :mod:`aiompc.protocols.nonlinear.narrow`; both protocols).
     ``digit_bits``: the millionaires' digit size; ``None`` picks it per comparison width on the narrow
     protocol (:func:`~aiompc.protocols.nonlinear.millionaire.choose_digit_bits`) and uses Cheetah's 4 on
     the wrap-based one.
