@@ -40,6 +40,7 @@ millionaire, AND, multiplexers, extension.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -49,32 +50,44 @@ from aiompc.ring import check_width, mask
 from aiompc.protocols.nonlinear.boolean import b2a, mux
 from aiompc.protocols.nonlinear.extension import extend
 from aiompc.protocols.nonlinear.millionaire import CompareTask, choose_digit_bits, compare_batch
-from aiompc.protocols.nonlinear.threshold import compare_thresholds
+from aiompc.protocols.nonlinear.threshold import MAX_K, compare_thresholds
 
-__all__ = ["NarrowPlan", "narrow_plan", "narrow_requantize"]
+__all__ = ["NarrowGroup", "NarrowPlan", "narrow_plan", "narrow_requantize"]
 
 _M64 = (1 << 64) - 1
 
 
+def _v2(v: int) -> int:
+    return (v & -v).bit_length() - 1
+
+
 @dataclass(frozen=True)
-class NarrowPlan:
-    """The public constants of one narrow requantization (identical on both sides).
+class NarrowGroup:
+    """The public constants of the elements with one multiplier ``M = odd·2^t``: its own power of two is
+    cancelled against the shift (``s = shift − t``, ``r >> t``), so power-of-two multipliers per channel become
+    per-channel shifts.  ``add``: what the server adds to ``x·odd``; ``beta_q = β / 2^s``; ``k = l − s``;
+    ``[ymin, ymax]``: the range of ``y' = z + beta_q`` (approximate included)."""
 
-    ``multipliers`` (distinct, ascending, powers of two already cancelled against ``s``), ``index`` (each
-    multiplier-array entry's position among them, or ``None``) and ``shape`` describe the multiplier;
-    ``add``: what the server adds to ``x·M`` (rounding and de-biasing); ``beta_q = β / 2^s``; ``k = l − s``;
-    ``thresholds``: the public ``T`` of ``[z >= T]`` (``lo`` bound first, if needed); ``km``: the ring of the
-    multiplexers; ``[out_lo, out_hi]``: the output range.
-    """
-
-    l: int
+    odd: int
     s: int
-    multipliers: tuple[int, ...]
-    index: np.ndarray | None
-    shape: tuple[int, ...]
     add: int
     beta_q: int
     k: int
+    ymin: int
+    ymax: int
+
+
+@dataclass(frozen=True)
+class NarrowPlan:
+    """The public constants of one narrow requantization (identical on both sides): one
+    :class:`NarrowGroup` per distinct multiplier (``index``: each multiplier-array entry's group, ``None``
+    for one group; ``shape``: the multiplier's shape), the clip (which bounds are compared), ``km``: the
+    ring of the multiplexers, ``[out_lo, out_hi]``: the output range."""
+
+    l: int
+    groups: tuple[NarrowGroup, ...]
+    index: np.ndarray | None
+    shape: tuple[int, ...]
     lo: int
     hi: int
     need_lo: bool
@@ -85,53 +98,72 @@ class NarrowPlan:
     l_out: int
     exact: bool
 
-    @property
-    def thresholds(self) -> list[int]:
-        return ([self.lo - self.beta_q] if self.need_lo else []) + ([self.hi + 1 - self.beta_q] if self.need_hi else [])
-
-    def public(self, f, shape: tuple[int, ...]) -> np.uint64 | np.ndarray:  # type: ignore[no-untyped-def]
-        """``f(M) mod 2^64`` per element of an input of ``shape`` (one value if all multipliers are equal)."""
-        table = [f(m) & _M64 for m in self.multipliers]
+    def per_element(self, f: Callable[[NarrowGroup], int], shape: tuple[int, ...]) -> np.ndarray:
+        """``f(group)`` for every element of an input of ``shape``, flat ``int64`` (a 1-element array when
+        there is one group)."""
+        table = np.asarray([f(g) for g in self.groups], dtype=np.int64)
         if self.index is None:
-            return np.uint64(table[0])
-        return np.asarray(table, dtype=np.uint64)[np.broadcast_to(self.index, shape)].reshape(-1)
+            return table[:1]
+        return table[np.broadcast_to(self.index, shape)].reshape(-1)
+
+    def thresholds(self, shape: tuple[int, ...]) -> list[np.ndarray]:
+        """``[z >= T]`` thresholds per element: ``lo − beta_q`` and/or ``hi + 1 − beta_q``."""
+        beta = self.per_element(lambda g: g.beta_q, shape)
+        return ([self.lo - beta] if self.need_lo else []) + ([self.hi + 1 - beta] if self.need_hi else [])
 
 
 def narrow_plan(
-    *, l: int, multipliers: list[int], index: np.ndarray | None, shape: tuple[int, ...], shift: int, r: int,
-    lo: int, hi: int, l_out: int, x_lo: int, x_hi: int, exact: bool, unbiased: bool = True,
+    *, l: int, multipliers: list[int], index: np.ndarray | None, shape: tuple[int, ...], shift: int,
+    rounding: str, lo: int, hi: int, l_out: int, x_lo: int, x_hi: int, exact: bool, unbiased: bool = True,
 ) -> NarrowPlan | None:
-    """The narrow plan, or ``None`` when no window of ``2^l`` values holds every ``V`` (then the caller uses
-    the wrap-based protocol).  ``multipliers``/``shift``/``r`` are already cancelled (``r = 0`` or
-    ``2^(shift−1)``); ``[x_lo, x_hi]`` is the public range of ``x``."""
-    s = shift
-    if s >= l or not multipliers:
-        return None
-    k = l - s
-    delta = (1 << (s - 1)) if (not exact and unbiased and s > 0) else 0
-    add = r + delta
-    vmin = min(x_lo * m for m in multipliers) + add
-    vmax = max(x_hi * m for m in multipliers) + add
-    slack = 0 if (exact or s == 0) else 1  # a dropped carry takes z one below floor(u / 2^s)
-    q_hi = (vmin >> s) - slack  # largest admissible beta_q
-    q_lo = ((vmax - (1 << l)) >> s) + 1  # smallest: V − β < 2^l
-    if q_lo > q_hi:
-        return None
-    ymin, ymax = (vmin >> s) - slack, vmax >> s  # the range of y' = z + beta_q (approximate included)
+    """The narrow plan, or ``None`` when for some multiplier no window of ``2^l`` values holds every
+    ``V = x·odd + add`` (or the narrow ring would be empty or over 62 bits); then the caller uses the
+    wrap-based protocol.  ``multipliers``: the distinct multipliers (``index``/``shape`` as from the
+    requantization's multiplier argument); ``[x_lo, x_hi]``: the public range of ``x``."""
+    groups = []
+    for m in multipliers:
+        t = min(shift, _v2(m)) if m else 0
+        s = shift - t
+        r = ((1 << (shift - 1)) if (rounding == "nearest" and shift > 0) else 0) >> t
+        if s >= l:
+            return None
+        k = l - s
+        if k > MAX_K:
+            return None
+        odd = m >> t
+        delta = (1 << (s - 1)) if (not exact and unbiased and s > 0) else 0
+        add = r + delta
+        vmin, vmax = x_lo * odd + add, x_hi * odd + add
+        slack = 0 if (exact or s == 0) else 1  # a dropped carry takes z one below floor(u / 2^s)
+        q_hi = (vmin >> s) - slack  # largest admissible beta_q
+        q_lo = ((vmax - (1 << l)) >> s) + 1  # smallest: V − β < 2^l
+        if q_lo > q_hi:
+            return None
+        groups.append((odd, s, add, q_lo, q_hi, k, (vmin >> s) - slack, vmax >> s))
+    ymin = min(g[6] for g in groups)
+    ymax = max(g[7] for g in groups)
     need_lo, need_hi = ymin < lo, ymax > hi
     out_lo, out_hi = min(max(ymin, lo), hi), max(min(ymax, hi), lo)
-    half = 1 << (k - 1)
-    beta_q = q_hi
-    for want in ([lo - half] if need_lo else []) + ([hi + 1 - half] if need_hi else []):
-        if q_lo <= want <= q_hi:  # a bound at 2^(k-1) is read off the carry of the low k-1 bits for free
-            beta_q = want
-            break
+    done = []
+    for odd, s, add, q_lo, q_hi, k, gmin, gmax in groups:
+        half = 1 << (k - 1)
+        beta_q = q_hi
+        for want in ([lo - half] if need_lo else []) + ([hi + 1 - half] if need_hi else []):
+            if q_lo <= want <= q_hi:  # a bound at 2^(k-1) is read off the carry of the low k-1 bits
+                beta_q = want
+                break
+        done.append(NarrowGroup(odd=odd, s=s, add=add, beta_q=beta_q, k=k, ymin=gmin, ymax=gmax))
     km_needed = (out_hi - out_lo).bit_length() + 1
-    km = min(l_out, km_needed, k)
+    km = min(l_out, km_needed, min(g.k for g in done))
     return NarrowPlan(
-        l=l, s=s, multipliers=tuple(multipliers), index=index, shape=shape, add=add, beta_q=beta_q, k=k, lo=lo,
-        hi=hi, need_lo=need_lo, need_hi=need_hi, out_lo=out_lo, out_hi=out_hi, km=km, l_out=l_out, exact=exact,
+        l=l, groups=tuple(done), index=index if len(done) > 1 else None, shape=shape, lo=lo, hi=hi,
+        need_lo=need_lo, need_hi=need_hi, out_lo=out_lo, out_hi=out_hi, km=km, l_out=l_out, exact=exact,
     )
+
+
+def _u64(a: np.ndarray) -> np.ndarray:
+    """Python-int-valued ``int64`` constants (possibly negative) as ``uint64`` mod ``2^64``."""
+    return np.asarray(a, dtype=np.int64).view(np.uint64)
 
 
 async def narrow_requantize(
@@ -140,32 +172,36 @@ async def narrow_requantize(
     """Shares mod ``2^l_out`` of the requantization of ``plan`` (see the module docstring) from shares of
     ``x`` mod ``2^l`` (any shape to which the multipliers broadcast).  ``digit_bits``: the millionaires'
     digit size, ``None`` to choose per comparison width (:func:`choose_digit_bits`)."""
-    l, s, k, km = plan.l, plan.s, plan.k, plan.km
+    l, km = plan.l, plan.km
     check_width(plan.l_out)
     xs = np.asarray(x, dtype=np.uint64) & mask(l)
     shape = xs.shape
     flat = xs.reshape(-1)
     server = party.is_server
-    v = flat * plan.public(lambda m: m, shape)
-    if server:
-        v = v + np.uint64((plan.add - (plan.beta_q << s)) & _M64)
+    s_e = _u64(plan.per_element(lambda g: g.s, shape))
+    k_e = plan.per_element(lambda g: g.k, shape)
+    v = flat * _u64(plan.per_element(lambda g: g.odd, shape))
+    if server:  # + add − β, with β = beta_q·2^s (a Python int, reduced mod 2^l first)
+        v = v + _u64(plan.per_element(lambda g: _signed64((g.add - (g.beta_q << g.s)) % (1 << l)), shape))
     v &= mask(l)
-    z = v >> np.uint64(s)
-    if plan.exact and s > 0:  # the carry of the low s bits: [2^s − 1 − low(u_S) < low(u_C)]
-        low_s = np.uint64((1 << s) - 1)
+    z = v >> s_e
+    s_max, k_max = max(g.s for g in plan.groups), max(g.k for g in plan.groups)
+    if plan.exact and s_max > 0:  # the carry of the low s bits: [2^s − 1 − low(u_S) < low(u_C)]
+        low_s = (np.uint64(1) << s_e) - np.uint64(1)
         low = v & low_s
-        task = CompareTask(s)
+        task = CompareTask(s_max)
         m = digit_bits if digit_bits is not None else choose_digit_bits(party, [task])
         operand = (low_s - low)[None, :] if server else low
         ((c, _),) = await compare_batch(party, f"{label}/carry", [task], [operand], sender="server", digit_bits=m)
-        z = z + await b2a(party, f"{label}/b2a", c[0], l=k)
-    z &= mask(k)
+        z = z + await b2a(party, f"{label}/b2a", c[0], l=k_max)
+    z &= _u64((np.int64(1) << k_e) - 1)
 
-    # y' mod 2^km (km <= k): the server adds beta_q
-    y = (z + (np.uint64(plan.beta_q & _M64) if server else np.uint64(0))) & mask(km)
-    thresholds = plan.thresholds
-    if thresholds:
-        sel = await compare_thresholds(party, f"{label}/clip", z, k=k, thresholds=thresholds, digit_bits=digit_bits)
+    # y' mod 2^km (km <= every k): the server adds beta_q
+    beta = _u64(plan.per_element(lambda g: g.beta_q, shape))
+    y = (z + (beta if server else np.uint64(0))) & mask(km)
+    if plan.need_lo or plan.need_hi:
+        sel = await compare_thresholds(party, f"{label}/clip", z, k=k_e if k_e.size == z.size else int(k_e[0]),
+                                       thresholds=plan.thresholds(shape), digit_bits=digit_bits)
         sels, targets = [], []
         i = 0
         if plan.need_lo:  # [y' < lo] = 1 ⊕ [z >= lo − beta_q]
@@ -178,10 +214,15 @@ async def narrow_requantize(
         vals = [((np.uint64(t % (1 << km)) if server else np.uint64(0)) - y) & mask(km) for t in targets]
         corr = await mux(party, f"{label}/mux", np.concatenate(sels), np.concatenate(vals), l=km)
         y = (y + corr.reshape(len(targets), -1).sum(axis=0, dtype=np.uint64)) & mask(km)
-    L = plan.l_out
-    if L > km:
+    if plan.l_out > km:
         y = await _widen(party, f"{label}/ext", y, plan)
-    return (y & mask(L)).reshape(shape)
+    return (y & mask(plan.l_out)).reshape(shape)
+
+
+def _signed64(v: int) -> int:
+    """``v mod 2^64`` as a signed 64-bit integer (so it fits an ``int64`` table)."""
+    v &= _M64
+    return v - (1 << 64) if v >> 63 else v
 
 
 async def _widen(party: Party, label: str, y: np.ndarray, plan: NarrowPlan) -> np.ndarray:

@@ -293,10 +293,9 @@ async def requantize(
             raise InputError(f"requantize: x_range {x_range} is not inside [{x_lo}, {x_hi}] (l_in = {l_in})")
         x_lo, x_hi = a, b
     if narrow:
-        ms_c, s_c, r_c = _cancel(ms, int(shift), rounding)
         nplan = narrow_plan(
-            l=l_in, multipliers=ms_c, index=index, shape=mshape, shift=s_c, r=r_c, lo=int(lo), hi=int(hi),
-            l_out=l_out, x_lo=x_lo, x_hi=x_hi, exact=exact, unbiased=unbiased,
+            l=l_in, multipliers=ms, index=index, shape=mshape, shift=int(shift), rounding=rounding, lo=int(lo),
+            hi=int(hi), l_out=l_out, x_lo=x_lo, x_hi=x_hi, exact=exact, unbiased=unbiased,
         )
         if nplan is not None:
             _check_fits(nplan.out_lo, nplan.out_hi, l_out)

@@ -14,7 +14,7 @@ import pytest
 from aiompc import quant
 from aiompc.party import Party
 from aiompc.protocols.nonlinear.narrow import narrow_plan
-from aiompc.protocols.nonlinear.requantize import _cancel, _distinct, requantize
+from aiompc.protocols.nonlinear.requantize import _distinct, requantize
 from nonlinear_helpers import Shared, opened, run_both
 
 
@@ -39,9 +39,8 @@ class NCase:
 
     def plan(self, exact: bool = True, unbiased: bool = False):
         ms, index, shape = _distinct(self.multiplier())
-        ms_c, s_c, r_c = _cancel(ms, self.s, self.rounding)  # type: ignore[arg-type]
-        return narrow_plan(l=self.l, multipliers=ms_c, index=index, shape=shape, shift=s_c, r=r_c, lo=self.lo,
-                           hi=self.hi, l_out=self.l_out, x_lo=self.x_lo, x_hi=self.x_hi, exact=exact,
+        return narrow_plan(l=self.l, multipliers=ms, index=index, shape=shape, shift=self.s, rounding=self.rounding,
+                           lo=self.lo, hi=self.hi, l_out=self.l_out, x_lo=self.x_lo, x_hi=self.x_hi, exact=exact,
                            unbiased=unbiased)
 
     def rows(self) -> int:
@@ -131,6 +130,26 @@ async def test_narrow_per_channel_multipliers_one_element_and_odd_shapes(gen: np
         np.testing.assert_array_equal(got, reference(x, c), err_msg=str(c))
 
 
+async def test_narrow_power_of_two_channel_multipliers_become_channel_shifts(gen: np.random.Generator) -> None:
+    """ResNet-18's requantizations: per-channel multipliers 1, 2, 4 with one shift, whose products do not fit
+    the accumulator's ring; each channel truncates by its own shift (s, s - 1, s - 2) on its own narrow
+    ring, all in one protocol instance (exact and approximate)."""
+    cases = [NCase(14, 6, 0, 15, 15, -7610, 7737, M=(1, 2, 4)), NCase(18, 7, 0, 15, 9, -73396, 69916, M=(2, 1, 4, 0)),
+             NCase(12, 3, -8, 7, 12, -1800, 1700, M=(8, 1, 4, 2))]
+    for c in cases:
+        p = c.plan()
+        assert p is not None, c
+        assert len({g.s for g in p.groups}) > 1
+    data = [(c, edge_inputs(c, gen)) for c in cases]
+    s, cl = await _run(data, exact=True)
+    sa, cla = await _run(data, exact=False, unbiased=True)
+    for (c, x), a, b, aa, ba in zip(data, s, cl, sa, cla):
+        want = reference(x, c)
+        np.testing.assert_array_equal(opened(a, b, c.l_out, signed=c.lo < 0).astype(np.int64), want, err_msg=str(c))
+        err = opened(aa, ba, c.l_out, signed=c.lo < 0).astype(np.int64) - want
+        assert set(np.unique(err).tolist()) <= {-1, 0, 1}, c
+
+
 async def test_narrow_approximate_is_within_one_lsb(gen: np.random.Generator) -> None:
     cases = [c for c in narrow_cases(12)[::3] if c.plan(exact=False) is not None]
     assert len(cases) >= 10
@@ -149,8 +168,8 @@ async def test_narrow_approximate_is_within_one_lsb(gen: np.random.Generator) ->
 def test_narrow_plan_places_a_bound_on_the_top_bit_and_never_compares_the_wrap() -> None:
     c = NCase(16, 8, 0, 15, 16, -(1 << 15) + 256, (1 << 15) - 257)
     p = c.plan()
-    assert p is not None and p.k == 8
-    assert p.thresholds[0] == 1 << 7  # [y' >= 0] is the top bit of z: free
+    assert p is not None and p.groups[0].k == 8
+    assert p.thresholds((1,))[0].tolist() == [1 << 7]  # [y' >= 0] is the top bit of z: free
     assert (p.need_lo, p.need_hi, p.km) == (True, True, 5)
     # nearest rounding over the whole signed range: y' takes 2^(l-s) + 1 values, no narrow window
     assert NCase(16, 8, 0, 15, 16, -(1 << 15), (1 << 15) - 1).plan() is None

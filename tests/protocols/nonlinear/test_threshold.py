@@ -46,14 +46,25 @@ async def test_compare_thresholds_every_digit_size(k: int, gen: np.random.Genera
         np.testing.assert_array_equal(a ^ b, want, err_msg=f"k={k} m={m}")
 
 
-async def test_compare_thresholds_rejects_constant_thresholds() -> None:
-    async def job(p: Party):
-        with pytest.raises(InputError):
-            await compare_thresholds(p, "t", np.zeros(3, dtype=np.uint64), k=4, thresholds=[16])
-        with pytest.raises(InputError):
-            await compare_thresholds(p, "t", np.zeros(3, dtype=np.uint64), k=4, thresholds=[0])
+async def test_per_element_widths_thresholds_and_constants(gen: np.random.Generator) -> None:
+    """Each element its own ring width and thresholds, including the constant ones (T <= 0, T >= 2^k)
+    and a slot at 2^(k-1) for some elements only."""
+    n = 400
+    k = gen.integers(1, 11, n)
+    z = gen.integers(0, 1 << 62, n) & ((1 << k) - 1)
+    t1 = gen.integers(-3, (1 << k) + 3)
+    t2 = np.where(np.arange(n) % 2 == 0, 1 << (k - 1), gen.integers(0, (1 << k) + 1))
+    sz = Shared(z, 62)  # shares mod 2^62: the protocol reduces them mod 2^k per element
 
-    await run_both(job)
+    async def job(p: Party):
+        out = await compare_thresholds(p, "t", sz.mine(p), k=k, thresholds=[t1, t2, 1 << 20])
+        with pytest.raises(InputError):
+            await compare_thresholds(p, "bad", np.zeros(3, dtype=np.uint64), k=63, thresholds=[1])
+        return out
+
+    s, c = await run_both(job)
+    want = np.stack([z >= t1, z >= t2, z >= (1 << 20)]).astype(np.uint8)
+    np.testing.assert_array_equal(s ^ c, want)
 
 
 def test_digit_size_is_the_cheapest_under_the_engine_price() -> None:
