@@ -400,7 +400,10 @@ async def _node(
         t, left, b, r = node.pads
         if (t, left) != (b, r):
             raise UnsupportedModel(f"max-pool {node.name!r}: asymmetric padding {node.pads} is not supported")
-        return await maxpool2d(party, label, x, l=l, kernel=node.kernel, stride=node.stride, padding=(t, left))
+        spec = graph.tensors[node.inputs[0]]  # quantized mode: on the narrow ring of the inputs' bounds
+        narrow = {} if config.mode == "cheetah" else {"value_range": (spec.lo, spec.hi), "digit_bits": None}
+        return await maxpool2d(party, label, x, l=l, kernel=node.kernel, stride=node.stride, padding=(t, left),
+                               **narrow)
     if isinstance(node, SumPool):
         return sum_pool2d(x, node.kernel, l, stride=node.stride, padding=_pads_tblr(node.pads))
     if isinstance(node, Add):
@@ -465,7 +468,9 @@ async def run_secure(
     l = rings[graph.output]
     start = time.perf_counter()
     if config.output == "argmax":
-        cls = await argmax(party, f"{label}/argmax", out.reshape(batch, -1), l=l, reveal_to="client")
+        spec = graph.tensors[graph.output]
+        narrow = {} if config.mode == "cheetah" else {"value_range": (spec.lo, spec.hi), "digit_bits": None}
+        cls = await argmax(party, f"{label}/argmax", out.reshape(batch, -1), l=l, reveal_to="client", **narrow)
         record("argmax", "argmax", f"{label}/argmax", start, l)
         return SecureResult(None if party.is_server else np.asarray(cls), records, shares)
     sub = party.sub(f"{label}/output")
