@@ -86,6 +86,7 @@ from aiompc.protocols.linear.conv import conv2d
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
 from aiompc.protocols.nonlinear import argmax, maxpool2d, relu, requantize
+from aiompc.protocols.nonlinear.narrow import narrow_plan
 
 __all__ = [
     "EngineConfig", "LayerRecord", "SecureResult", "Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths",
@@ -251,10 +252,22 @@ def _folds(graph: QGraph) -> dict[str, tuple[str, Fold]]:
     return out
 
 
+def _narrow_fits(spec: TensorSpec, node: Requantize, l: int, exact: bool) -> bool:
+    """Whether ``node`` requantizes its input ``spec`` shared mod ``2^l`` on the narrow ring
+    (:func:`aiompc.protocols.nonlinear.narrow.narrow_plan` on the input's public width)."""
+    lo, hi = range_of_width(spec.bits, spec.signed)
+    return narrow_plan(l=l, multipliers=sorted(set(node.multiplier)), index=None, shape=(), shift=node.shift,
+                       rounding=node.rounding, lo=node.lo, hi=node.hi, l_out=l, x_lo=lo, x_hi=hi,
+                       exact=exact) is not None
+
+
 def plan_rings(graph: QGraph, mode: Mode = "quantized", *, exact: bool = True) -> RingPlan:
     """Every edge's ring and, in approximate quantized mode, the folds (see the module docstring).
 
-    Exact mode and ``cheetah`` mode fold nothing (``cheetah`` is the 37-bit baseline)."""
+    Exact mode and ``cheetah`` mode fold nothing (``cheetah`` is the 37-bit baseline).  In quantized mode
+    the input of an unfolded requantization gets one more bit than its width where that lets the
+    requantization run on the narrow ring (nearest rounding over a whole signed range has one value too
+    many for it): the HE layer pays a bit of plaintext, the requantization saves the wrap comparison."""
     if mode == "cheetah":
         widest = max(_min_ring(t.bits, t.signed) for t in graph.tensors.values())
         if widest > CHEETAH_RING:
@@ -263,6 +276,13 @@ def plan_rings(graph: QGraph, mode: Mode = "quantized", *, exact: bool = True) -
     found = {} if exact else _folds(graph)
     folds = {name: fold for name, (_, fold) in found.items()}
     rings = {name: _min_ring(t.bits, t.signed) for name, t in graph.tensors.items()}
+    folded_rq = {rq for rq, _ in found.values()}
+    for node in graph.nodes:  # one more bit where it lets a requantization run on the narrow ring
+        if isinstance(node, Requantize) and node.name not in folded_rq:
+            e = node.inputs[0]
+            if not _narrow_fits(graph.tensors[e], node, rings[e], exact) and _narrow_fits(
+                    graph.tensors[e], node, rings[e] + 1, exact):
+                rings[e] += 1
     for node in reversed(graph.nodes):
         if isinstance(node, Requantize):
             continue  # reads any ring, writes directly into its consumers' ring
@@ -381,7 +401,8 @@ async def _node(
         l_in = rings.edges[node.inputs[0]]
         folded = rings.folded.get(node.name)
         if folded is None:
-            msb_known_zero, shift, x_range = not src.signed and l_in > src.bits, node.shift, (src.lo, src.hi)
+            msb_known_zero, shift = not src.signed and l_in > src.bits, node.shift
+            x_range = range_of_width(src.bits, src.signed)  # public (the proven bounds are the server's)
         else:  # the input is y = floor(acc / 2^shift) + e + lift (out_ring holds y_lo..y_hi): shift the rest
             msb_known_zero, shift, x_range = folded.y_lo >= 0, folded.rest, (folded.y_lo, folded.y_hi)
         return await _requantize_channels(
@@ -394,14 +415,16 @@ async def _node(
         clip = Requantize(name=node.name, inputs=node.inputs, output=node.output, multiplier=(1,), shift=0,
                           lo=node.lo, hi=node.hi)
         return await _requantize_channels(party, label, x, clip, l_in=l, l_out=l, exact=True, msb_known_zero=False,
-                                          x_range=(graph.tensors[node.inputs[0]].lo, graph.tensors[node.inputs[0]].hi),
+                                          x_range=range_of_width(graph.tensors[node.inputs[0]].bits,
+                                                                 graph.tensors[node.inputs[0]].signed),
                                           baseline=config.mode == "cheetah")
     if isinstance(node, MaxPool):
         t, left, b, r = node.pads
         if (t, left) != (b, r):
             raise UnsupportedModel(f"max-pool {node.name!r}: asymmetric padding {node.pads} is not supported")
-        spec = graph.tensors[node.inputs[0]]  # quantized mode: on the narrow ring of the inputs' bounds
-        narrow = {} if config.mode == "cheetah" else {"value_range": (spec.lo, spec.hi), "digit_bits": None}
+        spec = graph.tensors[node.inputs[0]]  # quantized mode: on the narrow ring of the inputs' width
+        narrow = {} if config.mode == "cheetah" else {"value_range": range_of_width(spec.bits, spec.signed),
+                                                      "digit_bits": None}
         return await maxpool2d(party, label, x, l=l, kernel=node.kernel, stride=node.stride, padding=(t, left),
                                **narrow)
     if isinstance(node, SumPool):
@@ -469,7 +492,8 @@ async def run_secure(
     start = time.perf_counter()
     if config.output == "argmax":
         spec = graph.tensors[graph.output]
-        narrow = {} if config.mode == "cheetah" else {"value_range": (spec.lo, spec.hi), "digit_bits": None}
+        narrow = {} if config.mode == "cheetah" else {"value_range": range_of_width(spec.bits, spec.signed),
+                                                      "digit_bits": None}
         cls = await argmax(party, f"{label}/argmax", out.reshape(batch, -1), l=l, reveal_to="client", **narrow)
         record("argmax", "argmax", f"{label}/argmax", start, l)
         return SecureResult(None if party.is_server else np.asarray(cls), records, shares)

@@ -155,6 +155,8 @@ def narrow_plan(
         done.append(NarrowGroup(odd=odd, s=s, add=add, beta_q=beta_q, k=k, ymin=gmin, ymax=gmax))
     km_needed = (out_hi - out_lo).bit_length() + 1
     km = min(l_out, km_needed, min(g.k for g in done))
+    if km < l_out and out_hi - out_lo >= 1 << km:
+        return None  # a narrow group's ring cannot hold the output range of a wider one (mixed shifts)
     return NarrowPlan(
         l=l, groups=tuple(done), index=index if len(done) > 1 else None, shape=shape, lo=lo, hi=hi,
         need_lo=need_lo, need_hi=need_hi, out_lo=out_lo, out_hi=out_hi, km=km, l_out=l_out, exact=exact,
