@@ -10,7 +10,9 @@ from aiompc.nn.bounds import range_of_width
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph, Requantize
 from aiompc.nn.networks import BENCH_CONFIG, network
-from aiompc.nn.secure import EngineConfig, plan_rings, run_secure
+from aiompc.nn.modes import MODES, EngineConfig
+from aiompc.nn.rings import plan_rings
+from aiompc.nn.secure import run_secure
 from aiompc.nn.testing import random_qgraph
 from aiompc.protocols.nonlinear.narrow import narrow_plan
 from aiompc.protocols.nonlinear.requantize import _distinct
@@ -20,7 +22,7 @@ from aiompc.session import run_local
 def narrow_share(graph: QGraph) -> float:
     """The fraction of requantized values whose requantization the engine runs on the narrow ring (the
     plan the engine builds from the input's public width, exact mode, unfolded)."""
-    rings = plan_rings(graph)
+    rings = plan_rings(graph, MODES["quantized"])
     done = total = 0
     for node in graph.nodes:
         if not isinstance(node, Requantize):

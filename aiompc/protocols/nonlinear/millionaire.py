@@ -286,9 +286,9 @@ def choose_digit_bits(engine: "Party | str | None", tasks: Sequence[CompareTask]
     if engine is None or isinstance(engine, str):
         kind = engine
     else:
-        from aiompc.protocols.ot.engine import DEFAULT_ENGINE
+        from aiompc.protocols.ot import engines
 
-        kind = engine.options.get("ot", DEFAULT_ENGINE)
+        kind = engine.options.get("ot", engines.DEFAULT_ENGINE)
     cot = COT_BITS.get(kind or "", COT_BITS["iknp"])
     if not any(t.bits for t in tasks):
         return DEFAULT_DIGIT_BITS
