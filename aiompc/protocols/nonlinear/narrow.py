@@ -4,7 +4,15 @@ Computes ``y = clip(floor((x·M + r) / 2^s), lo, hi)`` like :func:`aiompc.quant.
 ``x`` mod ``2^l`` whose public range ``[x_lo, x_hi]`` makes every ``V = x·M + add`` (``add`` = the rounding
 term ``r`` plus, in approximate mode, the de-biasing constant ``δ``) fall in one public window
 ``[β, β + 2^l)`` with ``β`` a multiple of ``2^s`` (:func:`narrow_plan` says whether it does; the multiply
-is local: ``x_S·M + x_C·M ≡ x·M mod 2^l``).
+is local: ``x_S·M + x_C·M ≡ x·M mod 2^l``).  Nearest rounding over a whole signed ``l``-bit range does not
+fit (``y'`` takes ``2^(l−s) + 1`` values): the engine then shares the accumulator with one more bit
+(:func:`aiompc.nn.rings.plan_rings`).
+
+**Per-channel multipliers** ``M = odd·2^t`` form groups that each cancel their own power of two against
+the shift (:class:`NarrowGroup`): power-of-two channel multipliers become channel shifts, each group with
+its own narrow ring ``k = l − s``, window and thresholds, all in ONE protocol instance — the carry
+millionaire on the widest shift and the clip millionaire on the widest ring, narrower operands
+zero-padded (so the cost is that of the widest group).
 
 1. **Truncate and reduce.**  With ``u = V − β = u_S + u_C − w·2^l`` (the server subtracts ``β`` and adds
    ``add``), ``z = floor(u / 2^s) = (u_S >> s) + (u_C >> s) + c  (mod 2^k)``, ``k = l − s``: the wrap's term
