@@ -187,9 +187,10 @@ async def _clip(step: Step, node: Clip, xs: list[np.ndarray]) -> np.ndarray:
     clip = Requantize(name=node.name, inputs=node.inputs, output=node.output, multiplier=(1,), shift=0,
                       lo=node.lo, hi=node.hi)
     spec = step.graph.tensors[node.inputs[0]]
+    fits = spec.bits + (0 if spec.signed else 1) <= l  # the input's width inside the ring it is reduced to
     return await _requantize_channels(step.party, step.label, xs[0], clip, l_in=l, l_out=l, exact=True,
-                                      msb_known_zero=False, x_range=range_of_width(spec.bits, spec.signed),
-                                      baseline=_baseline(step))
+                                      msb_known_zero=False, baseline=_baseline(step),
+                                      x_range=range_of_width(spec.bits, spec.signed) if fits else None)
 
 
 async def _maxpool(step: Step, node: MaxPool, xs: list[np.ndarray]) -> np.ndarray:
