@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import warnings
 from typing import Any, Callable, TypeVar
@@ -33,6 +32,7 @@ from aiompc.nn.quant_choices import (DATASETS, RandomCalibrationWarning, add_qua
                                      input_range_note, layer_widths, load_calibration, quant_config)
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import SecureResult
+from aiompc.nn.serve_flags import add_infer_flags, add_serve_flags, infer_kwargs, serve_kwargs, setup_logging
 from aiompc.nn.service import input_batch, load_model
 
 __all__ = ["add_commands"]
@@ -137,13 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args)
 
     async def main() -> None:
         config = _config(args)
         graph = _load(args, config)
-        server = await aiompc.serve(graph, args.listen, mode=config.mode, output=config.output)
+        server = await aiompc.serve(graph, args.listen, mode=config.mode, output=config.output, **serve_kwargs(args))
         print(f"serving {args.model} at {server.url} (mode {_describe_mode(config)}); Ctrl-C to stop",
               flush=True)
         print(format_widths(layer_widths(graph)), flush=True)
@@ -158,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     x = load_npy(args.input, "input file")
-    y = aiompc.run(aiompc.infer(x, args.connect, mode=args.mode))
+    y = aiompc.run(aiompc.infer(x, args.connect, mode=args.mode, **infer_kwargs(args)))
     y = np.asarray(y)
     if args.json:
         print(json.dumps({"output": y.tolist()}))
@@ -242,10 +241,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--listen", required=True, help="tcp://host:port or ws://host:port/path")
     p.add_argument("--calibration", help=calibration_help)
     p.add_argument("--output", choices=("logits", "argmax"), default="logits")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
-                   help="info (default): one line per session (time, peer, mode, bytes, seconds, outcome)")
     engine_opts(p)
     add_quant_args(p)
+    add_serve_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("infer", help="private prediction of INPUT from the server at --connect URL")
@@ -253,6 +251,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--connect", required=True)
     p.add_argument("--mode", choices=list(MODES), help="insist on this mode (default: whatever the server runs)")
     p.add_argument("--json", action="store_true")
+    add_infer_flags(p)
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("demo", help="the demo: digits CNN, both parties over loopback")
