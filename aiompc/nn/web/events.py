@@ -1,0 +1,139 @@
+"""The JSON events the page receives on ``/events`` (one text frame each, a ``"type"`` field first).
+
+``hello``
+    on connecting: the sample digits and where the model server is.
+``started``
+    an inference began: the layers the server's model has (from its handshake metadata), each with the
+    protocol that evaluates it, and the number of steps (the layers and the output reveal).
+``layer``
+    one step finished: its bytes each way and rounds (from the channel statistics of its label), its
+    time, and the channel's totals so far (which include the OT extension's offline bytes).
+``result``
+    the secure prediction, the exact pixels that were classified and their quantized integers, the
+    plaintext model's result for comparison, what the server saw and what the client learned.
+``error``
+    ``{"kind", "message"}``: ``input`` (bad or empty input), ``busy`` (an inference is running),
+    ``unreachable`` (no model server), ``server-died`` (it went away mid-inference), ``handshake``,
+    ``internal``.
+
+Bytes are always counted on the client's channel (``party.channel.stats()``): ``c2s`` is what the
+client sent to the server, ``s2c`` what it received; never a formula.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aiompc.channel import Stats
+from aiompc.errors import AiompcError, HandshakeError, InputError, TransportClosed, TransportError
+from aiompc.nn.ir import QGraph
+from aiompc.nn.secure import LayerRecord
+
+Emit = Callable[[dict[str, Any]], None]
+"""Where events go (the app queues them for the page)."""
+
+__all__ = ["Emit", "PROTOCOLS", "protocol_of", "steps", "layer_event", "totals", "server_saw", "error_event", "describe_error"]
+
+PROTOCOLS: dict[str, str] = {
+    "conv": "HE convolution (BFV, coefficient encoding)",
+    "linear": "HE fully connected (BFV)",
+    "affine": "HE batch-norm (BFV)",
+    "requantize": "OT requantization (millionaire)",
+    "relu": "OT ReLU (millionaire)",
+    "clip": "OT clip (millionaire)",
+    "maxpool": "OT max-pool (millionaire)",
+    "argmax": "OT argmax, revealed to the client",
+    "sumpool": "local on shares (window sums)",
+    "add": "local on shares",
+    "concat": "local on shares",
+    "flatten": "local on shares (reshape)",
+    "reveal": "server's output share to the client",
+}
+"""How each IR op is evaluated (see :mod:`aiompc.nn.secure`)."""
+
+
+def protocol_of(op: str) -> str:
+    """The protocol that evaluates ``op``, in words."""
+    return PROTOCOLS.get(op, op)
+
+
+def steps(graph: QGraph, output: str) -> list[dict[str, str]]:
+    """The steps of a secure inference of ``graph``: every node, then the output reveal (or argmax)."""
+    last = ("argmax", "argmax") if output == "argmax" else ("output", "reveal")
+    names = [(n.name, n.op) for n in graph.nodes] + [last]
+    return [{"name": name, "op": op, "protocol": protocol_of(op)} for name, op in names]
+
+
+def totals(stats: Stats) -> dict[str, int]:
+    """The channel's totals: bytes and messages each way, rounds, offline (OT extension) bytes."""
+    offline = stats.select(phase="offline")
+    return {
+        "bytes_c2s": stats.bytes_sent,
+        "bytes_s2c": stats.bytes_recv,
+        "messages_c2s": sum(s.msgs_sent for s in stats.labels.values()),
+        "messages_s2c": sum(s.msgs_recv for s in stats.labels.values()),
+        "rounds": stats.rounds,
+        "offline_bytes": offline.bytes_sent + offline.bytes_recv,
+    }
+
+
+def layer_event(index: int, count: int, record: LayerRecord, stats: Stats, elapsed: float) -> dict[str, Any]:
+    """The ``layer`` event of step ``index`` (0-based) of ``count``; ``stats`` is the channel's snapshot
+    just after the step, ``elapsed`` the seconds since the inference started."""
+    own = stats.select(record.label)
+    return {
+        "type": "layer",
+        "index": index,
+        "count": count,
+        "name": record.name,
+        "op": record.op,
+        "protocol": protocol_of(record.op),
+        "ring": record.ring,
+        "bytes_c2s": own.bytes_sent,
+        "bytes_s2c": own.bytes_recv,
+        "rounds": own.rounds,
+        "seconds": round(record.seconds, 6),
+        "elapsed": round(elapsed, 6),
+        "total": totals(stats),
+    }
+
+
+def server_saw(stats: Stats, seconds: float, samples: int) -> dict[str, Any]:
+    """What the server saw of one inference: sizes and timings only (the client's channel statistics)."""
+    t = totals(stats)
+    return {
+        "samples": samples,
+        "bytes_received": t["bytes_c2s"],
+        "bytes_sent": t["bytes_s2c"],
+        "messages_received": t["messages_c2s"],
+        "messages_sent": t["messages_s2c"],
+        "rounds": t["rounds"],
+        "offline_bytes": t["offline_bytes"],
+        "seconds": round(seconds, 6),
+    }
+
+
+def error_event(kind: str, message: str) -> dict[str, str]:
+    """An ``error`` event."""
+    return {"type": "error", "kind": kind, "message": message}
+
+
+def describe_error(exc: BaseException, *, connected: bool, step: str | None, url: str) -> dict[str, str]:
+    """The ``error`` event for an exception of one inference, in plain words.
+
+    ``connected``: whether the session with the model server was open (a transport error before is an
+    unreachable server, after it a server that went away); ``step``: the step that was running."""
+    if isinstance(exc, InputError):
+        return error_event("input", str(exc))
+    if isinstance(exc, HandshakeError):
+        return error_event("handshake", f"the model server at {url} refused the session: {exc}")
+    if isinstance(exc, (TransportError, TransportClosed, OSError)):
+        if not connected:
+            return error_event("unreachable", f"cannot reach the model server at {url}: {exc}. "
+                               "Is it running? (start one with: aiompc serve MODEL --listen ws://HOST:PORT/aiompc)")
+        where = f" during step {step!r}" if step else ""
+        return error_event("server-died", f"the model server at {url} closed the connection{where}; "
+                           f"the inference was abandoned and nothing was learned ({exc})")
+    if isinstance(exc, AiompcError):
+        return error_event("protocol", f"{type(exc).__name__}: {exc}")
+    return error_event("internal", f"unexpected error: {type(exc).__name__}")
