@@ -35,21 +35,30 @@ Emit = Callable[[dict[str, Any]], None]
 __all__ = ["Emit", "PROTOCOLS", "protocol_of", "steps", "layer_event", "totals", "server_saw", "error_event", "describe_error"]
 
 PROTOCOLS: dict[str, str] = {
-    "conv": "HE convolution (BFV, coefficient encoding)",
-    "linear": "HE fully connected (BFV)",
-    "affine": "HE batch-norm (BFV)",
-    "requantize": "OT requantization (millionaire)",
-    "relu": "OT ReLU (millionaire)",
-    "clip": "OT clip (millionaire)",
-    "maxpool": "OT max-pool (millionaire)",
-    "argmax": "OT argmax, revealed to the client",
-    "sumpool": "local on shares (window sums)",
-    "add": "local on shares",
-    "concat": "local on shares",
-    "flatten": "local on shares (reshape)",
-    "reveal": "server's output share to the client",
+    "conv": "HE conv",
+    "linear": "HE fully connected",
+    "affine": "HE batch-norm",
+    "requantize": "OT requantize",
+    "relu": "OT ReLU",
+    "clip": "OT clip",
+    "maxpool": "OT max-pool",
+    "argmax": "OT argmax",
+    "sumpool": "local sum-pool",
+    "add": "local add",
+    "concat": "local concat",
+    "flatten": "local reshape",
+    "reveal": "output share",
 }
-"""How each IR op is evaluated (see :mod:`aiompc.nn.secure`)."""
+"""How each IR op is evaluated (see :mod:`aiompc.nn.secure`), short."""
+
+DETAILS: dict[str, str] = {
+    "HE": "homomorphic encryption (BFV, coefficient encoding): the client's encrypted shares, multiplied by the "
+          "server's weights, come back masked",
+    "OT": "oblivious-transfer protocols on secret shares (millionaire comparisons)",
+    "local": "each party on its own shares, no communication",
+    "output": "the server sends its share of the logits; only the client can add the two",
+}
+"""The protocol families in words (the page's tooltips)."""
 
 
 def protocol_of(op: str) -> str:
@@ -61,7 +70,8 @@ def steps(graph: QGraph, output: str) -> list[dict[str, str]]:
     """The steps of a secure inference of ``graph``: every node, then the output reveal (or argmax)."""
     last = ("argmax", "argmax") if output == "argmax" else ("output", "reveal")
     names = [(n.name, n.op) for n in graph.nodes] + [last]
-    return [{"name": name, "op": op, "protocol": protocol_of(op)} for name, op in names]
+    return [{"name": name, "op": op, "protocol": protocol_of(op),
+             "detail": DETAILS.get(protocol_of(op).split()[0], "")} for name, op in names]
 
 
 def totals(stats: Stats) -> dict[str, int]:

@@ -154,7 +154,7 @@ function onStarted(ev) {
   body.textContent = "";
   ev.steps.forEach((s, i) => {
     const tr = el("tr", { "data-name": s.name, class: i === 0 ? "running" : "pending" });
-    tr.append(el("td", {}, String(i + 1)), el("td", {}, s.name), el("td", {}, s.protocol), el("td", { class: "num" }),
+    tr.append(el("td", {}, String(i + 1)), el("td", {}, s.name), el("td", { title: s.detail }, s.protocol), el("td", { class: "num" }),
               el("td", { class: "num" }), el("td", { class: "num" }), el("td", { class: "num" }), el("td", { class: "num" }));
     body.append(tr);
   });
@@ -187,7 +187,7 @@ function probRow(cls, secure, plain, top) {
     const d = el("div", { class: `bar ${extra}` });
     if (p === null || p === undefined) { d.append(el("span", { class: "pct" }, "—")); return d; }
     const f = el("span", { class: "fill" });
-    f.style.width = `${Math.max(1, Math.round(p * 140))}px`;
+    f.style.width = `${Math.max(1, Math.round(p * 110))}px`;
     d.append(f, el("span", { class: "pct" }, `${(p * 100).toFixed(1)}%`));
     return d;
   };
