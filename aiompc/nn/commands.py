@@ -140,6 +140,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from aiompc.nn.web.command import run_web_demo
 
         return run_web_demo(args.port, args.server)
+    if args.port is not None or args.server is not None:
+        from aiompc.errors import InputError
+
+        raise InputError("--port and --server belong to the browser demo: add --web")
     from aiompc.nn.interpret import predict
     from aiompc.nn.zoo import digits_data, digits_fixed_point, digits_model, digits_report
 
@@ -221,7 +225,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--transport", choices=("tcp", "ws"), default="tcp")
     p.add_argument("--web", action="store_true", help="the browser demo: draw a digit in a page served on "
                    "127.0.0.1:--port, classified privately (quantized mode, whatever the server runs)")
-    p.add_argument("--port", type=int, default=8021, help="--web: the page's port (0: any free port)")
+    p.add_argument("--port", type=int, help="--web: the page's port (default 8021; 0: any free port)")
     p.add_argument("--server", help="--web: the model server's ws:// URL (default: one started in-process)")
     engine_opts(p)
     p.set_defaults(func=cmd_demo)

@@ -42,8 +42,8 @@ async def serve_web_demo(port: int, server_url: str | None, ready: Callable[[Web
         await asyncio.Event().wait()
 
 
-def run_web_demo(port: int = DEFAULT_PORT, server_url: str | None = None) -> int:
-    """The command: print the address, serve until interrupted."""
+def run_web_demo(port: int | None = None, server_url: str | None = None) -> int:
+    """The command: print the address, serve until interrupted (``port`` ``None``: :data:`DEFAULT_PORT`)."""
 
     def ready(demo: WebDemo) -> None:
         where = f"a model server in this process at {demo.server_url}" if demo.local_server else \
@@ -51,5 +51,5 @@ def run_web_demo(port: int = DEFAULT_PORT, server_url: str | None = None) -> int
         print(f"aiompc demo --web: open {demo.url} in a browser (client party here, {where}); Ctrl-C to stop",
               flush=True)
 
-    aiompc.run(serve_web_demo(port, server_url, ready))
+    aiompc.run(serve_web_demo(DEFAULT_PORT if port is None else port, server_url, ready))
     return 0
