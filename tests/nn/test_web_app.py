@@ -112,6 +112,19 @@ async def test_the_page_is_served_over_plain_http(reference: PlaintextReference,
         assert (await asyncio.to_thread(get, "/nope"))[0] == 404
 
 
+async def test_only_the_apps_own_page_may_open_the_events_socket(reference: PlaintextReference, data: DigitsData) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    async with make_demo(reference, data) as demo:
+        await demo.start()
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(events_url(demo), origin="http://evil.example"):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect(events_url(demo), origin=f"http://127.0.0.1:{demo.port}") as ws:  # type: ignore[arg-type]
+            assert (await events_until(ws, "hello"))[0]["type"] == "hello"
+
+
 # ------------------------------------------------------------------ inference
 
 

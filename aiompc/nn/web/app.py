@@ -70,6 +70,7 @@ class WebDemo:
         self._model_server: ModelServer | None = None
         self._http: WsServer | None = None
         self._running = False  # one inference at a time, across all pages
+        self._host = "127.0.0.1"
         self._files = {path: (_static(name), ctype) for path, (name, ctype) in STATIC_FILES.items()}
 
     @property
@@ -90,6 +91,7 @@ class WebDemo:
     async def start(self, port: int = 0, host: str = "127.0.0.1") -> None:
         """Start the model server (unless ``server_url`` was given) and listen for the page on ``host:port``
         (``port=0``: a free port).  Raises :class:`TransportError` if the port cannot be bound."""
+        self._host = host
         if self.server_url is None:
             self._model_server = await serve_model(self.reference.graph, "ws://127.0.0.1:0/aiompc")
             self.server_url = self._model_server.url
@@ -119,9 +121,15 @@ class WebDemo:
     # ------------------------------------------------------------------ HTTP
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Serve the static files; let ``/events`` upgrade to a WebSocket; 404 for anything else."""
+        """Serve the static files; let ``/events`` upgrade to a WebSocket; 404 for anything else.
+
+        A browser names the page that opens a WebSocket in ``Origin``: only this app's own page may use
+        ``/events`` (403 otherwise), so another site open in the same browser cannot drive the client party."""
         path = request.path.split("?", 1)[0]
         if path == EVENTS_PATH:
+            origin = request.headers.get("Origin")
+            if origin is not None and origin not in self._origins():
+                return connection.respond(http.HTTPStatus.FORBIDDEN, f"origin {origin} may not use {EVENTS_PATH}\n")
             return None
         found = self._files.get(path)
         if found is None:
@@ -130,6 +138,10 @@ class WebDemo:
         headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))),
                            ("Cache-Control", "no-store"), ("Connection", "close")])
         return Response(200, "OK", headers, body)
+
+    def _origins(self) -> set[str]:
+        """The origins of this app's own page."""
+        return {f"http://{host}:{self.port}" for host in ("127.0.0.1", "localhost", self._host)}
 
     # ------------------------------------------------------------------ the page's WebSocket
 
