@@ -22,6 +22,7 @@ client sent to the server, ``s2c`` what it received; never a formula.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from aiompc.channel import Stats
@@ -128,6 +129,16 @@ def error_event(kind: str, message: str) -> dict[str, str]:
     return {"type": "error", "kind": kind, "message": message}
 
 
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for a failed connection (``connection refused``), else the error's."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno).lower()
+    if isinstance(cause, TimeoutError):
+        return "timed out"
+    return str(exc)
+
+
 def describe_error(exc: BaseException, *, connected: bool, step: str | None, url: str) -> dict[str, str]:
     """The ``error`` event for an exception of one inference, in plain words.
 
@@ -139,11 +150,11 @@ def describe_error(exc: BaseException, *, connected: bool, step: str | None, url
         return error_event("handshake", f"the model server at {url} refused the session: {exc}")
     if isinstance(exc, (TransportError, TransportClosed, OSError)):
         if not connected:
-            return error_event("unreachable", f"cannot reach the model server at {url}: {exc}. "
-                               "Is it running? (start one with: aiompc serve MODEL --listen ws://HOST:PORT/aiompc)")
+            return error_event("unreachable", f"cannot reach the model server at {url} ({_reason(exc)}). Is it "
+                               "running? Start one with: aiompc serve MODEL.onnx --listen ws://HOST:PORT/aiompc")
         where = f" during step {step!r}" if step else ""
-        return error_event("server-died", f"the model server at {url} closed the connection{where}; "
-                           f"the inference was abandoned and nothing was learned ({exc})")
+        return error_event("server-died", f"the model server at {url} closed the connection{where}; the "
+                           "inference was abandoned and nothing was learned")
     if isinstance(exc, AiompcError):
         return error_event("protocol", f"{type(exc).__name__}: {exc}")
     return error_event("internal", f"unexpected error: {type(exc).__name__}")
