@@ -110,6 +110,7 @@ class WebDemo:
             await server.wait_closed()
         if self._model_server is not None:
             server_, self._model_server = self._model_server, None
+            self.server_url = None  # a restart starts a new one
             await server_.close()
 
     async def __aenter__(self) -> "WebDemo":

@@ -26,7 +26,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (float64, numerically stable)."""
     z = np.asarray(logits, dtype=np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _canonical(meta: dict[str, Any]) -> str:
