@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from aiompc.errors import InputError
 from aiompc.nn.interpret import run_int
@@ -113,8 +118,6 @@ async def test_the_page_is_served_over_plain_http(reference: PlaintextReference,
 
 
 async def test_only_the_apps_own_page_may_open_the_events_socket(reference: PlaintextReference, data: DigitsData) -> None:
-    from websockets.exceptions import InvalidStatus
-
     async with make_demo(reference, data) as demo:
         await demo.start()
         with pytest.raises(InvalidStatus) as refused:
@@ -234,3 +237,32 @@ async def test_a_server_dying_mid_inference_is_reported(reference: PlaintextRefe
     first = reference.graph.nodes[0].name
     assert [ev["name"] for ev in evs if ev["type"] == "layer"] == [first]
     assert reference.graph.nodes[1].name in err["message"] and "closed the connection" in err["message"]
+
+
+# ------------------------------------------------------------------ the command
+
+
+def test_the_command_serves_the_page_until_interrupted() -> None:
+    """``aiompc demo --web --port 0`` prints the page's address, serves it, and exits 130 on Ctrl-C."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "aiompc.cli", "demo", "--web", "--port", "0"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        url = next(w for w in line.split() if w.startswith("http://127.0.0.1:"))
+        assert "a model server in this process at ws://127.0.0.1:" in line
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200 and 'id="classify"' in r.read().decode()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_port_and_server_without_web_are_refused() -> None:
+    proc = subprocess.run([sys.executable, "-m", "aiompc.cli", "demo", "--server", "ws://127.0.0.1:9/aiompc"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "InputError" in proc.stderr and "--web" in proc.stderr
