@@ -158,7 +158,9 @@ function onStarted(ev) {
               el("td", { class: "num" }), el("td", { class: "num" }), el("td", { class: "num" }), el("td", { class: "num" }));
     body.append(tr);
   });
-  setProgress(0, ev.count, `0 / ${ev.count} steps · connected to ${ev.server}`);
+  const o = ev.options || {};
+  const mode = o.mode ? ` · ${o.mode} mode, ${o.exact === false ? "approximate" : "exact"} rescaling` : "";
+  setProgress(0, ev.count, `0 / ${ev.count} steps · connected to ${ev.server}${mode}`);
   $("totals").textContent = "";
 }
 
@@ -245,7 +247,9 @@ function onResult(ev) {
   }
   li(learned, `the model's public shape (layers, sizes, bit widths), announced in the handshake`);
   li(learned, `nothing about the weights beyond what these scores reveal`);
-  setProgress(ev.steps, ev.steps, `done: ${ev.steps} / ${ev.steps} steps in ${secs(s.seconds)}`);
+  const o = ev.options || {};
+  const mode = o.mode ? ` · ${o.mode} mode, ${o.exact === false ? "approximate" : "exact"} rescaling` : "";
+  setProgress(ev.steps, ev.steps, `done: ${ev.steps} / ${ev.steps} steps in ${secs(s.seconds)}${mode}`);
   showMessage(`Classified privately as ${ev.prediction}.`, "info");
 }
 
