@@ -64,14 +64,12 @@ from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, fixed_point
 from aiompc.nn.graph import FloatGraph
 from aiompc.nn.ir import QGraph
 from aiompc.nn.loopback import run_two_parties
-from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_mode, check_output, describe_check
-from aiompc.nn.modes import engine_config as mode_engine_config
+from aiompc.nn.modes import MODES, EngineConfig, check_output, describe_check, mode_named
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 from aiompc.nn.report import format_table, layer_report
-from aiompc.nn.secure import EngineConfig
-from aiompc.protocols.ot import engine as ot_engine
+from aiompc.protocols.ot import engines as ot_engine
 from aiompc.transports.base import Transport
 from aiompc.transports.shaped import PROFILES, shape
 
@@ -133,8 +131,8 @@ class BenchModel:
     _graphs: dict[str, QGraph] = field(default_factory=dict, repr=False)
 
     def graph(self, mode: str) -> QGraph:
-        """The integer graph bench mode ``mode`` runs (:data:`~aiompc.nn.modes.GRAPH_OF_MODE`)."""
-        kind = GRAPH_OF_MODE[check_mode(mode)]
+        """The integer graph bench mode ``mode`` runs (its :attr:`~aiompc.nn.modes.Mode.program`)."""
+        kind = mode_named(mode).program
         if kind not in self._graphs:
             self._graphs[kind] = fixed_point(self.float_graph) if kind == "fixed-point" else \
                 self.quantizer(self.float_graph)
@@ -174,7 +172,7 @@ def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False
     """The engine settings of bench mode ``mode``: ``cheetah`` (the fixed-point graph) truncates exactly
     iff ``baseline_exact``; ``quantized`` and ``cheetah-int`` requantize exactly iff ``exact``
     (:func:`aiompc.nn.modes.engine_config`)."""
-    return mode_engine_config(mode, exact=baseline_exact if mode == "cheetah" else exact)
+    return EngineConfig(mode_named(mode, exact=baseline_exact if mode == "cheetah" else exact))
 
 
 # --------------------------------------------------------------------------- one run
@@ -198,12 +196,12 @@ async def bench_run(
 ) -> dict[str, Any]:
     """One (mode, OT engine, link) run of ``graph`` on its integer batch ``x_int``; returns its JSON object.
 
-    ``mode`` is the bench mode the row reports (default ``config.mode``; ``cheetah`` rows run the
+    ``mode`` is the bench mode the row reports (default ``config.mode.name``; ``cheetah`` rows run the
     fixed-point graph, see the module docstring).  Server and client run here over loopback TCP, both
     ends wrapped by ``shape(·, link)``.  In exact mode raises :class:`ProtocolError` if the secure output
     differs from :func:`run_int` of ``graph`` at all; in approximate mode the difference is only
     recorded (``check``)."""
-    mode = mode or config.mode
+    mode = mode or config.mode.name
     ot = ot or ot_engine.DEFAULT_ENGINE
     if ot not in ot_engine.engine_kinds():
         raise InputError(f"unknown OT engine {ot!r}; choose from {', '.join(ot_engine.engine_kinds())}")
@@ -216,7 +214,7 @@ async def bench_run(
         row["elements"] = sizes.get(row["name"], graph.tensors[graph.output].size) * len(x_int)
     check = check_output(graph, x_int, np.asarray(result.output), config)
     return {"model": model, "mode": mode, "network": link, **report,
-            "graph": GRAPH_OF_MODE.get(mode, "quantized"), "planner": config.planner, "ot": engine,
+            "graph": config.mode.program, "planner": config.mode.planner.name, "ot": engine,
             "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
             "code": code_version()}
 
@@ -230,7 +228,7 @@ def run_bench(
     (so the modes of one setting run back to back); one summary line per run on ``log``.  Each mode runs
     its own graph (:meth:`BenchModel.graph`) with :func:`engine_config` (``exact`` for the quantized
     graph, ``baseline_exact`` for the fixed-point one).  An OT engine of ``None`` is the library
-    default (:data:`aiompc.protocols.ot.engine.DEFAULT_ENGINE`)."""
+    default (:data:`aiompc.protocols.ot.engines.DEFAULT_ENGINE`)."""
     for link in links:
         _wrapper(link)
     configs = {mode: engine_config(mode, exact=exact, baseline_exact=baseline_exact) for mode in modes}
@@ -463,7 +461,7 @@ def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    modes = _csv(args.modes, MODES, "--modes")
+    modes = _csv(args.modes, list(MODES), "--modes")
     links = _csv(args.network, LINKS, "--network")
     ots = _csv(args.ot or ot_engine.DEFAULT_ENGINE, ot_engine.engine_kinds(), "--ot")
     calibration = np.load(args.calibration) if args.calibration else None

@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from aiompc.errors import InputError
 from aiompc.nn.interpret import run_int
+from aiompc.nn.node_protocols import protocol_of
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.web.app import WebDemo
 from aiompc.nn.web.command import build_demo
@@ -92,6 +93,8 @@ def test_the_command_takes_only_ws_or_tcp_model_servers() -> None:
         build_demo("tls://127.0.0.1:9/x")
     with pytest.raises(InputError, match="scheme"):
         build_demo("http://127.0.0.1:9/")
+    with pytest.raises(InputError, match="quantized program|fixed-point"):
+        build_demo(None, "cheetah")
 
 
 # ------------------------------------------------------------------ HTTP
@@ -150,6 +153,9 @@ async def test_a_sample_is_classified_privately_with_every_layer_reported(
     assert started["type"] == "started" and [s["name"] for s in started["steps"]] == names
     assert [ev["name"] for ev in layers] == names and [ev["index"] for ev in layers] == list(range(len(names)))
     assert all(ev["count"] == len(names) for ev in layers)
+    kinds = [protocol_of(n).kind for n in graph.nodes] + ["reveal"]  # the engine's one table
+    assert [s["kind"] for s in started["steps"]] == [ev["kind"] for ev in layers] == kinds
+    assert [ev["protocol"] for ev in layers][:2] == ["HE conv", "OT requantize"]
     # the plaintext integer program, computed here from the pixels the app says it classified
     x = np.asarray(result["pixels"], dtype=np.float64).reshape(1, 1, 8, 8)
     assert np.array_equal(x.reshape(-1), data.x_test[sample["index"]].reshape(-1))

@@ -8,7 +8,8 @@ import threading
 from typing import Any, Coroutine, TypeVar
 
 from aiompc.nn.ir import QGraph
-from aiompc.nn.secure import EngineConfig, LayerRecord, run_secure
+from aiompc.nn.modes import EngineConfig
+from aiompc.nn.secure import LayerRecord, run_secure
 from aiompc.party import Party
 from aiompc.session import Server, listen
 
@@ -34,7 +35,7 @@ async def dying_server(graph: QGraph) -> Server:
 
         await run_secure(party, graph, batch=1, config=EngineConfig(), label="b0", on_layer=die)
 
-    return await listen(handler, "ws://127.0.0.1:0/aiompc", options=EngineConfig().to_dict(),
+    return await listen(handler, "ws://127.0.0.1:0/aiompc", options=EngineConfig().to_options(),
                         meta={"model": graph.to_dict(include_weights=False)})
 
 

@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from aiompc.errors import InputError, TransportError
+from aiompc.nn.modes import Mode
 from aiompc.nn.service import serve as serve_model
 from aiompc.nn.web import events
 from aiompc.nn.web.inference import Progress, classify
@@ -59,12 +60,14 @@ class WebDemo:
     """The demo app; ``await start()``, then open :attr:`url` in a browser; ``await close()`` at the end.
 
     ``server_url``: the model server (``ws://host:port/path``); ``None`` starts one in-process serving
-    ``reference.graph``.  ``reference``: the bundled model, for the plaintext comparison.  ``samples``:
+    ``reference.graph`` in ``mode``.  ``reference``: the bundled model, for the plaintext comparison.  ``samples``:
     the sample digits offered in the page (:func:`~aiompc.nn.web.pixels.sample_digits`).
     """
 
-    def __init__(self, reference: PlaintextReference, samples: list[dict[str, Any]], server_url: str | None = None) -> None:
+    def __init__(self, reference: PlaintextReference, samples: list[dict[str, Any]], server_url: str | None = None,
+                 *, mode: Mode | str = "quantized") -> None:
         self.reference = reference
+        self.mode = mode
         self.samples = samples
         self.server_url = server_url
         self._model_server: ModelServer | None = None
@@ -93,7 +96,7 @@ class WebDemo:
         (``port=0``: a free port).  Raises :class:`TransportError` if the port cannot be bound."""
         self._host = host
         if self.server_url is None:
-            self._model_server = await serve_model(self.reference.graph, "ws://127.0.0.1:0/aiompc")
+            self._model_server = await serve_model(self.reference.graph, "ws://127.0.0.1:0/aiompc", mode=self.mode)
             self.server_url = self._model_server.url
         try:
             self._http = await serve(self._on_events, host, port, process_request=self._process_request,

@@ -28,51 +28,39 @@ from typing import Any, Callable
 from aiompc.channel import Stats
 from aiompc.errors import AiompcError, HandshakeError, InputError, TransportClosed, TransportError
 from aiompc.nn.ir import QGraph
+from aiompc.nn.node_protocols import protocol_of as node_protocol
 from aiompc.nn.secure import LayerRecord
 
 Emit = Callable[[dict[str, Any]], None]
 """Where events go (the app queues them for the page)."""
 
-__all__ = ["Emit", "PROTOCOLS", "protocol_of", "steps", "layer_event", "totals", "server_saw", "error_event", "describe_error"]
+__all__ = ["Emit", "FAMILIES", "protocol_of", "steps", "layer_event", "totals", "server_saw", "error_event", "describe_error"]
 
-PROTOCOLS: dict[str, str] = {
-    "conv": "HE conv",
-    "linear": "HE fully connected",
-    "affine": "HE batch-norm",
-    "requantize": "OT requantize",
-    "relu": "OT ReLU",
-    "clip": "OT clip",
-    "maxpool": "OT max-pool",
-    "argmax": "OT argmax",
-    "sumpool": "local sum-pool",
-    "add": "local add",
-    "concat": "local concat",
-    "flatten": "local reshape",
-    "reveal": "output share",
+FAMILIES: dict[str, tuple[str, str]] = {
+    "he": ("HE", "homomorphic encryption (BFV, coefficient encoding): the client's encrypted shares, multiplied "
+                 "by the server's weights, come back masked"),
+    "ot": ("OT", "oblivious-transfer protocols on secret shares (millionaire comparisons)"),
+    "local": ("local", "each party on its own shares, no communication"),
+    "reveal": ("output", "the server sends its share of the logits; only the client can add the two"),
 }
-"""How each IR op is evaluated (see :mod:`aiompc.nn.secure`), short."""
-
-DETAILS: dict[str, str] = {
-    "HE": "homomorphic encryption (BFV, coefficient encoding): the client's encrypted shares, multiplied by the "
-          "server's weights, come back masked",
-    "OT": "oblivious-transfer protocols on secret shares (millionaire comparisons)",
-    "local": "each party on its own shares, no communication",
-    "output": "the server sends its share of the logits; only the client can add the two",
-}
-"""The protocol families in words (the page's tooltips)."""
+"""A protocol family (a :class:`~aiompc.nn.node_protocols.NodeProtocol`'s ``kind``, or ``reveal``) in words:
+its short name in the page and a sentence for the tooltip."""
 
 
-def protocol_of(op: str) -> str:
-    """The protocol that evaluates ``op``, in words."""
-    return PROTOCOLS.get(op, op)
+def protocol_of(kind: str, op: str) -> str:
+    """``HE conv``, ``OT requantize``, ``local flatten``, ``output share``: the family, then the op."""
+    if kind == "reveal":
+        return "output share"
+    return f"{FAMILIES.get(kind, (kind, ''))[0]} {op}"
 
 
 def steps(graph: QGraph, output: str) -> list[dict[str, str]]:
-    """The steps of a secure inference of ``graph``: every node, then the output reveal (or argmax)."""
-    last = ("argmax", "argmax") if output == "argmax" else ("output", "reveal")
-    names = [(n.name, n.op) for n in graph.nodes] + [last]
-    return [{"name": name, "op": op, "protocol": protocol_of(op),
-             "detail": DETAILS.get(protocol_of(op).split()[0], "")} for name, op in names]
+    """The steps of a secure inference of ``graph``: every node (its family from
+    :data:`~aiompc.nn.node_protocols.NODE_PROTOCOLS`), then the output reveal (or the argmax protocol)."""
+    names = [(n.name, n.op, node_protocol(n).kind) for n in graph.nodes]
+    names.append(("argmax", "argmax", "ot") if output == "argmax" else ("output", "reveal", "reveal"))
+    return [{"name": name, "op": op, "kind": kind, "protocol": protocol_of(kind, op),
+             "detail": FAMILIES.get(kind, ("", ""))[1]} for name, op, kind in names]
 
 
 def totals(stats: Stats) -> dict[str, int]:
@@ -98,7 +86,8 @@ def layer_event(index: int, count: int, record: LayerRecord, stats: Stats, elaps
         "count": count,
         "name": record.name,
         "op": record.op,
-        "protocol": protocol_of(record.op),
+        "kind": record.kind,
+        "protocol": protocol_of(record.kind, record.op),
         "ring": record.ring,
         "bytes_c2s": own.bytes_sent,
         "bytes_s2c": own.bytes_recv,

@@ -17,7 +17,8 @@ import numpy as np
 
 from aiompc.errors import ProtocolError
 from aiompc.nn.ir import QGraph
-from aiompc.nn.secure import EngineConfig, LayerRecord
+from aiompc.nn.modes import EngineConfig
+from aiompc.nn.secure import LayerRecord
 from aiompc.nn.service import client_session
 from aiompc.nn.web import events
 from aiompc.nn.web.reference import PlaintextReference, softmax
@@ -58,7 +59,7 @@ async def classify(
         if not isinstance(meta, dict):
             raise ProtocolError("the server announced no model metadata; is it an aiompc model server?")
         graph = QGraph.from_dict(meta)
-        config = EngineConfig.from_dict(party.options)
+        config = EngineConfig.from_options(party.options)
         plan = events.steps(graph, config.output)
         progress.step = plan[0]["name"]
         xq = graph.quantize_input(x)
