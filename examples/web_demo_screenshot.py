@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 SEVEN = [(0.25, 0.18), (0.75, 0.18), (0.42, 0.85)]  # canvas fractions: the top bar, then the diagonal
 
 
