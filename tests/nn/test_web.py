@@ -29,8 +29,8 @@ from aiompc.nn.zoo import digits_data, digits_model
 from web_helpers import LoopThread, closed_port_url, dying_server
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 RESULT_TIMEOUT_MS = 120_000
 
 # A hand-drawn 7 and 4 as strokes in canvas fractions (x, y): top bar, then the diagonal / an open 4.
