@@ -51,7 +51,7 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         ("cheetah", "none"), ("quantized", "none"), ("cheetah", "lan"), ("quantized", "lan")]
     for r in runs:
         assert RUN_KEYS <= set(r) and r["model"] == "tiny"
-        assert set(r["total"]) == TOTAL_KEYS
+        assert set(r["total"]) == TOTAL_KEYS | {"processes", "cpu_server", "cpu_client"}  # two processes by default
         assert r["ot"] == "iknp" and r["samples"] == 1
         # the headline: Cheetah's fixed point with its approximate truncation, the quantized graph exact
         want = {"cheetah": ("fixed-point", False), "quantized": ("quantized", True)}[r["mode"]]
@@ -222,3 +222,21 @@ def test_ratios_one_per_setting_same_run_first() -> None:
             row("cheetah", False, 300, "b"), row("quantized", False, 200, "b")]
     got = {(r["baseline_exact"], r["exact"]): r["total"] for r in bench_ratios(runs)}
     assert got == {(False, True): 4.0, (False, False): 1.5}  # a/a and b/b, not the cross-file pairs
+
+
+def test_two_processes_measure_each_party_and_move_the_same_bytes(tiny_onnx: Path) -> None:
+    """The server party in its own process (as on two machines): the same program, the same bytes on the
+    wire as the one-process run, each party's CPU seconds reported."""
+    from aiompc.nn.bench import run_bench
+
+    model = load_bench_model(str(tiny_onnx))
+    one, = run_bench(model, modes=("quantized",), ots=("iknp",), processes=1)
+    two, = run_bench(model, modes=("quantized",), ots=("iknp",), processes=2)
+    assert two["check"]["max_abs_diff_lsb"] == 0 and two["check"]["argmax_agree"] == 1.0
+    for key in ("bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "rounds"):
+        assert two["total"][key] == one["total"][key], key
+    assert two["total"]["processes"] == 2 and two["total"]["cpu_server"] > 0 and two["total"]["cpu_client"] > 0
+    assert one["total"]["processes"] == 1 and one["total"]["cpu_both"] > 0
+    assert "+" in bench_markdown([two], per_layer=False)  # the CPU column: server + client
+    with pytest.raises(InputError, match="processes"):
+        run_bench(model, modes=("quantized",), processes=3)
