@@ -207,3 +207,12 @@ def test_an_unreachable_or_dying_model_server_is_reported_in_the_page(browser: A
         loop.run(server.close())
     finally:
         loop.close()
+
+
+def test_the_screenshot_example_runs(browser: Any, tmp_path: Path) -> None:
+    """``examples/web_demo_screenshot.py`` (which took the README's picture) still draws, classifies and saves."""
+    out = tmp_path / "shot.png"
+    proc = subprocess.run([sys.executable, "examples/web_demo_screenshot.py", "--out", str(out), "--chromium",
+                           chromium_path()], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("prediction 7;") and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
