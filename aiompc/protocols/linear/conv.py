@@ -75,7 +75,8 @@ async def conv2d(
     if plan is None:
         if planner is None:
             raise InputError(f"{label}: pass a planner (aiompc.protocols.linear.PLANNERS) or a plan")
-        plan = conv_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift, pack=pack)
+        # the planner's search (cached per shape) runs in the executor, never on the event loop
+        plan = await party.compute(conv_plan, shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift, pack=pack)
     elif plan.layout.pack != pack:
         raise InputError(f"{label}: the plan packs {plan.layout.pack} channels, not {pack}")
     elif plan.out_shift != out_shift:

@@ -53,7 +53,8 @@ async def fc(
     if plan is None:
         if planner is None:
             raise InputError(f"{label}: pass a planner (aiompc.protocols.linear.PLANNERS) or a plan")
-        plan = fc_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift)
+        # the planner's search (cached per shape) runs in the executor, never on the event loop
+        plan = await party.compute(fc_plan, shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift)
     elif plan.out_shift != out_shift:
         raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
     if plan.l != l or tuple(plan.layout.in_shape) != xb.shape or tuple(plan.layout.out_shape) != (xb.shape[0], out_features):
