@@ -178,7 +178,9 @@ async def test_a_sample_is_classified_privately_with_every_layer_reported(
     assert saw["bytes_received"] == layers[-1]["total"]["bytes_c2s"]
     assert saw["bytes_sent"] == layers[-1]["total"]["bytes_s2c"]
     per_layer = sum(ev["bytes_c2s"] + ev["bytes_s2c"] for ev in layers)
-    assert per_layer + saw["offline_bytes"] <= saw["bytes_received"] + saw["bytes_sent"]
+    last = layers[-1]["total"]
+    assert per_layer + last["offline_bytes"] + last["setup_bytes"] == saw["bytes_received"] + saw["bytes_sent"]
+    assert last["offline_bytes"] > 0 and last["setup_bytes"] > 0
     assert saw["samples"] == 1 and saw["seconds"] > 0 and saw["rounds"] > 0
 
 

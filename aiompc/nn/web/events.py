@@ -23,6 +23,7 @@ client sent to the server, ``s2c`` what it received; never a formula.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Callable
 
 from aiompc.channel import Stats
@@ -63,16 +64,25 @@ def steps(graph: QGraph, output: str) -> list[dict[str, str]]:
              "detail": FAMILIES.get(kind, ("", ""))[1]} for name, op, kind in names]
 
 
+_CHUNK_LABEL = re.compile(r"b\d+(/|$)")
+"""The labels of the inference itself (:func:`aiompc.nn.service.client_session` runs chunk ``k`` on ``b{k}``)."""
+
+
 def totals(stats: Stats) -> dict[str, int]:
-    """The channel's totals: bytes and messages each way, rounds, offline (OT extension) bytes."""
+    """The channel's totals: bytes and messages each way, rounds, the OT extension's offline bytes, and the
+    session setup's bytes (everything else outside the layers: handshake, request, the client's HE keys)."""
     offline = stats.select(phase="offline")
+    offline_bytes = offline.bytes_sent + offline.bytes_recv
+    layers = sum(s.bytes_sent + s.bytes_recv for label, s in stats.labels.items()
+                 if _CHUNK_LABEL.match(label) and s.phase != "offline")
     return {
         "bytes_c2s": stats.bytes_sent,
         "bytes_s2c": stats.bytes_recv,
         "messages_c2s": sum(s.msgs_sent for s in stats.labels.values()),
         "messages_s2c": sum(s.msgs_recv for s in stats.labels.values()),
         "rounds": stats.rounds,
-        "offline_bytes": offline.bytes_sent + offline.bytes_recv,
+        "offline_bytes": offline_bytes,
+        "setup_bytes": stats.bytes_sent + stats.bytes_recv - offline_bytes - layers,
     }
 
 

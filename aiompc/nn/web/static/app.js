@@ -180,7 +180,8 @@ function onLayer(ev) {
   setProgress(ev.index + 1, ev.count, `${ev.index + 1} / ${ev.count} steps · ${secs(ev.elapsed)} · last: ${ev.name}`);
   const t = ev.total;
   $("totals").textContent = `so far on this connection: ${bytes(t.bytes_c2s)} sent, ${bytes(t.bytes_s2c)} received, `
-    + `${t.rounds} rounds (of which ${bytes(t.offline_bytes)} OT extension, counted apart from the layers above)`;
+    + `${t.rounds} rounds; apart from the layers above: ${bytes(t.offline_bytes)} OT extension (offline) and `
+    + `${bytes(t.setup_bytes)} session setup (handshake, the client's HE keys)`;
 }
 
 function probRow(cls, secure, plain, top) {
