@@ -16,7 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
     from aiompc.nn.bench import add_bench_command
     from aiompc.nn.commands import add_commands
 
+    from aiompc import __version__
+
     parser = argparse.ArgumentParser(prog="aiompc", description="Private two-party inference for quantized networks.")
+    parser.add_argument("--version", action="version", version=f"aiompc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_commands(sub)
     add_bench_command(sub)

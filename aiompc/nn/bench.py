@@ -69,6 +69,7 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.loopback import LoopbackRun, run_two_parties
 from aiompc.nn.two_process import run_two_processes
 from aiompc.nn.modes import MODES, EngineConfig, check_output, describe_check, mode_named
+from aiompc.nn.npy_files import load_npy
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
@@ -167,6 +168,8 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibratio
         name, fgraph = path.stem, load_onnx(path)
         if calibration is None:
             calibration = np.random.default_rng(seed).normal(0.0, 1.0, (4, *fgraph.input_shape))
+            print(f"NOTE: {path.name}: no --calibration given; activation scales are calibrated on 4 random normal "
+                  "inputs (costs are unaffected, accuracy may be)", file=sys.stderr, flush=True)
         inputs = np.random.default_rng(seed + 1).normal(0.0, 1.0, (samples, *fgraph.input_shape))
     data = calibration
     return BenchModel(name, fgraph, inputs, lambda g: quantize(g, data, config))
@@ -446,11 +449,8 @@ def _merged_order(sequences: Sequence[Sequence[str]]) -> list[str]:
     return merged
 
 
-def bench_plot(results: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """A PNG at ``path``: bytes per layer (layers with traffic, in graph order) for the modes side by
-    side, and each mode's total split into linear / non-linear / other with the cheetah ÷ quantized ratio.
-
-    Uses the first (link, OT engine) setting present; needs matplotlib (``pip install 'aiompc[plot]'``)."""
+def _matplotlib() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend; :class:`InputError` if matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -458,6 +458,15 @@ def bench_plot(results: Sequence[dict[str, Any]], path: str | Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install 'aiompc[plot]'") from None
+    return plt
+
+
+def bench_plot(results: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """A PNG at ``path``: bytes per layer (layers with traffic, in graph order) for the modes side by
+    side, and each mode's total split into linear / non-linear / other with the cheetah ÷ quantized ratio.
+
+    Uses the first (link, OT engine) setting present; needs matplotlib (``pip install 'aiompc[plot]'``)."""
+    plt = _matplotlib()
     if not results:
         raise InputError("nothing to plot: no benchmark results")
     first = results[0]
@@ -515,7 +524,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     modes = _csv(args.modes, list(MODES), "--modes")
     links = _csv(args.network, LINKS, "--network")
     ots = _csv(args.ot or ot_engine.DEFAULT_ENGINE, ot_engine.engine_kinds(), "--ot")
-    calibration = np.load(args.calibration) if args.calibration else None
+    if args.plot:
+        _matplotlib()  # before the work, not after it
+    calibration = load_npy(args.calibration, "calibration file") if args.calibration else None
     model = load_bench_model(args.model, samples=args.samples, seed=args.seed, calibration=calibration)
     baseline_exact = args.baseline_truncation == "exact"
     settings = [f"cheetah: fixed point ({CHEETAH_FRAC_BITS} fractional bits), {args.baseline_truncation} truncation"
@@ -531,9 +542,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     table = bench_markdown(results, per_layer=not args.summary)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
+    print(table, flush=True)
     if args.plot:
         bench_plot(results, args.plot)
-    print(table)
     return 0
 
 

@@ -15,7 +15,8 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+import warnings
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -26,12 +27,38 @@ from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import CHEETAH_RING, MODES, EngineConfig, check_output, engine_config
+from aiompc.nn.npy_files import load_npy
+from aiompc.nn.quant_choices import (DATASETS, RandomCalibrationWarning, add_quant_args, format_widths,
+                                     input_range_note, layer_widths, load_calibration, quant_config)
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import SecureResult
 from aiompc.nn.serve_flags import add_infer_flags, add_serve_flags, infer_kwargs, serve_kwargs, setup_logging
 from aiompc.nn.service import input_batch, load_model
 
 __all__ = ["add_commands"]
+
+_T = TypeVar("_T")
+
+
+def _noting_random_calibration(load: Callable[[], _T]) -> _T:
+    """Run ``load``; a :class:`RandomCalibrationWarning` it raises is printed loudly on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RandomCalibrationWarning)
+        result = load()
+    for w in caught:
+        if issubclass(w.category, RandomCalibrationWarning):
+            print(f"NOTE: {w.message}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def _load(args: argparse.Namespace, config: EngineConfig) -> QGraph:
+    """The integer program ``args`` ask for: the model in ``config``'s mode, quantized with the width flags on
+    ``--calibration`` (a file or dataset name; random inputs, loudly, when a float model needs them)."""
+    return _noting_random_calibration(lambda: load_model(
+        args.model, calibration=load_calibration(args.calibration), config=quant_config(args),
+        graph=config.mode.program))
 
 
 def _config(args: argparse.Namespace) -> EngineConfig:
@@ -76,10 +103,13 @@ def _outputs(graph: QGraph, result: SecureResult, config: EngineConfig) -> np.nd
 def cmd_run(args: argparse.Namespace) -> int:
     """Both parties on ``args.model`` in ``args.mode``; the secure result against ``run_int`` of the graph
     that ran (a difference is an error in exact mode, a reported deviation in approximate mode)."""
+    x = load_npy(args.input, "--input file")
     config = _config(args)
-    graph = load_model(args.model, calibration=np.load(args.calibration) if args.calibration else None,
-                       graph=config.mode.program)
-    xq, _ = input_batch(graph, np.load(args.input))
+    graph = _load(args, config)
+    xq, _ = input_batch(graph, x)
+    note = input_range_note(graph, x)
+    if note:
+        print(f"WARNING: {note}", file=sys.stderr, flush=True)
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
                                                 progress=False if args.json else None))
     secure = _outputs(graph, result, config)
@@ -90,9 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         reference = np.argmax(reference.reshape(len(reference), -1), axis=1)
     if args.json:
         print(json.dumps({"secure": secure.tolist(), "reference": reference.tolist(), "mode": config.mode.name,
-                          "graph": config.mode.program, "exact": config.exact, "check": check, **report}))
+                          "graph": config.mode.program, "exact": config.exact, "check": check,
+                          "widths": layer_widths(graph), **report}))
         return 0
     print(f"model {args.model}: mode {_describe_mode(config)}, {len(xq)} sample(s)")
+    print(format_widths(layer_widths(graph)) + "\n")
     print(f"secure:    {np.round(secure, 4).tolist()}")
     print(f"reference: {np.round(reference, 4).tolist()}")
     if check["max_abs_diff_lsb"] == 0:
@@ -109,11 +141,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         config = _config(args)
-        server = await aiompc.serve(args.model, args.listen, mode=config.mode, output=config.output,
-                                    calibration=np.load(args.calibration) if args.calibration else None,
-                                    **serve_kwargs(args))
+        graph = _load(args, config)
+        server = await aiompc.serve(graph, args.listen, mode=config.mode, output=config.output, **serve_kwargs(args))
         print(f"serving {args.model} at {server.url} (mode {_describe_mode(config)}); Ctrl-C to stop",
               flush=True)
+        print(format_widths(layer_widths(graph)), flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -124,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    x = np.load(args.input)
+    x = load_npy(args.input, "input file")
     y = aiompc.run(aiompc.infer(x, args.connect, mode=args.mode, **infer_kwargs(args)))
     y = np.asarray(y)
     if args.json:
@@ -195,23 +227,29 @@ def add_commands(sub: Any) -> None:
         g.add_argument("--exact", dest="exact", action="store_const", const=True, default=None,
                        help="bit-exact truncation/requantization (default, except in cheetah mode)")
         g.add_argument("--approx", dest="exact", action="store_const", const=False,
-                       help="allow one-LSB rescaling errors (default in cheetah mode: Cheetah's own truncation)")
+                       help="approximate rescaling: each truncated/requantized value may be one LSB low and the "
+                       "errors add up through later layers (the report says by how much); saves a comparison per "
+                       "value (default in cheetah mode: Cheetah's own truncation)")
 
+    calibration_help = ("calibration inputs of a float model in the quantized modes: a .npy file (N, *input_shape) "
+                        f"or a dataset name ({', '.join(DATASETS)}); default: random inputs, with a note")
     p = sub.add_parser("run", help="both parties in this process on MODEL with INPUT; print secure and reference results")
     p.add_argument("model")
     p.add_argument("--input", required=True, help=".npy file, (n, *input_shape) or one sample, float")
-    p.add_argument("--calibration", help=".npy calibration inputs for a float model (quantized modes)")
+    p.add_argument("--calibration", help=calibration_help)
     p.add_argument("--transport", choices=("tcp", "ws"), default="tcp")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     engine_opts(p)
+    add_quant_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="serve MODEL at --listen URL")
     p.add_argument("model")
     p.add_argument("--listen", required=True, help="tcp://host:port or ws://host:port/path")
-    p.add_argument("--calibration", help=".npy calibration inputs for a float model (quantized modes)")
+    p.add_argument("--calibration", help=calibration_help)
     p.add_argument("--output", choices=("logits", "argmax"), default="logits")
     engine_opts(p)
+    add_quant_args(p)
     add_serve_flags(p)
     p.set_defaults(func=cmd_serve)
 

@@ -21,7 +21,9 @@ add                    :class:`Add`; an input at ``f`` next to one at ``2f`` is 
 concat                 as it is if all inputs share a scale, else every input truncated to ``f``
 avg / global avgpool   :class:`SumPool`, then :class:`Requantize` by ``M / 2^s ≈ 2^(f-k) / window``
                        (``M`` a ``f``-bit fixed-point constant, floor rounding) to scale ``f``
-fakequant (QDQ)        ignored: the fixed-point program evaluates the float model, not its quantization
+fakequant (QDQ)        the float model, not its quantization: ignored, except that a QDQ range starting
+                       at real 0 (the zero point at the bottom of the type: how onnxruntime's
+                       ``quantize_static`` fuses a ReLU away) is that ReLU; saturation is not modelled
 =====================  =================================================================================
 
 **Truncation** (``2f → f``) is ``Requantize(multiplier=(1,), shift=f, rounding="floor")`` whose clip
@@ -59,6 +61,7 @@ node in ``tests/nn/test_fixed_point.py``; on ResNet-18 the logits move by 0.07% 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -68,7 +71,7 @@ from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
                           Requantize, SumPool, TensorSpec, fresh_name)
-from aiompc.nn.quantize import fixed_point_multipliers
+from aiompc.nn.quantize import fakequant_range, fixed_point_multipliers
 
 __all__ = ["fixed_point", "CHEETAH_FRAC_BITS", "CHEETAH_RING_BITS"]
 
@@ -248,7 +251,11 @@ class _FixedPoint:
         self.env[n.output] = (self._emit(node, frac), frac)
 
     def _fakequant(self, n: FloatNode) -> None:
-        self._alias(n.output, n.inputs[0])
+        lo, _ = fakequant_range(n.attrs)
+        if lo == 0:  # a ReLU the quantizer fused into the QDQ clamp
+            self._relu_clip(dataclasses.replace(n, op="relu", attrs={}))
+        else:
+            self._alias(n.output, n.inputs[0])
 
     # ---- driver
 

@@ -17,7 +17,7 @@ avgpool          kernel, stride, pads (padding counts)          --
 global_avgpool   --                                             --
 add, concat      -- (concat joins the channel axis)             --
 flatten          --                                             --
-fakequant        scale, bits, signed (QDQ: symmetric, zero 0)   --
+fakequant        scale, bits, signed, zero_point (QDQ)           --
 ================ ============================================== ===================================
 
 A conv/gemm imported from a QDQ model also carries ``params["weight_q"]`` (the integer weights),

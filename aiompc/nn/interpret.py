@@ -56,9 +56,10 @@ def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(xs, axis=1)
     if n.op == "flatten":
         return x.reshape(x.shape[0], -1)
-    if n.op == "fakequant":
+    if n.op == "fakequant":  # ONNX QuantizeLinear then DequantizeLinear (round half to even, saturate)
         lo, hi = (-(1 << (a["bits"] - 1)), (1 << (a["bits"] - 1)) - 1) if a["signed"] else (0, (1 << a["bits"]) - 1)
-        return np.clip(np.rint(x / a["scale"]), lo, hi) * a["scale"]
+        zp = int(a.get("zero_point", 0))
+        return (np.clip(np.rint(x / a["scale"]) + zp, lo, hi) - zp) * a["scale"]
     raise InputError(f"node {n.name!r}: unknown float op {n.op!r}")
 
 

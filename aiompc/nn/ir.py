@@ -667,7 +667,8 @@ class QGraph:
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float input ``(N, *shape)`` or ``(*shape)`` to the integer input ``clip(round(x/s), lo, hi)``
-        over the input's declared width (round half to even, as ONNX ``QuantizeLinear``); int64."""
+        over the input's bounds (its declared width, or a QDQ input's range less its zero point; kept in
+        the metadata) (round half to even, as ONNX ``QuantizeLinear``); int64."""
         spec = self.input_spec
         x = np.asarray(x, dtype=np.float64)
         if x.shape[-len(spec.shape):] != spec.shape or x.ndim not in (len(spec.shape), len(spec.shape) + 1):
@@ -676,8 +677,7 @@ class QGraph:
             raise InputError("input contains NaN or infinity")
         if not spec.per_tensor:
             raise InputError("the model input needs one scale")
-        lo, hi = range_of_width(spec.bits, spec.signed)
-        return np.clip(np.rint(x / spec.scale[0]), lo, hi).astype(np.int64)  # type: ignore[index]
+        return np.clip(np.rint(x / spec.scale[0]), spec.lo, spec.hi).astype(np.int64)  # type: ignore[index]
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
         """Integer outputs ``(N, *shape)`` to floats: ``y * scale`` along the channel axis."""
@@ -693,14 +693,16 @@ class QGraph:
 
         ``include_weights=False`` gives the metadata a server may send a client: layer kinds, shapes,
         widths and public requantization/rescaling constants, but no weights or biases (only their
-        shapes), no value bounds (they are functions of the weights; widths remain) and only the input
-        and output scales.  Both parties must derive protocol parameters from this view."""
+        shapes), no value bounds but the input's (the others are functions of the weights; widths
+        remain; the input's are public, as what a client clips its input to) and only the input and
+        output scales.  Both parties must derive protocol parameters from this view."""
         keep_scale = lambda name: include_weights or name in (self.input, self.output)  # noqa: E731
         return {
             "format": FORMAT,
             "input": self.input,
             "output": self.output,
-            "tensors": [t.to_dict(keep_scale(t.name), include_bounds=include_weights) for t in self.tensors.values()],
+            "tensors": [t.to_dict(keep_scale(t.name), include_bounds=include_weights or t.name == self.input)
+                        for t in self.tensors.values()],
             "nodes": [n.to_dict(include_weights) for n in self.nodes],
         }
 

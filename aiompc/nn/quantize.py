@@ -36,8 +36,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from aiompc.errors import InputError, UnsupportedModel
-from aiompc.nn.bounds import range_of_width
+from aiompc.errors import InputError
+from aiompc.nn.bounds import range_of_width, width_for_range
 from aiompc.nn.graph import LINEAR_OPS, FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.interpret import run_float
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
@@ -45,7 +45,7 @@ from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linea
 from aiompc.quant import Rounding
 
 __all__ = ["QuantConfig", "quantize", "calibrate_scale", "fixed_point_multipliers", "rescale_multipliers",
-           "quantize_weights"]
+           "quantize_weights", "fakequant_range", "MissingCalibration"]
 
 _PASSTHROUGH = frozenset({"relu", "clip", "maxpool", "flatten", "concat", "fakequant"})
 _MAX_CALIBRATION_VALUES = 1 << 16
@@ -80,6 +80,10 @@ class QuantConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the settings (for JSON reports)."""
         return asdict(self)
+
+
+class MissingCalibration(InputError):
+    """A tensor of the model needs a calibrated scale (no QDQ annotation) and no calibration inputs were given."""
 
 
 # --------------------------------------------------------------------------- numerics
@@ -160,6 +164,14 @@ def rescale_multipliers(scales: Sequence[np.ndarray], precision: int) -> tuple[n
     return m.astype(np.int64), base / 2.0 ** e
 
 
+def fakequant_range(attrs: dict[str, Any]) -> tuple[int, int]:
+    """The integers ``[lo, hi]`` a QDQ-annotated tensor takes in the integer program: ``v = q - zero_point``
+    for ``q`` in the quantized type's range, so that ``real = scale * v`` (the zero point folded away)."""
+    lo, hi = range_of_width(int(attrs["bits"]), bool(attrs["signed"]))
+    zp = int(attrs.get("zero_point", 0))
+    return lo - zp, hi - zp
+
+
 # --------------------------------------------------------------------------- the pass
 
 
@@ -236,23 +248,25 @@ class _Quantizer:
                     stack.append(c.output)
         return bits
 
-    def _target(self, fedge: str, bits: int, signed: bool) -> tuple[float, int, bool]:
-        """``(scale, bits, signed)`` for requantizing float tensor ``fedge``: its QDQ annotation if it has
-        one, else calibrated."""
+    def _target(self, fedge: str, bits: int, signed: bool) -> tuple[float, int, int]:
+        """``(scale, lo, hi)`` for requantizing float tensor ``fedge`` to integers ``[lo, hi]``: its QDQ
+        annotation if it has one (zero point folded into the range), else calibrated to ``bits``."""
         ann = self._annotation(fedge)
         if ann is not None:
-            return ann.attrs["scale"], ann.attrs["bits"], ann.attrs["signed"]
+            return (ann.attrs["scale"], *fakequant_range(ann.attrs))
         if self.acts is None:
-            raise UnsupportedModel(
+            raise MissingCalibration(
                 f"tensor {fedge!r} needs a quantization scale: the model has no QuantizeLinear/DequantizeLinear "
                 "there and no calibration data was given; pass calibration inputs to quantize()")
         scale = calibrate_scale(self.acts[fedge], bits, signed, self.cfg.calibration, self.cfg.pow2_scales)
-        return scale, bits, signed
+        return (scale, *range_of_width(bits, signed))
 
-    def _requant(self, q: str, fedge: str, scale: float, bits: int, signed: bool,
+    def _requant(self, q: str, fedge: str, scale: float, rlo: int, rhi: int,
                  lo: int | None = None, hi: int | None = None) -> str:
+        """Requantize ``q`` to scale ``scale`` and the integer range ``[rlo, rhi]`` (a width's range, or a
+        QDQ range shifted by its zero point), clipped further to ``[lo, hi]`` if given."""
         spec = self.tensors[q]
-        rlo, rhi = range_of_width(bits, signed)
+        bits, signed = width_for_range(rlo, rhi)
         lo = rlo if lo is None else min(max(lo, rlo), rhi)  # a clip beyond the range saturates at its end
         hi = rhi if hi is None else max(min(hi, rhi), rlo)
         mult, shift = fixed_point_multipliers(spec.channel_scales() / scale, self.cfg.multiplier_bits)
@@ -269,8 +283,8 @@ class _Quantizer:
             return q
         if (fedge, bits) not in self.cache:
             signed = spec.lo < 0
-            scale, b, s = self._target(fedge, bits, signed)
-            self.cache[(fedge, bits)] = self._requant(q, fedge, scale, b, s)
+            scale, rlo, rhi = self._target(fedge, bits, signed)
+            self.cache[(fedge, bits)] = self._requant(q, fedge, scale, rlo, rhi)
         return self.cache[(fedge, bits)]
 
     # ---- layers
@@ -331,10 +345,10 @@ class _Quantizer:
             self.env[n.output] = self._emit(node, (s,), act=True)
             return
         signed = flo is None and spec.lo < 0 or (flo is not None and flo < 0)
-        scale, bits, sgn = self._target(n.output, self._bits_for(n.output), signed)
+        scale, rlo, rhi = self._target(n.output, self._bits_for(n.output), signed)
         clip_lo = None if flo is None else int(np.rint(flo / scale))
         clip_hi = None if fhi is None else int(np.rint(fhi / scale))
-        self.env[n.output] = self._requant(q, n.output, scale, bits, sgn, clip_lo, clip_hi)
+        self.env[n.output] = self._requant(q, n.output, scale, rlo, rhi, clip_lo, clip_hi)
 
     def _pool(self, n: FloatNode) -> None:
         q = self.env[n.inputs[0]]
@@ -380,13 +394,13 @@ class _Quantizer:
     def _fakequant(self, n: FloatNode) -> None:
         q = self.env[n.inputs[0]]
         spec = self.tensors[q]
-        scale, bits, signed = n.attrs["scale"], n.attrs["bits"], n.attrs["signed"]
-        rlo, rhi = range_of_width(bits, signed)
+        scale = n.attrs["scale"]
+        rlo, rhi = fakequant_range(n.attrs)
         if (self.is_act[q] and spec.per_tensor and np.isclose(spec.scale[0], scale, rtol=1e-9, atol=0)  # type: ignore[index]
                 and rlo <= spec.lo and spec.hi <= rhi):
             self.env[n.output] = q
         else:
-            self.env[n.output] = self._requant(q, n.output, scale, bits, signed)
+            self.env[n.output] = self._requant(q, n.output, scale, rlo, rhi)
         self.fixed.add(self.env[n.output])
 
     # ---- driver
@@ -395,16 +409,17 @@ class _Quantizer:
         g = self.fg
         ann = self._annotation(g.input)
         if ann is not None:
-            scale, bits, signed = ann.attrs["scale"], ann.attrs["bits"], ann.attrs["signed"]
+            scale = ann.attrs["scale"]
+            lo, hi = fakequant_range(ann.attrs)
         elif self.acts is None:
-            raise InputError("quantizing a float model needs calibration inputs (a batch of typical inputs of "
+            raise MissingCalibration("quantizing a float model needs calibration inputs (a batch of typical inputs of "
                              f"shape (N, {', '.join(map(str, g.input_shape))}))")
         else:
             signed = bool(self.acts[g.input].min() < 0)
             bits = self.cfg.input_bits
             scale = calibrate_scale(self.acts[g.input], bits, signed, self.cfg.calibration, self.cfg.pow2_scales)
-        lo, hi = range_of_width(bits, signed)
-        self.tensors[g.input] = TensorSpec(g.input, g.input_shape, bits, signed, lo, hi, (scale,))
+            lo, hi = range_of_width(bits, signed)
+        self.tensors[g.input] = TensorSpec(g.input, g.input_shape, *width_for_range(lo, hi), lo, hi, (scale,))
         if ann is not None:
             self.fixed.add(g.input)
         self.env[g.input] = self.q_input = g.input
@@ -427,6 +442,7 @@ def quantize(graph: FloatGraph, calibration: np.ndarray | None = None, config: Q
 
     ``calibration``: a batch ``(N, *input_shape)`` of typical float inputs (needed unless every tensor
     that must be requantized carries a QDQ annotation).  Returns a validated :class:`QGraph` whose
-    ``float_graph`` is ``graph``.  Raises :class:`InputError` without the needed calibration data and
+    ``float_graph`` is ``graph``.  Raises :class:`MissingCalibration` (an :class:`InputError`) without the
+    needed calibration data and
     :class:`UnsupportedModel` when an accumulator would exceed 62 bits."""
     return _Quantizer(graph, calibration, config or QuantConfig()).run()

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import os
 import ssl as ssl_module
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from tqdm import tqdm
 
-from aiompc.errors import InputError, ProtocolError, UnsupportedModel
+from aiompc.errors import InputError, ProtocolError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig, GraphKind, Mode, Output, mode_named, mode_options
+from aiompc.nn.quant_choices import DATASETS, RANDOM_CALIBRATION_SAMPLES, RandomCalibrationWarning, random_calibration
 from aiompc.nn.secure import LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
 from aiompc.session import Server, ServerPolicy, connect, listen
@@ -45,8 +49,9 @@ def load_model(
     """The integer program ``graph`` of a :class:`QGraph` or an ONNX file (float or QDQ).
 
     ``graph="quantized"`` quantizes the model (:func:`~aiompc.nn.quantize.quantize` with ``config``): a
-    float model needs ``calibration`` inputs ``(N, *input_shape)``; the bundled demo model
-    (``examples/digits_cnn.onnx``) brings its own calibration batch and settings.
+    float model is calibrated on ``calibration`` inputs ``(N, *input_shape)``, or without them on random
+    normal inputs with a :class:`~aiompc.nn.quant_choices.RandomCalibrationWarning`; the bundled demo model
+    (``aiompc/models/digits_cnn.onnx``) brings its own calibration batch and settings.
     ``graph="fixed-point"`` is the float model in Cheetah's 37-bit fixed point
     (:func:`~aiompc.nn.fixed_point.fixed_point`; no calibration, QDQ annotations ignored).
     A :class:`QGraph` is returned as it is, checked by :meth:`QGraph.validate` if quantized; a
@@ -62,7 +67,7 @@ def load_model(
     from aiompc.nn import zoo
     from aiompc.nn.fixed_point import fixed_point
     from aiompc.nn.onnx_import import load_onnx
-    from aiompc.nn.quantize import quantize
+    from aiompc.nn.quantize import MissingCalibration, quantize
 
     path = Path(source)
     if not path.is_file():
@@ -71,15 +76,18 @@ def load_model(
         return fixed_point(load_onnx(path))
     if path.resolve() == zoo.DIGITS_ONNX.resolve() and calibration is None and config is None:
         return zoo.digits_model(path)
+    fgraph = load_onnx(path)
     try:
-        return quantize(load_onnx(path), calibration, config)
-    except InputError as exc:
-        if calibration is None:
-            raise UnsupportedModel(
-                f"{path.name}: {exc}. A float model needs calibration inputs (e.g. --calibration X.npy), "
-                "or export it with QuantizeLinear/DequantizeLinear (QDQ) annotations"
-            ) from None
-        raise
+        return quantize(fgraph, calibration, config)
+    except MissingCalibration:
+        if calibration is not None:
+            raise
+    warnings.warn(RandomCalibrationWarning(
+        f"{path.name}: no calibration inputs were given, so its activation scales were calibrated on "
+        f"{RANDOM_CALIBRATION_SAMPLES} random normal inputs; accuracy may suffer. Pass typical inputs "
+        f"(CLI: --calibration FILE.npy or --calibration {'|'.join(DATASETS)}; Python: calibration=array)"),
+        stacklevel=2)
+    return quantize(fgraph, random_calibration(fgraph.input_shape), config)
 
 
 def _chunks(n: int, size: int = CHUNK) -> list[tuple[int, int]]:
@@ -169,18 +177,25 @@ async def infer(
     mode: Mode | str | None = None,
     ssl: ssl_module.SSLContext | None = None,
     token: str | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Ask the server at ``url`` for a private prediction of the float input ``x`` (``(n, *shape)`` or one sample).
 
     Returns the dequantized float logits ``(n, classes)`` — or the class indices ``(n,)`` when the server
     reveals only the argmax — for a single sample without the leading axis.  ``mode`` insists on the
     server's mode (a mismatch raises :class:`~aiompc.errors.HandshakeError`); ``None`` takes whatever the
-    server runs.  ``token``: the server's access token, if it requires one.
+    server runs.  ``token``: the server's access token, if it requires one.  ``progress``: a layer progress
+    bar on stderr (``None``: when stderr is a terminal), as ``aiompc run`` shows.
     """
     async with connect(url, ssl=ssl, options=mode_options(mode) if mode is not None else None, token=token) as party:
         graph = QGraph.from_dict(party.state["server_meta"]["model"])
         xq, single = input_batch(graph, x)
         config = EngineConfig.from_options(party.options)
-        result = await client_session(party, graph, xq, config)
+        bar = tqdm(total=len(_chunks(len(xq))) * (len(graph.nodes) + 1), desc="layers", unit="layer",
+                   file=sys.stderr, leave=False, disable=not sys.stderr.isatty() if progress is None else not progress)
+        try:
+            result = await client_session(party, graph, xq, config, on_layer=lambda _: bar.update())
+        finally:
+            bar.close()
     y = result.output if config.output == "argmax" else graph.dequantize_output(result.output)  # type: ignore[arg-type]
     return y[0] if single else y

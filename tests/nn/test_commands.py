@@ -77,3 +77,73 @@ def test_demo_cheetah_exact(capsys) -> None:
     data = digits_data()
     accuracy = float(np.mean(predict(digits_fixed_point(), data.x_test) == data.y_test))
     assert "exact truncation" in text and f"fixed point {accuracy:.2%} (plaintext" in text
+
+
+LENET = Path(__file__).parent / "data" / "lenet_script.onnx"
+
+
+def test_run_widths_flags_and_named_calibration(samples, capsys) -> None:
+    from aiompc.nn import QuantConfig, load_onnx, quantize
+    from aiompc.nn.zoo import digits_data
+
+    path, x = samples
+    assert main(["run", str(LENET), "--input", str(path), "--calibration", "digits", "--weight-bits", "6",
+                 "--act-bits", "5", "--first-last-bits", "none", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "NOTE" not in captured.err
+    graph = quantize(load_onnx(LENET), digits_data().calibration,
+                     QuantConfig(weight_bits=6, act_bits=5, first_last_bits=None))
+    assert np.array_equal(np.array(out["reference"]), graph.dequantize_output(run_int(graph, graph.quantize_input(x))))
+    weights = [row["weight_bits"] for row in out["widths"] if row["op"] in ("conv", "linear")]
+    acts = {row["output_bits"] for row in out["widths"] if row["op"] == "requantize"}
+    assert weights == [6, 6, 6, 6] and acts == {"u5"}
+
+
+def test_run_without_calibration_says_so_and_prints_the_widths(samples, capsys) -> None:
+    path, _ = samples
+    assert main(["run", str(LENET), "--input", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "NOTE: lenet_script.onnx: no calibration inputs were given" in captured.err
+    assert "--calibration FILE.npy or --calibration digits" in captured.err
+    table = captured.out.split("secure:")[0]
+    assert "| layer | op | weight bits | input | output |" in table
+    assert "| /conv1/Conv | conv | 8 |" in table and "| /conv2/Conv | conv | 4 |" in table  # w4, 8-bit first/last
+
+
+def test_missing_calibration_file_is_one_line(samples, capsys) -> None:
+    path, _ = samples
+    assert main(["run", str(LENET), "--input", str(path), "--calibration", "nope.npy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "calibration file 'nope.npy' not found" in err
+
+
+def test_bad_input_files_are_one_line_errors(tmp_path, capsys) -> None:
+    (tmp_path / "text.npy").write_text("pixels\n")
+    np.save(tmp_path / "strings.npy", np.array(["a", "b"]))
+    cases = {"missing.npy": "not found; expected a .npy file of float inputs",
+             "text.npy": "is not a numpy .npy array; expected float inputs",
+             "strings.npy": "holds <U1 of shape (2,); expected float inputs"}
+    for name, message in cases.items():
+        assert main(["run", str(LENET), "--input", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"--input file '{tmp_path / name}'" in err and message in err, err
+
+
+def test_version(capsys) -> None:
+    import aiompc
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"aiompc {aiompc.__version__}"
+
+
+def test_inputs_outside_the_quantized_range_are_warned_about(tmp_path, capsys) -> None:
+    x = digits_data().x_test[:1]
+    np.save(tmp_path / "raw.npy", x * 16)  # pixels not divided by 16
+    np.save(tmp_path / "ok.npy", x)
+    assert main(["run", str(LENET), "--input", str(tmp_path / "raw.npy"), "--calibration", "digits"]) == 0
+    err = capsys.readouterr().err
+    assert "of 64 input values lie outside [0, " in err and "(seen 0..16); they are clipped" in err
+    assert main(["run", str(LENET), "--input", str(tmp_path / "ok.npy"), "--calibration", "digits"]) == 0
+    assert "WARNING" not in capsys.readouterr().err

@@ -46,11 +46,12 @@ def test_metadata_round_trip_carries_no_weights(seed: int) -> None:
                 assert getattr(a, f.name) == getattr(b, f.name), (a.name, f.name)
     for name, spec in qg.tensors.items():
         got = back.tensors[name]
-        # widths and shapes kept; bounds (functions of the weights) widened to the whole width
-        lo, hi = range_of_width(spec.bits, spec.signed)
+        # widths and shapes kept; bounds (functions of the weights) widened to the whole width, but the
+        # input's (what the client clips its input to: public)
+        lo, hi = (spec.lo, spec.hi) if name == qg.input else range_of_width(spec.bits, spec.signed)
         assert got == dataclasses.replace(spec, lo=lo, hi=hi, scale=got.scale)
         assert got.scale == (spec.scale if name in (qg.input, qg.output) else None)
-        assert all("lo" not in t and "hi" not in t for t in meta["tensors"])
+        assert all(("lo" in t) == (t["name"] == qg.input) and ("hi" in t) == ("lo" in t) for t in meta["tensors"])
     assert back.input == qg.input and back.output == qg.output
     assert back.to_dict() == meta
 

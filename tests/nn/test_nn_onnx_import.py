@@ -11,6 +11,7 @@ from onnx.reference import ReferenceEvaluator
 from aiompc.errors import UnsupportedModel
 from aiompc.nn import Conv, Linear, QuantConfig, Requantize, load_onnx, quantize, run_float, run_int
 from aiompc.nn.onnx_build import OnnxBuilder
+from aiompc.nn.quantize import MissingCalibration
 
 RNG = np.random.default_rng(7)
 
@@ -243,7 +244,7 @@ def test_partly_quantized_model_needs_calibration() -> None:
     b = OnnxBuilder((1, 4, 4), opset=21)
     h = b.relu(b.conv(b.qdq(b.input, 0.01), w(2, 1, 3, 3)))  # relu output not annotated
     model = b.build(b.gemm(b.flatten(h), w(3, 8)))
-    with pytest.raises(UnsupportedModel, match="calibration"):
+    with pytest.raises(MissingCalibration, match="calibration"):
         quantize(load_onnx(model))
     qg = quantize(load_onnx(model), RNG.uniform(0, 1, (8, 1, 4, 4)))
     assert qg.input_spec.scale == (float(np.float32(0.01)),)
@@ -276,7 +277,15 @@ def _w(name: str, shape: tuple) -> onnx.TensorProto:
     (helper.make_node("Relu", ["x"], ["y"], name="r", foo=1), [], r"'r' \(op Relu\): attribute 'foo'"),
     (helper.make_node("FusedConv", ["x"], ["y"], name="f", domain="com.microsoft"), [],
      r"'f' \(op FusedConv\).*domain"),
-    (helper.make_node("Add", ["x", "c"], ["y"], name="a"), [_w("c", (1,))], r"'a' \(op Add\).*bias"),
+    (helper.make_node("Add", ["x", "c"], ["y"], name="a"), [_w("c", (4, 4))],
+     r"'a' \(op Add\).*varies along an axis other than the channels"),
+    (helper.make_node("Mul", ["x", "x"], ["y"], name="m"), [], r"'m' \(op Mul\).*two computed tensors"),
+    (helper.make_node("Div", ["c", "x"], ["y"], name="d"), [_w("c", (1,))], r"'d' \(op Div\).*division by a constant"),
+    (helper.make_node("Softmax", ["x"], ["y"], name="sm"), [], r"'sm' \(op Softmax\).*drop the final Softmax"),
+    (helper.make_node("QLinearConv", ["x"], ["y"], name="qc"), [], r"'qc' \(op QLinearConv\).*QDQ format"),
+    (helper.make_node("ReduceMean", ["x"], ["y"], name="rm", axes=[1]), [], r"'rm' \(op ReduceMean\).*spatial"),
+    (helper.make_node("Pad", ["x", "p"], ["y"], name="pd", mode="reflect"),
+     [onnx.numpy_helper.from_array(np.zeros(8, np.int64), "p")], r"'pd' \(op Pad\).*mode 'reflect'"),
 ])
 def test_unsupported_models_name_node_and_op(node: onnx.NodeProto, inits: list, match: str) -> None:
     with pytest.raises(UnsupportedModel, match=match):
@@ -286,8 +295,12 @@ def test_unsupported_models_name_node_and_op(node: onnx.NodeProto, inits: list, 
 def test_unsupported_quantization_and_reshape() -> None:
     b = OnnxBuilder((1, 4, 4), opset=21)
     s = b.const(np.float32(0.1))
-    zp = b.const(np.array(3), "zp", TensorProto.UINT8)
-    with pytest.raises(UnsupportedModel, match="zero point 0"):
+    zp, zp2 = b.const(np.array(3), "zp", TensorProto.UINT8), b.const(np.array(4), "zp", TensorProto.UINT8)
+    with pytest.raises(UnsupportedModel, match="differ from its QuantizeLinear's"):
+        load_onnx(b.build(b.node("DequantizeLinear", [b.node("QuantizeLinear", [b.input, s, zp]), s, zp2])))
+    b = OnnxBuilder((2, 4, 4), opset=21)
+    s, zp = b.const(np.float32([0.1, 0.2])), b.const(np.array([3, 3]), "zp", TensorProto.UINT8)
+    with pytest.raises(UnsupportedModel, match="one scale and one zero point"):
         load_onnx(b.build(b.node("DequantizeLinear", [b.node("QuantizeLinear", [b.input, s, zp]), s, zp])))
     b = OnnxBuilder((2, 4, 4))
     with pytest.raises(UnsupportedModel, match=r"op Reshape\).*flattening"):

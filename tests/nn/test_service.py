@@ -80,16 +80,19 @@ def test_unsupported_onnx_op_names_the_node(tmp_path) -> None:
         load_model(path, calibration=np.zeros((2, 4)))
 
 
-def test_float_model_without_calibration_says_what_to_do(tmp_path) -> None:
+def test_float_model_without_calibration_is_calibrated_on_random_inputs_loudly(tmp_path) -> None:
+    from aiompc.nn.quant_choices import RandomCalibrationWarning
+
     b = OnnxBuilder((1, 4, 4))
     x = b.flatten(b.input)
-    model = b.build(b.gemm(x, np.ones((2, 16)), np.zeros(2)))
+    model = b.build(b.gemm(b.relu(x), np.ones((2, 16)), np.zeros(2)))
     import onnx
 
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
-    with pytest.raises(UnsupportedModel, match="calibration"):
-        load_model(path)
+    with pytest.warns(RandomCalibrationWarning, match="random normal inputs.*--calibration"):
+        graph = load_model(path)
+    assert graph.has_weights
     with pytest.raises(InputError, match="not found"):
         load_model(tmp_path / "missing.onnx")
 
@@ -133,3 +136,14 @@ def test_load_model_builds_each_program(digits) -> None:
     assert same(load_model(DIGITS_ONNX), graph) and not same(fixed, graph)
     with pytest.raises(InputError, match="graph must be"):
         load_model(DIGITS_ONNX, graph="float")  # type: ignore[arg-type]
+
+
+async def test_infer_shows_layer_progress_when_asked(digits, capsys) -> None:
+    graph, data = digits
+    async with await aiompc.serve(graph, "tcp://127.0.0.1:0") as server:
+        y = await aiompc.infer(data.x_test[:1], server.url, progress=True)
+        assert "layers:" in capsys.readouterr().err
+        again = await aiompc.infer(data.x_test[:1], server.url, progress=False)
+        assert "layers:" not in capsys.readouterr().err
+    assert np.array_equal(np.argmax(again, axis=1), np.argmax(y, axis=1))
+
