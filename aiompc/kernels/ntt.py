@@ -1,0 +1,148 @@
+"""Negacyclic NTT / inverse NTT kernels (numba, ``nogil``) for RNS primes below ``2**30``.
+
+Pure kernels: they take the data and precomputed per-prime tables and transform in place.  The tables
+(twiddles in bit-reversed order with the ``ψ`` twist merged in, Longa–Naehrig, and their Shoup companions
+``w' = ⌊w·2**32/p⌋``) are built by :mod:`aiompc.crypto.he.ntt`, which is the public interface.
+
+Algorithm: Cooley–Tukey (forward) and Gentleman–Sande (inverse) radix-2 butterflies with Harvey's lazy
+reduction (forward values kept in ``[0, 4p)``, inverse in ``[0, 2p)``) and Shoup multiplication by
+the precomputed twiddles.  ``p < 2**30`` keeps ``4p < 2**32``: the working copy of a polynomial is
+``uint32`` and the only 64-bit operation per butterfly is the high half of ``y·w'``.  Each polynomial
+is copied into a ``uint32`` scratch row, transformed there (the inner loops run over contiguous runs
+of ``t`` coefficients; the last stages, where ``t`` is short, are unrolled per twiddle block), fully
+reduced and written back, so one call touches each ``uint64`` residue twice.
+
+Layout: ``a`` is ``(rows, k, n)`` ``uint64`` (C-contiguous), ``a[r, i]`` a polynomial modulo
+``p[i]``; every (row, prime) pair is an independent transform.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["ntt_forward_inplace", "ntt_inverse_inplace"]
+
+
+@njit(nogil=True, cache=True)
+def _forward_row(x: np.ndarray, tw: np.ndarray, tws: np.ndarray, p: np.uint64) -> None:  # pragma: no cover - compiled
+    n = x.shape[0]
+    p2 = p + p
+    t = n >> 1
+    m = 1
+    while t >= 1:
+        for j in range(m):
+            w = np.uint64(tw[m + j])
+            ws = np.uint64(tws[m + j])
+            base = 2 * j * t
+            xs = x[base : base + t]
+            ys = x[base + t : base + 2 * t]
+            for u in range(t):
+                xv = np.uint64(xs[u])
+                xv = min(xv, xv - p2)  # [0, 4p) -> [0, 2p) (wraps when xv < 2p, so min keeps xv)
+                yv = np.uint64(ys[u])
+                q = (yv * ws) >> np.uint64(32)
+                tt = (yv * w - q * p) & np.uint64(0xFFFFFFFF)  # y·w mod p in [0, 2p)
+                xs[u] = np.uint32(xv + tt)
+                ys[u] = np.uint32(xv + p2 - tt)
+        m <<= 1
+        t >>= 1
+
+
+@njit(nogil=True, cache=True)
+def _inverse_row(x: np.ndarray, tw: np.ndarray, tws: np.ndarray, p: np.uint64) -> None:  # pragma: no cover - compiled
+    n = x.shape[0]
+    p2 = p + p
+    t = 1
+    m = n >> 1
+    while m >= 1:
+        for j in range(m):
+            w = np.uint64(tw[m + j])
+            ws = np.uint64(tws[m + j])
+            base = 2 * j * t
+            xs = x[base : base + t]
+            ys = x[base + t : base + 2 * t]
+            for u in range(t):
+                xv = np.uint64(xs[u])
+                yv = np.uint64(ys[u])
+                d = xv + p2 - yv  # (0, 4p)
+                s = xv + yv
+                s = min(s, s - p2)  # (x + y) mod 2p
+                q = (d * ws) >> np.uint64(32)
+                xs[u] = np.uint32(s)
+                ys[u] = np.uint32((d * w - q * p) & np.uint64(0xFFFFFFFF))
+        m >>= 1
+        t <<= 1
+
+
+@njit(nogil=True, cache=True)
+def ntt_forward_inplace(a: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray) -> bool:  # pragma: no cover
+    """Forward NTT of every row of ``a`` (``(rows, k, n)`` uint64, residues ``< p``), fully reduced output.
+
+    Returns ``False`` (leaving the offending rows untransformed) if some input is not below its prime.
+
+    ``tw``/``tws``: ``(k, n)`` uint32 twiddles ``ψ^brv(j)`` and Shoup companions; ``primes``: ``(k,)`` uint64.
+    """
+    rows, k, n = a.shape
+    x = np.empty(n, dtype=np.uint32)
+    ok = True
+    for i in range(k):
+        p = np.uint64(primes[i])
+        p2 = p + p
+        twi = tw[i]
+        twsi = tws[i]
+        for r in range(rows):
+            src = a[r, i]
+            top = np.uint64(0)
+            for c in range(n):
+                v = src[c]
+                top = max(top, v)
+                x[c] = np.uint32(v)
+            if top >= p:
+                ok = False
+                continue
+            _forward_row(x, twi, twsi, p)
+            for c in range(n):
+                v = np.uint64(x[c])
+                v = min(v, v - p2)
+                src[c] = min(v, v - p)
+    return ok
+
+
+@njit(nogil=True, cache=True)
+def ntt_inverse_inplace(
+    a: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray, n_inv: np.ndarray, n_inv_s: np.ndarray
+) -> bool:  # pragma: no cover
+    """Inverse NTT of every row of ``a`` (``(rows, k, n)`` uint64, residues ``< p``), times ``n^-1``, reduced.
+
+    Returns ``False`` (leaving the offending rows untransformed) if some input is not below its prime.
+
+    ``tw``/``tws``: ``(k, n)`` uint32 inverse twiddles ``ψ^-brv(j)`` and companions; ``n_inv``/``n_inv_s``:
+    ``(k,)`` uint64 ``n^-1 mod p`` and its Shoup companion.
+    """
+    rows, k, n = a.shape
+    x = np.empty(n, dtype=np.uint32)
+    ok = True
+    for i in range(k):
+        p = np.uint64(primes[i])
+        ni = np.uint64(n_inv[i])
+        nis = np.uint64(n_inv_s[i])
+        twi = tw[i]
+        twsi = tws[i]
+        for r in range(rows):
+            src = a[r, i]
+            top = np.uint64(0)
+            for c in range(n):
+                v = src[c]
+                top = max(top, v)
+                x[c] = np.uint32(v)
+            if top >= p:
+                ok = False
+                continue
+            _inverse_row(x, twi, twsi, p)
+            for c in range(n):
+                v = np.uint64(x[c])
+                q = (v * nis) >> np.uint64(32)
+                v = (v * ni - q * p) & np.uint64(0xFFFFFFFF)
+                src[c] = min(v, v - p)
+    return ok
