@@ -21,7 +21,38 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ntt_forward_inplace", "ntt_inverse_inplace"]
+__all__ = ["ntt_forward_inplace", "ntt_inverse_inplace", "ntt_forward_signed", "reduce_signed_into"]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _mod_signed(v: np.int64, p: np.int64, pinv: np.float64) -> np.int64:  # pragma: no cover - compiled
+    """``v mod p`` in ``[0, p)`` for any int64 ``v`` and ``p < 2**30``, without a hardware division.
+
+    The float64 quotient estimate is within 2 of ``⌊v/p⌋`` (relative error ≤ 3·2**-53 on ``|v/p| < 2**52``);
+    ``v − q·p`` is then exact in wrapping int64 arithmetic and the loops fix the estimate.
+    """
+    q = np.int64(np.floor(np.float64(v) * pinv))
+    r = v - q * p
+    while r < 0:
+        r += p
+    while r >= p:
+        r -= p
+    return r
+
+
+@njit(nogil=True, cache=True)
+def reduce_signed_into(x: np.ndarray, primes: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[r, i, c] = x[r, c] mod primes[i]`` (in ``[0, p)``) for int64 ``x`` ``(rows, n)`` → uint64 ``(rows, k, n)``."""
+    rows, n = x.shape
+    k = primes.shape[0]
+    for i in range(k):
+        p = np.int64(primes[i])
+        pinv = 1.0 / np.float64(p)
+        for r in range(rows):
+            src = x[r]
+            dst = out[r, i]
+            for c in range(n):
+                dst[c] = np.uint64(_mod_signed(src[c], p, pinv))
 
 
 @njit(nogil=True, cache=True)
@@ -146,3 +177,34 @@ def ntt_inverse_inplace(
                 v = (v * ni - q * p) & np.uint64(0xFFFFFFFF)
                 src[c] = min(v, v - p)
     return ok
+
+
+@njit(nogil=True, cache=True)
+def ntt_forward_signed(
+    x: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover
+    """Forward NTT of signed integers: ``out[r, i] = NTT_i(x[r] mod p_i)``, fully reduced.
+
+    ``x``: ``(rows, n)`` int64 (any values); ``out``: ``(rows, k, n)`` uint64.  The reduction is fused
+    into the copy to the working row, so no ``(rows, k, n)`` temporary of residues is made.
+    """
+    rows, n = x.shape
+    k = primes.shape[0]
+    row = np.empty(n, dtype=np.uint32)
+    for i in range(k):
+        p = np.uint64(primes[i])
+        ps = np.int64(primes[i])
+        pinv = 1.0 / np.float64(ps)
+        p2 = p + p
+        twi = tw[i]
+        twsi = tws[i]
+        for r in range(rows):
+            src = x[r]
+            for c in range(n):
+                row[c] = np.uint32(_mod_signed(src[c], ps, pinv))
+            _forward_row(row, twi, twsi, p)
+            dst = out[r, i]
+            for c in range(n):
+                v = np.uint64(row[c])
+                v = min(v, v - p2)
+                dst[c] = min(v, v - p)

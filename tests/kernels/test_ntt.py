@@ -115,3 +115,42 @@ def test_threads_give_the_same_results() -> None:
         back = list(pool.map(ntt.inverse, got))
     assert all(np.array_equal(g, w) for g, w in zip(got, want * 2))
     assert all(np.array_equal(b, x) for b, x in zip(back, inputs * 2))
+
+
+def _signed_samples(seed: int, n: int, primes: tuple[int, ...]) -> np.ndarray:
+    """Full-range int64, small values, and the edges (0, ±1, ±p, ±(p−1), ±2**62, int64 min/max): (4, n)."""
+    rng = np.random.default_rng(seed)
+    full = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, n, dtype=np.int64, endpoint=True)
+    small = rng.integers(-(1 << 40), 1 << 40, n, dtype=np.int64)
+    tiny = rng.integers(-3, 4, n, dtype=np.int64)
+    edge_vals = [0, 1, -1, 1 << 62, -(1 << 62), np.iinfo(np.int64).max, np.iinfo(np.int64).min]
+    for p in primes:
+        edge_vals += [p, -p, p - 1, 1 - p, p + 1, -p - 1, 3 * p, -3 * p]
+    edge = np.resize(np.array(edge_vals, dtype=np.int64), n)
+    return np.stack([full, small, tiny, edge])
+
+
+@pytest.mark.parametrize("primes", [(17, 97, 257), (12289,), None])
+def test_reduce_signed_matches_python_modulo(primes: tuple[int, ...] | None) -> None:
+    from aiompc.crypto.he.rns import get_basis, reduce_signed
+
+    primes = primes or cheetah_params().primes + _primes(4096, 2, MAX_PRIME_BITS)
+    x = _signed_samples(11, 1024, primes)
+    got = reduce_signed(x, get_basis(primes))
+    assert got.shape == (4, len(primes), 1024) and got.dtype == np.uint64
+    want = [[[int(v) % p for v in row] for p in primes] for row in x.tolist()]
+    assert got.tolist() == want
+
+
+@pytest.mark.parametrize("n,count,bits", [(1024, 3, 30), (4096, 4, 27), (8192, 2, 20)])
+def test_forward_signed_is_forward_of_the_residues(n: int, count: int, bits: int) -> None:
+    primes = _primes(n, count, bits)
+    ref = ReferenceNTT(n, primes)
+    x = _signed_samples(n, n, primes)
+    residues = np.stack([x % np.int64(p) for p in primes], axis=1).astype(np.uint64)
+    got = NTT(n, primes).forward_signed(x)
+    assert got.shape == (4, count, n)
+    assert np.array_equal(got, ref.forward(residues))
+    assert np.array_equal(NTT(n, primes).forward_signed(x[2].astype(np.int8)), got[2])  # small dtypes, one row
+    with pytest.raises(InputError):
+        NTT(n, primes).forward_signed(x[:, :-1])

@@ -203,7 +203,7 @@ class PlainNTT:
         norm = int(np.abs(centered).max()) if centered.size else 0
         count = int(np.count_nonzero(centered, axis=-1).max()) if centered.size else 0
         basis = _basis(params, level)
-        data = get_ntt(params.n, basis.primes).forward(reduce_signed(centered, basis))
+        data = get_ntt(params.n, basis.primes).forward_signed(centered)
         data.setflags(write=False)
         return cls(params, data, norm, count)
 

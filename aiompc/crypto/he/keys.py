@@ -59,7 +59,7 @@ class SecretKey:
         key = ("q", level)
         if key not in self._cache:
             primes = self.params.primes[:level]
-            self._cache[key] = get_ntt(self.params.n, primes).forward(reduce_signed(self.s, get_basis(primes)))
+            self._cache[key] = get_ntt(self.params.n, primes).forward_signed(self.s)
         return self._cache[key]
 
     def aux_ntt(self) -> np.ndarray:
@@ -67,7 +67,7 @@ class SecretKey:
         key = ("aux",)
         if key not in self._cache:
             primes = self.params.aux_primes
-            self._cache[key] = get_ntt(self.params.n, primes).forward(reduce_signed(self.s, get_basis(primes)))
+            self._cache[key] = get_ntt(self.params.n, primes).forward_signed(self.s)
         return self._cache[key]
 
 

@@ -24,7 +24,7 @@ import functools
 import numpy as np
 
 from aiompc.errors import InputError, ParameterError
-from aiompc.kernels.ntt import ntt_forward_inplace, ntt_inverse_inplace
+from aiompc.kernels.ntt import ntt_forward_inplace, ntt_forward_signed, ntt_inverse_inplace
 
 from .primes import MAX_PRIME_BITS, primitive_root_2n
 
@@ -100,6 +100,21 @@ class NTT:
         if not ntt_forward_inplace(out.reshape(-1, *out.shape[-2:]), self._fwd, self._fwd_s, self._p):
             raise InputError("NTT input is not reduced: every residue must be below its prime")
         return out
+
+    def forward_signed(self, x: np.ndarray) -> np.ndarray:
+        """``forward(reduce_signed(x))`` in one pass: signed integers ``(..., n)`` → evaluation form ``(..., k, n)``.
+
+        ``x``: any integers that fit in ``int64`` (e.g. centered weights, ternary or Gaussian samples).
+        """
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "iub" or arr.ndim < 1 or arr.shape[-1] != self.n:
+            raise InputError(f"expected integers of shape (..., {self.n}), got {arr.dtype} {arr.shape}")
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) >> 63:
+            raise InputError("forward_signed takes values that fit in int64")
+        flat = np.ascontiguousarray(arr.reshape(-1, self.n), dtype=np.int64)
+        out = np.empty((flat.shape[0], len(self.primes), self.n), dtype=np.uint64)
+        ntt_forward_signed(flat, self._fwd, self._fwd_s, self._p, out)
+        return out.reshape(*arr.shape[:-1], len(self.primes), self.n)
 
     def inverse(self, a: np.ndarray) -> np.ndarray:
         """Evaluation form → coefficient form, the exact inverse of :meth:`forward`."""

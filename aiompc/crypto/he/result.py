@@ -190,7 +190,7 @@ def rerandomize(ct: Ciphertext, pk: PublicKey, prg: PRG, flood_bits: int = 0) ->
     u = prg.ternary(shape)
     e0 = prg.gaussian(params.sigma, shape)
     e1 = prg.gaussian(params.sigma, shape)
-    u_hat = ntt.forward(reduce_signed(u, basis))
+    u_hat = ntt.forward_signed(u)
     z = pk.ntt_pair(level)[:, None] * u_hat[None] % basis.col
     if ct.ntt_form:
         data = ntt.inverse(mod_add(ct.data, z, basis.col))

@@ -30,6 +30,8 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from aiompc.kernels.ntt import reduce_signed_into
+
 __all__ = [
     "RNSBasis",
     "get_basis",
@@ -148,9 +150,12 @@ def mod_neg(a: np.ndarray, col: np.ndarray) -> np.ndarray:
 
 
 def reduce_signed(x: np.ndarray, basis: RNSBasis) -> np.ndarray:
-    """Signed integers ``x`` (``(..., N)``, ``|x| < 2**63``) → residues ``(..., L, N)``."""
-    x = np.asarray(x, dtype=np.int64)[..., None, :]
-    return (x % basis.col.astype(np.int64)).astype(np.uint64)
+    """Signed integers ``x`` (``(..., N)``, ``|x| < 2**63``) → residues ``(..., L, N)`` (compiled kernel)."""
+    x = np.asarray(x, dtype=np.int64)
+    flat = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+    out = np.empty((flat.shape[0], basis.size, flat.shape[1]), dtype=np.uint64)
+    reduce_signed_into(flat, basis.col.reshape(-1), out)
+    return out.reshape(*x.shape[:-1], basis.size, x.shape[-1])
 
 
 def reduce_unsigned(x: np.ndarray, basis: RNSBasis) -> np.ndarray:
