@@ -15,7 +15,7 @@ Costs (``B`` polynomials, ``L`` primes; one NTT = one polynomial-prime transform
 * :meth:`SeededCiphertext.expand` — ``B·L`` forward NTTs (``a`` is sampled directly in NTT form).
 * :func:`decrypt` — ``B·L`` inverse NTTs (plus ``B·L`` forward ones if given coefficient form).
 * :func:`mul_plain` — one pointwise product; :func:`multiply_accumulate` — ``2·O·J·L·N``
-  multiply-adds with one modular reduction per 16 products (lazy: residues are ``< 2**30``).
+  multiply-adds with one modular reduction per 16 products (lazy: residues are ``< 2**30``), compiled.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
+from aiompc.kernels.rns import mac_into
 
 from .keys import SecretKey, expand_uniform
 from .ntt import get_ntt
@@ -47,7 +48,6 @@ __all__ = [
     "multiply_accumulate",
 ]
 
-_LAZY_PRODUCTS = 16  # residues < 2**30: 16 products (< 2**60 each) plus one residue fit in uint64
 
 
 def _basis(params: HEParams, level: int) -> RNSBasis:
@@ -300,26 +300,15 @@ def multiply_accumulate(ct: Ciphertext, w: PlainNTT) -> Ciphertext:
     """``out[o] = Σ_j ct[j]·w[o, j]`` — the hot path of every linear layer.
 
     ``ct``: ``J`` ciphertexts; ``w``: plaintexts of batch shape ``(O, J)`` (or ``(J,)`` for ``O = 1``).
-    Returns ``O`` ciphertexts in NTT form.  Work: ``2·O·J·L·N`` multiply-adds as uint64 ``einsum``
-    over blocks of 16 products (each below ``2**60``), one reduction mod ``p`` per block.
+    Returns ``O`` ciphertexts in NTT form.  Work: ``2·O·J·L·N`` multiply-adds in a compiled kernel
+    (:func:`aiompc.kernels.rns.mac_into`: blocks of 16 products below ``2**60``, one reduction per block).
     """
     _check_plain(ct, w)
     ct = ct.to_ntt()
     wd = w.data if w.data.ndim == 4 else w.data[None]
     if wd.ndim != 4 or wd.shape[1] != ct.batch:
         raise InputError(f"weights of batch shape {w.shape} do not match {ct.batch} ciphertexts (need (O, J))")
-    n_out, n_in = wd.shape[:2]
-    level, n = ct.level, ct.params.n
-    col = ct.basis.col
-    x = ct.data.reshape(2, n_in, level * n)
-    ww = wd.reshape(n_out, n_in, level * n)
-    out = np.empty((2, n_out, level, n), dtype=np.uint64)
-    for o in range(n_out):
-        acc = np.zeros((2, level, n), dtype=np.uint64)
-        for j0 in range(0, n_in, _LAZY_PRODUCTS):
-            j1 = j0 + _LAZY_PRODUCTS
-            part = np.einsum("jx,cjx->cx", ww[o, j0:j1], x[:, j0:j1])
-            acc += part.reshape(2, level, n)
-            acc %= col
-        out[:, o] = acc
+    n_out = wd.shape[0]
+    out = np.empty((2, n_out, ct.level, ct.params.n), dtype=np.uint64)
+    mac_into(ct.data, wd, ct.basis.col.reshape(-1), out)  # strided weight blocks are read in place
     return Ciphertext(ct.params, out, True)
