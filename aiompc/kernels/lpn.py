@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from aiompc.kernels.jit import kernel
 
 __all__ = ["lpn_encode_rows", "PREFETCH_AHEAD", "PREFETCH_MIN_TABLE_BYTES"]
 
@@ -47,7 +49,7 @@ def _prefetch_row(typingctx, table, row):  # type: ignore[no-untyped-def]  # pra
     return sig, codegen
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def lpn_encode_rows(words: np.ndarray, k: int, table: np.ndarray, out: np.ndarray, ahead: int) -> None:  # pragma: no cover
     """In place: ``out[i] ^= XOR_j table[(words[i, j]·k) >> 32]``.
 

@@ -19,12 +19,13 @@ Layout: ``a`` is ``(rows, k, n)`` ``uint64`` (C-contiguous), ``a[r, i]`` a polyn
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from aiompc.kernels.jit import kernel
 
 __all__ = ["ntt_forward_inplace", "ntt_inverse_inplace", "ntt_forward_signed", "reduce_signed_into"]
 
 
-@njit(nogil=True, cache=True, inline="always")
+@kernel(inline="always")
 def _mod_signed(v: np.int64, p: np.int64, pinv: np.float64) -> np.int64:  # pragma: no cover - compiled
     """``v mod p`` in ``[0, p)`` for any int64 ``v`` and ``p < 2**30``, without a hardware division.
 
@@ -40,7 +41,7 @@ def _mod_signed(v: np.int64, p: np.int64, pinv: np.float64) -> np.int64:  # prag
     return r
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def reduce_signed_into(x: np.ndarray, primes: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out[r, i, c] = x[r, c] mod primes[i]`` (in ``[0, p)``) for int64 ``x`` ``(rows, n)`` → uint64 ``(rows, k, n)``."""
     rows, n = x.shape
@@ -55,7 +56,7 @@ def reduce_signed_into(x: np.ndarray, primes: np.ndarray, out: np.ndarray) -> No
                 dst[c] = np.uint64(_mod_signed(src[c], p, pinv))
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def _forward_row(x: np.ndarray, tw: np.ndarray, tws: np.ndarray, p: np.uint64) -> None:  # pragma: no cover - compiled
     n = x.shape[0]
     p2 = p + p
@@ -80,7 +81,7 @@ def _forward_row(x: np.ndarray, tw: np.ndarray, tws: np.ndarray, p: np.uint64) -
         t >>= 1
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def _inverse_row(x: np.ndarray, tw: np.ndarray, tws: np.ndarray, p: np.uint64) -> None:  # pragma: no cover - compiled
     n = x.shape[0]
     p2 = p + p
@@ -106,7 +107,7 @@ def _inverse_row(x: np.ndarray, tw: np.ndarray, tws: np.ndarray, p: np.uint64) -
         t <<= 1
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def ntt_forward_inplace(a: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray) -> bool:  # pragma: no cover
     """Forward NTT of every row of ``a`` (``(rows, k, n)`` uint64, residues ``< p``), fully reduced output.
 
@@ -140,7 +141,7 @@ def ntt_forward_inplace(a: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: 
     return ok
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def ntt_inverse_inplace(
     a: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray, n_inv: np.ndarray, n_inv_s: np.ndarray
 ) -> bool:  # pragma: no cover
@@ -179,7 +180,7 @@ def ntt_inverse_inplace(
     return ok
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def ntt_forward_signed(
     x: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover

@@ -15,7 +15,8 @@ weight row read once for both components.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from aiompc.kernels.jit import kernel
 
 __all__ = ["mac_into", "LAZY_PRODUCTS"]
 
@@ -24,7 +25,7 @@ _BLOCK = 512  # coefficients per block
 _OUTS = 4  # outputs accumulated together: each input row is read once per 4 outputs; 4·2·512·8 B = 32 KiB
 
 
-@njit(nogil=True, cache=True, inline="always")
+@kernel(inline="always")
 def _reduce64(acc: np.uint64, p: np.uint64, pinv: np.float64) -> np.uint64:  # pragma: no cover
     """``acc mod p`` for any uint64 ``acc`` and ``2**13 < p < 2**30``, branch-free.
 
@@ -40,7 +41,7 @@ def _reduce64(acc: np.uint64, p: np.uint64, pinv: np.float64) -> np.uint64:  # p
     return np.uint64(r)
 
 
-@njit(nogil=True, cache=True)
+@kernel()
 def mac_into(x: np.ndarray, w: np.ndarray, primes: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """``out[c, o, l] = Σ_j x[c, j, l]·w[o, j, l] mod primes[l]``.
 
