@@ -23,6 +23,8 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import GraphKind, default_graph
 from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
+from aiompc.protocols.linear.weight_cache import STATE_KEY as WEIGHT_CACHE_KEY
+from aiompc.protocols.linear.weight_cache import WeightCache
 from aiompc.session import Server, connect, listen
 
 __all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "input_batch", "MAX_SAMPLES"]
@@ -120,9 +122,15 @@ async def serve(
     ssl: ssl_module.SSLContext | None = None,
     calibration: np.ndarray | None = None,
     max_samples: int = MAX_SAMPLES,
+    weight_cache: WeightCache | None = None,
 ) -> Server:
     """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
     :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent.
+
+    The server's weight plaintexts depend only on the model and the plan, so one
+    :class:`~aiompc.protocols.linear.weight_cache.WeightCache` (bounded in bytes; ``weight_cache``, or a
+    new one per call) is shared by every session: a layer's weights are prepared by the first session
+    that needs them and reused by the others.
 
     ``graph`` is the integer program (:func:`load_model`); for an ONNX file it defaults to the engine
     mode's (:func:`~aiompc.nn.modes.default_graph`: ``cheetah`` runs the fixed-point program, so
@@ -132,7 +140,10 @@ async def serve(
     kind = graph if graph is not None or isinstance(model, QGraph) else default_graph(config)
     qgraph = load_model(model, calibration=calibration, graph=kind or "quantized")
 
+    weights = WeightCache() if weight_cache is None else weight_cache
+
     async def handler(party: Party) -> None:
+        party.state[WEIGHT_CACHE_KEY] = weights
         await serve_session(party, qgraph, EngineConfig.from_dict(party.options), max_samples)
 
     options = {**config.to_dict(), **({"graph": kind} if kind else {})}
