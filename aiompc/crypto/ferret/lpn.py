@@ -13,7 +13,7 @@ receiver's MACs keeps the correlation ``MAC = key ⊕ bit·Δ``; with the choice
 least significant bits (see :mod:`aiompc.crypto.ferret.spcot`) the receiver's bits come along for free.
 
 Streaming: rows are processed in chunks (default 2^12 rows): per chunk one AES-CTR call generates the
-index words (``d·4`` bytes per row, the CTR stream started at the chunk's byte offset), then one compiled
+index words (``d·4`` bytes per row; one CTR stream started at the first row's byte offset), then one compiled
 pass (:func:`aiompc.kernels.lpn.lpn_encode_rows`, releasing the GIL) maps them to columns, gathers the
 16-byte items and XORs them into the output.  Scratch memory is ``chunk·d·4`` bytes whatever ``n``.
 Cost per output block: ``d`` random 16-byte reads from the ``16·k``-byte table and ``d`` XORs.
@@ -88,11 +88,17 @@ class LocalLinearCode:
         rows_total = out.shape[0]
         d = self.d
         chunk = min(chunk_rows, max(rows_total, 1))
-        raw_bytes = 2 * BLOCK_BYTES + chunk * d * 4
-        raw = np.empty(raw_bytes, np.uint8)
-        zeros = bytes(raw_bytes)
+        raw = np.empty(2 * BLOCK_BYTES + chunk * d * 4, np.uint8)
+        zeros = memoryview(bytes(chunk * d * 4))
         ahead = PREFETCH_AHEAD if table.nbytes >= PREFETCH_MIN_TABLE_BYTES else 0
+        # one CTR stream for all chunks (they are consecutive), started at the first row's byte offset
+        offset = start_row * d * 4
+        counter = (offset // BLOCK_BYTES).to_bytes(BLOCK_BYTES, "big")
+        enc = Cipher(algorithms.AES(self.seed), modes.CTR(counter)).encryptor()
+        enc.update(bytes(offset % BLOCK_BYTES))
         for r0 in range(0, rows_total, chunk):
             m = min(chunk, rows_total - r0)
-            words = self._stream(start_row + r0, m, raw, zeros)
+            nbytes = m * d * 4
+            enc.update_into(zeros[:nbytes], raw)
+            words = raw[:nbytes].view("<u4").reshape(m, d)
             lpn_encode_rows(words, self.k, table, out[r0 : r0 + m], ahead)
