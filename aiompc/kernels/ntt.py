@@ -209,3 +209,53 @@ def ntt_forward_signed(
                 v = np.uint64(row[c])
                 v = min(v, v - p2)
                 dst[c] = min(v, v - p)
+
+
+@kernel()
+def ntt_forward_sparse_centered(
+    values: np.ndarray, exps: np.ndarray, bits: int, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray,
+    out: np.ndarray, stats: np.ndarray,
+) -> None:  # pragma: no cover
+    """Plaintext polynomials ``Σ_e lift(values[r, e]) X^exps[e]`` in NTT form, with their noise statistics.
+
+    ``lift(v)``: ``v mod 2**bits`` centered into ``(−2**(bits−1), 2**(bits−1)]`` (``bits <= 62``; ``values``
+    are uint64 words, two's complement for negative integers).  ``values``: ``(rows, E)``; ``exps``:
+    ``(E,)`` distinct exponents in ``[0, n)``; ``out``: ``(rows, k, n)`` uint64, fully reduced.  ``stats``
+    (int64, 2) receives ``max |lift|`` and the largest number of non-zero coefficients in one row.
+    No dense ``(rows, n)`` array of coefficients is made.
+    """
+    rows, n_e = values.shape
+    k = primes.shape[0]
+    n = out.shape[2]
+    t = np.int64(1) << np.int64(bits)
+    mask = np.uint64(t - 1)
+    half = t >> np.int64(1)
+    lifted = np.empty(n_e, dtype=np.int64)
+    row = np.empty(n, dtype=np.uint32)
+    norm = np.int64(0)
+    count = np.int64(0)
+    for r in range(rows):
+        nonzero = np.int64(0)
+        for e in range(n_e):
+            u = np.int64(values[r, e] & mask)
+            v = u - t if u > half else u
+            lifted[e] = v
+            norm = max(norm, abs(v))
+            nonzero += 1 if v != 0 else 0
+        count = max(count, nonzero)
+        for i in range(k):
+            p = np.uint64(primes[i])
+            ps = np.int64(primes[i])
+            pinv = 1.0 / np.float64(ps)
+            p2 = p + p
+            row[:] = 0
+            for e in range(n_e):
+                row[exps[e]] = np.uint32(_mod_signed(lifted[e], ps, pinv))
+            _forward_row(row, tw[i], tws[i], p)
+            dst = out[r, i]
+            for c in range(n):
+                v64 = np.uint64(row[c])
+                v64 = min(v64, v64 - p2)
+                dst[c] = min(v64, v64 - p)
+    stats[0] = norm
+    stats[1] = count

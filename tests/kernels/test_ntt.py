@@ -154,3 +154,27 @@ def test_forward_signed_is_forward_of_the_residues(n: int, count: int, bits: int
     assert np.array_equal(NTT(n, primes).forward_signed(x[2].astype(np.int8)), got[2])  # small dtypes, one row
     with pytest.raises(InputError):
         NTT(n, primes).forward_signed(x[:, :-1])
+
+
+@pytest.mark.parametrize("bits", [1, 13, 37, 60])
+def test_sparse_centered_forward_matches_the_dense_reference(bits: int) -> None:
+    n, primes = 2048, _primes(2048, 3, 29)
+    rng = np.random.default_rng(bits)
+    exps = rng.choice(n, 40, replace=False)
+    values = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, (5, 40), dtype=np.int64)
+    values[0] = 0  # an all-zero polynomial
+    values[1, :3] = [1 << (bits - 1), -(1 << (bits - 1)), (1 << bits) - 1]  # t/2 stays positive; -t/2 -> t/2; t-1 -> -1
+    values[2, 5:] = 0  # fewer non-zeros
+    t = 1 << bits
+    u = values.view(np.uint64) & np.uint64(t - 1)
+    lifted = u.astype(np.int64) - np.where(u > np.uint64(t // 2), np.int64(t), np.int64(0))
+    dense = np.zeros((5, n), dtype=np.int64)
+    dense[:, exps] = lifted
+    residues = np.stack([dense % p for p in primes], axis=1).astype(np.uint64)
+    data, norm, count = NTT(n, primes).forward_sparse_centered(values, exps, bits)
+    assert np.array_equal(data, ReferenceNTT(n, primes).forward(residues))
+    assert norm == int(np.abs(lifted).max()) and count == int(np.count_nonzero(lifted, axis=-1).max())
+    with pytest.raises(InputError):
+        NTT(n, primes).forward_sparse_centered(values, np.r_[exps[:-1], exps[0]], bits)  # repeated exponent
+    with pytest.raises(InputError):
+        NTT(n, primes).forward_sparse_centered(values, np.r_[exps[:-1], n], bits)  # out of range

@@ -193,17 +193,18 @@ class PlainNTT:
     @classmethod
     def encode(cls, params: HEParams, w: np.ndarray, level: int | None = None) -> PlainNTT:
         """``w``: integers of shape ``(*batch, N)`` (taken mod ``t``, lifted to ``(−t/2, t/2]``)."""
-        level = params.levels if level is None else level
         arr = np.asarray(w)
         if arr.dtype.kind not in "iub" or arr.ndim < 1 or arr.shape[-1] != params.n:
             raise InputError(f"weights must be integers of shape (..., {params.n}), got {arr.dtype} {arr.shape}")
-        t, half = params.t, params.t // 2
-        u = arr.astype(np.int64 if arr.dtype.kind == "i" else np.uint64).view(np.uint64) & np.uint64(t - 1)
-        centered = u.astype(np.int64) - np.where(u > np.uint64(half), np.int64(t), np.int64(0))
-        norm = int(np.abs(centered).max()) if centered.size else 0
-        count = int(np.count_nonzero(centered, axis=-1).max()) if centered.size else 0
-        basis = _basis(params, level)
-        data = get_ntt(params.n, basis.primes).forward_signed(centered)
+        return cls.encode_sparse(params, arr, np.arange(params.n), level)
+
+    @classmethod
+    def encode_sparse(cls, params: HEParams, values: np.ndarray, exps: np.ndarray, level: int | None = None) -> PlainNTT:
+        """The plaintexts ``Σ_e values[..., e] X^exps[e]`` (``exps``: distinct, in ``[0, N)``), as :meth:`encode`
+        of the dense polynomials gives them, without building those (one compiled pass per polynomial)."""
+        level = params.levels if level is None else level
+        ntt = get_ntt(params.n, params.primes[:level])
+        data, norm, count = ntt.forward_sparse_centered(values, exps, params.plain_bits)
         data.setflags(write=False)
         return cls(params, data, norm, count)
 

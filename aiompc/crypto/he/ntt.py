@@ -24,7 +24,12 @@ import functools
 import numpy as np
 
 from aiompc.errors import InputError, ParameterError
-from aiompc.kernels.ntt import ntt_forward_inplace, ntt_forward_signed, ntt_inverse_inplace
+from aiompc.kernels.ntt import (
+    ntt_forward_inplace,
+    ntt_forward_signed,
+    ntt_forward_sparse_centered,
+    ntt_inverse_inplace,
+)
 
 from .primes import MAX_PRIME_BITS, primitive_root_2n
 
@@ -115,6 +120,28 @@ class NTT:
         out = np.empty((flat.shape[0], len(self.primes), self.n), dtype=np.uint64)
         ntt_forward_signed(flat, self._fwd, self._fwd_s, self._p, out)
         return out.reshape(*arr.shape[:-1], len(self.primes), self.n)
+
+    def forward_sparse_centered(self, values: np.ndarray, exps: np.ndarray, bits: int) -> tuple[np.ndarray, int, int]:
+        """NTT form of ``Σ_e lift(values[..., e]) X^exps[e]`` with ``lift`` the centered residue mod ``2**bits``.
+
+        ``values``: integers ``(*batch, E)`` (taken mod ``2**bits``, ``1 <= bits <= 62``); ``exps``: ``E``
+        distinct exponents in ``[0, n)``.  Returns ``(data (*batch, k, n), max |lift|, most non-zeros in one
+        polynomial)``.  The dense polynomials are never built (one pass per polynomial).
+        """
+        arr = np.asarray(values)
+        e = np.asarray(exps, dtype=np.int64).reshape(-1)
+        if arr.dtype.kind not in "iub" or arr.ndim < 1 or arr.shape[-1] != e.size:
+            raise InputError(f"expected integers of shape (..., {e.size}), got {arr.dtype} {arr.shape}")
+        if not 1 <= bits <= 62:
+            raise InputError(f"bits must be in 1..62, got {bits}")
+        if e.size and (e.min() < 0 or e.max() >= self.n or np.unique(e).size != e.size):
+            raise InputError(f"exponents must be distinct and in [0, {self.n})")
+        words = np.ascontiguousarray(arr.astype(np.int64 if arr.dtype.kind == "i" else np.uint64, copy=False))
+        flat = words.view(np.uint64).reshape(-1, e.size)
+        out = np.empty((flat.shape[0], len(self.primes), self.n), dtype=np.uint64)
+        stats = np.zeros(2, dtype=np.int64)
+        ntt_forward_sparse_centered(flat, e, bits, self._fwd, self._fwd_s, self._p, out, stats)
+        return out.reshape(*arr.shape[:-1], len(self.primes), self.n), int(stats[0]), int(stats[1])
 
     def inverse(self, a: np.ndarray) -> np.ndarray:
         """Evaluation form → coefficient form, the exact inverse of :meth:`forward`."""

@@ -8,7 +8,7 @@ for a matrix product).  The NTT is linear and ``NTT(X^e)[k] = w_k^e`` with ``w_k
 
 one matrix product per prime instead of ``B`` NTTs.  The product is done exactly in float64 BLAS: the
 centered weights are split into signed limbs small enough that every partial sum stays below ``2^53``.
-:func:`weight_plaintexts` picks this path or the HE core's per-polynomial NTT (:meth:`PlainNTT.encode`) by a
+:func:`weight_plaintexts` picks this path or the HE core's per-polynomial NTT (:meth:`PlainNTT.encode_sparse`) by a
 cost estimate; both give identical :class:`~aiompc.crypto.he.PlainNTT` objects.
 """
 
@@ -20,7 +20,6 @@ import math
 import numpy as np
 
 from aiompc.crypto.he import HEParams, PlainNTT, get_ntt
-from aiompc.protocols.linear.encoding import scatter_coefficients
 
 __all__ = ["monomial_ntt", "sparse_plain_ntt", "weight_plaintexts"]
 
@@ -149,5 +148,5 @@ def weight_plaintexts(params: HEParams, values: np.ndarray, exps: np.ndarray, ma
     limbs = max(1, math.ceil(params.plain_bits / max(1, free_bits)))
     mat_cost = elements * limbs * (2 * exps.size / _FLOPS + _MAT_ELEMENT_SECONDS)
     if exps.size == 0 or mat_cost >= ntt_cost or free_bits < 1:
-        return PlainNTT.encode(params, scatter_coefficients(values, exps, params.n))
+        return PlainNTT.encode_sparse(params, values, exps)
     return sparse_plain_ntt(params, values, exps)
