@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from numba import njit
+from numba import njit, vectorize
 
-__all__ = ["kernel"]
+__all__ = ["kernel", "ufunc_kernel"]
 
 
 def kernel(**options: Any) -> Callable[[Callable[..., Any]], Any]:
@@ -27,5 +27,20 @@ def kernel(**options: Any) -> Callable[[Callable[..., Any]], Any]:
             if "cannot cache" not in str(exc):
                 raise
             return njit(nogil=True, **options)(fn)
+
+    return wrap
+
+
+def ufunc_kernel(signatures: list[str]) -> Callable[[Callable[..., Any]], Any]:
+    """Decorator: a compiled numpy ufunc (``numba.vectorize``, broadcasting like any ufunc; numpy runs its
+    loop without the GIL), cached like :func:`kernel` and with the same fallback."""
+
+    def wrap(fn: Callable[..., Any]) -> Any:
+        try:
+            return vectorize(signatures, nopython=True, cache=True)(fn)
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            return vectorize(signatures, nopython=True)(fn)
 
     return wrap

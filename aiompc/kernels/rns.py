@@ -7,7 +7,12 @@ reduced once, without a hardware division: the float64 estimate of ``⌊acc/p⌋
 (for ``p > 2**13``; smaller primes, which only tests use, take ``%``), and ``acc − q·p`` (exact in
 wrapping arithmetic) is corrected by a conditional add and a conditional subtract.
 
-Loop order: per output ``o`` and prime ``l``, the coefficient axis is cut into blocks small enough that
+Elementwise modular arithmetic on residues ``a, b < p < 2**30`` as compiled ufuncs (one pass, no
+temporaries, broadcasting over a column of primes): :func:`add_mod`, :func:`sub_mod`, :func:`neg_mod`,
+:func:`mul_mod` (the product is below ``2**60``; the quotient is estimated in float64, off by at most one
+for ``p > 2**13``, and corrected; smaller primes take ``%``), and :func:`rem` (any ``uint64`` mod ``p``).
+
+Loop order of :func:`mac_into`: per output ``o`` and prime ``l``, the coefficient axis is cut into blocks small enough that
 the two accumulators (``c0``, ``c1``) stay in L1; within a block the inputs ``j`` stream through, each
 weight row read once for both components.
 """
@@ -16,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from aiompc.kernels.jit import kernel
+from aiompc.kernels.jit import kernel, ufunc_kernel
 
-__all__ = ["mac_into", "LAZY_PRODUCTS"]
+__all__ = ["mac_into", "LAZY_PRODUCTS", "add_mod", "sub_mod", "neg_mod", "mul_mod", "rem"]
 
 LAZY_PRODUCTS = 16  # products (< 2**60) summed before one reduction: 16·2**60 + 2**30 < 2**64
 _BLOCK = 512  # coefficients per block
@@ -81,3 +86,48 @@ def mac_into(x: np.ndarray, w: np.ndarray, primes: np.ndarray, out: np.ndarray) 
                 for oo in range(no):
                     for c in range(n_c):
                         out[c, o0 + oo, l, b0 : b0 + m] = acc[oo, c, :m]
+
+
+_U64x3 = ["uint64(uint64, uint64, uint64)"]
+
+
+@ufunc_kernel(_U64x3)
+def add_mod(a: np.uint64, b: np.uint64, p: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """``(a + b) mod p`` for residues ``a, b < p``."""
+    s = a + b
+    return s - p if s >= p else s
+
+
+@ufunc_kernel(_U64x3)
+def sub_mod(a: np.uint64, b: np.uint64, p: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """``(a − b) mod p`` for residues ``a, b < p``."""
+    s = a + (p - b)
+    return s - p if s >= p else s
+
+
+@ufunc_kernel(["uint64(uint64, uint64)"])
+def neg_mod(a: np.uint64, p: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """``−a mod p`` for a residue ``a < p``."""
+    return p - a if a != 0 else a
+
+
+@ufunc_kernel(_U64x3)
+def mul_mod(a: np.uint64, b: np.uint64, p: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """``a·b mod p`` for residues ``a, b < p < 2**30``."""
+    x = a * b
+    if p < np.uint64(1 << 14):
+        return x % p
+    q = np.uint64(np.float64(x) * (1.0 / np.float64(p)))
+    r = np.int64(x - q * p)
+    pp = np.int64(p)
+    r = r + pp if r < 0 else r
+    r = r - pp if r >= pp else r
+    return np.uint64(r)
+
+
+@ufunc_kernel(["uint64(uint64, uint64)"])
+def rem(x: np.uint64, p: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """``x mod p`` for any uint64 ``x`` and ``p < 2**30`` (``x % p`` without a hardware division)."""
+    if p < np.uint64(1 << 14):
+        return x % p
+    return _reduce64(x, p, 1.0 / np.float64(p))

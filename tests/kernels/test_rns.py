@@ -67,3 +67,26 @@ def test_mac_strided_weights() -> None:
     w = whole[:, 2:7]  # a chunk of a whole weight tensor, not contiguous
     assert not w.flags.c_contiguous
     assert np.array_equal(_mac(x, w, primes), multiply_accumulate_reference(x, np.ascontiguousarray(w), primes))
+
+
+@pytest.mark.parametrize("primes", [cheetah_params().primes, _primes(4096, 3, MAX_PRIME_BITS), (12289, 18433), (17, 97)])
+def test_elementwise_mod_ufuncs_match_numpy_and_python(primes: tuple[int, ...]) -> None:
+    from aiompc.kernels.rns import add_mod, mul_mod, neg_mod, rem, sub_mod
+
+    rng = np.random.default_rng(len(primes))
+    col = np.array(primes, dtype=np.uint64).reshape(-1, 1)
+    a = _residues(rng, (3, len(primes), 512), primes)
+    b = _residues(rng, (3, len(primes), 512), primes)
+    a[0, :, :4] = 0  # edges: 0 and p-1 in every combination
+    b[0, :, :4] = (col - np.uint64(1)) * np.array([0, 1, 0, 1], dtype=np.uint64)
+    a[0, :, 2:4] = col - np.uint64(1)
+    assert np.array_equal(add_mod(a, b, col), (a + b) % col)
+    assert np.array_equal(sub_mod(a, b, col), (a + col - b) % col)
+    assert np.array_equal(neg_mod(a, col), (col - a) % col)
+    assert np.array_equal(mul_mod(a, b, col), a * b % col)  # products < 2**60: numpy is exact
+    i, j = 1, 0
+    assert int(mul_mod(a[i, j, 7], b[i, j, 7], np.uint64(primes[j]))) == int(a[i, j, 7]) * int(b[i, j, 7]) % primes[j]
+    assert mul_mod(a[0], b[0, :1], col).shape == a[0].shape  # broadcasting like any ufunc
+    words = rng.integers(0, np.iinfo(np.uint64).max, (len(primes), 512), dtype=np.uint64, endpoint=True)
+    words[:, :3] = [0, np.iinfo(np.uint64).max, (1 << 63)]
+    assert np.array_equal(rem(words, col), words % col)

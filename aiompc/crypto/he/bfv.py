@@ -31,7 +31,7 @@ from aiompc.kernels.rns import mac_into
 from .keys import SecretKey, expand_uniform
 from .ntt import get_ntt
 from .params import HEParams
-from .rns import RNSBasis, encode_scaled, get_basis, mod_add, mod_neg, reduce_signed, scale_round_pow2
+from .rns import RNSBasis, encode_scaled, get_basis, mod_add, mod_mul, mod_neg, reduce_signed, scale_round_pow2
 
 __all__ = [
     "Ciphertext",
@@ -234,7 +234,7 @@ def encrypt_symmetric(sk: SecretKey, m: np.ndarray, prg: PRG, *, level: int | No
     seed = prg.seed()
     a_hat = expand_uniform(params, seed, mm.shape[0], level)
     e = prg.gaussian(params.sigma, mm.shape)
-    a_s = get_ntt(params.n, basis.primes).inverse(a_hat * sk.ntt(level) % basis.col)
+    a_s = get_ntt(params.n, basis.primes).inverse(mod_mul(a_hat, sk.ntt(level), basis.col))
     c0 = mod_add(encode_scaled(mm, params.plain_bits, basis), reduce_signed(e, basis), basis.col)
     c0 = mod_add(c0, mod_neg(a_s, basis.col), basis.col)
     return SeededCiphertext(params, c0, seed)
@@ -246,8 +246,8 @@ def phase(sk: SecretKey, ct: Ciphertext) -> np.ndarray:
     ntt = get_ntt(ct.params.n, basis.primes)
     s_hat = sk.ntt(ct.level)
     if ct.ntt_form:
-        return ntt.inverse(mod_add(ct.c0, ct.c1 * s_hat % basis.col, basis.col))
-    return mod_add(ct.c0, ntt.inverse(ntt.forward(ct.c1) * s_hat % basis.col), basis.col)
+        return ntt.inverse(mod_add(ct.c0, mod_mul(ct.c1, s_hat, basis.col), basis.col))
+    return mod_add(ct.c0, ntt.inverse(mod_mul(ntt.forward(ct.c1), s_hat, basis.col)), basis.col)
 
 
 def decrypt(sk: SecretKey, ct: Ciphertext) -> np.ndarray:
@@ -294,7 +294,7 @@ def mul_plain(ct: Ciphertext, w: PlainNTT) -> Ciphertext:
     ct = ct.to_ntt()
     if w.data.ndim > 3 or (w.data.ndim == 3 and w.data.shape[0] not in (1, ct.batch)):
         raise InputError(f"plaintext batch {w.shape} does not match ciphertext batch {ct.batch}")
-    return Ciphertext(ct.params, ct.data * w.data % ct.basis.col, True)
+    return Ciphertext(ct.params, mod_mul(ct.data, w.data, ct.basis.col), True)
 
 
 def multiply_accumulate(ct: Ciphertext, w: PlainNTT) -> Ciphertext:
