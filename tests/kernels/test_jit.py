@@ -17,6 +17,8 @@ a = np.arange(1024, dtype=np.uint64).reshape(1, 1024)
 assert np.array_equal(ntt.inverse(ntt.forward(a)), a)
 out = np.zeros((3, 2), np.uint64)
 LocalLinearCode(bytes(16), 5, 3).encode_into(np.ones((5, 2), np.uint64), out)
+from aiompc.crypto.he.rns import mod_mul  # the compiled ufuncs too
+assert int(mod_mul(np.uint64(3), np.uint64(5), np.uint64(12289))) == 15
 print("ok")
 """
 
