@@ -36,7 +36,7 @@ def public_key(label: str) -> bytes:
 
 def lsb(blocks: np.ndarray) -> np.ndarray:
     """The least significant bit of every block, as ``uint8`` 0/1, shape ``(n,)``."""
-    return (blocks[:, 0] & np.uint64(1)).astype(np.uint8)
+    return blocks[:, 0].astype(np.uint8) & np.uint8(1)  # truncation keeps bit 0: one pass over the words
 
 
 class FixedKeyAES:
