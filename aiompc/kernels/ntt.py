@@ -8,9 +8,13 @@ Algorithm: Cooley–Tukey (forward) and Gentleman–Sande (inverse) radix-2 butt
 reduction (forward values kept in ``[0, 4p)``, inverse in ``[0, 2p)``) and Shoup multiplication by
 the precomputed twiddles.  ``p < 2**30`` keeps ``4p < 2**32``: the working copy of a polynomial is
 ``uint32`` and the only 64-bit operation per butterfly is the high half of ``y·w'``.  Each polynomial
-is copied into a ``uint32`` scratch row, transformed there (the inner loops run over contiguous runs
-of ``t`` coefficients; the last stages, where ``t`` is short, are unrolled per twiddle block), fully
-reduced and written back, so one call touches each ``uint64`` residue twice.
+is copied into a ``uint32`` scratch row (16 KiB for ``n = 4096``: it stays in L1), transformed there
+stage by stage (the inner loop of a stage runs over the contiguous run of ``t`` coefficients that share
+a twiddle; LLVM vectorises it), fully reduced and written back, so one call reads and writes each
+``uint64`` residue once.  Measured ≈ 21 µs per ``n = 4096`` polynomial and prime (``benchmarks/kernels.py``).
+
+Also here, because they share the reduction helper: :func:`reduce_signed_into` (signed integers → residues)
+and the fused variants :func:`ntt_forward_signed` and :func:`ntt_forward_sparse_centered`.
 
 Layout: ``a`` is ``(rows, k, n)`` ``uint64`` (C-contiguous), ``a[r, i]`` a polynomial modulo
 ``p[i]``; every (row, prime) pair is an independent transform.
@@ -22,7 +26,13 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel
 
-__all__ = ["ntt_forward_inplace", "ntt_inverse_inplace", "ntt_forward_signed", "reduce_signed_into"]
+__all__ = [
+    "ntt_forward_inplace",
+    "ntt_inverse_inplace",
+    "ntt_forward_signed",
+    "ntt_forward_sparse_centered",
+    "reduce_signed_into",
+]
 
 
 @kernel(inline="always")
