@@ -174,7 +174,11 @@ def test_sparse_centered_forward_matches_the_dense_reference(bits: int) -> None:
     data, norm, count = NTT(n, primes).forward_sparse_centered(values, exps, bits)
     assert np.array_equal(data, ReferenceNTT(n, primes).forward(residues))
     assert norm == int(np.abs(lifted).max()) and count == int(np.count_nonzero(lifted, axis=-1).max())
-    with pytest.raises(InputError):
-        NTT(n, primes).forward_sparse_centered(values, np.r_[exps[:-1], exps[0]], bits)  # repeated exponent
+    rep = np.r_[exps[:-1], exps[0]]  # a repeated exponent: the last value wins, as in a dense assignment
+    dense_rep = np.zeros((5, n), dtype=np.int64)
+    dense_rep[:, rep] = lifted
+    got, norm_rep, count_rep = NTT(n, primes).forward_sparse_centered(values, rep, bits)
+    assert np.array_equal(got, ReferenceNTT(n, primes).forward(np.stack([dense_rep % p for p in primes], axis=1).astype(np.uint64)))
+    assert norm_rep == int(np.abs(dense_rep).max()) and count_rep == int(np.count_nonzero(dense_rep, axis=-1).max())
     with pytest.raises(InputError):
         NTT(n, primes).forward_sparse_centered(values, np.r_[exps[:-1], n], bits)  # out of range

@@ -200,8 +200,9 @@ class PlainNTT:
 
     @classmethod
     def encode_sparse(cls, params: HEParams, values: np.ndarray, exps: np.ndarray, level: int | None = None) -> PlainNTT:
-        """The plaintexts ``Σ_e values[..., e] X^exps[e]`` (``exps``: distinct, in ``[0, N)``), as :meth:`encode`
-        of the dense polynomials gives them, without building those (one compiled pass per polynomial)."""
+        """The plaintexts of the dense polynomials ``dense[..., exps] = values`` (``exps`` in ``[0, N)``; a repeated
+        exponent takes its last value), as :meth:`encode` gives them, without building those (one compiled pass
+        per polynomial)."""
         level = params.levels if level is None else level
         ntt = get_ntt(params.n, params.primes[:level])
         data, norm, count = ntt.forward_sparse_centered(values, exps, params.plain_bits)

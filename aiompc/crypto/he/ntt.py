@@ -125,7 +125,8 @@ class NTT:
         """NTT form of ``Σ_e lift(values[..., e]) X^exps[e]`` with ``lift`` the centered residue mod ``2**bits``.
 
         ``values``: integers ``(*batch, E)`` (taken mod ``2**bits``, ``1 <= bits <= 62``); ``exps``: ``E``
-        distinct exponents in ``[0, n)``.  Returns ``(data (*batch, k, n), max |lift|, most non-zeros in one
+        exponents in ``[0, n)`` (a repeated exponent takes its last value, like the assignment
+        ``dense[..., exps] = values``; the statistics are those of the dense polynomials).  Returns ``(data (*batch, k, n), max |lift|, most non-zeros in one
         polynomial)``.  The dense polynomials are never built (one pass per polynomial).
         """
         arr = np.asarray(values)
@@ -134,8 +135,12 @@ class NTT:
             raise InputError(f"expected integers of shape (..., {e.size}), got {arr.dtype} {arr.shape}")
         if not 1 <= bits <= 62:
             raise InputError(f"bits must be in 1..62, got {bits}")
-        if e.size and (e.min() < 0 or e.max() >= self.n or np.unique(e).size != e.size):
-            raise InputError(f"exponents must be distinct and in [0, {self.n})")
+        if e.size and (e.min() < 0 or e.max() >= self.n):
+            raise InputError(f"exponents must be in [0, {self.n})")
+        uniq, first_from_end = np.unique(e[::-1], return_index=True)
+        if uniq.size != e.size:  # a repeated exponent takes its last value, as ``dense[..., exps] = values`` does
+            keep = np.sort(e.size - 1 - first_from_end)
+            arr, e = arr[..., keep], e[keep]
         words = np.ascontiguousarray(arr.astype(np.int64 if arr.dtype.kind == "i" else np.uint64, copy=False))
         flat = words.view(np.uint64).reshape(-1, e.size)
         out = np.empty((flat.shape[0], len(self.primes), self.n), dtype=np.uint64)
