@@ -3,7 +3,8 @@
 For each layer: both parties run the protocol over the in-memory transport (`aiompc.run_local`); bytes
 in each direction come from the channel statistics under the layer's label (the once-per-session public key
 is reported separately); seconds are each party's wall time for its call (they overlap: the parties run
-concurrently on the machine's cores).  Reference C++ figures (REFERENCE.md, same kind of machine) are
+concurrently on the machine's cores); `CPU s both` is the process's CPU time for the layer, both parties
+together (including the session's key exchange).  Reference C++ figures (REFERENCE.md, same kind of machine) are
 printed beside where they exist.
 
 Weights are random signed integers of `--weight-bits` bits (12-bit fixed point by default, as Cheetah's
@@ -96,15 +97,17 @@ async def measure(layer: Layer, l: int, weight_bits: int, rng: np.random.Generat
         times[role] = time.perf_counter() - t0
         return y, p.channel.stats()
 
+    cpu0 = time.process_time()
     (ys, st_s), (yc, st_c) = await run_local(
         lambda p: warm_and_run(p, "server", xs, w), lambda p: warm_and_run(p, "client", xc, None)
     )
+    cpu = time.process_time() - cpu0  # both parties (one process), the session's key exchange included
     ref = conv2d_ref(x, w, s, l) if isinstance(s, ConvShape) else matmul_ref(x, w, l)
     exact = bool(np.array_equal(reconstruct(ys, yc, l), ref))
     lab = st_c.select("layer")
     keys = st_c.select("he-keys")
     return dict(plan=plan, up=lab.bytes_sent, down=lab.bytes_recv, keys=keys.bytes_sent, rounds=lab.rounds,
-                server=times["server"], client=times["client"], exact=exact)
+                server=times["server"], client=times["client"], cpu=cpu, exact=exact)
 
 
 def row(layer: Layer, r: dict[str, object], md: bool) -> str:
@@ -118,6 +121,7 @@ def row(layer: Layer, r: dict[str, object], md: bool) -> str:
         f"{ref[0]:.2f}/{ref[1]:.2f}" if ref else "-",
         f"{r['server']:.2f}",
         f"{r['client']:.2f}",
+        f"{r['cpu']:.2f}",
         f"{ref[2]:.2f}" if ref else "-",
         f"{plan.output.bits0}/{plan.output.bits1}",
         str(plan.pipeline.stat_bits),
@@ -126,7 +130,7 @@ def row(layer: Layer, r: dict[str, object], md: bool) -> str:
     return ("| " + " | ".join(cells) + " |") if md else "  ".join(f"{c:>14}" if i else f"{c:<26}" for i, c in enumerate(cells))
 
 
-HEADER = ["layer", "ct in/out", "MiB c->s", "MiB s->c", "C++ MiB", "s server", "s client", "C++ s",
+HEADER = ["layer", "ct in/out", "MiB c->s", "MiB s->c", "C++ MiB", "s server", "s client", "CPU s both", "C++ s",
           "c0/c1 bits", "stat", "exact"]
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from aiompc.errors import InputError
 
+from aiompc.kernels.sampling import take_below
+
 __all__ = ["PRG", "SEED_BYTES"]
 
 SEED_BYTES = 32
@@ -80,14 +82,12 @@ class PRG:
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         n = int(np.prod(shape, dtype=np.int64))
         bits = (modulus - 1).bit_length()
+        mask, bound = np.uint64((1 << bits) - 1), np.uint64(modulus)
         out = np.empty(n, dtype=np.uint64)
         filled = 0
         while filled < n:
             need = n - filled
-            cand = self.integers(bits, need + need // 2 + 16)
-            cand = cand[cand < np.uint64(modulus)][:need]
-            out[filled : filled + cand.size] = cand
-            filled += cand.size
+            filled = take_below(self.words(need + need // 2 + 16), mask, bound, out, filled)  # compiled filter
         return out.reshape(shape)
 
     def ternary(self, shape: int | tuple[int, ...]) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 The wire format of every bit-packed share and ciphertext coefficient (:mod:`aiompc.wire`,
 :mod:`aiompc.crypto.he.serialize`): ``n`` values of ``b`` bits take exactly ``ceil(n*b/8)`` bytes.
+Widths 8, 16, 32 and 64 are plain little-endian arrays; the others go through two compiled loops
+(numba, ``nogil``) that place value ``i`` at bit ``i·b`` of a little-endian array of 64-bit words.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from aiompc.errors import InputError, ProtocolError
+from aiompc.kernels.jit import kernel
 
 __all__ = ["pack_bits", "unpack_bits", "packed_size"]
 
@@ -27,8 +30,7 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
     """Pack unsigned integers ``< 2**bits`` densely, little-endian bit order, into ``ceil(n*bits/8)`` bytes.
 
     ``values`` is flattened; raises :class:`InputError` if a value does not fit in ``bits`` bits.
-    Vectorised over blocks of 64 values, which fill exactly ``bits`` 64-bit words: the only Python
-    loop is over the 64 positions in a block.
+    One compiled pass over the values (:func:`_pack_words`).
     """
     _check_bits(bits)
     v = np.ascontiguousarray(values).reshape(-1)
@@ -41,18 +43,9 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
     if bits in (8, 16, 32, 64):
         return v.astype(f"<u{bits // 8}").tobytes()
     n = v.size
-    blocks = -(-n // 64)
-    padded = np.zeros(blocks * 64, dtype=np.uint64)
-    padded[:n] = v
-    cols = padded.reshape(blocks, 64)
-    words = np.zeros((blocks, bits), dtype=np.uint64)
-    for j in range(64):
-        w, s = divmod(j * bits, 64)
-        col = cols[:, j]
-        words[:, w] |= col << np.uint64(s)
-        if s + bits > 64:
-            words[:, w + 1] |= col >> np.uint64(64 - s)
-    return words.astype("<u8").tobytes()[: packed_size(n, bits)]
+    words = np.zeros(-(-n * bits // 64), dtype=np.uint64)
+    _pack_words(v, bits, words)
+    return words.astype("<u8", copy=False).tobytes()[: packed_size(n, bits)]
 
 
 def unpack_bits(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
@@ -73,22 +66,37 @@ def unpack_bits(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
     tail = count * bits % 8
     if tail and buf[-1] >> tail:
         raise ProtocolError("non-zero padding bits in bit-packed data")
-    blocks = -(-count // 64)
-    raw = np.zeros(blocks * bits * 8, dtype=np.uint8)
+    raw = np.zeros(-(-count * bits // 64) * 8 + 8, dtype=np.uint8)  # one spare word: reads past the end see 0
     raw[:expected] = buf
-    words = raw.view("<u8").reshape(blocks, bits)  # native on little-endian hosts: no copy
-    if words.dtype != np.uint64:
-        words = words.astype(np.uint64)
-    out = np.empty((blocks, 64), dtype=np.uint64)  # the only allocation of 64/bits times the input
-    mask = np.uint64((1 << bits) - 1)
-    for j in range(64):
-        w, s = divmod(j * bits, 64)
-        col = words[:, w] >> np.uint64(s)
+    out = np.empty(count, dtype=np.uint64)
+    _unpack_words(raw.view("<u8").astype(np.uint64, copy=False), bits, out)
+    return out
+
+
+@kernel()
+def _pack_words(v: np.ndarray, bits: int, words: np.ndarray) -> None:  # pragma: no cover - compiled
+    """OR value ``i`` (``< 2**bits``, ``bits < 64``) into ``words`` at bit ``i·bits`` (little-endian words)."""
+    pos = 0
+    for i in range(v.shape[0]):
+        w = pos >> 6
+        s = pos & 63
+        x = v[i]
+        words[w] |= x << np.uint64(s)
         if s + bits > 64:
-            col |= words[:, w + 1] << np.uint64(64 - s)
-        out[:, j] = col & mask
-    del raw, words
-    flat = out.reshape(-1)
-    return flat if flat.size == count else flat[:count]  # a view: no second copy of the expansion
+            words[w + 1] |= x >> np.uint64(64 - s)
+        pos += bits
 
 
+@kernel()
+def _unpack_words(words: np.ndarray, bits: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[i]`` = the ``bits`` bits of ``words`` from bit ``i·bits`` (``bits < 64``; ``words`` padded by a word)."""
+    mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    pos = 0
+    for i in range(out.shape[0]):
+        w = pos >> 6
+        s = pos & 63
+        x = words[w] >> np.uint64(s)
+        if s + bits > 64:
+            x |= words[w + 1] << np.uint64(64 - s)
+        out[i] = x & mask
+        pos += bits

@@ -27,6 +27,8 @@ from aiompc.nn.modes import EngineConfig, GraphKind, Mode, Output, mode_named, m
 from aiompc.nn.quant_choices import DATASETS, RANDOM_CALIBRATION_SAMPLES, RandomCalibrationWarning, random_calibration
 from aiompc.nn.secure import LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
+from aiompc.protocols.linear.weight_cache import STATE_KEY as WEIGHT_CACHE_KEY
+from aiompc.protocols.linear.weight_cache import WeightCache
 from aiompc.session import Server, ServerPolicy, connect, listen
 
 __all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "input_batch", "MAX_SAMPLES",
@@ -134,9 +136,15 @@ async def serve(
     max_samples: int = MAX_SAMPLES,
     policy: ServerPolicy | None = None,
     max_message_size: int = SERVE_MAX_MESSAGE_SIZE,
+    weight_cache: WeightCache | None = None,
 ) -> Server:
     """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
     :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent.
+
+    The server's weight plaintexts depend only on the model and the plan, so one
+    :class:`~aiompc.protocols.linear.weight_cache.WeightCache` (bounded in bytes; ``weight_cache``, or a
+    new one per call) is shared by every session: a layer's weights are prepared by the first session
+    that needs them and reused by the others.
 
     ``mode`` (a name of :data:`~aiompc.nn.modes.MODES` or a :class:`~aiompc.nn.modes.Mode`) decides the
     protocol and, for an ONNX file, the integer program (:func:`load_model` with ``mode.program``); a
@@ -147,7 +155,10 @@ async def serve(
     config = EngineConfig(mode_named(mode), output)
     qgraph = load_model(model, calibration=calibration, graph=config.mode.program)
 
+    weights = WeightCache() if weight_cache is None else weight_cache
+
     async def handler(party: Party) -> None:
+        party.state[WEIGHT_CACHE_KEY] = weights
         await serve_session(party, qgraph, EngineConfig.from_options(party.options), max_samples)
 
     return await listen(handler, url, ssl=ssl, options=config.to_options(),

@@ -18,6 +18,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from aiompc.errors import InputError
+from aiompc.kernels.blocks import xor_blocks_into
 
 __all__ = ["BLOCK_BYTES", "FixedKeyAES", "lsb", "public_key", "V16"]
 
@@ -35,7 +36,7 @@ def public_key(label: str) -> bytes:
 
 def lsb(blocks: np.ndarray) -> np.ndarray:
     """The least significant bit of every block, as ``uint8`` 0/1, shape ``(n,)``."""
-    return (blocks[:, 0] & np.uint64(1)).astype(np.uint8)
+    return blocks[:, 0].astype(np.uint8) & np.uint8(1)  # truncation keeps bit 0: one pass over the words
 
 
 class FixedKeyAES:
@@ -80,6 +81,6 @@ class FixedKeyAES:
             enc = buf[:nb].view(np.uint64).reshape(-1, 2)
             b0, b1 = start // BLOCK_BYTES, stop // BLOCK_BYTES
             if feed_forward:
-                np.bitwise_xor(enc, x[b0:b1], out=out[b0:b1])
+                xor_blocks_into(enc, x[b0:b1], out[b0:b1])  # out may be strided: a compiled row loop
             else:
                 out[b0:b1] = enc

@@ -13,8 +13,9 @@ receiver's MACs keeps the correlation ``MAC = key ⊕ bit·Δ``; with the choice
 least significant bits (see :mod:`aiompc.crypto.ferret.spcot`) the receiver's bits come along for free.
 
 Streaming: rows are processed in chunks (default 2^12 rows): per chunk one AES-CTR call generates the
-indices (``d·4`` bytes per row, the CTR stream started at the chunk's byte offset), then ``d`` gathers of
-16-byte items (``np.take``) and ``d`` XORs into the output.  Scratch memory is a few MiB whatever ``n``.
+index words (``d·4`` bytes per row; one CTR stream started at the first row's byte offset), then one compiled
+pass (:func:`aiompc.kernels.lpn.lpn_encode_rows`, releasing the GIL) maps them to columns, gathers the
+16-byte items and XORs them into the output.  Scratch memory is ``chunk·d·4`` bytes whatever ``n``.
 Cost per output block: ``d`` random 16-byte reads from the ``16·k``-byte table and ``d`` XORs.
 """
 
@@ -23,12 +24,13 @@ from __future__ import annotations
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from aiompc.crypto.ferret.blocks import BLOCK_BYTES, V16
+from aiompc.crypto.ferret.blocks import BLOCK_BYTES
 from aiompc.errors import InputError
+from aiompc.kernels.lpn import PREFETCH_AHEAD, PREFETCH_MIN_TABLE_BYTES, lpn_encode_rows
 
 __all__ = ["LocalLinearCode", "CHUNK_ROWS"]
 
-CHUNK_ROWS = 1 << 12  # with d = 10: 320 KiB of indices and 64 KiB of blocks per chunk, all in L2
+CHUNK_ROWS = 1 << 12  # with d = 10: 160 KiB of index words and 64 KiB of output blocks per chunk, in L2
 
 
 class LocalLinearCode:
@@ -85,21 +87,18 @@ class LocalLinearCode:
             raise InputError("start_row must be >= 0 and chunk_rows >= 1")
         rows_total = out.shape[0]
         d = self.d
-        items = table.view(V16).reshape(self.k)
         chunk = min(chunk_rows, max(rows_total, 1))
-        raw_bytes = 2 * BLOCK_BYTES + chunk * d * 4
-        raw = np.empty(raw_bytes, np.uint8)
-        zeros = bytes(raw_bytes)
-        idx = np.empty((d, chunk), np.int64)
-        gathered = np.empty(chunk, V16)
+        raw = np.empty(2 * BLOCK_BYTES + chunk * d * 4, np.uint8)
+        zeros = memoryview(bytes(chunk * d * 4))
+        ahead = PREFETCH_AHEAD if table.nbytes >= PREFETCH_MIN_TABLE_BYTES else 0
+        # one CTR stream for all chunks (they are consecutive), started at the first row's byte offset
+        offset = start_row * d * 4
+        counter = (offset // BLOCK_BYTES).to_bytes(BLOCK_BYTES, "big")
+        enc = Cipher(algorithms.AES(self.seed), modes.CTR(counter)).encryptor()
+        enc.update(bytes(offset % BLOCK_BYTES))
         for r0 in range(0, rows_total, chunk):
             m = min(chunk, rows_total - r0)
-            words = self._stream(start_row + r0, m, raw, zeros)
-            cols = idx[:, :m]
-            np.multiply(words.T, self.k, out=cols, dtype=np.int64)
-            np.right_shift(cols, 32, out=cols)
-            dst = out[r0 : r0 + m]
-            got = gathered[:m].view(np.uint64).reshape(m, 2)
-            for j in range(d):
-                np.take(items, cols[j], out=gathered[:m], mode="clip")
-                np.bitwise_xor(dst, got, out=dst)
+            nbytes = m * d * 4
+            enc.update_into(zeros[:nbytes], raw)
+            words = raw[:nbytes].view("<u4").reshape(m, d)
+            lpn_encode_rows(words, self.k, table, out[r0 : r0 + m], ahead)

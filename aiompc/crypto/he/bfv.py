@@ -15,7 +15,7 @@ Costs (``B`` polynomials, ``L`` primes; one NTT = one polynomial-prime transform
 * :meth:`SeededCiphertext.expand` — ``B·L`` forward NTTs (``a`` is sampled directly in NTT form).
 * :func:`decrypt` — ``B·L`` inverse NTTs (plus ``B·L`` forward ones if given coefficient form).
 * :func:`mul_plain` — one pointwise product; :func:`multiply_accumulate` — ``2·O·J·L·N``
-  multiply-adds with one modular reduction per 16 products (lazy: residues are ``< 2**30``).
+  multiply-adds with one modular reduction per 16 products (lazy: residues are ``< 2**30``), compiled.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import numpy as np
 
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
+from aiompc.kernels.rns import mac_into
 
 from .keys import SecretKey, expand_uniform
 from .ntt import get_ntt
 from .params import HEParams
-from .rns import RNSBasis, encode_scaled, get_basis, mod_add, mod_neg, reduce_signed, scale_round_pow2
+from .rns import RNSBasis, encode_scaled, get_basis, mod_add, mod_mul, mod_neg, reduce_signed, scale_round_pow2
 
 __all__ = [
     "Ciphertext",
@@ -47,7 +48,6 @@ __all__ = [
     "multiply_accumulate",
 ]
 
-_LAZY_PRODUCTS = 16  # residues < 2**30: 16 products (< 2**60 each) plus one residue fit in uint64
 
 
 def _basis(params: HEParams, level: int) -> RNSBasis:
@@ -193,17 +193,19 @@ class PlainNTT:
     @classmethod
     def encode(cls, params: HEParams, w: np.ndarray, level: int | None = None) -> PlainNTT:
         """``w``: integers of shape ``(*batch, N)`` (taken mod ``t``, lifted to ``(−t/2, t/2]``)."""
-        level = params.levels if level is None else level
         arr = np.asarray(w)
         if arr.dtype.kind not in "iub" or arr.ndim < 1 or arr.shape[-1] != params.n:
             raise InputError(f"weights must be integers of shape (..., {params.n}), got {arr.dtype} {arr.shape}")
-        t, half = params.t, params.t // 2
-        u = arr.astype(np.int64 if arr.dtype.kind == "i" else np.uint64).view(np.uint64) & np.uint64(t - 1)
-        centered = u.astype(np.int64) - np.where(u > np.uint64(half), np.int64(t), np.int64(0))
-        norm = int(np.abs(centered).max()) if centered.size else 0
-        count = int(np.count_nonzero(centered, axis=-1).max()) if centered.size else 0
-        basis = _basis(params, level)
-        data = get_ntt(params.n, basis.primes).forward(reduce_signed(centered, basis))
+        return cls.encode_sparse(params, arr, np.arange(params.n), level)
+
+    @classmethod
+    def encode_sparse(cls, params: HEParams, values: np.ndarray, exps: np.ndarray, level: int | None = None) -> PlainNTT:
+        """The plaintexts of the dense polynomials ``dense[..., exps] = values`` (``exps`` in ``[0, N)``; a repeated
+        exponent takes its last value), as :meth:`encode` gives them, without building those (one compiled pass
+        per polynomial)."""
+        level = params.levels if level is None else level
+        ntt = get_ntt(params.n, params.primes[:level])
+        data, norm, count = ntt.forward_sparse_centered(values, exps, params.plain_bits)
         data.setflags(write=False)
         return cls(params, data, norm, count)
 
@@ -233,7 +235,7 @@ def encrypt_symmetric(sk: SecretKey, m: np.ndarray, prg: PRG, *, level: int | No
     seed = prg.seed()
     a_hat = expand_uniform(params, seed, mm.shape[0], level)
     e = prg.gaussian(params.sigma, mm.shape)
-    a_s = get_ntt(params.n, basis.primes).inverse(a_hat * sk.ntt(level) % basis.col)
+    a_s = get_ntt(params.n, basis.primes).inverse(mod_mul(a_hat, sk.ntt(level), basis.col))
     c0 = mod_add(encode_scaled(mm, params.plain_bits, basis), reduce_signed(e, basis), basis.col)
     c0 = mod_add(c0, mod_neg(a_s, basis.col), basis.col)
     return SeededCiphertext(params, c0, seed)
@@ -245,8 +247,8 @@ def phase(sk: SecretKey, ct: Ciphertext) -> np.ndarray:
     ntt = get_ntt(ct.params.n, basis.primes)
     s_hat = sk.ntt(ct.level)
     if ct.ntt_form:
-        return ntt.inverse(mod_add(ct.c0, ct.c1 * s_hat % basis.col, basis.col))
-    return mod_add(ct.c0, ntt.inverse(ntt.forward(ct.c1) * s_hat % basis.col), basis.col)
+        return ntt.inverse(mod_add(ct.c0, mod_mul(ct.c1, s_hat, basis.col), basis.col))
+    return mod_add(ct.c0, ntt.inverse(mod_mul(ntt.forward(ct.c1), s_hat, basis.col)), basis.col)
 
 
 def decrypt(sk: SecretKey, ct: Ciphertext) -> np.ndarray:
@@ -293,33 +295,22 @@ def mul_plain(ct: Ciphertext, w: PlainNTT) -> Ciphertext:
     ct = ct.to_ntt()
     if w.data.ndim > 3 or (w.data.ndim == 3 and w.data.shape[0] not in (1, ct.batch)):
         raise InputError(f"plaintext batch {w.shape} does not match ciphertext batch {ct.batch}")
-    return Ciphertext(ct.params, ct.data * w.data % ct.basis.col, True)
+    return Ciphertext(ct.params, mod_mul(ct.data, w.data, ct.basis.col), True)
 
 
 def multiply_accumulate(ct: Ciphertext, w: PlainNTT) -> Ciphertext:
     """``out[o] = Σ_j ct[j]·w[o, j]`` — the hot path of every linear layer.
 
     ``ct``: ``J`` ciphertexts; ``w``: plaintexts of batch shape ``(O, J)`` (or ``(J,)`` for ``O = 1``).
-    Returns ``O`` ciphertexts in NTT form.  Work: ``2·O·J·L·N`` multiply-adds as uint64 ``einsum``
-    over blocks of 16 products (each below ``2**60``), one reduction mod ``p`` per block.
+    Returns ``O`` ciphertexts in NTT form.  Work: ``2·O·J·L·N`` multiply-adds in a compiled kernel
+    (:func:`aiompc.kernels.rns.mac_into`: blocks of 16 products below ``2**60``, one reduction per block).
     """
     _check_plain(ct, w)
     ct = ct.to_ntt()
     wd = w.data if w.data.ndim == 4 else w.data[None]
     if wd.ndim != 4 or wd.shape[1] != ct.batch:
         raise InputError(f"weights of batch shape {w.shape} do not match {ct.batch} ciphertexts (need (O, J))")
-    n_out, n_in = wd.shape[:2]
-    level, n = ct.level, ct.params.n
-    col = ct.basis.col
-    x = ct.data.reshape(2, n_in, level * n)
-    ww = wd.reshape(n_out, n_in, level * n)
-    out = np.empty((2, n_out, level, n), dtype=np.uint64)
-    for o in range(n_out):
-        acc = np.zeros((2, level, n), dtype=np.uint64)
-        for j0 in range(0, n_in, _LAZY_PRODUCTS):
-            j1 = j0 + _LAZY_PRODUCTS
-            part = np.einsum("jx,cjx->cx", ww[o, j0:j1], x[:, j0:j1])
-            acc += part.reshape(2, level, n)
-            acc %= col
-        out[:, o] = acc
+    n_out = wd.shape[0]
+    out = np.empty((2, n_out, ct.level, ct.params.n), dtype=np.uint64)
+    mac_into(ct.data, wd, ct.basis.col.reshape(-1), out)  # strided weight blocks are read in place
     return Ciphertext(ct.params, out, True)

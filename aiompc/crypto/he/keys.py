@@ -18,7 +18,7 @@ from aiompc.errors import InputError
 
 from .ntt import get_ntt
 from .params import HEParams
-from .rns import get_basis, mod_add, mod_neg, reduce_signed
+from .rns import get_basis, mod_add, mod_mul, mod_neg, reduce_signed
 
 __all__ = ["SecretKey", "PublicKey", "keygen", "public_key", "expand_uniform"]
 
@@ -59,7 +59,7 @@ class SecretKey:
         key = ("q", level)
         if key not in self._cache:
             primes = self.params.primes[:level]
-            self._cache[key] = get_ntt(self.params.n, primes).forward(reduce_signed(self.s, get_basis(primes)))
+            self._cache[key] = get_ntt(self.params.n, primes).forward_signed(self.s)
         return self._cache[key]
 
     def aux_ntt(self) -> np.ndarray:
@@ -67,7 +67,7 @@ class SecretKey:
         key = ("aux",)
         if key not in self._cache:
             primes = self.params.aux_primes
-            self._cache[key] = get_ntt(self.params.n, primes).forward(reduce_signed(self.s, get_basis(primes)))
+            self._cache[key] = get_ntt(self.params.n, primes).forward_signed(self.s)
         return self._cache[key]
 
 
@@ -124,7 +124,7 @@ def public_key(sk: SecretKey, prg: PRG) -> PublicKey:
     seed = prg.seed()
     a_hat = expand_uniform(params, seed, 1, params.levels)[0]
     e = prg.gaussian(params.sigma, params.n)
-    a_s = ntt.inverse(a_hat * sk.ntt() % basis.col)
+    a_s = ntt.inverse(mod_mul(a_hat, sk.ntt(), basis.col))
     b = mod_add(mod_neg(a_s, basis.col), reduce_signed(e, basis), basis.col)
     b.setflags(write=False)
     return PublicKey(params, b, seed)

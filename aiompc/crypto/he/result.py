@@ -53,6 +53,7 @@ from .rns import (
     from_limbs,
     get_basis,
     mod_add,
+    mod_mul,
     mod_sub,
     reduce_signed,
     reduce_unsigned,
@@ -190,8 +191,8 @@ def rerandomize(ct: Ciphertext, pk: PublicKey, prg: PRG, flood_bits: int = 0) ->
     u = prg.ternary(shape)
     e0 = prg.gaussian(params.sigma, shape)
     e1 = prg.gaussian(params.sigma, shape)
-    u_hat = ntt.forward(reduce_signed(u, basis))
-    z = pk.ntt_pair(level)[:, None] * u_hat[None] % basis.col
+    u_hat = ntt.forward_signed(u)
+    z = mod_mul(pk.ntt_pair(level)[:, None], u_hat[None], basis.col)
     if ct.ntt_form:
         data = ntt.inverse(mod_add(ct.data, z, basis.col))
     else:
@@ -297,7 +298,7 @@ def result_phase(sk: SecretKey, res: ResultCiphertext) -> np.ndarray:
     aux = get_basis(params.aux_primes)
     ntt = get_ntt(params.n, aux.primes)
     c1 = _restore(res.c1, res.drop1, res.modulus)
-    prod = ntt.inverse(ntt.forward(reduce_unsigned(c1, aux)) * sk.aux_ntt() % aux.col)
+    prod = ntt.inverse(mod_mul(ntt.forward(reduce_unsigned(c1, aux)), sk.aux_ntt(), aux.col))
     if res.positions is not None:
         prod = prod[..., res.positions]
     c1s = crt_mod(prod, aux, res.modulus)

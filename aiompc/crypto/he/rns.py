@@ -31,6 +31,9 @@ from typing import Any, TypeVar, cast
 import numpy as np
 from aiompc.errors import ParameterError
 
+from aiompc.kernels.ntt import reduce_signed_into
+from aiompc.kernels.rns import add_mod, mul_mod, neg_mod, rem, sub_mod
+
 __all__ = [
     "RNSBasis",
     "get_basis",
@@ -47,6 +50,7 @@ __all__ = [
     "mod_add",
     "mod_sub",
     "mod_neg",
+    "mod_mul",
 ]
 
 _T = TypeVar("_T")
@@ -131,32 +135,37 @@ def get_basis(primes: tuple[int, ...]) -> RNSBasis:
 
 
 def mod_add(a: np.ndarray, b: np.ndarray, col: np.ndarray) -> np.ndarray:
-    """``(a + b) mod p`` for residues ``a, b < p`` (broadcast ``col`` of primes)."""
-    s = a + b
-    return np.minimum(s, s - col)
+    """``(a + b) mod p`` for residues ``a, b < p`` (broadcast ``col`` of primes; a compiled ufunc)."""
+    return add_mod(a, b, col)
 
 
 def mod_sub(a: np.ndarray, b: np.ndarray, col: np.ndarray) -> np.ndarray:
     """``(a - b) mod p`` for residues ``a, b < p``."""
-    s = a + (col - b)
-    return np.minimum(s, s - col)
+    return sub_mod(a, b, col)
 
 
 def mod_neg(a: np.ndarray, col: np.ndarray) -> np.ndarray:
     """``-a mod p`` for residues ``a < p``."""
-    s = col - a
-    return np.minimum(s, s - col)
+    return neg_mod(a, col)
+
+
+def mod_mul(a: np.ndarray, b: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """``a·b mod p`` for residues ``a, b < p`` (``p < 2**30``; a compiled ufunc, no integer division)."""
+    return mul_mod(a, b, col)
 
 
 def reduce_signed(x: np.ndarray, basis: RNSBasis) -> np.ndarray:
-    """Signed integers ``x`` (``(..., N)``, ``|x| < 2**63``) → residues ``(..., L, N)``."""
-    x = np.asarray(x, dtype=np.int64)[..., None, :]
-    return (x % basis.col.astype(np.int64)).astype(np.uint64)
+    """Signed integers ``x`` (``(..., N)``, ``|x| < 2**63``) → residues ``(..., L, N)`` (compiled kernel)."""
+    x = np.asarray(x, dtype=np.int64)
+    flat = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+    out = np.empty((flat.shape[0], basis.size, flat.shape[1]), dtype=np.uint64)
+    reduce_signed_into(flat, basis.col.reshape(-1), out)
+    return out.reshape(*x.shape[:-1], basis.size, x.shape[-1])
 
 
 def reduce_unsigned(x: np.ndarray, basis: RNSBasis) -> np.ndarray:
     """Unsigned integers ``x`` (``(..., N)``, any ``uint64``) → residues ``(..., L, N)``."""
-    return np.asarray(x, dtype=np.uint64)[..., None, :] % basis.col
+    return rem(np.asarray(x, dtype=np.uint64)[..., None, :], basis.col)
 
 
 # --------------------------------------------------------------------------- BFV scaling
@@ -176,7 +185,7 @@ def encode_scaled(m: np.ndarray, bits: int, basis: RNSBasis) -> np.ndarray:
     r = (mm * np.uint64(rho)) & t_mask  # wraps mod 2**64, exact mod t
     up = (r >> np.uint64(bits - 1)).astype(np.uint64)  # [r >= t/2]
     r = r[..., None, :]
-    floor_part = mod_neg((r % basis.col) * tinv % basis.col, basis.col)
+    floor_part = mod_neg(mod_mul(rem(r, basis.col), tinv, basis.col), basis.col)
     return mod_add(floor_part, up[..., None, :], basis.col)
 
 
@@ -192,7 +201,7 @@ def scale_round_pow2(x: np.ndarray, bits: int, basis: RNSBasis) -> np.ndarray:
     if not 1 <= bits <= 62:
         raise ParameterError(f"bits must be in 1..62, got {bits}")
     whole, frac = basis._scale_consts(bits)
-    y = x * basis.qhat_inv % basis.col
+    y = mod_mul(x, basis.qhat_inv, basis.col)
     acc = (y * whole).sum(axis=-2, dtype=np.uint64)
     f = (y.astype(np.float64) * frac).sum(axis=-2)
     acc += np.floor(f + 0.5).astype(np.uint64)
@@ -259,7 +268,7 @@ def from_limbs(limbs: np.ndarray, basis: RNSBasis) -> np.ndarray:
     col = basis.col
     r = np.zeros(limbs.shape[1:-1] + (basis.size, limbs.shape[-1]), dtype=np.uint64)
     for j in range(limbs.shape[0] - 1, -1, -1):
-        r = ((r << _U32) + limbs[j][..., None, :]) % col
+        r = rem((r << _U32) + limbs[j][..., None, :], col)
     return r
 
 
@@ -302,7 +311,7 @@ def crt_mod(y_res: np.ndarray, basis: RNSBasis, modulus: int) -> np.ndarray:
     ``y_i = [x_i·(q/p_i)^-1]_{p_i}``, ``X = Σ y_i·q/p_i − v·q`` where ``v = round(Σ y_i/p_i)``; ``|X|/q < 1/4``
     keeps that rounding unambiguous (float error ``~2**-50``).  The sum is then evaluated mod ``modulus``.
     """
-    y = y_res * basis.qhat_inv % basis.col
+    y = mod_mul(y_res, basis.qhat_inv, basis.col)
     qhat, inv, q_mod = basis._crt_consts(modulus)
     v = np.floor((y.astype(np.float64) * inv).sum(axis=-2) + 0.5).astype(np.uint64)
     if modulus & (modulus - 1) == 0:

@@ -8,7 +8,7 @@ for a matrix product).  The NTT is linear and ``NTT(X^e)[k] = w_k^e`` with ``w_k
 
 one matrix product per prime instead of ``B`` NTTs.  The product is done exactly in float64 BLAS: the
 centered weights are split into signed limbs small enough that every partial sum stays below ``2^53``.
-:func:`weight_plaintexts` picks this path or the HE core's per-polynomial NTT (:meth:`PlainNTT.encode`) by a
+:func:`weight_plaintexts` picks this path or the HE core's per-polynomial NTT (:meth:`PlainNTT.encode_sparse`) by a
 cost estimate; both give identical :class:`~aiompc.crypto.he.PlainNTT` objects.
 """
 
@@ -21,12 +21,17 @@ import numpy as np
 
 from aiompc.errors import InputError
 from aiompc.crypto.he import HEParams, PlainNTT, get_ntt
-from aiompc.protocols.linear.encoding import scatter_coefficients
 
 __all__ = ["monomial_ntt", "sparse_plain_ntt", "weight_plaintexts"]
 
 _FLOAT_BITS = 53
-_NTT_SECONDS = 1.2e-3  # one length-4096 single-prime NTT in numpy (measured), scaled by N below
+# Cost rule, seconds per output coefficient per prime (measured CPU time of both paths on ResNet layers,
+# Cheetah's parameters, on the loaded 2-core development machine; benchmarks/kernels.py): the compiled NTT
+# path ≈ 0.45 ns per butterfly level plus ≈ 4 ns of scatter / copies / first-touch of the output; the
+# matrix path's elementwise reduction ≈ 12 ns on top of its float64 products.
+_NTT_LEVEL_SECONDS = 0.45e-9
+_NTT_FIXED_SECONDS = 4e-9
+_MAT_ELEMENT_SECONDS = 12e-9
 _FLOPS = 1.5e10  # float64 matmul throughput assumed for the cost rule
 
 
@@ -138,10 +143,11 @@ def weight_plaintexts(params: HEParams, values: np.ndarray, exps: np.ndarray, ma
         return PlainNTT(params, data, part.norm, part.count)
     b = int(np.prod(values.shape[:-1], dtype=np.int64))
     levels = len(params.primes)
-    ntt_cost = b * levels * _NTT_SECONDS * (params.n / 4096) * math.log2(params.n) / 12
+    elements = b * levels * params.n
+    ntt_cost = elements * (_NTT_LEVEL_SECONDS * math.log2(params.n) + _NTT_FIXED_SECONDS)
     free_bits = _FLOAT_BITS - 2 - 30 - math.ceil(math.log2(exps.size + 1))
     limbs = max(1, math.ceil(params.plain_bits / max(1, free_bits)))
-    mat_cost = 2 * b * exps.size * params.n * levels * limbs / _FLOPS
+    mat_cost = elements * limbs * (2 * exps.size / _FLOPS + _MAT_ELEMENT_SECONDS)
     if exps.size == 0 or mat_cost >= ntt_cost or free_bits < 1:
-        return PlainNTT.encode(params, scatter_coefficients(values, exps, params.n))
+        return PlainNTT.encode_sparse(params, values, exps)
     return sparse_plain_ntt(params, values, exps)
