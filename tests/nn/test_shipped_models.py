@@ -17,7 +17,7 @@ from aiompc.nn.ir import Add, MaxPool
 from aiompc.nn.quantize import QuantConfig
 from aiompc.nn.zoo import SHIPPED_MODELS, digits_data, shipped_model
 
-TRAINED = ("digits_resnet", "digits_maxpool")
+TRAINED = ("digits_resnet", "digits_resnet_qat", "digits_maxpool")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,9 @@ def test_card_accuracies_are_recomputed_from_the_onnx_file(name: str, data) -> N
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ort_pred = sess.run(None, {sess.get_inputs()[0].name: data.x_test.astype(np.float32)})[0].argmax(1)
     assert np.mean(ort_pred == float_pred) >= 0.995  # float32 vs float64: near ties only
-    assert card["float_accuracy"] == pytest.approx(np.mean(float_pred == data.y_test))
+    # a QDQ model's float graph is its fake-quantized network
+    key = "fake_quant_accuracy" if fg.is_qdq else "float_accuracy"
+    assert card[key] == pytest.approx(np.mean(float_pred == data.y_test))
     qg = quantize(fg, data.calibration, QuantConfig(**card["quantization"]))
     assert card["quantized_accuracy"] == pytest.approx(np.mean(predict(qg, data.x_test) == data.y_test))
     assert card["quantized_accuracy"] > 0.95 and card["test_samples"] == len(data.y_test)
@@ -48,6 +50,19 @@ def test_trained_models_have_the_promised_layers(data) -> None:
         qg = quantize(fg, data.calibration, QuantConfig(weight_bits=4, act_bits=4, first_last_bits=8))
         assert any(isinstance(n, op) for n in qg.nodes), name
         assert sorted({qg.tensors[n.output].bits for n in qg.nodes if n.op == "requantize"}) == [4, 8], name
+
+
+def test_the_qat_resnet_keeps_its_trained_integers(data) -> None:
+    """The QDQ model's weights are its own 4-bit integers (8-bit first/last), not re-quantized ones, and it
+    beats the PTQ model it was fine-tuned from, as its card says."""
+    path = shipped_model("digits_resnet_qat")
+    card = json.loads(path.with_suffix(".json").read_text())
+    fg = load_onnx(path)
+    assert fg.is_qdq and not any(n.op == "batchnorm" for n in fg.nodes)
+    qg = quantize(fg, data.calibration, QuantConfig(**card["quantization"]))
+    weights = [n.weight for n in qg.nodes if n.op in ("conv", "linear")]
+    assert [int(np.abs(w).max()) for w in weights] == [127] + [7] * (len(weights) - 2) + [127]
+    assert card["quantized_accuracy"] > card["ptq_quantized_accuracy"]
 
 
 @pytest.mark.slow
