@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiompc.errors import InputError
-from aiompc.nn.modes import describe_check
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from aiompc.nn.evaluate import EvalReport, ModeResult
@@ -16,6 +15,17 @@ __all__ = ["eval_markdown", "eval_plot"]
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.2f}%"
+
+
+def _versus(check: dict[str, Any] | None) -> str:
+    """``equal``, or the largest deviation (in LSBs and relative to the largest logit) and the top-1 agreement."""
+    if not check:
+        return "–"
+    diff, top, agree = check["max_abs_diff_lsb"], check["max_abs_logit_lsb"], check["argmax_agree"]
+    if diff == 0:
+        return "equal"
+    rel = f" = {100 * diff / top:.3g}% of max" if top else ""
+    return f"±{diff} LSB{rel}, top-1 {_pct(agree)}"
 
 
 def _rescaling(r: ModeResult) -> str:
@@ -38,7 +48,7 @@ def eval_markdown(report: EvalReport) -> str:
             "vs its program | KiB/sample | s/sample | CPU s/sample |",
             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in report.rows:
-        vs = describe_check(r.program_check) if r.program_check else "–"
+        vs = _versus(r.program_check)
         kib = f"{r.bytes_per_sample / 1024:.1f}" if r.secure else "–"
         rows.append(f"| {r.mode} | {_program(r)} | {_rescaling(r)} | {_pct(r.accuracy)} | {_pct(r.agree_float)} | "
                     f"{_pct(r.agree_int)} | {r.logit_err_mean:.4g} | {r.logit_err_max:.4g} | {vs} | {kib} | "
