@@ -4,7 +4,9 @@
   :func:`aiompc.nn.zoo.digits_data` (450 images ``(1, 8, 8)`` in [0, 1]); its calibration batch is the
   first training images (:attr:`aiompc.nn.zoo.DigitsData.calibration`), never test images.
 * a path to a ``.npz`` file with the inputs under ``x`` (or ``inputs``) and integer labels under ``y``
-  (or ``labels``), optionally a ``calibration`` batch for quantizing a float model.
+  (or ``labels``), optionally a ``calibration`` batch for quantizing a float model;
+* a model's own test set (:func:`model_dataset`): ``MODEL.npz`` beside ``MODEL.onnx``, else the dataset
+  its JSON card names (the shipped models: ``digits``).
 
 Named datasets are looked up in the explicit table :data:`DATASETS`; anything else must be an existing
 ``.npz`` file.  Every problem (unknown name, missing file or key, shapes that do not fit) is an
@@ -22,7 +24,7 @@ import numpy as np
 
 from aiompc.errors import InputError
 
-__all__ = ["Dataset", "DATASETS", "load_dataset"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "model_dataset"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +102,26 @@ def load_dataset(spec: str | os.PathLike[str] | Dataset) -> Dataset:
     if not path.is_file():
         raise InputError(f"dataset file {name!r} not found")
     return _load_npz(path)
+
+
+def model_dataset(model: str | os.PathLike[str]) -> str:
+    """The test set a model brings: ``<model>.npz`` beside the ONNX file, else the dataset named in its
+    JSON card (``"dataset"``, or the ``split`` of the shipped digits models); :class:`InputError` if neither."""
+    import json
+
+    path = Path(model)
+    own = path.with_suffix(".npz")
+    if own.is_file():
+        return str(own)
+    card = path.resolve().with_suffix(".json")
+    try:
+        info = json.loads(card.read_text()) if card.is_file() else {}
+    except ValueError:
+        info = {}
+    name = info.get("dataset") if isinstance(info, dict) else None
+    if name is None and isinstance(info, dict) and isinstance(info.get("split"), dict):
+        name = {"sklearn.datasets.load_digits": "digits"}.get(info["split"].get("dataset"))
+    if name in DATASETS:
+        return str(name)
+    raise InputError(f"{path.name} brings no test set ({own.name} beside it, or a JSON card naming a dataset); "
+                     f"pass a dataset: {', '.join(DATASETS)} or a .npz file of inputs x and labels y")

@@ -44,9 +44,10 @@ def add_eval_command(sub: Any) -> None:
     """Register ``eval`` on an argparse sub-parser collection."""
     p = sub.add_parser("eval", help="accuracy, agreement, logit error, bytes and seconds per mode over a test set")
     p.add_argument("model", help="ONNX model file")
-    p.add_argument("--dataset", required=True,
+    p.add_argument("--dataset",
                    help=f"{' | '.join(DATASETS)} (test split) or a .npz file with inputs x and labels y "
-                   "(optionally a calibration batch)")
+                   "(optionally a calibration batch); default: the model's own test set (MODEL.npz beside it, "
+                   "or the dataset its JSON card names)")
     p.add_argument("--samples", type=int, help="evaluate the first N test samples (default: all)")
     p.add_argument("--modes", default=",".join(DEFAULT_MODES),
                    help=f"comma-separated, from {', '.join(EVAL_MODES)}; a secure mode may end in :exact or :approx "

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
-from aiompc.nn.datasets import Dataset, load_dataset
+from aiompc.nn.datasets import Dataset, load_dataset, model_dataset
 from aiompc.nn.modes import GRAPH_OF_MODE, MODES, default_exact, describe_check, engine_config
 from aiompc.nn.quantize import QuantConfig
 
@@ -267,7 +267,7 @@ async def _run_secure_mode(graph: Any, xq: np.ndarray, spec: ModeSpec, batch: in
 
 async def evaluate_async(
     model: str | os.PathLike[str],
-    dataset: str | os.PathLike[str] | Dataset = "digits",
+    dataset: str | os.PathLike[str] | Dataset | None = None,
     *,
     samples: int | None = None,
     modes: str | Sequence[str] = DEFAULT_MODES,
@@ -288,7 +288,9 @@ async def evaluate_async(
         raise InputError(f"samples must be at least 1, got {samples}")
     if transport not in ("tcp", "ws"):
         raise InputError(f"transport must be 'tcp' or 'ws', got {transport!r}")
-    data = load_dataset(dataset)
+    if not Path(model).is_file():
+        raise InputError(f"model file {str(model)!r} not found")
+    data = load_dataset(model_dataset(model) if dataset is None else dataset)
     progs = _Programs(Path(model), calibration if calibration is not None else data.calibration, config)
     data.check_shape(progs.float.input_shape)
     size = len(data)
@@ -351,7 +353,7 @@ async def evaluate_async(
 
 def evaluate(
     model: str | os.PathLike[str],
-    dataset: str | os.PathLike[str] | Dataset = "digits",
+    dataset: str | os.PathLike[str] | Dataset | None = None,
     *,
     samples: int | None = None,
     modes: str | Sequence[str] = DEFAULT_MODES,
@@ -367,7 +369,8 @@ def evaluate(
     """Accuracy and cost of ``model`` (an ONNX file) on ``dataset`` in each of ``modes``.
 
     ``dataset``: a name in :data:`aiompc.nn.datasets.DATASETS` (``"digits"``), a ``.npz`` file (``x``,
-    ``y``, optional ``calibration``) or a :class:`~aiompc.nn.datasets.Dataset`; the first ``samples``
+    ``y``, optional ``calibration``), a :class:`~aiompc.nn.datasets.Dataset`, or ``None`` for the model's
+    own test set (:func:`~aiompc.nn.datasets.model_dataset`); the first ``samples``
     samples are used (all if ``None``).  ``modes``: see :func:`parse_modes`; ``exact`` the default
     rescaling of the secure modes.  The quantized program is calibrated on ``calibration``, else on the
     dataset's calibration batch, with ``config``, else the settings in the model's JSON card, else

@@ -147,7 +147,27 @@ def test_cli_eval_errors_are_one_line_exit_2(args: list[str], words: str, capsys
     assert "InputError" in err and words in err and err.count("\n") == 1
 
 
+def test_cli_eval_missing_model_and_default_dataset(tmp_path: Path, capsys) -> None:
+    assert main(["eval", str(tmp_path / "nope.onnx")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["eval", str(DIGITS_ONNX), "--samples", "2", "--modes", "plaintext-float,plaintext-int"]) == 0
+    assert "dataset digits: 2 of 450" in capsys.readouterr().out
+
+
 def test_cli_eval_wrong_shape(tmp_path: Path, capsys) -> None:
     np.savez(tmp_path / "w.npz", x=np.zeros((2, 1, 4, 4)), y=np.array([0, 1]))
     assert main(["eval", str(DIGITS_ONNX), "--dataset", str(tmp_path / "w.npz")]) == 2
     assert "the model expects (1, 8, 8)" in capsys.readouterr().err
+
+
+def test_model_dataset(tmp_path: Path) -> None:
+    from aiompc.nn.datasets import model_dataset
+    from aiompc.nn.zoo import shipped_model
+
+    assert model_dataset(DIGITS_ONNX) == "digits" and model_dataset(shipped_model("digits_resnet")) == "digits"
+    model = tmp_path / "m.onnx"
+    model.write_bytes(DIGITS_ONNX.read_bytes())
+    with pytest.raises(InputError, match="brings no test set"):
+        model_dataset(model)
+    np.savez(tmp_path / "m.npz", x=np.zeros((1, 1, 8, 8)), y=np.array([0]))
+    assert model_dataset(model) == str(tmp_path / "m.npz")
