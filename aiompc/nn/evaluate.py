@@ -116,6 +116,7 @@ class ModeResult:
     bytes_per_sample: float
     seconds_per_sample: float
     cpu_seconds_per_sample: float
+    median_seconds_per_sample: float  # secure: the median over sessions of (session wall time / its samples)
     predictions: np.ndarray = field(repr=False)
     totals: dict[str, Any] = field(default_factory=dict, repr=False)  # secure: summed layer_report totals
 
@@ -124,6 +125,7 @@ class ModeResult:
         d = {k: getattr(self, k) for k in ("mode", "program", "secure", "exact", "samples", "accuracy", "agree_float",
                                            "agree_int", "logit_err_mean", "logit_err_max", "program_check",
                                            "bytes_per_sample", "seconds_per_sample", "cpu_seconds_per_sample",
+                                           "median_seconds_per_sample",
                                            "totals")}
         d["predictions"] = self.predictions.tolist()
         return d
@@ -233,7 +235,8 @@ def _program_check(secure: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
 async def _run_secure_mode(graph: Any, xq: np.ndarray, spec: ModeSpec, batch: int, transport: str,
                            progress: bool | None, warmup: bool) -> tuple[np.ndarray, dict[str, Any], float, float]:
     """The secure outputs of ``xq`` in ``spec``'s mode, one loopback session per batch; returns the integer
-    outputs, the summed report totals, wall seconds and CPU seconds.  With ``warmup`` an untimed,
+    outputs, the summed report totals (plus ``session_seconds_per_sample``: each session's wall time per
+    sample), wall seconds and CPU seconds.  With ``warmup`` an untimed,
     uncounted one-sample session runs first (compilation and per-model caches are not charged to the
     first mode measured)."""
     from tqdm.auto import tqdm
@@ -245,6 +248,7 @@ async def _run_secure_mode(graph: Any, xq: np.ndarray, spec: ModeSpec, batch: in
     outputs: list[np.ndarray] = []
     totals: dict[str, Any] = {}
     wall = cpu = 0.0
+    per_session: list[float] = []
     if warmup:
         await loopback.run_two_parties(graph, xq[:1], config, transport=transport, progress=False)
     with tqdm(total=len(xq), desc=spec.label, unit="sample", disable=None if progress is None else not progress,
@@ -253,12 +257,15 @@ async def _run_secure_mode(graph: Any, xq: np.ndarray, spec: ModeSpec, batch: in
             chunk = xq[lo:lo + batch]
             w0, c0 = time.perf_counter(), time.process_time()
             run = await loopback.run_two_parties(graph, chunk, config, transport=transport, progress=False)
-            wall += time.perf_counter() - w0
+            dt = time.perf_counter() - w0
+            wall += dt
             cpu += time.process_time() - c0
+            per_session.append(dt / len(chunk))
             outputs.append(np.asarray(run.result.output))
             for k, v in layer_report(graph, run.result.layers, run.stats, run.seconds)["total"].items():
                 totals[k] = totals.get(k, 0) + v
             bar.update(len(chunk))
+    totals["session_seconds_per_sample"] = [round(t, 6) for t in per_session]
     return np.concatenate(outputs), totals, wall, cpu
 
 
@@ -344,6 +351,7 @@ async def evaluate_async(
             agree_int=None if int_pred is None else float(np.mean(pred == int_pred)),
             logit_err_mean=float(err.mean()), logit_err_max=float(err.max()), program_check=check,
             bytes_per_sample=nbytes / n, seconds_per_sample=wall / n, cpu_seconds_per_sample=cpu / n,
+            median_seconds_per_sample=float(np.median(totals.get("session_seconds_per_sample", [wall / n]))),
             predictions=pred, totals=totals))
     report = EvalReport(str(model), data.name, n, size, batch, transport, rows, data.y)
     if strict:
