@@ -37,7 +37,6 @@ from aiompc.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     import os
-    import ssl
 
     import numpy as np
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Literal
 
 from aiompc import wire
-from aiompc.errors import ProtocolError, TransportClosed
+from aiompc.errors import InputError, ProtocolError, TransportClosed
 from aiompc.transports.base import Transport
 
 __all__ = ["Channel", "SubChannel", "LabelStats", "Stats", "Phase"]
@@ -162,7 +162,7 @@ class Channel:
     def sub(self, label: str, *, phase: Phase = "online") -> "SubChannel":
         """The sub-channel for ``label`` (created on first use; the same object afterwards)."""
         if len(label.encode()) > MAX_LABEL_BYTES:
-            raise ValueError(f"label longer than {MAX_LABEL_BYTES} bytes")
+            raise InputError(f"label longer than {MAX_LABEL_BYTES} bytes")
         self._stat(label).phase = phase  # the reader may have created it first, as "online"
         self._ensure_reader()
         return SubChannel(self, label)

@@ -2,8 +2,9 @@
 
 * :func:`run_local` runs ``server_fn(party)`` and ``client_fn(party)`` in one event loop over the
   in-memory transport (the test harness) and returns both results.
-* :func:`listen` serves sessions at ``tcp://host:port``, ``tls://host:port`` (given an ``ssl`` context),
-  ``ws://host:port/path`` or ``wss://host:port/path``; every accepted connection becomes a server
+* :func:`listen` serves sessions at a URL of any scheme of :data:`aiompc.transports.registry.SCHEMES`
+  (``tcp://host:port``, ``tls://host:port`` given an ``ssl`` context, ``ws://host:port/path``,
+  ``wss://host:port/path``); every accepted connection becomes a server
   :class:`Party` after the handshake and is handed to ``handler(party)``.  Sessions are independent: one
   failing session is logged (never with secrets) and closed, and the server keeps serving the others.
 * :func:`connect` opens a client :class:`Party` to such a URL (``await connect(url)`` or
@@ -21,16 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generator, TypeVar
-from urllib.parse import urlsplit
 
 from aiompc.channel import Channel
-from aiompc.errors import AiompcError, HandshakeError, InputError, TransportClosed
+from aiompc.errors import AiompcError, HandshakeError, TransportClosed
 from aiompc.party import Party
 from aiompc.transports.base import DEFAULT_MAX_MESSAGE_SIZE, Transport
 from aiompc.transports.base import Server as TransportServer
 from aiompc.transports.memory import memory_pair
+from aiompc.transports.registry import Endpoint, open_transport, parse_url, serve_transports
 
 __all__ = ["run_local", "listen", "connect", "Server", "PROTOCOL_NAME", "PROTOCOL_VERSION", "parse_url"]
 
@@ -160,55 +160,13 @@ async def server_handshake(party: Party, meta: dict[str, Any] | None = None, tim
     await sub.send({"ok": True, "options": merged, "meta": meta or {}})
 
 
-# --------------------------------------------------------------------------- URLs
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    scheme: str
-    host: str
-    port: int
-    path: str
-
-    @property
-    def secure(self) -> bool:
-        return self.scheme in ("tls", "wss")
-
-    @property
-    def websocket(self) -> bool:
-        return self.scheme in ("ws", "wss")
-
-
-def parse_url(url: str) -> Endpoint:
-    """Parse ``tcp://``, ``tls://``, ``ws://`` or ``wss://`` URLs; raise :class:`InputError` otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("tcp", "tls", "ws", "wss"):
-        raise InputError(f"unsupported URL scheme in {url!r}: use tcp://, tls://, ws:// or wss://")
-    if not parts.hostname:
-        raise InputError(f"URL {url!r} has no host")
-    try:
-        port = parts.port
-    except ValueError:
-        raise InputError(f"URL {url!r} has an invalid port") from None
-    if port is None:
-        raise InputError(f"URL {url!r} has no port")
-    return Endpoint(parts.scheme, parts.hostname, port, parts.path or "/")
-
-
-def _check_ssl(ep: Endpoint, ssl: ssl_module.SSLContext | None) -> None:
-    if ep.secure and ssl is None:
-        raise InputError(f"{ep.scheme}:// needs an ssl.SSLContext (ssl=...)")
-    if not ep.secure and ssl is not None:
-        raise InputError(f"{ep.scheme}:// is not encrypted; use tls:// or wss:// with an ssl context")
-
-
 # --------------------------------------------------------------------------- serving
 
 
 class Server:
     """A listening aiompc server; use as an async context manager or call :meth:`close`."""
 
-    def __init__(self, inner: Any, endpoint: Endpoint) -> None:
+    def __init__(self, inner: TransportServer, endpoint: Endpoint) -> None:
         self._inner = inner
         self.endpoint = endpoint
         self.sessions_ok = 0
@@ -220,9 +178,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        ep = self.endpoint
-        path = ep.path if ep.websocket else ""
-        return f"{ep.scheme}://{ep.host}:{self.port}{path}"
+        return self.endpoint.url(self.port)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -248,7 +204,6 @@ async def listen(
 
     ``transport_wrapper`` (optional) wraps each accepted transport, e.g. in a link emulation."""
     ep = parse_url(url)
-    _check_ssl(ep, ssl)
     server: Server
 
     async def on_transport(transport: Transport) -> None:
@@ -268,15 +223,7 @@ async def listen(
         finally:
             await party.close()
 
-    inner: TransportServer
-    if ep.websocket:
-        from aiompc.transports import websocket
-
-        inner = await websocket.serve(on_transport, ep.host, ep.port, path=ep.path, ssl=ssl, max_message_size=max_message_size)
-    else:
-        from aiompc.transports import tcp
-
-        inner = await tcp.serve(on_transport, ep.host, ep.port, ssl=ssl, max_message_size=max_message_size)
+    inner = await serve_transports(on_transport, ep, ssl=ssl, max_message_size=max_message_size)
     server = Server(inner, ep)
     return server
 
@@ -293,17 +240,7 @@ class _Connect:
 
     async def _open(self) -> Party:
         url, ssl, options, max_message_size = self._args
-        ep = parse_url(url)
-        _check_ssl(ep, ssl)
-        transport: Transport
-        if ep.websocket:
-            from aiompc.transports import websocket
-
-            transport = await websocket.connect(url, ssl=ssl, max_message_size=max_message_size)
-        else:
-            from aiompc.transports import tcp
-
-            transport = await tcp.connect(ep.host, ep.port, ssl=ssl, max_message_size=max_message_size)
+        transport = await open_transport(parse_url(url), ssl=ssl, max_message_size=max_message_size)
         if self._wrap is not None:
             transport = self._wrap(transport)
         party = Party("client", Channel(transport), options=options)

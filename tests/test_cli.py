@@ -68,7 +68,7 @@ def test_serve_and_infer_in_cheetah_mode_over_tcp(tmp_path: Path) -> None:
         assert np.argmax(logits, axis=1).tolist() == predict(digits_fixed_point(), images).tolist()
         assert aiompc("infer", str(x), "--connect", url, "--mode", "cheetah").returncode == 0
         proc = aiompc("infer", str(x), "--connect", url, "--mode", "cheetah-int")
-        assert proc.returncode == 2 and "HandshakeError" in proc.stderr and "'graph' differs" in proc.stderr
+        assert proc.returncode == 2 and "HandshakeError" in proc.stderr and "'mode' differs" in proc.stderr
     finally:
         server.terminate()
         server.wait(timeout=30)

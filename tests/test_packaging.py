@@ -68,11 +68,36 @@ def _pip_has_python_option() -> bool:
     return (major, minor) >= (22, 3)
 
 
-def test_layers_contracts_hold() -> None:
-    """import-linter's contracts in pyproject.toml (every layer imports only downwards)."""
-    from importlinter.cli import lint_imports
+_LINT = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(config_filename='pyproject.toml'))"
 
-    assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
+
+def test_layers_contracts_hold() -> None:
+    """import-linter's contracts in pyproject.toml (every layer imports only downwards).  In a subprocess:
+    import-linter reconfigures logging, which would leak into other tests."""
+    out = _run([sys.executable, "-c", _LINT], cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("module, upward", [
+    ("aiompc/crypto/prg.py", "import aiompc.session"),          # crypto must not know the runtime
+    ("aiompc/transports/tcp.py", "import aiompc.channel"),      # transports know bytes only
+    ("aiompc/protocols/linear/conv.py", "import aiompc.protocols.ot"),  # HE layers never touch OT
+    ("aiompc/protocols/linear/conv.py", ""),  # control: the unmodified copy passes
+])
+def test_an_upward_import_breaks_the_contracts(tmp_path: Path, module: str, upward: str) -> None:
+    """The contracts can fail: a copy of the package with one import pointing up is rejected."""
+    copy = tmp_path / "aiompc"
+    shutil.copytree(ROOT / "aiompc", copy, ignore=shutil.ignore_patterns("__pycache__", "models"))
+    target = copy / module.removeprefix("aiompc/")
+    target.write_text(upward + "\n" + target.read_text())
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = _run([sys.executable, "-c", _LINT], cwd=tmp_path, env=env)
+    if not upward:
+        assert out.returncode == 0, out.stdout + out.stderr
+        return
+    assert out.returncode != 0, out.stdout
+    assert "BROKEN" in out.stdout
 
 
 def test_import_he_loads_no_runtime() -> None:

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiompc import wire
-from aiompc.errors import InputError, ProtocolError
+from aiompc.errors import ProtocolError
 
 
 def test_encode_decode_arrays_and_packed() -> None:

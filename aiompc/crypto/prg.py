@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from aiompc.errors import InputError
 
 __all__ = ["PRG", "SEED_BYTES"]
 
@@ -31,7 +32,7 @@ class PRG:
         if seed is None:
             seed = os.urandom(SEED_BYTES)
         if len(seed) not in (16, 32):
-            raise ValueError("PRG seed must be 16 or 32 bytes")
+            raise InputError("PRG seed must be 16 or 32 bytes")
         key = seed if len(seed) == 16 else hashlib.sha256(b"aiompc-prg" + seed).digest()[:16]
         self._enc = Cipher(algorithms.AES(key), modes.CTR(b"\x00" * 16)).encryptor()
 
@@ -59,7 +60,7 @@ class PRG:
     def integers(self, bits: int, shape: int | tuple[int, ...]) -> np.ndarray:
         """Uniform values in ``[0, 2**bits)`` as ``uint64``, ``0 <= bits <= 64``."""
         if not 0 <= bits <= 64:
-            raise ValueError(f"bits must be in 0..64, got {bits}")
+            raise InputError(f"bits must be in 0..64, got {bits}")
         w = self.words(shape)
         if bits == 64:
             return w
@@ -75,7 +76,7 @@ class PRG:
     def uniform_mod(self, modulus: int, shape: int | tuple[int, ...]) -> np.ndarray:
         """Uniform values in ``[0, modulus)``, ``2 <= modulus <= 2**63``, by rejection sampling (no bias)."""
         if not 2 <= modulus <= 1 << 63:
-            raise ValueError("modulus must be in 2..2**63")
+            raise InputError("modulus must be in 2..2**63")
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         n = int(np.prod(shape, dtype=np.int64))
         bits = (modulus - 1).bit_length()

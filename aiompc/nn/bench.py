@@ -18,14 +18,16 @@ LSB at 2^-12 is harmless) against exact requantization (one LSB at 4 bits is not
 which it used (``exact``; the ratio rows carry both).
 
 For every combination of mode, OT engine and link (``none``, ``lan`` = 3 Gbit/s and 0.3 ms RTT, ``wan`` =
-400 Mbit/s and 40 ms RTT, see :mod:`aiompc.transports.shaped`) the server and the client run in this process,
+400 Mbit/s and 40 ms RTT, see :mod:`aiompc.transports.shaped`) the server party runs in its own process, as on
+two machines (``--processes 2``, the default: :mod:`aiompc.nn.two_process`; ``--processes 1`` runs both here),
 connected by a loopback TCP connection whose two ends are wrapped by the shaped transport.  Each run
 gives one JSON object (the layout of :mod:`aiompc.nn.report`, all bytes from the client's channel
 statistics)::
 
     {"model", "mode", "network",
      "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"}],
-     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"},
+     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds",
+               "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one)},
      "graph", "planner", "ot", "exact", "samples", "check", "machine", "code"}
 
 A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
@@ -52,6 +54,7 @@ import json
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -63,15 +66,14 @@ from aiompc.errors import InputError
 from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, fixed_point
 from aiompc.nn.graph import FloatGraph
 from aiompc.nn.ir import QGraph
-from aiompc.nn.loopback import run_two_parties
-from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_mode, check_output, describe_check
-from aiompc.nn.modes import engine_config as mode_engine_config
+from aiompc.nn.loopback import LoopbackRun, run_two_parties
+from aiompc.nn.two_process import run_two_processes
+from aiompc.nn.modes import MODES, EngineConfig, check_output, describe_check, mode_named
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 from aiompc.nn.report import format_table, layer_report
-from aiompc.nn.secure import EngineConfig
-from aiompc.protocols.ot import engine as ot_engine
+from aiompc.protocols.ot import engines as ot_engine
 from aiompc.transports.base import Transport
 from aiompc.transports.shaped import PROFILES, shape
 
@@ -133,8 +135,8 @@ class BenchModel:
     _graphs: dict[str, QGraph] = field(default_factory=dict, repr=False)
 
     def graph(self, mode: str) -> QGraph:
-        """The integer graph bench mode ``mode`` runs (:data:`~aiompc.nn.modes.GRAPH_OF_MODE`)."""
-        kind = GRAPH_OF_MODE[check_mode(mode)]
+        """The integer graph bench mode ``mode`` runs (its :attr:`~aiompc.nn.modes.Mode.program`)."""
+        kind = mode_named(mode).program
         if kind not in self._graphs:
             self._graphs[kind] = fixed_point(self.float_graph) if kind == "fixed-point" else \
                 self.quantizer(self.float_graph)
@@ -174,7 +176,7 @@ def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False
     """The engine settings of bench mode ``mode``: ``cheetah`` (the fixed-point graph) truncates exactly
     iff ``baseline_exact``; ``quantized`` and ``cheetah-int`` requantize exactly iff ``exact``
     (:func:`aiompc.nn.modes.engine_config`)."""
-    return mode_engine_config(mode, exact=baseline_exact if mode == "cheetah" else exact)
+    return EngineConfig(mode_named(mode, exact=baseline_exact if mode == "cheetah" else exact))
 
 
 # --------------------------------------------------------------------------- one run
@@ -196,27 +198,53 @@ async def bench_run(
     model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, mode: str | None = None,
     link: str = "none", ot: str | None = None, progress: bool | None = None,
 ) -> dict[str, Any]:
-    """One (mode, OT engine, link) run of ``graph`` on its integer batch ``x_int``; returns its JSON object.
+    """One (mode, OT engine, link) run of ``graph`` on its integer batch ``x_int``, both parties in this
+    process (:func:`~aiompc.nn.loopback.run_two_parties`); returns its JSON object (:func:`_row`).
 
-    ``mode`` is the bench mode the row reports (default ``config.mode``; ``cheetah`` rows run the
+    ``mode`` is the bench mode the row reports (default ``config.mode.name``; ``cheetah`` rows run the
     fixed-point graph, see the module docstring).  Server and client run here over loopback TCP, both
     ends wrapped by ``shape(·, link)``.  In exact mode raises :class:`ProtocolError` if the secure output
     differs from :func:`run_int` of ``graph`` at all; in approximate mode the difference is only
     recorded (``check``)."""
-    mode = mode or config.mode
+    ot = _check_ot(ot)
+    cpu = time.process_time()
+    run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=_wrapper(link),
+                                progress=progress, progress_label=f"{mode or config.mode.name}/{link}")
+    return _row(model, graph, x_int, config, run, mode=mode, link=link,
+                cpu={"processes": 1, "cpu_both": round(time.process_time() - cpu, 3)})
+
+
+def bench_run_two_processes(
+    model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, mode: str | None = None,
+    link: str = "none", ot: str | None = None,
+) -> dict[str, Any]:
+    """As :func:`bench_run`, with the server party in its own process, as on two machines
+    (:func:`~aiompc.nn.two_process.run_two_processes`); the row adds each party's CPU seconds."""
+    ot = _check_ot(ot)
+    two = run_two_processes(graph, x_int, config, options={"ot": ot}, link=link)  # type: ignore[arg-type]
+    return _row(model, graph, x_int, config, two.run, mode=mode, link=link,
+                cpu={"processes": 2, "cpu_server": round(two.cpu_server, 3), "cpu_client": round(two.cpu_client, 3)})
+
+
+def _check_ot(ot: str | None) -> str:
     ot = ot or ot_engine.DEFAULT_ENGINE
     if ot not in ot_engine.engine_kinds():
         raise InputError(f"unknown OT engine {ot!r}; choose from {', '.join(ot_engine.engine_kinds())}")
-    run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=_wrapper(link),
-                                progress=progress, progress_label=f"{mode}/{link}")
+    return ot
+
+
+def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run: LoopbackRun, *,
+         mode: str | None, link: str, cpu: dict[str, Any]) -> dict[str, Any]:
+    """The JSON object of one run (the module docstring's layout), checked against the integer reference."""
     result, stats, seconds, engine = run.result, run.stats, run.seconds, run.options["ot"]
     report = layer_report(graph, result.layers, stats, seconds)
     sizes = {node.name: graph.tensors[node.output].size for node in graph.nodes}
     for row in report["layers"]:  # values each layer outputs (bits per element = 8 * bytes / elements)
         row["elements"] = sizes.get(row["name"], graph.tensors[graph.output].size) * len(x_int)
     check = check_output(graph, x_int, np.asarray(result.output), config)
-    return {"model": model, "mode": mode, "network": link, **report,
-            "graph": GRAPH_OF_MODE.get(mode, "quantized"), "planner": config.planner, "ot": engine,
+    report["total"].update(cpu)
+    return {"model": model, "mode": mode or config.mode.name, "network": link, **report,
+            "graph": config.mode.program, "planner": config.mode.planner.name, "ot": engine,
             "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
             "code": code_version()}
 
@@ -224,13 +252,16 @@ async def bench_run(
 def run_bench(
     model: BenchModel, *, modes: Sequence[str] = DEFAULT_MODES, links: Sequence[str] = ("none",),
     ots: Sequence[str | None] = (None,), exact: bool = True, baseline_exact: bool = False,
-    progress: bool | None = None, log: Any = None,
+    progress: bool | None = None, log: Any = None, processes: int = 1,
 ) -> list[dict[str, Any]]:
-    """Every (link, OT engine, mode) combination of :func:`bench_run` on ``model``'s inputs, in this order
-    (so the modes of one setting run back to back); one summary line per run on ``log``.  Each mode runs
+    """Every (link, OT engine, mode) combination of :func:`bench_run` (``processes=1``: both parties in this
+    process) or :func:`bench_run_two_processes` (``processes=2``: as on two machines) on ``model``'s inputs,
+    in this order (so the modes of one setting run back to back); one summary line per run on ``log``.  Each mode runs
     its own graph (:meth:`BenchModel.graph`) with :func:`engine_config` (``exact`` for the quantized
     graph, ``baseline_exact`` for the fixed-point one).  An OT engine of ``None`` is the library
-    default (:data:`aiompc.protocols.ot.engine.DEFAULT_ENGINE`)."""
+    default (:data:`aiompc.protocols.ot.engines.DEFAULT_ENGINE`)."""
+    if processes not in (1, 2):
+        raise InputError(f"--processes must be 1 or 2, got {processes}")
     for link in links:
         _wrapper(link)
     configs = {mode: engine_config(mode, exact=exact, baseline_exact=baseline_exact) for mode in modes}
@@ -240,8 +271,12 @@ def run_bench(
     for link in links:
         for ot in ots:
             for mode in modes:
-                res = aiompc.run(bench_run(model.name, model.graph(mode), x_int[mode], configs[mode], mode=mode,
-                                           link=link, ot=ot, progress=progress))
+                if processes == 2:
+                    res = bench_run_two_processes(model.name, model.graph(mode), x_int[mode], configs[mode],
+                                                  mode=mode, link=link, ot=ot)
+                else:
+                    res = aiompc.run(bench_run(model.name, model.graph(mode), x_int[mode], configs[mode],
+                                               mode=mode, link=link, ot=ot, progress=progress))
                 results.append(res)
                 if log is not None:
                     t = res["total"]
@@ -249,11 +284,25 @@ def run_bench(
                           f"{_requant(res['exact'])}: "
                           f"{(t['bytes_c2s'] + t['bytes_s2c']) / _MIB:9.2f} MiB "
                           f"(linear {t['linear_bytes'] / _MIB:.2f}, non-linear {t['nonlinear_bytes'] / _MIB:.2f}), "
-                          f"{t['seconds']:.2f} s", file=log, flush=True)
+                          f"{t['seconds']:.2f} s wall, {_cpu(t)}", file=log, flush=True)
     return results
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def _cpu(total: dict[str, Any]) -> str:
+    """CPU seconds of a run: each party's (two processes) or both together (one process)."""
+    if "cpu_server" in total:
+        return f"CPU server {total['cpu_server']:.2f} s + client {total['cpu_client']:.2f} s"
+    return f"CPU {total['cpu_both']:.2f} s (both parties, one process)" if "cpu_both" in total else "CPU –"
+
+
+def _cpu_cell(total: dict[str, Any]) -> str:
+    """``server + client`` CPU seconds (two processes), ``both`` (one process), ``–`` (older results)."""
+    if "cpu_server" in total:
+        return f"{total['cpu_server']:.2f} + {total['cpu_client']:.2f}"
+    return f"{total['cpu_both']:.2f} (1 process)" if "cpu_both" in total else "–"
 
 
 def _total_bytes(run: dict[str, Any]) -> int:
@@ -332,8 +381,8 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     (``per_layer``) one table per run."""
     lines = [
         ("| model | mode | network | planner | OT | requant | MiB c→s | MiB s→c | MiB total | linear MiB "
-         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds | logits vs reference |"),
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds | CPU s | logits vs reference |"),
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         t = r["total"]
@@ -342,7 +391,7 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
             f"| {t['bytes_c2s'] / _MIB:.2f} "
             f"| {t['bytes_s2c'] / _MIB:.2f} | {_total_bytes(r) / _MIB:.2f} | {t['linear_bytes'] / _MIB:.2f} "
             f"| {t['nonlinear_bytes'] / _MIB:.2f} | {t['offline_bytes'] / _MIB:.2f} | {_setup_bytes(r) / _MIB:.2f} "
-            f"| {t['rounds']} | {t['seconds']:.2f} | {describe_check(r.get('check', {}))} |"
+            f"| {t['rounds']} | {t['seconds']:.2f} | {_cpu_cell(t)} | {describe_check(r.get('check', {}))} |"
         )
     ratios = bench_ratios(results)
     if ratios:
@@ -463,7 +512,7 @@ def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    modes = _csv(args.modes, MODES, "--modes")
+    modes = _csv(args.modes, list(MODES), "--modes")
     links = _csv(args.network, LINKS, "--network")
     ots = _csv(args.ot or ot_engine.DEFAULT_ENGINE, ot_engine.engine_kinds(), "--ot")
     calibration = np.load(args.calibration) if args.calibration else None
@@ -476,7 +525,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"{model.float_graph.input_shape}, {args.samples} sample(s); network {','.join(links)}; "
           f"OT {','.join(ots)}; " + "; ".join(settings), file=sys.stderr, flush=True)
     results = run_bench(model, modes=modes, links=links, ots=ots, exact=args.exact, baseline_exact=baseline_exact,
-                        progress=args.progress, log=sys.stderr)
+                        progress=args.progress, log=sys.stderr, processes=args.processes)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     table = bench_markdown(results, per_layer=not args.summary)
@@ -514,6 +563,9 @@ def add_bench_command(sub: Any) -> None:
     p.add_argument("--markdown", metavar="F", help="write the tables to F")
     p.add_argument("--plot", metavar="F", help="write a PNG of bytes per layer and totals to F")
     p.add_argument("--summary", action="store_true", help="summary and ratio tables only (no per-layer tables)")
+    p.add_argument("--processes", type=int, choices=(1, 2), default=2,
+                   help="2: the server party in its own process, as on two machines, each party's CPU seconds "
+                   "reported (default); 1: both parties in this process (with a progress bar)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar per layer (default: when stderr is a terminal)")
     p.set_defaults(func=cmd_bench)

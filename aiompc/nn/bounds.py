@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aiompc.errors import UnsupportedModel
+from aiompc.errors import InputError, UnsupportedModel
 
 __all__ = [
     "width_for_range",
@@ -50,7 +50,7 @@ def width_for_range(lo: int, hi: int) -> tuple[int, bool]:
     """``(bits, signed)`` of the narrowest representation holding every integer of ``[lo, hi]``."""
     lo, hi = int(lo), int(hi)
     if lo > hi:
-        raise ValueError(f"empty range [{lo}, {hi}]")
+        raise InputError(f"empty range [{lo}, {hi}]")
     if lo >= 0:
         return max(1, hi.bit_length()), False
     magnitude = max((-lo - 1).bit_length(), max(hi, 0).bit_length())
@@ -75,7 +75,7 @@ def linear_channel_ranges(
     :data:`MAX_BITS`.
     """
     if lo > 0 or hi < 0:
-        raise ValueError("linear_channel_ranges expects lo <= 0 <= hi")
+        raise InputError("linear_channel_ranges expects lo <= 0 <= hi")
     w = np.asarray(weight, dtype=np.int64).reshape(weight.shape[0], -1)
     pos = np.where(w > 0, w, 0).sum(axis=1)
     neg = np.where(w < 0, -w, 0).sum(axis=1)

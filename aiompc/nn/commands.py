@@ -22,30 +22,29 @@ import numpy as np
 import aiompc
 from aiompc.errors import AiompcError
 from aiompc.nn import loopback
-from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, CHEETAH_RING_BITS
+from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
-from aiompc.nn.modes import GRAPH_OF_MODE, MODES, check_output, engine_config, mode_options
+from aiompc.nn.modes import CHEETAH_RING, MODES, EngineConfig, check_output, engine_config
 from aiompc.nn.report import format_table, layer_report
-from aiompc.nn.secure import EngineConfig, SecureResult
+from aiompc.nn.secure import SecureResult
 from aiompc.nn.service import input_batch, load_model
 
 __all__ = ["add_commands"]
 
 
 def _config(args: argparse.Namespace) -> EngineConfig:
-    """The engine settings of ``--mode`` with ``--exact/--approx`` (default: the mode's, see
-    :func:`aiompc.nn.modes.default_exact`)."""
+    """The session configuration, decided once here: ``--mode`` with ``--exact/--approx`` (default: the
+    mode's own) and ``--output``."""
     return engine_config(args.mode, exact=args.exact, output=getattr(args, "output", "logits"))
 
 
-def _describe_mode(mode: str, config: EngineConfig) -> str:
+def _describe_mode(config: EngineConfig) -> str:
     """``cheetah (fixed-point program, 12 fractional bits, approximate truncation)`` and the like."""
-    kind = GRAPH_OF_MODE[mode]
-    program = f"fixed-point program, {CHEETAH_FRAC_BITS} fractional bits" if kind == "fixed-point" else \
-        "quantized program" + (f", {CHEETAH_RING_BITS}-bit rings" if config.mode == "cheetah" else "")
-    rescaling = "truncation" if kind == "fixed-point" else "requantization"
-    return f"{mode} ({program}, {'exact' if config.exact else 'approximate'} {rescaling})"
+    text = config.mode.describe()
+    if config.mode.program == "fixed-point":
+        text = text.replace("fixed-point program", f"fixed-point program, {CHEETAH_FRAC_BITS} fractional bits")
+    return text
 
 
 def _deviation(check: dict[str, Any]) -> str:
@@ -76,10 +75,10 @@ def _outputs(graph: QGraph, result: SecureResult, config: EngineConfig) -> np.nd
 def cmd_run(args: argparse.Namespace) -> int:
     """Both parties on ``args.model`` in ``args.mode``; the secure result against ``run_int`` of the graph
     that ran (a difference is an error in exact mode, a reported deviation in approximate mode)."""
-    graph = load_model(args.model, calibration=np.load(args.calibration) if args.calibration else None,
-                       graph=GRAPH_OF_MODE[args.mode])
-    xq, _ = input_batch(graph, np.load(args.input))
     config = _config(args)
+    graph = load_model(args.model, calibration=np.load(args.calibration) if args.calibration else None,
+                       graph=config.mode.program)
+    xq, _ = input_batch(graph, np.load(args.input))
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport,
                                                 progress=False if args.json else None))
     secure = _outputs(graph, result, config)
@@ -89,10 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.output == "argmax":
         reference = np.argmax(reference.reshape(len(reference), -1), axis=1)
     if args.json:
-        print(json.dumps({"secure": secure.tolist(), "reference": reference.tolist(), "mode": args.mode,
-                          "graph": GRAPH_OF_MODE[args.mode], "exact": config.exact, "check": check, **report}))
+        print(json.dumps({"secure": secure.tolist(), "reference": reference.tolist(), "mode": config.mode.name,
+                          "graph": config.mode.program, "exact": config.exact, "check": check, **report}))
         return 0
-    print(f"model {args.model}: mode {_describe_mode(args.mode, config)}, {len(xq)} sample(s)")
+    print(f"model {args.model}: mode {_describe_mode(config)}, {len(xq)} sample(s)")
     print(f"secure:    {np.round(secure, 4).tolist()}")
     print(f"reference: {np.round(reference, 4).tolist()}")
     if check["max_abs_diff_lsb"] == 0:
@@ -107,9 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         config = _config(args)
-        server = await aiompc.serve(args.model, args.listen, config=config, graph=GRAPH_OF_MODE[args.mode],
+        server = await aiompc.serve(args.model, args.listen, mode=config.mode, output=config.output,
                                     calibration=np.load(args.calibration) if args.calibration else None)
-        print(f"serving {args.model} at {server.url} (mode {_describe_mode(args.mode, config)}); Ctrl-C to stop",
+        print(f"serving {args.model} at {server.url} (mode {_describe_mode(config)}); Ctrl-C to stop",
               flush=True)
         try:
             await asyncio.Event().wait()
@@ -122,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     x = np.load(args.input)
-    y = aiompc.run(aiompc.infer(x, args.connect, options=mode_options(args.mode) if args.mode else None))
+    y = aiompc.run(aiompc.infer(x, args.connect, mode=args.mode))
     y = np.asarray(y)
     if args.json:
         print(json.dumps({"output": y.tolist()}))
@@ -138,15 +137,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from aiompc.nn.interpret import predict
     from aiompc.nn.zoo import digits_data, digits_fixed_point, digits_model, digits_report
 
-    kind = GRAPH_OF_MODE[args.mode]
+    config = _config(args)
+    kind = config.mode.program
     graph = digits_fixed_point() if kind == "fixed-point" else digits_model()
     data = digits_data()
     x, labels = data.x_test[: args.samples], data.y_test[: args.samples]
     xq = graph.quantize_input(x)
-    config = _config(args)
     what = "its float weights" if kind == "fixed-point" else "w4a4 body, 8-bit first/last layer"
     print(f"aiompc demo: a {len(graph.nodes)}-layer CNN on scikit-learn's 8x8 digits, {what}; "
-          f"mode {_describe_mode(args.mode, config)}")
+          f"mode {_describe_mode(config)}")
     print(f"server holds the model, client holds {len(x)} test image(s); both run here over loopback {args.transport.upper()}\n")
     result, report = aiompc.run(run_two_parties(graph, xq, config, transport=args.transport))
     secure_pred = np.argmax(_outputs(graph, result, config).reshape(len(x), -1), axis=1)
@@ -177,10 +176,10 @@ def add_commands(sub: Any) -> None:
     """Register ``run``, ``serve``, ``infer`` and ``demo`` on an argparse sub-parser collection."""
 
     def engine_opts(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--mode", choices=MODES, default="quantized",
+        p.add_argument("--mode", choices=list(MODES), default="quantized",
                        help="quantized: the low-precision graph (default); cheetah: Cheetah's baseline, the float "
-                       f"model in 37-bit fixed point ({CHEETAH_FRAC_BITS} fractional bits); cheetah-int: the "
-                       "quantized graph on Cheetah's 37-bit rings")
+                       f"model in {CHEETAH_RING}-bit fixed point ({CHEETAH_FRAC_BITS} fractional bits); cheetah-int: the "
+                       f"quantized graph on Cheetah's {CHEETAH_RING}-bit rings")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--exact", dest="exact", action="store_const", const=True, default=None,
                        help="bit-exact truncation/requantization (default, except in cheetah mode)")
@@ -207,7 +206,7 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("infer", help="private prediction of INPUT from the server at --connect URL")
     p.add_argument("input", help=".npy file, float")
     p.add_argument("--connect", required=True)
-    p.add_argument("--mode", choices=MODES, help="insist on this mode (default: whatever the server runs)")
+    p.add_argument("--mode", choices=list(MODES), help="insist on this mode (default: whatever the server runs)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_infer)
 

@@ -17,7 +17,7 @@
 Modes (:data:`EVAL_MODES`): ``plaintext-float``, ``plaintext-int``, ``plaintext-fixed`` (plaintext
 references) and the secure modes of :mod:`aiompc.nn.modes` (``quantized``, ``cheetah``, ``cheetah-int``).
 A secure mode may carry its rescaling: ``quantized:approx``, ``cheetah:exact``; otherwise ``exact``
-(``None``: each mode's default, :func:`aiompc.nn.modes.default_exact`) applies.
+(``None``: each mode's default, ``aiompc.nn.modes.MODES[name].exact``) applies.
 
 Secure modes run both parties in this process over loopback TCP (:func:`aiompc.nn.loopback.run_two_parties`),
 one session per batch of ``batch`` samples, with a progress bar (tqdm) per mode.
@@ -35,14 +35,14 @@ import numpy as np
 
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
 from aiompc.nn.datasets import Dataset, load_dataset, model_dataset
-from aiompc.nn.modes import GRAPH_OF_MODE, MODES, default_exact, describe_check, engine_config
+from aiompc.nn.modes import MODES, engine_config
 from aiompc.nn.quantize import QuantConfig
 
 __all__ = ["EVAL_MODES", "DEFAULT_MODES", "ModeSpec", "ModeResult", "EvalReport", "parse_modes", "evaluate",
            "evaluate_async"]
 
 PLAINTEXT_MODES = ("plaintext-float", "plaintext-int", "plaintext-fixed")
-EVAL_MODES = PLAINTEXT_MODES + MODES
+EVAL_MODES = PLAINTEXT_MODES + tuple(MODES)
 """Every mode :func:`evaluate` knows."""
 
 DEFAULT_MODES = ("plaintext-float", "plaintext-int", "quantized", "cheetah")
@@ -64,7 +64,7 @@ class ModeSpec:
     @property
     def label(self) -> str:
         """``quantized``, ``quantized:approx`` (when the rescaling is not the mode's default) and the like."""
-        if not self.secure or self.exact == default_exact(self.name):
+        if not self.secure or self.exact == MODES[self.name].exact:
             return self.name
         return f"{self.name}:{'exact' if self.exact else 'approx'}"
 
@@ -90,8 +90,8 @@ def parse_modes(modes: str | Sequence[str], exact: bool | None = None) -> list[M
             continue
         if suffix not in ("", "exact", "approx"):
             raise InputError(f"mode {item!r}: the suffix must be :exact or :approx")
-        ex = (suffix == "exact") if suffix else (default_exact(name) if exact is None else exact)
-        specs.append(ModeSpec(name, True, GRAPH_OF_MODE[name], ex))
+        ex = (suffix == "exact") if suffix else (MODES[name].exact if exact is None else exact)
+        specs.append(ModeSpec(name, True, MODES[name].program, ex))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"mode listed twice: {', '.join(labels)}")

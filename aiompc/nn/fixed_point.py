@@ -60,6 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
+from aiompc.crypto.he import CHEETAH_PLAIN_BITS
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
@@ -70,7 +71,7 @@ __all__ = ["fixed_point", "CHEETAH_FRAC_BITS", "CHEETAH_RING_BITS"]
 
 CHEETAH_FRAC_BITS = 12
 """Cheetah's fixed-point scale: 12 fractional bits."""
-CHEETAH_RING_BITS = 37
+CHEETAH_RING_BITS = CHEETAH_PLAIN_BITS
 """Cheetah's ring: ``Z_{2^37}``."""
 
 _MAX_WEIGHT_BITS = 32  # the IR's limit on weight widths

@@ -6,23 +6,23 @@ signedness (the ring ``Z_{2^l}``, ``l >= bits``, its shares need), proven value 
 (the whole range of the width in metadata) and its real-valued scale (``real = scale[c] * value``, ``c`` indexing the first axis; one entry means
 one scale for the whole tensor).  All values are integers; weights and biases are ``int64``.
 
-Layers and where a two-party engine evaluates them:
+Layers (which protocol evaluates each is the engine's business: :data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`):
 
-============== ======================================================= =======================
-node           integer semantics (per sample, ``x`` = input tensor)   secure evaluation
-============== ======================================================= =======================
-Conv           ``conv2d(x, W, stride, pads, groups) + b`` (dilation 1) HE (server's weights)
-Linear         ``W @ x + b``                                           HE
-ChannelAffine  ``a[c] * x[c] + b[c]`` (unfolded batch-norm)            HE (Cheetah's BN)
-Requantize     ``aiompc.quant.requantize(x[c], M[c], s, lo, hi, r)``   OT (M, s public)
-Relu           ``max(x, 0)``                                           OT
-Clip           ``clip(x, lo, hi)``                                     OT
-MaxPool        window max; padding never wins (see :class:`MaxPool`)   OT
-SumPool        window sum (average pool numerator; 1/k² goes to M)     local
-Add            ``sum_i m_i[c] * x_i[c]`` (public integer rescales)     local
-Concat         concatenation along the channel axis                    local
-Flatten        row-major reshape to one axis                           local
-============== ======================================================= =======================
+============== =======================================================
+node           integer semantics (per sample, ``x`` = input tensor)
+============== =======================================================
+Conv           ``conv2d(x, W, stride, pads, groups) + b`` (dilation 1)
+Linear         ``W @ x + b``
+ChannelAffine  ``a[c] * x[c] + b[c]`` (unfolded batch-norm)
+Requantize     ``aiompc.quant.requantize(x[c], M[c], s, lo, hi, r)``
+Relu           ``max(x, 0)``
+Clip           ``clip(x, lo, hi)``
+MaxPool        window max; padding never wins (see :class:`MaxPool`)
+SumPool        window sum (average pool numerator; 1/k² goes to M)
+Add            ``sum_i m_i[c] * x_i[c]`` (public integer rescales)
+Concat         concatenation along the channel axis
+Flatten        row-major reshape to one axis
+============== =======================================================
 
 Weights and biases are the server's secret; everything else is model *metadata*.
 :meth:`QGraph.to_dict` with ``include_weights=False`` gives that metadata as a msgpack-able dict
@@ -102,15 +102,15 @@ class TensorSpec:
             raise UnsupportedModel(f"tensor {self.name!r}: width {self.bits} bits is outside 1..{MAX_BITS}")
         rlo, rhi = range_of_width(self.bits, self.signed)
         if not rlo <= self.lo <= self.hi <= rhi:
-            raise ValueError(
+            raise InputError(
                 f"tensor {self.name!r}: bounds [{self.lo}, {self.hi}] do not fit "
                 f"{'signed' if self.signed else 'unsigned'} {self.bits} bits"
             )
         if self.scale is not None:
             if len(self.scale) not in (1, self.shape[0] if self.shape else 1):
-                raise ValueError(f"tensor {self.name!r}: {len(self.scale)} scales for shape {self.shape}")
+                raise InputError(f"tensor {self.name!r}: {len(self.scale)} scales for shape {self.shape}")
             if not all(s > 0 and np.isfinite(s) for s in self.scale):
-                raise ValueError(f"tensor {self.name!r}: scales must be positive and finite")
+                raise InputError(f"tensor {self.name!r}: scales must be positive and finite")
 
     @classmethod
     def for_range(
@@ -195,7 +195,6 @@ class Node:
     """Base class: a named layer reading ``inputs`` (edge names) and writing one ``output`` edge."""
 
     op: ClassVar[str] = ""
-    evaluation: ClassVar[str] = "local"  # how a two-party engine runs it: "he", "ot" or "local"
     arity: ClassVar[int | None] = 1  # None: two or more inputs
     name: str
     inputs: tuple[str, ...]
@@ -204,9 +203,9 @@ class Node:
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         if self.arity is not None and len(self.inputs) != self.arity:
-            raise ValueError(f"{self.op} node {self.name!r} takes {self.arity} input(s), got {len(self.inputs)}")
+            raise InputError(f"{self.op} node {self.name!r} takes {self.arity} input(s), got {len(self.inputs)}")
         if self.arity is None and len(self.inputs) < 2:
-            raise ValueError(f"{self.op} node {self.name!r} needs at least two inputs")
+            raise InputError(f"{self.op} node {self.name!r} needs at least two inputs")
 
     @property
     def private_fields(self) -> tuple[str, ...]:
@@ -258,9 +257,9 @@ class Node:
 
 def _check_window(node: Node, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...]) -> None:
     if len(kernel) != 2 or len(stride) != 2 or len(pads) != 4:
-        raise ValueError(f"{node.op} node {node.name!r}: kernel/stride need 2 entries, pads 4")
+        raise InputError(f"{node.op} node {node.name!r}: kernel/stride need 2 entries, pads 4")
     if min(kernel) < 1 or min(stride) < 1 or min(pads) < 0:
-        raise ValueError(f"{node.op} node {node.name!r}: bad kernel {kernel}, stride {stride} or pads {pads}")
+        raise InputError(f"{node.op} node {node.name!r}: bad kernel {kernel}, stride {stride} or pads {pads}")
 
 
 def _window_shape(node: Node, spec: TensorSpec, kernel: tuple[int, int], stride: tuple[int, int],
@@ -278,27 +277,26 @@ class WeightedNode(Node):
     """A layer holding the server's integer ``weight`` and ``bias`` (both int64, or both None in
     metadata); weights lie within signed ``weight_bits`` bits."""
 
-    evaluation: ClassVar[str] = "he"
     weight_bits: int = 8
     weight: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
     bias: np.ndarray | None = field(default=None, metadata=_PRIVATE, repr=False)
 
     def _check_weights(self, shape: tuple[int, ...], outputs: int) -> None:
         if not 1 <= self.weight_bits <= 32:
-            raise ValueError(f"{self.op} {self.name!r}: weight_bits {self.weight_bits} outside 1..32")
+            raise InputError(f"{self.op} {self.name!r}: weight_bits {self.weight_bits} outside 1..32")
         if (self.weight is None) != (self.bias is None):
-            raise ValueError(f"{self.op} {self.name!r}: give both weight and bias, or neither")
+            raise InputError(f"{self.op} {self.name!r}: give both weight and bias, or neither")
         if self.weight is None or self.bias is None:
             return
         w, b = np.asarray(self.weight, dtype=np.int64), np.asarray(self.bias, dtype=np.int64)
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", b)
         if w.shape != tuple(shape) or b.shape != (outputs,):
-            raise ValueError(f"{self.op} {self.name!r}: weight {w.shape} / bias {b.shape} "
+            raise InputError(f"{self.op} {self.name!r}: weight {w.shape} / bias {b.shape} "
                              f"do not match {tuple(shape)} / ({outputs},)")
         lo, hi = range_of_width(self.weight_bits, True)
         if w.size and (w.min() < lo or w.max() > hi):
-            raise ValueError(f"{self.op} {self.name!r}: weights exceed signed {self.weight_bits} bits")
+            raise InputError(f"{self.op} {self.name!r}: weights exceed signed {self.weight_bits} bits")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -317,7 +315,7 @@ class Conv(WeightedNode):
         super().__post_init__()
         _check_window(self, self.weight_shape[2:], self.stride, self.pads)
         if self.weight_shape[0] % self.groups:
-            raise ValueError(
+            raise InputError(
                 f"conv {self.name!r}: {self.weight_shape[0]} outputs not divisible by groups {self.groups}")
         self._check_weights(self.weight_shape, self.weight_shape[0])
 
@@ -407,7 +405,6 @@ class Requantize(Node):
     clip to ``[lo, hi]`` (``lo = 0`` fuses a ReLU).  The output edge declares the target width."""
 
     op: ClassVar[str] = "requantize"
-    evaluation: ClassVar[str] = "ot"
     multiplier: tuple[int, ...]
     shift: int
     lo: int
@@ -418,9 +415,9 @@ class Requantize(Node):
         super().__post_init__()
         object.__setattr__(self, "multiplier", tuple(int(m) for m in self.multiplier))
         if not self.multiplier or min(self.multiplier) < 0 or not 0 <= self.shift <= 62 or self.lo > self.hi:
-            raise ValueError(f"requantize {self.name!r}: needs multipliers >= 0, 0 <= shift <= 62, lo <= hi")
+            raise InputError(f"requantize {self.name!r}: needs multipliers >= 0, 0 <= shift <= 62, lo <= hi")
         if self.rounding not in ("nearest", "floor"):
-            raise ValueError(f"requantize {self.name!r}: rounding must be 'nearest' or 'floor'")
+            raise InputError(f"requantize {self.name!r}: rounding must be 'nearest' or 'floor'")
 
     def channel_multipliers(self, channels: int) -> np.ndarray:
         """Multipliers broadcast to ``channels`` entries (int64)."""
@@ -448,7 +445,6 @@ class Relu(Node):
     """``max(x, 0)`` on an already requantized tensor (fused into :class:`Requantize` where possible)."""
 
     op: ClassVar[str] = "relu"
-    evaluation: ClassVar[str] = "ot"
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -460,14 +456,13 @@ class Clip(Node):
     """``clip(x, lo, hi)`` with integer bounds (ReLU6 and friends on a requantized tensor)."""
 
     op: ClassVar[str] = "clip"
-    evaluation: ClassVar[str] = "ot"
     lo: int
     hi: int
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.lo > self.hi:
-            raise ValueError(f"clip {self.name!r}: lo > hi")
+            raise InputError(f"clip {self.name!r}: lo > hi")
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -482,7 +477,6 @@ class MaxPool(Node):
     pads with the input's ``lo``; the minimum of the input's width works for both parties alike."""
 
     op: ClassVar[str] = "maxpool"
-    evaluation: ClassVar[str] = "ot"
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -539,7 +533,7 @@ class Add(Node):
         super().__post_init__()
         object.__setattr__(self, "multipliers", tuple(tuple(int(m) for m in ms) for ms in self.multipliers))
         if len(self.multipliers) != len(self.inputs) or any(not ms or min(ms) < 0 for ms in self.multipliers):
-            raise ValueError(f"add {self.name!r}: needs one non-empty list of multipliers >= 0 per input")
+            raise InputError(f"add {self.name!r}: needs one non-empty list of multipliers >= 0 per input")
 
     def channel_multipliers(self, channels: int) -> np.ndarray:
         """``int64[len(inputs), channels]``."""
@@ -731,12 +725,12 @@ class QGraph:
     # ---- humans
 
     def summary(self) -> str:
-        """A text table: one row per node with kind, secure evaluation, output shape, width and bounds."""
-        def row(node: str, op: str, ev: str, t: TensorSpec) -> tuple[str, ...]:
-            return (node, op, ev, t.name, "x".join(map(str, t.shape)), f"{'s' if t.signed else 'u'}{t.bits}",
+        """A text table: one row per node with kind, output shape, width and bounds."""
+        def row(node: str, op: str, t: TensorSpec) -> tuple[str, ...]:
+            return (node, op, t.name, "x".join(map(str, t.shape)), f"{'s' if t.signed else 'u'}{t.bits}",
                     f"[{t.lo}, {t.hi}]")
 
-        rows = [("node", "op", "eval", "output", "shape", "bits", "range"), row("(input)", "", "", self.input_spec)]
-        rows += [row(n.name, n.op, n.evaluation, self.tensors[n.output]) for n in self.nodes]
+        rows = [("node", "op", "output", "shape", "bits", "range"), row("(input)", "", self.input_spec)]
+        rows += [row(n.name, n.op, self.tensors[n.output]) for n in self.nodes]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -8,18 +8,20 @@ both ends wrapped (the shaped LAN/WAN link), so every byte reported crossed a so
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from aiompc.channel import Stats
 from aiompc.nn.ir import QGraph
-from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult
+from aiompc.nn.modes import EngineConfig
+from aiompc.nn.secure import LayerRecord, SecureResult
 from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
-from aiompc.progress import Progress
 from aiompc.session import connect, listen
 from aiompc.transports.base import Transport
 
@@ -51,12 +53,12 @@ async def run_two_parties(
 
     ``options`` go to both sides' handshake (the engine settings of ``config`` are always included);
     ``transport_wrapper`` wraps both ends' transports (e.g. :func:`aiompc.transports.shaped.shape`)."""
-    options = {**config.to_dict(), **(options or {})}
+    options = {**config.to_options(), **(options or {})}
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def handler(party: Party) -> None:
         try:
-            done.set_result(await serve_session(party, graph, EngineConfig.from_dict(party.options)))
+            done.set_result(await serve_session(party, graph, EngineConfig.from_options(party.options)))
         except BaseException as exc:
             if not done.done():
                 done.set_exception(exc)
@@ -64,10 +66,12 @@ async def run_two_parties(
 
     url = "ws://127.0.0.1:0/aiompc" if transport == "ws" else "tcp://127.0.0.1:0"
     chunks = -(-len(x_int) // CHUNK)  # the session evaluates CHUNK samples at a time
-    bar = Progress(chunks * (len(graph.nodes) + 1), progress_label, enabled=progress)
+    bar = tqdm(total=chunks * (len(graph.nodes) + 1), desc=progress_label, unit="layer", file=sys.stderr,
+               leave=False, disable=not sys.stderr.isatty() if progress is None else not progress)
 
     def tick(rec: LayerRecord) -> None:
-        bar.advance(rec.name)
+        bar.set_postfix_str(rec.name, refresh=False)
+        bar.update()
 
     async with await listen(handler, url, options=options, transport_wrapper=transport_wrapper) as server:
         async with connect(server.url, options=options, transport_wrapper=transport_wrapper) as party:

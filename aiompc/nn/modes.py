@@ -1,84 +1,143 @@
-"""The model modes: which integer program of a float model runs, and with which engine settings.
+"""The protocol modes: decided once at the top (the command line, ``serve``, ``bench``) and handed down
+unchanged as one value.
 
-One list for ``aiompc bench`` and the model commands (``run``, ``serve``, ``infer``, ``demo``):
+A :class:`Mode` says everything the engine needs to know about the protocol family:
 
-* ``cheetah`` — the baseline as Cheetah runs it: the float model in 37-bit fixed point with 12
-  fractional bits (:func:`aiompc.nn.fixed_point.fixed_point`), engine mode ``cheetah`` (37-bit rings,
-  Cheetah's HE parameters and tiling).  Truncation is Cheetah's approximate one by default (one LSB
-  low at ``2^-12``), exact on request.
-* ``quantized`` — the low-precision graph (:func:`aiompc.nn.quantize.quantize`) with the quantized
-  protocols; requantization exact by default, one LSB off on request.
-* ``cheetah-int`` — the quantized graph on 37-bit rings with Cheetah's HE parameters (the
-  pre-fixed-point baseline, kept for comparison); requantization as ``quantized``.
+* ``program`` — which integer program of a float model runs: ``fixed-point`` (Cheetah's 37-bit fixed point,
+  :func:`aiompc.nn.fixed_point.fixed_point`) or ``quantized`` (:func:`aiompc.nn.quantize.quantize`);
+* ``rings`` — ``cheetah``: every edge on Cheetah's 37-bit ring; ``tight``: each edge on the ring its real width
+  needs (the quantized mode's reason to exist);
+* ``planner`` — the linear-layer planner object (:mod:`aiompc.protocols.linear.planners`);
+* ``exact`` — exact rescaling, or Cheetah's one-LSB approximate truncation.
 
-A mode is therefore a pair: the integer program (:data:`GRAPH_OF_MODE`: ``fixed-point`` or
-``quantized``) and the :class:`~aiompc.nn.secure.EngineConfig` (:func:`engine_config`).  A server
-announces both in its handshake options (:func:`mode_options`: the engine's ``mode`` and ``graph``), so
-a client pinning a mode that differs from the server's gets a :class:`~aiompc.errors.HandshakeError`.
+The modes by name are one table, :data:`MODES`:
 
-:func:`check_output` compares a secure result with the plaintext integer reference of the graph that
-ran (:func:`~aiompc.nn.interpret.run_int`): any difference is an error in exact mode; in approximate
-mode the deviation is reported (:func:`describe_check`).
+* ``cheetah`` — the baseline as Cheetah runs it: fixed point, 37-bit rings, Cheetah's tiling and parameters,
+  approximate truncation by default;
+* ``quantized`` — the low-precision program on tight rings with the cost-driven planner, exact by default;
+* ``cheetah-int`` — the quantized program on Cheetah's 37-bit rings and parameters (kept for comparison).
+
+:class:`EngineConfig` is what a session agrees on in its handshake: the mode and what the client learns
+(``output``).  A server announces it; a client that insists on a mode (:func:`mode_options`) and meets a
+different one gets a :class:`~aiompc.errors.HandshakeError`.
+
+:func:`check_output` compares a secure result with the plaintext integer reference of the program that ran
+(:func:`~aiompc.nn.interpret.run_int`): any difference is an error in exact mode; in approximate mode the
+deviation is reported (:func:`describe_check`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
-from aiompc.errors import InputError, ProtocolError
+from aiompc.crypto.he import CHEETAH_PLAIN_BITS
+from aiompc.errors import HandshakeError, InputError, ProtocolError
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
-from aiompc.nn.secure import EngineConfig
+from aiompc.protocols.linear import PLANNERS, Planner
 
-__all__ = ["MODES", "GraphKind", "GRAPH_OF_MODE", "check_mode", "default_exact", "engine_config", "mode_options",
-           "default_graph", "check_output", "describe_check"]
-
-MODES = ("cheetah", "quantized", "cheetah-int")
-"""Every mode, the fixed-point baseline first."""
+__all__ = ["Mode", "MODES", "GraphKind", "RingPolicy", "Output", "EngineConfig", "mode_named", "engine_config",
+           "mode_options", "check_output", "describe_check", "CHEETAH_RING"]
 
 GraphKind = Literal["fixed-point", "quantized"]
+RingPolicy = Literal["cheetah", "tight"]
+Output = Literal["logits", "argmax"]
 
-GRAPH_OF_MODE: dict[str, GraphKind] = {"cheetah": "fixed-point", "quantized": "quantized",
-                                       "cheetah-int": "quantized"}
-"""The integer program each mode runs."""
-
-_ENGINE_MODE = {"cheetah": "cheetah", "quantized": "quantized", "cheetah-int": "cheetah"}
-
-
-def check_mode(mode: str) -> str:
-    """``mode`` if it is one of :data:`MODES`; else :class:`InputError`."""
-    if mode not in GRAPH_OF_MODE:
-        raise InputError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    return mode
+CHEETAH_RING = CHEETAH_PLAIN_BITS
+"""Cheetah's ring width for every share (fixed point with 12 fractional bits)."""
 
 
-def default_exact(mode: str) -> bool:
-    """Whether ``mode`` rescales exactly by default: Cheetah truncates approximately (one LSB at
-    ``2^-12`` is harmless); the quantized graph requantizes exactly (one LSB at 4 bits is not)."""
-    return check_mode(mode) != "cheetah"
+@dataclass(frozen=True)
+class Mode:
+    """One protocol mode (see the module docstring); make it with :func:`mode_named`."""
+
+    name: str
+    program: GraphKind
+    rings: RingPolicy
+    planner: Planner
+    exact: bool
+    summary: str
+
+    def with_exact(self, exact: bool | None) -> Mode:
+        """This mode with exact (``True``) or approximate (``False``) rescaling; ``None`` keeps the default."""
+        return self if exact is None or exact == self.exact else replace(self, exact=bool(exact))
+
+    def describe(self) -> str:
+        """``quantized (quantized program, exact requantization)`` and the like, for people."""
+        rescaling = "truncation" if self.program == "fixed-point" else "requantization"
+        rings = f", {CHEETAH_RING}-bit rings" if self.rings == "cheetah" and self.program == "quantized" else ""
+        return f"{self.name} ({self.program} program{rings}, {'exact' if self.exact else 'approximate'} {rescaling})"
 
 
-def engine_config(mode: str, *, exact: bool | None = None, output: Literal["logits", "argmax"] = "logits",
-                  ) -> EngineConfig:
-    """The engine settings of ``mode``: the engine mode it runs on, exact rescaling iff ``exact``
-    (``None``: :func:`default_exact`), and what the client learns (``output``)."""
-    exact = default_exact(mode) if exact is None else exact
-    return EngineConfig(mode=_ENGINE_MODE[check_mode(mode)], exact=exact, output=output)  # type: ignore[arg-type]
+MODES: dict[str, Mode] = {
+    "cheetah": Mode("cheetah", "fixed-point", "cheetah", PLANNERS["cheetah-baseline"], exact=False,
+                    summary="Cheetah's own protocol: 37-bit fixed point, its HE parameters and tiling"),
+    "quantized": Mode("quantized", "quantized", "tight", PLANNERS["quantized"], exact=True,
+                      summary="the low-precision program with messages sized for its real bit widths"),
+    "cheetah-int": Mode("cheetah-int", "quantized", "cheetah", PLANNERS["cheetah-baseline"], exact=True,
+                        summary="the quantized program on Cheetah's 37-bit rings and parameters"),
+}
+"""Every mode, the fixed-point baseline first.  Cheetah truncates approximately by default (one LSB at
+``2^-12`` is harmless); the quantized program requantizes exactly (one LSB at 4 bits is not)."""
 
 
-def mode_options(mode: str) -> dict[str, Any]:
-    """The handshake options that identify ``mode``: ``{"mode": engine mode, "graph": program}``.
+def mode_named(name: str | Mode, *, exact: bool | None = None) -> Mode:
+    """The mode called ``name`` (a :class:`Mode` is taken as it is), with ``exact`` if given;
+    :class:`InputError` naming the known modes otherwise."""
+    if isinstance(name, Mode):
+        return name.with_exact(exact)
+    if name not in MODES:
+        raise InputError(f"unknown mode {name!r}; choose from {', '.join(MODES)}")
+    return MODES[name].with_exact(exact)
 
-    A server sends them (with the rest of its :class:`EngineConfig`); a client may pass them to
-    :func:`aiompc.infer` to insist on a mode (a mismatch is a :class:`~aiompc.errors.HandshakeError`)."""
-    return {"mode": _ENGINE_MODE[check_mode(mode)], "graph": GRAPH_OF_MODE[mode]}
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What both parties of a session agree on in the handshake: the :class:`Mode` and what the client
+    learns (``output``: the logits, or only the top class)."""
+
+    mode: Mode = MODES["quantized"]
+    output: Output = "logits"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, Mode):
+            raise InputError(f"mode must be a Mode (aiompc.nn.modes.mode_named), got {self.mode!r}")
+        if self.output not in ("logits", "argmax"):
+            raise InputError(f"output must be 'logits' or 'argmax', got {self.output!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.mode.exact
+
+    def to_options(self) -> dict[str, Any]:
+        """The handshake options that carry this configuration."""
+        return {"mode": self.mode.name, "exact": self.mode.exact, "output": self.output}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> EngineConfig:
+        """The configuration the handshake agreed on; :class:`HandshakeError` if it names no known mode."""
+        name, exact, output = options.get("mode", "quantized"), options.get("exact"), options.get("output", "logits")
+        if not isinstance(name, str) or name not in MODES:
+            raise HandshakeError(f"the session's mode {name!r} is not one of {', '.join(MODES)}; upgrade the older side")
+        if exact is not None and not isinstance(exact, bool):
+            raise HandshakeError(f"the session's 'exact' option must be true or false, got {exact!r}")
+        if output not in ("logits", "argmax"):
+            raise HandshakeError(f"the session's output must be 'logits' or 'argmax', got {output!r}")
+        return cls(mode_named(name, exact=exact), output)
 
 
-def default_graph(config: EngineConfig) -> GraphKind:
-    """The program an engine mode runs unless told otherwise: ``cheetah`` the fixed-point one."""
-    return "fixed-point" if config.mode == "cheetah" else "quantized"
+def engine_config(mode: str | Mode, *, exact: bool | None = None, output: Output = "logits") -> EngineConfig:
+    """The session configuration of ``mode`` (by name or value) with ``exact`` (``None``: the mode's default)."""
+    return EngineConfig(mode_named(mode, exact=exact), output)
+
+
+def mode_options(mode: str | Mode) -> dict[str, Any]:
+    """The handshake options by which a client insists on ``mode`` (a server running another mode refuses the
+    session with a :class:`~aiompc.errors.HandshakeError`)."""
+    return {"mode": mode_named(mode).name}
 
 
 def check_output(graph: QGraph, x_int: np.ndarray, secure: np.ndarray, config: EngineConfig, *,

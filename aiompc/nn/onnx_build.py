@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from aiompc.errors import InputError
 
 __all__ = ["OnnxBuilder", "QDQ_TYPES"]
 
@@ -78,7 +79,7 @@ class OnnxBuilder:
         if weight_name is not None:
             return weight_name
         if weight is None:
-            raise ValueError("give the weights or the name of a weight tensor")
+            raise InputError("give the weights or the name of a weight tensor")
         return self.const(weight, "w")
 
     def conv(self, x: str, weight: np.ndarray | None, bias: np.ndarray | None = None, stride: int | Sequence[int] = 1,

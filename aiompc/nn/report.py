@@ -7,8 +7,8 @@ The layout is shared by ``aiompc run --json`` and ``aiompc bench``::
                "rounds", "seconds"}}
 
 Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = what it received), framing
-included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (requantization,
-ReLU, max-pool, argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
+included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (by each node's protocol kind in
+:data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`, plus the argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
 non-linear layers); the remaining bytes of the total are the handshake and the output reveal.
 """
 
@@ -22,8 +22,6 @@ from aiompc.nn.secure import LayerRecord
 
 __all__ = ["layer_report", "format_table"]
 
-_NONLINEAR_OPS = {"requantize", "relu", "clip", "maxpool", "argmax"}
-_LINEAR_OPS = {"conv", "linear", "affine"}
 
 
 def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, seconds: float) -> dict[str, Any]:
@@ -42,9 +40,9 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
         row["rounds"] += _rounds(stats, rec.label)
         row["seconds"] += rec.seconds
         row["samples"] += 1
-        if rec.op in _LINEAR_OPS:
+        if rec.kind == "he":
             linear += st.bytes_sent + st.bytes_recv
-        elif rec.op in _NONLINEAR_OPS:
+        elif rec.kind == "ot":
             nonlinear += st.bytes_sent + st.bytes_recv
     layers = list(rows.values())
     for row in layers:

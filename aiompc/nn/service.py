@@ -20,8 +20,8 @@ import numpy as np
 
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
 from aiompc.nn.ir import QGraph
-from aiompc.nn.modes import GraphKind, default_graph
-from aiompc.nn.secure import EngineConfig, LayerRecord, SecureResult, run_secure
+from aiompc.nn.modes import EngineConfig, GraphKind, Mode, Output, mode_named, mode_options
+from aiompc.nn.secure import LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
 from aiompc.session import Server, connect, listen
 
@@ -115,8 +115,8 @@ async def serve(
     model: str | os.PathLike[str] | QGraph,
     url: str,
     *,
-    config: EngineConfig = EngineConfig(),
-    graph: GraphKind | None = None,
+    mode: Mode | str = "quantized",
+    output: Output = "logits",
     ssl: ssl_module.SSLContext | None = None,
     calibration: np.ndarray | None = None,
     max_samples: int = MAX_SAMPLES,
@@ -124,19 +124,18 @@ async def serve(
     """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
     :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent.
 
-    ``graph`` is the integer program (:func:`load_model`); for an ONNX file it defaults to the engine
-    mode's (:func:`~aiompc.nn.modes.default_graph`: ``cheetah`` runs the fixed-point program, so
-    ``config=EngineConfig(mode="cheetah"), graph="quantized"`` is the ``cheetah-int`` mode).  A
-    :class:`QGraph` runs as given; ``graph`` then says what it is.  The program is announced in the
-    handshake options (``"graph"``) when known."""
-    kind = graph if graph is not None or isinstance(model, QGraph) else default_graph(config)
-    qgraph = load_model(model, calibration=calibration, graph=kind or "quantized")
+    ``mode`` (a name of :data:`~aiompc.nn.modes.MODES` or a :class:`~aiompc.nn.modes.Mode`) decides the
+    protocol and, for an ONNX file, the integer program (:func:`load_model` with ``mode.program``); a
+    :class:`QGraph` runs as given and must be that program.  ``output``: what the client learns, the
+    logits or only the top class.  The mode is announced in the handshake."""
+    config = EngineConfig(mode_named(mode), output)
+    qgraph = load_model(model, calibration=calibration, graph=config.mode.program)
 
     async def handler(party: Party) -> None:
-        await serve_session(party, qgraph, EngineConfig.from_dict(party.options), max_samples)
+        await serve_session(party, qgraph, EngineConfig.from_options(party.options), max_samples)
 
-    options = {**config.to_dict(), **({"graph": kind} if kind else {})}
-    return await listen(handler, url, ssl=ssl, options=options, meta={"model": qgraph.to_dict(include_weights=False)})
+    return await listen(handler, url, ssl=ssl, options=config.to_options(),
+                        meta={"model": qgraph.to_dict(include_weights=False)})
 
 
 def input_batch(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -158,20 +157,20 @@ async def infer(
     x: np.ndarray,
     url: str,
     *,
+    mode: Mode | str | None = None,
     ssl: ssl_module.SSLContext | None = None,
-    options: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Ask the server at ``url`` for a private prediction of the float input ``x`` (``(n, *shape)`` or one sample).
 
     Returns the dequantized float logits ``(n, classes)`` — or the class indices ``(n,)`` when the server
-    reveals only the argmax — for a single sample without the leading axis.  ``options`` may pin the
-    engine settings (``{"mode": "quantized"}``, or :func:`aiompc.nn.modes.mode_options` of a mode); a
-    mismatch with the server raises :class:`HandshakeError`.
+    reveals only the argmax — for a single sample without the leading axis.  ``mode`` insists on the
+    server's mode (a mismatch raises :class:`~aiompc.errors.HandshakeError`); ``None`` takes whatever the
+    server runs.
     """
-    async with connect(url, ssl=ssl, options=options) as party:
+    async with connect(url, ssl=ssl, options=mode_options(mode) if mode is not None else None) as party:
         graph = QGraph.from_dict(party.state["server_meta"]["model"])
         xq, single = input_batch(graph, x)
-        config = EngineConfig.from_dict(party.options)
+        config = EngineConfig.from_options(party.options)
         result = await client_session(party, graph, xq, config)
     y = result.output if config.output == "argmax" else graph.dequantize_output(result.output)  # type: ignore[arg-type]
     return y[0] if single else y

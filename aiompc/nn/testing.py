@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 
+from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.onnx_import import load_onnx
@@ -99,7 +100,7 @@ class _Gen:
             right = b.relu(self.conv(x, self.width(), 3))
             self.c += cl
             return b.concat([left, right])
-        raise ValueError(f"unknown block {kind!r}; choose from {BLOCKS}")
+        raise InputError(f"unknown block {kind!r}; choose from {BLOCKS}")
 
 
 def random_network(seed: int, *, blocks: Sequence[str] | None = None, input_shape: tuple[int, int, int] | None = None,
@@ -127,7 +128,7 @@ def random_network(seed: int, *, blocks: Sequence[str] | None = None, input_shap
         x = g.block(kind, x)
     gap = rng.random() < 0.5
     if head not in (None, "gap", "flatten"):
-        raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}")
+        raise InputError(f"head must be 'gap' or 'flatten', got {head!r}")
     if head == "gap" or (head is None and gap):
         x = b.flatten(b.global_avgpool(x))
         feats = g.c

@@ -17,7 +17,8 @@ from aiompc.nn.bench import (LINKS, _merged_order, _wrapper, bench_markdown, ben
                               load_bench_model)
 from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.networks import network
-from aiompc.nn.secure import EngineConfig
+from aiompc.nn.modes import MODES, EngineConfig, mode_named
+from aiompc.nn.node_protocols import protocol_of
 from aiompc.nn.testing import random_network
 from aiompc.transports.memory import memory_pair
 from aiompc.transports.shaped import LAN, WAN, ShapedTransport
@@ -50,12 +51,12 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         ("cheetah", "none"), ("quantized", "none"), ("cheetah", "lan"), ("quantized", "lan")]
     for r in runs:
         assert RUN_KEYS <= set(r) and r["model"] == "tiny"
-        assert set(r["total"]) == TOTAL_KEYS
+        assert set(r["total"]) == TOTAL_KEYS | {"processes", "cpu_server", "cpu_client"}  # two processes by default
         assert r["ot"] == "iknp" and r["samples"] == 1
         # the headline: Cheetah's fixed point with its approximate truncation, the quantized graph exact
         want = {"cheetah": ("fixed-point", False), "quantized": ("quantized", True)}[r["mode"]]
         assert (r["graph"], r["exact"]) == want
-        assert r["planner"] == EngineConfig(mode=r["mode"]).planner
+        assert r["planner"] == MODES[r["mode"]].planner.name
         assert r["machine"]["cpus"] >= 1 and (r["code"] is None or isinstance(r["code"], str))
         # exact: the secure logits are the integer reference; approximate fixed point: within 1% of the
         # largest logit (the one-LSB truncation errors at 2^-12, propagated), same top class
@@ -158,10 +159,10 @@ def test_builtin_model_loading() -> None:
     builtin = network("minionn")
     assert [n.name for n in quantized.nodes] == [n.name for n in builtin.nodes]
     assert all(np.array_equal(a.weight, b.weight)
-               for a, b in zip(quantized.nodes, builtin.nodes) if a.evaluation == "he")
+               for a, b in zip(quantized.nodes, builtin.nodes) if protocol_of(a).kind == "he")
     assert quantized.float_graph is fixed.float_graph is model.float_graph
     reference = fixed_point(builtin.float_graph)
-    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(fixed.nodes, reference.nodes) if a.evaluation == "he")
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(fixed.nodes, reference.nodes) if protocol_of(a).kind == "he")
     with pytest.raises(InputError, match="neither a built-in network"):
         load_bench_model("nope.onnx")
     with pytest.raises(InputError, match="unknown mode"):
@@ -170,10 +171,10 @@ def test_builtin_model_loading() -> None:
 
 def test_mode_settings() -> None:
     """--exact/--approx set the quantized graph's requantization, --baseline-truncation the cheetah mode's."""
-    assert engine_config("cheetah") == EngineConfig(mode="cheetah", exact=False)
-    assert engine_config("cheetah", exact=False, baseline_exact=True) == EngineConfig(mode="cheetah", exact=True)
-    assert engine_config("quantized", baseline_exact=False) == EngineConfig(mode="quantized", exact=True)
-    assert engine_config("cheetah-int", exact=False) == EngineConfig(mode="cheetah", exact=False)
+    assert engine_config("cheetah") == EngineConfig(mode_named("cheetah", exact=False))
+    assert engine_config("cheetah", exact=False, baseline_exact=True) == EngineConfig(mode_named("cheetah", exact=True))
+    assert engine_config("quantized", baseline_exact=False) == EngineConfig(mode_named("quantized", exact=True))
+    assert engine_config("cheetah-int", exact=False) == EngineConfig(mode_named("cheetah-int", exact=False))
 
 
 def test_cheetah_int_and_exact_truncation(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -221,3 +222,21 @@ def test_ratios_one_per_setting_same_run_first() -> None:
             row("cheetah", False, 300, "b"), row("quantized", False, 200, "b")]
     got = {(r["baseline_exact"], r["exact"]): r["total"] for r in bench_ratios(runs)}
     assert got == {(False, True): 4.0, (False, False): 1.5}  # a/a and b/b, not the cross-file pairs
+
+
+def test_two_processes_measure_each_party_and_move_the_same_bytes(tiny_onnx: Path) -> None:
+    """The server party in its own process (as on two machines): the same program, the same bytes on the
+    wire as the one-process run, each party's CPU seconds reported."""
+    from aiompc.nn.bench import run_bench
+
+    model = load_bench_model(str(tiny_onnx))
+    one, = run_bench(model, modes=("quantized",), ots=("iknp",), processes=1)
+    two, = run_bench(model, modes=("quantized",), ots=("iknp",), processes=2)
+    assert two["check"]["max_abs_diff_lsb"] == 0 and two["check"]["argmax_agree"] == 1.0
+    for key in ("bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "rounds"):
+        assert two["total"][key] == one["total"][key], key
+    assert two["total"]["processes"] == 2 and two["total"]["cpu_server"] > 0 and two["total"]["cpu_client"] > 0
+    assert one["total"]["processes"] == 1 and one["total"]["cpu_both"] > 0
+    assert "+" in bench_markdown([two], per_layer=False)  # the CPU column: server + client
+    with pytest.raises(InputError, match="processes"):
+        run_bench(model, modes=("quantized",), processes=3)

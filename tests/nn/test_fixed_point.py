@@ -19,7 +19,9 @@ from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.ir import Add, Conv, Linear, QGraph, Relu, Requantize, SumPool
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.onnx_import import load_onnx
-from aiompc.nn.secure import EngineConfig, SecureResult, plan_rings, run_secure
+from aiompc.nn.modes import EngineConfig, engine_config, mode_named
+from aiompc.nn.rings import plan_rings
+from aiompc.nn.secure import SecureResult, run_secure
 from aiompc.nn.testing import random_network
 
 F = 12
@@ -101,7 +103,7 @@ def test_every_truncation_follows_a_relu_and_has_its_msb_known() -> None:
     truncated edge is unsigned and narrower than its 37-bit ring."""
     fg, _ = tiny_cnn()
     g = fixed_point(fg)
-    rings = plan_rings(g, "cheetah", exact=False)
+    rings = plan_rings(g, mode_named("cheetah", exact=False))
     assert set(rings.edges.values()) == {37} and not rings.folds
     assert g.without_weights().nodes[0].op == "conv"  # the metadata view validates
     for n in g.nodes:
@@ -155,7 +157,7 @@ async def test_secure_exact_equals_the_reference(seed: int) -> None:
     net = random_network(seed)
     g = fixed_point(load_onnx(net.model))
     xq = g.quantize_input(net.inputs[:2])
-    _, client = await _secure(g, xq, EngineConfig(mode="cheetah", exact=True))
+    _, client = await _secure(g, xq, engine_config("cheetah", exact=True))
     assert np.array_equal(client.output, run_int(g, xq))
 
 
@@ -166,7 +168,7 @@ async def test_secure_approx_truncation_is_one_lsb_low_at_most() -> None:
     fg, x = tiny_cnn(1)
     g = fixed_point(fg)
     xq = g.quantize_input(x)
-    config = EngineConfig(mode="cheetah", exact=False)
+    config = engine_config("cheetah", exact=False)
     server, client = await _secure(g, xq, config)
     assert server.shares is not None and client.shares is not None
     value = {e: ring.to_signed(ring.reconstruct(server.shares[e], client.shares[e], 37), 37) for e in g.tensors}

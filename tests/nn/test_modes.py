@@ -9,34 +9,55 @@ import pytest
 from aiompc.errors import InputError, ProtocolError
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
-from aiompc.nn.modes import (GRAPH_OF_MODE, MODES, check_output, default_exact, default_graph, describe_check,
-                             engine_config, mode_options)
-from aiompc.nn.secure import EngineConfig
+from aiompc.errors import HandshakeError
+from aiompc.nn.modes import (MODES, EngineConfig, check_output, describe_check, engine_config, mode_named,
+                             mode_options)
 from aiompc.nn.testing import random_qgraph
 from aiompc.nn.zoo import digits_data, digits_fixed_point
+from aiompc.protocols.linear import PLANNERS
 from aiompc.wire import decode, encode
 
 
 def test_engine_settings_of_each_mode() -> None:
-    assert set(MODES) == set(GRAPH_OF_MODE)
-    assert engine_config("cheetah") == EngineConfig(mode="cheetah", exact=False)  # Cheetah's own truncation
-    assert engine_config("cheetah", exact=True) == EngineConfig(mode="cheetah", exact=True)
-    assert engine_config("quantized") == EngineConfig(mode="quantized", exact=True)
-    assert engine_config("quantized", exact=False, output="argmax") == EngineConfig("quantized", False, "argmax")
-    assert engine_config("cheetah-int") == EngineConfig(mode="cheetah", exact=True)
-    assert [default_exact(m) for m in MODES] == [False, True, True]
-    assert default_graph(engine_config("cheetah")) == "fixed-point"
-    assert default_graph(engine_config("cheetah-int")) == "fixed-point"  # the engine mode alone says cheetah
-    assert default_graph(EngineConfig()) == "quantized"
+    settings = {name: (m.program, m.rings, m.planner, m.exact) for name, m in MODES.items()}
+    assert settings == {
+        "cheetah": ("fixed-point", "cheetah", PLANNERS["cheetah-baseline"], False),  # Cheetah's own truncation
+        "quantized": ("quantized", "tight", PLANNERS["quantized"], True),
+        "cheetah-int": ("quantized", "cheetah", PLANNERS["cheetah-baseline"], True),
+    }
+    assert list(MODES) == ["cheetah", "quantized", "cheetah-int"]  # the baseline first
+    assert engine_config("cheetah").exact is False and engine_config("cheetah", exact=True).exact is True
+    assert engine_config("cheetah", exact=True).mode == MODES["cheetah"].with_exact(True) != MODES["cheetah"]
+    assert engine_config("quantized") == EngineConfig(MODES["quantized"], "logits")
+    approx = engine_config("quantized", exact=False, output="argmax")
+    assert (approx.mode.name, approx.exact, approx.output) == ("quantized", False, "argmax")
+    assert engine_config(MODES["cheetah-int"]) == EngineConfig(MODES["cheetah-int"])  # a value is taken as it is
+    assert mode_named("quantized", exact=None) is MODES["quantized"]
     with pytest.raises(InputError, match="unknown mode 'fast'.*cheetah, quantized, cheetah-int"):
         engine_config("fast")
+    with pytest.raises(InputError, match="Mode"):
+        EngineConfig("quantized")  # type: ignore[arg-type]  # a name is not a mode: decide it once, at the top
 
 
 def test_mode_options_tell_every_mode_apart() -> None:
     options = [mode_options(m) for m in MODES]
     assert len({tuple(sorted(o.items())) for o in options}) == len(MODES)
     for mode, opt in zip(MODES, options):
-        assert opt["mode"] == engine_config(mode).mode and opt["graph"] == GRAPH_OF_MODE[mode]
+        assert EngineConfig.from_options({**engine_config(mode).to_options(), **opt}).mode == MODES[mode]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("exact", [True, False])
+def test_handshake_options_round_trip(mode: str, exact: bool) -> None:
+    config = engine_config(mode, exact=exact, output="argmax")
+    assert EngineConfig.from_options(decode(encode(config.to_options()))) == config
+
+
+@pytest.mark.parametrize("options", [{"mode": "fast"}, {"mode": ["quantized"]}, {"mode": "quantized", "exact": 1},
+                                     {"mode": "quantized", "output": "probabilities"}])
+def test_malformed_handshake_options_are_typed_errors(options: dict) -> None:
+    with pytest.raises(HandshakeError):
+        EngineConfig.from_options(options)
 
 
 def test_check_catches_a_wrong_output() -> None:
@@ -51,10 +72,10 @@ def test_check_catches_a_wrong_output() -> None:
     y[1, 2] += 3
     with pytest.raises(ProtocolError, match="3 LSB"):
         check_output(graph, x, y, EngineConfig())
-    assert check_output(graph, x, y, EngineConfig(exact=False))["max_abs_diff_lsb"] == 3  # approximate: recorded
+    assert check_output(graph, x, y, engine_config("quantized", exact=False))["max_abs_diff_lsb"] == 3  # approximate: recorded
     y[0] = 0
     y[0, (int(np.argmax(run_int(graph, x)[0])) + 1) % y.shape[1]] = 1  # sample 0's top class moves
-    check = check_output(graph, x, y, EngineConfig(exact=False))
+    check = check_output(graph, x, y, engine_config("quantized", exact=False))
     assert check["argmax_agree"] == 0.5
     assert describe_check(check).endswith("top-1 50%")
 
@@ -63,13 +84,13 @@ def test_check_of_class_indices() -> None:
     graph, net = random_qgraph(6, input_shape=(1, 6, 6), classes=4)
     x = graph.quantize_input(net.inputs[:4])
     classes = np.argmax(run_int(graph, x), axis=1)
-    config = EngineConfig(output="argmax")
+    config = engine_config("quantized", output="argmax")
     assert check_output(graph, x, classes, config)["argmax_agree"] == 1.0
     wrong = classes.copy()
     wrong[0] = (wrong[0] + 1) % 4
     with pytest.raises(ProtocolError, match="25%"):
         check_output(graph, x, wrong, config)
-    assert check_output(graph, x, wrong, EngineConfig(exact=False, output="argmax"))["argmax_agree"] == 0.75
+    assert check_output(graph, x, wrong, engine_config("quantized", exact=False, output="argmax"))["argmax_agree"] == 0.75
 
 
 def test_fixed_point_metadata_round_trips() -> None:

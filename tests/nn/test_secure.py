@@ -7,7 +7,10 @@ import aiompc
 from aiompc.errors import InputError
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import QGraph
-from aiompc.nn.secure import EngineConfig, ring_widths, run_secure
+from aiompc.nn.modes import MODES, EngineConfig, engine_config
+from aiompc.nn.node_protocols import protocol_of
+from aiompc.nn.rings import ring_widths
+from aiompc.nn.secure import run_secure
 from aiompc.nn.testing import random_qgraph
 
 
@@ -46,15 +49,15 @@ async def test_edge_inputs_zero_and_extremes() -> None:
 @pytest.mark.slow
 async def test_cheetah_mode_is_the_same_function_on_37_bit_rings() -> None:
     graph, net = random_qgraph(2)
-    assert set(ring_widths(graph, "cheetah").values()) == {37}
+    assert set(ring_widths(graph, MODES["cheetah-int"]).values()) == {37}
     xq = graph.quantize_input(net.inputs[:1])
-    assert np.array_equal(await secure(graph, xq, EngineConfig(mode="cheetah")), run_int(graph, xq))
+    assert np.array_equal(await secure(graph, xq, engine_config("cheetah-int")), run_int(graph, xq))
 
 
 async def test_argmax_output_reveals_only_the_class() -> None:
     graph, net = random_qgraph(3)
     xq = graph.quantize_input(net.inputs[:3])
-    got = await secure(graph, xq, EngineConfig(output="argmax"))
+    got = await secure(graph, xq, engine_config("quantized", output="argmax"))
     want = np.argmax(run_int(graph, xq).reshape(3, -1), axis=1)
     assert got.tolist() == want.tolist()
 
@@ -66,7 +69,7 @@ async def test_approximate_mode_errs_by_at_most_one_lsb_per_requantized_value() 
     graph, net = random_qgraph(0, blocks=(), head="flatten")
     assert [n.op for n in graph.nodes] == ["conv", "requantize", "flatten", "linear"]
     xq = graph.quantize_input(net.inputs[:4])
-    got = await secure(graph, xq, EngineConfig(exact=False))
+    got = await secure(graph, xq, engine_config("quantized", exact=False))
     diff = got - run_int(graph, xq)
     w = graph.nodes[-1].weight
     assert np.all(np.abs(diff) <= np.abs(w).sum(axis=1))
@@ -74,10 +77,10 @@ async def test_approximate_mode_errs_by_at_most_one_lsb_per_requantized_value() 
 
 def test_rings_come_from_public_metadata_only() -> None:
     graph, _ = random_qgraph(0)
-    assert ring_widths(graph) == ring_widths(graph.without_weights())
+    assert ring_widths(graph, MODES["quantized"]) == ring_widths(graph.without_weights(), MODES["quantized"])
     for node in graph.nodes:
-        if node.evaluation == "he":
-            r = ring_widths(graph)
+        if protocol_of(node).kind == "he":
+            r = ring_widths(graph, MODES["quantized"])
             assert r[node.inputs[0]] >= r[node.output] >= graph.tensors[node.output].bits
 
 

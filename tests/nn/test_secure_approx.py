@@ -24,13 +24,17 @@ from aiompc.nn.ir import Conv, Linear, QGraph, Requantize, TensorSpec
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import quantize
-from aiompc.nn.secure import FOLD_LIFT, EngineConfig, SecureResult, fold_for, plan_rings, ring_widths, run_secure
+from aiompc.nn.modes import MODES, EngineConfig, engine_config, mode_named
+from aiompc.nn.node_protocols import protocol_of
+from aiompc.nn.rings import FOLD_LIFT, fold_for, plan_rings, ring_widths
+from aiompc.nn.secure import SecureResult, run_secure
 from aiompc.nn.testing import random_qgraph
 from aiompc.nn.zoo import digits_data, digits_model
 from aiompc.party import Party
 from aiompc.quant import requantize
 
-APPROX = EngineConfig(exact=False)
+APPROX = engine_config("quantized", exact=False)
+QUANTIZED_APPROX = mode_named("quantized", exact=False)
 
 
 # --------------------------------------------------------------------------- the bound, in plaintext
@@ -99,26 +103,26 @@ def test_fold_for_edges() -> None:
 @pytest.mark.parametrize("seed", [0, 5])
 def test_rings_and_folds_come_from_public_metadata_only(seed: int) -> None:
     graph, _ = random_qgraph(seed)
-    full, meta = plan_rings(graph, exact=False), plan_rings(graph.without_weights(), exact=False)
+    full, meta = plan_rings(graph, QUANTIZED_APPROX), plan_rings(graph.without_weights(), QUANTIZED_APPROX)
     assert full == meta and full.folds
     for name, fold in full.folds.items():
         node = next(n for n in graph.nodes if n.name == name)
         assert isinstance(node, (Conv, Linear))
         (rq,) = graph.consumers(node.output)
         assert full.folded[rq.name] is fold
-        assert full.edges[node.output] == fold.out_ring < ring_widths(graph)[node.output]
+        assert full.edges[node.output] == fold.out_ring < ring_widths(graph, MODES["quantized"])[node.output]
         assert all(full.edges[e] >= fold.he_ring for e in node.inputs)
     for node in graph.nodes:  # every HE layer's inputs live in at least the ring it computes in
-        if node.evaluation == "he":
+        if protocol_of(node).kind == "he":
             assert all(full.edges[e] >= full.compute_ring(node) for e in node.inputs)
 
 
 def test_exact_and_cheetah_modes_fold_nothing() -> None:
     graph, _ = random_qgraph(5)
-    exact = plan_rings(graph)
-    assert not exact.folds and exact.edges == ring_widths(graph)
-    assert all(exact.edges[n.output] >= graph.tensors[n.output].bits for n in graph.nodes if n.evaluation == "he")
-    cheetah = plan_rings(graph, "cheetah", exact=False)
+    exact = plan_rings(graph, MODES["quantized"])
+    assert not exact.folds and exact.edges == ring_widths(graph, MODES["quantized"])
+    assert all(exact.edges[n.output] >= graph.tensors[n.output].bits for n in graph.nodes if protocol_of(n).kind == "he")
+    cheetah = plan_rings(graph, mode_named("cheetah-int", exact=False))
     assert not cheetah.folds and set(cheetah.edges.values()) == {37}
 
 
@@ -145,7 +149,7 @@ def check_nodes(graph: QGraph, server: SecureResult, client: SecureResult, confi
     Returns the count of errors by kind: ``("he", e)`` for folded HE outputs, ``("folded", e)`` /
     ``("requantize", e)`` for folded / unfolded requantizations (``e`` the deviation from the exact
     requantization of the exact accumulator of the inputs received)."""
-    rings = plan_rings(graph, config.mode, exact=config.exact)
+    rings = plan_rings(graph, config.mode)
     assert server.shares is not None and client.shares is not None
     value = {e: ring.to_signed(ring.reconstruct(server.shares[e], client.shares[e], l), l)
              for e, l in rings.edges.items()}
@@ -195,7 +199,7 @@ async def test_folded_fully_connected_layer() -> None:
     h = b.relu(b.gemm(b.flatten(b.input), rng.normal(0, 0.3, (20, 36)), rng.normal(0, 0.1, 20)))
     graph = quantize(load_onnx(b.build(b.gemm(h, rng.normal(0, 0.3, (5, 20)), rng.normal(0, 0.1, 5)))),
                      rng.normal(0, 1, (16, 1, 6, 6)))
-    folds = plan_rings(graph, exact=False).folds
+    folds = plan_rings(graph, QUANTIZED_APPROX).folds
     assert [type(n) for n in graph.nodes if n.name in folds] == [Linear]
     xq = graph.quantize_input(rng.normal(0, 1, (3, 1, 6, 6)))
     server, client, _ = await _run(graph, xq, APPROX)
@@ -206,13 +210,13 @@ async def test_conv_requantize_fc_logits_differ_by_w_times_e() -> None:
     # conv -> requantize (folded) -> flatten -> fc: a_j within one LSB either way, so logits = ref + W e
     graph, net = random_qgraph(0, blocks=(), head="flatten")
     assert [n.op for n in graph.nodes] == ["conv", "requantize", "flatten", "linear"]
-    assert plan_rings(graph, exact=False).folds
+    assert plan_rings(graph, QUANTIZED_APPROX).folds
     xq = graph.quantize_input(net.inputs[:4])
     server, client, _ = await _run(graph, xq, APPROX)
     check_nodes(graph, server, client, APPROX)
     ref = run_int(graph, xq, collect=True)
     act = graph.nodes[1].output
-    rings = ring_widths(graph, exact=False)
+    rings = ring_widths(graph, QUANTIZED_APPROX)
     approx = ring.to_signed(ring.reconstruct(server.shares[act], client.shares[act], rings[act]), rings[act])
     e = approx - ref[act]
     assert set(np.unique(e).tolist()) <= {-1, 0, 1}
@@ -234,7 +238,7 @@ async def test_digits_model_accuracy_and_per_node_bound() -> None:
     data = digits_data()
     x, labels = data.x_test[:64], data.y_test[:64]
     xq = graph.quantize_input(x)
-    assert plan_rings(graph, exact=False).folds
+    assert plan_rings(graph, QUANTIZED_APPROX).folds
     server, client, stats = await _run(graph, xq, APPROX)
     counts = check_nodes(graph, server, client, APPROX)
     assert counts[("he", 0)] > 0 and counts[("folded", 0)] > 0
@@ -246,7 +250,7 @@ async def test_digits_model_accuracy_and_per_node_bound() -> None:
 async def test_folding_cuts_the_bytes_of_the_folded_layers() -> None:
     graph = digits_model()
     xq = graph.quantize_input(digits_data().x_test[:2])
-    (name, fold), = plan_rings(graph, exact=False).folds.items()
+    (name, fold), = plan_rings(graph, QUANTIZED_APPROX).folds.items()
     (rq,) = graph.consumers(next(n for n in graph.nodes if n.name == name).output)
 
     def layer_bytes(stats: Stats, node: str) -> int:

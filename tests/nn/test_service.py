@@ -8,9 +8,8 @@ import pytest
 import aiompc
 from aiompc.errors import HandshakeError, InputError, UnsupportedModel
 from aiompc.nn.interpret import predict, run_int
-from aiompc.nn.modes import engine_config, mode_options
+from aiompc.nn.modes import mode_named
 from aiompc.nn.onnx_build import OnnxBuilder
-from aiompc.nn.secure import EngineConfig
 from aiompc.nn.service import load_model
 from aiompc.nn.testing import random_qgraph
 from aiompc.nn.zoo import DIGITS_ONNX, digits_data, digits_fixed_point, digits_model, digits_report
@@ -42,7 +41,7 @@ async def test_bad_clients_get_clear_errors_and_the_server_keeps_serving(digits)
         with pytest.raises(InputError, match="numeric"):
             await aiompc.infer(np.full((1, 8, 8), "x"), server.url)
         with pytest.raises(HandshakeError, match="mode"):
-            await aiompc.infer(data.x_test[:1], server.url, options={"mode": "cheetah"})
+            await aiompc.infer(data.x_test[:1], server.url, mode="cheetah")
         y = await aiompc.infer(data.x_test[0], server.url)  # one sample, no batch axis
         assert int(np.argmax(y)) == int(predict(graph, data.x_test[:1])[0])
         await asyncio.sleep(0.05)
@@ -51,7 +50,7 @@ async def test_bad_clients_get_clear_errors_and_the_server_keeps_serving(digits)
 
 async def test_argmax_server_reveals_only_the_class(digits) -> None:
     graph, data = digits
-    async with await aiompc.serve(graph, "tcp://127.0.0.1:0", config=EngineConfig(output="argmax")) as server:
+    async with await aiompc.serve(graph, "tcp://127.0.0.1:0", output="argmax") as server:
         y = await aiompc.infer(data.x_test[:5], server.url)
     assert y.tolist() == predict(graph, data.x_test[:5]).tolist()
 
@@ -101,14 +100,13 @@ async def test_cheetah_mode_serves_the_fixed_point_program() -> None:
     its top-1; a client insisting on another mode is refused."""
     fixed, x = digits_fixed_point(), digits_data().x_test[:3]
     want = fixed.dequantize_output(run_int(fixed, fixed.quantize_input(x)))
-    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", config=engine_config("cheetah", exact=True),
-                                  ) as server:  # graph defaults to the engine mode's: fixed point
-        assert np.array_equal(await aiompc.infer(x, server.url, options=mode_options("cheetah")), want)
-        for other, key in (("quantized", "mode"), ("cheetah-int", "graph")):
-            with pytest.raises(HandshakeError, match=f"option '{key}' differs"):
-                await aiompc.infer(x, server.url, options=mode_options(other))
-    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", config=engine_config("cheetah"),
-                                  graph="fixed-point") as server:
+    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", mode=mode_named("cheetah", exact=True),
+                                  ) as server:  # the mode decides the program: fixed point
+        assert np.array_equal(await aiompc.infer(x, server.url, mode="cheetah"), want)
+        for other in ("quantized", "cheetah-int"):
+            with pytest.raises(HandshakeError, match="option 'mode' differs"):
+                await aiompc.infer(x, server.url, mode=other)
+    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", mode="cheetah") as server:
         y = await aiompc.infer(x, server.url)
     assert np.argmax(y, axis=1).tolist() == np.argmax(want, axis=1).tolist()
     assert 0 < np.max(np.abs(y - want)) < 0.05  # Cheetah's truncation: one LSB (2^-12) low here and there
@@ -117,11 +115,10 @@ async def test_cheetah_mode_serves_the_fixed_point_program() -> None:
 async def test_cheetah_int_serves_the_quantized_graph_on_37_bit_rings(digits) -> None:
     graph, data = digits
     x = data.x_test[:2]
-    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", config=engine_config("cheetah-int"),
-                                  graph="quantized") as server:
-        y = await aiompc.infer(x, server.url, options=mode_options("cheetah-int"))
-        with pytest.raises(HandshakeError, match="option 'graph' differs"):
-            await aiompc.infer(x, server.url, options=mode_options("cheetah"))
+    async with await aiompc.serve(DIGITS_ONNX, "tcp://127.0.0.1:0", mode="cheetah-int") as server:
+        y = await aiompc.infer(x, server.url, mode="cheetah-int")
+        with pytest.raises(HandshakeError, match="option 'mode' differs"):
+            await aiompc.infer(x, server.url, mode="cheetah")
     assert np.array_equal(y, graph.dequantize_output(run_int(graph, graph.quantize_input(x))))
 
 

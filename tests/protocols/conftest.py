@@ -1,6 +1,6 @@
 """Protocol-test switches shared by every protocol test directory.
 
-Sessions that do not name their OT engine in their options use ``aiompc.protocols.ot.engine.DEFAULT_ENGINE``.
+Sessions that do not name their OT engine in their options use ``aiompc.protocols.ot.engines.DEFAULT_ENGINE``.
 ``AIOMPC_TEST_OT=<kind>`` (e.g. ``iknp``) pins that default for every protocol test, so a suite runs
 unchanged on one chosen engine:
 
@@ -20,6 +20,6 @@ import pytest
 def _default_ot_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     kind = os.environ.get("AIOMPC_TEST_OT")
     if kind:
-        from aiompc.protocols.ot import engine
+        from aiompc.protocols.ot import engines
 
-        monkeypatch.setattr(engine, "DEFAULT_ENGINE", kind)
+        monkeypatch.setattr(engines, "DEFAULT_ENGINE", kind)

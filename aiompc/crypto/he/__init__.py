@@ -101,12 +101,21 @@ from .noise import (
     check,
     choose_primes,
     estimate,
-    find_params,
     min_modulus_bits,
     plan_output,
 )
 from .ntt import NTT, get_ntt
-from .params import SECURITY_TABLE, HEParams, cheetah_params, max_modulus_bits
+from .params import (
+    CHEETAH_PLAIN_BITS,
+    CHEETAH_RING_DEGREE,
+    FAILURE_BITS,
+    MAX_PLAIN_BITS,
+    SECURITY_TABLE,
+    STATISTICAL_SECURITY,
+    HEParams,
+    max_modulus_bits,
+)
+from .paramsets import cheetah_params, find_params, params_for_modulus
 from .result import (
     ResultCiphertext,
     decrypt_result,
@@ -121,7 +130,8 @@ from .result import (
 from .serialize import result_size, seeded_size
 
 __all__ = [
-    "HEParams", "SECURITY_TABLE", "cheetah_params", "max_modulus_bits",
+    "HEParams", "SECURITY_TABLE", "cheetah_params", "max_modulus_bits", "params_for_modulus",
+    "STATISTICAL_SECURITY", "FAILURE_BITS", "MAX_PLAIN_BITS", "CHEETAH_RING_DEGREE", "CHEETAH_PLAIN_BITS",
     "SecretKey", "PublicKey", "keygen", "public_key", "expand_uniform",
     "Ciphertext", "SeededCiphertext", "PlainNTT",
     "as_plaintext", "encode_plain", "encrypt_symmetric", "phase", "decrypt",

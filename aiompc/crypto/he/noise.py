@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from aiompc.errors import InputError, UndecryptableParameters
 
-from .params import MAX_N, MIN_N, SECURITY_TABLE, SIGMA, HEParams, _log2
+from .params import FAILURE_BITS, SIGMA, STATISTICAL_SECURITY, HEParams, _log2
 from .primes import MAX_PRIME_BITS, is_prime, ntt_primes_above
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
     "check",
     "plan_output",
     "min_modulus_bits",
-    "find_params",
     "choose_primes",
     "RESULT_MODULUS_BITS",
 ]
@@ -96,8 +95,8 @@ class ServerPipeline:
     visible: int | None = None
     rerandomize: bool = True
     flood: bool = True
-    stat_bits: int = 40
-    fail_bits: int = 40
+    stat_bits: int = STATISTICAL_SECURITY
+    fail_bits: int = FAILURE_BITS
 
     def __post_init__(self) -> None:
         if self.weight_norm < 0 or self.weight_count < 1 or self.accumulations < 1 or self.plain_after_multiply < 0:
@@ -348,31 +347,3 @@ def _unit_rho(n: int, picked: tuple[int, ...], need_bits: float, plain_bits: int
             return head + (cand,)
         cand += t
     return None
-
-
-def find_params(plain_bits: int, pipeline: ServerPipeline, *, n: int | None = None, margin_bits: float = 2.0,
-                prefer_unit_rho: bool = True) -> HEParams:
-    """The smallest secure parameters for ``pipeline`` with ``t = 2**plain_bits``: the least ``N`` (or the
-    given one) whose 128-bit modulus budget holds :func:`min_modulus_bits`, then the least ``q``
-    (balanced primes just above the need).  Raises :class:`UndecryptableParameters` if nothing fits."""
-    sizes = [n] if n is not None else [m for m in SECURITY_TABLE if MIN_N <= m <= MAX_N]
-    last = ""
-    for m in sorted(sizes):
-        visible = pipeline.visible or m
-        if pipeline.weight_count > m or visible > m:
-            last = f"N = {m} is too small for {pipeline.weight_count} weights / {visible} outputs per polynomial"
-            continue
-        need = min_modulus_bits(m, plain_bits, pipeline, margin_bits)
-        if need > SECURITY_TABLE[m]:
-            last = f"N = {m} needs log2 q >= {need:.1f} > {SECURITY_TABLE[m]}"
-            continue
-        primes = choose_primes(m, need, SECURITY_TABLE[m], plain_bits if prefer_unit_rho else None)
-        params = HEParams(m, primes, plain_bits)
-        try:
-            plan_output(params, pipeline)  # proves it decryptable end to end
-        except UndecryptableParameters as exc:
-            last = f"N = {m}: {exc}"
-            continue
-        return params
-    raise UndecryptableParameters(f"no secure parameters for l = {plain_bits} and {pipeline}: {last}")
-

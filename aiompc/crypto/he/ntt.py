@@ -34,6 +34,7 @@ import threading
 
 import numpy as np
 
+from aiompc.errors import ParameterError
 from .primes import MAX_PRIME_BITS, primitive_root_2n
 
 __all__ = ["NTT", "get_ntt", "bit_reverse"]
@@ -69,7 +70,7 @@ def _powers(base: int, n: int, p: int) -> np.ndarray:
 def _prime_tables(n: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Per-prime tables: ψ^brv(k), its Shoup companion, ψ^-brv(k), companion, n^-1 and its companion."""
     if p >= 1 << MAX_PRIME_BITS:
-        raise ValueError(f"NTT primes must be below 2**{MAX_PRIME_BITS}, got {p}")
+        raise ParameterError(f"NTT primes must be below 2**{MAX_PRIME_BITS}, got {p}")
     psi = primitive_root_2n(p, n)
     rev = bit_reverse(n)
     fwd = _powers(psi, n, p)[rev]
@@ -90,7 +91,7 @@ class NTT:
 
     def __init__(self, n: int, primes: tuple[int, ...]) -> None:
         if n < 4 or n & (n - 1):
-            raise ValueError(f"NTT length must be a power of two >= 4, got {n}")
+            raise ParameterError(f"NTT length must be a power of two >= 4, got {n}")
         self.n = n
         self.primes = tuple(int(p) for p in primes)
         logn = n.bit_length() - 1
@@ -146,7 +147,7 @@ class NTT:
         k, n = len(self.primes), self.n
         a = np.asarray(a)
         if a.ndim < 2 or a.shape[-2:] != (k, n):
-            raise ValueError(f"expected an array of shape (..., {k}, {n}), got {a.shape}")
+            raise ParameterError(f"expected an array of shape (..., {k}, {n}), got {a.shape}")
         lead = a.shape[:-2]
         flat = a.reshape(-1, k, n)
         out = np.empty(flat.shape, dtype=np.uint64)

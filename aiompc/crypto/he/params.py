@@ -17,7 +17,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from aiompc.errors import InsecureParameters
+from aiompc.errors import InsecureParameters, ParameterError
 
 from .primes import MAX_PRIME_BITS, is_prime, ntt_primes_below
 
@@ -27,7 +27,11 @@ __all__ = [
     "MAX_N",
     "SIGMA",
     "HEParams",
-    "cheetah_params",
+    "STATISTICAL_SECURITY",
+    "FAILURE_BITS",
+    "MAX_PLAIN_BITS",
+    "CHEETAH_RING_DEGREE",
+    "CHEETAH_PLAIN_BITS",
     "max_modulus_bits",
 ]
 
@@ -36,6 +40,15 @@ SECURITY_TABLE: dict[int, int] = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 1638
 MIN_N, MAX_N = 1024, 32768
 #: Standard deviation of the (rounded, 6σ-clipped) Gaussian error, as assumed by the table.
 SIGMA = 3.2
+#: Statistical security of masking and flooding, in bits (DESIGN.md).
+STATISTICAL_SECURITY = 40
+#: Decryption may fail with probability at most ``2**-FAILURE_BITS`` per ciphertext.
+FAILURE_BITS = 40
+#: Widest plaintext ring ``t = 2**l`` the HE core supports.
+MAX_PLAIN_BITS = 60
+#: Cheetah's published parameters: ring degree and fixed-point ring width.
+CHEETAH_RING_DEGREE = 4096
+CHEETAH_PLAIN_BITS = 37
 AUX_PRIME_COUNT = 3  # exact products of a c1 (< 2**62) by the secret need > 2·N·2**62 < 2**80
 
 
@@ -72,24 +85,24 @@ class HEParams:
         object.__setattr__(self, "primes", tuple(int(p) for p in self.primes))
         n, primes = self.n, self.primes
         if not isinstance(n, int) or n < 2 or n & (n - 1):
-            raise ValueError(f"ring degree must be a power of two, got {n!r}")
+            raise ParameterError(f"ring degree must be a power of two, got {n!r}")
         if not MIN_N <= n <= MAX_N:
             raise InsecureParameters(
                 f"ring degree N = {n} is outside {MIN_N}..{MAX_N}: the 128-bit table starts at {MIN_N}"
             )
-        if not 1 <= self.plain_bits <= 60:
-            raise ValueError(f"plaintext bits l must be in 1..60, got {self.plain_bits}")
+        if not 1 <= self.plain_bits <= MAX_PLAIN_BITS:
+            raise ParameterError(f"plaintext bits l must be in 1..{MAX_PLAIN_BITS}, got {self.plain_bits}")
         if not primes:
-            raise ValueError("at least one RNS prime is required")
+            raise ParameterError("at least one RNS prime is required")
         if len(set(primes)) != len(primes):
-            raise ValueError(f"RNS primes must be distinct: {primes}")
+            raise ParameterError(f"RNS primes must be distinct: {primes}")
         for p in primes:
             if p >= 1 << MAX_PRIME_BITS:
-                raise ValueError(f"prime {p} has {p.bit_length()} bits; the NTT needs primes below 2**{MAX_PRIME_BITS}")
+                raise ParameterError(f"prime {p} has {p.bit_length()} bits; the NTT needs primes below 2**{MAX_PRIME_BITS}")
             if (p - 1) % (2 * n):
-                raise ValueError(f"prime {p} is not ≡ 1 (mod 2N = {2 * n})")
+                raise ParameterError(f"prime {p} is not ≡ 1 (mod 2N = {2 * n})")
             if not is_prime(p):
-                raise ValueError(f"{p} is not prime")
+                raise ParameterError(f"{p} is not prime")
         if self.sigma < SIGMA:
             raise InsecureParameters(f"error width σ = {self.sigma} is below {SIGMA}, which the security table assumes")
         bits = self.q.bit_length()
@@ -122,7 +135,7 @@ class HEParams:
         """Product of the first ``level`` primes (all if ``None``)."""
         level = self.levels if level is None else level
         if not 1 <= level <= self.levels:
-            raise ValueError(f"level must be in 1..{self.levels}, got {level}")
+            raise ParameterError(f"level must be in 1..{self.levels}, got {level}")
         return math.prod(self.primes[:level])
 
     @property
@@ -151,6 +164,11 @@ class HEParams:
         desc = f"aiompc-he/v1/{self.n}/{','.join(map(str, self.primes))}/{self.plain_bits}/{self.sigma!r}"
         return hashlib.sha256(desc.encode()).digest()[:8]
 
+    def with_plain_bits(self, plain_bits: int) -> "HEParams":
+        """The same ring, primes and error width with ``t = 2**plain_bits`` (e.g. the precision a client
+        that drops low output bits decrypts at)."""
+        return self if plain_bits == self.plain_bits else HEParams(self.n, self.primes, plain_bits, self.sigma)
+
     def describe(self) -> str:
         """One line: ``N=4096 log2q=108.9 (4 primes of 27..28 bits) t=2^37 rho=...``."""
         sizes = sorted(p.bit_length() for p in self.primes)
@@ -178,19 +196,4 @@ def _aux_primes(n: int, primes: tuple[int, ...]) -> tuple[int, ...]:
             out.append(p)
             if len(out) == AUX_PRIME_COUNT:
                 return tuple(out)
-    raise ValueError(f"not enough auxiliary primes for N = {n}")  # pragma: no cover
-
-
-def cheetah_params(l: int = 37) -> HEParams:
-    """The Cheetah baseline: ``N = 4096``, ``log2 q ≈ 109``, ``t = 2**l``.
-
-    Cheetah (via SEAL) uses two primes of 60 and 49 bits.  Here the same modulus size is realised by
-    four NTT primes of ≈27.25 bits (the largest four ``≡ 1 mod 8192`` below ``2**(109/4)``, so
-    ``q < 2**109``): the ciphertext modulus, the noise budget and every wire size depend on
-    ``log2 q`` only, not on how ``q`` splits into primes, while 27-bit primes keep all products
-    inside 64-bit integers.
-    """
-    n = 4096
-    bound = int(2 ** (SECURITY_TABLE[n] / 4))
-    primes = tuple(p for _, p in zip(range(4), ntt_primes_below(n, bound)))
-    return HEParams(n, primes, l)
+    raise ParameterError(f"not enough auxiliary primes for N = {n}")  # pragma: no cover

@@ -19,6 +19,7 @@ import functools
 from collections.abc import Iterator
 
 import numpy as np
+from aiompc.errors import ParameterError
 
 __all__ = [
     "MAX_PRIME_BITS",
@@ -58,7 +59,7 @@ def is_prime(n: int) -> bool:
 
 def _check_n(n: int) -> None:
     if n < 2 or n & (n - 1):
-        raise ValueError(f"ring degree must be a power of two, got {n}")
+        raise ParameterError(f"ring degree must be a power of two, got {n}")
 
 
 def ntt_primes_below(n: int, bound: int, *, residue: int = 1, modulus: int | None = None) -> Iterator[int]:
@@ -70,7 +71,7 @@ def ntt_primes_below(n: int, bound: int, *, residue: int = 1, modulus: int | Non
     _check_n(n)
     step = modulus if modulus is not None else 2 * n
     if step % (2 * n) or residue % (2 * n) != 1 % (2 * n):
-        raise ValueError("modulus must be a multiple of 2n and residue ≡ 1 (mod 2n)")
+        raise ParameterError("modulus must be a multiple of 2n and residue ≡ 1 (mod 2n)")
     residue %= step
     c = (bound - 1 - residue) // step * step + residue
     while c > 2:
@@ -101,13 +102,13 @@ def primitive_root_2n(p: int, n: int) -> int:
     """
     _check_n(n)
     if not is_prime(p) or (p - 1) % (2 * n):
-        raise ValueError(f"{p} is not a prime ≡ 1 (mod {2 * n})")
+        raise ParameterError(f"{p} is not a prime ≡ 1 (mod {2 * n})")
     for g in range(2, p):
         psi = pow(g, (p - 1) // (2 * n), p)
         if pow(psi, n, p) == p - 1:
             break
     else:  # pragma: no cover - a generator always exists
-        raise ValueError(f"no primitive {2 * n}-th root of unity mod {p}")
+        raise ParameterError(f"no primitive {2 * n}-th root of unity mod {p}")
     # odd powers psi^(2j+1) = psi * (psi^2)^j, j < n, by doubling
     sq = psi * psi % p
     powers = np.ones(n, dtype=np.uint64)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numpy as np
+from aiompc.errors import ParameterError
 
 __all__ = [
     "RNSBasis",
@@ -189,7 +190,7 @@ def scale_round_pow2(x: np.ndarray, bits: int, basis: RNSBasis) -> np.ndarray:
     half-integer: the returned integer is within ``1/2 + ROUNDING_SLACK`` of ``2**b·x/q``.
     """
     if not 1 <= bits <= 62:
-        raise ValueError(f"bits must be in 1..62, got {bits}")
+        raise ParameterError(f"bits must be in 1..62, got {bits}")
     whole, frac = basis._scale_consts(bits)
     y = x * basis.qhat_inv % basis.col
     acc = (y * whole).sum(axis=-2, dtype=np.uint64)
@@ -206,7 +207,7 @@ def drop_last_prime(x: np.ndarray, basis: RNSBasis) -> np.ndarray:
     at most ``1/2`` in absolute value.  Output shape ``(..., L-1, N)``.
     """
     if basis.size < 2:
-        raise ValueError("cannot drop the only prime")
+        raise ParameterError("cannot drop the only prime")
     p_last = basis.primes[-1]
     rest = get_basis(basis.primes[:-1])
     last = x[..., -1:, :]
@@ -308,7 +309,7 @@ def crt_mod(y_res: np.ndarray, basis: RNSBasis, modulus: int) -> np.ndarray:
         acc = (y * qhat).sum(axis=-2, dtype=np.uint64) - v * np.uint64(q_mod)
         return acc & np.uint64(modulus - 1) if modulus < 1 << 64 else acc
     if modulus >= 1 << 31:
-        raise ValueError("odd moduli must be below 2**31")
+        raise ParameterError("odd moduli must be below 2**31")
     mm = np.uint64(modulus)
     acc = (y % mm * qhat % mm).sum(axis=-2, dtype=np.uint64) % mm
     sub = v * np.uint64(q_mod) % mm

@@ -14,8 +14,10 @@ Structure (each module has one job):
 * :mod:`~.tiling` — layer shapes and tilings, Cheetah's closed-form tile rule and fc block sizes;
 * :mod:`~.encoding` — Cheetah's coefficient encodings (pure numpy, tested without HE);
 * :mod:`~.layouts` — the generic view the protocol needs (units, input / output polynomials, positions);
-* :mod:`~.plan` — :class:`LinearPlan` (layout + HE parameters + wire widths) and planners (``cheetah``);
+* :mod:`~.plan` — :class:`LinearPlan` (layout + HE parameters + wire widths), the :class:`Planner`
+  interface and Cheetah's planners;
 * :mod:`~.quantized` — the ``quantized`` planner: cost-driven search over ``N``, ``q``, tiles and packing;
+* :mod:`~.planners` — the planners by name (:data:`PLANNERS`, one explicit table);
 * :mod:`~.costs` — the exact bytes of a plan (and a rough compute model), what the search minimises;
 * :mod:`~.kronecker` — intra-coefficient (Kronecker) packing of input channels (approximate mode);
 * :mod:`~.weight_cache` — prepared weight plaintexts kept per session and reused across samples;
@@ -30,8 +32,9 @@ once per session the client's public key under ``"he-keys/<fingerprint>"``.
 from aiompc.protocols.linear.batchnorm import batchnorm
 from aiompc.protocols.linear.conv import conv2d, conv_plan
 from aiompc.protocols.linear.fc import fc, fc_plan
-from aiompc.protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, make_plan
-from aiompc.protocols.linear.quantized import QuantizedPlanner, choose_packing  # registers PLANNERS["quantized"]
+from aiompc.protocols.linear.plan import CheetahBaselinePlanner, CheetahPlanner, LinearPlan, Planner, make_plan
+from aiompc.protocols.linear.planners import PLANNERS, planner_named
+from aiompc.protocols.linear.quantized import QuantizedPlanner, choose_packing
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling
 
 __all__ = [
@@ -41,7 +44,10 @@ __all__ = [
     "fc_plan",
     "batchnorm",
     "LinearPlan",
+    "Planner",
     "CheetahPlanner",
+    "CheetahBaselinePlanner",
+    "planner_named",
     "QuantizedPlanner",
     "choose_packing",
     "make_plan",

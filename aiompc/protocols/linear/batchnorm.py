@@ -27,7 +27,7 @@ async def batchnorm(
     scale: np.ndarray | None = None,
     shift: np.ndarray | None = None,
     weight_bits: int | None = None,
-    planner: str | Planner = "cheetah",
+    planner: Planner,
 ) -> np.ndarray:
     """This party's share of ``scale[c] * x[c, i, j] + shift[c]`` mod ``2^l`` for a ``C x H x W`` share."""
     x = np.asarray(x_share)

@@ -15,6 +15,7 @@ from aiompc.errors import InputError
 from aiompc.party import Party
 from aiompc.protocols.linear.engine import run_linear
 from aiompc.protocols.linear.kronecker import unpack_offset
+from aiompc.protocols.linear.layouts import ConvLayout
 from aiompc.protocols.linear.plan import LinearPlan, Planner, plan_for
 from aiompc.protocols.linear.tiling import ConvShape
 
@@ -22,7 +23,7 @@ __all__ = ["conv2d", "conv_plan"]
 
 
 def conv_plan(shape: ConvShape, l: int, *, weight_bits: int | None = None,
-              planner: str | Planner = "cheetah", out_shift: int = 0, pack: int = 1) -> LinearPlan:
+              planner: Planner, out_shift: int = 0, pack: int = 1) -> LinearPlan:
     """The plan both parties derive for a convolution (``weight_bits`` defaults to ``l``: any weight).
 
     ``pack = k > 1``: Kronecker packing of ``k`` input channels per coefficient in slots of ``l / k`` bits
@@ -44,7 +45,7 @@ async def conv2d(
     weight: np.ndarray | None = None,
     bias: np.ndarray | None = None,
     weight_bits: int | None = None,
-    planner: str | Planner = "cheetah",
+    planner: Planner | None = None,
     plan: LinearPlan | None = None,
     out_shift: int = 0,
     pack: int = 1,
@@ -72,13 +73,16 @@ async def conv2d(
     shape = ConvShape.make(x.shape[0], x.shape[1], x.shape[2], out_channels, kernel, stride=stride,
                            padding=padding, groups=groups)
     if plan is None:
-        plan = conv_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift, pack=pack)
-    elif getattr(plan.layout, "pack", 1) != pack:
-        raise InputError(f"{label}: the plan packs {getattr(plan.layout, 'pack', 1)} channels, not {pack}")
+        if planner is None:
+            raise InputError(f"{label}: pass a planner (aiompc.protocols.linear.PLANNERS) or a plan")
+        # the planner's search (cached per shape) runs in the executor, never on the event loop
+        plan = await party.compute(conv_plan, shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift, pack=pack)
+    elif plan.layout.pack != pack:
+        raise InputError(f"{label}: the plan packs {plan.layout.pack} channels, not {pack}")
     elif plan.out_shift != out_shift:
         raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
-    elif getattr(plan.layout, "conv_shape", shape) != shape:
-        raise InputError(f"{label}: the plan is for {plan.layout.conv_shape}, not {shape}")  # type: ignore[attr-defined]
+    elif not isinstance(plan.layout, ConvLayout) or plan.layout.conv_shape != shape:
+        raise InputError(f"{label}: the plan is not for a {shape} convolution")
     if plan.l != l:
         raise InputError(f"{label}: the plan is for l = {plan.l}, not {l}")
     if weight is not None and np.shape(weight) != shape.weight_shape:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
 
 import numpy as np
 
@@ -81,39 +82,50 @@ __all__ = [
 ]
 
 KEY_LABEL = "he-keys"
+T = TypeVar("T")
 _INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
 
 
 # --------------------------------------------------------------------------- session keys
 
 
-async def client_key(party: Party, params: HEParams) -> SecretKey:
-    """The session's secret key for ``params`` (created, and its public key sent, on first use)."""
-    cache = party.state.setdefault("he_keys", {})
-    fut = cache.get(params.fingerprint)
-    if fut is None:
-        fut = cache[params.fingerprint] = asyncio.get_running_loop().create_future()
-        sk = keygen(params, party.rng)
-        pk = public_key(sk, party.rng)
-        await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").send_bytes(pk.to_bytes())
-        fut.set_result(sk)
-    return await fut
-
-
-async def server_key(party: Party, params: HEParams) -> PublicKey:
-    """The client's public key for ``params`` (received on first use, then cached for the session)."""
-    cache = party.state.setdefault("he_keys", {})
+async def _once_per_session(party: Party, params: HEParams, make: Callable[[], Awaitable[T]]) -> T:
+    """``await make()`` once per session and parameter set; concurrent callers share the result.  On failure
+    every waiting caller gets the error and the next call tries again (nothing half-made stays cached)."""
+    cache: dict[bytes, asyncio.Future[Any]] = party.state.setdefault("he_keys", {})
     fut = cache.get(params.fingerprint)
     if fut is None:
         fut = cache[params.fingerprint] = asyncio.get_running_loop().create_future()
         try:
-            data = await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").recv_bytes()
-            fut.set_result(PublicKey.from_bytes(params, data))
+            fut.set_result(await make())
         except BaseException as exc:
-            fut.set_exception(exc)
             del cache[params.fingerprint]
+            fut.set_exception(exc)
+            fut.exception()  # retrieved here: the error is re-raised to this caller and to any waiting one
             raise
     return await fut
+
+
+async def client_key(party: Party, params: HEParams) -> SecretKey:
+    """The session's secret key for ``params`` (created, and its public key sent, on first use)."""
+
+    async def make() -> SecretKey:
+        sk = keygen(params, party.rng)
+        pk = public_key(sk, party.rng)
+        await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").send_bytes(pk.to_bytes())
+        return sk
+
+    return await _once_per_session(party, params, make)
+
+
+async def server_key(party: Party, params: HEParams) -> PublicKey:
+    """The client's public key for ``params`` (received on first use, then cached for the session)."""
+
+    async def make() -> PublicKey:
+        data = await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").recv_bytes()
+        return PublicKey.from_bytes(params, data)
+
+    return await _once_per_session(party, params, make)
 
 
 # --------------------------------------------------------------------------- message structure

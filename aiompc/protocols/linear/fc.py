@@ -19,7 +19,7 @@ __all__ = ["fc", "fc_plan"]
 
 
 def fc_plan(shape: MatmulShape, l: int, *, weight_bits: int | None = None,
-            planner: str | Planner = "cheetah", out_shift: int = 0) -> LinearPlan:
+            planner: Planner, out_shift: int = 0) -> LinearPlan:
     """The plan both parties derive for ``Y = X W^T`` (``weight_bits`` defaults to ``l``)."""
     return plan_for(planner, shape, l, weight_bits if weight_bits is not None else l, out_shift)
 
@@ -34,7 +34,7 @@ async def fc(
     weight: np.ndarray | None = None,
     bias: np.ndarray | None = None,
     weight_bits: int | None = None,
-    planner: str | Planner = "cheetah",
+    planner: Planner | None = None,
     plan: LinearPlan | None = None,
     out_shift: int = 0,
 ) -> np.ndarray:
@@ -51,7 +51,10 @@ async def fc(
     xb = x.reshape(1, -1) if x.ndim == 1 else x
     shape = MatmulShape(xb.shape[0], xb.shape[1], out_features)
     if plan is None:
-        plan = fc_plan(shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift)
+        if planner is None:
+            raise InputError(f"{label}: pass a planner (aiompc.protocols.linear.PLANNERS) or a plan")
+        # the planner's search (cached per shape) runs in the executor, never on the event loop
+        plan = await party.compute(fc_plan, shape, l, weight_bits=weight_bits, planner=planner, out_shift=out_shift)
     elif plan.out_shift != out_shift:
         raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
     if plan.l != l or tuple(plan.layout.in_shape) != xb.shape or tuple(plan.layout.out_shape) != (xb.shape[0], out_features):

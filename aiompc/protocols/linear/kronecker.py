@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aiompc.crypto.he import MAX_PLAIN_BITS
 from aiompc.errors import InputError, ParameterError
 from aiompc.ring import reduce
 from aiompc.protocols.linear.layouts import ConvLayout
@@ -88,8 +89,9 @@ class KroneckerConvLayout(ConvLayout):
         if self.pack < 2 or self.slot_bits < 2 or self.weight_bits < 1:
             raise ParameterError(f"need pack >= 2, slot_bits >= 2, weight_bits >= 1 (got {self.pack}, "
                                  f"{self.slot_bits}, {self.weight_bits})")
-        if self.pack * self.slot_bits > 60:
-            raise ParameterError(f"{self.pack} slots of {self.slot_bits} bits exceed the 60-bit plaintext limit")
+        if self.pack * self.slot_bits > MAX_PLAIN_BITS:
+            raise ParameterError(f"{self.pack} slots of {self.slot_bits} bits exceed the {MAX_PLAIN_BITS}-bit "
+                                 "plaintext limit")
 
     @property
     def conv_shape(self) -> ConvShape:

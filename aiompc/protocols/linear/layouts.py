@@ -33,6 +33,11 @@ class Layout(Protocol):
     units: int
     inputs: int
     outputs: int
+    pack: int
+    """Input channels per coefficient (1 unless intra-coefficient packing, :mod:`~.kronecker`)."""
+
+    @property
+    def tiling(self) -> ConvTiling | MatmulTiling: ...
 
     @property
     def in_shape(self) -> tuple[int, ...]: ...
@@ -69,6 +74,11 @@ class ConvLayout:
     output = output-channel group."""
 
     tiling: ConvTiling
+
+    @property
+    def pack(self) -> int:  # type: ignore[override]
+        """One channel per coefficient (:class:`~.kronecker.KroneckerConvLayout` packs several)."""
+        return 1
 
     @property
     def n(self) -> int:  # type: ignore[override]
@@ -130,6 +140,10 @@ class MatmulLayout:
 
     tiling: MatmulTiling
     vector: bool = False
+
+    @property
+    def pack(self) -> int:  # type: ignore[override]
+        return 1
 
     @property
     def n(self) -> int:  # type: ignore[override]

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from aiompc.errors import InputError
 from aiompc.crypto.he import HEParams, PlainNTT, get_ntt
 from aiompc.protocols.linear.encoding import scatter_coefficients
 
@@ -87,7 +88,7 @@ def sparse_plain_ntt(params: HEParams, values: np.ndarray, exps: np.ndarray) -> 
     prime_bits = max(p.bit_length() for p in params.primes)
     limb_bits = _FLOAT_BITS - 1 - prime_bits - max(1, math.ceil(math.log2(e_count + 1)))
     if limb_bits < 1:
-        raise ValueError(f"{e_count} exponents are too many for exact float64 products; use PlainNTT.encode")
+        raise InputError(f"{e_count} exponents are too many for exact float64 products; use PlainNTT.encode")
     norm = int(np.abs(flat).max()) if flat.size else 0
     count = int(np.count_nonzero(flat, axis=-1).max()) if flat.size else 0
     # signed limbs: flat = sum_i limb_i * 2^(i * limb_bits), |limb_i| < 2^limb_bits

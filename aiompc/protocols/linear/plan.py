@@ -14,17 +14,28 @@ A :class:`LinearPlan` holds everything both parties must agree on, all derived f
   :mod:`aiompc.protocols.linear.engine`): the output shares are ``floor(y / 2^out_shift) + e``, ``e ∈ {-1, 0, 1}``, in
   the ring of ``l - out_shift`` bits, and ``output`` is planned for that precision.
 
-A *planner* maps ``(shape, l, weight_bits)`` to a plan.  :class:`CheetahPlanner` is Cheetah's closed-form
-tiling with one output channel per ciphertext; the quantized mode adds planners (searching tile shapes,
-packings and parameters) without touching the protocol code.
+A *planner* (:class:`Planner`) maps ``(shape, l, weight_bits, out_shift=, pack=)`` to a plan.
+:class:`CheetahPlanner` is Cheetah's closed-form tiling with one output channel per ciphertext; the quantized
+mode's planner (:class:`~aiompc.protocols.linear.quantized.QuantizedPlanner`) searches tile shapes, packings
+and parameters without touching the protocol code.  The planners by name are one explicit table,
+:data:`aiompc.protocols.linear.planners.PLANNERS`; the protocols take the planner object itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Union
+from typing import Protocol, Union
 
-from aiompc.crypto.he import HEParams, OutputPlan, ServerPipeline, cheetah_params, find_params, plan_output
+from aiompc.crypto.he import (
+    CHEETAH_RING_DEGREE,
+    STATISTICAL_SECURITY,
+    HEParams,
+    OutputPlan,
+    ServerPipeline,
+    cheetah_params,
+    find_params,
+    plan_output,
+)
 from aiompc.errors import InputError, UndecryptableParameters
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
 from aiompc.protocols.linear.tiling import (
@@ -37,11 +48,16 @@ from aiompc.protocols.linear.tiling import (
 )
 
 __all__ = [
-    "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "resolve_planner", "PLANNERS",
-    "pipeline_for", "with_out_shift", "decryption_params", "plan_for",
+    "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "pipeline_for", "with_out_shift",
+    "decryption_params", "plan_for", "STAT_BITS", "CHEETAH_N",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
+
+STAT_BITS = STATISTICAL_SECURITY
+"""Statistical security of the flooding that hides the weights, in bits (DESIGN.md: 40)."""
+CHEETAH_N = CHEETAH_RING_DEGREE
+"""Cheetah's ring degree (its parameters: ``N = 4096``, ``q ~ 2^109``)."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +96,8 @@ class LinearPlan:
         return self.layout.units * self.layout.outputs
 
     def describe(self) -> str:
-        t = getattr(self.layout, "tiling", None)
-        tile = t.describe() if t is not None else f"{self.input_ciphertexts} in / {self.output_ciphertexts} out"
-        pack = getattr(self.layout, "pack", 1)
+        tile = self.layout.tiling.describe()
+        pack = self.layout.pack
         if pack > 1:
             tile = f"{pack} channels per coefficient in {self.layout.slot_bits}-bit slots, " + tile  # type: ignore[attr-defined]
         o = self.output
@@ -91,12 +106,30 @@ class LinearPlan:
                 f"flood {o.flood_bits} b (stat {self.pipeline.stat_bits}){shift}")
 
 
-Planner = Callable[[Shape, int, int], LinearPlan]
+class Planner(Protocol):
+    """Maps a layer's public description to the plan both parties derive.
+
+    ``out_shift``: low output bits the client does not decrypt (approximate truncation); ``pack = k > 1``:
+    Kronecker packing of ``k`` input channels per coefficient.  A planner that cannot honour ``pack`` raises
+    :class:`~aiompc.errors.InputError`."""
+
+    @property
+    def name(self) -> str:
+        """The planner's name in plans and reports."""
+        ...
+
+    def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
+        ...
+
+
+def _no_packing(name: str, pack: int) -> None:
+    if pack != 1:
+        raise InputError(f"the {name!r} planner does not pack channels (pack = {pack}); use the 'quantized' planner")
 
 
 def weight_count(layout: Layout) -> int:
     """Largest number of non-zero coefficients of one weight polynomial (structural, public)."""
-    t = getattr(layout, "tiling", None)
+    t = layout.tiling
     if isinstance(t, ConvTiling):
         return t.out_pack * t.channels * t.shape.kernel[0] * t.shape.kernel[1]
     if isinstance(t, MatmulTiling):
@@ -113,7 +146,7 @@ def max_visible(layout: Layout) -> int:
     return max(int(output_counts(layout, u).max()) for u in range(layout.units))
 
 
-def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = 40) -> ServerPipeline:
+def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = STAT_BITS) -> ServerPipeline:
     """What the server computes per output ciphertext of ``layout`` (public counts only): weights bounded
     by ``2^(weight_bits - 1)``, the layout's non-zeros per weight polynomial, its inputs accumulated and its
     largest number of output coefficients per ciphertext."""
@@ -126,7 +159,7 @@ def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = 40) -> Serve
     )
 
 
-def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None = None, stat_bits: int = 40,
+def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None = None, stat_bits: int = STAT_BITS,
               planner: str = "custom", chunk: int = 8) -> LinearPlan:
     """A plan for ``layout``: the pipeline from public counts, HE parameters (given, or the smallest secure
     ones at the layout's ``N``) and the cheapest decryptable output plan.  Raises
@@ -150,27 +183,33 @@ class CheetahPlanner:
     ``stat_bits`` is the statistical security of the flooding that hides the weights (40 by default).
     """
 
-    n: int = 4096
+    n: int = CHEETAH_N
     he: str = "cheetah"
-    stat_bits: int = 40
+    stat_bits: int = STAT_BITS
     chunk: int = 8
+
+    @property
+    def name(self) -> str:
+        return "cheetah" if self.he == "cheetah" else f"cheetah-{self.he}"
 
     def layout(self, shape: Shape) -> Layout:
         if isinstance(shape, ConvShape):
             return ConvLayout(cheetah_conv_tiling(shape, self.n))
         return MatmulLayout(cheetah_matmul_tiling(shape, self.n))
 
-    def __call__(self, shape: Shape, l: int, weight_bits: int) -> LinearPlan:
+    def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
+        _no_packing(self.name, pack)
         layout = self.layout(shape)
-        params = cheetah_params(l) if self.he == "cheetah" and self.n == 4096 else None
+        params = cheetah_params(l) if self.he == "cheetah" and self.n == CHEETAH_N else None
         try:
-            return make_plan(layout, l, weight_bits, he=params, stat_bits=self.stat_bits, planner="cheetah",
+            plan = make_plan(layout, l, weight_bits, he=params, stat_bits=self.stat_bits, planner="cheetah",
                              chunk=self.chunk)
         except UndecryptableParameters as exc:
             raise UndecryptableParameters(
-                f"{shape}: {exc} (Cheetah's q ~ 2^109 at N = 4096 holds l = {l} with {weight_bits}-bit weights "
+                f"{shape}: {exc} (Cheetah's q ~ 2^109 at N = {CHEETAH_N} holds l = {l} with {weight_bits}-bit weights "
                 f"only with less flooding: lower weight_bits, or pass CheetahPlanner(stat_bits=...) knowingly)"
             ) from None
+        return with_out_shift(plan, out_shift)
 
 
 @dataclass(frozen=True)
@@ -184,56 +223,31 @@ class CheetahBaselinePlanner:
     (``plan.pipeline.stat_bits``) and reported by the benchmarks.
     """
 
-    stat_bits: int = 40
+    stat_bits: int = STAT_BITS
     chunk: int = 8
+    name = "cheetah-baseline"
 
-    def __call__(self, shape: Shape, l: int, weight_bits: int) -> LinearPlan:
+    def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
+        _no_packing(self.name, pack)
         for stat in range(self.stat_bits, 0, -1):
             try:
-                return CheetahPlanner(stat_bits=stat, chunk=self.chunk)(shape, l, weight_bits)
+                return CheetahPlanner(stat_bits=stat, chunk=self.chunk)(shape, l, weight_bits, out_shift=out_shift)
             except UndecryptableParameters:
                 continue
         raise UndecryptableParameters(f"{shape}: no flooding level decrypts at Cheetah's parameters (l = {l})")
 
 
-PLANNERS: dict[str, Planner] = {
-    "cheetah": CheetahPlanner(),
-    "cheetah-smallest": CheetahPlanner(he="smallest"),
-    "cheetah-baseline": CheetahBaselinePlanner(),
-}
-
-
-def plan_for(planner: str | Planner, shape: Shape, l: int, weight_bits: int, out_shift: int = 0,
+def plan_for(planner: Planner, shape: Shape, l: int, weight_bits: int, out_shift: int = 0,
              pack: int = 1) -> LinearPlan:
-    """The plan both parties derive: ``planner(shape, l, weight_bits)``, truncating the output by ``out_shift``
-    bits (a planner with an ``out_shift`` keyword plans for it directly; others via :func:`with_out_shift`)
-    and packing ``pack`` input channels per coefficient (planners that support it only)."""
-    p = resolve_planner(planner)
-    if pack != 1:
-        if not getattr(p, "supports_packing", False):
-            raise InputError(f"planner {planner!r} does not pack channels; use the 'quantized' planner")
-        return p(shape, l, weight_bits, out_shift=out_shift, pack=pack)  # type: ignore[call-arg]
-    if not out_shift:
-        return p(shape, l, weight_bits)
-    if getattr(p, "supports_out_shift", False):
-        return p(shape, l, weight_bits, out_shift=out_shift)  # type: ignore[call-arg]
-    return with_out_shift(p(shape, l, weight_bits), out_shift)
-
-
-def resolve_planner(planner: str | Planner) -> Planner:
-    """A planner by name (``"cheetah"``, ``"cheetah-smallest"``) or the callable itself."""
-    if isinstance(planner, str):
-        try:
-            return PLANNERS[planner]
-        except KeyError:
-            raise InputError(f"unknown planner {planner!r}; known: {sorted(PLANNERS)}") from None
-    return planner
+    """The plan both parties derive: ``planner(shape, l, weight_bits)`` with the output truncated by
+    ``out_shift`` bits and ``pack`` input channels per coefficient."""
+    return planner(shape, l, weight_bits, out_shift=out_shift, pack=pack)
 
 
 def decryption_params(he: HEParams, out_shift: int) -> HEParams:
     """``he`` with ``t = 2^(l - out_shift)``: the precision a truncating client decrypts at (same ``N`` and
     primes; used to plan the output's noise budget, never to encrypt)."""
-    return he if not out_shift else HEParams(he.n, he.primes, he.plain_bits - out_shift, he.sigma)
+    return he.with_plain_bits(he.plain_bits - out_shift)
 
 
 def with_out_shift(plan: LinearPlan, out_shift: int) -> LinearPlan:

@@ -45,13 +45,13 @@ from typing import ClassVar, Iterator, Union
 
 import numpy as np
 
-from aiompc.crypto.he import HEParams, OutputPlan, ServerPipeline, SECURITY_TABLE, choose_primes, plan_output
+from aiompc.crypto.he import MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPlan, ServerPipeline, params_for_modulus, plan_output
 from aiompc.crypto.he import min_modulus_bits
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from aiompc.protocols.linear.costs import LayerCost, compute_seconds, wire_cost
 from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
-from aiompc.protocols.linear.plan import PLANNERS, CheetahPlanner, LinearPlan, pipeline_for, with_out_shift
+from aiompc.protocols.linear.plan import CHEETAH_N, STAT_BITS, CheetahPlanner, LinearPlan, pipeline_for, with_out_shift
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, cheetah_conv_tiling
 
 __all__ = [
@@ -108,13 +108,13 @@ class SearchResult:
 @functools.lru_cache(maxsize=4096)
 def _params(n: int, need_eighths: int, l: int) -> HEParams:
     """Balanced primes (``q ≡ 1 mod 2^l`` where possible) with ``log2 q >= need_eighths / 8``."""
-    return HEParams(n, choose_primes(n, need_eighths / 8, SECURITY_TABLE[n], l), l)
+    return params_for_modulus(n, need_eighths / 8, l)
 
 
 @functools.lru_cache(maxsize=4096)
 def _params_at(params: HEParams, plain_bits: int) -> HEParams:
     """The same ring and primes with ``t = 2^plain_bits`` (the client's decryption precision)."""
-    return params if plain_bits == params.plain_bits else HEParams(params.n, params.primes, plain_bits)
+    return params.with_plain_bits(plain_bits)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -137,17 +137,16 @@ class QuantizedPlanner:
     """
 
     ns: tuple[int, ...] = (2048, 4096, 8192, 16384)
-    stat_bits: int = 40
+    stat_bits: int = STAT_BITS
     chunk: int = 8
     bandwidth: float | None = None
     rtt: float = 0.0
     margins: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     refine: int = 8
     label: str = "layer"
-    supports_out_shift: ClassVar[bool] = True
-    supports_packing: ClassVar[bool] = True
+    name: ClassVar[str] = "quantized"
 
-    def __call__(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0, pack: int = 1) -> LinearPlan:
+    def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         return self.search(shape, l, weight_bits, out_shift, pack).best.plan
 
     def search(self, shape: Shape, l: int, weight_bits: int, out_shift: int = 0, pack: int = 1) -> SearchResult:
@@ -240,7 +239,7 @@ def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, 
     """Cheetah's rule at ``N = 4096`` with the smallest secure ``q`` for ``l`` (exactly ``cheetah-smallest``),
     its output truncated by ``out_shift`` bits."""
     try:
-        plan = CheetahPlanner(n=4096, he="smallest", stat_bits=planner.stat_bits, chunk=planner.chunk)(
+        plan = CheetahPlanner(n=CHEETAH_N, he="smallest", stat_bits=planner.stat_bits, chunk=planner.chunk)(
             shape, l, weight_bits)
         plan = with_out_shift(plan, out_shift)
     except (UndecryptableParameters, ParameterError):
@@ -323,7 +322,7 @@ def choose_packing(planner: QuantizedPlanner, shape: ConvShape, slot_bits: int, 
     out: list[PackingOption] = []
     elements = shape.height * shape.width
     for k in range(1, max_pack + 1):
-        if k > 1 and (shape.groups != 1 or shape.in_channels < k or k * slot_bits > 60):
+        if k > 1 and (shape.groups != 1 or shape.in_channels < k or k * slot_bits > MAX_PLAIN_BITS):
             break
         try:
             res = planner.search(shape, k * slot_bits, weight_bits, (k - 1) * slot_bits + shift, k)
@@ -387,4 +386,3 @@ def matmul_tilings(shape: MatmulShape, n: int, col_blocks: int = 4) -> Iterator[
                 yield MatmulTiling(shape, n, d0, d1, d2)
 
 
-PLANNERS.setdefault("quantized", QuantizedPlanner())

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from aiompc.crypto.he import CHEETAH_RING_DEGREE
 from aiompc.errors import InputError, ParameterError
 
 __all__ = [
@@ -291,7 +292,7 @@ class ConvTiling:
                 f"{self.input_ciphertexts} in / {self.output_ciphertexts} out ciphertexts")
 
 
-def cheetah_conv_tiling(shape: ConvShape, n: int = 4096) -> ConvTiling:
+def cheetah_conv_tiling(shape: ConvShape, n: int = CHEETAH_RING_DEGREE) -> ConvTiling:
     """Cheetah's closed-form tile rule on the padded input (REFERENCE.md).
 
     If ``Hp * Wp <= N``: the whole image, ``C_w = min(C, N // (Hp Wp), N // (kh kw))``; else one channel and
@@ -379,7 +380,7 @@ class MatmulTiling:
                 f"{self.input_ciphertexts} in / {self.output_ciphertexts} out ciphertexts")
 
 
-def cheetah_matmul_tiling(shape: MatmulShape, n: int = 4096) -> MatmulTiling:
+def cheetah_matmul_tiling(shape: MatmulShape, n: int = CHEETAH_RING_DEGREE) -> MatmulTiling:
     """Blocks minimising input + output ciphertexts (ties: fewer input ciphertexts, then smaller blocks).
 
     Exhaustive over ``d0`` and ``d1`` with the largest admissible ``d2 = min(out, N // (d0 d1))``; the

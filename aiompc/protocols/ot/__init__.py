@@ -1,10 +1,11 @@
 """Oblivious transfer: base OTs, IKNP extension, the OT engine and the flavours protocols use.
 
 The flavours (:mod:`aiompc.protocols.ot.flavours`) are the public API of this package; they draw random
-correlated OTs from the session's engine (:func:`get_engine`, :mod:`aiompc.protocols.ot.engine`).
+correlated OTs from the session's engine (:func:`get_engine`; the engines by kind are :data:`ENGINES`).
 """
 
-from aiompc.protocols.ot.engine import OTEngine, ReceiverCOTs, SenderCOTs, get_engine, register_engine
+from aiompc.protocols.ot.engine import OTEngine, ReceiverCOTs, SenderCOTs
+from aiompc.protocols.ot.engines import DEFAULT_ENGINE, ENGINES, engine_kinds, get_engine
 from aiompc.protocols.ot.flavours import bit_triples, chosen_ot, correlated_ot, one_of_n_ot, random_ot
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "random_ot",
     "bit_triples",
     "get_engine",
-    "register_engine",
+    "ENGINES",
+    "DEFAULT_ENGINE",
+    "engine_kinds",
     "OTEngine",
     "SenderCOTs",
     "ReceiverCOTs",

@@ -1,7 +1,7 @@
 """The OT engine: the one interface through which protocols obtain random correlated OTs (COTs).
 
 One engine per session lives in ``party.state["ot_engine"]`` (:func:`get_engine`), of the kind named by
-``party.options.get("ot", "iknp")``.  It serves both directions (server as OT sender, client as OT
+``party.options.get("ot", DEFAULT_ENGINE)`` in the table :data:`aiompc.protocols.ot.engines.ENGINES`.  It serves both directions (server as OT sender, client as OT
 sender); each direction has its own setup (base OTs) and its own global correlation Δ.
 
 **What an engine gives** (:meth:`OTEngine.cots`, called by both parties with the same ``label``, ``n``
@@ -22,16 +22,15 @@ apart.  Labels starting with ``ot/`` are reserved for engines.
 **Plugging in another engine** (e.g. silent OT): subclass :class:`PooledEngine`, implement
 :meth:`PooledEngine.open_receiver` / :meth:`PooledEngine.open_sender` returning a
 :class:`COTReceiverSource` / :class:`COTSenderSource` (a batch generator for one side of one
-direction), and :func:`register_engine` it.  The flavours in :mod:`aiompc.protocols.ot.flavours` never change.
+direction), and add a row to :data:`aiompc.protocols.ot.engines.ENGINES`.  The flavours in :mod:`aiompc.protocols.ot.flavours` never change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,9 +44,6 @@ __all__ = [
     "PooledEngine",
     "COTReceiverSource",
     "COTSenderSource",
-    "get_engine",
-    "register_engine",
-    "engine_kinds",
 ]
 
 _ROLES: tuple[Role, Role] = ("server", "client")
@@ -382,34 +378,3 @@ class PooledEngine(OTEngine):
             return sum(bt.remaining for bt in spool._batches) if spool else 0
         rpool = self._receivers.get(sender)
         return rpool.generated - rpool.next if rpool else 0
-
-
-# --------------------------------------------------------------------------- registry
-
-_ENGINES: dict[str, Callable[[Party], OTEngine]] = {}
-_BUILTIN = {"iknp": "aiompc.protocols.ot.iknp_engine", "silent": "aiompc.protocols.ot.silent"}
-DEFAULT_ENGINE = "silent"
-"""The kind used when a session's options do not name one (tests may switch it, see tests/protocols/conftest.py)."""
-
-
-def register_engine(kind: str, factory: Callable[[Party], OTEngine]) -> None:
-    """Make ``party.options["ot"] = kind`` select ``factory(party)``."""
-    _ENGINES[kind] = factory
-
-
-def engine_kinds() -> list[str]:
-    """The engine kinds that can be selected."""
-    return sorted(set(_ENGINES) | set(_BUILTIN))
-
-
-def get_engine(party: Party) -> OTEngine:
-    """The session's OT engine (created on first use from ``party.options.get("ot", DEFAULT_ENGINE)``)."""
-    engine = party.state.get("ot_engine")
-    if engine is None:
-        kind = party.options.get("ot", DEFAULT_ENGINE)
-        if kind not in _ENGINES and kind in _BUILTIN:
-            importlib.import_module(_BUILTIN[kind])
-        if kind not in _ENGINES:
-            raise InputError(f"unknown OT engine {kind!r}; choose one of {engine_kinds()}")
-        engine = party.state["ot_engine"] = _ENGINES[kind](party)
-    return engine

@@ -4,7 +4,7 @@ Conventions (the fixed contract of CONTRIBUTING.md): both parties call a flavour
 ``label`` and ``sender`` (the Role acting as OT sender); arguments of the other role are ``None``.
 Values are ``uint64`` below ``2^bits`` (``1 <= bits <= 64``), choice bits ``uint8`` 0/1; every
 array has ``n >= 1`` instances along axis 0 (``n = 0`` gives empty results).  Each call consumes fresh
-COTs from :func:`~aiompc.protocols.ot.engine.get_engine` (offline phase); its own messages travel on
+COTs from :func:`~aiompc.protocols.ot.engines.get_engine` (offline phase); its own messages travel on
 ``label`` (online phase), always in one round trip, whatever ``n``: the receiver sends all of its
 messages, then the sender answers.
 
@@ -39,7 +39,8 @@ import numpy as np
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
 from aiompc.wire import Packed
-from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
+from aiompc.protocols.ot.engines import get_engine
 from aiompc.protocols.ot.pads import lane_dtype, pad_lanes, pads, pads_at, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "one_of_n_ot", "random_ot", "bit_triples", "CHUNK_COTS"]

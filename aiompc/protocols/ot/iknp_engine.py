@@ -1,4 +1,4 @@
-"""The IKNP OT engine (``party.options["ot"] = "iknp"``, the default).
+"""The IKNP OT engine (``party.options["ot"] = "iknp"``; the default engine is silent OT, :mod:`aiompc.protocols.ot.silent`).
 
 Setup of a direction (once per session, on the first call): 128 Chou–Orlandi base OTs in the reverse
 direction on label ``ot/iknp/<sender>/base`` (phase offline, 32·129 bytes).  Each batch is one message
@@ -14,7 +14,7 @@ from aiompc.channel import SubChannel
 from aiompc.errors import ProtocolError
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import base
-from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine, register_engine
+from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine
 from aiompc.protocols.ot.iknp import BATCH_UNIT, KAPPA, IKNPReceiver, IKNPSender
 
 __all__ = ["IKNPEngine"]
@@ -62,6 +62,3 @@ class IKNPEngine(PooledEngine):
         keys = await base.receive(self.party, base_sub, delta_bits)
         iknp = IKNPSender(delta_bits, keys)
         return _Sender(self.party, self.party.sub(self.label(sender), phase="offline"), iknp)
-
-
-register_engine(IKNPEngine.kind, IKNPEngine)

@@ -36,7 +36,7 @@ from aiompc.crypto.ferret.extension import PUBLISHED_SCHEDULE, FerretReceiver, F
 from aiompc.errors import ProtocolError
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import base
-from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine, register_engine
+from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine
 from aiompc.protocols.ot.iknp import BATCH_UNIT, KAPPA, IKNPReceiver, IKNPSender
 
 __all__ = ["SilentEngine"]
@@ -159,6 +159,3 @@ class SilentEngine(PooledEngine):
             return list(spool.source.ferret.history) if spool else []  # type: ignore[attr-defined]
         rpool = self._receivers.get(sender)
         return list(rpool.source.ferret.history) if rpool else []  # type: ignore[attr-defined]
-
-
-register_engine(SilentEngine.kind, SilentEngine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, UndecryptableParameters
 from aiompc.ring import reconstruct, share
@@ -18,16 +19,16 @@ from aiompc.protocols.linear.tiling import ConvShape
 
 # C, H, W, M, kernel, stride, padding, groups, l, weight_bits, planner
 CASES = {
-    "3x3 pad 1, l=16": (3, 10, 10, 4, 3, 1, 1, 1, 16, 16, "cheetah-smallest"),
-    "stride 2, l=8": (5, 9, 7, 3, 3, 2, 1, 1, 8, 8, "cheetah-smallest"),
-    "1x1, l=8": (8, 6, 6, 5, 1, 1, 0, 1, 8, 8, "cheetah-smallest"),
-    "7x7 stride 2 pad 3, l=16": (2, 15, 15, 3, 7, 2, 3, 1, 16, 10, "cheetah-smallest"),
-    "depthwise, l=16": (6, 8, 8, 6, 3, 1, 1, 6, 16, 12, "cheetah-smallest"),
-    "H*W > N, one output channel, l=8": (2, 66, 66, 1, 3, 1, 1, 1, 8, 8, "cheetah-smallest"),
-    "many channel blocks (C*HW > N), l=16": (80, 8, 8, 2, 3, 1, 1, 1, 16, 8, "cheetah-smallest"),
+    "3x3 pad 1, l=16": (3, 10, 10, 4, 3, 1, 1, 1, 16, 16, PLANNERS["cheetah-smallest"]),
+    "stride 2, l=8": (5, 9, 7, 3, 3, 2, 1, 1, 8, 8, PLANNERS["cheetah-smallest"]),
+    "1x1, l=8": (8, 6, 6, 5, 1, 1, 0, 1, 8, 8, PLANNERS["cheetah-smallest"]),
+    "7x7 stride 2 pad 3, l=16": (2, 15, 15, 3, 7, 2, 3, 1, 16, 10, PLANNERS["cheetah-smallest"]),
+    "depthwise, l=16": (6, 8, 8, 6, 3, 1, 1, 6, 16, 12, PLANNERS["cheetah-smallest"]),
+    "H*W > N, one output channel, l=8": (2, 66, 66, 1, 3, 1, 1, 1, 8, 8, PLANNERS["cheetah-smallest"]),
+    "many channel blocks (C*HW > N), l=16": (80, 8, 8, 2, 3, 1, 1, 1, 16, 8, PLANNERS["cheetah-smallest"]),
     "one ciphertext per message, 2 channel blocks": (12, 20, 18, 5, 3, 1, 1, 1, 16, 9, CheetahPlanner(n=4096, he="smallest", chunk=1)),
-    "cheetah params, l=37": (4, 8, 8, 3, 3, 1, 1, 1, 37, 13, "cheetah"),
-    "cheetah params, stride 2, groups 2, l=37": (4, 9, 9, 4, 3, 2, 1, 2, 37, 12, "cheetah"),
+    "cheetah params, l=37": (4, 8, 8, 3, 3, 1, 1, 1, 37, 13, PLANNERS["cheetah"]),
+    "cheetah params, stride 2, groups 2, l=37": (4, 9, 9, 4, 3, 2, 1, 2, 37, 12, PLANNERS["cheetah"]),
 }
 
 
@@ -86,7 +87,7 @@ async def test_two_layers_share_one_key_exchange(nprng: np.random.Generator) -> 
     x = nprng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
     w = nprng.integers(-128, 128, shape.weight_shape)
     xs, xc = share(x, l, PRG())
-    kw = dict(out_channels=2, kernel=3, padding=1, l=l, planner="cheetah-smallest")
+    kw = dict(out_channels=2, kernel=3, padding=1, l=l, planner=PLANNERS["cheetah-smallest"])
 
     async def server(p):
         a = await conv2d(p, "a", xs, weight=w, **kw)
@@ -108,7 +109,7 @@ async def test_batchnorm_exact(l: int, wb: int, nprng: np.random.Generator) -> N
     scale = nprng.integers(-(1 << (wb - 1)), 1 << (wb - 1), 5)
     shift = nprng.integers(-50, 50, 5)
     xs, xc = share(x, l, PRG())
-    planner = "cheetah" if l == 37 else "cheetah-smallest"
+    planner = PLANNERS["cheetah" if l == 37 else "cheetah-smallest"]
 
     async def server(p):
         return await batchnorm(p, "bn", xs, l=l, scale=scale, shift=shift, weight_bits=wb, planner=planner)
@@ -125,7 +126,7 @@ async def test_weight_above_public_bound_is_refused(nprng: np.random.Generator) 
     l = 8
     x = nprng.integers(0, 1 << l, (2, 4, 4), dtype=np.uint64)
     w = np.full((2, 2, 3, 3), 9)  # 9 > 2^(4-1)
-    kw = dict(out_channels=2, kernel=3, padding=1, l=l, weight_bits=4, planner="cheetah-smallest")
+    kw = dict(out_channels=2, kernel=3, padding=1, l=l, weight_bits=4, planner=PLANNERS["cheetah-smallest"])
 
     async def server(p):
         return await conv2d(p, "c", x, weight=w, **kw)
@@ -140,7 +141,7 @@ async def test_weight_above_public_bound_is_refused(nprng: np.random.Generator) 
 def test_plan_errors() -> None:
     shape = ConvShape.make(64, 56, 56, 64, 3, padding=1)
     with pytest.raises(UndecryptableParameters, match="stat_bits"):
-        conv_plan(shape, 37)  # full-range 37-bit weights cannot be hidden at q ~ 2^109
-    plan = conv_plan(shape, 37, weight_bits=8)
+        conv_plan(shape, 37, planner=PLANNERS["cheetah"])  # full-range 37-bit weights cannot be hidden at q ~ 2^109
+    plan = conv_plan(shape, 37, weight_bits=8, planner=PLANNERS["cheetah"])
     assert (plan.input_ciphertexts, plan.output_ciphertexts, plan.he.n) == (64, 64, 4096)
     assert plan.he.q.bit_length() == 109

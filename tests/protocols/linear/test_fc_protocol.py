@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.prg import PRG
 from aiompc.ring import reconstruct, share
 from aiompc.session import run_local
@@ -30,7 +31,7 @@ async def test_fc_exact(batch: int, n_in: int, n_out: int, l: int, wb: int, plan
     w = nprng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (n_out, n_in))
     b = nprng.integers(-9, 9, n_out)
     xs, xc = share(x, l, PRG())
-    kw = dict(out_features=n_out, l=l, weight_bits=wb, planner=planner)
+    kw = dict(out_features=n_out, l=l, weight_bits=wb, planner=PLANNERS[planner])
 
     async def server(p):
         return await fc(p, "fc", xs, weight=w, bias=b, **kw)
@@ -42,7 +43,7 @@ async def test_fc_exact(batch: int, n_in: int, n_out: int, l: int, wb: int, plan
     expect = (matmul_ref(x, w, l) + b.astype(np.int64).view(np.uint64)) & np.uint64((1 << l) - 1)
     assert ys.shape == expect.shape
     assert np.array_equal(reconstruct(ys, yc, l), expect)
-    plan = fc_plan(MatmulShape(max(batch, 1), n_in, n_out), l, weight_bits=wb, planner=planner)
+    plan = fc_plan(MatmulShape(max(batch, 1), n_in, n_out), l, weight_bits=wb, planner=PLANNERS[planner])
     assert len(stats.labels) == plan.layout.units
 
 
@@ -53,10 +54,10 @@ async def test_fc_over_tcp(nprng, tcp) -> None:
     xs, xc = share(x, l, PRG())
 
     async def server(p):
-        return await fc(p, "fc", xs, out_features=50, l=l, weight=w, weight_bits=11, planner="cheetah-smallest")
+        return await fc(p, "fc", xs, out_features=50, l=l, weight=w, weight_bits=11, planner=PLANNERS["cheetah-smallest"])
 
     async def client(p):
-        return await fc(p, "fc", xc, out_features=50, l=l, weight_bits=11, planner="cheetah-smallest")
+        return await fc(p, "fc", xc, out_features=50, l=l, weight_bits=11, planner=PLANNERS["cheetah-smallest"])
 
     ys, yc = await tcp(server, client)
     assert np.array_equal(reconstruct(ys, yc, l), matmul_ref(x, w, l))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.he import PlainNTT
 from aiompc.errors import InputError
 from aiompc.session import run_local
@@ -21,10 +22,10 @@ from tests.protocols.linear.test_conv_protocol import CASES, run_conv
 def _plans(nprng: np.random.Generator):
     """(plan, weight) pairs: a grouped conv on Cheetah's parameters, a Kronecker-packed quantized conv, an fc."""
     grouped = ConvShape.make(4, 9, 9, 4, 3, stride=2, padding=1, groups=2)
-    yield conv_plan(grouped, 37, weight_bits=12, planner="cheetah"), nprng.integers(-2048, 2049, grouped.weight_shape)
+    yield conv_plan(grouped, 37, weight_bits=12, planner=PLANNERS["cheetah"]), nprng.integers(-2048, 2049, grouped.weight_shape)
     packed = ConvShape.make(64, 8, 8, 16, 3, padding=1)
-    yield conv_plan(packed, 28, weight_bits=4, planner="quantized", pack=2, out_shift=14), nprng.integers(-8, 9, packed.weight_shape)
-    yield fc_plan(MatmulShape(1, 300, 20), 16, weight_bits=8, planner="cheetah-smallest"), nprng.integers(-128, 129, (20, 300))
+    yield conv_plan(packed, 28, weight_bits=4, planner=PLANNERS["quantized"], pack=2, out_shift=14), nprng.integers(-8, 9, packed.weight_shape)
+    yield fc_plan(MatmulShape(1, 300, 20), 16, weight_bits=8, planner=PLANNERS["cheetah-smallest"]), nprng.integers(-128, 129, (20, 300))
 
 
 def test_streamed_blocks_equal_whole(nprng: np.random.Generator) -> None:
@@ -72,7 +73,7 @@ def test_resnet50_layer_is_streamed_in_little_memory() -> None:
     """The layer that ran a ResNet-50 out of memory: 1×1, stride 2, 256×56×56 → 512 under Cheetah's
     parameters would need 512·256 plaintexts × 4 primes × 4096 × 8 B = 17.2 GB in NTT form."""
     shape = ConvShape.make(256, 56, 56, 512, 1, stride=2)
-    plan = conv_plan(shape, 37, weight_bits=12, planner="cheetah-baseline")
+    plan = conv_plan(shape, 37, weight_bits=12, planner=PLANNERS["cheetah-baseline"])
     w = np.ones(shape.weight_shape, dtype=np.int64)
     p = prepare_weights(plan, w)
     lay = plan.layout

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.he import Ciphertext, ResultCiphertext, keygen, phase, public_key, rerandomize, result_phase
 from aiompc.crypto.prg import PRG
 from aiompc.ring import share
@@ -43,7 +44,7 @@ def setting():
     rng = np.random.default_rng(7)
     l, wb = 16, 16
     shape = ConvShape.make(2, 5, 5, 1, 3, padding=1)
-    plan = conv_plan(shape, l, weight_bits=wb, planner="cheetah-smallest")
+    plan = conv_plan(shape, l, weight_bits=wb, planner=PLANNERS["cheetah-smallest"])
     x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
     x[1] = 0  # the weights on channel 1 do not influence the output
     w1 = rng.integers(-(1 << 15), 1 << 15, shape.weight_shape)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.he import choose_primes
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, UndecryptableParameters
@@ -78,7 +79,7 @@ async def test_packed_conv_on_shares_in_their_slot_rings(pack: int, shift: int, 
     xc = np.zeros(shape.in_shape, dtype=np.uint64)
     for c, ring in enumerate(slot_rings(40, pack, slot)):  # slot i: a share mod 2^((k-i)B) only
         xs[c], xc[c] = share(x[c], int(ring), PRG())
-    kw = dict(out_channels=48, kernel=3, padding=1, l=l, weight_bits=wb, planner="quantized", out_shift=out_shift,
+    kw = dict(out_channels=48, kernel=3, padding=1, l=l, weight_bits=wb, planner=PLANNERS["quantized"], out_shift=out_shift,
               pack=pack)
 
     async def server(p):
@@ -91,9 +92,9 @@ async def test_packed_conv_on_shares_in_their_slot_rings(pack: int, shift: int, 
     got = to_signed(reconstruct(ys, yc, l - out_shift), l - out_shift)
     err = got - (exact >> shift)
     assert set(np.unique(err)) <= {-1, 0, 1} and (err == 0).mean() > 0.5
-    plan = conv_plan(shape, l, weight_bits=wb, planner="quantized", out_shift=out_shift, pack=pack)
+    plan = conv_plan(shape, l, weight_bits=wb, planner=PLANNERS["quantized"], out_shift=out_shift, pack=pack)
     assert plan.layout.pack == pack and plan.input_ciphertexts <= conv_plan(
-        shape, slot, weight_bits=wb, planner="quantized", out_shift=shift).input_ciphertexts
+        shape, slot, weight_bits=wb, planner=PLANNERS["quantized"], out_shift=shift).input_ciphertexts
     cost = plan_cost(plan, "conv")
     assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
 
@@ -105,7 +106,7 @@ def test_packing_needs_the_truncation_and_a_planner_that_packs() -> None:
     with pytest.raises(InputError, match="groups = 1"):
         QuantizedPlanner()(ConvShape.make(8, 4, 4, 8, 3, padding=1, groups=8), 24, 4, out_shift=12, pack=2)
     with pytest.raises(InputError, match="does not pack"):
-        conv_plan(shape, 24, weight_bits=4, planner="cheetah-smallest", out_shift=12, pack=2)
+        conv_plan(shape, 24, weight_bits=4, planner=PLANNERS["cheetah-smallest"], out_shift=12, pack=2)
 
 
 def test_choose_packing_counts_the_input_widening() -> None:

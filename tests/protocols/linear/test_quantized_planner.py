@@ -14,7 +14,8 @@ from aiompc.protocols.linear.costs import frame_bytes, output_counts, wire_cost
 from aiompc.protocols.linear.encoding import conv_output_positions
 from aiompc.protocols.linear.engine import input_chunks, output_batches
 from aiompc.protocols.linear.layouts import ConvLayout, MatmulLayout
-from aiompc.protocols.linear.plan import PLANNERS, CheetahPlanner, resolve_planner
+from aiompc.protocols.linear.plan import CheetahPlanner
+from aiompc.protocols.linear.planners import PLANNERS, planner_named
 from aiompc.protocols.linear.quantized import QuantizedPlanner, axis_tiles, block_sizes, conv_tilings
 from aiompc.protocols.linear.reference import conv2d_ref
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling
@@ -92,7 +93,7 @@ def test_bandwidth_objective_and_registration() -> None:
     assert slow.best.cost.total == QuantizedPlanner().search(shape, 15, 4).best.cost.total
     assert fast.best.cost.seconds() <= slow.best.cost.seconds()
     assert isinstance(PLANNERS["quantized"], QuantizedPlanner)
-    assert resolve_planner("quantized")(shape, 15, 4) == QuantizedPlanner()(shape, 15, 4)
+    assert planner_named("quantized")(shape, 15, 4) == QuantizedPlanner()(shape, 15, 4)
     with pytest.raises(InputError):
         QuantizedPlanner()(shape, 15, 16)  # weight_bits > l
 

@@ -8,6 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.prg import PRG
 from aiompc.nn.bounds import linear_channel_ranges, width_for_range
 from aiompc.ring import reconstruct, share, to_signed
@@ -37,7 +38,7 @@ def acc_ring(w: np.ndarray, bias: np.ndarray | None, a_bits: int) -> int:
 async def run_conv(x, w, bias, shape: ConvShape, l: int, wb: int, planner="quantized", label="conv"):
     xs, xc = share(x, l, PRG())
     kw = dict(out_channels=shape.out_channels, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
-              groups=shape.groups, l=l, weight_bits=wb, planner=planner)
+              groups=shape.groups, l=l, weight_bits=wb, planner=PLANNERS[planner])
 
     async def server(p):
         return await conv2d(p, label, xs, weight=w, bias=bias, **kw), p.channel.stats()
@@ -75,7 +76,7 @@ async def test_quantized_conv_equals_integer_reference(wb: int, ab: int, geometr
     expect = conv2d_ref(x, w, shape, 64).view(np.int64) + bias[:, None, None]
     got, stats = await run_conv(x, w, bias, shape, l, wb)
     assert np.array_equal(got, expect)
-    plan = conv_plan(shape, l, weight_bits=wb, planner="quantized")
+    plan = conv_plan(shape, l, weight_bits=wb, planner=PLANNERS["quantized"])
     assert plan.planner == "quantized" and plan.he.plain_bits == l
     # the model is the measurement: bytes of the layer's label in both directions, and the session key
     cost = plan_cost(plan, "conv")
@@ -101,7 +102,7 @@ async def test_quantized_fc_at_the_accumulator_extremes(batch: int, n_in: int, n
         x[1] = np.where(w[-1] < 0, (1 << ab) - 1, 0)  # output (1, -1) at its smallest
     xin = x[0] if batch == 0 else x
     xs, xc = share(xin, l, PRG())
-    kw = dict(out_features=n_out, l=l, weight_bits=wb, planner="quantized")
+    kw = dict(out_features=n_out, l=l, weight_bits=wb, planner=PLANNERS["quantized"])
 
     async def server(p):
         return await fc(p, "fc", xs, weight=w, **kw)
@@ -112,7 +113,7 @@ async def test_quantized_fc_at_the_accumulator_extremes(batch: int, n_in: int, n
     ys, (yc, stats) = await run_local(server, client)
     expect = matmul_ref(xin, w, 64).view(np.int64)
     assert np.array_equal(to_signed(reconstruct(ys, yc, l), l), expect)
-    plan = fc_plan(MatmulShape(rows, n_in, n_out), l, weight_bits=wb, planner="quantized")
+    plan = fc_plan(MatmulShape(rows, n_in, n_out), l, weight_bits=wb, planner=PLANNERS["quantized"])
     cost = plan_cost(plan, "fc")
     assert (stats.select("fc").bytes_sent, stats.select("fc").bytes_recv) == (cost.upload, cost.download)
 
@@ -141,7 +142,7 @@ async def test_weights_prepared_once_for_a_batch(nprng) -> None:
     w2 = signed_weights(nprng, wb, shape.weight_shape)
     xs = nprng.integers(0, 16, (3, *shape.in_shape))
     shares = [share(x, l, PRG()) for x in xs]
-    kw = dict(out_channels=48, kernel=3, padding=1, l=l, weight_bits=wb, planner="quantized")
+    kw = dict(out_channels=48, kernel=3, padding=1, l=l, weight_bits=wb, planner=PLANNERS["quantized"])
 
     async def server(p):
         ys = await asyncio.gather(*(conv2d(p, f"c/b{i}", s[0], weight=w, **kw) for i, s in enumerate(shares)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
 from aiompc.ring import reconstruct, share, to_signed
@@ -21,7 +22,7 @@ from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
 async def truncated_conv(x, w, bias, shape: ConvShape, l: int, wb: int, s: int, planner: str):
     xs, xc = share(x, l, PRG())
     kw = dict(out_channels=shape.out_channels, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
-              l=l, weight_bits=wb, planner=planner, out_shift=s)
+              l=l, weight_bits=wb, planner=PLANNERS[planner], out_shift=s)
 
     async def server(p):
         return await conv2d(p, "conv", xs, weight=w, bias=bias, **kw)
@@ -48,7 +49,7 @@ async def test_truncated_conv_is_within_one_unit(planner: str, l: int, s: int, w
     values, counts = np.unique(err, return_counts=True)
     assert set(values) <= {-1, 0, 1}
     assert counts[values == 0].sum() > err.size // 2  # most values exact (about 3/4 in expectation)
-    plan = conv_plan(shape, l, weight_bits=wb, planner=planner, out_shift=s)
+    plan = conv_plan(shape, l, weight_bits=wb, planner=PLANNERS[planner], out_shift=s)
     assert plan.out_bits == l - s
     cost = plan_cost(plan, "conv")
     assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
@@ -59,7 +60,7 @@ async def test_truncated_fc_vector(nprng) -> None:
     w = nprng.integers(-8, 8, (10, 700))
     x = nprng.integers(0, 16, 700)
     xs, xc = share(x, l, PRG())
-    kw = dict(out_features=10, l=l, weight_bits=wb, planner="quantized", out_shift=s)
+    kw = dict(out_features=10, l=l, weight_bits=wb, planner=PLANNERS["quantized"], out_shift=s)
 
     async def server(p):
         return await fc(p, "fc", xs, weight=w, bias=np.arange(10), **kw)
@@ -75,8 +76,8 @@ async def test_truncated_fc_vector(nprng) -> None:
 @pytest.mark.parametrize("shape", [ConvShape.make(256, 8, 8, 256, 3, padding=1), MatmulShape(1, 2048, 100)])
 def test_truncation_shrinks_the_ciphertexts(shape) -> None:
     l, s = 18, 10
-    exact = plan_for("quantized", shape, l, 4)
-    approx = plan_for("quantized", shape, l, 4, out_shift=s)
+    exact = plan_for(PLANNERS["quantized"], shape, l, 4)
+    approx = plan_for(PLANNERS["quantized"], shape, l, 4, out_shift=s)
     same_layout = with_out_shift(exact, s)
     for a in (approx, same_layout):
         assert a.output.bits0 <= exact.output.bits0 - s + 1 and a.output.bits1 <= exact.output.bits1 - s + 1
@@ -89,8 +90,8 @@ def test_truncation_shrinks_the_ciphertexts(shape) -> None:
 async def test_out_shift_errors(nprng) -> None:
     shape = ConvShape.make(2, 4, 4, 2, 3, padding=1)
     with pytest.raises(InputError, match="out_shift"):
-        conv_plan(shape, 8, weight_bits=4, planner="quantized", out_shift=8)
-    plan = conv_plan(shape, 8, weight_bits=4, planner="quantized", out_shift=2)
+        conv_plan(shape, 8, weight_bits=4, planner=PLANNERS["quantized"], out_shift=8)
+    plan = conv_plan(shape, 8, weight_bits=4, planner=PLANNERS["quantized"], out_shift=2)
     x = np.zeros(shape.in_shape, dtype=np.uint64)
 
     async def client(p):

@@ -30,9 +30,9 @@ def _default_ot_engine(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     """The default OT engine of this test's sessions (overrides tests/protocols/conftest.py's fixture)."""
     kind: str | None = getattr(request, "param", PINNED)
     if kind:
-        from aiompc.protocols.ot import engine
+        from aiompc.protocols.ot import engines
 
-        monkeypatch.setattr(engine, "DEFAULT_ENGINE", kind)
+        monkeypatch.setattr(engines, "DEFAULT_ENGINE", kind)
     return kind
 
 

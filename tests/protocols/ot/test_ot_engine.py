@@ -7,7 +7,8 @@ import pytest
 from aiompc import run_local
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
-from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine, register_engine
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
+from aiompc.protocols.ot.engines import ENGINES, get_engine
 from aiompc.protocols.ot.iknp_engine import IKNPEngine
 
 
@@ -19,7 +20,10 @@ class SmallBatchIKNP(IKNPEngine):
     max_batch = 384
 
 
-register_engine(SmallBatchIKNP.kind, SmallBatchIKNP)
+@pytest.fixture(autouse=True)
+def _test_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This module's engine, selectable by its kind in the sessions of its tests."""
+    monkeypatch.setitem(ENGINES, SmallBatchIKNP.kind, SmallBatchIKNP)
 
 
 def check_cots(s: SenderCOTs, r: ReceiverCOTs) -> None:

@@ -9,7 +9,8 @@ from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import bit_triples, chosen_ot, correlated_ot, one_of_n_ot, random_ot
 from aiompc.protocols.ot import flavours
-from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
+from aiompc.protocols.ot.engines import get_engine
 from aiompc.protocols.ot.iknp import KAPPA, IKNPReceiver, IKNPSender
 from aiompc.protocols.ot.pads import pads_at
 

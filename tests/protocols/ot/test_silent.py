@@ -15,7 +15,8 @@ from aiompc.crypto.ferret.params import BOOTSTRAP
 from aiompc.errors import HandshakeError
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import chosen_ot, correlated_ot
-from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs, get_engine, register_engine
+from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
+from aiompc.protocols.ot.engines import ENGINES, get_engine
 from aiompc.protocols.ot.silent import SilentEngine
 
 # bootstrap set: n = 1,024, consumes 352, nets 672; main set: n = 8,192, consumes 960, nets 7,232.
@@ -34,7 +35,10 @@ class ToySilent(SilentEngine):
         super().__init__(party, schedule=TOY)
 
 
-register_engine(ToySilent.kind, ToySilent)
+@pytest.fixture(autouse=True)
+def _test_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This module's engine, selectable by its kind in the sessions of its tests."""
+    monkeypatch.setitem(ENGINES, ToySilent.kind, ToySilent)
 
 
 def check_cots(s: SenderCOTs, r: ReceiverCOTs) -> None:

@@ -1,0 +1,234 @@
+"""Which protocol runs each IR node: one table, used by the secure engine and by the cost reports.
+
+================  ======  ============================================================================
+node              kind    protocol
+================  ======  ============================================================================
+Conv / Linear     he      :func:`aiompc.protocols.linear.conv2d` / :func:`aiompc.protocols.linear.fc`
+ChannelAffine     he      :func:`aiompc.protocols.linear.batchnorm`
+Requantize        ot      :func:`aiompc.protocols.nonlinear.requantize`, output in the consumer's ring
+Relu              ot      :func:`aiompc.protocols.nonlinear.relu`
+Clip              ot      requantize with ``M = 1, s = 0``
+MaxPool           ot      :func:`aiompc.protocols.nonlinear.maxpool2d`
+SumPool           local   window sums on shares
+Add               local   public per-channel rescales and a sum on shares
+Concat / Flatten  local   reshaping of shares
+================  ======  ============================================================================
+
+Each entry is a :class:`NodeProtocol`: its ``kind`` (``he``, ``ot`` or ``local``: how the bytes of the node
+are reported) and ``run(step, node, xs)``, which maps this party's shares of the node's inputs (a batch
+``(B, *shape)`` each, in the ring :class:`~aiompc.nn.rings.RingPlan` gives) to its share of the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Literal
+
+import numpy as np
+
+from aiompc import ring
+from aiompc.errors import UnsupportedModel
+from aiompc.nn.ir import (
+    Add,
+    ChannelAffine,
+    Clip,
+    Concat,
+    Conv,
+    Flatten,
+    Linear,
+    MaxPool,
+    Node,
+    QGraph,
+    Relu,
+    Requantize,
+    SumPool,
+)
+from aiompc.nn.modes import EngineConfig
+from aiompc.nn.rings import FOLD_LIFT, RingPlan
+from aiompc.party import Party
+from aiompc.protocols.linear.batchnorm import batchnorm
+from aiompc.protocols.linear.conv import conv2d
+from aiompc.protocols.linear.fc import fc
+from aiompc.protocols.linear.local import flatten, sum_pool2d
+from aiompc.protocols.nonlinear import maxpool2d, relu, requantize
+
+__all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node"]
+
+Kind = Literal["he", "ot", "local"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a node's protocol needs besides the node and its inputs: the party, the graph (public view),
+    the rings, the node's label and the session's configuration."""
+
+    party: Party
+    graph: QGraph
+    rings: RingPlan
+    label: str
+    config: EngineConfig
+
+
+Runner = Callable[[Step, Any, list[np.ndarray]], Awaitable[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class NodeProtocol:
+    """How the engine evaluates one node type (see the module docstring)."""
+
+    kind: Kind
+    run: Runner
+
+
+def _pads_tblr(pads: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """IR pads are ONNX's (top, left, bottom, right); the protocols take (top, bottom, left, right)."""
+    top, left, bottom, right = pads
+    return (top, bottom, left, right)
+
+
+async def _per_sample(coros: list[Any]) -> np.ndarray:
+    return np.stack(await asyncio.gather(*coros))
+
+
+async def _requantize_channels(
+    party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
+    msb_known_zero: bool, shift: int | None = None,
+) -> np.ndarray:
+    """Requantize a batch ``(B, C, ...)`` with one multiplier, or one per channel (axis 1) in one protocol
+    instance (the multipliers broadcast as ``(1, C, 1, ...)``); ``shift`` overrides ``node.shift`` (the
+    rest of a folded requantization)."""
+    multiplier: int | np.ndarray = node.multiplier[0]
+    if len(node.multiplier) > 1:
+        multiplier = node.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
+    return await requantize(
+        party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift if shift is None else shift,
+        lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
+    )
+
+
+async def _he_layer(step: Step, node: Conv | Linear, xs: list[np.ndarray]) -> np.ndarray:
+    """A Conv (one concurrent call per sample) or Linear (the whole batch) on shares mod ``2^l``; folded into
+    its requantization (approximate mode), shares of ``floor(acc / 2^s') + e + lift`` mod ``2^(l - s')``
+    (``e ∈ {-1, 0, 1}``, see :class:`~aiompc.nn.rings.Fold`)."""
+    party, x, l = step.party, xs[0], step.rings.compute_ring(node)
+    fold = step.rings.folds.get(node.name)
+    out_shift = 0 if fold is None else fold.shift
+    server = party.is_server
+    weight = node.weight if server else None
+    bias = node.bias if server else None
+    planner = step.config.mode.planner
+    if isinstance(node, Conv):
+        y = await _per_sample([conv2d(
+            party, f"{step.label}/b{b}", x[b], out_channels=node.out_channels, kernel=node.kernel, l=l,
+            stride=node.stride, padding=_pads_tblr(node.pads), groups=node.groups, weight=weight, bias=bias,
+            weight_bits=node.weight_bits, planner=planner, out_shift=out_shift,
+        ) for b in range(len(x))])
+    else:
+        y = await fc(party, step.label, x, out_features=node.out_features, l=l, weight=weight, bias=bias,
+                     weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
+    if fold is not None and server:  # the lift of the error bound (see Fold)
+        y = ring.reduce(y + np.uint64(FOLD_LIFT), fold.out_ring)
+    return y
+
+
+async def _channel_affine(step: Step, node: ChannelAffine, xs: list[np.ndarray]) -> np.ndarray:
+    party, x, server = step.party, xs[0], step.party.is_server
+    return await _per_sample([batchnorm(
+        party, f"{step.label}/b{b}", x[b], l=step.rings.compute_ring(node), scale=node.weight if server else None,
+        shift=node.bias if server else None, weight_bits=node.weight_bits, planner=step.config.mode.planner,
+    ) for b in range(len(x))])
+
+
+async def _requantize(step: Step, node: Requantize, xs: list[np.ndarray]) -> np.ndarray:
+    src = step.graph.tensors[node.inputs[0]]
+    l_in = step.rings.edges[node.inputs[0]]
+    folded = step.rings.folded.get(node.name)
+    if folded is None:
+        msb_known_zero, shift = not src.signed and l_in > src.bits, node.shift
+    else:  # the input is y = floor(acc / 2^shift) + e + lift (out_ring holds y_lo..y_hi): shift the rest
+        msb_known_zero, shift = folded.y_lo >= 0, folded.rest
+    return await _requantize_channels(
+        step.party, step.label, xs[0], node, l_in=l_in, l_out=step.rings.compute_ring(node),
+        exact=step.config.exact, msb_known_zero=msb_known_zero, shift=shift,
+    )
+
+
+async def _relu(step: Step, node: Relu, xs: list[np.ndarray]) -> np.ndarray:
+    return await relu(step.party, step.label, xs[0], l=step.rings.compute_ring(node))
+
+
+async def _clip(step: Step, node: Clip, xs: list[np.ndarray]) -> np.ndarray:
+    l = step.rings.compute_ring(node)
+    clip = Requantize(name=node.name, inputs=node.inputs, output=node.output, multiplier=(1,), shift=0,
+                      lo=node.lo, hi=node.hi)
+    return await _requantize_channels(step.party, step.label, xs[0], clip, l_in=l, l_out=l, exact=True,
+                                      msb_known_zero=False)
+
+
+async def _maxpool(step: Step, node: MaxPool, xs: list[np.ndarray]) -> np.ndarray:
+    t, left, b, r = node.pads
+    if (t, left) != (b, r):
+        raise UnsupportedModel(f"max-pool {node.name!r}: asymmetric padding {node.pads} is not supported; "
+                               "pad symmetrically or pad the input before the pooling")
+    return await maxpool2d(step.party, step.label, xs[0], l=step.rings.compute_ring(node), kernel=node.kernel,
+                           stride=node.stride, padding=(t, left))
+
+
+async def _sum_pool(step: Step, node: SumPool, xs: list[np.ndarray]) -> np.ndarray:
+    return sum_pool2d(xs[0], node.kernel, step.rings.compute_ring(node), stride=node.stride,
+                      padding=_pads_tblr(node.pads))
+
+
+async def _add(step: Step, node: Add, xs: list[np.ndarray]) -> np.ndarray:
+    l = step.rings.compute_ring(node)
+    ms = node.channel_multipliers(xs[0].shape[1])
+    out = np.zeros(xs[0].shape, dtype=np.uint64)
+    for m, xi in zip(ms, xs):
+        scale = ring.reduce(m, l).reshape((1, -1) + (1,) * (xi.ndim - 2))
+        out = ring.reduce(out + xi * scale, l)
+    return out
+
+
+async def _concat(step: Step, node: Concat, xs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(xs, axis=1)
+
+
+async def _flatten(step: Step, node: Flatten, xs: list[np.ndarray]) -> np.ndarray:
+    return flatten(xs[0], 1)
+
+
+NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
+    Conv: NodeProtocol("he", _he_layer),
+    Linear: NodeProtocol("he", _he_layer),
+    ChannelAffine: NodeProtocol("he", _channel_affine),
+    Requantize: NodeProtocol("ot", _requantize),
+    Relu: NodeProtocol("ot", _relu),
+    Clip: NodeProtocol("ot", _clip),
+    MaxPool: NodeProtocol("ot", _maxpool),
+    SumPool: NodeProtocol("local", _sum_pool),
+    Add: NodeProtocol("local", _add),
+    Concat: NodeProtocol("local", _concat),
+    Flatten: NodeProtocol("local", _flatten),
+}
+"""IR node type → the protocol that evaluates it (the one source of this fact)."""
+
+
+def protocol_of(node: Node) -> NodeProtocol:
+    """The protocol of ``node``'s type; :class:`UnsupportedModel` if the engine has none."""
+    try:
+        return NODE_PROTOCOLS[type(node)]
+    except KeyError:
+        raise UnsupportedModel(f"node {node.name!r}: no secure protocol for op {node.op!r}; supported: "
+                               f"{', '.join(sorted(t.op for t in NODE_PROTOCOLS))}") from None
+
+
+async def run_node(step: Step, node: Node, xs: list[np.ndarray]) -> np.ndarray:
+    """``node`` on this party's input shares; inputs on wider rings than the node computes in are reduced
+    locally first (reduction mod ``2^k`` is a ring homomorphism), except for a requantization, which reads any
+    ring."""
+    protocol = protocol_of(node)
+    l = step.rings.compute_ring(node)
+    if not isinstance(node, Requantize):
+        xs = [ring.reduce(x, l) if step.rings.edges[e] > l else x for x, e in zip(xs, node.inputs)]
+    return await protocol.run(step, node, xs)

@@ -1,0 +1,148 @@
+"""A model session between two processes, as between two machines: the server party runs in a child process.
+
+``aiompc bench`` measures with it by default: the two parties then compete for the cores only as two
+machines' parties would not, each has its own interpreter (its own GIL and event loop), and each party's CPU
+seconds are measured by its own process (``time.process_time``, every thread of the process).  The
+connection is loopback TCP with both ends wrapped by the shaped link (:mod:`aiompc.transports.shaped`), so
+every byte reported crossed a socket; bytes are counted on the client's channel as in
+:mod:`aiompc.nn.loopback`.
+
+The child is started with the ``spawn`` method (no state inherited from the parent), is handed the
+server's graph and the session options, listens on an OS-chosen port, serves exactly one session and sends
+back its CPU seconds or its error.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+import numpy as np
+
+import aiompc
+from aiompc.errors import AiompcError, ProtocolError, TransportClosed
+from aiompc.nn.ir import QGraph
+from aiompc.nn.loopback import LoopbackRun
+from aiompc.nn.modes import EngineConfig
+from aiompc.nn.service import client_session, serve_session
+from aiompc.party import Party
+from aiompc.session import connect, listen
+from aiompc.transports.base import Transport
+from aiompc.transports.shaped import shape
+
+__all__ = ["TwoProcessRun", "run_two_processes"]
+
+Link = Literal["none", "lan", "wan"]
+_START_TIMEOUT = 120.0  # seconds for the child to import, listen and report its port
+
+
+@dataclass
+class TwoProcessRun:
+    """The client's view of the session (:class:`~aiompc.nn.loopback.LoopbackRun`) and each party's CPU seconds."""
+
+    run: LoopbackRun
+    cpu_server: float
+    cpu_client: float
+
+
+def _wrapper(link: Link) -> Any:
+    profile = None if link == "none" else link
+
+    def wrap(transport: Transport) -> Transport:
+        return shape(transport, profile)  # type: ignore[arg-type]
+
+    return wrap
+
+
+def _serve_one(graph: QGraph, options: dict[str, Any], link: Link, conn: Connection) -> None:
+    """The child: serve one session of ``graph``; report ``("port", p)``, then ``("done", cpu)`` or ``("error", text)``."""
+
+    async def main() -> None:
+        import asyncio
+
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def handler(party: Party) -> None:
+            try:
+                await serve_session(party, graph, EngineConfig.from_options(party.options))
+                try:  # the emulated link may still hold our last messages: wait for the client to hang up
+                    await party.sub("session/end").recv()
+                except TransportClosed:
+                    pass
+                done.set_result(None)
+            except BaseException as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                raise
+
+        server = await listen(handler, "tcp://127.0.0.1:0", options=options, transport_wrapper=_wrapper(link))
+        conn.send(("port", server.port))
+        try:
+            await done
+        finally:
+            await server.close()
+
+    start = time.process_time()
+    try:
+        aiompc.run(main())
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises a typed error
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("done", time.process_time() - start))
+
+
+def _receive(conn: Connection, want: str, timeout: float) -> Any:
+    if not conn.poll(timeout):
+        raise ProtocolError(f"the server process sent nothing within {timeout:.0f} s")
+    kind, value = conn.recv()
+    if kind == "error":
+        raise ProtocolError(f"the server process failed: {value}")
+    if kind != want:
+        raise ProtocolError(f"the server process sent {kind!r}, expected {want!r}")
+    return value
+
+
+def run_two_processes(
+    graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, options: dict[str, Any] | None = None,
+    link: Link = "none",
+) -> TwoProcessRun:
+    """Serve ``graph`` from a child process and query it with the quantized batch ``x_int`` from this one.
+
+    ``options`` go to both sides' handshake (the configuration's are always included).  Raises
+    :class:`~aiompc.errors.ProtocolError` if the server process fails or does not start."""
+    options = {**config.to_options(), **(options or {})}
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_one, args=(graph, options, link, child), name="aiompc-bench-server",
+                       daemon=True)
+    proc.start()
+    child.close()
+    try:
+        port = _receive(parent, "port", _START_TIMEOUT)
+
+        async def client() -> LoopbackRun:
+            async with connect(f"tcp://127.0.0.1:{port}", options=options, transport_wrapper=_wrapper(link)) as party:
+                start = time.perf_counter()
+                result = await client_session(party, graph.without_weights(), x_int, config)
+                seconds = time.perf_counter() - start
+                return LoopbackRun(result, party.channel.stats(), seconds, dict(party.options))
+
+        cpu_start = time.process_time()
+        try:
+            run = aiompc.run(client())
+        except AiompcError as exc:
+            if parent.poll(5):  # the server's own error explains the client's
+                _receive(parent, "done", 0)
+            raise exc
+        cpu_client = time.process_time() - cpu_start
+        cpu_server = float(_receive(parent, "done", _START_TIMEOUT))
+        return TwoProcessRun(run, cpu_server, cpu_client)
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        parent.close()
