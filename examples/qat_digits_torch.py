@@ -94,6 +94,9 @@ class ActQuant(nn.Module):
         self.bits = bits
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.ready = False
+        self.noise = 0.0  # training only: probability of a one-LSB error, see --inject-lsb
+        self.low = False  # errors only one LSB low (Cheetah-style truncation) instead of half -1, half +1
+        self.gen: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qmax = (1 << self.bits) - 1
@@ -101,7 +104,14 @@ class ActQuant(nn.Module):
             with torch.no_grad():
                 self.scale.fill_(calibrate_scale(x.detach().numpy().astype(np.float64), self.bits, False, "mse"))
             self.ready = True
-        return torch.clamp(ste_round(x / self.scale), 0, qmax) * self.scale
+        v = ste_round(x / self.scale)
+        if self.training and self.noise > 0:
+            r = torch.rand(x.shape, generator=self.gen)
+            if self.low:
+                v = v - (r < self.noise).float()
+            else:
+                v = v + ((r > 1 - self.noise / 2).float() - (r < self.noise / 2).float())
+        return torch.clamp(v, 0, qmax) * self.scale
 
     def export(self, b: OnnxBuilder, x: str) -> str:
         return b.qdq(x, float(self.scale.detach()), self.bits, False)
@@ -197,6 +207,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40, help="float training epochs (as train_digits_torch.py)")
     ap.add_argument("--qat-epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--inject-lsb", type=float, default=0.0, metavar="P",
+                    help="inject one-LSB errors (each requantized value off by -1 or +1 with probability P) while "
+                    "fine-tuning, as approximate requantization makes them; writes <name>_qat_lsb")
+    ap.add_argument("--inject-low", action="store_true",
+                    help="the injected errors are one LSB low only (as the carry-dropping truncation), not +-1")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "aiompc" / "models")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -214,9 +229,13 @@ def main() -> None:
             fg_float_pred = net(torch.tensor(data.x_test, dtype=torch.float32)).argmax(1).numpy()
             qnet = QAT[kind](net)
             qnet(torch.tensor(data.calibration, dtype=torch.float32))  # calibrate the activation steps (MSE)
+        noise_gen = torch.Generator().manual_seed(args.seed + 2)
+        for m in qnet.modules():
+            if isinstance(m, ActQuant):
+                m.noise, m.low, m.gen = args.inject_lsb, args.inject_low, noise_gen
         finetune(qnet, data.x_train, data.y_train, epochs=args.qat_epochs, seed=args.seed)
         seconds = time.perf_counter() - t0
-        name = f"digits_{kind}_qat"
+        name = f"digits_{kind}_qat" + (("_low" if args.inject_low else "_lsb") if args.inject_lsb else "")
         path = args.out / f"{name}.onnx"
         onnx.save(qnet.export(), path)
         fg = load_onnx(path)
@@ -241,7 +260,9 @@ def main() -> None:
                             "method": "QAT (LSQ activation steps initialised by MSE calibration)"},
             "quantization": DIGITS_CONFIG.to_dict(),
             "training": {"script": "examples/qat_digits_torch.py", "seed": args.seed, "float_epochs": args.epochs,
-                         "qat_epochs": args.qat_epochs, "optimizer": "adam", "lr": 1e-3, "schedule": "cosine",
+                         "qat_epochs": args.qat_epochs, "injected_lsb_error_probability": args.inject_lsb,
+                         "injected_error": "one LSB low" if args.inject_low else "one LSB either way",
+                         "optimizer": "adam", "lr": 1e-3, "schedule": "cosine",
                          "batch": 64, "augmentation": "random shift <= 1 pixel", "torch": torch.__version__,
                          "threads": 1, "seconds": round(seconds, 2)},
             "layers": [{"node": n.name, "op": n.op, "bits": qg.tensors[n.output].bits,
