@@ -44,7 +44,7 @@ from aiompc.nn import load_onnx, predict, quantize, run_float
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.quantize import calibrate_scale
 from aiompc.nn.zoo import DIGITS_CONFIG, SPLIT_SEED, TEST_FRACTION, CALIBRATION_SAMPLES, digits_data
-from train_digits_torch import MODELS, Block, MaxPoolNet, ResNet, shift, train
+from train_digits_torch import MODELS, MaxPoolNet, ResNet, shift, train
 
 INPUT_SCALE = 1.0 / 16
 
