@@ -15,6 +15,10 @@ __all__ = [
     "MessageTooLarge",
     "ProtocolError",
     "HandshakeError",
+    "LimitExceeded",
+    "PeerTimeout",
+    "ServerBusy",
+    "AccessDenied",
     "ParameterError",
     "InsecureParameters",
     "UndecryptableParameters",
@@ -45,6 +49,22 @@ class ProtocolError(AiompcError):
 
 class HandshakeError(ProtocolError):
     """The session handshake failed: version, role or parameter mismatch."""
+
+
+class LimitExceeded(ProtocolError):
+    """The peer exceeded a resource limit of this side (buffered bytes, labels, message or decode size)."""
+
+
+class PeerTimeout(TransportClosed):
+    """The peer sent nothing for longer than the idle timeout, or the session ran past its deadline."""
+
+
+class ServerBusy(HandshakeError):
+    """The server is at its session limit; try again in a few seconds."""
+
+
+class AccessDenied(HandshakeError):
+    """The server requires a token and the client sent none or a wrong one."""
 
 
 class ParameterError(AiompcError, ValueError):

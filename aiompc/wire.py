@@ -10,6 +10,9 @@ Two ext types carry arrays:
 
 Decoding never executes code: only whitelisted numeric dtypes are accepted and every length is checked
 against the shape before anything is allocated; anything malformed raises :class:`ProtocolError`.
+``decode(data, max_decoded=n)`` also refuses (:class:`LimitExceeded`, before allocating) a message whose
+bit-packed arrays would expand to more than ``n`` bytes: a 1-bit value becomes a 64-bit word, so a
+decode may otherwise allocate 64 times the message's size.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from aiompc.errors import InputError, ProtocolError
+from aiompc.errors import InputError, LimitExceeded, ProtocolError
 from aiompc.kernels.bitpack import pack_bits, packed_size, unpack_bits
 
 __all__ = ["Packed", "encode", "decode", "pack_bits", "unpack_bits", "packed_size"]
@@ -94,7 +97,26 @@ def _default(obj: Any) -> Any:
     raise InputError(f"cannot encode object of type {type(obj).__name__}")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
+class _Budget:
+    """Bytes that the bit-packed arrays of one message may still expand to."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int | None) -> None:
+        self.left = left
+
+    def take(self, nbytes: int) -> None:
+        if self.left is None:
+            return
+        if nbytes > self.left:
+            raise LimitExceeded(
+                f"message would decode to more than its budget of bytes ({nbytes} more, {self.left} left); "
+                "the peer announced arrays larger than this side accepts"
+            )
+        self.left -= nbytes
+
+
+def _ext_hook(code: int, data: bytes, budget: _Budget | None = None) -> Any:
     mv = memoryview(data)
     if code == EXT_ARRAY:
         if len(mv) < 1 or len(mv) < 1 + mv[0]:
@@ -114,7 +136,12 @@ def _ext_hook(code: int, data: bytes) -> Any:
         if not 1 <= bits <= 64:
             raise ProtocolError(f"packed-bits width {bits} out of range")
         shape, off = _read_shape(mv, 1)
-        return unpack_bits(mv[off:], bits, _count(shape)).reshape(shape)
+        count = _count(shape)
+        if len(mv) - off != packed_size(count, bits):
+            raise ProtocolError(f"bit-packed payload of {len(mv) - off} bytes does not match shape {shape} at {bits} bits")
+        if budget is not None:
+            budget.take(8 * count)
+        return unpack_bits(mv[off:], bits, count).reshape(shape)
     raise ProtocolError(f"unknown msgpack ext type {code}")
 
 
@@ -123,10 +150,13 @@ def encode(obj: Any) -> bytes:
     return msgpack.packb(obj, default=_default, use_bin_type=True)
 
 
-def decode(data: bytes | memoryview) -> Any:
-    """Deserialize untrusted bytes; raises :class:`ProtocolError` on anything malformed."""
+def decode(data: bytes | memoryview, *, max_decoded: int | None = None) -> Any:
+    """Deserialize untrusted bytes; raises :class:`ProtocolError` on anything malformed, and
+    :class:`LimitExceeded` if bit-packed arrays would expand past ``max_decoded`` bytes."""
+    budget = _Budget(max_decoded)
     try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
+        return msgpack.unpackb(data, ext_hook=lambda code, d: _ext_hook(code, d, budget), raw=False,
+                               strict_map_key=True)
     except ProtocolError:
         raise
     except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData, RecursionError) as exc:

@@ -76,8 +76,10 @@ def unpack_bits(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
     blocks = -(-count // 64)
     raw = np.zeros(blocks * bits * 8, dtype=np.uint8)
     raw[:expected] = buf
-    words = raw.view("<u8").astype(np.uint64).reshape(blocks, bits)
-    out = np.empty((blocks, 64), dtype=np.uint64)
+    words = raw.view("<u8").reshape(blocks, bits)  # native on little-endian hosts: no copy
+    if words.dtype != np.uint64:
+        words = words.astype(np.uint64)
+    out = np.empty((blocks, 64), dtype=np.uint64)  # the only allocation of 64/bits times the input
     mask = np.uint64((1 << bits) - 1)
     for j in range(64):
         w, s = divmod(j * bits, 64)
@@ -85,6 +87,8 @@ def unpack_bits(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
         if s + bits > 64:
             col |= words[:, w + 1] << np.uint64(64 - s)
         out[:, j] = col & mask
-    return out.reshape(-1)[:count].copy()
+    del raw, words
+    flat = out.reshape(-1)
+    return flat if flat.size == count else flat[:count]  # a view: no second copy of the expansion
 
 

@@ -28,6 +28,7 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import CHEETAH_RING, MODES, EngineConfig, check_output, engine_config
 from aiompc.nn.report import format_table, layer_report
 from aiompc.nn.secure import SecureResult
+from aiompc.nn.serve_flags import add_infer_flags, add_serve_flags, infer_kwargs, serve_kwargs, setup_logging
 from aiompc.nn.service import input_batch, load_model
 
 __all__ = ["add_commands"]
@@ -104,10 +105,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    setup_logging(args)
+
     async def main() -> None:
         config = _config(args)
         server = await aiompc.serve(args.model, args.listen, mode=config.mode, output=config.output,
-                                    calibration=np.load(args.calibration) if args.calibration else None)
+                                    calibration=np.load(args.calibration) if args.calibration else None,
+                                    **serve_kwargs(args))
         print(f"serving {args.model} at {server.url} (mode {_describe_mode(config)}); Ctrl-C to stop",
               flush=True)
         try:
@@ -121,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     x = np.load(args.input)
-    y = aiompc.run(aiompc.infer(x, args.connect, mode=args.mode))
+    y = aiompc.run(aiompc.infer(x, args.connect, mode=args.mode, **infer_kwargs(args)))
     y = np.asarray(y)
     if args.json:
         print(json.dumps({"output": y.tolist()}))
@@ -201,6 +205,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--calibration", help=".npy calibration inputs for a float model (quantized modes)")
     p.add_argument("--output", choices=("logits", "argmax"), default="logits")
     engine_opts(p)
+    add_serve_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("infer", help="private prediction of INPUT from the server at --connect URL")
@@ -208,6 +213,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--connect", required=True)
     p.add_argument("--mode", choices=list(MODES), help="insist on this mode (default: whatever the server runs)")
     p.add_argument("--json", action="store_true")
+    add_infer_flags(p)
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("demo", help="the demo: digits CNN, both parties over loopback")

@@ -22,10 +22,13 @@ from aiompc.nn.modes import EngineConfig
 from aiompc.nn.secure import LayerRecord, SecureResult
 from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
-from aiompc.session import connect, listen
+from aiompc.session import TRUSTED_POLICY, connect, listen
 from aiompc.transports.base import Transport
 
-__all__ = ["LoopbackRun", "run_two_parties"]
+__all__ = ["LoopbackRun", "run_two_parties", "LOOPBACK_POLICY"]
+
+LOOPBACK_POLICY = TRUSTED_POLICY
+"""Both parties are this process: :data:`aiompc.session.TRUSTED_POLICY` (no timeouts, no buffering limits)."""
 
 
 @dataclass
@@ -55,6 +58,8 @@ async def run_two_parties(
     ``transport_wrapper`` wraps both ends' transports (e.g. :func:`aiompc.transports.shaped.shape`)."""
     options = {**config.to_options(), **(options or {})}
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    # when the client fails first, nobody awaits ``done``: mark its exception retrieved (no asyncio warning)
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def handler(party: Party) -> None:
         try:
@@ -73,7 +78,8 @@ async def run_two_parties(
         bar.set_postfix_str(rec.name, refresh=False)
         bar.update()
 
-    async with await listen(handler, url, options=options, transport_wrapper=transport_wrapper) as server:
+    async with await listen(handler, url, options=options, transport_wrapper=transport_wrapper,
+                            policy=LOOPBACK_POLICY) as server:
         async with connect(server.url, options=options, transport_wrapper=transport_wrapper) as party:
             start = time.perf_counter()
             with bar:

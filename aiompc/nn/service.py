@@ -23,11 +23,15 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig, GraphKind, Mode, Output, mode_named, mode_options
 from aiompc.nn.secure import LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
-from aiompc.session import Server, connect, listen
+from aiompc.session import Server, ServerPolicy, connect, listen
 
-__all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "input_batch", "MAX_SAMPLES"]
+__all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "input_batch", "MAX_SAMPLES",
+           "SERVE_MAX_MESSAGE_SIZE"]
 
 MAX_SAMPLES = 100_000
+SERVE_MAX_MESSAGE_SIZE = 64 << 20
+"""``serve``'s default limit on one message (64 MiB): a chunk of :data:`CHUNK` samples of the shipped models
+sends far less (see ``SECURITY.md``); raise it with ``--max-message-size`` for very wide layers."""
 CHUNK = 64  # samples evaluated together (memory stays bounded; non-linear layers vectorise over them)
 
 
@@ -120,6 +124,8 @@ async def serve(
     ssl: ssl_module.SSLContext | None = None,
     calibration: np.ndarray | None = None,
     max_samples: int = MAX_SAMPLES,
+    policy: ServerPolicy | None = None,
+    max_message_size: int = SERVE_MAX_MESSAGE_SIZE,
 ) -> Server:
     """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
     :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent.
@@ -127,7 +133,9 @@ async def serve(
     ``mode`` (a name of :data:`~aiompc.nn.modes.MODES` or a :class:`~aiompc.nn.modes.Mode`) decides the
     protocol and, for an ONNX file, the integer program (:func:`load_model` with ``mode.program``); a
     :class:`QGraph` runs as given and must be that program.  ``output``: what the client learns, the
-    logits or only the top class.  The mode is announced in the handshake."""
+    logits or only the top class.  The mode is announced in the handshake.  ``policy``
+    (:class:`~aiompc.session.ServerPolicy`) bounds what one client may cost the server (sessions, timeouts,
+    buffering, an access token); ``max_message_size`` bounds one message after the handshake."""
     config = EngineConfig(mode_named(mode), output)
     qgraph = load_model(model, calibration=calibration, graph=config.mode.program)
 
@@ -135,7 +143,8 @@ async def serve(
         await serve_session(party, qgraph, EngineConfig.from_options(party.options), max_samples)
 
     return await listen(handler, url, ssl=ssl, options=config.to_options(),
-                        meta={"model": qgraph.to_dict(include_weights=False)})
+                        meta={"model": qgraph.to_dict(include_weights=False)}, policy=policy,
+                        max_message_size=max_message_size)
 
 
 def input_batch(graph: QGraph, x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -159,15 +168,16 @@ async def infer(
     *,
     mode: Mode | str | None = None,
     ssl: ssl_module.SSLContext | None = None,
+    token: str | None = None,
 ) -> np.ndarray:
     """Ask the server at ``url`` for a private prediction of the float input ``x`` (``(n, *shape)`` or one sample).
 
     Returns the dequantized float logits ``(n, classes)`` — or the class indices ``(n,)`` when the server
     reveals only the argmax — for a single sample without the leading axis.  ``mode`` insists on the
     server's mode (a mismatch raises :class:`~aiompc.errors.HandshakeError`); ``None`` takes whatever the
-    server runs.
+    server runs.  ``token``: the server's access token, if it requires one.
     """
-    async with connect(url, ssl=ssl, options=mode_options(mode) if mode is not None else None) as party:
+    async with connect(url, ssl=ssl, options=mode_options(mode) if mode is not None else None, token=token) as party:
         graph = QGraph.from_dict(party.state["server_meta"]["model"])
         xq, single = input_batch(graph, x)
         config = EngineConfig.from_options(party.options)

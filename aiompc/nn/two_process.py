@@ -29,7 +29,7 @@ from aiompc.nn.loopback import LoopbackRun
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.service import client_session, serve_session
 from aiompc.party import Party
-from aiompc.session import connect, listen
+from aiompc.session import TRUSTED_POLICY, connect, listen
 from aiompc.transports.base import Transport
 from aiompc.transports.shaped import shape
 
@@ -78,7 +78,8 @@ def _serve_one(graph: QGraph, options: dict[str, Any], link: Link, conn: Connect
                     done.set_exception(exc)
                 raise
 
-        server = await listen(handler, "tcp://127.0.0.1:0", options=options, transport_wrapper=_wrapper(link))
+        server = await listen(handler, "tcp://127.0.0.1:0", options=options, transport_wrapper=_wrapper(link),
+                              policy=TRUSTED_POLICY)  # our own child process: no timeouts or buffering limits
         conn.send(("port", server.port))
         try:
             await done

@@ -61,6 +61,16 @@ class Transport(abc.ABC):
         """Framing bytes added around a ``size``-byte message in ``direction`` (0 by default)."""
         return 0
 
+    async def abort(self) -> None:
+        """Close at once, dropping what is queued either way (for a peer that broke the protocol);
+        by default the same as :meth:`close`."""
+        await self.close()
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The peer's ``(host, port)`` where the transport knows it (for logs); ``None`` otherwise."""
+        return None
+
     async def __aenter__(self) -> "Transport":
         return self
 

@@ -334,6 +334,15 @@ class TcpTransport(Transport):
             await self._protocol.lost
 
 
+    async def abort(self) -> None:
+        """Drop the connection now (nothing queued is flushed)."""
+        if not self._closed:
+            self._closed = True
+            self._protocol.closing_locally = not self._protocol.lost.done()
+        self._transport.abort()
+        await self._protocol.lost
+
+
 class TcpServer(Server):
     """A listening TCP server running ``handler(transport)`` per connection; see :func:`serve`."""
 

@@ -93,7 +93,7 @@ class WebSocketTransport(Transport):
     ) -> None:
         self._conn = connection
         self._client = client
-        self.max_message_size = max_message_size
+        self._max_message_size = max_message_size
         self._send_lock = asyncio.Lock()
         self._recv_lock = asyncio.Lock()
         self._closed = False
@@ -103,6 +103,26 @@ class WebSocketTransport(Transport):
     @property
     def closed(self) -> bool:
         return self._closed or self._conn.close_code is not None
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        return self._max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int) -> None:
+        """Also the limit ``websockets`` checks on each incoming frame header (so lowering it takes effect
+        for the next frame, before its payload is read)."""
+        if value < 0:
+            raise InputError(f"max_message_size must be >= 0, got {value}")
+        self._max_message_size = int(value)
+        protocol = getattr(self._conn, "protocol", None)
+        if protocol is not None and hasattr(protocol, "max_message_size"):
+            protocol.max_message_size = int(value)
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        addr = self._conn.remote_address
+        return (str(addr[0]), int(addr[1])) if addr else None
 
     def overhead(self, size: int, direction: Direction) -> int:
         """Header bytes of the message's frames; the client's frames carry a 4-byte mask, the server's not."""
@@ -151,6 +171,19 @@ class WebSocketTransport(Transport):
             if self._closed_locally:
                 self._end = "ws: this transport was closed"
         await self._conn.close()
+
+    async def abort(self) -> None:
+        """Drop the TCP connection now, without the closing handshake (the peer may not be reading)."""
+        if not self._closed:
+            self._closed = True
+            self._closed_locally = self._conn.close_code is None
+            if self._closed_locally:
+                self._end = "ws: this transport was closed"
+        self._conn.transport.abort()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._conn.wait_closed()), _CLOSE_TIMEOUT)
+        except (asyncio.TimeoutError, ConnectionClosed):
+            pass
 
     def _reason(self) -> str:
         return self._end

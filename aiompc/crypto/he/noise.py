@@ -85,6 +85,8 @@ class ServerPipeline:
         flood: add uniform flooding noise to ``c0`` (hides the noise); ``stat_bits`` of security.
         stat_bits: statistical security of the flooding (40).
         fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40).
+        packing_noise: bound on noise added after flooding that needs no hiding (the key switching of
+            output packing, :func:`~aiompc.crypto.he.packing.packing_noise`); 0 without packing.
     """
 
     weight_norm: int
@@ -97,8 +99,11 @@ class ServerPipeline:
     flood: bool = True
     stat_bits: int = STATISTICAL_SECURITY
     fail_bits: int = FAILURE_BITS
+    packing_noise: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.packing_noise < 0:
+            raise InputError("packing_noise must be non-negative")
         if self.weight_norm < 0 or self.weight_count < 1 or self.accumulations < 1 or self.plain_after_multiply < 0:
             raise InputError(f"invalid pipeline {self}: norms and counts must be positive")
         if self.visible is not None and self.visible < 1:
@@ -220,7 +225,7 @@ def _pre_switch(n: int, sigma: float, pl: ServerPipeline) -> tuple[float, float,
     flood_bits = 0
     if pl.flood:
         flood_bits = math.ceil(pl.stat_bits + 1 + math.log2(visible * max(rerandomized, 1.0)))
-    flooded = rerandomized + (2.0 ** (flood_bits - 1) if flood_bits else 0.0)
+    flooded = rerandomized + (2.0 ** (flood_bits - 1) if flood_bits else 0.0) + pl.packing_noise
     return float(e_max), product, rerandomized, z, flood_bits, flooded
 
 
@@ -243,7 +248,7 @@ def estimate(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None
             f"(2^-{pipeline.stat_bits} for {pipeline.visible or params.n} visible coefficients)"
         )
     if plan is not None and plan.flood_bits > fbits:
-        flooded = rerand + 2.0 ** (plan.flood_bits - 1)
+        flooded = rerand + 2.0 ** (plan.flood_bits - 1) + pipeline.packing_noise
         fbits = plan.flood_bits
     if plan is None:
         return NoiseEstimate(params, pipeline, None, fresh, product, rerand, fbits, flooded, None, flooded,

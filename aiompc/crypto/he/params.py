@@ -103,6 +103,8 @@ class HEParams:
                 raise ParameterError(f"prime {p} is not ≡ 1 (mod 2N = {2 * n})")
             if not is_prime(p):
                 raise ParameterError(f"{p} is not prime")
+        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not math.isfinite(self.sigma):
+            raise InsecureParameters(f"error width σ must be a finite number, got {self.sigma!r}")
         if self.sigma < SIGMA:
             raise InsecureParameters(f"error width σ = {self.sigma} is below {SIGMA}, which the security table assumes")
         bits = self.q.bit_length()

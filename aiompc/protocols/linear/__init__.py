@@ -20,13 +20,16 @@ Structure (each module has one job):
 * :mod:`~.planners` — the planners by name (:data:`PLANNERS`, one explicit table);
 * :mod:`~.costs` — the exact bytes of a plan (and a rough compute model), what the search minimises;
 * :mod:`~.kronecker` — intra-coefficient (Kronecker) packing of input channels (approximate mode);
+* :mod:`~.interleaved` — channel-interleaved conv layout (outputs on a ``2^k`` lattice, cheap to pack);
+* :mod:`~.packed` — the message structure of output packing (``LinearPlan.output_packing``, quantized mode);
 * :mod:`~.weight_cache` — prepared weight plaintexts kept per session and reused across samples;
 * :mod:`~.plaintexts` — weight plaintexts in NTT form (sparse fast path);
 * :mod:`~.engine` — the pipelined two-party flow, generic over the plan;
 * :mod:`~.reference` — plaintext integer semantics (the test oracle).
 
 Communication is recorded by the channel under the call's label (``f"{label}/tile{i}"`` per unit), plus
-once per session the client's public key under ``"he-keys/<fingerprint>"``.
+once per session the client's public key under ``"he-keys/<fingerprint>"`` and, for plans with output
+packing, one Galois key per element under ``"he-galois/<fingerprint>/<g>"`` (setup bytes, apart from the layers).
 """
 
 from aiompc.protocols.linear.batchnorm import batchnorm

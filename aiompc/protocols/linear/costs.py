@@ -7,7 +7,9 @@ with the HE core's serialized sizes (:func:`~aiompc.crypto.he.seeded_size`,
 :func:`~aiompc.crypto.he.result_size`) plus the channel frame (``u16`` label length + the label) and the
 transport's framing overhead.  So the model equals the channel statistics of a run byte for byte, which
 ``tests/protocols/linear/test_quantized_model.py`` checks on several layers.  The once-per-session public
-key (``"he-keys/<fingerprint>"``) is priced separately (:func:`key_bytes`).
+key (``"he-keys/<fingerprint>"``) is priced separately (:func:`key_bytes`), as are the Galois keys of output
+packing (``"he-galois/<fingerprint>"``, :func:`galois_key_bytes`); a packed call returns one result message
+per packed group of a unit (:func:`packed_shapes`).
 
 Per direction, for ``U`` units of ``K`` inputs and ``G`` outputs, ``N`` coefficients, ``log2 q`` bits and the
 output plan's ``bits0``/``bits1``::
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LayerCost", "COMPUTE", "output_counts", "wire_cost", "compute_seconds", "plan_cost", "key_bytes", "frame_bytes",
+    "galois_key_bytes", "packed_shapes", "packing_switches",
 ]
 
 Overhead = Callable[[int, str], int]
@@ -46,6 +49,7 @@ COMPUTE = {
     "absorb": 0.12e-6,  # server: parse, expand the seed, add its share, to NTT form
     "mac": 3.4e-9,  # server: one (output, input) product-accumulate
     "finalize": 0.40e-6,  # server: re-randomise, flood, switch, drop, serialize
+    "keyswitch": 0.10e-6,  # server, output packing: one automorphism + key switch, per N·L² (L² NTTs)
     "decrypt": 0.60e-6,  # client, per output ciphertext and N
 }
 
@@ -61,6 +65,10 @@ class LayerCost:
     messages_down: int
     server_seconds: float
     client_seconds: float
+    setup: int = 0
+    """One-time bytes this call needs before it can run (the Galois keys of output packing; not in ``total``)."""
+    packing_seconds: float = 0.0
+    """Modelled server seconds that output packing adds to this call (part of ``server_seconds``)."""
 
     @property
     def total(self) -> int:
@@ -122,7 +130,7 @@ def _runs(counts: np.ndarray, chunk: int) -> list[tuple[int, int]]:
     return out
 
 
-def _unit_kinds(layout: Layout) -> list[tuple[int, int]]:
+def unit_kinds(layout: Layout) -> list[tuple[int, int]]:
     """``(representative unit, number of units)`` of the distinct unit geometries (interior / edge tiles)."""
     if isinstance(layout, ConvLayout):
         t = layout.tiling
@@ -153,20 +161,51 @@ def _label_bytes(label: str, units: int) -> int:
     return base
 
 
+def packed_shapes(layout: Layout, unit: int) -> list[tuple[int, int]]:
+    """``(values, leaves)`` of each result message of ``unit`` under output packing
+    (:mod:`aiompc.protocols.linear.packed`)."""
+    from aiompc.protocols.linear.packed import group_shapes, packing_stride
+
+    return group_shapes(layout, unit, packing_stride(layout), output_counts(layout, unit))
+
+
+def _packed_download(layout: Layout, params: HEParams, output: OutputPlan, label: str,
+                     overhead: Overhead | None) -> tuple[int, int]:
+    """``(download bytes, messages)`` of a call with output packing: one result of one ciphertext per group."""
+    down = msgs = 0
+    for u in range(layout.units):
+        lab = f"{label}/tile{u}"
+        for count, _ in packed_shapes(layout, u):
+            down += frame_bytes(lab, result_size(params, 1, count, output.bits0, output.bits1), overhead, "recv")
+            msgs += 1
+    return down, msgs
+
+
+def galois_key_bytes(params: HEParams, elements: tuple[int, ...], overhead: Overhead | None = None) -> int:
+    """The once-per-session Galois keys of output packing for ``elements`` of ``params`` (one message per
+    element, label ``he-galois/<fingerprint>/<g>``): ``L`` seeded polynomials of ``N·⌈log2 q⌉`` bits each."""
+    fp = params.fingerprint.hex()
+    return sum(frame_bytes(f"he-galois/{fp}/{g}", seeded_size(params, params.levels), overhead) for g in elements)
+
+
 def wire_cost(layout: Layout, params: HEParams, output: OutputPlan, chunk: int, label: str = "layer",
-              overhead: Overhead | None = None) -> tuple[int, int, int, int]:
+              overhead: Overhead | None = None, packing: bool = False) -> tuple[int, int, int, int]:
     """``(upload, download, messages up, messages down)`` bytes of one call under ``label`` (exact).
 
     Units of equal geometry send equal messages, so each kind of unit is priced once; the frame's label
     (``f"{label}/tile{u}"``) is summed in closed form.  With a transport ``overhead`` every message is
-    priced individually.
+    priced individually.  ``packing``: the results are packed (:func:`packed_shapes` per unit).
     """
     k = layout.inputs
     sizes = [min(chunk, k - k0) for k0 in range(0, k, chunk)]
     up_payload = sum(seeded_size(params, b) for b in sizes)
+    if packing:
+        down, m_down = _packed_download(layout, params, output, label, overhead)
+        up, _, m_up, _ = wire_cost(layout, params, output, chunk, label, overhead)
+        return up, down, m_up, m_down
     down_payload = 0
     runs_per_unit = 0
-    for u, count in _unit_kinds(layout):
+    for u, count in unit_kinds(layout):
         runs = _runs(output_counts(layout, u), chunk)
         runs_per_unit = len(runs)  # the same for every unit (runs split where the channel count changes)
         down_payload += count * sum(result_size(params, c, w, output.bits0, output.bits1) for c, w in runs)
@@ -186,20 +225,39 @@ def wire_cost(layout: Layout, params: HEParams, output: OutputPlan, chunk: int, 
     return up, down, m_up, m_down
 
 
-def compute_seconds(layout: Layout, params: HEParams, macs: int | None = None) -> tuple[float, float]:
-    """Modelled ``(server, client)`` seconds (see :data:`COMPUTE`); ``macs`` defaults to all products."""
+def packing_switches(layout: Layout) -> tuple[int, int]:
+    """``(key switches, packed ciphertexts)`` of one call with output packing (``2^ℓ − 1`` per group)."""
+    switches = groups = 0
+    for u, count in unit_kinds(layout):
+        shapes = packed_shapes(layout, u)
+        switches += count * sum((1 << (leaves - 1).bit_length()) - 1 for _, leaves in shapes)
+        groups += count * len(shapes)
+    return switches, groups
+
+
+def compute_seconds(layout: Layout, params: HEParams, macs: int | None = None,
+                    packing: bool = False) -> tuple[float, float]:
+    """Modelled ``(server, client)`` seconds (see :data:`COMPUTE`); ``macs`` defaults to all products.
+    With ``packing`` every output ciphertext is re-randomised, then each packed group costs its key switches
+    (``N·L²`` each) and one finishing, and the client decrypts one ciphertext per group."""
     n, levels = params.n, params.levels
     cts_in = layout.units * layout.inputs
     cts_out = layout.units * layout.outputs
     products = cts_out * layout.inputs if macs is None else macs
     nl = n * levels
     server = nl * (cts_in * COMPUTE["absorb"] + products * COMPUTE["mac"] + cts_out * COMPUTE["finalize"])
-    client = cts_in * nl * COMPUTE["encrypt"] + cts_out * n * COMPUTE["decrypt"]
+    decrypted = cts_out
+    if packing:
+        switches, groups = packing_switches(layout)
+        server += nl * (groups * COMPUTE["finalize"] + switches * levels * COMPUTE["keyswitch"])
+        decrypted = groups
+    client = cts_in * nl * COMPUTE["encrypt"] + decrypted * n * COMPUTE["decrypt"]
     return server, client
 
 
 def plan_cost(plan: "LinearPlan", label: str = "layer", overhead: Overhead | None = None) -> LayerCost:
     """The :class:`LayerCost` of a :class:`~aiompc.protocols.linear.plan.LinearPlan` called under ``label``."""
-    up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, label, overhead)
-    server, client = compute_seconds(plan.layout, plan.he)
+    up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, label, overhead,
+                                       plan.output_packing)
+    server, client = compute_seconds(plan.layout, plan.he, packing=plan.output_packing)
     return LayerCost(up, down, m_up, m_down, server, client)

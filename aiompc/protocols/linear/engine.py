@@ -58,11 +58,14 @@ from aiompc.crypto.he import (
     result_phase,
 )
 from aiompc.crypto.he import HEParams
+from aiompc.crypto.he.galois import GaloisKeyRing, GaloisKeys, galois_keys
+from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves, refresh
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party
 from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
+from aiompc.protocols.linear.packed import PackedGroup, layout_elements, packed_groups
 from aiompc.protocols.linear.plan import LinearPlan
 from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights
 from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache, weight_digest
@@ -79,9 +82,16 @@ __all__ = [
     "finish_batch",
     "decrypt_batch",
     "prepared_weights",
+    "PackedGroup",
+    "packed_groups",
+    "finish_group",
+    "decrypt_group",
+    "client_galois_keys",
+    "server_galois_keys",
 ]
 
 KEY_LABEL = "he-keys"
+GALOIS_LABEL = "he-galois"
 T = TypeVar("T")
 _INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
 
@@ -89,17 +99,20 @@ _INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
 # --------------------------------------------------------------------------- session keys
 
 
-async def _once_per_session(party: Party, params: HEParams, make: Callable[[], Awaitable[T]]) -> T:
-    """``await make()`` once per session and parameter set; concurrent callers share the result.  On failure
-    every waiting caller gets the error and the next call tries again (nothing half-made stays cached)."""
-    cache: dict[bytes, asyncio.Future[Any]] = party.state.setdefault("he_keys", {})
-    fut = cache.get(params.fingerprint)
+async def _once_per_session(party: Party, params: HEParams, make: Callable[[], Awaitable[T]],
+                            store: str = "he_keys", key: bytes | None = None) -> T:
+    """``await make()`` once per session and parameter set (and ``key``, if given); concurrent callers share the
+    result.  On failure every waiting caller gets the error and the next call tries again (nothing half-made
+    stays cached)."""
+    cache: dict[bytes, asyncio.Future[Any]] = party.state.setdefault(store, {})
+    slot = params.fingerprint if key is None else params.fingerprint + key
+    fut = cache.get(slot)
     if fut is None:
-        fut = cache[params.fingerprint] = asyncio.get_running_loop().create_future()
+        fut = cache[slot] = asyncio.get_running_loop().create_future()
         try:
             fut.set_result(await make())
         except BaseException as exc:
-            del cache[params.fingerprint]
+            del cache[slot]
             fut.set_exception(exc)
             fut.exception()  # retrieved here: the error is re-raised to this caller and to any waiting one
             raise
@@ -126,6 +139,40 @@ async def server_key(party: Party, params: HEParams) -> PublicKey:
         return PublicKey.from_bytes(params, data)
 
     return await _once_per_session(party, params, make)
+
+
+def galois_label(params: HEParams, g: int) -> str:
+    """The label of the Galois key for element ``g`` of ``params``: ``"he-galois/<fingerprint>/<g>"``."""
+    return f"{GALOIS_LABEL}/{params.fingerprint.hex()}/{g}"
+
+
+async def client_galois_keys(party: Party, params: HEParams, elements: tuple[int, ...]) -> None:
+    """Send the Galois keys of output packing for ``elements`` of ``params``, each once per session and
+    parameter set (setup bytes: ``L·N·⌈log2 q⌉`` bits plus a seed per element)."""
+    sk = await client_key(party, params)
+
+    async def send(g: int) -> None:
+        async def make() -> bool:
+            gk = await party.compute(galois_keys, sk, (g,), party.rng.fork())
+            await party.sub(galois_label(params, g)).send_bytes(gk.to_bytes())
+            return True
+
+        await _once_per_session(party, params, make, "he_galois", g.to_bytes(4, "little"))
+
+    await asyncio.gather(*(send(g) for g in elements))
+
+
+async def server_galois_keys(party: Party, params: HEParams, elements: tuple[int, ...]) -> GaloisKeyRing:
+    """The client's Galois keys for ``elements`` of ``params`` (each received on first use, then cached)."""
+
+    async def get(g: int) -> GaloisKeys:
+        async def make() -> GaloisKeys:
+            data = await party.sub(galois_label(params, g)).recv_bytes()
+            return await party.compute(GaloisKeys.from_bytes, params, (g,), data)
+
+        return await _once_per_session(party, params, make, "he_galois", g.to_bytes(4, "little"))
+
+    return GaloisKeyRing(params, tuple(await asyncio.gather(*(get(g) for g in elements))))
 
 
 # --------------------------------------------------------------------------- message structure
@@ -217,6 +264,26 @@ def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.nd
     return res.to_bytes()
 
 
+def finish_group(plan: LinearPlan, fresh: Ciphertext, group: PackedGroup, r: np.ndarray, keys: GaloisKeys | GaloisKeyRing,
+                 prg: PRG) -> bytes:
+    """Server, output packing: pack the group's leaves of the re-randomised ``fresh`` results, mask with ``-r``,
+    flood, switch, drop and keep ``c0`` at the packed positions (:func:`~aiompc.crypto.he.packing.finish_packed`)."""
+    params = plan.he
+
+    def leaf(ids: np.ndarray) -> np.ndarray:
+        return extract_leaves(fresh, group.index[ids], group.shifts[ids]).data
+
+    packed = pack_leaves(leaf, group.leaves, params, keys, group.stride_bits)
+    mask = np.zeros((1, params.n), dtype=np.uint64)
+    mask[0, group.positions] = (np.uint64(0) - r) & np.uint64(params.t - 1)
+    return finish_packed(packed, mask, plan.output, prg, group.positions).to_bytes()
+
+
+def decrypt_group(plan: LinearPlan, sk: SecretKey, data: bytes, group: PackedGroup) -> np.ndarray:
+    """Client, output packing: the values of one packed result message, in output order (mod ``2^out_bits``)."""
+    return _decrypt(plan, sk, ResultCiphertext.from_bytes(plan.he, data, group.positions), 1)[0]
+
+
 def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBatch) -> np.ndarray:
     """Client: parse a result message and decrypt its outputs, ``(count, len(positions))`` mod ``2^out_bits``.
 
@@ -224,12 +291,15 @@ def decrypt_batch(plan: LinearPlan, sk: SecretKey, data: bytes, batch: OutputBat
     ``floor(v / 2^s) + b`` with ``b ∈ {0, 1}`` for the masked value ``v`` (the noise is below half of that
     coarser unit, which is what ``plan.output`` was planned for).
     """
-    res = ResultCiphertext.from_bytes(plan.he, data, batch.positions)
+    return _decrypt(plan, sk, ResultCiphertext.from_bytes(plan.he, data, batch.positions), batch.count)
+
+
+def _decrypt(plan: LinearPlan, sk: SecretKey, res: ResultCiphertext, count: int) -> np.ndarray:
     o = plan.output
-    if res.batch != batch.count or (res.modulus, res.drop0, res.drop1) != (o.modulus, o.drop0, o.drop1):
+    if res.batch != count or (res.modulus, res.drop0, res.drop1) != (o.modulus, o.drop0, o.drop1):
         raise ProtocolError(
             f"result batch does not follow the plan: {res.batch} ciphertexts mod 2^{res.modulus.bit_length() - 1} "
-            f"dropping ({res.drop0}, {res.drop1}); expected {batch.count}, ({o.drop0}, {o.drop1})"
+            f"dropping ({res.drop0}, {res.drop1}); expected {count}, ({o.drop0}, {o.drop1})"
         )
     if not plan.out_shift:
         return decrypt_result(sk, res)
@@ -290,9 +360,17 @@ async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> 
         await party.sub(f"{label}/tile{msgs[i][0]}").send_bytes(data)
 
     values: dict[tuple[int, int], np.ndarray] = {}
+    if plan.output_packing:
+        await client_galois_keys(party, plan.he, layout_elements(lay))
 
     async def receive(u: int) -> None:
         sub = party.sub(f"{label}/tile{u}")
+        if plan.output_packing:
+            groups, sizes = packed_groups(lay, u)
+            got = [await party.compute(decrypt_group, plan, sk, await sub.recv_bytes(), g) for g in groups]
+            for j, v in enumerate(np.split(np.concatenate(got), np.cumsum(sizes)[:-1])):
+                values[(u, j)] = v
+            return
         for batch in output_batches(plan, u):
             data = await sub.recv_bytes()
             vals = await party.compute(decrypt_batch, plan, sk, data, batch)
@@ -314,12 +392,33 @@ async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -
     return await cache.get(key, lambda: party.compute(prepare_weights, plan, w))
 
 
+async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ciphertext, pk: PublicKey,
+                       gk: GaloisKeyRing, values: dict[tuple[int, int], np.ndarray]) -> None:
+    """Server, output packing: re-randomise the unit's results (fresh ``c1``'s, so the key-switching noise does
+    not depend on the weights), then pack, mask, flood and send one message per group of ``N`` outputs."""
+    groups, sizes = packed_groups(plan.layout, u)
+    masks = [party.rng.integers(plan.l, g.count) for g in groups]
+    for j, r in enumerate(np.split(np.concatenate(masks), np.cumsum(sizes)[:-1])):
+        values[(u, j)] = r
+    fresh = await party.compute(refresh, acc, pk, party.rng.fork())
+    prgs = [party.rng.fork() for _ in groups]
+
+    def produce(i: int) -> bytes:
+        return finish_group(plan, fresh, groups[i], masks[i], gk, prgs[i])
+
+    async def send(i: int, data: bytes) -> None:
+        await sub.send_bytes(data)
+
+    await pipelined(party, len(groups), produce, send)
+
+
 async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     lay = plan.layout
     prep = asyncio.ensure_future(prepared_weights(party, plan, weight))
     try:
         own = await party.compute(lay.input_polys, x, plan.l)
         pk = await server_key(party, plan.he)
+        gk = await server_galois_keys(party, plan.he, layout_elements(lay)) if plan.output_packing else None
     except BaseException:
         prep.cancel()
         raise
@@ -335,6 +434,9 @@ async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, wei
                 weights = await prep
                 acc = await party.compute(absorb_chunk, plan, acc, data, own[u, k0:k1], weights, k0, k1)
             assert acc is not None
+            if gk is not None:
+                await _send_packed(party, sub, plan, u, acc, pk, gk, values)
+                return
             batches = output_batches(plan, u)
             masks = [party.rng.integers(plan.l, (b.count, b.positions.size)) for b in batches]
             prgs = [party.rng.fork() for _ in batches]

@@ -23,6 +23,7 @@ and parameters without touching the protocol code.  The planners by name are one
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Protocol, Union
 
@@ -36,6 +37,7 @@ from aiompc.crypto.he import (
     find_params,
     plan_output,
 )
+from aiompc.crypto.he.packing import packing_noise
 from aiompc.errors import InputError, UndecryptableParameters
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
 from aiompc.protocols.linear.tiling import (
@@ -49,7 +51,7 @@ from aiompc.protocols.linear.tiling import (
 
 __all__ = [
     "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "pipeline_for", "with_out_shift",
-    "decryption_params", "plan_for", "STAT_BITS", "CHEETAH_N",
+    "decryption_params", "plan_for", "STAT_BITS", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
@@ -72,10 +74,16 @@ class LinearPlan:
     planner: str = "cheetah"
     chunk: int = 8
     out_shift: int = 0
+    output_packing: bool = False
+    """Pack every unit's output coefficients into ``ceil(outputs / N)`` ciphertexts before sending them
+    (PackLWEs with Galois keys sent once per session, :mod:`aiompc.crypto.he.packing`); ``pipeline.visible``
+    is then the largest packed group and ``pipeline.packing_noise`` its key-switching noise bound."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.out_shift < self.he.plain_bits:
             raise InputError(f"out_shift must be in 0..l - 1 = {self.he.plain_bits - 1}, got {self.out_shift}")
+        if self.output_packing and self.pipeline.packing_noise < packing_noise(self.he, self.pipeline.visible or 1):
+            raise InputError("an output-packing plan needs the packing noise in its pipeline (use packed_plan)")
 
     @property
     def l(self) -> int:
@@ -102,8 +110,9 @@ class LinearPlan:
             tile = f"{pack} channels per coefficient in {self.layout.slot_bits}-bit slots, " + tile  # type: ignore[attr-defined]
         o = self.output
         shift = f", output >> {self.out_shift} (ring {self.out_bits})" if self.out_shift else ""
+        packed = f", outputs packed {self.pipeline.visible} per ciphertext" if self.output_packing else ""
         return (f"[{self.planner}] {tile}; {self.he.describe()}; wire c0 {o.bits0} b, c1 {o.bits1} b, "
-                f"flood {o.flood_bits} b (stat {self.pipeline.stat_bits}){shift}")
+                f"flood {o.flood_bits} b (stat {self.pipeline.stat_bits}){shift}{packed}")
 
 
 class Planner(Protocol):
@@ -259,6 +268,29 @@ def with_out_shift(plan: LinearPlan, out_shift: int) -> LinearPlan:
         raise InputError(f"out_shift must be in 0..l - 1 = {plan.l - 1}, got {out_shift}")
     output = plan_output(decryption_params(plan.he, out_shift), plan.pipeline)
     return replace(plan, output=output, out_shift=out_shift)
+
+
+@functools.lru_cache(maxsize=4096)
+def packed_group_size(layout: Layout) -> int:
+    """Output values of the largest packed result message (:mod:`aiompc.protocols.linear.packed`)."""
+    from aiompc.protocols.linear.costs import packed_shapes, unit_kinds
+
+    return max(values for u, _ in unit_kinds(layout) for values, _ in packed_shapes(layout, u))
+
+
+def packed_pipeline(layout: Layout, weight_bits: int, he: HEParams, stat_bits: int = STAT_BITS) -> ServerPipeline:
+    """:func:`pipeline_for` with the outputs packed: ``visible`` = the largest group, plus its key-switching
+    noise under ``he`` (not hidden by the flooding: it depends only on fresh ``c1``'s and key errors)."""
+    count = packed_group_size(layout)
+    return replace(pipeline_for(layout, weight_bits, stat_bits), visible=count, packing_noise=packing_noise(he, count))
+
+
+def packed_plan(plan: LinearPlan) -> LinearPlan:
+    """``plan`` with output packing at the same ``q`` (raises :class:`UndecryptableParameters` if the packed
+    pipeline does not decrypt there; the quantized planner searches ``q`` for it instead)."""
+    pipeline = packed_pipeline(plan.layout, plan.weight_bits, plan.he, plan.pipeline.stat_bits)
+    output = plan_output(decryption_params(plan.he, plan.out_shift), pipeline)
+    return replace(plan, pipeline=pipeline, output=output, output_packing=True)
 
 
 def with_chunk(plan: LinearPlan, chunk: int) -> LinearPlan:

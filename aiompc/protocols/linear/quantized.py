@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Iterator, Union
 
 import numpy as np
@@ -48,10 +48,21 @@ import numpy as np
 from aiompc.crypto.he import MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPlan, ServerPipeline, params_for_modulus, plan_output
 from aiompc.crypto.he import min_modulus_bits
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
-from aiompc.protocols.linear.costs import LayerCost, compute_seconds, wire_cost
+from aiompc.crypto.he.packing import packing_noise
+from aiompc.protocols.linear.costs import LayerCost, compute_seconds, galois_key_bytes, wire_cost
+from aiompc.protocols.linear.interleaved import interleaved_tilings
+from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
-from aiompc.protocols.linear.plan import CHEETAH_N, STAT_BITS, CheetahPlanner, LinearPlan, pipeline_for, with_out_shift
+from aiompc.protocols.linear.plan import (
+    CHEETAH_N,
+    STAT_BITS,
+    CheetahPlanner,
+    LinearPlan,
+    packed_group_size,
+    pipeline_for,
+    with_out_shift,
+)
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, cheetah_conv_tiling
 
 __all__ = [
@@ -134,6 +145,14 @@ class QuantizedPlanner:
     round trip); ``margins``: noise margins (bits of ``q`` above the flooded noise) tried in the refinement;
     ``refine``: candidates of the first pass refined; ``label``: the label length assumed for the frames
     (bytes only; the choice does not depend on it in practice).
+
+    Output packing (:mod:`aiompc.protocols.linear.packed`): with ``output_packing`` the refined candidates are
+    also evaluated with their results packed (``q`` searched again for the packed pipeline).  A packed plan
+    is charged ``key_share`` times its one-time Galois key bytes (1: the keys serve this one call — the
+    one-inference view; a session serving many inferences may set less) and ``packing_rate`` bytes per
+    modelled second of server compute that packing adds (packing must save at least that many bytes per
+    second of key switching; 0.65 MB/s is what keeps ResNet-18's modelled server time within about +25 %
+    with numpy kernels — a faster key switch lowers the price and packs more layers).
     """
 
     ns: tuple[int, ...] = (2048, 4096, 8192, 16384)
@@ -144,6 +163,9 @@ class QuantizedPlanner:
     margins: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     refine: int = 8
     label: str = "layer"
+    output_packing: bool = True
+    key_share: float = 1.0
+    packing_rate: float = 0.65e6
     name: ClassVar[str] = "quantized"
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
@@ -187,10 +209,46 @@ class QuantizedPlanner:
     # ------------------------------------------------------------------ evaluation
 
     def key(self, cost: LayerCost) -> tuple[float, float]:
-        """What the search minimises (bytes, or modelled time when a bandwidth is given), then a tie-break."""
+        """What the search minimises (bytes, or modelled time when a bandwidth is given), then a tie-break.
+        Output packing's one-time keys (``key_share``) and its extra compute (``packing_rate``) are charged."""
         if self.bandwidth is None:
-            return (cost.total, cost.seconds())
-        return (cost.seconds(self.bandwidth, self.rtt), cost.total)
+            return (cost.total + self.key_share * cost.setup + self.packing_rate * cost.packing_seconds,
+                    cost.seconds())
+        return (cost.seconds(self.bandwidth, self.rtt) + self.key_share * cost.setup / self.bandwidth, cost.total)
+
+    def evaluate_packed(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
+                        out_shift: int = 0) -> Candidate | None:
+        """The plan of ``layout`` with its results packed: the smallest ``q`` above the packed pipeline's need
+        (visible = the largest packed group, plus the key-switching noise, which depends on ``q``'s primes:
+        re-derived until stable) and its cost; ``None`` when nothing decrypts at that ``N``."""
+        n = layout.n
+        if n not in SECURITY_TABLE:
+            return None
+        dec = l - out_shift
+        try:
+            count = packed_group_size(layout)
+            pipeline = replace(pipeline_for(layout, weight_bits, self.stat_bits), visible=count)
+        except InputError:
+            return None
+        for _ in range(4):
+            try:
+                need = min_modulus_bits(n, dec, pipeline, margin)
+                if need > SECURITY_TABLE[n]:
+                    return None
+                params = _params(n, math.ceil(need * 8), l)
+            except (UndecryptableParameters, InputError):
+                return None
+            noise = packing_noise(params, count)
+            if noise <= pipeline.packing_noise:
+                break
+            pipeline = replace(pipeline, packing_noise=noise)
+        else:
+            return None
+        output = _output(_params_at(params, dec), pipeline)
+        if output is None:
+            return None
+        plan = LinearPlan(layout, params, pipeline, output, weight_bits, "quantized", self.chunk, out_shift, True)
+        return Candidate(plan, self.cost(plan), margin)
 
     def evaluate(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
                  bound: tuple[float, float] | None = None, out_shift: int = 0) -> Candidate | None:
@@ -230,9 +288,15 @@ class QuantizedPlanner:
         return low if self.bandwidth is None else low / self.bandwidth + self.rtt
 
     def cost(self, plan: LinearPlan) -> LayerCost:
-        up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, self.label)
-        server, client = compute_seconds(plan.layout, plan.he)
-        return LayerCost(up, down, m_up, m_down, server, client)
+        packing = plan.output_packing
+        up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, self.label,
+                                           packing=packing)
+        server, client = compute_seconds(plan.layout, plan.he, packing=packing)
+        if not packing:
+            return LayerCost(up, down, m_up, m_down, server, client)
+        plain, _ = compute_seconds(plan.layout, plan.he)
+        setup = galois_key_bytes(plan.he, layout_elements(plan.layout))
+        return LayerCost(up, down, m_up, m_down, server, client, setup, server - plain)
 
 
 def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int) -> Candidate | None:
@@ -285,8 +349,47 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
                     refined.append(cand)
     if cheetah is not None:
         refined.append(cheetah)
+    if planner.output_packing and pack == 1:
+        extra = _strided_variants(pool) + _interleaved_variants(planner, shape)
+        packed = [c for layout in dict.fromkeys([*pool, *extra])
+                  if (c := planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)) is not None]
+        evaluated += len(packed)
+        packed.sort(key=lambda c: planner.key(c.cost))
+        for cand in packed[:2]:  # the best packed layouts, with every margin
+            refined.append(cand)
+            for margin in planner.margins:
+                if margin != _DEFAULT_MARGIN:
+                    again = planner.evaluate_packed(cand.plan.layout, l, weight_bits, margin, out_shift)
+                    if again is not None:
+                        evaluated += 1
+                        refined.append(again)
     best = min(refined, key=lambda c: planner.key(c.cost))
     return SearchResult(best, cheetah, evaluated, considered)
+
+
+def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:
+    """Channel-interleaved conv layouts (outputs on a lattice: cheap to pack) for every ``N`` and tile shape."""
+    if not isinstance(shape, ConvShape):
+        return []
+    out: list[Layout] = []
+    for n in planner.ns:
+        tiles = [(th, tw) for th, tw, compact in _tile_shapes(shape, n) if not compact]
+        tiles += [(th, tw) for th, tw, compact in _tile_shapes(shape, n) if compact]  # as plain tiles
+        out.extend(interleaved_tilings(shape, n, list(dict.fromkeys(tiles))))
+    return out
+
+
+def _strided_variants(pool: list[Layout]) -> list[Layout]:
+    """Matrix-product layouts of ``pool`` with ``d1`` rounded up to a power of two (when the shape allows): their
+    outputs then sit on a ``2^m`` lattice and pack whole ciphertexts per key switch."""
+    out: list[Layout] = []
+    for layout in pool:
+        if isinstance(layout, MatmulLayout):
+            t = layout.tiling
+            d1 = 1 << (t.d1 - 1).bit_length()
+            if d1 != t.d1 and d1 <= t.shape.in_features and t.d0 * d1 * t.d2 <= t.n:
+                out.append(MatmulLayout(MatmulTiling(t.shape, t.n, t.d0, d1, t.d2)))
+    return out
 
 
 # --------------------------------------------------------------------------- packing choice
