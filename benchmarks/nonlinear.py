@@ -125,6 +125,8 @@ def silent_bits(op: str, l: int) -> tuple[float, bool]:
         # the fixed-point baseline between two layers: ReLU then a known-MSB truncation
         "requant-pow2": relu_model + 3 + (f + 1),
         "requant-fixed": relu_model + 3 + (f + 1),
+        **{f"requant{b}-{k}{a}": relu_model + 3 + (f + 1) for b in (4, 8) for k in ("narrow", "wide")
+           for a in ("", "-approx")},
         "maxpool2x2": 3 * relu_model,
         "maxpool3x3": 8 * relu_model,
     }
@@ -143,6 +145,7 @@ class Op:
     name: str
     make_input: Callable[[int, int, np.random.Generator], np.ndarray]  # (n outputs, l, gen) -> plaintext
     run: Callable[[Party, str, np.ndarray, int], Awaitable[np.ndarray]]
+    ring: Callable[[int], int] = lambda l: l  # the ring the input is shared in, for the row's width l
 
 
 def _signed(n: int, l: int, gen: np.random.Generator, headroom: int = 1) -> np.ndarray:
@@ -163,6 +166,31 @@ def _pool_input(k: int) -> Callable[[int, int, np.random.Generator], np.ndarray]
     return make
 
 
+NARROW_SHIFT = {12: 8, 16: 10, 18: 12}  # 4-bit outputs: shift 8-12 as in the issue; 8-bit outputs: l - 8
+
+
+def _narrow_params(b: int, kind: str, l: int) -> dict[str, Any]:
+    s = NARROW_SHIFT.get(l, l - 6) if b == 4 else l - 8
+    x_range = (-(1 << (l - 1)), (1 << (l - 1)) - 1)
+    l_in = l + 1 if kind == "narrow" else l
+    return dict(l_in=l_in, multiplier=1, shift=s, lo=0, hi=(1 << b) - 1, l_out=l, x_range=x_range)
+
+
+def _declared(b: int, kind: str) -> Callable[[int, int, np.random.Generator], np.ndarray]:
+    def make(n: int, l: int, gen: np.random.Generator) -> np.ndarray:
+        lo_x, hi_x = _narrow_params(b, kind, l)["x_range"]
+        return gen.integers(lo_x, hi_x + 1, size=n)
+
+    return make
+
+
+def _narrow_run(b: int, kind: str, exact: bool) -> Callable[[Party, str, np.ndarray, int], Awaitable[np.ndarray]]:
+    def run(p: Party, lab: str, x: np.ndarray, l: int) -> Awaitable[np.ndarray]:
+        return requantize(p, lab, x, exact=exact, **_narrow_params(b, kind, l))  # shares mod 2^l_in (Op.ring)
+
+    return run
+
+
 OPS = [
     Op("relu", _signed, lambda p, lab, x, l: relu(p, lab, x, l=l)),
     Op("trunc-exact", _signed, lambda p, lab, x, l: truncate(p, lab, x, l=l, f=TRUNC_BITS[l])),
@@ -176,6 +204,15 @@ OPS = [
        lambda p, lab, x, l: requantize(p, lab, x, l_in=l, multiplier=1, shift=l - 6, lo=0, hi=15, l_out=min(l, 16))),
     Op("requant-fixed", _signed,
        lambda p, lab, x, l: requantize(p, lab, x, l_in=l, multiplier=181, shift=l + 2, lo=0, hi=15, l_out=min(l, 16))),
+    # issue 18: a w4a4 (or w8a8) network's requantization, signed l-bit accumulator -> ReLU-fused 4-bit
+    # (8-bit) output in the next layer's l-bit ring, nearest rounding.  "-narrow": as the engine runs it,
+    # the accumulator shared with one bit more than its width (rings.plan_rings), so the narrow-ring
+    # protocol applies; "-wide": shared in exactly l bits (nearest rounding over the whole signed range has
+    # 2^(l-s) + 1 outputs), so the wrap-based protocol runs -- the protocol before issue 18.  Inputs drawn
+    # over the whole l-bit range.
+    *[Op(f"requant{b}-{kind}{'-approx' if not exact else ''}", _declared(b, kind),
+         _narrow_run(b, kind, exact), (lambda l: l + 1) if kind == "narrow" else (lambda l: l))
+      for b in (4, 8) for kind in ("narrow", "wide") for exact in (True, False)],
     Op("maxpool2x2", _pool_input(2), lambda p, lab, x, l: maxpool2d(p, lab, x, l=l, kernel=2)),
     Op("maxpool3x3", _pool_input(3), lambda p, lab, x, l: maxpool2d(p, lab, x, l=l, kernel=3)),
 ]
@@ -198,7 +235,7 @@ async def bench_row(op: Op, l: int, n: int, ot: str, delay: float, gen: np.rando
     4. ``op`` on 128 elements, 3 times without and 3 times with the injected latency: rounds.
     """
     small, big = op.make_input(ROUNDS_ELEMENTS, l, gen), op.make_input(n, l, gen)
-    shares = {"small": share(small, l, PRG()), "big": share(big, l, PRG())}
+    shares = {"small": share(small, op.ring(l), PRG()), "big": share(big, op.ring(l), PRG())}
     ts, tc = memory_pair(1 << 30)
     wires = DelayTransport(ts, 0.0), DelayTransport(tc, 0.0)
     server = Party("server", Channel(wires[0]), options={"ot": ot})

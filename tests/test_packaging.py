@@ -48,6 +48,11 @@ def test_wheel_installs_and_runs_the_demo(tmp_path: Path) -> None:
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_file()
     assert Path(where.stdout.strip()).is_relative_to(site), "the model must come from the installed wheel"
+    page = _run([str(py), "-c", "import importlib.resources as r; d = r.files('aiompc.nn.web') / 'static'; "
+                 "print(*(d / f for f in ('index.html', 'app.js', 'style.css')), sep='\\n')"], cwd=tmp_path, env=env)
+    assert page.returncode == 0, page.stderr
+    for f in page.stdout.split():  # the browser demo's page (aiompc demo --web) is package data too
+        assert Path(f).is_file() and Path(f).is_relative_to(site), f
     for generic in ("protocols", "transports"):
         probe = _run([str(py), "-c", f"import {generic}"], cwd=tmp_path, env=env)
         assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, f"'import {generic}' must fail"

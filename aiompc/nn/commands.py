@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import aiompc
-from aiompc.errors import AiompcError
+from aiompc.errors import AiompcError, InputError
 from aiompc.nn import loopback
 from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS
 from aiompc.nn.interpret import run_int
@@ -137,7 +137,14 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The digits CNN in ``args.mode``: secure predictions against the plaintext integer program that ran."""
+    """The digits CNN in ``args.mode``: secure predictions against the plaintext integer program that ran.
+    ``--web``: the browser demo instead (:mod:`aiompc.nn.web`)."""
+    if args.web:
+        from aiompc.nn.web.command import run_web_demo
+
+        return run_web_demo(args.port, args.server, _config(args).mode)
+    if args.port is not None or args.server is not None:
+        raise InputError("--port and --server belong to the browser demo: add --web")
     from aiompc.nn.interpret import predict
     from aiompc.nn.zoo import digits_data, digits_fixed_point, digits_model, digits_report
 
@@ -219,6 +226,11 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("demo", help="the demo: digits CNN, both parties over loopback")
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--transport", choices=("tcp", "ws"), default="tcp")
+    p.add_argument("--web", action="store_true", help="the browser demo: draw a digit in a page served on "
+                   "127.0.0.1:--port, classified privately (--mode quantized or cheetah-int for the in-process server; "
+                   "a --server runs its own mode)")
+    p.add_argument("--port", type=int, help="--web: the page's port (default 8021; 0: any free port)")
+    p.add_argument("--server", help="--web: the model server's ws:// URL (default: one started in-process)")
     engine_opts(p)
     p.set_defaults(func=cmd_demo)
 

@@ -35,7 +35,10 @@ plus an ``f``-bit B2A; exact mode adds the carry (an ``f``-bit millionaire and a
 reads the same truncated block input as the block's first conv); a ``MaxPool`` after a ReLU is crossed
 before truncating (fewer values).  The graph output stays at the scale it has (usually ``2f``: the last
 layer's accumulator).  Measured on ResNet-18 (silent OT, bits per value, both directions): ReLU 432,
-truncation 13 (approximate) or 150 (exact), against Cheetah's published ≈ 480 and ≈ 20.
+truncation 13 (approximate) or 150 (exact), against Cheetah's published ≈ 480 and ≈ 20.  The engine runs
+this graph with Cheetah's own protocols: millionaire digits of ``m = 4`` bits (Cheetah's choice) and the
+wrap-based truncation (``requantize(..., narrow=False)``), never the quantized mode's narrow-ring
+requantization or its per-width digit sizes.
 
 **Edge widths.**  Fixed point has no proven range: ``x · 2^2f`` overflows 37 bits once ``|x| >= 2^(36-2f)``
 (4096 for ``f = 12``) and Cheetah, like every 37-bit fixed-point system, assumes this never happens.

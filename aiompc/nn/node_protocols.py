@@ -29,6 +29,7 @@ import numpy as np
 
 from aiompc import ring
 from aiompc.errors import UnsupportedModel
+from aiompc.nn.bounds import range_of_width
 from aiompc.nn.ir import (
     Add,
     ChannelAffine,
@@ -53,7 +54,7 @@ from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
 from aiompc.protocols.nonlinear import maxpool2d, relu, requantize
 
-__all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node"]
+__all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs"]
 
 Kind = Literal["he", "ot", "local"]
 
@@ -93,18 +94,39 @@ async def _per_sample(coros: list[Any]) -> np.ndarray:
 
 async def _requantize_channels(
     party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
-    msb_known_zero: bool, shift: int | None = None,
+    msb_known_zero: bool, shift: int | None = None, x_range: tuple[int, int] | None = None, baseline: bool = False,
+    folded: bool = False,
 ) -> np.ndarray:
     """Requantize a batch ``(B, C, ...)`` with one multiplier, or one per channel (axis 1) in one protocol
     instance (the multipliers broadcast as ``(1, C, 1, ...)``); ``shift`` overrides ``node.shift`` (the
-    rest of a folded requantization)."""
+    rest of a folded requantization).  ``x_range``: the input's public range (its width's; it lets the
+    quantized mode requantize on the narrow ring); ``baseline``: Cheetah's own protocol (wrap-based, m = 4
+    digits, the dropped carry's ``{-1, 0}`` error).  An unfolded approximate requantization of the quantized
+    rings is unbiased (``e ∈ {-1, 0, 1}``); a folded one keeps ``{-1, 0}``, which :class:`Fold`'s bound
+    needs."""
     multiplier: int | np.ndarray = node.multiplier[0]
     if len(node.multiplier) > 1:
         multiplier = node.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
     return await requantize(
         party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift if shift is None else shift,
         lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
+        x_range=None if baseline else x_range, narrow=not baseline, digit_bits=4 if baseline else None,
+        unbiased=not (baseline or folded),
     )
+
+
+def _baseline(step: Step) -> bool:
+    """Cheetah's rings (``cheetah``, ``cheetah-int``): Cheetah's own non-linear protocols."""
+    return step.config.mode.rings == "cheetah"
+
+
+def narrow_kwargs(step: Step, edge: str) -> dict[str, Any]:
+    """Keyword arguments of a max-pool / argmax on the narrow ring of ``edge``'s public width (quantized
+    rings), or none (Cheetah's own)."""
+    if _baseline(step):
+        return {}
+    spec = step.graph.tensors[edge]
+    return {"value_range": range_of_width(spec.bits, spec.signed), "digit_bits": None}
 
 
 async def _he_layer(step: Step, node: Conv | Linear, xs: list[np.ndarray]) -> np.ndarray:
@@ -146,11 +168,13 @@ async def _requantize(step: Step, node: Requantize, xs: list[np.ndarray]) -> np.
     folded = step.rings.folded.get(node.name)
     if folded is None:
         msb_known_zero, shift = not src.signed and l_in > src.bits, node.shift
+        x_range = range_of_width(src.bits, src.signed)  # public (the proven bounds are the server's)
     else:  # the input is y = floor(acc / 2^shift) + e + lift (out_ring holds y_lo..y_hi): shift the rest
-        msb_known_zero, shift = folded.y_lo >= 0, folded.rest
+        msb_known_zero, shift, x_range = folded.y_lo >= 0, folded.rest, (folded.y_lo, folded.y_hi)
     return await _requantize_channels(
         step.party, step.label, xs[0], node, l_in=l_in, l_out=step.rings.compute_ring(node),
-        exact=step.config.exact, msb_known_zero=msb_known_zero, shift=shift,
+        exact=step.config.exact, msb_known_zero=msb_known_zero, shift=shift, x_range=x_range,
+        baseline=_baseline(step), folded=folded is not None,
     )
 
 
@@ -162,8 +186,11 @@ async def _clip(step: Step, node: Clip, xs: list[np.ndarray]) -> np.ndarray:
     l = step.rings.compute_ring(node)
     clip = Requantize(name=node.name, inputs=node.inputs, output=node.output, multiplier=(1,), shift=0,
                       lo=node.lo, hi=node.hi)
+    spec = step.graph.tensors[node.inputs[0]]
+    fits = spec.bits + (0 if spec.signed else 1) <= l  # the input's width inside the ring it is reduced to
     return await _requantize_channels(step.party, step.label, xs[0], clip, l_in=l, l_out=l, exact=True,
-                                      msb_known_zero=False)
+                                      msb_known_zero=False, baseline=_baseline(step),
+                                      x_range=range_of_width(spec.bits, spec.signed) if fits else None)
 
 
 async def _maxpool(step: Step, node: MaxPool, xs: list[np.ndarray]) -> np.ndarray:
@@ -172,7 +199,7 @@ async def _maxpool(step: Step, node: MaxPool, xs: list[np.ndarray]) -> np.ndarra
         raise UnsupportedModel(f"max-pool {node.name!r}: asymmetric padding {node.pads} is not supported; "
                                "pad symmetrically or pad the input before the pooling")
     return await maxpool2d(step.party, step.label, xs[0], l=step.rings.compute_ring(node), kernel=node.kernel,
-                           stride=node.stride, padding=(t, left))
+                           stride=node.stride, padding=(t, left), **narrow_kwargs(step, node.inputs[0]))
 
 
 async def _sum_pool(step: Step, node: SumPool, xs: list[np.ndarray]) -> np.ndarray:

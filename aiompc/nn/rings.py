@@ -29,6 +29,7 @@ from aiompc.errors import UnsupportedModel
 from aiompc.nn.bounds import range_of_width, width_for_range
 from aiompc.nn.ir import Conv, Linear, Node, QGraph, Requantize, TensorSpec
 from aiompc.nn.modes import CHEETAH_RING, Mode
+from aiompc.protocols.nonlinear.narrow import narrow_plan
 
 __all__ = ["Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths", "FOLD_LIFT"]
 
@@ -136,10 +137,22 @@ def _folds(graph: QGraph) -> dict[str, tuple[str, Fold]]:
     return out
 
 
+def _narrow_fits(spec: TensorSpec, node: Requantize, l: int, exact: bool) -> bool:
+    """Whether ``node`` requantizes its input ``spec`` shared mod ``2^l`` on the narrow ring
+    (:func:`aiompc.protocols.nonlinear.narrow.narrow_plan` on the input's public width)."""
+    lo, hi = range_of_width(spec.bits, spec.signed)
+    return narrow_plan(l=l, multipliers=sorted(set(node.multiplier)), index=None, shape=(), shift=node.shift,
+                       rounding=node.rounding, lo=node.lo, hi=node.hi, l_out=l, x_lo=lo, x_hi=hi,
+                       exact=exact) is not None
+
+
 def plan_rings(graph: QGraph, mode: Mode) -> RingPlan:
     """Every edge's ring and, in approximate mode on tight rings, the folds (see the module docstring).
 
-    Exact mode and Cheetah's rings fold nothing (every edge on the 37-bit ring is the baseline)."""
+    Exact mode and Cheetah's rings fold nothing (every edge on the 37-bit ring is the baseline).  On tight
+    rings the input of an unfolded requantization gets one bit more than its width where that lets the
+    requantization run on the narrow ring (nearest rounding over a whole signed range has one output too
+    many for it): the HE layer pays a bit of plaintext, the requantization saves the wrap comparison."""
     if mode.rings == "cheetah":
         widest = max(_min_ring(t.bits, t.signed) for t in graph.tensors.values())
         if widest > CHEETAH_RING:
@@ -148,6 +161,13 @@ def plan_rings(graph: QGraph, mode: Mode) -> RingPlan:
     found = {} if mode.exact else _folds(graph)
     folds = {name: fold for name, (_, fold) in found.items()}
     rings = {name: _min_ring(t.bits, t.signed) for name, t in graph.tensors.items()}
+    folded_rq = {rq for rq, _ in found.values()}
+    for node in graph.nodes:  # one more bit where it lets a requantization run on the narrow ring
+        if isinstance(node, Requantize) and node.name not in folded_rq:
+            e = node.inputs[0]
+            if not _narrow_fits(graph.tensors[e], node, rings[e], mode.exact) and _narrow_fits(
+                    graph.tensors[e], node, rings[e] + 1, mode.exact):
+                rings[e] += 1
     for node in reversed(graph.nodes):
         if isinstance(node, Requantize):
             continue  # reads any ring, writes directly into its consumers' ring

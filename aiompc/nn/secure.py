@@ -28,10 +28,11 @@ the argmax protocol reveals the class index to the client only (``output="argmax
 nothing; the client learns only the output.
 
 **Exactness.**  With ``exact=True`` the client's result equals :func:`aiompc.nn.interpret.run_int` bit
-for bit.  With ``exact=False`` requantizations drop the carry of the shift: each requantized value may be
-one LSB low (``e ∈ {-1, 0}``, still inside the clip range), and a requantization folded into its HE layer
-(quantized mode) may be one LSB off either way (``e ∈ {-1, 0, 1}``).  Every other node is exact on its
-(possibly approximate) inputs.
+for bit.  With ``exact=False`` requantizations drop the carry of the shift: on the quantized rings each
+requantized value may be one LSB off either way (``e ∈ {-1, 0, 1}``, mean ``≈ 0``: the server adds half an
+LSB first; still inside the clip range), and so may a requantization folded into its HE layer; on
+Cheetah's rings a truncation may be one LSB low (``e ∈ {-1, 0}``, Cheetah's own).  Every other node is
+exact on its (possibly approximate) inputs.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from aiompc import ring
 from aiompc.errors import InputError, ProtocolError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import Step, protocol_of, run_node
+from aiompc.nn.node_protocols import Step, narrow_kwargs, protocol_of, run_node
 from aiompc.nn.rings import plan_rings
 from aiompc.party import Party
 from aiompc.protocols.nonlinear import argmax
@@ -145,7 +146,8 @@ async def run_secure(
     l = rings[graph.output]
     start = time.perf_counter()
     if config.output == "argmax":
-        cls = await argmax(party, f"{label}/argmax", out.reshape(batch, -1), l=l, reveal_to="client")
+        narrow = narrow_kwargs(Step(party, graph, plan, f"{label}/argmax", config), graph.output)
+        cls = await argmax(party, f"{label}/argmax", out.reshape(batch, -1), l=l, reveal_to="client", **narrow)
         record("argmax", "argmax", f"{label}/argmax", start, l, "ot")
         return SecureResult(None if party.is_server else np.asarray(cls), records, shares)
     sub = party.sub(f"{label}/output")

@@ -52,9 +52,18 @@ __all__ = [
     "millionaire",
     "digit_widths",
     "DEFAULT_DIGIT_BITS",
+    "COT_BITS",
+    "comparison_cost",
+    "choose_digit_bits",
 ]
 
 DEFAULT_DIGIT_BITS = 4
+"""Cheetah's digit size (its 37-bit comparisons use m = 4).  The baseline's protocols (DReLU, ReLU,
+truncation, max-pool) keep it so that the comparison with Cheetah stays faithful; the quantized mode's
+requantization picks m per comparison width with :func:`choose_digit_bits`."""
+COT_BITS = {"silent": 1.0, "iknp": 128.0}
+"""Modelled offline bits per random COT by OT engine (Ferret: well under a bit, charged as one; IKNP: a
+128-bit column per OT) for :func:`choose_digit_bits`; an unknown engine is charged as IKNP."""
 CHUNK_ELEMENTS = 1 << 15  # elements per chunk of a large batch (bounds the leaf tables' memory)
 CHUNKS_IN_FLIGHT = 4
 Op = Literal["<", "<=", ">", ">="]
@@ -258,6 +267,32 @@ def plan_comparisons(tasks: Sequence[CompareTask], digit_bits: int = DEFAULT_DIG
         low_roots=tuple(low_roots),
         has_eq=np.asarray(has_eq, dtype=bool),
     )
+
+
+def comparison_cost(tasks: Sequence[CompareTask], digit_bits: int, cot_bits: float) -> float:
+    """Modelled bits per element of a batch of comparisons with ``digit_bits``-bit digits: the online
+    leaf and AND bits (:attr:`ComparePlan.online_bits`) plus ``cot_bits`` per random COT (leaf OT bits and
+    two per bit triple, :attr:`ComparePlan.cots`)."""
+    plan = plan_comparisons(tasks, digit_bits)
+    return plan.online_bits + cot_bits * plan.cots
+
+
+def choose_digit_bits(engine: "Party | str | None", tasks: Sequence[CompareTask]) -> int:
+    """The digit size ``m`` in 1..6 with the least :func:`comparison_cost` for ``tasks`` with the OT engine of
+    ``engine`` (a party: the kind its session uses; or an engine kind); ties go to the larger ``m`` (fewer
+    rounds).  E.g. with silent OT one 8-bit comparison picks m = 3 (48 bits online and 12 COTs, against 60
+    and 10 with m = 4), and so does a 36-bit one; with IKNP (128 bits per COT) larger digits win.
+    Pure and deterministic: both parties derive the same ``m``."""
+    if engine is None or isinstance(engine, str):
+        kind = engine
+    else:
+        from aiompc.protocols.ot import engines
+
+        kind = engine.options.get("ot", engines.DEFAULT_ENGINE)
+    cot = COT_BITS.get(kind or "", COT_BITS["iknp"])
+    if not any(t.bits for t in tasks):
+        return DEFAULT_DIGIT_BITS
+    return min(range(6, 0, -1), key=lambda m: comparison_cost(tasks, m, cot))
 
 
 # --------------------------------------------------------------------------- leaves

@@ -5,6 +5,16 @@ per pair.  ``a − b`` is computed in the ring, so the inputs must lie in a rang
 ``2^(l−1)`` (e.g. signed values in ``[−2^(l−2), 2^(l−2))``, or unsigned ones below ``2^(l−1)``, which
 covers every post-ReLU activation); all pairs of a tree level share one millionaire batch and one
 multiplexer call, so a reduction over ``m`` values takes ``ceil(log2 m)`` levels.
+
+**Narrow ring** (``value_range=(lo, hi)``, public bounds of the inputs, e.g. 4-bit activations shared in
+a 16-bit ring): the server subtracts ``lo`` and both parties reduce their shares mod ``2^w``,
+``w = bitlen(hi − lo) + 1`` (local: reduction is a ring homomorphism, and every difference of two values
+fits ``w`` signed bits); the tree runs on ``w`` bits — ``(w−1)``-bit millionaires and ``w``-bit
+multiplexers instead of ``l``-bit ones — and the max-pool's result, known to lie in ``[0, 2^(w−1))``,
+is extended back to ``l`` bits with one COT (known MSB: ``1 + l − w`` bits per output).  The argmax needs
+no extension (its output is the index).  ``digit_bits=None`` picks the millionaire's digit size per
+width (:func:`~aiompc.protocols.nonlinear.millionaire.choose_digit_bits`); the default stays Cheetah's
+``m = 4`` (the fixed-point baseline's max-pool).
 """
 
 from __future__ import annotations
@@ -18,10 +28,31 @@ from aiompc.party import Party, Role
 from aiompc.ring import check_width, mask
 from aiompc.wire import Packed
 from aiompc.protocols.nonlinear.boolean import mux
-from aiompc.protocols.nonlinear.millionaire import DEFAULT_DIGIT_BITS
+from aiompc.protocols.nonlinear.extension import extend
+from aiompc.protocols.nonlinear.millionaire import DEFAULT_DIGIT_BITS, CompareTask, choose_digit_bits
 from aiompc.protocols.nonlinear.relu import drelu
 
-__all__ = ["max_reduce", "maxpool2d", "argmax", "pool_windows"]
+__all__ = ["max_reduce", "maxpool2d", "argmax", "pool_windows", "narrow_width"]
+
+
+def narrow_width(l: int, value_range: tuple[int, int] | None) -> int:
+    """The ring a max over values in ``value_range`` needs: ``bitlen(hi − lo) + 1`` (at least 2), at most ``l``."""
+    if value_range is None:
+        return l
+    lo, hi = int(value_range[0]), int(value_range[1])
+    if lo > hi:
+        raise InputError(f"value_range {value_range} is empty")
+    return min(l, max(2, (hi - lo).bit_length() + 1))
+
+
+def _to_narrow(party: Party, x: np.ndarray, lo: int, w: int) -> np.ndarray:
+    """Shares mod ``2^w`` of ``x − lo`` (the server subtracts ``lo``)."""
+    off = np.uint64(lo % (1 << 64)) if party.is_server else np.uint64(0)
+    return (np.asarray(x, dtype=np.uint64) - off) & mask(w)
+
+
+def _digits(party: Party, digit_bits: int | None, w: int) -> int:
+    return digit_bits if digit_bits is not None else choose_digit_bits(party, [CompareTask(max(w - 1, 0))])
 
 
 def pool_windows(x: np.ndarray, kernel: int | tuple[int, int], stride: int | tuple[int, int] | None, padding: int | tuple[int, int]) -> np.ndarray:
@@ -80,16 +111,26 @@ async def maxpool2d(
     kernel: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
-    digit_bits: int = DEFAULT_DIGIT_BITS,
+    digit_bits: int | None = DEFAULT_DIGIT_BITS,
+    value_range: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Shares mod ``2^l`` of the max-pool of ``x`` (shape ``(..., C, H, W)``; stride defaults to the kernel).
 
     Output shape ``(..., C, H_out, W_out)`` with ``H_out = (H + 2p − k)//s + 1``.  Padded positions
-    never win (``−inf`` padding).  Input range as in :func:`max_reduce`.
-    Cost per output: ``k² − 1`` comparisons + multiplexers, ``ceil(log2 k²)`` levels (2 for 2×2, 4 for 3×3).
+    never win (``−inf`` padding).  Input range as in :func:`max_reduce`; with ``value_range`` (public
+    bounds of every input) the tree runs on the narrow ring of the module docstring.
+    Cost per output: ``k² − 1`` comparisons + multiplexers, ``ceil(log2 k²)`` levels (2 for 2×2, 4 for 3×3),
+    on ``l`` bits or on ``w`` bits plus one COT of ``l − w`` bits.
     """
+    l = check_width(l)
     windows = pool_windows(np.asarray(x, dtype=np.uint64), kernel, stride, padding)
-    return await max_reduce(party, label, windows, l=l, digit_bits=digit_bits)
+    w = narrow_width(l, value_range)
+    if w >= l or value_range is None:
+        return await max_reduce(party, label, windows, l=l, digit_bits=_digits(party, digit_bits, l))
+    lo = int(value_range[0])
+    m = await max_reduce(party, label, _to_narrow(party, windows, lo, w), l=w, digit_bits=_digits(party, digit_bits, w))
+    y = await extend(party, f"{label}/ext", m, l=w, l_out=l, signed=False, msb_known_zero=True)
+    return (y + (np.uint64(lo % (1 << 64)) if party.is_server else np.uint64(0))) & mask(l)
 
 
 async def argmax(
@@ -100,7 +141,8 @@ async def argmax(
     l: int,
     index_bits: int | None = None,
     reveal_to: Role | None = None,
-    digit_bits: int = DEFAULT_DIGIT_BITS,
+    digit_bits: int | None = DEFAULT_DIGIT_BITS,
+    value_range: tuple[int, int] | None = None,
 ) -> np.ndarray | None:
     """Index of the maximum over the last axis of ``x`` (first occurrence on ties, as ``numpy.argmax``).
 
@@ -111,9 +153,13 @@ async def argmax(
 
     The tree carries ``(max, index)`` pairs; the lower-index operand of each pair wins ties.
     Cost for ``m`` values: ``m − 1`` DReLUs plus multiplexers of ``l`` and ``index_bits`` bits,
-    ``ceil(log2 m)`` levels.
+    ``ceil(log2 m)`` levels; with ``value_range`` on the narrow ring of the module docstring (``w`` bits).
     """
     l = check_width(l)
+    w = narrow_width(l, value_range)
+    if value_range is not None and w < l:
+        x, l = _to_narrow(party, np.asarray(x, dtype=np.uint64), int(value_range[0]), w), w
+    digit_bits = _digits(party, digit_bits, l)
     v = np.asarray(x, dtype=np.uint64) & mask(l)
     if v.ndim < 1 or v.shape[-1] == 0:
         raise InputError("argmax needs a non-empty last axis")

@@ -5,6 +5,11 @@
 ``carry = [low(x_S) + low(x_C) >= 2^(l−1)] = [2^(l−1) − 1 − low(x_S) < low(x_C)]``, one millionaire on
 ``l−1`` bits with the server as OT sender.  ``DReLU(x) = [x >= 0] = 1 ^ msb(x)``; ``ReLU(x) = DReLU(x)·x``
 by a multiplexer.
+
+These are the fixed-point Cheetah baseline's comparisons and keep Cheetah's own digit size ``m = 4``
+(:data:`~aiompc.protocols.nonlinear.millionaire.DEFAULT_DIGIT_BITS`) unless told otherwise, so that the
+comparison with Cheetah stays faithful; the quantized mode's requantization picks ``m`` per comparison
+width from a cost model (:func:`~aiompc.protocols.nonlinear.millionaire.choose_digit_bits`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@
 
 with a public integer multiplier ``M >= 0`` and shift ``s >= 0``.  ReLU fused = ``lo = 0``.
 
+**Two protocols.**  When the public range of ``x`` (``x_range``, or the whole ring) puts every ``x·M + r``
+in one window of ``2^l_in`` values, the requantization runs on the narrow ring
+(:mod:`aiompc.protocols.nonlinear.narrow`: truncate-and-reduce, only the carry of the shift is compared,
+the clip on ``l_in − s`` bits; ``narrow=True``, the default).  Otherwise — and always with ``narrow=False``,
+which the fixed-point Cheetah baseline uses for its truncations — the wrap-based protocol below runs.
+
 **Per-channel multipliers.**  ``M`` may be an array broadcast over ``x`` (one multiplier per output
 channel after a conv with per-channel weight scales, one common shift): the whole tensor is still ONE
 protocol instance, every comparison of every channel in the same batched millionaire.  The public
@@ -25,7 +31,8 @@ How (all widths are public, derived from ``l_in``, ``M``, ``s``, ``lo``, ``hi``,
    ``s`` bits of ``A`` and ``B``.  ``w`` (an ``l``-bit millionaire, or one COT when the MSB is known) and
    ``c`` (an ``s``-bit millionaire) run in one batch.  For ``s > l`` the wrap is first turned into
    arithmetic shares, folded into ``A`` and ``B``, and the carry computed on the result (one more
-   millionaire depth).  ``exact=False`` drops ``c`` (``y`` off by ``e ∈ {−1, 0}``).
+   millionaire depth).  ``exact=False`` drops ``c`` (``y`` off by ``e ∈ {−1, 0}``; with ``unbiased`` the
+   server adds ``δ = 2^(s−1)`` to ``A`` first, and ``e ∈ {−1, 0, +1}`` as on the narrow ring).
 2. ``y'`` is computed only mod ``2^W``, the smallest ring holding what is compared (``y' − lo`` and
    ``y' − hi − 1`` over the public range of ``y'``) and the output ring ``l_out``.
 3. **Clip** only where the range of ``y'`` crosses a bound: the DReLUs ``[y' >= lo]`` and/or
@@ -58,6 +65,7 @@ from aiompc.quant import Rounding
 from aiompc.ring import check_width, mask
 from aiompc.protocols.nonlinear.boolean import b2a, cross_or, mux
 from aiompc.protocols.nonlinear.millionaire import DEFAULT_DIGIT_BITS, CompareTask, compare_batch
+from aiompc.protocols.nonlinear.narrow import narrow_plan, narrow_requantize
 from aiompc.protocols.nonlinear.relu import drelu_shifted, msb_bits
 
 __all__ = ["requantize", "RequantPlan"]
@@ -91,6 +99,25 @@ def _distinct(multiplier: int | np.ndarray) -> tuple[list[int], np.ndarray | Non
     return ms, (index.reshape(a.shape) if len(ms) > 1 else None), a.shape
 
 
+def _cancel(ms: list[int], shift: int, rounding: Rounding) -> tuple[list[int], int, int]:
+    """``(multipliers, s, r)`` with the common power of two of the non-zero multipliers cancelled against
+    the shift: ``floor((x·2^t·M + r)/2^s) = floor((x·M + (r >> t))/2^(s−t))`` for ``t <= s`` (``r`` is 0 or
+    ``2^(s−1)``)."""
+    r = (1 << (shift - 1)) if (rounding == "nearest" and shift > 0) else 0
+    nonzero = [m for m in ms if m]
+    t = min(shift, *map(_v2, nonzero)) if nonzero else 0
+    return [m >> t for m in ms], shift - t, r >> t
+
+
+def _check_fits(out_lo: int, out_hi: int, L: int) -> None:
+    """:class:`InputError` unless ``[out_lo, out_hi]`` fits an ``L``-bit ring (unsigned or two's complement)."""
+    if not ((out_lo >= 0 and out_hi < (1 << L)) or (-(1 << (L - 1)) <= out_lo and out_hi < (1 << (L - 1)))):
+        raise InputError(
+            f"requantize: outputs in [{out_lo}, {out_hi}] do not fit an l_out={L}-bit ring; "
+            "raise l_out or narrow [lo, hi]"
+        )
+
+
 def _wrap_bits(l: int, s: int, nonzero: list[int], W: int) -> int:
     """Bits of the wrap that matter when ``y'`` is computed mod ``2^W``: its weights in ``y'`` are
     ``M_i·2^(l-s)`` (direct, ``s <= l``) or ``M_i·2^l`` before the shift (``s > l``, work ring ``W + s``),
@@ -115,7 +142,7 @@ class RequantPlan:
 
     def __init__(
         self, *, l_in: int, multiplier: int | np.ndarray, shift: int, lo: int, hi: int, rounding: Rounding,
-        l_out: int, msb_known_zero: bool, exact: bool = True,
+        l_out: int, msb_known_zero: bool, exact: bool = True, unbiased: bool = False,
     ) -> None:
         self.l = check_width(l_in)
         self.l_out = check_width(l_out)
@@ -124,14 +151,11 @@ class RequantPlan:
             raise InputError("requantize needs multipliers >= 0, shift >= 0 and lo <= hi")
         if rounding not in ("nearest", "floor"):
             raise InputError(f"rounding must be 'nearest' or 'floor', got {rounding!r}")
-        self.s, self.lo, self.hi = int(shift), int(lo), int(hi)
-        self.r = (1 << (shift - 1)) if (rounding == "nearest" and shift > 0) else 0
-        # cancel common powers of two: floor((x·2^t·M + r)/2^s) = floor((x·M + (r >> t))/2^(s−t)) for
-        # t <= s (r is 0 or 2^(s−1)); t is limited by the least 2-adic valuation among non-zero multipliers
-        nonzero = [m for m in ms if m]
-        t = min(self.s, *map(_v2, nonzero)) if nonzero else 0
-        self.multipliers = [m >> t for m in ms]
-        self.s, self.r = self.s - t, self.r >> t
+        self.lo, self.hi = int(lo), int(hi)
+        # cancel common powers of two (limited by the least 2-adic valuation among non-zero multipliers)
+        self.multipliers, self.s, self.r = _cancel(ms, int(shift), rounding)
+        # approximate and unbiased: the server adds half an output LSB before the shift (see narrow.py)
+        self.delta = (1 << (self.s - 1)) if (not exact and unbiased and self.s > 0) else 0
         self.M_max = self.multipliers[-1]
         self._nonzero = [m for m in self.multipliers if m]
         self.msb_known_zero = msb_known_zero
@@ -141,15 +165,11 @@ class RequantPlan:
         # y' may come out one below the true floor (not when nothing is shifted away): widen the range
         slack = 0 if (exact or self.s == 0 or M == 0) else 1
         self.ymin = ((xmin * M + self.r) >> self.s) - slack
-        self.ymax = (xmax * M + self.r) >> self.s
+        self.ymax = (xmax * M + self.r + self.delta) >> self.s
         self.out_lo = min(max(self.ymin, self.lo), self.hi)
         self.out_hi = max(min(self.ymax, self.hi), self.lo)
         L = self.l_out
-        if not ((self.out_lo >= 0 and self.out_hi < (1 << L)) or (-(1 << (L - 1)) <= self.out_lo and self.out_hi < (1 << (L - 1)))):
-            raise InputError(
-                f"requantize: outputs in [{self.out_lo}, {self.out_hi}] do not fit an l_out={L}-bit ring; "
-                "raise l_out or narrow [lo, hi]"
-            )
+        _check_fits(self.out_lo, self.out_hi, L)
         self.constant = self.out_lo == self.out_hi
         self.need_lo = self.ymin < self.lo
         self.need_hi = self.ymax > self.hi
@@ -219,7 +239,10 @@ async def requantize(
     l_out: int,
     exact: bool = True,
     msb_known_zero: bool = False,
-    digit_bits: int = DEFAULT_DIGIT_BITS,
+    x_range: tuple[int, int] | None = None,
+    narrow: bool = True,
+    unbiased: bool = True,
+    digit_bits: int | None = None,
 ) -> np.ndarray:
     """Shares mod ``2^l_out`` of ``clip(floor((x·multiplier + r) / 2^shift), lo, hi)``.
 
@@ -229,28 +252,62 @@ async def requantize(
     ``(C, H, W)`` or ``(B, C, H, W)``, or ``(1, C, 1, 1)``; the shift, clip bounds and rounding are
     common.  Output: shares mod ``2^l_out`` (two's complement if ``lo < 0``), shape of ``x``; the clipped
     range must fit ``l_out`` bits.  Equal to :func:`aiompc.quant.requantize` (per element with its own
-    multiplier) when ``exact``; otherwise ``clip(y' + e, lo, hi)`` with ``e ∈ {−1, 0}`` (so still in
-    ``[lo, hi]``).  Word-size limits (after cancelling powers of two between the multipliers and
+    multiplier) when ``exact``; otherwise ``clip(y' + e, lo, hi)`` with ``e ∈ {−1, 0, +1}`` of mean
+    ``≈ 0`` (``unbiased``, the default) or ``e ∈ {−1, 0}`` (so still in ``[lo, hi]``).  Word-size limits (after cancelling powers of two between the multipliers and
     ``2^s``; ``M`` the largest multiplier): ``s <= 63``, ``W <= 64``, and either ``s <= l_in`` with
     ``(2^l_in − 1)·M < 2^64`` or ``s + W <= 64`` (``W`` the working width, see the module docstring);
     otherwise :class:`InputError`.  Cost: see the module docstring; per-element multipliers cost what the
     largest one costs alone, in one protocol instance.
+
+    ``x_range``: public bounds ``(x_lo, x_hi)`` of ``x`` (e.g. a layer's proven accumulator bounds), inside
+    the ``l_in``-bit signed range (``[0, 2^(l_in−1))`` with ``msb_known_zero``); they decide whether the
+    narrow protocol applies.  ``narrow=False`` forces the wrap-based protocol (the Cheetah baseline's).
+    ``unbiased`` (approximate only): the server adds half an output LSB before the shift, so the error is
+    ``e ∈ {−1, 0, +1}`` with mean ``2^−(s+1)`` over uniform low bits instead of ``{−1, 0}`` with mean
+    ``≈ −1/2`` (distribution in :mod:`aiompc.protocols.nonlinear.narrow`; both protocols).
+    ``digit_bits``: the millionaires' digit size; ``None`` picks it per comparison width on the narrow
+    protocol (:func:`~aiompc.protocols.nonlinear.millionaire.choose_digit_bits`) and uses Cheetah's 4 on
+    the wrap-based one.
     """
-    plan = RequantPlan(
-        l_in=l_in, multiplier=multiplier, shift=shift, lo=lo, hi=hi, rounding=rounding, l_out=l_out,
-        msb_known_zero=msb_known_zero, exact=exact,
-    )
-    xs = np.asarray(x, dtype=np.uint64) & mask(plan.l)
+    l_in, l_out = check_width(l_in), check_width(l_out)
+    ms, index, mshape = _distinct(multiplier)
+    if ms[0] < 0 or shift < 0 or lo > hi:
+        raise InputError("requantize needs multipliers >= 0, shift >= 0 and lo <= hi")
+    if rounding not in ("nearest", "floor"):
+        raise InputError(f"rounding must be 'nearest' or 'floor', got {rounding!r}")
+    xs = np.asarray(x, dtype=np.uint64) & mask(l_in)
     shape = xs.shape
     try:
-        fits = np.broadcast_shapes(plan.shape, shape) == shape
+        fits = np.broadcast_shapes(mshape, shape) == shape
     except ValueError:
         fits = False
     if not fits:
         raise InputError(
-            f"requantize: multipliers of shape {plan.shape} do not broadcast to the input's shape {shape}; "
+            f"requantize: multipliers of shape {mshape} do not broadcast to the input's shape {shape}; "
             "give one multiplier per channel with singleton axes elsewhere, e.g. (C, 1, 1)"
         )
+    x_lo, x_hi = (0 if msb_known_zero else -(1 << (l_in - 1))), (1 << (l_in - 1)) - 1
+    if x_range is not None:
+        a, b = int(x_range[0]), int(x_range[1])
+        if not x_lo <= a <= b <= x_hi:
+            raise InputError(f"requantize: x_range {x_range} is not inside [{x_lo}, {x_hi}] (l_in = {l_in})")
+        x_lo, x_hi = a, b
+    if narrow:
+        nplan = narrow_plan(
+            l=l_in, multipliers=ms, index=index, shape=mshape, shift=int(shift), rounding=rounding, lo=int(lo),
+            hi=int(hi), l_out=l_out, x_lo=x_lo, x_hi=x_hi, exact=exact, unbiased=unbiased,
+        )
+        if nplan is not None:
+            _check_fits(nplan.out_lo, nplan.out_hi, l_out)
+            if nplan.out_lo == nplan.out_hi:
+                value = np.uint64(nplan.out_lo % (1 << l_out)) if party.is_server else np.uint64(0)
+                return np.full(shape, value, dtype=np.uint64)
+            return await narrow_requantize(party, label, xs, nplan, digit_bits=digit_bits)
+    plan = RequantPlan(
+        l_in=l_in, multiplier=multiplier, shift=shift, lo=lo, hi=hi, rounding=rounding, l_out=l_out,
+        msb_known_zero=msb_known_zero, exact=exact, unbiased=unbiased,
+    )
+    digit_bits = DEFAULT_DIGIT_BITS if digit_bits is None else digit_bits
     if plan.constant:
         value = np.uint64(plan.out_lo % (1 << plan.l_out)) if party.is_server else np.uint64(0)
         return np.full(shape, value, dtype=np.uint64)
@@ -273,7 +330,7 @@ async def _scale_shift(
     u = (x + np.uint64(1 << (l - 1))) & mask(l) if (biased and server) else x
 
     def const(m: int) -> int:  # public, may be negative
-        return plan.r - ((1 << (l - 1)) * m if biased else 0)
+        return plan.r + plan.delta - ((1 << (l - 1)) * m if biased else 0)
 
     # A = u_S·M + r − bias·M (server), B = u_C·M (client); p = u·M mod 2^64
     p = u * plan.public(lambda m: m, shape)

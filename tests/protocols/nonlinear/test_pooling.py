@@ -74,3 +74,33 @@ def test_windows_are_local_and_checked() -> None:
         pool_windows(x, 2, 2, 2)  # padding >= kernel
     with pytest.raises(InputError):
         pool_windows(x, 5, 1, 0)
+
+
+@pytest.mark.parametrize("value_range", [(0, 15), (-8, 7), (-300, 1000), (5, 5)])
+async def test_maxpool_and_argmax_on_the_narrow_ring(value_range, gen: np.random.Generator) -> None:
+    """Inputs with public bounds (4-bit activations in a 16-bit ring, signed, wide, a single value): the
+    tree runs on bitlen(hi - lo) + 1 bits, the max-pool comes back in the 16-bit ring; every digit size
+    choice (None) and the ends of the range inside windows."""
+    l = 16
+    lo, hi = value_range
+    x = gen.integers(lo, hi + 1, size=(2, 3, 7, 7))
+    x[0, 0, 0, :3] = [lo, hi, lo]
+    x[0, 1] = lo  # a whole channel at the minimum
+    x[1, 2] = hi
+    sx = Shared(x, l)
+    logits = gen.integers(lo, hi + 1, size=(30, 10))
+    logits[0] = lo
+    logits[1, [2, 8]] = hi
+    sl = Shared(logits, l)
+    configs = [(2, 2, 0), (3, 2, 1)]
+
+    async def job(p: Party):
+        pools = [await maxpool2d(p, f"mp{i}", sx.mine(p), l=l, kernel=k, stride=s, padding=pad,
+                                 value_range=value_range, digit_bits=None) for i, (k, s, pad) in enumerate(configs)]
+        idx = await argmax(p, "am", sl.mine(p), l=l, reveal_to="client", value_range=value_range, digit_bits=None)
+        return pools, idx
+
+    (ps, _), (pc, idx) = await run_both(job)
+    for (k, st, pad), ys, yc in zip(configs, ps, pc):
+        np.testing.assert_array_equal(opened(ys, yc, l), maxpool_reference(x, k, st, pad), err_msg=f"k={k} p={pad}")
+    np.testing.assert_array_equal(idx, np.argmax(logits, axis=1))
