@@ -1,4 +1,4 @@
-"""The ``aiompc`` command: ``demo`` (the README's main job), ``run``, ``serve``, ``infer``, ``bench``.
+"""The ``aiompc`` command: ``demo`` (the README's main job), ``run``, ``serve``, ``infer``, ``bench``, ``eval``.
 
 Subcommands are implemented in the modules they belong to (:mod:`aiompc.nn.commands`); errors of
 aiompc's own hierarchy are printed as one line and exit with status 2.
@@ -15,6 +15,7 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     from aiompc.nn.bench import add_bench_command
     from aiompc.nn.commands import add_commands
+    from aiompc.nn.eval_cli import add_eval_command
 
     from aiompc import __version__
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_commands(sub)
     add_bench_command(sub)
+    add_eval_command(sub)
     return parser
 
 

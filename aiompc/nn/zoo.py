@@ -22,6 +22,7 @@ from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 
 __all__ = ["DigitsData", "digits_data", "digits_model", "digits_fixed_point", "DIGITS_ONNX", "DIGITS_JSON",
+           "SHIPPED_MODELS", "shipped_model",
            "DIGITS_CONFIG", "SPLIT_SEED", "TEST_FRACTION", "CALIBRATION_SAMPLES"]
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -77,3 +78,21 @@ def digits_fixed_point(path: str | os.PathLike[str] = DIGITS_ONNX) -> QGraph:
 def digits_report(path: str | os.PathLike[str] = DIGITS_JSON) -> dict[str, Any]:
     """The accuracies and settings the training script recorded."""
     return json.loads(Path(path).read_text())
+
+
+SHIPPED_MODELS = ("digits_cnn", "digits_resnet", "digits_resnet_qat", "digits_resnet_qat_low", "digits_maxpool")
+"""The trained models the package ships (``aiompc/models/<name>.onnx`` with its JSON card): the demo CNN
+(``examples/train_digits.py``), a ResNet-style network and a max-pool CNN (``examples/train_digits_torch.py``,
+float ONNX quantized by PTQ), and the ResNet after quantization-aware fine-tuning
+(``examples/qat_digits_torch.py``, QDQ ONNX), plain and with one-LSB-low requantization errors injected
+(``--inject-lsb 0.5 --inject-low``: tuned for approximate requantization), all on the digits split of
+:func:`digits_data`."""
+
+
+def shipped_model(name: str) -> Path:
+    """The ONNX file of the shipped model ``name`` (one of :data:`SHIPPED_MODELS`)."""
+    if name not in SHIPPED_MODELS:
+        from aiompc.errors import InputError
+
+        raise InputError(f"unknown shipped model {name!r}; choose from {', '.join(SHIPPED_MODELS)}")
+    return MODELS / f"{name}.onnx"
