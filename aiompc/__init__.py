@@ -50,6 +50,7 @@ __all__ = [
     "run_local",
     "serve",
     "infer",
+    "evaluate",
     "AiompcError",
     "HandshakeError",
     "InputError",
@@ -101,3 +102,12 @@ async def infer(x: np.ndarray, url: str, **kwargs: Any) -> np.ndarray:
     from aiompc.nn.service import infer as _infer
 
     return await _infer(x, url, **kwargs)
+
+
+def evaluate(model: str | os.PathLike[str], dataset: Any = None, **kwargs: Any) -> Any:
+    """Accuracy and cost of ``model`` per mode over a labelled test set (:func:`aiompc.nn.evaluate.evaluate`,
+    which documents the keywords); returns its report."""
+    from aiompc.nn.evaluate import evaluate as _evaluate
+
+    return _evaluate(model, dataset, **kwargs)
+
