@@ -66,7 +66,7 @@ from aiompc.errors import InputError
 from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, fixed_point
 from aiompc.nn.graph import FloatGraph
 from aiompc.nn.ir import QGraph
-from aiompc.nn.loopback import LoopbackRun, run_two_parties
+from aiompc.nn.loopback import LINKS, LoopbackRun, link_wrapper, run_two_parties
 from aiompc.nn.two_process import run_two_processes
 from aiompc.nn.modes import MODES, EngineConfig, check_output, describe_check, mode_named
 from aiompc.nn.npy_files import load_npy
@@ -75,15 +75,12 @@ from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 from aiompc.nn.report import format_table, layer_report
 from aiompc.protocols.ot import engines as ot_engine
-from aiompc.transports.base import Transport
-from aiompc.transports.shaped import PROFILES, shape
 
 __all__ = ["LINKS", "MODES", "DEFAULT_MODES", "BenchModel", "engine_config", "code_version", "machine_info",
            "load_bench_model", "bench_run", "run_bench", "bench_ratios", "bench_markdown", "bench_plot",
            "add_bench_command", "cmd_bench"]
 
 DEFAULT_MODES = ("cheetah", "quantized")
-LINKS = ("none", *PROFILES)
 _MIB = float(1 << 20)
 
 
@@ -185,18 +182,6 @@ def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False
 # --------------------------------------------------------------------------- one run
 
 
-def _wrapper(link: str) -> Callable[[Transport], Transport]:
-    """The transport wrapper of a ``--network`` setting: identity for ``none``, else the shaped link."""
-    if link not in LINKS:
-        raise InputError(f"unknown network setting {link!r}; use {', '.join(LINKS)}")
-    profile = None if link == "none" else link
-
-    def wrap(transport: Transport) -> Transport:
-        return shape(transport, profile)  # type: ignore[arg-type]
-
-    return wrap
-
-
 async def bench_run(
     model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, mode: str | None = None,
     link: str = "none", ot: str | None = None, progress: bool | None = None,
@@ -211,7 +196,7 @@ async def bench_run(
     recorded (``check``)."""
     ot = _check_ot(ot)
     cpu = time.process_time()
-    run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=_wrapper(link),
+    run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=link_wrapper(link),
                                 progress=progress, progress_label=f"{mode or config.mode.name}/{link}")
     return _row(model, graph, x_int, config, run, mode=mode, link=link,
                 cpu={"processes": 1, "cpu_both": round(time.process_time() - cpu, 3)})
@@ -266,7 +251,7 @@ def run_bench(
     if processes not in (1, 2):
         raise InputError(f"--processes must be 1 or 2, got {processes}")
     for link in links:
-        _wrapper(link)
+        link_wrapper(link)
     configs = {mode: engine_config(mode, exact=exact, baseline_exact=baseline_exact) for mode in modes}
     x = np.asarray(model.inputs, dtype=np.float64)
     x_int = {mode: model.graph(mode).quantize_input(x) for mode in modes}

@@ -23,9 +23,27 @@ from aiompc.nn.secure import LayerRecord, SecureResult
 from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
 from aiompc.session import TRUSTED_POLICY, connect, listen
+from aiompc.errors import InputError
 from aiompc.transports.base import Transport
+from aiompc.transports.shaped import PROFILES, shape
 
-__all__ = ["LoopbackRun", "run_two_parties", "LOOPBACK_POLICY"]
+__all__ = ["LoopbackRun", "run_two_parties", "LOOPBACK_POLICY", "LINKS", "link_wrapper"]
+
+LINKS = ("none", *PROFILES)
+"""The ``--network`` settings: no shaping, or an emulated link of :mod:`aiompc.transports.shaped`."""
+
+
+def link_wrapper(link: str) -> Callable[[Transport], Transport]:
+    """The transport wrapper of a ``--network`` setting: identity for ``none``, else the shaped link;
+    :class:`InputError` for an unknown setting."""
+    if link not in LINKS:
+        raise InputError(f"unknown network setting {link!r}; use {', '.join(LINKS)}")
+    profile = None if link == "none" else link
+
+    def wrap(transport: Transport) -> Transport:
+        return shape(transport, profile)  # type: ignore[arg-type]
+
+    return wrap
 
 LOOPBACK_POLICY = TRUSTED_POLICY
 """Both parties are this process: :data:`aiompc.session.TRUSTED_POLICY` (no timeouts, no buffering limits)."""

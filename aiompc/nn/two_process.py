@@ -25,13 +25,11 @@ import numpy as np
 import aiompc
 from aiompc.errors import AiompcError, ProtocolError, TransportClosed
 from aiompc.nn.ir import QGraph
-from aiompc.nn.loopback import LoopbackRun
+from aiompc.nn.loopback import LoopbackRun, link_wrapper
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.service import client_session, serve_session
 from aiompc.party import Party
 from aiompc.session import TRUSTED_POLICY, connect, listen
-from aiompc.transports.base import Transport
-from aiompc.transports.shaped import shape
 
 __all__ = ["TwoProcessRun", "run_two_processes"]
 
@@ -46,15 +44,6 @@ class TwoProcessRun:
     run: LoopbackRun
     cpu_server: float
     cpu_client: float
-
-
-def _wrapper(link: Link) -> Any:
-    profile = None if link == "none" else link
-
-    def wrap(transport: Transport) -> Transport:
-        return shape(transport, profile)  # type: ignore[arg-type]
-
-    return wrap
 
 
 def _serve_one(graph: QGraph, options: dict[str, Any], link: Link, conn: Connection) -> None:
@@ -78,7 +67,7 @@ def _serve_one(graph: QGraph, options: dict[str, Any], link: Link, conn: Connect
                     done.set_exception(exc)
                 raise
 
-        server = await listen(handler, "tcp://127.0.0.1:0", options=options, transport_wrapper=_wrapper(link),
+        server = await listen(handler, "tcp://127.0.0.1:0", options=options, transport_wrapper=link_wrapper(link),
                               policy=TRUSTED_POLICY)  # our own child process: no timeouts or buffering limits
         conn.send(("port", server.port))
         try:
@@ -125,7 +114,7 @@ def run_two_processes(
         port = _receive(parent, "port", _START_TIMEOUT)
 
         async def client() -> LoopbackRun:
-            async with connect(f"tcp://127.0.0.1:{port}", options=options, transport_wrapper=_wrapper(link)) as party:
+            async with connect(f"tcp://127.0.0.1:{port}", options=options, transport_wrapper=link_wrapper(link)) as party:
                 start = time.perf_counter()
                 result = await client_session(party, graph.without_weights(), x_int, config)
                 seconds = time.perf_counter() - start

@@ -13,7 +13,8 @@ import pytest
 
 from aiompc.cli import main
 from aiompc.errors import InputError
-from aiompc.nn.bench import (LINKS, _merged_order, _wrapper, bench_markdown, bench_ratios, engine_config,
+from aiompc.nn.loopback import link_wrapper as _wrapper
+from aiompc.nn.bench import (LINKS, _merged_order, bench_markdown, bench_ratios, engine_config,
                               load_bench_model)
 from aiompc.nn.fixed_point import fixed_point
 from aiompc.nn.networks import network
