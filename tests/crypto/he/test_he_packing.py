@@ -12,7 +12,6 @@ from he_testing import cheetah, keys, params_for, prg
 from aiompc.crypto.he import (
     PlainNTT,
     ServerPipeline,
-    add_plain,
     decrypt,
     decrypt_result,
     encrypt_symmetric,
