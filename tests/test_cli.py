@@ -72,3 +72,11 @@ def test_serve_and_infer_in_cheetah_mode_over_tcp(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_python_dash_m_aiompc_is_the_command():
+    """``python -m aiompc`` is the same entry point as the installed ``aiompc`` script."""
+    out = subprocess.run([sys.executable, "-m", "aiompc", "--version"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("aiompc ")
