@@ -71,12 +71,12 @@ def _values(x: Any, bits: int, name: str, ndims: tuple[int, ...] = (1, 2)) -> np
         raise InputError(f"{name} must be an integer array, got dtype {a.dtype}")
     if a.dtype.kind == "i" and a.size and a.min() < 0:
         raise InputError(f"{name} must be non-negative (values mod 2^{bits}); reduce them first")
-    a = a.astype(np.uint64, copy=False)
     if a.ndim not in ndims:
         raise InputError(f"{name} must have {' or '.join(f'{d} dimensions' for d in ndims)}, got shape {a.shape}")
-    if bits < 64 and a.size and int(a.max()) >> bits:
+    # range check on the caller's dtype (a narrow dtype below 2^bits needs none), before widening
+    if bits < 8 * a.dtype.itemsize and a.size and int(a.max()) >> bits:
         raise InputError(f"{name} has a value >= 2^{bits}; reduce it mod 2^{bits} first")
-    return a
+    return a.astype(np.uint64, copy=False)
 
 
 def _choices(c: Any, limit: int = 2) -> np.ndarray:
