@@ -24,7 +24,7 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel
 
-__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_unmask"]
+__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_layout", "one_of_n_unmask"]
 
 
 @kernel()
@@ -76,31 +76,34 @@ def feed_forward(y: np.ndarray, px: np.ndarray, nb: int) -> None:  # pragma: no 
 
 @kernel()
 def one_of_n_mask(
-    msgs: np.ndarray, pad0: np.ndarray, pad1: np.ndarray, m: int, per: int, mask: np.uint64, out: np.ndarray
+    msgs: np.ndarray, pads: np.ndarray, side: np.ndarray, lane: np.ndarray, mask: np.uint64, out: np.ndarray
 ) -> None:  # pragma: no cover
-    """The sender's masked messages: ``out[i, x·per + p] = (msgs[i, x·per + p] ⊕ XOR_t lane(K_t^{x_t}, drop_bit(x, t)·per + p)) & mask``.
+    """The sender's masked messages: ``out[i, v] = (msgs[i, v] ⊕ XOR_t pads[side[t, v], i·m + t, lane[t, v]]) & mask``.
 
-    ``msgs``, ``out``: ``(n, N·per)`` uint64; ``pad0``/``pad1``: ``(n·m, lanes)`` arrays of the lane dtype
-    (uint8/16/32/64: the pad streams of ``K_t^0``/``K_t^1`` of instance ``i`` at row ``i·m + t``, viewed as
-    little-endian lanes).
+    ``msgs``, ``out``: ``(n, N·per)`` uint64 (value ``v = x·per + p`` is lane ``p`` of message ``x``);
+    ``pads``: ``(2, n·m, lanes)`` of the lane dtype (uint8/16/32/64), the pad streams of ``K_t^0`` and
+    ``K_t^1`` of instance ``i`` at row ``i·m + t``, viewed as little-endian lanes; ``side``, ``lane``:
+    ``(m, N·per)`` int64, the key bit ``x_t`` and the lane ``drop_bit(x, t)·per + p`` of each value
+    (the same for every instance, see :func:`one_of_n_layout`).
     """
-    n = msgs.shape[0]
-    width = msgs.shape[1]
-    for i in range(n):
-        for v in range(width):
-            out[i, v] = msgs[i, v]
-        for t in range(m):
-            r = i * m + t
-            low = (1 << t) - 1
-            for v in range(width):
-                x = v // per
-                lane = (((x >> (t + 1)) << t) | (x & low)) * per + (v - x * per)
-                if (x >> t) & 1:
-                    out[i, v] ^= np.uint64(pad1[r, lane])
-                else:
-                    out[i, v] ^= np.uint64(pad0[r, lane])
-        for v in range(width):
-            out[i, v] &= mask
+    m = side.shape[0]
+    for i in range(msgs.shape[0]):
+        for v in range(msgs.shape[1]):
+            acc = msgs[i, v]
+            for t in range(m):
+                acc ^= np.uint64(pads[side[t, v], i * m + t, lane[t, v]])
+            out[i, v] = acc & mask
+
+
+def one_of_n_layout(n_choices: int, m: int, per: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(side, lane)`` of :func:`one_of_n_mask` for ``N = n_choices`` messages of ``per`` lanes and ``m``
+    choice bits: ``side[t, x·per + p] = x_t``, ``lane[t, x·per + p] = drop_bit(x, t)·per + p`` (numpy, tiny)."""
+    x = np.arange(n_choices, dtype=np.int64)[None, :]
+    t = np.arange(m, dtype=np.int64)[:, None]
+    side = (x >> t) & 1
+    dropped = (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
+    lane = dropped[:, :, None] * per + np.arange(per, dtype=np.int64)[None, None, :]
+    return np.repeat(side, per, axis=1), lane.reshape(m, n_choices * per)
 
 
 @kernel()

@@ -42,7 +42,7 @@ from aiompc.wire import Packed
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
 from aiompc.crypto.hashing import tccr_expand
-from aiompc.kernels.ot import cot_keys, one_of_n_mask, one_of_n_unmask
+from aiompc.kernels.ot import cot_keys, one_of_n_layout, one_of_n_mask, one_of_n_unmask
 from aiompc.protocols.ot.pads import lane_bytes, lane_dtype, pads, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "one_of_n_ot", "random_ot", "bit_triples", "CHUNK_COTS"]
@@ -344,9 +344,10 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
     keys = np.empty((2 * rows, 2), np.uint64)
     cot_keys(cots.q, d, cots.delta, keys)  # K_0 rows, then K_1 rows
     raw = tccr_expand(keys, np.concatenate([cots.tweaks, cots.tweaks]), nblocks).reshape(2 * rows, 2 * nblocks)
-    pad = raw.view(lane_dtype(bits))  # (2·rows, lanes)
+    pad = raw.view(lane_dtype(bits)).reshape(2, rows, -1)  # [K_0 rows, K_1 rows] as lanes
+    side, lane = one_of_n_layout(N, m, per)
     out = np.empty((n, width), np.uint64)
-    one_of_n_mask(np.ascontiguousarray(msgs), pad[:rows], pad[rows:], m, per, value_mask(bits), out)
+    one_of_n_mask(np.ascontiguousarray(msgs), pad, side, lane, value_mask(bits), out)
     return out
 
 
