@@ -38,6 +38,8 @@ MIB = float(1 << 20)
 # setting; the ImageNet networks run one mode per process (each takes long; the ratio pairs them across
 # files).
 HEADLINE = ["--ot", "silent", "--exact"]
+# ResNet-18's 557,056 ReLUs (CIFAR shapes) dense and cut to the budgets SNL and SENet report
+SNL_BUDGETS = {"snl-dense": [], "relu100000": ["--relu-budget", "100000"], "relu50000": ["--relu-budget", "50000"]}
 BOTH = ["--modes", "cheetah,quantized", *HEADLINE]
 RUNS: dict[str, tuple[str, list[str]]] = {
     "resnet18": ("resnet18", [*BOTH, "--network", "none,lan,wan"]),
@@ -54,6 +56,9 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "resnet50-cheetah": ("resnet50", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
     "resnet50-quantized": ("resnet50", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
     "resnet50-wan": ("resnet50", [*BOTH, "--network", "wan"]),
+    # ReLU-reduced ResNet-18 (SNL / SENet budgets; issue 24): dense and two budgets, run back to back
+    **{f"resnet18-{tag}": ("resnet18", [*BOTH, *budget, "--network", "none"])
+       for tag, budget in SNL_BUDGETS.items()},
     # single layers with published per-layer figures of Cheetah's C++ (REFERENCE.md)
     "layer-conv64x56": ("benchmarks/results/layers/conv64x56.onnx", [*BOTH, "--network", "none"]),
     "layer-fc2048": ("benchmarks/results/layers/fc2048.onnx", [*BOTH, "--network", "none"]),
