@@ -246,6 +246,45 @@ def comparison_section(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def snl_section(runs: list[dict]) -> str:
+    """ResNet-18 dense and ReLU-reduced (SNL / SENet budgets) in both modes, from the ``resnet18-snl-dense`` /
+    ``resnet18-relu*`` runs: bytes split linear / non-linear, rounds, time, and HEQuant's claim beside the
+    measured ratios ("" when the runs are missing)."""
+    from aiompc.nn.bench import _cpu_cell, _total_bytes
+    from aiompc.nn.modes import describe_check
+
+    found = {}
+    for tag in SNL_BUDGETS:
+        for mode in ("cheetah", "quantized"):
+            r = next((r for r in runs if r["_file"] == f"resnet18-{tag}" and r["mode"] == mode), None)
+            if r is not None:
+                found[tag, mode] = r
+    if not found:
+        return ""
+    label = {"snl-dense": "dense", "relu100000": "100k ReLUs", "relu50000": "50k ReLUs"}
+    out = ["| ResNet-18 (CIFAR-100 shapes) | mode | ReLUs kept | MiB total | linear MiB | non-linear MiB "
+           "| non-linear ÷ dense | rounds | wall s | CPU s (server + client) | logits vs reference |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for (tag, mode), r in found.items():
+        t = r["total"]
+        dense = found.get(("snl-dense", mode))
+        share = f"{t['nonlinear_bytes'] / dense['total']['nonlinear_bytes']:.2f}" if dense else "–"
+        out.append(f"| {label[tag]} | {mode} | {t.get('relus_kept', 0):,} / {t.get('relus', 0):,} "
+                   f"| {_total_bytes(r) / MIB:.1f} | {t['linear_bytes'] / MIB:.1f} | {t['nonlinear_bytes'] / MIB:.1f} "
+                   f"| {share} | {t['rounds']} | {t['seconds']:.1f} | {_cpu_cell(t)} | {describe_check(r['check'])} |")
+    dense_q = found.get(("snl-dense", "quantized"))
+    out += ["", "| budget | cheetah at N ÷ dense quantized | cheetah at N ÷ quantized at N | HEQuant's claim |",
+            "|---|---:|---:|---|"]
+    for tag in SNL_BUDGETS:
+        c, q = found.get((tag, "cheetah")), found.get((tag, "quantized"))
+        if c is None:
+            continue
+        vs_dense = f"{_total_bytes(c) / _total_bytes(dense_q):.2f}×" if dense_q else "–"
+        vs_same = f"{_total_bytes(c) / _total_bytes(q):.2f}×" if q else "–"
+        out.append(f"| {label[tag]} | {vs_dense} | {vs_same} | 3.1–3.6× less communication than SNL / SENet |")
+    return "\n".join(out)
+
+
 def measured_section(runs: list[dict]) -> str:
     sys.path.insert(0, str(ROOT))
     from aiompc.nn.bench import bench_markdown, machine_info
@@ -263,6 +302,10 @@ def measured_section(runs: list[dict]) -> str:
     if comparison:
         lines += [("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
                    "right: measured here, from the JSON results):"), "", comparison, ""]
+    snl = snl_section(runs)
+    if snl:
+        lines += [("ReLU-reduced ResNet-18 (SNL / SENet budgets, issue 24; `--relu-budget N`: a fixed-seed random "
+                   "mask keeping N ReLUs, spread by layer size; the three runs back to back):"), "", snl, ""]
     lines += ["Per-layer tables and plots of each run:", ""]
     for stem in dict.fromkeys(r["_file"] for r in runs):
         cmd = " ".join(command(stem)) if stem in RUNS else "(not a canonical run)"

@@ -4,6 +4,7 @@ secure inference equal to the plaintext integer program bit for bit in both mode
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -21,6 +22,7 @@ from aiompc.nn.modes import engine_config
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.secure import run_secure
 from aiompc.nn.testing import random_network
+from aiompc.party import Party
 from aiompc.protocols.ot import engines
 
 DATA = Path(__file__).parent / "data"
@@ -150,3 +152,56 @@ async def test_qdq_model_of_quantize_static(tmp_path: Path) -> None:
     want = _onnxruntime(out, x)
     got = q.dequantize_output(run_int(q, q.quantize_input(x)))
     assert np.mean(np.argmax(got, 1) == np.argmax(want, 1)) >= 0.9
+
+
+async def test_cheetah_approx_truncation_of_partial_relus() -> None:
+    """Cheetah's approximate truncation of a partial ReLU's signed output (the MSB made known by the public
+    offset 2^(b-1)): node by node every truncation is 0 or 1 LSB below the exact one on the value it
+    received, every other node (the partial ReLUs included) exact."""
+    from collections import Counter
+
+    from aiompc import ring
+    from aiompc.nn.interpret import eval_node
+    from aiompc.nn.ir import Requantize
+
+    g = fixed_point(load_onnx(DATA / "snl_script.onnx"))
+    xq = g.quantize_input(np.load(DATA / "digits_sample.npy")[:2])
+    cfg = engine_config("cheetah", exact=False)
+    meta = g.without_weights()
+    server, client = await aiompc.run_local(
+        lambda p: run_secure(p, g, batch=len(xq), config=cfg, keep_shares=True),
+        lambda p: run_secure(p, meta, xq, config=cfg, keep_shares=True))
+    assert server.shares is not None and client.shares is not None
+    value = {e: ring.to_signed(ring.reconstruct(server.shares[e], client.shares[e], 37), 37) for e in g.tensors}
+    errors: Counter[int] = Counter()
+    truncated_partial = 0
+    for node in g.nodes:
+        want = eval_node(node, [value[e] for e in node.inputs], g)
+        if isinstance(node, Requantize):
+            errors.update((value[node.output] - want).ravel().tolist())
+            truncated_partial += isinstance(g.producer(node.inputs[0]), PartialRelu)
+        else:
+            assert np.array_equal(value[node.output], want), node.name
+    assert set(errors) == {-1, 0} and truncated_partial == 3
+
+
+async def test_cheetah_truncation_after_a_partial_relu_knows_its_msb() -> None:
+    """The identity elements pay only the MSB-known truncation: bytes per truncated value (channel statistics)
+    far below a 37-bit wrap comparison (≈ 300 bits), as after a dense ReLU."""
+    g = fixed_point(load_onnx(DATA / "snl_script.onnx"))
+    xq = g.quantize_input(np.load(DATA / "digits_sample.npy")[:1])
+    cfg = engine_config("cheetah", exact=False)
+    meta = g.without_weights()
+
+    async def client(p: Party) -> tuple[Any, Any]:
+        res = await run_secure(p, meta, xq, config=cfg)
+        return res, p.channel.stats()
+
+    _, (res, stats) = await aiompc.run_local(lambda p: run_secure(p, g, batch=1, config=cfg), client)
+    truncs = [r for r in res.layers if r.op == "requantize" and isinstance(g.producer(
+        next(n for n in g.nodes if n.name == r.name).inputs[0]), PartialRelu)]
+    assert len(truncs) == 3
+    for r in truncs:
+        st = stats.select(r.label)
+        size = g.tensors[next(n for n in g.nodes if n.name == r.name).output].size
+        assert 8 * (st.bytes_sent + st.bytes_recv) / size < 64, r.name
