@@ -20,6 +20,7 @@ from aiompc.nn.interpret import run_float
 from aiompc.nn.ir import PartialRelu, PartialReluRequantize, QGraph, ReluMasked
 from aiompc.nn.modes import engine_config
 from aiompc.nn.onnx_build import OnnxBuilder
+from aiompc.nn.rings import plan_rings
 from aiompc.nn.secure import run_secure
 from aiompc.nn.testing import random_network
 from aiompc.party import Party
@@ -205,3 +206,18 @@ async def test_cheetah_truncation_after_a_partial_relu_knows_its_msb() -> None:
         st = stats.select(r.label)
         size = g.tensors[next(n for n in g.nodes if n.name == r.name).output].size
         assert 8 * (st.bytes_sent + st.bytes_recv) / size < 64, r.name
+
+
+async def test_quantized_approx_partial_relus_within_one_lsb() -> None:
+    """Approximate quantized mode: a partial ReLU's requantization folded into its conv (or not) is within
+    one LSB of the exact one on the values it received, node by node (the bound of test_secure_approx)."""
+    from test_secure_approx import APPROX, _run, check_nodes
+
+    net = random_network(7, blocks=("partial", "stride2", "partial"), input_shape=(2, 7, 9), test_size=2)
+    graph = quantize(load_onnx(net.model), net.calibration)
+    xq = graph.quantize_input(net.inputs)
+    server, client, _ = await _run(graph, xq, APPROX)
+    counts = check_nodes(graph, server, client, APPROX)
+    assert any(kind == "folded" for kind, _ in counts)
+    folded = plan_rings(graph, APPROX.mode).folded
+    assert any(isinstance(n, PartialReluRequantize) and n.name in folded for n in graph.nodes)
