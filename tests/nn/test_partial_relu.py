@@ -221,3 +221,19 @@ async def test_quantized_approx_partial_relus_within_one_lsb() -> None:
     assert any(kind == "folded" for kind, _ in counts)
     folded = plan_rings(graph, APPROX.mode).folded
     assert any(isinstance(n, PartialReluRequantize) and n.name in folded for n in graph.nodes)
+
+
+@pytest.mark.parametrize("mode", ["quantized", "cheetah"])
+async def test_partial_relu_before_maxpool_and_after_a_linear_layer(mode: str) -> None:
+    """The shapes a linearized small CNN has: a per-pixel mask before a max-pool, a (1, F) mask after a Gemm."""
+    rng = np.random.default_rng(11)
+    b = OnnxBuilder((1, 6, 6))
+    y = b.conv(b.input, rng.normal(0, 0.5, (3, 1, 3, 3)), rng.normal(0, 0.1, 3), 1, 1)
+    y = b.maxpool(b.partial_relu(y, rng.random((1, 3, 6, 6)) < 0.4, "sub"), 2, 2)
+    y = b.gemm(b.flatten(y), rng.normal(0, 0.3, (7, 27)), rng.normal(0, 0.1, 7))
+    y = b.partial_relu(y, rng.random((1, 7)) < 0.5, "mul")
+    g = load_onnx(b.build(b.gemm(y, rng.normal(0, 0.3, (4, 7)), np.zeros(4))))
+    assert [n.params["mask"].shape for n in g.nodes if n.op == "partial_relu"] == [(3, 6, 6), (7,)]
+    q = quantize(g, rng.normal(0, 1, (16, 1, 6, 6))) if mode == "quantized" else fixed_point(g)
+    xq = q.quantize_input(rng.normal(0, 1, (2, 1, 6, 6)))
+    np.testing.assert_array_equal(await _secure(q, xq, mode), run_int(q, xq))
