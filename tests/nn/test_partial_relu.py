@@ -73,14 +73,14 @@ async def test_exported_model_runs_exactly(mode: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ["silent", "iknp"])
-@pytest.mark.parametrize("mode", ["quantized", "cheetah"])
+@pytest.mark.parametrize("mode", ["quantized", "cheetah", "cheetah-int"])
 async def test_random_partial_nets_are_bit_exact(mode: str, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Per-element and per-channel masks, one partial ReLU after another (a standalone PartialRelu in the
-    quantized program) and after a residual add, odd shapes."""
+    quantized program) and after a residual add, odd shapes; cheetah-int: the quantized program on 37-bit rings."""
     monkeypatch.setattr(engines, "DEFAULT_ENGINE", engine)
     net = random_network(7, blocks=("partial", "stride2", "partial"), input_shape=(2, 7, 9), test_size=2)
     g = load_onnx(net.model)
-    q = quantize(g, net.calibration) if mode == "quantized" else fixed_point(g)
+    q = fixed_point(g) if mode == "cheetah" else quantize(g, net.calibration)
     kinds = {type(n) for n in q.nodes}
     assert PartialRelu in kinds and (mode == "cheetah" or PartialReluRequantize in kinds)
     xq = q.quantize_input(net.inputs)
