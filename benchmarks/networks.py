@@ -119,7 +119,10 @@ def load_results() -> list[dict]:
     files = sorted(RESULTS.glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
     runs = []
     for path in files:
-        for r in json.loads(path.read_text()):
+        data = json.loads(path.read_text())
+        if not isinstance(data, list):  # not bench runs (e.g. the accuracy-*.json of `aiompc eval`)
+            continue
+        for r in data:
             r["_file"] = path.stem
             runs.append(r)
     return runs
@@ -263,7 +266,7 @@ def snl_section(runs: list[dict]) -> str:
         return ""
     label = {"snl-dense": "dense", "relu100000": "100k ReLUs", "relu50000": "50k ReLUs"}
     out = ["| ResNet-18 (CIFAR-100 shapes) | mode | ReLUs kept | MiB total | linear MiB | non-linear MiB "
-           "| non-linear ÷ dense | rounds | wall s | CPU s (server + client) | logits vs reference |",
+           "| non-linear ÷ dense | rounds (layers) | wall s | CPU s (server + client) | logits vs reference |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for (tag, mode), r in found.items():
         t = r["total"]
@@ -271,7 +274,8 @@ def snl_section(runs: list[dict]) -> str:
         share = f"{t['nonlinear_bytes'] / dense['total']['nonlinear_bytes']:.2f}" if dense else "–"
         out.append(f"| {label[tag]} | {mode} | {t.get('relus_kept', 0):,} / {t.get('relus', 0):,} "
                    f"| {_total_bytes(r) / MIB:.1f} | {t['linear_bytes'] / MIB:.1f} | {t['nonlinear_bytes'] / MIB:.1f} "
-                   f"| {share} | {t['rounds']} | {t['seconds']:.1f} | {_cpu_cell(t)} | {describe_check(r['check'])} |")
+                   f"| {share} | {sum(row['rounds'] for row in r['layers'])} | {t['seconds']:.1f} | {_cpu_cell(t)} "
+                   f"| {describe_check(r['check'])} |")
     dense_q = found.get(("snl-dense", "quantized"))
     out += ["", "| budget | cheetah at N ÷ dense quantized | cheetah at N ÷ quantized at N | HEQuant's claim |",
             "|---|---:|---:|---|"]

@@ -55,3 +55,12 @@ def test_bench_json_carries_the_kept_relus(tmp_path: Path) -> None:
         assert rows and sum(row["relus_kept"] for row in rows) == budget == r["total"]["relus_kept"]
         assert all(row["relus_kept"] < row["relus"] for row in rows)
         assert r["check"]["max_abs_diff_lsb"] == 0 or not r["exact"]
+
+
+def test_the_two_halves_of_a_partial_requantization_count_their_rounds_once() -> None:
+    from aiompc.channel import LabelStats, Stats
+    from aiompc.nn.report import _rounds
+
+    halves = {"L/relu/cmp": LabelStats(msgs_sent=1, rounds=3), "L/id/cmp": LabelStats(msgs_sent=1, rounds=5)}
+    assert _rounds(Stats(dict(halves)), "L") == 5  # concurrent: the longer one
+    assert _rounds(Stats({**halves, "L/other": LabelStats(msgs_sent=1, rounds=2)}), "L") == 10  # not only halves
