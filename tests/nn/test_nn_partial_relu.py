@@ -237,3 +237,17 @@ async def test_partial_relu_before_maxpool_and_after_a_linear_layer(mode: str) -
     q = quantize(g, rng.normal(0, 1, (16, 1, 6, 6))) if mode == "quantized" else fixed_point(g)
     xq = q.quantize_input(rng.normal(0, 1, (2, 1, 6, 6)))
     np.testing.assert_array_equal(await _secure(q, xq, mode), run_int(q, xq))
+
+
+def test_where_with_the_branches_swapped_is_the_negated_mask() -> None:
+    rng = np.random.default_rng(5)
+    b = OnnxBuilder((2, 3, 3))
+    y = b.conv(b.input, rng.normal(0, 0.5, (2, 2, 3, 3)), None, 1, 1)
+    m = rng.random((2, 3, 3)) < 0.5
+    out = b.node("Where", [b.const(m, "mask", dtype=onnx.TensorProto.BOOL), y, b.relu(y)])
+    g = load_onnx(b.build(b.flatten(out)))
+    (node,) = [n for n in g.nodes if n.op == "partial_relu"]
+    assert np.array_equal(node.params["mask"] != 0, ~m)
+    x = rng.normal(0, 1, (3, 2, 3, 3))
+    conv = run_float(g, x, collect=True)[g.nodes[0].output]
+    np.testing.assert_allclose(run_float(g, x), np.where(m, conv, np.maximum(conv, 0)).reshape(3, -1))
