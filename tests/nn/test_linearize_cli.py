@@ -1,0 +1,62 @@
+"""``aiompc linearize`` without the training extra, and its argument checks (no torch needed here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aiompc.cli import main
+from aiompc.errors import InputError
+from aiompc.nn.linearize import TRAIN_EXTRA, parse_budget, require_torch, training_split
+from aiompc.nn.zoo import DIGITS_ONNX
+
+
+@pytest.mark.parametrize("missing", ["torch", "onnxscript"])
+def test_without_torch_the_command_exits_2_and_says_what_to_install(missing, monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # makes "import torch" raise ImportError
+    with pytest.raises(InputError, match=r"pip install 'aiompc\[train\]'"):
+        require_torch()
+    out = tmp_path / "out.onnx"
+    assert main(["linearize", str(DIGITS_ONNX), "--budget", "192", "--dataset", "digits", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "InputError" in err and TRAIN_EXTRA in err and missing in err
+    assert not out.exists()
+
+
+def test_budget_is_a_count_or_a_share_within_the_relu_count() -> None:
+    assert parse_budget("192", 768) == 192
+    assert parse_budget(0, 768) == 0
+    assert parse_budget("25%", 768) == 192
+    assert parse_budget("100%", 768) == 768
+    for bad in ("769", "-1", "101%", "many", "1.5"):
+        with pytest.raises(InputError, match="--budget"):
+            parse_budget(bad, 768)
+
+
+def test_training_split_of_digits_is_disjoint_from_its_test_split() -> None:
+    from aiompc.nn.datasets import load_dataset
+
+    train, test = training_split("digits"), load_dataset("digits")
+    assert (len(train), len(test)) == (1347, 450)
+    flat = {row.tobytes() for row in test.x.reshape(len(test), -1)}
+    assert sum(row.tobytes() in flat for row in train.x.reshape(len(train), -1)) < 5  # digits has a few duplicates
+
+
+def test_a_npz_dataset_needs_training_data(tmp_path: Path) -> None:
+    x = np.zeros((4, 1, 8, 8))
+    y = np.arange(4)
+    only_test = tmp_path / "test.npz"
+    np.savez(only_test, x=x, y=y)
+    with pytest.raises(InputError, match="x_train and y_train"):
+        training_split(only_test)
+    both = tmp_path / "both.npz"
+    np.savez(both, x=x, y=y, x_train=x[:3] + 1, y_train=y[:3])
+    train = training_split(both)
+    assert train.x.shape == (3, 1, 8, 8) and train.y.tolist() == [0, 1, 2]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=x, y=y, x_train=x, y_train=y[:2])
+    with pytest.raises(InputError, match="y_train"):
+        training_split(bad)
