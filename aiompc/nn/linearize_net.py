@@ -4,7 +4,8 @@
 the user's ONNX file (:func:`aiompc.nn.onnx_import.load_onnx`), so it covers exactly the operators aiompc
 runs (conv, gemm, batch-norm, ReLU, Clip, max/average/global-average pooling, residual add, channel concat,
 flatten), in whatever form the exporter wrote them, and nothing else.  Every ``relu`` node becomes a
-:class:`MaskedRelu` with one mask entry per element of its per-sample output (SNL's per-pixel mask):
+:class:`MaskedRelu` with one mask entry per element of its per-sample output (SNL's per-pixel mask; a
+``partial_relu`` of an already linearized model starts from its own mask):
 
 * while the mask is learned, ``c * relu(x) + (1 - c) * x`` with a trainable real ``c`` per element;
 * once it is binary, the exported form ``x + m * (relu(x) - x)`` with a constant ``m`` of shape
@@ -75,6 +76,9 @@ class MaskedRelu(nn.Module):
         return x + self.m * (torch.relu(x) - x)
 
 
+_RELUS = ("relu", "partial_relu")
+
+
 def _pairs(pads: tuple[int, int, int, int]) -> tuple[int, int] | None:
     """``(top, left)`` if ``pads`` (top, left, bottom, right) is symmetric, else None."""
     t, l, b, r = pads
@@ -111,6 +115,10 @@ class _Node(nn.Module):
             self.layer.running_var.copy_(torch.tensor(p["var"], **f32))
         elif node.op == "relu":
             self.layer = MaskedRelu(in_shapes[0])
+        elif node.op == "partial_relu":  # already linearized: the search starts from its mask
+            self.layer = MaskedRelu(in_shapes[0])
+            mask = np.broadcast_to(p["mask"] != 0, in_shapes[0])
+            self.layer.c.data = torch.tensor(mask, **f32).reshape(self.layer.c.shape)
         elif node.op in ("maxpool", "avgpool"):
             sym = _pairs(a["pads"])
             if node.op == "maxpool" and sym is None:
@@ -130,7 +138,7 @@ class _Node(nn.Module):
         op, a, x = self.op, self.attrs, xs[0]
         if op == "conv":
             return self.layer(x if self.pad is None else F.pad(x, self.pad))
-        if op in ("gemm", "batchnorm", "relu"):
+        if op in ("gemm", "batchnorm", *_RELUS):
             return self.layer(x)
         if op == "clip":
             return torch.clamp(x, a["lo"], a["hi"])
@@ -180,8 +188,8 @@ class GraphNet(nn.Module):
             key = _key(n.name, taken)
             self.nodes[key] = _Node(n, [graph.shapes[i] for i in n.inputs])
             self.wiring.append((key, n.inputs, n.output))
-        self.relus: list[MaskedRelu] = [m.layer for m in self.nodes.values() if m.op == "relu"]
-        self.relu_names: list[str] = [n.name for n in graph.nodes if n.op == "relu"]
+        self.relus: list[MaskedRelu] = [m.layer for m in self.nodes.values() if m.op in _RELUS]
+        self.relu_names: list[str] = [n.name for n in graph.nodes if n.op in _RELUS]
 
     @property
     def relu_count(self) -> int:

@@ -164,7 +164,7 @@ def test_the_written_model_computes_what_aiompc_reads_and_the_trained_module_com
 @pytest.mark.parametrize("mode, graph", [("cheetah", "fixed-point"), ("quantized", "quantized")])
 def test_the_linearized_model_runs_in_aiompc_run_equal_to_the_plaintext_reference(linearized, mode, graph, capsys,
                                                                                    tmp_path) -> None:
-    out, _ = linearized
+    out, card = linearized
     x = digits_data().x_test[:2]
     path = tmp_path / "x.npy"
     np.save(path, x)
@@ -175,6 +175,9 @@ def test_the_linearized_model_runs_in_aiompc_run_equal_to_the_plaintext_referenc
                          config=None)
     want = program.dequantize_output(run_int(program, program.quantize_input(x)))
     assert result["check"]["max_abs_diff_lsb"] == 0
+    partial = [row for row in result["layers"] if "relus_kept" in row]
+    assert [(row["relus_kept"], row["relus"]) for row in partial] == [(r["kept"], r["total"]) for r in card["layers"]]
+    assert sum(row["relus_kept"] for row in partial) == 192
     assert np.array_equal(np.array(result["reference"]), want)
     assert np.array_equal(np.array(result["secure"]), want)
 
