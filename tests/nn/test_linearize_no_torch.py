@@ -1,4 +1,5 @@
-"""``aiompc linearize`` without the training extra, and its argument checks (no torch needed here)."""
+"""``aiompc linearize`` without the training extra, its argument checks and the shipped linearized model (no torch
+needed here)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 
 from aiompc.cli import main
 from aiompc.errors import InputError
+from aiompc.nn.interpret import run_float
 from aiompc.nn.linearize import TRAIN_EXTRA, parse_budget, require_torch, training_split
-from aiompc.nn.zoo import DIGITS_ONNX
+from aiompc.nn.zoo import DIGITS_ONNX, digits_data
 
 
 @pytest.mark.parametrize("missing", ["torch", "onnxscript"])
@@ -60,3 +62,25 @@ def test_a_npz_dataset_needs_training_data(tmp_path: Path) -> None:
     np.savez(bad, x=x, y=y, x_train=x, y_train=y[:2])
     with pytest.raises(InputError, match="y_train"):
         training_split(bad)
+
+
+def test_the_shipped_linearized_model_keeps_a_quarter_of_the_demo_relus() -> None:
+    """digits_cnn_snl (examples/linearize_digits.py): 192 of the demo CNN's 768 ReLUs, per the card and the
+    model as aiompc imports it; the accuracies of its card are recomputed by test_shipped_models."""
+    import json
+
+    from aiompc.nn.onnx_import import load_onnx
+    from aiompc.nn.zoo import shipped_model
+
+    path = shipped_model("digits_cnn_snl")
+    card = json.loads(path.with_suffix(".json").read_text())
+    graph = load_onnx(path)
+    masks = [n.params["mask"] for n in graph.nodes if n.op == "partial_relu"]
+    kept = [int(np.broadcast_to(m != 0, graph.shapes[n.output]).sum())
+            for n, m in zip([n for n in graph.nodes if n.op == "partial_relu"], masks)]
+    assert not any(n.op == "relu" for n in graph.nodes)
+    assert kept == [layer["kept"] for layer in card["layers"]] and sum(kept) == card["kept_relus"] == 192
+    assert card["total_relus"] == 768 == 4 * card["budget"]
+    dense = load_onnx(DIGITS_ONNX)
+    assert card["dense"]["float_accuracy"] == pytest.approx(
+        np.mean(run_float(dense, digits_data().x_test).argmax(1) == digits_data().y_test))
