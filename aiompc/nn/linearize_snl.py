@@ -20,7 +20,6 @@ order) comes from one ``torch.Generator`` seeded by ``seed``; training data are 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from aiompc.nn.linearize import SnlSettings
 from aiompc.nn.linearize_net import GraphNet
 
-__all__ = ["MaskSearch", "learn_mask", "keep_top", "finetune", "accuracy", "relu_scores", "logits_of", "dense_copy"]
+__all__ = ["MaskSearch", "learn_mask", "keep_top", "finetune", "accuracy", "relu_scores", "logits_of"]
 
 
 @dataclass(frozen=True)
@@ -143,10 +142,3 @@ def accuracy(net: GraphNet, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of ``net`` (eval mode) on ``x``."""
     return int((logits_of(net, x).argmax(dim=1) == y).sum()) / len(y)
 
-
-def dense_copy(net: GraphNet) -> GraphNet:
-    """A frozen copy of ``net`` (the distillation teacher)."""
-    teacher = copy.deepcopy(net).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher

@@ -185,3 +185,22 @@ def test_the_linearized_model_runs_in_aiompc_run_equal_to_the_plaintext_referenc
 def test_a_budget_beyond_the_relu_count_is_an_input_error() -> None:
     with pytest.raises(InputError, match="768 ReLUs"):
         linearize(DIGITS_ONNX, 769, "digits", QUICK)
+
+
+def test_the_command_refuses_a_qdq_model_with_exit_status_2(capsys, tmp_path) -> None:
+    out = tmp_path / "out.onnx"
+    assert main(["linearize", str(shipped_model("digits_resnet_qat")), "--budget", "10", "--dataset", "digits",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "UnsupportedModel" in err and "linearize the float model" in err and not out.exists()
+
+
+def test_a_partial_relu_model_is_linearized_further_from_its_own_mask() -> None:
+    """An SNL model exported by torch (tests/nn/data/snl_*.onnx): the search starts with c = its mask."""
+    graph = load_onnx(DATA / "snl_dynamo.onnx")
+    partial = [n for n in graph.nodes if n.op == "partial_relu"]
+    assert partial
+    net = GraphNet(graph)
+    for node, relu in zip([n for n in graph.nodes if n.op in ("relu", "partial_relu")], net.relus):
+        want = np.broadcast_to(node.params["mask"] != 0, relu.shape) if node.op == "partial_relu" else 1.0
+        assert np.array_equal(relu.c.detach().numpy()[0], np.broadcast_to(want, relu.shape).astype(np.float32))
