@@ -17,6 +17,10 @@ refused: their quantization ranges were fitted to the dense network's activation
 model and quantize the result (``aiompc run`` quantizes float models, or re-run the quantization-aware
 training on the linearized model).
 
+Why not a converter library: onnx2torch (PyPI) imports torchvision, whose PyPI build does not load beside
+the CPU build of torch this project installs; and building from aiompc's float graph means the trained
+network is the one aiompc would run, whatever exporter wrote the file.
+
 torch is imported by this module: import it only through :mod:`aiompc.nn.linearize`, which checks that
 torch is installed (``pip install 'aiompc[train]'``).
 """
