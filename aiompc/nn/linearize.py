@@ -56,6 +56,16 @@ class SnlSettings:
     temperature: float = 4.0       # distillation from the dense network
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        checks = {"--epochs (max_epochs)": self.max_epochs >= 0, "--finetune-epochs": self.finetune_epochs >= 0,
+                  "--batch": self.batch >= 1, "--lam": self.lam >= 0, "anneal (at least 1)": self.anneal >= 1,
+                  "lr": self.lr > 0, "mask_lr": self.mask_lr > 0, "temperature": self.temperature > 0,
+                  "threshold": 0 <= self.threshold < 1}
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise InputError(f"linearize settings out of range: {', '.join(bad)}; epochs are counts (0 or more), the "
+                             "batch at least 1, the penalty weight not negative")
+
 
 @dataclass(frozen=True)
 class LinearizeResult:
@@ -151,6 +161,9 @@ def linearize(model: str | os.PathLike[str] | onnx.ModelProto, budget: int | str
     split with SNL's method; accuracies over its test split (the first ``test_samples``; training on the
     first ``train_samples`` only, for quick checks).  ``log`` receives progress lines."""
     require_torch()
+    for flag, value in (("--train-samples", train_samples), ("--samples", test_samples)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be at least 1, got {value}")
     from aiompc.nn import linearize_run  # torch from here on
 
     return linearize_run.run(model, budget, dataset, settings, train_samples=train_samples,

@@ -84,3 +84,13 @@ def test_the_shipped_linearized_model_keeps_a_quarter_of_the_demo_relus() -> Non
     dense = load_onnx(DIGITS_ONNX)
     assert card["dense"]["float_accuracy"] == pytest.approx(
         np.mean(run_float(dense, digits_data().x_test).argmax(1) == digits_data().y_test))
+
+
+def test_settings_out_of_range_are_input_errors(capsys, tmp_path) -> None:
+    from aiompc.nn.linearize import SnlSettings
+
+    for bad in ({"max_epochs": -1}, {"batch": 0}, {"lam": -0.5}, {"anneal": 0.9}, {"threshold": 1.0}):
+        with pytest.raises(InputError, match="out of range"):
+            SnlSettings(**bad)
+    assert main(["linearize", str(DIGITS_ONNX), "--budget", "10", "-o", str(tmp_path / "o.onnx"), "--batch", "0"]) == 2
+    assert "--batch" in capsys.readouterr().err
