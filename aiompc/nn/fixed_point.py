@@ -61,7 +61,8 @@ the no-overflow assumption above with one bit of headroom, ``|v| < 2^(ring−2�
 the engine truncates a signed edge narrower than its ring (fixed-point program only) by adding the public
 ``2^(b−1)`` first (server): ``x + 2^(b−1) ∈ [0, 2^b)`` has its MSB known, and since ``2^s`` divides
 ``2^(b−1)`` the offset comes off the result exactly.  So the identity elements pay only the MSB-known
-truncation (as every ReLU output does), and a partial ReLU costs its kept ReLUs plus that truncation.  An
+truncation (as every ReLU output does), and a partial ReLU costs its kept ReLUs plus that truncation
+(ResNet-18 at 50,000 of its 557,056 ReLUs: 432 bits per kept ReLU, 13.4 bits per truncated value).  An
 all-ones mask is a :class:`Relu`, an all-zeros mask the identity.
 
 **Approximate truncation** (``EngineConfig(exact=False)``, Cheetah's own): every truncation (and the

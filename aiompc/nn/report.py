@@ -71,11 +71,17 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
 
 def _rounds(stats: Stats, label: str) -> int:
     """Rounds of one layer: the engine runs an HE layer's samples concurrently on ``label/b{i}``, so they
-    count once (the most any sample needed); everything else is sequential on its labels (the sum)."""
+    count once (the most any sample needed), and so do the two halves of a partial ReLU's requantization
+    (``label/relu`` and ``label/id``, :func:`~aiompc.protocols.nonlinear.partial_relu_requantize`); everything
+    else is sequential on its labels (the sum)."""
     per_sample = [int(part[1:]) for name in stats.labels
                   if name.startswith(label + "/b") and (part := name[len(label) + 1 :].split("/")[0])[1:].isdigit()]
     if not per_sample:
-        return stats.select(label).rounds
+        whole = stats.select(label)
+        halves = [stats.select(f"{label}/{half}") for half in ("relu", "id")]
+        if any(h.labels for h in halves) and sum(len(h.labels) for h in halves) == len(whole.labels):
+            return max(h.rounds for h in halves)
+        return whole.rounds
     return max(stats.select(f"{label}/b{i}").rounds for i in set(per_sample))
 
 

@@ -15,6 +15,8 @@ Conv / Linear     :func:`aiompc.protocols.linear.conv2d` / :func:`aiompc.protoco
 ChannelAffine     :func:`aiompc.protocols.linear.batchnorm` (HE)
 Requantize        :func:`aiompc.protocols.nonlinear.requantize` (OT), output in the consumer's ring
 Relu / Clip       :func:`aiompc.protocols.nonlinear.relu` / requantize with ``M = 1, s = 0`` (OT)
+PartialRelu(-     :func:`aiompc.protocols.nonlinear.partial_relu` / ``partial_relu_requantize``: the
+Requantize)       kept elements only run a ReLU (OT), the identity elements their requantization or nothing
 MaxPool           :func:`aiompc.protocols.nonlinear.maxpool2d` (OT)
 SumPool / Add /   local on shares (window sums, public rescales, concatenation, reshape)
 Concat / Flatten
