@@ -112,6 +112,12 @@ class OTEngine(ABC):
     async def precompute(self, n: int, *, sender: Role) -> None:
         """Generate at least ``n`` more COTs in this direction now and buffer them (both parties call it)."""
 
+    def expect(self, n: int) -> None:
+        """A hint from the caller that decided the session's work up front: it expects to draw about ``n``
+        COTs in each direction.  An engine may size its batches by it (the silent engine skips the small
+        bootstrap extensions when ``n`` is large); the default ignores it.  Only the receiver of a
+        direction acts on it, so the two parties need not pass the same value.  No message is sent."""
+
     async def sender_cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs:
         """:meth:`cots` on the sending side (checks that this party is ``sender``)."""
         if self.party.role != _check_role(sender):

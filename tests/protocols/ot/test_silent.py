@@ -182,3 +182,26 @@ async def test_relu_runs_unchanged_on_the_silent_engine(kind: str, nprng: np.ran
 
     ys, yc = await run_local(run, run, options={"ot": kind})
     assert np.array_equal(to_signed(reconstruct(ys, yc, l), l), np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("hint", [0, 10**6])
+async def test_demand_hint_skips_the_bootstrap_rentals(hint: int) -> None:
+    """With a large expected demand every extension after the first is main; without, small requests
+    rent the bootstrap set first (ski rental).  The COTs are correct either way."""
+    sizes = [600] * 4
+
+    async def run(p: Party) -> tuple[list[Any], list[str]]:
+        e = get_engine(p)
+        e.expect(hint)
+        out = [await e.cots(f"h{i}", n, sender="server") for i, n in enumerate(sizes)]
+        return out, e.history("server")
+
+    (res_s, hist_s), (res_c, hist_c) = await run_local(run, run, options={"ot": "silent-toy"})
+    assert hist_s == hist_c
+    assert hist_c[0] == "toy-boot"
+    if hint:
+        assert set(hist_c[1:]) == {"toy-main"}
+    else:
+        assert "toy-boot" in hist_c[1:]
+    for s, r in zip(res_s, res_c):
+        check_cots(s, r)
