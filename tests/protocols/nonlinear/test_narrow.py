@@ -169,8 +169,11 @@ def test_narrow_plan_places_a_bound_on_the_top_bit_and_never_compares_the_wrap()
     c = NCase(16, 8, 0, 15, 16, -(1 << 15) + 256, (1 << 15) - 257)
     p = c.plan()
     assert p is not None and p.groups[0].k == 8
-    assert p.thresholds((1,))[0].tolist() == [1 << 7]  # [y' >= 0] is the top bit of z: free
-    assert (p.need_lo, p.need_hi, p.km) == (True, True, 5)
+    assert p.groups[0].thresholds(0, 15)[0] == 1 << 7  # [y' >= 0] is the top bit of z: free
+    assert (p.need_lo, p.need_hi, p.groups[0].km) == (True, True, 5)
+    # a range narrower than the ring: z lives on the fewest bits that hold y' ∈ [-12, 12] with 0 at the top bit
+    tight = NCase(16, 8, 0, 15, 16, -3000, 3000).plan()
+    assert tight is not None and tight.groups[0].k == 5 and tight.groups[0].thresholds(0, 15)[0] == 1 << 4
     # nearest rounding over the whole signed range: y' takes 2^(l-s) + 1 values, no narrow window
     assert NCase(16, 8, 0, 15, 16, -(1 << 15), (1 << 15) - 1).plan() is None
     assert NCase(16, 8, 0, 15, 16, -(1 << 15), (1 << 15) - 1, rounding="floor").plan() is not None
