@@ -61,7 +61,7 @@ from aiompc.ring import check_width, mask
 from aiompc.protocols.nonlinear.boolean import b2a, mux
 from aiompc.protocols.nonlinear.extension import extend
 from aiompc.protocols.nonlinear.millionaire import CompareTask, choose_digit_bits, compare_batch, comparison_cost
-from aiompc.protocols.nonlinear.threshold import MAX_K, compare_thresholds
+from aiompc.protocols.nonlinear.threshold import MAX_K, compare_thresholds, window_bits
 
 __all__ = ["NarrowGroup", "NarrowPlan", "narrow_plan", "narrow_requantize"]
 
@@ -131,10 +131,12 @@ def _clip_cost(k: int, thresholds: list[int]) -> float:
     """Modelled bits of the clip comparison on a ``k``-bit ring (:func:`compare_thresholds`)."""
     if not thresholds:
         return 0.0
+    j = window_bits(k, thresholds)
     off = sum(t != 1 << (k - 1) for t in thresholds)
-    task = CompareTask(k - 1, fanout=1 + off)
+    task = CompareTask(k - 1, fanout=1 + off) if j is None else CompareTask(k - 1, split=j, eq_rows=1)
     m = choose_digit_bits("silent", [task])
-    return comparison_cost([task], m, _PLAN_COT_BITS) + 4 * off + k  # + the carry's B2A into k bits
+    ands = off if j is None else 2
+    return comparison_cost([task], m, _PLAN_COT_BITS) + 4 * ands + k  # + the carry's B2A into k bits
 
 
 def _place(gmin: int, gmax: int, k_full: int, lo: int, hi: int, need_lo: bool, need_hi: bool) -> tuple[int, int]:
