@@ -212,3 +212,28 @@ async def test_unbiased_approximate_error_statistics(x_range, gen: np.random.Gen
     biased = opened(bs, bc, l).astype(np.int64) - want
     assert set(np.unique(biased).tolist()) <= {-1, 0}
     assert abs(biased.mean() + 0.5) < 0.01, biased.mean()
+
+
+async def test_channel_groups_cost_what_each_group_costs_alone(gen: np.random.Generator) -> None:
+    """Per-channel multipliers 1 and 4 (channel shifts s and s - 2): the grouped requantization's online
+    bytes are those of the two groups requantized alone (within message framing), not the widest group's
+    cost for every element; and it is exact."""
+    n = 2000
+    c = NCase(16, 7, 0, 15, 16, -(1 << 14), (1 << 14) - 1, M=(1, 4))
+    x = gen.integers(c.x_lo, c.x_hi + 1, size=(2, n))
+    sx, s0, s1 = Shared(x, 16), Shared(x[0], 16), Shared(x[1], 16)
+    alone = [dict(c.params(exact=True), multiplier=m) for m in (1, 4)]
+
+    async def job(p: Party):
+        before = p.channel.stats()
+        both = await requantize(p, "both", sx.mine(p), **c.params(exact=True))
+        mid = p.channel.stats()
+        await requantize(p, "m1", s0.mine(p), **alone[0])
+        await requantize(p, "m4", s1.mine(p), **alone[1])
+        after = p.channel.stats()
+        grouped, separate = (mid - before).select(phase="online"), (after - mid).select(phase="online")
+        return both, (grouped.bytes_sent + grouped.bytes_recv, separate.bytes_sent + separate.bytes_recv)
+
+    (a, (grouped, separate)), (b, _) = await run_both(job)
+    np.testing.assert_array_equal(opened(a, b, 16, signed=False).astype(np.int64), reference(x, c))
+    assert abs(grouped - separate) < 0.02 * separate, (grouped, separate)
