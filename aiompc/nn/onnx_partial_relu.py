@@ -59,7 +59,8 @@ class _Graph:
                 self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
 
     def const(self, name: str) -> tuple[np.ndarray, float] | None:
-        """A constant's value and the tolerance of its 0/1 check (half a step of a dequantized constant)."""
+        """A constant's value and the tolerance of its 0/1 check (half a step of a dequantized constant, at most
+        :data:`_MAX_TOLERANCE`); ``None`` if it is computed (a DequantizeLinear with a computed scale included)."""
         if name in self.consts:
             return np.asarray(self.consts[name]), 0.0
         n = self.producer.get(name)
