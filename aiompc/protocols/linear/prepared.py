@@ -30,7 +30,7 @@ from aiompc.errors import InputError
 from aiompc.protocols.linear.plan import LinearPlan
 from aiompc.protocols.linear.plaintexts import centered, weight_plaintexts
 
-__all__ = ["PreparedWeights", "prepare_weights", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
+__all__ = ["PreparedWeights", "prepare_weights", "distinct_exponents", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
 
 WHOLE_MAX_BYTES = 1 << 30
 """Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
@@ -99,6 +99,24 @@ def _centered_stats(params: HEParams, values: np.ndarray, nonzero: np.ndarray) -
     return int(np.abs(c).max()), int(np.count_nonzero(c, axis=-1).max())
 
 
+def distinct_exponents(values: np.ndarray, exps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values[..., keep], exps[keep])`` with every exponent once: the *last* value of a repeated exponent,
+    as the layout's dense polynomial holds it (:func:`~aiompc.protocols.linear.encoding.scatter_coefficients`
+    writes later taps over earlier ones).
+
+    A compact tile narrower than the kernel (e.g. ``W = 1``, 3×3 kernel, padding 1: row pitch 2 < 3) maps the
+    taps that read the unstored right padding onto the exponents of the next row's left-padding taps; both
+    only ever meet zeros or non-output coefficients, so either value gives the same outputs.  Kept twice they
+    cost work (values, scatter, the matrix path's columns) and the matrix path would *add* the two values,
+    a plaintext the noise bound (computed from single values) does not describe."""
+    exps = np.asarray(exps, dtype=np.int64).reshape(-1)
+    if exps.size == np.unique(exps).size:
+        return values, exps
+    _, last_in_reversed = np.unique(exps[::-1], return_index=True)
+    keep = np.sort(exps.size - 1 - last_in_reversed)
+    return np.ascontiguousarray(values[..., keep]), exps[keep]
+
+
 def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | None = None) -> PreparedWeights:
     """Server: the layout's weight plaintexts under ``plan`` (whole if their NTT form fits ``max_bytes``,
     default :data:`WHOLE_MAX_BYTES` read at call time, else streamed per chunk; see the module docstring).
@@ -107,7 +125,7 @@ def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | No
     """
     params = plan.he
     values, nonzero = plan.layout.weight_values(weight, plan.l)
-    exps = np.asarray(plan.layout.weight_exponents(), dtype=np.int64).reshape(-1)
+    values, exps = distinct_exponents(values, plan.layout.weight_exponents())
     norm, count = _centered_stats(params, values, nonzero)
     bound = 1 << (plan.weight_bits - 1)
     if norm > bound:
