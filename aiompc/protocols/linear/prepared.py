@@ -29,8 +29,9 @@ from aiompc.crypto.he import HEParams, PlainNTT
 from aiompc.errors import InputError
 from aiompc.protocols.linear.plan import LinearPlan
 from aiompc.protocols.linear.plaintexts import centered, weight_plaintexts
+from aiompc.protocols.linear.weight_cache import weight_digest
 
-__all__ = ["PreparedWeights", "prepare_weights", "distinct_exponents", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
+__all__ = ["PreparedWeights", "prepare_weights", "distinct_exponents", "weight_key", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
 
 WHOLE_MAX_BYTES = 1 << 30
 """Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
@@ -97,6 +98,12 @@ def _centered_stats(params: HEParams, values: np.ndarray, nonzero: np.ndarray) -
         return 0, 0
     c = centered(params, v)
     return int(np.abs(c).max()), int(np.count_nonzero(c, axis=-1).max())
+
+
+def weight_key(plan: LinearPlan, weight: np.ndarray) -> tuple[object, ...]:
+    """The :class:`~aiompc.protocols.linear.weight_cache.WeightCache` key of ``weight`` prepared under ``plan``:
+    what the prepared plaintexts depend on (the weight bytes, the layout, the HE parameters, the weight bound)."""
+    return (weight_digest(np.asarray(weight)), plan.layout, plan.he, plan.weight_bits)
 
 
 def distinct_exponents(values: np.ndarray, exps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
