@@ -28,7 +28,16 @@ statistics)::
      "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds",
                "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one)},
-     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code"}
+     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code",
+     "prepare": {"server", "client"} (two processes) or {"both"} (one), "peak_rss": {"server", "client"} (two)}
+
+**Once per model, not per inference.**  Before the session the server prepares the model — every HE layer's
+plan and weight plaintexts (:func:`aiompc.nn.prepare.prepare_model`, up to
+:data:`~aiompc.nn.prepare.WEIGHT_MEMORY` bytes of them kept; a deployed server does this once and serves
+every client from it, see :func:`aiompc.nn.service.serve`) — and the client plans its layers.  ``prepare``
+reports that one-time work (wall and CPU seconds, layers kept, bytes held, layers left to be prepared per
+inference); the session's ``seconds`` and CPU figures do not include it.  ``peak_rss``: each process's peak
+resident memory in bytes (the client's: of the benchmark process so far).
 
 A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
 the layer outputs (all samples).  The trailing keys say how the row was obtained: the integer program
@@ -197,9 +206,11 @@ async def bench_run(
     ot = _check_ot(ot)
     cpu = time.process_time()
     run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=link_wrapper(link),
-                                progress=progress, progress_label=f"{mode or config.mode.name}/{link}")
-    return _row(model, graph, x_int, config, run, mode=mode, link=link,
-                cpu={"processes": 1, "cpu_both": round(time.process_time() - cpu, 3)})
+                                progress=progress, progress_label=f"{mode or config.mode.name}/{link}", prepare=True)
+    cpu = time.process_time() - cpu - (run.prepare or {}).get("cpu", 0.0)
+    row = _row(model, graph, x_int, config, run, mode=mode, link=link, cpu={"processes": 1, "cpu_both": round(cpu, 3)})
+    row["prepare"] = {"both": run.prepare}
+    return row
 
 
 def bench_run_two_processes(
@@ -210,8 +221,11 @@ def bench_run_two_processes(
     (:func:`~aiompc.nn.two_process.run_two_processes`); the row adds each party's CPU seconds."""
     ot = _check_ot(ot)
     two = run_two_processes(graph, x_int, config, options={"ot": ot}, link=link)  # type: ignore[arg-type]
-    return _row(model, graph, x_int, config, two.run, mode=mode, link=link,
-                cpu={"processes": 2, "cpu_server": round(two.cpu_server, 3), "cpu_client": round(two.cpu_client, 3)})
+    row = _row(model, graph, x_int, config, two.run, mode=mode, link=link,
+               cpu={"processes": 2, "cpu_server": round(two.cpu_server, 3), "cpu_client": round(two.cpu_client, 3)})
+    row["prepare"] = {"server": two.prepare_server, "client": two.prepare_client}
+    row["peak_rss"] = {"server": two.rss_server, "client": two.rss_client}
+    return row
 
 
 def _check_ot(ot: str | None) -> str:
@@ -272,7 +286,8 @@ def run_bench(
                           f"{_requant(res['exact'])}: "
                           f"{(t['bytes_c2s'] + t['bytes_s2c']) / _MIB:9.2f} MiB "
                           f"(linear {t['linear_bytes'] / _MIB:.2f}, non-linear {t['nonlinear_bytes'] / _MIB:.2f}), "
-                          f"{t['seconds']:.2f} s wall, {_cpu(t)}", file=log, flush=True)
+                          f"{t['seconds']:.2f} s wall, {_cpu(t)}; once per model: {_prepare_cell(res)}; "
+                          f"peak RSS server / client {_rss_cell(res)} MiB", file=log, flush=True)
     return results
 
 
@@ -291,6 +306,22 @@ def _cpu_cell(total: dict[str, Any]) -> str:
     if "cpu_server" in total:
         return f"{total['cpu_server']:.2f} + {total['cpu_client']:.2f}"
     return f"{total['cpu_both']:.2f} (1 process)" if "cpu_both" in total else "–"
+
+
+def _prepare_cell(run: dict[str, Any]) -> str:
+    """The one-time model preparation before the session: ``wall s (CPU s)`` of the server (or of both parties
+    in one process), the weight plaintexts kept (MiB) and ``+k`` layers prepared per inference; ``–`` if none."""
+    prep = run.get("prepare") or {}
+    p = prep.get("server") or prep.get("both")
+    if not p:
+        return "–"
+    extra = f", {p['per_inference']} per inference" if p.get("per_inference") else ""
+    return f"{p['seconds']:.1f} ({p['cpu']:.1f} CPU), {p['bytes'] / _MIB:.0f} MiB kept{extra}"
+
+
+def _rss_cell(run: dict[str, Any]) -> str:
+    rss = run.get("peak_rss") or {}
+    return f"{rss['server'] / _MIB:.0f} / {rss['client'] / _MIB:.0f}" if rss else "–"
 
 
 def _total_bytes(run: dict[str, Any]) -> int:
@@ -369,8 +400,9 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     (``per_layer``) one table per run."""
     lines = [
         ("| model | mode | network | planner | OT | requant | MiB c→s | MiB s→c | MiB total | linear MiB "
-         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds | CPU s | logits vs reference |"),
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds | CPU s | logits vs reference "
+         "| once per model: server s | peak RSS MiB server / client |"),
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in results:
         t = r["total"]
@@ -379,7 +411,8 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
             f"| {t['bytes_c2s'] / _MIB:.2f} "
             f"| {t['bytes_s2c'] / _MIB:.2f} | {_total_bytes(r) / _MIB:.2f} | {t['linear_bytes'] / _MIB:.2f} "
             f"| {t['nonlinear_bytes'] / _MIB:.2f} | {t['offline_bytes'] / _MIB:.2f} | {_setup_bytes(r) / _MIB:.2f} "
-            f"| {t['rounds']} | {t['seconds']:.2f} | {_cpu_cell(t)} | {describe_check(r.get('check', {}))} |"
+            f"| {t['rounds']} | {t['seconds']:.2f} | {_cpu_cell(t)} | {describe_check(r.get('check', {}))} "
+            f"| {_prepare_cell(r)} | {_rss_cell(r)} |"
         )
     ratios = bench_ratios(results)
     if ratios:

@@ -34,7 +34,12 @@ from aiompc.protocols.linear.prepared import prepare_weights, weight_key
 from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
 from aiompc.protocols.linear.weight_cache import WeightCache
 
-__all__ = ["LinearCall", "Preparation", "linear_calls", "prepare_model", "prepare_plans"]
+__all__ = ["LinearCall", "Preparation", "linear_calls", "prepare_model", "prepare_plans", "WEIGHT_MEMORY"]
+
+WEIGHT_MEMORY = 2 << 30
+"""Bytes of weight plaintexts ``aiompc bench``'s server keeps prepared (the rest is prepared per inference):
+all of ResNet-18's (CIFAR shapes: 1.8 GiB quantized, 2.3 GiB under Cheetah's parameters) but the last
+layers, a fraction of ResNet-50's, whose peak memory must stay within a few GiB."""
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 The engine multiplies each input chunk ``k0..k1`` of the client's ciphertexts by the NTT-form weight
 plaintexts ``w[:, k0:k1]`` (:func:`aiompc.protocols.linear.engine.absorb_chunk`).  Holding every weight plaintext
-of a layer at once costs ``outputs × inputs × L × N × 8`` bytes: for a ResNet-50 layer under Cheetah's
-parameters (1×1, stride 2, 256×56×56 → 512: 512 × 256 ciphertexts, four primes, N = 4096) that is
-17.2 GB.  The weight *coefficients*, however, are sparse and public in position: a layout puts them at
+of a layer at once costs ``outputs × inputs × L × N × 4`` bytes (``uint32`` residues): for a ResNet-50 layer
+under Cheetah's parameters (1×1, stride 2, 256×56×56 → 512: 512 × 256 ciphertexts, four primes, N = 4096)
+that is 8.6 GB.  The weight *coefficients*, however, are sparse and public in position: a layout puts them at
 ``E`` known exponents (:meth:`~aiompc.protocols.linear.layouts.Layout.weight_exponents`), ``E`` often far below
 ``N``.  So :class:`PreparedWeights` always keeps the compact coefficients ``(outputs, inputs, E)`` and
 
@@ -36,6 +36,7 @@ __all__ = ["PreparedWeights", "prepare_weights", "distinct_exponents", "weight_k
 WHOLE_MAX_BYTES = 1 << 30
 """Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
 BLOCK_MAX_BYTES = 1 << 28
+_ITEM = 4  # bytes per residue of the NTT form (uint32: PlainNTT)
 """A streamed chunk is transformed in blocks of output rows of at most this size (NTT form)."""
 
 
@@ -74,7 +75,7 @@ class PreparedWeights:
         outputs = self.nonzero.shape[0]
         if self.whole is not None:
             return [(0, outputs)]
-        per_row = max(1, k1 - k0) * len(self.params.primes) * self.params.n * 8
+        per_row = max(1, k1 - k0) * len(self.params.primes) * self.params.n * _ITEM
         rows = max(1, BLOCK_MAX_BYTES // per_row)
         return [(j0, min(j0 + rows, outputs)) for j0 in range(0, outputs, rows)]
 
@@ -140,7 +141,7 @@ def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | No
             f"a weight has magnitude {norm} > 2^{plan.weight_bits - 1}, the public bound of the plan: "
             f"pass a larger weight_bits (both parties must agree on it)"
         )
-    whole_bytes = nonzero.size * len(params.primes) * params.n * 8
+    whole_bytes = nonzero.size * len(params.primes) * params.n * _ITEM
     whole = None
     if whole_bytes <= (WHOLE_MAX_BYTES if max_bytes is None else max_bytes):
         w = weight_plaintexts(params, values, exps, nonzero)

@@ -51,7 +51,7 @@ def test_row_blocks_cover_every_output_once(nprng: np.random.Generator, monkeypa
     outputs = plan.layout.outputs
     assert prepare_weights(plan, w).row_blocks(0, 1) == [(0, outputs)]  # whole: one block
     streamed = prepare_weights(plan, w, max_bytes=0)
-    per_row = len(plan.he.primes) * plan.he.n * 8
+    per_row = len(plan.he.primes) * plan.he.n * 4  # uint32 residues
     for limit, rows in [(1, 1), (3 * per_row, 3), (1 << 40, outputs)]:
         monkeypatch.setattr(prepared, "BLOCK_MAX_BYTES", limit)
         blocks = streamed.row_blocks(0, 1)
