@@ -160,6 +160,17 @@ class NTT:
             raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
         return out
 
+    def inverse_inplace(self, a: np.ndarray) -> None:
+        """:meth:`inverse` into ``a`` itself: a C-contiguous ``uint64`` array ``(..., k, n)`` of residues the
+        caller owns (no copy)."""
+        if a.dtype != np.uint64 or not a.flags.c_contiguous or not a.flags.writeable or a.ndim < 2 \
+                or a.shape[-2:] != (len(self.primes), self.n):
+            raise InputError(f"inverse_inplace needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
+                             f"{self.n}), got {a.dtype} {a.shape}")
+        if not ntt_inverse_inplace(a.reshape(-1, *a.shape[-2:]), self._inv, self._inv_s, self._p, self._n_inv,
+                                   self._n_inv_s):
+            raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
+
     def _copy_in(self, a: np.ndarray) -> np.ndarray:
         """A fresh C-contiguous ``uint64`` copy of ``a`` after checking its shape (negative values rejected)."""
         k, n = len(self.primes), self.n
