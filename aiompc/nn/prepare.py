@@ -30,7 +30,7 @@ from aiompc.nn.rings import plan_rings
 from aiompc.protocols.linear.conv import conv_plan
 from aiompc.protocols.linear.fc import fc_plan
 from aiompc.protocols.linear.plan import LinearPlan
-from aiompc.protocols.linear.prepared import prepare_weights, weight_key
+from aiompc.protocols.linear.prepared import prepare_weights, prepared_nbytes, weight_key
 from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
 from aiompc.protocols.linear.weight_cache import WeightCache
 
@@ -133,6 +133,9 @@ def prepare_model(graph: QGraph, config: EngineConfig, cache: WeightCache, *, ba
         key = weight_key(call.plan, call.weight)
         if key in cache:
             kept += 1
+            continue
+        if cache.pinned_bytes + prepared_nbytes(call.plan) > cache.max_bytes:
+            per_inference += 1  # would not fit: not transformed now, only to be dropped
             continue
         prepared = prepare_weights(call.plan, call.weight)
         if cache.put(key, prepared):

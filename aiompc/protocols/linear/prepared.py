@@ -31,7 +31,7 @@ from aiompc.protocols.linear.plan import LinearPlan
 from aiompc.protocols.linear.plaintexts import centered, weight_plaintexts
 from aiompc.protocols.linear.weight_cache import weight_digest
 
-__all__ = ["PreparedWeights", "prepare_weights", "distinct_exponents", "weight_key", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
+__all__ = ["PreparedWeights", "prepare_weights", "prepared_nbytes", "distinct_exponents", "weight_key", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
 
 WHOLE_MAX_BYTES = 1 << 30
 """Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
@@ -105,6 +105,17 @@ def weight_key(plan: LinearPlan, weight: np.ndarray) -> tuple[object, ...]:
     """The :class:`~aiompc.protocols.linear.weight_cache.WeightCache` key of ``weight`` prepared under ``plan``:
     what the prepared plaintexts depend on (the weight bytes, the layout, the HE parameters, the weight bound)."""
     return (weight_digest(np.asarray(weight)), plan.layout, plan.he, plan.weight_bits)
+
+
+def prepared_nbytes(plan: LinearPlan, *, max_bytes: int | None = None) -> int:
+    """An upper bound of :attr:`PreparedWeights.nbytes` of a layer under ``plan`` (its NTT form if that fits
+    ``max_bytes``, else its compact coefficients), from the public layout alone: lets a caller with a memory
+    budget skip a layer without transforming it."""
+    lay, params = plan.layout, plan.he
+    blocks = lay.outputs * lay.inputs
+    compact = blocks * (np.asarray(lay.weight_exponents()).size * 8 + 1) + np.asarray(lay.weight_exponents()).size * 8
+    whole = blocks * len(params.primes) * params.n * _ITEM
+    return compact + (whole if whole <= (WHOLE_MAX_BYTES if max_bytes is None else max_bytes) else 0)
 
 
 def distinct_exponents(values: np.ndarray, exps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -129,3 +129,10 @@ async def test_repeated_exponents_of_a_narrow_compact_tile_are_prepared_once(npr
     kw = dict(out_channels=4, kernel=3, padding=1, l=l, plan=plan)
     ys, yc = await run_local(lambda q: conv2d(q, "c", xs, weight=w, **kw), lambda q: conv2d(q, "c", xc, **kw))
     assert np.array_equal(reconstruct(ys, yc, l), conv2d_ref(x, w, shape, l))
+
+
+def test_prepared_nbytes_bounds_what_is_held(nprng: np.random.Generator) -> None:
+    for plan, w in _plans(nprng):
+        for max_bytes in (None, 0):
+            held = prepare_weights(plan, w, max_bytes=max_bytes).nbytes
+            assert held <= prepared.prepared_nbytes(plan, max_bytes=max_bytes) <= held * 1.05 + 1024
