@@ -33,9 +33,11 @@ from aiompc.protocols.linear.weight_cache import weight_digest
 
 __all__ = ["PreparedWeights", "prepare_weights", "prepared_nbytes", "distinct_exponents", "weight_key", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
 
-WHOLE_MAX_BYTES = 1 << 30
-"""Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
-BLOCK_MAX_BYTES = 1 << 28
+WHOLE_MAX_BYTES = 1 << 29
+"""Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk: a layer
+prepared per inference holds at most this much at once (what bounds a ResNet-50 server's peak memory, beside
+the model's pinned plaintexts)."""
+BLOCK_MAX_BYTES = 1 << 27
 _ITEM = 4  # bytes per residue of the NTT form (uint32: PlainNTT)
 """A streamed chunk is transformed in blocks of output rows of at most this size (NTT form)."""
 
