@@ -79,6 +79,7 @@ from aiompc.nn.loopback import LINKS, LoopbackRun, link_wrapper, run_two_parties
 from aiompc.nn.two_process import run_two_processes
 from aiompc.nn.modes import MODES, EngineConfig, check_output, describe_check, mode_named
 from aiompc.nn.npy_files import load_npy
+from aiompc.nn.prepare import WEIGHT_MEMORY
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
@@ -215,12 +216,13 @@ async def bench_run(
 
 def bench_run_two_processes(
     model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, mode: str | None = None,
-    link: str = "none", ot: str | None = None,
+    link: str = "none", ot: str | None = None, weight_memory: int = WEIGHT_MEMORY,
 ) -> dict[str, Any]:
     """As :func:`bench_run`, with the server party in its own process, as on two machines
     (:func:`~aiompc.nn.two_process.run_two_processes`); the row adds each party's CPU seconds."""
     ot = _check_ot(ot)
-    two = run_two_processes(graph, x_int, config, options={"ot": ot}, link=link)  # type: ignore[arg-type]
+    two = run_two_processes(graph, x_int, config, options={"ot": ot}, link=link,  # type: ignore[arg-type]
+                            weight_memory=weight_memory)
     row = _row(model, graph, x_int, config, two.run, mode=mode, link=link,
                cpu={"processes": 2, "cpu_server": round(two.cpu_server, 3), "cpu_client": round(two.cpu_client, 3)})
     row["prepare"] = {"server": two.prepare_server, "client": two.prepare_client}
@@ -254,7 +256,7 @@ def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run
 def run_bench(
     model: BenchModel, *, modes: Sequence[str] = DEFAULT_MODES, links: Sequence[str] = ("none",),
     ots: Sequence[str | None] = (None,), exact: bool = True, baseline_exact: bool = False,
-    progress: bool | None = None, log: Any = None, processes: int = 1,
+    progress: bool | None = None, log: Any = None, processes: int = 1, weight_memory: int = WEIGHT_MEMORY,
 ) -> list[dict[str, Any]]:
     """Every (link, OT engine, mode) combination of :func:`bench_run` (``processes=1``: both parties in this
     process) or :func:`bench_run_two_processes` (``processes=2``: as on two machines) on ``model``'s inputs,
@@ -275,7 +277,7 @@ def run_bench(
             for mode in modes:
                 if processes == 2:
                     res = bench_run_two_processes(model.name, model.graph(mode), x_int[mode], configs[mode],
-                                                  mode=mode, link=link, ot=ot)
+                                                  mode=mode, link=link, ot=ot, weight_memory=weight_memory)
                 else:
                     res = aiompc.run(bench_run(model.name, model.graph(mode), x_int[mode], configs[mode],
                                                mode=mode, link=link, ot=ot, progress=progress))
@@ -538,8 +540,15 @@ def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
     return items
 
 
+def _weight_memory(gib: float) -> int:
+    if not gib >= 0:
+        raise InputError(f"--weight-memory must be a number of GiB >= 0, got {gib}")
+    return int(gib * (1 << 30))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     modes = _csv(args.modes, list(MODES), "--modes")
+    weight_memory = _weight_memory(args.weight_memory)
     links = _csv(args.network, LINKS, "--network")
     ots = _csv(args.ot or ot_engine.DEFAULT_ENGINE, ot_engine.engine_kinds(), "--ot")
     if args.plot:
@@ -554,7 +563,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"{model.float_graph.input_shape}, {args.samples} sample(s); network {','.join(links)}; "
           f"OT {','.join(ots)}; " + "; ".join(settings), file=sys.stderr, flush=True)
     results = run_bench(model, modes=modes, links=links, ots=ots, exact=args.exact, baseline_exact=baseline_exact,
-                        progress=args.progress, log=sys.stderr, processes=args.processes)
+                        progress=args.progress, log=sys.stderr, processes=args.processes,
+                        weight_memory=weight_memory)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     table = bench_markdown(results, per_layer=not args.summary)
@@ -595,6 +605,9 @@ def add_bench_command(sub: Any) -> None:
     p.add_argument("--processes", type=int, choices=(1, 2), default=2,
                    help="2: the server party in its own process, as on two machines, each party's CPU seconds "
                    "reported (default); 1: both parties in this process (with a progress bar)")
+    p.add_argument("--weight-memory", type=float, default=WEIGHT_MEMORY / (1 << 30), metavar="GIB",
+                   help="GiB of weight plaintexts the server prepares once and keeps (two processes; the rest is "
+                   f"prepared per inference; default {WEIGHT_MEMORY / (1 << 30):g})")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar per layer (default: when stderr is a terminal)")
     p.set_defaults(func=cmd_bench)

@@ -205,6 +205,7 @@ def test_merged_layer_order() -> None:
     (["bench", "minionn", "--ot", "magic"], "--ot"),
     (["bench", "vgg99"], "built-in network"),
     (["bench", "minionn", "--samples", "0"], "at least 1"),
+    (["bench", "minionn", "--weight-memory", "-1"], "--weight-memory"),
 ])
 def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
