@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from aiompc.kernels.jit import kernel
+from aiompc.kernels.rns import _reduce64
 
 __all__ = ["add_pk_product_into", "add_noise_into"]
 
@@ -33,16 +34,10 @@ def _signed_mod(v: np.int64, p: np.int64) -> np.uint64:  # pragma: no cover - co
 
 @kernel(inline="always")
 def _rem62(x: np.uint64, p: np.uint64, pinv: np.float64) -> np.uint64:  # pragma: no cover - compiled
-    """``x mod p`` for ``x < 2**62``: float64 quotient estimate (off by at most one for ``p > 2**13``) and a
-    correction; tiny primes (tests only) take ``%``."""
+    """``x mod p`` for ``x < 2**62`` (:func:`~aiompc.kernels.rns._reduce64`; tiny primes, tests only, take ``%``)."""
     if p < np.uint64(1 << 14):
         return x % p
-    q = np.uint64(np.float64(x) * pinv)
-    r = np.int64(x - q * p)
-    pp = np.int64(p)
-    r = r + pp if r < 0 else r
-    r = r - pp if r >= pp else r
-    return np.uint64(r)
+    return _reduce64(x, p, pinv)
 
 
 @kernel(inline="always")

@@ -26,6 +26,7 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.nn.ir import ChannelAffine, Conv, Linear, QGraph
 from aiompc.nn.modes import EngineConfig
+from aiompc.nn.node_protocols import _pads_tblr  # the engine's own conversion of the IR's pads
 from aiompc.nn.rings import plan_rings
 from aiompc.protocols.linear.conv import conv_plan
 from aiompc.protocols.linear.fc import fc_plan
@@ -71,11 +72,6 @@ class Preparation:
     def to_dict(self) -> dict[str, float | int]:
         return {"layers": self.layers, "kept": self.kept, "bytes": self.nbytes, "per_inference": self.per_inference,
                 "streamed": self.streamed, "seconds": round(self.seconds, 3), "cpu": round(self.cpu_seconds, 3)}
-
-
-def _pads_tblr(pads: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    top, left, bottom, right = pads  # IR: ONNX's (top, left, bottom, right); protocols: (top, bottom, left, right)
-    return (top, bottom, left, right)
 
 
 def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1) -> list[LinearCall]:
