@@ -16,14 +16,21 @@ the "expected" columns are the sizes REFERENCE.md gives for a flavour on top of 
 3. With ``--silent E`` (E > 0): random COTs in steady state, the silent (Ferret) engine beside IKNP.
    Silent: after its one-time setup (base OTs, one IKNP batch, the bootstrap-set extension) exactly
    ``E`` main-set extensions; bits per COT = the bytes of those extensions (both directions, channel
-   statistics) over the COTs they produced, COTs/s = those COTs over the wall time.  IKNP: the same
-   number of COTs after its base OTs.  The one-time setup is listed apart, and folded in as well.
+   statistics) over the COTs they produced, COTs/s = those COTs over the wall time (per party: each
+   party holds its half of every COT), COTs per party per CPU-second = 2 × COTs over the process's CPU
+   time in that phase (both parties run in this process); median (min–max) of ``--runs`` sessions.
+   IKNP: the same number of COTs after its base OTs.  The one-time setup is listed apart, and folded in
+   as well.  ``--silent-only`` prints just this row:
+
+       python benchmarks/ot.py --silent 3 --runs 5 --silent-only
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -155,7 +162,10 @@ async def _measure_flavour(fn: Flavour, n: int, engine: str, repeats: int) -> di
 
 
 async def _measure_silent(extensions: int) -> dict[str, float]:
-    """Steady state of the silent engine: exactly ``extensions`` main-set extensions after the setup."""
+    """Steady state of the silent engine: exactly ``extensions`` main-set extensions after the setup.
+
+    Both parties start the steady phase together (a barrier after the setup) and the process's CPU time
+    is read across it (both parties: they share this process), so CPU seconds exclude the setup."""
     times: dict[str, float] = {}
     out: dict[str, Any] = {}
 
@@ -163,6 +173,9 @@ async def _measure_silent(extensions: int) -> dict[str, float]:
         e = get_engine(p)
         t0 = time.perf_counter()
         await e.precompute(1, sender="server")  # setup: base OTs, IKNP batch, bootstrap-set extension
+        await p.sub("bench/start").exchange(0)
+        if p.is_server:
+            out["cpu0"] = time.process_time()
         t1 = time.perf_counter()
         mid = p.channel.stats()
         # the receiver (client) asks for one COT less than E main extensions add to its surplus, so
@@ -170,6 +183,9 @@ async def _measure_silent(extensions: int) -> dict[str, float]:
         surplus = e.buffered("server") if p.is_client else 0
         await e.precompute(surplus + extensions * MAIN.gain - 1, sender="server")
         t2 = time.perf_counter()
+        await p.sub("bench/end").exchange(0)
+        if p.is_server:
+            out["cpu1"] = time.process_time()
         times[p.role], times[p.role + "_setup"] = t2 - t1, t1 - t0
         if p.is_client:
             label = e.label("server")
@@ -178,13 +194,12 @@ async def _measure_silent(extensions: int) -> dict[str, float]:
             out.update(history=e.history("server"), surplus=surplus, gen_bytes=gen.bytes_sent + gen.bytes_recv,
                        setup_bytes=setup.bytes_sent + setup.bytes_recv)
 
-    cpu0 = time.process_time()
     await run_local(run, run, options={"ot": "silent"})
-    cpu = time.process_time() - cpu0
     if out["history"][1:] != ["main"] * extensions:
         raise RuntimeError(f"expected {extensions} main extensions after the bootstrap, ran {out['history']}")
     produced = extensions * MAIN.gain
     secs = max(times["server"], times["client"])
+    cpu = out["cpu1"] - out["cpu0"]
     return {
         "cots": produced,
         "seconds": secs,
@@ -193,35 +208,50 @@ async def _measure_silent(extensions: int) -> dict[str, float]:
         "setup_seconds": max(times["server_setup"], times["client_setup"]),
         "setup_bytes": out["setup_bytes"],
         "amortised": 8 * (out["gen_bytes"] + out["setup_bytes"]) / (produced + out["surplus"]),
-        "cpu": cpu,  # process CPU seconds, both parties, setup included
+        "cpu": cpu,  # process CPU seconds of the steady phase, both parties
+        "per_cpu": 2 * produced / cpu,  # COTs per party per CPU-second
     }
 
 
-async def silent_section(extensions: int) -> None:
-    """Print the steady-state comparison table (section 3 of the module docstring)."""
-    silent = await _measure_silent(extensions)
-    iknp = await _measure_cots(silent["cots"], "iknp")
-    print(f"\n## Random COTs in steady state: silent (Ferret, {extensions} main extensions) beside IKNP\n")
-    print("| engine | COTs | seconds | COTs / s | bits / COT | with setup | issue 10 target | one-time setup |")
-    print("|---|---:|---:|---:|---:|---:|---|---|")
+def _spread(values: list[float], fmt: str = ",.0f") -> str:
+    """``median (min–max)`` of the runs."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+
+async def silent_section(extensions: int, runs: int = 1, iknp: bool = True) -> None:
+    """Print the steady-state table (section 3 of the module docstring): medians of ``runs`` sessions."""
+    results = [await _measure_silent(extensions) for _ in range(runs)]
+    load = os.getloadavg()[0]
+    print(f"\n## Random COTs in steady state: silent (Ferret, {extensions} main extensions per session, "
+          f"{runs} sessions; median (min–max)){' beside IKNP' if iknp else ''}\n")
+    print(f"{os.cpu_count()} cores, load average {load:.1f} at the end; COTs / s is per party (each party gets "
+          "every COT, its own half); CPU-s is the process's (both parties) during the steady phase.\n")
+    print("| engine | COTs per session | wall s | COTs / s per party | CPU-s | COTs per party per CPU-s | "
+          "bits / COT | with setup | issue 17 target | one-time setup |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    if iknp:
+        ik = await _measure_cots(results[0]["cots"], "iknp")
+        print(
+            f"| iknp | {ik['cots']:,} | {ik['seconds']:.2f} | {ik['rate']:,.0f} | — | — | {8 * ik['bytes_per_cot']:.3f} | "
+            f"{8 * (ik['bytes_per_cot'] + ik['setup_bytes'] / ik['cots']):.3f} | — | "
+            f"base OTs: {ik['setup_bytes']:,} B, {ik['setup_seconds'] * 1000:.0f} ms |"
+        )
+    r0 = results[0]
     print(
-        f"| iknp | {iknp['cots']:,} | {iknp['seconds']:.2f} | {iknp['rate']:,.0f} | {8 * iknp['bytes_per_cot']:.3f} | "
-        f"{8 * (iknp['bytes_per_cot'] + iknp['setup_bytes'] / iknp['cots']):.3f} | — | "
-        f"base OTs: {iknp['setup_bytes']:,} B, {iknp['setup_seconds'] * 1000:.0f} ms |"
-    )
-    print(
-        f"| silent | {silent['cots']:,} | {silent['seconds']:.2f} | {silent['rate']:,.0f} | "
-        f"{silent['bits_per_cot']:.3f} | {silent['amortised']:.3f} | ≤ 0.5 bit, ≥ 1,000,000 / s | "
-        f"base OTs + IKNP + bootstrap extension: {silent['setup_bytes']:,} B, {silent['setup_seconds'] * 1000:.0f} ms |"
-    )
-    print(
-        f"\nsilent: {silent['cpu']:.2f} CPU-s in the process (both parties, setup included) for {silent['cots']:,} "
-        f"COTs each: {2 * silent['cots'] / silent['cpu']:,.0f} COTs per party per CPU-second"
+        f"| silent | {r0['cots']:,} | {_spread([r['seconds'] for r in results], '.2f')} | "
+        f"{_spread([r['rate'] for r in results])} | {_spread([r['cpu'] for r in results], '.2f')} | "
+        f"{_spread([r['per_cpu'] for r in results])} | {r0['bits_per_cot']:.3f} | {r0['amortised']:.3f} | "
+        f"≤ 0.5 bit, ≥ 5,000,000 / s | base OTs + IKNP + bootstrap extension: {r0['setup_bytes']:,} B, "
+        f"{statistics.median([r['setup_seconds'] for r in results]) * 1000:.0f} ms |"
     )
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"# OT benchmark ({args.engine}; {platform.machine()}, {platform.python_version()}, numpy {np.__version__})\n")
+    engine = "silent" if args.silent_only else args.engine
+    print(f"# OT benchmark ({engine}; {platform.machine()}, {platform.python_version()}, numpy {np.__version__})\n")
+    if args.silent_only:
+        await silent_section(max(1, args.silent), args.runs, iknp=False)
+        return
     cot = await _measure_cots(args.cots, args.engine)
     # silent: the main set's message over its net COTs (see --silent for the measured steady state)
     expected = "16 (128 bits)" if args.engine == "iknp" else f"{MAIN.message_bytes / MAIN.gain:.3f} (steady state)"
@@ -244,7 +274,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
     if args.silent > 0:
-        await silent_section(args.silent)
+        await silent_section(args.silent, args.runs)
 
 
 if __name__ == "__main__":
@@ -255,6 +285,8 @@ if __name__ == "__main__":
     ap.add_argument("--engine", default="iknp", help="OT engine kind (party.options['ot'])")
     ap.add_argument("--silent", type=int, default=0, metavar="E",
                     help="also compare silent OT (E main-set extensions, steady state) with IKNP; 0 skips")
+    ap.add_argument("--runs", type=int, default=3, help="sessions of the silent steady-state row (median, min–max)")
+    ap.add_argument("--silent-only", action="store_true", help="print only the silent steady-state row (no IKNP)")
     import aiompc
 
     aiompc.run(main(ap.parse_args()))

@@ -18,6 +18,8 @@ import hashlib
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from aiompc.kernels.ot import feed_forward, tweak_blocks
+
 __all__ = ["derive_key", "FIXED_KEY", "aes_fixed", "tccr", "tccr_expand", "blocks_from_bytes", "blocks_to_bytes"]
 
 FIXED_KEY: bytes = hashlib.sha256(b"aiompc: fixed public AES key of the correlation-robust hash").digest()[:16]
@@ -74,12 +76,10 @@ def tccr_expand(x: np.ndarray, index: np.ndarray, nblocks: int, first: np.ndarra
     """
     n = x.shape[0]
     px = aes_fixed(x)
-    tw = np.empty((n, nblocks, 2), dtype=np.uint64)
-    tw[:, :, 0] = np.asarray(index, dtype=np.uint64)[:, None]
-    tw[:, :, 1] = np.arange(nblocks, dtype=np.uint64)[None, :]
-    if first is not None:
-        tw[:, :, 1] += np.asarray(first, dtype=np.uint64)[:, None]
-    tw ^= px[:, None, :]
+    idx = np.ascontiguousarray(index, dtype=np.uint64).reshape(n)
+    start = np.zeros(n, np.uint64) if first is None else np.ascontiguousarray(first, dtype=np.uint64).reshape(n)
+    tw = np.empty((n * nblocks, 2), dtype=np.uint64)
+    tweak_blocks(px, idx, start, nblocks, tw)  # π(x) ⊕ (index, first + j), compiled
     out = aes_fixed(tw)
-    out ^= px[:, None, :]
-    return out
+    feed_forward(out, px, nblocks)
+    return out.reshape(n, nblocks, 2)

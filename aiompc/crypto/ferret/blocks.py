@@ -64,6 +64,19 @@ class FixedKeyAES:
         self.xor_encrypt_into(x, out, feed_forward=False)
         return out
 
+    def encrypt_into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``out[:n] = AES_key(x)`` for the ``n`` blocks of ``x``, straight into ``out`` (no scratch copy).
+
+        ``x``: contiguous ``(n, 2)`` uint64; ``out``: a C-contiguous ``(>= n + 1, 2)`` uint64 array (OpenSSL's
+        ``update_into`` wants one spare block of room); rows from ``n`` on are left unspecified.  Cost: ``n``
+        AES blocks in one ECB call.
+        """
+        n = x.shape[0]
+        if out.shape[0] < n + 1 or not out.flags.c_contiguous:
+            raise InputError("encrypt_into needs a C-contiguous output with one spare block")
+        src = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+        self._enc.update_into(src, out.reshape(-1).view(np.uint8)[: src.size + BLOCK_BYTES])
+
     def xor_encrypt_into(self, x: np.ndarray, out: np.ndarray, *, feed_forward: bool = True) -> None:
         """``out = AES_key(x) ⊕ x`` (Davies–Meyer style; ``AES_key(x)`` if not ``feed_forward``).
 

@@ -101,7 +101,9 @@ def _message_bytes(p: FerretParams) -> int:
 
 
 class _Side:
-    def __init__(self, schedule: FerretSchedule, reserve: np.ndarray, nonce_base: int) -> None:
+    def __init__(self, schedule: FerretSchedule, reserve: np.ndarray, nonce_base: int, parts: int) -> None:
+        if parts < 1:
+            raise InputError(f"parts must be >= 1, got {parts}")
         if reserve.ndim != 2 or reserve.shape[1] != 2 or reserve.dtype != np.uint64:
             raise InputError(f"the initial reserve must be (n, 2) uint64 blocks, got {reserve.dtype} {reserve.shape}")
         if reserve.shape[0] < schedule.initial:
@@ -109,6 +111,7 @@ class _Side:
         self.schedule = schedule
         self.reserve = np.ascontiguousarray(reserve)
         self.nonce_base = nonce_base
+        self.parts = parts  # threads the GGM trees and the LPN rows are split over
         self.history: list[str] = []  # names of the sets used, in order
         self.handed_out = 0  # COTs handed out as pieces so far
 
@@ -144,10 +147,14 @@ class FerretSender(_Side):
         keys: ``(m, 2)`` initial reserve keys with LSB 0, ``m >= schedule.initial`` (from IKNP).
         rng: this side's PRG (GGM roots and code seeds); used only by this object.
         nonce_base: makes hash tweaks unique across directions (``extensions`` is added to it).
+        parts: threads each extension's GGM trees and LPN rows are split over (the result does not
+            depend on it; :func:`~aiompc.kernels.threads.default_parts` uses every core).
     """
 
-    def __init__(self, schedule: FerretSchedule, delta: np.ndarray, keys: np.ndarray, rng: PRG, nonce_base: int = 0) -> None:
-        super().__init__(schedule, keys, nonce_base)
+    def __init__(
+        self, schedule: FerretSchedule, delta: np.ndarray, keys: np.ndarray, rng: PRG, nonce_base: int = 0, parts: int = 1
+    ) -> None:
+        super().__init__(schedule, keys, nonce_base, parts)
         if delta.shape != (2,) or not int(delta[0]) & 1:
             raise InputError("Δ must be a (2,) uint64 block with least significant bit 1")
         if (self.reserve[:, 0] & _ONE).any():
@@ -163,7 +170,7 @@ class FerretSender(_Side):
         seed = self.rng.random_bytes(SEED_BYTES)
         roots = self.rng.words((p.t, 2))
         tree_keys = self.reserve[p.k : p.reserved]
-        v, msg = mpcot_send(self.delta, roots, tree_keys, p.log_bin, self._nonce())
+        v, msg = mpcot_send(self.delta, roots, tree_keys, p.log_bin, self._nonce(), parts=self.parts)
         self._pending = (p, LocalLinearCode(seed, p.k, p.d), v)
         return seed + msg.to_array().tobytes()
 
@@ -173,7 +180,7 @@ class FerretSender(_Side):
             raise InputError("respond() before finish()")
         p, code, y = self._pending
         self._pending = None
-        code.encode_into(self.reserve[: p.k], y)
+        code.encode_into(self.reserve[: p.k], y, parts=self.parts)
         return self._split(p, y)
 
 
@@ -184,10 +191,11 @@ class FerretReceiver(_Side):
         schedule: the parameter sets (the same on both sides).
         macs: ``(m, 2)`` initial reserve MACs ``K ⊕ b·Δ`` whose LSB is the choice bit ``b``.
         nonce_base: as for :class:`FerretSender` (the same value on both sides of a direction).
+        parts: as for :class:`FerretSender`.
     """
 
-    def __init__(self, schedule: FerretSchedule, macs: np.ndarray, nonce_base: int = 0) -> None:
-        super().__init__(schedule, macs, nonce_base)
+    def __init__(self, schedule: FerretSchedule, macs: np.ndarray, nonce_base: int = 0, parts: int = 1) -> None:
+        super().__init__(schedule, macs, nonce_base, parts)
         self.expected = 0  # COTs the session expects to use in this direction (a hint; 0: unknown)
 
     def choose(self, request: int) -> FerretParams:
@@ -206,8 +214,8 @@ class FerretReceiver(_Side):
         code = LocalLinearCode(bytes(raw[:SEED_BYTES]), p.k, p.d)
         blocks = np.frombuffer(raw[SEED_BYTES:], dtype="<u8").astype(np.uint64).reshape(-1, 2)
         msg = MpcotMessage.from_array(blocks, p.t, p.log_bin)
-        w, _ = mpcot_receive(self.reserve[p.k : p.reserved], msg, p.log_bin, self._nonce())
-        code.encode_into(self.reserve[: p.k], w)
+        w, _ = mpcot_receive(self.reserve[p.k : p.reserved], msg, p.log_bin, self._nonce(), parts=self.parts)
+        code.encode_into(self.reserve[: p.k], w, parts=self.parts)
         return self._split(p, w)
 
     @staticmethod

@@ -12,9 +12,12 @@ level-``l`` nodes on side ``b``.  Knowing every node of a tree except the path t
 rebuilds every leaf except ``α``: at level ``l`` the only unknown nodes are the two children of the path
 node, and the off-path one is ``K[l, 1 - α_l]`` XOR the other known nodes on its side.
 
-Trees are processed in groups of about 2^16 leaves (level by level over the whole group: a few AES-ECB
-calls and numpy passes per level), so the intermediate levels stay in cache and scratch memory is
-bounded whatever the number of trees; the leaves go straight into the caller's output buffer.
+Trees are processed in groups of about 2^16 leaves, level by level over the whole group: two AES-ECB
+passes (OpenSSL) over the level's parents into scratch buffers, then one compiled pass
+(:mod:`aiompc.kernels.ggm`, no GIL) that forms the children and the level's side sums, so the
+intermediate levels stay in cache and scratch memory is bounded whatever the number of trees; the leaves
+go straight into the caller's output buffer.  Trees are independent: a caller may expand disjoint ranges
+of trees (with the matching slices of the output) in parallel threads.
 Cost per tree: ``2·(2**h - 1)`` AES blocks and ``O(2**h)`` XORs.
 """
 
@@ -26,14 +29,13 @@ import numpy as np
 
 from aiompc.crypto.ferret.blocks import FixedKeyAES, public_key
 from aiompc.errors import InputError
+from aiompc.kernels.ggm import ggm_level, ggm_level_punctured
+from aiompc.kernels.threads import run_parts
 
 __all__ = ["GGMTrees", "expand", "expand_punctured", "GROUP_LEAVES"]
 
 GROUP_LEAVES = 1 << 16
 """Leaves per group of trees expanded together (1 MiB of blocks)."""
-
-_LSB_MASK = np.uint64(0xFFFF_FFFF_FFFF_FFFE)
-
 
 @dataclass(frozen=True)
 class GGMTrees:
@@ -57,62 +59,60 @@ class GGMTrees:
 class _Expander:
     """The two PRG halves and reusable scratch levels (one instance per call: not shared by threads)."""
 
-    def __init__(self, depth: int, trees: int, out: np.ndarray | None) -> None:
-        if not 1 <= depth <= 20:
-            raise InputError(f"GGM depth must be in 1..20, got {depth}")
+    def __init__(self, depth: int, trees: int, out: np.ndarray) -> None:
         self.depth = depth
-        self.trees = trees
         self.left = FixedKeyAES(public_key("ggm/left"))
         self.right = FixedKeyAES(public_key("ggm/right"))
         self.group = max(1, GROUP_LEAVES >> depth)
         half = min(self.group, trees) << (depth - 1)
         self.scratch = (np.empty((half, 2), np.uint64), np.empty((half, 2), np.uint64))
-        self.fold = np.empty((half, 4), np.uint64)
-        n = trees << depth
-        if out is None:
-            out = np.empty((n, 2), np.uint64)
-        elif out.shape != (n, 2) or out.dtype != np.uint64 or not out.flags.c_contiguous:
-            raise InputError(f"GGM output buffer must be a C-contiguous ({n}, 2) uint64 array")
+        self.enc = (np.empty((half + 1, 2), np.uint64), np.empty((half + 1, 2), np.uint64))  # + OpenSSL's spare block
+        self.group_sums = np.empty((2, min(self.group, trees), 2), np.uint64)
         self.out = out
         self.sums = np.empty((depth, 2, trees, 2), np.uint64)
 
-    def level(self, parents: np.ndarray, level: int, g0: int, m: int, clear_lsb: bool) -> np.ndarray:
-        """Expand ``parents`` (``m·2**(level-1)`` blocks of ``m`` trees) into a ``(m, width, 2, 2)`` children view."""
+    def level(
+        self,
+        parents: np.ndarray,
+        level: int,
+        g0: int,
+        clear_lsb: bool,
+        puncture: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Expand ``parents`` (the contiguous level ``level - 1`` of trees ``g0 ..``) into level ``level``
+        (returned, contiguous) and record its side sums.  ``puncture = (path, on_side, received)`` for the
+        receiver's trees (:func:`~aiompc.kernels.ggm.ggm_level_punctured`)."""
         width = 1 << (level - 1)
+        rows = parents.shape[0]
+        m = rows // width
         if level == self.depth:
             dst = self.out[g0 << self.depth : (g0 + m) << self.depth]
         else:
-            dst = self.scratch[level % 2][: m * 2 * width]
-        pairs = dst.reshape(m * width, 2, 2)
-        self.left.xor_encrypt_into(parents, pairs[:, 0, :])
-        self.right.xor_encrypt_into(parents, pairs[:, 1, :])
-        if clear_lsb and level == self.depth:
-            dst[:, 0] &= _LSB_MASK
-        return dst.reshape(m, width, 2, 2)
+            dst = self.scratch[level % 2][: 2 * rows]
+        self.left.encrypt_into(parents, self.enc[0])
+        self.right.encrypt_into(parents, self.enc[1])
+        enc_left, enc_right = self.enc[0][:rows], self.enc[1][:rows]
+        sums = self.group_sums[:, :m]
+        last = clear_lsb and level == self.depth
+        if puncture is None:
+            ggm_level(parents, enc_left, enc_right, dst, sums, width, last)
+        else:
+            ggm_level_punctured(parents, enc_left, enc_right, dst, sums, width, last, *puncture)
+        self.sums[level - 1, :, g0 : g0 + m] = sums
+        return dst
 
 
-def _side_sums(kids: np.ndarray, scratch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """XOR over the nodes of each side of each tree, ``kids`` ``(m, width, 2, 2)`` -> two ``(m, 2)``.
-
-    Folds the width axis in halves (contiguous XORs of whole rows) instead of ``ufunc.reduce`` along a
-    middle axis, which walks 32-byte rows one at a time and is several times slower.
-    """
-    m, width = kids.shape[:2]
-    rows = kids.reshape(m, width, 4)
-    if width == 1:
-        acc = rows[:, 0]
-    else:
-        half = width // 2
-        acc = scratch[: m * half].reshape(m, half, 4)
-        np.bitwise_xor(rows[:, :half], rows[:, half:], out=acc)
-        while half > 1:
-            half //= 2
-            np.bitwise_xor(acc[:, :half], acc[:, half : 2 * half], out=acc[:, :half])
-        acc = acc[:, 0]
-    return acc[:, 0:2].copy(), acc[:, 2:4].copy()
+def _output(out: np.ndarray | None, n: int) -> np.ndarray:
+    if out is None:
+        return np.empty((n, 2), np.uint64)
+    if out.shape != (n, 2) or out.dtype != np.uint64 or not out.flags.c_contiguous:
+        raise InputError(f"GGM output buffer must be a C-contiguous ({n}, 2) uint64 array")
+    return out
 
 
-def expand(roots: np.ndarray, depth: int, *, out: np.ndarray | None = None, clear_lsb: bool = False) -> GGMTrees:
+def expand(
+    roots: np.ndarray, depth: int, *, out: np.ndarray | None = None, clear_lsb: bool = False, parts: int = 1
+) -> GGMTrees:
     """Expand ``t`` GGM trees of depth ``h`` from their roots (the sender's side).
 
     Args:
@@ -120,6 +120,7 @@ def expand(roots: np.ndarray, depth: int, *, out: np.ndarray | None = None, clea
         depth: ``h``, 1..20.
         out: optional preallocated ``(t·2**h, 2)`` uint64 buffer for the leaves (reused across calls).
         clear_lsb: zero the least significant bit of every leaf (level sums are of the cleared leaves).
+        parts: cut the trees into this many ranges expanded in parallel threads (same result).
 
     Returns:
         :class:`GGMTrees` with all leaves and all level sums.
@@ -127,17 +128,24 @@ def expand(roots: np.ndarray, depth: int, *, out: np.ndarray | None = None, clea
     if roots.ndim != 2 or roots.shape[1] != 2 or roots.dtype != np.uint64:
         raise InputError(f"GGM roots must be a (t, 2) uint64 array, got {roots.dtype} {roots.shape}")
     t = roots.shape[0]
-    ex = _Expander(depth, t, out)
-    for g0 in range(0, t, ex.group):
-        m = min(ex.group, t - g0)
-        cur = np.ascontiguousarray(roots[g0 : g0 + m])
-        for level in range(1, depth + 1):
-            kids = ex.level(cur, level, g0, m, clear_lsb)
-            s0, s1 = _side_sums(kids, ex.fold)
-            ex.sums[level - 1, 0, g0 : g0 + m] = s0
-            ex.sums[level - 1, 1, g0 : g0 + m] = s1
-            cur = kids.reshape(-1, 2)
-    return GGMTrees(ex.out, ex.sums)
+    if not 1 <= depth <= 20:
+        raise InputError(f"GGM depth must be in 1..20, got {depth}")
+    leaves = _output(out, t << depth)
+
+    def part(lo: int, hi: int) -> np.ndarray:
+        ex = _Expander(depth, hi - lo, leaves[lo << depth : hi << depth])
+        for g0 in range(0, hi - lo, ex.group):
+            cur = np.ascontiguousarray(roots[lo + g0 : min(hi, lo + g0 + ex.group)])
+            for level in range(1, depth + 1):
+                cur = ex.level(cur, level, g0, clear_lsb)
+        return ex.sums
+
+    return GGMTrees(leaves, _join(run_parts(part, t, parts), depth))
+
+
+def _join(sums: list[np.ndarray], depth: int) -> np.ndarray:
+    """The level sums of consecutive tree ranges, joined along the tree axis."""
+    return sums[0] if len(sums) == 1 else np.concatenate(sums, axis=2) if sums else np.empty((depth, 2, 0, 2), np.uint64)
 
 
 def expand_punctured(
@@ -147,6 +155,7 @@ def expand_punctured(
     *,
     out: np.ndarray | None = None,
     clear_lsb: bool = False,
+    parts: int = 1,
 ) -> GGMTrees:
     """Rebuild all leaves but leaf ``α`` of each tree from the off-path level sums (the receiver's side).
 
@@ -155,35 +164,32 @@ def expand_punctured(
         received_sums: ``(h, t, 2)`` uint64, ``received_sums[l-1, i]`` = the sender's
             ``level_sums[l-1, 1 - α_l, i]`` where ``α_l = (α_i >> (h - l)) & 1``.
         depth: ``h``.
-        out, clear_lsb: as in :func:`expand` (use the same ``clear_lsb`` as the sender).
+        out, clear_lsb, parts: as in :func:`expand` (use the same ``clear_lsb`` as the sender).
 
     Returns:
         :class:`GGMTrees` whose leaves equal the sender's except the punctured one, which is zero.
-        Cost: as :func:`expand` plus ``O(t)`` fancy-indexed writes per level.
+        Cost: as :func:`expand`.
     """
+    if not 1 <= depth <= 20:
+        raise InputError(f"GGM depth must be in 1..20, got {depth}")
     alpha = np.asarray(alpha, dtype=np.int64)
     t = alpha.shape[0]
     if alpha.ndim != 1 or (t and (alpha.min() < 0 or alpha.max() >> depth)):
         raise InputError(f"punctured indices must be a (t,) array of values below 2^{depth}")
     if received_sums.shape != (depth, t, 2) or received_sums.dtype != np.uint64:
         raise InputError(f"received level sums must be a ({depth}, {t}, 2) uint64 array, got {received_sums.shape}")
-    ex = _Expander(depth, t, out)
-    zero_roots = np.zeros((min(ex.group, t), 2), np.uint64)
-    for g0 in range(0, t, ex.group):
-        m = min(ex.group, t - g0)
-        a = alpha[g0 : g0 + m]
-        rows = np.arange(m)
-        cur = zero_roots[:m]
-        for level in range(1, depth + 1):
-            kids = ex.level(cur, level, g0, m, clear_lsb)
-            parent = a >> (depth - level + 1)
-            off_side = 1 - ((a >> (depth - level)) & 1)
-            kids[rows, parent] = 0  # the path node's children are not known yet
-            s0, s1 = _side_sums(kids, ex.fold)
-            known = np.where(off_side[:, None] == 1, s1, s0)
-            got = received_sums[level - 1, g0 : g0 + m]
-            kids[rows, parent, off_side] = got ^ known
-            ex.sums[level - 1, 0, g0 : g0 + m] = np.where(off_side[:, None] == 0, got, s0)
-            ex.sums[level - 1, 1, g0 : g0 + m] = np.where(off_side[:, None] == 1, got, s1)
-            cur = kids.reshape(-1, 2)
-    return GGMTrees(ex.out, ex.sums)
+    leaves = _output(out, t << depth)
+
+    def part(lo: int, hi: int) -> np.ndarray:
+        ex = _Expander(depth, hi - lo, leaves[lo << depth : hi << depth])
+        for g0 in range(0, hi - lo, ex.group):
+            a = alpha[lo + g0 : min(hi, lo + g0 + ex.group)]
+            cur = np.zeros((a.shape[0], 2), np.uint64)  # the roots are unknown: never read (the path node)
+            for level in range(1, depth + 1):
+                path = a >> (depth - level + 1)
+                on_side = (a >> (depth - level)) & 1
+                got = np.ascontiguousarray(received_sums[level - 1, lo + g0 : lo + g0 + a.shape[0]])
+                cur = ex.level(cur, level, g0, clear_lsb, (path, on_side, got))
+        return ex.sums
+
+    return GGMTrees(leaves, _join(run_parts(part, t, parts), depth))

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from aiompc.crypto.ferret.blocks import BLOCK_BYTES
 from aiompc.errors import InputError
 from aiompc.kernels.lpn import PREFETCH_AHEAD, PREFETCH_MIN_TABLE_BYTES, lpn_encode_rows
+from aiompc.kernels.threads import run_parts
 
 __all__ = ["LocalLinearCode", "CHUNK_ROWS"]
 
@@ -69,7 +70,9 @@ class LocalLinearCode:
         words = self._stream(start_row, rows, raw, bytes(nbytes))
         return (words.astype(np.int64) * self.k) >> 32
 
-    def encode_into(self, table: np.ndarray, out: np.ndarray, *, start_row: int = 0, chunk_rows: int = CHUNK_ROWS) -> None:
+    def encode_into(
+        self, table: np.ndarray, out: np.ndarray, *, start_row: int = 0, chunk_rows: int = CHUNK_ROWS, parts: int = 1
+    ) -> None:
         """In place, for every row ``i`` of ``out``: ``out[i] ^= XOR_{j<d} table[idx(start_row + i, j)]``.
 
         Args:
@@ -78,13 +81,23 @@ class LocalLinearCode:
                 outputs) on entry and ``A·u ⊕ e`` on return.
             start_row: the code row of ``out[0]`` (to process a long output in independent pieces).
             chunk_rows: rows per chunk (memory ~ ``chunk_rows·(12·d + 16)`` bytes of scratch).
+            parts: cut the rows into this many ranges encoded in parallel threads (same result; each
+                range runs its own CTR stream from its first row's offset).
         """
         if table.shape != (self.k, 2) or table.dtype != np.uint64 or not table.flags.c_contiguous:
             raise InputError(f"LPN table must be a C-contiguous ({self.k}, 2) uint64 array, got {table.dtype} {table.shape}")
         if out.ndim != 2 or out.shape[1] != 2 or out.dtype != np.uint64 or not out.flags.c_contiguous:
             raise InputError(f"LPN output must be a C-contiguous (n, 2) uint64 array, got {out.dtype} {out.shape}")
-        if start_row < 0 or chunk_rows < 1:
-            raise InputError("start_row must be >= 0 and chunk_rows >= 1")
+        if start_row < 0 or chunk_rows < 1 or parts < 1:
+            raise InputError("start_row must be >= 0, chunk_rows >= 1 and parts >= 1")
+
+        def part(lo: int, hi: int) -> None:
+            self._encode_range(table, out[lo:hi], start_row + lo, chunk_rows)
+
+        run_parts(part, out.shape[0], parts, align=chunk_rows)
+
+    def _encode_range(self, table: np.ndarray, out: np.ndarray, start_row: int, chunk_rows: int) -> None:
+        """:meth:`encode_into` of one range of rows in this thread."""
         rows_total = out.shape[0]
         d = self.d
         chunk = min(chunk_rows, max(rows_total, 1))

@@ -91,6 +91,7 @@ def mpcot_send(
     nonce: int,
     *,
     out: np.ndarray | None = None,
+    parts: int = 1,
 ) -> tuple[np.ndarray, MpcotMessage]:
     """Sender's side of ``t`` single-point COTs.
 
@@ -101,6 +102,7 @@ def mpcot_send(
         log_bin: ``h``.
         nonce: per-extension tweak component (never reused in a session).
         out: optional ``(t·2**h, 2)`` buffer for ``v``.
+        parts: threads the tree expansion is split over (:func:`~aiompc.crypto.ferret.ggm.expand`).
 
     Returns:
         ``(v, message)``: ``v`` the ``(t·2**h, 2)`` sender output (LSB 0) and the message to send.
@@ -110,7 +112,7 @@ def mpcot_send(
     _check(keys, t * log_bin, "reserved keys")
     if delta.shape != (2,) or not int(delta[0]) & 1:
         raise InputError("Δ must be a (2,) uint64 block with least significant bit 1")
-    trees = expand(roots, log_bin, out=out, clear_lsb=True)
+    trees = expand(roots, log_bin, out=out, clear_lsb=True, parts=parts)
     tw = tweaks(t * log_bin, nonce)
     h0 = tccr(keys, tw)
     h1 = tccr(keys ^ delta, tw)
@@ -139,13 +141,14 @@ def mpcot_receive(
     nonce: int,
     *,
     out: np.ndarray | None = None,
+    parts: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Receiver's side of ``t`` single-point COTs.
 
     Args:
         macs: ``(t·h, 2)`` reserved COT MACs ``M_j = K_j ⊕ b_j·Δ`` (choice bit ``b_j`` = LSB).
         message: the sender's :class:`MpcotMessage`.
-        log_bin, nonce, out: as for :func:`mpcot_send`.
+        log_bin, nonce, out, parts: as for :func:`mpcot_send`.
 
     Returns:
         ``(w, alpha)``: ``w`` the ``(t·2**h, 2)`` output with ``w = v ⊕ e·Δ`` and ``alpha`` the ``(t,)``
@@ -161,7 +164,7 @@ def mpcot_receive(
     tt, ll = np.meshgrid(np.arange(t), np.arange(log_bin), indexing="ij")
     chosen = message.pads[tt, ll, choice]  # (t, h, 2)
     received = (chosen ^ hashed).transpose(1, 0, 2)  # (h, t, 2)
-    trees = expand_punctured(alpha, np.ascontiguousarray(received), log_bin, out=out, clear_lsb=True)
+    trees = expand_punctured(alpha, np.ascontiguousarray(received), log_bin, out=out, clear_lsb=True, parts=parts)
     w = trees.leaves
     positions = (np.arange(t, dtype=np.int64) << log_bin) + alpha
     w[positions] = message.corrections ^ trees.leaf_sums()

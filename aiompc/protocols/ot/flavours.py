@@ -41,7 +41,9 @@ from aiompc.party import Party, Role
 from aiompc.wire import Packed
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
-from aiompc.protocols.ot.pads import lane_dtype, pad_lanes, pads, pads_at, value_mask
+from aiompc.crypto.hashing import tccr_expand
+from aiompc.kernels.ot import cot_keys, one_of_n_layout, one_of_n_mask, one_of_n_unmask
+from aiompc.protocols.ot.pads import lane_bytes, lane_dtype, pads, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "one_of_n_ot", "random_ot", "bit_triples", "CHUNK_COTS"]
 
@@ -69,12 +71,12 @@ def _values(x: Any, bits: int, name: str, ndims: tuple[int, ...] = (1, 2)) -> np
         raise InputError(f"{name} must be an integer array, got dtype {a.dtype}")
     if a.dtype.kind == "i" and a.size and a.min() < 0:
         raise InputError(f"{name} must be non-negative (values mod 2^{bits}); reduce them first")
-    a = a.astype(np.uint64, copy=False)
     if a.ndim not in ndims:
         raise InputError(f"{name} must have {' or '.join(f'{d} dimensions' for d in ndims)}, got shape {a.shape}")
-    if bits < 64 and a.size and int(a.max()) >> bits:
+    # range check on the caller's dtype (a narrow dtype below 2^bits needs none), before widening
+    if bits < 8 * a.dtype.itemsize and a.size and int(a.max()) >> bits:
         raise InputError(f"{name} has a value >= 2^{bits}; reduce it mod 2^{bits} first")
-    return a
+    return a.astype(np.uint64, copy=False)
 
 
 def _choices(c: Any, limit: int = 2) -> np.ndarray:
@@ -331,31 +333,40 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
     """Masked messages ``(n, N·k)``: message ``x`` XOR lane ``drop_bit(x, t)`` of key ``K_t^{x_t}`` for every t.
 
     Each key pads only the ``2^(m-1)`` messages whose bit ``t`` it matches, so its stream has
-    ``2^(m-1)·k`` lanes; in the ``(n, hi, b, lo, k)`` view of the messages (``x = hi·2^(t+1) + b·2^t + lo``)
-    the lanes of ``K_t^b`` line up with ``[:, :, b]``: plain XORs on narrow lanes, no selects.
+    ``2^(m-1)·k`` lanes.  Both keys of every COT are hashed in one call (:func:`~aiompc.kernels.ot.cot_keys`)
+    and the masking runs in one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_mask`).
     """
     n, width = msgs.shape
-    per, full = width // N, 1 << m
-    half = (full // 2) * per
-    k0, k1 = _keys(cots, d)  # (n·m, 2): COT t of instance i is row i·m + t
-    lanes = [pad_lanes(k, cots.tweaks, half, bits).reshape(n, m, half) for k in (k0, k1)]
-    out = np.zeros((n, full * per), dtype=lane_dtype(bits))  # N rounded up to 2^m, zero messages
-    out[:, :width] = msgs
-    for t in range(m):
-        view = out.reshape(n, full >> (t + 1), 2, 1 << t, per)
-        for b in (0, 1):
-            view[:, :, b] ^= lanes[b][:, t].reshape(n, full >> (t + 1), 1 << t, per)
-    return out[:, :width].astype(np.uint64) & value_mask(bits)
+    per = width // N
+    lb = lane_bytes(bits)
+    nblocks = -(-((1 << m) // 2) * per * lb // 16)
+    rows = n * m  # COT t of instance i is row i·m + t
+    keys = np.empty((2 * rows, 2), np.uint64)
+    cot_keys(cots.q, d, cots.delta, keys)  # K_0 rows, then K_1 rows
+    raw = tccr_expand(keys, np.concatenate([cots.tweaks, cots.tweaks]), nblocks).reshape(2 * rows, 2 * nblocks)
+    pad = raw.view(lane_dtype(bits)).reshape(2, rows, -1)  # [K_0 rows, K_1 rows] as lanes
+    side, lane = one_of_n_layout(N, m, per)
+    out = np.empty((n, width), np.uint64)
+    one_of_n_mask(np.ascontiguousarray(msgs), pad, side, lane, value_mask(bits), out)
+    return out
 
 
 def _one_of_n_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, bits: int) -> np.ndarray:
-    """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``."""
+    """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``.
+
+    Hashes only the blocks that hold those lanes, then one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_unmask`).
+    """
     n, N = y.shape[0], y.shape[1]
     per = int(np.prod(y.shape[2:], dtype=np.int64))
-    first = _drop_bit(c[:, None], np.arange(m)[None, :]) * per  # (n, m): lane of key t, as COT i·m + t
-    keys = pads_at(cots.t, cots.tweaks, first.reshape(-1), per, bits).reshape(n, m, per)
-    out = y.reshape(n, N, per)[np.arange(n), c].astype(np.uint64) ^ np.bitwise_xor.reduce(keys, axis=1)
-    return (out & value_mask(bits)).reshape((n,) + y.shape[2:])
+    lb = lane_bytes(bits)
+    offset = (_drop_bit(c[:, None], np.arange(m)[None, :]) * (per * lb)).reshape(-1)  # (n·m,) byte offsets
+    nblocks = -(-(16 - lb + per * lb) // 16)  # enough whatever the offset inside the first block
+    raw = tccr_expand(cots.t, cots.tweaks, nblocks, first=offset // 16).reshape(n * m, 2 * nblocks)
+    out = np.empty((n, per), np.uint64)
+    flat = np.ascontiguousarray(y.reshape(n, N * per), dtype=np.uint64)
+    lanes = (offset % 16) // lb  # lanes are lb-aligned in the stream, so within the first hashed block too
+    one_of_n_unmask(flat, raw.view(lane_dtype(bits)), lanes, c.astype(np.int64), m, per, value_mask(bits), out)
+    return out.reshape((n,) + y.shape[2:])
 
 
 # --------------------------------------------------------------------------- random OT and bit triples

@@ -34,6 +34,7 @@ import numpy as np
 from aiompc.channel import SubChannel
 from aiompc.crypto.ferret.extension import PUBLISHED_SCHEDULE, FerretReceiver, FerretSchedule, FerretSender
 from aiompc.errors import ProtocolError
+from aiompc.kernels.threads import default_parts
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import base
 from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine
@@ -113,9 +114,10 @@ class SilentEngine(PooledEngine):
 
     kind = "silent"
 
-    def __init__(self, party: Party, *, schedule: FerretSchedule = PUBLISHED_SCHEDULE) -> None:
+    def __init__(self, party: Party, *, schedule: FerretSchedule = PUBLISHED_SCHEDULE, parts: int | None = None) -> None:
         super().__init__(party)
         self.schedule = schedule
+        self.parts = default_parts() if parts is None else parts  # threads per extension (every core)
         self.expected = 0  # the caller's hint (expect), handed to each direction's Ferret receiver
 
     def expect(self, n: int) -> None:
@@ -132,7 +134,7 @@ class SilentEngine(PooledEngine):
         choices, t, u = await self.party.compute(iknp.extend, _iknp_count(self.schedule))
         await self.party.sub(self.label(sender, "iknp"), phase="offline").send_bytes(u)
         t[:, 0] = (t[:, 0] & ~_LSB) | choices.astype(np.uint64)  # t' = q' ⊕ b·Δ with LSB(q') = 0
-        ferret = FerretReceiver(self.schedule, t, _nonce_base(sender))
+        ferret = FerretReceiver(self.schedule, t, _nonce_base(sender), self.parts)
         ferret.expected = self.expected
         return _Receiver(self.party, self.party.sub(self.label(sender), phase="offline"), ferret)
 
@@ -149,7 +151,7 @@ class SilentEngine(PooledEngine):
         u = np.frombuffer(data, dtype=np.uint8).reshape(KAPPA, count // 8)
         q = await self.party.compute(iknp.extend, u)
         q[:, 0] &= ~_LSB
-        ferret = FerretSender(self.schedule, iknp.delta, q, self.party.rng.fork(), _nonce_base(sender))
+        ferret = FerretSender(self.schedule, iknp.delta, q, self.party.rng.fork(), _nonce_base(sender), self.parts)
         return _Sender(self.party, self.party.sub(self.label(sender), phase="offline"), ferret)
 
     def buffered(self, sender: Role) -> int:

@@ -37,6 +37,25 @@ def test_grouping_does_not_change_the_result(nprng, monkeypatch) -> None:
     assert np.array_equal(whole.level_sums, grouped.level_sums)
 
 
+@pytest.mark.parametrize("parts", [2, 3, 8, 64])
+def test_parts_in_threads_do_not_change_the_result(nprng, monkeypatch, parts: int) -> None:
+    """Trees cut into ranges (uneven, with several groups per range, more parts than trees) give the same
+    leaves and sums, for the sender's and the receiver's expansion."""
+    monkeypatch.setattr(ggm, "GROUP_LEAVES", 1 << 7)
+    t, depth = 37, 5
+    roots = random_blocks(nprng, t)
+    whole = expand(roots, depth, clear_lsb=True)
+    split = expand(roots, depth, clear_lsb=True, parts=parts)
+    assert np.array_equal(whole.leaves, split.leaves) and np.array_equal(whole.level_sums, split.level_sums)
+    alpha = nprng.integers(0, 1 << depth, size=t)
+    levels = np.arange(1, depth + 1)
+    off = 1 - ((alpha[None, :] >> (depth - levels[:, None])) & 1)
+    received = np.ascontiguousarray(whole.level_sums[levels[:, None] - 1, off, np.arange(t)[None, :]])
+    one = expand_punctured(alpha, received, depth, clear_lsb=True)
+    many = expand_punctured(alpha, received, depth, clear_lsb=True, parts=parts)
+    assert np.array_equal(one.leaves, many.leaves) and np.array_equal(one.level_sums, many.level_sums)
+
+
 @pytest.mark.parametrize("clear_lsb", [False, True])
 @pytest.mark.parametrize("depth", [1, 2, 5, 9])
 def test_punctured_reconstruction_recovers_all_leaves_but_alpha(nprng, monkeypatch, depth: int, clear_lsb: bool) -> None:

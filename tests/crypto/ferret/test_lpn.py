@@ -47,6 +47,10 @@ def test_chunking_and_offsets_compose(nprng) -> None:
         out = e.copy()
         code.encode_into(table, out, chunk_rows=chunk)
         assert np.array_equal(out, whole)
+    for chunk, parts in ((64, 2), (13, 3), (1, 7), (5000, 4), (100, 2000)):  # row ranges in parallel threads
+        out = e.copy()
+        code.encode_into(table, out, chunk_rows=chunk, parts=parts)
+        assert np.array_equal(out, whole)
     # any split point, including ones not aligned to AES blocks, gives the same rows
     for split in (1, 2, 3, 7, 500):
         a, b = e[:split].copy(), e[split:].copy()

@@ -1,0 +1,126 @@
+"""Kernels of the OT derandomisation (numba, ``nogil``): COT keys, the hash's tweak blocks, 1-out-of-N masking.
+
+The correlation-robust hash ``H(x, (w, j)) = π(π(x) ⊕ (w, j)) ⊕ π(x)`` of :mod:`aiompc.crypto.hashing`
+runs its two AES passes in OpenSSL; these kernels do the work around them without numpy temporaries:
+
+* :func:`cot_keys` — a COT sender's keys for the receiver's corrections ``d``: ``K_0 = q ⊕ d·Δ`` (rows
+  ``0 .. n-1`` of ``out``) and ``K_1 = K_0 ⊕ Δ`` (rows ``n .. 2n-1``), so both are hashed in one AES call;
+* :func:`tweak_blocks` — ``out[i·nb + j] = px[i] ⊕ (index[i], first[i] + j)`` (the AES input of the
+  hash's second pass, ``nb`` output blocks per input);
+* :func:`feed_forward` — ``y[i·nb + j] ^= px[i]`` (the hash's final XOR, in place);
+* :func:`one_of_n_mask` / :func:`one_of_n_unmask` — the sender's masked 1-out-of-N messages and the
+  receiver's unmasked choice from the keys' pad bytes (the layout of
+  :func:`aiompc.protocols.ot.flavours.one_of_n_ot`: message ``x`` is masked, for every choice bit ``t``,
+  by lane ``drop_bit(x, t)`` of the pad stream of key ``K_t^{x_t}``; the caller views the pad bytes as
+  little-endian lanes of 1, 2, 4 or 8 bytes, so a lane is one load).
+
+Blocks are ``(n, 2)`` uint64 rows ``(lo, hi)``; pad streams are rows of bytes (``16·nb`` per key).
+Cost: one pass over the inputs and outputs each; the 1-of-N kernels read ``m`` lanes per message value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aiompc.kernels.jit import kernel
+
+__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_layout", "one_of_n_unmask"]
+
+
+@kernel()
+def cot_keys(q: np.ndarray, d: np.ndarray, delta: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[i] = q[i] ⊕ d[i]·Δ`` and ``out[n + i] = out[i] ⊕ Δ``.
+
+    ``q``: ``(n, 2)`` uint64; ``d``: ``(n,)`` uint8 0/1; ``delta``: ``(2,)`` uint64; ``out``: ``(2n, 2)`` uint64.
+    """
+    n = q.shape[0]
+    d0 = delta[0]
+    d1 = delta[1]
+    for i in range(n):
+        a = q[i, 0]
+        b = q[i, 1]
+        if d[i]:
+            a ^= d0
+            b ^= d1
+        out[i, 0] = a
+        out[i, 1] = b
+        out[n + i, 0] = a ^ d0
+        out[n + i, 1] = b ^ d1
+
+
+@kernel()
+def tweak_blocks(px: np.ndarray, index: np.ndarray, first: np.ndarray, nb: int, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[i·nb + j] = px[i] ⊕ (index[i], first[i] + j)`` for ``j < nb``.
+
+    ``px``: ``(n, 2)`` uint64; ``index``, ``first``: ``(n,)`` uint64; ``out``: ``(n·nb, 2)`` uint64.
+    """
+    for i in range(px.shape[0]):
+        lo = px[i, 0] ^ index[i]
+        hi = px[i, 1]
+        f = first[i]
+        for j in range(nb):
+            out[i * nb + j, 0] = lo
+            out[i * nb + j, 1] = hi ^ (f + np.uint64(j))
+
+
+@kernel()
+def feed_forward(y: np.ndarray, px: np.ndarray, nb: int) -> None:  # pragma: no cover
+    """In place: ``y[i·nb + j] ^= px[i]`` (``y``: ``(n·nb, 2)``, ``px``: ``(n, 2)``, uint64)."""
+    for i in range(px.shape[0]):
+        a = px[i, 0]
+        b = px[i, 1]
+        for j in range(nb):
+            y[i * nb + j, 0] ^= a
+            y[i * nb + j, 1] ^= b
+
+
+@kernel()
+def one_of_n_mask(
+    msgs: np.ndarray, pads: np.ndarray, side: np.ndarray, lane: np.ndarray, mask: np.uint64, out: np.ndarray
+) -> None:  # pragma: no cover
+    """The sender's masked messages: ``out[i, v] = (msgs[i, v] ⊕ XOR_t pads[side[t, v], i·m + t, lane[t, v]]) & mask``.
+
+    ``msgs``, ``out``: ``(n, N·per)`` uint64 (value ``v = x·per + p`` is lane ``p`` of message ``x``);
+    ``pads``: ``(2, n·m, lanes)`` of the lane dtype (uint8/16/32/64), the pad streams of ``K_t^0`` and
+    ``K_t^1`` of instance ``i`` at row ``i·m + t``, viewed as little-endian lanes; ``side``, ``lane``:
+    ``(m, N·per)`` int64, the key bit ``x_t`` and the lane ``drop_bit(x, t)·per + p`` of each value
+    (the same for every instance, see :func:`one_of_n_layout`).
+    """
+    m = side.shape[0]
+    for i in range(msgs.shape[0]):
+        for v in range(msgs.shape[1]):
+            acc = msgs[i, v]
+            for t in range(m):
+                acc ^= np.uint64(pads[side[t, v], i * m + t, lane[t, v]])
+            out[i, v] = acc & mask
+
+
+def one_of_n_layout(n_choices: int, m: int, per: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(side, lane)`` of :func:`one_of_n_mask` for ``N = n_choices`` messages of ``per`` lanes and ``m``
+    choice bits: ``side[t, x·per + p] = x_t``, ``lane[t, x·per + p] = drop_bit(x, t)·per + p`` (numpy, tiny)."""
+    x = np.arange(n_choices, dtype=np.int64)[None, :]
+    t = np.arange(m, dtype=np.int64)[:, None]
+    side = (x >> t) & 1
+    dropped = (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
+    lane = dropped[:, :, None] * per + np.arange(per, dtype=np.int64)[None, None, :]
+    return np.repeat(side, per, axis=1), lane.reshape(m, n_choices * per)
+
+
+@kernel()
+def one_of_n_unmask(
+    y: np.ndarray, pad: np.ndarray, lane: np.ndarray, choices: np.ndarray, m: int, per: int, mask: np.uint64,
+    out: np.ndarray,
+) -> None:  # pragma: no cover
+    """The receiver's messages: ``out[i, p] = (y[i, c_i·per + p] ⊕ XOR_t pad[i·m + t, lane[i·m + t] + p]) & mask``.
+
+    ``y``: ``(n, N·per)`` uint64; ``pad``: ``(n·m, lanes)`` of the lane dtype (the hashed blocks holding each
+    key's lanes); ``lane``: ``(n·m,)`` int64, the position of lane ``drop_bit(c_i, t)·per`` within its row;
+    ``choices``: ``(n,)`` int64; ``out``: ``(n, per)`` uint64.
+    """
+    for i in range(y.shape[0]):
+        c = choices[i]
+        for p in range(per):
+            acc = y[i, c * per + p]
+            for t in range(m):
+                acc ^= np.uint64(pad[i * m + t, lane[i * m + t] + p])
+            out[i, p] = acc & mask
