@@ -18,6 +18,7 @@ and plots; the prose around the markers (published figures, discussion) is writt
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -114,9 +115,13 @@ def load_results() -> list[dict]:
     files = sorted(RESULTS.glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
     runs = []
     for path in files:
-        for r in json.loads(path.read_text()):
-            r["_file"] = path.stem
-            runs.append(r)
+        data = json.loads(path.read_text())
+        if not isinstance(data, list):  # another benchmark's results (e.g. accuracy-*.json)
+            continue
+        for r in data:
+            if isinstance(r, dict) and "layers" in r:
+                r["_file"] = path.stem
+                runs.append(r)
     return runs
 
 
@@ -241,6 +246,70 @@ def comparison_section(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+HE_OPS = ("conv", "linear", "batchnorm")
+"""Operators of the HE layers (the ``linear`` bytes): their shares are what the raw-bits floor counts."""
+
+
+@functools.lru_cache(maxsize=None)
+def _input_sizes(model: str) -> dict[str, int] | None:
+    """Input values (one sample) of every node of ``model`` by name, from its float graph (a built-in network,
+    or ``benchmarks/results/layers/<model>.onnx``); ``None`` when the model cannot be found."""
+    sys.path.insert(0, str(ROOT))
+    from aiompc.nn.networks import NETWORKS, network_onnx
+    from aiompc.nn.onnx_import import load_onnx
+
+    path = RESULTS / "layers" / f"{model}.onnx"
+    if model in NETWORKS:
+        graph = load_onnx(network_onnx(model, 0))
+    elif path.is_file():
+        graph = load_onnx(path)
+    else:
+        return None
+    sizes: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.inputs:
+            shape = graph.shapes[node.inputs[0]]
+            sizes[node.name] = int(functools.reduce(lambda a, b: a * b, shape, 1))
+    return sizes
+
+
+def raw_share_bits(run: dict) -> tuple[int, int, float] | None:
+    """``(input values, output values, raw bytes)`` of a run's HE layers: every share that enters or leaves
+    one, at the layer's ring width (the physical floor of the linear bytes); ``None`` if unknown."""
+    sizes = _input_sizes(run["model"])
+    if sizes is None:
+        return None
+    ins = outs = 0
+    bits = 0
+    for layer in run["layers"]:
+        if layer["op"] not in HE_OPS or layer["name"] not in sizes:
+            continue
+        n_in = sizes[layer["name"]] * layer.get("samples", 1)
+        ins, outs = ins + n_in, outs + layer["elements"]
+        bits += (n_in + layer["elements"]) * layer["ring"]
+    return (ins, outs, bits / 8) if bits else None
+
+
+def raw_bits_table(runs: list[dict]) -> str:
+    """One row per (model, mode) of the headline runs: the linear bytes against the raw share bits."""
+    lines = ["| model | mode | HE layers' input values | output values | raw share MiB | linear MiB "
+             "| linear bytes ÷ raw share bits |", "|---|---|---:|---:|---:|---:|---:|"]
+    seen = set()
+    for r in runs:
+        key = (r["model"], r["mode"])
+        if key in seen or not _headline(r):
+            continue
+        raw = raw_share_bits(r)
+        if raw is None:
+            continue
+        seen.add(key)
+        ins, outs, nbytes = raw
+        linear = r["total"]["linear_bytes"]
+        lines.append(f"| {r['model']} | {r['mode']} | {ins} | {outs} | {nbytes / MIB:.2f} | {linear / MIB:.2f} "
+                     f"| **{linear / nbytes:.1f}×** |")
+    return "\n".join(lines) if seen else ""
+
+
 def measured_section(runs: list[dict]) -> str:
     sys.path.insert(0, str(ROOT))
     from aiompc.nn.bench import bench_markdown, machine_info
@@ -254,6 +323,10 @@ def measured_section(runs: list[dict]) -> str:
     if len(machines) > 1:
         lines += ["(Runs from more than one machine: see each JSON file's `machine`.)", ""]
     lines += [bench_markdown(runs, per_layer=False), ""]
+    raw = raw_bits_table(runs)
+    if raw:
+        lines += [("Distance to the floor (headline runs; raw share bits: every input and output share of the HE "
+                   "layers at its ring width, one inference):"), "", raw, ""]
     comparison = comparison_section(runs)
     if comparison:
         lines += [("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
