@@ -291,12 +291,13 @@ def raw_share_bits(run: dict) -> tuple[int, int, float] | None:
 
 
 def raw_bits_table(runs: list[dict]) -> str:
-    """One row per (model, mode) of the headline runs: the linear bytes against the raw share bits."""
-    lines = ["| model | mode | HE layers' input values | output values | raw share MiB | linear MiB "
-             "| linear bytes ÷ raw share bits |", "|---|---|---:|---:|---:|---:|---:|"]
+    """One row per results file, model and mode of the headline runs: the linear bytes against the raw share
+    bits (the bytes do not depend on the link, so one row per setting)."""
+    lines = ["| run | model | mode | HE layers' input values | output values | raw share MiB | linear MiB "
+             "| linear bytes ÷ raw share bits |", "|---|---|---|---:|---:|---:|---:|---:|"]
     seen = set()
     for r in runs:
-        key = (r["model"], r["mode"])
+        key = (r["_file"], r["model"], r["mode"])
         if key in seen or not _headline(r):
             continue
         raw = raw_share_bits(r)
@@ -305,7 +306,7 @@ def raw_bits_table(runs: list[dict]) -> str:
         seen.add(key)
         ins, outs, nbytes = raw
         linear = r["total"]["linear_bytes"]
-        lines.append(f"| {r['model']} | {r['mode']} | {ins} | {outs} | {nbytes / MIB:.2f} | {linear / MIB:.2f} "
+        lines.append(f"| {r['_file']} | {r['model']} | {r['mode']} | {ins} | {outs} | {nbytes / MIB:.2f} | {linear / MIB:.2f} "
                      f"| **{linear / nbytes:.1f}×** |")
     return "\n".join(lines) if seen else ""
 
