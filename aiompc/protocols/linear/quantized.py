@@ -273,6 +273,9 @@ class QuantizedPlanner:
         if n not in SECURITY_TABLE:
             return None
         dec = l - out_shift
+        # cheap first cut: log2 q >= dec + stat_bits + 1 for any pipeline (the flooding alone is 2^stat_bits)
+        if bound is not None and self._lower_bound(layout, dec, dec + self.stat_bits + 1) >= bound[0]:
+            return None
         try:
             pipeline = pipeline_for(layout, weight_bits, self.stat_bits)
             need = min_modulus_bits(n, dec, pipeline, margin)
