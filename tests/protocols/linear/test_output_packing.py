@@ -217,3 +217,17 @@ async def test_interleaved_layout_packed_equals_reference(geometry, wb, nprng) -
     cost = plan_cost(plan, "conv")
     assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
     assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(plan.layout))
+
+
+def test_compute_rate_trades_bytes_for_modelled_compute() -> None:
+    """ResNet-18's 512x4x4 layer: bytes only packs all 512 results (fewest bytes, most compute); the default
+    rate keeps the unpacked layout, whose modelled CPU is several times lower; the byte order is the reverse."""
+    from aiompc.protocols.linear.quantized import QuantizedPlanner
+
+    shape = ConvShape.make(512, 4, 4, 512, 3, padding=1)
+    greedy = QuantizedPlanner(compute_rate=0.0).search(shape, 19, 4).best
+    default = QuantizedPlanner().search(shape, 19, 4).best
+    assert greedy.plan.output_packing and not default.plan.output_packing
+    assert greedy.cost.total < default.cost.total / 3
+    seconds = [c.cost.server_seconds + c.cost.client_seconds for c in (greedy, default)]
+    assert seconds[1] * 3 < seconds[0]
