@@ -258,9 +258,13 @@ class Channel:
         """A snapshot (deep copy) of the statistics so far."""
         return Stats({k: replace(v) for k, v in self._labels.items() if v.msgs_sent or v.msgs_recv})
 
-    async def close(self, *, abort: bool = False) -> None:
+    async def close(self, *, abort: bool = False, error: BaseException | None = None) -> None:
         """Close the transport (``abort``: drop it at once, for a peer that broke the protocol) and stop
-        the reader (idempotent)."""
+        the reader (idempotent).  ``error``: why (e.g. a background task of this party failed); this
+        party's pending and later receives raise it (typed as :class:`TransportClosed` unless it is an
+        aiompc error), and the peer's raise :class:`TransportClosed` at once."""
+        if error is not None and self._error is None:
+            self._error = error
         self._closed = True
         await (self.transport.abort() if abort else self.transport.close())
         if self._reader is not None and not self._reader.done():

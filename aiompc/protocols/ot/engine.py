@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from aiompc.channel import Channel
 from aiompc.errors import InputError, ProtocolError, TransportClosed
 from aiompc.party import Party, Role
 
@@ -111,6 +112,12 @@ class OTEngine(ABC):
     @abstractmethod
     async def precompute(self, n: int, *, sender: Role) -> None:
         """Generate at least ``n`` more COTs in this direction now and buffer them (both parties call it)."""
+
+    def expect(self, n: int) -> None:
+        """A hint from the caller that decided the session's work up front: it expects to draw about ``n``
+        COTs in each direction.  An engine may size its batches by it (the silent engine skips the small
+        bootstrap extensions when ``n`` is large); the default ignores it.  Only the receiver of a
+        direction acts on it, so the two parties need not pass the same value.  No message is sent."""
 
     async def sender_cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs:
         """:meth:`cots` on the sending side (checks that this party is ``sender``)."""
@@ -223,10 +230,15 @@ class _Batch:
 
 
 class _SenderPool:
-    """Sender side of a direction: a background task receives the receiver's batches in order."""
+    """Sender side of a direction: a background task receives the receiver's batches in order.
 
-    def __init__(self, source: COTSenderSource) -> None:
+    If that task fails, nobody may be waiting on it (this party may be waiting for a message the peer
+    cannot send before the extension it asked for arrives): it closes the party's channel with its
+    error, so both parties fail at once with typed errors instead of waiting for each other."""
+
+    def __init__(self, source: COTSenderSource, channel: Channel | None = None) -> None:
         self.source = source
+        self.channel = channel
         self.delta = source.delta
         self.end = 0
         self._batches: list[_Batch] = []
@@ -252,6 +264,8 @@ class _SenderPool:
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter
             self._error = exc
             self._notify()
+            if self.channel is not None and not isinstance(exc, TransportClosed):  # (closed: both know)
+                await self.channel.close(abort=True, error=exc)
 
     async def wait_until(self, end: int) -> None:
         """Wait until every COT below index ``end`` has been received."""
@@ -323,7 +337,7 @@ class PooledEngine(OTEngine):
         async with self._open_locks[sender]:
             pool = self._senders.get(sender)
             if pool is None:
-                pool = self._senders[sender] = _SenderPool(await self.open_sender(sender))
+                pool = self._senders[sender] = _SenderPool(await self.open_sender(sender), self.party.channel)
             return pool
 
     async def cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs | ReceiverCOTs:

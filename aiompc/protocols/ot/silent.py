@@ -116,6 +116,14 @@ class SilentEngine(PooledEngine):
     def __init__(self, party: Party, *, schedule: FerretSchedule = PUBLISHED_SCHEDULE) -> None:
         super().__init__(party)
         self.schedule = schedule
+        self.expected = 0  # the caller's hint (expect), handed to each direction's Ferret receiver
+
+    def expect(self, n: int) -> None:
+        """Every extension after the first uses the main set when ``n`` makes it cheaper than renting
+        (:meth:`~aiompc.crypto.ferret.extension.FerretSchedule.choose`)."""
+        self.expected = max(0, int(n))
+        for rpool in self._receivers.values():
+            rpool.source.ferret.expected = self.expected  # type: ignore[attr-defined]
 
     async def open_receiver(self, sender: Role) -> COTReceiverSource:
         """Bootstrap as COT receiver: base-OT sender, IKNP receiver, then Ferret receiver."""
@@ -125,6 +133,7 @@ class SilentEngine(PooledEngine):
         await self.party.sub(self.label(sender, "iknp"), phase="offline").send_bytes(u)
         t[:, 0] = (t[:, 0] & ~_LSB) | choices.astype(np.uint64)  # t' = q' ⊕ b·Δ with LSB(q') = 0
         ferret = FerretReceiver(self.schedule, t, _nonce_base(sender))
+        ferret.expected = self.expected
         return _Receiver(self.party, self.party.sub(self.label(sender), phase="offline"), ferret)
 
     async def open_sender(self, sender: Role) -> COTSenderSource:
