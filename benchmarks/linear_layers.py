@@ -12,7 +12,11 @@ scale 2^12 gives).  Cheetah's q ~ 2^109 at N = 4096 cannot flood such products w
 statistical security for every layer (see the HE core's noise module); each row shows the statistical
 security `stat` the flooding reaches (the largest <= 40 that decrypts).
 
-    python benchmarks/linear_layers.py [--layers resnet18|big|fc|all] [--weight-bits 12] [--markdown]
+    python benchmarks/linear_layers.py [--layers resnet18|big|fc|all] [--weight-bits 12] [--markdown] [--prepared]
+
+With ``--prepared`` the server's weight plaintexts are prepared before the call, as a server prepares its model
+once (:func:`aiompc.nn.prepare.prepare_model`); that one-time work is the column ``prep s`` (wall, CPU in
+brackets) and is not in the layer's seconds.  Without it the layer prepares them itself (``prep s``: –).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from aiompc.crypto.prg import PRG
 from aiompc.ring import reconstruct, share
 from aiompc.session import run_local
 from aiompc.protocols.linear.engine import run_linear
+from aiompc.protocols.linear.prepared import prepare_weights, weight_key
+from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
 from aiompc.protocols.linear.plan import CheetahBaselinePlanner, LinearPlan
 from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
 from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
@@ -79,7 +85,8 @@ def plan_for(shape: ConvShape | MatmulShape, l: int, weight_bits: int) -> Linear
     return CheetahBaselinePlanner()(shape, l, weight_bits)
 
 
-async def measure(layer: Layer, l: int, weight_bits: int, rng: np.random.Generator) -> dict[str, object]:
+async def measure(layer: Layer, l: int, weight_bits: int, rng: np.random.Generator,
+                  prepared: bool = False) -> dict[str, object]:
     plan = plan_for(layer.shape, l, weight_bits)
     lay = plan.layout
     x = rng.integers(0, 1 << l, lay.in_shape, dtype=np.uint64)
@@ -89,9 +96,15 @@ async def measure(layer: Layer, l: int, weight_bits: int, rng: np.random.Generat
     w = rng.integers(-half, half, wshape)
     xs, xc = share(x, l, PRG())
     times: dict[str, float] = {}
+    cache = WeightCache(1 << 40)
+    prep = None
+    if prepared:
+        t0, c0 = time.perf_counter(), time.process_time()
+        cache.put(weight_key(plan, w), prepare_weights(plan, w))
+        prep = (time.perf_counter() - t0, time.process_time() - c0)
 
     async def warm_and_run(p, role, share_, weight):
-        # the session's key exchange is not part of the layer: do a tiny call first on the same params
+        p.state[STATE_KEY] = cache
         t0 = time.perf_counter()
         y = await run_linear(p, "layer", plan, share_, weight)
         times[role] = time.perf_counter() - t0
@@ -107,7 +120,7 @@ async def measure(layer: Layer, l: int, weight_bits: int, rng: np.random.Generat
     lab = st_c.select("layer")
     keys = st_c.select("he-keys")
     return dict(plan=plan, up=lab.bytes_sent, down=lab.bytes_recv, keys=keys.bytes_sent, rounds=lab.rounds,
-                server=times["server"], client=times["client"], cpu=cpu, exact=exact)
+                server=times["server"], client=times["client"], cpu=cpu, exact=exact, prep=prep)
 
 
 def row(layer: Layer, r: dict[str, object], md: bool) -> str:
@@ -122,6 +135,7 @@ def row(layer: Layer, r: dict[str, object], md: bool) -> str:
         f"{r['server']:.2f}",
         f"{r['client']:.2f}",
         f"{r['cpu']:.2f}",
+        f"{r['prep'][0]:.2f} ({r['prep'][1]:.2f})" if r["prep"] else "-",
         f"{ref[2]:.2f}" if ref else "-",
         f"{plan.output.bits0}/{plan.output.bits1}",
         str(plan.pipeline.stat_bits),
@@ -130,7 +144,8 @@ def row(layer: Layer, r: dict[str, object], md: bool) -> str:
     return ("| " + " | ".join(cells) + " |") if md else "  ".join(f"{c:>14}" if i else f"{c:<26}" for i, c in enumerate(cells))
 
 
-HEADER = ["layer", "ct in/out", "MiB c->s", "MiB s->c", "C++ MiB", "s server", "s client", "CPU s both", "C++ s",
+HEADER = ["layer", "ct in/out", "MiB c->s", "MiB s->c", "C++ MiB", "s server", "s client", "CPU s both", "prep s",
+          "C++ s",
           "c0/c1 bits", "stat", "exact"]
 
 
@@ -140,6 +155,8 @@ async def main() -> None:
     ap.add_argument("--l", type=int, default=37)
     ap.add_argument("--weight-bits", type=int, default=12)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--prepared", action="store_true", help="prepare the weights before the call (reported apart)")
+    ap.add_argument("--repeat", type=int, default=1, help="measure each layer this many times (one row each)")
     args = ap.parse_args()
     layers = {"resnet18": resnet18_cifar, "big": big_layers, "fc": fc_layers}
     chosen = [f for k, f in layers.items() if args.layers in (k, "all")]
@@ -152,9 +169,10 @@ async def main() -> None:
     keys = 0
     for group in chosen:
         for layer in group():
-            r = await measure(layer, args.l, args.weight_bits, rng)
-            keys = int(r["keys"])  # type: ignore[arg-type]
-            print(row(layer, r, md), flush=True)
+            for _ in range(args.repeat):
+                r = await measure(layer, args.l, args.weight_bits, rng, args.prepared)
+                keys = int(r["keys"])  # type: ignore[arg-type]
+                print(row(layer, r, md), flush=True)
             if group is resnet18_cifar:
                 totals[0] += layer.count * int(r["up"])  # type: ignore[arg-type]
                 totals[1] += layer.count * int(r["down"])  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from aiompc.errors import InputError
 
-from aiompc.kernels.sampling import take_below
+from aiompc.kernels.sampling import gaussian_from_words, take_below
 
 __all__ = ["PRG", "SEED_BYTES"]
 
@@ -108,8 +108,6 @@ class PRG:
         """
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         n = int(np.prod(shape, dtype=np.int64))
-        u = (self.words((2, n)) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-        u1 = np.maximum(u[0], 1.0 / (1 << 53))
-        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u[1])
-        z = np.clip(z * sigma, -tail * sigma, tail * sigma)
-        return np.rint(z).astype(np.int64).reshape(shape)
+        out = np.empty(n, dtype=np.int64)
+        gaussian_from_words(self.words((2, n)), float(sigma), float(tail), out)  # compiled, one pass
+        return out.reshape(shape)

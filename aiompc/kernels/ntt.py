@@ -230,7 +230,8 @@ def ntt_forward_sparse_centered(
 
     ``lift(v)``: ``v mod 2**bits`` centered into ``(−2**(bits−1), 2**(bits−1)]`` (``bits <= 62``; ``values``
     are uint64 words, two's complement for negative integers).  ``values``: ``(rows, E)``; ``exps``:
-    ``(E,)`` distinct exponents in ``[0, n)``; ``out``: ``(rows, k, n)`` uint64, fully reduced.  ``stats``
+    ``(E,)`` distinct exponents in ``[0, n)``; ``out``: ``(rows, k, n)`` uint64 or uint32 (residues ``< 2**30``),
+    fully reduced.  ``stats``
     (int64, 2) receives ``max |lift|`` and the largest number of non-zero coefficients in one row.
     No dense ``(rows, n)`` array of coefficients is made.
     """
@@ -266,6 +267,6 @@ def ntt_forward_sparse_centered(
             for c in range(n):
                 v64 = np.uint64(row[c])
                 v64 = min(v64, v64 - p2)
-                dst[c] = min(v64, v64 - p)
+                dst[c] = dst.dtype.type(min(v64, v64 - p))
     stats[0] = norm
     stats[1] = count

@@ -23,7 +23,7 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel, ufunc_kernel
 
-__all__ = ["mac_into", "LAZY_PRODUCTS", "add_mod", "sub_mod", "neg_mod", "mul_mod", "rem"]
+__all__ = ["mac_into", "scale_round_pow2_into", "LAZY_PRODUCTS", "add_mod", "sub_mod", "neg_mod", "mul_mod", "rem"]
 
 LAZY_PRODUCTS = 16  # products (< 2**60) summed before one reduction: 16·2**60 + 2**30 < 2**64
 _BLOCK = 512  # coefficients per block
@@ -131,3 +131,38 @@ def rem(x: np.uint64, p: np.uint64) -> np.uint64:  # pragma: no cover - compiled
     if p < np.uint64(1 << 14):
         return x % p
     return _reduce64(x, p, 1.0 / np.float64(p))
+
+
+@kernel(inline="always")
+def _mulmod_small(a: np.uint64, b: np.uint64, p: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """``a·b mod p`` for residues below ``p < 2**30`` (float64 estimate; ``%`` for tiny test primes)."""
+    x = a * b
+    if p < np.uint64(1 << 14):
+        return x % p
+    return _reduce64(x, p, 1.0 / np.float64(p))
+
+
+@kernel()
+def scale_round_pow2_into(x: np.ndarray, qhat_inv: np.ndarray, whole: np.ndarray, frac: np.ndarray,
+                          primes: np.ndarray, bits: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[r, c] = round(2**bits · X / q) mod 2**bits`` of the integer ``X`` with residues ``x[r, :, c]``.
+
+    ``y_l = x_l·(q/p_l)^-1 mod p_l``; the integer parts ``Σ y_l·whole[l]`` wrap in uint64 and the fractional
+    parts ``Σ y_l·frac[l]`` are summed in float64 in prime order, then rounded (``⌊f + 1/2⌋``): the arithmetic
+    of :func:`aiompc.crypto.he.rns.scale_round_pow2`'s numpy form, in one pass.  ``x``: ``(R, L, N)`` uint64;
+    ``qhat_inv``/``whole``: ``(L,)`` uint64; ``frac``: ``(L,)`` float64; ``out``: ``(R, N)`` uint64.
+    """
+    rows, n_l, n = x.shape
+    mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    for r in range(rows):
+        dst = out[r]
+        for c in range(n):
+            acc = np.uint64(0)
+            f = 0.0
+            for l in range(n_l):
+                p = np.uint64(primes[l])
+                y = _mulmod_small(x[r, l, c], np.uint64(qhat_inv[l]), p)
+                acc += y * np.uint64(whole[l])
+                f += np.float64(y) * frac[l]  # 0.0 + a == a: the same sum as numpy's, in prime order
+            acc += np.uint64(np.floor(f + 0.5))
+            dst[c] = acc & mask

@@ -35,7 +35,16 @@ statistics)::
                  [, "relus_kept", "relus"]}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds",
                "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one), "relus_kept", "relus"},
-     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code", "relu_budget"}
+     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code", "relu_budget",
+     "prepare": {"server", "client"} (two processes) or {"both"} (one), "peak_rss": {"server", "client"} (two)}
+
+**Once per model, not per inference.**  Before the session the server prepares the model — every HE layer's
+plan and weight plaintexts (:func:`aiompc.nn.prepare.prepare_model`, up to
+:data:`~aiompc.nn.prepare.WEIGHT_MEMORY` bytes of them kept; a deployed server does this once and serves
+every client from it, see :func:`aiompc.nn.service.serve`) — and the client plans its layers.  ``prepare``
+reports that one-time work (wall and CPU seconds, layers kept, bytes held, layers left to be prepared per
+inference); the session's ``seconds`` and CPU figures do not include it.  ``peak_rss``: each process's peak
+resident memory in bytes (the client's: of the benchmark process so far).
 
 A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
 the layer outputs (all samples).  The trailing keys say how the row was obtained: the integer program
@@ -77,6 +86,7 @@ from aiompc.nn.loopback import LINKS, LoopbackRun, link_wrapper, run_two_parties
 from aiompc.nn.two_process import run_two_processes
 from aiompc.nn.modes import MODES, EngineConfig, check_output, describe_check, mode_named
 from aiompc.nn.npy_files import load_npy
+from aiompc.nn.prepare import WEIGHT_MEMORY
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
@@ -211,21 +221,27 @@ async def bench_run(
     ot = _check_ot(ot)
     cpu = time.process_time()
     run = await run_two_parties(graph, x_int, config, options={"ot": ot}, transport_wrapper=link_wrapper(link),
-                                progress=progress, progress_label=f"{mode or config.mode.name}/{link}")
-    return _row(model, graph, x_int, config, run, mode=mode, link=link,
-                cpu={"processes": 1, "cpu_both": round(time.process_time() - cpu, 3)})
+                                progress=progress, progress_label=f"{mode or config.mode.name}/{link}", prepare=True)
+    cpu = time.process_time() - cpu - (run.prepare or {}).get("cpu", 0.0)
+    row = _row(model, graph, x_int, config, run, mode=mode, link=link, cpu={"processes": 1, "cpu_both": round(cpu, 3)})
+    row["prepare"] = {"both": run.prepare}
+    return row
 
 
 def bench_run_two_processes(
     model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, *, mode: str | None = None,
-    link: str = "none", ot: str | None = None,
+    link: str = "none", ot: str | None = None, weight_memory: int = WEIGHT_MEMORY,
 ) -> dict[str, Any]:
     """As :func:`bench_run`, with the server party in its own process, as on two machines
     (:func:`~aiompc.nn.two_process.run_two_processes`); the row adds each party's CPU seconds."""
     ot = _check_ot(ot)
-    two = run_two_processes(graph, x_int, config, options={"ot": ot}, link=link)  # type: ignore[arg-type]
-    return _row(model, graph, x_int, config, two.run, mode=mode, link=link,
-                cpu={"processes": 2, "cpu_server": round(two.cpu_server, 3), "cpu_client": round(two.cpu_client, 3)})
+    two = run_two_processes(graph, x_int, config, options={"ot": ot}, link=link,  # type: ignore[arg-type]
+                            weight_memory=weight_memory)
+    row = _row(model, graph, x_int, config, two.run, mode=mode, link=link,
+               cpu={"processes": 2, "cpu_server": round(two.cpu_server, 3), "cpu_client": round(two.cpu_client, 3)})
+    row["prepare"] = {"server": two.prepare_server, "client": two.prepare_client}
+    row["peak_rss"] = {"server": two.rss_server, "client": two.rss_client}
+    return row
 
 
 def _check_ot(ot: str | None) -> str:
@@ -256,7 +272,7 @@ def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run
 def run_bench(
     model: BenchModel, *, modes: Sequence[str] = DEFAULT_MODES, links: Sequence[str] = ("none",),
     ots: Sequence[str | None] = (None,), exact: bool = True, baseline_exact: bool = False,
-    progress: bool | None = None, log: Any = None, processes: int = 1,
+    progress: bool | None = None, log: Any = None, processes: int = 1, weight_memory: int = WEIGHT_MEMORY,
 ) -> list[dict[str, Any]]:
     """Every (link, OT engine, mode) combination of :func:`bench_run` (``processes=1``: both parties in this
     process) or :func:`bench_run_two_processes` (``processes=2``: as on two machines) on ``model``'s inputs,
@@ -277,7 +293,7 @@ def run_bench(
             for mode in modes:
                 if processes == 2:
                     res = bench_run_two_processes(model.name, model.graph(mode), x_int[mode], configs[mode],
-                                                  mode=mode, link=link, ot=ot)
+                                                  mode=mode, link=link, ot=ot, weight_memory=weight_memory)
                 else:
                     res = aiompc.run(bench_run(model.name, model.graph(mode), x_int[mode], configs[mode],
                                                mode=mode, link=link, ot=ot, progress=progress))
@@ -289,7 +305,8 @@ def run_bench(
                           f"{_requant(res['exact'])}: "
                           f"{(t['bytes_c2s'] + t['bytes_s2c']) / _MIB:9.2f} MiB "
                           f"(linear {t['linear_bytes'] / _MIB:.2f}, non-linear {t['nonlinear_bytes'] / _MIB:.2f}), "
-                          f"{t['seconds']:.2f} s wall, {_cpu(t)}", file=log, flush=True)
+                          f"{t['seconds']:.2f} s wall, {_cpu(t)}; once per model: {_prepare_cell(res)}; "
+                          f"peak RSS server / client {_rss_cell(res)} MiB", file=log, flush=True)
     return results
 
 
@@ -308,6 +325,22 @@ def _cpu_cell(total: dict[str, Any]) -> str:
     if "cpu_server" in total:
         return f"{total['cpu_server']:.2f} + {total['cpu_client']:.2f}"
     return f"{total['cpu_both']:.2f} (1 process)" if "cpu_both" in total else "–"
+
+
+def _prepare_cell(run: dict[str, Any]) -> str:
+    """The one-time model preparation before the session: ``wall s (CPU s)`` of the server (or of both parties
+    in one process), the weight plaintexts kept (MiB) and ``+k`` layers prepared per inference; ``–`` if none."""
+    prep = run.get("prepare") or {}
+    p = prep.get("server") or prep.get("both")
+    if not p:
+        return "–"
+    extra = f", {p['per_inference']} per inference" if p.get("per_inference") else ""
+    return f"{p['seconds']:.1f} ({p['cpu']:.1f} CPU), {p['bytes'] / _MIB:.0f} MiB kept{extra}"
+
+
+def _rss_cell(run: dict[str, Any]) -> str:
+    rss = run.get("peak_rss") or {}
+    return f"{rss['server'] / _MIB:.0f} / {rss['client'] / _MIB:.0f}" if rss else "–"
 
 
 def _total_bytes(run: dict[str, Any]) -> int:
@@ -386,8 +419,9 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     (``per_layer``) one table per run."""
     lines = [
         ("| model | mode | network | planner | OT | requant | MiB c→s | MiB s→c | MiB total | linear MiB "
-         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds | CPU s | logits vs reference |"),
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds | CPU s | logits vs reference "
+         "| once per model: server s | peak RSS MiB server / client |"),
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in results:
         t = r["total"]
@@ -396,7 +430,8 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
             f"| {t['bytes_c2s'] / _MIB:.2f} "
             f"| {t['bytes_s2c'] / _MIB:.2f} | {_total_bytes(r) / _MIB:.2f} | {t['linear_bytes'] / _MIB:.2f} "
             f"| {t['nonlinear_bytes'] / _MIB:.2f} | {t['offline_bytes'] / _MIB:.2f} | {_setup_bytes(r) / _MIB:.2f} "
-            f"| {t['rounds']} | {t['seconds']:.2f} | {_cpu_cell(t)} | {describe_check(r.get('check', {}))} |"
+            f"| {t['rounds']} | {t['seconds']:.2f} | {_cpu_cell(t)} | {describe_check(r.get('check', {}))} "
+            f"| {_prepare_cell(r)} | {_rss_cell(r)} |"
         )
     ratios = bench_ratios(results)
     if ratios:
@@ -522,8 +557,15 @@ def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
     return items
 
 
+def _weight_memory(gib: float) -> int:
+    if not gib >= 0:
+        raise InputError(f"--weight-memory must be a number of GiB >= 0, got {gib}")
+    return int(gib * (1 << 30))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     modes = _csv(args.modes, list(MODES), "--modes")
+    weight_memory = _weight_memory(args.weight_memory)
     links = _csv(args.network, LINKS, "--network")
     ots = _csv(args.ot or ot_engine.DEFAULT_ENGINE, ot_engine.engine_kinds(), "--ot")
     if args.plot:
@@ -539,7 +581,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"{model.float_graph.input_shape}, {args.samples} sample(s); network {','.join(links)}; "
           f"OT {','.join(ots)}; " + "; ".join(settings), file=sys.stderr, flush=True)
     results = run_bench(model, modes=modes, links=links, ots=ots, exact=args.exact, baseline_exact=baseline_exact,
-                        progress=args.progress, log=sys.stderr, processes=args.processes)
+                        progress=args.progress, log=sys.stderr, processes=args.processes,
+                        weight_memory=weight_memory)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     table = bench_markdown(results, per_layer=not args.summary)
@@ -583,6 +626,9 @@ def add_bench_command(sub: Any) -> None:
     p.add_argument("--processes", type=int, choices=(1, 2), default=2,
                    help="2: the server party in its own process, as on two machines, each party's CPU seconds "
                    "reported (default); 1: both parties in this process (with a progress bar)")
+    p.add_argument("--weight-memory", type=float, default=WEIGHT_MEMORY / (1 << 30), metavar="GIB",
+                   help="GiB of weight plaintexts the server prepares once and keeps (two processes; the rest is "
+                   f"prepared per inference; default {WEIGHT_MEMORY / (1 << 30):g})")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar per layer (default: when stderr is a terminal)")
     p.set_defaults(func=cmd_bench)

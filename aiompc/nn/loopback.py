@@ -19,6 +19,9 @@ from tqdm import tqdm
 from aiompc.channel import Stats
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
+from aiompc.nn.prepare import WEIGHT_MEMORY, prepare_model
+from aiompc.protocols.linear.weight_cache import STATE_KEY as WEIGHT_CACHE_KEY
+from aiompc.protocols.linear.weight_cache import WeightCache
 from aiompc.nn.secure import LayerRecord, SecureResult
 from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
@@ -57,6 +60,9 @@ class LoopbackRun:
     stats: Stats
     seconds: float
     options: dict[str, Any]
+    prepare: dict[str, Any] | None = None
+    """The model's one-time preparation before the session (:meth:`~aiompc.nn.prepare.Preparation.to_dict`;
+    both parties are this process, so it holds the plans of both and the server's weights), if it was done."""
 
 
 async def run_two_parties(
@@ -69,17 +75,26 @@ async def run_two_parties(
     transport_wrapper: Callable[[Transport], Transport] | None = None,
     progress: bool | None = None,
     progress_label: str = "layers",
+    prepare: bool = False,
 ) -> LoopbackRun:
     """Serve ``graph`` and query it with the quantized batch ``x_int`` over loopback; the client's view.
 
     ``options`` go to both sides' handshake (the engine settings of ``config`` are always included);
-    ``transport_wrapper`` wraps both ends' transports (e.g. :func:`aiompc.transports.shaped.shape`)."""
+    ``transport_wrapper`` wraps both ends' transports (e.g. :func:`aiompc.transports.shaped.shape`).
+    ``prepare``: plan the layers and prepare the server's weights first (:func:`~aiompc.nn.prepare.prepare_model`,
+    in a worker thread, :data:`~aiompc.nn.prepare.WEIGHT_MEMORY` bytes), outside the session's seconds."""
     options = {**config.to_options(), **(options or {})}
+    cache = WeightCache(WEIGHT_MEMORY) if prepare else None
+    prepared = None
+    if cache is not None:
+        prepared = (await asyncio.to_thread(prepare_model, graph, config, cache, batch=min(len(x_int), CHUNK))).to_dict()
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     # when the client fails first, nobody awaits ``done``: mark its exception retrieved (no asyncio warning)
     done.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def handler(party: Party) -> None:
+        if cache is not None:
+            party.state[WEIGHT_CACHE_KEY] = cache
         try:
             done.set_result(await serve_session(party, graph, EngineConfig.from_options(party.options)))
         except BaseException as exc:
@@ -112,4 +127,4 @@ async def run_two_parties(
                 raise done.exception() from None  # type: ignore[misc]
             raise
         await done
-    return LoopbackRun(result, stats, seconds, agreed)
+    return LoopbackRun(result, stats, seconds, agreed, prepared)

@@ -33,6 +33,7 @@ __all__ = ["fuse_partial_relus", "DOMAIN", "OP"]
 
 DOMAIN = "aiompc"
 OP = "PartialRelu"
+_MAX_TOLERANCE = 2.0**-7  # the 0/1 check of a dequantized mask (8-bit masks have steps of 1/255 or 1/127)
 
 
 @dataclass
@@ -58,16 +59,20 @@ class _Graph:
                 self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
 
     def const(self, name: str) -> tuple[np.ndarray, float] | None:
-        """A constant's value and the tolerance of its 0/1 check (half a step of a dequantized constant)."""
+        """A constant's value and the tolerance of its 0/1 check (half a step of a dequantized constant, at most
+        :data:`_MAX_TOLERANCE`); ``None`` if it is computed (a DequantizeLinear with a computed scale included)."""
         if name in self.consts:
             return np.asarray(self.consts[name]), 0.0
         n = self.producer.get(name)
         if n is not None and n.op_type == "DequantizeLinear" and n.input[0] in self.consts:
+            if n.input[1] not in self.consts or (len(n.input) > 2 and n.input[2] and n.input[2] not in self.consts):
+                return None  # a computed scale or zero point: not a constant
             q = np.asarray(self.consts[n.input[0]]).astype(np.float64)
-            scale = np.asarray(self.consts.get(n.input[1], 1.0), dtype=np.float64)
+            scale = np.asarray(self.consts[n.input[1]], dtype=np.float64)
             zp = np.asarray(self.consts[n.input[2]], dtype=np.float64) if len(n.input) > 2 and n.input[2] else 0.0
             if scale.size == 1 and np.size(zp) == 1:
-                return (q - zp) * scale, float(np.max(scale)) / 2
+                # half a step, but never so coarse that a value far from 0/1 (e.g. 2 at scale 2) passes
+                return (q - zp) * scale, min(float(np.max(scale)) / 2, _MAX_TOLERANCE)
         return None
 
     def strip(self, name: str) -> tuple[str, list[onnx.NodeProto]]:
@@ -158,7 +163,9 @@ def _match_add(graph: _Graph, n: onnx.NodeProto) -> _Match | None:
                 continue
             if not np.allclose(total[0] + total[1], 1.0, rtol=0, atol=2 * (ca[0][1] + cb[0][1]) + 1e-12):
                 continue  # not a mask and its complement: not this pattern
-            return _Match(n, r[0].input[0], _mask(graph, n, *ca[0]), [ma[0], *ma[1], mb[0], *mb[1], r[0], *r[1]])
+            # the mask at the shape both constants broadcast to: the importer refuses one that enlarges x
+            return _Match(n, r[0].input[0], _mask(graph, n, total[0], ca[0][1]),
+                          [ma[0], *ma[1], mb[0], *mb[1], r[0], *r[1]])
     return None
 
 

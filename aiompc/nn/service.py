@@ -11,6 +11,7 @@ The client then sends ``{"samples": n}`` on the label ``"request"`` and both par
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl as ssl_module
 import sys
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from aiompc.errors import InputError, ProtocolError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig, GraphKind, Mode, Output, mode_named, mode_options
+from aiompc.nn.prepare import prepare_model
 from aiompc.nn.quant_choices import DATASETS, RANDOM_CALIBRATION_SAMPLES, RandomCalibrationWarning, random_calibration
 from aiompc.nn.secure import LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
@@ -137,14 +139,17 @@ async def serve(
     policy: ServerPolicy | None = None,
     max_message_size: int = SERVE_MAX_MESSAGE_SIZE,
     weight_cache: WeightCache | None = None,
+    prepare: bool = True,
 ) -> Server:
     """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
     :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent.
 
     The server's weight plaintexts depend only on the model and the plan, so one
     :class:`~aiompc.protocols.linear.weight_cache.WeightCache` (bounded in bytes; ``weight_cache``, or a
-    new one per call) is shared by every session: a layer's weights are prepared by the first session
-    that needs them and reused by the others.
+    new one per call) is shared by every session.  With ``prepare`` (the default) the model is prepared
+    before the server listens (:func:`~aiompc.nn.prepare.prepare_model` in a worker thread: every HE layer's
+    plan, and its weight plaintexts pinned in the cache while they fit), so no session waits for it;
+    otherwise a layer's weights are prepared by the first session that needs them and reused by the others.
 
     ``mode`` (a name of :data:`~aiompc.nn.modes.MODES` or a :class:`~aiompc.nn.modes.Mode`) decides the
     protocol and, for an ONNX file, the integer program (:func:`load_model` with ``mode.program``); a
@@ -156,6 +161,8 @@ async def serve(
     qgraph = load_model(model, calibration=calibration, graph=config.mode.program)
 
     weights = WeightCache() if weight_cache is None else weight_cache
+    if prepare:
+        await asyncio.to_thread(prepare_model, qgraph, config, weights)
 
     async def handler(party: Party) -> None:
         party.state[WEIGHT_CACHE_KEY] = weights

@@ -90,3 +90,39 @@ def test_elementwise_mod_ufuncs_match_numpy_and_python(primes: tuple[int, ...]) 
     words = rng.integers(0, np.iinfo(np.uint64).max, (len(primes), 512), dtype=np.uint64, endpoint=True)
     words[:, :3] = [0, np.iinfo(np.uint64).max, (1 << 63)]
     assert np.array_equal(rem(words, col), words % col)
+
+
+def _scale_round_pow2_reference(x: np.ndarray, bits: int, basis) -> np.ndarray:
+    """scale_round_pow2 as it was in numpy (test reference)."""
+    from aiompc.crypto.he.rns import mod_mul
+
+    whole, frac = basis._scale_consts(bits)
+    y = mod_mul(x, basis.qhat_inv, basis.col)
+    acc = (y * whole).sum(axis=-2, dtype=np.uint64)
+    f = (y.astype(np.float64) * frac).sum(axis=-2)
+    acc += np.floor(f + 0.5).astype(np.uint64)
+    return acc & np.uint64((1 << bits) - 1)
+
+
+@pytest.mark.parametrize("n, count, bound", [(4096, 4, 1 << 28), (2048, 1, 1 << 30), (8192, 3, 1 << 30), (64, 3, 1 << 14)])
+def test_scale_round_pow2_kernel_is_the_numpy_form(n: int, count: int, bound: int) -> None:
+    from aiompc.crypto.he.primes import ntt_primes_below
+    from aiompc.crypto.he.rns import get_basis, scale_round_pow2
+
+    primes = tuple(p for _, p in zip(range(count), ntt_primes_below(n, bound)))
+    basis = get_basis(primes)
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 1 << 62, (2, 3, count, n), dtype=np.uint64) % basis.col
+    x[0, 0] = 0
+    x[0, 1] = basis.col - np.uint64(1)  # X = -1 mod each prime... and mixed below
+    x[1, 0, :, ::2] = basis.col - np.uint64(1)
+    for bits in (1, 13, 37, 62):
+        got = scale_round_pow2(x, bits, basis)
+        assert got.shape == (2, 3, n) and np.array_equal(got, _scale_round_pow2_reference(x, bits, basis))
+        big = int(basis.q)  # exact check of a few coefficients with Python integers (CRT)
+        for r, c in [(0, 0), (0, 1), (1, 0), (1, 2)]:
+            for i in (0, 1, n - 1):
+                xs = [int(v) for v in x[r, c, :, i]]
+                X = sum(v * (big // p) * pow(big // p, -1, p) for v, p in zip(xs, primes)) % big
+                exact = (X << bits) / big  # float: compare within the documented slack
+                assert abs(((int(got[r, c, i]) - exact + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))) <= 0.5 + 1e-3

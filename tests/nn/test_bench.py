@@ -206,6 +206,7 @@ def test_merged_layer_order() -> None:
     (["bench", "minionn", "--ot", "magic"], "--ot"),
     (["bench", "vgg99"], "built-in network"),
     (["bench", "minionn", "--samples", "0"], "at least 1"),
+    (["bench", "minionn", "--weight-memory", "-1"], "--weight-memory"),
 ])
 def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -239,6 +240,12 @@ def test_two_processes_measure_each_party_and_move_the_same_bytes(tiny_onnx: Pat
         assert two["total"][key] == one["total"][key], key
     assert two["total"]["processes"] == 2 and two["total"]["cpu_server"] > 0 and two["total"]["cpu_client"] > 0
     assert one["total"]["processes"] == 1 and one["total"]["cpu_both"] > 0
+    # the one-time model preparation is reported apart from the session (both layouts), and each process's memory
+    server, client = two["prepare"]["server"], two["prepare"]["client"]
+    assert server["layers"] == client["layers"] == server["kept"] == one["prepare"]["both"]["kept"] > 0
+    assert server["bytes"] > 0 and client["bytes"] == 0 and server["cpu"] > 0
+    assert two["peak_rss"]["server"] > 1 << 20 and two["peak_rss"]["client"] > 1 << 20
+    assert "MiB kept" in bench_markdown([two], per_layer=False)
     assert "+" in bench_markdown([two], per_layer=False)  # the CPU column: server + client
     with pytest.raises(InputError, match="processes"):
         run_bench(model, modes=("quantized",), processes=3)

@@ -251,3 +251,34 @@ def test_where_with_the_branches_swapped_is_the_negated_mask() -> None:
     x = rng.normal(0, 1, (3, 2, 3, 3))
     conv = run_float(g, x, collect=True)[g.nodes[0].output]
     np.testing.assert_allclose(run_float(g, x), np.where(m, conv, np.maximum(conv, 0)).reshape(3, -1))
+
+
+def test_masks_that_are_not_exactly_a_constant_0_1_mask_of_x_are_refused() -> None:
+    """A dequantized "mask" of 2 (scale 2: half a step is 1) is not a mask of ones (the graph computes
+    2·relu(x) − x); a complement (1 − m) whose broadcast enlarges x changes the output's shape; a
+    dequantized constant whose scale is computed is not a constant.  None may import as a partial ReLU."""
+    rng = np.random.default_rng(0)
+
+    def model(form: str) -> onnx.ModelProto:
+        b = OnnxBuilder((2, 4, 4))
+        y = b.conv(b.input, rng.normal(0, 0.5, (2, 2, 3, 3)), None, 1, 1)
+        if form == "coarse":
+            m = b.node("DequantizeLinear", [b.const(np.ones((2, 1, 1)), "q", dtype=onnx.TensorProto.INT8),
+                                            b.const(np.float32(2.0), "s")])
+            y = b.add(y, b.node("Mul", [m, b.node("Sub", [b.relu(y), y])]))
+        elif form == "enlarge":  # m·relu(x) + (1 − m)·x with 1 − m of shape (3, 1, 2, 4, 4): output (3, N, 2, 4, 4)
+            m = np.array([1.0, 0.0]).reshape(2, 1, 1)
+            y = b.add(b.node("Mul", [b.const(m, "m"), b.relu(y)]),
+                      b.node("Mul", [y, b.const(np.broadcast_to(1 - m, (3, 1, 2, 4, 4)), "m")]))
+        else:  # DequantizeLinear(constant, computed scale)
+            s = b.node("GlobalAveragePool", [y])
+            m = b.node("DequantizeLinear", [b.const(np.ones((2, 1, 1)), "q", dtype=onnx.TensorProto.INT8), s])
+            y = b.add(y, b.node("Mul", [m, b.node("Sub", [b.relu(y), y])]))
+        return b.build(b.flatten(y))
+
+    with pytest.raises(UnsupportedModel, match="only 0 and 1"):
+        load_onnx(model("coarse"))
+    with pytest.raises(UnsupportedModel, match="ReLU mask of shape"):
+        load_onnx(model("enlarge"))
+    with pytest.raises(UnsupportedModel):
+        load_onnx(model("computed"))

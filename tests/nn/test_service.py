@@ -33,19 +33,23 @@ async def test_server_handles_four_concurrent_clients(scheme: str) -> None:
         assert np.array_equal(y, want)
 
 
-async def test_sessions_share_the_prepared_weights() -> None:
-    """The second and third sessions reuse the weight plaintexts the first prepared (same results)."""
+@pytest.mark.parametrize("prepare", [True, False])
+async def test_sessions_share_the_prepared_weights(prepare: bool) -> None:
+    """Prepared before the server listens (the default), every session finds the weight plaintexts ready;
+    otherwise the first session prepares them and the others reuse them (same results either way)."""
     from aiompc.protocols.linear.weight_cache import WeightCache
 
     graph, net = random_qgraph(1)
     cache = WeightCache()
-    async with await aiompc.serve(graph, "tcp://127.0.0.1:0", weight_cache=cache) as server:
+    async with await aiompc.serve(graph, "tcp://127.0.0.1:0", weight_cache=cache, prepare=prepare) as server:
+        assert (len(cache) > 0) == prepare and cache.misses == 0
         first = await aiompc.infer(net.inputs[:1], server.url)
         prepared, misses = len(cache), cache.misses
-        assert prepared > 0 and misses == prepared and cache.hits == 0
+        assert prepared > 0 and misses == (0 if prepare else prepared)
+        assert cache.hits == (prepared if prepare else 0)
         more = await asyncio.gather(*(aiompc.infer(net.inputs[i : i + 1], server.url) for i in (1, 2)))
     assert cache.misses == misses and len(cache) == prepared  # nothing prepared again
-    assert cache.hits >= 2 * misses
+    assert cache.hits >= 2 * prepared
     for x, y in zip((net.inputs[:1], net.inputs[1:2], net.inputs[2:3]), (first, *more)):
         assert np.array_equal(y, graph.dequantize_output(run_int(graph, graph.quantize_input(x))))
 

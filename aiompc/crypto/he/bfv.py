@@ -181,8 +181,9 @@ class SeededCiphertext:
 @dataclass(frozen=True, eq=False)
 class PlainNTT:
     """Plaintext polynomials prepared for multiplication: centered lift mod ``t``, reduced mod each prime,
-    NTT form.  ``data`` has shape ``(*batch, L, N)``; build once with :meth:`encode`, reuse for every
-    product.  ``norm`` is the largest ``|coefficient|`` of the centered lift and ``count`` the largest
+    NTT form.  ``data`` has shape ``(*batch, L, N)``, ``uint32`` residues (every prime is below ``2**30``;
+    half the memory and the memory traffic of ``uint64``, which the operations also accept); build once
+    with :meth:`encode`, reuse for every product.  ``norm`` is the largest ``|coefficient|`` of the centered lift and ``count`` the largest
     number of non-zero coefficients in one polynomial (the inputs of the noise estimator)."""
 
     params: HEParams
@@ -205,7 +206,7 @@ class PlainNTT:
         per polynomial)."""
         level = params.levels if level is None else level
         ntt = get_ntt(params.n, params.primes[:level])
-        data, norm, count = ntt.forward_sparse_centered(values, exps, params.plain_bits)
+        data, norm, count = ntt.forward_sparse_centered(values, exps, params.plain_bits, np.uint32)
         data.setflags(write=False)
         return cls(params, data, norm, count)
 

@@ -121,13 +121,15 @@ class NTT:
         ntt_forward_signed(flat, self._fwd, self._fwd_s, self._p, out)
         return out.reshape(*arr.shape[:-1], len(self.primes), self.n)
 
-    def forward_sparse_centered(self, values: np.ndarray, exps: np.ndarray, bits: int) -> tuple[np.ndarray, int, int]:
+    def forward_sparse_centered(self, values: np.ndarray, exps: np.ndarray, bits: int,
+                                dtype: type[np.unsignedinteger] = np.uint64) -> tuple[np.ndarray, int, int]:
         """NTT form of ``Σ_e lift(values[..., e]) X^exps[e]`` with ``lift`` the centered residue mod ``2**bits``.
 
         ``values``: integers ``(*batch, E)`` (taken mod ``2**bits``, ``1 <= bits <= 62``); ``exps``: ``E``
         exponents in ``[0, n)`` (a repeated exponent takes its last value, like the assignment
         ``dense[..., exps] = values``; the statistics are those of the dense polynomials).  Returns ``(data (*batch, k, n), max |lift|, most non-zeros in one
-        polynomial)``.  The dense polynomials are never built (one pass per polynomial).
+        polynomial)``.  The dense polynomials are never built (one pass per polynomial).  ``dtype``: of ``data``,
+        ``uint64`` or ``uint32`` (residues are below ``2**30``: half the memory, e.g. for weights kept for a model).
         """
         arr = np.asarray(values)
         e = np.asarray(exps, dtype=np.int64).reshape(-1)
@@ -143,7 +145,9 @@ class NTT:
             arr, e = arr[..., keep], e[keep]
         words = np.ascontiguousarray(arr.astype(np.int64 if arr.dtype.kind == "i" else np.uint64, copy=False))
         flat = words.view(np.uint64).reshape(-1, e.size)
-        out = np.empty((flat.shape[0], len(self.primes), self.n), dtype=np.uint64)
+        if dtype not in (np.uint64, np.uint32):
+            raise InputError(f"dtype must be uint64 or uint32, got {dtype}")
+        out = np.empty((flat.shape[0], len(self.primes), self.n), dtype=dtype)
         stats = np.zeros(2, dtype=np.int64)
         ntt_forward_sparse_centered(flat, e, bits, self._fwd, self._fwd_s, self._p, out, stats)
         return out.reshape(*arr.shape[:-1], len(self.primes), self.n), int(stats[0]), int(stats[1])
@@ -155,6 +159,17 @@ class NTT:
         if not ntt_inverse_inplace(flat, self._inv, self._inv_s, self._p, self._n_inv, self._n_inv_s):
             raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
         return out
+
+    def inverse_inplace(self, a: np.ndarray) -> None:
+        """:meth:`inverse` into ``a`` itself: a C-contiguous ``uint64`` array ``(..., k, n)`` of residues the
+        caller owns (no copy)."""
+        if a.dtype != np.uint64 or not a.flags.c_contiguous or not a.flags.writeable or a.ndim < 2 \
+                or a.shape[-2:] != (len(self.primes), self.n):
+            raise InputError(f"inverse_inplace needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
+                             f"{self.n}), got {a.dtype} {a.shape}")
+        if not ntt_inverse_inplace(a.reshape(-1, *a.shape[-2:]), self._inv, self._inv_s, self._p, self._n_inv,
+                                   self._n_inv_s):
+            raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
 
     def _copy_in(self, a: np.ndarray) -> np.ndarray:
         """A fresh C-contiguous ``uint64`` copy of ``a`` after checking its shape (negative values rejected)."""

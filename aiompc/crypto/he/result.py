@@ -40,12 +40,14 @@ import numpy as np
 
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
+from aiompc.kernels.rerandomize import add_noise_into, add_pk_product_into
 
 from .bfv import Ciphertext
 from .keys import PublicKey, SecretKey
 from .noise import OutputPlan
 from .ntt import get_ntt
 from .params import HEParams
+
 from .rns import (
     RNSBasis,
     crt_mod,
@@ -192,17 +194,30 @@ def rerandomize(ct: Ciphertext, pk: PublicKey, prg: PRG, flood_bits: int = 0) ->
     e0 = prg.gaussian(params.sigma, shape)
     e1 = prg.gaussian(params.sigma, shape)
     u_hat = ntt.forward_signed(u)
-    z = mod_mul(pk.ntt_pair(level)[:, None], u_hat[None], basis.col)
-    if ct.ntt_form:
-        data = ntt.inverse(mod_add(ct.data, z, basis.col))
+    primes = basis.col.reshape(-1)
+    if ct.ntt_form:  # (c + pk·u) in NTT form, then one inverse transform, in one fresh array
+        data = np.array(ct.data, dtype=np.uint64, order="C", copy=True)
+        add_pk_product_into(data, pk.ntt_pair(level), u_hat, primes)
+        ntt.inverse_inplace(data)
     else:
-        data = mod_add(ct.data, ntt.inverse(z), basis.col)
-    noise0 = reduce_signed(e0, basis)
-    if flood_bits:
-        noise0 = mod_add(noise0, sample_flood(prg, flood_bits, shape, basis), basis.col)
-    data[0] = mod_add(data[0], noise0, basis.col)
-    data[1] = mod_add(data[1], reduce_signed(e1, basis), basis.col)
+        z = np.zeros((2, *u_hat.shape), dtype=np.uint64)
+        add_pk_product_into(z, pk.ntt_pair(level), u_hat, primes)
+        ntt.inverse_inplace(z)
+        data = mod_add(ct.data, z, basis.col)
+    limbs, offset = _flood_limbs(prg, flood_bits, shape, basis)
+    add_noise_into(data, e0, e1, limbs, offset, primes)  # += (e0 + U, e1), compiled, in place
     return Ciphertext(params, data, False)
+
+
+def _flood_limbs(prg: PRG, bits: int, shape: tuple[int, ...], basis: RNSBasis) -> tuple[np.ndarray, np.ndarray]:
+    """The 32-bit limbs ``(n_limbs, *shape)`` of ``bits``-bit uniform integers ``X`` (the draw of
+    :func:`sample_flood`) and the residues of ``2**(bits−1)``; no limbs for ``bits = 0``."""
+    if not bits:
+        return np.zeros((0, *shape), dtype=np.uint64), np.zeros(basis.size, dtype=np.uint64)
+    n_limbs = -(-bits // 32)
+    limbs = prg.integers(32, (n_limbs, *shape))
+    limbs[-1] &= np.uint64((1 << (bits - 32 * (n_limbs - 1))) - 1)
+    return limbs, np.array([(1 << (bits - 1)) % p for p in basis.primes], dtype=np.uint64)
 
 
 def switch_level(ct: Ciphertext, level: int) -> Ciphertext:

@@ -32,7 +32,7 @@ import numpy as np
 from aiompc.errors import ParameterError
 
 from aiompc.kernels.ntt import reduce_signed_into
-from aiompc.kernels.rns import add_mod, mul_mod, neg_mod, rem, sub_mod
+from aiompc.kernels.rns import add_mod, mul_mod, neg_mod, rem, scale_round_pow2_into, sub_mod
 
 __all__ = [
     "RNSBasis",
@@ -201,11 +201,12 @@ def scale_round_pow2(x: np.ndarray, bits: int, basis: RNSBasis) -> np.ndarray:
     if not 1 <= bits <= 62:
         raise ParameterError(f"bits must be in 1..62, got {bits}")
     whole, frac = basis._scale_consts(bits)
-    y = mod_mul(x, basis.qhat_inv, basis.col)
-    acc = (y * whole).sum(axis=-2, dtype=np.uint64)
-    f = (y.astype(np.float64) * frac).sum(axis=-2)
-    acc += np.floor(f + 0.5).astype(np.uint64)
-    return acc & np.uint64((1 << bits) - 1)
+    arr = np.asarray(x)
+    flat = np.ascontiguousarray(arr.reshape(-1, *arr.shape[-2:]), dtype=np.uint64)
+    out = np.empty((flat.shape[0], flat.shape[-1]), dtype=np.uint64)
+    scale_round_pow2_into(flat, basis.qhat_inv.reshape(-1), whole.reshape(-1), frac.reshape(-1), basis.col.reshape(-1),
+                          bits, out)  # compiled, one pass
+    return out.reshape(*arr.shape[:-2], arr.shape[-1])
 
 
 def drop_last_prime(x: np.ndarray, basis: RNSBasis) -> np.ndarray:

@@ -67,8 +67,8 @@ from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
 from aiompc.protocols.linear.packed import PackedGroup, layout_elements, packed_groups
 from aiompc.protocols.linear.plan import LinearPlan
-from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights
-from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache, weight_digest
+from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights, weight_key
+from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
 
 __all__ = [
     "run_linear",
@@ -388,7 +388,7 @@ async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -
     if cache is None:
         cache = party.state[STATE_KEY] = WeightCache()
     w = np.asarray(weight)
-    key = (weight_digest(w), plan.layout, plan.he, plan.weight_bits)
+    key = await party.compute(weight_key, plan, w)  # hashing the weights: off the event loop (hashlib drops the GIL)
     return await cache.get(key, lambda: party.compute(prepare_weights, plan, w))
 
 

@@ -106,20 +106,20 @@ def sparse_plain_ntt(params: HEParams, values: np.ndarray, exps: np.ndarray) -> 
         rest = (rest - low) >> limb_bits
         if not rest.any():
             break
-    out = np.empty((flat.shape[0], len(params.primes), params.n), dtype=np.uint64)
+    out = np.empty((flat.shape[0], len(params.primes), params.n), dtype=np.uint32)  # residues < 2**30
     for i, p in enumerate(params.primes):
         if len(limbs) == 1:  # the common case: one float pass, exact fmod, one conversion
             r = limbs[0] @ mono[i]  # exact integers below 2^53
             r -= np.floor(r * (1.0 / p)) * p  # exact (quotient < 2^25); off by at most one p
             r += np.where(r < 0, float(p), 0.0)
             r -= np.where(r >= p, float(p), 0.0)
-            out[:, i] = r.astype(np.uint64)
+            out[:, i] = r.astype(np.uint32)
             continue
         acc = np.zeros((flat.shape[0], params.n), dtype=np.int64)
         for j, limb in enumerate(limbs):
             part = np.rint(limb @ mono[i]).astype(np.int64) % p  # exact: |sum| < 2^53
             acc = (acc + part * (pow(2, j * limb_bits, p))) % p
-        out[:, i] = acc.astype(np.uint64)
+        out[:, i] = acc.astype(np.uint32)
     data = out.reshape(*batch, len(params.primes), params.n)
     data.setflags(write=False)
     return PlainNTT(params, data, norm, count)
@@ -137,7 +137,7 @@ def weight_plaintexts(params: HEParams, values: np.ndarray, exps: np.ndarray, ma
     exps = np.asarray(exps, dtype=np.int64).reshape(-1)
     if mask is not None and not np.all(mask):
         part = weight_plaintexts(params, values[mask], exps)
-        data = np.zeros((*values.shape[:-1], len(params.primes), params.n), dtype=np.uint64)
+        data = np.zeros((*values.shape[:-1], len(params.primes), params.n), dtype=part.data.dtype)
         data[mask] = part.data
         data.setflags(write=False)
         return PlainNTT(params, data, part.norm, part.count)

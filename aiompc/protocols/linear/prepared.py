@@ -2,9 +2,9 @@
 
 The engine multiplies each input chunk ``k0..k1`` of the client's ciphertexts by the NTT-form weight
 plaintexts ``w[:, k0:k1]`` (:func:`aiompc.protocols.linear.engine.absorb_chunk`).  Holding every weight plaintext
-of a layer at once costs ``outputs × inputs × L × N × 8`` bytes: for a ResNet-50 layer under Cheetah's
-parameters (1×1, stride 2, 256×56×56 → 512: 512 × 256 ciphertexts, four primes, N = 4096) that is
-17.2 GB.  The weight *coefficients*, however, are sparse and public in position: a layout puts them at
+of a layer at once costs ``outputs × inputs × L × N × 4`` bytes (``uint32`` residues): for a ResNet-50 layer
+under Cheetah's parameters (1×1, stride 2, 256×56×56 → 512: 512 × 256 ciphertexts, four primes, N = 4096)
+that is 8.6 GB.  The weight *coefficients*, however, are sparse and public in position: a layout puts them at
 ``E`` known exponents (:meth:`~aiompc.protocols.linear.layouts.Layout.weight_exponents`), ``E`` often far below
 ``N``.  So :class:`PreparedWeights` always keeps the compact coefficients ``(outputs, inputs, E)`` and
 
@@ -29,12 +29,16 @@ from aiompc.crypto.he import HEParams, PlainNTT
 from aiompc.errors import InputError
 from aiompc.protocols.linear.plan import LinearPlan
 from aiompc.protocols.linear.plaintexts import centered, weight_plaintexts
+from aiompc.protocols.linear.weight_cache import weight_digest
 
-__all__ = ["PreparedWeights", "prepare_weights", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
+__all__ = ["PreparedWeights", "prepare_weights", "prepared_nbytes", "distinct_exponents", "weight_key", "WHOLE_MAX_BYTES", "BLOCK_MAX_BYTES"]
 
-WHOLE_MAX_BYTES = 1 << 30
-"""Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk."""
-BLOCK_MAX_BYTES = 1 << 28
+WHOLE_MAX_BYTES = 1 << 29
+"""Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk: a layer
+prepared per inference holds at most this much at once (what bounds a ResNet-50 server's peak memory, beside
+the model's pinned plaintexts)."""
+BLOCK_MAX_BYTES = 1 << 27
+_ITEM = 4  # bytes per residue of the NTT form (uint32: PlainNTT)
 """A streamed chunk is transformed in blocks of output rows of at most this size (NTT form)."""
 
 
@@ -73,7 +77,7 @@ class PreparedWeights:
         outputs = self.nonzero.shape[0]
         if self.whole is not None:
             return [(0, outputs)]
-        per_row = max(1, k1 - k0) * len(self.params.primes) * self.params.n * 8
+        per_row = max(1, k1 - k0) * len(self.params.primes) * self.params.n * _ITEM
         rows = max(1, BLOCK_MAX_BYTES // per_row)
         return [(j0, min(j0 + rows, outputs)) for j0 in range(0, outputs, rows)]
 
@@ -99,6 +103,41 @@ def _centered_stats(params: HEParams, values: np.ndarray, nonzero: np.ndarray) -
     return int(np.abs(c).max()), int(np.count_nonzero(c, axis=-1).max())
 
 
+def weight_key(plan: LinearPlan, weight: np.ndarray) -> tuple[object, ...]:
+    """The :class:`~aiompc.protocols.linear.weight_cache.WeightCache` key of ``weight`` prepared under ``plan``:
+    what the prepared plaintexts depend on (the weight bytes, the layout, the HE parameters, the weight bound)."""
+    return (weight_digest(np.asarray(weight)), plan.layout, plan.he, plan.weight_bits)
+
+
+def prepared_nbytes(plan: LinearPlan, *, max_bytes: int | None = None) -> int:
+    """An upper bound of :attr:`PreparedWeights.nbytes` of a layer under ``plan`` (its NTT form if that fits
+    ``max_bytes``, else its compact coefficients), from the public layout alone: lets a caller with a memory
+    budget skip a layer without transforming it."""
+    lay, params = plan.layout, plan.he
+    blocks = lay.outputs * lay.inputs
+    compact = blocks * (np.asarray(lay.weight_exponents()).size * 8 + 1) + np.asarray(lay.weight_exponents()).size * 8
+    whole = blocks * len(params.primes) * params.n * _ITEM
+    return compact + (whole if whole <= (WHOLE_MAX_BYTES if max_bytes is None else max_bytes) else 0)
+
+
+def distinct_exponents(values: np.ndarray, exps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values[..., keep], exps[keep])`` with every exponent once: the *last* value of a repeated exponent,
+    as the layout's dense polynomial holds it (:func:`~aiompc.protocols.linear.encoding.scatter_coefficients`
+    writes later taps over earlier ones).
+
+    A compact tile narrower than the kernel (e.g. ``W = 1``, 3×3 kernel, padding 1: row pitch 2 < 3) maps the
+    taps that read the unstored right padding onto the exponents of the next row's left-padding taps; both
+    only ever meet zeros or non-output coefficients, so either value gives the same outputs.  Kept twice they
+    cost work (values, scatter, the matrix path's columns) and the matrix path would *add* the two values,
+    a plaintext the noise bound (computed from single values) does not describe."""
+    exps = np.asarray(exps, dtype=np.int64).reshape(-1)
+    if exps.size == np.unique(exps).size:
+        return values, exps
+    _, last_in_reversed = np.unique(exps[::-1], return_index=True)
+    keep = np.sort(exps.size - 1 - last_in_reversed)
+    return np.ascontiguousarray(values[..., keep]), exps[keep]
+
+
 def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | None = None) -> PreparedWeights:
     """Server: the layout's weight plaintexts under ``plan`` (whole if their NTT form fits ``max_bytes``,
     default :data:`WHOLE_MAX_BYTES` read at call time, else streamed per chunk; see the module docstring).
@@ -107,7 +146,7 @@ def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | No
     """
     params = plan.he
     values, nonzero = plan.layout.weight_values(weight, plan.l)
-    exps = np.asarray(plan.layout.weight_exponents(), dtype=np.int64).reshape(-1)
+    values, exps = distinct_exponents(values, plan.layout.weight_exponents())
     norm, count = _centered_stats(params, values, nonzero)
     bound = 1 << (plan.weight_bits - 1)
     if norm > bound:
@@ -115,7 +154,7 @@ def prepare_weights(plan: LinearPlan, weight: np.ndarray, *, max_bytes: int | No
             f"a weight has magnitude {norm} > 2^{plan.weight_bits - 1}, the public bound of the plan: "
             f"pass a larger weight_bits (both parties must agree on it)"
         )
-    whole_bytes = nonzero.size * len(params.primes) * params.n * 8
+    whole_bytes = nonzero.size * len(params.primes) * params.n * _ITEM
     whole = None
     if whole_bytes <= (WHOLE_MAX_BYTES if max_bytes is None else max_bytes):
         w = weight_plaintexts(params, values, exps, nonzero)

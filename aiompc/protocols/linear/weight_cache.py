@@ -12,6 +12,12 @@ that runs many sessions in one event loop may put one shared :class:`WeightCache
 session: entries hold only the server's own weights in a public format, so sharing them across sessions is
 safe.  Concurrent requests for the same entry wait for one computation (which runs in the party's executor
 and is not cancelled when one waiter is).
+
+A model prepared ahead of its sessions (:func:`aiompc.nn.prepare.prepare_model`) stores its layers with
+:meth:`~WeightCache.put`, *pinned*: they stay for the life of the cache, up to ``max_bytes`` in all; what does
+not fit is prepared by each call that needs it.  Entries computed during a session use the budget the pinned ones leave
+and are evicted least recently used first, never pushing out a pinned one (so a model larger than the budget
+does not make an inference evict, one layer after the other, the layers the next inference needs first).
 """
 
 from __future__ import annotations
@@ -60,20 +66,50 @@ class WeightCache:
         self.hits = 0
         self.misses = 0
         self._done: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._pinned: dict[Hashable, tuple[Any, int]] = {}
         self._pending: dict[Hashable, asyncio.Task[Any]] = {}
         self._bytes = 0
+        self._pinned_bytes = 0
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the completed entries."""
-        return self._bytes
+        """Bytes held by the completed entries (pinned ones included)."""
+        return self._bytes + self._pinned_bytes
+
+    @property
+    def pinned_bytes(self) -> int:
+        """Bytes held by the pinned entries (:meth:`put`)."""
+        return self._pinned_bytes
 
     def __len__(self) -> int:
-        return len(self._done)
+        return len(self._done) + len(self._pinned)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._pinned or key in self._done
+
+    def put(self, key: Hashable, value: Any) -> bool:
+        """Store ``value`` pinned (never evicted) if it fits in what the other pinned entries leave of
+        ``max_bytes``; evicts unpinned entries to make room.  Returns whether it was stored (a key already
+        pinned counts as stored).  Synchronous: for the one-time preparation of a model, before or between
+        sessions, from the thread that owns the cache."""
+        if key in self._pinned:
+            return True
+        size = _nbytes(value)
+        if self._pinned_bytes + size > self.max_bytes:
+            return False
+        if key in self._done:
+            self._bytes -= self._done.pop(key)[1]
+        self._pinned[key] = (value, size)
+        self._pinned_bytes += size
+        self._evict()
+        return True
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> Any:
         """The value for ``key``, computing it with ``compute()`` on a miss.  An exception is raised to every
         waiter and not cached."""
+        if key in self._pinned:
+            self.hits += 1
+            return self._pinned[key][0]
         if key in self._done:
             self.hits += 1
             self._done.move_to_end(key)
@@ -94,15 +130,19 @@ class WeightCache:
             return
         value = task.result()
         size = _nbytes(value)
-        if size > self.max_bytes:
-            return  # larger than the whole budget: used once, not kept
+        if key in self._pinned or size > self.max_bytes - self._pinned_bytes:
+            return  # larger than the budget the pinned entries leave: used once, not kept
         self._done[key] = (value, size)
         self._bytes += size
-        while self._bytes > self.max_bytes:
+        self._evict()
+
+    def _evict(self) -> None:
+        while self._done and self._bytes + self._pinned_bytes > self.max_bytes:
             _, (_, dropped) = self._done.popitem(last=False)
             self._bytes -= dropped
 
     def clear(self) -> None:
-        """Drop every completed entry (computations in flight finish and are kept)."""
+        """Drop every completed entry, pinned ones included (computations in flight finish and are kept)."""
         self._done.clear()
-        self._bytes = 0
+        self._pinned.clear()
+        self._bytes = self._pinned_bytes = 0

@@ -51,7 +51,7 @@ def test_row_blocks_cover_every_output_once(nprng: np.random.Generator, monkeypa
     outputs = plan.layout.outputs
     assert prepare_weights(plan, w).row_blocks(0, 1) == [(0, outputs)]  # whole: one block
     streamed = prepare_weights(plan, w, max_bytes=0)
-    per_row = len(plan.he.primes) * plan.he.n * 8
+    per_row = len(plan.he.primes) * plan.he.n * 4  # uint32 residues
     for limit, rows in [(1, 1), (3 * per_row, 3), (1 << 40, outputs)]:
         monkeypatch.setattr(prepared, "BLOCK_MAX_BYTES", limit)
         blocks = streamed.row_blocks(0, 1)
@@ -96,3 +96,43 @@ async def test_streamed_conv_exact(name: str, block_bytes: int, nprng: np.random
     w = nprng.integers(-(1 << (wb - 1)), (1 << (wb - 1)) + 1, shape.weight_shape)
     (ys, _), (yc, _) = await run_conv(run_local, x, w, None, shape, l, wb, planner)
     assert np.array_equal((ys + yc) & np.uint64((1 << l) - 1), conv2d_ref(x, w, shape, l))
+
+
+async def test_repeated_exponents_of_a_narrow_compact_tile_are_prepared_once(nprng: np.random.Generator) -> None:
+    """W = 1 with a 3×3 kernel and padding 1 in a compact tile (row pitch 2 < kernel width 3): the layout lists
+    taps that share an exponent.  They are transformed once (the last value, as the dense polynomial holds it),
+    the plaintexts equal those of the dense polynomials, and the layer stays exact."""
+    from aiompc.crypto.prg import PRG
+    from aiompc.protocols.linear.conv import conv2d
+    from aiompc.protocols.linear.layouts import ConvLayout
+    from aiompc.protocols.linear.plan import make_plan
+    from aiompc.protocols.linear.tiling import ConvTiling
+    from aiompc.ring import reconstruct, share
+
+    shape = ConvShape.make(4, 1, 1, 4, 3, padding=1)
+    layout = ConvLayout(ConvTiling(shape, 4096, channels=4, tile_h=3, tile_w=3, out_pack=4, compact=True))
+    listed = np.asarray(layout.weight_exponents()).reshape(-1)
+    assert np.unique(listed).size < listed.size  # the case exists
+    l, wb = 16, 4
+    plan = make_plan(layout, l, wb)
+    w = nprng.integers(-(1 << (wb - 1)), (1 << (wb - 1)) + 1, shape.weight_shape)
+    for max_bytes in (None, 0):  # whole and streamed
+        p = prepare_weights(plan, w, max_bytes=max_bytes)
+        assert p.exps.size == np.unique(listed).size == np.unique(p.exps).size
+        raw, _ = layout.weight_values(w, l)
+        dense = scatter_coefficients(raw, listed, plan.he.n)  # the layout's own dense polynomials
+        ref = PlainNTT.encode(plan.he, dense)
+        got, mask = p.block(0, layout.inputs)
+        assert np.array_equal(got.data[mask], ref.data[mask]) and (p.norm, p.count) == (ref.norm, ref.count)
+    x = nprng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
+    xs, xc = share(x, l, PRG())
+    kw = dict(out_channels=4, kernel=3, padding=1, l=l, plan=plan)
+    ys, yc = await run_local(lambda q: conv2d(q, "c", xs, weight=w, **kw), lambda q: conv2d(q, "c", xc, **kw))
+    assert np.array_equal(reconstruct(ys, yc, l), conv2d_ref(x, w, shape, l))
+
+
+def test_prepared_nbytes_bounds_what_is_held(nprng: np.random.Generator) -> None:
+    for plan, w in _plans(nprng):
+        for max_bytes in (None, 0):
+            held = prepare_weights(plan, w, max_bytes=max_bytes).nbytes
+            assert held <= prepared.prepared_nbytes(plan, max_bytes=max_bytes) <= held * 1.05 + 1024

@@ -93,3 +93,26 @@ def test_digest_depends_on_contents_dtype_and_shape() -> None:
     assert weight_digest(v) != weight_digest(w)
     assert weight_digest(w.reshape(4, 3)) != weight_digest(w)
     assert weight_digest(w.astype(np.int32)) != weight_digest(w)
+
+
+async def test_pinned_entries_stay_and_bound_what_sessions_may_add() -> None:
+    cache = WeightCache(max_bytes=30)
+    assert cache.put("p", Blob(20)) and cache.put("p", Blob(20))  # a second put of a pinned key: kept, once
+    assert not cache.put("q", Blob(11))  # 20 + 11 > 30: refused, not stored
+    assert "p" in cache and "q" not in cache and cache.pinned_bytes == cache.nbytes == 20
+
+    def make(n):
+        async def compute():
+            return Blob(n)
+        return compute
+
+    await cache.get("a", make(8))
+    await cache.get("b", make(8))  # 20 + 8 + 8 > 30: the unpinned a goes, never p
+    assert "p" in cache and "a" not in cache and "b" in cache and cache.nbytes == 28
+    await cache.get("c", make(15))  # more than the 10 bytes the pinned entry leaves: used once, not kept
+    assert "c" not in cache and "b" in cache
+    hits = cache.hits
+    assert (await cache.get("p", make(1))).data.size == 20 and cache.hits == hits + 1
+    assert cache.put("b", Blob(8)) and cache.pinned_bytes == 28 and cache.nbytes == 28  # promoted, not counted twice
+    cache.clear()
+    assert len(cache) == 0 and cache.nbytes == 0
