@@ -18,6 +18,7 @@ and plots; the prose around the markers (published figures, discussion) is writt
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -123,8 +124,9 @@ def load_results() -> list[dict]:
         if not isinstance(data, list):  # not bench runs (e.g. the accuracy-*.json of `aiompc eval`)
             continue
         for r in data:
-            r["_file"] = path.stem
-            runs.append(r)
+            if isinstance(r, dict) and "layers" in r:
+                r["_file"] = path.stem
+                runs.append(r)
     return runs
 
 
@@ -249,6 +251,69 @@ def comparison_section(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+HE_OPS = ("conv", "linear", "batchnorm")
+"""Operators of the HE layers (the ``linear`` bytes): their shares are what the raw-bits floor counts."""
+
+
+@functools.lru_cache(maxsize=None)
+def _input_sizes(model: str) -> dict[str, int] | None:
+    """Input values (one sample) of every node of ``model`` by name, from its float graph (a built-in network,
+    or ``benchmarks/results/layers/<model>.onnx``); ``None`` when the model cannot be found."""
+    sys.path.insert(0, str(ROOT))
+    from aiompc.nn.networks import NETWORKS, network_onnx
+    from aiompc.nn.onnx_import import load_onnx
+
+    path = RESULTS / "layers" / f"{model}.onnx"
+    if model in NETWORKS:
+        graph = load_onnx(network_onnx(model, 0))
+    elif path.is_file():
+        graph = load_onnx(path)
+    else:
+        return None
+    sizes: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.inputs:
+            shape = graph.shapes[node.inputs[0]]
+            sizes[node.name] = int(functools.reduce(lambda a, b: a * b, shape, 1))
+    return sizes
+
+
+def raw_share_bits(run: dict) -> tuple[int, int, float] | None:
+    """``(input values, output values, raw bytes)`` of a run's HE layers: every share that enters or leaves
+    one, at the layer's ring width (the physical floor of the linear bytes); ``None`` if unknown."""
+    sizes = _input_sizes(run["model"])
+    if sizes is None:
+        return None
+    ins = outs = 0
+    bits = 0
+    for layer in run["layers"]:
+        if layer["op"] not in HE_OPS or layer["name"] not in sizes:
+            continue
+        n_in = sizes[layer["name"]] * layer.get("samples", 1)
+        ins, outs = ins + n_in, outs + layer["elements"]
+        bits += (n_in + layer["elements"]) * layer["ring"]
+    return (ins, outs, bits / 8) if bits else None
+
+
+def raw_bits_table(runs: list[dict]) -> str:
+    """One row per results file, model and mode of the headline runs: the linear bytes against the raw share
+    bits (the bytes do not depend on the link, so one row per setting)."""
+    lines = ["| run | model | mode | HE layers' input values | output values | raw share MiB | linear MiB "
+             "| linear bytes ÷ raw share bits |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    seen = set()
+    for r in runs:
+        key = (r["_file"], r["model"], r["mode"])
+        if key in seen or not _headline(r):
+            continue
+        raw = raw_share_bits(r)
+        if raw is None:
+            continue
+        seen.add(key)
+        ins, outs, nbytes = raw
+        linear = r["total"]["linear_bytes"]
+        lines.append(f"| {r['_file']} | {r['model']} | {r['mode']} | {ins} | {outs} | {nbytes / MIB:.2f} | {linear / MIB:.2f} "
+                     f"| **{linear / nbytes:.1f}×** |")
+    return "\n".join(lines) if seen else ""
 def snl_section(runs: list[dict]) -> str:
     """ResNet-18 dense and ReLU-reduced (SNL / SENet budgets) in both modes, from the ``resnet18-snl-dense`` /
     ``resnet18-relu*`` runs: bytes split linear / non-linear, rounds, time, and HEQuant's claim beside the
@@ -302,6 +367,10 @@ def measured_section(runs: list[dict]) -> str:
     if len(machines) > 1:
         lines += ["(Runs from more than one machine: see each JSON file's `machine`.)", ""]
     lines += [bench_markdown(runs, per_layer=False), ""]
+    raw = raw_bits_table(runs)
+    if raw:
+        lines += [("Distance to the floor (headline runs; raw share bits: every input and output share of the HE "
+                   "layers at its ring width, one inference):"), "", raw, ""]
     comparison = comparison_section(runs)
     if comparison:
         lines += [("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "

@@ -4,9 +4,9 @@ For a convolution (default ResNet-18's ``512x4x4 -> 512``, 4-bit weights and act
 accumulator ring the secure engine would use) the script runs the layer over the in-memory transport with
 
 * ``unpacked``  — ``QuantizedPlanner(output_packing=False)`` (the quantized mode before output packing);
-* ``packed, 0.2 MB/s`` — ``QuantizedPlanner(key_share=0, packing_rate=0.2e6)``: packing charged 0.2 MB per
+* ``packed, 0.2 MB/s`` — ``QuantizedPlanner(key_share=0, compute_rate=0.2e6)``: packing charged 0.2 MB per
   second of key switching (here the channel-interleaved layout: one key switch per output ciphertext);
-* ``packed, bytes only`` — ``QuantizedPlanner(key_share=0, packing_rate=0)``: the fewest bytes whatever the
+* ``packed, bytes only`` — ``QuantizedPlanner(key_share=0, compute_rate=0)``: the fewest bytes whatever the
   compute (here Cheetah's tiling with every output coefficient a leaf: one key switch per output);
 * ``default``   — the shipped ``QuantizedPlanner()`` (packs only where the saving pays for its keys and compute);
 
@@ -73,8 +73,8 @@ async def main() -> None:
     bits, signed = width_for_range(int(lo.min()), int(hi.max()))
     l = bits if signed else bits + 1
     rows = [("unpacked", QuantizedPlanner(output_packing=False)),
-            ("packed, 0.2 MB/s", QuantizedPlanner(key_share=0.0, packing_rate=0.2e6)),
-            ("packed, bytes only", QuantizedPlanner(key_share=0.0, packing_rate=0.0)),
+            ("packed, 0.2 MB/s", QuantizedPlanner(key_share=0.0, compute_rate=0.2e6)),
+            ("packed, bytes only", QuantizedPlanner(key_share=0.0, compute_rate=0.0)),
             ("default", QuantizedPlanner())]
     print(f"conv {shape}, l = {l}, 4-bit weights and activations")
     print("| planner | MiB c→s | MiB s→c | MiB layer | one-time key MiB | seconds | exact | model = stats | plan |")

@@ -33,7 +33,8 @@ from .keys import SecretKey, expand_uniform
 from .ntt import bit_reverse, get_ntt
 from .primes import primitive_root_2n
 from .params import HEParams
-from .rns import get_basis, mod_add, mod_neg, reduce_signed
+from .rns import get_basis, mod_add, mod_mul, mod_neg, reduce_signed
+from aiompc.kernels.rns import mac_into
 
 __all__ = [
     "automorphism_map",
@@ -46,7 +47,6 @@ __all__ = [
     "key_switch_automorphism",
 ]
 
-_LAZY = 16  # residues < 2**30: 16 products (< 2**60) sum without overflow
 
 
 @functools.lru_cache(maxsize=64)
@@ -144,7 +144,8 @@ class GaloisKeys:
             raise InputError(f"Galois elements must be distinct: {self.elements}")
 
     def switching_key(self, g: int) -> np.ndarray:
-        """NTT-form key for ``g``: ``(L_digits, 2, L, N)`` (cached)."""
+        """NTT-form key for ``g``: ``(2, L_digits, L, N)`` (component, digit, prime, coefficient; cached,
+        contiguous: the weight operand of :func:`~aiompc.kernels.rns.mac_into`)."""
         if g not in self.elements:
             raise InputError(f"no Galois key for element {g} (have {self.elements})")
         if not self._cache:
@@ -154,7 +155,7 @@ class GaloisKeys:
             a_hat = expand_uniform(p, self.seed, E * L, L).reshape(E, L, L, p.n)
             k0_hat = ntt.forward(self.k0)
             for e, el in enumerate(self.elements):
-                key = np.stack([k0_hat[e], a_hat[e]], axis=1)  # (digit, 2, L, N)
+                key = np.ascontiguousarray(np.stack([k0_hat[e], a_hat[e]]))  # (2, digit, L, N)
                 key.setflags(write=False)
                 self._cache[el] = key
         return self._cache[g]
@@ -218,7 +219,7 @@ def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) 
         s_g = _permute_signed(sk.s.astype(np.int64), g)
         for i, p in enumerate(params.primes):  # g_i·σ_g(s): σ_g(s) mod p_i in prime i, 0 elsewhere
             err[i, i] = mod_add(err[i, i], (s_g % p).astype(np.uint64), np.uint64(p))
-        a_s = ntt.inverse(a_hat[e] * s_hat % basis.col)
+        a_s = ntt.inverse(mod_mul(a_hat[e], s_hat, basis.col))
         k0[e] = mod_add(err, mod_neg(a_s, basis.col), basis.col)
     k0.setflags(write=False)
     return GaloisKeys(params, elements, k0, seed)
@@ -248,16 +249,17 @@ def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKey
     B, L = c1.shape[0], basis.size
     half = (col // np.uint64(2)).reshape(1, -1, 1)
     signed = c1.astype(np.int64) - np.where(c1 > half, col.astype(np.int64).reshape(1, -1, 1), 0)
-    out = np.zeros((2, B, L, params.n), dtype=np.uint64)
+    d_hat = np.empty((B, L, L, params.n), dtype=np.uint64)  # (ciphertext, digit, prime, coefficient)
     for i in range(L):
         others = [j for j in range(L) if j != i]
-        d_hat = np.empty((B, L, params.n), dtype=np.uint64)
-        d_hat[:, i] = c1_hat[:, i]
+        d_hat[:, i, i] = c1_hat[:, i]
         if others:
             sub = tuple(primes[j] for j in others)
-            d_hat[:, others] = get_ntt(params.n, sub).forward(reduce_signed(signed[:, i], get_basis(sub)))
-        out += d_hat[None] * key[i][:, None]
-        if (i + 1) % _LAZY == 0 or i == L - 1:
-            out %= col
-    out[0] = mod_add(out[0], data[0], col)
-    return Ciphertext(params, out, True)
+            d_hat[:, i, others] = get_ntt(params.n, sub).forward(reduce_signed(signed[:, i], get_basis(sub)))
+    out = np.empty((B, 2, L, params.n), dtype=np.uint64)
+    mac_into(d_hat, key, np.ascontiguousarray(col.reshape(-1)), out)  # Σ_i d_i·k_i, compiled
+    out = out.transpose(1, 0, 2, 3)
+    res = np.empty((2, B, L, params.n), dtype=np.uint64)
+    res[0] = mod_add(out[0], data[0], col)
+    res[1] = out[1]
+    return Ciphertext(params, res, True)

@@ -52,7 +52,7 @@ from .params import FAILURE_BITS, HEParams
 from .result import ResultCiphertext, drop_bits, sample_flood, select, switch_modulus
 from .keys import PublicKey
 from .ntt import get_ntt
-from .rns import get_basis, mod_add, mod_sub, reduce_signed
+from .rns import get_basis, mod_add, mod_mul, mod_sub, reduce_signed
 
 Keys = GaloisKeys | GaloisKeyRing
 
@@ -150,13 +150,13 @@ def extract_leaves(ct: Ciphertext, index: np.ndarray, positions: np.ndarray) -> 
     if not positions.any():
         return Ciphertext(ct.params, np.ascontiguousarray(data), True)
     mono = monomial_ntt(ct.params, -positions)  # (K, L, N)
-    return Ciphertext(ct.params, data * mono[None] % ct.basis.col, True)
+    return Ciphertext(ct.params, mod_mul(data, mono[None], ct.basis.col), True)
 
 
 def _scale(x: np.ndarray, factor: int, primes: tuple[int, ...], col: np.ndarray) -> np.ndarray:
     """``factor · x`` mod each prime."""
     f = np.array([factor % p for p in primes], dtype=np.uint64).reshape(-1, 1)
-    return x * f % col
+    return mod_mul(x, f, col)
 
 
 def _combine(a: np.ndarray, b: np.ndarray | None, m: int, params: HEParams, keys: Keys) -> np.ndarray:
@@ -167,7 +167,7 @@ def _combine(a: np.ndarray, b: np.ndarray | None, m: int, params: HEParams, keys
     if b is None:
         x, y = a, a
     else:
-        shifted = b * monomial_ntt(params, np.array([h]))[0] % col
+        shifted = mod_mul(b, monomial_ntt(params, np.array([h]))[0], col)
         x, y = mod_add(a, shifted, col), mod_sub(a, shifted, col)
     rotated = key_switch_automorphism(Ciphertext(params, y, True), g, keys).data
     return mod_add(x, rotated, col)
@@ -281,7 +281,7 @@ def refresh(ct: Ciphertext, pk: PublicKey, prg: PRG) -> Ciphertext:
     u = prg.ternary(shape)
     e = np.stack([prg.gaussian(params.sigma, shape), prg.gaussian(params.sigma, shape)])
     hat = ntt.forward(reduce_signed(np.concatenate([u[None], e]), basis))  # (3, B, L, N)
-    z = pk.ntt_pair(ct.level)[:, None] * hat[0][None] % basis.col
+    z = mod_mul(pk.ntt_pair(ct.level)[:, None], hat[0][None], basis.col)
     return Ciphertext(params, mod_add(mod_add(ct.to_ntt().data, z, basis.col), hat[1:], basis.col), True)
 
 

@@ -17,10 +17,10 @@ output plan's ``bits0``/``bits1``::
     upload   ≈ U·K·N·⌈log2 q⌉/8                  + per message: 21 + 33 + 4 bytes of HE header, the frame
     download ≈ U·G·N·bits1/8 + (outputs)·bits0/8  + per message: 29 bytes of HE header, the frame
 
-Compute (seconds; only used to rank plans when a bandwidth is given, never reported as measured): per
+Compute (CPU seconds; used to rank plans — bytes against compute — and never reported as measured): per
 ciphertext costs proportional to ``N·L`` (``L`` RNS primes) with constants measured on the 2-core
-development machine with :mod:`benchmarks.he_micro` (:data:`COMPUTE`); weight preparation is excluded
-(it is cached across samples, see :mod:`aiompc.protocols.linear.weight_cache`).
+development machine with ``benchmarks/linear_costs.py`` (:data:`COMPUTE`); weight preparation is included
+once (the one-inference view: it is cached across samples, :mod:`aiompc.protocols.linear.weight_cache`).
 """
 
 from __future__ import annotations
@@ -43,14 +43,18 @@ __all__ = [
 
 Overhead = Callable[[int, str], int]
 
-#: Seconds per ciphertext and ``N·L`` (``L`` RNS primes) of each step; decryption per ``N`` (3 aux primes).
+#: CPU seconds per ciphertext and ``N·L`` (``L`` RNS primes) of each step; key switching per ``N·L²``; decryption
+#: per ``N``.  Measured with ``benchmarks/linear_costs.py`` on the 2-core development machine with the compiled
+#: kernels (N = 4096 and 8192, three primes; rounded, the machine shared with other jobs).
 COMPUTE = {
-    "encrypt": 0.17e-6,  # client, per input ciphertext
-    "absorb": 0.12e-6,  # server: parse, expand the seed, add its share, to NTT form
-    "mac": 3.4e-9,  # server: one (output, input) product-accumulate
-    "finalize": 0.40e-6,  # server: re-randomise, flood, switch, drop, serialize
-    "keyswitch": 0.10e-6,  # server, output packing: one automorphism + key switch, per N·L² (L² NTTs)
-    "decrypt": 0.60e-6,  # client, per output ciphertext and N
+    "encrypt": 55e-9,  # client, per input ciphertext
+    "absorb": 55e-9,  # server: parse, expand the seed, add its share, to NTT form
+    "mac": 1.0e-9,  # server: one (output, input) product-accumulate
+    "finalize": 90e-9,  # server: re-randomise, flood, switch, drop, serialize
+    "refresh": 70e-9,  # server, output packing: re-randomise one result before packing (u·pk + e)
+    "keyswitch": 28e-9,  # server, output packing: one automorphism + key switch, per N·L² (L² NTTs)
+    "decrypt": 47e-9,  # client, per output ciphertext and N
+    "prepare": 6.5e-9,  # server, weight plaintexts to NTT form, per (output, input) pair (once per session)
 }
 
 
@@ -238,18 +242,21 @@ def packing_switches(layout: Layout) -> tuple[int, int]:
 def compute_seconds(layout: Layout, params: HEParams, macs: int | None = None,
                     packing: bool = False) -> tuple[float, float]:
     """Modelled ``(server, client)`` seconds (see :data:`COMPUTE`); ``macs`` defaults to all products.
-    With ``packing`` every output ciphertext is re-randomised, then each packed group costs its key switches
-    (``N·L²`` each) and one finishing, and the client decrypts one ciphertext per group."""
+    With ``packing`` every output ciphertext is re-randomised (``refresh``, instead of finished), then each
+    packed group costs its key switches (``N·L²`` each) and one finishing, and the client decrypts one
+    ciphertext per group."""
     n, levels = params.n, params.levels
     cts_in = layout.units * layout.inputs
     cts_out = layout.units * layout.outputs
     products = cts_out * layout.inputs if macs is None else macs
     nl = n * levels
-    server = nl * (cts_in * COMPUTE["absorb"] + products * COMPUTE["mac"] + cts_out * COMPUTE["finalize"])
+    server = nl * (cts_in * COMPUTE["absorb"] + products * (COMPUTE["mac"] + COMPUTE["prepare"])
+                   + cts_out * COMPUTE["finalize"])
     decrypted = cts_out
     if packing:
         switches, groups = packing_switches(layout)
-        server += nl * (groups * COMPUTE["finalize"] + switches * levels * COMPUTE["keyswitch"])
+        server += nl * (cts_out * (COMPUTE["refresh"] - COMPUTE["finalize"]) + groups * COMPUTE["finalize"]
+                        + switches * levels * COMPUTE["keyswitch"])
         decrypted = groups
     client = cts_in * nl * COMPUTE["encrypt"] + decrypted * n * COMPUTE["decrypt"]
     return server, client

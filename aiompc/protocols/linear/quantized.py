@@ -9,7 +9,9 @@ and its public weight bound, the planner enumerates
   spans the padded width, so the right / bottom zero padding takes no coefficients), the input channels per
   ciphertext ``C_w`` and the output channels per output ciphertext ``out_pack`` (several output channels in
   disjoint coefficient ranges, ``out_pack·C_w·H_w·W_w <= N``: fewer output ciphertexts, whose ``c1`` is
-  sent whole, for smaller input tiles);  for a matrix product, the blocks ``d0 x d1 x d2``;
+  sent whole, for smaller input tiles); a strided convolution is also tried in its stride-1 polyphase form
+  (:mod:`aiompc.protocols.linear.polyphase`: dense outputs, and a ``1x1`` stride-2 layer reads a quarter of
+  its input);  for a matrix product, the blocks ``d0 x d1 x d2``;
   each block count is tried once, with the smallest block giving it (least noise);
 * ``q``: the smallest set of NTT primes (``q ≡ 1 mod t`` where it helps) above the noise need of that
   layout at ``N`` (:func:`~aiompc.crypto.he.min_modulus_bits`, with a margin that is itself searched: a
@@ -54,6 +56,7 @@ from aiompc.protocols.linear.interleaved import interleaved_tilings
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
+from aiompc.protocols.linear.polyphase import PolyphaseConvLayout, PolyphaseInterleavedLayout, phase_shape
 from aiompc.protocols.linear.plan import (
     CHEETAH_N,
     STAT_BITS,
@@ -149,10 +152,17 @@ class QuantizedPlanner:
     Output packing (:mod:`aiompc.protocols.linear.packed`): with ``output_packing`` the refined candidates are
     also evaluated with their results packed (``q`` searched again for the packed pipeline).  A packed plan
     is charged ``key_share`` times its one-time Galois key bytes (1: the keys serve this one call — the
-    one-inference view; a session serving many inferences may set less) and ``packing_rate`` bytes per
-    modelled second of server compute that packing adds (packing must save at least that many bytes per
-    second of key switching; 0.65 MB/s is what keeps ResNet-18's modelled server time within about +25 %
-    with numpy kernels — a faster key switch lowers the price and packs more layers).
+    one-inference view; a session serving many inferences may set less).
+
+    Compute: every candidate is charged ``compute_rate`` bytes per modelled CPU second of both parties
+    (:func:`~aiompc.protocols.linear.costs.compute_seconds`: weight preparation, absorbing, products,
+    finishing, and output packing's re-randomisation and key switches), so a layout must save at least that
+    many bytes per second of compute it adds.  The default, 0.8 MB/s, is the lowest rate (the most packing) at
+    which ResNet-18's HE layers took less CPU than under the previous planner (measured side by side;
+    ``benchmarks/linear_costs.py`` calibrates the model; BENCHMARKS.md has the side-by-side run); lower rates
+    pack more layers (0.7 MB/s packs the 512-channel ones: 20 MiB instead of 25 for about 13 % more CPU);
+    ``compute_rate = 0`` is the fewest bytes whatever the compute.  The choice is never more bytes than
+    Cheetah's rule (the same ``l``, smallest ``q``) when that decrypts.
     """
 
     ns: tuple[int, ...] = (2048, 4096, 8192, 16384)
@@ -165,7 +175,7 @@ class QuantizedPlanner:
     label: str = "layer"
     output_packing: bool = True
     key_share: float = 1.0
-    packing_rate: float = 0.65e6
+    compute_rate: float = 0.8e6
     name: ClassVar[str] = "quantized"
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
@@ -202,6 +212,10 @@ class QuantizedPlanner:
             elif isinstance(shape, ConvShape):
                 for t in conv_tilings(shape, n):
                     yield ConvLayout(t)
+                phased = phase_shape(shape)
+                if phased is not None:  # a strided convolution, also as its stride-1 polyphase form
+                    for t in conv_tilings(phased, n):
+                        yield PolyphaseConvLayout(t, shape)
             else:
                 for m in matmul_tilings(shape, n):
                     yield MatmulLayout(m)
@@ -210,10 +224,10 @@ class QuantizedPlanner:
 
     def key(self, cost: LayerCost) -> tuple[float, float]:
         """What the search minimises (bytes, or modelled time when a bandwidth is given), then a tie-break.
-        Output packing's one-time keys (``key_share``) and its extra compute (``packing_rate``) are charged."""
+        Output packing's one-time keys (``key_share``) and the modelled compute (``compute_rate``) are charged."""
         if self.bandwidth is None:
-            return (cost.total + self.key_share * cost.setup + self.packing_rate * cost.packing_seconds,
-                    cost.seconds())
+            compute = cost.server_seconds + cost.client_seconds
+            return (cost.total + self.key_share * cost.setup + self.compute_rate * compute, cost.seconds())
         return (cost.seconds(self.bandwidth, self.rtt) + self.key_share * cost.setup / self.bandwidth, cost.total)
 
     def evaluate_packed(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
@@ -259,6 +273,9 @@ class QuantizedPlanner:
         if n not in SECURITY_TABLE:
             return None
         dec = l - out_shift
+        # cheap first cut: log2 q >= dec + stat_bits + 1 for any pipeline (the flooding alone is 2^stat_bits)
+        if bound is not None and self._lower_bound(layout, dec, dec + self.stat_bits + 1) >= bound[0]:
+            return None
         try:
             pipeline = pipeline_for(layout, weight_bits, self.stat_bits)
             need = min_modulus_bits(n, dec, pipeline, margin)
@@ -363,6 +380,8 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
                     if again is not None:
                         evaluated += 1
                         refined.append(again)
+    if cheetah is not None:  # never more bytes than Cheetah's rule, whatever the compute saved
+        refined = [c for c in refined if c.cost.total <= cheetah.cost.total] or [cheetah]
     best = min(refined, key=lambda c: planner.key(c.cost))
     return SearchResult(best, cheetah, evaluated, considered)
 
@@ -372,10 +391,15 @@ def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layou
     if not isinstance(shape, ConvShape):
         return []
     out: list[Layout] = []
+    phased = phase_shape(shape)
     for n in planner.ns:
-        tiles = [(th, tw) for th, tw, compact in _tile_shapes(shape, n) if not compact]
-        tiles += [(th, tw) for th, tw, compact in _tile_shapes(shape, n) if compact]  # as plain tiles
-        out.extend(interleaved_tilings(shape, n, list(dict.fromkeys(tiles))))
+        for inner in (shape, phased):
+            if inner is None:
+                continue
+            tiles = [(th, tw) for th, tw, compact in _tile_shapes(inner, n) if not compact]
+            tiles += [(th, tw) for th, tw, compact in _tile_shapes(inner, n) if compact]  # as plain tiles
+            found = interleaved_tilings(inner, n, list(dict.fromkeys(tiles)))
+            out.extend(found if inner is shape else [PolyphaseInterleavedLayout(f.tiling, shape) for f in found])
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from aiompc.crypto.he import CHEETAH_RING_DEGREE
 from aiompc.errors import InputError, ParameterError
@@ -117,19 +118,19 @@ class ConvShape:
         return cls(in_channels, height, width, out_channels, pair(kernel, "kernel"), pair(stride, "stride"),
                    quad(padding), groups)
 
-    @property
+    @cached_property
     def padded_height(self) -> int:
         return self.height + self.padding[0] + self.padding[1]
 
-    @property
+    @cached_property
     def padded_width(self) -> int:
         return self.width + self.padding[2] + self.padding[3]
 
-    @property
+    @cached_property
     def out_height(self) -> int:
         return (self.padded_height - self.kernel[0]) // self.stride[0] + 1
 
-    @property
+    @cached_property
     def out_width(self) -> int:
         return (self.padded_width - self.kernel[1]) // self.stride[1] + 1
 

@@ -176,16 +176,17 @@ def test_planner_weighs_packing_and_is_never_worse_than_cheetah() -> None:
 
     shape = ConvShape.make(64, 4, 4, 64, 3, padding=1)
     off = QuantizedPlanner(output_packing=False).search(shape, 16, 4).best
-    free = QuantizedPlanner(key_share=0.0, packing_rate=0.0)
+    free = QuantizedPlanner(key_share=0.0, compute_rate=0.0)
     res = free.search(shape, 16, 4)
     assert res.best.plan.output_packing and res.best.cost.total < off.cost.total
     assert res.best.cost.setup > 0 and res.best.cost.packing_seconds > 0
     # with the keys and the compute charged, the choice is never worse than Cheetah's rule in the planner's key
-    for planner in (free, QuantizedPlanner(), QuantizedPlanner(key_share=1.0, packing_rate=1e9)):
+    for planner in (free, QuantizedPlanner(), QuantizedPlanner(key_share=1.0, compute_rate=1e9)):
         r = planner.search(shape, 16, 4)
         assert planner.key(r.best.cost) <= planner.key(r.cheetah.cost)
+        assert r.best.cost.total <= r.cheetah.cost.total  # and never more bytes
     # prohibitive compute price: no packing
-    assert not QuantizedPlanner(packing_rate=1e12).search(shape, 16, 4).best.plan.output_packing
+    assert not QuantizedPlanner(compute_rate=1e12).search(shape, 16, 4).best.plan.output_packing
     # the baseline never packs
     assert not CheetahBaselinePlanner()(shape, 37, 8).output_packing
 
@@ -216,3 +217,17 @@ async def test_interleaved_layout_packed_equals_reference(geometry, wb, nprng) -
     cost = plan_cost(plan, "conv")
     assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
     assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(plan.layout))
+
+
+def test_compute_rate_trades_bytes_for_modelled_compute() -> None:
+    """ResNet-18's 512x4x4 layer: bytes only packs all 512 results (fewest bytes, most compute); the default
+    rate keeps the unpacked layout, whose modelled CPU is several times lower; the byte order is the reverse."""
+    from aiompc.protocols.linear.quantized import QuantizedPlanner
+
+    shape = ConvShape.make(512, 4, 4, 512, 3, padding=1)
+    greedy = QuantizedPlanner(compute_rate=0.0).search(shape, 19, 4).best
+    default = QuantizedPlanner().search(shape, 19, 4).best
+    assert greedy.plan.output_packing and not default.plan.output_packing
+    assert greedy.cost.total < default.cost.total / 3
+    seconds = [c.cost.server_seconds + c.cost.client_seconds for c in (greedy, default)]
+    assert seconds[1] * 3 < seconds[0]
