@@ -274,6 +274,17 @@ class Channel:
     def closed(self) -> bool:
         return self._closed
 
+    def fail(self, error: AiompcError) -> None:
+        """End the session with ``error`` (a protocol step found the peer misbehaving, e.g. beyond a work
+        budget): every waiting and future receive raises it, typed, and reading stops."""
+        if self._error is None:
+            self._error = error
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()  # its cleanup wakes every receiver with the error
+        else:
+            for q in self._queues.values():
+                q.put_nowait(None)  # type: ignore[arg-type]
+
     # -- sending and receiving ----------------------------------------------------------------------
 
     async def _send(self, label: str, payload: bytes | bytearray | memoryview) -> None:

@@ -33,10 +33,11 @@ import numpy as np
 
 from aiompc.channel import SubChannel
 from aiompc.crypto.ferret.extension import PUBLISHED_SCHEDULE, FerretReceiver, FerretSchedule, FerretSender
+from aiompc.crypto.ferret.params import FerretParams
 from aiompc.errors import ProtocolError
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import base
-from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine
+from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine, WorkBudget
 from aiompc.protocols.ot.iknp import BATCH_UNIT, KAPPA, IKNPReceiver, IKNPSender
 
 __all__ = ["SilentEngine"]
@@ -98,14 +99,26 @@ class _Sender(COTSenderSource):
         self.delta = ferret.delta
         self.pieces: deque[np.ndarray] = deque()
 
-    async def generate(self) -> np.ndarray:
+    async def generate(self, budget: WorkBudget) -> np.ndarray:
         while not self.pieces:
             name = await self.sub.recv()
             p = self.ferret.schedule.by_name(name)
+            await self._admit(budget, p)
             message = await self.party.compute(self.ferret.respond, p)
             await self.sub.send_bytes(message)
             self.pieces.extend(await self.party.compute(self.ferret.finish))
         return self.pieces.popleft()
+
+
+    async def _admit(self, budget: WorkBudget, p: FerretParams) -> None:
+        """Run the extension ``p`` only if an honest receiver could ask for it now: some of this side's
+        demand is outstanding, and the large set only where the schedule's own rule
+        (:meth:`FerretSchedule.choose`) picks it for a request no larger than the budget's allowance."""
+        schedule = self.ferret.schedule
+        await budget.admit(1, f"a Ferret extension ({p.name})")
+        if p != schedule.bootstrap and p != schedule.choose(self.ferret.first, budget.allowance, self.ferret.handed_out):
+            raise ProtocolError(f"the peer asked for the Ferret set {p.name!r}, which this point of the session does "
+                                "not call for; it misbehaves")
 
 
 class SilentEngine(PooledEngine):
