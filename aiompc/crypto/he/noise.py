@@ -346,11 +346,16 @@ def check(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None = 
     return estimate(params, pipeline, plan).require()
 
 
-def plan_output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan:
-    """The cheapest decryptable :class:`OutputPlan`: ``Q = 2**62``, flooding as privacy requires, and the
-    ``(drop0, drop1)`` minimising ``visible·bits0 + N·bits1``.  Raises :class:`UndecryptableParameters`."""
+def plan_output(params: HEParams, pipeline: ServerPipeline, flood_bits: int | None = None) -> OutputPlan:
+    """The cheapest decryptable :class:`OutputPlan`: ``Q = 2**62``, flooding as privacy requires (or the
+    larger ``flood_bits``, if given), and the ``(drop0, drop1)`` minimising ``visible·bits0 + N·bits1``.
+    Raises :class:`UndecryptableParameters`."""
     n, l = params.n, params.plain_bits
     est = estimate(params, pipeline)
+    if flood_bits is not None and flood_bits != est.flood_bits:
+        if flood_bits < est.flood_bits or not pipeline.flood:
+            raise InputError(f"flood_bits {flood_bits} is below the {est.flood_bits} privacy needs (or no flooding)")
+        est = estimate(params, pipeline, OutputPlan(1 << RESULT_MODULUS_BITS, 0, 0, flood_bits, pipeline.flood_terms))
     visible = pipeline.visible or n
     modulus = 1 << RESULT_MODULUS_BITS
     limit = modulus / (2 * params.t)

@@ -256,8 +256,9 @@ class CheetahBaselinePlanner:
     flood of ``2^f`` integers hides the noise where it fits ``q ~ 2^109`` (most layers); for wide layers at
     ``l = 37`` (many visible coefficients, 12-14-bit weights) it does not, and the flood is the sum of two
     uniforms, whose statistical distance grows only with the square root of the visible count
-    (:func:`~aiompc.crypto.he.noise.flood_distance`) — same parameters, same tiling, about the same wire
-    size.  (OpenCheetah itself floods nothing; it only switches modulus and truncates.)  The achieved level
+    (:func:`~aiompc.crypto.he.noise.flood_distance`) — same parameters, same tiling — kept as large as
+    decryption allows (the largest ``stat_bits`` that decrypts), as this baseline's single flood was before,
+    so its wire size is unchanged.  (OpenCheetah itself floods nothing; it only switches modulus and truncates.)  The achieved level
     is recorded in the plan (:attr:`LinearPlan.stat_security`) and the engine refuses a plan below 40 bits.
     """
 
@@ -267,7 +268,18 @@ class CheetahBaselinePlanner:
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         _no_packing(self.name, pack)
-        return CheetahPlanner(stat_bits=self.stat_bits, chunk=self.chunk)(shape, l, weight_bits, out_shift=out_shift)
+        plan = CheetahPlanner(stat_bits=self.stat_bits, chunk=self.chunk)(shape, l, weight_bits, out_shift=out_shift)
+        if plan.output.flood_terms == 1:
+            return plan
+        # one uniform does not fit: keep the flood as large as decryption allows (as this baseline always did,
+        # so its wire size is what it was), now two uniforms: more than the required statistical security
+        params = decryption_params(plan.he, plan.out_shift)
+        for bits in range(plan.output.flood_bits + 1, plan.he.log2_q.__ceil__()):
+            try:
+                plan = replace(plan, output=plan_output(params, plan.pipeline, flood_bits=bits))
+            except UndecryptableParameters:
+                break
+        return plan
 
 
 def plan_for(planner: Planner, shape: Shape, l: int, weight_bits: int, out_shift: int = 0,
