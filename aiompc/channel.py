@@ -100,6 +100,8 @@ class LabelStats:
     msgs_recv: int = 0
     rounds: int = 0
     last_dir: str = ""
+    max_recv: int = 0
+    """The largest payload received on this label (bytes; sizing a server's limits from an honest run)."""
 
     def record(self, direction: str, nbytes: int) -> None:
         if direction == "send":
@@ -121,6 +123,7 @@ class LabelStats:
             self.msgs_recv - other.msgs_recv,
             self.rounds - other.rounds,
             self.last_dir,
+            self.max_recv,
         )
 
 
@@ -464,6 +467,8 @@ class Channel:
                 self._admit(label, len(frame))
                 self._stat(label).record("recv", len(frame) + self.transport.overhead(len(frame), "recv"))
                 payload = memoryview(frame)[2 + n :]
+                st = self._labels[label]
+                st.max_recv = max(st.max_recv, len(payload))
                 self._charge(label, len(payload))
                 self._queue(label).put_nowait(payload)  # type: ignore[arg-type]
         except asyncio.CancelledError:

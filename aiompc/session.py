@@ -96,7 +96,9 @@ class ServerPolicy:
     handshake_timeout: float = 10.0
     idle_timeout: float | None = 120.0
     session_deadline: float | None = 3600.0
-    channel: Limits = Limits()
+    channel: Limits | None = None
+    """Buffering and decoding bounds after the handshake; ``None``: :class:`~aiompc.channel.Limits`' defaults
+    (``aiompc.serve`` derives them from the served model's plan instead, :mod:`aiompc.nn.plan_limits`)."""
     token: str | None = None
 
     def __post_init__(self) -> None:
@@ -376,10 +378,13 @@ class SessionRecord:
 class Server:
     """A listening aiompc server; use as an async context manager or call :meth:`close`."""
 
-    def __init__(self, inner: TransportServer, endpoint: Endpoint, policy: ServerPolicy | None = None) -> None:
+    def __init__(self, inner: TransportServer, endpoint: Endpoint, policy: ServerPolicy | None = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._inner = inner
         self.endpoint = endpoint
         self.policy = policy or ServerPolicy()
+        self.max_message_size = max_message_size
+        """The largest message a client may send after the handshake."""
         self.sessions_ok = 0
         self.sessions_failed = 0
         self.sessions_refused = 0
@@ -397,6 +402,11 @@ class Server:
     def peak_of(self, outcome: str) -> int:
         """The most bytes a recent connection with ``outcome`` (``ok``, ``failed``, ``refused``, ``closed``) held unread."""
         return max((r.peak_buffered for r in self.recent if r.outcome == outcome), default=0)
+
+    @property
+    def channel_limits(self) -> Limits:
+        """What one session may make this server buffer and decode (:class:`~aiompc.channel.Limits`)."""
+        return self.policy.channel or Limits()
 
     @property
     def port(self) -> int:
@@ -458,7 +468,8 @@ async def listen(
     ep = parse_url(url)
     policy = policy or ServerPolicy()
     admission = _Admission(policy)
-    session_limits = replace(policy.channel, idle_timeout=policy.idle_timeout)
+    channel_limits = policy.channel or Limits()
+    session_limits = replace(channel_limits, idle_timeout=policy.idle_timeout)
     server: Server
 
     async def on_transport(transport: Transport) -> None:
@@ -480,7 +491,7 @@ async def listen(
         if transport_wrapper is not None:
             transport = transport_wrapper(transport)
         _set_max_message(transport, min(HANDSHAKE_MAX_BYTES, max_message_size))
-        channel = Channel(transport, limits=policy.channel, gate=Gate(frozenset({"handshake"}), HANDSHAKE_MAX_BYTES))
+        channel = Channel(transport, limits=channel_limits, gate=Gate(frozenset({"handshake"}), HANDSHAKE_MAX_BYTES))
         server.channels.add(channel)
         party = Party("server", channel, options=options)
         admitted = False
@@ -542,7 +553,7 @@ async def listen(
             await channel.close(abort=error in _ABORT_ON)
 
     inner = await serve_transports(on_transport, ep, ssl=ssl, max_message_size=max_message_size)
-    server = Server(inner, ep, policy)
+    server = Server(inner, ep, policy, max_message_size)
     return server
 
 
