@@ -43,6 +43,7 @@ import ssl as ssl_module
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Generator, TypeVar
 
+from aiompc import heap
 from aiompc.channel import Channel, Gate, Limits, show
 from aiompc.errors import (AccessDenied, AiompcError, HandshakeError, InputError, PeerTimeout, ServerBusy,
                            TransportClosed)
@@ -96,6 +97,10 @@ class ServerPolicy:
     handshake_timeout: float = 10.0
     idle_timeout: float | None = 120.0
     session_deadline: float | None = 3600.0
+    release_memory: float | None = 2.0
+    """After a session ends, return freed heap memory to the OS (:func:`aiompc.heap.release`), at most once
+    per this many seconds (``None``: never); keeps a long-running server's RSS near its live memory
+    (glibc otherwise keeps what sessions freed: see :mod:`aiompc.heap`)."""
     channel: Limits | None = None
     """Buffering and decoding bounds after the handshake; ``None``: :class:`~aiompc.channel.Limits`' defaults
     (``aiompc.serve`` derives them from the served model's plan instead, :mod:`aiompc.nn.plan_limits`)."""
@@ -106,7 +111,7 @@ class ServerPolicy:
             raise InputError("max_sessions must be at least 1")
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
             raise InputError("the access token must be a non-empty string")
-        for name in ("queue_timeout", "handshake_timeout", "idle_timeout", "session_deadline"):
+        for name in ("queue_timeout", "handshake_timeout", "idle_timeout", "session_deadline", "release_memory"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise InputError(f"{name} must be positive")
@@ -385,6 +390,11 @@ class Server:
         self.policy = policy or ServerPolicy()
         self.max_message_size = max_message_size
         """The largest message a client may send after the handshake."""
+        self.memory_releases = 0
+        """How often freed heap memory was returned to the OS (:meth:`release_memory`)."""
+        self._released_at = -math.inf
+        self._release_task: asyncio.Task[None] | None = None
+        self._release_again = False
         self.sessions_ok = 0
         self.sessions_failed = 0
         self.sessions_refused = 0
@@ -402,6 +412,31 @@ class Server:
     def peak_of(self, outcome: str) -> int:
         """The most bytes a recent connection with ``outcome`` (``ok``, ``failed``, ``refused``, ``closed``) held unread."""
         return max((r.peak_buffered for r in self.recent if r.outcome == outcome), default=0)
+
+    def schedule_release(self) -> None:
+        """Return freed heap memory to the OS soon (:func:`aiompc.heap.release`, in a thread): at once, or
+        ``policy.release_memory`` s after the previous release, whichever is later.  Sessions that end
+        while a release is pending or running get one more release after it (so the last session of a burst
+        is always covered), never more than one at a time."""
+        every = self.policy.release_memory
+        if every is None:
+            return
+        if self._release_task is not None and not self._release_task.done():
+            self._release_again = True
+            return
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                self._release_again = False
+                await asyncio.sleep(max(0.0, self._released_at + every - loop.time()))
+                self._released_at = loop.time()
+                await loop.run_in_executor(None, heap.release)
+                self.memory_releases += 1
+                if not self._release_again:
+                    return
+
+        self._release_task = asyncio.get_running_loop().create_task(run(), name="aiompc-release-memory")
 
     @property
     def channel_limits(self) -> Limits:
@@ -422,6 +457,9 @@ class Server:
         return sum(ch.buffered_bytes for ch in self.channels)
 
     async def close(self) -> None:
+        if self._release_task is not None:
+            self._release_task.cancel()
+            await asyncio.gather(self._release_task, return_exceptions=True)
         await self._inner.close()
 
     async def __aenter__(self) -> "Server":
@@ -551,6 +589,8 @@ async def listen(
             # a peer that broke the protocol or went silent may not be reading: drop it without a closing
             # handshake (a refusal it was sent, e.g. a HandshakeError, is flushed by a normal close)
             await channel.close(abort=error in _ABORT_ON)
+            if stage == "session":
+                server.schedule_release()
 
     inner = await serve_transports(on_transport, ep, ssl=ssl, max_message_size=max_message_size)
     server = Server(inner, ep, policy, max_message_size)
