@@ -54,7 +54,8 @@ from aiompc.transports.memory import memory_pair
 from aiompc.transports.registry import Endpoint, open_transport, parse_url, serve_transports
 
 __all__ = ["run_local", "listen", "connect", "Server", "ServerPolicy", "PROTOCOL_NAME", "PROTOCOL_VERSION",
-           "parse_url", "HELLO_FIELDS", "REPLY_FIELDS", "TOKEN_ENV", "TRUSTED_POLICY"]
+           "parse_url", "HELLO_FIELDS", "REPLY_FIELDS", "TOKEN_ENV", "TRUSTED_POLICY", "check_hello", "check_options",
+           "merge_options"]
 
 log = logging.getLogger("aiompc.session")
 
@@ -256,7 +257,8 @@ def check_options(options: Any) -> dict[str, Any]:
     return options
 
 
-def _merge_options(server: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+def merge_options(server: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+    """The server's options with the client's added; :class:`HandshakeError` for a key both set differently."""
     merged = dict(server)
     for key, value in client.items():
         if key in merged and (type(merged[key]) is not type(value) or merged[key] != value):
@@ -299,7 +301,7 @@ async def client_handshake(party: Party, timeout: float = HANDSHAKE_TIMEOUT, *, 
     return meta
 
 
-def _check_hello(hello: Any, party: Party, token: str | None) -> dict[str, Any]:
+def check_hello(hello: Any, party: Party, token: str | None) -> dict[str, Any]:
     """The client's options from its hello; :class:`HandshakeError` for anything malformed."""
     if not isinstance(hello, dict) or hello.get("proto") != PROTOCOL_NAME:
         raise HandshakeError("peer is not an aiompc client (bad protocol name)")
@@ -346,8 +348,8 @@ async def server_handshake(
     except TimeoutError:
         raise PeerTimeout(f"no handshake from the client within {timeout} s") from None
     try:
-        options = _check_hello(hello, party, token)
-        merged = _merge_options(party.options, options)
+        options = check_hello(hello, party, token)
+        merged = merge_options(party.options, options)
         if admit is not None:
             await admit()
     except HandshakeError as exc:
