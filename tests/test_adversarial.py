@@ -263,7 +263,7 @@ async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str) -> N
         async def attack() -> BaseException:
             party = await _handshaken(server.url)
             try:
-                # 2 MiB on the wire, 128 MiB as uint64: over the 8 MiB decode budget
+                # 2 MiB on the wire, 16 MiB even as uint8 (the narrowest dtype): over the 8 MiB decode budget
                 bomb = wire.Packed(np.zeros(16 * MiB, np.uint8), 1)
                 await party.sub("request").send(bomb)
                 async with asyncio.timeout(10):

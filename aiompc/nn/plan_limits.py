@@ -18,6 +18,7 @@ a large network takes as long as its inference — pass explicit limits to skip 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,9 +77,31 @@ def _affine(one: int, two: int, batch: int) -> int:
     return max(one, two, one + (batch - 1) * (two - one))
 
 
+_PROFILES: dict[str, SessionProfile] = {}
+_MAX_PROFILES = 64
+
+
+def _key(graph: QGraph, config: EngineConfig, batch: int, ot: str) -> str:
+    """Message sizes depend on the architecture and the plan, not on the weights: the metadata view is the key."""
+    return json.dumps([graph.to_dict(include_weights=False), config.to_options(), batch, ot], sort_keys=True,
+                      default=str)
+
+
 async def profile_session(graph: QGraph, config: EngineConfig, batch: int, ot: str = DEFAULT_ENGINE) -> SessionProfile:
     """The server's receive profile of an honest session of ``batch`` samples with the OT engine ``ot``
-    (see the module docstring)."""
+    (see the module docstring); remembered per architecture, configuration, batch and engine (at most
+    :data:`_MAX_PROFILES` of them) within the process."""
+    key = _key(graph, config, batch, ot)
+    known = _PROFILES.get(key)
+    if known is None:
+        known = await _profile(graph, config, batch, ot)
+        if len(_PROFILES) >= _MAX_PROFILES:
+            _PROFILES.pop(next(iter(_PROFILES)))
+        _PROFILES[key] = known
+    return known
+
+
+async def _profile(graph: QGraph, config: EngineConfig, batch: int, ot: str) -> SessionProfile:
     m1, b1, p1 = await _run(graph, config, 1, ot)
     m2, b2, p2 = await _run(graph, config, 2, ot) if batch > 1 else (m1, b1, p1)
     largest = max((_affine(m1.get(k, 0), m2.get(k, 0), batch) for k in {*m1, *m2} if not k.startswith("ot/")),
