@@ -261,9 +261,13 @@ class Channel:
         """A snapshot (deep copy) of the statistics so far."""
         return Stats({k: replace(v) for k, v in self._labels.items() if v.msgs_sent or v.msgs_recv})
 
-    async def close(self, *, abort: bool = False) -> None:
+    async def close(self, *, abort: bool = False, error: BaseException | None = None) -> None:
         """Close the transport (``abort``: drop it at once, for a peer that broke the protocol) and stop
-        the reader (idempotent)."""
+        the reader (idempotent).  ``error``: why (e.g. a background task of this party failed); this
+        party's pending and later receives raise it (typed as :class:`TransportClosed` unless it is an
+        aiompc error), and the peer's raise :class:`TransportClosed` at once."""
+        if error is not None and self._error is None:
+            self._error = error
         self._closed = True
         await (self.transport.abort() if abort else self.transport.close())
         if self._reader is not None and not self._reader.done():
@@ -276,17 +280,6 @@ class Channel:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def fail(self, error: AiompcError) -> None:
-        """End the session with ``error`` (a protocol step found the peer misbehaving, e.g. beyond a work
-        budget): every waiting and future receive raises it, typed, and reading stops."""
-        if self._error is None:
-            self._error = error
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()  # its cleanup wakes every receiver with the error
-        else:
-            for q in self._queues.values():
-                q.put_nowait(None)  # type: ignore[arg-type]
 
     # -- sending and receiving ----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The ``aiompc`` command: ``demo`` (the README's main job), ``run``, ``serve``, ``infer``, ``bench``, ``eval``.
+"""The ``aiompc`` command: ``demo`` (the README's main job), ``run``, ``serve``, ``infer``, ``bench``, ``eval``,
+``linearize``.
 
 Subcommands are implemented in the modules they belong to (:mod:`aiompc.nn.commands`); errors of
 aiompc's own hierarchy are printed as one line and exit with status 2.
@@ -16,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from aiompc.nn.bench import add_bench_command
     from aiompc.nn.commands import add_commands
     from aiompc.nn.eval_cli import add_eval_command
+    from aiompc.nn.linearize_cli import add_linearize_command
 
     from aiompc import __version__
 
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_bench_command(sub)
     add_eval_command(sub)
+    add_linearize_command(sub)
     return parser
 
 

@@ -38,6 +38,8 @@ MIB = float(1 << 20)
 # setting; the ImageNet networks run one mode per process (each takes long; the ratio pairs them across
 # files).
 HEADLINE = ["--ot", "silent", "--exact"]
+# ResNet-18's 557,056 ReLUs (CIFAR shapes) dense and cut to the budgets SNL and SENet report
+SNL_BUDGETS = {"snl-dense": [], "relu100000": ["--relu-budget", "100000"], "relu50000": ["--relu-budget", "50000"]}
 BOTH = ["--modes", "cheetah,quantized", *HEADLINE]
 RUNS: dict[str, tuple[str, list[str]]] = {
     "resnet18": ("resnet18", [*BOTH, "--network", "none,lan,wan"]),
@@ -54,6 +56,9 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "resnet50-cheetah": ("resnet50", ["--modes", "cheetah", *HEADLINE, "--network", "none"]),
     "resnet50-quantized": ("resnet50", ["--modes", "quantized", *HEADLINE, "--network", "none"]),
     "resnet50-wan": ("resnet50", [*BOTH, "--network", "wan"]),
+    # ReLU-reduced ResNet-18 (SNL / SENet budgets; issue 24): dense and two budgets, run back to back
+    **{f"resnet18-{tag}": ("resnet18", [*BOTH, *budget, "--network", "none"])
+       for tag, budget in SNL_BUDGETS.items()},
     # single layers with published per-layer figures of Cheetah's C++ (REFERENCE.md)
     "layer-conv64x56": ("benchmarks/results/layers/conv64x56.onnx", [*BOTH, "--network", "none"]),
     "layer-fc2048": ("benchmarks/results/layers/fc2048.onnx", [*BOTH, "--network", "none"]),
@@ -114,7 +119,10 @@ def load_results() -> list[dict]:
     files = sorted(RESULTS.glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
     runs = []
     for path in files:
-        for r in json.loads(path.read_text()):
+        data = json.loads(path.read_text())
+        if not isinstance(data, list):  # not bench runs (e.g. the accuracy-*.json of `aiompc eval`)
+            continue
+        for r in data:
             r["_file"] = path.stem
             runs.append(r)
     return runs
@@ -241,6 +249,46 @@ def comparison_section(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def snl_section(runs: list[dict]) -> str:
+    """ResNet-18 dense and ReLU-reduced (SNL / SENet budgets) in both modes, from the ``resnet18-snl-dense`` /
+    ``resnet18-relu*`` runs: bytes split linear / non-linear, rounds, time, and HEQuant's claim beside the
+    measured ratios ("" when the runs are missing)."""
+    from aiompc.nn.bench import _cpu_cell, _total_bytes
+    from aiompc.nn.modes import describe_check
+
+    found = {}
+    for tag in SNL_BUDGETS:
+        for mode in ("cheetah", "quantized"):
+            r = next((r for r in runs if r["_file"] == f"resnet18-{tag}" and r["mode"] == mode), None)
+            if r is not None:
+                found[tag, mode] = r
+    if not found:
+        return ""
+    label = {"snl-dense": "dense", "relu100000": "100k ReLUs", "relu50000": "50k ReLUs"}
+    out = ["| ResNet-18 (CIFAR-100 shapes) | mode | ReLUs kept | MiB total | linear MiB | non-linear MiB "
+           "| non-linear ÷ dense | rounds (layers) | wall s | CPU s (server + client) | logits vs reference |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for (tag, mode), r in found.items():
+        t = r["total"]
+        dense = found.get(("snl-dense", mode))
+        share = f"{t['nonlinear_bytes'] / dense['total']['nonlinear_bytes']:.2f}" if dense else "–"
+        out.append(f"| {label[tag]} | {mode} | {t.get('relus_kept', 0):,} / {t.get('relus', 0):,} "
+                   f"| {_total_bytes(r) / MIB:.1f} | {t['linear_bytes'] / MIB:.1f} | {t['nonlinear_bytes'] / MIB:.1f} "
+                   f"| {share} | {sum(row['rounds'] for row in r['layers'])} | {t['seconds']:.1f} | {_cpu_cell(t)} "
+                   f"| {describe_check(r['check'])} |")
+    dense_q = found.get(("snl-dense", "quantized"))
+    out += ["", "| budget | cheetah at N ÷ dense quantized | cheetah at N ÷ quantized at N | HEQuant's claim |",
+            "|---|---:|---:|---|"]
+    for tag in SNL_BUDGETS:
+        c, q = found.get((tag, "cheetah")), found.get((tag, "quantized"))
+        if c is None:
+            continue
+        vs_dense = f"{_total_bytes(c) / _total_bytes(dense_q):.2f}×" if dense_q else "–"
+        vs_same = f"{_total_bytes(c) / _total_bytes(q):.2f}×" if q else "–"
+        out.append(f"| {label[tag]} | {vs_dense} | {vs_same} | 3.1–3.6× less communication than SNL / SENet |")
+    return "\n".join(out)
+
+
 def measured_section(runs: list[dict]) -> str:
     sys.path.insert(0, str(ROOT))
     from aiompc.nn.bench import bench_markdown, machine_info
@@ -258,6 +306,10 @@ def measured_section(runs: list[dict]) -> str:
     if comparison:
         lines += [("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
                    "right: measured here, from the JSON results):"), "", comparison, ""]
+    snl = snl_section(runs)
+    if snl:
+        lines += [("ReLU-reduced ResNet-18 (SNL / SENet budgets, issue 24; `--relu-budget N`: a fixed-seed random "
+                   "mask keeping N ReLUs, spread by layer size; the three runs back to back):"), "", snl, ""]
     lines += ["Per-layer tables and plots of each run:", ""]
     for stem in dict.fromkeys(r["_file"] for r in runs):
         cmd = " ".join(command(stem)) if stem in RUNS else "(not a canonical run)"

@@ -16,7 +16,8 @@ max-pool has stride = kernel.  Reported per element (per *output* element for ma
   session precomputes the COTs the run will need and measures the bytes and seconds per generated COT
   of each direction at that scale (``select(phase="offline")`` on the engine's label, and the growth of
   ``engine.buffered``; Ferret chooses its extension size by demand, so a small run pays the bootstrap
-  set's price and a large one the main set's), then counts the COTs the operation consumed (the
+  set's price and a large one the main set's — ``--session-cots`` announces a network's demand, as
+  :func:`aiompc.nn.secure.run_secure` does, to price the COTs as inside a network), then counts the COTs the operation consumed (the
   shrinking of the precomputed buffer) — **COTs** per element — and charges them at that cost;
 * **rounds** — measured, not modelled: the operation runs again on 128 elements with every online
   message delayed by a fixed one-way latency ``--delay`` (COTs precomputed); rounds = extra wall time
@@ -224,7 +225,8 @@ REPEATS = 3
 DIRECTIONS = ("server", "client")
 
 
-async def bench_row(op: Op, l: int, n: int, ot: str, delay: float, gen: np.random.Generator) -> dict[str, float]:
+async def bench_row(op: Op, l: int, n: int, ot: str, delay: float, gen: np.random.Generator,
+                    session_cots: int = 0) -> dict[str, float]:
     """Everything of one table row in one session (the OT engine's setup is paid once):
 
     1. warm-up (base OTs of both directions), then a ``precompute`` per direction: bytes and seconds
@@ -295,6 +297,7 @@ async def bench_row(op: Op, l: int, n: int, ot: str, delay: float, gen: np.rando
             await sync.recv()
 
     async def side(p: Party) -> None:
+        get_engine(p).expect(session_cots)  # the demand of the session the operation is part of
         await relu(p, "warmup", shares["small"][0 if p.is_server else 1].reshape(-1)[:8], l=l)
         await precompute(p, {d: CALIBRATE for d in DIRECTIONS}, "cal")
         await step(p, "calib", "small", 0.0)
@@ -340,6 +343,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ops", nargs="+", default=[o.name for o in OPS], choices=[o.name for o in OPS])
     ap.add_argument("--ot", default="iknp", help="OT engine (party option 'ot')")
     ap.add_argument("--delay", type=float, default=0.05, help="one-way latency (s) used to count rounds")
+    ap.add_argument("--session-cots", type=int, default=0,
+                    help="COTs per direction the session is announced to need (OTEngine.expect, as run_secure does "
+                         "for a network): with silent OT, > 1.2e6 prices the COTs at Ferret's main set, as inside "
+                         "a network (ResNet-18 draws about 2e7); 0 (default): the run's own demand decides")
     args = ap.parse_args(argv)
     for l in args.widths:
         if l not in TRUNC_BITS:
@@ -353,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.ops:
         op = next(o for o in OPS if o.name == name)
         for l in args.widths:
-            r = asyncio.run(bench_row(op, l, args.n, args.ot, args.delay, gen))
+            r = asyncio.run(bench_row(op, l, args.n, args.ot, args.delay, gen, args.session_cots))
             ref, measured = silent_bits(name, l)
             total_bits = 8 * (r["online"] + r["offline"])
             print(

@@ -17,6 +17,11 @@ Networks:
                into a conv), ``AdaptiveAvgPool2d(1)``, ``flatten``, linear.
 ``mobile``     ``(x - 0.5) / 0.25`` input normalization, an inverted-residual block (1x1 expand, depthwise
                3x3, ReLU6, 1x1 project, residual add), ``F.pad`` before a valid conv, ``x.mean((2, 3))``.
+``snl``        a ReLU-reduced (SNL / SENet style) ResNet: fixed random 0/1 masks (seeded) keep about half of
+               the ReLUs, written in the three forms such models export to — ``x + m * (relu(x) - x)``
+               (per-pixel mask of shape (1, C, H, W), the stem), ``m * relu(x) + (1 - m) * x`` (per-channel
+               mask (C, 1, 1), inside the residual block) and ``torch.where(mask, relu(x), x)`` (per-pixel,
+               after the residual add); trained with the masks in place.
 
 Also writes ``digits_sample.npy`` (16 test images) and ``digits_calibration.npy`` (64 training images).
 torch is needed only to run this script (``pip install torch onnxscript``), never by aiompc::
@@ -115,7 +120,34 @@ class Mobile(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-MODELS: dict[str, Callable[[], nn.Module]] = {"lenet": LeNet, "resnet": ResNet, "mobile": Mobile}
+class SNLNet(nn.Module):
+    """A small ResNet whose ReLUs are partial (see the module docstring): masks are buffers, so they export
+    as constants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(24)
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+        self.conv1 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+        self.conv2 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+        self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.fc = nn.Linear(16, 10)
+        self.register_buffer("m_stem", (torch.rand(1, 8, 8, 8, generator=gen) < 0.5).float())
+        self.register_buffer("m_block", (torch.rand(8, 1, 1, generator=gen) < 0.5).float())
+        self.register_buffer("m_add", torch.rand(1, 8, 8, 8, generator=gen) < 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.m_stem * (F.relu(x) - x)
+        y = self.conv1(x)
+        y = self.m_block * F.relu(y) + (1 - self.m_block) * y
+        z = self.conv2(y) + x
+        z = torch.where(self.m_add, F.relu(z), z)
+        z = F.relu(self.down(z))
+        return self.fc(z.mean((2, 3)))
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {"lenet": LeNet, "resnet": ResNet, "mobile": Mobile, "snl": SNLNet}
 
 
 def as_tensor(x: np.ndarray) -> torch.Tensor:
@@ -161,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "nn" / "data"))
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", nargs="*", choices=sorted(MODELS), help="export only these networks")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     np.save(out / "digits_calibration.npy", data.x_train[:64].astype(np.float32))
     example = as_tensor(data.x_test[:1])
     for name, make in MODELS.items():
+        if args.only and name not in args.only:
+            continue
         torch.manual_seed(args.seed)
         model = make()
         train(model, data.x_train, data.y_train, args.epochs, args.seed)

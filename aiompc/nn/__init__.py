@@ -15,13 +15,13 @@ from __future__ import annotations
 from aiompc.nn.bounds import heq_acc_bits, linear_channel_ranges, width_for_range
 from aiompc.nn.graph import FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.interpret import predict, run_float, run_int
-from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
-                          Requantize, SumPool, TensorSpec)
+from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
+                          PartialReluRequantize, QGraph, Relu, Requantize, SumPool, TensorSpec)
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 
 __all__ = [
     "FloatGraph", "FloatNode", "fold_batchnorm", "load_onnx", "QuantConfig", "quantize", "QGraph", "TensorSpec",
     "Node", "Conv", "Linear", "ChannelAffine", "Requantize", "Relu", "Clip", "MaxPool", "SumPool", "Add", "Concat",
-    "Flatten", "run_float", "run_int", "predict", "heq_acc_bits", "linear_channel_ranges", "width_for_range",
+    "Flatten", "PartialRelu", "PartialReluRequantize", "run_float", "run_int", "predict", "heq_acc_bits", "linear_channel_ranges", "width_for_range",
 ]

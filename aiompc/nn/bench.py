@@ -13,6 +13,12 @@ Modes.  Both integer programs come from the same float model (a built-in network
   requantizations pay for 37-bit wraps and clips; the pre-fixed-point baseline, kept for comparison;
   requantization as ``--exact/--approx``).
 
+``--relu-budget N`` runs a ReLU-reduced version of the network (SNL / SENet): every ReLU becomes a partial
+ReLU and exactly ``N`` of them are kept per inference, spread over the layers in proportion to their sizes
+with a fixed-seed random mask (:func:`aiompc.nn.relu_budget.apply_relu_budget`); the model is reported as
+``NAME:reluN``.  Every layer that evaluates ReLUs reports ``relus_kept`` / ``relus`` (per inference), the
+total their sums, ``relu_budget`` the budget (``null`` for the dense network).
+
 The headline pairs each system in its accurate configuration: Cheetah's approximate truncation (one
 LSB at 2^-12 is harmless) against exact requantization (one LSB at 4 bits is not).  Every row says
 which it used (``exact``; the ratio rows carry both).
@@ -25,10 +31,11 @@ gives one JSON object (the layout of :mod:`aiompc.nn.report`, all bytes from the
 statistics)::
 
     {"model", "mode", "network",
-     "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"}],
+     "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"
+                 [, "relus_kept", "relus"]}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds",
-               "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one)},
-     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code"}
+               "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one), "relus_kept", "relus"},
+     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code", "relu_budget"}
 
 A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
 the layer outputs (all samples).  The trailing keys say how the row was obtained: the integer program
@@ -73,6 +80,7 @@ from aiompc.nn.npy_files import load_npy
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
+from aiompc.nn.relu_budget import apply_relu_budget
 from aiompc.nn.report import format_table, layer_report
 from aiompc.protocols.ot import engines as ot_engine
 
@@ -130,6 +138,7 @@ class BenchModel:
     float_graph: FloatGraph
     inputs: np.ndarray
     quantizer: Callable[[FloatGraph], QGraph]
+    relu_budget: int | None = None
     _graphs: dict[str, QGraph] = field(default_factory=dict, repr=False)
 
     def graph(self, mode: str) -> QGraph:
@@ -142,7 +151,7 @@ class BenchModel:
 
 
 def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibration: np.ndarray | None = None,
-                     config: QuantConfig = BENCH_CONFIG) -> BenchModel:
+                     config: QuantConfig = BENCH_CONFIG, relu_budget: int | None = None) -> BenchModel:
     """The :class:`BenchModel` of a built-in network name or an ONNX file.
 
     A built-in network is :func:`aiompc.nn.networks.network_onnx` (random weights from ``seed``),
@@ -150,7 +159,9 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibratio
     :data:`~aiompc.nn.networks.CALIBRATION_SAMPLES` random inputs, seed ``seed + 1000``); an ONNX file is
     imported and quantized with ``config`` (QDQ annotations take precedence) on ``calibration`` or, by
     default, on 4 random normal inputs.  The benchmark inputs are random normal (``seed + 1``): costs do
-    not depend on the values."""
+    not depend on the values.  ``relu_budget``: keep exactly that many ReLUs per inference
+    (:func:`~aiompc.nn.relu_budget.apply_relu_budget`, mask seed ``seed``; calibration runs on the
+    ReLU-reduced model)."""
     if samples < 1:
         raise InputError("--samples must be at least 1")
     if source.lower() in NETWORKS:
@@ -168,8 +179,11 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibratio
             print(f"NOTE: {path.name}: no --calibration given; activation scales are calibrated on 4 random normal "
                   "inputs (costs are unaffected, accuracy may be)", file=sys.stderr, flush=True)
         inputs = np.random.default_rng(seed + 1).normal(0.0, 1.0, (samples, *fgraph.input_shape))
+    if relu_budget is not None:
+        fgraph = apply_relu_budget(fgraph, relu_budget, seed=seed)
+        name = f"{name}:relu{relu_budget}"
     data = calibration
-    return BenchModel(name, fgraph, inputs, lambda g: quantize(g, data, config))
+    return BenchModel(name, fgraph, inputs, lambda g: quantize(g, data, config), relu_budget)
 
 
 def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False) -> EngineConfig:
@@ -231,6 +245,8 @@ def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run
         row["elements"] = sizes.get(row["name"], graph.tensors[graph.output].size) * len(x_int)
     check = check_output(graph, x_int, np.asarray(result.output), config)
     report["total"].update(cpu)
+    report["total"]["relus_kept"] = sum(row.get("relus_kept", 0) for row in report["layers"])
+    report["total"]["relus"] = sum(row.get("relus", 0) for row in report["layers"])
     return {"model": model, "mode": mode or config.mode.name, "network": link, **report,
             "graph": config.mode.program, "planner": config.mode.planner.name, "ot": engine,
             "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
@@ -265,6 +281,7 @@ def run_bench(
                 else:
                     res = aiompc.run(bench_run(model.name, model.graph(mode), x_int[mode], configs[mode],
                                                mode=mode, link=link, ot=ot, progress=progress))
+                res["relu_budget"] = model.relu_budget
                 results.append(res)
                 if log is not None:
                     t = res["total"]
@@ -512,7 +529,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         _matplotlib()  # before the work, not after it
     calibration = load_npy(args.calibration, "calibration file") if args.calibration else None
-    model = load_bench_model(args.model, samples=args.samples, seed=args.seed, calibration=calibration)
+    model = load_bench_model(args.model, samples=args.samples, seed=args.seed, calibration=calibration,
+                             relu_budget=args.relu_budget)
     baseline_exact = args.baseline_truncation == "exact"
     settings = [f"cheetah: fixed point ({CHEETAH_FRAC_BITS} fractional bits), {args.baseline_truncation} truncation"
                 if mode == "cheetah" else f"{mode}: {'exact' if args.exact else 'approximate'} requantization"
@@ -548,6 +566,9 @@ def add_bench_command(sub: Any) -> None:
     p.add_argument("--samples", type=int, default=1, help="inferences per run (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default 0)")
     p.add_argument("--calibration", help=".npy calibration inputs of the quantized graph (default: random normal)")
+    p.add_argument("--relu-budget", type=int, metavar="N",
+                   help="keep exactly N ReLUs per inference (SNL / SENet style: a fixed-seed random mask, N spread "
+                   "over the layers in proportion to their sizes), the others the identity")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--exact", dest="exact", action="store_true", default=True,
                    help="bit-exact requantization in the quantized and cheetah-int modes (default)")

@@ -15,6 +15,8 @@ conv / gemm            input truncated to ``f`` bits if at ``2f``; weights ``rou
                        the output is the exact accumulator at ``2f`` (HE)
 batchnorm (unfolded)   :class:`ChannelAffine` with ``round(a · 2^f)``, ``round(β · 2^2f)``: like a conv
 relu                   :class:`Relu` at the input's scale (OT: DReLU on 37 bits + multiplexer)
+partial_relu           :class:`PartialRelu` at the input's scale (OT: DReLU + multiplexer on the kept elements
+                       only); its output is declared signed ``ring − 1`` bits, see below
 clip (ReLU6, ...)      :class:`Clip` with the bounds at the input's scale
 maxpool / flatten      as they are, at the input's scale
 add                    :class:`Add`; an input at ``f`` next to one at ``2f`` is multiplied by ``2^f``
@@ -53,6 +55,16 @@ Consequently :meth:`QGraph.validate` (exact bounds) does not hold for this graph
 computes in ``int64`` and equals the secure result bit for bit (``exact=True``) as long as no value
 overflows the ring, i.e. as long as the assumption holds.
 
+**Partial ReLU** (SNL / SENet).  ``where(mask, relu(x), x)`` keeps signed values, so its truncation cannot
+use the ReLU's known MSB as it is.  Its output is declared signed ``ring − 1`` bits (``|x| < 2^(ring−2)``:
+the no-overflow assumption above with one bit of headroom, ``|v| < 2^(ring−2−2f) = 2048`` at ``2f``), and
+the engine truncates a signed edge narrower than its ring (fixed-point program only) by adding the public
+``2^(b−1)`` first (server): ``x + 2^(b−1) ∈ [0, 2^b)`` has its MSB known, and since ``2^s`` divides
+``2^(b−1)`` the offset comes off the result exactly.  So the identity elements pay only the MSB-known
+truncation (as every ReLU output does), and a partial ReLU costs its kept ReLUs plus that truncation
+(ResNet-18 at 50,000 of its 557,056 ReLUs: 432 bits per kept ReLU, 13.4 bits per truncated value).  An
+all-ones mask is a :class:`Relu`, an all-zeros mask the identity.
+
 **Approximate truncation** (``EngineConfig(exact=False)``, Cheetah's own): every truncation (and the
 average pool's requantization) may be one LSB low, ``e ∈ {-1, 0}``; every other layer is exact on its
 inputs, so the secure output differs from :func:`run_int` by the propagated LSB errors (checked node by
@@ -69,8 +81,8 @@ import numpy as np
 from aiompc.crypto.he import CHEETAH_PLAIN_BITS
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode, fold_batchnorm
-from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
-                          Requantize, SumPool, TensorSpec, fresh_name)
+from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
+                          QGraph, Relu, Requantize, SumPool, TensorSpec, fresh_name)
 from aiompc.nn.quantize import fakequant_range, fixed_point_multipliers
 
 __all__ = ["fixed_point", "CHEETAH_FRAC_BITS", "CHEETAH_RING_BITS"]
@@ -206,6 +218,26 @@ class _FixedPoint:
                       Clip(name=n.name, inputs=(edge,), output=out, lo=lo, hi=max(lo, hi)))
         self.env[n.output] = (self._emit(node, frac), frac)
 
+    def _partial_relu(self, n: FloatNode) -> None:
+        mask = n.params["mask"] != 0
+        edge, frac = self.env[n.inputs[0]]
+        spec = self.tensors[edge]
+        if mask.all():
+            self._relu_clip(FloatNode("relu", n.name, n.inputs, n.output))
+            return
+        if not mask.any() or spec.lo >= 0:
+            self._alias(n.output, n.inputs[0])
+            return
+        out = self._fresh(n.output)
+        node = PartialRelu.masked(mask=mask, name=n.name, inputs=(edge,), output=out)
+        got = node.infer([spec])
+        assert got.lo is not None and got.hi is not None
+        half = (self.top + 1) >> 1  # signed ring - 1 bits (see the module docstring)
+        self.tensors[out] = TensorSpec.for_range(out, got.shape, max(got.lo, -half), min(max(got.hi, 0), half - 1),
+                                                 (2.0 ** -frac,))
+        self.nodes.append(node)
+        self.env[n.output] = (out, frac)
+
     def _pool(self, n: FloatNode) -> None:
         edge, frac = self.env[n.inputs[0]]
         spec = self.tensors[edge]
@@ -264,9 +296,9 @@ class _FixedPoint:
         self.tensors[g.input] = self._declare(g.input, g.input_shape, -self.top - 1, self.top, self.f)
         self.env[g.input] = (g.input, self.f)
         handlers = {"conv": self._linear, "gemm": self._linear, "batchnorm": self._batchnorm,
-                    "relu": self._relu_clip, "clip": self._relu_clip, "maxpool": self._pool, "avgpool": self._pool,
-                    "global_avgpool": self._pool, "add": self._add, "concat": self._concat,
-                    "flatten": self._flatten, "fakequant": self._fakequant}
+                    "relu": self._relu_clip, "partial_relu": self._partial_relu, "clip": self._relu_clip,
+                    "maxpool": self._pool, "avgpool": self._pool, "global_avgpool": self._pool, "add": self._add,
+                    "concat": self._concat, "flatten": self._flatten, "fakequant": self._fakequant}
         for n in g.nodes:
             if n.op not in handlers:
                 raise UnsupportedModel(f"node {n.name!r}: no fixed-point form for float op {n.op!r}")

@@ -11,6 +11,7 @@ conv             stride (2), pads (t, l, b, r), groups          weight (O, C/g, 
 gemm             --                                             weight (O, I), bias (O,)
 batchnorm        eps                                            scale, bias, mean, var (C,)
 relu             --                                             --
+partial_relu     -- (``where(mask, relu(x), x)``)                mask (per-sample shape, 1 or the axis; 0/1)
 clip             lo, hi (float or None)                         --
 maxpool          kernel, stride, pads                           --
 avgpool          kernel, stride, pads (padding counts)          --
@@ -38,7 +39,7 @@ from aiompc.nn.kernels import out_size
 __all__ = ["FloatNode", "FloatGraph", "FLOAT_OPS", "infer_shape", "fold_batchnorm", "LINEAR_OPS"]
 
 FLOAT_OPS = frozenset(
-    {"conv", "gemm", "batchnorm", "relu", "clip", "maxpool", "avgpool", "global_avgpool", "add", "concat",
+    {"conv", "gemm", "batchnorm", "relu", "partial_relu", "clip", "maxpool", "avgpool", "global_avgpool", "add", "concat",
      "flatten", "fakequant"}
 )
 LINEAR_OPS = frozenset({"conv", "gemm"})
@@ -139,6 +140,12 @@ def infer_shape(node: FloatNode, shapes: list[tuple[int, ...]]) -> tuple[int, ..
         if node.params["scale"].shape != (x[0],):
             raise UnsupportedModel(f"BatchNormalization node {node.name!r}: {x[0]} channels, parameters for "
                                    f"{node.params['scale'].shape}")
+        return x
+    if op == "partial_relu":
+        m = node.params["mask"].shape
+        if len(m) != len(x) or any(a not in (1, b) for a, b in zip(m, x)):
+            raise UnsupportedModel(f"node {node.name!r}: ReLU mask of shape {m} does not broadcast to the "
+                                   f"per-sample shape {x}")
         return x
     if op in ("relu", "clip", "fakequant"):
         return x

@@ -14,8 +14,8 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.nn import kernels as K
 from aiompc.nn.graph import FloatGraph, FloatNode
-from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
-                          Requantize, SumPool)
+from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
+                          PartialReluRequantize, QGraph, Relu, Requantize, SumPool)
 from aiompc.quant import requantize
 
 __all__ = ["run_float", "run_int", "eval_node", "predict"]
@@ -40,6 +40,8 @@ def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
         return (x - _channel_view(p["mean"], x.ndim)) * _channel_view(scale, x.ndim) + _channel_view(p["bias"], x.ndim)
     if n.op == "relu":
         return np.maximum(x, 0.0)
+    if n.op == "partial_relu":
+        return np.where(p["mask"][None] != 0, np.maximum(x, 0.0), x)
     if n.op == "clip":
         lo = -np.inf if a["lo"] is None else a["lo"]
         hi = np.inf if a["hi"] is None else a["hi"]
@@ -114,8 +116,13 @@ def eval_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
         if isinstance(n, Linear):
             return K.linear(x, n.weight, n.bias)
         return x * _channel_view(n.weight, x.ndim) + _channel_view(n.bias, x.ndim)
+    if isinstance(n, PartialReluRequantize):  # before Requantize: it is one
+        y = _requantize(n, x)
+        return np.where(n.full_mask(x.shape[1:])[None], np.maximum(y, 0), y)
     if isinstance(n, Requantize):
         return _requantize(n, x)
+    if isinstance(n, PartialRelu):
+        return np.where(n.full_mask(x.shape[1:])[None], np.maximum(x, 0), x)
     if isinstance(n, Relu):
         return np.maximum(x, 0)
     if isinstance(n, Clip):

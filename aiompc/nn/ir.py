@@ -16,6 +16,8 @@ Linear         ``W @ x + b``
 ChannelAffine  ``a[c] * x[c] + b[c]`` (unfolded batch-norm)
 Requantize     ``aiompc.quant.requantize(x[c], M[c], s, lo, hi, r)``
 Relu           ``max(x, 0)``
+PartialRelu    ``where(mask, max(x, 0), x)`` (a public 0/1 mask, broadcast)
+PartialReluRequantize  ``Requantize`` whose lower clip is ``max(lo, 0)`` where the mask is 1
 Clip           ``clip(x, lo, hi)``
 MaxPool        window max; padding never wins (see :class:`MaxPool`)
 SumPool        window sum (average pool numerator; 1/k² goes to M)
@@ -57,6 +59,9 @@ __all__ = [
     "ChannelAffine",
     "Requantize",
     "Relu",
+    "ReluMasked",
+    "PartialRelu",
+    "PartialReluRequantize",
     "Clip",
     "MaxPool",
     "SumPool",
@@ -451,6 +456,99 @@ class Relu(Node):
         return Inferred(x.shape, max(x.lo, 0), max(x.hi, 0))
 
 
+def _pack_mask(mask: np.ndarray) -> tuple[tuple[int, ...], str]:
+    m = np.asarray(mask)
+    if m.dtype != bool and not np.all((m == 0) | (m == 1)):
+        raise InputError("a ReLU mask holds only 0 and 1")
+    m = m.astype(bool)
+    return tuple(int(d) for d in m.shape), np.packbits(m.reshape(-1)).tobytes().hex()
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ReluMasked(Node):
+    """Base of the layers with a public ReLU mask (SNL / SENet's selective linearization): ``mask_shape``
+    is the mask's per-sample shape (same rank as the input, each axis 1 or the input's: per element
+    ``(C, H, W)``, per channel ``(C, 1, 1)``), ``mask_bits`` its flattened bits, ``numpy.packbits`` order,
+    as hex (compact in a handshake).  The mask is architecture: the client sees it (it decides which
+    comparisons run).  Build with :meth:`masked`."""
+
+    mask_shape: tuple[int, ...]
+    mask_bits: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "mask_shape", tuple(int(d) for d in self.mask_shape))
+        size = int(np.prod(self.mask_shape, dtype=np.int64))
+        try:
+            raw = bytes.fromhex(self.mask_bits)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{self.op} {self.name!r}: mask_bits is not hex") from e
+        if len(raw) != (size + 7) // 8 or min(self.mask_shape, default=1) < 1:
+            raise InputError(f"{self.op} {self.name!r}: {len(raw)} mask bytes for a mask of shape {self.mask_shape}")
+
+    @classmethod
+    def masked(cls, *, mask: np.ndarray, **kwargs: Any) -> Any:
+        """The node with ``mask`` (0/1 or bool, per-sample shape) packed into its fields."""
+        shape, bits = _pack_mask(mask)
+        return cls(mask_shape=shape, mask_bits=bits, **kwargs)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The mask, ``bool[mask_shape]``."""
+        size = int(np.prod(self.mask_shape, dtype=np.int64))
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(self.mask_bits), dtype=np.uint8), count=size)
+        return bits.astype(bool).reshape(self.mask_shape)
+
+    def full_mask(self, shape: Sequence[int]) -> np.ndarray:
+        """The mask broadcast to the per-sample ``shape``, ``bool``; :class:`UnsupportedModel` if it does not fit."""
+        shape = tuple(shape)
+        if len(self.mask_shape) != len(shape) or any(m not in (1, d) for m, d in zip(self.mask_shape, shape)):
+            raise UnsupportedModel(f"{self.op} {self.name!r}: mask of shape {self.mask_shape} does not broadcast "
+                                   f"to the input's per-sample shape {shape}")
+        return np.broadcast_to(self.mask, shape)
+
+    def kept(self, shape: Sequence[int]) -> int:
+        """How many ReLUs the mask keeps per sample of ``shape``."""
+        return int(np.count_nonzero(self.full_mask(shape)))
+
+
+def _masked_bounds(mask: np.ndarray, lo: int, hi: int, shape: tuple[int, ...]) -> Inferred:
+    """Bounds of ``where(mask, max(v, 0), v)`` for ``v`` in ``[lo, hi]``."""
+    if not mask.size:
+        return Inferred(shape, lo, hi)
+    return Inferred(shape, max(lo, 0) if mask.all() else lo, max(hi, 0) if mask.any() else hi)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PartialRelu(ReluMasked):
+    """``where(mask, max(x, 0), x)``: ReLU where the public mask is 1, the identity elsewhere."""
+
+    op: ClassVar[str] = "partial_relu"
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        return _masked_bounds(self.full_mask(x.shape), x.lo, x.hi, x.shape)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PartialReluRequantize(ReluMasked, Requantize):
+    """A :class:`Requantize` with a ReLU fused where the mask is 1: the clip there is ``[max(lo, 0), hi]``
+    (``max(requantize(x), 0)``, as ``hi >= 0``), elsewhere ``[lo, hi]``."""
+
+    op: ClassVar[str] = "requantize_partial_relu"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hi < 0:
+            raise InputError(f"{self.op} {self.name!r}: a fused ReLU needs hi >= 0")
+
+    def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
+        (x,) = inputs
+        got = Requantize.infer(self, inputs)
+        assert got.lo is not None and got.hi is not None
+        return _masked_bounds(self.full_mask(x.shape), got.lo, got.hi, x.shape)
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Clip(Node):
     """``clip(x, lo, hi)`` with integer bounds (ReLU6 and friends on a requantized tensor)."""
@@ -578,7 +676,8 @@ class Flatten(Node):
 
 
 NODE_TYPES: dict[str, type[Node]] = {
-    k.op: k for k in (Conv, Linear, ChannelAffine, Requantize, Relu, Clip, MaxPool, SumPool, Add, Concat, Flatten)
+    k.op: k for k in (Conv, Linear, ChannelAffine, Requantize, Relu, PartialRelu, PartialReluRequantize, Clip, MaxPool,
+                      SumPool, Add, Concat, Flatten)
 }
 
 

@@ -23,7 +23,7 @@ from aiompc.nn.secure import LayerRecord, SecureResult
 from aiompc.nn.service import CHUNK, client_session, serve_session
 from aiompc.party import Party
 from aiompc.session import TRUSTED_POLICY, connect, listen
-from aiompc.errors import InputError
+from aiompc.errors import InputError, TransportClosed
 from aiompc.transports.base import Transport
 from aiompc.transports.shaped import PROFILES, shape
 
@@ -98,12 +98,18 @@ async def run_two_parties(
 
     async with await listen(handler, url, options=options, transport_wrapper=transport_wrapper,
                             policy=LOOPBACK_POLICY) as server:
-        async with connect(server.url, options=options, transport_wrapper=transport_wrapper) as party:
-            start = time.perf_counter()
-            with bar:
-                result = await client_session(party, graph.without_weights(), x_int, config, on_layer=tick)
-            seconds = time.perf_counter() - start
-            stats = party.channel.stats()
-            agreed = dict(party.options)
+        try:
+            async with connect(server.url, options=options, transport_wrapper=transport_wrapper) as party:
+                start = time.perf_counter()
+                with bar:
+                    result = await client_session(party, graph.without_weights(), x_int, config, on_layer=tick)
+                seconds = time.perf_counter() - start
+                stats = party.channel.stats()
+                agreed = dict(party.options)
+        except TransportClosed:  # the server hung up: its own error is the root cause, if it failed
+            await asyncio.wait([done], timeout=5)
+            if done.done() and not done.cancelled() and done.exception() is not None:
+                raise done.exception() from None  # type: ignore[misc]
+            raise
         await done
     return LoopbackRun(result, stats, seconds, agreed)

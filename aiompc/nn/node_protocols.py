@@ -7,6 +7,9 @@ Conv / Linear     he      :func:`aiompc.protocols.linear.conv2d` / :func:`aiompc
 ChannelAffine     he      :func:`aiompc.protocols.linear.batchnorm`
 Requantize        ot      :func:`aiompc.protocols.nonlinear.requantize`, output in the consumer's ring
 Relu              ot      :func:`aiompc.protocols.nonlinear.relu`
+PartialRelu       ot      :func:`aiompc.protocols.nonlinear.partial_relu` (the kept elements only)
+PartialRelu-      ot      :func:`aiompc.protocols.nonlinear.partial_relu_requantize` (two requantizations,
+ Requantize               kept / identity elements, side by side)
 Clip              ot      requantize with ``M = 1, s = 0``
 MaxPool           ot      :func:`aiompc.protocols.nonlinear.maxpool2d`
 SumPool           local   window sums on shares
@@ -22,6 +25,7 @@ are reported) and ``run(step, node, xs)``, which maps this party's shares of the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal
 
@@ -40,10 +44,14 @@ from aiompc.nn.ir import (
     Linear,
     MaxPool,
     Node,
+    PartialRelu,
+    PartialReluRequantize,
     QGraph,
     Relu,
+    ReluMasked,
     Requantize,
     SumPool,
+    TensorSpec,
 )
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.rings import FOLD_LIFT, RingPlan
@@ -52,7 +60,7 @@ from aiompc.protocols.linear.batchnorm import batchnorm
 from aiompc.protocols.linear.conv import conv2d
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
-from aiompc.protocols.nonlinear import maxpool2d, relu, requantize
+from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
 
 __all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs"]
 
@@ -95,7 +103,7 @@ async def _per_sample(coros: list[Any]) -> np.ndarray:
 async def _requantize_channels(
     party: Party, label: str, x: np.ndarray, node: Requantize, *, l_in: int, l_out: int, exact: bool,
     msb_known_zero: bool, shift: int | None = None, x_range: tuple[int, int] | None = None, baseline: bool = False,
-    folded: bool = False,
+    folded: bool = False, relu_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Requantize a batch ``(B, C, ...)`` with one multiplier, or one per channel (axis 1) in one protocol
     instance (the multipliers broadcast as ``(1, C, 1, ...)``); ``shift`` overrides ``node.shift`` (the
@@ -103,16 +111,19 @@ async def _requantize_channels(
     quantized mode requantize on the narrow ring); ``baseline``: Cheetah's own protocol (wrap-based, m = 4
     digits, the dropped carry's ``{-1, 0}`` error).  An unfolded approximate requantization of the quantized
     rings is unbiased (``e ∈ {-1, 0, 1}``); a folded one keeps ``{-1, 0}``, which :class:`Fold`'s bound
-    needs."""
+    needs.  ``relu_mask`` (per-sample, broadcast): a ReLU fused on the elements where it is 1
+    (:func:`~aiompc.protocols.nonlinear.partial_relu_requantize`)."""
     multiplier: int | np.ndarray = node.multiplier[0]
     if len(node.multiplier) > 1:
         multiplier = node.channel_multipliers(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
-    return await requantize(
-        party, label, x, l_in=l_in, multiplier=multiplier, shift=node.shift if shift is None else shift,
-        lo=node.lo, hi=node.hi, rounding=node.rounding, l_out=l_out, exact=exact, msb_known_zero=msb_known_zero,
-        x_range=None if baseline else x_range, narrow=not baseline, digit_bits=4 if baseline else None,
-        unbiased=not (baseline or folded),
-    )
+    kwargs: dict[str, Any] = dict(
+        l_in=l_in, shift=node.shift if shift is None else shift, rounding=node.rounding, l_out=l_out, exact=exact,
+        msb_known_zero=msb_known_zero, x_range=None if baseline else x_range, narrow=not baseline,
+        digit_bits=4 if baseline else None, unbiased=not (baseline or folded))
+    if relu_mask is not None:
+        return await partial_relu_requantize(party, label, x, mask=relu_mask, multiplier=multiplier, lo=node.lo,
+                                             hi=node.hi, **kwargs)
+    return await requantize(party, label, x, multiplier=multiplier, lo=node.lo, hi=node.hi, **kwargs)
 
 
 def _baseline(step: Step) -> bool:
@@ -171,15 +182,45 @@ async def _requantize(step: Step, node: Requantize, xs: list[np.ndarray]) -> np.
         x_range = range_of_width(src.bits, src.signed)  # public (the proven bounds are the server's)
     else:  # the input is y = floor(acc / 2^shift) + e + lift (out_ring holds y_lo..y_hi): shift the rest
         msb_known_zero, shift, x_range = folded.y_lo >= 0, folded.rest, (folded.y_lo, folded.y_hi)
-    return await _requantize_channels(
-        step.party, step.label, xs[0], node, l_in=l_in, l_out=step.rings.compute_ring(node),
+    l_out = step.rings.compute_ring(node)
+    x, offset = xs[0], _msb_offset(step, node, src, l_in, shift)
+    if offset:  # x + 2^(b-1) >= 0 has its MSB known; the offset comes off the output exactly
+        lift, drop = offset
+        x = ring.reduce(x + np.uint64(lift), l_in) if step.party.is_server else x
+        node = dataclasses.replace(node, lo=node.lo + drop, hi=node.hi + drop)
+        msb_known_zero = True
+    y = await _requantize_channels(
+        step.party, step.label, x, node, l_in=l_in, l_out=l_out,
         exact=step.config.exact, msb_known_zero=msb_known_zero, shift=shift, x_range=x_range,
         baseline=_baseline(step), folded=folded is not None,
+        relu_mask=node.full_mask(x.shape[1:]) if isinstance(node, ReluMasked) else None,
     )
+    if offset and step.party.is_server:
+        y = ring.reduce(y - np.uint64(offset[1] % (1 << l_out)), l_out)
+    return y
+
+
+def _msb_offset(step: Step, node: Requantize, src: TensorSpec, l_in: int, shift: int) -> tuple[int, int] | None:
+    """``(2^(b-1), 2^(b-1)·M / 2^shift)`` when the fixed-point program truncates a signed ``b``-bit edge held in a
+    wider ring with one multiplier that makes the second an integer (a partial ReLU's output,
+    :mod:`aiompc.nn.fixed_point`): adding the first makes the input's MSB known, the output is then the
+    second too high.  ``None`` otherwise (the usual wrap)."""
+    if (step.config.mode.program != "fixed-point" or not src.signed or src.bits >= l_in
+            or len(set(node.multiplier)) != 1 or isinstance(node, ReluMasked)):
+        return None
+    lift = 1 << (src.bits - 1)
+    if (lift * node.multiplier[0]) % (1 << shift):
+        return None
+    return lift, (lift * node.multiplier[0]) >> shift
 
 
 async def _relu(step: Step, node: Relu, xs: list[np.ndarray]) -> np.ndarray:
     return await relu(step.party, step.label, xs[0], l=step.rings.compute_ring(node))
+
+
+async def _partial_relu(step: Step, node: PartialRelu, xs: list[np.ndarray]) -> np.ndarray:
+    return await partial_relu(step.party, step.label, xs[0], mask=node.full_mask(xs[0].shape[1:]),
+                              l=step.rings.compute_ring(node))
 
 
 async def _clip(step: Step, node: Clip, xs: list[np.ndarray]) -> np.ndarray:
@@ -231,6 +272,8 @@ NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
     ChannelAffine: NodeProtocol("he", _channel_affine),
     Requantize: NodeProtocol("ot", _requantize),
     Relu: NodeProtocol("ot", _relu),
+    PartialRelu: NodeProtocol("ot", _partial_relu),
+    PartialReluRequantize: NodeProtocol("ot", _requantize),
     Clip: NodeProtocol("ot", _clip),
     MaxPool: NodeProtocol("ot", _maxpool),
     SumPool: NodeProtocol("local", _sum_pool),

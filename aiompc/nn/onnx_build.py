@@ -112,6 +112,20 @@ class OnnxBuilder:
     def relu(self, x: str) -> str:
         return self.node("Relu", [x])
 
+    def partial_relu(self, x: str, mask: np.ndarray, form: str = "sub") -> str:
+        """A partial ReLU (SNL / SENet) with a constant 0/1 ``mask`` (broadcast against ``(N, C, H, W)``) as
+        PyTorch exports it: ``"sub"`` ``x + m * (Relu(x) - x)``, ``"mul"`` ``m * Relu(x) + (1 - m) * x``,
+        ``"where"`` ``Where(m, Relu(x), x)``."""
+        r = self.relu(x)
+        m = np.asarray(mask, dtype=np.float64)
+        if form == "where":
+            return self.node("Where", [self.const(m, "mask", dtype=TensorProto.BOOL), r, x])
+        if form == "sub":
+            return self.add(x, self.node("Mul", [self.const(m, "mask"), self.node("Sub", [r, x])]))
+        if form == "mul":
+            return self.add(self.node("Mul", [self.const(m, "mask"), r]), self.node("Mul", [x, self.const(1 - m, "mask")]))
+        raise ValueError(f"unknown partial ReLU form {form!r}; choose sub, mul or where")
+
     def clip(self, x: str, lo: float | None, hi: float | None) -> str:
         ins = [x, self.const(float(lo), "min") if lo is not None else "",
                self.const(float(hi), "max") if hi is not None else ""]

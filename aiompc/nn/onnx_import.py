@@ -13,7 +13,10 @@ remains is imported node by node through one explicit table (:data:`SUPPORTED_OP
 * :mod:`aiompc.nn.onnx_affine`: Add (residual, or of a constant), Sub/Mul/Div by constants;
 * :mod:`aiompc.nn.onnx_layout`: ReduceMean over the spatial axes, Pad before Conv/AveragePool, Squeeze,
   Cast of activations;
-* :mod:`aiompc.nn.onnx_qdq`: QuantizeLinear/DequantizeLinear (QDQ models).
+* :mod:`aiompc.nn.onnx_qdq`: QuantizeLinear/DequantizeLinear (QDQ models);
+* :mod:`aiompc.nn.onnx_partial_relu`: the partial ReLU of ReLU-reduced networks (SNL / SENet), recognised as
+  ``Where(mask, Relu(x), x)``, ``x + m * (Relu(x) - x)`` or ``m * Relu(x) + (1 - m) * x`` with a constant 0/1
+  mask and rewritten into one node before the import.
 
 Opsets 13 to 21 are covered (attributes that became inputs are read either way).  Anything else raises
 :class:`~aiompc.errors.UnsupportedModel` naming the node and the operator or attribute, with what to use
@@ -36,6 +39,9 @@ from aiompc.nn.kernels import out_size
 from aiompc.nn.onnx_affine import AFFINE_OPS
 from aiompc.nn.onnx_fold import fold_constants
 from aiompc.nn.onnx_layout import LAYOUT_OPS
+from aiompc.nn.onnx_partial_relu import DOMAIN as PARTIAL_RELU_DOMAIN
+from aiompc.nn.onnx_partial_relu import OP as PARTIAL_RELU_OP
+from aiompc.nn.onnx_partial_relu import fuse_partial_relus
 from aiompc.nn.onnx_qdq import QDQ_OPS, PendingQuant, QConst, weight_qinfo
 
 __all__ = ["load_onnx", "SUPPORTED_OPS"]
@@ -67,7 +73,7 @@ _ALTERNATIVES = {
 class _Importer:
     def __init__(self, model: onnx.ModelProto, input_shape: Sequence[int] | None) -> None:
         folded = fold_constants(model, input_shape)
-        model = folded.model
+        model = fuse_partial_relus(folded.model)
         self.batch_placeholder = folded.batch_placeholder  # a Reshape target's first entry meaning "the batch"
         self.model = model
         self.label = ""  # name of the node being imported, for error messages
@@ -270,6 +276,21 @@ class _Importer:
         self.attrs(node, {})
         self.emit("relu", [self.edge(node, node.input[0])], node.output[0])
 
+    def op_PartialRelu(self, node: onnx.NodeProto) -> None:
+        """``where(mask, relu(x), x)`` (from :func:`~aiompc.nn.onnx_partial_relu.fuse_partial_relus`); the mask
+        broadcast against ``(N, *shape)``, stored at the per-sample rank (1 or the axis on each)."""
+        x = self.edge(node, node.input[0])
+        m = np.asarray(self.consts[node.input[1]]).astype(bool)
+        shape = self.shapes[x]
+        rank = len(shape) + 1
+        if m.ndim > rank:
+            raise self.fail(node, f"ReLU mask of shape {m.shape} has more axes than (N, {shape})")
+        m = m.reshape((1,) * (rank - m.ndim) + m.shape)
+        if m.shape[0] != 1 or any(a not in (1, b) for a, b in zip(m.shape[1:], shape)):
+            raise self.fail(node, f"ReLU mask of shape {m.shape} does not broadcast against (N, "
+                                  f"{', '.join(map(str, shape))})", "give one mask entry per channel or per element")
+        self.emit("partial_relu", [x], node.output[0], params={"mask": m[0].astype(np.float64)})
+
     def op_Clip(self, node: onnx.NodeProto) -> None:
         a = self.attrs(node, {"min": None, "max": None})
         lo, hi = a["min"], a["max"]
@@ -407,10 +428,13 @@ class _Importer:
     def run(self) -> FloatGraph:
         for index, node in enumerate(self.g.node):
             self.label = self._label(node, index)
-            if node.domain not in ("", "ai.onnx"):
+            if node.domain == PARTIAL_RELU_DOMAIN and node.op_type == PARTIAL_RELU_OP:
+                handler: _Handler | None = _Importer.op_PartialRelu
+            elif node.domain not in ("", "ai.onnx"):
                 raise self.fail(node, f"operators of domain {node.domain!r} are not supported",
                                  "export a plain ONNX model without runtime-specific fused operators")
-            handler = _HANDLERS.get(node.op_type)
+            else:
+                handler = _HANDLERS.get(node.op_type)
             if handler is None:
                 hint = _ALTERNATIVES.get(node.op_type, "")
                 raise self.fail(node, "operator not supported",

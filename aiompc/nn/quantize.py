@@ -12,6 +12,10 @@ Scheme (the HEQuant / LSQ conventions):
   (8) bit weights, and the activations feeding a last layer are quantized to that width;
 * batch-norm is folded into the conv/gemm it follows; otherwise it becomes a per-channel affine layer
   with per-tensor ``affine_bits`` weights;
+* a partial ReLU (SNL / SENet: ``where(mask, relu(x), x)`` with a public 0/1 mask) on an accumulator is fused
+  into its requantization (:class:`~aiompc.nn.ir.PartialReluRequantize`: the clip's lower bound is 0 where the
+  mask is 1), the output signed; on an activation it is a :class:`~aiompc.nn.ir.PartialRelu`; an all-ones
+  mask is a ReLU, an all-zeros mask (or a non-negative input) the identity;
 * a linear layer outputs its exact integer accumulator (per-channel scale).  A requantization — always
   :func:`aiompc.quant.requantize` with a fixed-point multiplier ``M / 2^shift`` (``M`` below
   ``2^multiplier_bits``) — is inserted only where the next layer needs a narrow activation: fused with a
@@ -40,14 +44,14 @@ from aiompc.errors import InputError
 from aiompc.nn.bounds import range_of_width, width_for_range
 from aiompc.nn.graph import LINEAR_OPS, FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.interpret import run_float
-from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, QGraph, Relu,
-                          Requantize, SumPool, TensorSpec, fresh_name)
+from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
+                          PartialReluRequantize, QGraph, Relu, Requantize, SumPool, TensorSpec, fresh_name)
 from aiompc.quant import Rounding
 
 __all__ = ["QuantConfig", "quantize", "calibrate_scale", "fixed_point_multipliers", "rescale_multipliers",
            "quantize_weights", "fakequant_range", "MissingCalibration"]
 
-_PASSTHROUGH = frozenset({"relu", "clip", "maxpool", "flatten", "concat", "fakequant"})
+_PASSTHROUGH = frozenset({"relu", "partial_relu", "clip", "maxpool", "flatten", "concat", "fakequant"})
 _MAX_CALIBRATION_VALUES = 1 << 16
 
 
@@ -262,17 +266,20 @@ class _Quantizer:
         return (scale, *range_of_width(bits, signed))
 
     def _requant(self, q: str, fedge: str, scale: float, rlo: int, rhi: int,
-                 lo: int | None = None, hi: int | None = None) -> str:
+                 lo: int | None = None, hi: int | None = None, relu_mask: np.ndarray | None = None) -> str:
         """Requantize ``q`` to scale ``scale`` and the integer range ``[rlo, rhi]`` (a width's range, or a
-        QDQ range shifted by its zero point), clipped further to ``[lo, hi]`` if given."""
+        QDQ range shifted by its zero point), clipped further to ``[lo, hi]`` if given, with a ReLU fused
+        where ``relu_mask`` is 1 (per-sample 0/1 mask; not needed when the clip starts at 0 or above)."""
         spec = self.tensors[q]
         bits, signed = width_for_range(rlo, rhi)
         lo = rlo if lo is None else min(max(lo, rlo), rhi)  # a clip beyond the range saturates at its end
         hi = rhi if hi is None else max(min(hi, rhi), rlo)
         mult, shift = fixed_point_multipliers(spec.channel_scales() / scale, self.cfg.multiplier_bits)
         out = self._fresh(f"{fedge}:q{bits}")
-        node = Requantize(name=f"requant:{out}", inputs=(q,), output=out, multiplier=mult, shift=shift,
-                          lo=lo, hi=hi, rounding=self.cfg.rounding)
+        fields = dict(name=f"requant:{out}", inputs=(q,), output=out, multiplier=mult, shift=shift, lo=lo, hi=hi,
+                      rounding=self.cfg.rounding)
+        node = (Requantize(**fields) if relu_mask is None or lo >= 0 else
+                PartialReluRequantize.masked(mask=relu_mask, **fields))
         return self._emit(node, (scale,), act=True, declared=(bits, signed))
 
     def _as_activation(self, fedge: str, bits: int) -> str:
@@ -349,6 +356,23 @@ class _Quantizer:
         clip_lo = None if flo is None else int(np.rint(flo / scale))
         clip_hi = None if fhi is None else int(np.rint(fhi / scale))
         self.env[n.output] = self._requant(q, n.output, scale, rlo, rhi, clip_lo, clip_hi)
+
+    def _partial_relu(self, n: FloatNode) -> None:
+        mask = n.params["mask"] != 0
+        q = self.env[n.inputs[0]]
+        spec = self.tensors[q]
+        if mask.all():
+            self._relu_clip(FloatNode("relu", n.name, n.inputs, n.output))
+            return
+        if not mask.any() or spec.lo >= 0:  # the identity everywhere
+            self.env[n.output] = q
+            return
+        if self.is_act[q] and spec.per_tensor:
+            node = PartialRelu.masked(mask=mask, name=n.name, inputs=(q,), output=self._fresh(n.output))
+            self.env[n.output] = self._emit(node, spec.scale, act=True)  # type: ignore[arg-type]
+            return
+        scale, rlo, rhi = self._target(n.output, self._bits_for(n.output), True)
+        self.env[n.output] = self._requant(q, n.output, scale, rlo, rhi, relu_mask=mask)
 
     def _pool(self, n: FloatNode) -> None:
         q = self.env[n.inputs[0]]
@@ -428,9 +452,9 @@ class _Quantizer:
     def run(self) -> QGraph:
         self._input()
         handlers = {"conv": self._linear, "gemm": self._linear, "batchnorm": self._batchnorm,
-                    "relu": self._relu_clip, "clip": self._relu_clip, "maxpool": self._pool, "avgpool": self._pool,
-                    "global_avgpool": self._pool, "add": self._add, "concat": self._concat,
-                    "flatten": self._flatten, "fakequant": self._fakequant}
+                    "relu": self._relu_clip, "partial_relu": self._partial_relu, "clip": self._relu_clip,
+                    "maxpool": self._pool, "avgpool": self._pool, "global_avgpool": self._pool, "add": self._add,
+                    "concat": self._concat, "flatten": self._flatten, "fakequant": self._fakequant}
         for n in self.fg.nodes:
             handlers[n.op](n)
         out = self.env[self.fg.output]

@@ -2,14 +2,16 @@
 
 The layout is shared by ``aiompc run --json`` and ``aiompc bench``::
 
-    {"layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"}, ...],
+    {"layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"[, "relus_kept", "relus"]}, ...],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes",
                "rounds", "seconds"}}
 
 Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = what it received), framing
 included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (by each node's protocol kind in
 :data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`, plus the argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
-non-linear layers); the remaining bytes of the total are the handshake and the output reveal.
+non-linear layers); the remaining bytes of the total are the handshake and the output reveal.  A layer that
+evaluates ReLUs also gives ``relus_kept`` / ``relus``: the ReLUs it keeps and its ReLU positions per inference
+(:func:`aiompc.nn.relu_budget.relu_counts`; a partial ReLU of a ReLU-reduced network keeps only some).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from aiompc.channel import Stats
 from aiompc.nn.ir import QGraph
+from aiompc.nn.relu_budget import relu_counts
 from aiompc.nn.secure import LayerRecord
 
 __all__ = ["layer_report", "format_table"]
@@ -31,10 +34,15 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
     """
     rows: dict[str, dict[str, Any]] = {}
     linear = nonlinear = 0
+    relus = relu_counts(graph) if graph.nodes else {}
     for rec in records:
         st = stats.select(rec.label)
-        row = rows.setdefault(rec.name, {"name": rec.name, "op": rec.op, "ring": rec.ring, "bytes_c2s": 0,
-                                         "bytes_s2c": 0, "rounds": 0, "seconds": 0.0, "samples": 0})
+        if rec.name not in rows:
+            rows[rec.name] = {"name": rec.name, "op": rec.op, "ring": rec.ring, "bytes_c2s": 0, "bytes_s2c": 0,
+                              "rounds": 0, "seconds": 0.0, "samples": 0}
+            if rec.name in relus:
+                rows[rec.name]["relus_kept"], rows[rec.name]["relus"] = relus[rec.name]
+        row = rows[rec.name]
         row["bytes_c2s"] += st.bytes_sent
         row["bytes_s2c"] += st.bytes_recv
         row["rounds"] += _rounds(stats, rec.label)
@@ -63,11 +71,17 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
 
 def _rounds(stats: Stats, label: str) -> int:
     """Rounds of one layer: the engine runs an HE layer's samples concurrently on ``label/b{i}``, so they
-    count once (the most any sample needed); everything else is sequential on its labels (the sum)."""
+    count once (the most any sample needed), and so do the two halves of a partial ReLU's requantization
+    (``label/relu`` and ``label/id``, :func:`~aiompc.protocols.nonlinear.partial_relu_requantize`); everything
+    else is sequential on its labels (the sum)."""
     per_sample = [int(part[1:]) for name in stats.labels
                   if name.startswith(label + "/b") and (part := name[len(label) + 1 :].split("/")[0])[1:].isdigit()]
     if not per_sample:
-        return stats.select(label).rounds
+        whole = stats.select(label)
+        halves = [stats.select(f"{label}/{half}") for half in ("relu", "id")]
+        if any(h.labels for h in halves) and sum(len(h.labels) for h in halves) == len(whole.labels):
+            return max(h.rounds for h in halves)
+        return whole.rounds
     return max(stats.select(f"{label}/b{i}").rounds for i in set(per_sample))
 
 
@@ -78,17 +92,21 @@ def _mib(n: int) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table of a :func:`layer_report`."""
     rows = [
-        "| layer | op | ring | MiB c→s | MiB s→c | rounds | seconds |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| layer | op | ring | ReLUs kept / total | MiB c→s | MiB s→c | rounds | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    kept = total = 0
     for r in report["layers"]:
+        relus = f"{r['relus_kept']} / {r['relus']}" if "relus" in r else ""
+        kept, total = kept + r.get("relus_kept", 0), total + r.get("relus", 0)
         rows.append(
-            f"| {r['name']} | {r['op']} | {r.get('ring', '')} | {_mib(r['bytes_c2s'])} | {_mib(r['bytes_s2c'])} | "
-            f"{r['rounds']} | {r['seconds']:.3f} |"
+            f"| {r['name']} | {r['op']} | {r.get('ring', '')} | {relus} | {_mib(r['bytes_c2s'])} | "
+            f"{_mib(r['bytes_s2c'])} | {r['rounds']} | {r['seconds']:.3f} |"
         )
     t = report["total"]
     rows.append(
-        f"| **total** | | | {_mib(t['bytes_c2s'])} | {_mib(t['bytes_s2c'])} | {t['rounds']} | {t['seconds']:.3f} |"
+        f"| **total** | | | {f'{kept} / {total}' if total else ''} | {_mib(t['bytes_c2s'])} | {_mib(t['bytes_s2c'])} "
+        f"| {t['rounds']} | {t['seconds']:.3f} |"
     )
     rows.append(
         f"\nlinear (HE) {_mib(t['linear_bytes'])} MiB · non-linear (OT) {_mib(t['nonlinear_bytes'])} MiB "

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from aiompc.crypto.he import MAX_PLAIN_BITS
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.bounds import range_of_width, width_for_range
-from aiompc.nn.ir import Conv, Linear, Node, QGraph, Requantize, TensorSpec
+from aiompc.nn.ir import Conv, Linear, Node, QGraph, ReluMasked, Requantize, TensorSpec
 from aiompc.nn.modes import CHEETAH_RING, Mode
 from aiompc.protocols.nonlinear.narrow import narrow_plan
 
@@ -141,9 +141,10 @@ def _narrow_fits(spec: TensorSpec, node: Requantize, l: int, exact: bool) -> boo
     """Whether ``node`` requantizes its input ``spec`` shared mod ``2^l`` on the narrow ring
     (:func:`aiompc.protocols.nonlinear.narrow.narrow_plan` on the input's public width)."""
     lo, hi = range_of_width(spec.bits, spec.signed)
-    return narrow_plan(l=l, multipliers=sorted(set(node.multiplier)), index=None, shape=(), shift=node.shift,
-                       rounding=node.rounding, lo=node.lo, hi=node.hi, l_out=l, x_lo=lo, x_hi=hi,
-                       exact=exact) is not None
+    lows = {node.lo, max(node.lo, 0)} if isinstance(node, ReluMasked) else {node.lo}  # both halves of a partial ReLU
+    return all(narrow_plan(l=l, multipliers=sorted(set(node.multiplier)), index=None, shape=(), shift=node.shift,
+                           rounding=node.rounding, lo=low, hi=node.hi, l_out=l, x_lo=lo, x_hi=hi,
+                           exact=exact) is not None for low in lows)
 
 
 def plan_rings(graph: QGraph, mode: Mode) -> RingPlan:

@@ -15,6 +15,8 @@ Conv / Linear     :func:`aiompc.protocols.linear.conv2d` / :func:`aiompc.protoco
 ChannelAffine     :func:`aiompc.protocols.linear.batchnorm` (HE)
 Requantize        :func:`aiompc.protocols.nonlinear.requantize` (OT), output in the consumer's ring
 Relu / Clip       :func:`aiompc.protocols.nonlinear.relu` / requantize with ``M = 1, s = 0`` (OT)
+PartialRelu(-     :func:`aiompc.protocols.nonlinear.partial_relu` / ``partial_relu_requantize``: the
+Requantize)       kept elements only run a ReLU (OT), the identity elements their requantization or nothing
 MaxPool           :func:`aiompc.protocols.nonlinear.maxpool2d` (OT)
 SumPool / Add /   local on shares (window sums, public rescales, concatenation, reshape)
 Concat / Flatten
@@ -51,9 +53,21 @@ from aiompc.nn.node_protocols import Step, narrow_kwargs, protocol_of, run_node
 from aiompc.nn.rings import plan_rings
 from aiompc.party import Party
 from aiompc.protocols.nonlinear import argmax
+from aiompc.protocols.ot.engines import get_engine
 from aiompc.wire import Packed, expect
 
-__all__ = ["LayerRecord", "SecureResult", "run_secure"]
+__all__ = ["LayerRecord", "SecureResult", "run_secure", "COT_HINT_PER_VALUE"]
+
+COT_HINT_PER_VALUE = 8
+"""A floor on the random COTs each value an OT layer outputs draws in either direction (a requantization's
+comparisons take 15–40): the demand hint :func:`run_secure` hands the OT engine
+(:meth:`~aiompc.protocols.ot.engine.OTEngine.expect`) before the first layer."""
+
+
+def expected_cots(graph: QGraph, batch: int) -> int:
+    """The session's COT demand hint: :data:`COT_HINT_PER_VALUE` per value of every OT layer's output."""
+    values = sum(graph.tensors[n.output].size for n in graph.nodes if protocol_of(n).kind == "ot")
+    return COT_HINT_PER_VALUE * values * batch
 
 
 @dataclass
@@ -127,6 +141,7 @@ async def run_secure(
         raise InputError("batch must be at least 1")
     plan = plan_rings(graph, config.mode)
     rings = plan.edges
+    get_engine(party).expect(expected_cots(graph, batch))  # public: the graph's shapes and the batch
     env: dict[str, np.ndarray] = {graph.input: _input_share(party, graph, x, batch, rings[graph.input])}
     records: list[LayerRecord] = []
 

@@ -6,7 +6,9 @@ batch-norm and an identity ``Add``), a stride-2 convolution, a depthwise-separab
 3x3, batch-norm, ReLU6, pointwise 1x1), a max-pool and a two-branch ``Concat`` — in random order, plus
 sometimes an average pool; the head is global-average-pool or flatten, then a ``Gemm``.  On request,
 an ``"affine"`` block (a batch-norm that cannot be folded, then ReLU and a Clip) exercises the
-per-channel affine layer and the standalone integer Clip.
+per-channel affine layer and the standalone integer Clip, and a ``"partial"`` block (a residual block whose
+ReLUs are partial, SNL / SENet style: random per-element and per-channel 0/1 masks in the three exported
+forms, one partial ReLU right after another) exercises the partial ReLU.
 
 Test data only: the generator is ``numpy.random`` (never used for protocol secrets).
 """
@@ -27,7 +29,7 @@ from aiompc.nn.quantize import QuantConfig, quantize
 
 __all__ = ["BLOCKS", "RandomNet", "random_network", "random_qgraph"]
 
-BLOCKS = ("residual", "stride2", "depthwise", "maxpool", "concat", "avgpool", "affine")
+BLOCKS = ("residual", "stride2", "depthwise", "maxpool", "concat", "avgpool", "affine", "partial")
 REQUIRED = ("residual", "stride2", "depthwise", "maxpool", "concat")
 
 
@@ -76,6 +78,14 @@ class _Gen:
             y = b.relu(self.bn(self.conv(x, c, 3, bias=False), c))
             y = self.bn(self.conv(y, c, 3, bias=False), c)
             return b.relu(b.add(y, x))
+        if kind == "partial":
+            forms = ("sub", "mul", "where")
+            form = lambda: forms[int(self.rng.integers(3))]  # noqa: E731
+            y = self.bn(self.conv(x, c, 3, bias=False), c)
+            y = b.partial_relu(y, self.rng.random((1, c, self.h, self.w)) < 0.5, form())
+            y = b.partial_relu(y, self.rng.random((c, 1, 1)) < 0.5, form())
+            y = self.bn(self.conv(y, c, 3, bias=False), c)
+            return b.partial_relu(b.add(y, x), self.rng.random((c, self.h, self.w)) < 0.5, form())
         if kind == "stride2":
             return b.relu(self.conv(x, self.width(), 3, stride=2))
         if kind == "depthwise":

@@ -80,13 +80,15 @@ def digits_report(path: str | os.PathLike[str] = DIGITS_JSON) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-SHIPPED_MODELS = ("digits_cnn", "digits_resnet", "digits_resnet_qat", "digits_resnet_qat_low", "digits_maxpool")
+SHIPPED_MODELS = ("digits_cnn", "digits_resnet", "digits_resnet_qat", "digits_resnet_qat_low", "digits_maxpool",
+                  "digits_cnn_snl")
 """The trained models the package ships (``aiompc/models/<name>.onnx`` with its JSON card): the demo CNN
 (``examples/train_digits.py``), a ResNet-style network and a max-pool CNN (``examples/train_digits_torch.py``,
 float ONNX quantized by PTQ), and the ResNet after quantization-aware fine-tuning
 (``examples/qat_digits_torch.py``, QDQ ONNX), plain and with one-LSB-low requantization errors injected
-(``--inject-lsb 0.5 --inject-low``: tuned for approximate requantization), all on the digits split of
-:func:`digits_data`."""
+(``--inject-lsb 0.5 --inject-low``: tuned for approximate requantization), and the demo CNN with a quarter
+of its ReLUs kept by a learned per-pixel mask (``examples/linearize_digits.py``, ``aiompc linearize``), all on
+the digits split of :func:`digits_data`."""
 
 
 def shipped_model(name: str) -> Path:

@@ -52,7 +52,8 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         ("cheetah", "none"), ("quantized", "none"), ("cheetah", "lan"), ("quantized", "lan")]
     for r in runs:
         assert RUN_KEYS <= set(r) and r["model"] == "tiny"
-        assert set(r["total"]) == TOTAL_KEYS | {"processes", "cpu_server", "cpu_client"}  # two processes by default
+        # two processes by default
+        assert set(r["total"]) == TOTAL_KEYS | {"processes", "cpu_server", "cpu_client", "relus_kept", "relus"}
         assert r["ot"] == "iknp" and r["samples"] == 1
         # the headline: Cheetah's fixed point with its approximate truncation, the quantized graph exact
         want = {"cheetah": ("fixed-point", False), "quantized": ("quantized", True)}[r["mode"]]

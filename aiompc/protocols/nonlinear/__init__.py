@@ -8,6 +8,7 @@ so the OT engine (IKNP now, silent OT later) is swapped without touching this pa
 * :mod:`.boolean` — AND (bit triples), B2A, multiplexer, cross products of held bits
 * :mod:`.millionaire` — batched millionaire comparison (digit leaves by 1-of-2^m OT, AND tree)
 * :mod:`.relu` — DReLU, ReLU
+* :mod:`.partial_relu` — ReLU on the elements a public mask keeps (SNL / SENet), plain or fused into a requantization
 * :mod:`.truncation` — exact and approximate truncation, known-MSB shortcuts
 * :mod:`.extension` — ring extension and reduction
 * :mod:`.requantize` — clip(round(x·M / 2^s), lo, hi) into a chosen output ring
@@ -17,6 +18,7 @@ so the OT engine (IKNP now, silent OT later) is swapped without touching this pa
 from aiompc.protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, mux
 from aiompc.protocols.nonlinear.extension import change_ring, extend, reduce_ring
 from aiompc.protocols.nonlinear.millionaire import CompareTask, compare_batch, millionaire
+from aiompc.protocols.nonlinear.partial_relu import partial_relu, partial_relu_requantize
 from aiompc.protocols.nonlinear.pooling import argmax, max_reduce, maxpool2d
 from aiompc.protocols.nonlinear.relu import drelu, drelu_shifted, relu
 from aiompc.protocols.nonlinear.requantize import requantize
@@ -34,6 +36,8 @@ __all__ = [
     "drelu",
     "drelu_shifted",
     "relu",
+    "partial_relu",
+    "partial_relu_requantize",
     "truncate",
     "extend",
     "reduce_ring",

@@ -21,7 +21,12 @@ exchange per tree level.  A task may
   the OTs, are shared: the messages just carry more bits), and
 * ask for the comparison of its low ``split`` bits as well (``split`` sits on a digit boundary: the low
   and high runs are reduced separately and then joined by one more operator), which is what exact
-  truncation needs (carry of the low ``f`` bits and wrap of all ``l`` bits from one tree).
+  truncation needs (carry of the low ``f`` bits and wrap of all ``l`` bits from one tree), and
+* ask for ``eq_rows`` more sender operands compared for *equality only* with the receiver's high run
+  (bits ``split..bits``): their leaves ride on the same OTs (one more message bit per high digit each)
+  and are reduced by ``eq``-only operators (one AND each); :func:`compare_batch_eq` returns them with
+  the ``eq`` of every fanout row's high run (what the clip of
+  :func:`~aiompc.protocols.nonlinear.threshold.compare_thresholds` needs for a range of ``2^j`` values).
 
 Cost of one ``b``-bit comparison with ``q = ceil(b/m)`` digits (bits on the wire, online):
 leaves ``Σ_digits (w_j + 2^w_j·(1 or 2))`` (receiver's choice bits, sender's tables: one bit for digit
@@ -49,6 +54,7 @@ __all__ = [
     "ComparePlan",
     "plan_comparisons",
     "compare_batch",
+    "compare_batch_eq",
     "millionaire",
     "digit_widths",
     "DEFAULT_DIGIT_BITS",
@@ -87,12 +93,14 @@ class CompareTask:
 
     ``bits``: operand width (0..64).  ``fanout``: number of sender operands compared against the same
     receiver operand.  ``split``: if ``0 < split < bits``, also return the comparison of the low
-    ``split`` bits.
+    ``split`` bits.  ``eq_rows``: sender operands (after the ``fanout`` ones) whose bits ``split..bits``
+    are compared with the receiver's for equality only (needs ``0 < split < bits``).
     """
 
     bits: int
     fanout: int = 1
     split: int = 0
+    eq_rows: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.bits <= 64:
@@ -101,24 +109,33 @@ class CompareTask:
             raise InputError("comparison fanout must be >= 1")
         if not 0 <= self.split <= self.bits:
             raise InputError(f"split {self.split} outside 0..{self.bits}")
+        if self.eq_rows < 0 or (self.eq_rows and not 0 < self.split < self.bits):
+            raise InputError("equality rows need a split strictly inside the operand")
+
+    @property
+    def rows(self) -> int:
+        """Sender operands: the ``fanout`` compared ones and the ``eq_rows`` equality-only ones."""
+        return self.fanout + self.eq_rows
 
 
 @dataclass(frozen=True)
 class OTGroup:
-    """The OTs of one digit shape: ``width``-bit digits, ``fanout`` leaves each, with or without ``eq``.
+    """The OTs of one digit shape: ``width``-bit digits, ``fanout`` leaves each, with or without ``eq``,
+    and ``eq_rows`` equality-only leaves.
 
-    ``slots``: (task, offset) of each digit; ``nodes``: leaf node ids, shape ``(len(slots), fanout)``.
+    ``slots``: (task, offset) of each digit; ``nodes``: leaf node ids, shape ``(len(slots), fanout + eq_rows)``.
     """
 
     width: int
     fanout: int
     eq: bool
+    eq_rows: int
     slots: tuple[tuple[int, int], ...]
     nodes: np.ndarray
 
     @property
     def message_bits(self) -> int:
-        return self.fanout * (2 if self.eq else 1)
+        return self.fanout * (2 if self.eq else 1) + self.eq_rows
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,7 @@ class ComparePlan:
     levels: tuple[Level, ...]
     roots: tuple[np.ndarray, ...]  # per task, node ids (fanout,) of the full comparison (-1: constant 0)
     low_roots: tuple[np.ndarray | None, ...]  # per task with a split, node ids of the low comparison
+    high_roots: tuple[np.ndarray | None, ...]  # per task with eq rows, (rows,) node ids whose eq is the high run's
     has_eq: np.ndarray = field(repr=False)  # per node
 
     @property
@@ -180,10 +198,11 @@ def plan_comparisons(tasks: Sequence[CompareTask], digit_bits: int = DEFAULT_DIG
     tasks = tuple(tasks)
     has_eq: list[bool] = []
     node_lo_offset: list[int] = []  # lowest bit offset covered by each node (for has_eq bookkeeping)
-    group_slots: dict[tuple[int, int, bool], list[tuple[int, int]]] = {}
-    group_nodes: dict[tuple[int, int, bool], list[list[int]]] = {}
+    group_slots: dict[tuple[int, int, bool, int], list[tuple[int, int]]] = {}
+    group_nodes: dict[tuple[int, int, bool, int], list[list[int]]] = {}
     # runs[t][j] = list of lists of node ids (one list per run, low to high)
     runs: list[list[list[list[int]]]] = []
+    eq_runs: list[list[list[int]]] = []  # eq_runs[t][e]: the high-run leaves of equality row e
 
     def new_node(eq: bool, offset: int) -> int:
         has_eq.append(eq)
@@ -193,37 +212,45 @@ def plan_comparisons(tasks: Sequence[CompareTask], digit_bits: int = DEFAULT_DIG
     for t, task in enumerate(tasks):
         bounds = [0, task.split, task.bits] if 0 < task.split < task.bits else [0, task.bits]
         task_runs: list[list[list[int]]] = [[] for _ in range(task.fanout)]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        task_eq: list[list[int]] = [[] for _ in range(task.eq_rows)]
+        for ri, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            extra = task.eq_rows if ri == 1 else 0  # equality rows live on the high run only
             run_nodes: list[list[int]] = [[] for _ in range(task.fanout)]
             off = lo
             for w in digit_widths(hi - lo, digit_bits):
                 eq = off != 0
-                key = (w, task.fanout, eq)
-                ids = [new_node(eq, off) for _ in range(task.fanout)]
+                key = (w, task.fanout, eq, extra)
+                ids = [new_node(eq, off) for _ in range(task.fanout + extra)]
                 group_slots.setdefault(key, []).append((t, off))
                 group_nodes.setdefault(key, []).append(ids)
                 for j in range(task.fanout):
                     run_nodes[j].append(ids[j])
+                for e in range(extra):
+                    task_eq[e].append(ids[task.fanout + e])
                 off += w
             for j in range(task.fanout):
                 if run_nodes[j]:
                     task_runs[j].append(run_nodes[j])
         runs.append(task_runs)
+        eq_runs.append(task_eq)
 
     levels: list[Level] = []
 
-    def reduce_lists(lists: list[list[int]]) -> None:
-        """Reduce every list (nodes low to high) to one node, all lists level by level in parallel."""
+    def reduce_lists(lists: list[list[int]], eq_only: int = 0) -> None:
+        """Reduce every list (nodes low to high) to one node, all lists level by level in parallel; the
+        last ``eq_only`` lists only need ``eq`` (equality rows)."""
+        first_eq_only = len(lists) - eq_only
         while any(len(x) > 1 for x in lists):
             lt = ([], [], [])
             eq = ([], [], [])
-            for x in lists:
+            for xi, x in enumerate(lists):
                 nxt: list[int] = []
                 for i in range(0, len(x) - 1, 2):
                     lo, hi = x[i], x[i + 1]
                     out = new_node(has_eq[lo], node_lo_offset[lo])
-                    for arr, v in zip(lt, (hi, lo, out)):
-                        arr.append(v)
+                    if xi < first_eq_only:
+                        for arr, v in zip(lt, (hi, lo, out)):
+                            arr.append(v)
                     if has_eq[lo]:
                         for arr, v in zip(eq, (hi, lo, out)):
                             arr.append(v)
@@ -235,7 +262,12 @@ def plan_comparisons(tasks: Sequence[CompareTask], digit_bits: int = DEFAULT_DIG
 
     # stage 1: reduce each run; stage 2: join the runs of each comparison
     stage1 = [run for task_runs in runs for chains in task_runs for run in chains]
-    reduce_lists(stage1)
+    eq_stage = [run for task_eq in eq_runs for run in task_eq]
+    reduce_lists(stage1 + eq_stage, eq_only=len(eq_stage))
+    high_roots: list[np.ndarray | None] = []
+    for t, task in enumerate(tasks):  # before the joins: chains[1][0] is the high run's root
+        high_roots.append(np.asarray([chains[1][0] for chains in runs[t]] + [run[0] for run in eq_runs[t]],
+                                     dtype=np.int64) if task.eq_rows else None)
     roots: list[np.ndarray] = []
     low_roots: list[np.ndarray | None] = []
     joins: list[list[int]] = []
@@ -265,6 +297,7 @@ def plan_comparisons(tasks: Sequence[CompareTask], digit_bits: int = DEFAULT_DIG
         levels=tuple(levels),
         roots=tuple(roots),
         low_roots=tuple(low_roots),
+        high_roots=tuple(high_roots),
         has_eq=np.asarray(has_eq, dtype=bool),
     )
 
@@ -307,12 +340,14 @@ def leaf_tables(
 ) -> np.ndarray:
     """The sender's 1-of-2^w OT messages for ``group``: shape ``(n·g, 2^w)``, ``message_bits`` bits each.
 
-    ``sender_values[t]`` has shape ``(fanout, n)``; ``masks`` has shape ``(n, g, fanout, 2)`` (0/1), the
-    sender's output shares of ``(lt, eq)``.  Bit ``2j`` (or ``j`` without ``eq``) of message ``k`` is
-    ``[s_j R k] ^ mask``, bit ``2j+1`` is ``[s_j == k] ^ mask``, with ``R`` = ``<`` (or ``>``).
+    ``sender_values[t]`` has shape ``(rows, n)`` (``rows >= fanout + eq_rows``); ``masks`` has shape
+    ``(n, g, fanout + eq_rows, 2)`` (0/1), the sender's output shares of ``(lt, eq)``.  Bit ``2j`` (or ``j``
+    without ``eq``) of message ``k`` is ``[s_j R k] ^ mask``, bit ``2j+1`` is ``[s_j == k] ^ mask``, with
+    ``R`` = ``<`` (or ``>``); then one bit ``[s_e == k] ^ mask`` per equality row ``e``.
     """
-    digs = np.stack([_digits(sender_values[t], off, group.width) for t, off in group.slots], axis=-1)
-    digs = digs.transpose(1, 2, 0)  # (fanout, n, g) -> (n, g, fanout)
+    rows = group.fanout + group.eq_rows
+    digs = np.stack([_digits(sender_values[t][:rows], off, group.width) for t, off in group.slots], axis=-1)
+    digs = digs.transpose(1, 2, 0)  # (rows, n, g) -> (n, g, rows)
     n, g = digs.shape[:2]
     k = np.arange(1 << group.width, dtype=np.uint64)
     per = 2 if group.eq else 1
@@ -326,11 +361,16 @@ def leaf_tables(
         if group.eq:
             eq = (d == k) ^ masks[:, :, j, 1, None].astype(bool)
             msg |= eq.astype(dtype) << dtype(per * j + 1)
+    for e in range(group.eq_rows):
+        j = group.fanout + e
+        eq = (digs[:, :, j, None] == k) ^ masks[:, :, j, 1, None].astype(bool)
+        msg |= eq.astype(dtype) << dtype(per * group.fanout + e)
     return msg.reshape(n * g, 1 << group.width)
 
 
 def unpack_leaf_messages(group: OTGroup, received: np.ndarray, n: int) -> np.ndarray:
-    """The receiver's shares of ``(lt, eq)``, shape ``(n, g, fanout, 2)``, from its OT outputs."""
+    """The receiver's shares of ``(lt, eq)``, shape ``(n, g, fanout + eq_rows, 2)``, from its OT outputs
+    (an equality row's ``lt`` is 0)."""
     g = len(group.slots)
     per = 2 if group.eq else 1
     v = np.asarray(received, dtype=np.uint64).reshape(n, g, 1)
@@ -338,6 +378,10 @@ def unpack_leaf_messages(group: OTGroup, received: np.ndarray, n: int) -> np.nda
     bits = ((v >> pos) & np.uint64(1)).astype(np.uint8).reshape(n, g, group.fanout, per)
     if per == 1:
         bits = np.concatenate([bits, np.zeros_like(bits)], axis=-1)
+    if group.eq_rows:
+        epos = np.arange(group.fanout * per, group.message_bits, dtype=np.uint64)
+        eqb = ((v >> epos) & np.uint64(1)).astype(np.uint8)[..., None]  # (n, g, eq_rows, 1)
+        bits = np.concatenate([bits, np.concatenate([np.zeros_like(eqb), eqb], axis=-1)], axis=2)
     return bits
 
 
@@ -362,6 +406,24 @@ async def compare_batch(
     ``uint8`` shares of shape ``(fanout, n)``, ``low`` (the low ``split`` bits) or ``None``.
     Cost: see the module docstring (one OT call per digit shape and the triples run concurrently).
     """
+    out = await compare_batch_eq(party, label, tasks, values, sender=sender, greater=greater, digit_bits=digit_bits)
+    return [(full, low) for full, low, _ in out]
+
+
+async def compare_batch_eq(
+    party: Party,
+    label: str,
+    tasks: Sequence[CompareTask],
+    values: Sequence[np.ndarray],
+    *,
+    sender: Role = "server",
+    greater: bool = False,
+    digit_bits: int = DEFAULT_DIGIT_BITS,
+) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """:func:`compare_batch` with equality rows: the sender passes ``(fanout + eq_rows, n)`` operands per
+    task; returns per task ``(full, low, high_eq)``, ``high_eq`` (``None`` without equality rows) the
+    XOR shares, shape ``(fanout + eq_rows, n)``, of ``[s_j >> split == r >> split]`` (bits ``split..bits``)
+    for every fanout row and then every equality row."""
     plan = plan_comparisons(tasks, digit_bits)
     if len(values) != len(plan.tasks):
         raise InputError(f"compare_batch: {len(plan.tasks)} tasks but {len(values)} value arrays")
@@ -374,10 +436,10 @@ async def compare_batch(
             raise InputError(f"comparison operands must be unsigned integers, got dtype {a.dtype}")
         a = a.astype(np.uint64, copy=False)
         want_ndim = 2 if is_sender else 1
-        if a.ndim != want_ndim or (is_sender and a.shape[0] != task.fanout):
+        if a.ndim != want_ndim or (is_sender and a.shape[0] != task.rows):
             raise InputError(
                 f"comparison operands: the {'sender' if is_sender else 'receiver'} passes shape "
-                f"{'(fanout, n)' if is_sender else '(n,)'}; got {a.shape} for fanout {task.fanout}"
+                f"{'(fanout + eq_rows, n)' if is_sender else '(n,)'}; got {a.shape} for {task.rows} rows"
             )
         if task.bits < 64 and a.size and int(a.max()) >> task.bits:
             raise InputError(f"a comparison operand does not fit in {task.bits} bits")
@@ -396,7 +458,7 @@ async def compare_batch(
     gate = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
     bounds = list(range(0, n, CHUNK_ELEMENTS)) + [n]
 
-    async def chunk(i: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    async def chunk(i: int) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
         lo, hi = bounds[i], bounds[i + 1]
         async with gate:
             return await _compare_chunk(
@@ -404,11 +466,12 @@ async def compare_batch(
             )
 
     parts = await asyncio.gather(*(chunk(i) for i in range(len(bounds) - 1)))
-    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    out: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
     for t in range(len(plan.tasks)):
         full = np.concatenate([p[t][0] for p in parts], axis=1)
         low = None if parts[0][t][1] is None else np.concatenate([p[t][1] for p in parts], axis=1)  # type: ignore[misc]
-        out.append((full, low))
+        heq = None if parts[0][t][2] is None else np.concatenate([p[t][2] for p in parts], axis=1)  # type: ignore[misc]
+        out.append((full, low, heq))
     return out
 
 
@@ -421,7 +484,7 @@ async def _compare_chunk(
     is_sender: bool,
     sender: Role,
     greater: bool,
-) -> list[tuple[np.ndarray, np.ndarray | None]]:
+) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
     """The protocol on ``n`` elements: leaves (OTs) and triples concurrently, then the AND levels."""
     L = np.zeros((n, plan.num_nodes), dtype=np.uint8)
     E = np.zeros((n, plan.num_nodes), dtype=np.uint8)
@@ -430,9 +493,10 @@ async def _compare_chunk(
         lab = f"{label}/leaf{gi}"
         g = len(group.slots)
         if is_sender:
-            masks = party.rng.bits((n, g, group.fanout, 2))
+            masks = party.rng.bits((n, g, group.fanout + group.eq_rows, 2))
             if not group.eq:
-                masks[..., 1] = 0
+                masks[:, :, : group.fanout, 1] = 0
+            masks[:, :, group.fanout :, 0] = 0  # equality rows have no lt
             table = await party.compute(leaf_tables, group, vals, greater, masks)
             await one_of_n_ot(
                 party, lab, sender=sender, bits=group.message_bits, n_choices=1 << group.width, messages=table
@@ -463,12 +527,12 @@ async def _compare_chunk(
         L[:, lv.lt_out] = L[:, lv.lt_hi] ^ z[:, :a]
         E[:, lv.eq_out] = z[:, a:]
 
-    out: list[tuple[np.ndarray, np.ndarray | None]] = []
-    for roots, low in zip(plan.roots, plan.low_roots):
+    out: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+    for roots, low, high in zip(plan.roots, plan.low_roots, plan.high_roots):
         full = np.zeros((roots.size, n), dtype=np.uint8)  # a 0-bit comparison is constantly false
         valid = roots >= 0
         full[valid] = L[:, roots[valid]].T
-        out.append((full, None if low is None else L[:, low].T.copy()))
+        out.append((full, None if low is None else L[:, low].T.copy(), None if high is None else E[:, high].T.copy()))
     return out
 
 

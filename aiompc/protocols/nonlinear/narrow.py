@@ -9,25 +9,28 @@ fit (``y'`` takes ``2^(l−s) + 1`` values): the engine then shares the accumula
 (:func:`aiompc.nn.rings.plan_rings`).
 
 **Per-channel multipliers** ``M = odd·2^t`` form groups that each cancel their own power of two against
-the shift (:class:`NarrowGroup`): power-of-two channel multipliers become channel shifts, each group with
-its own narrow ring ``k = l − s``, window and thresholds, all in ONE protocol instance — the carry
-millionaire on the widest shift and the clip millionaire on the widest ring, narrower operands
-zero-padded (so the cost is that of the widest group).
+the shift (:class:`NarrowGroup`): power-of-two channel multipliers become channel shifts.  Each group runs
+the protocol below on its own elements with its own widths (its shift, its narrow ring, its bounds), all
+groups concurrently; so a tensor costs what each channel's own widths cost, not the widest group's.
 
 1. **Truncate and reduce.**  With ``u = V − β = u_S + u_C − w·2^l`` (the server subtracts ``β`` and adds
-   ``add``), ``z = floor(u / 2^s) = (u_S >> s) + (u_C >> s) + c  (mod 2^k)``, ``k = l − s``: the wrap's term
-   ``w·2^(l−s)`` vanishes mod ``2^k``; only the carry ``c`` of the low ``s`` bits is left — an ``s``-bit
-   millionaire and a B2A into ``k`` bits (exact), or nothing (approximate).  ``y' = z + β/2^s`` and
-   ``z ∈ [0, 2^k)`` is unsigned: no sign handling at the accumulator width at all.
+   ``add``), ``z = floor(u / 2^s) = (u_S >> s) + (u_C >> s) + c  (mod 2^(l−s))``: the wrap's term
+   ``w·2^(l−s)`` vanishes; only the carry ``c`` of the low ``s`` bits is left — an ``s``-bit millionaire
+   and a B2A into ``k`` bits (exact), or nothing (approximate).  ``y' = z + β/2^s`` and ``z`` is unsigned.
+   **Tight ring:** ``z`` lies in ``[0, 2^k)`` for the smallest ``k <= l − s`` that holds the range of ``y'``
+   (``β`` is placed so), and everything after the carry works mod ``2^k`` (reduction is local).
 2. **Clip on the narrow ring.**  ``[y' < lo] = 1 ⊕ [z >= lo − β/2^s]`` and ``[y' > hi] = [z >= hi + 1 − β/2^s]``,
-   only where the range of ``y'`` crosses a bound, by :func:`~aiompc.protocols.nonlinear.threshold.compare_thresholds`:
-   ONE ``(k−1)``-bit millionaire whose OTs serve both bounds (fanout ``1 + #bounds``), the bound placed at
-   ``2^(k−1)`` (``β`` is chosen so, when the window allows: the ReLU's bound first) read off its carry for
-   free, one AND for the other bound.
-3. **Multiplexers in the output's own ring** ``km`` (the fewest bits that hold ``clip``'s range with a known
-   top bit, or ``l_out`` if smaller): ``y = y' + [y' < lo]·(lo − y') + [y' > hi]·(hi − y')``, then, if
-   ``l_out > km``, extension with the MSB known (one COT, ``1 + l_out − km`` bits) — or, when the range fills
-   the ring, a ``km``-bit signed extension.
+   only where the group's range of ``y'`` crosses a bound, by
+   :func:`~aiompc.protocols.nonlinear.threshold.compare_thresholds`: ONE ``(k−1)``-bit millionaire whose
+   OTs serve both bounds (fanout ``1 + #bounds not at 2^(k−1)``); ``β`` (and ``k``) are chosen by the
+   modelled cost so that a bound sits at ``2^(k−1)`` and is read off the carry of the low ``k−1`` bits
+   for free, one AND for the other bound.
+3. **Select in the output's own ring** ``km`` (the fewest bits that hold the clipped range with a known
+   top bit, at most ``k`` and ``l_out``).  The two selectors exclude each other, so
+   ``y = keep·y' + [y' < lo]·lo + [y' > hi]·hi`` with ``keep = 1 ⊕ [y' < lo] ⊕ [y' > hi]`` (local): ONE
+   multiplexer and a B2A per non-zero bound (ReLU-fused: only ``hi``'s), concurrently.  Then, if
+   ``l_out > km``, extension with the MSB known (one COT, ``1 + l_out − km`` bits) — or, when the range
+   fills the ring, a ``km``-bit signed extension.
 
 **Approximate** (``exact=False``): the carry is dropped (``z`` is ``floor(u/2^s)`` or one less).  With
 ``unbiased`` (the default) the server also adds ``δ = 2^(s−1)`` (half an LSB of the output) before the shift,
@@ -38,17 +41,17 @@ is uniform), so for ``ρ`` uniform the mean error is ``+2^−(s+1)`` and ``P(e �
 
 Cost per element (``q``: millionaire costs of :mod:`aiompc.protocols.nonlinear.millionaire`, digit size by
 :func:`~aiompc.protocols.nonlinear.millionaire.choose_digit_bits`): exact ``q(s) + k`` bits for the carry;
-the clip ``q(k−1, fanout 1 + #bounds) + 4·#(bounds not at 2^(k−1))``; the multiplexers ``2·2·(1 + km)`` (one
-selector: half); the extension ``1 + l_out − km``.  E.g. ``l = 16, s = 8, [0, 15], l_out = 16``, silent OT:
-48 + 8 (carry, m = 3) + 79 (clip, fanout 2 on 7 bits) + 4 (AND) + 24 (multiplexers in 5 bits) + 12
-(extension) ≈ 175 bits online and ≈ 30 COTs; approximate ≈ 119.  Rounds: carry millionaire, B2A, clip
-millionaire, AND, multiplexers, extension.
+the clip ``q(k−1, fanout 1 + #bounds not at 2^(k−1)) + 4·#(those bounds)``; the selection ``2·(1 + km)``
+plus ``km`` per non-zero bound; the extension ``1 + l_out − km``.  E.g. ``l = 16, s = 8, x ∈ [−2^14, 2^14),
+[0, 15], l_out = 16``, silent OT: ``k = 8`` (``y' ∈ [−64, 64]``), 48 + 8 (carry, m = 3) + 79 (clip, fanout 2
+on 7 bits) + 4 (AND) + 12 + 5 (selection in 5 bits) + 12 (extension) ≈ 168 bits online and ≈ 30 COTs;
+approximate ≈ 112.  Rounds: carry millionaire, B2A, clip millionaire, AND, selection, extension.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -57,12 +60,13 @@ from aiompc.party import Party
 from aiompc.ring import check_width, mask
 from aiompc.protocols.nonlinear.boolean import b2a, mux
 from aiompc.protocols.nonlinear.extension import extend
-from aiompc.protocols.nonlinear.millionaire import CompareTask, choose_digit_bits, compare_batch
-from aiompc.protocols.nonlinear.threshold import MAX_K, compare_thresholds
+from aiompc.protocols.nonlinear.millionaire import CompareTask, choose_digit_bits, compare_batch, comparison_cost
+from aiompc.protocols.nonlinear.threshold import MAX_K, compare_thresholds, window_bits
 
 __all__ = ["NarrowGroup", "NarrowPlan", "narrow_plan", "narrow_requantize"]
 
 _M64 = (1 << 64) - 1
+_PLAN_COT_BITS = 1.0  # the placement of z's ring is modelled with silent OT's cost per COT
 
 
 def _v2(v: int) -> int:
@@ -72,9 +76,11 @@ def _v2(v: int) -> int:
 @dataclass(frozen=True)
 class NarrowGroup:
     """The public constants of the elements with one multiplier ``M = odd·2^t``: its own power of two is
-    cancelled against the shift (``s = shift − t``, ``r >> t``), so power-of-two multipliers per channel become
-    per-channel shifts.  ``add``: what the server adds to ``x·odd``; ``beta_q = β / 2^s``; ``k = l − s``;
-    ``[ymin, ymax]``: the range of ``y' = z + beta_q`` (approximate included)."""
+    cancelled against the shift (``s = shift − t``, ``r >> t``), so power-of-two multipliers per channel
+    become per-channel shifts.  ``add``: what the server adds to ``x·odd``; ``beta_q = β / 2^s``; ``k``: the
+    ring of ``z = y' − beta_q`` (``<= l − s``); ``[ymin, ymax]``: the range of ``y'`` (approximate
+    included); ``need_lo``/``need_hi``: which bounds the range crosses; ``[out_lo, out_hi]``: the group's
+    output range; ``km``: the ring of its selection."""
 
     odd: int
     s: int
@@ -83,14 +89,23 @@ class NarrowGroup:
     k: int
     ymin: int
     ymax: int
+    need_lo: bool
+    need_hi: bool
+    out_lo: int
+    out_hi: int
+    km: int
+
+    def thresholds(self, lo: int, hi: int) -> list[int]:
+        """``[z >= T]`` thresholds: ``lo − beta_q`` and/or ``hi + 1 − beta_q``."""
+        return ([lo - self.beta_q] if self.need_lo else []) + ([hi + 1 - self.beta_q] if self.need_hi else [])
 
 
 @dataclass(frozen=True)
 class NarrowPlan:
     """The public constants of one narrow requantization (identical on both sides): one
     :class:`NarrowGroup` per distinct multiplier (``index``: each multiplier-array entry's group, ``None``
-    for one group; ``shape``: the multiplier's shape), the clip (which bounds are compared), ``km``: the
-    ring of the multiplexers, ``[out_lo, out_hi]``: the output range."""
+    for one group; ``shape``: the multiplier's shape), the clip bounds and ``[out_lo, out_hi]``: the
+    output range over all groups."""
 
     l: int
     groups: tuple[NarrowGroup, ...]
@@ -98,26 +113,52 @@ class NarrowPlan:
     shape: tuple[int, ...]
     lo: int
     hi: int
-    need_lo: bool
-    need_hi: bool
     out_lo: int
     out_hi: int
-    km: int
     l_out: int
     exact: bool
 
-    def per_element(self, f: Callable[[NarrowGroup], int], shape: tuple[int, ...]) -> np.ndarray:
-        """``f(group)`` for every element of an input of ``shape``, flat ``int64`` (a 1-element array when
-        there is one group)."""
-        table = np.asarray([f(g) for g in self.groups], dtype=np.int64)
-        if self.index is None:
-            return table[:1]
-        return table[np.broadcast_to(self.index, shape)].reshape(-1)
+    @property
+    def need_lo(self) -> bool:
+        return any(g.need_lo for g in self.groups)
 
-    def thresholds(self, shape: tuple[int, ...]) -> list[np.ndarray]:
-        """``[z >= T]`` thresholds per element: ``lo − beta_q`` and/or ``hi + 1 − beta_q``."""
-        beta = self.per_element(lambda g: g.beta_q, shape)
-        return ([self.lo - beta] if self.need_lo else []) + ([self.hi + 1 - beta] if self.need_hi else [])
+    @property
+    def need_hi(self) -> bool:
+        return any(g.need_hi for g in self.groups)
+
+
+def _clip_cost(k: int, thresholds: list[int]) -> float:
+    """Modelled bits of the clip comparison on a ``k``-bit ring (:func:`compare_thresholds`)."""
+    if not thresholds:
+        return 0.0
+    j = window_bits(k, thresholds)
+    off = sum(t != 1 << (k - 1) for t in thresholds)
+    task = CompareTask(k - 1, fanout=1 + off) if j is None else CompareTask(k - 1, split=j, eq_rows=1)
+    m = choose_digit_bits("silent", [task])
+    ands = off if j is None else 2
+    return comparison_cost([task], m, _PLAN_COT_BITS) + 4 * ands + k  # + the carry's B2A into k bits
+
+
+def _place(gmin: int, gmax: int, k_full: int, lo: int, hi: int, need_lo: bool, need_hi: bool) -> tuple[int, int]:
+    """``(k, beta_q)``: ``z = y' − beta_q ∈ [0, 2^k)`` for every ``y' ∈ [gmin, gmax]``, ``k <= k_full``, of least
+    modelled clip cost, a bound on ``2^(k−1)`` where possible (the lower bound first), else ``beta_q = gmin``."""
+    best: tuple[float, int, int] | None = None
+    for k in range(max(1, (gmax - gmin).bit_length()), k_full + 1):
+        qmin, qmax = gmax - (1 << k) + 1, gmin  # z >= 0 and z < 2^k
+        if qmin > qmax:
+            continue
+        half = 1 << (k - 1)
+        beta = qmax
+        for b in ([lo] if need_lo else []) + ([hi + 1] if need_hi else []):
+            if qmin <= b - half <= qmax:
+                beta = b - half
+                break
+        ts = ([lo - beta] if need_lo else []) + ([hi + 1 - beta] if need_hi else [])
+        cost = _clip_cost(k, ts)
+        if best is None or cost < best[0]:
+            best = (cost, k, beta)
+    assert best is not None  # k = k_full always fits (the caller checked the window)
+    return best[1], best[2]
 
 
 def narrow_plan(
@@ -135,45 +176,27 @@ def narrow_plan(
         r = ((1 << (shift - 1)) if (rounding == "nearest" and shift > 0) else 0) >> t
         if s >= l:
             return None
-        k = l - s
-        if k > MAX_K:
+        k_full = l - s
+        if k_full > MAX_K:
             return None
         odd = m >> t
         delta = (1 << (s - 1)) if (not exact and unbiased and s > 0) else 0
         add = r + delta
         vmin, vmax = x_lo * odd + add, x_hi * odd + add
         slack = 0 if (exact or s == 0) else 1  # a dropped carry takes z one below floor(u / 2^s)
-        q_hi = (vmin >> s) - slack  # largest admissible beta_q
-        q_lo = ((vmax - (1 << l)) >> s) + 1  # smallest: V − β < 2^l
-        if q_lo > q_hi:
+        gmin, gmax = (vmin >> s) - slack, vmax >> s
+        if gmax - gmin >= 1 << k_full:  # no window of 2^l values holds every V − β
             return None
-        groups.append((odd, s, add, q_lo, q_hi, k, (vmin >> s) - slack, vmax >> s))
-    ymin = min(g[6] for g in groups)
-    ymax = max(g[7] for g in groups)
-    need_lo, need_hi = ymin < lo, ymax > hi
-    out_lo, out_hi = min(max(ymin, lo), hi), max(min(ymax, hi), lo)
-    done = []
-    for odd, s, add, q_lo, q_hi, k, gmin, gmax in groups:
-        half = 1 << (k - 1)
-        beta_q = q_hi
-        for want in ([lo - half] if need_lo else []) + ([hi + 1 - half] if need_hi else []):
-            if q_lo <= want <= q_hi:  # a bound at 2^(k-1) is read off the carry of the low k-1 bits
-                beta_q = want
-                break
-        done.append(NarrowGroup(odd=odd, s=s, add=add, beta_q=beta_q, k=k, ymin=gmin, ymax=gmax))
-    km_needed = (out_hi - out_lo).bit_length() + 1
-    km = min(l_out, km_needed, min(g.k for g in done))
-    if km < l_out and out_hi - out_lo >= 1 << km:
-        return None  # a narrow group's ring cannot hold the output range of a wider one (mixed shifts)
+        need_lo, need_hi = gmin < lo, gmax > hi
+        out_lo, out_hi = min(max(gmin, lo), hi), max(min(gmax, hi), lo)
+        k, beta_q = _place(gmin, gmax, k_full, lo, hi, need_lo, need_hi)
+        km = min(l_out, (out_hi - out_lo).bit_length() + 1, k)
+        groups.append(NarrowGroup(odd=odd, s=s, add=add, beta_q=beta_q, k=k, ymin=gmin, ymax=gmax, need_lo=need_lo,
+                                  need_hi=need_hi, out_lo=out_lo, out_hi=out_hi, km=km))
     return NarrowPlan(
-        l=l, groups=tuple(done), index=index if len(done) > 1 else None, shape=shape, lo=lo, hi=hi,
-        need_lo=need_lo, need_hi=need_hi, out_lo=out_lo, out_hi=out_hi, km=km, l_out=l_out, exact=exact,
+        l=l, groups=tuple(groups), index=index if len(groups) > 1 else None, shape=shape, lo=lo, hi=hi,
+        out_lo=min(g.out_lo for g in groups), out_hi=max(g.out_hi for g in groups), l_out=l_out, exact=exact,
     )
-
-
-def _u64(a: np.ndarray) -> np.ndarray:
-    """Python-int-valued ``int64`` constants (possibly negative) as ``uint64`` mod ``2^64``."""
-    return np.asarray(a, dtype=np.int64).view(np.uint64)
 
 
 async def narrow_requantize(
@@ -181,71 +204,84 @@ async def narrow_requantize(
 ) -> np.ndarray:
     """Shares mod ``2^l_out`` of the requantization of ``plan`` (see the module docstring) from shares of
     ``x`` mod ``2^l`` (any shape to which the multipliers broadcast).  ``digit_bits``: the millionaires'
-    digit size, ``None`` to choose per comparison width (:func:`choose_digit_bits`)."""
-    l, km = plan.l, plan.km
+    digit size, ``None`` to choose per comparison width (:func:`choose_digit_bits`).  With several groups
+    each runs on its own elements under ``f"{label}/g{i}"``, concurrently."""
     check_width(plan.l_out)
-    xs = np.asarray(x, dtype=np.uint64) & mask(l)
+    xs = np.asarray(x, dtype=np.uint64) & mask(plan.l)
     shape = xs.shape
     flat = xs.reshape(-1)
-    server = party.is_server
-    s_e = _u64(plan.per_element(lambda g: g.s, shape))
-    k_e = plan.per_element(lambda g: g.k, shape)
-    v = flat * _u64(plan.per_element(lambda g: g.odd, shape))
+    if plan.index is None:
+        return (await _group(party, label, flat, plan, plan.groups[0], digit_bits)).reshape(shape)
+    gid = np.broadcast_to(plan.index, shape).reshape(-1)
+    members = [np.flatnonzero(gid == i) for i in range(len(plan.groups))]
+    jobs = [(i, idx) for i, idx in enumerate(members) if idx.size]
+    parts = await asyncio.gather(*(_group(party, f"{label}/g{i}", flat[idx], plan, plan.groups[i], digit_bits)
+                                   for i, idx in jobs))
+    out = np.empty(flat.size, dtype=np.uint64)
+    for (_, idx), part in zip(jobs, parts):
+        out[idx] = part
+    return out.reshape(shape)
+
+
+async def _group(
+    party: Party, label: str, v: np.ndarray, plan: NarrowPlan, g: NarrowGroup, digit_bits: int | None,
+) -> np.ndarray:
+    """Shares mod ``2^l_out`` of the requantization of the elements ``v`` (flat shares mod ``2^l``) of group ``g``."""
+    l, L, server = plan.l, plan.l_out, party.is_server
+    if g.out_lo == g.out_hi:  # a constant (e.g. a zero multiplier): the server holds it
+        return np.full(v.size, np.uint64(g.out_lo % (1 << L)) if server else np.uint64(0), dtype=np.uint64)
+    u = v * np.uint64(g.odd)
     if server:  # + add − β, with β = beta_q·2^s (a Python int, reduced mod 2^l first)
-        v = v + _u64(plan.per_element(lambda g: _signed64((g.add - (g.beta_q << g.s)) % (1 << l)), shape))
-    v &= mask(l)
-    z = v >> s_e
-    s_max, k_max = max(g.s for g in plan.groups), max(g.k for g in plan.groups)
-    if plan.exact and s_max > 0:  # the carry of the low s bits: [2^s − 1 − low(u_S) < low(u_C)]
-        low_s = (np.uint64(1) << s_e) - np.uint64(1)
-        low = v & low_s
-        task = CompareTask(s_max)
+        u = u + np.uint64((g.add - (g.beta_q << g.s)) % (1 << l))
+    u &= mask(l)
+    z = u >> np.uint64(g.s)
+    if plan.exact and g.s > 0:  # the carry of the low s bits: [2^s − 1 − low(u_S) < low(u_C)]
+        low_s = mask(g.s)
+        low = u & low_s
+        task = CompareTask(g.s)
         m = digit_bits if digit_bits is not None else choose_digit_bits(party, [task])
         operand = (low_s - low)[None, :] if server else low
         ((c, _),) = await compare_batch(party, f"{label}/carry", [task], [operand], sender="server", digit_bits=m)
-        z = z + await b2a(party, f"{label}/b2a", c[0], l=k_max)
-    z &= _u64((np.int64(1) << k_e) - 1)
+        z = z + await b2a(party, f"{label}/b2a", c[0], l=g.k)
+    z &= mask(g.k)
 
-    # y' mod 2^km (km <= every k): the server adds beta_q
-    beta = _u64(plan.per_element(lambda g: g.beta_q, shape))
-    y = (z + (beta if server else np.uint64(0))) & mask(km)
-    if plan.need_lo or plan.need_hi:
-        sel = await compare_thresholds(party, f"{label}/clip", z, k=k_e if k_e.size == z.size else int(k_e[0]),
-                                       thresholds=plan.thresholds(shape), digit_bits=digit_bits)
-        sels, targets = [], []
-        i = 0
-        if plan.need_lo:  # [y' < lo] = 1 ⊕ [z >= lo − beta_q]
-            sels.append(sel[i] ^ np.uint8(1) if server else sel[i])
-            targets.append(plan.lo)
-            i += 1
-        if plan.need_hi:  # [y' > hi] = [z >= hi + 1 − beta_q]
-            sels.append(sel[i])
-            targets.append(plan.hi)
-        vals = [((np.uint64(t % (1 << km)) if server else np.uint64(0)) - y) & mask(km) for t in targets]
-        corr = await mux(party, f"{label}/mux", np.concatenate(sels), np.concatenate(vals), l=km)
-        y = (y + corr.reshape(len(targets), -1).sum(axis=0, dtype=np.uint64)) & mask(km)
-    if plan.l_out > km:
-        y = await _widen(party, f"{label}/ext", y, plan)
-    return (y & mask(plan.l_out)).reshape(shape)
-
-
-def _signed64(v: int) -> int:
-    """``v mod 2^64`` as a signed 64-bit integer (so it fits an ``int64`` table)."""
-    v &= _M64
-    return v - (1 << 64) if v >> 63 else v
+    km = g.km
+    y = (z + (np.uint64(g.beta_q % (1 << km)) if server else np.uint64(0))) & mask(km)  # y' mod 2^km
+    if g.need_lo or g.need_hi:
+        sel = await compare_thresholds(party, f"{label}/clip", z, k=g.k, thresholds=g.thresholds(plan.lo, plan.hi),
+                                       digit_bits=digit_bits)
+        bounds: list[tuple[np.ndarray, int]] = []
+        if g.need_lo:  # [y' < lo] = 1 ⊕ [z >= lo − beta_q]
+            bounds.append((sel[0] ^ np.uint8(1) if server else sel[0], plan.lo))
+        if g.need_hi:  # [y' > hi] = [z >= hi + 1 − beta_q]
+            bounds.append((sel[-1], plan.hi))
+        keep = np.uint8(1) if server else np.uint8(0)
+        for b, _ in bounds:  # the selectors exclude each other: keep = 1 ⊕ below ⊕ above
+            keep = keep ^ b
+        jobs = [mux(party, f"{label}/mux", keep, y, l=km)]
+        jobs += [b2a(party, f"{label}/bound{j}", b, l=km) for j, (b, t) in enumerate(bounds) if t % (1 << km)]
+        parts = await asyncio.gather(*jobs)
+        y = parts[0]
+        consts = [t for b, t in bounds if t % (1 << km)]
+        for part, t in zip(parts[1:], consts):
+            y = y + part * np.uint64(t % (1 << km))
+        y &= mask(km)
+    if L > km:
+        y = await _widen(party, f"{label}/ext", y, g, L)
+    return y & mask(L)
 
 
-async def _widen(party: Party, label: str, y: np.ndarray, plan: NarrowPlan) -> np.ndarray:
-    """Shares mod ``2^l_out`` of ``y ∈ [out_lo, out_hi]`` from shares mod ``2^km``: known-MSB extension of
+async def _widen(party: Party, label: str, y: np.ndarray, g: NarrowGroup, L: int) -> np.ndarray:
+    """Shares mod ``2^L`` of ``y ∈ [out_lo, out_hi]`` from shares mod ``2^km``: known-MSB extension of
     ``y − out_lo`` when it stays below ``2^(km−1)`` (one COT), else a signed extension around the middle."""
-    km, L = plan.km, plan.l_out
+    km = g.km
     server = party.is_server
-    known = (plan.out_hi - plan.out_lo) < (1 << (km - 1))
+    known = (g.out_hi - g.out_lo) < (1 << (km - 1))
     if known:
-        center = plan.out_lo
+        center = g.out_lo
     else:
-        center = (plan.out_lo + plan.out_hi + 1) // 2  # y − center ∈ [−2^(km−1), 2^(km−1))
-        if not (-(1 << (km - 1)) <= plan.out_lo - center and plan.out_hi - center < (1 << (km - 1))):
+        center = (g.out_lo + g.out_hi + 1) // 2  # y − center ∈ [−2^(km−1), 2^(km−1))
+        if not (-(1 << (km - 1)) <= g.out_lo - center and g.out_hi - center < (1 << (km - 1))):
             raise InputError("narrow requantization: the output range does not fit its multiplexer ring")
     off = np.uint64(center & _M64) if server else np.uint64(0)
     t = (y - off) & mask(km)

@@ -12,7 +12,9 @@ the clip on ``l_in − s`` bits; ``narrow=True``, the default).  Otherwise — a
 which the fixed-point Cheetah baseline uses for its truncations — the wrap-based protocol below runs.
 
 **Per-channel multipliers.**  ``M`` may be an array broadcast over ``x`` (one multiplier per output
-channel after a conv with per-channel weight scales, one common shift): the whole tensor is still ONE
+channel after a conv with per-channel weight scales, one common shift).  On the narrow ring each distinct
+multiplier is a group with its own shift and widths, the groups running concurrently
+(:mod:`aiompc.protocols.nonlinear.narrow`).  In the wrap-based protocol the whole tensor is ONE
 protocol instance, every comparison of every channel in the same batched millionaire.  The public
 widths then come from all multipliers at once: powers of two are cancelled against ``s`` only as far as
 the smallest 2-adic valuation of the non-zero multipliers allows; the range of ``y'`` (hence ``W`` and

@@ -39,10 +39,11 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
+from aiompc.channel import Channel
 from aiompc.errors import InputError, LimitExceeded, ProtocolError, TransportClosed
 from aiompc.party import Party, Role
 
@@ -121,6 +122,12 @@ class OTEngine(ABC):
     @abstractmethod
     async def precompute(self, n: int, *, sender: Role) -> None:
         """Generate at least ``n`` more COTs in this direction now and buffer them (both parties call it)."""
+
+    def expect(self, n: int) -> None:
+        """A hint from the caller that decided the session's work up front: it expects to draw about ``n``
+        COTs in each direction.  An engine may size its batches by it (the silent engine skips the small
+        bootstrap extensions when ``n`` is large); the default ignores it.  Only the receiver of a
+        direction acts on it, so the two parties need not pass the same value.  No message is sent."""
 
     async def sender_cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs:
         """:meth:`cots` on the sending side (checks that this party is ``sender``)."""
@@ -281,13 +288,17 @@ class _Batch:
 
 
 class _SenderPool:
-    """Sender side of a direction: a background task receives the receiver's batches in order."""
+    """Sender side of a direction: a background task receives the receiver's batches in order.
 
-    def __init__(self, source: COTSenderSource, budget: WorkBudget,
-                 on_misbehaviour: Callable[[ProtocolError], None] | None = None) -> None:
+    If that task fails, nobody may be waiting on it (this party may be waiting for a message the peer
+    cannot send before the extension it asked for arrives): it closes the party's channel with its
+    error, so both parties fail at once with typed errors instead of waiting for each other (a peer
+    beyond the :class:`WorkBudget` gets its :class:`~aiompc.errors.LimitExceeded` this way)."""
+
+    def __init__(self, source: COTSenderSource, budget: WorkBudget, channel: Channel | None = None) -> None:
         self.source = source
         self.budget = budget
-        self._on_misbehaviour = on_misbehaviour
+        self.channel = channel
         self.delta = source.delta
         self.end = 0
         self._batches: list[_Batch] = []
@@ -314,8 +325,8 @@ class _SenderPool:
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter
             self._error = exc
             self._notify()
-            if isinstance(exc, ProtocolError) and self._on_misbehaviour is not None:
-                self._on_misbehaviour(exc)  # the session may be waiting elsewhere: end it now
+            if self.channel is not None and not isinstance(exc, TransportClosed):  # (closed: both know)
+                await self.channel.close(abort=True, error=exc)
 
     async def wait_until(self, end: int) -> None:
         """Wait until every COT below index ``end`` has been received."""
@@ -390,7 +401,7 @@ class PooledEngine(OTEngine):
             pool = self._senders.get(sender)
             if pool is None:
                 pool = self._senders[sender] = _SenderPool(await self.open_sender(sender), self.budgets[sender],
-                                                           self.party.channel.fail)
+                                                           self.party.channel)
             return pool
 
     async def cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs | ReceiverCOTs:

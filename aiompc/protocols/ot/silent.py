@@ -94,8 +94,8 @@ class _Receiver(COTReceiverSource):
 class _Sender(COTSenderSource):
     """Sender side of one direction: answers extension requests, then yields the keys piece by piece."""
 
-    def __init__(self, party: Party, sub: SubChannel, ferret: FerretSender) -> None:
-        self.party, self.sub, self.ferret = party, sub, ferret
+    def __init__(self, party: Party, sub: SubChannel, ferret: FerretSender, engine: "SilentEngine") -> None:
+        self.party, self.sub, self.ferret, self.engine = party, sub, ferret, engine
         self.delta = ferret.delta
         self.pieces: deque[np.ndarray] = deque()
 
@@ -113,10 +113,12 @@ class _Sender(COTSenderSource):
     async def _admit(self, budget: WorkBudget, p: FerretParams) -> None:
         """Run the extension ``p`` only if an honest receiver could ask for it now: some of this side's
         demand is outstanding, and the large set only where the schedule's own rule
-        (:meth:`FerretSchedule.choose`) picks it for a request no larger than the budget's allowance."""
+        (:meth:`FerretSchedule.choose`) picks it for a request no larger than the budget's allowance, given
+        what this side's own plan expects (:meth:`SilentEngine.expect`)."""
         schedule = self.ferret.schedule
         await budget.admit(1, f"a Ferret extension ({p.name})")
-        if p != schedule.bootstrap and p != schedule.choose(self.ferret.first, budget.allowance, self.ferret.handed_out):
+        allowed = schedule.choose(self.ferret.first, budget.allowance, self.ferret.handed_out, self.engine.expected)
+        if p != schedule.bootstrap and p != allowed:
             raise ProtocolError(f"the peer asked for the Ferret set {p.name!r}, which this point of the session does "
                                 "not call for; it misbehaves")
 
@@ -129,6 +131,14 @@ class SilentEngine(PooledEngine):
     def __init__(self, party: Party, *, schedule: FerretSchedule = PUBLISHED_SCHEDULE) -> None:
         super().__init__(party)
         self.schedule = schedule
+        self.expected = 0  # the caller's hint (expect), handed to each direction's Ferret receiver
+
+    def expect(self, n: int) -> None:
+        """Every extension after the first uses the main set when ``n`` makes it cheaper than renting
+        (:meth:`~aiompc.crypto.ferret.extension.FerretSchedule.choose`)."""
+        self.expected = max(0, int(n))
+        for rpool in self._receivers.values():
+            rpool.source.ferret.expected = self.expected  # type: ignore[attr-defined]
 
     async def open_receiver(self, sender: Role) -> COTReceiverSource:
         """Bootstrap as COT receiver: base-OT sender, IKNP receiver, then Ferret receiver."""
@@ -138,6 +148,7 @@ class SilentEngine(PooledEngine):
         await self.party.sub(self.label(sender, "iknp"), phase="offline").send_bytes(u)
         t[:, 0] = (t[:, 0] & ~_LSB) | choices.astype(np.uint64)  # t' = q' ⊕ b·Δ with LSB(q') = 0
         ferret = FerretReceiver(self.schedule, t, _nonce_base(sender))
+        ferret.expected = self.expected
         return _Receiver(self.party, self.party.sub(self.label(sender), phase="offline"), ferret)
 
     async def open_sender(self, sender: Role) -> COTSenderSource:
@@ -154,7 +165,7 @@ class SilentEngine(PooledEngine):
         q = await self.party.compute(iknp.extend, u)
         q[:, 0] &= ~_LSB
         ferret = FerretSender(self.schedule, iknp.delta, q, self.party.rng.fork(), _nonce_base(sender))
-        return _Sender(self.party, self.party.sub(self.label(sender), phase="offline"), ferret)
+        return _Sender(self.party, self.party.sub(self.label(sender), phase="offline"), ferret, self)
 
     def buffered(self, sender: Role) -> int:
         """COTs generated and not yet allocated, including extension output not yet moved into the pool."""

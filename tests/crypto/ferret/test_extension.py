@@ -90,6 +90,9 @@ def test_schedule_policy_and_validation() -> None:
     assert choose(False, BOOTSTRAP.gain, 2 * BOOTSTRAP.gain) is BOOTSTRAP  # small request, small past demand
     assert choose(False, BOOTSTRAP.gain + 1, 0) is MAIN  # a large request
     assert choose(False, 1, 2 * BOOTSTRAP.gain + 1) is MAIN  # sustained small requests
+    assert choose(False, 1, 0, 2 * BOOTSTRAP.gain + 1) is MAIN  # the session announced a large demand
+    assert choose(False, 1, 0, 2 * BOOTSTRAP.gain) is BOOTSTRAP  # ... a small one: rent
+    assert choose(True, 1, 0, 10**9) is BOOTSTRAP  # the first extension still bootstraps
     with pytest.raises(ParameterError, match="fewer"):
         FerretSchedule(toy_params("a", t=4, k=64, log_bin=6), toy_params("b", t=64, k=4096, log_bin=8))
 

@@ -169,8 +169,11 @@ def test_narrow_plan_places_a_bound_on_the_top_bit_and_never_compares_the_wrap()
     c = NCase(16, 8, 0, 15, 16, -(1 << 15) + 256, (1 << 15) - 257)
     p = c.plan()
     assert p is not None and p.groups[0].k == 8
-    assert p.thresholds((1,))[0].tolist() == [1 << 7]  # [y' >= 0] is the top bit of z: free
-    assert (p.need_lo, p.need_hi, p.km) == (True, True, 5)
+    assert p.groups[0].thresholds(0, 15)[0] == 1 << 7  # [y' >= 0] is the top bit of z: free
+    assert (p.need_lo, p.need_hi, p.groups[0].km) == (True, True, 5)
+    # a range narrower than the ring: z lives on the fewest bits that hold y' ∈ [-12, 12] with 0 at the top bit
+    tight = NCase(16, 8, 0, 15, 16, -3000, 3000).plan()
+    assert tight is not None and tight.groups[0].k == 5 and tight.groups[0].thresholds(0, 15)[0] == 1 << 4
     # nearest rounding over the whole signed range: y' takes 2^(l-s) + 1 values, no narrow window
     assert NCase(16, 8, 0, 15, 16, -(1 << 15), (1 << 15) - 1).plan() is None
     assert NCase(16, 8, 0, 15, 16, -(1 << 15), (1 << 15) - 1, rounding="floor").plan() is not None
@@ -209,3 +212,28 @@ async def test_unbiased_approximate_error_statistics(x_range, gen: np.random.Gen
     biased = opened(bs, bc, l).astype(np.int64) - want
     assert set(np.unique(biased).tolist()) <= {-1, 0}
     assert abs(biased.mean() + 0.5) < 0.01, biased.mean()
+
+
+async def test_channel_groups_cost_what_each_group_costs_alone(gen: np.random.Generator) -> None:
+    """Per-channel multipliers 1 and 4 (channel shifts s and s - 2): the grouped requantization's online
+    bytes are those of the two groups requantized alone (within message framing), not the widest group's
+    cost for every element; and it is exact."""
+    n = 2000
+    c = NCase(16, 7, 0, 15, 16, -(1 << 14), (1 << 14) - 1, M=(1, 4))
+    x = gen.integers(c.x_lo, c.x_hi + 1, size=(2, n))
+    sx, s0, s1 = Shared(x, 16), Shared(x[0], 16), Shared(x[1], 16)
+    alone = [dict(c.params(exact=True), multiplier=m) for m in (1, 4)]
+
+    async def job(p: Party):
+        before = p.channel.stats()
+        both = await requantize(p, "both", sx.mine(p), **c.params(exact=True))
+        mid = p.channel.stats()
+        await requantize(p, "m1", s0.mine(p), **alone[0])
+        await requantize(p, "m4", s1.mine(p), **alone[1])
+        after = p.channel.stats()
+        grouped, separate = (mid - before).select(phase="online"), (after - mid).select(phase="online")
+        return both, (grouped.bytes_sent + grouped.bytes_recv, separate.bytes_sent + separate.bytes_recv)
+
+    (a, (grouped, separate)), (b, _) = await run_both(job)
+    np.testing.assert_array_equal(opened(a, b, 16, signed=False).astype(np.int64), reference(x, c))
+    assert abs(grouped - separate) < 0.02 * separate, (grouped, separate)

@@ -182,3 +182,56 @@ async def test_relu_runs_unchanged_on_the_silent_engine(kind: str, nprng: np.ran
 
     ys, yc = await run_local(run, run, options={"ot": kind})
     assert np.array_equal(to_signed(reconstruct(ys, yc, l), l), np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("hint", [0, 10**6])
+async def test_demand_hint_skips_the_bootstrap_rentals(hint: int) -> None:
+    """With a large expected demand every extension after the first is main; without, small requests
+    rent the bootstrap set first (ski rental).  The COTs are correct either way."""
+    sizes = [600] * 4
+
+    async def run(p: Party) -> tuple[list[Any], list[str]]:
+        e = get_engine(p)
+        e.expect(hint)
+        out = [await e.cots(f"h{i}", n, sender="server") for i, n in enumerate(sizes)]
+        return out, e.history("server")
+
+    (res_s, hist_s), (res_c, hist_c) = await run_local(run, run, options={"ot": "silent-toy"})
+    assert hist_s == hist_c
+    assert hist_c[0] == "toy-boot"
+    if hint:
+        assert set(hist_c[1:]) == {"toy-main"}
+    else:
+        assert "toy-boot" in hist_c[1:]
+    for s, r in zip(res_s, res_c):
+        check_cots(s, r)
+
+
+async def test_a_failed_extension_closes_the_session_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The COT sender's background pump fails (here: its Ferret extension raises) while its party waits for
+    the receiver's allocation message, which the receiver only sends once the extension it asked for has
+    arrived: without closing the channel both parties would wait for each other for ever.  Both must
+    fail promptly with typed errors, the root cause visible."""
+    from aiompc.crypto.ferret.extension import FerretSender
+    from aiompc.errors import AiompcError, ProtocolError
+
+    calls = {"n": 0}
+    respond = FerretSender.respond
+
+    def failing(self: FerretSender, p: Any) -> bytes:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise ProtocolError("injected extension failure")
+        return respond(self, p)
+
+    monkeypatch.setattr(FerretSender, "respond", failing)
+
+    async def run(p: Party) -> None:
+        e = get_engine(p)
+        for i in range(6):  # several extensions in direction "server"
+            await e.cots(f"f{i}", 3000, sender="server")
+
+    t0 = time.perf_counter()
+    with pytest.raises(AiompcError, match="injected extension failure"):
+        await asyncio.wait_for(run_local(run, run, options={"ot": "silent-toy"}), 20)
+    assert time.perf_counter() - t0 < 10
