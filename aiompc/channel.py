@@ -281,6 +281,12 @@ class Channel:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why the channel stopped (a transport error, a limit, or the ``error`` given to :meth:`close`);
+        ``None`` while it runs."""
+        return self._error
+
     # -- sending and receiving ----------------------------------------------------------------------
 
     async def _send(self, label: str, payload: bytes | bytearray | memoryview) -> None:
@@ -468,7 +474,8 @@ class Channel:
             self._error = self._error or TransportClosed("channel closed")
             raise
         except BaseException as exc:  # noqa: BLE001 - delivered to every waiting receiver
-            self._error = exc
+            if self._error is None:  # a close(error=...) that aborted the transport keeps its cause
+                self._error = exc
         finally:
             if self._error is None:
                 self._error = TransportClosed("channel closed")

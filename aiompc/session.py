@@ -558,9 +558,11 @@ async def listen(
             server.sessions_ok += 1
             outcome = "ok"
             log.info("session %s from %s done", sid, peer)
-        except TransportClosed as exc:
+        except TransportClosed as closed:
+            cause = channel.error  # this side closed the channel for a reason (e.g. a work budget): report it
+            exc = cause if isinstance(cause, AiompcError) and not isinstance(cause, TransportClosed) else closed
             error = type(exc).__name__
-            if stage == "handshake" and not isinstance(exc, PeerTimeout):
+            if stage == "handshake" and not isinstance(exc, PeerTimeout) and exc is closed:
                 outcome = "closed"
                 log.debug("session %s from %s: connection closed before the handshake", sid, peer)
             else:
