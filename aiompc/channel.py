@@ -100,6 +100,8 @@ class LabelStats:
     msgs_recv: int = 0
     rounds: int = 0
     last_dir: str = ""
+    max_recv: int = 0
+    """The largest payload received on this label (bytes; sizing a server's limits from an honest run)."""
 
     def record(self, direction: str, nbytes: int) -> None:
         if direction == "send":
@@ -121,6 +123,7 @@ class LabelStats:
             self.msgs_recv - other.msgs_recv,
             self.rounds - other.rounds,
             self.last_dir,
+            self.max_recv,
         )
 
 
@@ -277,6 +280,12 @@ class Channel:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the channel stopped (a transport error, a limit, or the ``error`` given to :meth:`close`);
+        ``None`` while it runs."""
+        return self._error
 
     # -- sending and receiving ----------------------------------------------------------------------
 
@@ -457,13 +466,16 @@ class Channel:
                 self._admit(label, len(frame))
                 self._stat(label).record("recv", len(frame) + self.transport.overhead(len(frame), "recv"))
                 payload = memoryview(frame)[2 + n :]
+                st = self._labels[label]
+                st.max_recv = max(st.max_recv, len(payload))
                 self._charge(label, len(payload))
                 self._queue(label).put_nowait(payload)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             self._error = self._error or TransportClosed("channel closed")
             raise
         except BaseException as exc:  # noqa: BLE001 - delivered to every waiting receiver
-            self._error = exc
+            if self._error is None:  # a close(error=...) that aborted the transport keeps its cause
+                self._error = exc
         finally:
             if self._error is None:
                 self._error = TransportClosed("channel closed")

@@ -19,7 +19,7 @@ import numpy as np
 from aiompc import wire
 from aiompc.errors import AiompcError, HandshakeError
 from aiompc.party import Party
-from aiompc.session import _check_hello, _merge_options
+from aiompc import session
 
 __all__ = ["seeds", "mutants", "check_decode", "check_hello", "DECODE_BUDGET"]
 
@@ -102,6 +102,6 @@ def check_hello(hello: Any, token: str | None = None) -> Any:
     """Run the server's hello checks on ``hello``; the client's options or the :class:`HandshakeError`."""
     party = Party("server", _NoChannel(), options={"mode": "quantized", "exact": True, "output": "logits"})  # type: ignore[arg-type]
     try:
-        return _merge_options(party.options, _check_hello(hello, party, token))
+        return session.merge_options(party.options, session.check_hello(hello, party, token))
     except HandshakeError as exc:
         return exc

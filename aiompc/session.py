@@ -43,6 +43,7 @@ import ssl as ssl_module
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Generator, TypeVar
 
+from aiompc import heap
 from aiompc.channel import Channel, Gate, Limits, show
 from aiompc.errors import (AccessDenied, AiompcError, HandshakeError, InputError, PeerTimeout, ServerBusy,
                            TransportClosed)
@@ -53,7 +54,8 @@ from aiompc.transports.memory import memory_pair
 from aiompc.transports.registry import Endpoint, open_transport, parse_url, serve_transports
 
 __all__ = ["run_local", "listen", "connect", "Server", "ServerPolicy", "PROTOCOL_NAME", "PROTOCOL_VERSION",
-           "parse_url", "HELLO_FIELDS", "REPLY_FIELDS", "TOKEN_ENV", "TRUSTED_POLICY"]
+           "parse_url", "HELLO_FIELDS", "REPLY_FIELDS", "TOKEN_ENV", "TRUSTED_POLICY", "check_hello", "check_options",
+           "merge_options"]
 
 log = logging.getLogger("aiompc.session")
 
@@ -96,7 +98,13 @@ class ServerPolicy:
     handshake_timeout: float = 10.0
     idle_timeout: float | None = 120.0
     session_deadline: float | None = 3600.0
-    channel: Limits = Limits()
+    release_memory: float | None = 2.0
+    """After a session ends, return freed heap memory to the OS (:func:`aiompc.heap.release`), at most once
+    per this many seconds (``None``: never); keeps a long-running server's RSS near its live memory
+    (glibc otherwise keeps what sessions freed: see :mod:`aiompc.heap`)."""
+    channel: Limits | None = None
+    """Buffering and decoding bounds after the handshake; ``None``: :class:`~aiompc.channel.Limits`' defaults
+    (``aiompc.serve`` derives them from the served model's plan instead, :mod:`aiompc.nn.plan_limits`)."""
     token: str | None = None
 
     def __post_init__(self) -> None:
@@ -104,7 +112,7 @@ class ServerPolicy:
             raise InputError("max_sessions must be at least 1")
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
             raise InputError("the access token must be a non-empty string")
-        for name in ("queue_timeout", "handshake_timeout", "idle_timeout", "session_deadline"):
+        for name in ("queue_timeout", "handshake_timeout", "idle_timeout", "session_deadline", "release_memory"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise InputError(f"{name} must be positive")
@@ -249,7 +257,8 @@ def check_options(options: Any) -> dict[str, Any]:
     return options
 
 
-def _merge_options(server: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+def merge_options(server: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+    """The server's options with the client's added; :class:`HandshakeError` for a key both set differently."""
     merged = dict(server)
     for key, value in client.items():
         if key in merged and (type(merged[key]) is not type(value) or merged[key] != value):
@@ -292,7 +301,7 @@ async def client_handshake(party: Party, timeout: float = HANDSHAKE_TIMEOUT, *, 
     return meta
 
 
-def _check_hello(hello: Any, party: Party, token: str | None) -> dict[str, Any]:
+def check_hello(hello: Any, party: Party, token: str | None) -> dict[str, Any]:
     """The client's options from its hello; :class:`HandshakeError` for anything malformed."""
     if not isinstance(hello, dict) or hello.get("proto") != PROTOCOL_NAME:
         raise HandshakeError("peer is not an aiompc client (bad protocol name)")
@@ -339,8 +348,8 @@ async def server_handshake(
     except TimeoutError:
         raise PeerTimeout(f"no handshake from the client within {timeout} s") from None
     try:
-        options = _check_hello(hello, party, token)
-        merged = _merge_options(party.options, options)
+        options = check_hello(hello, party, token)
+        merged = merge_options(party.options, options)
         if admit is not None:
             await admit()
     except HandshakeError as exc:
@@ -376,10 +385,18 @@ class SessionRecord:
 class Server:
     """A listening aiompc server; use as an async context manager or call :meth:`close`."""
 
-    def __init__(self, inner: TransportServer, endpoint: Endpoint, policy: ServerPolicy | None = None) -> None:
+    def __init__(self, inner: TransportServer, endpoint: Endpoint, policy: ServerPolicy | None = None,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._inner = inner
         self.endpoint = endpoint
         self.policy = policy or ServerPolicy()
+        self.max_message_size = max_message_size
+        """The largest message a client may send after the handshake."""
+        self.memory_releases = 0
+        """How often freed heap memory was returned to the OS (:meth:`release_memory`)."""
+        self._released_at = -math.inf
+        self._release_task: asyncio.Task[None] | None = None
+        self._release_again = False
         self.sessions_ok = 0
         self.sessions_failed = 0
         self.sessions_refused = 0
@@ -398,6 +415,36 @@ class Server:
         """The most bytes a recent connection with ``outcome`` (``ok``, ``failed``, ``refused``, ``closed``) held unread."""
         return max((r.peak_buffered for r in self.recent if r.outcome == outcome), default=0)
 
+    def schedule_release(self) -> None:
+        """Return freed heap memory to the OS soon (:func:`aiompc.heap.release`, in a thread): at once, or
+        ``policy.release_memory`` s after the previous release, whichever is later.  Sessions that end
+        while a release is pending or running get one more release after it (so the last session of a burst
+        is always covered), never more than one at a time."""
+        every = self.policy.release_memory
+        if every is None:
+            return
+        if self._release_task is not None and not self._release_task.done():
+            self._release_again = True
+            return
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                self._release_again = False
+                await asyncio.sleep(max(0.0, self._released_at + every - loop.time()))
+                self._released_at = loop.time()
+                await loop.run_in_executor(None, heap.release)
+                self.memory_releases += 1
+                if not self._release_again:
+                    return
+
+        self._release_task = asyncio.get_running_loop().create_task(run(), name="aiompc-release-memory")
+
+    @property
+    def channel_limits(self) -> Limits:
+        """What one session may make this server buffer and decode (:class:`~aiompc.channel.Limits`)."""
+        return self.policy.channel or Limits()
+
     @property
     def port(self) -> int:
         return int(self._inner.port)
@@ -412,6 +459,9 @@ class Server:
         return sum(ch.buffered_bytes for ch in self.channels)
 
     async def close(self) -> None:
+        if self._release_task is not None:
+            self._release_task.cancel()
+            await asyncio.gather(self._release_task, return_exceptions=True)
         await self._inner.close()
 
     async def __aenter__(self) -> "Server":
@@ -458,7 +508,8 @@ async def listen(
     ep = parse_url(url)
     policy = policy or ServerPolicy()
     admission = _Admission(policy)
-    session_limits = replace(policy.channel, idle_timeout=policy.idle_timeout)
+    channel_limits = policy.channel or Limits()
+    session_limits = replace(channel_limits, idle_timeout=policy.idle_timeout)
     server: Server
 
     async def on_transport(transport: Transport) -> None:
@@ -480,7 +531,7 @@ async def listen(
         if transport_wrapper is not None:
             transport = transport_wrapper(transport)
         _set_max_message(transport, min(HANDSHAKE_MAX_BYTES, max_message_size))
-        channel = Channel(transport, limits=policy.channel, gate=Gate(frozenset({"handshake"}), HANDSHAKE_MAX_BYTES))
+        channel = Channel(transport, limits=channel_limits, gate=Gate(frozenset({"handshake"}), HANDSHAKE_MAX_BYTES))
         server.channels.add(channel)
         party = Party("server", channel, options=options)
         admitted = False
@@ -507,9 +558,11 @@ async def listen(
             server.sessions_ok += 1
             outcome = "ok"
             log.info("session %s from %s done", sid, peer)
-        except TransportClosed as exc:
+        except TransportClosed as closed:
+            cause = channel.error  # this side closed the channel for a reason (e.g. a work budget): report it
+            exc = cause if isinstance(cause, AiompcError) and not isinstance(cause, TransportClosed) else closed
             error = type(exc).__name__
-            if stage == "handshake" and not isinstance(exc, PeerTimeout):
+            if stage == "handshake" and not isinstance(exc, PeerTimeout) and exc is closed:
                 outcome = "closed"
                 log.debug("session %s from %s: connection closed before the handshake", sid, peer)
             else:
@@ -540,9 +593,11 @@ async def listen(
             # a peer that broke the protocol or went silent may not be reading: drop it without a closing
             # handshake (a refusal it was sent, e.g. a HandshakeError, is flushed by a normal close)
             await channel.close(abort=error in _ABORT_ON)
+            if stage == "session":
+                server.schedule_release()
 
     inner = await serve_transports(on_transport, ep, ssl=ssl, max_message_size=max_message_size)
-    server = Server(inner, ep, policy)
+    server = Server(inner, ep, policy, max_message_size)
     return server
 
 

@@ -6,13 +6,15 @@ Two ext types carry arrays:
   Decoding is zero-copy (a read-only view on the received buffer).
 * ``EXT_BITS`` — a :class:`Packed` array of unsigned integers below ``2**bits``: its shape, its bit
   width and ``ceil(n*bits/8)`` bytes of little-endian bit-packed values.  A 4-bit share costs half a
-  byte on the wire, never a 64-bit word.  Decodes to a ``uint64`` array of the original shape.
+  byte on the wire, never a 64-bit word.  Decodes to an array of the original shape in the narrowest
+  unsigned dtype that holds the width (``uint8`` up to 8 bits, ... ``uint64``): a decode allocates at most
+  8 times the packed size (1-bit values), never 64 times.  Receivers widen what they compute with.
 
 Decoding never executes code: only whitelisted numeric dtypes are accepted and every length is checked
 against the shape before anything is allocated; anything malformed raises :class:`ProtocolError`.
 ``decode(data, max_decoded=n)`` also refuses (:class:`LimitExceeded`, before allocating) a message whose
-bit-packed arrays would expand to more than ``n`` bytes: a 1-bit value becomes a 64-bit word, so a
-decode may otherwise allocate 64 times the message's size.
+bit-packed arrays would expand to more than ``n`` bytes.  :func:`expect` checks a decoded array against
+the shape and width the receiver expects.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import msgpack
 import numpy as np
 
 from aiompc.errors import InputError, LimitExceeded, ProtocolError
-from aiompc.kernels.bitpack import pack_bits, packed_size, unpack_bits
+from aiompc.kernels.bitpack import narrowest_uint, pack_bits, packed_size, unpack_bits
 
-__all__ = ["Packed", "encode", "decode", "pack_bits", "unpack_bits", "packed_size"]
+__all__ = ["Packed", "encode", "decode", "expect", "pack_bits", "unpack_bits", "packed_size"]
 
 EXT_ARRAY = 1
 EXT_BITS = 2
@@ -140,9 +142,23 @@ def _ext_hook(code: int, data: bytes, budget: _Budget | None = None) -> Any:
         if len(mv) - off != packed_size(count, bits):
             raise ProtocolError(f"bit-packed payload of {len(mv) - off} bytes does not match shape {shape} at {bits} bits")
         if budget is not None:
-            budget.take(8 * count)
-        return unpack_bits(mv[off:], bits, count).reshape(shape)
+            budget.take(narrowest_uint(bits).itemsize * count)
+        return unpack_bits(mv[off:], bits, count, narrow=True).reshape(shape)
     raise ProtocolError(f"unknown msgpack ext type {code}")
+
+
+def expect(value: Any, shape: tuple[int, ...] | int, bits: int, what: str) -> np.ndarray:
+    """``value`` if it is an unsigned-integer array of ``shape`` (or that many elements) whose values fit
+    ``bits`` bits — what the receiver expects of a peer's :class:`Packed` message; :class:`ProtocolError`
+    naming ``what`` otherwise."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind != "u":
+        raise ProtocolError(f"{what}: expected an array of unsigned integers, got {type(value).__name__}")
+    ok = value.size == shape if isinstance(shape, int) else value.shape == tuple(shape)
+    if not ok:
+        raise ProtocolError(f"{what}: expected {shape} values, got an array of shape {value.shape}")
+    if value.dtype.itemsize * 8 > bits and value.size and int(value.max()) >> bits:
+        raise ProtocolError(f"{what}: a value exceeds {bits} bits")
+    return value
 
 
 def encode(obj: Any) -> bytes:

@@ -3,7 +3,8 @@
     python benchmarks/load_server.py [--honest 50] [--killed 10] [--idle 200] [--max-sessions 8]
 
 Starts ``aiompc serve`` on the digits model in a subprocess (TCP, 127.0.0.1), warms it up with one session,
-and records its RSS (warm-up: ``--warmup`` rounds of ``--max-sessions`` concurrent sessions).  Then, concurrently: ``--honest`` clients each ask for one prediction (a client told
+and records its RSS (warm-up: ``--warmup`` rounds of ``--max-sessions`` concurrent sessions; RSS read
+:data:`SETTLE` s after the last round, once the server has returned freed memory to the OS).  Then, concurrently: ``--honest`` clients each ask for one prediction (a client told
 "server busy" waits 0.5–1.5 s and tries again, as the message says); ``--killed`` ``aiompc infer``
 subprocesses are SIGKILLed at random moments; ``--idle`` raw connections are opened and never speak.
 Reports: honest results correct, busy answers seen, idle connections dropped and how fast, and the server's
@@ -31,6 +32,10 @@ from aiompc.nn.interpret import predict
 from aiompc.nn.zoo import DIGITS_ONNX, digits_data, digits_model
 
 ROOT = Path(__file__).resolve().parents[1]
+SETTLE = 3.0
+"""Seconds after a round before RSS is read: the server returns freed memory to the OS at most every 2 s
+after sessions end (``ServerPolicy.release_memory``), so both the warm-up level and the level after the
+load are read once that has happened."""
 
 
 def rss_mib(pid: int) -> float:
@@ -90,7 +95,10 @@ async def main(args: argparse.Namespace) -> int:
         for _ in range(args.warmup):  # warm-up: rounds of as many concurrent sessions as the server runs at once
             await asyncio.gather(*(honest(url, x, {"busy": 0}) for x in xs[: args.max_sessions]))
             rounds.append(rss_mib(server.pid))
-        print("RSS after each warm-up round (MiB):", " ".join(f"{r:.0f}" for r in rounds), file=sys.stderr)
+            await asyncio.sleep(SETTLE)
+            rounds.append(rss_mib(server.pid))
+        print(f"RSS after each warm-up round and {SETTLE:g} s later (MiB):",
+              " ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(rounds[::2], rounds[1::2])), file=sys.stderr)
         warm = rss_mib(server.pid)
         stats = {"busy": 0}
         drops: list[float] = []

@@ -263,7 +263,7 @@ async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str) -> N
         async def attack() -> BaseException:
             party = await _handshaken(server.url)
             try:
-                # 2 MiB on the wire, 128 MiB as uint64: over the 8 MiB decode budget
+                # 2 MiB on the wire, 16 MiB even as uint8 (the narrowest dtype): over the 8 MiB decode budget
                 bomb = wire.Packed(np.zeros(16 * MiB, np.uint8), 1)
                 await party.sub("request").send(bomb)
                 async with asyncio.timeout(10):
@@ -390,3 +390,66 @@ async def test_connections_beyond_the_cap_are_answered_busy_and_closed(model, sc
                 await t.close()
         await _settle(server)
         await _honest(model, server.url)  # served once the silent ones are gone
+
+
+# --------------------------------------------------------------------------- work amplification
+
+
+class _GreedyReceiver:
+    """Wraps the silent engine's honest receiver source: on its first extension it asks for ``times``
+    extensions in a row (a few bytes each), absorbs only the first and waits for the other answers — the
+    "four 31-byte requests" attack, made by a client that otherwise follows the protocol."""
+
+    def __init__(self, inner: Any, times: int) -> None:
+        self.inner, self.times, self.unit = inner, times, inner.unit
+
+    async def generate(self, n: int) -> Any:
+        src = self.inner
+        if self.times > 1:
+            p = src.ferret.choose(n)
+            for name in [p.name] + [src.ferret.schedule.main.name] * (self.times - 1):
+                await src.sub.send(name)
+            pieces = await src.party.compute(src.ferret.absorb, p, await src.sub.recv_bytes())
+            src.pieces.extend(pieces)
+            src.available += sum(piece.shape[0] for piece in pieces)
+            for _ in range(self.times - 1):  # collect (and drop) the answers: the server did the work
+                await src.sub.recv_bytes()
+            self.times = 0
+        return await src.generate(n)
+
+
+async def _greedy_client(model: tuple[Any, Any], url: str, times: int) -> BaseException | None:
+    from aiompc.nn.modes import EngineConfig
+    from aiompc.nn.service import client_session, input_batch
+    from aiompc.protocols.ot.silent import SilentEngine
+
+    class Greedy(SilentEngine):
+        async def open_receiver(self, sender: Any) -> Any:
+            return _GreedyReceiver(await super().open_receiver(sender), times if sender == "server" else 1)
+
+    graph, net = model
+    try:
+        async with connect(url) as party:
+            party.state["ot_engine"] = Greedy(party)
+            xq, _ = input_batch(graph, net.inputs[:2])
+            await client_session(party, graph, xq, EngineConfig.from_options(party.options))
+    except (TransportClosed, ProtocolError) as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+async def test_repeated_ot_extension_requests_are_refused_by_the_work_budget(model, scheme: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiompc.protocols.ot.engine import WorkBudget
+
+    monkeypatch.setattr(WorkBudget, "grace", 0.5)
+    async with await _serve(model, scheme) as server:
+        cpu = time.process_time()
+        err = await _attack_with_honest(server, model, lambda: _greedy_client(model, server.url, 4))
+        spent = time.process_time() - cpu
+    assert isinstance(err, (TransportClosed, ProtocolError))  # the attacker was dropped
+    assert _failures(server) == {"LimitExceeded"}  # refused by the budget, not by a timeout
+    # four main-set extensions cost ~17.7 CPU-s before the budget; now at most one bootstrap-set extension
+    # runs for the attacker (plus both honest sessions and the attacker's own client side, same process)
+    assert spent < 12.0, f"{spent:.1f} CPU-s"

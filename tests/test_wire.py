@@ -56,3 +56,33 @@ def test_decode_garbage_never_crashes(data: bytes) -> None:
         wire.decode(data)
     except ProtocolError:
         pass
+
+
+@pytest.mark.parametrize(("bits", "dtype"), [(1, np.uint8), (5, np.uint8), (8, np.uint8), (9, np.uint16),
+                                             (16, np.uint16), (31, np.uint32), (33, np.uint64), (64, np.uint64)])
+def test_bit_packed_arrays_decode_to_the_narrowest_dtype(bits: int, dtype: type) -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(bits)
+    v = rng.integers(0, 1 << min(bits, 63), 50_000, dtype=np.uint64)
+    data = wire.encode(wire.Packed(v, bits))
+    tracemalloc.start()
+    out = wire.decode(data)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.dtype == dtype and np.array_equal(out, v)
+    # the result plus copies of the payload (msgpack's ext bytes, the padded word buffer): nothing 64x
+    assert out.nbytes <= 8 * len(data)
+    assert peak <= out.nbytes + 4 * len(data) + 64 * 1024 <= 12 * len(data) + 64 * 1024
+
+
+def test_expect_checks_count_shape_and_width() -> None:
+    from aiompc.errors import ProtocolError
+
+    a = wire.decode(wire.encode(wire.Packed(np.arange(6, dtype=np.uint64), 3)))
+    assert wire.expect(a, 6, 3, "x") is a and wire.expect(a, (6,), 3, "x") is a
+    for args in [(7, 3), ((2, 3), 3), (6, 2)]:
+        with pytest.raises(ProtocolError, match="x"):
+            wire.expect(a, *args, "x")
+    with pytest.raises(ProtocolError):
+        wire.expect([1, 2], 2, 3, "x")

@@ -13,12 +13,20 @@ import numpy as np
 from aiompc.errors import InputError, ProtocolError
 from aiompc.kernels.jit import kernel
 
-__all__ = ["pack_bits", "unpack_bits", "packed_size"]
+__all__ = ["pack_bits", "unpack_bits", "packed_size", "narrowest_uint"]
 
 
 def packed_size(count: int, bits: int) -> int:
     """Bytes taken by ``count`` values of ``bits`` bits each: ``ceil(count*bits/8)``."""
     return (count * bits + 7) // 8
+
+
+def narrowest_uint(bits: int) -> np.dtype:
+    """The narrowest unsigned dtype holding ``bits``-bit values: ``uint8`` up to 8 bits, ..., ``uint64``."""
+    for size in (8, 16, 32, 64):
+        if bits <= size:
+            return np.dtype(f"uint{size}")
+    raise InputError(f"bit width must be at most 64, got {bits}")
 
 
 def _check_bits(bits: int) -> None:
@@ -48,8 +56,10 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
     return words.astype("<u8", copy=False).tobytes()[: packed_size(n, bits)]
 
 
-def unpack_bits(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: ``count`` values as a ``uint64`` array.
+def unpack_bits(data: bytes | memoryview, bits: int, count: int, *, narrow: bool = False) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``count`` values as a ``uint64`` array, or with ``narrow`` in the
+    narrowest unsigned dtype that holds ``bits`` bits (:func:`narrowest_uint`), so that the result takes at
+    most 8 × the packed size (1-bit values into ``uint8``) and the decode allocates little more.
 
     ``data`` must be exactly ``ceil(count*bits/8)`` bytes, with zero padding bits; otherwise
     :class:`ProtocolError`.
@@ -61,14 +71,15 @@ def unpack_bits(data: bytes | memoryview, bits: int, count: int) -> np.ndarray:
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size != expected:
         raise ProtocolError(f"bit-packed data has {buf.size} bytes, expected {expected} for {count}×{bits} bits")
+    dtype = narrowest_uint(bits) if narrow else np.dtype(np.uint64)
     if bits in (8, 16, 32, 64):
-        return buf.view(f"<u{bits // 8}").astype(np.uint64)
+        return buf.view(f"<u{bits // 8}").astype(dtype)
     tail = count * bits % 8
     if tail and buf[-1] >> tail:
         raise ProtocolError("non-zero padding bits in bit-packed data")
     raw = np.zeros(-(-count * bits // 64) * 8 + 8, dtype=np.uint8)  # one spare word: reads past the end see 0
     raw[:expected] = buf
-    out = np.empty(count, dtype=np.uint64)
+    out = np.empty(count, dtype=dtype)
     _unpack_words(raw.view("<u8").astype(np.uint64, copy=False), bits, out)
     return out
 
@@ -89,7 +100,8 @@ def _pack_words(v: np.ndarray, bits: int, words: np.ndarray) -> None:  # pragma:
 
 @kernel()
 def _unpack_words(words: np.ndarray, bits: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out[i]`` = the ``bits`` bits of ``words`` from bit ``i·bits`` (``bits < 64``; ``words`` padded by a word)."""
+    """``out[i]`` = the ``bits`` bits of ``words`` from bit ``i·bits`` (``bits < 64``; ``words`` padded by a word;
+    ``out`` of any unsigned dtype wide enough for ``bits``)."""
     mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
     pos = 0
     for i in range(out.shape[0]):

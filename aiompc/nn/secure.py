@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 
 from aiompc import ring
-from aiompc.errors import InputError, ProtocolError
+from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.node_protocols import Step, narrow_kwargs, protocol_of, run_node
@@ -54,7 +54,7 @@ from aiompc.nn.rings import plan_rings
 from aiompc.party import Party
 from aiompc.protocols.nonlinear import argmax
 from aiompc.protocols.ot.engines import get_engine
-from aiompc.wire import Packed
+from aiompc.wire import Packed, expect
 
 __all__ = ["LayerRecord", "SecureResult", "run_secure", "COT_HINT_PER_VALUE"]
 
@@ -170,9 +170,7 @@ async def run_secure(
         await sub.send(Packed(out.reshape(-1), l))
         record("output", "reveal", sub.label, start, l, "reveal")
         return SecureResult(None, records, shares)
-    peer = await sub.recv()
-    if not isinstance(peer, np.ndarray) or peer.size != out.size:
-        raise ProtocolError("the server's output share has the wrong size")
+    peer = expect(await sub.recv(), out.size, l, "the server's output share")
     y = ring.to_signed(ring.reconstruct(out.reshape(-1), peer, l), l).reshape(out.shape)
     record("output", "reveal", sub.label, start, l, "reveal")
     return SecureResult(y, records, shares)

@@ -15,7 +15,6 @@ from typing import Any
 
 from aiompc.errors import InputError
 from aiompc.nn.access import access_token, client_tls, server_tls
-from aiompc.nn.service import SERVE_MAX_MESSAGE_SIZE
 from aiompc.session import TOKEN_ENV, ServerPolicy, default_max_sessions, parse_url
 
 __all__ = ["add_serve_flags", "add_infer_flags", "serve_kwargs", "infer_kwargs", "setup_logging", "LOG_FORMAT"]
@@ -57,8 +56,10 @@ def _token_help(side: str) -> str:
 def add_serve_flags(p: argparse.ArgumentParser) -> None:
     """Register the limits, TLS and token flags on the ``serve`` parser."""
     defaults = ServerPolicy()
-    p.add_argument("--max-message-size", type=_size, default=SERVE_MAX_MESSAGE_SIZE,
-                   help=f"largest message a client may send after the handshake (default {SERVE_MAX_MESSAGE_SIZE >> 20}M)")
+    p.add_argument("--max-message-size", type=_size, default=None,
+                   help="largest message a client may send after the handshake (default: twice what an honest "
+                        "session of the model's plan sends, measured at start; the other buffering limits follow "
+                        "the plan too)")
     p.add_argument("--max-sessions", type=int, default=default_max_sessions(),
                    help="sessions served at once; more wait briefly, then get 'server busy' (default: 2 per CPU)")
     p.add_argument("--idle-timeout", type=_seconds, default=defaults.idle_timeout,

@@ -16,6 +16,7 @@ import os
 import ssl as ssl_module
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,19 +28,17 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig, GraphKind, Mode, Output, mode_named, mode_options
 from aiompc.nn.prepare import prepare_model
 from aiompc.nn.quant_choices import DATASETS, RANDOM_CALIBRATION_SAMPLES, RandomCalibrationWarning, random_calibration
+from aiompc.nn.plan_limits import limits_for, profile_session
 from aiompc.nn.secure import LayerRecord, SecureResult, run_secure
 from aiompc.party import Party
 from aiompc.protocols.linear.weight_cache import STATE_KEY as WEIGHT_CACHE_KEY
 from aiompc.protocols.linear.weight_cache import WeightCache
+from aiompc.protocols.ot.engines import DEFAULT_ENGINE, ENGINES
 from aiompc.session import Server, ServerPolicy, connect, listen
 
-__all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "input_batch", "MAX_SAMPLES",
-           "SERVE_MAX_MESSAGE_SIZE"]
+__all__ = ["load_model", "serve", "infer", "serve_session", "client_session", "input_batch", "MAX_SAMPLES"]
 
 MAX_SAMPLES = 100_000
-SERVE_MAX_MESSAGE_SIZE = 64 << 20
-"""``serve``'s default limit on one message (64 MiB): a chunk of :data:`CHUNK` samples of the shipped models
-sends far less (see ``SECURITY.md``); raise it with ``--max-message-size`` for very wide layers."""
 CHUNK = 64  # samples evaluated together (memory stays bounded; non-linear layers vectorise over them)
 
 
@@ -137,9 +136,10 @@ async def serve(
     calibration: np.ndarray | None = None,
     max_samples: int = MAX_SAMPLES,
     policy: ServerPolicy | None = None,
-    max_message_size: int = SERVE_MAX_MESSAGE_SIZE,
+    max_message_size: int | None = None,
     weight_cache: WeightCache | None = None,
     prepare: bool = True,
+    ot: str = DEFAULT_ENGINE,
 ) -> Server:
     """Serve ``model`` at ``url`` (``tcp://``, ``ws://``, ``tls://``, ``wss://``) until the returned
     :class:`~aiompc.session.Server` is closed.  Sessions are independent and concurrent.
@@ -156,9 +156,22 @@ async def serve(
     :class:`QGraph` runs as given and must be that program.  ``output``: what the client learns, the
     logits or only the top class.  The mode is announced in the handshake.  ``policy``
     (:class:`~aiompc.session.ServerPolicy`) bounds what one client may cost the server (sessions, timeouts,
-    buffering, an access token); ``max_message_size`` bounds one message after the handshake."""
+    buffering, an access token); ``max_message_size`` bounds one message after the handshake.  Where
+    either is left unset (``policy.channel is None``, ``max_message_size=None``) it is derived from the
+    served model's plan: an honest session of one and of two samples runs locally first and the limits are
+    a small multiple of what it sent (:mod:`aiompc.nn.plan_limits`).  ``ot``: the OT engine the sessions
+    use (:data:`~aiompc.protocols.ot.engines.ENGINES`; announced in the handshake, a client asking for
+    another is refused)."""
     config = EngineConfig(mode_named(mode), output)
+    if ot not in ENGINES:
+        raise InputError(f"unknown OT engine {ot!r}; choose one of {', '.join(ENGINES)}")
     qgraph = load_model(model, calibration=calibration, graph=config.mode.program)
+    policy = policy or ServerPolicy()
+    if policy.channel is None or max_message_size is None:
+        profile = await profile_session(qgraph, config, min(CHUNK, max_samples), ot)
+        derived, message = limits_for(profile)
+        policy = replace(policy, channel=policy.channel or derived)
+        max_message_size = message if max_message_size is None else max_message_size
 
     weights = WeightCache() if weight_cache is None else weight_cache
     if prepare:
@@ -168,7 +181,7 @@ async def serve(
         party.state[WEIGHT_CACHE_KEY] = weights
         await serve_session(party, qgraph, EngineConfig.from_options(party.options), max_samples)
 
-    return await listen(handler, url, ssl=ssl, options=config.to_options(),
+    return await listen(handler, url, ssl=ssl, options={**config.to_options(), "ot": ot},
                         meta={"model": qgraph.to_dict(include_weights=False)}, policy=policy,
                         max_message_size=max_message_size)
 

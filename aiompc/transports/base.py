@@ -26,10 +26,11 @@ handler returns.  Failing to connect raises :class:`TransportError`.
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 from typing import Awaitable, Callable, Literal
 
-__all__ = ["Transport", "Server", "Handler", "DEFAULT_MAX_MESSAGE_SIZE", "Direction", "run_handler"]
+__all__ = ["Transport", "Server", "Handler", "DEFAULT_MAX_MESSAGE_SIZE", "Direction", "run_handler", "cancel_handlers"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 30  # 1 GiB
 Direction = Literal["send", "recv"]
@@ -102,6 +103,14 @@ class Server(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def cancel_handlers(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel the running per-connection handler ``tasks`` and wait for them (a server's :meth:`Server.close`)."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def run_handler(handler: Handler, transport: Transport, logger: logging.Logger) -> None:

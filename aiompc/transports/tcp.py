@@ -39,7 +39,8 @@ import struct
 from typing import Callable, cast
 
 from aiompc.errors import InputError, MessageTooLarge, TransportClosed, TransportError
-from aiompc.transports.base import DEFAULT_MAX_MESSAGE_SIZE, Direction, Handler, Server, Transport, run_handler
+from aiompc.transports.base import (DEFAULT_MAX_MESSAGE_SIZE, Direction, Handler, Server, Transport, cancel_handlers,
+                                    run_handler)
 
 __all__ = ["TcpTransport", "TcpServer", "connect", "serve", "FRAME_OVERHEAD"]
 
@@ -371,10 +372,7 @@ class TcpServer(Server):
             return
         server, self._server = self._server, None
         server.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_handlers(self._tasks)
         await server.wait_closed()
 
 

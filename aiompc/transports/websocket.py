@@ -37,7 +37,8 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from aiompc.errors import AiompcError, InputError, MessageTooLarge, ProtocolError, TransportClosed, TransportError
-from aiompc.transports.base import DEFAULT_MAX_MESSAGE_SIZE, Direction, Handler, Server, Transport, run_handler
+from aiompc.transports.base import (DEFAULT_MAX_MESSAGE_SIZE, Direction, Handler, Server, Transport, cancel_handlers,
+                                    run_handler)
 
 __all__ = ["WebSocketTransport", "WebSocketServer", "connect", "serve", "frame_overhead", "message_overhead", "FRAGMENT_SIZE"]
 
@@ -288,10 +289,7 @@ class WebSocketServer(Server):
             return
         server, self._server = self._server, None
         server.close(close_connections=False)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_handlers(self._tasks)
         await server.wait_closed()
 
 

@@ -95,14 +95,18 @@ from .bfv import (
 from .keys import PublicKey, SecretKey, expand_uniform, keygen, public_key
 from .measure import measure_noise, measure_result_noise
 from .noise import (
+    FLOOD_TERMS,
     NoiseEstimate,
     OutputPlan,
     ServerPipeline,
     check,
     choose_primes,
     estimate,
+    flood_distance,
+    flood_security,
     min_modulus_bits,
     plan_output,
+    statistical_security,
 )
 from .ntt import NTT, get_ntt
 from .params import (
@@ -130,6 +134,7 @@ from .result import (
 from .serialize import result_size, seeded_size
 
 __all__ = [
+    "FLOOD_TERMS", "flood_distance", "flood_security", "statistical_security",
     "HEParams", "SECURITY_TABLE", "cheetah_params", "max_modulus_bits", "params_for_modulus",
     "STATISTICAL_SECURITY", "FAILURE_BITS", "MAX_PLAIN_BITS", "CHEETAH_RING_DEGREE", "CHEETAH_PLAIN_BITS",
     "SecretKey", "PublicKey", "keygen", "public_key", "expand_uniform",

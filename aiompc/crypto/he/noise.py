@@ -12,15 +12,21 @@ value is at most ``e_max = round(6σ)``), and ``z = sqrt(2·ln(2/δ))`` for a pe
 probability ``δ = 2**-(fail_bits+2)/N``:
 
 * encoding roundings (deterministic, worst case): ``|round(q·m/t) − q·m/t| <= 1/2`` per plaintext
-  coefficient, so ``A = F·W/2·(1 + [plaintext added before multiplying]) + (plaintexts added after)/2``;
+  coefficient (0 for a zero coefficient), so ``A = F_r·W/2·(1 + [plaintext added before multiplying]) +
+  (plaintexts added after)/2`` with ``F_r <= F`` the products whose message coefficient may be non-zero
+  (``ServerPipeline.rounding_fan_in``);
 * client errors times weights: sub-Gaussian with variance proxy ``s_e²·F·W²`` (never more than
   ``e_max·F·W``);
 * re-randomisation ``e_pk·u + e1·s + e0``: proxy ``s_e²·(2N + 1)``;
 * ``hidden = A + z·sqrt(proxies)`` bounds everything the flood must hide, except with probability
   ``2**-(fail_bits+2)`` overall;
-* flooding: uniform on ``2**f`` integers with ``f = ⌈stat_bits + 1 + log2(visible·hidden)⌉`` — the
-  statistical distance to a weight-independent phase is ``<= visible·hidden/2**f + 2**-(fail_bits+2)
-  <= 2**-stat_bits`` (argument in :mod:`~.result`);
+* flooding (``flood_terms = 1``): uniform on ``2**f`` integers with ``f = ⌈stat_bits + 1 +
+  log2(visible·hidden)⌉`` — the statistical distance to a weight-independent phase is
+  ``<= visible·hidden/2**f + 2**-(fail_bits+2) <= 2**-stat_bits`` (argument in :mod:`~.result`);
+* flooding with ``flood_terms = 2``: the sum of two independent uniforms on ``M = 2**f`` integers each (a
+  discrete triangle).  Its distance grows with the *square root* of the visible count
+  (:func:`flood_distance`: Hellinger distances add over coordinates), so for many visible coefficients it
+  hides the same noise with a smaller flood: ``<= sqrt(visible·(5 + ln(M/hidden)/2))·hidden/M``;
 * switching to ``Q``: ``noise·Q/q + r0 + r1·s`` with ``|r| <= a = 1/2 + 2**-10`` (float slack of the RNS
   rounding); dropping ``d`` bits adds ``δ0 ∈ [−2**(d0−1), 2**(d0−1))`` to ``c0`` and ``δ1·s`` from ``c1``.
   The ``c1`` terms are bounded with Hoeffding's inequality under the standard heuristic that the
@@ -44,7 +50,7 @@ stays valid either way.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiompc.errors import InputError, UndecryptableParameters
 
@@ -61,12 +67,63 @@ __all__ = [
     "min_modulus_bits",
     "choose_primes",
     "RESULT_MODULUS_BITS",
+    "flood_distance",
+    "flood_security",
+    "statistical_security",
+    "FLOOD_TERMS",
 ]
 
 #: Results are switched to ``Q = 2**62``: for fixed wire widths a larger ``Q`` only shrinks rounding noise.
 RESULT_MODULUS_BITS = 62
 _A = 0.5 + 2.0**-10  # rounding bound of a modulus switch
 _RNS_SLACK = 1 - 2.0**-10  # float-assisted RNS decryption tolerance
+FLOOD_TERMS = (1, 2)
+"""Flooding distributions: the sum of this many independent uniforms on ``2**flood_bits`` integers."""
+
+
+def flood_distance(visible: int, hidden: float, flood_bits: int, terms: int) -> float:
+    """Bound on the statistical distance between ``X + U`` and ``U`` over ``visible`` coordinates, where
+    ``|X_i| <= hidden`` (integers) and ``U`` is the flooding: per coordinate the sum of ``terms``
+    independent uniforms on ``M = 2**flood_bits`` integers.
+
+    * ``terms = 1``: ``Σ_i |X_i|/M <= visible·hidden/M`` (exact for a box).
+    * ``terms = 2``: the tent ``a(s) = M²·P(s) = min(s+1, 2M−1−s)``.  For an integer shift ``x``,
+      ``Σ_s (√a(s) − √a(s−x))²`` is at most ``x²`` on each of the two ends where one side is zero, ``x²``
+      around the peak, and on each slope ``Σ_j (√(j+x) − √j)² <= x² + x²·ln(M/x)/4`` (each term is at most
+      ``x`` and at most ``x²/(4j)``) — in all ``x²·(5 + ln(M/x)/2)``, so the squared Hellinger distance of
+      one coordinate is ``h_i <= (x/M)²·(5 + ln(M/x)/2)/2``.  Bhattacharyya coefficients multiply over
+      independent coordinates, so ``1 − BC <= Σ h_i`` and the total-variation distance is
+      ``<= sqrt(1 − BC²) <= sqrt(2·Σ h_i) = sqrt(visible·(5 + ln(M/x)/2))·x/M`` (Le Cam).  The bound grows
+      with ``|x|`` for ``|x| <= M/2``, so ``x = hidden`` bounds every coordinate.
+    """
+    if terms not in FLOOD_TERMS:
+        raise InputError(f"flood_terms must be one of {FLOOD_TERMS}, got {terms}")
+    if flood_bits < 1:
+        return 1.0
+    m = 2.0**flood_bits
+    h = max(hidden, 1.0)
+    if terms == 1:
+        return min(1.0, visible * h / m)
+    if h > m / 2:
+        return 1.0
+    return min(1.0, math.sqrt(visible * (5 + math.log(m / h) / 2)) * h / m)
+
+
+def flood_security(visible: int, hidden: float, flood_bits: int, terms: int, fail_bits: int) -> float:
+    """Statistical security in bits, ``−log2(distance)``, of flooding ``hidden`` noise over ``visible``
+    coordinates: :func:`flood_distance` plus the probability ``2**-(fail_bits+2)`` that the noise exceeds
+    its bound."""
+    return -math.log2(min(1.0, flood_distance(visible, hidden, flood_bits, terms) + 2.0 ** -(fail_bits + 2)))
+
+
+def _flood_bits_for(visible: int, hidden: float, stat_bits: int, terms: int, fail_bits: int) -> int:
+    """The least ``f`` whose flooding reaches ``stat_bits`` of statistical security."""
+    f = max(1, math.ceil(stat_bits + math.log2(max(hidden, 1.0)) + math.log2(visible) / terms))
+    while flood_security(visible, hidden, f, terms, fail_bits) < stat_bits:
+        f += 1
+    while f > 1 and flood_security(visible, hidden, f - 1, terms, fail_bits) >= stat_bits:
+        f -= 1
+    return f
 
 
 @dataclass(frozen=True)
@@ -87,6 +144,12 @@ class ServerPipeline:
         fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40).
         packing_noise: bound on noise added after flooding that needs no hiding (the key switching of
             output packing, :func:`~aiompc.crypto.he.packing.packing_noise`); 0 without packing.
+        flood_terms: the flooding is the sum of this many independent uniforms (1 or 2, see
+            :func:`flood_distance`).
+        rounding_fan_in: products per output coefficient whose *message* coefficient may be non-zero (the
+            encoding rounding of a zero coefficient is zero); ``None`` = ``fan_in``.  A matrix product packs
+            ``d0·d1`` inputs into a polynomial whose weight polynomial has ``d1·d2`` non-zeros, so its
+            rounding term is far below ``fan_in·W``.
     """
 
     weight_norm: int
@@ -100,8 +163,14 @@ class ServerPipeline:
     stat_bits: int = STATISTICAL_SECURITY
     fail_bits: int = FAILURE_BITS
     packing_noise: float = 0.0
+    flood_terms: int = 1
+    rounding_fan_in: int | None = None
 
     def __post_init__(self) -> None:
+        if self.rounding_fan_in is not None and not 1 <= self.rounding_fan_in <= self.fan_in:
+            raise InputError(f"rounding_fan_in must be in 1..fan_in = {self.fan_in}, got {self.rounding_fan_in}")
+        if self.flood_terms not in FLOOD_TERMS:
+            raise InputError(f"flood_terms must be one of {FLOOD_TERMS}, got {self.flood_terms}")
         if self.packing_noise < 0:
             raise InputError("packing_noise must be non-negative")
         if self.weight_norm < 0 or self.weight_count < 1 or self.accumulations < 1 or self.plain_after_multiply < 0:
@@ -116,6 +185,11 @@ class ServerPipeline:
         """Terms ``w_j·e_j`` summed into one output coefficient: ``accumulations·weight_count``."""
         return self.accumulations * self.weight_count
 
+    @property
+    def rounding_terms(self) -> int:
+        """Encoding roundings (``|ε| <= 1/2``) times weights summed into one output coefficient."""
+        return self.fan_in if self.rounding_fan_in is None else self.rounding_fan_in
+
 
 @dataclass(frozen=True)
 class OutputPlan:
@@ -125,6 +199,8 @@ class OutputPlan:
     drop0: int
     drop1: int
     flood_bits: int
+    flood_terms: int = 1
+    """The flooding is the sum of ``flood_terms`` uniforms on ``2**flood_bits`` integers (each centred)."""
 
     @property
     def bits0(self) -> int:
@@ -214,7 +290,7 @@ def _pre_switch(n: int, sigma: float, pl: ServerPipeline) -> tuple[float, float,
     s_e = sigma + 0.5
     z = _tail(n, pl.fail_bits)
     f_in, w = pl.fan_in, pl.weight_norm
-    rounding = f_in * w / 2 * (1 + pl.plain_before_multiply) + pl.plain_after_multiply / 2
+    rounding = pl.rounding_terms * w / 2 * (1 + pl.plain_before_multiply) + pl.plain_after_multiply / 2
     v_prod = s_e**2 * f_in * w**2
     product = rounding + min(z * math.sqrt(v_prod), e_max * f_in * w)
     if pl.rerandomize:
@@ -223,9 +299,11 @@ def _pre_switch(n: int, sigma: float, pl: ServerPipeline) -> tuple[float, float,
     else:
         rerandomized = product
     flood_bits = 0
-    if pl.flood:
+    if pl.flood and pl.flood_terms == 1:
         flood_bits = math.ceil(pl.stat_bits + 1 + math.log2(visible * max(rerandomized, 1.0)))
-    flooded = rerandomized + (2.0 ** (flood_bits - 1) if flood_bits else 0.0) + pl.packing_noise
+    elif pl.flood:
+        flood_bits = _flood_bits_for(visible, rerandomized, pl.stat_bits, pl.flood_terms, pl.fail_bits)
+    flooded = rerandomized + (pl.flood_terms * 2.0 ** (flood_bits - 1) if flood_bits else 0.0) + pl.packing_noise
     return float(e_max), product, rerandomized, z, flood_bits, flooded
 
 
@@ -242,13 +320,16 @@ def estimate(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None
     """Noise bounds for ``pipeline`` under ``params`` (and ``plan``, if given).  Never raises for noise:
     call :meth:`NoiseEstimate.require` to turn an undecryptable result into an error."""
     fresh, product, rerand, z, fbits, flooded = _pre_switch(params.n, params.sigma, pipeline)
-    if plan is not None and plan.flood_bits < fbits:
-        raise UndecryptableParameters(
-            f"plan floods with {plan.flood_bits} bits but privacy needs {fbits} "
-            f"(2^-{pipeline.stat_bits} for {pipeline.visible or params.n} visible coefficients)"
-        )
-    if plan is not None and plan.flood_bits > fbits:
-        flooded = rerand + 2.0 ** (plan.flood_bits - 1) + pipeline.packing_noise
+    if plan is not None and pipeline.flood and (plan.flood_terms, plan.flood_bits) != (pipeline.flood_terms, fbits):
+        visible = pipeline.visible or params.n
+        same = plan.flood_terms == pipeline.flood_terms
+        if (plan.flood_bits < fbits if same else
+                flood_security(visible, rerand, plan.flood_bits, plan.flood_terms, pipeline.fail_bits) < pipeline.stat_bits):
+            raise UndecryptableParameters(
+                f"plan floods with {plan.flood_terms} x {plan.flood_bits} bits but privacy needs "
+                f"{pipeline.flood_terms} x {fbits} (2^-{pipeline.stat_bits} for {visible} visible coefficients)"
+            )
+        flooded = rerand + plan.flood_terms * 2.0 ** (plan.flood_bits - 1) + pipeline.packing_noise
         fbits = plan.flood_bits
     if plan is None:
         return NoiseEstimate(params, pipeline, None, fresh, product, rerand, fbits, flooded, None, flooded,
@@ -265,11 +346,16 @@ def check(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None = 
     return estimate(params, pipeline, plan).require()
 
 
-def plan_output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan:
-    """The cheapest decryptable :class:`OutputPlan`: ``Q = 2**62``, flooding as privacy requires, and the
-    ``(drop0, drop1)`` minimising ``visible·bits0 + N·bits1``.  Raises :class:`UndecryptableParameters`."""
+def plan_output(params: HEParams, pipeline: ServerPipeline, flood_bits: int | None = None) -> OutputPlan:
+    """The cheapest decryptable :class:`OutputPlan`: ``Q = 2**62``, flooding as privacy requires (or the
+    larger ``flood_bits``, if given), and the ``(drop0, drop1)`` minimising ``visible·bits0 + N·bits1``.
+    Raises :class:`UndecryptableParameters`."""
     n, l = params.n, params.plain_bits
     est = estimate(params, pipeline)
+    if flood_bits is not None and flood_bits != est.flood_bits:
+        if flood_bits < est.flood_bits or not pipeline.flood:
+            raise InputError(f"flood_bits {flood_bits} is below the {est.flood_bits} privacy needs (or no flooding)")
+        est = estimate(params, pipeline, OutputPlan(1 << RESULT_MODULUS_BITS, 0, 0, flood_bits, pipeline.flood_terms))
     visible = pipeline.visible or n
     modulus = 1 << RESULT_MODULUS_BITS
     limit = modulus / (2 * params.t)
@@ -291,9 +377,19 @@ def plan_output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan:
         raise UndecryptableParameters(
             f"l = {l} leaves no room in a 2^{RESULT_MODULUS_BITS} result modulus for the switching noise"
         )
-    plan = OutputPlan(modulus, best[1], best[2], est.flood_bits)
+    plan = OutputPlan(modulus, best[1], best[2], est.flood_bits, pipeline.flood_terms)
     estimate(params, pipeline, plan).require()
     return plan
+
+
+def statistical_security(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan) -> float:
+    """The statistical security in bits that ``plan``'s flooding gives the weights of ``pipeline`` under
+    ``params`` (:func:`flood_security` of the noise the flood must hide); ``inf`` without flooding
+    requested, 0 if the pipeline needs flooding and the plan has none."""
+    if not pipeline.flood:
+        return math.inf
+    rerand = _pre_switch(params.n, params.sigma, replace(pipeline, flood=False))[2]
+    return flood_security(pipeline.visible or params.n, rerand, plan.flood_bits, plan.flood_terms, pipeline.fail_bits)
 
 
 def min_modulus_bits(n: int, plain_bits: int, pipeline: ServerPipeline, margin_bits: float = 2.0,

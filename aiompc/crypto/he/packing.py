@@ -295,6 +295,7 @@ def finish_packed(ct: Ciphertext, mask: np.ndarray, plan: OutputPlan, prg: PRG, 
     data = ct.data.copy()
     data[0] = mod_add(data[0], encode_plain(params, mask, ct.level), basis.col)
     if plan.flood_bits:
-        data[0] = mod_add(data[0], sample_flood(prg, plan.flood_bits, (ct.batch, params.n), basis), basis.col)
+        data[0] = mod_add(data[0], sample_flood(prg, plan.flood_bits, (ct.batch, params.n), basis, plan.flood_terms),
+                          basis.col)
     res = switch_modulus(Ciphertext(params, data, False), plan.modulus)
     return select(drop_bits(res, plan.drop0, plan.drop1), positions)

@@ -3,7 +3,8 @@
 Pipeline (:func:`finalize`), applied to the accumulated ciphertext after the server added its mask:
 
 1. **Re-randomise** (:func:`rerandomize`): add ``u·pk + (e0 + U, e1)`` with ``u`` uniform ternary,
-   ``e0, e1`` fresh errors and ``U`` uniform in ``[−2^(f−1), 2^(f−1))`` (``f`` = ``flood_bits``).
+   ``e0, e1`` fresh errors and ``U`` uniform in ``[−2^(f−1), 2^(f−1))`` (``f`` = ``flood_bits``), or the
+   sum of two such (``flood_terms = 2``).
 2. **Switch** the modulus to ``Q`` (:func:`switch_modulus`): ``Q = 2**k`` (``c ↦ round(2**k·c/q)``), or
    the first RNS prime (:func:`switch_level`, dropping primes one by one).
 3. **Drop** low bits (:func:`drop_bits`): keep ``⌊c0/2**d0⌋`` and ``⌊c1/2**d1⌋``; the client
@@ -20,7 +21,9 @@ Why the returned ciphertext reveals nothing about the server's plaintexts beyond
   term (``Σ w·e``, encoding roundings) and the re-randomisation noise (``e_pk·u + e1·s + e0``).
   ``|X| <= B_X`` except with probability ``2**-41`` (:mod:`~.noise`), and ``U`` is uniform on
   ``2**f >= 2**41·|S|·B_X`` integers, so the statistical distance between ``X + U`` and ``U`` over all of
-  ``S`` is at most ``|S|·B_X/2**f <= 2**-41``: the phase is ``q·M/t + U`` up to ``2**-40``.
+  ``S`` is at most ``|S|·B_X/2**f <= 2**-41``: the phase is ``q·M/t + U`` up to ``2**-40``.  With
+  ``flood_terms = 2`` the distance is at most ``sqrt(|S|·(5 + ln(2**f/B_X)/2))·B_X/2**f``
+  (:func:`~.noise.flood_distance`), which the planner likewise keeps below ``2**-40`` minus the tail.
 * After that step ``u`` and ``e1`` appear only in ``C1 = c1(w) + a_pk·u + e1``, an RLWE sample with
   secret ``u``: computationally uniform (128-bit RLWE, same parameters), whatever ``c1(w)`` was.
 
@@ -165,13 +168,21 @@ class ResultCiphertext:
 # --------------------------------------------------------------------------- server side
 
 
-def sample_flood(prg: PRG, bits: int, shape: tuple[int, ...], basis: RNSBasis) -> np.ndarray:
-    """Residues ``(*shape[:-1], L, N)`` of integers uniform in ``[−2**(bits−1), 2**(bits−1))``.
+def sample_flood(prg: PRG, bits: int, shape: tuple[int, ...], basis: RNSBasis, terms: int = 1) -> np.ndarray:
+    """Residues ``(*shape[:-1], L, N)`` of the sum of ``terms`` independent integers uniform in
+    ``[−2**(bits−1), 2**(bits−1))`` (``terms = 2``: a discrete triangle, see :func:`~.noise.flood_distance`).
 
     Exact: ``bits`` random bits are drawn as 32-bit limbs and reduced mod each prime (any ``bits``).
     """
     if bits < 1:
         raise InputError(f"flooding needs at least one bit, got {bits}")
+    if terms < 1:
+        raise InputError(f"flooding needs at least one term, got {terms}")
+    if terms > 1:
+        total = sample_flood(prg, bits, shape, basis)
+        for _ in range(terms - 1):
+            total = mod_add(total, sample_flood(prg, bits, shape, basis), basis.col)
+        return total
     n_limbs = -(-bits // 32)
     limbs = prg.integers(32, (n_limbs, *shape))
     top = bits - 32 * (n_limbs - 1)
@@ -180,8 +191,9 @@ def sample_flood(prg: PRG, bits: int, shape: tuple[int, ...], basis: RNSBasis) -
     return mod_sub(from_limbs(limbs, basis), offset, basis.col)
 
 
-def rerandomize(ct: Ciphertext, pk: PublicKey, prg: PRG, flood_bits: int = 0) -> Ciphertext:
-    """``ct + u·pk + (e0 + U, e1)``: same plaintext, fresh ``c1``; ``U`` flooding of ``flood_bits`` bits (0 = none).
+def rerandomize(ct: Ciphertext, pk: PublicKey, prg: PRG, flood_bits: int = 0, flood_terms: int = 1) -> Ciphertext:
+    """``ct + u·pk + (e0 + U, e1)``: same plaintext, fresh ``c1``; ``U`` flooding of ``flood_bits`` bits (0 = none),
+    the sum of ``flood_terms`` uniforms.
 
     ``u`` uniform ternary, ``e0, e1`` rounded Gaussians, all from ``prg``.  Returns coefficient form.
     Cost: ``B·L`` forward and ``2·B·L`` inverse NTTs.
@@ -204,8 +216,11 @@ def rerandomize(ct: Ciphertext, pk: PublicKey, prg: PRG, flood_bits: int = 0) ->
         add_pk_product_into(z, pk.ntt_pair(level), u_hat, primes)
         ntt.inverse_inplace(z)
         data = mod_add(ct.data, z, basis.col)
-    limbs, offset = _flood_limbs(prg, flood_bits, shape, basis)
+    fused_bits = flood_bits if flood_terms == 1 else 0
+    limbs, offset = _flood_limbs(prg, fused_bits, shape, basis)
     add_noise_into(data, e0, e1, limbs, offset, primes)  # += (e0 + U, e1), compiled, in place
+    if flood_bits and flood_terms > 1:  # a sum of uniforms (the wide layers of cheetah mode)
+        data[0] = mod_add(data[0], sample_flood(prg, flood_bits, shape, basis, flood_terms), basis.col)
     return Ciphertext(params, data, False)
 
 
@@ -287,7 +302,7 @@ def finalize(
     Get ``plan`` from :func:`~.noise.plan_output` (which proves it decryptable and private for the
     server's computation).  Cost: ``B·L`` forward and ``2·B·L`` inverse NTTs plus linear work.
     """
-    res = switch_modulus(rerandomize(ct, pk, prg, plan.flood_bits), plan.modulus)
+    res = switch_modulus(rerandomize(ct, pk, prg, plan.flood_bits, plan.flood_terms), plan.modulus)
     res = drop_bits(res, plan.drop0, plan.drop1)
     return res if positions is None else select(res, positions)
 

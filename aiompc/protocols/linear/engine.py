@@ -15,7 +15,8 @@ Flow of one call (label ``L``; unit ``u`` of the layout uses label ``f"{L}/tile{
    too wide to hold in NTT form are transformed per chunk instead, :mod:`aiompc.protocols.linear.prepared`).
 3. server → client, per unit, in messages of up to ``plan.chunk`` results: each output ciphertext masked
    with a fresh random ``r`` at its output coefficients, re-randomised with the public key and flooded
-   (hiding the weights), switched to ``2^62``, low bits dropped, ``c1`` whole plus ``c0`` only at the output
+   (hiding the weights; both parties first check the plan's statistical security, :func:`require_private`:
+   a plan below 40 bits is refused with :class:`~aiompc.errors.InsecureParameters`), switched to ``2^62``, low bits dropped, ``c1`` whole plus ``c0`` only at the output
    coefficients (:func:`aiompc.crypto.he.finalize`).  Finishing result batch ``b + 1`` overlaps sending ``b``.
 4. client: decrypts ``y - r`` at those coefficients; the server's share is ``r``.
 
@@ -66,7 +67,7 @@ from aiompc.party import Party
 from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
 from aiompc.protocols.linear.packed import PackedGroup, layout_elements, packed_groups
-from aiompc.protocols.linear.plan import LinearPlan
+from aiompc.protocols.linear.plan import LinearPlan, require_private
 from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights, weight_key
 from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
 
@@ -326,6 +327,7 @@ async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.nda
     ``2^(l - s)`` (approximate mode: the carry between the two shares' low bits and the rounding of the
     coarse decryption are not corrected; every value is within one unit of the exact floor).
     """
+    require_private(plan, label)
     lay = plan.layout
     x = np.asarray(x_share)
     if x.shape != tuple(lay.in_shape):

@@ -18,10 +18,10 @@ import asyncio
 
 import numpy as np
 
-from aiompc.errors import InputError, ProtocolError
+from aiompc.errors import InputError
 from aiompc.party import Party, Role
 from aiompc.ring import check_width, mask
-from aiompc.wire import Packed
+from aiompc.wire import Packed, expect
 from aiompc.protocols.ot import bit_triples, correlated_ot
 
 __all__ = [
@@ -103,10 +103,7 @@ async def and_(
     e = y ^ b
     sub = party.sub(label)
     await sub.send(Packed(np.concatenate([d.reshape(-1), e.reshape(-1)]), 1))
-    peer = await sub.recv()
-    if not isinstance(peer, np.ndarray) or peer.shape != (2 * x.size,):
-        raise ProtocolError(f"and_ {label!r}: expected {2 * x.size} opened bits from the peer")
-    peer = peer.astype(np.uint8)
+    peer = expect(await sub.recv(), (2 * x.size,), 1, f"and_ {label!r}: the peer's opened bits").astype(np.uint8)
     d ^= peer[: x.size].reshape(x.shape)
     e ^= peer[x.size :].reshape(x.shape)
     z = c ^ (d & b) ^ (e & a)

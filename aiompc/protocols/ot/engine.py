@@ -19,6 +19,15 @@ that range.  Generation messages travel on ``ot/<kind>/<sender>`` (and ``.../bas
 phase "offline", so channel statistics keep COT generation (offline) and derandomisation (online)
 apart.  Labels starting with ``ot/`` are reserved for engines.
 
+**Work budget** (:class:`WorkBudget`): the receiver drives generation, so a hostile receiver could ask the
+sender to run extension after extension (a few bytes each, seconds of CPU and ~170 MB each for silent
+OT).  The sender therefore counts the COTs its *own* calls ask for in each direction (its demand, from its
+own copy of the plan) and runs a generation step only while what it has delivered is below
+``2 × demand + min_batch`` (an honest receiver's lookahead is far less); a request beyond that waits
+:attr:`WorkBudget.grace` seconds for the demand to catch up (costing no CPU), then fails with
+:class:`~aiompc.errors.LimitExceeded`.  In all, a receiver can make the sender generate at most twice what
+the session needs plus one extension.
+
 **Plugging in another engine** (e.g. silent OT): subclass :class:`PooledEngine`, implement
 :meth:`PooledEngine.open_receiver` / :meth:`PooledEngine.open_sender` returning a
 :class:`COTReceiverSource` / :class:`COTSenderSource` (a batch generator for one side of one
@@ -35,10 +44,11 @@ from typing import ClassVar
 import numpy as np
 
 from aiompc.channel import Channel
-from aiompc.errors import InputError, ProtocolError, TransportClosed
+from aiompc.errors import InputError, LimitExceeded, ProtocolError, TransportClosed
 from aiompc.party import Party, Role
 
 __all__ = [
+    "WorkBudget",
     "SenderCOTs",
     "ReceiverCOTs",
     "OTEngine",
@@ -149,14 +159,62 @@ class COTReceiverSource(ABC):
         """A batch of ``n`` COTs: ``(choices (n,) uint8, t (n, 2) uint64)``; batches are generated in order."""
 
 
+class WorkBudget:
+    """The sender's budget for one direction: COTs its own calls asked for (``demand``) and delivered.
+
+    :meth:`admit` lets a receiver-driven generation step run only while ``delivered + need <=
+    margin·demand + slack``; otherwise it waits up to :attr:`grace` seconds for this side's demand to grow
+    (an honest receiver is at most a protocol step ahead) and then raises :class:`LimitExceeded`."""
+
+    margin: ClassVar[int] = 2
+    grace: ClassVar[float] = 30.0
+
+    def __init__(self, slack: int) -> None:
+        self.slack = slack
+        self.demand = 0
+        self.delivered = 0
+        self._changed = asyncio.Event()
+
+    def add(self, n: int) -> None:
+        """This side's protocol asks for ``n`` more COTs in this direction."""
+        self.demand += n
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    @property
+    def allowance(self) -> int:
+        """COTs the receiver may still have generated for this side."""
+        return self.margin * self.demand + self.slack - self.delivered
+
+    async def admit(self, need: int, what: str) -> None:
+        """Return once ``need`` more COTs fit the budget; :class:`LimitExceeded` after :attr:`grace` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        while self.allowance < need:
+            left = deadline - loop.time()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                raise LimitExceeded(
+                    f"the peer asked for {what} ({need} COTs) beyond this session's need: {self.delivered} delivered "
+                    f"for {self.demand} requested by the protocol (budget {self.margin}x + {self.slack}); it misbehaves"
+                ) from None
+
+
 class COTSenderSource(ABC):
     """The sender's side of one direction's batch generator; ``delta`` is the direction's Δ."""
 
     delta: np.ndarray
 
     @abstractmethod
-    async def generate(self) -> np.ndarray:
-        """The ``(n, 2)`` ``uint64`` blocks ``q`` of the receiver's next batch (in the receiver's order)."""
+    async def generate(self, budget: WorkBudget) -> np.ndarray:
+        """The ``(n, 2)`` ``uint64`` blocks ``q`` of the receiver's next batch (in the receiver's order).
+
+        Before computing anything for the receiver's request, await ``budget.admit(...)`` with what the
+        request will produce (or the least that an honest request needs), so that a receiver cannot make
+        this side generate more than the session needs."""
 
 
 class _ReceiverPool:
@@ -234,10 +292,12 @@ class _SenderPool:
 
     If that task fails, nobody may be waiting on it (this party may be waiting for a message the peer
     cannot send before the extension it asked for arrives): it closes the party's channel with its
-    error, so both parties fail at once with typed errors instead of waiting for each other."""
+    error, so both parties fail at once with typed errors instead of waiting for each other (a peer
+    beyond the :class:`WorkBudget` gets its :class:`~aiompc.errors.LimitExceeded` this way)."""
 
-    def __init__(self, source: COTSenderSource, channel: Channel | None = None) -> None:
+    def __init__(self, source: COTSenderSource, budget: WorkBudget, channel: Channel | None = None) -> None:
         self.source = source
+        self.budget = budget
         self.channel = channel
         self.delta = source.delta
         self.end = 0
@@ -253,9 +313,10 @@ class _SenderPool:
     async def _pump(self) -> None:
         try:
             while True:
-                q = await self.source.generate()
+                q = await self.source.generate(self.budget)
                 self._batches.append(_Batch(self.end, q, np.zeros(q.shape[0], dtype=bool), q.shape[0]))
                 self.end += q.shape[0]
+                self.budget.delivered = self.end
                 self._notify()
         except asyncio.CancelledError:
             self._error = TransportClosed("the OT engine stopped (session closed)")
@@ -312,6 +373,8 @@ class PooledEngine(OTEngine):
         self._receivers: dict[Role, _ReceiverPool] = {}
         self._senders: dict[Role, _SenderPool] = {}
         self._open_locks = {role: asyncio.Lock() for role in _ROLES}
+        self.budgets = {role: WorkBudget(self.min_batch) for role in _ROLES}
+        """Per direction, the COTs this party's own calls asked for as sender (see :class:`WorkBudget`)."""
 
     def label(self, sender: Role, *parts: str) -> str:
         """The engine's own label ``ot/<kind>/<sender>[/parts]`` for generation messages (phase offline)."""
@@ -337,7 +400,8 @@ class PooledEngine(OTEngine):
         async with self._open_locks[sender]:
             pool = self._senders.get(sender)
             if pool is None:
-                pool = self._senders[sender] = _SenderPool(await self.open_sender(sender), self.party.channel)
+                pool = self._senders[sender] = _SenderPool(await self.open_sender(sender), self.budgets[sender],
+                                                           self.party.channel)
             return pool
 
     async def cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs | ReceiverCOTs:
@@ -349,6 +413,7 @@ class PooledEngine(OTEngine):
             raise InputError(f"labels starting with 'ot/' are reserved for OT engines, got {label!r}")
         sub = self.party.sub(label)
         if self.party.role == sender:
+            self.budgets[sender].add(n)
             spool = await self._sender_pool(sender)
             if n == 0:
                 return SenderCOTs(np.zeros((0, 2), np.uint64), spool.delta, np.zeros(0, np.uint64))
@@ -375,6 +440,7 @@ class PooledEngine(OTEngine):
             raise InputError(f"the number of COTs to precompute must be a non-negative integer, got {n!r}")
         sub = self.party.sub(self.label(sender, "mark"), phase="offline")
         if self.party.role == sender:
+            self.budgets[sender].add(int(n))
             spool = await self._sender_pool(sender)
             end = await sub.recv()
             if not isinstance(end, int) or end < 0:

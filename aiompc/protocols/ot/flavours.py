@@ -38,7 +38,7 @@ import numpy as np
 
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
-from aiompc.wire import Packed
+from aiompc.wire import Packed, expect
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
 from aiompc.crypto.hashing import tccr_expand
@@ -147,9 +147,7 @@ async def _sender_side(party: Party, label: str, sender: Role, m: int, chunks: l
     outs = []
     for sl in chunks:
         cots = await engine.sender_cots(label, (sl.stop - sl.start) * m, sender=sender)
-        d = await sub.recv()
-        if not isinstance(d, np.ndarray) or d.shape != (len(cots),) or (d.size and d.max() > 1):
-            raise ProtocolError(f"expected {len(cots)} choice corrections (bits) on {label!r}")
+        d = expect(await sub.recv(), (len(cots),), 1, f"the choice corrections on {label!r}")
         msg, out = await party.compute(answer, cots, d.astype(np.uint8), sl)
         await sub.send(msg)
         outs.append(out)

@@ -14,7 +14,7 @@ from aiompc.channel import SubChannel
 from aiompc.errors import ProtocolError
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import base
-from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine
+from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine, WorkBudget
 from aiompc.protocols.ot.iknp import BATCH_UNIT, KAPPA, IKNPReceiver, IKNPSender
 
 __all__ = ["IKNPEngine"]
@@ -37,10 +37,11 @@ class _Sender(COTSenderSource):
         self.party, self.sub, self.iknp = party, sub, iknp
         self.delta = iknp.delta
 
-    async def generate(self) -> np.ndarray:
+    async def generate(self, budget: WorkBudget) -> np.ndarray:
         data = await self.sub.recv_bytes()
         if not data or len(data) % (16 * BATCH_UNIT):
             raise ProtocolError(f"IKNP batch of {len(data)} bytes is not a multiple of {16 * BATCH_UNIT}")
+        await budget.admit(len(data) // 16, "an IKNP batch")
         u = np.frombuffer(data, dtype=np.uint8).reshape(KAPPA, len(data) // KAPPA)
         return await self.party.compute(self.iknp.extend, u)
 

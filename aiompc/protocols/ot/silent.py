@@ -33,11 +33,12 @@ import numpy as np
 
 from aiompc.channel import SubChannel
 from aiompc.crypto.ferret.extension import PUBLISHED_SCHEDULE, FerretReceiver, FerretSchedule, FerretSender
+from aiompc.crypto.ferret.params import FerretParams
 from aiompc.errors import ProtocolError
 from aiompc.kernels.threads import default_parts
 from aiompc.party import Party, Role
 from aiompc.protocols.ot import base
-from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine
+from aiompc.protocols.ot.engine import COTReceiverSource, COTSenderSource, PooledEngine, WorkBudget
 from aiompc.protocols.ot.iknp import BATCH_UNIT, KAPPA, IKNPReceiver, IKNPSender
 
 __all__ = ["SilentEngine"]
@@ -94,19 +95,33 @@ class _Receiver(COTReceiverSource):
 class _Sender(COTSenderSource):
     """Sender side of one direction: answers extension requests, then yields the keys piece by piece."""
 
-    def __init__(self, party: Party, sub: SubChannel, ferret: FerretSender) -> None:
-        self.party, self.sub, self.ferret = party, sub, ferret
+    def __init__(self, party: Party, sub: SubChannel, ferret: FerretSender, engine: "SilentEngine") -> None:
+        self.party, self.sub, self.ferret, self.engine = party, sub, ferret, engine
         self.delta = ferret.delta
         self.pieces: deque[np.ndarray] = deque()
 
-    async def generate(self) -> np.ndarray:
+    async def generate(self, budget: WorkBudget) -> np.ndarray:
         while not self.pieces:
             name = await self.sub.recv()
             p = self.ferret.schedule.by_name(name)
+            await self._admit(budget, p)
             message = await self.party.compute(self.ferret.respond, p)
             await self.sub.send_bytes(message)
             self.pieces.extend(await self.party.compute(self.ferret.finish))
         return self.pieces.popleft()
+
+
+    async def _admit(self, budget: WorkBudget, p: FerretParams) -> None:
+        """Run the extension ``p`` only if an honest receiver could ask for it now: some of this side's
+        demand is outstanding, and the large set only where the schedule's own rule
+        (:meth:`FerretSchedule.choose`) picks it for a request no larger than the budget's allowance, given
+        what this side's own plan expects (:meth:`SilentEngine.expect`)."""
+        schedule = self.ferret.schedule
+        await budget.admit(1, f"a Ferret extension ({p.name})")
+        allowed = schedule.choose(self.ferret.first, budget.allowance, self.ferret.handed_out, self.engine.expected)
+        if p != schedule.bootstrap and p != allowed:
+            raise ProtocolError(f"the peer asked for the Ferret set {p.name!r}, which this point of the session does "
+                                "not call for; it misbehaves")
 
 
 class SilentEngine(PooledEngine):
@@ -152,7 +167,7 @@ class SilentEngine(PooledEngine):
         q = await self.party.compute(iknp.extend, u)
         q[:, 0] &= ~_LSB
         ferret = FerretSender(self.schedule, iknp.delta, q, self.party.rng.fork(), _nonce_base(sender), self.parts)
-        return _Sender(self.party, self.party.sub(self.label(sender), phase="offline"), ferret)
+        return _Sender(self.party, self.party.sub(self.label(sender), phase="offline"), ferret, self)
 
     def buffered(self, sender: Role) -> int:
         """COTs generated and not yet allocated, including extension output not yet moved into the pool."""

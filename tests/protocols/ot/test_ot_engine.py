@@ -167,20 +167,20 @@ async def test_empty_requests_send_nothing() -> None:
 
 
 async def test_sender_pool_hands_out_each_cot_once() -> None:
-    from aiompc.protocols.ot.engine import COTSenderSource, _SenderPool
+    from aiompc.protocols.ot.engine import COTSenderSource, WorkBudget, _SenderPool
 
     class Batches(COTSenderSource):
         def __init__(self) -> None:
             self.delta = np.array([1, 2], dtype=np.uint64)
             self.count = 0
 
-        async def generate(self) -> np.ndarray:
+        async def generate(self, budget: WorkBudget) -> np.ndarray:
             if self.count == 2:
                 await asyncio.Event().wait()  # no more batches
             self.count += 1
             return np.arange(200, dtype=np.uint64).reshape(100, 2) + np.uint64(1000 * self.count)
 
-    pool = _SenderPool(Batches())
+    pool = _SenderPool(Batches(), WorkBudget(1 << 20))
     both = await pool.take(90, 20)  # spans the two batches
     np.testing.assert_array_equal(both[:10, 0], 1000 + np.arange(180, 200, 2))
     np.testing.assert_array_equal(both[10:, 0], 2000 + np.arange(0, 20, 2))
