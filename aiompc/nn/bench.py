@@ -266,7 +266,16 @@ def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run
     return {"model": model, "mode": mode or config.mode.name, "network": link, **report,
             "graph": config.mode.program, "planner": config.mode.planner.name, "ot": engine,
             "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
-            "code": code_version()}
+            "load": _load_average(), "code": code_version()}
+
+
+def _load_average() -> list[float] | None:
+    """The machine's 1/5/15-minute load averages when the run ended (a shared machine's seconds are only as
+    good as this), or ``None`` where the platform has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def run_bench(
