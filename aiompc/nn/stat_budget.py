@@ -7,7 +7,7 @@ project's 40 bits cover is the mode's :attr:`~aiompc.nn.modes.Mode.stat_scope`:
 
 * ``inference`` (the quantized mode) — every result ciphertext of one inference call (every HE layer, every
   sample of the call's batch) *together* is within ``2^-40`` (the distances add,
-  :mod:`aiompc.protocols.linear.privacy`).  The per-ciphertext level this needs depends on the number of
+  :mod:`aiompc.protocols.linear.stat_sum`).  The per-ciphertext level this needs depends on the number of
   results ``R``, which depends on the plans (the planner trades output packing against ``q``), so
   :func:`plan_inference` plans every layer at 40 bits, counts ``R``, plans again at ``40 + ceil(log2 R)``
   and checks the sum; should the new plans return so many more results that the sum is still above
@@ -44,7 +44,7 @@ from aiompc.nn.ir import Linear, QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.party import Party
 from aiompc.protocols.linear.plan import STAT_BITS, Planner
-from aiompc.protocols.linear.privacy import Counted, require_distance, result_ciphertexts, security_bits
+from aiompc.protocols.linear.stat_sum import Counted, require_distance, result_ciphertexts, security_bits
 
 if TYPE_CHECKING:
     from aiompc.nn.prepare import LinearCall

@@ -4,7 +4,8 @@ Two weight sets give equal outputs on the client's input (they differ only on an
 zero).  With the client's upload and keys fixed, the server's replies over many runs (fresh server
 randomness) must be identically distributed on what the client sees: ``c1`` and the decryption noise at
 the exported coefficients.  Negative controls show the same statistics catch a server that skips
-re-randomisation (``c1`` then depends on the weights) or flooding (the noise then does).
+re-randomisation (``c1`` then depends on the weights) or flooding (the noise then does).  Both at 40 bits per
+result ciphertext and at a per-inference level (52 bits per ciphertext, :mod:`aiompc.nn.stat_budget`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiompc.protocols.linear.planners import PLANNERS
+from aiompc.protocols.linear.plan import CheetahPlanner
 from aiompc.crypto.he import Ciphertext, ResultCiphertext, keygen, phase, public_key, rerandomize, result_phase
 from aiompc.crypto.prg import PRG
 from aiompc.ring import share
@@ -39,12 +40,13 @@ def centered(v: np.ndarray, bits: int) -> np.ndarray:
     return v.astype(np.int64) - np.where(v >= np.uint64(1 << (bits - 1)), np.int64(1 << bits), np.int64(0))
 
 
-@pytest.fixture(scope="module")
-def setting():
+@pytest.fixture(scope="module", params=[40, 52], ids=["40-per-ciphertext", "52-per-ciphertext"])
+def setting(request):
     rng = np.random.default_rng(7)
     l, wb = 16, 16
     shape = ConvShape.make(2, 5, 5, 1, 3, padding=1)
-    plan = conv_plan(shape, l, weight_bits=wb, planner=PLANNERS["cheetah-smallest"])
+    plan = conv_plan(shape, l, weight_bits=wb, planner=CheetahPlanner(he="smallest", stat_bits=request.param))
+    assert plan.stat_security >= request.param and plan.pipeline.fail_bits >= request.param
     x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
     x[1] = 0  # the weights on channel 1 do not influence the output
     w1 = rng.integers(-(1 << 15), 1 << 15, shape.weight_shape)
