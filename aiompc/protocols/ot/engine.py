@@ -26,7 +26,9 @@ own copy of the plan) and runs a generation step only while what it has delivere
 ``2 × demand + min_batch`` (an honest receiver's lookahead is far less); a request beyond that waits
 :attr:`WorkBudget.grace` seconds for the demand to catch up (costing no CPU), then fails with
 :class:`~aiompc.errors.LimitExceeded`.  In all, a receiver can make the sender generate at most twice what
-the session needs plus one extension.
+the session needs plus one extension.  An engine's own admission rules wait the same way
+(:meth:`WorkBudget.wait_for`): the silent engine admits a main-set extension only once this side's demand
+calls for it, and an honest receiver may ask a step before this side's matching call.
 
 **Plugging in another engine** (e.g. silent OT): subclass :class:`PooledEngine`, implement
 :meth:`PooledEngine.open_receiver` / :meth:`PooledEngine.open_sender` returning a
