@@ -30,8 +30,8 @@ import numpy as np
 from aiompc.errors import InputError, LimitExceeded, ProtocolError
 from aiompc.kernels.bitpack import narrowest_uint, pack_bits, packed_size, unpack_bits
 
-__all__ = ["Packed", "encode", "decode", "expect", "pack_bits", "unpack_bits", "packed_size", "container_cap", "CONTAINER_COST",
-           "ARRAY_COST", "MSGPACK_DEPTH"]
+__all__ = ["Packed", "encode", "decode", "expect", "pack_bits", "unpack_bits", "packed_size", "container_cap",
+           "CONTAINER_COST", "ARRAY_COST", "MSGPACK_DEPTH"]
 
 EXT_ARRAY = 1
 EXT_BITS = 2

@@ -323,8 +323,8 @@ def estimate(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None
     if plan is not None and (plan.flood_terms, plan.flood_bits) != (pipeline.flood_terms, fbits):
         visible = pipeline.visible or params.n
         same = plan.flood_terms == pipeline.flood_terms
-        if pipeline.flood and (plan.flood_bits < fbits if same else
-                flood_security(visible, rerand, plan.flood_bits, plan.flood_terms, pipeline.fail_bits) < pipeline.stat_bits):
+        if pipeline.flood and (plan.flood_bits < fbits if same else flood_security(
+                visible, rerand, plan.flood_bits, plan.flood_terms, pipeline.fail_bits) < pipeline.stat_bits):
             raise UndecryptableParameters(
                 f"plan floods with {plan.flood_terms} x {plan.flood_bits} bits but privacy needs "
                 f"{pipeline.flood_terms} x {fbits} (2^-{pipeline.stat_bits} for {visible} visible coefficients)"
