@@ -131,8 +131,10 @@ class OTEngine(ABC):
         bootstrap extensions when ``n`` is large); the default ignores it.  No message is sent, and both
         parties must pass the same value (derive it from public data, as :mod:`aiompc.nn.secure` does from the
         graph and the batch): the receiver of a direction sizes its batches by it and the sender checks the
-        receiver's requests against its own copy, so a receiver acting on a larger hint than the sender's
-        is refused with :class:`~aiompc.errors.LimitExceeded` (after :attr:`WorkBudget.grace` seconds)."""
+        receiver's requests against its own copy.  A receiver acting on a larger hint than the sender's
+        gets the large batches it asks for only where the sender's own demand calls for them; a request
+        the sender's demand never calls for is refused with :class:`~aiompc.errors.LimitExceeded` after
+        :attr:`WorkBudget.grace` seconds, and the session fails."""
 
     async def sender_cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs:
         """:meth:`cots` on the sending side (checks that this party is ``sender``)."""
