@@ -292,3 +292,28 @@ async def test_a_main_set_request_beyond_the_senders_demand_is_refused_after_the
         await asyncio.wait_for(_warm_then_big(0, 0, 100), 20)
     assert time.perf_counter() - t0 >= 0.3
     assert "toy-main" not in computed
+
+
+async def test_a_receiver_with_a_larger_demand_hint_than_the_sender_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """expect() must get the same value on both sides: a receiver whose hint makes it ask for the main set
+    while the sender's own hint (0) and demand (small calls) never call for it is refused (LimitExceeded
+    after the grace); with the same hint on both sides the same calls run."""
+    from aiompc.errors import LimitExceeded
+    from aiompc.protocols.ot.engine import WorkBudget
+
+    monkeypatch.setattr(WorkBudget, "grace", 0.3)
+
+    def run(hint_server: int, hint_client: int) -> Any:
+        async def job(p: Party) -> list[str]:
+            e = get_engine(p)
+            e.expect(hint_server if p.is_server else hint_client)
+            for i in range(20):
+                await e.cots(f"s{i}", 100, sender="server")
+            return e.history("server")
+
+        return run_local(job, job, options={"ot": "silent-toy"})
+
+    hist_s, hist_c = await run(10**6, 10**6)
+    assert hist_s == hist_c and "toy-main" in hist_c
+    with pytest.raises(LimitExceeded, match="toy-main"):
+        await asyncio.wait_for(run(0, 10**6), 20)
