@@ -63,6 +63,7 @@ from aiompc.protocols.linear.plan import (
     CheetahPlanner,
     LinearPlan,
     packed_group_size,
+    packed_leaves,
     pipeline_for,
     with_out_shift,
 )
@@ -252,7 +253,10 @@ class QuantizedPlanner:
                 params = _params(n, math.ceil(need * 8), l)
             except (UndecryptableParameters, InputError):
                 return None
-            noise = packing_noise(params, count)
+            try:
+                noise = packing_noise(params, packed_leaves(layout))
+            except ParameterError:  # no special prime fits beside q in the 128-bit table: no packing at this q
+                return None
             if noise <= pipeline.packing_noise:
                 break
             pipeline = replace(pipeline, packing_noise=noise)
