@@ -10,8 +10,8 @@ in ``costs.py``:
 * ``absorb`` — server, parse + expand the seed + add its share + forward NTT, per input ciphertext;
 * ``mac`` — server, one (output, input) product-accumulate in NTT form;
 * ``finalize`` — server, re-randomise + flood + switch + drop + serialize, per output ciphertext;
-* ``keyswitch`` — server, one automorphism with hybrid key switch inside the packing tree (strided, 64
-  leaves), per ``N·(L+1)·(D+3)`` (``D`` gadget digits);
+* ``refresh`` — server, output packing's re-randomisation (``u·pk + e``, no flooding), per output ciphertext;
+* ``keyswitch`` — server, one automorphism with key switch inside the packing tree (strided, 64 leaves);
 * ``decrypt`` — client, one result ciphertext with 256 visible coefficients (per ``N``);
 * ``prepare`` — server, the weight plaintexts of a layer to NTT form, per (output, input) polynomial pair
   (cached across the samples of a session; paid once per weight array and plan).
@@ -44,8 +44,8 @@ from aiompc.crypto.he import (
     plan_output,
     public_key,
 )
-from aiompc.crypto.he.galois import gadget_for, galois_keys
-from aiompc.crypto.he.packing import pack_leaves, tree_elements
+from aiompc.crypto.he.galois import galois_keys
+from aiompc.crypto.he.packing import pack_leaves, refresh, tree_elements
 from aiompc.crypto.prg import PRG
 from aiompc.protocols.linear.costs import COMPUTE
 from aiompc.protocols.linear.layouts import ConvLayout
@@ -91,13 +91,14 @@ def calibrate(n: int, log2_q: float, l: int, repeat: int) -> dict[str, float]:
     plan = plan_output(params, ServerPipeline(8, 9 * MAC_IN, 1, visible=visible))
     positions = np.arange(visible)
     out["finalize"] = cpu_best(lambda: finalize(acc, pk, plan, prg, positions).to_bytes(), repeat) / (MAC_OUT * nl)
+    out["refresh"] = cpu_best(lambda: refresh(acc, pk, prg), repeat) / (MAC_OUT * nl)
     res = finalize(acc, pk, plan, prg, positions)
     out["decrypt"] = cpu_best(lambda: decrypt_result(sk, res), repeat) / (MAC_OUT * n)
     stride = n.bit_length() - 1
     gk = galois_keys(sk, tree_elements(n, LEAVES, stride), prg)
     leaves = encrypt_symmetric(sk, rng.integers(0, params.t, (LEAVES, n), dtype=np.uint64), prg).expand().to_ntt()
     out["keyswitch"] = cpu_best(lambda: pack_leaves(lambda ids: leaves.data[:, ids], LEAVES, params, gk, stride),
-                                repeat) / ((LEAVES - 1) * n * (L + 1) * (gadget_for(params).digits + 3))
+                                repeat) / ((LEAVES - 1) * n * L * L)
     shape = ConvShape.make(128, 4, 4, 32, 3, padding=1)
     layout = ConvLayout(ConvTiling(shape, n, min(128, n // 36), 6, 6))
     plan = make_plan(layout, l, 4)

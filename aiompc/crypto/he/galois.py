@@ -1,43 +1,33 @@
 """Automorphisms ``X -> X^g`` of ``Z_q[X]/(X^N+1)`` on BFV ciphertexts, and the Galois keys that switch back.
 
 Applying ``σ_g`` (``g`` odd) to both components of a ciphertext of ``m`` under ``s`` gives a ciphertext of
-``σ_g(m)`` under ``σ_g(s)``; a *Galois key* for ``g`` switches it back to ``s``.
+``σ_g(m)`` under ``σ_g(s)``; a *Galois key* for ``g`` switches it back to ``s``.  The keys use the RNS gadget:
+digit ``i`` of a value ``c mod q`` is its residue ``[c]_{p_i}``, lifted to ``(-p_i/2, p_i/2]``, and
+``Σ_i [c]_{p_i}·g_i ≡ c (mod q)`` with ``g_i = (q/p_i)·[(q/p_i)^-1]_{p_i}`` (``≡ 1 mod p_i``, ``≡ 0 mod p_j``).
 
-**Hybrid key switching** (a special prime ``P`` as in Gentry–Halevi–Smart, with a base-``2^w`` digit gadget):
-the keys live at modulus ``Q·P`` (``Q = q`` the ciphertext modulus, ``P`` an extra NTT prime, :class:`Gadget`);
-the switch works at ``Q·P`` and divides by ``P`` with rounding at the end, so the key errors enter divided by
-``P``.
+Key for ``g`` (made by the client from its secret key, CSPRNG only): for every digit ``i``
+``k_i = (−a_i·s + e_i + g_i·σ_g(s), a_i)`` with ``a_i`` expanded from one 32-byte seed per key set and
+``e_i`` fresh rounded Gaussians.  Wire size: ``E·L·N·⌈log2 q⌉`` bits (``E`` elements, ``L`` primes) plus the
+seed: exactly a seeded-ciphertext batch of ``E·L`` polynomials (:mod:`~.serialize`, kind 1), so the format,
+its fingerprint and its checks are shared.
 
-* Gadget: a value ``x ∈ [0, Q)`` is written ``x = Σ_k d_k·2^(w·k)`` with ``D`` balanced digits
-  ``|d_k| <= 2^(w−1)`` (:func:`aiompc.kernels.gadget.decompose_into`; ``w·D >= ⌈log2 Q⌉ + 1``).
-  ``w`` is at most ``⌊log2 P⌋``, so every digit is below ``P/2``.
-* Key for ``g`` (client, CSPRNG only): for each digit ``k``,
-  ``k_k = (−a_k·s + e_k + P·2^(w·k)·σ_g(s), a_k) mod Q·P`` with ``a_k`` expanded from one 32-byte seed per key
-  set and ``e_k`` fresh rounded Gaussians.  Wire size: ``E·D`` seeded polynomials of ``N·⌈log2 Q·P⌉`` bits plus
-  the seed (a seeded-ciphertext batch at the parameters ``Q·P``, :mod:`~.serialize`, kind 1).
-* Switch of ``σ_g(ct) = (c0', c1')`` (mod ``Q``): digits ``d_k`` of ``c1'``, ``(u0, u1) = Σ_k d_k·k_k mod Q·P``,
-  then ``round(u/P)`` component-wise (``ModDown``: ``(u − [u]_P)·P^(-1)`` in each prime of ``Q``), and
-  ``c0'`` added.  Since ``Σ_k d_k·2^(w·k)·P ≡ P·c1' (mod Q·P)``, the phase of ``u`` is
-  ``P·c1'·σ_g(s) + E`` with ``E = Σ_k d_k·e_k``, and the result's phase is ``σ_g(phase) + E/P − r0 − r1·s``
-  with ``|r0|, |r1| <= 1/2`` per coefficient (the rounding of ``ModDown``).
+Key switching of ``σ_g(ct) = (c0', c1')``: ``(c0' + Σ_i d_i·k_i[0], Σ_i d_i·k_i[1])`` with ``d_i`` the digits of
+``c1'``.  The phase gains ``Σ_i d_i·e_i`` (bounded in :mod:`~.packing`).  Cost per ciphertext: ``L`` inverse
+and ``L²`` forward NTTs plus ``2·L²`` pointwise products, in compiled passes (:mod:`aiompc.kernels.keyswitch`);
+the automorphism itself is a permutation of the evaluation points.
 
-Security: the keys are RLWE samples at modulus ``Q·P``, so ``Q·P`` must satisfy the 128-bit table for ``N``
-(checked: :attr:`Gadget.ext` is an :class:`~.params.HEParams` at ``Q·P``, validated on construction; no
-special prime fits when ``log2 Q`` is within 14 bits of the limit, and :func:`gadget_for` raises
-:class:`~aiompc.errors.InsecureParameters`).  As with every Galois key, ``σ_g(s)`` is encrypted under ``s``
-(the usual circular-security assumption of RLWE key switching).
+Why not hybrid key switching (keys at ``Q·P`` with a special prime ``P``, so that the switch adds only
+``E/P`` plus a rounding term and could be flooded instead of needing fresh ``c1``'s, :mod:`~.packing`)?  It was
+built and measured (2026-12-05, branch ``s3-pack``, commit 054525a): with the 128-bit table capping
+``log2(Q·P)`` at 109 for ``N = 4096`` and the quantized layers' ``log2 Q ≈ 82–88``, ``P`` has 21–27 bits, so the
+digits must be about ``P``-sized (``D = 4–5`` digits of a base-``2^w`` gadget over the whole ``Q``) for the
+noise to stay floodable; a switch then costs ``L + D·(L+1) + 2·(L+1) ≈ 27`` NTTs against ``L²`` here, and a key
+``D`` polynomials at ``Q·P`` (1.7–2.1× the bytes).  Measured per packed output ciphertext, the hybrid switch
+(1.05–1.36 ms) was no cheaper than this switch plus the per-result re-randomisation it replaces (1.44 ms
+before the compiled passes above), and the larger keys made the planner pack less.  BENCHMARKS.md has the
+figures.
 
-Noise (what the server's weights may influence; bounded in :func:`aiompc.crypto.he.packing.packing_noise`):
-``E/P`` is, given the digits, a sum of ``D·N`` products of a digit (``<= 2^(w−1)``) by an independent key error,
-divided by ``P``; ``r1·s`` is, given ``c1``'s (which never involve ``s`` or the key errors), a sum of ``N``
-products of a rounding residue by an independent ternary ``s`` coefficient.  Both are sub-Gaussian whatever the
-digits are, so the bound needs no assumption on how the weights shape ``c1`` — it can be flooded.
-
-Cost per switched ciphertext: ``L`` inverse NTTs (``c1'`` to coefficients), the digit decomposition (compiled),
-``D·(L+1)`` forward NTTs, ``2·D·(L+1)`` pointwise products (:func:`~aiompc.kernels.rns.mac_into`), and
-``2·(1 + L)`` NTTs for ``ModDown``; the automorphism itself is a permutation in the evaluation domain.
-
-All functions work on residues ``(..., L, N)`` and are vectorised over the batch.
+All functions work on coefficient-form residues ``(..., L, N)`` and are vectorised over the batch.
 """
 
 from __future__ import annotations
@@ -48,22 +38,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aiompc.crypto.prg import PRG
-from aiompc.errors import InputError, InsecureParameters, ProtocolError
-from aiompc.kernels.gadget import decompose_into, moddown_into, permute_into
+from aiompc.errors import InputError, ProtocolError
 
 from .bfv import Ciphertext, SeededCiphertext
 from .keys import SecretKey, expand_uniform
 from .ntt import bit_reverse, get_ntt
 from .primes import primitive_root_2n
-from .params import SECURITY_TABLE, HEParams
-from .primes import ntt_primes_below
-from .rns import get_basis, mod_add, mod_mul, mod_neg, mod_sub, reduce_signed
+from .params import HEParams
+from .rns import get_basis, mod_add, mod_mul, mod_neg, reduce_signed
+from aiompc.kernels.keyswitch import digits_into, permute_into, switch_finish_into
 from aiompc.kernels.rns import mac_into
 
 __all__ = [
-    "Gadget",
-    "gadget_for",
-    "decompose",
     "automorphism_map",
     "ntt_automorphism_map",
     "monomial_ntt",
@@ -71,7 +57,6 @@ __all__ = [
     "GaloisKeys",
     "GaloisKeyRing",
     "galois_keys",
-    "key_wire_bytes",
     "key_switch_automorphism",
 ]
 
@@ -149,83 +134,13 @@ def _permute_signed(s: np.ndarray, g: int) -> np.ndarray:
     return np.where(negate, -y, y)
 
 
-@dataclass(frozen=True)
-class Gadget:
-    """The key-switching gadget of a parameter set: special prime ``P`` and ``D`` balanced digits of ``w`` bits.
-
-    ``ext`` is the parameter set at ``Q·P`` (the keys' modulus; validated against the 128-bit table)."""
-
-    params: HEParams
-    special: int
-    width: int
-    digits: int
-
-    @functools.cached_property
-    def ext(self) -> HEParams:
-        p = self.params
-        return HEParams(p.n, (*p.primes, self.special), p.plain_bits, p.sigma)
-
-    @property
-    def digit_bound(self) -> int:
-        """Largest ``|d_k|``: ``2^(w−1)``."""
-        return 1 << (self.width - 1)
-
-    @functools.cached_property
-    def _consts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        primes = self.params.primes
-        L = len(primes)
-        garner = np.zeros((L, L), dtype=np.int64)
-        for i in range(L):
-            for j in range(i):
-                garner[i, j] = pow(primes[j], -1, primes[i])
-        ext = np.array(self.ext.primes, dtype=np.int64)
-        pinv = np.array([pow(self.special, -1, p) for p in primes], dtype=np.uint64)
-        return np.array(primes, dtype=np.int64), garner, ext, pinv
-
-
-@functools.lru_cache(maxsize=1024)
-def gadget_for(params: HEParams) -> Gadget:
-    """The gadget of ``params``: the largest NTT prime ``P`` (``≡ 1 mod 2N``, below ``2**30``, not a prime of
-    ``q``) with ``log2(q·P)`` within the 128-bit table, ``w = ⌊log2 P⌋`` at most (digits below ``P/2``), and the fewest digits
-    ``D`` with ``w·D >= ⌈log2 q⌉ + 1`` (``w`` then lowered to the least width that still covers ``q``).
-
-    Raises :class:`~aiompc.errors.InsecureParameters` when no special prime fits the table (``log2 q`` too
-    close to the limit for ``N``): output packing is then unavailable for ``params``."""
-    room = SECURITY_TABLE[params.n] - params.q.bit_length()
-    bound = min(1 << 30, 1 << max(room, 0))
-    special = next((p for p in ntt_primes_below(params.n, bound) if p not in params.primes), None)
-    if special is None or room < 1:
-        raise InsecureParameters(
-            f"no special prime fits: log2 q = {params.log2_q:.1f} leaves {room} bits below the 128-bit limit "
-            f"{SECURITY_TABLE[params.n]} for N = {params.n} (an NTT prime needs more than {(2 * params.n).bit_length()})")
-    need = params.q.bit_length() + 1
-    most = special.bit_length() - 1  # digits <= 2^(w-1) <= 2^(log2 P - 1) < P/2
-    if most < 1:
-        raise InsecureParameters(f"special prime {special} too small for a digit gadget")
-    digits = -(-need // most)
-    width = -(-need // digits)
-    gadget = Gadget(params, special, width, digits)
-    gadget.ext  # validates Q·P against the table (raises InsecureParameters)
-    return gadget
-
-
-def decompose(gadget: Gadget, x: np.ndarray) -> np.ndarray:
-    """Balanced digits of coefficient-form residues ``x`` (``(B, L, N)`` mod ``q``) as residues mod the primes of
-    ``Q·P``: ``(B, D, L+1, N)`` (compiled, :func:`~aiompc.kernels.gadget.decompose_into`)."""
-    primes, garner, ext, _ = gadget._consts
-    x = np.ascontiguousarray(x, dtype=np.uint64)
-    out = np.empty((x.shape[0], gadget.digits, ext.size, x.shape[-1]), dtype=np.uint64)
-    decompose_into(x, primes, garner, gadget.width, ext, out)
-    return out
-
-
 @dataclass(frozen=True, eq=False)
 class GaloisKeys:
-    """Galois keys for ``elements`` of ``params`` (at the gadget's modulus ``Q·P``).
+    """Galois keys for ``elements`` at the top level of ``params``.
 
-    ``k0``: ``(E, D, L+1, N)`` coefficient-form residues mod the primes of ``Q·P`` (element, digit, prime,
-    coefficient) of ``−a·s + e + P·2^(w·k)·σ_g(s)``; the ``a`` of element ``e`` and digit ``k`` is row ``e·D + k``
-    of ``expand_uniform(Q·P, seed, E·D)``.
+    ``k0``: ``(E, L, L, N)`` coefficient-form residues (element, digit, prime, coefficient) of
+    ``−a·s + e + g_i·σ_g(s)``; the ``a`` of element ``e`` and digit ``i`` is row ``e·L + i`` of
+    ``expand_uniform(seed, E·L)``.
     """
 
     params: HEParams
@@ -235,30 +150,25 @@ class GaloisKeys:
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        gadget = gadget_for(self.params)
-        want = (len(self.elements), gadget.digits, self.params.levels + 1, self.params.n)
-        if self.k0.shape != want:
-            raise InputError(f"Galois key of shape {self.k0.shape}, expected {want}")
+        L, n = self.params.levels, self.params.n
+        if self.k0.shape != (len(self.elements), L, L, n):
+            raise InputError(f"Galois key of shape {self.k0.shape}, expected {(len(self.elements), L, L, n)}")
         if len(set(self.elements)) != len(self.elements):
             raise InputError(f"Galois elements must be distinct: {self.elements}")
 
-    @property
-    def gadget(self) -> Gadget:
-        return gadget_for(self.params)
-
     def switching_key(self, g: int) -> np.ndarray:
-        """NTT-form key for ``g`` at ``Q·P``: ``(2, D, L+1, N)`` (component, digit, prime, coefficient; cached,
+        """NTT-form key for ``g``: ``(2, L_digits, L, N)`` (component, digit, prime, coefficient; cached,
         contiguous: the weight operand of :func:`~aiompc.kernels.rns.mac_into`)."""
         if g not in self.elements:
             raise InputError(f"no Galois key for element {g} (have {self.elements})")
         if not self._cache:
-            ext = self.gadget.ext
-            E, D = len(self.elements), self.gadget.digits
-            ntt = get_ntt(ext.n, ext.primes)
-            a_hat = expand_uniform(ext, self.seed, E * D).reshape(E, D, ext.levels, ext.n)
+            p = self.params
+            E, L = len(self.elements), p.levels
+            ntt = get_ntt(p.n, p.primes)
+            a_hat = expand_uniform(p, self.seed, E * L, L).reshape(E, L, L, p.n)
             k0_hat = ntt.forward(self.k0)
             for e, el in enumerate(self.elements):
-                key = np.ascontiguousarray(np.stack([k0_hat[e], a_hat[e]]))  # (2, digit, L+1, N)
+                key = np.ascontiguousarray(np.stack([k0_hat[e], a_hat[e]]))  # (2, digit, L, N)
                 key.setflags(write=False)
                 self._cache[el] = key
         return self._cache[g]
@@ -266,33 +176,23 @@ class GaloisKeys:
     @property
     def wire_bytes(self) -> int:
         """Bytes of :meth:`to_bytes` (without computing it)."""
-        return key_wire_bytes(self.params, len(self.elements))
+        from .serialize import seeded_size
+
+        return seeded_size(self.params, len(self.elements) * self.params.levels)
 
     def to_bytes(self) -> bytes:
-        """Wire form: a seeded-ciphertext batch of ``E·D`` polynomials at ``Q·P`` (elements are agreed, not sent)."""
-        E, D, M, n = self.k0.shape
-        return SeededCiphertext(self.gadget.ext, self.k0.reshape(E * D, M, n), self.seed).to_bytes()
+        """Wire form: a seeded-ciphertext batch of ``E·L`` polynomials (elements are agreed, not sent)."""
+        E, L, n = len(self.elements), self.params.levels, self.params.n
+        return SeededCiphertext(self.params, self.k0.reshape(E * L, L, n), self.seed).to_bytes()
 
     @classmethod
     def from_bytes(cls, params: HEParams, elements: tuple[int, ...], data: bytes | memoryview) -> GaloisKeys:
         """Parse :meth:`to_bytes` for the agreed ``elements``; raises :class:`ProtocolError` if malformed."""
-        gadget = gadget_for(params)
-        ext = gadget.ext
-        up = SeededCiphertext.from_bytes(ext, data)
-        E, D = len(elements), gadget.digits
-        if up.level != ext.levels or up.batch != E * D:
-            raise ProtocolError(f"Galois keys carry {up.batch} polynomials at level {up.level}, expected {E * D} "
-                                f"at {ext.levels}")
-        return cls(params, tuple(elements), up.c0.reshape(E, D, ext.levels, params.n), up.seed)
-
-
-def key_wire_bytes(params: HEParams, elements: int = 1) -> int:
-    """Wire bytes of the Galois keys of ``elements`` elements of ``params`` (one message): ``E·D`` seeded
-    polynomials at ``Q·P``."""
-    from .serialize import seeded_size
-
-    gadget = gadget_for(params)
-    return seeded_size(gadget.ext, elements * gadget.digits)
+        up = SeededCiphertext.from_bytes(params, data)
+        E, L = len(elements), params.levels
+        if up.level != L or up.batch != E * L:
+            raise ProtocolError(f"Galois keys carry {up.batch} polynomials at level {up.level}, expected {E * L} at {L}")
+        return cls(params, tuple(elements), up.c0.reshape(E, L, L, params.n), up.seed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -315,28 +215,23 @@ class GaloisKeyRing:
 
 
 def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) -> GaloisKeys:
-    """Client: Galois keys for ``elements`` from ``sk`` (fresh seed and errors from ``prg``), at ``Q·P``.
+    """Client: Galois keys for ``elements`` from ``sk`` (fresh seed and errors from ``prg``).
 
-    Cost: ``E·D`` inverse NTT batches of ``L+1`` primes, ``E·D·N`` Gaussian samples."""
+    Cost: ``E·L`` inverse and ``E`` forward NTT batches of ``L`` primes, ``E·L·N`` Gaussian samples."""
     params = sk.params
-    gadget = gadget_for(params)
-    ext = gadget.ext
     elements = tuple(int(g) % (2 * params.n) for g in elements)
-    E, D, M, n = len(elements), gadget.digits, ext.levels, params.n
-    basis = get_basis(ext.primes)
-    ntt = get_ntt(n, ext.primes)
+    E, L, n = len(elements), params.levels, params.n
+    basis = get_basis(params.primes)
+    ntt = get_ntt(n, params.primes)
     seed = prg.seed()
-    a_hat = expand_uniform(ext, seed, E * D).reshape(E, D, M, n)
-    s_hat = ntt.forward_signed(sk.s)
-    k0 = np.empty((E, D, M, n), dtype=np.uint64)
+    a_hat = expand_uniform(params, seed, E * L, L).reshape(E, L, L, n)
+    s_hat = sk.ntt()
+    k0 = np.empty((E, L, L, n), dtype=np.uint64)
     for e, g in enumerate(elements):
-        err = reduce_signed(prg.gaussian(params.sigma, (D, n)), basis)  # (digit, prime, N)
+        err = reduce_signed(prg.gaussian(params.sigma, (L, n)), basis)  # (digit, L, N)
         s_g = _permute_signed(sk.s.astype(np.int64), g)
-        for k in range(D):  # P·2^(w·k)·σ_g(s): zero mod P, scaled in each prime of q
-            for j, p in enumerate(params.primes):
-                factor = gadget.special * (1 << (gadget.width * k)) % p
-                term = (s_g % p).astype(np.uint64) * np.uint64(factor) % np.uint64(p)
-                err[k, j] = mod_add(err[k, j], term, np.uint64(p))
+        for i, p in enumerate(params.primes):  # g_i·σ_g(s): σ_g(s) mod p_i in prime i, 0 elsewhere
+            err[i, i] = mod_add(err[i, i], (s_g % p).astype(np.uint64), np.uint64(p))
         a_s = ntt.inverse(mod_mul(a_hat[e], s_hat, basis.col))
         k0[e] = mod_add(err, mod_neg(a_s, basis.col), basis.col)
     k0.setflags(write=False)
@@ -345,10 +240,17 @@ def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) 
 
 def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKeyRing,
                             add: np.ndarray | None = None) -> Ciphertext:
-    """``σ_g(ct)`` switched back to the original key (hybrid, see the module docstring): an NTT-form ciphertext
-    of ``σ_g(m)`` at the top level, plus the NTT-form ciphertext data ``add`` (``(2, B, L, N)``) if given (fused
-    into the last pass).  Adds ``E/P − r0 − r1·s`` to the noise.  ``ct`` must be at the top level
-    (coefficient-form input is transformed first)."""
+    """``σ_g(ct)`` switched back to the original key: an NTT-form ciphertext of ``σ_g(m)``, plus the NTT-form
+    ciphertext data ``add`` (``(2, B, L, N)``, the packing tree's other term) when given.
+
+    ``ct`` must be at the top level (coefficient-form input is transformed first).  Works in the evaluation
+    domain: the automorphism is a permutation (:func:`~aiompc.kernels.keyswitch.permute_into`); the digits of
+    ``σ_g(c1)`` need it in coefficient form (``L`` inverse NTTs), are lifted and reduced into every prime in one
+    compiled pass (:func:`~aiompc.kernels.keyswitch.digits_into`) and transformed (``L²`` forward NTTs: the
+    diagonal ones recompute ``σ_g(c1)``'s own transform, cheaper than ``L`` separate sub-basis calls); then
+    ``2·L²`` pointwise products (:func:`~aiompc.kernels.rns.mac_into`) and one fused pass adding ``σ_g(c0)`` and
+    ``add``.  Adds ``Σ_i d_i·e_i`` to the noise (digits ``|d_i| <= p_i/2``).
+    """
     params = ct.params
     if keys.params != params:
         raise InputError("Galois keys and ciphertext use different parameters")
@@ -356,31 +258,23 @@ def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKey
         raise InputError(f"key switching needs the top level {params.levels}, got {ct.level}")
     g %= 2 * params.n
     key = keys.switching_key(g)
-    gadget = gadget_for(params)
-    ext = gadget.ext
-    _, _, ext_primes, pinv = gadget._consts
     basis = ct.basis
-    col, primes, n = basis.col, basis.primes, params.n
-    L = basis.size
+    n, primes = params.n, basis.primes
+    prime_row = np.ascontiguousarray(basis.col.reshape(-1))
     src = np.ascontiguousarray(ct.to_ntt().data)
-    data = np.empty_like(src)  # (2, B, L, N): the automorphism is a permutation of the evaluation points
+    data = np.empty_like(src)  # (2, B, L, N)
     permute_into(src.reshape(-1, n), ntt_automorphism_map(n, g), data.reshape(-1, n))
-    B = data.shape[1]
-    c1 = get_ntt(n, primes).inverse(data[1])
-    ntt_ext = get_ntt(n, ext.primes)
-    d_hat = decompose(gadget, c1)  # (B, D, L+1, N)
-    ntt_ext.forward_inplace(d_hat)
-    out = np.empty((B, 2, L + 1, n), dtype=np.uint64)
-    mac_into(d_hat, key, ext_primes.astype(np.uint64), out)  # Σ_k d_k·k_k at Q·P, compiled
-    # ModDown: (u − [u]_P)·P^(-1) in each prime of q, in the evaluation domain, fused with adding σ_g(c0)
-    special = gadget.special
-    r = get_ntt(n, (special,)).inverse(out[:, :, L:])[:, :, 0].view(np.int64)
-    r[r > special // 2] -= special
-    r_hat = get_ntt(n, primes).forward_signed(r)  # (B, 2, L, N)
+    B, L = data.shape[1], basis.size
+    ntt = get_ntt(n, primes)
+    c1 = ntt.inverse(data[1])
+    d_hat = np.empty((B, L, L, n), dtype=np.uint64)  # (ciphertext, digit, prime, coefficient)
+    digits_into(c1, prime_row, d_hat)
+    ntt.forward_inplace(d_hat)
+    out = np.empty((B, 2, L, n), dtype=np.uint64)
+    mac_into(d_hat, key, prime_row, out)  # Σ_i d_i·k_i, compiled
     res = np.empty((2, B, L, n), dtype=np.uint64)
-    addx = res if add is None else np.ascontiguousarray(add, dtype=np.uint64)
-    if addx.shape != res.shape:
-        raise InputError(f"the ciphertext to add has shape {addx.shape}, expected {res.shape}")
-    moddown_into(out, r_hat, pinv, np.ascontiguousarray(col.reshape(-1)), np.ascontiguousarray(data[0]), addx,
-                 add is not None, res)
+    x = res if add is None else np.ascontiguousarray(add, dtype=np.uint64)
+    if x.shape != res.shape:
+        raise InputError(f"the ciphertext to add has shape {x.shape}, expected {res.shape}")
+    switch_finish_into(out, np.ascontiguousarray(data[0]), x, add is not None, prime_row, res)
     return Ciphertext(params, res, True)

@@ -18,7 +18,6 @@ probability ``δ = 2**-(fail_bits+2)/N``:
 * client errors times weights: sub-Gaussian with variance proxy ``s_e²·F·W²`` (never more than
   ``e_max·F·W``);
 * re-randomisation ``e_pk·u + e1·s + e0``: proxy ``s_e²·(2N + 1)``;
-* output packing's key switching (``packing_noise``, :mod:`~aiompc.crypto.he.packing`): added as a bound;
 * ``hidden = A + z·sqrt(proxies)`` bounds everything the flood must hide, except with probability
   ``2**-(fail_bits+2)`` overall;
 * flooding (``flood_terms = 1``): uniform on ``2**f`` integers with ``f = ⌈stat_bits + 1 +
@@ -143,10 +142,8 @@ class ServerPipeline:
         flood: add uniform flooding noise to ``c0`` (hides the noise); ``stat_bits`` of security.
         stat_bits: statistical security of the flooding (40).
         fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40).
-        packing_noise: bound on the key-switching noise of output packing
-            (:func:`~aiompc.crypto.he.packing.packing_noise`; 0 without packing).  It depends on the weights
-            (through the digits of the results' ``c1``), so it is *hidden* noise: added to the bound the
-            flooding must cover, before the one re-randomisation of each packed ciphertext.
+        packing_noise: bound on noise added after flooding that needs no hiding (the key switching of
+            output packing, :func:`~aiompc.crypto.he.packing.packing_noise`); 0 without packing.
         flood_terms: the flooding is the sum of this many independent uniforms (1 or 2, see
             :func:`flood_distance`).
         rounding_fan_in: products per output coefficient whose *message* coefficient may be non-zero (the
@@ -301,13 +298,12 @@ def _pre_switch(n: int, sigma: float, pl: ServerPipeline) -> tuple[float, float,
         rerandomized = rounding + min(z * math.sqrt(v_prod + v_rr), e_max * (f_in * w + 2 * n + 1))
     else:
         rerandomized = product
-    rerandomized += pl.packing_noise  # output packing's key switching: weight-dependent, hidden too
     flood_bits = 0
     if pl.flood and pl.flood_terms == 1:
         flood_bits = math.ceil(pl.stat_bits + 1 + math.log2(visible * max(rerandomized, 1.0)))
     elif pl.flood:
         flood_bits = _flood_bits_for(visible, rerandomized, pl.stat_bits, pl.flood_terms, pl.fail_bits)
-    flooded = rerandomized + (pl.flood_terms * 2.0 ** (flood_bits - 1) if flood_bits else 0.0)
+    flooded = rerandomized + (pl.flood_terms * 2.0 ** (flood_bits - 1) if flood_bits else 0.0) + pl.packing_noise
     return float(e_max), product, rerandomized, z, flood_bits, flooded
 
 
@@ -333,7 +329,7 @@ def estimate(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None
                 f"plan floods with {plan.flood_terms} x {plan.flood_bits} bits but privacy needs "
                 f"{pipeline.flood_terms} x {fbits} (2^-{pipeline.stat_bits} for {visible} visible coefficients)"
             )
-        flooded = rerand + plan.flood_terms * 2.0 ** (plan.flood_bits - 1)
+        flooded = rerand + plan.flood_terms * 2.0 ** (plan.flood_bits - 1) + pipeline.packing_noise
         fbits = plan.flood_bits
     if plan is None:
         return NoiseEstimate(params, pipeline, None, fresh, product, rerand, fbits, flooded, None, flooded,

@@ -19,29 +19,20 @@ up to a power of two), following Chen–Dai–Kim–Song (ACNS 2021):
 The coefficients in between the wanted ones are garbage and are never sent (only ``c0`` at the packed
 positions and ``c1`` travel), so no trace is needed to clean them.
 
-Key switching is hybrid (:mod:`~.galois`: keys at ``Q·P``, a special prime ``P``, balanced base-``2^w``
-digits), so each switch adds only ``E/P − r0 − r1·s`` — a few bits — instead of ``Σ d_i·e_i`` with
-``|d_i| ≈ p_i/2``.
-
 Privacy (the server's weights; the caller's order, as the linear engine uses it):
 
-1. pack the raw results (no re-randomisation first): the key-switching noise then depends on the weights
-   (through the digits of the results' ``c1``), but it is *bounded* whatever the digits are
-   (:func:`packing_noise`, over the client's key errors and ``s``, which are independent of every ``c1``);
-2. add the output mask, then re-randomise **once per packed ciphertext** (``+ u·pk + (e0 + U, e1)``,
-   :func:`finish_packed` = :func:`~.result.finalize`) with the uniform flooding ``U`` wide enough to hide the
-   leaves' noise (carried over exactly, bounded as for an unpacked result, :mod:`~.noise`) *plus* the
-   key-switching noise, over all visible packed coefficients (``ServerPipeline.packing_noise`` counts as
-   hidden noise);
-3. switch, drop and select as for an unpacked result.
+1. re-randomise every result ciphertext first (``+ (b·u, a·u + e1)``, no flooding, :func:`refresh`): its ``c1``
+   becomes a fresh RLWE sample independent of the weights, so the key-switching noise — a function of the
+   digits of these ``c1``'s and of the client's key errors — is independent of the weights too;
+2. pack; 3. add the output mask and the uniform flooding (:func:`finish_packed`) at the packed positions,
+   wide enough to hide the weight-dependent noise that the packing carries over unchanged (the leaves'
+   noise, bounded as for an unpacked result, :mod:`~.noise`), over all visible packed coefficients;
+4. switch, drop and select as for an unpacked result.
 
 The client's view is a function of the packed ``c1`` and the phase at the packed positions:
-``q·M/t + X + KS + U`` with ``X`` the leaves' weight-dependent noise and ``KS`` the key-switching noise, both
-bounded, and ``U`` uniform — after flooding (statistical: ``visible·(|X| + |KS|)/2^f``, plus the two bounds'
-tail probabilities) and replacing the re-randomised ``c1`` by a uniform one (computational, RLWE with the
-server's secret ``u``), nothing depends on the weights.  Before this scheme every *result* was re-randomised
-before packing (so that the then much larger key-switching noise was weight-independent and need not be
-flooded); re-randomising the packed ciphertexts instead saves one ``u·pk + e`` per result.
+``q·M/t + X + U + KS`` with ``X`` the flooded weight-dependent noise, ``U`` uniform and ``KS`` the
+key-switching noise — after flooding (statistical, ``2^-40``) and replacing the fresh ``c1``'s by uniform
+ones (computational, RLWE with the server's secrets ``u``), nothing depends on the weights.
 """
 
 from __future__ import annotations
@@ -54,15 +45,17 @@ import numpy as np
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
 
-from .bfv import Ciphertext, add_plain
-from aiompc.kernels.gadget import butterfly_into
+from aiompc.kernels.keyswitch import butterfly_into
+from aiompc.kernels.rerandomize import add_pk_product_into
 
-from .galois import GaloisKeyRing, GaloisKeys, gadget_for, key_switch_automorphism, monomial_ntt
-from .keys import PublicKey
-from .noise import OutputPlan, _tail
+from .bfv import Ciphertext, encode_plain
+from .galois import GaloisKeyRing, GaloisKeys, key_switch_automorphism, monomial_ntt
+from .noise import OutputPlan
 from .params import FAILURE_BITS, HEParams
-from .result import ResultCiphertext, finalize
-from .rns import get_basis, mod_add, mod_mul, mod_sub
+from .result import ResultCiphertext, drop_bits, sample_flood, select, switch_modulus
+from .keys import PublicKey
+from .ntt import get_ntt
+from .rns import get_basis, mod_add, mod_mul
 
 Keys = GaloisKeys | GaloisKeyRing
 
@@ -79,6 +72,7 @@ __all__ = [
     "packing_noise",
     "key_switches",
     "finish_packed",
+    "refresh",
     "LEAF_CHUNK",
 ]
 
@@ -171,8 +165,8 @@ def _scale(x: np.ndarray, factor: int, primes: tuple[int, ...], col: np.ndarray)
 def _combine(a: np.ndarray, b: np.ndarray | None, m: int, params: HEParams, keys: Keys) -> np.ndarray:
     """One tree level on NTT-form batches: ``(a + X^h b) + σ_g(a − X^h b)`` (``b = None``: zero), ``(2, B, L, N)``.
 
-    The butterfly is one compiled pass (:func:`~aiompc.kernels.gadget.butterfly_into`); adding ``a + X^h b`` is
-    fused into the key switch's last pass."""
+    The butterfly is one compiled pass (:func:`~aiompc.kernels.keyswitch.butterfly_into`); the sum with
+    ``a + X^h b`` is fused into the key switch's last pass."""
     n = params.n
     h, g = 1 << (m - 1), 1 + (2 * n >> m)
     if b is None:
@@ -261,47 +255,60 @@ def pack_coefficients(ct: Ciphertext, keys: Keys, index: np.ndarray, positions: 
 
 
 def packing_noise(params: HEParams, count: int, fail_bits: int = FAILURE_BITS) -> float:
-    """Bound on the key-switching noise at a packed coefficient (``count`` leaves in one ciphertext), valid
-    whatever the results' ``c1`` (and so whatever the weights) are, except with probability ``2^-(fail_bits+3)``.
+    """Bound on the key-switching noise at a packed coefficient (``count`` leaves in one ciphertext).
 
-    Where it comes from: at a wanted coefficient a combination ``(a + X^h b) + σ_g(a − X^h b)`` doubles the
-    wanted child's phase exactly (``σ_g`` fixes the multiples of ``2^m`` and negates the odd multiples of
-    ``2^(m−1)``, so the other child's garbage cancels); the noise ``ν_j`` of the switch at tree level ``j``
-    (``j = 1`` at the leaves) reaches a packed coefficient as ``2^(ℓ−j)·ν_j[c_j]`` for one coefficient ``c_j`` of one
-    node.  Each ``ν_j = E_j/P − r0_j − r1_j·s`` (:mod:`~.galois`):
-
-    * ``E_j[c] = Σ_k Σ_i ±d_k[i]·e_k[c − i]``: given the digits (functions of ``c1``'s only), a linear form in
-      the key errors of level ``j``'s element (a fresh key per level) with coefficients ``|d| <= 2^(w−1)``:
-      sub-Gaussian with proxy ``s_e²·D·N·4^(w−1)``;
-    * ``r1_j·s``: given the ``c1``'s (which never involve ``s``: ``c1`` of a switch is ``round(Σ d_k·a_k/P)``),
-      a linear form in the ternary ``s`` with coefficients ``|r1| <= 1/2``; over the levels the coefficient of
-      each ``s_i`` is at most ``(2^ℓ − 1)/2``, proxy ``N·((2^ℓ − 1)/2)²`` (Hoeffding);
-    * ``|r0_j| <= 1/2`` deterministically.
-
-    So the noise is at most ``z·sqrt(s_e²·D·N·4^(w−1)/P²·Σ_j 4^(ℓ−j) + N·(2^ℓ − 1)²/4) + (2^ℓ − 1)/2`` with ``z``
-    the tail factor for ``2^-(fail_bits+3)/N`` per coefficient (half of the ``2^-(fail_bits+2)`` that the
-    flooding argument allows for the leaves' bound, so the two bounds fail together with probability below
-    ``1.5·2^-(fail_bits+2)``).  Raises :class:`~aiompc.errors.InsecureParameters` when ``params`` has no room
-    for a special prime (:func:`~.galois.gadget_for`).
+    A combination at tree level ``j`` (``j = 1`` at the leaves, ``2^(ℓ−j)`` of them) adds
+    ``E = Σ_i d_i·e_i`` (``L`` digits, ``|d_i| <= p_i/2``, key errors ``|e| <= e_max``); every later level maps
+    a node's noise to the sum of ``2`` of its coefficients, so a packed coefficient collects
+    ``4^(ℓ−j)`` coefficients of level-``j`` noise, ``N·L`` products each, in which one digit coefficient can
+    repeat ``2^(ℓ−j)`` times.  Conditioned on the key errors, with the digits of the (re-randomised,
+    pseudo-uniform) ``c1``'s independent and centred — the heuristic :mod:`~.noise` also uses for
+    rounding residues — Hoeffding gives the proxy ``N·L·(p/2·e_max)²·Σ_j 8^(ℓ−j)``; the tail factor makes
+    one coefficient exceed it with probability at most ``2^-(fail_bits+2)/N``.
     """
     depth = (count - 1).bit_length()
     if depth == 0:
         return 0.0
-    gadget = gadget_for(params)
-    n = params.n
-    s_e = params.sigma + 0.5
-    levels = sum(4.0 ** (depth - j) for j in range(1, depth + 1))
-    digits = s_e**2 * gadget.digits * n * float(gadget.digit_bound) ** 2 / float(gadget.special) ** 2
-    span = (1 << depth) - 1
-    proxy = digits * levels + n * span**2 / 4
-    return _tail(n, fail_bits + 1) * math.sqrt(proxy) + span / 2
+    n, levels = params.n, params.levels
+    p_half = max(params.primes) / 2
+    e_max = params.error_bound
+    proxy = n * levels * (p_half * e_max) ** 2 * sum(8.0 ** (depth - j) for j in range(1, depth + 1))
+    z = math.sqrt(2 * ((fail_bits + 2) * math.log(2) + math.log(2 * n)))
+    return z * math.sqrt(proxy)
 
 
-def finish_packed(ct: Ciphertext, mask: np.ndarray, plan: OutputPlan, pk: PublicKey, prg: PRG,
-                  positions: np.ndarray) -> ResultCiphertext:
-    """Server: add the plaintext ``mask`` (``(B, N)`` mod ``t``) to the packed ``ct``, re-randomise it with
-    ``plan.flood_bits`` of uniform flooding on ``c0`` (one ``u·pk + e`` per *packed* ciphertext), switch to
-    ``plan.modulus``, drop ``plan.drop0/drop1`` bits and keep ``c0`` at ``positions``
-    (:func:`~.result.finalize`).  ``plan`` must come from a pipeline whose ``packing_noise`` is
-    :func:`packing_noise` (the flooding hides it).  Cost: ``B·L`` forward and ``2·B·L`` inverse NTTs."""
-    return finalize(add_plain(ct, mask), pk, plan, prg, positions)
+def refresh(ct: Ciphertext, pk: PublicKey, prg: PRG) -> Ciphertext:
+    """Server, before packing: ``ct + (b·u, a·u + e1)`` in NTT form — fresh ``c1``'s, no flooding (the flooding
+    comes after packing, :func:`finish_packed`).
+
+    ``c1 + a·u + e1`` is an RLWE sample with the server's secret ``u`` (uniform ternary) and fresh error ``e1``:
+    computationally uniform whatever ``c1`` was, which is all the key switching needs (its noise is a function
+    of the digits of ``c1`` and of the key errors).  ``c0`` gets ``b·u`` so that the phase only gains
+    ``e_pk·u + e1·s``; no ``e0`` is added, because the phase is flooded after packing anyway (the flood hides any
+    noise below its bound, and :mod:`~.noise` counts ``e0``'s share of the re-randomisation noise as if it were
+    there, an over-estimate).  Cost: ``2·B·L`` forward NTTs (of ``u`` and ``e1``, one fused pass each) and
+    one compiled pass adding ``pk·u``."""
+    params, basis = ct.params, ct.basis
+    ntt = get_ntt(params.n, basis.primes)
+    shape = (ct.batch, params.n)
+    hat = ntt.forward_signed(np.stack([prg.ternary(shape), prg.gaussian(params.sigma, shape)]))  # (2, B, L, N)
+    data = np.array(ct.to_ntt().data, dtype=np.uint64, order="C", copy=True)
+    add_pk_product_into(data, pk.ntt_pair(ct.level), hat[0], np.ascontiguousarray(basis.col.reshape(-1)))
+    data[1] = mod_add(data[1], hat[1], basis.col)
+    return Ciphertext(params, data, True)
+
+
+def finish_packed(ct: Ciphertext, mask: np.ndarray, plan: OutputPlan, prg: PRG, positions: np.ndarray) -> ResultCiphertext:
+    """Server: add the plaintext ``mask`` (``(B, N)`` mod ``t``), uniform flooding of ``plan.flood_bits`` bits on
+    ``c0``, switch to ``plan.modulus``, drop ``plan.drop0/drop1`` bits, keep ``c0`` at ``positions``.
+
+    ``ct`` must already carry fresh ``c1``'s (re-randomised before packing, see the module docstring)."""
+    params, basis = ct.params, ct.basis
+    ct = ct.to_coeff()
+    data = ct.data.copy()
+    data[0] = mod_add(data[0], encode_plain(params, mask, ct.level), basis.col)
+    if plan.flood_bits:
+        data[0] = mod_add(data[0], sample_flood(prg, plan.flood_bits, (ct.batch, params.n), basis, plan.flood_terms),
+                          basis.col)
+    res = switch_modulus(Ciphertext(params, data, False), plan.modulus)
+    return select(drop_bits(res, plan.drop0, plan.drop1), positions)

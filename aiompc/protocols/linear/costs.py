@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from aiompc.crypto.he import HEParams, OutputPlan, result_size, seeded_size
-from aiompc.crypto.he.galois import gadget_for, key_wire_bytes
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
 
 if TYPE_CHECKING:
@@ -44,17 +43,18 @@ __all__ = [
 
 Overhead = Callable[[int, str], int]
 
-#: CPU seconds per ciphertext and ``N·L`` (``L`` RNS primes) of each step; key switching per ``N·(L+1)·(D+3)``
-#: (``D`` gadget digits, :func:`~aiompc.crypto.he.galois.gadget_for`: about its number of NTTs); decryption per ``N``.  Measured with ``benchmarks/linear_costs.py`` on the 2-core development machine with the compiled
+#: CPU seconds per ciphertext and ``N·L`` (``L`` RNS primes) of each step; key switching per ``N·L²``; decryption
+#: per ``N``.  Measured with ``benchmarks/linear_costs.py`` on the 2-core development machine with the compiled
 #: kernels (N = 4096 and 8192, three primes; rounded, the machine shared with other jobs).
 COMPUTE = {
-    "encrypt": 66e-9,  # client, per input ciphertext
-    "absorb": 64e-9,  # server: parse, expand the seed, add its share, to NTT form
-    "mac": 0.6e-9,  # server: one (output, input) product-accumulate
-    "finalize": 56e-9,  # server: re-randomise, flood, switch, drop, serialize
-    "keyswitch": 11.3e-9,  # server, output packing: one hybrid key switch in the tree, per N·(L+1)·(D+3)
+    "encrypt": 55e-9,  # client, per input ciphertext
+    "absorb": 55e-9,  # server: parse, expand the seed, add its share, to NTT form
+    "mac": 1.0e-9,  # server: one (output, input) product-accumulate
+    "finalize": 90e-9,  # server: re-randomise, flood, switch, drop, serialize
+    "refresh": 70e-9,  # server, output packing: re-randomise one result before packing (u·pk + e)
+    "keyswitch": 28e-9,  # server, output packing: one automorphism + key switch, per N·L² (L² NTTs)
     "decrypt": 47e-9,  # client, per output ciphertext and N
-    "prepare": 6.3e-9,  # server, weight plaintexts to NTT form, per (output, input) pair (once per session)
+    "prepare": 6.5e-9,  # server, weight plaintexts to NTT form, per (output, input) pair (once per session)
 }
 
 
@@ -187,11 +187,9 @@ def _packed_download(layout: Layout, params: HEParams, output: OutputPlan, label
 
 def galois_key_bytes(params: HEParams, elements: tuple[int, ...], overhead: Overhead | None = None) -> int:
     """The once-per-session Galois keys of output packing for ``elements`` of ``params`` (one message per
-    element, label ``he-galois/<fingerprint>/<g>``): ``D`` seeded polynomials of ``N·⌈log2 q·P⌉`` bits each
-    (:func:`~aiompc.crypto.he.galois.key_wire_bytes`)."""
+    element, label ``he-galois/<fingerprint>/<g>``): ``L`` seeded polynomials of ``N·⌈log2 q⌉`` bits each."""
     fp = params.fingerprint.hex()
-    size = key_wire_bytes(params)
-    return sum(frame_bytes(f"he-galois/{fp}/{g}", size, overhead) for g in elements)
+    return sum(frame_bytes(f"he-galois/{fp}/{g}", seeded_size(params, params.levels), overhead) for g in elements)
 
 
 def wire_cost(layout: Layout, params: HEParams, output: OutputPlan, chunk: int, label: str = "layer",
@@ -244,8 +242,9 @@ def packing_switches(layout: Layout) -> tuple[int, int]:
 def compute_seconds(layout: Layout, params: HEParams, macs: int | None = None,
                     packing: bool = False) -> tuple[float, float]:
     """Modelled ``(server, client)`` seconds (see :data:`COMPUTE`); ``macs`` defaults to all products.
-    With ``packing`` each packed group costs its key switches (``N·(L+1)·(D+3)`` each) and one finishing
-    (instead of one per output ciphertext), and the client decrypts one ciphertext per group."""
+    With ``packing`` every output ciphertext is re-randomised (``refresh``, instead of finished), then each
+    packed group costs its key switches (``N·L²`` each) and one finishing, and the client decrypts one
+    ciphertext per group."""
     n, levels = params.n, params.levels
     cts_in = layout.units * layout.inputs
     cts_out = layout.units * layout.outputs
@@ -256,9 +255,8 @@ def compute_seconds(layout: Layout, params: HEParams, macs: int | None = None,
     decrypted = cts_out
     if packing:
         switches, groups = packing_switches(layout)
-        digits = gadget_for(params).digits
-        server += nl * (groups - cts_out) * COMPUTE["finalize"]
-        server += switches * n * (levels + 1) * (digits + 3) * COMPUTE["keyswitch"]
+        server += nl * (cts_out * (COMPUTE["refresh"] - COMPUTE["finalize"]) + groups * COMPUTE["finalize"]
+                        + switches * levels * COMPUTE["keyswitch"])
         decrypted = groups
     client = cts_in * nl * COMPUTE["encrypt"] + decrypted * n * COMPUTE["decrypt"]
     return server, client

@@ -60,7 +60,7 @@ from aiompc.crypto.he import (
 )
 from aiompc.crypto.he import HEParams
 from aiompc.crypto.he.galois import GaloisKeyRing, GaloisKeys, galois_keys
-from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves
+from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves, refresh
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party
@@ -149,7 +149,7 @@ def galois_label(params: HEParams, g: int) -> str:
 
 async def client_galois_keys(party: Party, params: HEParams, elements: tuple[int, ...]) -> None:
     """Send the Galois keys of output packing for ``elements`` of ``params``, each once per session and
-    parameter set (setup bytes: ``D·N·⌈log2 q·P⌉`` bits plus a seed per element, hybrid keys at ``q·P``)."""
+    parameter set (setup bytes: ``L·N·⌈log2 q⌉`` bits plus a seed per element)."""
     sk = await client_key(party, params)
 
     async def send(g: int) -> None:
@@ -265,21 +265,19 @@ def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.nd
     return res.to_bytes()
 
 
-def finish_group(plan: LinearPlan, acc: Ciphertext, group: PackedGroup, r: np.ndarray, pk: PublicKey,
-                 keys: GaloisKeys | GaloisKeyRing, prg: PRG) -> bytes:
-    """Server, output packing: pack the group's leaves of the accumulated results ``acc`` (hybrid key switching,
-    no re-randomisation before), mask with ``-r``, re-randomise the packed ciphertext once with the flooding
-    that hides the leaves' and the key-switching noise, switch, drop and keep ``c0`` at the packed positions
-    (:func:`~aiompc.crypto.he.packing.finish_packed`)."""
+def finish_group(plan: LinearPlan, fresh: Ciphertext, group: PackedGroup, r: np.ndarray, keys: GaloisKeys | GaloisKeyRing,
+                 prg: PRG) -> bytes:
+    """Server, output packing: pack the group's leaves of the re-randomised ``fresh`` results, mask with ``-r``,
+    flood, switch, drop and keep ``c0`` at the packed positions (:func:`~aiompc.crypto.he.packing.finish_packed`)."""
     params = plan.he
 
     def leaf(ids: np.ndarray) -> np.ndarray:
-        return extract_leaves(acc, group.index[ids], group.shifts[ids]).data
+        return extract_leaves(fresh, group.index[ids], group.shifts[ids]).data
 
     packed = pack_leaves(leaf, group.leaves, params, keys, group.stride_bits)
     mask = np.zeros((1, params.n), dtype=np.uint64)
     mask[0, group.positions] = (np.uint64(0) - r) & np.uint64(params.t - 1)
-    return finish_packed(packed, mask, plan.output, pk, prg, group.positions).to_bytes()
+    return finish_packed(packed, mask, plan.output, prg, group.positions).to_bytes()
 
 
 def decrypt_group(plan: LinearPlan, sk: SecretKey, data: bytes, group: PackedGroup) -> np.ndarray:
@@ -398,16 +396,17 @@ async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -
 
 async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ciphertext, pk: PublicKey,
                        gk: GaloisKeyRing, values: dict[tuple[int, int], np.ndarray]) -> None:
-    """Server, output packing: pack the unit's results, mask, re-randomise and flood each packed ciphertext, and
-    send one message per group of ``N`` outputs."""
+    """Server, output packing: re-randomise the unit's results (fresh ``c1``'s, so the key-switching noise does
+    not depend on the weights), then pack, mask, flood and send one message per group of ``N`` outputs."""
     groups, sizes = packed_groups(plan.layout, u)
     masks = [party.rng.integers(plan.l, g.count) for g in groups]
     for j, r in enumerate(np.split(np.concatenate(masks), np.cumsum(sizes)[:-1])):
         values[(u, j)] = r
+    fresh = await party.compute(refresh, acc, pk, party.rng.fork())
     prgs = [party.rng.fork() for _ in groups]
 
     def produce(i: int) -> bytes:
-        return finish_group(plan, acc, groups[i], masks[i], pk, gk, prgs[i])
+        return finish_group(plan, fresh, groups[i], masks[i], gk, prgs[i])
 
     async def send(i: int, data: bytes) -> None:
         await sub.send_bytes(data)

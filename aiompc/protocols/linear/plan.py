@@ -316,7 +316,9 @@ def packed_group_size(layout: Layout) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def packed_leaves(layout: Layout) -> int:
-    """Leaves of the largest packing tree of ``layout`` (its depth sets the key-switching noise)."""
+    """Leaves of the largest packing tree of ``layout``: its depth ``ℓ`` sets the key-switching noise
+    (:func:`~aiompc.crypto.he.packing.packing_noise`).  A strided group of ``2^ℓ`` whole ciphertexts carries up to
+    ``N`` values but has only ``ℓ`` levels; bounding it by its value count would overstate the depth."""
     from aiompc.protocols.linear.costs import packed_shapes, unit_kinds
 
     return max(leaves for u, _ in unit_kinds(layout) for _, leaves in packed_shapes(layout, u))
@@ -324,7 +326,7 @@ def packed_leaves(layout: Layout) -> int:
 
 def packed_pipeline(layout: Layout, weight_bits: int, he: HEParams, stat_bits: int = STAT_BITS) -> ServerPipeline:
     """:func:`pipeline_for` with the outputs packed: ``visible`` = the largest group, plus the key-switching
-    noise of its tree under ``he`` (hidden by the flooding, like the leaves' noise)."""
+    noise of its tree under ``he`` (not hidden by the flooding: it depends only on fresh ``c1``'s and key errors)."""
     count = packed_group_size(layout)
     return replace(pipeline_for(layout, weight_bits, stat_bits), visible=count,
                    packing_noise=packing_noise(he, packed_leaves(layout)))

@@ -253,10 +253,7 @@ class QuantizedPlanner:
                 params = _params(n, math.ceil(need * 8), l)
             except (UndecryptableParameters, InputError):
                 return None
-            try:
-                noise = packing_noise(params, packed_leaves(layout))
-            except ParameterError:  # no special prime fits beside q in the 128-bit table: no packing at this q
-                return None
+            noise = packing_noise(params, packed_leaves(layout))
             if noise <= pipeline.packing_noise:
                 break
             pipeline = replace(pipeline, packing_noise=noise)
