@@ -205,6 +205,26 @@ def test_packing_noise_stays_under_its_bound(count):
     assert bound < params.q / (2 * params.t) / 2**20  # and the bound leaves room
 
 
+def test_refresh_keeps_the_message_and_draws_a_fresh_c1():
+    """refresh adds (b·u, a·u + e1): same plaintext, a c1 that differs between two draws (fresh RLWE samples), and
+    phase noise e_pk·u + e1·s within the re-randomisation bound that the flooding covers (no e0 is needed)."""
+    from aiompc.crypto.he.packing import refresh
+
+    params = cheetah(16)
+    sk, pk = keys(params)
+    rng = np.random.default_rng(21)
+    m = rng.integers(0, params.t, (3, params.n))
+    m[0, :4] = [0, params.t - 1, params.t // 2, 1]
+    ct = encrypt_symmetric(sk, m, prg(22)).expand()
+    a, b = refresh(ct, pk, prg(23)), refresh(ct, pk, prg(24))
+    assert a.ntt_form and np.array_equal(decrypt(sk, a), m % params.t) and np.array_equal(decrypt(sk, b), m % params.t)
+    assert not np.array_equal(a.to_coeff().c1, b.to_coeff().c1)
+    assert not np.array_equal(a.to_coeff().c1, ct.to_coeff().c1)
+    added = np.abs(measure_noise(sk, a, m % params.t) - measure_noise(sk, ct, m % params.t)).max()
+    s_e, z = params.sigma + 0.5, 9.5  # e_pk·u (N terms) + e1·s (N terms): proxy 2N·s_e², tail well below 2^-40
+    assert 0 < added <= z * s_e * np.sqrt(2 * params.n)
+
+
 def test_finish_packed_end_to_end_with_mask_and_flooding():
     """Server: multiply, re-randomise, pack, mask, flood, switch, drop, select; client: decrypt = y − r."""
     params = cheetah(16)
