@@ -21,11 +21,11 @@ Why not hybrid key switching (keys at ``Q·P`` with a special prime ``P``, so th
 built and measured (2026-12-05, branch ``s3-pack``, commit 054525a): with the 128-bit table capping
 ``log2(Q·P)`` at 109 for ``N = 4096`` and the quantized layers' ``log2 Q ≈ 82–88``, ``P`` has 21–27 bits, so the
 digits must be about ``P``-sized (``D = 4–5`` digits of a base-``2^w`` gadget over the whole ``Q``) for the
-noise to stay floodable; a switch then costs ``L + D·(L+1) + 2·(L+1) ≈ 27`` NTTs against ``L²`` here, and a key
-``D`` polynomials at ``Q·P`` (1.7–2.1× the bytes).  Measured per packed output ciphertext, the hybrid switch
-(1.05–1.36 ms) was no cheaper than this switch plus the per-result re-randomisation it replaces (1.44 ms
-before the compiled passes above), and the larger keys made the planner pack less.  BENCHMARKS.md has the
-figures.
+noise to stay floodable; a switch then costs ``L + D·(L+1) + 2·(L+1) ≈ 27`` NTTs against ``L + L² = 12`` here
+(``L = 3``), and a key ``D`` polynomials at ``Q·P`` (1.7–2.1× the bytes).  Measured per packed output
+ciphertext at ``N = 4096``, the hybrid switch (1.05–1.65 ms) was no cheaper than this switch plus the per-result
+re-randomisation it replaces (1.44 ms before the compiled passes, 0.92 ms with them), and the larger keys made
+the planner pack less.  BENCHMARKS.md has the figures.
 
 All functions work on coefficient-form residues ``(..., L, N)`` and are vectorised over the batch.
 """
