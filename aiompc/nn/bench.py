@@ -107,15 +107,23 @@ _MIB = float(1 << 20)
 
 
 def code_version() -> str | None:
-    """``git describe --always --dirty`` of the aiompc checkout (``None`` outside a git checkout)."""
+    """``git describe --always`` of the aiompc checkout, ``-dirty`` when tracked files differ from it — except
+    the benchmark results and BENCHMARKS.md, which the benchmarks themselves write (``None`` outside a git
+    checkout)."""
     import subprocess
 
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(["git", "describe", "--always"], cwd=here, capture_output=True, text=True,
+                             timeout=10, check=False)
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ":(top)",
+                               ":(top,exclude)benchmarks/results", ":(top,exclude)BENCHMARKS.md"],
+                              cwd=here, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
+    return out.stdout.strip() + ("-dirty" if diff.returncode != 0 else "")
 
 
 def machine_info() -> dict[str, Any]:
