@@ -51,7 +51,8 @@ from aiompc.crypto.he import MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPla
 from aiompc.crypto.he import min_modulus_bits
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from aiompc.crypto.he.packing import packing_noise
-from aiompc.protocols.linear.costs import LayerCost, compute_seconds, galois_key_bytes, wire_cost
+from aiompc.protocols.linear.costs import COMPUTE, LayerCost, compute_seconds, galois_key_bytes, wire_cost
+from aiompc.protocols.linear.im2col import Im2colLayout, im2col_shape
 from aiompc.protocols.linear.interleaved import interleaved_tilings
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
@@ -70,7 +71,7 @@ from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, M
 
 __all__ = [
     "QuantizedPlanner", "SearchResult", "Candidate", "PackingOption", "choose_packing", "block_sizes", "axis_tiles",
-    "conv_tilings", "matmul_tilings",
+    "conv_tilings", "matmul_tilings", "im2col_tilings",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
@@ -304,6 +305,19 @@ class QuantizedPlanner:
         low = (cts_in * n * math.ceil(need) + (cts_out * n + outputs) * (l + 1)) / 8
         return low if self.bandwidth is None else low / self.bandwidth + self.rtt
 
+    def packed_lower_bound(self, layout: Layout, l: int) -> float:
+        """A lower bound of the first component of :meth:`key` for ``layout`` with its results packed: ``c0``
+        uploads of at least ``l + stat_bits + 1`` bits per coefficient, every output value and a whole ``c1`` per
+        ``N`` of them at ``l + 1`` bits, and (with a ``compute_rate``) the re-randomisation of every result
+        ciphertext at two primes at least.  (Bytes mode only; ``0`` when a bandwidth is given.)"""
+        if self.bandwidth is not None:
+            return 0.0
+        n = layout.n
+        cts_in, cts_out = layout.units * layout.inputs, layout.units * layout.outputs
+        outputs = int(np.prod(layout.out_shape))
+        low = (cts_in * n * (l + self.stat_bits + 1) + (outputs + -(-outputs // n) * n) * (l + 1)) / 8
+        return low + self.compute_rate * cts_out * n * 2 * COMPUTE["refresh"]
+
     def cost(self, plan: LinearPlan) -> LayerCost:
         packing = plan.output_packing
         up, down, m_up, m_down = wire_cost(plan.layout, plan.he, plan.output, plan.chunk, self.label,
@@ -367,7 +381,10 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
     if cheetah is not None:
         refined.append(cheetah)
     if planner.output_packing and pack == 1:
-        extra = _strided_variants(pool) + _interleaved_variants(planner, shape)
+        best_key = min(planner.key(c.cost)[0] for c in refined)
+        extra = (_strided_variants(pool) + _interleaved_variants(planner, shape)
+                 + [lay for lay in _im2col_variants(planner, shape)
+                    if planner.packed_lower_bound(lay, l - out_shift) < best_key])
         packed = [c for layout in dict.fromkeys([*pool, *extra])
                   if (c := planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)) is not None]
         evaluated += len(packed)
@@ -412,7 +429,38 @@ def _strided_variants(pool: list[Layout]) -> list[Layout]:
             t = layout.tiling
             d1 = 1 << (t.d1 - 1).bit_length()
             if d1 != t.d1 and d1 <= t.shape.in_features and t.d0 * d1 * t.d2 <= t.n:
-                out.append(MatmulLayout(MatmulTiling(t.shape, t.n, t.d0, d1, t.d2)))
+                out.append(replace(layout, tiling=MatmulTiling(t.shape, t.n, t.d0, d1, t.d2)))
+    return out
+
+
+def _im2col_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:
+    """A convolution (``groups = 1``) as a matrix product (:mod:`aiompc.protocols.linear.im2col`), for output
+    packing: for every ``N``, ``d1`` a power of two (outputs on the ``d1`` lattice: ``d1 − 1`` key switches per
+    packed ciphertext), ``d2`` a power of two (or all output channels), ``d0`` the most output pixels that fit.
+    Upload grows with ``d2``, key switches with ``d1`` (``H_o·W_o·M·d1/N`` result ciphertexts)."""
+    if not isinstance(shape, ConvShape):
+        return []
+    mshape = im2col_shape(shape)
+    if mshape is None:
+        return []
+    return [Im2colLayout(t, source=shape) for n in planner.ns for t in im2col_tilings(mshape, n)]
+
+
+def im2col_tilings(shape: MatmulShape, n: int) -> list[MatmulTiling]:
+    """The matrix-product blocks :func:`_im2col_variants` tries at ring degree ``n`` (see there)."""
+    out: list[MatmulTiling] = []
+    d1 = 2
+    while d1 <= min(shape.in_features, n):
+        d2s = [1 << k for k in range((n // d1).bit_length()) if (1 << k) <= shape.out_features]
+        if shape.out_features * d1 <= n:
+            d2s.append(shape.out_features)
+        for d2 in dict.fromkeys(d2s):
+            d0 = min(shape.batch, n // (d1 * d2))
+            if d0 < 1:
+                continue
+            d0 = -(-shape.batch // -(-shape.batch // d0))  # the smallest block giving that row-block count
+            out.append(MatmulTiling(shape, n, d0, d1, d2))
+        d1 *= 2
     return out
 
 

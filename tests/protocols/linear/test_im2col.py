@@ -1,0 +1,220 @@
+"""Convolution as a matrix product (im2col): the rearrangement is the convolution (plaintext, many geometries),
+the two-party layer equals the plaintext reference bit for bit with the byte model equal to the channel
+statistics (plain and output-packed, Galois keys included), its replies do not depend on the weights beyond
+the output, and the planner takes it where it is cheaper (never more bytes than Cheetah's rule)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_privacy import KS_CRIT, centered, ks_stat
+
+from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, result_phase
+from aiompc.crypto.he.galois import galois_keys
+from aiompc.crypto.he.packing import packing_elements, refresh
+from aiompc.crypto.prg import PRG
+from aiompc.errors import InputError, ParameterError
+from aiompc.protocols.linear.conv import conv2d
+from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
+from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, finish_group, output_batches
+from aiompc.protocols.linear.im2col import Im2colLayout, im2col_input, im2col_shape, im2col_weight
+from aiompc.protocols.linear.packed import layout_elements, packed_groups, packing_stride
+from aiompc.protocols.linear.plan import make_plan, packed_plan
+from aiompc.protocols.linear.prepared import prepare_weights
+from aiompc.protocols.linear import quantized
+from aiompc.protocols.linear.quantized import QuantizedPlanner, im2col_tilings
+from aiompc.protocols.linear.reference import conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape, MatmulShape, MatmulTiling
+from aiompc.ring import reconstruct, share, to_signed
+from aiompc.session import run_local
+
+L = 16
+
+# (C, H, W, M, kernel, stride, padding)
+GEOMETRIES = [
+    (3, 6, 6, 4, 3, 1, 1),  # 3x3, padding 1
+    (5, 7, 6, 3, 1, 1, 0),  # 1x1: a transpose, no inflation
+    (4, 9, 8, 6, 1, 2, 0),  # 1x1 stride 2: a quarter of the input
+    (3, 11, 12, 5, (3, 5), (2, 3), (2, 1, 0, 2)),  # rectangular kernel and stride, asymmetric padding
+    (2, 4, 4, 1, 4, 1, 0),  # one output value
+    (6, 5, 5, 2, 3, 2, (1, 0, 2, 1)),  # odd shape, stride 2, asymmetric padding
+]
+
+
+def _shape(g: tuple) -> ConvShape:
+    c, h, w, m, k, s, p = g
+    return ConvShape.make(c, h, w, m, k, stride=s, padding=p)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_im2col_product_is_the_convolution(geometry, nprng) -> None:
+    shape = _shape(geometry)
+    ms = im2col_shape(shape)
+    assert ms is not None and (ms.batch, ms.out_features) == (shape.out_height * shape.out_width, shape.out_channels)
+    for _ in range(3):
+        x = nprng.integers(-(1 << 15), 1 << 15, shape.in_shape)
+        w = nprng.integers(-128, 128, shape.weight_shape)
+        y = (im2col_input(x, shape) @ im2col_weight(w, shape).T).T.reshape(shape.out_shape)
+        assert np.array_equal(y.astype(np.uint64), conv2d_ref(x, w, shape, 64))
+    shares = nprng.integers(0, 1 << 63, shape.in_shape, dtype=np.uint64)
+    assert im2col_input(shares, shape).dtype == np.uint64  # shares stay ring elements (zero fill: shares of 0)
+
+
+def test_grouped_convolutions_have_no_im2col_form() -> None:
+    grouped = ConvShape.make(4, 6, 6, 4, 3, padding=1, groups=2)
+    assert im2col_shape(grouped) is None
+    shape = ConvShape.make(4, 6, 6, 4, 3, padding=1)
+    with pytest.raises(ParameterError):
+        Im2colLayout(MatmulTiling(MatmulShape(36, 36, 5), 4096, 4, 4, 4), source=shape)  # another product
+    with pytest.raises(ParameterError):
+        Im2colLayout(MatmulTiling(im2col_shape(shape), 4096, 4, 4, 4), source=None)
+    assert im2col_tilings(im2col_shape(shape), 4096)  # the planner's candidates exist ...
+    for t in im2col_tilings(im2col_shape(shape), 4096):  # ... with d1 a power of two: outputs on a lattice
+        assert t.d1 & (t.d1 - 1) == 0 and packing_stride(Im2colLayout(t, source=shape)) >= t.d1.bit_length() - 1
+
+
+async def _run(shape: ConvShape, plan, x: np.ndarray, w: np.ndarray):
+    xs, xc = share(x, L, PRG())
+    kw = dict(out_channels=shape.out_channels, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
+              l=L, weight_bits=4, plan=plan)
+
+    async def server(p):
+        return await conv2d(p, "conv", xs, weight=w, **kw)
+
+    async def client(p):
+        return await conv2d(p, "conv", xc, **kw), p.channel.stats()
+
+    ys, (yc, stats) = await run_local(server, client)
+    return to_signed(reconstruct(ys, yc, L), L), stats
+
+
+# geometry, blocks (d0, d1, d2): several row, inner and column blocks with partial last blocks
+PROTOCOL = [
+    ((3, 6, 6, 4, 3, 1, 1), (8, 8, 3)),  # 5 row blocks, 4 inner (27 = 3·8 + 3), 2 column blocks
+    ((70, 4, 4, 9, 1, 2, 0), (4, 32, 4)),  # 1x1 stride 2: 3 inner blocks, 3 column blocks
+    ((2, 4, 4, 1, 4, 1, 0), (1, 16, 1)),  # one output value
+    ((6, 5, 5, 2, 3, 2, (1, 0, 2, 1)), (3, 16, 2)),  # odd shape, asymmetric padding
+]
+
+
+@pytest.mark.parametrize("geometry, blocks", PROTOCOL)
+@pytest.mark.parametrize("packed", [False, True])
+async def test_im2col_layer_equals_reference_and_model(geometry, blocks, packed, nprng) -> None:
+    shape = _shape(geometry)
+    layout = Im2colLayout(MatmulTiling(im2col_shape(shape), 4096, *blocks), source=shape)
+    plan = make_plan(layout, L, 4, he=cheetah_params(L))
+    if packed:
+        plan = packed_plan(plan)
+    x = nprng.integers(0, 16, shape.in_shape)
+    x.reshape(-1)[:2] = [0, 15]
+    w = nprng.integers(-8, 8, shape.weight_shape)
+    w.reshape(-1)[:2] = [-8, 7]
+    got, stats = await _run(shape, plan, x, w)
+    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
+    cost = plan_cost(plan, "conv")
+    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
+    if packed:
+        assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(layout))
+        if layout.outputs > 1:
+            assert cost.download < plan_cost(make_plan(layout, L, 4, he=cheetah_params(L)), "conv").download
+
+
+async def test_a_wrong_plan_is_refused(nprng) -> None:
+    shape = _shape(GEOMETRIES[0])
+    other = _shape(GEOMETRIES[1])
+    plan = make_plan(Im2colLayout(im2col_tilings(im2col_shape(other), 4096)[0], source=other), L, 4,
+                     he=cheetah_params(L))
+    with pytest.raises(InputError, match="not for"):
+        await _run(shape, plan, nprng.integers(0, 16, shape.in_shape), nprng.integers(-8, 8, shape.weight_shape))
+
+
+# --------------------------------------------------------------------------- privacy of the replies
+
+TRIALS = 100
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "packed"])
+def setting(request):
+    rng = np.random.default_rng(11)
+    shape = ConvShape.make(2, 3, 3, 2, 3, padding=1)
+    layout = Im2colLayout(MatmulTiling(im2col_shape(shape), 4096, 9, 16, 2), source=shape)
+    plan = make_plan(layout, L, L // 2, he=cheetah_params(L))
+    if request.param:
+        plan = packed_plan(plan)
+    x = rng.integers(0, 1 << L, shape.in_shape, dtype=np.uint64)
+    x[1] = 0  # the weights on channel 1 do not influence the output
+    w1 = rng.integers(-(1 << 7), 1 << 7, shape.weight_shape)
+    w2 = w1.copy()
+    w2[:, 1] = rng.integers(-(1 << 7), 1 << 7, w2[:, 1].shape)
+    assert np.array_equal(conv2d_ref(x, w1, shape, L), conv2d_ref(x, w2, shape, L))
+    xs, xc = share(x, L, PRG(b"\x01" * 32))
+    sk = keygen(plan.he, PRG(b"\x02" * 32))
+    pk = public_key(sk, PRG(b"\x03" * 32))
+    upload = encrypt_chunk(sk, layout.input_polys(xc, L)[0], PRG(b"\x04" * 32))
+    own = layout.input_polys(xs, L)[0]
+    accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, layout.inputs) for w in (w1, w2)]
+    return plan, sk, pk, accs
+
+
+def _view(plan, sk, reply: bytes, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    res = ResultCiphertext.from_bytes(plan.he, reply, positions)
+    k = res.modulus.bit_length() - 1
+    phi = result_phase(sk, res)[0]
+    m = ((phi + np.uint64(1 << (k - L - 1))) >> np.uint64(k - L)) & np.uint64(plan.he.t - 1)
+    return res.c1[0], centered(phi - (m << np.uint64(k - L)), k)
+
+
+def _replies(plan, sk, pk, accs) -> list[tuple[np.ndarray, np.ndarray]]:
+    views = []
+    if plan.output_packing:
+        gk = galois_keys(sk, packing_elements(plan.he.n), PRG(b"\x05" * 32))
+        (group, *_), _ = packed_groups(plan.layout, 0)
+        positions = group.positions
+    else:
+        batch = output_batches(plan, 0)[0]
+        positions = batch.positions
+    r = np.zeros((1, positions.size) if not plan.output_packing else positions.size, dtype=np.uint64)
+    for s, acc in enumerate(accs):
+        c1s, noises = [], []
+        for i in range(TRIALS):
+            rng = PRG(bytes([s, i]) * 16)
+            if plan.output_packing:
+                reply = finish_group(plan, refresh(acc, pk, rng.fork()), group, r, gk, rng.fork())
+            else:
+                reply = finish_batch(plan, acc, batch, r, pk, rng)
+            c1, noise = _view(plan, sk, reply, positions)
+            c1s.append(c1[:8])
+            noises.append(noise)
+        views.append((np.array(c1s), np.array(noises)))
+    return views
+
+
+def test_im2col_replies_are_identically_distributed(setting) -> None:
+    (c1_a, n_a), (c1_b, n_b) = _replies(*setting)
+    for j in range(c1_a.shape[1]):
+        assert ks_stat(c1_a[:, j], c1_b[:, j]) < KS_CRIT
+    for j in range(n_a.shape[1]):
+        assert ks_stat(n_a[:, j], n_b[:, j]) < KS_CRIT
+    assert np.unique(n_a[:, 0]).size > TRIALS // 2  # the flooded noise is spread: the test is not blind
+
+
+# --------------------------------------------------------------------------- the quantized planner
+
+
+def test_planner_takes_im2col_for_a_packed_1x1_shortcut(monkeypatch) -> None:
+    shape = ConvShape.make(256, 8, 8, 512, 1, stride=2)  # ResNet-18's last downsampling shortcut
+    planner = QuantizedPlanner()
+    res = planner.search(shape, 19, 4)
+    assert isinstance(res.best.plan.layout, Im2colLayout) and res.best.plan.output_packing
+    assert res.cheetah is not None and res.best.cost.total <= res.cheetah.cost.total
+    # it beats, on the planner's own key (bytes + keys + compute), the best of the other layouts
+    monkeypatch.setattr(quantized, "_im2col_variants", lambda planner, shape: [])
+    other = QuantizedPlanner(compute_rate=planner.compute_rate * (1 + 1e-12))  # not the cached search
+    best_other = other.search(shape, 19, 4).best
+    assert not isinstance(best_other.plan.layout, Im2colLayout)
+    assert planner.key(res.best.cost)[0] < 0.98 * other.key(best_other.cost)[0]
+
+
+def test_planner_leaves_im2col_out_where_it_does_not_pay() -> None:
+    shape = ConvShape.make(64, 32, 32, 64, 3, padding=1)  # a 3x3 layer on a large image: 9x the upload
+    assert not isinstance(QuantizedPlanner().search(shape, 16, 4).best.plan.layout, Im2colLayout)
