@@ -382,9 +382,9 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
         refined.append(cheetah)
     if planner.output_packing and pack == 1:
         best_key = min(planner.key(c.cost)[0] for c in refined)
-        extra = (_strided_variants(pool) + _interleaved_variants(planner, shape)
-                 + [lay for lay in _im2col_variants(planner, shape)
-                    if planner.packed_lower_bound(lay, l - out_shift) < best_key])
+        extra = _strided_variants(pool) + [
+            lay for lay in _interleaved_variants(planner, shape) + _im2col_variants(planner, shape)
+            if planner.packed_lower_bound(lay, l - out_shift) < best_key]
         packed = [c for layout in dict.fromkeys([*pool, *extra])
                   if (c := planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)) is not None]
         evaluated += len(packed)
@@ -404,7 +404,8 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
 
 
 def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:
-    """Channel-interleaved conv layouts (outputs on a lattice: cheap to pack) for every ``N`` and tile shape."""
+    """Channel-interleaved conv layouts (outputs on a lattice: cheap to pack) for every ``N`` and tile shape
+    (compact where the tile allows it), with one or several output channels per ciphertext."""
     if not isinstance(shape, ConvShape):
         return []
     out: list[Layout] = []
@@ -413,8 +414,8 @@ def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layou
         for inner in (shape, phased):
             if inner is None:
                 continue
-            tiles = [(th, tw) for th, tw, compact in _tile_shapes(inner, n) if not compact]
-            tiles += [(th, tw) for th, tw, compact in _tile_shapes(inner, n) if compact]  # as plain tiles
+            tiles = _tile_shapes(inner, n)
+            tiles += [(th, tw, False) for th, tw, compact in tiles if compact]  # also as plain tiles
             found = interleaved_tilings(inner, n, list(dict.fromkeys(tiles)))
             out.extend(found if inner is shape else [PolyphaseInterleavedLayout(f.tiling, shape) for f in found])
     return out

@@ -1,26 +1,20 @@
 """Convolution as a matrix product (im2col): the rearrangement is the convolution (plaintext, many geometries),
 the two-party layer equals the plaintext reference bit for bit with the byte model equal to the channel
-statistics (plain and output-packed, Galois keys included), its replies do not depend on the weights beyond
-the output, and the planner takes it where it is cheaper (never more bytes than Cheetah's rule)."""
+statistics (plain and output-packed, Galois keys included), and the planner takes it where it is cheaper (never more bytes than Cheetah's rule)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_privacy import KS_CRIT, centered, ks_stat
 
-from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, result_phase
-from aiompc.crypto.he.galois import galois_keys
-from aiompc.crypto.he.packing import packing_elements, refresh
+from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ParameterError
 from aiompc.protocols.linear.conv import conv2d
 from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
-from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, finish_group, output_batches
 from aiompc.protocols.linear.im2col import Im2colLayout, im2col_input, im2col_shape, im2col_weight
-from aiompc.protocols.linear.packed import layout_elements, packed_groups, packing_stride
+from aiompc.protocols.linear.packed import layout_elements, packing_stride
 from aiompc.protocols.linear.plan import make_plan, packed_plan
-from aiompc.protocols.linear.prepared import prepare_weights
 from aiompc.protocols.linear import quantized
 from aiompc.protocols.linear.quantized import QuantizedPlanner, im2col_tilings
 from aiompc.protocols.linear.reference import conv2d_ref
@@ -126,76 +120,6 @@ async def test_a_wrong_plan_is_refused(nprng) -> None:
                      he=cheetah_params(L))
     with pytest.raises(InputError, match="not for"):
         await _run(shape, plan, nprng.integers(0, 16, shape.in_shape), nprng.integers(-8, 8, shape.weight_shape))
-
-
-# --------------------------------------------------------------------------- privacy of the replies
-
-TRIALS = 100
-
-
-@pytest.fixture(scope="module", params=[False, True], ids=["plain", "packed"])
-def setting(request):
-    rng = np.random.default_rng(11)
-    shape = ConvShape.make(2, 3, 3, 2, 3, padding=1)
-    layout = Im2colLayout(MatmulTiling(im2col_shape(shape), 4096, 9, 16, 2), source=shape)
-    plan = make_plan(layout, L, L // 2, he=cheetah_params(L))
-    if request.param:
-        plan = packed_plan(plan)
-    x = rng.integers(0, 1 << L, shape.in_shape, dtype=np.uint64)
-    x[1] = 0  # the weights on channel 1 do not influence the output
-    w1 = rng.integers(-(1 << 7), 1 << 7, shape.weight_shape)
-    w2 = w1.copy()
-    w2[:, 1] = rng.integers(-(1 << 7), 1 << 7, w2[:, 1].shape)
-    assert np.array_equal(conv2d_ref(x, w1, shape, L), conv2d_ref(x, w2, shape, L))
-    xs, xc = share(x, L, PRG(b"\x01" * 32))
-    sk = keygen(plan.he, PRG(b"\x02" * 32))
-    pk = public_key(sk, PRG(b"\x03" * 32))
-    upload = encrypt_chunk(sk, layout.input_polys(xc, L)[0], PRG(b"\x04" * 32))
-    own = layout.input_polys(xs, L)[0]
-    accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, layout.inputs) for w in (w1, w2)]
-    return plan, sk, pk, accs
-
-
-def _view(plan, sk, reply: bytes, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    res = ResultCiphertext.from_bytes(plan.he, reply, positions)
-    k = res.modulus.bit_length() - 1
-    phi = result_phase(sk, res)[0]
-    m = ((phi + np.uint64(1 << (k - L - 1))) >> np.uint64(k - L)) & np.uint64(plan.he.t - 1)
-    return res.c1[0], centered(phi - (m << np.uint64(k - L)), k)
-
-
-def _replies(plan, sk, pk, accs) -> list[tuple[np.ndarray, np.ndarray]]:
-    views = []
-    if plan.output_packing:
-        gk = galois_keys(sk, packing_elements(plan.he.n), PRG(b"\x05" * 32))
-        (group, *_), _ = packed_groups(plan.layout, 0)
-        positions = group.positions
-    else:
-        batch = output_batches(plan, 0)[0]
-        positions = batch.positions
-    r = np.zeros((1, positions.size) if not plan.output_packing else positions.size, dtype=np.uint64)
-    for s, acc in enumerate(accs):
-        c1s, noises = [], []
-        for i in range(TRIALS):
-            rng = PRG(bytes([s, i]) * 16)
-            if plan.output_packing:
-                reply = finish_group(plan, refresh(acc, pk, rng.fork()), group, r, gk, rng.fork())
-            else:
-                reply = finish_batch(plan, acc, batch, r, pk, rng)
-            c1, noise = _view(plan, sk, reply, positions)
-            c1s.append(c1[:8])
-            noises.append(noise)
-        views.append((np.array(c1s), np.array(noises)))
-    return views
-
-
-def test_im2col_replies_are_identically_distributed(setting) -> None:
-    (c1_a, n_a), (c1_b, n_b) = _replies(*setting)
-    for j in range(c1_a.shape[1]):
-        assert ks_stat(c1_a[:, j], c1_b[:, j]) < KS_CRIT
-    for j in range(n_a.shape[1]):
-        assert ks_stat(n_a[:, j], n_b[:, j]) < KS_CRIT
-    assert np.unique(n_a[:, 0]).size > TRIALS // 2  # the flooded noise is spread: the test is not blind
 
 
 # --------------------------------------------------------------------------- the quantized planner

@@ -1,0 +1,91 @@
+"""Channel-interleaved layout with several output channels per ciphertext and compact tiles: exact against the
+plaintext reference, bytes (and Galois keys) equal to the byte model, plain and packed; outputs on the channel
+lattice; the constraint ``C·((out_pack − 1)·D + S + O + 1) <= N`` enforced; the planner's candidates valid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiompc.crypto.he import cheetah_params
+from aiompc.crypto.prg import PRG
+from aiompc.errors import ParameterError
+from aiompc.protocols.linear.conv import conv2d
+from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
+from aiompc.protocols.linear.interleaved import InterleavedConvLayout, interleaved_tilings
+from aiompc.protocols.linear.packed import layout_elements, packing_stride
+from aiompc.protocols.linear.plan import make_plan, packed_plan
+from aiompc.protocols.linear.reference import conv2d_ref
+from aiompc.protocols.linear.tiling import ConvShape, ConvTiling
+from aiompc.ring import reconstruct, share, to_signed
+from aiompc.session import run_local
+
+L = 16
+
+# (C, H, W, M, kernel, stride, padding, groups), (C_w, H_w, W_w, out_pack, compact)
+CASES = [
+    ((16, 4, 4, 7, 3, 1, 1, 1), (8, 6, 6, 3, True)),  # compact 5x5, 3 output slots, partial last group
+    ((40, 6, 6, 5, 3, 1, 1, 1), (16, 8, 8, 2, False)),  # 3 channel blocks (last partial), 2 slots
+    ((8, 9, 9, 6, 3, 2, 1, 1), (4, 11, 11, 4, True)),  # stride 2, compact
+    ((8, 6, 7, 8, 3, 1, 1, 8), (4, 8, 9, 2, True)),  # depthwise, odd width
+    ((6, 4, 4, 1, 4, 1, 0, 1), (2, 4, 4, 1, False)),  # one output value
+    ((4, 12, 12, 3, 3, 1, 1, 1), (4, 7, 14, 3, True)),  # two row tiles (halo), compact over the width
+]
+
+
+async def _run(shape: ConvShape, plan, x: np.ndarray, w: np.ndarray):
+    xs, xc = share(x, L, PRG())
+    kw = dict(out_channels=shape.out_channels, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
+              groups=shape.groups, l=L, weight_bits=4, plan=plan)
+
+    async def server(p):
+        return await conv2d(p, "conv", xs, weight=w, **kw)
+
+    async def client(p):
+        return await conv2d(p, "conv", xc, **kw), p.channel.stats()
+
+    ys, (yc, stats) = await run_local(server, client)
+    return to_signed(reconstruct(ys, yc, L), L), stats
+
+
+@pytest.mark.parametrize("geometry, tiling", CASES)
+@pytest.mark.parametrize("packed", [False, True])
+async def test_interleaved_layer_equals_reference_and_model(geometry, tiling, packed, nprng) -> None:
+    c, h, w_, m, k, s, p, g = geometry
+    shape = ConvShape.make(c, h, w_, m, k, stride=s, padding=p, groups=g)
+    cw, th, tw, op, compact = tiling
+    layout = InterleavedConvLayout(ConvTiling(shape, 4096, cw, th, tw, op, compact))
+    assert packing_stride(layout) >= (cw & -cw).bit_length() - 1  # outputs on the channel lattice
+    plan = make_plan(layout, L, 4, he=cheetah_params(L))
+    if packed:
+        plan = packed_plan(plan)
+    x = nprng.integers(0, 16, shape.in_shape)
+    x.reshape(-1)[:2] = [0, 15]
+    w = nprng.integers(-8, 8, shape.weight_shape)
+    w.reshape(-1)[:2] = [-8, 7]
+    got, stats = await _run(shape, plan, x, w)
+    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
+    cost = plan_cost(plan, "conv")
+    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
+    if packed:
+        assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(layout))
+
+
+def test_the_slot_constraint_is_enforced() -> None:
+    shape = ConvShape.make(64, 4, 4, 64, 3, padding=1)
+    base = InterleavedConvLayout(ConvTiling(shape, 4096, 32, 6, 6, 1, True))
+    s, o, d = 25, 12, base.slot
+    assert d == max(s, o + 3 * 5 + 3 + 1)  # the last output of the 4x4 image sits at 3·pitch + 3
+    fits = (4096 // 32 - (s + o + 1)) // d + 1
+    InterleavedConvLayout(ConvTiling(shape, 4096, 32, 6, 6, fits, True))
+    with pytest.raises(ParameterError):
+        InterleavedConvLayout(ConvTiling(shape, 4096, 32, 6, 6, fits + 1, True))
+
+
+def test_candidates_are_valid_and_include_several_outputs() -> None:
+    shape = ConvShape.make(512, 4, 4, 512, 3, padding=1)
+    found = interleaved_tilings(shape, 4096, [(6, 6, True), (6, 6, False)])
+    assert any(f.tiling.out_pack > 1 for f in found) and any(f.tiling.compact for f in found)
+    for f in found:
+        t = f.tiling
+        assert t.channels * ((t.out_pack - 1) * f.slot + t.channel_size + f._spatial_offset + 1) <= t.n
