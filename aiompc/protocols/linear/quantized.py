@@ -49,6 +49,7 @@ import numpy as np
 
 from aiompc.crypto.he import MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPlan, ServerPipeline, params_for_modulus, plan_output
 from aiompc.crypto.he import min_modulus_bits
+from aiompc.crypto.he.primes import MAX_PRIME_BITS
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from aiompc.crypto.he.packing import packing_noise
 from aiompc.protocols.linear.costs import COMPUTE, LayerCost, compute_seconds, galois_key_bytes, wire_cost
@@ -306,17 +307,23 @@ class QuantizedPlanner:
         return low if self.bandwidth is None else low / self.bandwidth + self.rtt
 
     def packed_lower_bound(self, layout: Layout, l: int) -> float:
-        """A lower bound of the first component of :meth:`key` for ``layout`` with its results packed: ``c0``
-        uploads of at least ``l + stat_bits + 1`` bits per coefficient, every output value and a whole ``c1`` per
-        ``N`` of them at ``l + 1`` bits, and (with a ``compute_rate``) the re-randomisation of every result
-        ciphertext at two primes at least.  (Bytes mode only; ``0`` when a bandwidth is given.)"""
+        """A lower bound of the first component of :meth:`key` for ``layout`` with its results packed, whatever
+        ``q`` (``log2 q >= l + stat_bits + 1``, primes below ``2^30``): ``c0`` uploads of that many bits per
+        coefficient, every output value and a whole ``c1`` per ``N`` of them at ``l + 1`` bits, and (with a
+        ``compute_rate``) the modelled compute that packing does not change plus the re-randomisation of every
+        result ciphertext (:func:`~aiompc.protocols.linear.costs.compute_seconds`).  ``0`` when a bandwidth is
+        given (the search then evaluates every candidate)."""
         if self.bandwidth is not None:
             return 0.0
         n = layout.n
+        need = l + self.stat_bits + 1
+        levels = -(-need // MAX_PRIME_BITS)
         cts_in, cts_out = layout.units * layout.inputs, layout.units * layout.outputs
         outputs = int(np.prod(layout.out_shape))
-        low = (cts_in * n * (l + self.stat_bits + 1) + (outputs + -(-outputs // n) * n) * (l + 1)) / 8
-        return low + self.compute_rate * cts_out * n * 2 * COMPUTE["refresh"]
+        low = (cts_in * n * need + (outputs + -(-outputs // n) * n) * (l + 1)) / 8
+        server = n * levels * (cts_in * COMPUTE["absorb"] + cts_out * layout.inputs * (COMPUTE["mac"] + COMPUTE["prepare"])
+                               + cts_out * COMPUTE["refresh"])
+        return low + self.compute_rate * (server + cts_in * n * levels * COMPUTE["encrypt"])
 
     def cost(self, plan: LinearPlan) -> LayerCost:
         packing = plan.output_packing
@@ -381,12 +388,22 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
     if cheetah is not None:
         refined.append(cheetah)
     if planner.output_packing and pack == 1:
-        best_key = min(planner.key(c.cost)[0] for c in refined)
-        extra = _strided_variants(pool) + [
-            lay for lay in _interleaved_variants(planner, shape) + _im2col_variants(planner, shape)
-            if planner.packed_lower_bound(lay, l - out_shift) < best_key]
-        packed = [c for layout in dict.fromkeys([*pool, *extra])
-                  if (c := planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)) is not None]
+        # branch and bound: candidates in the order of a lower bound of their key, evaluated while that bound
+        # is below the best key found (among the plans within Cheetah's bytes, the only ones that can be chosen)
+        limit = math.inf if cheetah is None else cheetah.cost.total
+        best_key = min((planner.key(c.cost)[0] for c in refined if c.cost.total <= limit), default=math.inf)
+        variants = _strided_variants(pool) + _interleaved_variants(planner, shape) + _im2col_variants(planner, shape)
+        bounded = sorted(((planner.packed_lower_bound(lay, l - out_shift), i, lay)
+                          for i, lay in enumerate(dict.fromkeys([*pool, *variants]))), key=lambda v: v[:2])
+        packed = []
+        for low, _, layout in bounded:
+            if low >= best_key:
+                break
+            cand = planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)
+            if cand is not None:
+                packed.append(cand)
+                if cand.cost.total <= limit:
+                    best_key = min(best_key, planner.key(cand.cost)[0])
         evaluated += len(packed)
         packed.sort(key=lambda c: planner.key(c.cost))
         for cand in packed[:2]:  # the best packed layouts, with every margin
