@@ -13,10 +13,15 @@ slots ``D`` lattice points apart::
 
 A term of channels ``c, c'`` lands at exponent ``≡ c − c' (mod C)``: only ``c = c'`` reaches the multiples of
 ``C``, where the spatial indices combine exactly as in Cheetah's encoding (scaled by ``C``; a compact tile's
-reads past a stored row meet zeros as there).  The diagonal terms of slot ``j`` cover ``C·(j·D + [1, S + O])``;
-with ``D >= max(S, O + last + 1)`` (``last`` the offset of a tile's last output) no slot's terms reach another
-slot's outputs, and no term wraps when ``C·((out_pack − 1)·D + S + O + 1) <= N`` (the layout's constraint; with
-one output channel, ``C·(S + O) < N``).  With ``C = 2^k`` every output sits on the ``2^k`` lattice:
+reads past a stored row meet zeros as there).  In units of ``C`` (``R = N/C`` lattice points), the diagonal
+terms of slot ``j`` cover ``j·D + [1, S + O]`` and its outputs ``j·D + O + 1 + [0, last]`` (``last`` the offset
+of a tile's last output); with ``D = max(S, O + last + 1)`` no slot's terms reach another slot's outputs.
+Terms past ``N`` wrap once (negacyclically: sign flipped, still ``≡ c − c' (mod C)``) to lattice point
+``k − R <= (out_pack − 1)·D + S + O − R``, below slot 0's first output ``O + 1`` when ``(out_pack − 1)·D + S <= R``;
+the last output must stay below ``R``.  Hence the layout's constraint ``C·((out_pack − 1)·D + max(S, O + last
++ 2)) <= N`` — for a plain stride-1 tile (``O + last + 1 = S``) ``C·(out_pack·S + 1) <= N`` up to the slot
+spacing: the density of Cheetah's ``out_pack·C_w·H_w·W_w <= N``.  With ``C = 2^k`` every output sits on the
+``2^k`` lattice:
 :func:`aiompc.protocols.linear.packed.packing_stride` is ``>= k`` and the packed reply gathers ``2^k`` output
 ciphertexts per ciphertext with ``2^k − 1`` key switches, so a packed layer costs about one key switch per
 *output ciphertext* — ``out_pack`` times fewer with several output channels per ciphertext, for ``out_pack``
@@ -46,10 +51,11 @@ class InterleavedConvLayout(ConvLayout):
 
     def __post_init__(self) -> None:
         t = self.tiling
-        if t.channels * ((t.out_pack - 1) * self.slot + t.channel_size + self._spatial_offset + 1) > t.n:
+        if t.channels * self.lanes > t.n:
             raise ParameterError(
                 f"interleaving {t.channels} channels of {t.tile_h}x{t.tile_w} tiles with {t.out_pack} output "
-                f"channels per ciphertext needs C·((out_pack − 1)·D + S + O + 1) <= N = {t.n}")
+                f"channels per ciphertext needs C·((out_pack − 1)·D + max(S, O + last + 2)) = "
+                f"{t.channels * self.lanes} <= N = {t.n}")
 
     @property
     def _spatial_offset(self) -> int:
@@ -57,12 +63,22 @@ class InterleavedConvLayout(ConvLayout):
         return (kh - 1) * self.tiling.pitch + (kw - 1)
 
     @property
-    def slot(self) -> int:
-        """``D``: lattice points between the output slots of a group (see the module docstring)."""
+    def _last(self) -> int:
+        """Offset ``y·P + z`` of a tile's last output."""
         t = self.tiling
         sh, sw = t.shape.stride
-        last = (t.rows_per_tile - 1) * sh * t.pitch + (t.cols_per_tile - 1) * sw
-        return max(t.channel_size, self._spatial_offset + last + 1)
+        return (t.rows_per_tile - 1) * sh * t.pitch + (t.cols_per_tile - 1) * sw
+
+    @property
+    def slot(self) -> int:
+        """``D = max(S, O + last + 1)``: lattice points between the output slots of a group (module docstring)."""
+        return max(self.tiling.channel_size, self._spatial_offset + self._last + 1)
+
+    @property
+    def lanes(self) -> int:
+        """Lattice points the layout needs, ``(out_pack − 1)·D + max(S, O + last + 2)``: ``C·lanes <= N``."""
+        t = self.tiling
+        return (t.out_pack - 1) * self.slot + max(t.channel_size, self._spatial_offset + self._last + 2)
 
     def input_polys(self, x: np.ndarray, l: int) -> np.ndarray:
         t = self.tiling
@@ -120,8 +136,8 @@ def interleaved_tilings(shape: ConvShape, n: int, tiles: list[tuple[int, ...]], 
             continue
         probe = InterleavedConvLayout.__new__(InterleavedConvLayout)
         object.__setattr__(probe, "tiling", base)
-        size, offset, slot = base.channel_size, probe._spatial_offset, probe.slot
-        most = n // (size + offset + 1)
+        first, slot = probe.lanes, probe.slot  # lattice points of one output slot, spacing of the others
+        most = n // first
         if most < 1:
             continue
         pow2 = 1 << (min(most, shape.in_channels).bit_length() - 1)
@@ -130,7 +146,7 @@ def interleaved_tilings(shape: ConvShape, n: int, tiles: list[tuple[int, ...]], 
         for _ in range(halvings + 1):
             if c < 2:
                 break
-            op_max = min(shape.out_channels, (n // c - (size + offset + 1)) // slot + 1)
+            op_max = min(shape.out_channels, (n // c - first) // slot + 1)
             choices += [(c, op) for op in block_sizes(shape.out_channels, op_max)[:out_packs] if op > 1]
             c //= 2
         for c, op in dict.fromkeys(choices):

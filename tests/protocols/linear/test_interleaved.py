@@ -30,6 +30,9 @@ CASES = [
     ((8, 6, 7, 8, 3, 1, 1, 8), (4, 8, 9, 2, True)),  # depthwise, odd width
     ((6, 4, 4, 1, 4, 1, 0, 1), (2, 4, 4, 1, False)),  # one output value
     ((4, 12, 12, 3, 3, 1, 1, 1), (4, 7, 14, 3, True)),  # two row tiles (halo), compact over the width
+    ((300, 4, 4, 5, 3, 1, 1, 1), (128, 6, 6, 1, True)),  # 128 lanes: the top terms wrap below the outputs
+    ((100, 6, 6, 4, 3, 1, 0, 1), (64, 6, 6, 1, False)),  # plain tile, 64·37 > N: wraps
+    ((64, 4, 4, 6, 3, 1, 1, 1), (32, 6, 6, 4, True)),  # 4 slots at 32 lanes (wrapping)
 ]
 
 
@@ -74,12 +77,17 @@ async def test_interleaved_layer_equals_reference_and_model(geometry, tiling, pa
 def test_the_slot_constraint_is_enforced() -> None:
     shape = ConvShape.make(64, 4, 4, 64, 3, padding=1)
     base = InterleavedConvLayout(ConvTiling(shape, 4096, 32, 6, 6, 1, True))
-    s, o, d = 25, 12, base.slot
-    assert d == max(s, o + 3 * 5 + 3 + 1)  # the last output of the 4x4 image sits at 3·pitch + 3
-    fits = (4096 // 32 - (s + o + 1)) // d + 1
+    s, o, last = 25, 12, 3 * 5 + 3  # compact 5x5 stored, O = 2·pitch + 2, the last output at 3·pitch + 3
+    assert base.slot == max(s, o + last + 1) and base.lanes == max(s, o + last + 2)
+    fits = (4096 // 32 - base.lanes) // base.slot + 1
     InterleavedConvLayout(ConvTiling(shape, 4096, 32, 6, 6, fits, True))
     with pytest.raises(ParameterError):
         InterleavedConvLayout(ConvTiling(shape, 4096, 32, 6, 6, fits + 1, True))
+    # a plain stride-1 tile reaches Cheetah's density: C·(S + 1) <= N (terms past N wrap below the outputs)
+    plain = ConvShape.make(256, 6, 6, 8, 3)
+    InterleavedConvLayout(ConvTiling(plain, 4096, 110, 6, 6, 1, False))  # 110·37 <= N; C·(S + O + 1) = 5610
+    with pytest.raises(ParameterError):
+        InterleavedConvLayout(ConvTiling(plain, 4096, 111, 6, 6, 1, False))
 
 
 def test_candidates_are_valid_and_include_several_outputs() -> None:
@@ -88,4 +96,4 @@ def test_candidates_are_valid_and_include_several_outputs() -> None:
     assert any(f.tiling.out_pack > 1 for f in found) and any(f.tiling.compact for f in found)
     for f in found:
         t = f.tiling
-        assert t.channels * ((t.out_pack - 1) * f.slot + t.channel_size + f._spatial_offset + 1) <= t.n
+        assert t.channels * f.lanes <= t.n

@@ -223,9 +223,8 @@ async def test_interleaved_layout_packed_equals_reference(geometry, wb, nprng) -
 
 
 def test_compute_rate_trades_bytes_for_modelled_compute() -> None:
-    """ResNet-18's 512x4x4 layer: bytes only packs all 512 results (fewest bytes, most compute); the default rate
-    packs two output channels per ciphertext (half the key switches, twice the upload); a prohibitive rate does
-    not pack.  Bytes fall and modelled CPU rises in that order."""
+    """ResNet-18's 512x4x4 layer: bytes only packs (fewest bytes, most compute), so does the default rate; a
+    prohibitive rate does not pack.  Bytes do not rise and modelled CPU does not fall in that order."""
     from aiompc.protocols.linear.quantized import QuantizedPlanner
 
     shape = ConvShape.make(512, 4, 4, 512, 3, padding=1)
@@ -233,7 +232,6 @@ def test_compute_rate_trades_bytes_for_modelled_compute() -> None:
     default = QuantizedPlanner().search(shape, 19, 4).best
     frugal = QuantizedPlanner(compute_rate=1e9).search(shape, 19, 4).best
     assert greedy.plan.output_packing and default.plan.output_packing and not frugal.plan.output_packing
-    assert default.plan.layout.tiling.out_pack > greedy.plan.layout.tiling.out_pack
-    assert greedy.cost.total < default.cost.total < frugal.cost.total / 2
+    assert greedy.cost.total <= default.cost.total < frugal.cost.total / 4
     seconds = [c.cost.server_seconds + c.cost.client_seconds for c in (greedy, default, frugal)]
-    assert seconds[0] > seconds[1] > 2 * seconds[2]
+    assert seconds[0] >= seconds[1] > 2 * seconds[2]
