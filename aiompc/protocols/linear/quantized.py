@@ -47,7 +47,7 @@ from typing import ClassVar, Iterator, Union
 
 import numpy as np
 
-from aiompc.crypto.he import MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPlan, ServerPipeline, params_for_modulus, plan_output
+from aiompc.crypto.he import FLOOD_TERMS, MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPlan, ServerPipeline, params_for_modulus, plan_output
 from aiompc.crypto.he import min_modulus_bits
 from aiompc.crypto.he.primes import MAX_PRIME_BITS
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
@@ -233,7 +233,7 @@ class QuantizedPlanner:
         return (cost.seconds(self.bandwidth, self.rtt) + self.key_share * cost.setup / self.bandwidth, cost.total)
 
     def evaluate_packed(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                        out_shift: int = 0) -> Candidate | None:
+                        out_shift: int = 0, flood_terms: int = 1) -> Candidate | None:
         """The plan of ``layout`` with its results packed: the smallest ``q`` above the packed pipeline's need
         (visible = the largest packed group, plus the key-switching noise, which depends on ``q``'s primes:
         re-derived until stable) and its cost; ``None`` when nothing decrypts at that ``N``."""
@@ -243,7 +243,7 @@ class QuantizedPlanner:
         dec = l - out_shift
         try:
             count = packed_group_size(layout)
-            pipeline = replace(pipeline_for(layout, weight_bits, self.stat_bits), visible=count)
+            pipeline = replace(pipeline_for(layout, weight_bits, self.stat_bits, flood_terms), visible=count)
         except InputError:
             return None
         for _ in range(4):
@@ -267,7 +267,7 @@ class QuantizedPlanner:
         return Candidate(plan, self.cost(plan), margin)
 
     def evaluate(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                 bound: tuple[float, float] | None = None, out_shift: int = 0) -> Candidate | None:
+                 bound: tuple[float, float] | None = None, out_shift: int = 0, flood_terms: int = 1) -> Candidate | None:
         """The plan of ``layout`` with the smallest ``q`` above the noise need plus ``margin`` bits (for
         decryption at ``l - out_shift`` bits), and its cost; ``None`` when nothing decrypts at that ``N`` or
         when a lower bound of its cost is not below ``bound`` (a :meth:`key`)."""
@@ -279,7 +279,7 @@ class QuantizedPlanner:
         if bound is not None and self._lower_bound(layout, dec, dec + self.stat_bits + 1) >= bound[0]:
             return None
         try:
-            pipeline = pipeline_for(layout, weight_bits, self.stat_bits)
+            pipeline = pipeline_for(layout, weight_bits, self.stat_bits, flood_terms)
             need = min_modulus_bits(n, dec, pipeline, margin)
         except InputError:
             return None
@@ -379,12 +379,11 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
         pool.append(cheetah.plan.layout)
     refined = list(first)
     for layout in pool:
-        for margin in planner.margins:
-            if margin != _DEFAULT_MARGIN:
-                cand = planner.evaluate(layout, l, weight_bits, margin, out_shift=out_shift)
-                if cand is not None:
-                    evaluated += 1
-                    refined.append(cand)
+        for margin, terms in _refinements(planner):
+            cand = planner.evaluate(layout, l, weight_bits, margin, out_shift=out_shift, flood_terms=terms)
+            if cand is not None:
+                evaluated += 1
+                refined.append(cand)
     if cheetah is not None:
         refined.append(cheetah)
     if planner.output_packing and pack == 1:
@@ -406,18 +405,25 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
                     best_key = min(best_key, planner.key(cand.cost)[0])
         evaluated += len(packed)
         packed.sort(key=lambda c: planner.key(c.cost))
-        for cand in packed[:2]:  # the best packed layouts, with every margin
+        for cand in packed[:2]:  # the best packed layouts, with every margin and flood
             refined.append(cand)
-            for margin in planner.margins:
-                if margin != _DEFAULT_MARGIN:
-                    again = planner.evaluate_packed(cand.plan.layout, l, weight_bits, margin, out_shift)
-                    if again is not None:
-                        evaluated += 1
-                        refined.append(again)
+            for margin, terms in _refinements(planner):
+                again = planner.evaluate_packed(cand.plan.layout, l, weight_bits, margin, out_shift, terms)
+                if again is not None:
+                    evaluated += 1
+                    refined.append(again)
     if cheetah is not None:  # never more bytes than Cheetah's rule, whatever the compute saved
         refined = [c for c in refined if c.cost.total <= cheetah.cost.total] or [cheetah]
     best = min(refined, key=lambda c: planner.key(c.cost))
     return SearchResult(best, cheetah, evaluated, considered)
+
+
+def _refinements(planner: QuantizedPlanner) -> list[tuple[float, int]]:
+    """``(margin, flood terms)`` tried on the best candidates beyond the first pass's ``(default margin, one
+    uniform)``: every margin, with one uniform and with the sum of two (whose statistical distance grows with the
+    square root of the visible coefficients, :func:`~aiompc.crypto.he.noise.flood_distance`: 2-3 bits less ``q``
+    and flood for a ciphertext of a thousand outputs)."""
+    return [(m, t) for t in FLOOD_TERMS for m in planner.margins if (m, t) != (_DEFAULT_MARGIN, 1)]
 
 
 def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:
