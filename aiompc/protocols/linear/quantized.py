@@ -52,7 +52,7 @@ from aiompc.crypto.he import min_modulus_bits
 from aiompc.crypto.he.primes import MAX_PRIME_BITS
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from aiompc.crypto.he.packing import packing_noise
-from aiompc.protocols.linear.costs import COMPUTE, LayerCost, compute_seconds, galois_key_bytes, wire_cost
+from aiompc.protocols.linear.costs import COMPUTE, LayerCost, compute_seconds, galois_key_bytes, packing_switches, wire_cost
 from aiompc.protocols.linear.im2col import Im2colLayout, im2col_shape
 from aiompc.protocols.linear.interleaved import interleaved_tilings
 from aiompc.protocols.linear.packed import layout_elements
@@ -306,12 +306,13 @@ class QuantizedPlanner:
         low = (cts_in * n * math.ceil(need) + (cts_out * n + outputs) * (l + 1)) / 8
         return low if self.bandwidth is None else low / self.bandwidth + self.rtt
 
-    def packed_lower_bound(self, layout: Layout, l: int) -> float:
+    def packed_lower_bound(self, layout: Layout, l: int, switches: bool = True) -> float:
         """A lower bound of the first component of :meth:`key` for ``layout`` with its results packed, whatever
         ``q`` (``log2 q >= l + stat_bits + 1``, primes below ``2^30``): ``c0`` uploads of that many bits per
-        coefficient, every output value and a whole ``c1`` per ``N`` of them at ``l + 1`` bits, and (with a
-        ``compute_rate``) the modelled compute that packing does not change plus the re-randomisation of every
-        result ciphertext (:func:`~aiompc.protocols.linear.costs.compute_seconds`).  ``0`` when a bandwidth is
+        coefficient, every output value and a whole ``c1`` per ``N`` of them at ``l + 1`` bits, the Galois keys
+        (``key_share``) and (with a ``compute_rate``) the modelled compute at the fewest primes
+        (:func:`~aiompc.protocols.linear.costs.compute_seconds`, without the finishing of packed ciphertexts);
+        ``switches=False``: without the key switches and Galois keys (a weaker bound, cheaper to compute).  ``0`` when a bandwidth is
         given (the search then evaluates every candidate)."""
         if self.bandwidth is not None:
             return 0.0
@@ -323,7 +324,11 @@ class QuantizedPlanner:
         low = (cts_in * n * need + (outputs + -(-outputs // n) * n) * (l + 1)) / 8
         server = n * levels * (cts_in * COMPUTE["absorb"] + cts_out * layout.inputs * (COMPUTE["mac"] + COMPUTE["prepare"])
                                + cts_out * COMPUTE["refresh"])
-        return low + self.compute_rate * (server + cts_in * n * levels * COMPUTE["encrypt"])
+        keys = 0.0
+        if switches:  # the key switches and Galois keys (dearer to count)
+            server += n * levels * levels * packing_switches(layout)[0] * COMPUTE["keyswitch"]
+            keys = len(layout_elements(layout)) * levels * n * need / 8  # L polynomials of log2 q bits each
+        return low + self.key_share * keys + self.compute_rate * (server + cts_in * n * levels * COMPUTE["encrypt"])
 
     def cost(self, plan: LinearPlan) -> LayerCost:
         packing = plan.output_packing
@@ -392,12 +397,14 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
         limit = math.inf if cheetah is None else cheetah.cost.total
         best_key = min((planner.key(c.cost)[0] for c in refined if c.cost.total <= limit), default=math.inf)
         variants = _strided_variants(pool) + _interleaved_variants(planner, shape) + _im2col_variants(planner, shape)
-        bounded = sorted(((planner.packed_lower_bound(lay, l - out_shift), i, lay)
+        bounded = sorted(((planner.packed_lower_bound(lay, l - out_shift, switches=False), i, lay)
                           for i, lay in enumerate(dict.fromkeys([*pool, *variants]))), key=lambda v: v[:2])
         packed = []
         for low, _, layout in bounded:
             if low >= best_key:
                 break
+            if planner.packed_lower_bound(layout, l - out_shift) >= best_key:
+                continue
             cand = planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)
             if cand is not None:
                 packed.append(cand)
