@@ -123,8 +123,6 @@ def interleaved_tilings(shape: ConvShape, n: int, tiles: list[tuple[int, ...]], 
     power of two); with several, for that power of two and ``halvings`` halvings of it (at least 2 channels:
     fewer channels leave room for more output slots), the ``out_packs`` largest output-channel counts that fit
     (each group count once)."""
-    from aiompc.protocols.linear.quantized import block_sizes  # the planner's block enumeration
-
     out: list[InterleavedConvLayout] = []
     kh, kw = shape.kernel
     for tile in tiles:
@@ -147,11 +145,24 @@ def interleaved_tilings(shape: ConvShape, n: int, tiles: list[tuple[int, ...]], 
             if c < 2:
                 break
             op_max = min(shape.out_channels, (n // c - first) // slot + 1)
-            choices += [(c, op) for op in block_sizes(shape.out_channels, op_max)[:out_packs] if op > 1]
+            choices += [(c, op) for op in _largest_blocks(shape.out_channels, op_max, out_packs) if op > 1]
             c //= 2
         for c, op in dict.fromkeys(choices):
             try:
                 out.append(InterleavedConvLayout(ConvTiling(shape, n, c, th, tw, op, compact)))
             except ParameterError:
                 continue
+    return out
+
+
+def _largest_blocks(total: int, largest: int, count: int) -> list[int]:
+    """The ``count`` largest block sizes ``<= largest`` with distinct block counts ``ceil(total / b)``, each the
+    smallest block giving its count (as :func:`aiompc.protocols.linear.quantized.block_sizes`)."""
+    out: list[int] = []
+    b = min(largest, total)
+    while b >= 1 and len(out) < count:
+        blocks = -(-total // b)
+        smallest = -(-total // blocks)
+        out.append(smallest)
+        b = smallest - 1
     return out

@@ -97,3 +97,12 @@ def test_candidates_are_valid_and_include_several_outputs() -> None:
     for f in found:
         t = f.tiling
         assert t.channels * f.lanes <= t.n
+
+
+def test_output_pack_candidates_are_the_planners_blocks() -> None:
+    from aiompc.protocols.linear.interleaved import _largest_blocks
+    from aiompc.protocols.linear.quantized import block_sizes
+
+    for total in (1, 7, 64, 100, 512, 1000):
+        for largest in (1, 2, 3, 5, 16, 40):
+            assert _largest_blocks(total, largest, 3) == block_sizes(total, largest)[:3]
