@@ -32,9 +32,17 @@ Two approximate-mode options change what is computed, so the caller asks for the
   (:mod:`aiompc.protocols.linear.kronecker`); the candidates are the packed layouts.  :func:`choose_packing`
   compares ``k = 1, 2, 3`` for a layer, counting the wider input rings the packing needs.
 
+With output packing, the packed candidates are the refined ones, the channel-interleaved layouts (compact
+tiles, one or several output channels per ciphertext, :mod:`aiompc.protocols.linear.interleaved`) and, for a
+convolution with ``groups = 1``, its im2col matrix products with power-of-two inner blocks
+(:mod:`aiompc.protocols.linear.im2col`): outputs on a lattice, so packing costs about one key switch per result
+ciphertext.  They are evaluated in the order of a lower bound of their key (upload at ``l + 41`` bits per
+coefficient, every output and its share of ``c1`` at ``l + 1`` bits, the modelled compute at the fewest primes,
+then the key switches and Galois keys), while that bound is below the best key found.
+
 Search cost: a first pass with the default margin over every candidate (pruned by a lower bound of each
 candidate's bytes against the best found), then the best ``refine`` candidates (and Cheetah's) with every
-margin; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
+margin and with one or two flooding uniforms, then the packed candidates; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
 out_shift, pack)``; both parties run the same deterministic search (no measured quantity enters it).
 """
 
