@@ -2,8 +2,8 @@
 
 For a built-in network in the ``quantized`` mode (or ``cheetah``), every HE layer's plan as the engine derives it
 (:func:`aiompc.nn.prepare.linear_calls`: the same planner, shapes, rings and folds as a run), priced by
-:func:`aiompc.protocols.linear.costs.plan_cost` — the model that ``tests/protocols/linear`` checks byte for byte
-against the channel statistics, and that a run's ``linear MiB`` equals.  Per layer: the layout chosen, ``N``,
+:func:`aiompc.protocols.linear.costs.plan_cost` under the engine's labels and the TCP framing of ``aiompc bench`` — the model that ``tests/protocols/linear``
+checks byte for byte against the channel statistics: a one-sample run's per-layer bytes and ``linear MiB`` equal it.  Per layer: the layout chosen, ``N``,
 ``log2 q``, the bits kept per result coefficient (``c0``/``c1``), whether outputs are packed, upload and
 download, bits per input and per output value, the raw share bits (every input and output share at its ring
 width) and the modelled CPU seconds.  The totals end with two floors:
@@ -54,13 +54,19 @@ def layer_rows(network: str, mode: str = "quantized") -> list[dict[str, Any]]:
     from aiompc.nn.bench import engine_config, load_bench_model
     from aiompc.nn.prepare import linear_calls
     from aiompc.protocols.linear.costs import plan_cost
+    from aiompc.transports.tcp import FRAME_OVERHEAD
+
+    def overhead(size: int, direction: str) -> int:  # the bench's loopback TCP: an 8-byte length prefix
+        return FRAME_OVERHEAD
 
     model = load_bench_model(network)
     calls = linear_calls(model.graph(mode), engine_config(mode))
     rows = []
     for call in calls:
         p, lay = call.plan, call.plan.layout
-        cost = plan_cost(p, call.node)
+        # the engine's label (aiompc.nn.service: batch "b0"; node_protocols: a convolution runs per sample, ".../b0")
+        label = f"b0/{call.node}" + ("/b0" if getattr(lay, "conv_shape", None) is not None else "")
+        cost = plan_cost(p, label, overhead)
         n_in, n_out = int(np.prod(lay.in_shape)), int(np.prod(lay.out_shape))
         raw = (n_in * p.l + n_out * p.out_bits) / 8
         rows.append({
