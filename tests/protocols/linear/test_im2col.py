@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.prg import PRG
@@ -142,3 +144,23 @@ def test_planner_takes_im2col_for_a_packed_1x1_shortcut(monkeypatch) -> None:
 def test_planner_leaves_im2col_out_where_it_does_not_pay() -> None:
     shape = ConvShape.make(64, 32, 32, 64, 3, padding=1)  # a 3x3 layer on a large image: 9x the upload
     assert not isinstance(QuantizedPlanner().search(shape, 16, 4).best.plan.layout, Im2colLayout)
+
+
+@given(st.integers(1, 9), st.integers(1, 7), st.integers(1, 7), st.integers(1, 5), st.integers(1, 3),
+       st.integers(1, 3), st.integers(0, 2), st.sampled_from([64, 256]), st.data())
+@settings(max_examples=40, deadline=None)
+def test_every_candidate_computes_the_convolution(c, h, w_, m, k, s, p, n, data) -> None:
+    """Random geometries at small N: each im2col candidate of the planner computes the convolution exactly."""
+    from test_interleaved import layout_in_the_clear
+
+    if h + 2 * p < k or w_ + 2 * p < k:
+        return
+    shape = ConvShape.make(c, h, w_, m, k, stride=s, padding=p)
+    tilings = im2col_tilings(im2col_shape(shape), n)
+    if not tilings:
+        return
+    layout = Im2colLayout(data.draw(st.sampled_from(tilings)), source=shape)
+    rng = np.random.default_rng(data.draw(st.integers(0, 1 << 30)))
+    x = rng.integers(0, 1 << 12, shape.in_shape)
+    w = rng.integers(-8, 8, shape.weight_shape)
+    assert np.array_equal(layout_in_the_clear(layout, x, w, 20), conv2d_ref(x, w, shape, 20))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.prg import PRG
@@ -106,3 +108,43 @@ def test_output_pack_candidates_are_the_planners_blocks() -> None:
     for total in (1, 7, 64, 100, 512, 1000):
         for largest in (1, 2, 3, 5, 16, 40):
             assert _largest_blocks(total, largest, 3) == block_sizes(total, largest)[:3]
+
+
+def layout_in_the_clear(layout, x: np.ndarray, w: np.ndarray, l: int) -> np.ndarray:
+    """What the protocol computes, without HE: every unit's output polynomials ``Σ_k input_k · weight_(j,k)``
+    (negacyclic, mod ``2^l``) read at the layout's positions and assembled."""
+    from aiompc.protocols.linear.encoding import negacyclic_mul, scatter_coefficients
+
+    polys = layout.input_polys(x, l)
+    values, nonzero = layout.weight_values(w, l)
+    weights = scatter_coefficients(values, layout.weight_exponents(), layout.n)
+    out = {}
+    for u in range(layout.units):
+        for j in range(layout.outputs):
+            acc = np.zeros(layout.n, dtype=np.uint64)
+            for k in range(layout.inputs):
+                if nonzero[j, k]:
+                    acc += negacyclic_mul(polys[u, k], weights[j, k], l)
+            out[(u, j)] = acc[layout.positions(u, j)] & np.uint64((1 << l) - 1)
+    return layout.assemble(out)
+
+
+@given(st.integers(1, 9), st.integers(2, 7), st.integers(2, 7), st.integers(1, 5), st.integers(1, 3),
+       st.integers(1, 2), st.integers(0, 1), st.sampled_from([128, 256]), st.data())
+@settings(max_examples=40, deadline=None)
+def test_every_candidate_computes_the_convolution(c, h, w_, m, k, s, p, n, data) -> None:
+    """Random geometries at small N: each interleaved candidate the planner would try (compact tiles, several
+    output slots, wrapping at the tightest channel count) computes the convolution exactly."""
+    from aiompc.protocols.linear.quantized import _tile_shapes
+
+    if h + 2 * p < k or w_ + 2 * p < k:
+        return
+    shape = ConvShape.make(c, h, w_, m, k, stride=s, padding=p)
+    found = interleaved_tilings(shape, n, _tile_shapes(shape, n))
+    if not found:
+        return
+    layout = data.draw(st.sampled_from(found))
+    rng = np.random.default_rng(data.draw(st.integers(0, 1 << 30)))
+    x = rng.integers(0, 1 << 12, shape.in_shape)
+    w = rng.integers(-8, 8, shape.weight_shape)
+    assert np.array_equal(layout_in_the_clear(layout, x, w, 20), conv2d_ref(x, w, shape, 20))
