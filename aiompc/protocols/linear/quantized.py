@@ -171,8 +171,8 @@ class QuantizedPlanner:
     many bytes per second of compute it adds.  The default, 0.8 MB/s, was set when packing cost a
     re-randomisation and an uncompiled key switch per result (``benchmarks/linear_costs.py`` calibrates the
     model; BENCHMARKS.md has the side-by-side runs); since both are compiled (2026-12-05) packing adds little
-    modelled compute, and at this rate ResNet-18 packs 14 of its 21 HE layers (all but the first layer, the four
-    64-channel 32×32 layers, a shortcut and the classifier; 19.2 MiB linear; ``compute_rate = 0``: 18.2 MiB);
+    modelled compute, and at this rate ResNet-18 packs 15 of its 21 HE layers (all but the first layer, the four
+    64-channel 32×32 layers and the classifier; 17.59 MiB linear with the im2col and interleaved candidates);
     ``compute_rate = 0`` is the fewest bytes whatever the compute.  The choice is never more bytes than
     Cheetah's rule (the same ``l``, smallest ``q``) when that decrypts.
     """
