@@ -7,6 +7,7 @@ measured tables of BENCHMARKS.md from their JSON.
     python benchmarks/networks.py report                    # rewrite BENCHMARKS.md's measured section
     python benchmarks/networks.py plots                     # redraw every results/<run>.png from its JSON
     python benchmarks/networks.py lsb-errors                # plaintext: one-LSB requantization errors vs exact
+    python benchmarks/networks.py layers NETWORK [--json F]  # per-layer HE bytes from the byte model (layer_table.py)
 
 Each run is one ``aiompc bench`` process (so memory is returned between networks) writing
 ``benchmarks/results/<run>.json``, ``.md`` and ``.png``.  ``report`` reads every JSON there and replaces
@@ -454,7 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="rewrite the measured section of BENCHMARKS.md")
     sub.add_parser("plots", help="redraw the PNG of every JSON in benchmarks/results")
     sub.add_parser("lsb-errors", help="plaintext effect of one-LSB requantization errors on the logits")
+    lay = sub.add_parser("layers", help="per-layer HE bytes from the byte model (benchmarks/layer_table.py)")
+    lay.add_argument("rest", nargs=argparse.REMAINDER, help="NETWORK [--mode M] [--json F] [--markdown F]")
     args = p.parse_args(argv)
+    if args.cmd == "layers":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import layer_table
+
+        return layer_table.main(args.rest)
     if args.cmd == "run":
         return cmd_run(args.names, args.force)
     if args.cmd == "commands":

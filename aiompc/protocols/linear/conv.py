@@ -15,7 +15,6 @@ from aiompc.errors import InputError
 from aiompc.party import Party
 from aiompc.protocols.linear.engine import run_linear
 from aiompc.protocols.linear.kronecker import unpack_offset
-from aiompc.protocols.linear.layouts import ConvLayout
 from aiompc.protocols.linear.plan import LinearPlan, Planner, plan_for
 from aiompc.protocols.linear.tiling import ConvShape
 
@@ -81,7 +80,7 @@ async def conv2d(
         raise InputError(f"{label}: the plan packs {plan.layout.pack} channels, not {pack}")
     elif plan.out_shift != out_shift:
         raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
-    elif not isinstance(plan.layout, ConvLayout) or plan.layout.conv_shape != shape:
+    elif getattr(plan.layout, "conv_shape", None) != shape:  # a window layout or a convolution as a product
         raise InputError(f"{label}: the plan is not for a {shape} convolution")
     if plan.l != l:
         raise InputError(f"{label}: the plan is for l = {plan.l}, not {l}")

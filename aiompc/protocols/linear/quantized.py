@@ -32,9 +32,17 @@ Two approximate-mode options change what is computed, so the caller asks for the
   (:mod:`aiompc.protocols.linear.kronecker`); the candidates are the packed layouts.  :func:`choose_packing`
   compares ``k = 1, 2, 3`` for a layer, counting the wider input rings the packing needs.
 
+With output packing, the packed candidates are the refined ones, the channel-interleaved layouts (compact
+tiles, one or several output channels per ciphertext, :mod:`aiompc.protocols.linear.interleaved`) and, for a
+convolution with ``groups = 1``, its im2col matrix products with power-of-two inner blocks
+(:mod:`aiompc.protocols.linear.im2col`): outputs on a lattice, so packing costs about one key switch per result
+ciphertext.  They are evaluated in the order of a lower bound of their key (upload at ``l + 41`` bits per
+coefficient, every output and its share of ``c1`` at ``l + 1`` bits, the modelled compute at the fewest primes,
+then the key switches and Galois keys), while that bound is below the best key found.
+
 Search cost: a first pass with the default margin over every candidate (pruned by a lower bound of each
 candidate's bytes against the best found), then the best ``refine`` candidates (and Cheetah's) with every
-margin; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
+margin and with one or two flooding uniforms, then the packed candidates; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
 out_shift, pack)``; both parties run the same deterministic search (no measured quantity enters it).
 """
 
@@ -47,11 +55,13 @@ from typing import ClassVar, Iterator, Union
 
 import numpy as np
 
-from aiompc.crypto.he import MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPlan, ServerPipeline, params_for_modulus, plan_output
+from aiompc.crypto.he import FLOOD_TERMS, MAX_PLAIN_BITS, SECURITY_TABLE, HEParams, OutputPlan, ServerPipeline, params_for_modulus, plan_output
 from aiompc.crypto.he import min_modulus_bits
+from aiompc.crypto.he.primes import MAX_PRIME_BITS
 from aiompc.errors import InputError, ParameterError, UndecryptableParameters
 from aiompc.crypto.he.packing import packing_noise
-from aiompc.protocols.linear.costs import LayerCost, compute_seconds, galois_key_bytes, wire_cost
+from aiompc.protocols.linear.costs import COMPUTE, LayerCost, compute_seconds, galois_key_bytes, packing_switches, wire_cost
+from aiompc.protocols.linear.im2col import Im2colLayout, im2col_shape
 from aiompc.protocols.linear.interleaved import interleaved_tilings
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
@@ -71,7 +81,7 @@ from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, M
 
 __all__ = [
     "QuantizedPlanner", "SearchResult", "Candidate", "PackingOption", "choose_packing", "block_sizes", "axis_tiles",
-    "conv_tilings", "matmul_tilings",
+    "conv_tilings", "matmul_tilings", "im2col_tilings",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
@@ -161,8 +171,8 @@ class QuantizedPlanner:
     many bytes per second of compute it adds.  The default, 0.8 MB/s, was set when packing cost a
     re-randomisation and an uncompiled key switch per result (``benchmarks/linear_costs.py`` calibrates the
     model; BENCHMARKS.md has the side-by-side runs); since both are compiled (2026-12-05) packing adds little
-    modelled compute, and at this rate ResNet-18 packs 14 of its 21 HE layers (all but the first layer, the four
-    64-channel 32×32 layers, a shortcut and the classifier; 19.2 MiB linear; ``compute_rate = 0``: 18.2 MiB);
+    modelled compute, and at this rate ResNet-18 packs 15 of its 21 HE layers (all but the first layer, the four
+    64-channel 32×32 layers and the classifier; 17.59 MiB linear with the im2col and interleaved candidates);
     ``compute_rate = 0`` is the fewest bytes whatever the compute.  The choice is never more bytes than
     Cheetah's rule (the same ``l``, smallest ``q``) when that decrypts.
     """
@@ -233,7 +243,7 @@ class QuantizedPlanner:
         return (cost.seconds(self.bandwidth, self.rtt) + self.key_share * cost.setup / self.bandwidth, cost.total)
 
     def evaluate_packed(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                        out_shift: int = 0) -> Candidate | None:
+                        out_shift: int = 0, flood_terms: int = 1) -> Candidate | None:
         """The plan of ``layout`` with its results packed: the smallest ``q`` above the packed pipeline's need
         (visible = the largest packed group, plus the key-switching noise, which depends on ``q``'s primes:
         re-derived until stable) and its cost; ``None`` when nothing decrypts at that ``N``."""
@@ -243,7 +253,7 @@ class QuantizedPlanner:
         dec = l - out_shift
         try:
             count = packed_group_size(layout)
-            pipeline = replace(pipeline_for(layout, weight_bits, self.stat_bits), visible=count)
+            pipeline = replace(pipeline_for(layout, weight_bits, self.stat_bits, flood_terms), visible=count)
         except InputError:
             return None
         for _ in range(4):
@@ -267,7 +277,7 @@ class QuantizedPlanner:
         return Candidate(plan, self.cost(plan), margin)
 
     def evaluate(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                 bound: tuple[float, float] | None = None, out_shift: int = 0) -> Candidate | None:
+                 bound: tuple[float, float] | None = None, out_shift: int = 0, flood_terms: int = 1) -> Candidate | None:
         """The plan of ``layout`` with the smallest ``q`` above the noise need plus ``margin`` bits (for
         decryption at ``l - out_shift`` bits), and its cost; ``None`` when nothing decrypts at that ``N`` or
         when a lower bound of its cost is not below ``bound`` (a :meth:`key`)."""
@@ -279,7 +289,7 @@ class QuantizedPlanner:
         if bound is not None and self._lower_bound(layout, dec, dec + self.stat_bits + 1) >= bound[0]:
             return None
         try:
-            pipeline = pipeline_for(layout, weight_bits, self.stat_bits)
+            pipeline = pipeline_for(layout, weight_bits, self.stat_bits, flood_terms)
             need = min_modulus_bits(n, dec, pipeline, margin)
         except InputError:
             return None
@@ -305,6 +315,30 @@ class QuantizedPlanner:
         outputs = int(np.prod(layout.out_shape))
         low = (cts_in * n * math.ceil(need) + (cts_out * n + outputs) * (l + 1)) / 8
         return low if self.bandwidth is None else low / self.bandwidth + self.rtt
+
+    def packed_lower_bound(self, layout: Layout, l: int, switches: bool = True) -> float:
+        """A lower bound of the first component of :meth:`key` for ``layout`` with its results packed, whatever
+        ``q`` (``log2 q >= l + stat_bits + 1``, primes below ``2^30``): ``c0`` uploads of that many bits per
+        coefficient, every output value and a whole ``c1`` per ``N`` of them at ``l + 1`` bits, the Galois keys
+        (``key_share``) and (with a ``compute_rate``) the modelled compute at the fewest primes
+        (:func:`~aiompc.protocols.linear.costs.compute_seconds`, without the finishing of packed ciphertexts);
+        ``switches=False``: without the key switches and Galois keys (a weaker bound, cheaper to compute).  ``0`` when a bandwidth is
+        given (the search then evaluates every candidate)."""
+        if self.bandwidth is not None:
+            return 0.0
+        n = layout.n
+        need = l + self.stat_bits + 1
+        levels = -(-need // MAX_PRIME_BITS)
+        cts_in, cts_out = layout.units * layout.inputs, layout.units * layout.outputs
+        outputs = int(np.prod(layout.out_shape))
+        low = (cts_in * n * need + (outputs + -(-outputs // n) * n) * (l + 1)) / 8
+        server = n * levels * (cts_in * COMPUTE["absorb"] + cts_out * layout.inputs * (COMPUTE["mac"] + COMPUTE["prepare"])
+                               + cts_out * COMPUTE["refresh"])
+        keys = 0.0
+        if switches:  # the key switches and Galois keys (dearer to count)
+            server += n * levels * levels * packing_switches(layout)[0] * COMPUTE["keyswitch"]
+            keys = len(layout_elements(layout)) * levels * n * need / 8  # L polynomials of log2 q bits each
+        return low + self.key_share * keys + self.compute_rate * (server + cts_in * n * levels * COMPUTE["encrypt"])
 
     def cost(self, plan: LinearPlan) -> LayerCost:
         packing = plan.output_packing
@@ -360,36 +394,58 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
         pool.append(cheetah.plan.layout)
     refined = list(first)
     for layout in pool:
-        for margin in planner.margins:
-            if margin != _DEFAULT_MARGIN:
-                cand = planner.evaluate(layout, l, weight_bits, margin, out_shift=out_shift)
-                if cand is not None:
-                    evaluated += 1
-                    refined.append(cand)
+        for margin, terms in _refinements(planner):
+            cand = planner.evaluate(layout, l, weight_bits, margin, out_shift=out_shift, flood_terms=terms)
+            if cand is not None:
+                evaluated += 1
+                refined.append(cand)
     if cheetah is not None:
         refined.append(cheetah)
     if planner.output_packing and pack == 1:
-        extra = _strided_variants(pool) + _interleaved_variants(planner, shape)
-        packed = [c for layout in dict.fromkeys([*pool, *extra])
-                  if (c := planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)) is not None]
+        # branch and bound: candidates in the order of a lower bound of their key, evaluated while that bound
+        # is below the best key found (among the plans within Cheetah's bytes, the only ones that can be chosen)
+        limit = math.inf if cheetah is None else cheetah.cost.total
+        best_key = min((planner.key(c.cost)[0] for c in refined if c.cost.total <= limit), default=math.inf)
+        variants = _strided_variants(pool) + _interleaved_variants(planner, shape) + _im2col_variants(planner, shape)
+        bounded = sorted(((planner.packed_lower_bound(lay, l - out_shift, switches=False), i, lay)
+                          for i, lay in enumerate(dict.fromkeys([*pool, *variants]))), key=lambda v: v[:2])
+        packed = []
+        for low, _, layout in bounded:
+            if low >= best_key:
+                break
+            if planner.packed_lower_bound(layout, l - out_shift) >= best_key:
+                continue
+            cand = planner.evaluate_packed(layout, l, weight_bits, out_shift=out_shift)
+            if cand is not None:
+                packed.append(cand)
+                if cand.cost.total <= limit:
+                    best_key = min(best_key, planner.key(cand.cost)[0])
         evaluated += len(packed)
         packed.sort(key=lambda c: planner.key(c.cost))
-        for cand in packed[:2]:  # the best packed layouts, with every margin
+        for cand in packed[:2]:  # the best packed layouts, with every margin and flood
             refined.append(cand)
-            for margin in planner.margins:
-                if margin != _DEFAULT_MARGIN:
-                    again = planner.evaluate_packed(cand.plan.layout, l, weight_bits, margin, out_shift)
-                    if again is not None:
-                        evaluated += 1
-                        refined.append(again)
+            for margin, terms in _refinements(planner):
+                again = planner.evaluate_packed(cand.plan.layout, l, weight_bits, margin, out_shift, terms)
+                if again is not None:
+                    evaluated += 1
+                    refined.append(again)
     if cheetah is not None:  # never more bytes than Cheetah's rule, whatever the compute saved
         refined = [c for c in refined if c.cost.total <= cheetah.cost.total] or [cheetah]
     best = min(refined, key=lambda c: planner.key(c.cost))
     return SearchResult(best, cheetah, evaluated, considered)
 
 
+def _refinements(planner: QuantizedPlanner) -> list[tuple[float, int]]:
+    """``(margin, flood terms)`` tried on the best candidates beyond the first pass's ``(default margin, one
+    uniform)``: every margin, with one uniform and with the sum of two (whose statistical distance grows with the
+    square root of the visible coefficients, :func:`~aiompc.crypto.he.noise.flood_distance`: 2-3 bits less ``q``
+    and flood for a ciphertext of a thousand outputs)."""
+    return [(m, t) for t in FLOOD_TERMS for m in planner.margins if (m, t) != (_DEFAULT_MARGIN, 1)]
+
+
 def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:
-    """Channel-interleaved conv layouts (outputs on a lattice: cheap to pack) for every ``N`` and tile shape."""
+    """Channel-interleaved conv layouts (outputs on a lattice: cheap to pack) for every ``N`` and tile shape
+    (compact where the tile allows it), with one or several output channels per ciphertext."""
     if not isinstance(shape, ConvShape):
         return []
     out: list[Layout] = []
@@ -398,8 +454,8 @@ def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layou
         for inner in (shape, phased):
             if inner is None:
                 continue
-            tiles = [(th, tw) for th, tw, compact in _tile_shapes(inner, n) if not compact]
-            tiles += [(th, tw) for th, tw, compact in _tile_shapes(inner, n) if compact]  # as plain tiles
+            tiles = _tile_shapes(inner, n)
+            tiles += [(th, tw, False) for th, tw, compact in tiles if compact]  # also as plain tiles
             found = interleaved_tilings(inner, n, list(dict.fromkeys(tiles)))
             out.extend(found if inner is shape else [PolyphaseInterleavedLayout(f.tiling, shape) for f in found])
     return out
@@ -414,7 +470,38 @@ def _strided_variants(pool: list[Layout]) -> list[Layout]:
             t = layout.tiling
             d1 = 1 << (t.d1 - 1).bit_length()
             if d1 != t.d1 and d1 <= t.shape.in_features and t.d0 * d1 * t.d2 <= t.n:
-                out.append(MatmulLayout(MatmulTiling(t.shape, t.n, t.d0, d1, t.d2)))
+                out.append(replace(layout, tiling=MatmulTiling(t.shape, t.n, t.d0, d1, t.d2)))
+    return out
+
+
+def _im2col_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:
+    """A convolution (``groups = 1``) as a matrix product (:mod:`aiompc.protocols.linear.im2col`), for output
+    packing: for every ``N``, ``d1`` a power of two (outputs on the ``d1`` lattice: ``d1 − 1`` key switches per
+    packed ciphertext), ``d2`` a power of two (or all output channels), ``d0`` the most output pixels that fit.
+    Upload grows with ``d2``, key switches with ``d1`` (``H_o·W_o·M·d1/N`` result ciphertexts)."""
+    if not isinstance(shape, ConvShape):
+        return []
+    mshape = im2col_shape(shape)
+    if mshape is None:
+        return []
+    return [Im2colLayout(t, source=shape) for n in planner.ns for t in im2col_tilings(mshape, n)]
+
+
+def im2col_tilings(shape: MatmulShape, n: int) -> list[MatmulTiling]:
+    """The matrix-product blocks :func:`_im2col_variants` tries at ring degree ``n`` (see there)."""
+    out: list[MatmulTiling] = []
+    d1 = 2
+    while d1 <= min(shape.in_features, n):
+        d2s = [1 << k for k in range((n // d1).bit_length()) if (1 << k) <= shape.out_features]
+        if shape.out_features * d1 <= n:
+            d2s.append(shape.out_features)
+        for d2 in dict.fromkeys(d2s):
+            d0 = min(shape.batch, n // (d1 * d2))
+            if d0 < 1:
+                continue
+            d0 = -(-shape.batch // -(-shape.batch // d0))  # the smallest block giving that row-block count
+            out.append(MatmulTiling(shape, n, d0, d1, d2))
+        d1 *= 2
     return out
 
 

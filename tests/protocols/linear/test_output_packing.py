@@ -241,17 +241,17 @@ async def test_interleaved_layout_packed_equals_reference(geometry, wb, nprng) -
 
 def test_compute_rate_trades_bytes_for_modelled_compute() -> None:
     """ResNet-18's 512x4x4 layer: bytes only and the default rate both pack its results on the interleaved
-    lattice (since packing's key switch and re-randomisation are compiled, packing itself adds little modelled
-    compute); a rate high enough keeps an unpacked layout, whose modelled CPU is several times lower (fewer
-    output ciphertexts, fewer products); the byte order is the reverse."""
+    lattice (packing's key switch and re-randomisation are compiled, so packing itself adds little modelled
+    compute); a prohibitive rate keeps an unpacked layout, whose modelled CPU is several times lower (fewer
+    output ciphertexts, fewer products).  Bytes do not rise and modelled CPU does not fall in that order."""
     from aiompc.protocols.linear.quantized import QuantizedPlanner
 
     shape = ConvShape.make(512, 4, 4, 512, 3, padding=1)
     greedy = QuantizedPlanner(compute_rate=0.0).search(shape, 19, 4).best
     default = QuantizedPlanner().search(shape, 19, 4).best
-    costly = QuantizedPlanner(compute_rate=3e6).search(shape, 19, 4).best
-    assert greedy.plan.output_packing and default.plan.output_packing and not costly.plan.output_packing
-    assert default.cost.total < costly.cost.total / 3
+    frugal = QuantizedPlanner(compute_rate=1e9).search(shape, 19, 4).best
+    assert greedy.plan.output_packing and default.plan.output_packing and not frugal.plan.output_packing
+    assert greedy.cost.total <= default.cost.total < frugal.cost.total / 4
     assert 0 < default.cost.packing_seconds < 0.2 * (default.cost.server_seconds + default.cost.client_seconds)
-    seconds = [c.cost.server_seconds + c.cost.client_seconds for c in (default, costly)]
-    assert seconds[1] * 3 < seconds[0]
+    seconds = [c.cost.server_seconds + c.cost.client_seconds for c in (greedy, default, frugal)]
+    assert seconds[0] >= seconds[1] > 2 * seconds[2]

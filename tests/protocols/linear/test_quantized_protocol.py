@@ -159,3 +159,34 @@ async def test_weights_prepared_once_for_a_batch(nprng) -> None:
     assert np.array_equal(reconstruct(y2s, y2c, l), conv2d_ref(xs[0], w2, shape, l))
     assert isinstance(cache, WeightCache)
     assert (cache.misses, cache.hits, len(cache)) == (2, 2, 2)
+
+
+async def test_a_two_uniform_flood_plan_of_the_quantized_planner_is_exact_and_modelled(nprng) -> None:
+    """The planner also tries flooding with the sum of two uniforms (``q`` a few bits smaller for many visible
+    outputs): such a plan keeps 40 bits, equals the reference bit for bit, and its bytes are the model's."""
+    from aiompc.crypto.he import STATISTICAL_SECURITY
+    from aiompc.protocols.linear.costs import plan_cost
+    from aiompc.protocols.linear.quantized import QuantizedPlanner
+
+    shape = ConvShape.make(16, 16, 16, 8, 3, padding=1)
+    planner = QuantizedPlanner(output_packing=False)
+    best = planner.search(shape, 16, 4).best.plan
+    one = planner.evaluate(best.layout, 16, 4).plan
+    two = planner.evaluate(best.layout, 16, 4, flood_terms=2).plan
+    assert two.output.flood_terms == 2 and two.stat_security >= STATISTICAL_SECURITY
+    assert two.he.log2_q < one.he.log2_q and plan_cost(two).total < plan_cost(one).total
+    x = nprng.integers(0, 16, shape.in_shape)
+    w = nprng.integers(-8, 8, shape.weight_shape)
+    xs, xc = share(x, 16, PRG())
+    kw = dict(out_channels=8, kernel=3, padding=1, l=16, weight_bits=4, plan=two)
+
+    async def server(p):
+        return await conv2d(p, "conv", xs, weight=w, **kw)
+
+    async def client(p):
+        return await conv2d(p, "conv", xc, **kw), p.channel.stats()
+
+    ys, (yc, stats) = await run_local(server, client)
+    assert np.array_equal(to_signed(reconstruct(ys, yc, 16), 16), conv2d_ref(x, w, shape, 64).view(np.int64))
+    cost = plan_cost(two, "conv")
+    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
