@@ -17,7 +17,12 @@ import gc
 import sys
 from typing import Callable
 
-__all__ = ["release", "available"]
+__all__ = ["release", "available", "bound_growth", "MMAP_THRESHOLD", "ARENAS"]
+
+MMAP_THRESHOLD = 4 << 20
+"""Allocations of at least this many bytes are mapped and unmapped directly (:func:`bound_growth`)."""
+ARENAS = 2
+"""malloc arenas a bounded process may use (:func:`bound_growth`)."""
 
 
 @functools.cache
@@ -36,6 +41,37 @@ def _malloc_trim() -> Callable[[int], int] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, looked up once; ``None`` on other C libraries."""
+    if _malloc_trim() is None:
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    fn = libc.mallopt
+    fn.argtypes = [ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def bound_growth(mmap_threshold: int = MMAP_THRESHOLD, arenas: int = ARENAS) -> bool:
+    """Keep a process's resident size near its live memory *during* a session, not only after it: every
+    allocation of ``mmap_threshold`` bytes or more is mapped on its own and returned to the OS when freed (a
+    fixed threshold: glibc otherwise raises it to 32 MiB after the first large free, and the layers' chunked
+    temporaries of a few MiB then pile up in the heap), and at most ``arenas`` malloc arenas are used (each
+    thread would otherwise get its own, each keeping its own high-water mark).  Measured on a ResNet-50
+    server (two processes, quantized): the resident size climbed 1.5–2 GB above the live arrays without this.
+    Call once at the start of a process that serves (before its worker threads start); returns whether it
+    took effect (glibc only).  Costs page faults on large allocations (well under 1% of a layer's time)."""
+    fn = _mallopt()
+    if fn is None:
+        return False
+    return bool(fn(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(fn(_M_ARENA_MAX, int(arenas)))
 
 
 def available() -> bool:

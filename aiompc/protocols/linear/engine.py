@@ -69,7 +69,7 @@ from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
 from aiompc.protocols.linear.packed import PackedGroup, layout_elements, packed_groups
 from aiompc.protocols.linear.plan import LinearPlan, require_private
-from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights, weight_key
+from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights, prepared_nbytes, weight_key
 from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
 
 __all__ = [
@@ -435,7 +435,12 @@ async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -
         cache = party.state[STATE_KEY] = WeightCache()
     w = np.asarray(weight)
     key = await party.compute(weight_key, plan, w)  # hashing the weights: off the event loop (hashlib drops the GIL)
-    return await cache.get(key, lambda: party.compute(prepare_weights, plan, w))
+    # A one-unit layer whose NTT form the cache could not keep is streamed: its blocks are transformed per
+    # chunk as they are needed (the same work, each block used once) instead of all at once, so a layer
+    # prepared per inference holds one block per thread, not up to WHOLE_MAX_BYTES plus the transform's
+    # temporaries (ResNet-50's last 3×3 layers: 402 MiB each, the server's peak).
+    stream = plan.layout.units == 1 and prepared_nbytes(plan, max_bytes=1 << 62) > cache.room
+    return await cache.get(key, lambda: party.compute(prepare_weights, plan, w, max_bytes=0 if stream else None))
 
 
 async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ciphertext, pk: PublicKey,

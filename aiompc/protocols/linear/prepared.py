@@ -37,9 +37,10 @@ WHOLE_MAX_BYTES = 1 << 29
 """Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk: a layer
 prepared per inference holds at most this much at once (what bounds a ResNet-50 server's peak memory, beside
 the model's pinned plaintexts)."""
-BLOCK_MAX_BYTES = 1 << 27
+BLOCK_MAX_BYTES = 1 << 25
+"""A streamed chunk is transformed in blocks of output rows of at most this size (NTT form), all threads together
+(the transform's temporaries are a few times this)."""
 _ITEM = 4  # bytes per residue of the NTT form (uint32: PlainNTT)
-"""A streamed chunk is transformed in blocks of output rows of at most this size (NTT form)."""
 
 
 @dataclass(frozen=True)

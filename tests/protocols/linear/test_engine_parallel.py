@@ -112,3 +112,43 @@ def test_refresh_batch_of_one_chunk_is_one_refresh(batch) -> None:
         refresh_batch(ct, pk, PRG(b"\x0b" * 32), chunk=0)
     with pytest.raises(InputError):
         refresh_batch(ct.to_coeff(), pk, PRG(b"\x0b" * 32))
+
+
+@pytest.mark.parametrize("room", [0, 1 << 40])
+async def test_a_layer_the_cache_cannot_keep_is_streamed(room: int, nprng: np.random.Generator,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-unit layer whose NTT form does not fit what the session's cache leaves is prepared streamed (one
+    block per thread at a time) and is still exact; one that fits is prepared whole and kept."""
+    from aiompc.protocols.linear import engine
+    from aiompc.protocols.linear.conv import conv_plan
+    from aiompc.protocols.linear.planners import PLANNERS
+    from aiompc.protocols.linear.reference import conv2d_ref
+    from aiompc.protocols.linear.tiling import ConvShape
+    from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
+    from aiompc.ring import share
+    from aiompc.session import run_local
+
+    shape, l = ConvShape.make(80, 8, 8, 6, 3, padding=1), 16
+    plan = conv_plan(shape, l, weight_bits=8, planner=PLANNERS["cheetah-smallest"])
+    assert plan.layout.units == 1
+    x = nprng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
+    w = nprng.integers(-127, 128, shape.weight_shape)
+    xs, xc = share(x, l, PRG(b"\x0c" * 32))
+    made: list[bool] = []
+    real = engine.prepare_weights
+
+    def spy(plan_, w_, *, max_bytes=None):
+        out = real(plan_, w_, max_bytes=max_bytes)
+        made.append(out.streamed)
+        return out
+
+    monkeypatch.setattr(engine, "prepare_weights", spy)
+    cache = WeightCache(room)
+
+    async def server(p):
+        p.state[STATE_KEY] = cache
+        return await engine.run_linear(p, "L", plan, xs, w)
+
+    ys, yc = await run_local(server, lambda p: engine.run_linear(p, "L", plan, xc))
+    assert np.array_equal((ys + yc) & np.uint64((1 << l) - 1), conv2d_ref(x, w, shape, l))
+    assert made == [room == 0] and (len(cache) == 1) == (room > 0)
