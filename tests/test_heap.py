@@ -83,7 +83,7 @@ def rss():
 
 bounded = sys.argv[1] == "1"
 if bounded:
-    assert heap.bound_growth()
+    assert heap.bound_growth(mmap_threshold=4 << 20)
 big = np.ones(16 << 17)  # 16 MiB, mapped; freeing it raises glibc's dynamic mmap threshold to 16 MiB
 del big
 base = rss()
@@ -95,8 +95,8 @@ print(rss() - base)
 
 @pytest.mark.skipif(not heap.available(), reason="needs glibc's mallopt")
 def test_bound_growth_returns_chunked_temporaries_at_once() -> None:
-    """With :func:`heap.bound_growth` a layer's freed multi-MiB temporaries leave the resident size at once (no
-    release needed); without it glibc keeps them (the control run shows the case exists)."""
+    """With :func:`heap.bound_growth` and a fixed mmap threshold, freed multi-MiB temporaries leave the resident
+    size at once (no release needed); without it glibc keeps them (the control run shows the case exists)."""
     import subprocess
     import sys
 
