@@ -116,3 +116,15 @@ async def test_workers_error_propagates_and_bad_count_refused() -> None:
     from aiompc.errors import InputError
     with pytest.raises(InputError):
         await pipelined(party, 1, produce, consume, workers=0)
+
+
+def test_party_parts_default_and_validation() -> None:
+    """``Party.parts``: the process's cores by default, an explicit count kept, below one refused."""
+    from aiompc.errors import InputError
+    from aiompc.kernels.threads import default_parts
+
+    ch = Channel(memory_pair()[0])
+    assert Party("server", ch).parts == default_parts() >= 1
+    assert Party("client", ch, parts=3).parts == 3
+    with pytest.raises(InputError):
+        Party("server", ch, parts=0)
