@@ -12,8 +12,9 @@ Two ext types carry arrays:
 
 Decoding never executes code: only whitelisted numeric dtypes are accepted and every length is checked
 against the shape before anything is allocated; anything malformed raises :class:`ProtocolError`.
-``decode(data, max_decoded=n)`` also refuses (:class:`LimitExceeded`, before allocating) a message whose
-bit-packed arrays would expand to more than ``n`` bytes.  :func:`expect` checks a decoded array against
+``decode(data, max_decoded=n)`` also refuses (:class:`LimitExceeded`) a message whose decoded value would
+hold more than ``n`` bytes: arrays (bit-packed ones before they are allocated) and msgpack containers are
+charged (see :func:`decode`).  :func:`expect` checks a decoded array against
 the shape and width the receiver expects.
 """
 
@@ -29,7 +30,8 @@ import numpy as np
 from aiompc.errors import InputError, LimitExceeded, ProtocolError
 from aiompc.kernels.bitpack import narrowest_uint, pack_bits, packed_size, unpack_bits
 
-__all__ = ["Packed", "encode", "decode", "expect", "pack_bits", "unpack_bits", "packed_size"]
+__all__ = ["Packed", "encode", "decode", "expect", "pack_bits", "unpack_bits", "packed_size", "container_cap",
+           "CONTAINER_COST", "ARRAY_COST", "MSGPACK_DEPTH"]
 
 EXT_ARRAY = 1
 EXT_BITS = 2
@@ -99,23 +101,63 @@ def _default(obj: Any) -> Any:
     raise InputError(f"cannot encode object of type {type(obj).__name__}")
 
 
+CONTAINER_COST = 96
+"""Bytes a decode budget charges for each msgpack array or map and for each of its elements (a map entry
+counts twice: key and value): covers what the decoded Python objects hold beyond the message's own bytes
+(measured: an empty list 64 B for 1 byte of message, an empty map 72 B, a 1-character non-Latin string
+84 B for 4 bytes)."""
+
+ARRAY_COST = 1024
+"""Bytes a decode budget charges for each decoded numpy array beside its data (measured: 200-760 B of
+objects and views per array)."""
+
+MSGPACK_DEPTH = 1024
+"""msgpack's own limit on nested containers (deeper is a ``StackError``: :class:`ProtocolError`)."""
+
+_CAP_FLOOR = 24 << 20
+
+
+def container_cap(max_decoded: int) -> int:
+    """Elements one msgpack array may announce under a decode budget of ``max_decoded`` bytes (a map: half
+    as many entries): ``max(max_decoded, 24 MiB) // (CONTAINER_COST · MSGPACK_DEPTH)``, at least 256.
+
+    Elements are charged when their container completes; with this cap, the elements of all the
+    containers still open at once (at most :data:`MSGPACK_DEPTH` nested) hold less than
+    ``max(max_decoded, 24 MiB)`` bytes beyond their payload, so the peak while decoding stays below twice
+    that plus the message length.  Honest messages hold lists of at most a few dozen elements."""
+    return max(max_decoded, _CAP_FLOOR) // (CONTAINER_COST * MSGPACK_DEPTH)
+
+
 class _Budget:
-    """Bytes that the bit-packed arrays of one message may still expand to."""
+    """Bytes that one message's decoded value may still hold: arrays (their data plus :data:`ARRAY_COST`)
+    and msgpack containers (:data:`CONTAINER_COST` per container and per element).  A container is
+    charged when msgpack completes it (``list_hook`` / ``object_hook``)."""
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "limit")
 
-    def __init__(self, left: int | None) -> None:
+    def __init__(self, left: int) -> None:
         self.left = left
+        self.limit = left
 
     def take(self, nbytes: int) -> None:
-        if self.left is None:
-            return
         if nbytes > self.left:
             raise LimitExceeded(
-                f"message would decode to more than its budget of bytes ({nbytes} more, {self.left} left); "
-                "the peer announced arrays larger than this side accepts"
+                f"message would decode to more than its budget of {self.limit} bytes ({nbytes} more, {self.left} "
+                "left): the peer sent larger arrays or more msgpack containers than this side accepts (raise "
+                "Limits.max_decoded_bytes if such messages are expected)"
             )
         self.left -= nbytes
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        return _ext_hook(code, data, self)
+
+    def list_hook(self, value: list) -> list:
+        self.take(CONTAINER_COST * (1 + len(value)))
+        return value
+
+    def object_hook(self, value: dict) -> dict:
+        self.take(CONTAINER_COST * (1 + 2 * len(value)))
+        return value
 
 
 def _ext_hook(code: int, data: bytes, budget: _Budget | None = None) -> Any:
@@ -130,6 +172,8 @@ def _ext_hook(code: int, data: bytes, budget: _Budget | None = None) -> Any:
         dt = np.dtype(ds)
         if len(mv) - off != _count(shape) * dt.itemsize:
             raise ProtocolError(f"array payload of {len(mv) - off} bytes does not match shape {shape} of {ds}")
+        if budget is not None:
+            budget.take(ARRAY_COST + len(mv) - off)  # a view on msgpack's copy of the payload
         return np.frombuffer(mv[off:], dtype=dt).reshape(shape)
     if code == EXT_BITS:
         if len(mv) < 1:
@@ -142,7 +186,7 @@ def _ext_hook(code: int, data: bytes, budget: _Budget | None = None) -> Any:
         if len(mv) - off != packed_size(count, bits):
             raise ProtocolError(f"bit-packed payload of {len(mv) - off} bytes does not match shape {shape} at {bits} bits")
         if budget is not None:
-            budget.take(narrowest_uint(bits).itemsize * count)
+            budget.take(ARRAY_COST + narrowest_uint(bits).itemsize * count)
         return unpack_bits(mv[off:], bits, count, narrow=True).reshape(shape)
     raise ProtocolError(f"unknown msgpack ext type {code}")
 
@@ -167,13 +211,34 @@ def encode(obj: Any) -> bytes:
 
 
 def decode(data: bytes | memoryview, *, max_decoded: int | None = None) -> Any:
-    """Deserialize untrusted bytes; raises :class:`ProtocolError` on anything malformed, and
-    :class:`LimitExceeded` if bit-packed arrays would expand past ``max_decoded`` bytes."""
-    budget = _Budget(max_decoded)
+    """Deserialize untrusted bytes; raises :class:`ProtocolError` on anything malformed.
+
+    With ``max_decoded``, raises :class:`LimitExceeded` once the decoded value would hold more than
+    ``max_decoded`` bytes, counting every array's data (a bit-packed one in the narrowest dtype; refused
+    before it is allocated) plus :data:`ARRAY_COST`, and :data:`CONTAINER_COST` per msgpack array/map and
+    per element, key and value (charged as each container completes), or once one array or map announces
+    more elements than :func:`container_cap` allows.  Not charged: the payload of strings and binaries
+    (at most the message's own length) and a scalar outside any container.  So the decoded value holds at
+    most ``max_decoded`` plus the message length, and the peak while decoding stays below
+    ``2·max(max_decoded, 24 MiB)`` plus the message length (:func:`container_cap`).  Cost of the
+    accounting: one Python call per container and per array, nothing per array element."""
     try:
-        return msgpack.unpackb(data, ext_hook=lambda code, d: _ext_hook(code, d, budget), raw=False,
+        if max_decoded is None:
+            return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
+        budget = _Budget(max_decoded)
+        cap = min(container_cap(max_decoded), len(data))  # (unpackb's own default: the message length)
+        return msgpack.unpackb(data, ext_hook=budget.ext_hook, list_hook=budget.list_hook,
+                               object_hook=budget.object_hook, max_array_len=cap, max_map_len=cap // 2, raw=False,
                                strict_map_key=True)
     except ProtocolError:
         raise
-    except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData, RecursionError) as exc:
+    except ValueError as exc:
+        if max_decoded is not None and container_cap(max_decoded) < len(data) and "exceeds max_" in str(exc):
+            # msgpack's "N exceeds max_array_len(M)", M set by the budget (not by the message length)
+            raise LimitExceeded(
+                f"a msgpack container in the message is longer than a decode budget of {max_decoded} bytes allows "
+                f"({exc}; the cap is max(budget, 24 MiB) // {CONTAINER_COST * MSGPACK_DEPTH} elements): raise "
+                "Limits.max_decoded_bytes if such messages are expected") from None
+        raise ProtocolError(f"malformed message: {exc}") from None
+    except (TypeError, msgpack.UnpackException, msgpack.ExtraData, RecursionError) as exc:
         raise ProtocolError(f"malformed message: {exc}") from None

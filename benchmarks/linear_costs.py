@@ -10,7 +10,8 @@ in ``costs.py``:
 * ``absorb`` — server, parse + expand the seed + add its share + forward NTT, per input ciphertext;
 * ``mac`` — server, one (output, input) product-accumulate in NTT form;
 * ``finalize`` — server, re-randomise + flood + switch + drop + serialize, per output ciphertext;
-* ``refresh`` — server, output packing's re-randomisation (``u·pk + e``, no flooding), per output ciphertext;
+* ``refresh`` — server, output packing's re-randomisation (``(b·u, a·u + e1)``, no flooding), per output
+  ciphertext;
 * ``keyswitch`` — server, one automorphism with key switch inside the packing tree (strided, 64 leaves);
 * ``decrypt`` — client, one result ciphertext with 256 visible coefficients (per ``N``);
 * ``prepare`` — server, the weight plaintexts of a layer to NTT form, per (output, input) polynomial pair

@@ -251,6 +251,41 @@ def comparison_section(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+# Cheetah's C++ (OpenCheetah, l = 37, one thread per party, loopback, unloaded 2-core machine like ours):
+# ../shared/REFERENCE.md, "The reference C++ implementation measured on a machine like ours" and "Speed anchors".
+CXX_SECONDS = {"resnet50": 123.5, "squeezenet": 40.7, "conv64x56": 0.45, "fc2048": 0.16}
+
+
+def _wall_cell(run: dict | None) -> str:
+    if run is None:
+        return NOT_MEASURED
+    t = run["total"]
+    cpu = (f" ({t['cpu_server']:.1f} + {t['cpu_client']:.1f} CPU s)"
+           if t.get("cpu_server") is not None and t.get("cpu_client") is not None else "")
+    return f"{t['seconds']:.2f} s{cpu}"
+
+
+def speed_section(runs: list[dict]) -> str:
+    """Wall time of one inference per network and mode (headline runs; CPU seconds of the server and the client
+    processes beside it) against Cheetah's C++ on the same kind of machine where REFERENCE.md has a figure.
+    Model preparation (once per model, cached across inferences) is not in these seconds: each JSON's
+    ``prepare`` has it."""
+    models = list(dict.fromkeys(r["model"] for r in runs if _headline(r)))
+    out = ["| network | cheetah mode: wall (CPU srv + cli) | quantized mode: wall (CPU srv + cli) "
+           "| Cheetah's C++, one thread per party | quantized ÷ C++ | load average at the end of the run |",
+           "|---|---:|---:|---:|---:|---|"]
+    for model in models:
+        ch, qu = _find(runs, model, "cheetah"), _find(runs, model, "quantized")
+        if ch is None and qu is None:
+            continue
+        cxx = CXX_SECONDS.get(model)
+        ratio = f"{qu['total']['seconds'] / cxx:.2f}×" if cxx and qu else "–"
+        loads = [f"{r['mode']} {r['load'][0]:.1f}" for r in (ch, qu) if r and r.get("load")]
+        out.append(f"| {model} | {_wall_cell(ch)} | {_wall_cell(qu)} | {f'{cxx} s' if cxx else 'no figure'} "
+                   f"| {ratio} | {', '.join(loads) or '–'} |")
+    return "\n".join(out) if len(out) > 2 else ""
+
+
 HE_OPS = ("conv", "linear", "batchnorm")
 """Operators of the HE layers (the ``linear`` bytes): their shares are what the raw-bits floor counts."""
 
@@ -371,6 +406,11 @@ def measured_section(runs: list[dict]) -> str:
     if raw:
         lines += [("Distance to the floor (headline runs; raw share bits: every input and output share of the HE "
                    "layers at its ring width, one inference):"), "", raw, ""]
+    speed = speed_section(runs)
+    if speed:
+        lines += [("Time of one inference against Cheetah's C++ (headline runs, two processes, no link emulation; "
+                   "this machine is shared, so each row is one run and an upper bound — medians of paired runs are "
+                   "in the sections above):"), "", speed, ""]
     comparison = comparison_section(runs)
     if comparison:
         lines += [("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "

@@ -257,15 +257,22 @@ async def test_flood_of_distinct_labels_is_refused(model, scheme: str) -> None:
         assert _failures(server) == {"LimitExceeded"}
 
 
+_BOMBS = {
+    # 2 MiB on the wire, 16 MiB even as uint8 (the narrowest dtype): over the 8 MiB decode budget
+    "bit-packed": lambda: wire.Packed(np.zeros(16 * MiB, np.uint8), 1),
+    # 1 MiB on the wire, 2^20 empty lists (64 MiB as Python lists), in lists short enough for the per-list cap
+    "containers": lambda: [[[]] * 256] * 4096,
+}
+
+
+@pytest.mark.parametrize("bomb", sorted(_BOMBS))
 @pytest.mark.parametrize("scheme", SCHEMES)
-async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str) -> None:
+async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str, bomb: str) -> None:
     async with await _serve(model, scheme) as server:
         async def attack() -> BaseException:
             party = await _handshaken(server.url)
             try:
-                # 2 MiB on the wire, 16 MiB even as uint8 (the narrowest dtype): over the 8 MiB decode budget
-                bomb = wire.Packed(np.zeros(16 * MiB, np.uint8), 1)
-                await party.sub("request").send(bomb)
+                await party.sub("request").send(_BOMBS[bomb]())
                 async with asyncio.timeout(10):
                     await party.sub("never").recv()  # the server must drop us
             except TransportClosed as exc:

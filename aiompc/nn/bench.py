@@ -106,15 +106,23 @@ _MIB = float(1 << 20)
 
 
 def code_version() -> str | None:
-    """``git describe --always --dirty`` of the aiompc checkout (``None`` outside a git checkout)."""
+    """``git describe --always`` of the aiompc checkout, ``-dirty`` when tracked files differ from it — except
+    the benchmark results and BENCHMARKS.md, which the benchmarks themselves write (``None`` outside a git
+    checkout)."""
     import subprocess
 
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(["git", "describe", "--always"], cwd=here, capture_output=True, text=True,
+                             timeout=10, check=False)
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ":(top)",
+                               ":(top,exclude)benchmarks/results", ":(top,exclude)BENCHMARKS.md"],
+                              cwd=here, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
+    return out.stdout.strip() + ("-dirty" if diff.returncode != 0 else "")
 
 
 def machine_info() -> dict[str, Any]:
@@ -266,7 +274,16 @@ def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run
     return {"model": model, "mode": mode or config.mode.name, "network": link, **report,
             "graph": config.mode.program, "planner": config.mode.planner.name, "ot": engine,
             "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
-            "code": code_version()}
+            "load": _load_average(), "code": code_version()}
+
+
+def _load_average() -> list[float] | None:
+    """The machine's 1/5/15-minute load averages when the run ended (a shared machine's seconds are only as
+    good as this), or ``None`` where the platform has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def run_bench(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from aiompc.errors import UnsupportedModel
-from aiompc.nn.kernels import out_size
+from aiompc.nn.tensor_ops import out_size
 
 __all__ = ["FloatNode", "FloatGraph", "FLOAT_OPS", "infer_shape", "fold_batchnorm", "LINEAR_OPS"]
 

@@ -12,7 +12,7 @@ from typing import Literal, overload
 import numpy as np
 
 from aiompc.errors import InputError
-from aiompc.nn import kernels as K
+from aiompc.nn import tensor_ops as ops
 from aiompc.nn.graph import FloatGraph, FloatNode
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
                           PartialReluRequantize, QGraph, Relu, Requantize, SumPool)
@@ -32,9 +32,9 @@ def _channel_view(v: np.ndarray, ndim: int) -> np.ndarray:
 def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
     a, p, x = n.attrs, n.params, xs[0]
     if n.op == "conv":
-        return K.conv2d(x, p["weight"], p["bias"], a["stride"], a["pads"], a["groups"])
+        return ops.conv2d(x, p["weight"], p["bias"], a["stride"], a["pads"], a["groups"])
     if n.op == "gemm":
-        return K.linear(x, p["weight"], p["bias"])
+        return ops.linear(x, p["weight"], p["bias"])
     if n.op == "batchnorm":
         scale = p["scale"] / np.sqrt(p["var"] + a["eps"])
         return (x - _channel_view(p["mean"], x.ndim)) * _channel_view(scale, x.ndim) + _channel_view(p["bias"], x.ndim)
@@ -47,9 +47,9 @@ def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
         hi = np.inf if a["hi"] is None else a["hi"]
         return np.clip(x, lo, hi)
     if n.op == "maxpool":
-        return K.max_pool2d(x, a["kernel"], a["stride"], a["pads"], -np.inf)
+        return ops.max_pool2d(x, a["kernel"], a["stride"], a["pads"], -np.inf)
     if n.op == "avgpool":
-        return K.sum_pool2d(x, a["kernel"], a["stride"], a["pads"]) / (a["kernel"][0] * a["kernel"][1])
+        return ops.sum_pool2d(x, a["kernel"], a["stride"], a["pads"]) / (a["kernel"][0] * a["kernel"][1])
     if n.op == "global_avgpool":
         return x.mean(axis=(2, 3), keepdims=True)
     if n.op == "add":
@@ -112,9 +112,9 @@ def eval_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
     if isinstance(n, (Conv, Linear, ChannelAffine)):
         assert n.weight is not None and n.bias is not None  # run_int checked has_weights
         if isinstance(n, Conv):
-            return K.conv2d(x, n.weight, n.bias, n.stride, n.pads, n.groups)
+            return ops.conv2d(x, n.weight, n.bias, n.stride, n.pads, n.groups)
         if isinstance(n, Linear):
-            return K.linear(x, n.weight, n.bias)
+            return ops.linear(x, n.weight, n.bias)
         return x * _channel_view(n.weight, x.ndim) + _channel_view(n.bias, x.ndim)
     if isinstance(n, PartialReluRequantize):  # before Requantize: it is one
         y = _requantize(n, x)
@@ -128,9 +128,9 @@ def eval_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
     if isinstance(n, Clip):
         return np.clip(x, n.lo, n.hi)
     if isinstance(n, MaxPool):
-        return K.max_pool2d(x, n.kernel, n.stride, n.pads, g.tensors[n.inputs[0]].lo)
+        return ops.max_pool2d(x, n.kernel, n.stride, n.pads, g.tensors[n.inputs[0]].lo)
     if isinstance(n, SumPool):
-        return K.sum_pool2d(x, n.kernel, n.stride, n.pads)
+        return ops.sum_pool2d(x, n.kernel, n.stride, n.pads)
     if isinstance(n, Add):
         return _add(n, xs)
     if isinstance(n, Concat):

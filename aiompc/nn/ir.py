@@ -43,7 +43,7 @@ import numpy as np
 
 from aiompc.errors import InputError, ProtocolError, UnsupportedModel
 from aiompc.nn.bounds import MAX_BITS, linear_channel_ranges, range_of_width, width_for_range
-from aiompc.nn.kernels import out_size
+from aiompc.nn.tensor_ops import out_size
 from aiompc.quant import Rounding, requantize
 
 if TYPE_CHECKING:

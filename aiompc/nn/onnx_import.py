@@ -35,7 +35,7 @@ from onnx import helper, numpy_helper
 
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode, infer_shape
-from aiompc.nn.kernels import out_size
+from aiompc.nn.tensor_ops import out_size
 from aiompc.nn.onnx_affine import AFFINE_OPS
 from aiompc.nn.onnx_fold import fold_constants
 from aiompc.nn.onnx_layout import LAYOUT_OPS

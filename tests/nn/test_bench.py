@@ -60,6 +60,7 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         assert (r["graph"], r["exact"]) == want
         assert r["planner"] == MODES[r["mode"]].planner.name
         assert r["machine"]["cpus"] >= 1 and (r["code"] is None or isinstance(r["code"], str))
+        assert r["load"] is None or (len(r["load"]) == 3 and all(v >= 0 for v in r["load"]))
         # exact: the secure logits are the integer reference; approximate fixed point: within 1% of the
         # largest logit (the one-LSB truncation errors at 2^-12, propagated), same top class
         check = r["check"]

@@ -11,7 +11,7 @@ from aiompc.errors import UnsupportedModel
 from aiompc.nn.bounds import heq_acc_bits, linear_channel_ranges, range_of_width, width_for_range
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import Conv, QGraph, TensorSpec
-from aiompc.nn.kernels import conv2d
+from aiompc.nn.tensor_ops import conv2d
 
 
 def test_width_for_range_is_the_smallest_fitting_width() -> None:

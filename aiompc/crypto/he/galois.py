@@ -12,8 +12,20 @@ seed: exactly a seeded-ciphertext batch of ``E·L`` polynomials (:mod:`~.seriali
 its fingerprint and its checks are shared.
 
 Key switching of ``σ_g(ct) = (c0', c1')``: ``(c0' + Σ_i d_i·k_i[0], Σ_i d_i·k_i[1])`` with ``d_i`` the digits of
-``c1'``.  The phase gains ``Σ_i d_i·e_i`` (bounded in :mod:`~.packing`).  Cost per ciphertext: ``L²``
-forward and ``2·L`` inverse NTTs plus ``2·L²`` pointwise products; the automorphism itself is a gather.
+``c1'``.  The phase gains ``Σ_i d_i·e_i`` (bounded in :mod:`~.packing`).  Cost per ciphertext: ``L`` inverse
+and ``L²`` forward NTTs plus ``2·L²`` pointwise products, in compiled passes (:mod:`aiompc.kernels.keyswitch`);
+the automorphism itself is a permutation of the evaluation points.
+
+Why not hybrid key switching (keys at ``Q·P`` with a special prime ``P``, so that the switch adds only
+``E/P`` plus a rounding term and could be flooded instead of needing fresh ``c1``'s, :mod:`~.packing`)?  It was
+built and measured (2026-12-05, branch ``s3-pack``, commit 054525a): with the 128-bit table capping
+``log2(Q·P)`` at 109 for ``N = 4096`` and the quantized layers' ``log2 Q ≈ 82–88``, ``P`` has 21–27 bits, so the
+digits must be about ``P``-sized (``D = 4–5`` digits of a base-``2^w`` gadget over the whole ``Q``) for the
+noise to stay floodable; a switch then costs ``L + D·(L+1) + 2·(L+1) ≈ 27`` NTTs against ``L + L² = 12`` here
+(``L = 3``), and a key ``D`` polynomials at ``Q·P`` (1.7–2.1× the bytes).  Measured per packed output
+ciphertext at ``N = 4096``, the hybrid switch (1.05–1.65 ms) was no cheaper than this switch plus the per-result
+re-randomisation it replaces (1.44 ms before the compiled passes, 0.92 ms with them), and the larger keys made
+the planner pack less.  BENCHMARKS.md has the figures.
 
 All functions work on coefficient-form residues ``(..., L, N)`` and are vectorised over the batch.
 """
@@ -34,6 +46,7 @@ from .ntt import bit_reverse, get_ntt
 from .primes import primitive_root_2n
 from .params import HEParams
 from .rns import get_basis, mod_add, mod_mul, mod_neg, reduce_signed
+from aiompc.kernels.keyswitch import digits_into, permute_into, switch_finish_into
 from aiompc.kernels.rns import mac_into
 
 __all__ = [
@@ -225,14 +238,18 @@ def galois_keys(sk: SecretKey, elements: tuple[int, ...] | list[int], prg: PRG) 
     return GaloisKeys(params, elements, k0, seed)
 
 
-def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKeyRing) -> Ciphertext:
-    """``σ_g(ct)`` switched back to the original key: an NTT-form ciphertext of ``σ_g(m)``.
+def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKeyRing,
+                            add: np.ndarray | None = None) -> Ciphertext:
+    """``σ_g(ct)`` switched back to the original key: an NTT-form ciphertext of ``σ_g(m)``, plus the NTT-form
+    ciphertext data ``add`` (``(2, B, L, N)``, the packing tree's other term) when given.
 
     ``ct`` must be at the top level (coefficient-form input is transformed first).  Works in the evaluation
-    domain: the automorphism is a permutation; the digits of ``σ_g(c1)`` need it in coefficient form (``L``
-    inverse NTTs), and digit ``i`` is transformed in the ``L − 1`` other primes only (in prime ``i`` it *is*
-    ``σ_g(c1)``): ``L²`` NTTs per ciphertext in all, plus ``2·L²`` pointwise products.  Adds ``Σ_i d_i·e_i``
-    to the noise (digits ``|d_i| <= p_i/2``).
+    domain: the automorphism is a permutation (:func:`~aiompc.kernels.keyswitch.permute_into`); the digits of
+    ``σ_g(c1)`` need it in coefficient form (``L`` inverse NTTs), are lifted and reduced into every prime in one
+    compiled pass (:func:`~aiompc.kernels.keyswitch.digits_into`) and transformed (``L²`` forward NTTs: the
+    diagonal ones recompute ``σ_g(c1)``'s own transform, cheaper than ``L`` separate sub-basis calls); then
+    ``2·L²`` pointwise products (:func:`~aiompc.kernels.rns.mac_into`) and one fused pass adding ``σ_g(c0)`` and
+    ``add``.  Adds ``Σ_i d_i·e_i`` to the noise (digits ``|d_i| <= p_i/2``).
     """
     params = ct.params
     if keys.params != params:
@@ -242,24 +259,22 @@ def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKey
     g %= 2 * params.n
     key = keys.switching_key(g)
     basis = ct.basis
-    col, primes = basis.col, basis.primes
-    data = ct.to_ntt().data[..., ntt_automorphism_map(params.n, g)]  # (2, B, L, N)
-    c1_hat = data[1]
-    c1 = get_ntt(params.n, primes).inverse(c1_hat)
-    B, L = c1.shape[0], basis.size
-    half = (col // np.uint64(2)).reshape(1, -1, 1)
-    signed = c1.astype(np.int64) - np.where(c1 > half, col.astype(np.int64).reshape(1, -1, 1), 0)
-    d_hat = np.empty((B, L, L, params.n), dtype=np.uint64)  # (ciphertext, digit, prime, coefficient)
-    for i in range(L):
-        others = [j for j in range(L) if j != i]
-        d_hat[:, i, i] = c1_hat[:, i]
-        if others:
-            sub = tuple(primes[j] for j in others)
-            d_hat[:, i, others] = get_ntt(params.n, sub).forward(reduce_signed(signed[:, i], get_basis(sub)))
-    out = np.empty((B, 2, L, params.n), dtype=np.uint64)
-    mac_into(d_hat, key, np.ascontiguousarray(col.reshape(-1)), out)  # Σ_i d_i·k_i, compiled
-    out = out.transpose(1, 0, 2, 3)
-    res = np.empty((2, B, L, params.n), dtype=np.uint64)
-    res[0] = mod_add(out[0], data[0], col)
-    res[1] = out[1]
+    n, primes = params.n, basis.primes
+    prime_row = np.ascontiguousarray(basis.col.reshape(-1))
+    src = np.ascontiguousarray(ct.to_ntt().data)
+    data = np.empty_like(src)  # (2, B, L, N)
+    permute_into(src.reshape(-1, n), ntt_automorphism_map(n, g), data.reshape(-1, n))
+    B, L = data.shape[1], basis.size
+    ntt = get_ntt(n, primes)
+    c1 = ntt.inverse(data[1])
+    d_hat = np.empty((B, L, L, n), dtype=np.uint64)  # (ciphertext, digit, prime, coefficient)
+    digits_into(c1, prime_row, d_hat)
+    ntt.forward_inplace(d_hat)
+    out = np.empty((B, 2, L, n), dtype=np.uint64)
+    mac_into(d_hat, key, prime_row, out)  # Σ_i d_i·k_i, compiled
+    res = np.empty((2, B, L, n), dtype=np.uint64)
+    x = res if add is None else np.ascontiguousarray(add, dtype=np.uint64)
+    if x.shape != res.shape:
+        raise InputError(f"the ciphertext to add has shape {x.shape}, expected {res.shape}")
+    switch_finish_into(out, np.ascontiguousarray(data[0]), x, add is not None, prime_row, res)
     return Ciphertext(params, res, True)

@@ -320,16 +320,18 @@ def estimate(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan | None
     """Noise bounds for ``pipeline`` under ``params`` (and ``plan``, if given).  Never raises for noise:
     call :meth:`NoiseEstimate.require` to turn an undecryptable result into an error."""
     fresh, product, rerand, z, fbits, flooded = _pre_switch(params.n, params.sigma, pipeline)
-    if plan is not None and pipeline.flood and (plan.flood_terms, plan.flood_bits) != (pipeline.flood_terms, fbits):
+    if plan is not None and (plan.flood_terms, plan.flood_bits) != (pipeline.flood_terms, fbits):
         visible = pipeline.visible or params.n
         same = plan.flood_terms == pipeline.flood_terms
-        if (plan.flood_bits < fbits if same else
-                flood_security(visible, rerand, plan.flood_bits, plan.flood_terms, pipeline.fail_bits) < pipeline.stat_bits):
+        if pipeline.flood and (plan.flood_bits < fbits if same else flood_security(
+                visible, rerand, plan.flood_bits, plan.flood_terms, pipeline.fail_bits) < pipeline.stat_bits):
             raise UndecryptableParameters(
                 f"plan floods with {plan.flood_terms} x {plan.flood_bits} bits but privacy needs "
                 f"{pipeline.flood_terms} x {fbits} (2^-{pipeline.stat_bits} for {visible} visible coefficients)"
             )
-        flooded = rerand + plan.flood_terms * 2.0 ** (plan.flood_bits - 1) + pipeline.packing_noise
+        # the plan's flood is what the server adds (also over a pipeline that asked for none): count it
+        flood = plan.flood_terms * 2.0 ** (plan.flood_bits - 1) if plan.flood_bits > 0 else 0.0
+        flooded = rerand + flood + pipeline.packing_noise
         fbits = plan.flood_bits
     if plan is None:
         return NoiseEstimate(params, pipeline, None, fresh, product, rerand, fbits, flooded, None, flooded,

@@ -106,6 +106,16 @@ class NTT:
             raise InputError("NTT input is not reduced: every residue must be below its prime")
         return out
 
+    def forward_inplace(self, a: np.ndarray) -> None:
+        """:meth:`forward` into ``a`` itself: a C-contiguous ``uint64`` array ``(..., k, n)`` of residues the
+        caller owns (no copy)."""
+        if a.dtype != np.uint64 or not a.flags.c_contiguous or not a.flags.writeable or a.ndim < 2 \
+                or a.shape[-2:] != (len(self.primes), self.n):
+            raise InputError(f"forward_inplace needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
+                             f"{self.n}), got {a.dtype} {a.shape}")
+        if not ntt_forward_inplace(a.reshape(-1, *a.shape[-2:]), self._fwd, self._fwd_s, self._p):
+            raise InputError("NTT input is not reduced: every residue must be below its prime")
+
     def forward_signed(self, x: np.ndarray) -> np.ndarray:
         """``forward(reduce_signed(x))`` in one pass: signed integers ``(..., n)`` → evaluation form ``(..., k, n)``.
 

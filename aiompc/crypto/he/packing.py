@@ -21,9 +21,9 @@ positions and ``c1`` travel), so no trace is needed to clean them.
 
 Privacy (the server's weights; the caller's order, as the linear engine uses it):
 
-1. re-randomise every result ciphertext first (``+ u·pk + (e0, e1)``, no flooding): its ``c1`` becomes a
-   fresh RLWE sample independent of the weights, so the key-switching noise — a function of the digits
-   of these ``c1``'s and of the client's key errors — is independent of the weights too;
+1. re-randomise every result ciphertext first (``+ (b·u, a·u + e1)``, no flooding, :func:`refresh`): its ``c1``
+   becomes a fresh RLWE sample independent of the weights, so the key-switching noise — a function of the
+   digits of these ``c1``'s and of the client's key errors — is independent of the weights too;
 2. pack; 3. add the output mask and the uniform flooding (:func:`finish_packed`) at the packed positions,
    wide enough to hide the weight-dependent noise that the packing carries over unchanged (the leaves'
    noise, bounded as for an unpacked result, :mod:`~.noise`), over all visible packed coefficients;
@@ -45,6 +45,9 @@ import numpy as np
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
 
+from aiompc.kernels.keyswitch import butterfly_into
+from aiompc.kernels.rerandomize import add_pk_product_into
+
 from .bfv import Ciphertext, encode_plain
 from .galois import GaloisKeyRing, GaloisKeys, key_switch_automorphism, monomial_ntt
 from .noise import OutputPlan
@@ -52,7 +55,7 @@ from .params import FAILURE_BITS, HEParams
 from .result import ResultCiphertext, drop_bits, sample_flood, select, switch_modulus
 from .keys import PublicKey
 from .ntt import get_ntt
-from .rns import get_basis, mod_add, mod_mul, mod_sub, reduce_signed
+from .rns import get_basis, mod_add, mod_mul
 
 Keys = GaloisKeys | GaloisKeyRing
 
@@ -160,17 +163,19 @@ def _scale(x: np.ndarray, factor: int, primes: tuple[int, ...], col: np.ndarray)
 
 
 def _combine(a: np.ndarray, b: np.ndarray | None, m: int, params: HEParams, keys: Keys) -> np.ndarray:
-    """One tree level on NTT-form batches: ``(a + X^h b) + σ_g(a − X^h b)`` (``b = None``: zero), ``(2, B, L, N)``."""
-    col = _col(params)
+    """One tree level on NTT-form batches: ``(a + X^h b) + σ_g(a − X^h b)`` (``b = None``: zero), ``(2, B, L, N)``.
+
+    The butterfly is one compiled pass (:func:`~aiompc.kernels.keyswitch.butterfly_into`); the sum with
+    ``a + X^h b`` is fused into the key switch's last pass."""
     n = params.n
     h, g = 1 << (m - 1), 1 + (2 * n >> m)
     if b is None:
-        x, y = a, a
+        x = y = np.ascontiguousarray(a)
     else:
-        shifted = mod_mul(b, monomial_ntt(params, np.array([h]))[0], col)
-        x, y = mod_add(a, shifted, col), mod_sub(a, shifted, col)
-    rotated = key_switch_automorphism(Ciphertext(params, y, True), g, keys).data
-    return mod_add(x, rotated, col)
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        x, y = np.empty_like(a), np.empty_like(a)
+        butterfly_into(a, b, monomial_ntt(params, np.array([h]))[0], _col(params).reshape(-1), x, y)
+    return key_switch_automorphism(Ciphertext(params, y, True), g, keys, add=x).data
 
 
 def _col(params: HEParams) -> np.ndarray:
@@ -273,16 +278,24 @@ def packing_noise(params: HEParams, count: int, fail_bits: int = FAILURE_BITS) -
 
 
 def refresh(ct: Ciphertext, pk: PublicKey, prg: PRG) -> Ciphertext:
-    """Server, before packing: ``ct + u·pk + (e0, e1)`` in NTT form (fresh ``c1``'s, no flooding; the flooding
-    comes after packing, :func:`finish_packed`).  Cost: ``3·B·L`` forward NTTs."""
+    """Server, before packing: ``ct + (b·u, a·u + e1)`` in NTT form — fresh ``c1``'s, no flooding (the flooding
+    comes after packing, :func:`finish_packed`).
+
+    ``c1 + a·u + e1`` is an RLWE sample with the server's secret ``u`` (uniform ternary) and fresh error ``e1``:
+    computationally uniform whatever ``c1`` was, which is all the key switching needs (its noise is a function
+    of the digits of ``c1`` and of the key errors).  ``c0`` gets ``b·u`` so that the phase only gains
+    ``e_pk·u + e1·s``; no ``e0`` is added, because the phase is flooded after packing anyway (the flood hides any
+    noise below its bound, and :mod:`~.noise` counts ``e0``'s share of the re-randomisation noise as if it were
+    there, an over-estimate).  Cost: ``2·B·L`` forward NTTs (of ``u`` and ``e1``, one fused pass each) and
+    one compiled pass adding ``pk·u``."""
     params, basis = ct.params, ct.basis
     ntt = get_ntt(params.n, basis.primes)
     shape = (ct.batch, params.n)
-    u = prg.ternary(shape)
-    e = np.stack([prg.gaussian(params.sigma, shape), prg.gaussian(params.sigma, shape)])
-    hat = ntt.forward(reduce_signed(np.concatenate([u[None], e]), basis))  # (3, B, L, N)
-    z = mod_mul(pk.ntt_pair(ct.level)[:, None], hat[0][None], basis.col)
-    return Ciphertext(params, mod_add(mod_add(ct.to_ntt().data, z, basis.col), hat[1:], basis.col), True)
+    hat = ntt.forward_signed(np.stack([prg.ternary(shape), prg.gaussian(params.sigma, shape)]))  # (2, B, L, N)
+    data = np.array(ct.to_ntt().data, dtype=np.uint64, order="C", copy=True)
+    add_pk_product_into(data, pk.ntt_pair(ct.level), hat[0], np.ascontiguousarray(basis.col.reshape(-1)))
+    data[1] = mod_add(data[1], hat[1], basis.col)
+    return Ciphertext(params, data, True)
 
 
 def finish_packed(ct: Ciphertext, mask: np.ndarray, plan: OutputPlan, prg: PRG, positions: np.ndarray) -> ResultCiphertext:

@@ -45,14 +45,17 @@ Overhead = Callable[[int, str], int]
 
 #: CPU seconds per ciphertext and ``N·L`` (``L`` RNS primes) of each step; key switching per ``N·L²``; decryption
 #: per ``N``.  Measured with ``benchmarks/linear_costs.py`` on the 2-core development machine with the compiled
-#: kernels (N = 4096 and 8192, three primes; rounded, the machine shared with other jobs).
+#: kernels (N = 4096 and 8192, three primes; rounded, the machine shared with other jobs).  ``refresh`` and
+#: ``keyswitch`` re-measured 2026-12-05 after output packing's compiled passes, side by side with the previous
+#: code (71 → 26 and 32 → 15 at N = 4096, load 8.6), and ``finalize`` with them (59–61 on both codes, against
+#: the 90 of the earlier calibration: packing replaces finalizing, so the two must be on the same footing).
 COMPUTE = {
     "encrypt": 55e-9,  # client, per input ciphertext
     "absorb": 55e-9,  # server: parse, expand the seed, add its share, to NTT form
     "mac": 1.0e-9,  # server: one (output, input) product-accumulate
-    "finalize": 90e-9,  # server: re-randomise, flood, switch, drop, serialize
-    "refresh": 70e-9,  # server, output packing: re-randomise one result before packing (u·pk + e)
-    "keyswitch": 28e-9,  # server, output packing: one automorphism + key switch, per N·L² (L² NTTs)
+    "finalize": 60e-9,  # server: re-randomise, flood, switch, drop, serialize
+    "refresh": 26e-9,  # server, output packing: re-randomise one result before packing (b·u, a·u + e1)
+    "keyswitch": 15e-9,  # server, output packing: one automorphism + key switch, per N·L² (L + L² NTTs)
     "decrypt": 47e-9,  # client, per output ciphertext and N
     "prepare": 6.5e-9,  # server, weight plaintexts to NTT form, per (output, input) pair (once per session)
 }

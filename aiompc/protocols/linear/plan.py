@@ -53,7 +53,7 @@ from aiompc.protocols.linear.tiling import (
 
 __all__ = [
     "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "pipeline_for", "with_out_shift",
-    "decryption_params", "plan_for", "STAT_BITS", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size",
+    "decryption_params", "plan_for", "STAT_BITS", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size", "packed_leaves",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
@@ -84,7 +84,7 @@ class LinearPlan:
     def __post_init__(self) -> None:
         if not 0 <= self.out_shift < self.he.plain_bits:
             raise InputError(f"out_shift must be in 0..l - 1 = {self.he.plain_bits - 1}, got {self.out_shift}")
-        if self.output_packing and self.pipeline.packing_noise < packing_noise(self.he, self.pipeline.visible or 1):
+        if self.output_packing and self.pipeline.packing_noise < packing_noise(self.he, packed_leaves(self.layout)):
             raise InputError("an output-packing plan needs the packing noise in its pipeline (use packed_plan)")
 
     @property
@@ -314,18 +314,29 @@ def packed_group_size(layout: Layout) -> int:
     return max(values for u, _ in unit_kinds(layout) for values, _ in packed_shapes(layout, u))
 
 
+@functools.lru_cache(maxsize=4096)
+def packed_leaves(layout: Layout) -> int:
+    """Leaves of the largest packing tree of ``layout``: its depth ``ℓ`` sets the key-switching noise
+    (:func:`~aiompc.crypto.he.packing.packing_noise`).  A strided group of ``2^ℓ`` whole ciphertexts carries up to
+    ``N`` values but has only ``ℓ`` levels; bounding it by its value count would overstate the depth."""
+    from aiompc.protocols.linear.costs import packed_shapes, unit_kinds
+
+    return max(leaves for u, _ in unit_kinds(layout) for _, leaves in packed_shapes(layout, u))
+
+
 def packed_pipeline(layout: Layout, weight_bits: int, he: HEParams, stat_bits: int = STAT_BITS) -> ServerPipeline:
-    """:func:`pipeline_for` with the outputs packed: ``visible`` = the largest group, plus its key-switching
-    noise under ``he`` (not hidden by the flooding: it depends only on fresh ``c1``'s and key errors)."""
+    """:func:`pipeline_for` with the outputs packed: ``visible`` = the largest group, plus the key-switching
+    noise of its tree under ``he`` (not hidden by the flooding: it depends only on fresh ``c1``'s and key errors)."""
     count = packed_group_size(layout)
-    return replace(pipeline_for(layout, weight_bits, stat_bits), visible=count, packing_noise=packing_noise(he, count))
+    return replace(pipeline_for(layout, weight_bits, stat_bits), visible=count,
+                   packing_noise=packing_noise(he, packed_leaves(layout)))
 
 
 def packed_plan(plan: LinearPlan) -> LinearPlan:
     """``plan`` with output packing at the same ``q`` (raises :class:`UndecryptableParameters` if the packed
     pipeline does not decrypt there; the quantized planner searches ``q`` for it instead)."""
     count = packed_group_size(plan.layout)
-    pipeline = replace(plan.pipeline, visible=count, packing_noise=packing_noise(plan.he, count))
+    pipeline = replace(plan.pipeline, visible=count, packing_noise=packing_noise(plan.he, packed_leaves(plan.layout)))
     output = plan_output(decryption_params(plan.he, plan.out_shift), pipeline)
     return replace(plan, pipeline=pipeline, output=output, output_packing=True)
 

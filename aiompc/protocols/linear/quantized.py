@@ -63,6 +63,7 @@ from aiompc.protocols.linear.plan import (
     CheetahPlanner,
     LinearPlan,
     packed_group_size,
+    packed_leaves,
     pipeline_for,
     with_out_shift,
 )
@@ -157,10 +158,11 @@ class QuantizedPlanner:
     Compute: every candidate is charged ``compute_rate`` bytes per modelled CPU second of both parties
     (:func:`~aiompc.protocols.linear.costs.compute_seconds`: weight preparation, absorbing, products,
     finishing, and output packing's re-randomisation and key switches), so a layout must save at least that
-    many bytes per second of compute it adds.  The default, 0.8 MB/s, is the lowest rate (the most packing) at
-    which ResNet-18's HE layers took less CPU than under the previous planner (measured side by side;
-    ``benchmarks/linear_costs.py`` calibrates the model; BENCHMARKS.md has the side-by-side run); lower rates
-    pack more layers (0.7 MB/s packs the 512-channel ones: 20 MiB instead of 25 for about 13 % more CPU);
+    many bytes per second of compute it adds.  The default, 0.8 MB/s, was set when packing cost a
+    re-randomisation and an uncompiled key switch per result (``benchmarks/linear_costs.py`` calibrates the
+    model; BENCHMARKS.md has the side-by-side runs); since both are compiled (2026-12-05) packing adds little
+    modelled compute, and at this rate ResNet-18 packs 14 of its 21 HE layers (all but the first layer, the four
+    64-channel 32×32 layers, a shortcut and the classifier; 19.2 MiB linear; ``compute_rate = 0``: 18.2 MiB);
     ``compute_rate = 0`` is the fewest bytes whatever the compute.  The choice is never more bytes than
     Cheetah's rule (the same ``l``, smallest ``q``) when that decrypts.
     """
@@ -252,7 +254,7 @@ class QuantizedPlanner:
                 params = _params(n, math.ceil(need * 8), l)
             except (UndecryptableParameters, InputError):
                 return None
-            noise = packing_noise(params, count)
+            noise = packing_noise(params, packed_leaves(layout))
             if noise <= pipeline.packing_noise:
                 break
             pipeline = replace(pipeline, packing_noise=noise)

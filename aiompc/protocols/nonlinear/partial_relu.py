@@ -46,13 +46,15 @@ def kept_indices(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _split(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """``(batch view (B, n), kept positions, per-sample shape)``: the mask covers the trailing axes of ``x``."""
+    """``(batch view (B, n), kept positions, per-sample shape)``: the mask covers the trailing axes of ``x``
+    (either of ``B`` and ``n`` may be 0: an empty input gives an empty output, as in the other protocols)."""
     m = np.asarray(mask)
     if m.ndim > x.ndim:
         raise InputError(f"partial ReLU: mask of rank {m.ndim} for an input of shape {x.shape}")
     shape = tuple(x.shape[x.ndim - m.ndim:]) if m.ndim else ()
     n = int(np.prod(shape, dtype=np.int64))
-    return x.reshape(-1, n), kept_indices(m, shape), shape
+    batch = int(np.prod(x.shape[: x.ndim - m.ndim], dtype=np.int64))
+    return x.reshape(batch, n), kept_indices(m, shape), shape  # (no -1: n or batch may be 0)
 
 
 async def partial_relu(

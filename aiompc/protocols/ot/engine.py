@@ -26,7 +26,9 @@ own copy of the plan) and runs a generation step only while what it has delivere
 ``2 × demand + min_batch`` (an honest receiver's lookahead is far less); a request beyond that waits
 :attr:`WorkBudget.grace` seconds for the demand to catch up (costing no CPU), then fails with
 :class:`~aiompc.errors.LimitExceeded`.  In all, a receiver can make the sender generate at most twice what
-the session needs plus one extension.
+the session needs plus one extension.  An engine's own admission rules wait the same way
+(:meth:`WorkBudget.wait_for`): the silent engine admits a main-set extension only once this side's demand
+calls for it, and an honest receiver may ask a step before this side's matching call.
 
 **Plugging in another engine** (e.g. silent OT): subclass :class:`PooledEngine`, implement
 :meth:`PooledEngine.open_receiver` / :meth:`PooledEngine.open_sender` returning a
@@ -39,7 +41,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -126,8 +128,13 @@ class OTEngine(ABC):
     def expect(self, n: int) -> None:
         """A hint from the caller that decided the session's work up front: it expects to draw about ``n``
         COTs in each direction.  An engine may size its batches by it (the silent engine skips the small
-        bootstrap extensions when ``n`` is large); the default ignores it.  Only the receiver of a
-        direction acts on it, so the two parties need not pass the same value.  No message is sent."""
+        bootstrap extensions when ``n`` is large); the default ignores it.  No message is sent, and both
+        parties must pass the same value (derive it from public data, as :mod:`aiompc.nn.secure` does from the
+        graph and the batch): the receiver of a direction sizes its batches by it and the sender checks the
+        receiver's requests against its own copy.  A receiver acting on a larger hint than the sender's
+        gets the large batches it asks for only where the sender's own demand calls for them; a request
+        the sender's demand never calls for is refused with :class:`~aiompc.errors.LimitExceeded` after
+        :attr:`WorkBudget.grace` seconds, and the session fails."""
 
     async def sender_cots(self, label: str, n: int, *, sender: Role) -> SenderCOTs:
         """:meth:`cots` on the sending side (checks that this party is ``sender``)."""
@@ -188,9 +195,15 @@ class WorkBudget:
 
     async def admit(self, need: int, what: str) -> None:
         """Return once ``need`` more COTs fit the budget; :class:`LimitExceeded` after :attr:`grace` seconds."""
+        await self.wait_for(lambda: self.allowance >= need, f"{what} ({need} COTs)")
+
+    async def wait_for(self, fits: Callable[[], bool], what: str) -> None:
+        """Return once ``fits()`` holds, re-checking it each time this side's demand grows; if it still does
+        not after :attr:`grace` seconds (no CPU is spent waiting), raise :class:`LimitExceeded` naming
+        ``what`` the peer asked for.  ``fits`` must depend only on this budget and this side's own state."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.grace
-        while self.allowance < need:
+        while not fits():
             left = deadline - loop.time()
             try:
                 if left <= 0:
@@ -198,8 +211,9 @@ class WorkBudget:
                 await asyncio.wait_for(self._changed.wait(), left)
             except TimeoutError:
                 raise LimitExceeded(
-                    f"the peer asked for {what} ({need} COTs) beyond this session's need: {self.delivered} delivered "
-                    f"for {self.demand} requested by the protocol (budget {self.margin}x + {self.slack}); it misbehaves"
+                    f"the peer asked for {what} beyond this session's need: {self.delivered} COTs delivered for "
+                    f"{self.demand} requested by the protocol (budget {self.margin}x + {self.slack}) after waiting "
+                    f"{self.grace:g} s for this side to catch up; it misbehaves"
                 ) from None
 
 

@@ -93,7 +93,7 @@ def _choices(c: Any, limit: int = 2) -> np.ndarray:
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:
-    return a.reshape(a.shape[0], -1)
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64)))  # (no -1: a may be empty)
 
 
 def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: Any = np.uint64) -> np.ndarray:

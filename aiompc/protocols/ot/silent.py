@@ -112,16 +112,22 @@ class _Sender(COTSenderSource):
 
 
     async def _admit(self, budget: WorkBudget, p: FerretParams) -> None:
-        """Run the extension ``p`` only if an honest receiver could ask for it now: some of this side's
-        demand is outstanding, and the large set only where the schedule's own rule
-        (:meth:`FerretSchedule.choose`) picks it for a request no larger than the budget's allowance, given
-        what this side's own plan expects (:meth:`SilentEngine.expect`)."""
-        schedule = self.ferret.schedule
-        await budget.admit(1, f"a Ferret extension ({p.name})")
-        allowed = schedule.choose(self.ferret.first, budget.allowance, self.ferret.handed_out, self.engine.expected)
-        if p != schedule.bootstrap and p != allowed:
-            raise ProtocolError(f"the peer asked for the Ferret set {p.name!r}, which this point of the session does "
-                                "not call for; it misbehaves")
+        """Run the extension ``p`` only once an honest receiver could ask for it: some of this side's demand
+        is outstanding, and the main set only where the schedule's own rule (:meth:`FerretSchedule.choose`)
+        picks it for a request no larger than the budget's allowance, given what this side's own plan
+        expects (:meth:`SilentEngine.expect`).  The receiver may be a protocol step ahead of this side (it
+        asks for the main set before this side's matching call has registered its demand), so a request
+        that does not fit yet waits for this side's demand to grow, up to :attr:`WorkBudget.grace` seconds
+        and without computing anything; then it fails with :class:`~aiompc.errors.LimitExceeded`."""
+        schedule, ferret = self.ferret.schedule, self.ferret
+
+        def fits() -> bool:
+            if budget.allowance < 1:
+                return False
+            return p == schedule.bootstrap or p == schedule.choose(ferret.first, budget.allowance, ferret.handed_out,
+                                                                   self.engine.expected)
+
+        await budget.wait_for(fits, f"a Ferret extension with the set {p.name!r}")
 
 
 class SilentEngine(PooledEngine):
@@ -137,7 +143,8 @@ class SilentEngine(PooledEngine):
 
     def expect(self, n: int) -> None:
         """Every extension after the first uses the main set when ``n`` makes it cheaper than renting
-        (:meth:`~aiompc.crypto.ferret.extension.FerretSchedule.choose`)."""
+        (:meth:`~aiompc.crypto.ferret.extension.FerretSchedule.choose`): the receiver asks for it and the
+        sender admits it (:meth:`_Sender._admit`), so both parties must pass the same ``n``."""
         self.expected = max(0, int(n))
         for rpool in self._receivers.values():
             rpool.source.ferret.expected = self.expected  # type: ignore[attr-defined]

@@ -205,6 +205,56 @@ def test_packing_noise_stays_under_its_bound(count):
     assert bound < params.q / (2 * params.t) / 2**20  # and the bound leaves room
 
 
+def test_strided_packing_noise_is_bounded_by_its_leaf_count():
+    """A strided group carries many values per leaf (here 128 per leaf, 32 leaves: 4096 values) but its tree has
+    only log2(32) levels: the noise added at every packed coefficient stays below ``packing_noise(params, 32)``,
+    the bound the planner now uses for it (not the much larger bound of a 4096-leaf tree)."""
+    from aiompc.crypto.he.packing import leaf_offsets, pack_strided, refresh
+
+    params = cheetah(16)
+    sk, pk = keys(params)
+    n, count, stride_bits = params.n, 32, 5
+    rng = np.random.default_rng(31)
+    x = rng.integers(0, params.t, (4, n))
+    w = rng.integers(-8, 8, (count, 4, n))
+    ct = refresh(multiply_accumulate(encrypt_symmetric(sk, x, prg(32)).expand(), PlainNTT.encode(params, w)),
+                 pk, prg(33))
+    plain = decrypt(sk, ct)
+    lattice = np.arange(0, n, 1 << stride_bits)
+    before = measure_noise(sk, ct, plain)[:, lattice]  # (leaf, lattice point)
+    packed = pack_strided(ct, gkeys(params), np.arange(count), stride_bits)
+    offsets = leaf_offsets(n, count, stride_bits)
+    expect = np.zeros((1, n), np.uint64)
+    for k in range(count):
+        expect[0, lattice + offsets[k]] = plain[k, lattice]
+    after = measure_noise(sk, packed, expect)[0]
+    added = max(np.abs(after[lattice + offsets[k]] - before[k]).max() for k in range(count))
+    bound = packing_noise(params, count)
+    print(f"strided packing noise measured 2^{np.log2(added):.1f}, bound 2^{np.log2(bound):.1f}")
+    assert 0 < added <= bound
+    assert bound < packing_noise(params, n) / 2**8
+
+
+def test_refresh_keeps_the_message_and_draws_a_fresh_c1():
+    """refresh adds (b·u, a·u + e1): same plaintext, a c1 that differs between two draws (fresh RLWE samples), and
+    phase noise e_pk·u + e1·s within the re-randomisation bound that the flooding covers (no e0 is needed)."""
+    from aiompc.crypto.he.packing import refresh
+
+    params = cheetah(16)
+    sk, pk = keys(params)
+    rng = np.random.default_rng(21)
+    m = rng.integers(0, params.t, (3, params.n))
+    m[0, :4] = [0, params.t - 1, params.t // 2, 1]
+    ct = encrypt_symmetric(sk, m, prg(22)).expand()
+    a, b = refresh(ct, pk, prg(23)), refresh(ct, pk, prg(24))
+    assert a.ntt_form and np.array_equal(decrypt(sk, a), m % params.t) and np.array_equal(decrypt(sk, b), m % params.t)
+    assert not np.array_equal(a.to_coeff().c1, b.to_coeff().c1)
+    assert not np.array_equal(a.to_coeff().c1, ct.to_coeff().c1)
+    added = np.abs(measure_noise(sk, a, m % params.t) - measure_noise(sk, ct, m % params.t)).max()
+    s_e, z = params.sigma + 0.5, 9.5  # e_pk·u (N terms) + e1·s (N terms): proxy 2N·s_e², tail well below 2^-40
+    assert 0 < added <= z * s_e * np.sqrt(2 * params.n)
+
+
 def test_finish_packed_end_to_end_with_mask_and_flooding():
     """Server: multiply, re-randomise, pack, mask, flood, switch, drop, select; client: decrypt = y − r."""
     params = cheetah(16)

@@ -141,3 +141,20 @@ def test_choose_primes_bounds() -> None:
     assert math.prod(unit) % (1 << 22) == 1
     with pytest.raises(UndecryptableParameters):
         choose_primes(1024, 28.0, 27)
+
+
+@pytest.mark.parametrize("terms", [1, 2])
+def test_a_plans_flood_counts_in_the_noise_even_over_a_pipeline_that_asks_for_none(terms: int) -> None:
+    """A hand-built plan that floods over a ``flood=False`` pipeline: the flood is noise all the same, so
+    the estimate carries it and require() refuses a flood too large to decrypt."""
+    p = cheetah_params()
+    pipe = ServerPipeline(weight_norm=15, weight_count=9, accumulations=16, visible=256, flood=False)
+    plain = plan_output(p, pipe)
+    assert plain.flood_bits == 0
+    for bits in (40, p.log2_q - p.plain_bits):  # a modest flood, then one at the decryption limit
+        plan = OutputPlan(plain.modulus, plain.drop0, plain.drop1, int(bits), terms)
+        est = estimate(p, pipe, plan)
+        assert est.flood_bits == int(bits)
+        assert est.flooded >= est.rerandomized + terms * 2.0 ** (int(bits) - 1)
+    with pytest.raises(UndecryptableParameters):
+        check(p, pipe, plan)

@@ -107,11 +107,26 @@ async def test_packed_fc_strided_equals_reference_and_model(rows, n_in, n_out, b
 TRIALS = 100
 
 
-@pytest.fixture(scope="module")
-def packed_setting():
+def _interleaved_plan(shape: ConvShape, wb: int):
+    from aiompc.protocols.linear.interleaved import interleaved_tilings
+
+    lay = interleaved_tilings(shape, 4096, [(shape.padded_height, shape.padded_width)])[0]
+    return packed_plan(make_plan(lay, L, wb, he=cheetah_params(L)))
+
+
+@pytest.fixture(scope="module", params=["per-coefficient", "interleaved"])
+def packed_setting(request):
+    """Two weight sets giving the same outputs (the input's channel 1 is zero); the packed reply of either.
+    ``per-coefficient``: Cheetah's tiling, every output a leaf; ``interleaved``: whole ciphertexts on the
+    ``2^k`` lattice are the leaves (the layout the planner packs most)."""
     rng = np.random.default_rng(9)
-    shape = ConvShape.make(2, 2, 2, 1, 3, padding=1)
-    plan = packed_plan(conv_plan(shape, L, weight_bits=L // 2, planner=CheetahPlanner()))
+    if request.param == "per-coefficient":
+        shape = ConvShape.make(2, 2, 2, 1, 3, padding=1)
+        plan = packed_plan(conv_plan(shape, L, weight_bits=L // 2, planner=CheetahPlanner()))
+    else:
+        shape = ConvShape.make(2, 2, 2, 4, 3, padding=1)
+        plan = _interleaved_plan(shape, L // 2)
+        assert packing_stride(plan.layout) >= 1 and plan.layout.outputs == 4
     x = rng.integers(0, 1 << L, shape.in_shape, dtype=np.uint64)
     x[1] = 0  # the weights on channel 1 do not influence the output
     w1 = rng.integers(-(1 << 7), 1 << 7, shape.weight_shape)
@@ -126,7 +141,9 @@ def packed_setting():
     upload = encrypt_chunk(sk, lay.input_polys(xc, L)[0], PRG(b"\x04" * 32))
     own = lay.input_polys(xs, L)[0]
     accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs) for w in (w1, w2)]
-    (group,), _ = packed_groups(lay, 0)
+    groups, _ = packed_groups(lay, 0)
+    group = groups[0]  # one packed reply (the interleaved case packs 2 output ciphertexts per reply)
+    assert group.leaves >= 2 or request.param == "per-coefficient"
     return plan, sk, pk, gk, accs, group
 
 
@@ -223,14 +240,18 @@ async def test_interleaved_layout_packed_equals_reference(geometry, wb, nprng) -
 
 
 def test_compute_rate_trades_bytes_for_modelled_compute() -> None:
-    """ResNet-18's 512x4x4 layer: bytes only packs all 512 results (fewest bytes, most compute); the default
-    rate keeps the unpacked layout, whose modelled CPU is several times lower; the byte order is the reverse."""
+    """ResNet-18's 512x4x4 layer: bytes only and the default rate both pack its results on the interleaved
+    lattice (since packing's key switch and re-randomisation are compiled, packing itself adds little modelled
+    compute); a rate high enough keeps an unpacked layout, whose modelled CPU is several times lower (fewer
+    output ciphertexts, fewer products); the byte order is the reverse."""
     from aiompc.protocols.linear.quantized import QuantizedPlanner
 
     shape = ConvShape.make(512, 4, 4, 512, 3, padding=1)
     greedy = QuantizedPlanner(compute_rate=0.0).search(shape, 19, 4).best
     default = QuantizedPlanner().search(shape, 19, 4).best
-    assert greedy.plan.output_packing and not default.plan.output_packing
-    assert greedy.cost.total < default.cost.total / 3
-    seconds = [c.cost.server_seconds + c.cost.client_seconds for c in (greedy, default)]
+    costly = QuantizedPlanner(compute_rate=3e6).search(shape, 19, 4).best
+    assert greedy.plan.output_packing and default.plan.output_packing and not costly.plan.output_packing
+    assert default.cost.total < costly.cost.total / 3
+    assert 0 < default.cost.packing_seconds < 0.2 * (default.cost.server_seconds + default.cost.client_seconds)
+    seconds = [c.cost.server_seconds + c.cost.client_seconds for c in (default, costly)]
     assert seconds[1] * 3 < seconds[0]

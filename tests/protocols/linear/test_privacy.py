@@ -5,6 +5,13 @@ zero).  With the client's upload and keys fixed, the server's replies over many 
 randomness) must be identically distributed on what the client sees: ``c1`` and the decryption noise at
 the exported coefficients.  Negative controls show the same statistics catch a server that skips
 re-randomisation (``c1`` then depends on the weights) or flooding (the noise then does).
+
+Two settings: a one-uniform flood (``cheetah-smallest``, a 2-channel 5×5 layer) and the two-uniform flood
+of Cheetah mode's wide layers (a 1-channel 55×55 layer at l = 37, 3,025 visible coefficients, whose only
+input channel is the zero one).  In the second, switching from q ≈ 2^112 to Q = 2^62 scales the
+weight-dependent noise (~2^20) far below one unit, so the client's final view cannot show a missing flood in
+a few hundred runs; the flood's own test is on the re-randomised ciphertext before the switch, where the
+same statistic does catch a server that does not flood.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.protocols.linear.plan import CheetahPlanner
 from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.he import Ciphertext, ResultCiphertext, keygen, phase, public_key, rerandomize, result_phase
 from aiompc.crypto.prg import PRG
@@ -24,6 +32,7 @@ from aiompc.protocols.linear.tiling import ConvShape
 
 TRIALS = 120
 KS_CRIT = 2.15  # two-sample Kolmogorov-Smirnov critical value at alpha ~ 1e-4
+COLUMNS = 25  # coefficients compared per statistic (evenly spaced; bounds the false alarms of many tests)
 
 
 def ks_stat(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,22 +48,37 @@ def centered(v: np.ndarray, bits: int) -> np.ndarray:
     return v.astype(np.int64) - np.where(v >= np.uint64(1 << (bits - 1)), np.int64(1 << bits), np.int64(0))
 
 
-@pytest.fixture(scope="module")
-def setting():
+def columns(n: int) -> np.ndarray:
+    """At most :data:`COLUMNS` evenly spaced indices of ``n`` coefficients (all of them when few)."""
+    return np.unique(np.linspace(0, n - 1, min(n, COLUMNS)).astype(np.int64))
+
+
+SETTINGS = {
+    "one-uniform": (ConvShape.make(2, 5, 5, 1, 3, padding=1), 16, 16, PLANNERS["cheetah-smallest"]),
+    "two-uniform": (ConvShape.make(1, 55, 55, 2, 3, padding=1), 37, 14, CheetahPlanner()),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SETTINGS))
+def setting(request):
+    """(plan, sk, pk, the two accumulators, the output batch) for one of :data:`SETTINGS`: the client's input
+    is zero on the last input channel, and the two weight sets differ only there."""
     rng = np.random.default_rng(7)
-    l, wb = 16, 16
-    shape = ConvShape.make(2, 5, 5, 1, 3, padding=1)
-    plan = conv_plan(shape, l, weight_bits=wb, planner=PLANNERS["cheetah-smallest"])
+    shape, l, wb, planner = SETTINGS[request.param]
+    plan = conv_plan(shape, l, weight_bits=wb, planner=planner)
+    assert plan.output.flood_terms == (2 if request.param == "two-uniform" else 1)
     x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
-    x[1] = 0  # the weights on channel 1 do not influence the output
-    w1 = rng.integers(-(1 << 15), 1 << 15, shape.weight_shape)
+    x[-1] = 0  # the weights on the last channel do not influence the output
+    w1 = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape.weight_shape)
     w2 = w1.copy()
-    w2[:, 1] = rng.integers(-(1 << 15), 1 << 15, w2[:, 1].shape)
+    w2[:, -1] = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), w2[:, -1].shape)
+    assert not np.array_equal(w1, w2)
     assert np.array_equal(conv2d_ref(x, w1, shape, l), conv2d_ref(x, w2, shape, l))
     xs, xc = share(x, l, PRG(b"\x01" * 32))
     sk = keygen(plan.he, PRG(b"\x02" * 32))
     pk = public_key(sk, PRG(b"\x03" * 32))
     lay = plan.layout
+    assert lay.inputs == 1  # one upload ciphertext holds the whole input
     upload = encrypt_chunk(sk, lay.input_polys(xc, l)[0], PRG(b"\x04" * 32))
     own = lay.input_polys(xs, l)[0]
     accs = []
@@ -76,7 +100,9 @@ def client_view(plan, sk, reply: bytes, batch) -> tuple[np.ndarray, np.ndarray]:
 
 def test_replies_are_identically_distributed(setting) -> None:
     plan, sk, pk, accs, batch = setting
+    assert plan.stat_security >= 40
     r = np.zeros((1, batch.positions.size), dtype=np.uint64)  # the mask is uniform anyway; fix it here
+    cols = columns(batch.positions.size)
     views = []
     for s, acc in enumerate(accs):
         c1s, noises = [], []
@@ -84,7 +110,7 @@ def test_replies_are_identically_distributed(setting) -> None:
             reply = finish_batch(plan, acc, batch, r, pk, PRG(bytes([s, i % 256, i // 256]) * 8 + b"\x00" * 8))
             c1, noise = client_view(plan, sk, reply, batch)
             c1s.append(c1[:8])
-            noises.append(noise)
+            noises.append(noise[cols])
         views.append((np.array(c1s), np.array(noises)))
     (c1_a, n_a), (c1_b, n_b) = views
     for j in range(c1_a.shape[1]):
@@ -95,19 +121,36 @@ def test_replies_are_identically_distributed(setting) -> None:
     assert np.unique(n_a[:, 0]).size > TRIALS // 2
 
 
+def low_phase_bits(plan, sk, pk, accs, batch, flood_bits: int, flood_terms: int, trials: int) -> list[np.ndarray]:
+    """Per weight set, ``(trials, columns)``: the low 20 bits of the phase (mod the first prime, at the top
+    modulus) at the exported coefficients after :func:`rerandomize` with this flood."""
+    cols = batch.positions[columns(batch.positions.size)]
+    out = []
+    for s, acc in enumerate(accs):
+        rows = []
+        for i in range(trials):
+            ct = rerandomize(Ciphertext(plan.he, acc.data, acc.ntt_form), pk, PRG(bytes([s, i]) * 16), flood_bits,
+                             flood_terms)
+            ph = phase(sk, ct)[0]  # residues mod q at the top level
+            rows.append(ph[0, cols] % np.uint64(1 << 20))
+        out.append(np.array(rows, dtype=np.float64))
+    return out
+
+
 def test_controls_detect_a_server_that_skips_rerandomisation_or_flooding(setting) -> None:
     plan, sk, pk, accs, batch = setting
     # without re-randomisation, c1 is a function of the weights (the client knows every a)
     raw = [acc.to_coeff().data[1, 0, 0] for acc in accs]
     assert not np.array_equal(raw[0], raw[1])
     # re-randomised but not flooded: the phase noise still carries sum(w * e)
-    noises = []
-    for s, acc in enumerate(accs):
-        rows = []
-        for i in range(40):
-            ct = rerandomize(Ciphertext(plan.he, acc.data, acc.ntt_form), pk, PRG(bytes([s, i]) * 16), 0)
-            ph = phase(sk, ct)[0]  # residues mod q at the top level
-            rows.append(ph[0, batch.positions] % np.uint64(1 << 20))  # low bits of the phase
-        noises.append(np.array(rows, dtype=np.float64))
-    worst = max(ks_stat(noises[0][:, j], noises[1][:, j]) for j in range(batch.positions.size))
-    assert worst > KS_CRIT
+    a, b = low_phase_bits(plan, sk, pk, accs, batch, 0, 1, 40)
+    assert max(ks_stat(a[:, j], b[:, j]) for j in range(a.shape[1])) > KS_CRIT
+
+
+def test_the_plans_flood_hides_the_weights_before_the_switch(setting) -> None:
+    """The statistic that catches a missing flood above finds nothing once the plan's own flood (one or two
+    uniforms: the two paths of :func:`rerandomize`) is added."""
+    plan, sk, pk, accs, batch = setting
+    a, b = low_phase_bits(plan, sk, pk, accs, batch, plan.output.flood_bits, plan.output.flood_terms, 40)
+    assert max(ks_stat(a[:, j], b[:, j]) for j in range(a.shape[1])) < KS_CRIT
+    assert np.unique(a[:, 0]).size > 35  # spread, not constant

@@ -226,10 +226,16 @@ async def test_empty_and_invalid_calls() -> None:
             await one_of_n_ot(p, "x", sender="server", bits=4, n_choices=4, messages=np.zeros((2, 3), np.uint64))
         with pytest.raises(InputError):
             await chosen_ot(p, "x", sender="server", bits=4)
+        assert await one_of_n_ot(p, "e1", sender="server", bits=4, n_choices=4, messages=np.zeros((0, 4), np.uint64)) is None
+        assert await one_of_n_ot(p, "e2", sender="server", bits=4, n_choices=4,
+                                 messages=np.zeros((0, 4, 3), np.uint64)) is None
 
     async def recv(p: Party) -> None:
         out = await chosen_ot(p, "e", sender="server", bits=4, choices=np.zeros(0, np.uint8))
         assert out is not None and out.size == 0
+        for label in ("e1", "e2"):  # no instances: nothing to choose, an empty result
+            out = await one_of_n_ot(p, label, sender="server", bits=4, n_choices=4, choices=np.zeros(0, np.int64))
+            assert out is not None and out.size == 0
         with pytest.raises(InputError):
             await chosen_ot(p, "x", sender="server", bits=4, choices=np.array([2]))
         with pytest.raises(InputError):

@@ -235,3 +235,85 @@ async def test_a_failed_extension_closes_the_session_instead_of_hanging(monkeypa
     with pytest.raises(AiompcError, match="injected extension failure"):
         await asyncio.wait_for(run_local(run, run, options={"ot": "silent-toy"}), 20)
     assert time.perf_counter() - t0 < 10
+
+
+async def _warm_then_big(server_sleep: float, client_sleep: float, server_n: int, big: int = 3000) -> Any:
+    """Both sides take 500 COTs (bootstrap-set extensions), then the client (COT receiver) asks for ``big``
+    (a main-set request: more than the bootstrap gain of 672) while the server (COT sender) asks for
+    ``server_n`` on the same label after ``server_sleep`` seconds."""
+
+    async def server(p: Party) -> Any:
+        e = get_engine(p)
+        await e.sender_cots("warm", 500, sender="server")
+        await asyncio.sleep(server_sleep)
+        return await e.sender_cots("big", server_n, sender="server"), e.history("server")
+
+    async def client(p: Party) -> Any:
+        e = get_engine(p)
+        await e.receiver_cots("warm", 500, sender="server")
+        await asyncio.sleep(client_sleep)
+        return await e.receiver_cots("big", big, sender="server"), e.history("server")
+
+    return await run_local(server, client, options={"ot": "silent-toy"})
+
+
+@pytest.mark.parametrize("who_waits", ["sender", "receiver"])
+async def test_a_main_set_request_waits_for_a_slower_honest_sender(who_waits: str) -> None:
+    """The receiver may ask for the main set before the sender's own matching call has registered its
+    demand (the sender is a step behind): the sender waits for its demand instead of calling the
+    receiver a cheat.  Either order gives correct COTs and the same extension history."""
+    lag = 0.3
+    (s, hist_s), (r, hist_r) = await _warm_then_big(lag if who_waits == "sender" else 0,
+                                                    lag if who_waits == "receiver" else 0, 3000)
+    check_cots(s, r)
+    assert hist_s == hist_r and "toy-main" in hist_r
+
+
+async def test_a_main_set_request_beyond_the_senders_demand_is_refused_after_the_grace(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver asking for a main-set extension that the sender's own demand never calls for (here its
+    call asks for 100 COTs, the receiver's for 3000) is refused with LimitExceeded once the budget's
+    grace has passed, before the sender computes the extension."""
+    from aiompc.crypto.ferret.extension import FerretSender
+    from aiompc.errors import LimitExceeded
+    from aiompc.protocols.ot.engine import WorkBudget
+
+    monkeypatch.setattr(WorkBudget, "grace", 0.3)
+    computed: list[str] = []
+    respond = FerretSender.respond
+
+    def spy(self: FerretSender, p: Any) -> bytes:
+        computed.append(p.name)
+        return respond(self, p)
+
+    monkeypatch.setattr(FerretSender, "respond", spy)
+    t0 = time.perf_counter()
+    with pytest.raises(LimitExceeded, match="toy-main"):
+        await asyncio.wait_for(_warm_then_big(0, 0, 100), 20)
+    assert time.perf_counter() - t0 >= 0.3
+    assert "toy-main" not in computed
+
+
+async def test_a_receiver_with_a_larger_demand_hint_than_the_sender_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """expect() must get the same value on both sides: a receiver whose hint makes it ask for the main set
+    while the sender's own hint (0) and demand (small calls) never call for it is refused (LimitExceeded
+    after the grace); with the same hint on both sides the same calls run."""
+    from aiompc.errors import LimitExceeded
+    from aiompc.protocols.ot.engine import WorkBudget
+
+    monkeypatch.setattr(WorkBudget, "grace", 0.3)
+
+    def run(hint_server: int, hint_client: int) -> Any:
+        async def job(p: Party) -> list[str]:
+            e = get_engine(p)
+            e.expect(hint_server if p.is_server else hint_client)
+            for i in range(20):
+                await e.cots(f"s{i}", 100, sender="server")
+            return e.history("server")
+
+        return run_local(job, job, options={"ot": "silent-toy"})
+
+    hist_s, hist_c = await run(10**6, 10**6)
+    assert hist_s == hist_c and "toy-main" in hist_c
+    with pytest.raises(LimitExceeded, match="toy-main"):
+        await asyncio.wait_for(run(0, 10**6), 20)
