@@ -17,7 +17,10 @@ import gc
 import sys
 from typing import Callable
 
-__all__ = ["release", "available"]
+__all__ = ["release", "available", "bound_growth", "ARENAS"]
+
+ARENAS = 2
+"""malloc arenas a bounded process may use (:func:`bound_growth`)."""
 
 
 @functools.cache
@@ -36,6 +39,40 @@ def _malloc_trim() -> Callable[[int], int] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, looked up once; ``None`` on other C libraries."""
+    if _malloc_trim() is None:
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    fn = libc.mallopt
+    fn.argtypes = [ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def bound_growth(arenas: int = ARENAS, mmap_threshold: int | None = None) -> bool:
+    """Keep a process's resident size nearer its live memory *during* a session, not only after it: at most
+    ``arenas`` malloc arenas (each thread would otherwise get its own, each keeping its own high-water mark of
+    freed temporaries), and, if ``mmap_threshold`` is given, every allocation of at least that many bytes
+    mapped on its own and unmapped when freed (a fixed threshold: glibc otherwise raises it up to 32 MiB after
+    a large free, and chunked temporaries of a few MiB then stay in the heap).  The threshold is off by
+    default: on a ResNet-50 layer (2048 outputs) a 4 MiB threshold cost 60–80% more CPU in page faults.
+    Call once at the start of a process that serves (before its worker threads start); returns whether it
+    took effect (glibc only)."""
+    fn = _mallopt()
+    if fn is None:
+        return False
+    ok = bool(fn(_M_ARENA_MAX, int(arenas)))
+    if mmap_threshold is not None:
+        ok = bool(fn(_M_MMAP_THRESHOLD, int(mmap_threshold))) and ok
+    return ok
 
 
 def available() -> bool:

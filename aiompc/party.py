@@ -4,7 +4,7 @@ A :class:`Party` bundles what every protocol coroutine needs: its ``role`` (``"s
 model, ``"client"`` holds the input and the HE secret key), the labelled :class:`~aiompc.channel.Channel`
 to the peer, a CSPRNG (:class:`~aiompc.crypto.prg.PRG`, seeded from ``os.urandom``), the options both
 parties agreed on in the handshake, a ``state`` dict for per-session caches (OT engine, HE keys,
-transformed weights), and an executor for heavy numpy work: ``await party.compute(fn, *args)`` runs
+transformed weights), ``parts`` (threads a large step is split over), and an executor for heavy numpy work: ``await party.compute(fn, *args)`` runs
 ``fn`` in a thread so the event loop keeps moving messages while a tile computes (numpy releases the
 GIL in its kernels, so both cores are used).
 """
@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal, TypeVar
 from aiompc.channel import Channel, Phase, SubChannel
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
+from aiompc.kernels.threads import default_parts
 
 __all__ = ["Party", "Role", "default_executor"]
 
@@ -47,6 +48,7 @@ class Party:
         rng: PRG | None = None,
         executor: Executor | None = None,
         options: dict[str, Any] | None = None,
+        parts: int | None = None,
     ) -> None:
         if role not in ("server", "client"):
             raise InputError(f"role must be 'server' or 'client', got {role!r}")
@@ -56,6 +58,12 @@ class Party:
         self.executor = executor
         self.options: dict[str, Any] = dict(options or {})
         self.state: dict[str, Any] = {}
+        if parts is not None and parts < 1:
+            raise InputError(f"parts must be at least 1, got {parts}")
+        self.parts = default_parts() if parts is None else parts
+        """Threads one large step of this party's work (a layer's HE multiply-accumulate, a batch of
+        re-randomisations) is split over (:func:`aiompc.kernels.threads.run_parts`; results do not depend on
+        it).  Default: every core this process may use — on two machines each party has its own."""
 
     def __repr__(self) -> str:
         return f"Party(role={self.role!r})"

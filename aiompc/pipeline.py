@@ -10,8 +10,10 @@ receives ``(event, index)`` pairs (``"compute_start"``, ``"compute_end"``, ``"co
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any, Awaitable, Callable, TypeVar
 
+from aiompc.errors import InputError
 from aiompc.party import Party
 
 __all__ = ["pipelined"]
@@ -27,21 +29,33 @@ async def pipelined(
     consume: Callable[[int, T], Awaitable[Any]],
     *,
     depth: int = 2,
+    workers: int = 1,
     trace: Trace | None = None,
 ) -> list[Any]:
     """Run ``consume(i, produce(i))`` for ``i < count`` with production running ahead by up to ``depth``.
 
+    ``workers``: how many ``produce`` calls run at once (in the party's executor; items are still consumed in
+    order, so with ``produce(i)`` a function of ``i`` alone the result does not depend on it).  Items held at
+    once: at most ``workers`` being computed plus ``depth`` queued plus one being consumed.
+
     Returns the consumers' results in order.  An error on either side cancels the other and propagates.
     """
+    if workers < 1:
+        raise InputError(f"pipelined needs at least one worker, got {workers}")
     queue: asyncio.Queue[tuple[int, T]] = asyncio.Queue(maxsize=max(1, depth))
     note = trace or (lambda event, index: None)
+    running: deque[tuple[int, asyncio.Future[T]]] = deque()
 
     async def producer() -> None:
-        for i in range(count):
-            note("compute_start", i)
-            item = await party.compute(produce, i)
-            note("compute_end", i)
-            await queue.put((i, item))
+        for i in range(count + workers - 1):
+            if i < count:
+                note("compute_start", i)
+                running.append((i, asyncio.ensure_future(party.compute(produce, i))))
+            if len(running) == workers or (i >= count and running):
+                j, fut = running.popleft()
+                item = await fut
+                note("compute_end", j)
+                await queue.put((j, item))
 
     async def consumer() -> list[Any]:
         out = []
@@ -62,7 +76,7 @@ async def pipelined(
         results = await cons
         await prod
     finally:
-        for task in (prod, cons):
+        for task in (prod, cons, *(f for _, f in running)):
             if not task.done():
                 task.cancel()
     return results

@@ -68,3 +68,42 @@ async def test_sessions_leave_nothing_alive_and_the_server_releases_memory() -> 
     # no party or channel of a finished session survives; arrays (caches warmed by the first session) stay flat
     assert all(c[:2] == before[:2] for c in counts), (before, counts)
     assert max(c[2] for c in counts[1:]) - counts[0][2] <= 8, counts
+
+
+_GROWTH = """
+import sys
+import numpy as np
+from pathlib import Path
+from aiompc import heap
+
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+bounded = sys.argv[1] == "1"
+if bounded:
+    assert heap.bound_growth(mmap_threshold=4 << 20)
+big = np.ones(16 << 17)  # 16 MiB, mapped; freeing it raises glibc's dynamic mmap threshold to 16 MiB
+del big
+base = rss()
+blocks = [np.ones(6 << 17) for _ in range(100)]  # 6 MiB each, ~600 MiB touched
+blocks = blocks[::-1][:1]  # free all but the last allocated: heap memory below it cannot be trimmed
+print(rss() - base)
+"""
+
+
+@pytest.mark.skipif(not heap.available(), reason="needs glibc's mallopt")
+def test_bound_growth_returns_chunked_temporaries_at_once() -> None:
+    """With :func:`heap.bound_growth` and a fixed mmap threshold, freed multi-MiB temporaries leave the resident
+    size at once (no release needed); without it glibc keeps them (the control run shows the case exists)."""
+    import subprocess
+    import sys
+
+    def held(bounded: bool) -> float:
+        out = subprocess.run([sys.executable, "-c", _GROWTH, "1" if bounded else "0"], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[1])
+        return float(out.stdout.strip())
+
+    assert held(False) > 300  # unbounded: the freed blocks stay resident
+    assert held(True) < 50  # bounded: only the one live block (6 MiB) and noise

@@ -1,7 +1,7 @@
 """RNS multiply-accumulate of ciphertexts by plaintexts in NTT form (numba, ``nogil``), primes below ``2**30``.
 
 ``mac_into(x, w, primes, out)``: ``out[c, o, l] = Σ_j x[c, j, l] · w[o, j, l] mod primes[l]`` pointwise over
-the ``N`` evaluation points — the hot loop of every HE linear layer.  Residues are below ``2**30`` so a
+the ``N`` evaluation points (``mac_add_into``: the same sum added to ``out`` in place) — the hot loop of every HE linear layer.  Residues are below ``2**30`` so a
 product is below ``2**60`` and sixteen of them sum in a ``uint64``; each block of sixteen products is
 reduced once, without a hardware division: the float64 estimate of ``⌊acc/p⌋`` is off by at most one
 (for ``p > 2**13``; smaller primes, which only tests use, take ``%``), and ``acc − q·p`` (exact in
@@ -23,7 +23,7 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel, ufunc_kernel
 
-__all__ = ["mac_into", "scale_round_pow2_into", "LAZY_PRODUCTS", "add_mod", "sub_mod", "neg_mod", "mul_mod", "rem"]
+__all__ = ["mac_into", "mac_add_into", "scale_round_pow2_into", "LAZY_PRODUCTS", "add_mod", "sub_mod", "neg_mod", "mul_mod", "rem"]
 
 LAZY_PRODUCTS = 16  # products (< 2**60) summed before one reduction: 16·2**60 + 2**30 < 2**64
 _BLOCK = 512  # coefficients per block
@@ -47,12 +47,9 @@ def _reduce64(acc: np.uint64, p: np.uint64, pinv: np.float64) -> np.uint64:  # p
 
 
 @kernel()
-def mac_into(x: np.ndarray, w: np.ndarray, primes: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """``out[c, o, l] = Σ_j x[c, j, l]·w[o, j, l] mod primes[l]``.
-
-    ``x``: ``(C, J, L, N)`` uint64 residues; ``w``: ``(O, J, L, N)`` uint64 residues; ``primes``: ``(L,)``
-    uint64; ``out``: ``(C, O, L, N)`` uint64, fully reduced.
-    """
+def _mac(x: np.ndarray, w: np.ndarray, primes: np.ndarray, out: np.ndarray, accumulate: bool) -> None:  # pragma: no cover
+    """The loop of :func:`mac_into` (``accumulate`` False) and :func:`mac_add_into` (True: the reduced sum is
+    added to ``out`` mod ``p``, ``out`` holding residues below ``p``)."""
     n_c, n_j, n_l, n = x.shape
     n_o = w.shape[0]
     acc = np.empty((_OUTS, n_c, _BLOCK), dtype=np.uint64)
@@ -85,7 +82,31 @@ def mac_into(x: np.ndarray, w: np.ndarray, primes: np.ndarray, out: np.ndarray) 
                                     a[i] = _reduce64(a[i], p, pinv)
                 for oo in range(no):
                     for c in range(n_c):
-                        out[c, o0 + oo, l, b0 : b0 + m] = acc[oo, c, :m]
+                        if accumulate:
+                            dst = out[c, o0 + oo, l, b0 : b0 + m]
+                            for i in range(m):
+                                s = dst[i] + acc[oo, c, i]
+                                dst[i] = s - p if s >= p else s
+                        else:
+                            out[c, o0 + oo, l, b0 : b0 + m] = acc[oo, c, :m]
+
+
+@kernel()
+def mac_into(x: np.ndarray, w: np.ndarray, primes: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[c, o, l] = Σ_j x[c, j, l]·w[o, j, l] mod primes[l]``.
+
+    ``x``: ``(C, J, L, N)`` uint64 residues; ``w``: ``(O, J, L, N)`` uint64 residues; ``primes``: ``(L,)``
+    uint64; ``out``: ``(C, O, L, N)`` uint64, fully reduced.
+    """
+    _mac(x, w, primes, out, False)
+
+
+@kernel()
+def mac_add_into(x: np.ndarray, w: np.ndarray, primes: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[c, o, l] = (out[c, o, l] + Σ_j x[c, j, l]·w[o, j, l]) mod primes[l]``: :func:`mac_into` accumulating
+    in place (``out`` may be a strided view, e.g. a row range of a layer's accumulator; its residues must be
+    below ``primes[l]``).  Same shapes and work as :func:`mac_into`, plus one add per output residue."""
+    _mac(x, w, primes, out, True)
 
 
 _U64x3 = ["uint64(uint64, uint64, uint64)"]

@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 
 import aiompc
+from aiompc import heap
 from aiompc.errors import AiompcError, InputError
 from aiompc.nn import loopback
 from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS
@@ -138,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args)
+    heap.bound_growth()  # a serving process: resident size near live memory during sessions (aiompc.heap)
 
     async def main() -> None:
         config = _config(args)

@@ -38,10 +38,15 @@ from aiompc.protocols.linear.weight_cache import WeightCache
 
 __all__ = ["LinearCall", "Preparation", "linear_calls", "prepare_model", "prepare_plans", "WEIGHT_MEMORY"]
 
-WEIGHT_MEMORY = 2 << 30
-"""Bytes of weight plaintexts ``aiompc bench``'s server keeps prepared (the rest is prepared per inference):
-all of ResNet-18's (CIFAR shapes: 1.8 GiB quantized, 2.3 GiB under Cheetah's parameters) but the last
-layers, a fraction of ResNet-50's, whose peak memory must stay within a few GiB."""
+WEIGHT_MEMORY = 1 << 30
+"""Bytes of weight plaintexts ``aiompc bench``'s server keeps prepared (the rest is prepared per inference).
+
+1 GiB: what keeps a ResNet-50 server (ImageNet shapes) within 4 GiB at its peak — about 1 GiB of process,
+model and OT engine, the pinned weights, up to ~1.5 GiB more during the session (OT extension buffers, the
+widest layer's accumulator, 400 MB at 2048 outputs), measured 2026-12-05.  Per inference each GiB not kept
+costs about one CPU second of weight transforms (≈ 3–5 ns per residue, on the server's threads), so the
+smaller models (ResNet-18, CIFAR shapes: 1.8 GiB quantized, 2.3 GiB under Cheetah's parameters, about half
+kept) pay ~1 s of CPU for it; ``--weight-memory`` raises it where memory allows."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 import aiompc
+from aiompc import heap
 from aiompc.errors import AiompcError, ProtocolError, TransportClosed
 from aiompc.nn.ir import QGraph
 from aiompc.nn.loopback import LoopbackRun, link_wrapper
@@ -72,6 +73,7 @@ def _serve_one(graph: QGraph, options: dict[str, Any], link: Link, conn: Connect
                weight_memory: int) -> None:
     """The child: prepare the model, serve one session of ``graph``; report ``("prepared", dict)``,
     ``("port", p)``, then ``("done", (cpu, peak rss))``, or ``("error", text)`` at any point."""
+    heap.bound_growth()  # a serving process: resident size near live memory during the session
     cache = WeightCache(weight_memory)
 
     async def main() -> None:

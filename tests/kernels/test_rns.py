@@ -8,7 +8,7 @@ from rns_reference import multiply_accumulate_reference
 
 from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.he.primes import MAX_PRIME_BITS, ntt_primes_below
-from aiompc.kernels.rns import mac_into
+from aiompc.kernels.rns import mac_add_into, mac_into
 
 
 def _primes(n: int, count: int, bits: int) -> tuple[int, ...]:
@@ -126,3 +126,23 @@ def test_scale_round_pow2_kernel_is_the_numpy_form(n: int, count: int, bound: in
                 X = sum(v * (big // p) * pow(big // p, -1, p) for v, p in zip(xs, primes)) % big
                 exact = (X << bits) / big  # float: compare within the documented slack
                 assert abs(((int(got[r, c, i]) - exact + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))) <= 0.5 + 1e-3
+
+
+@pytest.mark.parametrize(
+    "n,primes,n_out,n_in",
+    [(4096, cheetah_params().primes, 6, 33), (2048, _primes(2048, 2, MAX_PRIME_BITS), 9, 16), (64, (17, 97, 193), 2, 20)],
+)
+def test_mac_add_into_accumulates_in_place(n: int, primes: tuple[int, ...], n_out: int, n_in: int) -> None:
+    """``mac_add_into`` adds the reduced sum to ``out`` (here a strided row range of a larger accumulator, its
+    other rows untouched), starting from residues up to ``p - 1``."""
+    rng = np.random.default_rng(n + 7 * n_out)
+    x = _residues(rng, (2, n_in, len(primes), n), primes)
+    w = _residues(rng, (n_out, n_in, len(primes), n), primes)
+    col = np.array(primes, dtype=np.uint64).reshape(-1, 1)
+    big = _residues(rng, (2, n_out + 3, len(primes), n), primes)
+    big[:, 1] = col - np.uint64(1)  # largest residues: the sum must wrap exactly once
+    start = big.copy()
+    mac_add_into(x, w, np.array(primes, dtype=np.uint64), big[:, 1 : 1 + n_out])
+    want = (start[:, 1 : 1 + n_out] + multiply_accumulate_reference(x, w, primes)) % col
+    assert np.array_equal(big[:, 1 : 1 + n_out], want)
+    assert np.array_equal(big[:, 0], start[:, 0]) and np.array_equal(big[:, 1 + n_out :], start[:, 1 + n_out :])

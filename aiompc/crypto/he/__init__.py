@@ -90,6 +90,7 @@ from .bfv import (
     encrypt_symmetric,
     mul_plain,
     multiply_accumulate,
+    multiply_accumulate_into,
     phase,
 )
 from .keys import PublicKey, SecretKey, expand_uniform, keygen, public_key
@@ -140,7 +141,7 @@ __all__ = [
     "SecretKey", "PublicKey", "keygen", "public_key", "expand_uniform",
     "Ciphertext", "SeededCiphertext", "PlainNTT",
     "as_plaintext", "encode_plain", "encrypt_symmetric", "phase", "decrypt",
-    "add", "add_plain", "mul_plain", "multiply_accumulate",
+    "add", "add_plain", "mul_plain", "multiply_accumulate", "multiply_accumulate_into",
     "ResultCiphertext", "rerandomize", "switch_level", "switch_modulus", "drop_bits", "select",
     "finalize", "result_phase", "decrypt_result",
     "ServerPipeline", "OutputPlan", "NoiseEstimate", "estimate", "check", "plan_output", "min_modulus_bits",

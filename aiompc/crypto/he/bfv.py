@@ -26,7 +26,7 @@ import numpy as np
 
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError
-from aiompc.kernels.rns import mac_into
+from aiompc.kernels.rns import mac_add_into, mac_into
 
 from .keys import SecretKey, expand_uniform
 from .ntt import get_ntt
@@ -46,6 +46,7 @@ __all__ = [
     "add_plain",
     "mul_plain",
     "multiply_accumulate",
+    "multiply_accumulate_into",
 ]
 
 
@@ -315,3 +316,22 @@ def multiply_accumulate(ct: Ciphertext, w: PlainNTT) -> Ciphertext:
     out = np.empty((2, n_out, ct.level, ct.params.n), dtype=np.uint64)
     mac_into(ct.data, wd, ct.basis.col.reshape(-1), out)  # strided weight blocks are read in place
     return Ciphertext(ct.params, out, True)
+
+
+def multiply_accumulate_into(ct: Ciphertext, w: PlainNTT, out: np.ndarray) -> None:
+    """``out[:, o] += Σ_j ct[j]·w[o, j]`` in place (NTT form, residues mod each prime): :func:`multiply_accumulate`
+    without a new array, so a layer's accumulator (or a row range of it, a strided view) absorbs chunk after
+    chunk of inputs in place.
+
+    ``ct``: ``J`` ciphertexts; ``w``: plaintexts of batch shape ``(O, J)``; ``out``: ``uint64`` ``(2, O, L, N)``
+    holding reduced residues at ``ct``'s level.  Work as :func:`multiply_accumulate` plus ``2·O·L·N`` adds.
+    """
+    _check_plain(ct, w)
+    ct = ct.to_ntt()
+    wd = w.data if w.data.ndim == 4 else w.data[None]
+    if wd.ndim != 4 or wd.shape[1] != ct.batch:
+        raise InputError(f"weights of batch shape {w.shape} do not match {ct.batch} ciphertexts (need (O, J))")
+    if out.dtype != np.uint64 or out.shape != (2, wd.shape[0], ct.level, ct.params.n):
+        raise InputError(f"accumulator of shape {out.shape} ({out.dtype}) does not match "
+                         f"(2, {wd.shape[0]}, {ct.level}, {ct.params.n}) uint64")
+    mac_add_into(ct.data, wd, ct.basis.col.reshape(-1), out)

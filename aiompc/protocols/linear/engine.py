@@ -54,7 +54,7 @@ from aiompc.crypto.he import (
     encrypt_symmetric,
     finalize,
     keygen,
-    multiply_accumulate,
+    multiply_accumulate_into,
     public_key,
     result_phase,
 )
@@ -63,12 +63,13 @@ from aiompc.crypto.he.galois import GaloisKeyRing, GaloisKeys, galois_keys
 from aiompc.crypto.he.packing import extract_leaves, finish_packed, pack_leaves, refresh
 from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ProtocolError
+from aiompc.kernels.threads import run_parts
 from aiompc.party import Party
 from aiompc.pipeline import pipelined
 from aiompc.ring import reduce
 from aiompc.protocols.linear.packed import PackedGroup, layout_elements, packed_groups
 from aiompc.protocols.linear.plan import LinearPlan, require_private
-from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights, weight_key
+from aiompc.protocols.linear.prepared import PreparedWeights, prepare_weights, prepared_nbytes, weight_key
 from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
 
 __all__ = [
@@ -80,6 +81,8 @@ __all__ = [
     "input_chunks",
     "encrypt_chunk",
     "absorb_chunk",
+    "refresh_batch",
+    "REFRESH_CHUNK",
     "finish_batch",
     "decrypt_batch",
     "prepared_weights",
@@ -95,6 +98,9 @@ KEY_LABEL = "he-keys"
 GALOIS_LABEL = "he-galois"
 T = TypeVar("T")
 _INFLIGHT_UNITS = 2  # server units processed concurrently (bounded memory)
+_ROW_ALIGN = 4  # output rows per part in multiples of the kernel's output block (aiompc.kernels.rns._OUTS)
+REFRESH_CHUNK = 64
+"""Results re-randomised together before output packing (:func:`refresh_batch`): bounds the temporaries."""
 
 
 # --------------------------------------------------------------------------- session keys
@@ -229,30 +235,67 @@ def absorb_chunk(
     weights: PreparedWeights,
     k0: int,
     k1: int,
+    *,
+    parts: int = 1,
 ) -> Ciphertext:
     """Server: ``acc + sum_{k0 <= k < k1} (Enc(x_C,k) + x_S,k) * w[:, k]`` (NTT form, one per output).
 
-    The weight block is sliced from the prepared plaintexts, or transformed here if they are streamed."""
+    ``acc`` is updated in place (``None``: a zero accumulator is made) and returned.  The output rows are cut
+    into ``parts`` ranges handled by parallel threads (:func:`~aiompc.kernels.threads.run_parts`; disjoint rows
+    of the accumulator, so the result does not depend on ``parts``).  Each range takes its weight blocks from
+    the prepared plaintexts, or transforms them here if they are streamed, in blocks of at most
+    ``BLOCK_MAX_BYTES / parts`` (:meth:`PreparedWeights.row_blocks`).  Work: ``2·O·(k1-k0)·L·N``
+    multiply-adds, plus ``O·(k1-k0)`` weight transforms when streamed; temporaries: one weight block per part."""
     params = plan.he
     up = SeededCiphertext.from_bytes(params, data)
     if up.batch != k1 - k0:
         raise ProtocolError(f"expected {k1 - k0} input ciphertexts, got {up.batch}")
     ct = add_plain(up.expand(), own).to_ntt()
     level, n = ct.level, params.n
-    data_out = np.empty((2, weights.nonzero.shape[0], level, n), dtype=np.uint64)
-    for j0, j1 in weights.row_blocks(k0, k1):  # one block unless the weights are streamed and wide
-        block, mask = weights.block(k0, k1, j0, j1)
-        if mask.all():
-            data_out[:, j0:j1] = multiply_accumulate(ct, block).data
-            continue
-        data_out[:, j0:j1] = 0  # structurally zero blocks (groups): multiply only where a group meets
-        for j in np.flatnonzero(mask.any(axis=1)):
-            ks = np.flatnonzero(mask[j])
-            sub = Ciphertext(params, np.ascontiguousarray(ct.data[:, ks]), True)
-            w = PlainNTT(params, block.data[j, ks][None], block.norm, block.count)
-            data_out[:, j0 + j] = multiply_accumulate(sub, w).data[:, 0]
-    part = Ciphertext(params, data_out, True)
-    return part if acc is None else add(acc, part)
+    outputs = weights.nonzero.shape[0]
+    if acc is None:
+        acc = Ciphertext(params, np.zeros((2, outputs, level, n), dtype=np.uint64), True)
+    out = acc.data
+
+    def rows(lo: int, hi: int) -> None:
+        for j0, j1 in weights.row_blocks(k0, k1, lo, hi, parts=parts):
+            block, mask = weights.block(k0, k1, j0, j1)
+            if mask.all():
+                multiply_accumulate_into(ct, block, out[:, j0:j1])
+                continue
+            for j in np.flatnonzero(mask.any(axis=1)):  # structurally zero blocks (groups): only where a group meets
+                ks = np.flatnonzero(mask[j])
+                sub = Ciphertext(params, np.ascontiguousarray(ct.data[:, ks]), True)
+                w = PlainNTT(params, block.data[j, ks][None], block.norm, block.count)
+                multiply_accumulate_into(sub, w, out[:, j0 + j : j0 + j + 1])
+
+    run_parts(rows, outputs, parts, align=_ROW_ALIGN)
+    return acc
+
+
+def refresh_batch(ct: Ciphertext, pk: PublicKey, prg: PRG, *, chunk: int = REFRESH_CHUNK, parts: int = 1) -> Ciphertext:
+    """Server, output packing: :func:`~aiompc.crypto.he.packing.refresh` of a unit's ``B`` results, ``chunk``
+    ciphertexts at a time (chunk ``i`` uses the ``i``-th PRG forked from ``prg``), the chunks spread over
+    ``parts`` threads; written over ``ct``'s data (which must be in NTT form and is consumed) and returned.
+
+    The result depends on ``chunk`` (which randomness lands where) but not on ``parts``; its distribution is
+    that of one :func:`refresh` of the whole batch.  Temporaries: about ``12 · chunk · L · N · 8`` bytes per part
+    instead of ``12 · B · L · N · 8`` (a 2048-output layer at three primes: 75 MB instead of 2.4 GB)."""
+    if chunk < 1:
+        raise InputError(f"refresh chunk must be at least 1, got {chunk}")
+    if not ct.ntt_form:
+        raise InputError("refresh_batch expects results in NTT form")
+    bounds = [(b0, min(b0 + chunk, ct.batch)) for b0 in range(0, ct.batch, chunk)]
+    prgs = [prg.fork() for _ in bounds]
+    data = ct.data
+
+    def run(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            b0, b1 = bounds[i]
+            data[:, b0:b1] = refresh(Ciphertext(ct.params, data[:, b0:b1], True), pk, prgs[i]).data
+
+    run_parts(run, len(bounds), parts)
+    return Ciphertext(ct.params, data, True)
 
 
 def finish_batch(plan: LinearPlan, acc: Ciphertext, batch: OutputBatch, r: np.ndarray, pk: PublicKey, prg: PRG) -> bytes:
@@ -379,7 +422,8 @@ async def _client(party: Party, label: str, plan: LinearPlan, x: np.ndarray) -> 
             for j in range(batch.j0, batch.j1):
                 values[(u, j)] = vals[j - batch.j0]
 
-    await asyncio.gather(pipelined(party, len(msgs), produce, send), *(receive(u) for u in range(lay.units)))
+    await asyncio.gather(pipelined(party, len(msgs), produce, send, workers=party.parts),
+                         *(receive(u) for u in range(lay.units)))
     return await party.compute(lay.assemble, values)
 
 
@@ -391,7 +435,12 @@ async def prepared_weights(party: Party, plan: LinearPlan, weight: np.ndarray) -
         cache = party.state[STATE_KEY] = WeightCache()
     w = np.asarray(weight)
     key = await party.compute(weight_key, plan, w)  # hashing the weights: off the event loop (hashlib drops the GIL)
-    return await cache.get(key, lambda: party.compute(prepare_weights, plan, w))
+    # A one-unit layer whose NTT form the cache could not keep is streamed: its blocks are transformed per
+    # chunk as they are needed (the same work, each block used once) instead of all at once, so a layer
+    # prepared per inference holds one block per thread, not up to WHOLE_MAX_BYTES plus the transform's
+    # temporaries (ResNet-50's last 3×3 layers: 402 MiB each, the server's peak).
+    stream = plan.layout.units == 1 and prepared_nbytes(plan, max_bytes=1 << 62) > cache.room
+    return await cache.get(key, lambda: party.compute(prepare_weights, plan, w, max_bytes=0 if stream else None))
 
 
 async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ciphertext, pk: PublicKey,
@@ -402,7 +451,7 @@ async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ci
     masks = [party.rng.integers(plan.l, g.count) for g in groups]
     for j, r in enumerate(np.split(np.concatenate(masks), np.cumsum(sizes)[:-1])):
         values[(u, j)] = r
-    fresh = await party.compute(refresh, acc, pk, party.rng.fork())
+    fresh = await party.compute(refresh_batch, acc, pk, party.rng.fork(), parts=party.parts)
     prgs = [party.rng.fork() for _ in groups]
 
     def produce(i: int) -> bytes:
@@ -411,7 +460,7 @@ async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ci
     async def send(i: int, data: bytes) -> None:
         await sub.send_bytes(data)
 
-    await pipelined(party, len(groups), produce, send)
+    await pipelined(party, len(groups), produce, send, workers=party.parts)
 
 
 async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -434,7 +483,8 @@ async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, wei
             for k0, k1 in input_chunks(plan):
                 data = await sub.recv_bytes()
                 weights = await prep
-                acc = await party.compute(absorb_chunk, plan, acc, data, own[u, k0:k1], weights, k0, k1)
+                acc = await party.compute(absorb_chunk, plan, acc, data, own[u, k0:k1], weights, k0, k1,
+                                          parts=party.parts)
             assert acc is not None
             if gk is not None:
                 await _send_packed(party, sub, plan, u, acc, pk, gk, values)
@@ -453,7 +503,7 @@ async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, wei
             async def send(i: int, data: bytes) -> None:
                 await sub.send_bytes(data)
 
-            await pipelined(party, len(batches), produce, send)
+            await pipelined(party, len(batches), produce, send, workers=party.parts)
 
     try:
         await asyncio.gather(*(unit(u) for u in range(lay.units)))

@@ -37,9 +37,10 @@ WHOLE_MAX_BYTES = 1 << 29
 """Above this size (of the NTT form of all of a layer's weight plaintexts) weights are streamed per chunk: a layer
 prepared per inference holds at most this much at once (what bounds a ResNet-50 server's peak memory, beside
 the model's pinned plaintexts)."""
-BLOCK_MAX_BYTES = 1 << 27
+BLOCK_MAX_BYTES = 1 << 25
+"""A streamed chunk is transformed in blocks of output rows of at most this size (NTT form), all threads together
+(the transform's temporaries are a few times this)."""
 _ITEM = 4  # bytes per residue of the NTT form (uint32: PlainNTT)
-"""A streamed chunk is transformed in blocks of output rows of at most this size (NTT form)."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,21 @@ class PreparedWeights:
         held = self.values.nbytes + self.nonzero.nbytes + self.exps.nbytes
         return held + (self.whole.data.nbytes if self.whole is not None else 0)
 
-    def row_blocks(self, k0: int, k1: int) -> list[tuple[int, int]]:
-        """Output-row ranges ``(j0, j1)`` in which to take the chunk of inputs ``k0..k1``: all rows at once
-        when the weights are whole, else blocks whose NTT form stays within :data:`BLOCK_MAX_BYTES` (a
-        chunk of a very wide layer, e.g. 2048 outputs × 8 inputs, would otherwise be transformed whole)."""
+    def row_blocks(self, k0: int, k1: int, lo: int = 0, hi: int | None = None, *, parts: int = 1) -> list[tuple[int, int]]:
+        """Output-row ranges ``(j0, j1)`` covering rows ``lo .. hi`` (all by default) in which to take the chunk
+        of inputs ``k0..k1``: the whole range at once when the weights are whole, else blocks whose NTT form
+        stays within ``BLOCK_MAX_BYTES / parts`` (a chunk of a very wide layer, e.g. 2048 outputs × 8 inputs,
+        would otherwise be transformed whole; ``parts`` threads each transform one block at a time, so the
+        bound holds for all of them together)."""
         outputs = self.nonzero.shape[0]
+        hi = outputs if hi is None else hi
+        if not 0 <= lo <= hi <= outputs or parts < 1:
+            raise InputError(f"rows {lo}..{hi} of {outputs} (parts {parts}) are not a range of the layer")
         if self.whole is not None:
-            return [(0, outputs)]
+            return [(lo, hi)] if hi > lo else []
         per_row = max(1, k1 - k0) * len(self.params.primes) * self.params.n * _ITEM
-        rows = max(1, BLOCK_MAX_BYTES // per_row)
-        return [(j0, min(j0 + rows, outputs)) for j0 in range(0, outputs, rows)]
+        rows = max(1, BLOCK_MAX_BYTES // parts // per_row)
+        return [(j0, min(j0 + rows, hi)) for j0 in range(lo, hi, rows)]
 
     def block(self, k0: int, k1: int, j0: int = 0, j1: int | None = None) -> tuple[PlainNTT, np.ndarray]:
         """NTT plaintexts ``w[j0:j1, k0:k1]`` (batch shape ``(j1 - j0, k1 - k0)``, all rows by default) and

@@ -81,6 +81,12 @@ class WeightCache:
         """Bytes held by the pinned entries (:meth:`put`)."""
         return self._pinned_bytes
 
+    @property
+    def room(self) -> int:
+        """Bytes an entry computed during a session may take and still be kept (what the pinned entries leave
+        of ``max_bytes``); a larger one is used once and dropped."""
+        return self.max_bytes - self._pinned_bytes
+
     def __len__(self) -> int:
         return len(self._done) + len(self._pinned)
 
