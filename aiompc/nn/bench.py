@@ -35,7 +35,7 @@ statistics)::
                  [, "relus_kept", "relus"]}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds",
                "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one), "relus_kept", "relus"},
-     "graph", "planner", "ot", "exact", "samples", "check", "machine", "code", "relu_budget",
+     "graph", "planner", "ot", "exact", "stat_scope", "samples", "check", "machine", "code", "relu_budget",
      "prepare": {"server", "client"} (two processes) or {"both"} (one), "peak_rss": {"server", "client"} (two)}
 
 **Once per model, not per inference.**  Before the session the server prepares the model — every HE layer's
@@ -49,7 +49,8 @@ resident memory in bytes (the client's: of the benchmark process so far).
 A layer row also has its ring width, the number of samples summed and ``elements``, the number of values
 the layer outputs (all samples).  The trailing keys say how the row was obtained: the integer program
 (``graph``: ``fixed-point`` or ``quantized``), the linear-layer planner of the mode, the OT engine
-(``iknp`` or ``silent``), whether requantization/truncation was bit-exact, the number of inferences, the
+(``iknp`` or ``silent``), whether requantization/truncation was bit-exact, what the 40-bit flooding covers
+(``stat_scope``: ``inference`` or ``ciphertext``, ``--stat-scope``), the number of inferences, the
 machine (:func:`machine_info`), the code (:func:`code_version`: the git commit, ``-dirty`` if the
 checkout had uncommitted changes), and ``check``: how the secure logits compare with the plaintext
 integer reference of the row's own graph (:func:`~aiompc.nn.interpret.run_int`; largest absolute
@@ -84,7 +85,7 @@ from aiompc.nn.graph import FloatGraph
 from aiompc.nn.ir import QGraph
 from aiompc.nn.loopback import LINKS, LoopbackRun, link_wrapper, run_two_parties
 from aiompc.nn.two_process import run_two_processes
-from aiompc.nn.modes import MODES, EngineConfig, check_output, describe_check, mode_named
+from aiompc.nn.modes import MODES, STAT_SCOPES, EngineConfig, StatScope, check_output, describe_check, mode_named
 from aiompc.nn.npy_files import load_npy
 from aiompc.nn.prepare import WEIGHT_MEMORY
 from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
@@ -204,11 +205,13 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibratio
     return BenchModel(name, fgraph, inputs, lambda g: quantize(g, data, config), relu_budget)
 
 
-def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False) -> EngineConfig:
+def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False,
+                  stat_scope: StatScope | None = None) -> EngineConfig:
     """The engine settings of bench mode ``mode``: ``cheetah`` (the fixed-point graph) truncates exactly
     iff ``baseline_exact``; ``quantized`` and ``cheetah-int`` requantize exactly iff ``exact``
-    (:func:`aiompc.nn.modes.engine_config`)."""
-    return EngineConfig(mode_named(mode, exact=baseline_exact if mode == "cheetah" else exact))
+    (:func:`aiompc.nn.modes.engine_config`); the flooding's 40 bits cover ``stat_scope`` (``None``: the
+    mode's own — per inference for ``quantized``, per result ciphertext for the Cheetah modes)."""
+    return EngineConfig(mode_named(mode, exact=baseline_exact if mode == "cheetah" else exact, stat_scope=stat_scope))
 
 
 # --------------------------------------------------------------------------- one run
@@ -273,7 +276,8 @@ def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run
     report["total"]["relus"] = sum(row.get("relus", 0) for row in report["layers"])
     return {"model": model, "mode": mode or config.mode.name, "network": link, **report,
             "graph": config.mode.program, "planner": config.mode.planner.name, "ot": engine,
-            "exact": config.exact, "samples": len(x_int), "check": check, "machine": machine_info(),
+            "exact": config.exact, "stat_scope": config.mode.stat_scope, "samples": len(x_int), "check": check,
+            "machine": machine_info(),
             "load": _load_average(), "code": code_version()}
 
 
@@ -290,18 +294,22 @@ def run_bench(
     model: BenchModel, *, modes: Sequence[str] = DEFAULT_MODES, links: Sequence[str] = ("none",),
     ots: Sequence[str | None] = (None,), exact: bool = True, baseline_exact: bool = False,
     progress: bool | None = None, log: Any = None, processes: int = 1, weight_memory: int = WEIGHT_MEMORY,
+    stat_scope: StatScope | None = None,
 ) -> list[dict[str, Any]]:
     """Every (link, OT engine, mode) combination of :func:`bench_run` (``processes=1``: both parties in this
     process) or :func:`bench_run_two_processes` (``processes=2``: as on two machines) on ``model``'s inputs,
     in this order (so the modes of one setting run back to back); one summary line per run on ``log``.  Each mode runs
     its own graph (:meth:`BenchModel.graph`) with :func:`engine_config` (``exact`` for the quantized
     graph, ``baseline_exact`` for the fixed-point one).  An OT engine of ``None`` is the library
-    default (:data:`aiompc.protocols.ot.engines.DEFAULT_ENGINE`)."""
+    default (:data:`aiompc.protocols.ot.engines.DEFAULT_ENGINE`).  ``stat_scope``: what every mode's 40-bit
+    flooding covers (``None``: each mode's own; ``ciphertext`` runs the quantized mode at the baseline's
+    per-ciphertext level, for an equal-security ratio)."""
     if processes not in (1, 2):
         raise InputError(f"--processes must be 1 or 2, got {processes}")
     for link in links:
         link_wrapper(link)
-    configs = {mode: engine_config(mode, exact=exact, baseline_exact=baseline_exact) for mode in modes}
+    configs = {mode: engine_config(mode, exact=exact, baseline_exact=baseline_exact, stat_scope=stat_scope)
+               for mode in modes}
     x = np.asarray(model.inputs, dtype=np.float64)
     x_int = {mode: model.graph(mode).quantize_input(x) for mode in modes}
     results = []
@@ -599,7 +607,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
           f"OT {','.join(ots)}; " + "; ".join(settings), file=sys.stderr, flush=True)
     results = run_bench(model, modes=modes, links=links, ots=ots, exact=args.exact, baseline_exact=baseline_exact,
                         progress=args.progress, log=sys.stderr, processes=args.processes,
-                        weight_memory=weight_memory)
+                        weight_memory=weight_memory, stat_scope=args.stat_scope)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     table = bench_markdown(results, per_layer=not args.summary)
@@ -636,6 +644,11 @@ def add_bench_command(sub: Any) -> None:
                    help="one-LSB-error requantization in the quantized and cheetah-int modes")
     p.add_argument("--baseline-truncation", choices=("approx", "exact"), default="approx",
                    help="the cheetah mode's truncation: approx (Cheetah's own, one LSB low; default) or exact")
+    p.add_argument("--stat-scope", choices=STAT_SCOPES, default=None,
+                   help="what the 40-bit statistical security of the flooding covers in every mode: inference (all "
+                   "result ciphertexts of one inference together) or ciphertext (each on its own); default each "
+                   "mode's own: inference for quantized, ciphertext for the Cheetah modes (Cheetah's parameters "
+                   "hold no more)")
     p.add_argument("--json", metavar="F", help="write the runs as a JSON list to F")
     p.add_argument("--markdown", metavar="F", help="write the tables to F")
     p.add_argument("--plot", metavar="F", help="write a PNG of bytes per layer and totals to F")

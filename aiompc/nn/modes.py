@@ -8,13 +8,17 @@ A :class:`Mode` says everything the engine needs to know about the protocol fami
 * ``rings`` — ``cheetah``: every edge on Cheetah's 37-bit ring; ``tight``: each edge on the ring its real width
   needs (the quantized mode's reason to exist);
 * ``planner`` — the linear-layer planner object (:mod:`aiompc.protocols.linear.planners`);
-* ``exact`` — exact rescaling, or Cheetah's one-LSB approximate truncation.
+* ``exact`` — exact rescaling, or Cheetah's one-LSB approximate truncation;
+* ``stat_scope`` — what the 40-bit statistical security of the flooding covers: ``inference`` (all result
+  ciphertexts of one inference call together, :mod:`aiompc.nn.stat_budget`) or ``ciphertext`` (each result
+  ciphertext on its own, as Cheetah states it).
 
 The modes by name are one table, :data:`MODES`:
 
 * ``cheetah`` — the baseline as Cheetah runs it: fixed point, 37-bit rings, Cheetah's tiling and parameters,
-  approximate truncation by default;
-* ``quantized`` — the low-precision program on tight rings with the cost-driven planner, exact by default;
+  approximate truncation by default, 40 bits per result ciphertext (its parameters hold no more);
+* ``quantized`` — the low-precision program on tight rings with the cost-driven planner, exact by default,
+  40 bits per inference;
 * ``cheetah-int`` — the quantized program on Cheetah's 37-bit rings and parameters (kept for comparison).
 
 :class:`EngineConfig` is what a session agrees on in its handshake: the mode and what the client learns
@@ -40,9 +44,11 @@ from aiompc.nn.ir import QGraph
 from aiompc.protocols.linear import PLANNERS, Planner
 
 __all__ = ["Mode", "MODES", "GraphKind", "RingPolicy", "Output", "EngineConfig", "mode_named", "engine_config",
-           "mode_options", "check_output", "describe_check", "CHEETAH_RING"]
+           "mode_options", "check_output", "describe_check", "CHEETAH_RING", "StatScope", "STAT_SCOPES"]
 
 GraphKind = Literal["fixed-point", "quantized"]
+StatScope = Literal["inference", "ciphertext"]
+STAT_SCOPES: tuple[StatScope, ...] = ("inference", "ciphertext")
 RingPolicy = Literal["cheetah", "tight"]
 Output = Literal["logits", "argmax"]
 
@@ -60,6 +66,17 @@ class Mode:
     planner: Planner
     exact: bool
     summary: str
+    stat_scope: StatScope = "ciphertext"
+    """What the flooding's 40-bit statistical security covers (module docstring)."""
+
+    def __post_init__(self) -> None:
+        if self.stat_scope not in STAT_SCOPES:
+            raise InputError(f"stat_scope must be one of {', '.join(STAT_SCOPES)}, got {self.stat_scope!r}")
+
+    def with_stat_scope(self, scope: StatScope | None) -> Mode:
+        """This mode with the flooding's security stated per ``inference`` or per ``ciphertext``; ``None``
+        keeps the mode's default."""
+        return self if scope is None or scope == self.stat_scope else replace(self, stat_scope=scope)
 
     def with_exact(self, exact: bool | None) -> Mode:
         """This mode with exact (``True``) or approximate (``False``) rescaling; ``None`` keeps the default."""
@@ -76,7 +93,8 @@ MODES: dict[str, Mode] = {
     "cheetah": Mode("cheetah", "fixed-point", "cheetah", PLANNERS["cheetah-baseline"], exact=False,
                     summary="Cheetah's own protocol: 37-bit fixed point, its HE parameters and tiling"),
     "quantized": Mode("quantized", "quantized", "tight", PLANNERS["quantized"], exact=True,
-                      summary="the low-precision program with messages sized for its real bit widths"),
+                      summary="the low-precision program with messages sized for its real bit widths",
+                      stat_scope="inference"),
     "cheetah-int": Mode("cheetah-int", "quantized", "cheetah", PLANNERS["cheetah-baseline"], exact=True,
                         summary="the quantized program on Cheetah's 37-bit rings and parameters"),
 }
@@ -84,17 +102,19 @@ MODES: dict[str, Mode] = {
 ``2^-12`` is harmless); the quantized program requantizes exactly (one LSB at 4 bits is not).  The quantized
 default (and so the demo's) is exact on the evidence of ``aiompc eval`` on the shipped trained models
 (BENCHMARKS.md, "accuracy per mode"): even the unbiased approximate requantization costs the best model, the
-QAT ResNet, 0.89 points (99.11% → 98.22%) for 12–15% fewer bytes; ``--approx`` stays one flag away."""
+QAT ResNet, 0.89 points (99.11% → 98.22%) for 12–15% fewer bytes; ``--approx`` stays one flag away.
+The quantized mode's flooding gives 40 bits per inference; Cheetah's parameters (``q ~ 2^109`` at ``N = 4096``,
+``l = 37``) hold only 40 bits per result ciphertext, so the two Cheetah modes state that (SECURITY.md)."""
 
 
-def mode_named(name: str | Mode, *, exact: bool | None = None) -> Mode:
-    """The mode called ``name`` (a :class:`Mode` is taken as it is), with ``exact`` if given;
-    :class:`InputError` naming the known modes otherwise."""
+def mode_named(name: str | Mode, *, exact: bool | None = None, stat_scope: StatScope | None = None) -> Mode:
+    """The mode called ``name`` (a :class:`Mode` is taken as it is), with ``exact`` and ``stat_scope`` if
+    given; :class:`InputError` naming the known modes otherwise."""
     if isinstance(name, Mode):
-        return name.with_exact(exact)
+        return name.with_exact(exact).with_stat_scope(stat_scope)
     if name not in MODES:
         raise InputError(f"unknown mode {name!r}; choose from {', '.join(MODES)}")
-    return MODES[name].with_exact(exact)
+    return MODES[name].with_exact(exact).with_stat_scope(stat_scope)
 
 
 @dataclass(frozen=True)
@@ -117,24 +137,29 @@ class EngineConfig:
 
     def to_options(self) -> dict[str, Any]:
         """The handshake options that carry this configuration."""
-        return {"mode": self.mode.name, "exact": self.mode.exact, "output": self.output}
+        return {"mode": self.mode.name, "exact": self.mode.exact, "output": self.output, "stat": self.mode.stat_scope}
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> EngineConfig:
         """The configuration the handshake agreed on; :class:`HandshakeError` if it names no known mode."""
         name, exact, output = options.get("mode", "quantized"), options.get("exact"), options.get("output", "logits")
+        scope = options.get("stat")
         if not isinstance(name, str) or name not in MODES:
             raise HandshakeError(f"the session's mode {name!r} is not one of {', '.join(MODES)}; upgrade the older side")
         if exact is not None and not isinstance(exact, bool):
             raise HandshakeError(f"the session's 'exact' option must be true or false, got {exact!r}")
         if output not in ("logits", "argmax"):
             raise HandshakeError(f"the session's output must be 'logits' or 'argmax', got {output!r}")
-        return cls(mode_named(name, exact=exact), output)
+        if scope is not None and scope not in STAT_SCOPES:
+            raise HandshakeError(f"the session's 'stat' option must be one of {', '.join(STAT_SCOPES)}, got {scope!r}")
+        return cls(mode_named(name, exact=exact, stat_scope=scope), output)
 
 
-def engine_config(mode: str | Mode, *, exact: bool | None = None, output: Output = "logits") -> EngineConfig:
-    """The session configuration of ``mode`` (by name or value) with ``exact`` (``None``: the mode's default)."""
-    return EngineConfig(mode_named(mode, exact=exact), output)
+def engine_config(mode: str | Mode, *, exact: bool | None = None, output: Output = "logits",
+                  stat_scope: StatScope | None = None) -> EngineConfig:
+    """The session configuration of ``mode`` (by name or value) with ``exact`` and ``stat_scope`` (``None``:
+    the mode's default)."""
+    return EngineConfig(mode_named(mode, exact=exact, stat_scope=stat_scope), output)
 
 
 def mode_options(mode: str | Mode) -> dict[str, Any]:

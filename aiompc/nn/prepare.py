@@ -28,6 +28,7 @@ from aiompc.nn.ir import ChannelAffine, Conv, Linear, QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.node_protocols import _pads_tblr  # the engine's own conversion of the IR's pads
 from aiompc.nn.rings import plan_rings
+from aiompc.nn.stat_budget import plan_inference
 from aiompc.protocols.linear.conv import conv_plan
 from aiompc.protocols.linear.fc import fc_plan
 from aiompc.protocols.linear.plan import LinearPlan
@@ -79,11 +80,15 @@ class Preparation:
                 "streamed": self.streamed, "seconds": round(self.seconds, 3), "cpu": round(self.cpu_seconds, 3)}
 
 
-def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1) -> list[LinearCall]:
+def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget: bool = True) -> list[LinearCall]:
     """Every HE layer call of one run of ``graph`` on ``batch`` samples (weights ``None`` in a metadata graph).
 
     Mirrors :func:`aiompc.nn.node_protocols._he_layer` and ``_channel_affine`` (one plan per node: a conv or
-    batch-norm runs per sample with the same plan)."""
+    batch-norm runs per sample with the same plan).  ``budget``: flood at the level the mode's scope needs
+    for this graph and batch (:func:`aiompc.nn.stat_budget.plan_inference`, what the engine runs);
+    ``False``: with ``config``'s planner as it is."""
+    if budget:
+        return list(plan_inference(graph, config, batch).calls)
     rings = plan_rings(graph, config.mode)
     planner = config.mode.planner
     calls: list[LinearCall] = []

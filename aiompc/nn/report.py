@@ -9,7 +9,8 @@ The layout is shared by ``aiompc run --json`` and ``aiompc bench``::
 Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = what it received), framing
 included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (by each node's protocol kind in
 :data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`, plus the argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
-non-linear layers); the remaining bytes of the total are the handshake and the output reveal.  A layer that
+non-linear layers); the remaining bytes of the total are the handshake, the HE keys, the plan digests
+(:func:`aiompc.nn.stat_budget.agree_on_plans`) and the output reveal.  A layer that
 evaluates ReLUs also gives ``relus_kept`` / ``relus``: the ReLUs it keeps and its ReLU positions per inference
 (:func:`aiompc.nn.relu_budget.relu_counts`; a partial ReLU of a ReLU-reduced network keeps only some).
 """

@@ -29,6 +29,12 @@ nothing to the server.  At the end either the server sends its output share to t
 the argmax protocol reveals the class index to the client only (``output="argmax"``).  The server learns
 nothing; the client learns only the output.
 
+**Flooding.**  Before any layer both parties derive the inference's flooding level from public data
+(:func:`aiompc.nn.stat_budget.plan_inference`: 40 bits for all result ciphertexts of the call together in the
+quantized mode, per result ciphertext in the Cheetah modes; :class:`~aiompc.errors.InsecureParameters` if the
+plans do not reach it) and exchange a digest of their plans on ``f"{label}/plans"`` (a
+:class:`~aiompc.errors.ProtocolError` on both sides if they differ).
+
 **Exactness.**  With ``exact=True`` the client's result equals :func:`aiompc.nn.interpret.run_int` bit
 for bit.  With ``exact=False`` requantizations drop the carry of the shift: on the quantized rings each
 requantized value may be one LSB off either way (``e ∈ {-1, 0, 1}``, mean ``≈ 0``: the server adds half an
@@ -51,6 +57,7 @@ from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.node_protocols import Step, narrow_kwargs, protocol_of, run_node
 from aiompc.nn.rings import plan_rings
+from aiompc.nn.stat_budget import agree_on_plans, plan_inference
 from aiompc.party import Party
 from aiompc.protocols.nonlinear import argmax
 from aiompc.protocols.ot.engines import get_engine
@@ -139,6 +146,11 @@ async def run_secure(
         batch = len(x)
     if batch < 1:
         raise InputError("batch must be at least 1")
+    # the flooding level of this inference (public: graph, options, batch), checked and agreed on by both
+    # parties before any layer; the HE layers then plan with config's planner at that level
+    inference = await party.compute(plan_inference, graph, config, batch)
+    config = inference.config
+    await agree_on_plans(party, f"{label}/plans", inference)
     plan = plan_rings(graph, config.mode)
     rings = plan.edges
     get_engine(party).expect(expected_cots(graph, batch))  # public: the graph's shapes and the batch

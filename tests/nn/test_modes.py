@@ -53,8 +53,21 @@ def test_handshake_options_round_trip(mode: str, exact: bool) -> None:
     assert EngineConfig.from_options(decode(encode(config.to_options()))) == config
 
 
+def test_flooding_scope_of_each_mode_and_in_the_handshake() -> None:
+    assert {name: m.stat_scope for name, m in MODES.items()} == {
+        "cheetah": "ciphertext", "quantized": "inference", "cheetah-int": "ciphertext"}  # Cheetah's q holds no more
+    per_ct = engine_config("quantized", stat_scope="ciphertext")
+    assert per_ct.mode.stat_scope == "ciphertext" and per_ct.mode.planner == MODES["quantized"].planner
+    assert per_ct.to_options()["stat"] == "ciphertext" and EngineConfig.from_options(per_ct.to_options()) == per_ct
+    assert EngineConfig.from_options({"mode": "quantized"}).mode.stat_scope == "inference"  # the mode's default
+    assert mode_named("quantized", stat_scope="inference") is MODES["quantized"]
+    with pytest.raises(InputError, match="stat_scope"):
+        mode_named("quantized", stat_scope="session")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("options", [{"mode": "fast"}, {"mode": ["quantized"]}, {"mode": "quantized", "exact": 1},
-                                     {"mode": "quantized", "output": "probabilities"}])
+                                     {"mode": "quantized", "output": "probabilities"},
+                                     {"mode": "quantized", "stat": "session"}, {"mode": "quantized", "stat": 40}])
 def test_malformed_handshake_options_are_typed_errors(options: dict) -> None:
     with pytest.raises(HandshakeError):
         EngineConfig.from_options(options)

@@ -64,13 +64,15 @@ def steps(graph: QGraph, output: str) -> list[dict[str, str]]:
              "detail": FAMILIES.get(kind, ("", ""))[1]} for name, op, kind in names]
 
 
-_CHUNK_LABEL = re.compile(r"b\d+(/|$)")
-"""The labels of the inference itself (:func:`aiompc.nn.service.client_session` runs chunk ``k`` on ``b{k}``)."""
+_CHUNK_LABEL = re.compile(r"b\d+(/(?!plans$)|$)")
+"""The labels of the inference's steps (:func:`aiompc.nn.service.client_session` runs chunk ``k`` on ``b{k}``);
+``b{k}/plans``, the digest both parties exchange before the first layer (:mod:`aiompc.nn.stat_budget`), is setup."""
 
 
 def totals(stats: Stats) -> dict[str, int]:
     """The channel's totals: bytes and messages each way, rounds, the OT extension's offline bytes, and the
-    session setup's bytes (everything else outside the layers: handshake, request, the client's HE keys)."""
+    session setup's bytes (everything else outside the layers: handshake, request, the client's HE keys, the plan
+    digests)."""
     offline = stats.select(phase="offline")
     offline_bytes = offline.bytes_sent + offline.bytes_recv
     layers = sum(s.bytes_sent + s.bytes_recv for label, s in stats.labels.items()

@@ -29,6 +29,7 @@ from typing import Protocol, Union
 
 from aiompc.crypto.he import (
     CHEETAH_RING_DEGREE,
+    FAILURE_BITS,
     FLOOD_TERMS,
     STATISTICAL_SECURITY,
     HEParams,
@@ -179,7 +180,9 @@ def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = STAT_BITS, f
     by ``2^(weight_bits - 1)``, the layout's non-zeros per weight polynomial, its inputs accumulated and its
     largest number of output coefficients per ciphertext; flooding of ``stat_bits`` with ``flood_terms``
     uniforms (:func:`~aiompc.crypto.he.noise.flood_distance`).  ``tight_rounding``: count only the
-    roundings of possibly non-zero message coefficients (:func:`rounding_fan_in`; the Cheetah planners)."""
+    roundings of possibly non-zero message coefficients (:func:`rounding_fan_in`; the Cheetah planners).
+    The noise bound's tail (``2^-(fail_bits + 2)``) is part of the statistical distance, so a level above
+    40 bits (a per-inference budget, :mod:`aiompc.nn.stat_budget`) raises ``fail_bits`` with it."""
     return ServerPipeline(
         rounding_fan_in=rounding_fan_in(layout) if tight_rounding else None,
         weight_norm=1 << (weight_bits - 1),
@@ -187,6 +190,7 @@ def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = STAT_BITS, f
         accumulations=layout.inputs,
         visible=max_visible(layout),
         stat_bits=stat_bits,
+        fail_bits=max(FAILURE_BITS, stat_bits),
         flood_terms=flood_terms,
     )
 

@@ -6,7 +6,8 @@ randomness) must be identically distributed on what the client sees: ``c1`` and 
 the exported coefficients.  Negative controls show the same statistics catch a server that skips
 re-randomisation (``c1`` then depends on the weights) or flooding (the noise then does).
 
-Two settings: a one-uniform flood (``cheetah-smallest``, a 2-channel 5×5 layer) and the two-uniform flood
+Three settings: a one-uniform flood (``cheetah-smallest``, a 2-channel 5×5 layer), the same at the quantized
+mode's per-inference level (52 bits per result ciphertext, :mod:`aiompc.nn.stat_budget`) and the two-uniform flood
 of Cheetah mode's wide layers (a 1-channel 55×55 layer at l = 37, 3,025 visible coefficients, whose only
 input channel is the zero one).  In the second, switching from q ≈ 2^112 to Q = 2^62 scales the
 weight-dependent noise (~2^20) far below one unit, so the client's final view cannot show a missing flood in
@@ -56,6 +57,7 @@ def columns(n: int) -> np.ndarray:
 SETTINGS = {
     "one-uniform": (ConvShape.make(2, 5, 5, 1, 3, padding=1), 16, 16, PLANNERS["cheetah-smallest"]),
     "two-uniform": (ConvShape.make(1, 55, 55, 2, 3, padding=1), 37, 14, CheetahPlanner()),
+    "one-uniform-52": (ConvShape.make(2, 5, 5, 1, 3, padding=1), 16, 16, CheetahPlanner(he="smallest", stat_bits=52)),
 }
 
 
@@ -67,6 +69,7 @@ def setting(request):
     shape, l, wb, planner = SETTINGS[request.param]
     plan = conv_plan(shape, l, weight_bits=wb, planner=planner)
     assert plan.output.flood_terms == (2 if request.param == "two-uniform" else 1)
+    assert plan.stat_security >= plan.pipeline.stat_bits and plan.pipeline.fail_bits >= plan.pipeline.stat_bits
     x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
     x[-1] = 0  # the weights on the last channel do not influence the output
     w1 = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape.weight_shape)

@@ -1,0 +1,81 @@
+"""What 40 bits of statistical security *per inference* cost against 40 bits *per result ciphertext*.
+
+For each network (default ResNet-18 and ResNet-50) and batch, the script plans the quantized mode's HE layers
+both ways (:func:`aiompc.nn.stat_budget.plan_inference`: scope ``ciphertext`` — 40 bits per result
+ciphertext, the Cheetah baseline's level — and ``inference`` — all result ciphertexts of the call together
+within ``2^-40``) and prints, from the byte model (:func:`~aiompc.protocols.linear.costs.plan_cost`, equal to
+the channel statistics), the per-ciphertext level planned, the result ciphertexts, the achieved levels (all
+results together and the weakest one), the linear-layer MiB (every HE call of the inference, frames included),
+the once-per-session key MiB (public keys and output packing's Galois keys), and the planning CPU seconds
+(first pass; both scopes share the 40-bit searches).  The Cheetah baseline is printed for reference (per
+ciphertext: its parameters hold no more).
+
+    PYTHONPATH=. python benchmarks/stat_scope.py [--networks resnet18,resnet50] [--batch 1] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from aiompc.nn.bench import load_bench_model
+from aiompc.nn.ir import Linear
+from aiompc.nn.modes import engine_config
+from aiompc.nn.stat_budget import InferencePlan, plan_inference
+from aiompc.protocols.linear.costs import galois_key_bytes, key_bytes, plan_cost
+from aiompc.protocols.linear.packed import layout_elements
+
+MIB = 2**20
+
+
+def model_bytes(graph: Any, inference: InferencePlan) -> tuple[int, int]:
+    """``(linear bytes, key bytes)`` of one inference under the byte model (labels as the engine names them)."""
+    fc = {n.name for n in graph.nodes if isinstance(n, Linear)}
+    linear = 0
+    for call, count in zip(inference.calls, inference.counts):
+        label = f"b0/{call.node}" if call.node in fc else f"b0/{call.node}/b0"
+        linear += count * plan_cost(call.plan, label).total  # b0..b9: equal label lengths for batch <= 10
+    params = {c.plan.he for c in inference.calls}
+    keys = sum(key_bytes(p) for p in params)
+    galois: dict[Any, set[int]] = {}
+    for c in inference.calls:
+        if c.plan.output_packing:
+            galois.setdefault(c.plan.he, set()).update(layout_elements(c.plan.layout))
+    keys += sum(galois_key_bytes(p, tuple(sorted(g))) for p, g in galois.items())
+    return linear, keys
+
+
+def row(name: str, mode: str, scope: str | None, batch: int) -> dict[str, Any]:
+    graph = load_bench_model(name).graph(mode)
+    cpu = time.process_time()
+    inference = plan_inference(graph, engine_config(mode, stat_scope=scope), batch)
+    cpu = time.process_time() - cpu
+    linear, keys = model_bytes(graph, inference)
+    return {"network": name, "mode": mode, "batch": batch, **inference.summary(), "linear_mib": round(linear / MIB, 2),
+            "key_mib": round(keys / MIB, 2), "plan_cpu": round(cpu, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--networks", default="resnet18,resnet50")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--json", metavar="F")
+    args = ap.parse_args()
+    rows = []
+    print("| network | mode | scope | bits/ct planned | results | bits all together | weakest | linear MiB | keys MiB | plan CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.networks.split(","):
+        for mode, scope in (("cheetah", None), ("quantized", "ciphertext"), ("quantized", "inference")):
+            r = row(name, mode, scope, args.batch)
+            rows.append(r)
+            print(f"| {name} | {mode} | {r['scope']} | {r['stat_bits']} | {r['results']} | {r['security']} | "
+                  f"{r['weakest']} | {r['linear_mib']} | {r['key_mib']} | {r['plan_cpu']} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
