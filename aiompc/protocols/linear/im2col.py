@@ -32,7 +32,7 @@ import numpy as np
 
 from aiompc.errors import ParameterError
 from aiompc.protocols.linear import encoding as enc
-from aiompc.protocols.linear.layouts import MatmulLayout
+from aiompc.protocols.linear.layouts import MatmulLayout, SourcedLayout
 from aiompc.protocols.linear.tiling import ConvShape, MatmulShape
 
 __all__ = ["im2col_shape", "im2col_input", "im2col_weight", "Im2colLayout"]
@@ -65,7 +65,7 @@ def im2col_weight(w: np.ndarray, shape: ConvShape) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Im2colLayout(MatmulLayout):
+class Im2colLayout(SourcedLayout, MatmulLayout):
     """A :class:`MatmulLayout` of :func:`im2col_shape` computing the convolution ``source`` (see the module
     docstring): takes ``C x H x W`` shares, returns ``M x H_o x W_o``."""
 
@@ -74,17 +74,6 @@ class Im2colLayout(MatmulLayout):
     def __post_init__(self) -> None:
         if self.source is None or self.vector or self.tiling.shape != im2col_shape(self.source):
             raise ParameterError("an im2col layout needs a tiling of im2col_shape(source), a convolution with groups = 1")
-
-    @property
-    def conv_shape(self) -> ConvShape:
-        """The convolution this layout computes."""
-        assert self.source is not None
-        return self.source
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        assert self.source is not None
-        return self.source.in_shape
 
     @property
     def out_shape(self) -> tuple[int, ...]:

@@ -41,7 +41,7 @@ import numpy as np
 from aiompc.crypto.he import MAX_PLAIN_BITS
 from aiompc.errors import InputError, ParameterError
 from aiompc.ring import reduce
-from aiompc.protocols.linear.layouts import ConvLayout
+from aiompc.protocols.linear.layouts import ConvLayout, SourcedLayout
 from aiompc.protocols.linear.tiling import ConvShape
 
 __all__ = ["KroneckerConvLayout", "packed_shape", "packed_weight_bits", "unpack_offset", "slot_rings"]
@@ -73,7 +73,7 @@ def slot_rings(channels: int, pack: int, slot_bits: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class KroneckerConvLayout(ConvLayout):
+class KroneckerConvLayout(SourcedLayout, ConvLayout):
     """A :class:`ConvLayout` of :func:`packed_shape` that packs ``pack`` input channels of ``slot_bits`` bits
     per coefficient (see the module docstring).  ``weight_bits`` bounds the raw weights (checked)."""
 
@@ -92,16 +92,6 @@ class KroneckerConvLayout(ConvLayout):
         if self.pack * self.slot_bits > MAX_PLAIN_BITS:
             raise ParameterError(f"{self.pack} slots of {self.slot_bits} bits exceed the {MAX_PLAIN_BITS}-bit "
                                  "plaintext limit")
-
-    @property
-    def conv_shape(self) -> ConvShape:
-        assert self.source is not None
-        return self.source
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        assert self.source is not None
-        return self.source.in_shape
 
     def _slots(self, a: np.ndarray, shifts: np.ndarray, l: int) -> np.ndarray:
         """``sum_i a[:, k c + i] << shifts[i]`` along axis 1, mod ``2^l`` (``a``: ``(lead, C, ...)`` uint64)."""

@@ -22,7 +22,7 @@ from aiompc.ring import reduce
 from aiompc.protocols.linear import encoding as enc
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulTiling
 
-__all__ = ["Layout", "ConvLayout", "MatmulLayout", "layout_for"]
+__all__ = ["Layout", "ConvLayout", "MatmulLayout", "SourcedLayout", "layout_for"]
 
 
 @runtime_checkable
@@ -66,6 +66,24 @@ class Layout(Protocol):
     def assemble(self, values: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
         """The layer's output array from ``values[(unit, out)]`` read at :meth:`positions`."""
         ...
+
+
+class SourcedLayout:
+    """The shapes of a layout that computes the convolution ``source`` through a derived product (Kronecker-packed
+    channels, input phases, im2col): the caller hands it ``source``'s input.  Mixed in before the base layout."""
+
+    source: ConvShape | None
+
+    @property
+    def conv_shape(self) -> ConvShape:
+        """The convolution this layout computes."""
+        assert self.source is not None
+        return self.source
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        assert self.source is not None
+        return self.source.in_shape
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 
 from aiompc.errors import ParameterError
 from aiompc.protocols.linear.interleaved import InterleavedConvLayout
-from aiompc.protocols.linear.layouts import ConvLayout
+from aiompc.protocols.linear.layouts import ConvLayout, SourcedLayout
 from aiompc.protocols.linear.tiling import ConvShape
 
 __all__ = ["phase_shape", "phase_input", "phase_weight", "PolyphaseConvLayout", "PolyphaseInterleavedLayout"]
@@ -93,7 +93,7 @@ def phase_weight(w: np.ndarray, shape: ConvShape) -> np.ndarray:
     return g.reshape(w.shape[0], w.shape[1] * ph * pw, kh2, kw2)
 
 
-class _Polyphase:
+class _Polyphase(SourcedLayout):
     """The overrides shared by both polyphase layouts (``source``: the strided convolution computed)."""
 
     source: ConvShape | None
@@ -102,16 +102,6 @@ class _Polyphase:
     def _check(self) -> None:
         if self.source is None or self.tiling.shape != phase_shape(self.source):  # type: ignore[attr-defined]
             raise ParameterError("the tiling must be of phase_shape(source), a strided convolution")
-
-    @property
-    def conv_shape(self) -> ConvShape:
-        assert self.source is not None
-        return self.source
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        assert self.source is not None
-        return self.source.in_shape
 
     def input_polys(self, x: np.ndarray, l: int) -> np.ndarray:
         assert self.source is not None
