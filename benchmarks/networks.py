@@ -271,7 +271,8 @@ def speed_section(runs: list[dict]) -> str:
     processes beside it) against Cheetah's C++ on the same kind of machine where REFERENCE.md has a figure.
     Model preparation (once per model, cached across inferences) is not in these seconds: each JSON's
     ``prepare`` has it."""
-    models = list(dict.fromkeys(r["model"] for r in runs if _headline(r)))
+    # whole networks and single layers; the ReLU-budget variants (``resnet18:relu50000``) have their own table
+    models = list(dict.fromkeys(r["model"] for r in runs if _headline(r) and ":" not in r["model"]))
     out = ["| network | cheetah mode: wall (CPU srv + cli) | quantized mode: wall (CPU srv + cli) "
            "| Cheetah's C++, one thread per party | quantized ÷ C++ | load average at the end of the run |",
            "|---|---:|---:|---:|---:|---|"]

@@ -28,7 +28,8 @@ def _run(model: str, mode: str, seconds: float, network: str = "none", load: lis
 def test_speed_section_rows_and_ratios() -> None:
     nets = _networks()
     runs = [_run("resnet50", "cheetah", 247.0, load=[1.5, 1.0, 1.0]), _run("resnet50", "quantized", 185.25),
-            _run("resnet18", "quantized", 11.0), _run("resnet18", "quantized", 99.0, network="wan")]
+            _run("resnet18", "quantized", 11.0), _run("resnet18", "quantized", 99.0, network="wan"),
+            _run("resnet18:relu50000", "quantized", 7.0)]
     text = nets.speed_section(runs)
     lines = text.splitlines()
     r50 = next(line for line in lines if line.startswith("| resnet50 "))
@@ -37,4 +38,5 @@ def test_speed_section_rows_and_ratios() -> None:
     r18 = next(line for line in lines if line.startswith("| resnet18 "))
     # no C++ figure, the cheetah run missing, the WAN run not taken for the headline
     assert "no figure" in r18 and nets.NOT_MEASURED in r18 and "11.00 s" in r18 and "99.00" not in r18
+    assert "relu50000" not in text  # budget variants have their own table
     assert nets.speed_section([]) == ""
