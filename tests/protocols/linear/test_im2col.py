@@ -9,22 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conv_check import L, check_conv, edge_inputs, run_conv
+
 from aiompc.crypto.he import cheetah_params
-from aiompc.crypto.prg import PRG
 from aiompc.errors import InputError, ParameterError
-from aiompc.protocols.linear.conv import conv2d
-from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
+from aiompc.protocols.linear.costs import plan_cost
 from aiompc.protocols.linear.im2col import Im2colLayout, im2col_input, im2col_shape, im2col_weight
-from aiompc.protocols.linear.packed import layout_elements, packing_stride
+from aiompc.protocols.linear.packed import packing_stride
 from aiompc.protocols.linear.plan import make_plan, packed_plan
 from aiompc.protocols.linear import quantized
 from aiompc.protocols.linear.quantized import QuantizedPlanner, im2col_tilings
 from aiompc.protocols.linear.reference import conv2d_ref
 from aiompc.protocols.linear.tiling import ConvShape, MatmulShape, MatmulTiling
-from aiompc.ring import reconstruct, share, to_signed
-from aiompc.session import run_local
 
-L = 16
 
 # (C, H, W, M, kernel, stride, padding)
 GEOMETRIES = [
@@ -69,21 +66,6 @@ def test_grouped_convolutions_have_no_im2col_form() -> None:
         assert t.d1 & (t.d1 - 1) == 0 and packing_stride(Im2colLayout(t, source=shape)) >= t.d1.bit_length() - 1
 
 
-async def _run(shape: ConvShape, plan, x: np.ndarray, w: np.ndarray):
-    xs, xc = share(x, L, PRG())
-    kw = dict(out_channels=shape.out_channels, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
-              l=L, weight_bits=4, plan=plan)
-
-    async def server(p):
-        return await conv2d(p, "conv", xs, weight=w, **kw)
-
-    async def client(p):
-        return await conv2d(p, "conv", xc, **kw), p.channel.stats()
-
-    ys, (yc, stats) = await run_local(server, client)
-    return to_signed(reconstruct(ys, yc, L), L), stats
-
-
 # geometry, blocks (d0, d1, d2): several row, inner and column blocks with partial last blocks
 PROTOCOL = [
     ((3, 6, 6, 4, 3, 1, 1), (8, 8, 3)),  # 5 row blocks, 4 inner (27 = 3·8 + 3), 2 column blocks
@@ -101,18 +83,9 @@ async def test_im2col_layer_equals_reference_and_model(geometry, blocks, packed,
     plan = make_plan(layout, L, 4, he=cheetah_params(L))
     if packed:
         plan = packed_plan(plan)
-    x = nprng.integers(0, 16, shape.in_shape)
-    x.reshape(-1)[:2] = [0, 15]
-    w = nprng.integers(-8, 8, shape.weight_shape)
-    w.reshape(-1)[:2] = [-8, 7]
-    got, stats = await _run(shape, plan, x, w)
-    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
-    cost = plan_cost(plan, "conv")
-    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
-    if packed:
-        assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(layout))
-        if layout.outputs > 1:
-            assert cost.download < plan_cost(make_plan(layout, L, 4, he=cheetah_params(L)), "conv").download
+    cost = await check_conv(shape, plan, *edge_inputs(shape, nprng), packed=packed)
+    if packed and layout.outputs > 1:
+        assert cost.download < plan_cost(make_plan(layout, L, 4, he=cheetah_params(L)), "conv").download
 
 
 async def test_a_wrong_plan_is_refused(nprng) -> None:
@@ -121,7 +94,7 @@ async def test_a_wrong_plan_is_refused(nprng) -> None:
     plan = make_plan(Im2colLayout(im2col_tilings(im2col_shape(other), 4096)[0], source=other), L, 4,
                      he=cheetah_params(L))
     with pytest.raises(InputError, match="not for"):
-        await _run(shape, plan, nprng.integers(0, 16, shape.in_shape), nprng.integers(-8, 8, shape.weight_shape))
+        await run_conv(shape, plan, nprng.integers(0, 16, shape.in_shape), nprng.integers(-8, 8, shape.weight_shape))
 
 
 # --------------------------------------------------------------------------- the quantized planner

@@ -9,20 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conv_check import L, check_conv, edge_inputs
+
 from aiompc.crypto.he import cheetah_params
-from aiompc.crypto.prg import PRG
 from aiompc.errors import ParameterError
-from aiompc.protocols.linear.conv import conv2d
-from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
 from aiompc.protocols.linear.interleaved import InterleavedConvLayout, interleaved_tilings
-from aiompc.protocols.linear.packed import layout_elements, packing_stride
+from aiompc.protocols.linear.packed import packing_stride
 from aiompc.protocols.linear.plan import make_plan, packed_plan
 from aiompc.protocols.linear.reference import conv2d_ref
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling
-from aiompc.ring import reconstruct, share, to_signed
-from aiompc.session import run_local
 
-L = 16
 
 # (C, H, W, M, kernel, stride, padding, groups), (C_w, H_w, W_w, out_pack, compact)
 CASES = [
@@ -38,21 +34,6 @@ CASES = [
 ]
 
 
-async def _run(shape: ConvShape, plan, x: np.ndarray, w: np.ndarray):
-    xs, xc = share(x, L, PRG())
-    kw = dict(out_channels=shape.out_channels, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
-              groups=shape.groups, l=L, weight_bits=4, plan=plan)
-
-    async def server(p):
-        return await conv2d(p, "conv", xs, weight=w, **kw)
-
-    async def client(p):
-        return await conv2d(p, "conv", xc, **kw), p.channel.stats()
-
-    ys, (yc, stats) = await run_local(server, client)
-    return to_signed(reconstruct(ys, yc, L), L), stats
-
-
 @pytest.mark.parametrize("geometry, tiling", CASES)
 @pytest.mark.parametrize("packed", [False, True])
 async def test_interleaved_layer_equals_reference_and_model(geometry, tiling, packed, nprng) -> None:
@@ -64,16 +45,7 @@ async def test_interleaved_layer_equals_reference_and_model(geometry, tiling, pa
     plan = make_plan(layout, L, 4, he=cheetah_params(L))
     if packed:
         plan = packed_plan(plan)
-    x = nprng.integers(0, 16, shape.in_shape)
-    x.reshape(-1)[:2] = [0, 15]
-    w = nprng.integers(-8, 8, shape.weight_shape)
-    w.reshape(-1)[:2] = [-8, 7]
-    got, stats = await _run(shape, plan, x, w)
-    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
-    cost = plan_cost(plan, "conv")
-    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
-    if packed:
-        assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(layout))
+    await check_conv(shape, plan, *edge_inputs(shape, nprng), packed=packed)
 
 
 def test_the_slot_constraint_is_enforced() -> None:

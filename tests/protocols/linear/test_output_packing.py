@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conv_check import check_conv
 from test_privacy import KS_CRIT, centered, ks_stat
 
 from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, result_phase
 from aiompc.crypto.he.galois import galois_keys
 from aiompc.crypto.he.packing import packing_elements, refresh
 from aiompc.crypto.prg import PRG
-from aiompc.protocols.linear.conv import conv2d, conv_plan
+from aiompc.protocols.linear.conv import conv_plan
 from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
 from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_group
 from aiompc.protocols.linear.fc import fc
@@ -41,19 +42,6 @@ async def _run(layer, label: str, x: np.ndarray, w: np.ndarray, kw: dict):
     return to_signed(reconstruct(ys, yc, L), L), stats
 
 
-async def _check_packed_conv(plan, shape: ConvShape, geometry: tuple, wb: int, x: np.ndarray, w: np.ndarray):
-    """Run the packed conv ``plan`` of ``geometry``; assert it equals the plaintext reference and that its
-    bytes (and the Galois keys') equal the byte model; return the modelled cost."""
-    _, _, _, m, k, s, p, g = geometry
-    kw = dict(out_channels=m, kernel=k, stride=s, padding=p, groups=g, l=L, weight_bits=wb, plan=plan)
-    got, stats = await _run(conv2d, "conv", x, w, kw)
-    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
-    cost = plan_cost(plan, "conv")
-    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
-    assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(plan.layout))
-    return cost
-
-
 # (C, H, W, M, kernel, stride, padding, groups), weight bits
 CONV_CASES = [
     ((3, 6, 6, 4, 3, 2, 1, 1), 4),  # stride 2
@@ -73,7 +61,7 @@ async def test_packed_conv_equals_reference_and_model(geometry, wb, nprng) -> No
     x.reshape(-1)[:2] = [0, 15]
     w = nprng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape.weight_shape)
     w.reshape(-1)[:2] = [-(1 << (wb - 1)), (1 << (wb - 1)) - 1]
-    cost = await _check_packed_conv(plan, shape, geometry, wb, x, w)
+    cost = await check_conv(shape, plan, x, w, packed=True, weight_bits=wb)
     unpacked = plan_cost(conv_plan(shape, L, weight_bits=wb, planner=CheetahPlanner()), "conv")
     assert cost.download < unpacked.download or plan.layout.outputs == 1
 
@@ -236,7 +224,7 @@ async def test_interleaved_layout_packed_equals_reference(geometry, wb, nprng) -
     assert packing_stride(lay) >= (lay.tiling.channels & -lay.tiling.channels).bit_length() - 1
     x = nprng.integers(0, 16, shape.in_shape)
     w = nprng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape.weight_shape)
-    await _check_packed_conv(plan, shape, geometry, wb, x, w)
+    await check_conv(shape, plan, x, w, packed=True, weight_bits=wb)
 
 
 def test_compute_rate_trades_bytes_for_modelled_compute() -> None:

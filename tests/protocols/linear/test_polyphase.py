@@ -7,13 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conv_check import L, check_conv, edge_inputs
+
 from aiompc.crypto.he import cheetah_params
-from aiompc.crypto.prg import PRG
 from aiompc.errors import ParameterError
-from aiompc.protocols.linear.conv import conv2d
-from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
 from aiompc.protocols.linear.interleaved import interleaved_tilings
-from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.plan import make_plan, packed_plan
 from aiompc.protocols.linear.polyphase import (
     PolyphaseConvLayout,
@@ -25,10 +23,7 @@ from aiompc.protocols.linear.polyphase import (
 from aiompc.protocols.linear.quantized import QuantizedPlanner, conv_tilings
 from aiompc.protocols.linear.reference import conv2d_ref
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling
-from aiompc.ring import reconstruct, share, to_signed
-from aiompc.session import run_local
 
-L = 16
 
 # (C, H, W, M, kernel, stride, padding, groups)
 GEOMETRIES = [
@@ -66,21 +61,6 @@ def test_stride_one_has_no_phases_and_layouts_check_their_tiling() -> None:
         PolyphaseConvLayout(ConvTiling(shape, 4096, 4, 8, 8), None)
 
 
-async def _run(shape: ConvShape, plan, x: np.ndarray, w: np.ndarray):
-    xs, xc = share(x, L, PRG())
-    kw = dict(out_channels=shape.out_channels, kernel=shape.kernel, stride=shape.stride, padding=shape.padding,
-              groups=shape.groups, l=L, weight_bits=4, plan=plan)
-
-    async def server(p):
-        return await conv2d(p, "conv", xs, weight=w, **kw)
-
-    async def client(p):
-        return await conv2d(p, "conv", xc, **kw), p.channel.stats()
-
-    ys, (yc, stats) = await run_local(server, client)
-    return to_signed(reconstruct(ys, yc, L), L), stats
-
-
 PROTOCOL = [
     (3, 9, 9, 4, 3, 2, 1, 1),
     (6, 10, 10, 6, 1, 2, 0, 6),  # depthwise 1x1 stride 2
@@ -95,14 +75,7 @@ async def test_polyphase_layer_equals_reference_and_model(geometry, nprng) -> No
     shape = ConvShape.make(c, h, w_, m, k, stride=s, padding=p, groups=g)
     tiling = min(conv_tilings(phase_shape(shape), 4096), key=lambda t: (abs(t.channels - 64), -t.out_pack))
     plan = make_plan(PolyphaseConvLayout(tiling, shape), L, 4, he=cheetah_params(L))
-    x = nprng.integers(0, 16, shape.in_shape)
-    x.reshape(-1)[:2] = [0, 15]
-    w = nprng.integers(-8, 8, shape.weight_shape)
-    w.reshape(-1)[:2] = [-8, 7]
-    got, stats = await _run(shape, plan, x, w)
-    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
-    cost = plan_cost(plan, "conv")
-    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
+    await check_conv(shape, plan, *edge_inputs(shape, nprng), packed=False)
 
 
 async def test_polyphase_interleaved_packed_equals_reference_and_model(nprng) -> None:
@@ -110,13 +83,7 @@ async def test_polyphase_interleaved_packed_equals_reference_and_model(nprng) ->
     ps = phase_shape(shape)
     inner = min(interleaved_tilings(ps, 4096, [(ps.height, ps.width)]), key=lambda x: x.tiling.channels)
     plan = packed_plan(make_plan(PolyphaseInterleavedLayout(inner.tiling, shape), L, 4, he=cheetah_params(L)))
-    x = nprng.integers(0, 16, shape.in_shape)
-    w = nprng.integers(-8, 8, shape.weight_shape)
-    got, stats = await _run(shape, plan, x, w)
-    assert np.array_equal(got, conv2d_ref(x, w, shape, 64).view(np.int64))
-    cost = plan_cost(plan, "conv")
-    assert (stats.select("conv").bytes_sent, stats.select("conv").bytes_recv) == (cost.upload, cost.download)
-    assert stats.select("he-galois").bytes_sent == galois_key_bytes(plan.he, layout_elements(plan.layout))
+    await check_conv(shape, plan, *edge_inputs(shape, nprng), packed=True)
 
 
 def test_planner_takes_the_polyphase_form_of_a_strided_1x1() -> None:
