@@ -142,8 +142,10 @@ class ServerPipeline:
         visible: ``c0`` coefficients sent per output ciphertext (``None`` = all ``N``).
         rerandomize: add ``u·pk + e`` (hides ``c1``); counted in the noise when true.
         flood: add uniform flooding noise to ``c0`` (hides the noise); ``stat_bits`` of security.
-        stat_bits: statistical security of the flooding (40).
-        fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40).
+        stat_bits: statistical security of the flooding (40): flood distance plus noise tail ``<= 2**-stat_bits``.
+        fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40); the noise bound's
+            tail is ``2**-(fail_bits+2)``, so it must be at least ``stat_bits - 1`` (a per-inference budget sets
+            it higher than ``stat_bits``: the tails add linearly over results, :mod:`~aiompc.protocols.linear.stat_sum`).
         packing_noise: bound on noise added after flooding that needs no hiding (the key switching of
             output packing, :func:`~aiompc.crypto.he.packing.packing_noise`); 0 without packing.
         flood_terms: the flooding is the sum of this many independent uniforms (1 or 2, see
@@ -181,6 +183,9 @@ class ServerPipeline:
             raise InputError("visible must be at least 1")
         if not 1 <= self.stat_bits <= 128 or not 1 <= self.fail_bits <= 128:
             raise InputError("stat_bits and fail_bits must be in 1..128")
+        if self.flood and self.fail_bits < self.stat_bits - 1:
+            raise InputError(f"fail_bits = {self.fail_bits} leaves the noise tail 2^-(fail_bits+2) above what "
+                             f"stat_bits = {self.stat_bits} allows: it must be at least stat_bits - 1")
 
     @property
     def fan_in(self) -> int:

@@ -88,6 +88,8 @@ class FloodLevels:
     def __post_init__(self) -> None:
         if not all(1 <= b <= 128 for b in (self.uniform, self.tent, self.fail)):
             raise InputError(f"flood levels must be in 1..128 bits, got {self}")
+        if self.fail < max(self.uniform, self.tent) - 1:
+            raise InputError(f"{self}: the noise tail 2^-(fail+2) must leave room for every level (fail >= level - 1)")
 
     @classmethod
     def per_ciphertext(cls, bits: int) -> FloodLevels:
