@@ -40,7 +40,9 @@ ciphertext.  They are evaluated in the order of a lower bound of their key (uplo
 coefficient, every output and its share of ``c1`` at ``l + 1`` bits, the modelled compute at the fewest primes,
 then the key switches and Galois keys), while that bound is below the best key found.
 
-Search cost: a first pass with the default margin over every candidate (pruned by a lower bound of each
+Search cost: a first pass with the default margin over every candidate (flooded with one uniform, or with two
+under a per-inference budget whose two-uniform level is lower: :class:`~aiompc.protocols.linear.plan.FloodLevels`;
+pruned by a lower bound of each
 candidate's bytes against the best found), then the best ``refine`` candidates (and Cheetah's) with every
 margin and with one or two flooding uniforms, then the packed candidates; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
 out_shift, pack)``; both parties run the same deterministic search (no measured quantity enters it).
