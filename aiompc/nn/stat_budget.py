@@ -22,7 +22,7 @@ project's 40 bits cover is the mode's :attr:`~aiompc.nn.modes.Mode.stat_scope`:
   a per-ciphertext run.
 * ``ciphertext`` (the Cheetah modes) — each result ciphertext on its own reaches 40 bits, as Cheetah and
   the HE literature state it: Cheetah's ``q ~ 2^109`` at ``N = 4096`` with ``l = 37`` has no room for more
-  (ResNet-18 would need ~53 bits per ciphertext; its widest layers reach 40 only with a two-uniform flood).
+  (ResNet-18 would need ~47 bits per two-uniform result; its widest layers reach 40 only with a two-uniform flood).
 
 Both parties derive the same plans from public data only — the graph's metadata, the session's
 :class:`~aiompc.nn.modes.EngineConfig` (agreed in the handshake) and the batch — and :func:`agree_on_plans`

@@ -150,7 +150,7 @@ def test_built_in_networks_reach_40_bits_per_inference(name: str) -> None:
 
 @pytest.mark.slow
 def test_cheetah_parameters_cannot_reach_40_bits_per_inference() -> None:
-    """Cheetah's q ~ 2^109 at N = 4096 with l = 37: ResNet-18's ~4800 results would need ~53 bits each."""
+    """Cheetah's q ~ 2^109 at N = 4096 with l = 37: ResNet-18's ~4800 results would need ~47 bits each with two uniforms (~53 under a linear sum)."""
     from aiompc.nn.bench import load_bench_model
 
     graph = load_bench_model("resnet18").graph("cheetah")
