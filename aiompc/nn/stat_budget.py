@@ -206,7 +206,7 @@ def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, targe
 
 
 async def agree_on_plans(party: Party, label: str, plan: InferencePlan) -> None:
-    """Both parties: send this party's plan digest and flooding level on ``label``, receive the peer's and
+    """Both parties: send this party's plan digest and flooding levels on ``label``, receive the peer's and
     raise :class:`~aiompc.errors.ProtocolError` if they differ (one message each way, 16 + a few bytes)."""
     sub = party.sub(label)
     stat = [plan.levels.uniform, plan.levels.tent, plan.levels.fail]
