@@ -184,6 +184,10 @@ def test_the_quadrature_bound_holds_for_adaptive_shifts(bits: int) -> None:
     assert 0 < exact
     per = flood_distance(1, hidden, bits, 2)
     assert exact <= math.sqrt(len(rules)) * per + 1e-12 and math.sqrt(len(rules)) * per < 1
+    # the step of the argument: the Bhattacharyya coefficient is at least prod(1 - eta_c), eta_c = d_c^2 / 2
+    bc = sum(math.sqrt(p_steps[-1].get(k, 0.0) * q_steps[-1].get(k, 0.0)) for k in keys)
+    assert bc >= (1 - per**2 / 2) ** len(rules) - 1e-12
+    assert exact <= math.sqrt(1 - bc**2) + 1e-12  # Le Cam
 
 
 def test_the_check_refuses_a_set_of_results_above_the_budget() -> None:
