@@ -3,9 +3,10 @@
 For each network (default ResNet-18 and ResNet-50) and batch, the script plans the quantized mode's HE layers
 both ways (:func:`aiompc.nn.stat_budget.plan_inference`: scope ``ciphertext`` — 40 bits per result
 ciphertext, the Cheetah baseline's level — and ``inference`` — all result ciphertexts of the call together
-within ``2^-40``) and prints, from the byte model (:func:`~aiompc.protocols.linear.costs.plan_cost`, equal to
-the channel statistics), the per-ciphertext level planned, the result ciphertexts, the achieved levels (all
-results together and the weakest one), the linear-layer MiB (every HE call of the inference, frames included),
+within ``2^-40``, two-uniform floods composed in quadrature, :mod:`aiompc.protocols.linear.stat_sum`) and
+prints, from the byte model (:func:`~aiompc.protocols.linear.costs.plan_cost`, equal to the channel statistics),
+the per-ciphertext levels planned (one uniform / two uniforms / fail bits), the result ciphertexts (of which
+flooded with two uniforms), the achieved levels (all results together and the weakest one), the linear-layer MiB (every HE call of the inference, frames included),
 the once-per-session key MiB (public keys and output packing's Galois keys), and the planning CPU seconds
 (first pass; both scopes share the 40-bit searches).  The Cheetah baseline is printed for reference (per
 ciphertext: its parameters hold no more).
@@ -64,13 +65,15 @@ def main() -> None:
     ap.add_argument("--json", metavar="F")
     args = ap.parse_args()
     rows = []
-    print("| network | mode | scope | bits/ct planned | results | bits all together | weakest | linear MiB | keys MiB | plan CPU s |")
+    print("| network | mode | scope | bits/ct planned (1 uniform / 2 uniforms / fail) | results (2 uniforms) | "
+          "bits all together | weakest | linear MiB | keys MiB | plan CPU s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.networks.split(","):
         for mode, scope in (("cheetah", None), ("quantized", "ciphertext"), ("quantized", "inference")):
             r = row(name, mode, scope, args.batch)
             rows.append(r)
-            print(f"| {name} | {mode} | {r['scope']} | {r['stat_bits']} | {r['results']} | {r['security']} | "
+            levels = f"{r['uniform_bits']} / {r['tent_bits']} / {r['fail_bits']}"
+            print(f"| {name} | {mode} | {r['scope']} | {levels} | {r['results']} ({r['tent_results']}) | {r['security']} | "
                   f"{r['weakest']} | {r['linear_mib']} | {r['key_mib']} | {r['plan_cpu']} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:

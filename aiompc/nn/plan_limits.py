@@ -7,9 +7,9 @@ messages.  Message sizes are affine in the batch (a protocol's messages are eith
 vectorised over the samples), so two batch sizes extrapolate each label exactly to a full chunk of
 :data:`~aiompc.nn.service.CHUNK` samples (sessions run chunk after chunk, so a chunk is the most one
 session's messages ever carry).  One exception: the quantized mode floods for the whole inference
-(:mod:`aiompc.nn.stat_budget`), so its per-sample HE messages grow by about one bit of ``q`` (≈ 1 %) per
-doubling of the batch, and the plans may change with the level: from 1 to 64 samples about 6 bits (≈ 7 %),
-which :data:`MARGIN` covers (the line through batches 1 and 2 usually overstates it).
+(:mod:`aiompc.nn.stat_budget`), so its per-sample HE messages grow by about half a bit of ``q`` (≈ 0.5 %) per
+doubling of the batch (two-uniform floods compose in quadrature), and the plans may change with the level: from
+1 to 64 samples about 3 bits (≈ 4 %), which :data:`MARGIN` covers (the line through batches 1 and 2 usually overstates it).
 The OT engine's generation messages are not affine in the batch (a
 set or a batch size is chosen by demand): they count with their largest size (:func:`generation_message`).
 :func:`limits_for` turns the profile into the server's bounds with a

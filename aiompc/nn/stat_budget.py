@@ -1,24 +1,28 @@
 """The statistical security of one inference's responses: decided once at the top, handed down as the
-planner's per-ciphertext flooding level (``stat_bits``).
+planner's per-ciphertext flooding levels (:class:`~aiompc.protocols.linear.plan.FloodLevels`).
 
 The server floods every result ciphertext so that it reveals nothing of the weights except with statistical
 distance ``2^-stat_security`` (:attr:`~aiompc.protocols.linear.plan.LinearPlan.stat_security`).  What the
 project's 40 bits cover is the mode's :attr:`~aiompc.nn.modes.Mode.stat_scope`:
 
 * ``inference`` (the quantized mode) — every result ciphertext of one inference call (every HE layer, every
-  sample of the call's batch) *together* is within ``2^-40`` (the distances add,
-  :mod:`aiompc.protocols.linear.stat_sum`).  The per-ciphertext level this needs depends on the number of
-  results ``R``, which depends on the plans (the planner trades output packing against ``q``), so
-  :func:`plan_inference` plans every layer at 40 bits, counts ``R``, plans again at ``40 + ceil(log2 R)``
-  and checks the sum; should the new plans return so many more results that the sum is still above
-  ``2^-40``, it raises the level to ``max(level + 1, 40 + ceil(log2 R'))`` and plans again (``R`` is bounded,
-  so this ends; two passes on the built-in networks).  No a-priori bound is as tight: the count of output
-  values bounds ``R`` without planning, but overstates ResNet-18's result ciphertexts ~1000-fold (10 bits
-  of flooding, hence of ``q``, in every layer).  The first pass is the per-ciphertext plan set, cached by
-  the planner and reused by a per-ciphertext run.
+  sample of the call's batch) *together* is within ``2^-40``.  The distances compose
+  (:mod:`aiompc.protocols.linear.stat_sum`): one-uniform floods and the noise bound's tails add linearly over
+  the ``R`` results, two-uniform floods in quadrature (``sqrt(Σ d_c²)``), so :func:`inference_levels` plans a
+  two-uniform result at ``40 + log2(R)/2`` bits, a one-uniform one at ``40 + log2 R`` and the tail
+  (``fail_bits``, cheap: it enters the noise bound through ``z = sqrt(2·ln(2/δ))``) at ``40 + log2 R``, with
+  margins that keep the worst split of ``R`` between the floods within ``2^-40``; the planner then picks two
+  uniforms wherever they are cheaper (nearly everywhere).  ``R`` depends on the plans (the planner trades
+  output packing against ``q``), so :func:`plan_inference` plans every layer at 40 bits per ciphertext,
+  counts ``R``, plans again at :func:`inference_levels` of ``R`` and checks the composed distance; should the
+  new plans return so many more results that it is still above ``2^-40``, it raises every level by at least
+  one and plans again (``R`` is bounded, so this ends; two passes on the built-in networks).  No a-priori bound
+  is as tight: the count of output values bounds ``R`` without planning, but overstates ResNet-18's result
+  ciphertexts ~1000-fold.  The first pass is the per-ciphertext plan set, cached by the planner and reused by
+  a per-ciphertext run.
 * ``ciphertext`` (the Cheetah modes) — each result ciphertext on its own reaches 40 bits, as Cheetah and
   the HE literature state it: Cheetah's ``q ~ 2^109`` at ``N = 4096`` with ``l = 37`` has no room for more
-  (ResNet-18 would need ~53 bits per ciphertext; its widest layers reach 40 only with a two-uniform flood).
+  (ResNet-18 would need ~47 bits per two-uniform result; its widest layers reach 40 only with a two-uniform flood).
 
 Both parties derive the same plans from public data only — the graph's metadata, the session's
 :class:`~aiompc.nn.modes.EngineConfig` (agreed in the handshake) and the batch — and :func:`agree_on_plans`
@@ -43,14 +47,14 @@ from aiompc.errors import InputError, InsecureParameters, ProtocolError, Undecry
 from aiompc.nn.ir import Linear, QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.party import Party
-from aiompc.protocols.linear.plan import STAT_BITS, Planner
+from aiompc.protocols.linear.plan import STAT_BITS, FloodLevels, Planner
 from aiompc.protocols.linear.stat_sum import Counted, require_distance, result_ciphertexts, security_bits
 
 if TYPE_CHECKING:
     from aiompc.nn.prepare import LinearCall
 
-__all__ = ["InferencePlan", "plan_inference", "with_stat_bits", "counted_calls", "agree_on_plans", "TARGET",
-           "MAX_STAT_BITS"]
+__all__ = ["InferencePlan", "plan_inference", "with_stat_bits", "with_levels", "inference_levels", "counted_calls",
+           "agree_on_plans", "TARGET", "MAX_STAT_BITS"]
 
 TARGET = STAT_BITS
 """Bits of statistical security the project promises for the responses (DESIGN.md: 40)."""
@@ -62,7 +66,7 @@ MAX_STAT_BITS = 100
 class InferencePlan:
     """Every HE layer call of one inference and what its flooding achieves together.
 
-    ``config``: the session's configuration with the planner at the per-ciphertext level ``stat_bits``;
+    ``config``: the session's configuration with the planner at the per-ciphertext ``levels``;
     ``calls``: the layer calls (:func:`~aiompc.nn.prepare.linear_calls`) and ``counts`` how often each runs
     (a convolution or batch-norm once per sample, a fully connected layer once per batch); ``results``: the
     result ciphertexts the client receives; ``security``: bits of statistical security of all of them
@@ -72,7 +76,7 @@ class InferencePlan:
     config: EngineConfig
     calls: tuple[LinearCall, ...]
     counts: tuple[int, ...]
-    stat_bits: int
+    levels: FloodLevels
     results: int
     security: float
     weakest: float
@@ -82,21 +86,58 @@ class InferencePlan:
     def scope(self) -> str:
         return self.config.mode.stat_scope
 
+    @property
+    def stat_bits(self) -> int:
+        """The lowest per-ciphertext level planned (:attr:`FloodLevels.lowest`)."""
+        return self.levels.lowest
+
     def summary(self) -> dict[str, float | int | str]:
-        """For reports: scope, per-ciphertext level planned, results, and the achieved levels in bits."""
-        return {"scope": self.scope, "stat_bits": self.stat_bits, "results": self.results,
-                "security": round(self.security, 2), "weakest": round(self.weakest, 2)}
+        """For reports: scope, per-ciphertext levels planned (one uniform, two uniforms, fail bits), results by
+        flood, and the achieved levels in bits."""
+        tents = sum(n * result_ciphertexts(c.plan) for c, n in zip(self.calls, self.counts)
+                    if c.plan.output.flood_terms == 2)
+        return {"scope": self.scope, "stat_bits": self.stat_bits, "uniform_bits": self.levels.uniform,
+                "tent_bits": self.levels.tent, "fail_bits": self.levels.fail, "results": self.results,
+                "tent_results": tents, "security": round(self.security, 2), "weakest": round(self.weakest, 2)}
+
+
+def inference_levels(results: int, target: int = TARGET) -> FloodLevels:
+    """The per-ciphertext levels for ``results`` result ciphertexts to be within ``2^-target`` together, however
+    the planner splits them between the two floods: with ``k = ceil(log2 R)``, one uniform at ``target + k + 4``
+    (at most ``R·2^-(target+k+4) <= 2^-target/16`` in all), the tail at ``fail = target + k + 4`` (``R·2^-(fail+2)
+    <= 2^-target/64``) and two uniforms at ``ceil(target + log2(R)/2 + log2(64/59))`` (``sqrt(R)·2^-tent <=
+    (59/64)·2^-target``): the three sum to at most ``2^-target`` (:mod:`aiompc.protocols.linear.stat_sum`).
+    ResNet-18 (466 results at 40 bits): 53 / 45 / 53 bits, against 49 for every result under the linear sum."""
+    if results < 1:
+        raise InputError(f"the result count must be positive, got {results}")
+    k = math.ceil(math.log2(results))
+    tent = math.ceil(target + math.log2(results) / 2 + math.log2(64 / 59))
+    return FloodLevels(uniform=target + k + 4, tent=tent, fail=target + k + 4)
+
+
+def with_levels(config: EngineConfig, levels: FloodLevels) -> EngineConfig:
+    """``config`` with its planner flooding at ``levels`` (a planner's ``levels``; a planner with only a single
+    ``stat_bits`` floods every result at the highest of them, which is never less secure)."""
+    planner: Planner = config.mode.planner
+    if not dataclasses.is_dataclass(planner) or not hasattr(planner, "stat_bits"):
+        raise InputError(f"the {planner.name!r} planner has no stat_bits: it cannot flood per inference")
+    if hasattr(planner, "levels"):
+        if getattr(planner, "flood_levels") == levels:
+            return config
+        per_ct = levels == FloodLevels.per_ciphertext(levels.uniform)
+        changes: dict[str, object] = ({"stat_bits": levels.uniform, "levels": None} if per_ct else {"levels": levels})
+    else:
+        changes = {"stat_bits": max(levels.uniform, levels.tent, levels.fail)}
+        if getattr(planner, "stat_bits") == changes["stat_bits"]:
+            return config
+    mode = dataclasses.replace(config.mode, planner=dataclasses.replace(planner, **changes))  # type: ignore[type-var]
+    return dataclasses.replace(config, mode=mode)
 
 
 def with_stat_bits(config: EngineConfig, bits: int) -> EngineConfig:
-    """``config`` with its planner flooding at ``bits`` per result ciphertext (a planner's ``stat_bits``)."""
-    planner: Planner = config.mode.planner
-    if getattr(planner, "stat_bits", None) == bits:
-        return config
-    if not dataclasses.is_dataclass(planner) or not hasattr(planner, "stat_bits"):
-        raise InputError(f"the {planner.name!r} planner has no stat_bits: it cannot flood per inference")
-    mode = dataclasses.replace(config.mode, planner=dataclasses.replace(planner, stat_bits=bits))  # type: ignore[type-var]
-    return dataclasses.replace(config, mode=mode)
+    """``config`` with its planner flooding at ``bits`` per result ciphertext, every flood
+    (:meth:`FloodLevels.per_ciphertext`)."""
+    return with_levels(config, FloodLevels.per_ciphertext(bits))
 
 
 def counted_calls(graph: QGraph, calls: list[LinearCall], batch: int) -> list[Counted]:
@@ -105,8 +146,8 @@ def counted_calls(graph: QGraph, calls: list[LinearCall], batch: int) -> list[Co
     return [(c.plan, 1 if c.node in linear else batch) for c in calls]
 
 
-def _digest(calls: list[LinearCall], counts: list[int], bits: int) -> bytes:
-    h = hashlib.sha256(f"stat {bits}".encode())
+def _digest(calls: list[LinearCall], counts: list[int], levels: FloodLevels) -> bytes:
+    h = hashlib.sha256(f"stat {levels.uniform} {levels.tent} {levels.fail}".encode())
     for call, count in zip(calls, counts):
         p = call.plan
         h.update(repr((call.node, count, p.describe(), p.he.fingerprint.hex(), p.pipeline, p.output, p.chunk,
@@ -114,7 +155,7 @@ def _digest(calls: list[LinearCall], counts: list[int], bits: int) -> bytes:
     return h.digest()[:16]
 
 
-def _assess(graph: QGraph, config: EngineConfig, batch: int, bits: int) -> InferencePlan:
+def _assess(graph: QGraph, config: EngineConfig, batch: int, levels: FloodLevels) -> InferencePlan:
     from aiompc.nn.prepare import linear_calls  # it plans through this module by default
 
     calls = linear_calls(graph, config, batch=batch, budget=False)
@@ -122,8 +163,8 @@ def _assess(graph: QGraph, config: EngineConfig, batch: int, bits: int) -> Infer
     results = sum(count * result_ciphertexts(plan) for plan, count in counted)
     weakest = min((plan.stat_security for plan, _ in counted), default=math.inf)
     counts = [count for _, count in counted]
-    return InferencePlan(config, tuple(calls), tuple(counts), bits, results, security_bits(counted), weakest,
-                         _digest(calls, counts, bits))
+    return InferencePlan(config, tuple(calls), tuple(counts), levels, results, security_bits(counted), weakest,
+                         _digest(calls, counts, levels))
 
 
 def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, target: int = TARGET) -> InferencePlan:
@@ -135,7 +176,8 @@ def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, targe
     session or in a worker thread.  Deterministic in public data, so both parties get the same plans."""
     if batch < 1:
         raise InputError("batch must be at least 1")
-    base = getattr(config.mode.planner, "stat_bits", target)
+    planner = config.mode.planner
+    base = getattr(planner, "flood_levels", None) or FloodLevels.per_ciphertext(getattr(planner, "stat_bits", target))
     if config.mode.stat_scope == "ciphertext":
         plan = _assess(graph, config, batch, base)
         if plan.weakest < target:
@@ -143,35 +185,38 @@ def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, targe
                 f"a result ciphertext of this inference has {plan.weakest:.1f} bits of statistical security, "
                 f"below the {target} required")
         return plan
-    bits = target
+    levels = FloodLevels.per_ciphertext(target)
     while True:
         try:
-            plan = _assess(graph, with_stat_bits(config, bits), batch, bits)
+            plan = _assess(graph, with_levels(config, levels), batch, levels)
         except UndecryptableParameters as exc:
-            if bits == target:
+            if levels == FloodLevels.per_ciphertext(target):
                 raise
             raise InsecureParameters(
                 f"{config.mode.name}: one inference of {batch} sample(s) cannot reach {target} bits of statistical "
-                f"security: it needs {bits} bits per result ciphertext, which its parameters do not decrypt "
-                f"({exc}); run it with stat_scope='ciphertext'") from None
+                f"security: it needs flooding at {levels.describe()} per result ciphertext, which its parameters "
+                f"do not decrypt ({exc}); run it with stat_scope='ciphertext'") from None
         if plan.security >= target:
             return plan
-        nxt = max(bits + 1, target + math.ceil(math.log2(max(plan.results, 1))))
-        if nxt > MAX_STAT_BITS:
+        nxt = inference_levels(max(plan.results, 1), target).at_least(
+            FloodLevels(levels.uniform + 1, levels.tent + 1, levels.fail + 1))
+        if max(nxt.uniform, nxt.tent, nxt.fail) > MAX_STAT_BITS:
             require_distance(counted_calls(graph, list(plan.calls), batch), target)  # raises, naming the layer
-        bits = nxt
+        levels = nxt
 
 
 async def agree_on_plans(party: Party, label: str, plan: InferencePlan) -> None:
-    """Both parties: send this party's plan digest and flooding level on ``label``, receive the peer's and
+    """Both parties: send this party's plan digest and flooding levels on ``label``, receive the peer's and
     raise :class:`~aiompc.errors.ProtocolError` if they differ (one message each way, 16 + a few bytes)."""
     sub = party.sub(label)
-    await sub.send({"plans": plan.digest, "stat": plan.stat_bits})
+    stat = [plan.levels.uniform, plan.levels.tent, plan.levels.fail]
+    await sub.send({"plans": plan.digest, "stat": stat})
     peer = await sub.recv()
     if not isinstance(peer, dict) or not isinstance(peer.get("plans"), bytes):
         raise ProtocolError(f"{label}: malformed plan digest from the peer")
     if peer["plans"] != plan.digest:
         raise ProtocolError(
-            f"{label}: the parties' HE plans differ (this {party.role}: {plan.stat_bits}-bit flooding per result "
-            f"ciphertext, {plan.results} results, digest {plan.digest.hex()}; peer: {peer.get('stat')!r}-bit, digest "
-            f"{peer['plans'].hex()}); both must run the same aiompc version and session options")
+            f"{label}: the parties' HE plans differ (this {party.role}: flooding at {stat} bits (one uniform, two "
+            f"uniforms, fail) per result ciphertext, {plan.results} results, digest {plan.digest.hex()}; peer: "
+            f"{peer.get('stat')!r}, digest {peer['plans'].hex()}); both must run the same aiompc version and session "
+            "options")

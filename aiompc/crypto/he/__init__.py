@@ -97,12 +97,14 @@ from .keys import PublicKey, SecretKey, expand_uniform, keygen, public_key
 from .measure import measure_noise, measure_result_noise
 from .noise import (
     FLOOD_TERMS,
+    FloodBound,
     NoiseEstimate,
     OutputPlan,
     ServerPipeline,
     check,
     choose_primes,
     estimate,
+    flood_bound,
     flood_distance,
     flood_security,
     min_modulus_bits,
@@ -135,7 +137,7 @@ from .result import (
 from .serialize import result_size, seeded_size
 
 __all__ = [
-    "FLOOD_TERMS", "flood_distance", "flood_security", "statistical_security",
+    "FLOOD_TERMS", "flood_distance", "flood_security", "statistical_security", "FloodBound", "flood_bound",
     "HEParams", "SECURITY_TABLE", "cheetah_params", "max_modulus_bits", "params_for_modulus",
     "STATISTICAL_SECURITY", "FAILURE_BITS", "MAX_PLAIN_BITS", "CHEETAH_RING_DEGREE", "CHEETAH_PLAIN_BITS",
     "SecretKey", "PublicKey", "keygen", "public_key", "expand_uniform",

@@ -70,6 +70,8 @@ __all__ = [
     "flood_distance",
     "flood_security",
     "statistical_security",
+    "FloodBound",
+    "flood_bound",
     "FLOOD_TERMS",
 ]
 
@@ -140,8 +142,10 @@ class ServerPipeline:
         visible: ``c0`` coefficients sent per output ciphertext (``None`` = all ``N``).
         rerandomize: add ``u·pk + e`` (hides ``c1``); counted in the noise when true.
         flood: add uniform flooding noise to ``c0`` (hides the noise); ``stat_bits`` of security.
-        stat_bits: statistical security of the flooding (40).
-        fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40).
+        stat_bits: statistical security of the flooding (40): flood distance plus noise tail ``<= 2**-stat_bits``.
+        fail_bits: decryption failure probability at most ``2**-fail_bits`` per ciphertext (40); the noise bound's
+            tail is ``2**-(fail_bits+2)``, so it must be at least ``stat_bits - 1`` (a per-inference budget sets
+            it higher than ``stat_bits``: the tails add linearly over results, :mod:`~aiompc.protocols.linear.stat_sum`).
         packing_noise: bound on noise added after flooding that needs no hiding (the key switching of
             output packing, :func:`~aiompc.crypto.he.packing.packing_noise`); 0 without packing.
         flood_terms: the flooding is the sum of this many independent uniforms (1 or 2, see
@@ -179,6 +183,9 @@ class ServerPipeline:
             raise InputError("visible must be at least 1")
         if not 1 <= self.stat_bits <= 128 or not 1 <= self.fail_bits <= 128:
             raise InputError("stat_bits and fail_bits must be in 1..128")
+        if self.flood and self.fail_bits < self.stat_bits - 1:
+            raise InputError(f"fail_bits = {self.fail_bits} leaves the noise tail 2^-(fail_bits+2) above what "
+                             f"stat_bits = {self.stat_bits} allows: it must be at least stat_bits - 1")
 
     @property
     def fan_in(self) -> int:
@@ -384,14 +391,45 @@ def plan_output(params: HEParams, pipeline: ServerPipeline, flood_bits: int | No
     return plan
 
 
+@dataclass(frozen=True)
+class FloodBound:
+    """The two parts of one result ciphertext's statistical distance to a weight-independent simulation.
+
+    ``distance``: :func:`flood_distance` of the noise the flood must hide (one uniform: a total-variation
+    bound that adds linearly over ciphertexts; two uniforms: ``d = sqrt(2·Σ_i h_i)`` from the squared
+    Hellinger distances ``h_i`` of the visible coordinates, which compose in quadrature over ciphertexts,
+    :mod:`aiompc.protocols.linear.stat_sum`); ``tail``: the probability ``2**-(fail_bits+2)`` that the hidden
+    noise exceeds its bound (adds linearly: a union bound); ``terms``: the flood's uniforms (1 or 2)."""
+
+    distance: float
+    tail: float
+    terms: int
+
+    @property
+    def total(self) -> float:
+        """The ciphertext's own distance bound, ``distance + tail`` (at most 1)."""
+        return min(1.0, self.distance + self.tail)
+
+
+def flood_bound(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan) -> FloodBound:
+    """The flood distance and the noise tail of ``plan``'s flooding of ``pipeline`` under ``params``, separately
+    (:class:`FloodBound`); both 0 without flooding requested (nothing weight-dependent to hide), distance 1
+    if the pipeline needs flooding and the plan has none."""
+    if not pipeline.flood:
+        return FloodBound(0.0, 0.0, plan.flood_terms)
+    rerand = _pre_switch(params.n, params.sigma, replace(pipeline, flood=False))[2]
+    distance = flood_distance(pipeline.visible or params.n, rerand, plan.flood_bits, plan.flood_terms)
+    return FloodBound(distance, 2.0 ** -(pipeline.fail_bits + 2), plan.flood_terms)
+
+
 def statistical_security(params: HEParams, pipeline: ServerPipeline, plan: OutputPlan) -> float:
     """The statistical security in bits that ``plan``'s flooding gives the weights of ``pipeline`` under
-    ``params`` (:func:`flood_security` of the noise the flood must hide); ``inf`` without flooding
-    requested, 0 if the pipeline needs flooding and the plan has none."""
+    ``params`` (:func:`flood_security` of the noise the flood must hide: ``−log2`` of
+    :attr:`FloodBound.total`); ``inf`` without flooding requested, 0 if the pipeline needs flooding and the
+    plan has none."""
     if not pipeline.flood:
         return math.inf
-    rerand = _pre_switch(params.n, params.sigma, replace(pipeline, flood=False))[2]
-    return flood_security(pipeline.visible or params.n, rerand, plan.flood_bits, plan.flood_terms, pipeline.fail_bits)
+    return -math.log2(flood_bound(params, pipeline, plan).total)
 
 
 def min_modulus_bits(n: int, plain_bits: int, pipeline: ServerPipeline, margin_bits: float = 2.0,

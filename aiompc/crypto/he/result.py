@@ -30,11 +30,13 @@ Why the returned ciphertext reveals nothing about the server's plaintexts beyond
 So the view is (statistically, then computationally) independent of the weights given ``M``.
 The cost is ``f ≈ 41 + log2(|S|·B_X)`` bits of noise, which the parameter choice must absorb; flooding
 *before* the switch is what makes it cheap afterwards (it is scaled down by ``Q/q`` with everything else).
-The bound is per result ciphertext (each gets fresh ``u, e0, e1, U``); over ``R`` results the distances add
-up.  The quantized mode therefore plans ``ServerPipeline.stat_bits = 40 + ⌈log2 R⌉`` for the ``R`` results of
-one inference (:mod:`aiompc.nn.stat_budget`; ``fail_bits`` rises with it, since the noise bound's own tail
-``2**-(fail_bits+2)`` enters the distance) and checks the sum before any layer
-(:mod:`aiompc.protocols.linear.stat_sum`); the Cheetah baseline stays at 40 bits per result ciphertext.
+The bound is per result ciphertext (each gets fresh ``u, e0, e1, U``).  Over ``R`` results of one
+inference (:mod:`aiompc.protocols.linear.stat_sum`) the one-uniform distances and the noise tails
+``2**-(fail_bits+2)`` add up, while the two-uniform floods compose through their Hellinger distances, in
+quadrature: ``sqrt(Σ d²)``.  The quantized mode therefore plans a two-uniform result at about
+``40 + log2(R)/2`` bits, a one-uniform one at ``40 + log2 R`` and ``fail_bits`` at ``40 + log2 R``
+(:func:`aiompc.nn.stat_budget.inference_levels`), and checks the composed distance before any layer; the
+Cheetah baseline stays at 40 bits per result ciphertext.
 """
 
 from __future__ import annotations

@@ -32,11 +32,13 @@ from aiompc.crypto.he import (
     FAILURE_BITS,
     FLOOD_TERMS,
     STATISTICAL_SECURITY,
+    FloodBound,
     HEParams,
     OutputPlan,
     ServerPipeline,
     cheetah_params,
     find_params,
+    flood_bound,
     plan_output,
     statistical_security,
 )
@@ -54,7 +56,7 @@ from aiompc.protocols.linear.tiling import (
 
 __all__ = [
     "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "pipeline_for", "with_out_shift",
-    "decryption_params", "plan_for", "STAT_BITS", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size", "packed_leaves",
+    "decryption_params", "plan_for", "STAT_BITS", "FloodLevels", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size", "packed_leaves",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
@@ -63,6 +65,60 @@ STAT_BITS = STATISTICAL_SECURITY
 """Statistical security of the flooding that hides the weights, in bits (DESIGN.md: 40)."""
 CHEETAH_N = CHEETAH_RING_DEGREE
 """Cheetah's ring degree (its parameters: ``N = 4096``, ``q ~ 2^109``)."""
+
+
+@dataclass(frozen=True)
+class FloodLevels:
+    """The levels a planner floods each result ciphertext at, by flood distribution, and the noise bound's
+    failure bits — decided once at the top (:mod:`aiompc.nn.stat_budget`) and handed to the planner.
+
+    ``uniform``: a result flooded with one uniform has statistical distance ``<= 2^-uniform`` to its
+    simulation (flood distance plus the noise tail, :attr:`LinearPlan.stat_security`); ``tent``: the same
+    for a result flooded with the sum of two uniforms; ``fail``: the pipeline's ``fail_bits`` — the noise bound
+    holds except with probability ``2^-(fail+2)`` per result and decryption fails with probability
+    ``<= 2^-fail``.  The default, every level 40, is the per-ciphertext statement (each result on its own,
+    Cheetah's); a per-inference budget raises them by different amounts because the two floods compose
+    differently over many results (uniform linearly, two uniforms in quadrature,
+    :mod:`aiompc.protocols.linear.stat_sum`)."""
+
+    uniform: int = STAT_BITS
+    tent: int = STAT_BITS
+    fail: int = FAILURE_BITS
+
+    def __post_init__(self) -> None:
+        if not all(1 <= b <= 128 for b in (self.uniform, self.tent, self.fail)):
+            raise InputError(f"flood levels must be in 1..128 bits, got {self}")
+        if self.fail < max(self.uniform, self.tent) - 1:
+            raise InputError(f"{self}: the noise tail 2^-(fail+2) must leave room for every level (fail >= level - 1)")
+
+    @classmethod
+    def per_ciphertext(cls, bits: int) -> FloodLevels:
+        """Every flood at ``bits`` per result and ``fail = max(40, bits)`` (what ``stat_bits = bits`` always meant)."""
+        return cls(bits, bits, max(FAILURE_BITS, bits))
+
+    def level(self, terms: int) -> int:
+        """The level of a flood of ``terms`` uniforms."""
+        if terms not in FLOOD_TERMS:
+            raise InputError(f"flood_terms must be one of {FLOOD_TERMS}, got {terms}")
+        return self.uniform if terms == 1 else self.tent
+
+    @property
+    def lowest(self) -> int:
+        """The lowest per-result level (what a lower bound on ``q`` may assume for any flood)."""
+        return min(self.uniform, self.tent)
+
+    @property
+    def first_terms(self) -> int:
+        """The flood a planner's first pass tries: two uniforms when their level is lower, else one (as
+        Cheetah's rule does)."""
+        return 2 if self.tent < self.uniform else 1
+
+    def at_least(self, other: FloodLevels) -> FloodLevels:
+        """Componentwise maximum of ``self`` and ``other``."""
+        return FloodLevels(max(self.uniform, other.uniform), max(self.tent, other.tent), max(self.fail, other.fail))
+
+    def describe(self) -> str:
+        return f"uniform {self.uniform} / two uniforms {self.tent} / fail {self.fail} bits"
 
 
 @dataclass(frozen=True)
@@ -93,6 +149,12 @@ class LinearPlan:
         """Statistical security (bits) the flooding gives the weights: computed from the pipeline's noise
         bound and the output plan's flood (:func:`~aiompc.crypto.he.noise.statistical_security`)."""
         return statistical_security(self.he, self.pipeline, self.output)
+
+    @property
+    def flood_bound(self) -> FloodBound:
+        """The flood distance and the noise tail of one result, separately
+        (:func:`~aiompc.crypto.he.noise.flood_bound`): how :mod:`~aiompc.protocols.linear.stat_sum` composes them."""
+        return flood_bound(self.he, self.pipeline, self.output)
 
     @property
     def l(self) -> int:
@@ -175,14 +237,15 @@ def rounding_fan_in(layout: Layout) -> int | None:
 
 
 def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = STAT_BITS, flood_terms: int = 1,
-                 tight_rounding: bool = False) -> ServerPipeline:
+                 tight_rounding: bool = False, fail_bits: int | None = None) -> ServerPipeline:
     """What the server computes per output ciphertext of ``layout`` (public counts only): weights bounded
     by ``2^(weight_bits - 1)``, the layout's non-zeros per weight polynomial, its inputs accumulated and its
     largest number of output coefficients per ciphertext; flooding of ``stat_bits`` with ``flood_terms``
     uniforms (:func:`~aiompc.crypto.he.noise.flood_distance`).  ``tight_rounding``: count only the
     roundings of possibly non-zero message coefficients (:func:`rounding_fan_in`; the Cheetah planners).
-    The noise bound's tail (``2^-(fail_bits + 2)``) is part of the statistical distance, so a level above
-    40 bits (a per-inference budget, :mod:`aiompc.nn.stat_budget`) raises ``fail_bits`` with it."""
+    The noise bound's tail (``2^-(fail_bits + 2)``) is part of the statistical distance: ``fail_bits`` is
+    ``max(40, stat_bits)`` unless given (a per-inference budget, :mod:`aiompc.nn.stat_budget`, sets it on its
+    own: the tails add linearly over results, the two-uniform floods in quadrature, :class:`FloodLevels`)."""
     return ServerPipeline(
         rounding_fan_in=rounding_fan_in(layout) if tight_rounding else None,
         weight_norm=1 << (weight_bits - 1),
@@ -190,19 +253,20 @@ def pipeline_for(layout: Layout, weight_bits: int, stat_bits: int = STAT_BITS, f
         accumulations=layout.inputs,
         visible=max_visible(layout),
         stat_bits=stat_bits,
-        fail_bits=max(FAILURE_BITS, stat_bits),
+        fail_bits=max(FAILURE_BITS, stat_bits) if fail_bits is None else fail_bits,
         flood_terms=flood_terms,
     )
 
 
 def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None = None, stat_bits: int = STAT_BITS,
-              planner: str = "custom", chunk: int = 8, flood_terms: int = 1, tight_rounding: bool = False) -> LinearPlan:
+              planner: str = "custom", chunk: int = 8, flood_terms: int = 1, tight_rounding: bool = False,
+              fail_bits: int | None = None) -> LinearPlan:
     """A plan for ``layout``: the pipeline from public counts, HE parameters (given, or the smallest secure
     ones at the layout's ``N``) and the cheapest decryptable output plan.  Raises
     :class:`UndecryptableParameters` (naming what is off) when nothing fits."""
     if not 1 <= weight_bits <= l:
         raise InputError(f"weight_bits must be in 1..l = {l}, got {weight_bits}")
-    pipeline = pipeline_for(layout, weight_bits, stat_bits, flood_terms, tight_rounding)
+    pipeline = pipeline_for(layout, weight_bits, stat_bits, flood_terms, tight_rounding, fail_bits)
     if he is None:
         he = find_params(l, pipeline, n=layout.n)
     elif he.n != layout.n or he.plain_bits != l:
@@ -216,13 +280,21 @@ class CheetahPlanner:
 
     ``n = 4096`` with ``he="cheetah"`` is the published set: ``q ~ 2^109`` whatever ``l``.  ``he="smallest"``
     asks the HE core for the smallest secure modulus at that ``N`` (what the tests use for small ``l``).
-    ``stat_bits`` is the statistical security of the flooding that hides the weights (40 by default).
+    ``stat_bits`` is the statistical security of the flooding that hides the weights (40 by default);
+    ``levels``, when given, replaces it with a level per flood distribution and explicit ``fail_bits``
+    (:class:`FloodLevels`; the quantized planner's Cheetah candidate under a per-inference budget).
     """
 
     n: int = CHEETAH_N
     he: str = "cheetah"
     stat_bits: int = STAT_BITS
     chunk: int = 8
+    levels: FloodLevels | None = None
+
+    @property
+    def flood_levels(self) -> FloodLevels:
+        """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
+        return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
 
     @property
     def name(self) -> str:
@@ -238,10 +310,11 @@ class CheetahPlanner:
         layout = self.layout(shape)
         params = cheetah_params(l) if self.he == "cheetah" and self.n == CHEETAH_N else None
         last: UndecryptableParameters | None = None
+        levels = self.flood_levels
         for terms in FLOOD_TERMS:  # one uniform where it fits (Cheetah's bytes), else the triangle
             try:
-                plan = make_plan(layout, l, weight_bits, he=params, stat_bits=self.stat_bits, planner="cheetah",
-                                 chunk=self.chunk, flood_terms=terms, tight_rounding=True)
+                plan = make_plan(layout, l, weight_bits, he=params, stat_bits=levels.level(terms), planner="cheetah",
+                                 chunk=self.chunk, flood_terms=terms, tight_rounding=True, fail_bits=levels.fail)
                 return with_out_shift(plan, out_shift)
             except UndecryptableParameters as exc:
                 last = exc

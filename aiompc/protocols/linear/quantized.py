@@ -40,7 +40,9 @@ ciphertext.  They are evaluated in the order of a lower bound of their key (uplo
 coefficient, every output and its share of ``c1`` at ``l + 1`` bits, the modelled compute at the fewest primes,
 then the key switches and Galois keys), while that bound is below the best key found.
 
-Search cost: a first pass with the default margin over every candidate (pruned by a lower bound of each
+Search cost: a first pass with the default margin over every candidate (flooded with one uniform, or with two
+under a per-inference budget whose two-uniform level is lower: :class:`~aiompc.protocols.linear.plan.FloodLevels`;
+pruned by a lower bound of each
 candidate's bytes against the best found), then the best ``refine`` candidates (and Cheetah's) with every
 margin and with one or two flooding uniforms, then the packed candidates; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
 out_shift, pack)``; both parties run the same deterministic search (no measured quantity enters it).
@@ -71,6 +73,7 @@ from aiompc.protocols.linear.plan import (
     CHEETAH_N,
     STAT_BITS,
     CheetahPlanner,
+    FloodLevels,
     LinearPlan,
     packed_group_size,
     packed_leaves,
@@ -154,7 +157,10 @@ def _output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan | None:
 class QuantizedPlanner:
     """Cost-driven planner (see the module docstring).
 
-    ``ns``: ring degrees tried; ``stat_bits``: statistical security of the flooding; ``chunk``: ciphertexts
+    ``ns``: ring degrees tried; ``stat_bits``: statistical security of the flooding per result ciphertext;
+    ``levels``: instead, a level per flood distribution and the noise bound's ``fail_bits``
+    (:class:`~aiompc.protocols.linear.plan.FloodLevels`, set by a per-inference budget,
+    :mod:`aiompc.nn.stat_budget`; the first pass then tries the flood whose level is lower); ``chunk``: ciphertexts
     per message; ``bandwidth``: bytes/s to minimise modelled time instead of bytes (``rtt`` seconds per
     round trip); ``margins``: noise margins (bits of ``q`` above the flooded noise) tried in the refinement;
     ``refine``: candidates of the first pass refined; ``label``: the label length assumed for the frames
@@ -188,7 +194,13 @@ class QuantizedPlanner:
     output_packing: bool = True
     key_share: float = 1.0
     compute_rate: float = 0.8e6
+    levels: FloodLevels | None = None
     name: ClassVar[str] = "quantized"
+
+    @property
+    def flood_levels(self) -> FloodLevels:
+        """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
+        return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         return self.search(shape, l, weight_bits, out_shift, pack).best.plan
@@ -243,17 +255,18 @@ class QuantizedPlanner:
         return (cost.seconds(self.bandwidth, self.rtt) + self.key_share * cost.setup / self.bandwidth, cost.total)
 
     def evaluate_packed(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                        out_shift: int = 0, flood_terms: int = 1) -> Candidate | None:
+                        out_shift: int = 0, flood_terms: int | None = None) -> Candidate | None:
         """The plan of ``layout`` with its results packed: the smallest ``q`` above the packed pipeline's need
         (visible = the largest packed group, plus the key-switching noise, which depends on ``q``'s primes:
-        re-derived until stable) and its cost; ``None`` when nothing decrypts at that ``N``."""
+        re-derived until stable) and its cost; ``None`` when nothing decrypts at that ``N``.  ``flood_terms``:
+        the flood's uniforms (``None``: :attr:`FloodLevels.first_terms`), at their level."""
         n = layout.n
         if n not in SECURITY_TABLE:
             return None
         dec = l - out_shift
         try:
             count = packed_group_size(layout)
-            pipeline = replace(pipeline_for(layout, weight_bits, self.stat_bits, flood_terms), visible=count)
+            pipeline = replace(self._pipeline(layout, weight_bits, flood_terms), visible=count)
         except InputError:
             return None
         for _ in range(4):
@@ -277,19 +290,21 @@ class QuantizedPlanner:
         return Candidate(plan, self.cost(plan), margin)
 
     def evaluate(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                 bound: tuple[float, float] | None = None, out_shift: int = 0, flood_terms: int = 1) -> Candidate | None:
+                 bound: tuple[float, float] | None = None, out_shift: int = 0,
+                 flood_terms: int | None = None) -> Candidate | None:
         """The plan of ``layout`` with the smallest ``q`` above the noise need plus ``margin`` bits (for
         decryption at ``l - out_shift`` bits), and its cost; ``None`` when nothing decrypts at that ``N`` or
-        when a lower bound of its cost is not below ``bound`` (a :meth:`key`)."""
+        when a lower bound of its cost is not below ``bound`` (a :meth:`key`).  ``flood_terms``: as in
+        :meth:`evaluate_packed`."""
         n = layout.n
         if n not in SECURITY_TABLE:
             return None
         dec = l - out_shift
         # cheap first cut: log2 q >= dec + stat_bits + 1 for any pipeline (the flooding alone is 2^stat_bits)
-        if bound is not None and self._lower_bound(layout, dec, dec + self.stat_bits + 1) >= bound[0]:
+        if bound is not None and self._lower_bound(layout, dec, dec + self.flood_levels.lowest + 1) >= bound[0]:
             return None
         try:
-            pipeline = pipeline_for(layout, weight_bits, self.stat_bits, flood_terms)
+            pipeline = self._pipeline(layout, weight_bits, flood_terms)
             need = min_modulus_bits(n, dec, pipeline, margin)
         except InputError:
             return None
@@ -306,6 +321,13 @@ class QuantizedPlanner:
             return None
         plan = LinearPlan(layout, params, pipeline, output, weight_bits, "quantized", self.chunk, out_shift)
         return Candidate(plan, self.cost(plan), margin)
+
+    def _pipeline(self, layout: Layout, weight_bits: int, flood_terms: int | None) -> ServerPipeline:
+        """:func:`~aiompc.protocols.linear.plan.pipeline_for` with ``flood_terms`` uniforms (``None``: the first
+        pass's) at their level of :attr:`flood_levels` and its ``fail_bits``."""
+        levels = self.flood_levels
+        terms = levels.first_terms if flood_terms is None else flood_terms
+        return pipeline_for(layout, weight_bits, levels.level(terms), terms, fail_bits=levels.fail)
 
     def _lower_bound(self, layout: Layout, l: int, need: float) -> float:
         """A lower bound of the first component of :meth:`key`: ``c0`` uploads of at least ``ceil(need)`` bits
@@ -327,7 +349,7 @@ class QuantizedPlanner:
         if self.bandwidth is not None:
             return 0.0
         n = layout.n
-        need = l + self.stat_bits + 1
+        need = l + self.flood_levels.lowest + 1
         levels = -(-need // MAX_PRIME_BITS)
         cts_in, cts_out = layout.units * layout.inputs, layout.units * layout.outputs
         outputs = int(np.prod(layout.out_shape))
@@ -356,7 +378,8 @@ def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, 
     """Cheetah's rule at ``N = 4096`` with the smallest secure ``q`` for ``l`` (exactly ``cheetah-smallest``),
     its output truncated by ``out_shift`` bits."""
     try:
-        plan = CheetahPlanner(n=CHEETAH_N, he="smallest", stat_bits=planner.stat_bits, chunk=planner.chunk)(
+        plan = CheetahPlanner(n=CHEETAH_N, he="smallest", stat_bits=planner.stat_bits, chunk=planner.chunk,
+                              levels=planner.levels)(
             shape, l, weight_bits)
         plan = with_out_shift(plan, out_shift)
     except (UndecryptableParameters, ParameterError):
@@ -385,7 +408,7 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
     cheetah = _cheetah(planner, shape, l, weight_bits, out_shift) if pack == 1 else None
     if not first and cheetah is None:
         raise UndecryptableParameters(
-            f"{shape}: no layout decrypts with {planner.stat_bits}-bit flooding at N in {planner.ns} for l = {l} "
+            f"{shape}: no layout decrypts with flooding at {planner.flood_levels.describe()} at N in {planner.ns} for l = {l} "
             f"and {weight_bits}-bit (plaintext) weights{f', {pack} channels packed' if pack > 1 else ''}: lower "
             "weight_bits, l or the packing, or allow a larger N"
         )
@@ -436,11 +459,13 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
 
 
 def _refinements(planner: QuantizedPlanner) -> list[tuple[float, int]]:
-    """``(margin, flood terms)`` tried on the best candidates beyond the first pass's ``(default margin, one
-    uniform)``: every margin, with one uniform and with the sum of two (whose statistical distance grows with the
-    square root of the visible coefficients, :func:`~aiompc.crypto.he.noise.flood_distance`: 2-3 bits less ``q``
-    and flood for a ciphertext of a thousand outputs)."""
-    return [(m, t) for t in FLOOD_TERMS for m in planner.margins if (m, t) != (_DEFAULT_MARGIN, 1)]
+    """``(margin, flood terms)`` tried on the best candidates beyond the first pass's ``(default margin,
+    first_terms)`` (one uniform per ciphertext; two under a per-inference budget, where their level is lower):
+    every margin, with one uniform and with the sum of two (whose statistical distance grows with the square root
+    of the visible coefficients, :func:`~aiompc.crypto.he.noise.flood_distance`: 2-3 bits less ``q`` and flood
+    for a ciphertext of a thousand outputs)."""
+    first = (_DEFAULT_MARGIN, planner.flood_levels.first_terms)
+    return [(m, t) for t in FLOOD_TERMS for m in planner.margins if (m, t) != first]
 
 
 def _interleaved_variants(planner: QuantizedPlanner, shape: Shape) -> list[Layout]:

@@ -6,10 +6,11 @@ randomness) must be identically distributed on what the client sees: ``c1`` and 
 the exported coefficients.  Negative controls show the same statistics catch a server that skips
 re-randomisation (``c1`` then depends on the weights) or flooding (the noise then does).
 
-Three settings: a one-uniform flood (``cheetah-smallest``, a 2-channel 5×5 layer), the same at the quantized
-mode's per-inference level (52 bits per result ciphertext, :mod:`aiompc.nn.stat_budget`) and the two-uniform flood
+Four settings: a one-uniform flood (``cheetah-smallest``, a 2-channel 5×5 layer), the same at 52 bits per result
+ciphertext, the same layer with two uniforms at the quantized mode's per-inference levels (45 bits per result
+with ``fail_bits`` 54, :func:`aiompc.nn.stat_budget.inference_levels`) and the two-uniform flood
 of Cheetah mode's wide layers (a 1-channel 55×55 layer at l = 37, 3,025 visible coefficients, whose only
-input channel is the zero one).  In the second, switching from q ≈ 2^112 to Q = 2^62 scales the
+input channel is the zero one).  In the last, switching from q ≈ 2^112 to Q = 2^62 scales the
 weight-dependent noise (~2^20) far below one unit, so the client's final view cannot show a missing flood in
 a few hundred runs; the flood's own test is on the re-randomised ciphertext before the switch, where the
 same statistic does catch a server that does not flood.
@@ -20,7 +21,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiompc.protocols.linear.plan import CheetahPlanner
+from dataclasses import dataclass
+
+from aiompc.protocols.linear.plan import CheetahPlanner, FloodLevels, LinearPlan, make_plan
 from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.he import Ciphertext, ResultCiphertext, keygen, phase, public_key, rerandomize, result_phase
 from aiompc.crypto.prg import PRG
@@ -54,10 +57,24 @@ def columns(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, COLUMNS)).astype(np.int64))
 
 
+@dataclass(frozen=True)
+class TwoUniformsAt:
+    """Cheetah's tiling with the smallest ``q`` for a two-uniform flood at ``levels`` (the quantized planner's
+    choice under a per-inference budget, on a layout whose replies this test can read)."""
+
+    levels: FloodLevels
+    name = "two-uniforms"
+
+    def __call__(self, shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
+        layout = CheetahPlanner(he="smallest").layout(shape)
+        return make_plan(layout, l, weight_bits, stat_bits=self.levels.tent, flood_terms=2, fail_bits=self.levels.fail)
+
+
 SETTINGS = {
     "one-uniform": (ConvShape.make(2, 5, 5, 1, 3, padding=1), 16, 16, PLANNERS["cheetah-smallest"]),
     "two-uniform": (ConvShape.make(1, 55, 55, 2, 3, padding=1), 37, 14, CheetahPlanner()),
     "one-uniform-52": (ConvShape.make(2, 5, 5, 1, 3, padding=1), 16, 16, CheetahPlanner(he="smallest", stat_bits=52)),
+    "two-uniform-inference": (ConvShape.make(2, 5, 5, 1, 3, padding=1), 16, 16, TwoUniformsAt(FloodLevels(54, 45, 54))),
 }
 
 
@@ -68,7 +85,7 @@ def setting(request):
     rng = np.random.default_rng(7)
     shape, l, wb, planner = SETTINGS[request.param]
     plan = conv_plan(shape, l, weight_bits=wb, planner=planner)
-    assert plan.output.flood_terms == (2 if request.param == "two-uniform" else 1)
+    assert plan.output.flood_terms == (2 if request.param.startswith("two-uniform") else 1)
     assert plan.stat_security >= plan.pipeline.stat_bits and plan.pipeline.fail_bits >= plan.pipeline.stat_bits
     x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
     x[-1] = 0  # the weights on the last channel do not influence the output
