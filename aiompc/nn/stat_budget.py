@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from aiompc.errors import InputError, InsecureParameters, ProtocolError, UndecryptableParameters
 from aiompc.nn.ir import Linear, QGraph
+from aiompc.nn.key_plan import share_keys
 from aiompc.nn.modes import EngineConfig
 from aiompc.party import Party
 from aiompc.protocols.linear.plan import STAT_BITS, Planner
@@ -118,6 +119,11 @@ def _assess(graph: QGraph, config: EngineConfig, batch: int, bits: int) -> Infer
     from aiompc.nn.prepare import linear_calls  # it plans through this module by default
 
     calls = linear_calls(graph, config, batch=batch, budget=False)
+    counted = counted_calls(graph, calls, batch)
+    # the network's shared key sets (aiompc.nn.key_plan): config's planner may come back with key_sets
+    shared = share_keys(config, calls, [count for _, count in counted],
+                        lambda cfg: linear_calls(graph, cfg, batch=batch, budget=False))
+    config, calls = shared.config, list(shared.calls)
     counted = counted_calls(graph, calls, batch)
     results = sum(count * result_ciphertexts(plan) for plan, count in counted)
     weakest = min((plan.stat_security for plan, _ in counted), default=math.inf)

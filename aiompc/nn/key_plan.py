@@ -1,0 +1,198 @@
+"""Network-level key sets: a few prime sets shared by the packed HE layers of a network, so that the client
+sends a few sets of Galois keys instead of one per layer's parameters.
+
+Each layer's search (:class:`~aiompc.protocols.linear.quantized.QuantizedPlanner`) picks its own ``q`` to an
+eighth of a bit, and with output packing it pays for its own Galois keys (``key_share = 1``: ~0.9 MiB per set
+at ``N = 4096``), so ResNet-18 sends ~10 key sets and leaves layers unpacked that would pack if the keys were
+shared.  Keys depend on ``(N, primes, σ)`` only (:attr:`~aiompc.crypto.he.HEParams.key_params`), so layers of
+any ``l`` can share the keys of one prime set if each decrypts at those primes.  :func:`share_keys`, after the
+per-layer search:
+
+1. **candidates** — per ``N``, for every distinct ``q`` of the packed plans, balanced primes with at least that
+   ``q`` chosen without regard to ``t`` (:func:`~aiompc.protocols.linear.key_sets.shared_primes`);
+2. **estimate** — each packed plan's layout re-planned at each candidate's primes
+   (:meth:`~aiompc.protocols.linear.quantized.QuantizedPlanner.evaluate_packed` with ``primes``: the key-switching
+   noise of those primes, :func:`~aiompc.crypto.he.plan_output` proving it decryptable with the planner's
+   flooding, so its statistical security is what was planned); for every family of at most ``max_sets`` sets per
+   ``N`` (exhaustive: a handful of candidates), each packed plan takes the cheapest set it decrypts at (or keeps
+   its own primes), and the family's total is the layers' objective (bytes + the planner's ``compute_rate`` ×
+   modelled compute, times how often each runs) plus the one-time keys (a public key per key set, a Galois key
+   per ``(key set, element)``);
+3. **re-plan** — the ``tries`` best families become planners with ``key_sets`` (each set with the Galois
+   elements its layers use): every layer's search then also tries its packed layouts at those primes with the
+   set's keys already paid, so layers that stayed unpacked may pack; the network is planned again
+   (``replan``) and the exact totals are compared;
+4. **keep** the cheapest of the plain plans and the re-planned ones — by the objective, and never more bytes
+   (layers + keys) than the plain plans.
+
+Both parties run it on public data (shapes, widths, the planner) and get the same planner; the engine plans
+every layer with it (:mod:`aiompc.nn.stat_budget` hands it down in the inference's configuration), and the
+plan digest both exchange before the first layer covers the resulting plans.  Planners without key sets (the
+Cheetah ones), without output packing, or minimising time (a ``bandwidth``) are left as they are.
+
+Cost: one fixed-primes re-plan per (distinct packed plan, candidate) — milliseconds each — and ``tries``
+re-plans of the network (the searches of a planner with key sets are cached like any other).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from aiompc.crypto.he import HEParams
+from aiompc.errors import UndecryptableParameters
+from aiompc.nn.modes import EngineConfig
+from aiompc.protocols.linear.costs import galois_key_bytes, key_bytes
+from aiompc.protocols.linear.key_sets import KeySet, key_groups, shared_primes
+from aiompc.protocols.linear.packed import layout_elements
+from aiompc.protocols.linear.plan import LinearPlan
+
+if TYPE_CHECKING:
+    from aiompc.nn.prepare import LinearCall
+
+__all__ = ["KeyPlan", "share_keys", "network_totals", "choose_key_sets"]
+
+Replan = Callable[[EngineConfig], "list[LinearCall]"]
+
+
+@dataclass(frozen=True)
+class KeyPlan:
+    """The outcome of :func:`share_keys`: the configuration (its planner with ``key_sets``, or unchanged), the
+    calls planned with it, and the totals of one inference (bytes of the layers, one-time key bytes, and the
+    objective: bytes + ``compute_rate`` × modelled compute + keys) with and without the sets."""
+
+    config: EngineConfig
+    calls: tuple[LinearCall, ...]
+    key_sets: tuple[KeySet, ...]
+    layer_bytes: int
+    key_bytes: int
+    base_layer_bytes: int
+    base_key_bytes: int
+
+
+def _shares(planner: object) -> bool:
+    return (hasattr(planner, "key_sets") and getattr(planner, "output_packing", False)
+            and getattr(planner, "bandwidth", None) is None)
+
+
+def network_totals(planner: object, plans: Sequence[LinearPlan], counts: Sequence[int]) -> tuple[int, float, int]:
+    """``(layer bytes, layer objective, key bytes)`` of one inference of ``plans`` (each run ``counts`` times)
+    under ``planner``'s byte and compute model (its frame label) and one session's keys."""
+    layer_bytes, objective = 0, 0.0
+    for plan, count in zip(plans, counts):
+        cost = planner.cost(plan)  # type: ignore[attr-defined]
+        layer_bytes += count * cost.total
+        objective += count * _layer_objective(planner, cost)
+    keys = sum(key_bytes(kp) + galois_key_bytes(kp, tuple(sorted(els))) for kp, els in key_groups(plans).items())
+    return layer_bytes, objective, keys
+
+
+def _layer_objective(planner: object, cost: object) -> float:
+    """The planner's objective of one call without its keys (bytes + compute_rate × compute)."""
+    return planner.key(dataclasses.replace(cost, setup=0))[0]  # type: ignore[attr-defined]
+
+
+def choose_key_sets(planner: object, plans: Sequence[LinearPlan], counts: Sequence[int], *, max_sets: int = 3,
+                    tries: int = 2) -> list[tuple[float, tuple[KeySet, ...]]]:
+    """The ``tries`` best families of shared key sets for ``plans`` by the estimate of the module docstring
+    (step 2), cheapest first, as ``(estimated objective + keys, key sets)``; only families estimated below the
+    plans as they are.  The ring degrees are independent (a key set has one ``N``): the ``k``-th family is each
+    ``N``'s ``k``-th best.  Deterministic in its inputs."""
+    weight: dict[LinearPlan, int] = {}
+    for plan, count in zip(plans, counts):
+        weight[plan] = weight.get(plan, 0) + count
+    own = {p: _layer_objective(planner, planner.cost(p)) for p in weight}  # type: ignore[attr-defined]
+    elements = {p: layout_elements(p.layout) if p.output_packing else () for p in weight}
+    base = 0.0
+    ranked: list[list[tuple[float, tuple[KeySet, ...]]]] = []
+    for n in sorted({p.he.n for p in weight}):
+        at_n = [p for p in weight if p.he.n == n]
+        plain = _part(n, (), at_n, weight, own, elements, {})[0]
+        base += plain
+        packed = [p for p in at_n if p.output_packing]
+        cands: list[tuple[int, ...]] = []
+        for log2_q in sorted({p.he.log2_q for p in packed}):
+            try:
+                primes = shared_primes(n, log2_q)
+            except UndecryptableParameters:
+                continue
+            if primes not in cands:
+                cands.append(primes)
+        options: dict[tuple[int, ...], dict[LinearPlan, float]] = {}
+        for primes in cands:
+            options[primes] = {}
+            for p in packed:
+                cand = planner.evaluate_packed(  # type: ignore[attr-defined]
+                    p.layout, p.l, p.weight_bits, out_shift=p.out_shift, flood_terms=p.pipeline.flood_terms,
+                    primes=primes)
+                if cand is not None:
+                    options[primes][p] = _layer_objective(planner, cand.cost)
+        scored = [_part(n, family, at_n, weight, own, elements, options)
+                  for size in range(1, min(max_sets, len(cands)) + 1)
+                  for family in itertools.combinations(cands, size)]
+        scored = sorted((s for s in scored if s[0] < plain), key=lambda s: (s[0], [ks.primes for ks in s[1]]))
+        ranked.append([(total - plain, sets) for total, sets in scored[:tries]])
+    out: list[tuple[float, tuple[KeySet, ...]]] = []
+    for k in range(tries):
+        picks = [r[min(k, len(r) - 1)] for r in ranked if r]
+        if picks:
+            family = (base + sum(saving for saving, _ in picks), tuple(ks for _, sets in picks for ks in sets))
+            if family not in out:
+                out.append(family)
+    return out
+
+
+def _part(n: int, family: tuple[tuple[int, ...], ...], at_n: list[LinearPlan], weight: dict[LinearPlan, int],
+          own: dict[LinearPlan, float], elements: dict[LinearPlan, tuple[int, ...]],
+          options: dict[tuple[int, ...], dict[LinearPlan, float]]) -> tuple[float, tuple[KeySet, ...]]:
+    """The plans at ``N = n`` with each packed plan on the cheapest set of ``family`` it decrypts at (else its
+    own primes): their objective plus their keys, and the key sets with the elements their layers use."""
+    total = 0.0
+    used: dict[tuple[int, ...], set[int]] = {}
+    keys: list[tuple[HEParams, tuple[int, ...]]] = []
+    for p in at_n:
+        choices = [(options[s][p], i, s) for i, s in enumerate(family) if p in options[s]]
+        if choices:
+            obj, _, primes = min(choices)
+            total += weight[p] * obj
+            used.setdefault(primes, set()).update(elements[p])
+        else:
+            total += weight[p] * own[p]
+            keys.append((p.he.key_params, elements[p]))
+    sets = tuple(KeySet(n, primes, tuple(sorted(used[primes]))) for primes in family if primes in used)
+    keys += [(ks.params(1).key_params, ks.elements) for ks in sets]
+    return total + _keys(keys), sets
+
+
+def _keys(groups: Sequence[tuple[HEParams, tuple[int, ...]]]) -> int:
+    """One-time bytes: a public key per distinct key set, a Galois key per distinct ``(key set, element)``."""
+    merged: dict[HEParams, set[int]] = {}
+    for kp, els in groups:
+        merged.setdefault(kp, set()).update(els)
+    return sum(key_bytes(kp) + galois_key_bytes(kp, tuple(sorted(els))) for kp, els in merged.items())
+
+
+def share_keys(config: EngineConfig, calls: Sequence[LinearCall], counts: Sequence[int], replan: Replan, *,
+               max_sets: int = 3, tries: int = 2) -> KeyPlan:
+    """Shared key sets for the network whose HE layer ``calls`` (each run ``counts`` times per inference) were
+    planned with ``config``'s planner; ``replan(config')`` plans the network again with another configuration
+    (:func:`aiompc.nn.prepare.linear_calls`).  Returns the cheapest of the plain plans and the re-planned ones
+    (module docstring), never with more bytes (layers + keys) than the plain plans."""
+    planner = config.mode.planner
+    plans = [c.plan for c in calls]
+    base_layers, base_obj, base_keys = network_totals(planner, plans, counts) if _shares(planner) else (0, 0.0, 0)
+    plain = KeyPlan(config, tuple(calls), (), base_layers, base_keys, base_layers, base_keys)
+    if not _shares(planner):
+        return plain
+    best, best_obj = plain, base_obj + base_keys
+    for _, sets in choose_key_sets(planner, plans, counts, max_sets=max_sets, tries=tries):
+        shared = dataclasses.replace(planner, key_sets=sets)
+        cfg = dataclasses.replace(config, mode=dataclasses.replace(config.mode, planner=shared))
+        again = replan(cfg)
+        layers, obj, keys = network_totals(shared, [c.plan for c in again], counts)
+        if layers + keys <= base_layers + base_keys and obj + keys < best_obj - 1e-6 * math.fabs(best_obj):
+            best, best_obj = KeyPlan(cfg, tuple(again), sets, layers, keys, base_layers, base_keys), obj + keys
+    return best
