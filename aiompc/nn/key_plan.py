@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -104,13 +103,14 @@ def choose_key_sets(planner: object, plans: Sequence[LinearPlan], counts: Sequen
     weight: dict[LinearPlan, int] = {}
     for plan, count in zip(plans, counts):
         weight[plan] = weight.get(plan, 0) + count
+    share = planner.key_share  # type: ignore[attr-defined]
     own = {p: _layer_objective(planner, planner.cost(p)) for p in weight}  # type: ignore[attr-defined]
     elements = {p: layout_elements(p.layout) if p.output_packing else () for p in weight}
     base = 0.0
     ranked: list[list[tuple[float, tuple[KeySet, ...]]]] = []
     for n in sorted({p.he.n for p in weight}):
         at_n = [p for p in weight if p.he.n == n]
-        plain = _part(n, (), at_n, weight, own, elements, {})[0]
+        plain = _part(n, (), at_n, weight, own, elements, {}, share)[0]
         base += plain
         packed = [p for p in at_n if p.output_packing]
         cands: list[tuple[int, ...]] = []
@@ -130,7 +130,7 @@ def choose_key_sets(planner: object, plans: Sequence[LinearPlan], counts: Sequen
                     primes=primes)
                 if cand is not None:
                     options[primes][p] = _layer_objective(planner, cand.cost)
-        scored = [_part(n, family, at_n, weight, own, elements, options)
+        scored = [_part(n, family, at_n, weight, own, elements, options, share)
                   for size in range(1, min(max_sets, len(cands)) + 1)
                   for family in itertools.combinations(cands, size)]
         scored = sorted((s for s in scored if s[0] < plain), key=lambda s: (s[0], [ks.primes for ks in s[1]]))
@@ -147,9 +147,10 @@ def choose_key_sets(planner: object, plans: Sequence[LinearPlan], counts: Sequen
 
 def _part(n: int, family: tuple[tuple[int, ...], ...], at_n: list[LinearPlan], weight: dict[LinearPlan, int],
           own: dict[LinearPlan, float], elements: dict[LinearPlan, tuple[int, ...]],
-          options: dict[tuple[int, ...], dict[LinearPlan, float]]) -> tuple[float, tuple[KeySet, ...]]:
+          options: dict[tuple[int, ...], dict[LinearPlan, float]], share: float) -> tuple[float, tuple[KeySet, ...]]:
     """The plans at ``N = n`` with each packed plan on the cheapest set of ``family`` it decrypts at (else its
-    own primes): their objective plus their keys, and the key sets with the elements their layers use."""
+    own primes): their objective plus ``share`` times their keys, and the key sets with the elements their
+    layers use."""
     total = 0.0
     used: dict[tuple[int, ...], set[int]] = {}
     keys: list[tuple[HEParams, tuple[int, ...]]] = []
@@ -164,7 +165,7 @@ def _part(n: int, family: tuple[tuple[int, ...], ...], at_n: list[LinearPlan], w
             keys.append((p.he.key_params, elements[p]))
     sets = tuple(KeySet(n, primes, tuple(sorted(used[primes]))) for primes in family if primes in used)
     keys += [(ks.params(1).key_params, ks.elements) for ks in sets]
-    return total + _keys(keys), sets
+    return total + share * _keys(keys), sets
 
 
 def _keys(groups: Sequence[tuple[HEParams, tuple[int, ...]]]) -> int:
@@ -187,12 +188,13 @@ def share_keys(config: EngineConfig, calls: Sequence[LinearCall], counts: Sequen
     plain = KeyPlan(config, tuple(calls), (), base_layers, base_keys, base_layers, base_keys)
     if not _shares(planner):
         return plain
-    best, best_obj = plain, base_obj + base_keys
+    share = planner.key_share  # type: ignore[attr-defined]
+    best, best_obj, limit = plain, base_obj + share * base_keys, base_layers + share * base_keys
     for _, sets in choose_key_sets(planner, plans, counts, max_sets=max_sets, tries=tries):
         shared = dataclasses.replace(planner, key_sets=sets)
         cfg = dataclasses.replace(config, mode=dataclasses.replace(config.mode, planner=shared))
         again = replan(cfg)
         layers, obj, keys = network_totals(shared, [c.plan for c in again], counts)
-        if layers + keys <= base_layers + base_keys and obj + keys < best_obj - 1e-6 * math.fabs(best_obj):
-            best, best_obj = KeyPlan(cfg, tuple(again), sets, layers, keys, base_layers, base_keys), obj + keys
+        if layers + share * keys <= limit and obj + share * keys < best_obj - 1e-9 * abs(best_obj):
+            best, best_obj = KeyPlan(cfg, tuple(again), sets, layers, keys, base_layers, base_keys), obj + share * keys
     return best
