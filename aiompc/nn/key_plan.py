@@ -16,14 +16,14 @@ per-layer search:
    flooding, so its statistical security is what was planned); for every family of at most ``max_sets`` sets per
    ``N`` (exhaustive: a handful of candidates), each packed plan takes the cheapest set it decrypts at (or keeps
    its own primes), and the family's total is the layers' objective (bytes + the planner's ``compute_rate`` ×
-   modelled compute, times how often each runs) plus the one-time keys (a public key per key set, a Galois key
-   per ``(key set, element)``);
+   modelled compute, times how often each runs) plus ``key_share`` times the one-time keys (a public key per key
+   set, a Galois key per ``(key set, element)``; ``key_share = 1``, the default: one inference per session);
 3. **re-plan** — the ``tries`` best families become planners with ``key_sets`` (each set with the Galois
    elements its layers use): every layer's search then also tries its packed layouts at those primes with the
    set's keys already paid, so layers that stayed unpacked may pack; the network is planned again
    (``replan``) and the exact totals are compared;
 4. **keep** the cheapest of the plain plans and the re-planned ones — by the objective, and never more bytes
-   (layers + keys) than the plain plans.
+   (layers + ``key_share`` × keys: with the default, the bytes of one inference) than the plain plans.
 
 Both parties run it on public data (shapes, widths, the planner) and get the same planner; the engine plans
 every layer with it (:mod:`aiompc.nn.stat_budget` hands it down in the inference's configuration), and the
@@ -60,8 +60,9 @@ Replan = Callable[[EngineConfig], "list[LinearCall]"]
 @dataclass(frozen=True)
 class KeyPlan:
     """The outcome of :func:`share_keys`: the configuration (its planner with ``key_sets``, or unchanged), the
-    calls planned with it, and the totals of one inference (bytes of the layers, one-time key bytes, and the
-    objective: bytes + ``compute_rate`` × modelled compute + keys) with and without the sets."""
+    calls planned with it, and the bytes of one inference's layers and the one-time key bytes, with the sets
+    (``layer_bytes``, ``key_bytes``) and without (``base_*``).  Bytes under the planner's frame label (within a
+    few bytes per message of the engine's)."""
 
     config: EngineConfig
     calls: tuple[LinearCall, ...]
@@ -181,7 +182,7 @@ def share_keys(config: EngineConfig, calls: Sequence[LinearCall], counts: Sequen
     """Shared key sets for the network whose HE layer ``calls`` (each run ``counts`` times per inference) were
     planned with ``config``'s planner; ``replan(config')`` plans the network again with another configuration
     (:func:`aiompc.nn.prepare.linear_calls`).  Returns the cheapest of the plain plans and the re-planned ones
-    (module docstring), never with more bytes (layers + keys) than the plain plans."""
+    (module docstring), never with more bytes (layers + ``key_share`` × keys) than the plain plans."""
     planner = config.mode.planner
     plans = [c.plan for c in calls]
     base_layers, base_obj, base_keys = network_totals(planner, plans, counts) if _shares(planner) else (0, 0.0, 0)

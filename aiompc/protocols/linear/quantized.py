@@ -40,6 +40,11 @@ ciphertext.  They are evaluated in the order of a lower bound of their key (uplo
 coefficient, every output and its share of ``c1`` at ``l + 1`` bits, the modelled compute at the fewest primes,
 then the key switches and Galois keys), while that bound is below the best key found.
 
+Key sets (``key_sets``, chosen for a whole network by :mod:`aiompc.nn.key_plan`): packed layouts are also
+planned at the primes of a shared key set of their ``N`` (primes that do not depend on ``l``; keys do not depend
+on ``t``), where the Galois keys of the set's elements are already paid; the unpacked pass does not depend on
+them and is cached apart.
+
 Search cost: a first pass with the default margin over every candidate (pruned by a lower bound of each
 candidate's bytes against the best found), then the best ``refine`` candidates (and Cheetah's) with every
 margin and with one or two flooding uniforms, then the packed candidates; 0.1 to 0.3 s for a ResNet-18 layer.  Results are cached per ``(planner, shape, l, weight_bits,
