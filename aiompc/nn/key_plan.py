@@ -74,7 +74,9 @@ class KeyPlan:
 
 
 def _shares(planner: object) -> bool:
-    return (hasattr(planner, "key_sets") and getattr(planner, "output_packing", False)
+    """Whether :func:`share_keys` chooses key sets for ``planner``: one with key sets but none yet (a planner
+    that has them was decided on already: its plans are kept as they are), output packing, and bytes minimised."""
+    return (getattr(planner, "key_sets", None) == () and getattr(planner, "output_packing", False)
             and getattr(planner, "bandwidth", None) is None)
 
 

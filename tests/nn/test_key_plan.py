@@ -86,6 +86,11 @@ def test_nothing_to_share_leaves_the_plans_alone() -> None:
     assert choose_key_sets(one_inference.mode.planner, [c.plan for c in calls], [1] * len(calls)) == []
     got = share_keys(one_inference, calls, [1] * len(calls), _calls)
     assert got.config is one_inference and got.key_sets == () and list(got.calls) == calls
+    config = _config(**AMORTISED)
+    shared = share_keys(config, _calls(config), [1] * len(calls), _calls)
+    assert shared.key_sets  # and a configuration that has its key sets keeps them (decided once)
+    again = share_keys(shared.config, list(shared.calls), [1] * len(calls), _calls)
+    assert again.config is shared.config and list(again.calls) == list(shared.calls)
     cheetah = engine_config("cheetah-int")  # planners without key sets are not touched
     got = share_keys(cheetah, calls, [1] * len(calls), _calls)
     assert got.config is cheetah and got.key_sets == ()
