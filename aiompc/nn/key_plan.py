@@ -45,7 +45,7 @@ from aiompc.crypto.he import HEParams
 from aiompc.errors import UndecryptableParameters
 from aiompc.nn.modes import EngineConfig
 from aiompc.protocols.linear.costs import galois_key_bytes, key_bytes
-from aiompc.protocols.linear.key_sets import KeySet, key_groups, shared_primes
+from aiompc.protocols.linear.key_sets import KeySet, session_key_bytes, shared_primes
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.plan import LinearPlan
 
@@ -88,8 +88,7 @@ def network_totals(planner: object, plans: Sequence[LinearPlan], counts: Sequenc
         cost = planner.cost(plan)  # type: ignore[attr-defined]
         layer_bytes += count * cost.total
         objective += count * _layer_objective(planner, cost)
-    keys = sum(key_bytes(kp) + galois_key_bytes(kp, tuple(sorted(els))) for kp, els in key_groups(plans).items())
-    return layer_bytes, objective, keys
+    return layer_bytes, objective, session_key_bytes(plans)
 
 
 def _layer_objective(planner: object, cost: object) -> float:
@@ -167,7 +166,7 @@ def _part(n: int, family: tuple[tuple[int, ...], ...], at_n: list[LinearPlan], w
             total += weight[p] * own[p]
             keys.append((p.he.key_params, elements[p]))
     sets = tuple(KeySet(n, primes, tuple(sorted(used[primes]))) for primes in family if primes in used)
-    keys += [(ks.params(1).key_params, ks.elements) for ks in sets]
+    keys += [(ks.key_params, ks.elements) for ks in sets]
     return total + share * _keys(keys), sets
 
 

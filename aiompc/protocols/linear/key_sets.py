@@ -52,8 +52,13 @@ class KeySet:
         return HEParams(self.n, self.primes, l)
 
     @property
+    def key_params(self) -> HEParams:
+        """The parameter set its keys are made and sent under (:attr:`~aiompc.crypto.he.HEParams.key_params`)."""
+        return self.params(1).key_params
+
+    @property
     def log2_q(self) -> float:
-        return self.params(1).log2_q
+        return self.key_params.log2_q
 
     def holds(self, params: HEParams) -> bool:
         """Whether ``params`` uses this set's keys (same ring and primes, any ``t``)."""
