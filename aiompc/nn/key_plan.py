@@ -23,7 +23,10 @@ per-layer search:
    set's keys already paid, so layers that stayed unpacked may pack; the network is planned again
    (``replan``) and the exact totals are compared;
 4. **keep** the cheapest of the plain plans and the re-planned ones — by the objective, and never more bytes
-   (layers + ``key_share`` × keys: with the default, the bytes of one inference) than the plain plans.
+   (layers + ``key_share`` × keys: with the default, the bytes of one inference) than the plain plans, nor more
+   than :data:`MAX_COMPUTE_GROWTH` more modelled compute: a re-plan that needs more (paid keys make packing look
+   cheap, and packing costs key switches) is tried again at a stricter ``compute_rate`` (:data:`RATE_STEPS`),
+   and the planner handed down carries the rate its plans were made at.
 
 Both parties run it on public data (shapes, widths, the planner) and get the same planner; the engine plans
 every layer with it (:mod:`aiompc.nn.stat_budget` hands it down in the inference's configuration), and the
@@ -52,7 +55,7 @@ from aiompc.protocols.linear.plan import LinearPlan
 if TYPE_CHECKING:
     from aiompc.nn.prepare import LinearCall
 
-__all__ = ["KeyPlan", "share_keys", "network_totals", "choose_key_sets"]
+__all__ = ["KeyPlan", "Totals", "share_keys", "network_totals", "choose_key_sets", "MAX_COMPUTE_GROWTH", "RATE_STEPS"]
 
 Replan = Callable[[EngineConfig], "list[LinearCall]"]
 
@@ -80,15 +83,28 @@ def _shares(planner: object) -> bool:
             and getattr(planner, "bandwidth", None) is None)
 
 
-def network_totals(planner: object, plans: Sequence[LinearPlan], counts: Sequence[int]) -> tuple[int, float, int]:
-    """``(layer bytes, layer objective, key bytes)`` of one inference of ``plans`` (each run ``counts`` times)
-    under ``planner``'s byte and compute model (its frame label) and one session's keys."""
-    layer_bytes, objective = 0, 0.0
+@dataclass(frozen=True)
+class Totals:
+    """One inference of a network's HE layers: bytes of the calls, the planner's objective of them (bytes +
+    ``compute_rate`` × modelled compute, keys excluded), the one-time key bytes and the modelled compute seconds
+    (both parties, :func:`~aiompc.protocols.linear.costs.compute_seconds`)."""
+
+    layer_bytes: int
+    objective: float
+    key_bytes: int
+    seconds: float
+
+
+def network_totals(planner: object, plans: Sequence[LinearPlan], counts: Sequence[int]) -> Totals:
+    """The :class:`Totals` of one inference of ``plans`` (each run ``counts`` times) under ``planner``'s byte and
+    compute model (its frame label) and one session's keys."""
+    layer_bytes, objective, seconds = 0, 0.0, 0.0
     for plan, count in zip(plans, counts):
         cost = planner.cost(plan)  # type: ignore[attr-defined]
         layer_bytes += count * cost.total
         objective += count * _layer_objective(planner, cost)
-    return layer_bytes, objective, session_key_bytes(plans)
+        seconds += count * (cost.server_seconds + cost.client_seconds)
+    return Totals(layer_bytes, objective, session_key_bytes(plans), seconds)
 
 
 def _layer_objective(planner: object, cost: object) -> float:
@@ -178,25 +194,46 @@ def _keys(groups: Sequence[tuple[HEParams, tuple[int, ...]]]) -> int:
     return sum(key_bytes(kp) + galois_key_bytes(kp, tuple(sorted(els))) for kp, els in merged.items())
 
 
+MAX_COMPUTE_GROWTH = 0.25
+"""How much more modelled HE compute (both parties) the shared plans may need than the plain ones: issue 19's
+time rule (ResNet-18's wall may grow by at most 25 %) applied to the HE layers alone, whose share of the wall is
+what grows (the non-linear layers are unchanged)."""
+RATE_STEPS = (1.0, 1.5, 2.0, 4.0)
+"""Multiples of the planner's ``compute_rate`` a re-plan tries, in order, until it meets
+:data:`MAX_COMPUTE_GROWTH`: with keys paid, packing looks cheaper, and a stricter rate keeps the compute-hungry
+packings out."""
+
+
 def share_keys(config: EngineConfig, calls: Sequence[LinearCall], counts: Sequence[int], replan: Replan, *,
-               max_sets: int = 3, tries: int = 2) -> KeyPlan:
+               max_sets: int = 3, tries: int = 2, max_compute_growth: float = MAX_COMPUTE_GROWTH,
+               rate_steps: Sequence[float] = RATE_STEPS) -> KeyPlan:
     """Shared key sets for the network whose HE layer ``calls`` (each run ``counts`` times per inference) were
     planned with ``config``'s planner; ``replan(config')`` plans the network again with another configuration
     (:func:`aiompc.nn.prepare.linear_calls`).  Returns the cheapest of the plain plans and the re-planned ones
-    (module docstring), never with more bytes (layers + ``key_share`` × keys) than the plain plans."""
+    (module docstring; by the planner's objective at its own ``compute_rate``), never with more bytes (layers +
+    ``key_share`` × keys) than the plain plans nor more than ``1 + max_compute_growth`` times their modelled
+    compute.  Each family is re-planned at the ``compute_rate`` multiples of ``rate_steps`` in turn until one
+    meets the compute bound (the returned planner carries that rate)."""
     planner = config.mode.planner
-    plans = [c.plan for c in calls]
-    base_layers, base_obj, base_keys = network_totals(planner, plans, counts) if _shares(planner) else (0, 0.0, 0)
-    plain = KeyPlan(config, tuple(calls), (), base_layers, base_keys, base_layers, base_keys)
     if not _shares(planner):
-        return plain
-    share = planner.key_share  # type: ignore[attr-defined]
-    best, best_obj, limit = plain, base_obj + share * base_keys, base_layers + share * base_keys
+        return KeyPlan(config, tuple(calls), (), 0, 0, 0, 0)
+    plans = [c.plan for c in calls]
+    base = network_totals(planner, plans, counts)
+    plain = KeyPlan(config, tuple(calls), (), base.layer_bytes, base.key_bytes, base.layer_bytes, base.key_bytes)
+    share, rate = planner.key_share, planner.compute_rate  # type: ignore[attr-defined]
+    best, best_obj = plain, base.objective + share * base.key_bytes
+    limit, slowest = base.layer_bytes + share * base.key_bytes, base.seconds * (1 + max_compute_growth)
     for _, sets in choose_key_sets(planner, plans, counts, max_sets=max_sets, tries=tries):
-        shared = dataclasses.replace(planner, key_sets=sets)
-        cfg = dataclasses.replace(config, mode=dataclasses.replace(config.mode, planner=shared))
-        again = replan(cfg)
-        layers, obj, keys = network_totals(shared, [c.plan for c in again], counts)
-        if layers + share * keys <= limit and obj + share * keys < best_obj - 1e-9 * abs(best_obj):
-            best, best_obj = KeyPlan(cfg, tuple(again), sets, layers, keys, base_layers, base_keys), obj + share * keys
+        for step in rate_steps:
+            shared = dataclasses.replace(planner, key_sets=sets, compute_rate=rate * step)
+            cfg = dataclasses.replace(config, mode=dataclasses.replace(config.mode, planner=shared))
+            again = replan(cfg)
+            got = network_totals(dataclasses.replace(shared, compute_rate=rate), [c.plan for c in again], counts)
+            if got.seconds > slowest:
+                continue  # too much compute: try a stricter rate
+            obj = got.objective + share * got.key_bytes
+            if got.layer_bytes + share * got.key_bytes <= limit and obj < best_obj - 1e-9 * abs(best_obj):
+                best = KeyPlan(cfg, tuple(again), sets, got.layer_bytes, got.key_bytes, base.layer_bytes, base.key_bytes)
+                best_obj = obj
+            break
     return best
