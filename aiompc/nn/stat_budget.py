@@ -20,6 +20,9 @@ project's 40 bits cover is the mode's :attr:`~aiompc.nn.modes.Mode.stat_scope`:
   the HE literature state it: Cheetah's ``q ~ 2^109`` at ``N = 4096`` with ``l = 37`` has no room for more
   (ResNet-18 would need ~53 bits per ciphertext; its widest layers reach 40 only with a two-uniform flood).
 
+Each pass also chooses the network's shared key sets (:mod:`aiompc.nn.key_plan`): the planner handed down in
+the returned configuration may carry ``key_sets`` (and the ``compute_rate`` its plans were made at).
+
 Both parties derive the same plans from public data only — the graph's metadata, the session's
 :class:`~aiompc.nn.modes.EngineConfig` (agreed in the handshake) and the batch — and :func:`agree_on_plans`
 exchanges a digest of them before the first layer, so a mismatch (different code or options) is a
