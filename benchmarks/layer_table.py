@@ -54,6 +54,7 @@ def layer_rows(network: str, mode: str = "quantized") -> list[dict[str, Any]]:
     from aiompc.nn.bench import engine_config, load_bench_model
     from aiompc.nn.prepare import linear_calls
     from aiompc.protocols.linear.costs import plan_cost
+    from aiompc.protocols.linear.key_sets import key_groups, session_key_bytes
     from aiompc.transports.tcp import FRAME_OVERHEAD
 
     def overhead(size: int, direction: str) -> int:  # the bench's loopback TCP: an 8-byte length prefix
@@ -61,6 +62,7 @@ def layer_rows(network: str, mode: str = "quantized") -> list[dict[str, Any]]:
 
     model = load_bench_model(network)
     calls = linear_calls(model.graph(mode), engine_config(mode))
+    keys = session_key_bytes((c.plan for c in calls), overhead)
     rows = []
     for call in calls:
         p, lay = call.plan, call.plan.layout
@@ -79,6 +81,11 @@ def layer_rows(network: str, mode: str = "quantized") -> list[dict[str, Any]]:
             "floor_at_q": (n_in * p.he.log2_q + n_out * (p.output.bits0 + p.output.bits1)) / 8,
             "floor_encoding": (n_in * (p.l + ENCODING_FLOOR_BITS) + n_out * 2 * (p.out_bits + 1)) / 8,
         })
+    # the one-time keys of the whole network (a public key per key set, a Galois key per (key set, element)),
+    # on the first row so that the rows stay one per layer
+    if rows:
+        rows[0]["session_keys"] = keys
+        rows[0]["key_sets"] = len(key_groups(c.plan for c in calls))
     return rows
 
 
@@ -86,6 +93,8 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("upload", "download", "raw_bytes", "floor_at_q", "floor_encoding", "cpu_model")
     out = {k: float(sum(r[k] for r in rows)) for k in keys}
     out["total"] = out["upload"] + out["download"]
+    out["keys"] = float(sum(r.get("session_keys", 0) for r in rows))
+    out["key_sets"] = float(sum(r.get("key_sets", 0) for r in rows))
     return out
 
 
@@ -106,6 +115,9 @@ def markdown(network: str, mode: str, rows: list[dict[str, Any]]) -> str:
     lines += ["", f"Totals: upload {t['upload'] / MIB:.2f} MiB, download {t['download'] / MIB:.2f} MiB, "
               f"**linear {t['total'] / MIB:.2f} MiB**; raw share bits {t['raw_bytes'] / MIB:.2f} MiB "
               f"({t['total'] / t['raw_bytes']:.1f}×); modelled CPU {t['cpu_model']:.1f} s (both parties).",
+              f"One-time HE keys (once per session: {t['key_sets']:.0f} key sets, public and Galois keys): "
+              f"{t['keys'] / MIB:.2f} MiB; **linear + keys, one inference: {(t['total'] + t['keys']) / MIB:.2f} MiB**; "
+              f"each further inference of the session: {t['total'] / MIB:.2f} MiB.",
               f"Floors: one value per upload coefficient and every output packed at these q: "
               f"{t['floor_at_q'] / MIB:.2f} MiB; of the encoding (log2 q = l + {ENCODING_FLOOR_BITS}, "
               f"c0 = c1 = l + 1 bits): {t['floor_encoding'] / MIB:.2f} MiB."]

@@ -25,8 +25,8 @@ from aiompc.nn.bench import load_bench_model
 from aiompc.nn.ir import Linear
 from aiompc.nn.modes import engine_config
 from aiompc.nn.stat_budget import InferencePlan, plan_inference
-from aiompc.protocols.linear.costs import galois_key_bytes, key_bytes, plan_cost
-from aiompc.protocols.linear.packed import layout_elements
+from aiompc.protocols.linear.costs import plan_cost
+from aiompc.protocols.linear.key_sets import session_key_bytes
 
 MIB = 2**20
 
@@ -38,14 +38,7 @@ def model_bytes(graph: Any, inference: InferencePlan) -> tuple[int, int]:
     for call, count in zip(inference.calls, inference.counts):
         label = f"b0/{call.node}" if call.node in fc else f"b0/{call.node}/b0"
         linear += count * plan_cost(call.plan, label).total  # b0..b9: equal label lengths for batch <= 10
-    params = {c.plan.he for c in inference.calls}
-    keys = sum(key_bytes(p) for p in params)
-    galois: dict[Any, set[int]] = {}
-    for c in inference.calls:
-        if c.plan.output_packing:
-            galois.setdefault(c.plan.he, set()).update(layout_elements(c.plan.layout))
-    keys += sum(galois_key_bytes(p, tuple(sorted(g))) for p, g in galois.items())
-    return linear, keys
+    return linear, session_key_bytes(c.plan for c in inference.calls)  # a key set per (N, primes), any l
 
 
 def row(name: str, mode: str, scope: str | None, batch: int) -> dict[str, Any]:

@@ -33,7 +33,7 @@ statistics)::
     {"model", "mode", "network",
      "layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds", "ring", "samples", "elements"
                  [, "relus_kept", "relus"]}],
-     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds",
+     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "key_bytes", "rounds", "seconds",
                "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one), "relus_kept", "relus"},
      "graph", "planner", "ot", "exact", "stat_scope", "samples", "check", "machine", "code", "relu_budget",
      "prepare": {"server", "client"} (two processes) or {"both"} (one), "peak_rss": {"server", "client"} (two)}
@@ -329,7 +329,8 @@ def run_bench(
                     print(f"{model.name} {mode:<11} {link:<4} ot={res['ot']:<6} planner={res['planner']} "
                           f"{_requant(res['exact'])}: "
                           f"{(t['bytes_c2s'] + t['bytes_s2c']) / _MIB:9.2f} MiB "
-                          f"(linear {t['linear_bytes'] / _MIB:.2f}, non-linear {t['nonlinear_bytes'] / _MIB:.2f}), "
+                          f"(linear {t['linear_bytes'] / _MIB:.2f}, non-linear {t['nonlinear_bytes'] / _MIB:.2f}, "
+                          f"HE keys {t.get('key_bytes', 0) / _MIB:.2f} once per session), "
                           f"{t['seconds']:.2f} s wall, {_cpu(t)}; once per model: {_prepare_cell(res)}; "
                           f"peak RSS server / client {_rss_cell(res)} MiB", file=log, flush=True)
     return results
@@ -377,6 +378,15 @@ def _setup_bytes(run: dict[str, Any]) -> int:
     session and HE parameter set), the request and the output reveal."""
     t = run["total"]
     return max(0, _total_bytes(run) - t["linear_bytes"] - t["nonlinear_bytes"])
+
+
+def _key_cells(run: dict[str, Any]) -> str:
+    """``keys | after setup``: the HE key bytes (once per session and key set) and the total without them (what
+    each further inference of a session costs), MiB; ``–`` for runs recorded before keys were counted."""
+    keys = run["total"].get("key_bytes")
+    if keys is None:
+        return "– | –"
+    return f"{keys / _MIB:.2f} | {(_total_bytes(run) - keys) / _MIB:.2f}"
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -444,9 +454,9 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
     (``per_layer``) one table per run."""
     lines = [
         ("| model | mode | network | planner | OT | requant | MiB c→s | MiB s→c | MiB total | linear MiB "
-         "| non-linear MiB | (offline OT) | setup + output MiB | rounds | seconds | CPU s | logits vs reference "
-         "| once per model: server s | peak RSS MiB server / client |"),
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+         "| non-linear MiB | (offline OT) | setup + output MiB | (HE keys) | MiB per inference after setup "
+         "| rounds | seconds | CPU s | logits vs reference | once per model: server s | peak RSS MiB server / client |"),
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in results:
         t = r["total"]
@@ -455,7 +465,7 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
             f"| {t['bytes_c2s'] / _MIB:.2f} "
             f"| {t['bytes_s2c'] / _MIB:.2f} | {_total_bytes(r) / _MIB:.2f} | {t['linear_bytes'] / _MIB:.2f} "
             f"| {t['nonlinear_bytes'] / _MIB:.2f} | {t['offline_bytes'] / _MIB:.2f} | {_setup_bytes(r) / _MIB:.2f} "
-            f"| {t['rounds']} | {t['seconds']:.2f} | {_cpu_cell(t)} | {describe_check(r.get('check', {}))} "
+            f"| {_key_cells(r)} | {t['rounds']} | {t['seconds']:.2f} | {_cpu_cell(t)} | {describe_check(r.get('check', {}))} "
             f"| {_prepare_cell(r)} | {_rss_cell(r)} |"
         )
     ratios = bench_ratios(results)

@@ -3,14 +3,16 @@
 The layout is shared by ``aiompc run --json`` and ``aiompc bench``::
 
     {"layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"[, "relus_kept", "relus"]}, ...],
-     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes",
+     "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "key_bytes",
                "rounds", "seconds"}}
 
 Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = what it received), framing
 included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (by each node's protocol kind in
 :data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`, plus the argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
 non-linear layers); the remaining bytes of the total are the handshake, the HE keys, the plan digests
-(:func:`aiompc.nn.stat_budget.agree_on_plans`) and the output reveal.  A layer that
+(:func:`aiompc.nn.stat_budget.agree_on_plans`) and the output reveal.  ``key_bytes`` is the HE key part of them
+(labels ``he-keys`` and ``he-galois``: public and Galois keys, sent once per session and key set, so a session
+serving many inferences pays them once: ``total − key_bytes`` is the per-inference cost after that setup).  A layer that
 evaluates ReLUs also gives ``relus_kept`` / ``relus``: the ReLUs it keeps and its ReLU positions per inference
 (:func:`aiompc.nn.relu_budget.relu_counts`; a partial ReLU of a ReLU-reduced network keeps only some).
 """
@@ -23,6 +25,7 @@ from aiompc.channel import Stats
 from aiompc.nn.ir import QGraph
 from aiompc.nn.relu_budget import relu_counts
 from aiompc.nn.secure import LayerRecord
+from aiompc.protocols.linear.engine import GALOIS_LABEL, KEY_LABEL
 
 __all__ = ["layer_report", "format_table"]
 
@@ -64,6 +67,7 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
         "linear_bytes": linear,
         "nonlinear_bytes": nonlinear + offline_bytes,
         "offline_bytes": offline_bytes,
+        "key_bytes": sum(st.bytes_sent + st.bytes_recv for st in (stats.select(KEY_LABEL), stats.select(GALOIS_LABEL))),
         "rounds": stats.rounds,
         "seconds": round(seconds, 6),
     }

@@ -24,6 +24,9 @@ project's 40 bits cover is the mode's :attr:`~aiompc.nn.modes.Mode.stat_scope`:
   the HE literature state it: Cheetah's ``q ~ 2^109`` at ``N = 4096`` with ``l = 37`` has no room for more
   (ResNet-18 would need ~47 bits per two-uniform result; its widest layers reach 40 only with a two-uniform flood).
 
+Each pass also chooses the network's shared key sets (:mod:`aiompc.nn.key_plan`): the planner handed down in
+the returned configuration may carry ``key_sets`` (and the ``compute_rate`` its plans were made at).
+
 Both parties derive the same plans from public data only — the graph's metadata, the session's
 :class:`~aiompc.nn.modes.EngineConfig` (agreed in the handshake) and the batch — and :func:`agree_on_plans`
 exchanges a digest of them before the first layer, so a mismatch (different code or options) is a
@@ -45,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from aiompc.errors import InputError, InsecureParameters, ProtocolError, UndecryptableParameters
 from aiompc.nn.ir import Linear, QGraph
+from aiompc.nn.key_plan import share_keys
 from aiompc.nn.modes import EngineConfig
 from aiompc.party import Party
 from aiompc.protocols.linear.plan import STAT_BITS, FloodLevels, Planner
@@ -159,6 +163,11 @@ def _assess(graph: QGraph, config: EngineConfig, batch: int, levels: FloodLevels
     from aiompc.nn.prepare import linear_calls  # it plans through this module by default
 
     calls = linear_calls(graph, config, batch=batch, budget=False)
+    counted = counted_calls(graph, calls, batch)
+    # the network's shared key sets (aiompc.nn.key_plan): config's planner may come back with key_sets
+    shared = share_keys(config, calls, [count for _, count in counted],
+                        lambda cfg: linear_calls(graph, cfg, batch=batch, budget=False))
+    config, calls = shared.config, list(shared.calls)
     counted = counted_calls(graph, calls, batch)
     results = sum(count * result_ciphertexts(plan) for plan, count in counted)
     weakest = min((plan.stat_security for plan, _ in counted), default=math.inf)

@@ -26,7 +26,8 @@ from aiompc.transports.shaped import LAN, WAN, ShapedTransport
 
 RUN_KEYS = {"model", "mode", "network", "layers", "total"}
 LAYER_KEYS = {"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"}
-TOTAL_KEYS = {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "rounds", "seconds"}
+TOTAL_KEYS = {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "key_bytes", "rounds",
+              "seconds"}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,8 @@ def test_json_layout(bench_outputs: tuple[list[dict], str, Path]) -> None:
         # layer rows and the linear / non-linear split come from the same channel statistics as the total
         layer_bytes = sum(row["bytes_c2s"] + row["bytes_s2c"] for row in r["layers"])
         assert layer_bytes + t["offline_bytes"] <= t["bytes_c2s"] + t["bytes_s2c"]
-        assert t["linear_bytes"] + t["nonlinear_bytes"] <= t["bytes_c2s"] + t["bytes_s2c"]
+        assert t["linear_bytes"] + t["nonlinear_bytes"] + t["key_bytes"] <= t["bytes_c2s"] + t["bytes_s2c"]
+        assert t["key_bytes"] > 0  # at least one public key (and Galois keys where a layer packs its outputs)
         assert t["linear_bytes"] == sum(row["bytes_c2s"] + row["bytes_s2c"] for row in r["layers"]
                                         if row["op"] in ("conv", "linear", "affine"))
     # the ring widths differ: the cheetah baseline runs every layer on 37 bits, the quantized mode narrower

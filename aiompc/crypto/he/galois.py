@@ -197,10 +197,17 @@ class GaloisKeys:
 
 @dataclass(frozen=True, eq=False)
 class GaloisKeyRing:
-    """Galois keys for several elements gathered from separately sent :class:`GaloisKeys` (same parameters)."""
+    """Galois keys for several elements gathered from separately sent :class:`GaloisKeys` (same ring, primes
+    and σ as ``params``; the parts may carry another ``t``, e.g. :attr:`HEParams.key_params`: keys do not
+    depend on it)."""
 
     params: HEParams
     parts: tuple[GaloisKeys, ...]
+
+    def __post_init__(self) -> None:
+        for part in self.parts:
+            if part.params.key_fingerprint != self.params.key_fingerprint:
+                raise InputError("Galois keys of a ring must share the ring's primes")
 
     @property
     def elements(self) -> tuple[int, ...]:
@@ -252,7 +259,7 @@ def key_switch_automorphism(ct: Ciphertext, g: int, keys: GaloisKeys | GaloisKey
     ``add``.  Adds ``Σ_i d_i·e_i`` to the noise (digits ``|d_i| <= p_i/2``).
     """
     params = ct.params
-    if keys.params != params:
+    if keys.params.key_fingerprint != params.key_fingerprint:  # keys do not depend on t (HEParams.key_params)
         raise InputError("Galois keys and ciphertext use different parameters")
     if ct.level != params.levels:
         raise InputError(f"key switching needs the top level {params.levels}, got {ct.level}")

@@ -53,6 +53,21 @@ class SecretKey:
     def __repr__(self) -> str:  # never show key material
         return f"SecretKey(<secret>, N={self.params.n})"
 
+    def at(self, params: HEParams) -> SecretKey:
+        """The same secret for ``params`` (another ``t`` over the same ring, primes and σ: a key does not depend
+        on ``t``, :attr:`HEParams.key_params`); shares the cached NTT forms, and is itself cached (one object per
+        ``params``).  :class:`InputError` if ``params``
+        has other primes."""
+        if params == self.params:
+            return self
+        _same_key(self.params, params)
+        out = self._cache.get(("at", params))
+        if out is not None:
+            return out
+        out = self._cache[("at", params)] = SecretKey(params, self.s)
+        object.__setattr__(out, "_cache", self._cache)  # the NTT forms depend on the primes only
+        return out
+
     def ntt(self, level: int | None = None) -> np.ndarray:
         """``ŝ`` for the first ``level`` primes, shape ``(level, N)``."""
         level = self.params.levels if level is None else level
@@ -84,6 +99,18 @@ class PublicKey:
     def level(self) -> int:
         return self.b.shape[0]
 
+    def at(self, params: HEParams) -> PublicKey:
+        """The same public key for ``params`` (another ``t`` over the same primes, see :meth:`SecretKey.at`)."""
+        if params == self.params:
+            return self
+        _same_key(self.params, params)
+        out = self._cache.get(("at", params))
+        if out is not None:
+            return out
+        out = self._cache[("at", params)] = PublicKey(params, self.b, self.seed)
+        object.__setattr__(out, "_cache", self._cache)
+        return out
+
     def ntt_pair(self, level: int) -> np.ndarray:
         """``(b̂, â)`` reduced to the first ``level`` primes, NTT form, shape ``(2, level, N)``."""
         if not 1 <= level <= self.level:
@@ -107,6 +134,11 @@ class PublicKey:
         from .serialize import load_public_key
 
         return load_public_key(params, data)
+
+
+def _same_key(have: HEParams, want: HEParams) -> None:
+    if have.key_fingerprint != want.key_fingerprint:
+        raise InputError(f"a key for {have.describe()} cannot serve {want.describe()}: other ring, primes or σ")
 
 
 def keygen(params: HEParams, prg: PRG) -> SecretKey:

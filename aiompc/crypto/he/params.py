@@ -49,6 +49,8 @@ MAX_PLAIN_BITS = 60
 #: Cheetah's published parameters: ring degree and fixed-point ring width.
 CHEETAH_RING_DEGREE = 4096
 CHEETAH_PLAIN_BITS = 37
+KEY_PLAIN_BITS = 1
+"""The ``l`` of :attr:`HEParams.key_params` (any fixed value would do: keys do not depend on ``t``)."""
 AUX_PRIME_COUNT = 3  # exact products of a c1 (< 2**62) by the secret need > 2·N·2**62 < 2**80
 
 
@@ -166,6 +168,20 @@ class HEParams:
         desc = f"aiompc-he/v1/{self.n}/{','.join(map(str, self.primes))}/{self.plain_bits}/{self.sigma!r}"
         return hashlib.sha256(desc.encode()).digest()[:8]
 
+    @property
+    def key_params(self) -> "HEParams":
+        """The parameter set the *keys* of ``self`` are made, sent and cached under: the same ring, primes and
+        σ with ``t`` fixed to ``2**KEY_PLAIN_BITS``.  No key depends on ``t`` (the secret is ternary, a public
+        key is ``(−a·s + e, a)``, a Galois key ``−a·s + e + g_i·σ_g(s)``; ``t`` only enters encoding and
+        decryption), so every ``l`` over the same primes shares one secret, one public key and one set of
+        Galois keys; their fingerprint (:attr:`key_fingerprint`) identifies ``(N, primes, σ)``."""
+        return _key_params(self.n, self.primes, self.sigma)
+
+    @property
+    def key_fingerprint(self) -> bytes:
+        """8 bytes identifying ``(N, primes, σ)``: what a key depends on (:attr:`key_params`)."""
+        return self.key_params.fingerprint
+
     def with_plain_bits(self, plain_bits: int) -> "HEParams":
         """The same ring, primes and error width with ``t = 2**plain_bits`` (e.g. the precision a client
         that drops low output bits decrypts at)."""
@@ -187,6 +203,11 @@ def _log2(x: int) -> float:
     if b <= 53:
         return math.log2(x)
     return b - 53 + math.log2(x >> (b - 53))
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_params(n: int, primes: tuple[int, ...], sigma: float) -> HEParams:
+    return HEParams(n, primes, KEY_PLAIN_BITS, sigma)
 
 
 @functools.cache

@@ -95,8 +95,9 @@ def frame_bytes(label: str, payload: int, overhead: Overhead | None = None, dire
 
 
 def key_bytes(params: HEParams, overhead: Overhead | None = None) -> int:
-    """The once-per-session public key message for ``params`` (label ``he-keys/<fingerprint>``)."""
-    return frame_bytes(f"he-keys/{params.fingerprint.hex()}", seeded_size(params, 1), overhead)
+    """The once-per-session public key message for ``params``' key set (label ``he-keys/<key fingerprint>``:
+    one per ``(N, primes, σ)``, whatever ``t``)."""
+    return frame_bytes(f"he-keys/{params.key_fingerprint.hex()}", seeded_size(params, 1), overhead)
 
 
 def output_counts(layout: Layout, unit: int) -> np.ndarray:
@@ -190,8 +191,9 @@ def _packed_download(layout: Layout, params: HEParams, output: OutputPlan, label
 
 def galois_key_bytes(params: HEParams, elements: tuple[int, ...], overhead: Overhead | None = None) -> int:
     """The once-per-session Galois keys of output packing for ``elements`` of ``params`` (one message per
-    element, label ``he-galois/<fingerprint>/<g>``): ``L`` seeded polynomials of ``N·⌈log2 q⌉`` bits each."""
-    fp = params.fingerprint.hex()
+    element, label ``he-galois/<key fingerprint>/<g>``, one per key set ``(N, primes, σ)``): ``L`` seeded
+    polynomials of ``N·⌈log2 q⌉`` bits each."""
+    fp = params.key_fingerprint.hex()
     return sum(frame_bytes(f"he-galois/{fp}/{g}", seeded_size(params, params.levels), overhead) for g in elements)
 
 

@@ -2,7 +2,9 @@
 
 Roles: the client holds the HE secret key (generated once per session and cached in ``party.state``); the
 server holds the weights and only ever sees the client's ciphertexts and a public key (an encryption of
-zero, sent once per session per parameter set on label ``"he-keys/<fingerprint>"``).
+zero, sent once per session per key set on label ``"he-keys/<key fingerprint>"``).  A key set is ``(N, primes,
+σ)`` (:attr:`~aiompc.crypto.he.HEParams.key_params`): no key depends on ``t``, so layers of different ``l``
+over the same primes share one secret, one public key and one set of Galois keys.
 
 Flow of one call (label ``L``; unit ``u`` of the layout uses label ``f"{L}/tile{u}"``):
 
@@ -108,11 +110,11 @@ REFRESH_CHUNK = 64
 
 async def _once_per_session(party: Party, params: HEParams, make: Callable[[], Awaitable[T]],
                             store: str = "he_keys", key: bytes | None = None) -> T:
-    """``await make()`` once per session and parameter set (and ``key``, if given); concurrent callers share the
-    result.  On failure every waiting caller gets the error and the next call tries again (nothing half-made
-    stays cached)."""
+    """``await make()`` once per session and key set (``params``' ring, primes and σ, whatever its ``t``; and
+    ``key``, if given); concurrent callers share the result.  On failure every waiting caller gets the error and
+    the next call tries again (nothing half-made stays cached)."""
     cache: dict[bytes, asyncio.Future[Any]] = party.state.setdefault(store, {})
-    slot = params.fingerprint if key is None else params.fingerprint + key
+    slot = params.key_fingerprint if key is None else params.key_fingerprint + key
     fut = cache.get(slot)
     if fut is None:
         fut = cache[slot] = asyncio.get_running_loop().create_future()
@@ -127,36 +129,39 @@ async def _once_per_session(party: Party, params: HEParams, make: Callable[[], A
 
 
 async def client_key(party: Party, params: HEParams) -> SecretKey:
-    """The session's secret key for ``params`` (created, and its public key sent, on first use)."""
+    """The session's secret key for ``params`` (created under ``params.key_params``, and its public key sent,
+    on first use for that key set; returned bound to ``params``' ``t``)."""
+    keyed = params.key_params
 
     async def make() -> SecretKey:
-        sk = keygen(params, party.rng)
+        sk = keygen(keyed, party.rng)
         pk = public_key(sk, party.rng)
-        await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").send_bytes(pk.to_bytes())
+        await party.sub(f"{KEY_LABEL}/{keyed.fingerprint.hex()}").send_bytes(pk.to_bytes())
         return sk
 
-    return await _once_per_session(party, params, make)
+    return (await _once_per_session(party, params, make)).at(params)
 
 
 async def server_key(party: Party, params: HEParams) -> PublicKey:
-    """The client's public key for ``params`` (received on first use, then cached for the session)."""
+    """The client's public key for ``params``' key set (received on first use, then cached for the session)."""
+    keyed = params.key_params
 
     async def make() -> PublicKey:
-        data = await party.sub(f"{KEY_LABEL}/{params.fingerprint.hex()}").recv_bytes()
-        return PublicKey.from_bytes(params, data)
+        data = await party.sub(f"{KEY_LABEL}/{keyed.fingerprint.hex()}").recv_bytes()
+        return PublicKey.from_bytes(keyed, data)
 
-    return await _once_per_session(party, params, make)
+    return (await _once_per_session(party, params, make)).at(params)
 
 
 def galois_label(params: HEParams, g: int) -> str:
-    """The label of the Galois key for element ``g`` of ``params``: ``"he-galois/<fingerprint>/<g>"``."""
-    return f"{GALOIS_LABEL}/{params.fingerprint.hex()}/{g}"
+    """The label of the Galois key for element ``g`` of ``params``' key set: ``"he-galois/<key fingerprint>/<g>"``."""
+    return f"{GALOIS_LABEL}/{params.key_fingerprint.hex()}/{g}"
 
 
 async def client_galois_keys(party: Party, params: HEParams, elements: tuple[int, ...]) -> None:
-    """Send the Galois keys of output packing for ``elements`` of ``params``, each once per session and
-    parameter set (setup bytes: ``L·N·⌈log2 q⌉`` bits plus a seed per element)."""
-    sk = await client_key(party, params)
+    """Send the Galois keys of output packing for ``elements`` of ``params``, each once per session and key set
+    (setup bytes: ``L·N·⌈log2 q⌉`` bits plus a seed per element; made under ``params.key_params``)."""
+    sk = (await client_key(party, params)).at(params.key_params)
 
     async def send(g: int) -> None:
         async def make() -> bool:
@@ -175,7 +180,7 @@ async def server_galois_keys(party: Party, params: HEParams, elements: tuple[int
     async def get(g: int) -> GaloisKeys:
         async def make() -> GaloisKeys:
             data = await party.sub(galois_label(params, g)).recv_bytes()
-            return await party.compute(GaloisKeys.from_bytes, params, (g,), data)
+            return await party.compute(GaloisKeys.from_bytes, params.key_params, (g,), data)
 
         return await _once_per_session(party, params, make, "he_galois", g.to_bytes(4, "little"))
 

@@ -40,6 +40,11 @@ ciphertext.  They are evaluated in the order of a lower bound of their key (uplo
 coefficient, every output and its share of ``c1`` at ``l + 1`` bits, the modelled compute at the fewest primes,
 then the key switches and Galois keys), while that bound is below the best key found.
 
+Key sets (``key_sets``, chosen for a whole network by :mod:`aiompc.nn.key_plan`): packed layouts are also
+planned at the primes of a shared key set of their ``N`` (primes that do not depend on ``l``; keys do not depend
+on ``t``), where the Galois keys of the set's elements are already paid; the unpacked pass does not depend on
+them and is cached apart.
+
 Search cost: a first pass with the default margin over every candidate (flooded with one uniform, or with two
 under a per-inference budget whose two-uniform level is lower: :class:`~aiompc.protocols.linear.plan.FloodLevels`;
 pruned by a lower bound of each
@@ -65,6 +70,7 @@ from aiompc.crypto.he.packing import packing_noise
 from aiompc.protocols.linear.costs import COMPUTE, LayerCost, compute_seconds, galois_key_bytes, packing_switches, wire_cost
 from aiompc.protocols.linear.im2col import Im2colLayout, im2col_shape
 from aiompc.protocols.linear.interleaved import interleaved_tilings
+from aiompc.protocols.linear.key_sets import KeySet, uncovered
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.kronecker import KroneckerConvLayout, packed_shape, packed_weight_bits
 from aiompc.protocols.linear.layouts import ConvLayout, Layout, MatmulLayout
@@ -140,6 +146,12 @@ def _params(n: int, need_eighths: int, l: int) -> HEParams:
 
 
 @functools.lru_cache(maxsize=4096)
+def _params_with(n: int, primes: tuple[int, ...], l: int) -> HEParams:
+    """Given primes (a key set's) with ``t = 2^l``."""
+    return HEParams(n, primes, l)
+
+
+@functools.lru_cache(maxsize=4096)
 def _params_at(params: HEParams, plain_bits: int) -> HEParams:
     """The same ring and primes with ``t = 2^plain_bits`` (the client's decryption precision)."""
     return params.with_plain_bits(plain_bits)
@@ -171,6 +183,11 @@ class QuantizedPlanner:
     is charged ``key_share`` times its one-time Galois key bytes (1: the keys serve this one call — the
     one-inference view; a session serving many inferences may set less).
 
+    Key sets (:mod:`aiompc.protocols.linear.key_sets`; chosen for a whole network by
+    :mod:`aiompc.nn.key_plan`): every packed layout is also tried at the primes of each ``key_sets`` entry at its
+    ``N`` whose ``q`` is above the layout's need, where the Galois keys of the set's elements are already paid
+    (not charged); the cheaper plan is kept.
+
     Compute: every candidate is charged ``compute_rate`` bytes per modelled CPU second of both parties
     (:func:`~aiompc.protocols.linear.costs.compute_seconds`: weight preparation, absorbing, products,
     finishing, and output packing's re-randomisation and key switches), so a layout must save at least that
@@ -195,6 +212,7 @@ class QuantizedPlanner:
     key_share: float = 1.0
     compute_rate: float = 0.8e6
     levels: FloodLevels | None = None
+    key_sets: tuple[KeySet, ...] = ()
     name: ClassVar[str] = "quantized"
 
     @property
@@ -255,11 +273,14 @@ class QuantizedPlanner:
         return (cost.seconds(self.bandwidth, self.rtt) + self.key_share * cost.setup / self.bandwidth, cost.total)
 
     def evaluate_packed(self, layout: Layout, l: int, weight_bits: int, margin: float = _DEFAULT_MARGIN,
-                        out_shift: int = 0, flood_terms: int | None = None) -> Candidate | None:
+                        out_shift: int = 0, flood_terms: int | None = None, primes: tuple[int, ...] | None = None
+                        ) -> Candidate | None:
         """The plan of ``layout`` with its results packed: the smallest ``q`` above the packed pipeline's need
         (visible = the largest packed group, plus the key-switching noise, which depends on ``q``'s primes:
-        re-derived until stable) and its cost; ``None`` when nothing decrypts at that ``N``.  ``flood_terms``:
-        the flood's uniforms (``None``: :attr:`FloodLevels.first_terms`), at their level."""
+        re-derived until stable) and its cost, or the plan at a key set's primes (:attr:`key_sets`) when that
+        is cheaper; with ``primes``, the plan at exactly those primes (``margin`` unused).  ``None`` when nothing
+        decrypts at that ``N``.  ``flood_terms``: the flood's uniforms (``None``: :attr:`FloodLevels.first_terms`),
+        at their level."""
         n = layout.n
         if n not in SECURITY_TABLE:
             return None
@@ -269,6 +290,37 @@ class QuantizedPlanner:
             pipeline = replace(self._pipeline(layout, weight_bits, flood_terms), visible=count)
         except InputError:
             return None
+        if primes is not None:
+            return self._packed_at(layout, l, weight_bits, out_shift, pipeline, primes)
+        best = None
+        for ks in self.key_sets:
+            if ks.n == n:
+                cand = self._packed_at(layout, l, weight_bits, out_shift, pipeline, ks.primes)
+                if cand is not None and (best is None or self.key(cand.cost) < self.key(best.cost)):
+                    best = cand
+        own = self._packed_own(layout, l, weight_bits, margin, out_shift, pipeline)
+        if own is not None and (best is None or self.key(own.cost) < self.key(best.cost)):
+            best = own
+        return best
+
+    def _packed_at(self, layout: Layout, l: int, weight_bits: int, out_shift: int, pipeline: ServerPipeline,
+                   primes: tuple[int, ...]) -> Candidate | None:
+        """``layout`` packed at exactly ``primes`` (the key-switching noise of those primes), if it decrypts."""
+        try:
+            params = _params_with(layout.n, primes, l)
+        except ParameterError:
+            return None
+        pipeline = replace(pipeline, packing_noise=packing_noise(params, packed_leaves(layout)))
+        output = _output(_params_at(params, l - out_shift), pipeline)
+        if output is None:
+            return None
+        plan = LinearPlan(layout, params, pipeline, output, weight_bits, "quantized", self.chunk, out_shift, True)
+        return Candidate(plan, self.cost(plan), _DEFAULT_MARGIN)
+
+    def _packed_own(self, layout: Layout, l: int, weight_bits: int, margin: float, out_shift: int,
+                    pipeline: ServerPipeline) -> Candidate | None:
+        """``layout`` packed at the smallest ``q`` of its own above the need plus ``margin`` bits."""
+        n, dec = layout.n, l - out_shift
         for _ in range(4):
             try:
                 need = min_modulus_bits(n, dec, pipeline, margin)
@@ -349,6 +401,7 @@ class QuantizedPlanner:
         if self.bandwidth is not None:
             return 0.0
         n = layout.n
+        paid = any(ks.n == n for ks in self.key_sets)  # keys may be free at a key set's primes
         need = l + self.flood_levels.lowest + 1
         levels = -(-need // MAX_PRIME_BITS)
         cts_in, cts_out = layout.units * layout.inputs, layout.units * layout.outputs
@@ -359,7 +412,8 @@ class QuantizedPlanner:
         keys = 0.0
         if switches:  # the key switches and Galois keys (dearer to count)
             server += n * levels * levels * packing_switches(layout)[0] * COMPUTE["keyswitch"]
-            keys = len(layout_elements(layout)) * levels * n * need / 8  # L polynomials of log2 q bits each
+            if not paid:
+                keys = len(layout_elements(layout)) * levels * n * need / 8  # L polynomials of log2 q bits each
         return low + self.key_share * keys + self.compute_rate * (server + cts_in * n * levels * COMPUTE["encrypt"])
 
     def cost(self, plan: LinearPlan) -> LayerCost:
@@ -370,7 +424,7 @@ class QuantizedPlanner:
         if not packing:
             return LayerCost(up, down, m_up, m_down, server, client)
         plain, _ = compute_seconds(plan.layout, plan.he)
-        setup = galois_key_bytes(plan.he, layout_elements(plan.layout))
+        setup = galois_key_bytes(plan.he, uncovered(self.key_sets, plan.he, layout_elements(plan.layout)))
         return LayerCost(up, down, m_up, m_down, server, client, setup, server - plain)
 
 
@@ -388,8 +442,10 @@ def _cheetah(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, 
 
 
 @functools.lru_cache(maxsize=1024)
-def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int,
-            pack: int = 1) -> SearchResult:
+def _unpacked_pass(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int, pack: int
+                   ) -> tuple[tuple[Candidate, ...], Candidate | None, tuple[Candidate, ...], int, int, int]:
+    """The first pass and its refinements (unpacked plans): ``(best first-pass candidates, Cheetah's rule,
+    every refined candidate, evaluated, considered, the plaintext weight bits)``."""
     first: list[Candidate] = []  # kept sorted, at most planner.refine long
     considered = evaluated = 0
     slot = l // pack
@@ -424,6 +480,19 @@ def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, o
                 refined.append(cand)
     if cheetah is not None:
         refined.append(cheetah)
+    return tuple(first), cheetah, tuple(refined), evaluated, considered, weight_bits
+
+
+@functools.lru_cache(maxsize=1024)
+def _search(planner: QuantizedPlanner, shape: Shape, l: int, weight_bits: int, out_shift: int,
+            pack: int = 1) -> SearchResult:
+    # the unpacked candidates do not depend on the key sets: searched (and cached) once without them
+    plain = replace(planner, key_sets=()) if planner.key_sets else planner
+    first, cheetah, done, evaluated, considered, weight_bits = _unpacked_pass(plain, shape, l, weight_bits, out_shift, pack)
+    pool = [c.plan.layout for c in first]
+    if cheetah is not None:
+        pool.append(cheetah.plan.layout)
+    refined = list(done)
     if planner.output_packing and pack == 1:
         # branch and bound: candidates in the order of a lower bound of their key, evaluated while that bound
         # is below the best key found (among the plans within Cheetah's bytes, the only ones that can be chosen)

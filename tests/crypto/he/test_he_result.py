@@ -19,10 +19,12 @@ from aiompc.crypto.he import (
     estimate,
     finalize,
     find_params,
+    min_modulus_bits,
     measure_noise,
     measure_result_noise,
     mul_plain,
     multiply_accumulate,
+    params_for_modulus,
     plan_output,
     rerandomize,
     select,
@@ -147,12 +149,21 @@ NOISE_CASES = [
     ("cheetah37", 255, 32, 4, 16, True),
     ("find8", 7, 25, 16, None, True),
     ("find16", 1000, 64, 3, 1024, False),
+    # primes chosen without regard to t (shared key sets, aiompc.nn.key_plan): q mod t is far from 1
+    ("balanced16", 1000, 64, 3, 1024, True),
+    ("balanced16", 1000, 64, 3, 1024, False),
 ]
 
 
 def _noise_params(name: str, pipe: ServerPipeline):
     if name == "cheetah37":
         return cheetah(37)
+    if name.startswith("balanced"):
+        l = int(name[8:])
+        need = min_modulus_bits(4096, l, pipe)
+        params = params_for_modulus(4096, need, l, unit_rho=False)
+        assert params.rho != 1 and params.rho.bit_length() > l // 2  # the worst case is ρ-independent
+        return params
     return find_params(int(name[4:]), pipe)
 
 

@@ -102,11 +102,13 @@ def _interleaved_plan(shape: ConvShape, wb: int):
     return packed_plan(make_plan(lay, L, wb, he=cheetah_params(L)))
 
 
-@pytest.fixture(scope="module", params=["per-coefficient", "interleaved"])
+@pytest.fixture(scope="module", params=["per-coefficient", "interleaved", "shared-keys"])
 def packed_setting(request):
     """Two weight sets giving the same outputs (the input's channel 1 is zero); the packed reply of either.
     ``per-coefficient``: Cheetah's tiling, every output a leaf; ``interleaved``: whole ciphertexts on the
-    ``2^k`` lattice are the leaves (the layout the planner packs most)."""
+    ``2^k`` lattice are the leaves (the layout the planner packs most); ``shared-keys``: the same with the keys
+    made once for the primes (``HEParams.key_params``, another ``t``) and bound to the layer's ``t``, as a
+    network's shared key sets are (:mod:`aiompc.nn.key_plan`)."""
     rng = np.random.default_rng(9)
     if request.param == "per-coefficient":
         shape = ConvShape.make(2, 2, 2, 1, 3, padding=1)
@@ -122,9 +124,11 @@ def packed_setting(request):
     w2[:, 1] = rng.integers(-(1 << 7), 1 << 7, w2[:, 1].shape)
     assert np.array_equal(conv2d_ref(x, w1, shape, L), conv2d_ref(x, w2, shape, L))
     xs, xc = share(x, L, PRG(b"\x01" * 32))
-    sk = keygen(plan.he, PRG(b"\x02" * 32))
-    pk = public_key(sk, PRG(b"\x03" * 32))
+    keyed = plan.he.key_params if request.param == "shared-keys" else plan.he
+    sk = keygen(keyed, PRG(b"\x02" * 32))
+    pk = public_key(sk, PRG(b"\x03" * 32)).at(plan.he)
     gk = galois_keys(sk, packing_elements(plan.he.n), PRG(b"\x05" * 32))
+    sk = sk.at(plan.he)
     lay = plan.layout
     upload = encrypt_chunk(sk, lay.input_polys(xc, L)[0], PRG(b"\x04" * 32))
     own = lay.input_polys(xs, L)[0]
