@@ -214,6 +214,22 @@ async def _handshaken(url: str) -> aiompc.Party:
     return await connect(url)
 
 
+async def _dropped_after(url: str, send: Callable[[aiompc.Party], Awaitable[Any]],
+                         errors: tuple[type[BaseException], ...] = (TransportClosed,)) -> BaseException:
+    """Handshake, run ``send`` on the session, then wait (10 s at most) for the server to drop us; the error we
+    saw (one of ``errors``)."""
+    party = await _handshaken(url)
+    try:
+        await send(party)
+        async with asyncio.timeout(10):
+            await party.sub("never").recv()  # the server must drop us
+    except errors as exc:
+        return exc
+    finally:
+        await party.close()
+    raise AssertionError("the server did not drop us")
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_flood_on_a_label_nobody_reads_after_the_handshake_is_bounded_then_dropped(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
@@ -238,20 +254,11 @@ async def test_flood_on_a_label_nobody_reads_after_the_handshake_is_bounded_then
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_flood_of_distinct_labels_is_refused(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            party = await _handshaken(server.url)
-            try:
-                for i in range(10_000):
-                    await party.sub(f"l{i}").send_bytes(b"x")
-                async with asyncio.timeout(10):
-                    await party.sub("never").recv()  # the server must drop us
-            except TransportClosed as exc:
-                return exc
-            finally:
-                await party.close()
-            raise AssertionError("unreachable")
+        async def labels(party: aiompc.Party) -> None:
+            for i in range(10_000):
+                await party.sub(f"l{i}").send_bytes(b"x")
 
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(server, model, lambda: _dropped_after(server.url, labels))
         assert isinstance(err, TransportClosed)
         assert max(r.peak_pending_labels for r in server.recent) <= LIMITS.max_pending_labels
         assert _failures(server) == {"LimitExceeded"}
@@ -269,18 +276,8 @@ _BOMBS = {
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str, bomb: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            party = await _handshaken(server.url)
-            try:
-                await party.sub("request").send(_BOMBS[bomb]())
-                async with asyncio.timeout(10):
-                    await party.sub("never").recv()  # the server must drop us
-            except TransportClosed as exc:
-                return exc
-            finally:
-                await party.close()
-
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(
+            server, model, lambda: _dropped_after(server.url, lambda party: party.sub("request").send(_BOMBS[bomb]())))
         assert isinstance(err, TransportClosed)
         assert _failures(server) == {"LimitExceeded"}
 
@@ -288,20 +285,11 @@ async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str, bomb
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_oversized_message_after_the_handshake_closes_the_session(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            party = await _handshaken(server.url)
-            try:
-                try:
-                    await party.channel.transport.send(_frame("request", bytes(MAX_MESSAGE + 1)))
-                    async with asyncio.timeout(10):
-                        await party.sub("never").recv()  # the server must drop us
-                except (TransportClosed, MessageTooLarge) as exc:
-                    return exc
-                raise AssertionError("unreachable")
-            finally:
-                await party.close()
+        def oversized(party: aiompc.Party) -> Awaitable[None]:
+            return party.channel.transport.send(_frame("request", bytes(MAX_MESSAGE + 1)))
 
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(
+            server, model, lambda: _dropped_after(server.url, oversized, (TransportClosed, MessageTooLarge)))
         assert isinstance(err, (TransportClosed, MessageTooLarge))
 
 
