@@ -569,12 +569,9 @@ class Clip(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class MaxPool(Node):
-    """Window maximum.  Pads are smaller than the kernel, so every window holds a real value and
-    padding with anything no larger than every input value gives the same result: the reference
-    pads with the input's ``lo``; the minimum of the input's width works for both parties alike."""
+class _Pool(Node):
+    """A window operation per channel (:class:`MaxPool`, :class:`SumPool`): its window, checked, and output shape."""
 
-    op: ClassVar[str] = "maxpool"
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -582,6 +579,23 @@ class MaxPool(Node):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_window(self, self.kernel, self.stride, self.pads)
+
+    def _pooled_shape(self, x: TensorSpec) -> tuple[int, ...]:
+        """The output shape for a ``(C, H, W)`` input ``x`` (``C`` channels out)."""
+        self._need_rank(x, (3,))
+        return _window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0])
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MaxPool(_Pool):
+    """Window maximum.  Pads are smaller than the kernel, so every window holds a real value and
+    padding with anything no larger than every input value gives the same result: the reference
+    pads with the input's ``lo``; the minimum of the input's width works for both parties alike."""
+
+    op: ClassVar[str] = "maxpool"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.pads[0] >= self.kernel[0] or self.pads[2] >= self.kernel[0] or \
                 self.pads[1] >= self.kernel[1] or self.pads[3] >= self.kernel[1]:
             raise UnsupportedModel(
@@ -589,23 +603,15 @@ class MaxPool(Node):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (3,))
-        return Inferred(_window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0]), x.lo, x.hi)
+        return Inferred(self._pooled_shape(x), x.lo, x.hi)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class SumPool(Node):
+class SumPool(_Pool):
     """Window sum with zero padding: the numerator of an average pool (global when the kernel is the
     whole input).  The ``1/(kh*kw)`` lives in the scale and later in a requantization multiplier."""
 
     op: ClassVar[str] = "sumpool"
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_window(self, self.kernel, self.stride, self.pads)
 
     @property
     def window(self) -> int:
@@ -613,9 +619,7 @@ class SumPool(Node):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (3,))
-        shape = _window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0])
-        return Inferred(shape, self.window * min(x.lo, 0), self.window * max(x.hi, 0))
+        return Inferred(self._pooled_shape(x), self.window * min(x.lo, 0), self.window * max(x.hi, 0))
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
