@@ -303,6 +303,12 @@ class WeightedNode(Node):
         if w.size and (w.min() < lo or w.max() > hi):
             raise InputError(f"{self.op} {self.name!r}: weights exceed signed {self.weight_bits} bits")
 
+    def _need_input(self, x: TensorSpec, rank: int, size: int, what: str) -> None:
+        """Raise :class:`UnsupportedModel` unless ``x`` has rank ``rank`` per sample and ``size`` ``what`` on axis 0."""
+        self._need_rank(x, (rank,))
+        if x.shape[0] != size:
+            raise UnsupportedModel(f"{self.op} {self.name!r}: input has {x.shape[0]} {what}, weights expect {size}")
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Conv(WeightedNode):
@@ -343,10 +349,7 @@ class Conv(WeightedNode):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (3,))
-        if x.shape[0] != self.in_channels:
-            raise UnsupportedModel(
-                f"conv {self.name!r}: input has {x.shape[0]} channels, weights expect {self.in_channels}")
+        self._need_input(x, 3, self.in_channels, "channels")
         shape = _window_shape(self, x, self.kernel, self.stride, self.pads, self.out_channels)
         return Inferred(shape, *_linear_range(self.weight, self.bias, x))
 
@@ -373,10 +376,7 @@ class Linear(WeightedNode):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (1,))
-        if x.shape[0] != self.in_features:
-            raise UnsupportedModel(
-                f"linear {self.name!r}: input has {x.shape[0]} features, weights expect {self.in_features}")
+        self._need_input(x, 1, self.in_features, "features")
         return Inferred((self.out_features,), *_linear_range(self.weight, self.bias, x))
 
 
