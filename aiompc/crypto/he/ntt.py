@@ -31,7 +31,7 @@ from aiompc.kernels.ntt import (
     ntt_inverse_inplace,
 )
 
-from .primes import MAX_PRIME_BITS, primitive_root_2n
+from .primes import MAX_PRIME_BITS, powers_mod, primitive_root_2n
 
 __all__ = ["NTT", "get_ntt", "bit_reverse"]
 
@@ -46,19 +46,6 @@ def bit_reverse(n: int) -> np.ndarray:
     return rev
 
 
-def _powers(base: int, n: int, p: int) -> np.ndarray:
-    """``base**j mod p`` for ``j < n`` (vectorised doubling)."""
-    out = np.ones(n, dtype=np.uint64)
-    filled, step = 1, base % p
-    pp = np.uint64(p)
-    while filled < n:
-        take = min(filled, n - filled)
-        out[filled : filled + take] = out[:take] * np.uint64(step) % pp
-        filled += take
-        step = step * step % p
-    return out
-
-
 @functools.lru_cache(maxsize=256)
 def _prime_tables(n: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Per-prime tables (uint32): ψ^brv(k), its Shoup companion, ψ^-brv(k), companion; n^-1 and companion."""
@@ -66,8 +53,8 @@ def _prime_tables(n: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         raise ParameterError(f"NTT primes must be below 2**{MAX_PRIME_BITS}, got {p}")
     psi = primitive_root_2n(p, n)
     rev = bit_reverse(n)
-    fwd = _powers(psi, n, p)[rev]
-    inv = _powers(pow(psi, -1, p), n, p)[rev]
+    fwd = powers_mod(psi, n, p)[rev]
+    inv = powers_mod(pow(psi, -1, p), n, p)[rev]
     pp = np.uint64(p)
     fwd_s = (fwd << np.uint64(32)) // pp
     inv_s = (inv << np.uint64(32)) // pp
