@@ -103,6 +103,17 @@ async def _until_dropped(t: Transport, timeout: float = 10.0) -> BaseException:
         await t.close()
 
 
+async def _raw_dropped_after(url: str, send: Callable[[Transport], Awaitable[Any]]) -> BaseException:
+    """Connect without a handshake, run ``send`` on the raw transport (the server may close it meanwhile), then
+    wait for the server to drop us; the error we saw."""
+    t = await _raw(url)
+    try:
+        await send(t)
+    except TransportClosed:
+        pass
+    return await _until_dropped(t)
+
+
 async def _attack_with_honest(server: aiompc.Server, model: tuple[Any, Any],
                               attack: Callable[[], Awaitable[Any]], **honest: Any) -> Any:
     async with _Watch(server) as watch:
@@ -130,16 +141,11 @@ async def _settle(server: aiompc.Server, timeout: float = 5.0) -> None:
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_flood_on_a_junk_label_before_the_handshake_is_dropped(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            t = await _raw(server.url)
-            try:
-                for _ in range(64):  # 64 x 60 KiB: would be 3.75 MiB if the server buffered it
-                    await t.send(_frame("junk", bytes(60 * 1024)))
-            except TransportClosed:
-                pass
-            return await _until_dropped(t)
+        async def junk(t: Transport) -> None:
+            for _ in range(64):  # 64 x 60 KiB: would be 3.75 MiB if the server buffered it
+                await t.send(_frame("junk", bytes(60 * 1024)))
 
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(server, model, lambda: _raw_dropped_after(server.url, junk))
         assert isinstance(err, TransportClosed)
         assert server.sessions_failed >= 1 and server.sessions_ok >= 1
         assert _failures(server) == {"LimitExceeded"}
@@ -149,15 +155,8 @@ async def test_flood_on_a_junk_label_before_the_handshake_is_dropped(model, sche
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_oversized_message_before_the_handshake_is_refused_from_its_header(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            t = await _raw(server.url)
-            try:
-                await t.send(_frame("handshake", bytes(2 * HANDSHAKE_MAX_BYTES)))
-            except TransportClosed:
-                pass
-            return await _until_dropped(t)
-
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(server, model, lambda: _raw_dropped_after(
+            server.url, lambda t: t.send(_frame("handshake", bytes(2 * HANDSHAKE_MAX_BYTES)))))
         assert isinstance(err, (TransportClosed, MessageTooLarge))
         assert server.peak_of("failed") < HANDSHAKE_MAX_BYTES
         assert _failures(server) == {"MessageTooLarge"}
