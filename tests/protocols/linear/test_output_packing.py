@@ -7,21 +7,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conv_check import check_conv
-from test_privacy import KS_CRIT, centered, ks_stat
+from test_privacy import KS_CRIT, centered, ks_stat, twin_accumulators
 
-from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, result_phase
+from aiompc.crypto.he import ResultCiphertext, cheetah_params, result_phase
 from aiompc.crypto.he.galois import galois_keys
 from aiompc.crypto.he.packing import packing_elements, refresh
 from aiompc.crypto.prg import PRG
 from aiompc.protocols.linear.conv import conv_plan
 from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
-from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_group
+from aiompc.protocols.linear.engine import finish_group
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.layouts import MatmulLayout
 from aiompc.protocols.linear.packed import layout_elements, packed_groups, packing_stride
 from aiompc.protocols.linear.plan import CheetahPlanner, make_plan, packed_plan
-from aiompc.protocols.linear.prepared import prepare_weights
-from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
+from aiompc.protocols.linear.reference import matmul_ref
 from aiompc.protocols.linear.tiling import ConvShape, MatmulShape, MatmulTiling
 from aiompc.ring import reconstruct, share, to_signed
 from aiompc.session import run_local
@@ -115,21 +114,9 @@ def packed_setting(request):
         shape = ConvShape.make(2, 2, 2, 4, 3, padding=1)
         plan = _interleaved_plan(shape, L // 2)
         assert packing_stride(plan.layout) >= 1 and plan.layout.outputs == 4
-    x = rng.integers(0, 1 << L, shape.in_shape, dtype=np.uint64)
-    x[1] = 0  # the weights on channel 1 do not influence the output
-    w1 = rng.integers(-(1 << 7), 1 << 7, shape.weight_shape)
-    w2 = w1.copy()
-    w2[:, 1] = rng.integers(-(1 << 7), 1 << 7, w2[:, 1].shape)
-    assert np.array_equal(conv2d_ref(x, w1, shape, L), conv2d_ref(x, w2, shape, L))
-    xs, xc = share(x, L, PRG(b"\x01" * 32))
-    sk = keygen(plan.he, PRG(b"\x02" * 32))
-    pk = public_key(sk, PRG(b"\x03" * 32))
+    sk, pk, accs = twin_accumulators(plan, shape, L, 8, rng, channel=1)
     gk = galois_keys(sk, packing_elements(plan.he.n), PRG(b"\x05" * 32))
-    lay = plan.layout
-    upload = encrypt_chunk(sk, lay.input_polys(xc, L)[0], PRG(b"\x04" * 32))
-    own = lay.input_polys(xs, L)[0]
-    accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs) for w in (w1, w2)]
-    groups, _ = packed_groups(lay, 0)
+    groups, _ = packed_groups(plan.layout, 0)
     group = groups[0]  # one packed reply (the interleaved case packs 2 output ciphertexts per reply)
     assert group.leaves >= 2 or request.param == "per-coefficient"
     return plan, sk, pk, gk, accs, group

@@ -70,25 +70,32 @@ def setting(request):
     plan = conv_plan(shape, l, weight_bits=wb, planner=planner)
     assert plan.output.flood_terms == (2 if request.param == "two-uniform" else 1)
     assert plan.stat_security >= plan.pipeline.stat_bits and plan.pipeline.fail_bits >= plan.pipeline.stat_bits
+    assert plan.layout.inputs == 1  # one upload ciphertext holds the whole input
+    sk, pk, accs = twin_accumulators(plan, shape, l, wb, rng, channel=-1)
+    (batch,) = output_batches(plan, 0)
+    return plan, sk, pk, accs, batch
+
+
+def twin_accumulators(plan, shape: ConvShape, l: int, weight_bits: int, rng: np.random.Generator,
+                      channel: int) -> tuple:
+    """``(sk, pk, accs)``: the client's input (random mod ``2^l``) is zero on input ``channel``, so two weight sets
+    of ``weight_bits`` bits that differ only there give equal outputs (checked); with the client's keys and its
+    upload (first chunk) fixed, ``accs`` holds the server's accumulator for each weight set."""
     x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
-    x[-1] = 0  # the weights on the last channel do not influence the output
-    w1 = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape.weight_shape)
+    x[channel] = 0  # the weights on this channel do not influence the output
+    w1 = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), shape.weight_shape)
     w2 = w1.copy()
-    w2[:, -1] = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), w2[:, -1].shape)
+    w2[:, channel] = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), w2[:, channel].shape)
     assert not np.array_equal(w1, w2)
     assert np.array_equal(conv2d_ref(x, w1, shape, l), conv2d_ref(x, w2, shape, l))
     xs, xc = share(x, l, PRG(b"\x01" * 32))
     sk = keygen(plan.he, PRG(b"\x02" * 32))
     pk = public_key(sk, PRG(b"\x03" * 32))
     lay = plan.layout
-    assert lay.inputs == 1  # one upload ciphertext holds the whole input
     upload = encrypt_chunk(sk, lay.input_polys(xc, l)[0], PRG(b"\x04" * 32))
     own = lay.input_polys(xs, l)[0]
-    accs = []
-    for w in (w1, w2):
-        accs.append(absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs))
-    (batch,) = output_batches(plan, 0)
-    return plan, sk, pk, accs, batch
+    accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs) for w in (w1, w2)]
+    return sk, pk, accs
 
 
 def client_view(plan, sk, reply: bytes, batch) -> tuple[np.ndarray, np.ndarray]:
