@@ -89,19 +89,14 @@ class NTT:
     def forward(self, a: np.ndarray) -> np.ndarray:
         """Coefficient form → evaluation form. ``a``: ``(..., k, n)`` residues ``< p`` (any int dtype)."""
         out = self._copy_in(a)
-        if not ntt_forward_inplace(out.reshape(-1, *out.shape[-2:]), self._fwd, self._fwd_s, self._p):
-            raise InputError("NTT input is not reduced: every residue must be below its prime")
+        self._transform(out, inverse=False)
         return out
 
     def forward_inplace(self, a: np.ndarray) -> None:
         """:meth:`forward` into ``a`` itself: a C-contiguous ``uint64`` array ``(..., k, n)`` of residues the
         caller owns (no copy)."""
-        if a.dtype != np.uint64 or not a.flags.c_contiguous or not a.flags.writeable or a.ndim < 2 \
-                or a.shape[-2:] != (len(self.primes), self.n):
-            raise InputError(f"forward_inplace needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
-                             f"{self.n}), got {a.dtype} {a.shape}")
-        if not ntt_forward_inplace(a.reshape(-1, *a.shape[-2:]), self._fwd, self._fwd_s, self._p):
-            raise InputError("NTT input is not reduced: every residue must be below its prime")
+        self._check_owned(a, "forward_inplace")
+        self._transform(a, inverse=False)
 
     def forward_signed(self, x: np.ndarray) -> np.ndarray:
         """``forward(reduce_signed(x))`` in one pass: signed integers ``(..., n)`` → evaluation form ``(..., k, n)``.
@@ -152,21 +147,33 @@ class NTT:
     def inverse(self, a: np.ndarray) -> np.ndarray:
         """Evaluation form → coefficient form, the exact inverse of :meth:`forward`."""
         out = self._copy_in(a)
-        flat = out.reshape(-1, *out.shape[-2:])
-        if not ntt_inverse_inplace(flat, self._inv, self._inv_s, self._p, self._n_inv, self._n_inv_s):
-            raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
+        self._transform(out, inverse=True)
         return out
 
     def inverse_inplace(self, a: np.ndarray) -> None:
         """:meth:`inverse` into ``a`` itself: a C-contiguous ``uint64`` array ``(..., k, n)`` of residues the
         caller owns (no copy)."""
+        self._check_owned(a, "inverse_inplace")
+        self._transform(a, inverse=True)
+
+    def _check_owned(self, a: np.ndarray, what: str) -> None:
+        """Raise :class:`InputError` unless ``a`` is a writable C-contiguous ``uint64`` array ``(..., k, n)``."""
         if a.dtype != np.uint64 or not a.flags.c_contiguous or not a.flags.writeable or a.ndim < 2 \
                 or a.shape[-2:] != (len(self.primes), self.n):
-            raise InputError(f"inverse_inplace needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
+            raise InputError(f"{what} needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
                              f"{self.n}), got {a.dtype} {a.shape}")
-        if not ntt_inverse_inplace(a.reshape(-1, *a.shape[-2:]), self._inv, self._inv_s, self._p, self._n_inv,
-                                   self._n_inv_s):
-            raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
+
+    def _transform(self, a: np.ndarray, *, inverse: bool) -> None:
+        """The forward or inverse NTT of the C-contiguous ``uint64`` array ``a`` ``(..., k, n)``, in place (one
+        kernel call); raises :class:`InputError` if a residue is not below its prime."""
+        flat = a.reshape(-1, *a.shape[-2:])
+        if inverse:
+            ok = ntt_inverse_inplace(flat, self._inv, self._inv_s, self._p, self._n_inv, self._n_inv_s)
+        else:
+            ok = ntt_forward_inplace(flat, self._fwd, self._fwd_s, self._p)
+        if not ok:
+            raise InputError(f"{'inverse ' if inverse else ''}NTT input is not reduced: every residue must be below "
+                             "its prime")
 
     def _copy_in(self, a: np.ndarray) -> np.ndarray:
         """A fresh C-contiguous ``uint64`` copy of ``a`` after checking its shape (negative values rejected)."""
