@@ -66,7 +66,7 @@ from .rns import (
     reduce_unsigned,
     scale_round_pow2,
 )
-from .serialize import dump_result, load_result
+from .serialize import dump_result, kept_bits, load_result
 
 __all__ = [
     "ResultCiphertext",
@@ -140,12 +140,12 @@ class ResultCiphertext:
     @property
     def bits0(self) -> int:
         """Bits per carried ``c0`` coefficient."""
-        return ((self.modulus - 1) >> self.drop0).bit_length()
+        return kept_bits(self.modulus, self.drop0)
 
     @property
     def bits1(self) -> int:
         """Bits per ``c1`` coefficient."""
-        return ((self.modulus - 1) >> self.drop1).bit_length()
+        return kept_bits(self.modulus, self.drop1)
 
     @property
     def wire_bits(self) -> int:

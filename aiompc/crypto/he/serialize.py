@@ -51,6 +51,7 @@ __all__ = [
     "load_result",
     "seeded_size",
     "result_size",
+    "kept_bits",
 ]
 
 MAGIC = b"HE"
@@ -185,7 +186,7 @@ def load_public_key(params: HEParams, data: bytes | memoryview) -> tuple[np.ndar
 # --------------------------------------------------------------------------- results
 
 
-def _kept_bits(modulus: int, drop: int) -> int:
+def kept_bits(modulus: int, drop: int) -> int:
     """Wire bits of a value mod ``modulus`` with its ``drop`` low bits dropped."""
     return ((modulus - 1) >> drop).bit_length()
 
@@ -203,7 +204,7 @@ def dump_result(params: HEParams, modulus: int, drop0: int, drop1: int, c0: np.n
     code, k = (0, modulus.bit_length() - 1) if pow2 else (1, 0)
     head = _HEAD.pack(MAGIC, VERSION, KIND_RESULT, params.fingerprint, c1.shape[0])
     head += _RESULT.pack(code, k, drop0, drop1, c0.shape[1])
-    bits0, bits1 = _kept_bits(modulus, drop0), _kept_bits(modulus, drop1)
+    bits0, bits1 = kept_bits(modulus, drop0), kept_bits(modulus, drop1)
     return _finish(head + pack_bits(c1, bits1) + pack_bits(c0, bits0))
 
 
@@ -226,7 +227,7 @@ def load_result(params: HEParams, data: bytes | memoryview, n_coeffs: int) -> tu
     width = modulus.bit_length() - (1 if code == 0 else 0)
     if not (drop0 < width and drop1 < width):
         raise ProtocolError(f"cannot drop ({drop0}, {drop1}) bits of a {width}-bit modulus")
-    bits0, bits1 = _kept_bits(modulus, drop0), _kept_bits(modulus, drop1)
+    bits0, bits1 = kept_bits(modulus, drop0), kept_bits(modulus, drop1)
     size1, size0 = packed_size(batch * params.n, bits1), packed_size(batch * n_coeffs, bits0)
     if len(body) - off != size1 + size0:
         raise ProtocolError(f"result payload is {len(body) - off} bytes, expected {size1 + size0}")
