@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_privacy import KS_CRIT, centered, ks_stat, twin_accumulators
+from test_privacy import KS_CRIT, client_view, ks_stat, twin_accumulators
 
-from aiompc.crypto.he import ResultCiphertext, cheetah_params, result_phase
+from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.he.galois import galois_keys
 from aiompc.crypto.he.packing import packing_elements, refresh
 from aiompc.crypto.prg import PRG
@@ -48,14 +48,6 @@ def setting(request):
     return plan, sk, pk, accs
 
 
-def _view(plan, sk, reply: bytes, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    res = ResultCiphertext.from_bytes(plan.he, reply, positions)
-    k = res.modulus.bit_length() - 1
-    phi = result_phase(sk, res)[0]
-    m = ((phi + np.uint64(1 << (k - L - 1))) >> np.uint64(k - L)) & np.uint64(plan.he.t - 1)
-    return res.c1[0], centered(phi - (m << np.uint64(k - L)), k)
-
-
 def _replies(plan, sk, pk, accs) -> list[tuple[np.ndarray, np.ndarray]]:
     if plan.output_packing:
         gk = galois_keys(sk, packing_elements(plan.he.n), PRG(b"\x05" * 32))
@@ -75,7 +67,7 @@ def _replies(plan, sk, pk, accs) -> list[tuple[np.ndarray, np.ndarray]]:
                 reply = finish_group(plan, refresh(acc, pk, rng.fork()), group, r, gk, rng.fork())
             else:
                 reply = finish_batch(plan, acc, batch, r, pk, rng)
-            c1, noise = _view(plan, sk, reply, positions)
+            c1, noise = client_view(plan, sk, reply, positions)
             c1s.append(c1[:8])
             noises.append(noise)
         views.append((np.array(c1s), np.array(noises)))

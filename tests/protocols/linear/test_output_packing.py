@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conv_check import check_conv
-from test_privacy import KS_CRIT, centered, ks_stat, twin_accumulators
+from test_privacy import KS_CRIT, client_view, ks_stat, twin_accumulators
 
-from aiompc.crypto.he import ResultCiphertext, cheetah_params, result_phase
+from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.he.galois import galois_keys
 from aiompc.crypto.he.packing import packing_elements, refresh
 from aiompc.crypto.prg import PRG
@@ -122,14 +122,6 @@ def packed_setting(request):
     return plan, sk, pk, gk, accs, group
 
 
-def _view(plan, sk, reply: bytes, group) -> tuple[np.ndarray, np.ndarray]:
-    res = ResultCiphertext.from_bytes(plan.he, reply, group.positions)
-    k = res.modulus.bit_length() - 1
-    phi = result_phase(sk, res)[0]
-    m = ((phi + np.uint64(1 << (k - L - 1))) >> np.uint64(k - L)) & np.uint64(plan.he.t - 1)
-    return res.c1[0], centered(phi - (m << np.uint64(k - L)), k)
-
-
 def _replies(setting, rerandomise: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     plan, sk, pk, gk, accs, group = setting
     r = np.zeros(group.count, dtype=np.uint64)
@@ -139,7 +131,7 @@ def _replies(setting, rerandomise: bool) -> list[tuple[np.ndarray, np.ndarray]]:
         for i in range(TRIALS):
             rng = PRG(bytes([s, i]) * 16)
             fresh = refresh(acc, pk, rng.fork()) if rerandomise else acc
-            c1, noise = _view(plan, sk, finish_group(plan, fresh, group, r, gk, rng.fork()), group)
+            c1, noise = client_view(plan, sk, finish_group(plan, fresh, group, r, gk, rng.fork()), group.positions)
             c1s.append(c1[:8])
             noises.append(noise)
         views.append((np.array(c1s), np.array(noises)))
@@ -160,9 +152,11 @@ def test_control_packing_without_rerandomisation_leaks(packed_setting) -> None:
     """Packing the raw results (no fresh c1 first): the packed c1 is a function of the weights."""
     plan, sk, pk, gk, accs, group = packed_setting
     r = np.zeros(group.count, dtype=np.uint64)
-    c1 = [_view(plan, sk, finish_group(plan, acc.to_coeff(), group, r, gk, PRG(bytes([i]) * 32)), group)[0]
-          for i, acc in enumerate(accs)]
-    again = _view(plan, sk, finish_group(plan, accs[0].to_coeff(), group, r, gk, PRG(b"\x09" * 32)), group)[0]
+    def packed_c1(acc, seed: bytes) -> np.ndarray:
+        return client_view(plan, sk, finish_group(plan, acc.to_coeff(), group, r, gk, PRG(seed)), group.positions)[0]
+
+    c1 = [packed_c1(acc, bytes([i]) * 32) for i, acc in enumerate(accs)]
+    again = packed_c1(accs[0], b"\x09" * 32)
     assert np.array_equal(c1[0], again)  # deterministic in the weights ...
     assert not np.array_equal(c1[0], c1[1])  # ... and different for the two weight sets
 

@@ -98,9 +98,9 @@ def twin_accumulators(plan, shape: ConvShape, l: int, weight_bits: int, rng: np.
     return sk, pk, accs
 
 
-def client_view(plan, sk, reply: bytes, batch) -> tuple[np.ndarray, np.ndarray]:
-    """(c1 coefficients, decryption noise at the exported coefficients) as the client computes them."""
-    res = ResultCiphertext.from_bytes(plan.he, reply, batch.positions)
+def client_view(plan, sk, reply: bytes, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c1 coefficients, decryption noise at the exported coefficients ``positions``) as the client computes them."""
+    res = ResultCiphertext.from_bytes(plan.he, reply, positions)
     k = res.modulus.bit_length() - 1
     phi = result_phase(sk, res)[0]
     m = ((phi + np.uint64(1 << (k - plan.l - 1))) >> np.uint64(k - plan.l)) & np.uint64(plan.he.t - 1)
@@ -118,7 +118,7 @@ def test_replies_are_identically_distributed(setting) -> None:
         c1s, noises = [], []
         for i in range(TRIALS):
             reply = finish_batch(plan, acc, batch, r, pk, PRG(bytes([s, i % 256, i // 256]) * 8 + b"\x00" * 8))
-            c1, noise = client_view(plan, sk, reply, batch)
+            c1, noise = client_view(plan, sk, reply, batch.positions)
             c1s.append(c1[:8])
             noises.append(noise[cols])
         views.append((np.array(c1s), np.array(noises)))
