@@ -168,7 +168,8 @@ def data_card(data: Any, calibration_method: str) -> dict[str, Any]:
         "test_samples": int(len(data.y_test)),
         "split": {"dataset": "sklearn.datasets.load_digits", "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION,
                   "stratified": True, "train_samples": int(len(data.y_train))},
-        "calibration": {"samples": CALIBRATION_SAMPLES, "source": "first training samples", "method": calibration_method},
+        "calibration": {"samples": CALIBRATION_SAMPLES, "source": "first training samples",
+                        "method": calibration_method},
         "quantization": DIGITS_CONFIG.to_dict(),
     }
 

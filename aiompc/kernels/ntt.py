@@ -131,7 +131,8 @@ def _load_row(src: np.ndarray, x: np.ndarray) -> np.uint64:  # pragma: no cover 
 
 @kernel(inline="always")
 def _store_reduced(x: np.ndarray, dst: np.ndarray, p: np.uint64) -> None:  # pragma: no cover - compiled
-    """Write the working row ``x`` (values in ``[0, 4p)``) to ``dst`` fully reduced to ``[0, p)`` (in ``dst``'s dtype)."""
+    """Write the working row ``x`` (values in ``[0, 4p)``) to ``dst`` fully reduced to ``[0, p)``, in ``dst``'s
+    dtype."""
     p2 = p + p
     for c in range(x.shape[0]):
         v = np.uint64(x[c])

@@ -209,7 +209,9 @@ class CountingProxy:
         finally:
             writer.close()
 
-    async def check_exchange(self, client: Transport, peer: Transport, up_sizes: list[int], down_sizes: list[int]) -> None:
+    async def check_exchange(
+        self, client: Transport, peer: Transport, up_sizes: list[int], down_sizes: list[int]
+    ) -> None:
         """Send messages of ``up_sizes`` bytes from ``client`` (connected through this proxy) to ``peer`` and of
         ``down_sizes`` back; assert they arrive whole and that the bytes counted meanwhile each way equal the
         payloads plus the overhead as each end computes it."""

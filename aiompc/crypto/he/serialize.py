@@ -208,7 +208,9 @@ def dump_result(params: HEParams, modulus: int, drop0: int, drop1: int, c0: np.n
     return _finish(head + pack_bits(c1, bits1) + pack_bits(c0, bits0))
 
 
-def load_result(params: HEParams, data: bytes | memoryview, n_coeffs: int) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+def load_result(
+    params: HEParams, data: bytes | memoryview, n_coeffs: int
+) -> tuple[int, int, int, np.ndarray, np.ndarray]:
     """Inverse of :func:`dump_result` given the agreed number of carried ``c0`` coefficients:
     ``(modulus, drop0, drop1, c0, c1)``; raises :class:`ProtocolError`."""
     body, batch, off = _open(params, data, KIND_RESULT)

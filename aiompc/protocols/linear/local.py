@@ -123,7 +123,9 @@ def sum_pool2d(
     return reduce(out, l)
 
 
-def avg_pool2d(x: np.ndarray, kernel: int | tuple[int, int], l: int, *, multiplier: int = 1, **window: Any) -> np.ndarray:
+def avg_pool2d(
+    x: np.ndarray, kernel: int | tuple[int, int], l: int, *, multiplier: int = 1, **window: Any
+) -> np.ndarray:
     """``multiplier * sum_pool2d(x)``: average pooling up to the division, which the caller's truncation does
     (``window``: :func:`sum_pool2d`'s ``stride`` and ``padding``)."""
     return mul_public(sum_pool2d(x, kernel, l, **window), multiplier, l)
