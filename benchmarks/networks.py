@@ -404,23 +404,20 @@ def measured_section(runs: list[dict]) -> str:
     if len(machines) > 1:
         lines += ["(Runs from more than one machine: see each JSON file's `machine`.)", ""]
     lines += [bench_markdown(runs, per_layer=False), ""]
-    raw = raw_bits_table(runs)
-    if raw:
-        lines += [("Distance to the floor (headline runs; raw share bits: every input and output share of the HE "
-                   "layers at its ring width, one inference):"), "", raw, ""]
-    speed = speed_section(runs)
-    if speed:
-        lines += [("Time of one inference against Cheetah's C++ (headline runs, two processes, no link emulation; "
-                   "this machine is shared, so each row is one run and an upper bound — medians of paired runs are "
-                   "in the sections above):"), "", speed, ""]
-    comparison = comparison_section(runs)
-    if comparison:
-        lines += [("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
-                   "right: measured here, from the JSON results):"), "", comparison, ""]
-    snl = snl_section(runs)
-    if snl:
-        lines += [("ReLU-reduced ResNet-18 (SNL / SENet budgets, issue 24; `--relu-budget N`: a fixed-seed random "
-                   "mask keeping N ReLUs, spread by layer size; the three runs back to back):"), "", snl, ""]
+    sections = [  # (heading, table or "" when the runs have nothing for it)
+        ("Distance to the floor (headline runs; raw share bits: every input and output share of the HE "
+         "layers at its ring width, one inference):", raw_bits_table(runs)),
+        ("Time of one inference against Cheetah's C++ (headline runs, two processes, no link emulation; "
+         "this machine is shared, so each row is one run and an upper bound — medians of paired runs are "
+         "in the sections above):", speed_section(runs)),
+        ("Published figures beside the measured ones (left: published, from ../shared/REFERENCE.md; "
+         "right: measured here, from the JSON results):", comparison_section(runs)),
+        ("ReLU-reduced ResNet-18 (SNL / SENet budgets, issue 24; `--relu-budget N`: a fixed-seed random "
+         "mask keeping N ReLUs, spread by layer size; the three runs back to back):", snl_section(runs)),
+    ]
+    for heading, table in sections:
+        if table:
+            lines += [heading, "", table, ""]
     lines += ["Per-layer tables and plots of each run:", ""]
     for stem in dict.fromkeys(r["_file"] for r in runs):
         cmd = " ".join(command(stem)) if stem in RUNS else "(not a canonical run)"

@@ -43,8 +43,8 @@ from torch import nn
 from aiompc.nn import load_onnx, predict, quantize, run_float
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.quantize import calibrate_scale
-from aiompc.nn.zoo import DIGITS_CONFIG, SPLIT_SEED, TEST_FRACTION, CALIBRATION_SAMPLES, digits_data
-from train_digits_torch import MODELS, MaxPoolNet, ResNet, shift, train
+from aiompc.nn.zoo import DIGITS_CONFIG, digits_data
+from train_digits_torch import MODELS, MaxPoolNet, ResNet, data_card, layer_card, shift, train
 
 INPUT_SCALE = 1.0 / 16
 
@@ -257,20 +257,14 @@ def main() -> None:
             "quantized_accuracy": float((q_pred == data.y_test).mean()),
             "ptq_quantized_accuracy": ptq,
             "prediction_agreement_with_fake_quant": float((q_pred == sim_pred).mean()),
-            "test_samples": int(len(data.y_test)),
-            "split": {"dataset": "sklearn.datasets.load_digits", "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION,
-                      "stratified": True, "train_samples": int(len(data.y_train))},
-            "calibration": {"samples": CALIBRATION_SAMPLES, "source": "first training samples",
-                            "method": "QAT (LSQ activation steps initialised by MSE calibration)"},
-            "quantization": DIGITS_CONFIG.to_dict(),
+            **data_card(data, "QAT (LSQ activation steps initialised by MSE calibration)"),
             "training": {"script": "examples/qat_digits_torch.py", "seed": args.seed, "float_epochs": args.epochs,
                          "qat_epochs": args.qat_epochs, "injected_lsb_error_probability": args.inject_lsb,
                          "injected_error": "one LSB low" if args.inject_low else "one LSB either way",
                          "optimizer": "adam", "lr": 1e-3, "schedule": "cosine",
                          "batch": 64, "augmentation": "random shift <= 1 pixel", "torch": torch.__version__,
                          "threads": 1, "seconds": round(seconds, 2)},
-            "layers": [{"node": n.name, "op": n.op, "bits": qg.tensors[n.output].bits,
-                        "signed": qg.tensors[n.output].signed} for n in qg.nodes],
+            "layers": layer_card(qg),
         }
         (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"{name}: QAT integer accuracy {report['quantized_accuracy']:.4f} (fake-quant {report['fake_quant_accuracy']:.4f}, "

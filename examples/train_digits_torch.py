@@ -33,6 +33,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -161,6 +162,24 @@ def train(net: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, seed: in
     net.eval()
 
 
+def data_card(data: Any, calibration_method: str) -> dict[str, Any]:
+    """The model card's test-set, split, calibration and quantization entries (``data``: :func:`digits_data`)."""
+    return {
+        "test_samples": int(len(data.y_test)),
+        "split": {"dataset": "sklearn.datasets.load_digits", "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION,
+                  "stratified": True, "train_samples": int(len(data.y_train))},
+        "calibration": {"samples": CALIBRATION_SAMPLES, "source": "first training samples",
+                        "method": calibration_method},
+        "quantization": DIGITS_CONFIG.to_dict(),
+    }
+
+
+def layer_card(qg: Any) -> list[dict[str, Any]]:
+    """The model card's per-layer output widths of the quantized graph ``qg``."""
+    return [{"node": n.name, "op": n.op, "bits": qg.tensors[n.output].bits, "signed": qg.tensors[n.output].signed}
+            for n in qg.nodes]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=(*MODELS, "all"), default="all")
@@ -196,18 +215,13 @@ def main() -> None:
             "quantized_accuracy": float((q_pred == data.y_test).mean()),
             "prediction_agreement": float((q_pred == float_pred).mean()),
             "export_agreement_with_torch": float((torch_pred == float_pred).mean()),
-            "test_samples": int(len(data.y_test)),
-            "split": {"dataset": "sklearn.datasets.load_digits", "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION,
-                      "stratified": True, "train_samples": int(len(data.y_train))},
-            "calibration": {"samples": CALIBRATION_SAMPLES, "source": "first training samples", "method": "PTQ"},
-            "quantization": DIGITS_CONFIG.to_dict(),
+            **data_card(data, "PTQ"),
             "training": {"script": "examples/train_digits_torch.py", "seed": args.seed, "epochs": args.epochs,
                          "optimizer": "adamw", "lr": 3e-3, "schedule": "one-cycle", "batch": 64,
                          "weight_decay": 1e-4, "augmentation": "random shift <= 1 pixel",
                          "torch": torch.__version__, "threads": 1, "seconds": round(seconds, 2)},
             "parameters": int(sum(p.numel() for p in net.parameters())),
-            "layers": [{"node": n.name, "op": n.op, "bits": qg.tensors[n.output].bits,
-                        "signed": qg.tensors[n.output].signed} for n in qg.nodes],
+            "layers": layer_card(qg),
         }
         (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"{name}: float accuracy {report['float_accuracy']:.4f}, quantized (w4a4, first/last 8-bit, PTQ) "

@@ -103,6 +103,17 @@ async def _until_dropped(t: Transport, timeout: float = 10.0) -> BaseException:
         await t.close()
 
 
+async def _raw_dropped_after(url: str, send: Callable[[Transport], Awaitable[Any]]) -> BaseException:
+    """Connect without a handshake, run ``send`` on the raw transport (the server may close it meanwhile), then
+    wait for the server to drop us; the error we saw."""
+    t = await _raw(url)
+    try:
+        await send(t)
+    except TransportClosed:
+        pass
+    return await _until_dropped(t)
+
+
 async def _attack_with_honest(server: aiompc.Server, model: tuple[Any, Any],
                               attack: Callable[[], Awaitable[Any]], **honest: Any) -> Any:
     async with _Watch(server) as watch:
@@ -130,16 +141,11 @@ async def _settle(server: aiompc.Server, timeout: float = 5.0) -> None:
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_flood_on_a_junk_label_before_the_handshake_is_dropped(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            t = await _raw(server.url)
-            try:
-                for _ in range(64):  # 64 x 60 KiB: would be 3.75 MiB if the server buffered it
-                    await t.send(_frame("junk", bytes(60 * 1024)))
-            except TransportClosed:
-                pass
-            return await _until_dropped(t)
+        async def junk(t: Transport) -> None:
+            for _ in range(64):  # 64 x 60 KiB: would be 3.75 MiB if the server buffered it
+                await t.send(_frame("junk", bytes(60 * 1024)))
 
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(server, model, lambda: _raw_dropped_after(server.url, junk))
         assert isinstance(err, TransportClosed)
         assert server.sessions_failed >= 1 and server.sessions_ok >= 1
         assert _failures(server) == {"LimitExceeded"}
@@ -149,15 +155,8 @@ async def test_flood_on_a_junk_label_before_the_handshake_is_dropped(model, sche
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_oversized_message_before_the_handshake_is_refused_from_its_header(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            t = await _raw(server.url)
-            try:
-                await t.send(_frame("handshake", bytes(2 * HANDSHAKE_MAX_BYTES)))
-            except TransportClosed:
-                pass
-            return await _until_dropped(t)
-
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(server, model, lambda: _raw_dropped_after(
+            server.url, lambda t: t.send(_frame("handshake", bytes(2 * HANDSHAKE_MAX_BYTES)))))
         assert isinstance(err, (TransportClosed, MessageTooLarge))
         assert server.peak_of("failed") < HANDSHAKE_MAX_BYTES
         assert _failures(server) == {"MessageTooLarge"}
@@ -214,6 +213,22 @@ async def _handshaken(url: str) -> aiompc.Party:
     return await connect(url)
 
 
+async def _dropped_after(url: str, send: Callable[[aiompc.Party], Awaitable[Any]],
+                         errors: tuple[type[BaseException], ...] = (TransportClosed,)) -> BaseException:
+    """Handshake, run ``send`` on the session, then wait (10 s at most) for the server to drop us; the error we
+    saw (one of ``errors``)."""
+    party = await _handshaken(url)
+    try:
+        await send(party)
+        async with asyncio.timeout(10):
+            await party.sub("never").recv()  # the server must drop us
+    except errors as exc:
+        return exc
+    finally:
+        await party.close()
+    raise AssertionError("the server did not drop us")
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_flood_on_a_label_nobody_reads_after_the_handshake_is_bounded_then_dropped(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
@@ -238,20 +253,11 @@ async def test_flood_on_a_label_nobody_reads_after_the_handshake_is_bounded_then
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_flood_of_distinct_labels_is_refused(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            party = await _handshaken(server.url)
-            try:
-                for i in range(10_000):
-                    await party.sub(f"l{i}").send_bytes(b"x")
-                async with asyncio.timeout(10):
-                    await party.sub("never").recv()  # the server must drop us
-            except TransportClosed as exc:
-                return exc
-            finally:
-                await party.close()
-            raise AssertionError("unreachable")
+        async def labels(party: aiompc.Party) -> None:
+            for i in range(10_000):
+                await party.sub(f"l{i}").send_bytes(b"x")
 
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(server, model, lambda: _dropped_after(server.url, labels))
         assert isinstance(err, TransportClosed)
         assert max(r.peak_pending_labels for r in server.recent) <= LIMITS.max_pending_labels
         assert _failures(server) == {"LimitExceeded"}
@@ -269,18 +275,8 @@ _BOMBS = {
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str, bomb: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            party = await _handshaken(server.url)
-            try:
-                await party.sub("request").send(_BOMBS[bomb]())
-                async with asyncio.timeout(10):
-                    await party.sub("never").recv()  # the server must drop us
-            except TransportClosed as exc:
-                return exc
-            finally:
-                await party.close()
-
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(
+            server, model, lambda: _dropped_after(server.url, lambda party: party.sub("request").send(_BOMBS[bomb]())))
         assert isinstance(err, TransportClosed)
         assert _failures(server) == {"LimitExceeded"}
 
@@ -288,20 +284,11 @@ async def test_decode_bomb_is_refused_before_it_expands(model, scheme: str, bomb
 @pytest.mark.parametrize("scheme", SCHEMES)
 async def test_oversized_message_after_the_handshake_closes_the_session(model, scheme: str) -> None:
     async with await _serve(model, scheme) as server:
-        async def attack() -> BaseException:
-            party = await _handshaken(server.url)
-            try:
-                try:
-                    await party.channel.transport.send(_frame("request", bytes(MAX_MESSAGE + 1)))
-                    async with asyncio.timeout(10):
-                        await party.sub("never").recv()  # the server must drop us
-                except (TransportClosed, MessageTooLarge) as exc:
-                    return exc
-                raise AssertionError("unreachable")
-            finally:
-                await party.close()
+        def oversized(party: aiompc.Party) -> Awaitable[None]:
+            return party.channel.transport.send(_frame("request", bytes(MAX_MESSAGE + 1)))
 
-        err = await _attack_with_honest(server, model, attack)
+        err = await _attack_with_honest(
+            server, model, lambda: _dropped_after(server.url, oversized, (TransportClosed, MessageTooLarge)))
         assert isinstance(err, (TransportClosed, MessageTooLarge))
 
 

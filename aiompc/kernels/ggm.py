@@ -27,6 +27,35 @@ from aiompc.kernels.jit import kernel
 __all__ = ["ggm_level", "ggm_level_punctured"]
 
 
+@kernel(inline="always")
+def _children(
+    parents: np.ndarray, enc_left: np.ndarray, enc_right: np.ndarray, children: np.ndarray, keep: np.uint64,
+    start: int, stop: int,
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:  # pragma: no cover - compiled
+    """Children of parents ``start .. stop − 1`` into ``children``; returns the XOR of the left children
+    ``(lo, hi)`` and of the right ones ``(lo, hi)``."""
+    l0 = np.uint64(0)
+    l1 = np.uint64(0)
+    r0 = np.uint64(0)
+    r1 = np.uint64(0)
+    for j in range(start, stop):
+        p0 = parents[j, 0]
+        p1 = parents[j, 1]
+        a0 = (enc_left[j, 0] ^ p0) & keep
+        a1 = enc_left[j, 1] ^ p1
+        b0 = (enc_right[j, 0] ^ p0) & keep
+        b1 = enc_right[j, 1] ^ p1
+        children[2 * j, 0] = a0
+        children[2 * j, 1] = a1
+        children[2 * j + 1, 0] = b0
+        children[2 * j + 1, 1] = b1
+        l0 ^= a0
+        l1 ^= a1
+        r0 ^= b0
+        r1 ^= b1
+    return l0, l1, r0, r1
+
+
 @kernel()
 def ggm_level(
     parents: np.ndarray, enc_left: np.ndarray, enc_right: np.ndarray, children: np.ndarray, sums: np.ndarray,
@@ -40,25 +69,7 @@ def ggm_level(
     m = parents.shape[0] // width
     keep = np.uint64(0xFFFF_FFFF_FFFF_FFFE) if clear_lsb else np.uint64(0xFFFF_FFFF_FFFF_FFFF)
     for i in range(m):
-        l0 = np.uint64(0)
-        l1 = np.uint64(0)
-        r0 = np.uint64(0)
-        r1 = np.uint64(0)
-        for j in range(i * width, (i + 1) * width):
-            p0 = parents[j, 0]
-            p1 = parents[j, 1]
-            a0 = (enc_left[j, 0] ^ p0) & keep
-            a1 = enc_left[j, 1] ^ p1
-            b0 = (enc_right[j, 0] ^ p0) & keep
-            b1 = enc_right[j, 1] ^ p1
-            children[2 * j, 0] = a0
-            children[2 * j, 1] = a1
-            children[2 * j + 1, 0] = b0
-            children[2 * j + 1, 1] = b1
-            l0 ^= a0
-            l1 ^= a1
-            r0 ^= b0
-            r1 ^= b1
+        l0, l1, r0, r1 = _children(parents, enc_left, enc_right, children, keep, i * width, (i + 1) * width)
         sums[0, i, 0] = l0
         sums[0, i, 1] = l1
         sums[1, i, 0] = r0
@@ -80,28 +91,13 @@ def ggm_level_punctured(
     keep = np.uint64(0xFFFF_FFFF_FFFF_FFFE) if clear_lsb else np.uint64(0xFFFF_FFFF_FFFF_FFFF)
     zero = np.uint64(0)
     for i in range(m):
-        l0 = zero
-        l1 = zero
-        r0 = zero
-        r1 = zero
         hole = i * width + path[i]
-        for j in range(i * width, (i + 1) * width):
-            if j == hole:
-                continue
-            p0 = parents[j, 0]
-            p1 = parents[j, 1]
-            a0 = (enc_left[j, 0] ^ p0) & keep
-            a1 = enc_left[j, 1] ^ p1
-            b0 = (enc_right[j, 0] ^ p0) & keep
-            b1 = enc_right[j, 1] ^ p1
-            children[2 * j, 0] = a0
-            children[2 * j, 1] = a1
-            children[2 * j + 1, 0] = b0
-            children[2 * j + 1, 1] = b1
-            l0 ^= a0
-            l1 ^= a1
-            r0 ^= b0
-            r1 ^= b1
+        l0, l1, r0, r1 = _children(parents, enc_left, enc_right, children, keep, i * width, hole)
+        m0, m1, s0, s1 = _children(parents, enc_left, enc_right, children, keep, hole + 1, (i + 1) * width)
+        l0 ^= m0
+        l1 ^= m1
+        r0 ^= s0
+        r1 ^= s1
         g0 = received[i, 0]
         g1 = received[i, 1]
         if on_side[i] == 0:  # the right child is off the path: it is the received sum minus the known ones

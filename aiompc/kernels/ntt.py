@@ -117,6 +117,29 @@ def _inverse_row(x: np.ndarray, tw: np.ndarray, tws: np.ndarray, p: np.uint64) -
         t <<= 1
 
 
+@kernel(inline="always")
+def _load_row(src: np.ndarray, x: np.ndarray) -> np.uint64:  # pragma: no cover - compiled
+    """Copy the ``uint64`` residues ``src`` into the ``uint32`` working row ``x``; return their maximum (the
+    caller checks it is below the prime before transforming)."""
+    top = np.uint64(0)
+    for c in range(x.shape[0]):
+        v = src[c]
+        top = max(top, v)
+        x[c] = np.uint32(v)
+    return top
+
+
+@kernel(inline="always")
+def _store_reduced(x: np.ndarray, dst: np.ndarray, p: np.uint64) -> None:  # pragma: no cover - compiled
+    """Write the working row ``x`` (values in ``[0, 4p)``) to ``dst`` fully reduced to ``[0, p)``, in ``dst``'s
+    dtype."""
+    p2 = p + p
+    for c in range(x.shape[0]):
+        v = np.uint64(x[c])
+        v = min(v, v - p2)
+        dst[c] = dst.dtype.type(min(v, v - p))
+
+
 @kernel()
 def ntt_forward_inplace(a: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: np.ndarray) -> bool:  # pragma: no cover
     """Forward NTT of every row of ``a`` (``(rows, k, n)`` uint64, residues ``< p``), fully reduced output.
@@ -130,24 +153,15 @@ def ntt_forward_inplace(a: np.ndarray, tw: np.ndarray, tws: np.ndarray, primes: 
     ok = True
     for i in range(k):
         p = np.uint64(primes[i])
-        p2 = p + p
         twi = tw[i]
         twsi = tws[i]
         for r in range(rows):
             src = a[r, i]
-            top = np.uint64(0)
-            for c in range(n):
-                v = src[c]
-                top = max(top, v)
-                x[c] = np.uint32(v)
-            if top >= p:
+            if _load_row(src, x) >= p:
                 ok = False
                 continue
             _forward_row(x, twi, twsi, p)
-            for c in range(n):
-                v = np.uint64(x[c])
-                v = min(v, v - p2)
-                src[c] = min(v, v - p)
+            _store_reduced(x, src, p)
     return ok
 
 
@@ -173,12 +187,7 @@ def ntt_inverse_inplace(
         twsi = tws[i]
         for r in range(rows):
             src = a[r, i]
-            top = np.uint64(0)
-            for c in range(n):
-                v = src[c]
-                top = max(top, v)
-                x[c] = np.uint32(v)
-            if top >= p:
+            if _load_row(src, x) >= p:
                 ok = False
                 continue
             _inverse_row(x, twi, twsi, p)
@@ -206,7 +215,6 @@ def ntt_forward_signed(
         p = np.uint64(primes[i])
         ps = np.int64(primes[i])
         pinv = 1.0 / np.float64(ps)
-        p2 = p + p
         twi = tw[i]
         twsi = tws[i]
         for r in range(rows):
@@ -214,11 +222,7 @@ def ntt_forward_signed(
             for c in range(n):
                 row[c] = np.uint32(_mod_signed(src[c], ps, pinv))
             _forward_row(row, twi, twsi, p)
-            dst = out[r, i]
-            for c in range(n):
-                v = np.uint64(row[c])
-                v = min(v, v - p2)
-                dst[c] = min(v, v - p)
+            _store_reduced(row, out[r, i], p)
 
 
 @kernel()
@@ -258,15 +262,10 @@ def ntt_forward_sparse_centered(
             p = np.uint64(primes[i])
             ps = np.int64(primes[i])
             pinv = 1.0 / np.float64(ps)
-            p2 = p + p
             row[:] = 0
             for e in range(n_e):
                 row[exps[e]] = np.uint32(_mod_signed(lifted[e], ps, pinv))
             _forward_row(row, tw[i], tws[i], p)
-            dst = out[r, i]
-            for c in range(n):
-                v64 = np.uint64(row[c])
-                v64 = min(v64, v64 - p2)
-                dst[c] = dst.dtype.type(min(v64, v64 - p))
+            _store_reduced(row, out[r, i], p)
     stats[0] = norm
     stats[1] = count

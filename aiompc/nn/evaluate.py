@@ -25,11 +25,12 @@ one session per batch of ``batch`` samples, with a progress bar (tqdm) per mode.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Coroutine, ParamSpec, Sequence, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,9 @@ EVAL_MODES = PLAINTEXT_MODES + tuple(MODES)
 
 DEFAULT_MODES = ("plaintext-float", "plaintext-int", "quantized", "cheetah")
 """What ``aiompc eval`` runs unless ``--modes`` says otherwise."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _PROGRAM_OF_PLAINTEXT = {"plaintext-float": "float", "plaintext-int": "quantized", "plaintext-fixed": "fixed-point"}
 
@@ -359,22 +363,22 @@ async def evaluate_async(
     return report
 
 
-def evaluate(
-    model: str | os.PathLike[str],
-    dataset: str | os.PathLike[str] | Dataset | None = None,
-    *,
-    samples: int | None = None,
-    modes: str | Sequence[str] = DEFAULT_MODES,
-    exact: bool | None = None,
-    batch: int = 64,
-    calibration: np.ndarray | None = None,
-    config: QuantConfig | None = None,
-    transport: str = "tcp",
-    progress: bool | None = None,
-    strict: bool = True,
-    warmup: bool = True,
-) -> EvalReport:
-    """Accuracy and cost of ``model`` (an ONNX file) on ``dataset`` in each of ``modes``.
+def _blocking(fn: Callable[_P, Coroutine[Any, Any, _R]], doc: str) -> Callable[_P, _R]:
+    """``fn`` (an ``*_async`` coroutine function) as a function with its parameters that runs it to completion on
+    its own event loop (:func:`aiompc.run`), named without ``_async`` and documented by ``doc``."""
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import aiompc
+
+        return aiompc.run(fn(*args, **kwargs))
+
+    run.__name__ = run.__qualname__ = fn.__name__.removesuffix("_async")
+    run.__doc__ = doc
+    return run
+
+
+evaluate = _blocking(evaluate_async, """Accuracy and cost of ``model`` (an ONNX file) on ``dataset`` in each of ``modes``.
 
     ``dataset``: a name in :data:`aiompc.nn.datasets.DATASETS` (``"digits"``), a ``.npz`` file (``x``,
     ``y``, optional ``calibration``), a :class:`~aiompc.nn.datasets.Dataset`, or ``None`` for the model's
@@ -388,9 +392,4 @@ def evaluate(
     exact secure mode that differs from its plaintext program raises
     :class:`~aiompc.errors.ProtocolError` (else see :meth:`EvalReport.mismatches`).
 
-    Runs its own event loop; from async code await :func:`evaluate_async` instead."""
-    import aiompc
-
-    return aiompc.run(evaluate_async(model, dataset, samples=samples, modes=modes, exact=exact, batch=batch,
-                                     calibration=calibration, config=config, transport=transport,
-                                     progress=progress, strict=strict, warmup=warmup))
+    Runs its own event loop; from async code await :func:`evaluate_async` instead (same parameters).""")

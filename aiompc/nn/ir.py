@@ -303,6 +303,12 @@ class WeightedNode(Node):
         if w.size and (w.min() < lo or w.max() > hi):
             raise InputError(f"{self.op} {self.name!r}: weights exceed signed {self.weight_bits} bits")
 
+    def _need_input(self, x: TensorSpec, rank: int, size: int, what: str) -> None:
+        """Raise :class:`UnsupportedModel` unless ``x`` has rank ``rank`` per sample and ``size`` ``what`` on axis 0."""
+        self._need_rank(x, (rank,))
+        if x.shape[0] != size:
+            raise UnsupportedModel(f"{self.op} {self.name!r}: input has {x.shape[0]} {what}, weights expect {size}")
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Conv(WeightedNode):
@@ -343,10 +349,7 @@ class Conv(WeightedNode):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (3,))
-        if x.shape[0] != self.in_channels:
-            raise UnsupportedModel(
-                f"conv {self.name!r}: input has {x.shape[0]} channels, weights expect {self.in_channels}")
+        self._need_input(x, 3, self.in_channels, "channels")
         shape = _window_shape(self, x, self.kernel, self.stride, self.pads, self.out_channels)
         return Inferred(shape, *_linear_range(self.weight, self.bias, x))
 
@@ -373,10 +376,7 @@ class Linear(WeightedNode):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (1,))
-        if x.shape[0] != self.in_features:
-            raise UnsupportedModel(
-                f"linear {self.name!r}: input has {x.shape[0]} features, weights expect {self.in_features}")
+        self._need_input(x, 1, self.in_features, "features")
         return Inferred((self.out_features,), *_linear_range(self.weight, self.bias, x))
 
 
@@ -569,12 +569,9 @@ class Clip(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class MaxPool(Node):
-    """Window maximum.  Pads are smaller than the kernel, so every window holds a real value and
-    padding with anything no larger than every input value gives the same result: the reference
-    pads with the input's ``lo``; the minimum of the input's width works for both parties alike."""
+class _Pool(Node):
+    """A window operation per channel (:class:`MaxPool`, :class:`SumPool`): its window, checked, and output shape."""
 
-    op: ClassVar[str] = "maxpool"
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -582,6 +579,23 @@ class MaxPool(Node):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_window(self, self.kernel, self.stride, self.pads)
+
+    def _pooled_shape(self, x: TensorSpec) -> tuple[int, ...]:
+        """The output shape for a ``(C, H, W)`` input ``x`` (``C`` channels out)."""
+        self._need_rank(x, (3,))
+        return _window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0])
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MaxPool(_Pool):
+    """Window maximum.  Pads are smaller than the kernel, so every window holds a real value and
+    padding with anything no larger than every input value gives the same result: the reference
+    pads with the input's ``lo``; the minimum of the input's width works for both parties alike."""
+
+    op: ClassVar[str] = "maxpool"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.pads[0] >= self.kernel[0] or self.pads[2] >= self.kernel[0] or \
                 self.pads[1] >= self.kernel[1] or self.pads[3] >= self.kernel[1]:
             raise UnsupportedModel(
@@ -589,23 +603,15 @@ class MaxPool(Node):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (3,))
-        return Inferred(_window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0]), x.lo, x.hi)
+        return Inferred(self._pooled_shape(x), x.lo, x.hi)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class SumPool(Node):
+class SumPool(_Pool):
     """Window sum with zero padding: the numerator of an average pool (global when the kernel is the
     whole input).  The ``1/(kh*kw)`` lives in the scale and later in a requantization multiplier."""
 
     op: ClassVar[str] = "sumpool"
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_window(self, self.kernel, self.stride, self.pads)
 
     @property
     def window(self) -> int:
@@ -613,9 +619,7 @@ class SumPool(Node):
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        self._need_rank(x, (3,))
-        shape = _window_shape(self, x, self.kernel, self.stride, self.pads, x.shape[0])
-        return Inferred(shape, self.window * min(x.lo, 0), self.window * max(x.hi, 0))
+        return Inferred(self._pooled_shape(x), self.window * min(x.lo, 0), self.window * max(x.hi, 0))
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -109,11 +109,7 @@ class _Net:
         c, hw = self.c, (self.h, self.w)
         y = self.conv_bn(x, out, 3, stride)
         y = self.conv_bn(y, out, 3, relu=False)
-        if stride != 1 or c != out:
-            shape = (self.c, self.h, self.w)
-            x = self.conv_bn(x, out, 1, stride, 0, relu=False, c_in=c, hw=hw)
-            self.c, self.h, self.w = shape
-        return self.b.relu(self.b.add(y, x))
+        return self._residual(y, x, out, stride, c, hw)
 
     def bottleneck(self, x: str, width: int, stride: int) -> str:
         """ResNet-50 bottleneck (stride on the 3x3, as torchvision): 1x1 down, 3x3, 1x1 up to ``4 * width``."""
@@ -121,6 +117,11 @@ class _Net:
         y = self.conv_bn(x, width, 1, 1, 0)
         y = self.conv_bn(y, width, 3, stride)
         y = self.conv_bn(y, out, 1, 1, 0, relu=False)
+        return self._residual(y, x, out, stride, c, hw)
+
+    def _residual(self, y: str, x: str, out: int, stride: int, c: int, hw: tuple[int, int]) -> str:
+        """``relu(y + shortcut(x))``: the shortcut is the identity, or a 1x1/``stride`` conv-bn projection of the
+        block input ``x`` (``c`` channels, ``hw`` spatial) when the shape changes; the block's output shape stays."""
         if stride != 1 or c != out:
             shape = (self.c, self.h, self.w)
             x = self.conv_bn(x, out, 1, stride, 0, relu=False, c_in=c, hw=hw)

@@ -100,15 +100,22 @@ def op_add(imp: _Importer, node: onnx.NodeProto) -> None:
     _affine(imp, node, x, np.ones_like(b), b)
 
 
-def op_sub(imp: _Importer, node: onnx.NodeProto) -> None:
-    """``x - c`` or ``c - x``."""
+def _constant_operand(imp: _Importer, node: onnx.NodeProto, problem: str, hint: str, *,
+                      constant_first: bool = True) -> tuple[str, np.ndarray, bool]:
+    """``(computed input, per-channel constant, constant_first)`` of a node that needs one constant operand
+    (first or second; only second unless ``constant_first``); raises ``imp.fail(node, problem, hint)`` otherwise."""
     imp.attrs(node, {})
     ops = _operands(imp, node)
-    if ops is None:
-        raise imp.fail(node, "subtracting two computed tensors is not supported",
-                       "only constants may be subtracted (or subtracted from)")
-    x, c, const_first = ops
-    b = _per_channel(imp, node, c, imp.edge(node, x))
+    if ops is None or (ops[2] and not constant_first):
+        raise imp.fail(node, problem, hint)
+    x, c, first = ops
+    return x, _per_channel(imp, node, c, imp.edge(node, x)), first
+
+
+def op_sub(imp: _Importer, node: onnx.NodeProto) -> None:
+    """``x - c`` or ``c - x``."""
+    x, b, const_first = _constant_operand(imp, node, "subtracting two computed tensors is not supported",
+                                          "only constants may be subtracted (or subtracted from)")
     if const_first:
         _affine(imp, node, x, -np.ones_like(b), b)
     else:
@@ -117,25 +124,15 @@ def op_sub(imp: _Importer, node: onnx.NodeProto) -> None:
 
 def op_mul(imp: _Importer, node: onnx.NodeProto) -> None:
     """``x * c``."""
-    imp.attrs(node, {})
-    ops = _operands(imp, node)
-    if ops is None:
-        raise imp.fail(node, "multiplying two computed tensors is not supported",
-                       "only multiplication by a scalar or per-channel constant is supported")
-    x, c, _ = ops
-    a = _per_channel(imp, node, c, imp.edge(node, x))
+    x, a, _ = _constant_operand(imp, node, "multiplying two computed tensors is not supported",
+                                "only multiplication by a scalar or per-channel constant is supported")
     _affine(imp, node, x, a, np.zeros_like(a))
 
 
 def op_div(imp: _Importer, node: onnx.NodeProto) -> None:
     """``x / c`` (``c`` non-zero)."""
-    imp.attrs(node, {})
-    ops = _operands(imp, node)
-    if ops is None or ops[2]:
-        raise imp.fail(node, "only division by a constant is supported",
-                       "divide by a scalar or per-channel constant")
-    x, c, _ = ops
-    a = _per_channel(imp, node, c, imp.edge(node, x))
+    x, a, _ = _constant_operand(imp, node, "only division by a constant is supported",
+                                "divide by a scalar or per-channel constant", constant_first=False)
     if np.any(a == 0):
         raise imp.fail(node, "division by zero")
     _affine(imp, node, x, 1.0 / a, np.zeros_like(a))

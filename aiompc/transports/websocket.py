@@ -164,22 +164,22 @@ class WebSocketTransport(Transport):
                 raise error
             return message
 
-    async def close(self) -> None:
-        """Send a close frame (code 1000) and wait for the peer's, at most ``10 s``; idempotent."""
+    def _mark_closed(self) -> None:
+        """Record, once, that this side ends the transport (locally, unless the peer's close came first)."""
         if not self._closed:
             self._closed = True
             self._closed_locally = self._conn.close_code is None
             if self._closed_locally:
                 self._end = "ws: this transport was closed"
+
+    async def close(self) -> None:
+        """Send a close frame (code 1000) and wait for the peer's, at most ``10 s``; idempotent."""
+        self._mark_closed()
         await self._conn.close()
 
     async def abort(self) -> None:
         """Drop the TCP connection now, without the closing handshake (the peer may not be reading)."""
-        if not self._closed:
-            self._closed = True
-            self._closed_locally = self._conn.close_code is None
-            if self._closed_locally:
-                self._end = "ws: this transport was closed"
+        self._mark_closed()
         self._conn.transport.abort()
         try:
             await asyncio.wait_for(asyncio.shield(self._conn.wait_closed()), _CLOSE_TIMEOUT)

@@ -12,7 +12,7 @@ import datetime
 import ipaddress
 import ssl
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
@@ -55,8 +55,10 @@ async def network_pair(
     *,
     server_ssl: ssl.SSLContext | None = None,
     client_ssl: ssl.SSLContext | None = None,
+    relay: Callable[[int], Awaitable[int]] | None = None,
 ) -> tuple[Transport, Transport, Server]:
-    """``(client, accepted server-side transport, server)`` over real loopback sockets."""
+    """``(client, accepted server-side transport, server)`` over real loopback sockets; with ``relay`` the
+    client connects to the port ``await relay(server_port)`` returns (e.g. a :class:`CountingProxy`'s)."""
     accepted: asyncio.Queue[Transport] = asyncio.Queue()
 
     async def handler(transport: Transport) -> None:
@@ -67,15 +69,16 @@ async def network_pair(
     client: Transport
     if kind == "tcp":
         server = await tcp.serve(handler, "127.0.0.1", 0, ssl=server_ssl, max_message_size=max_b)
-        client = await tcp.connect("127.0.0.1", server.port, ssl=client_ssl, max_message_size=max_a)
     elif kind == "websocket":
         server = await websocket.serve(handler, "127.0.0.1", 0, path="/mpc", ssl=server_ssl, max_message_size=max_b)
-        scheme = "wss" if client_ssl is not None else "ws"
-        client = await websocket.connect(
-            f"{scheme}://127.0.0.1:{server.port}/mpc", ssl=client_ssl, max_message_size=max_a
-        )
     else:
         raise ValueError(kind)
+    port = server.port if relay is None else await relay(server.port)
+    if kind == "tcp":
+        client = await tcp.connect("127.0.0.1", port, ssl=client_ssl, max_message_size=max_a)
+    else:
+        scheme = "wss" if client_ssl is not None else "ws"
+        client = await websocket.connect(f"{scheme}://127.0.0.1:{port}/mpc", ssl=client_ssl, max_message_size=max_a)
     return client, await accepted.get(), server
 
 
@@ -206,6 +209,25 @@ class CountingProxy:
         finally:
             writer.close()
 
+    async def check_exchange(
+        self, client: Transport, peer: Transport, up_sizes: list[int], down_sizes: list[int]
+    ) -> None:
+        """Send messages of ``up_sizes`` bytes from ``client`` (connected through this proxy) to ``peer`` and of
+        ``down_sizes`` back; assert they arrive whole and that the bytes counted meanwhile each way equal the
+        payloads plus the overhead as each end computes it."""
+        up0, down0 = self.upstream, self.downstream
+        for n in up_sizes:
+            await client.send(bytes(n))
+        for n in down_sizes:
+            await peer.send(bytes(n))
+        assert [len(await peer.recv()) for _ in up_sizes] == up_sizes
+        assert [len(await client.recv()) for _ in down_sizes] == down_sizes
+        up, down = self.upstream - up0, self.downstream - down0
+        assert up == sum(n + client.overhead(n, "send") for n in up_sizes)
+        assert up == sum(n + peer.overhead(n, "recv") for n in up_sizes)
+        assert down == sum(n + peer.overhead(n, "send") for n in down_sizes)
+        assert down == sum(n + client.overhead(n, "recv") for n in down_sizes)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -232,21 +254,15 @@ async def counting_proxy() -> AsyncIterator[Callable[[int], Awaitable[CountingPr
 
 @pytest.fixture
 async def open_network_pair() -> AsyncIterator[Callable[..., Awaitable[tuple[Transport, Transport, Server]]]]:
-    """``await open_network_pair("tcp"|"websocket", max_a, max_b, server_ssl=..., client_ssl=...)``.
+    """``await open_network_pair("tcp"|"websocket", max_a, max_b, server_ssl=..., client_ssl=..., relay=...)``.
 
     Returns ``(client, accepted, server)``; all three are closed at teardown.
     """
     made: list[tuple[Transport, Transport, Server]] = []
 
-    async def open_(
-        kind: str,
-        max_a: int = DEFAULT_MAX_MESSAGE_SIZE,
-        max_b: int = DEFAULT_MAX_MESSAGE_SIZE,
-        *,
-        server_ssl: ssl.SSLContext | None = None,
-        client_ssl: ssl.SSLContext | None = None,
-    ) -> tuple[Transport, Transport, Server]:
-        made.append(await network_pair(kind, max_a, max_b, server_ssl=server_ssl, client_ssl=client_ssl))
+    async def open_(*args: Any, **kwargs: Any) -> tuple[Transport, Transport, Server]:
+        """:func:`network_pair` with these arguments."""
+        made.append(await network_pair(*args, **kwargs))
         return made[-1]
 
     yield open_
@@ -254,3 +270,24 @@ async def open_network_pair() -> AsyncIterator[Callable[..., Awaitable[tuple[Tra
         await client.close()
         await accepted.close()
         await server.close()
+
+
+@pytest.fixture
+def proxied_pair(
+    counting_proxy: Callable[[int], Awaitable[CountingProxy]],
+    open_network_pair: Callable[..., Awaitable[tuple[Transport, Transport, Server]]],
+) -> Callable[[str], Awaitable[tuple[Transport, Transport, CountingProxy]]]:
+    """``await proxied_pair("tcp"|"websocket")``: ``(client, accepted, proxy)``, the client connected through a
+    :class:`CountingProxy` (everything closed at teardown)."""
+
+    async def open_(kind: str) -> tuple[Transport, Transport, CountingProxy]:
+        proxies: list[CountingProxy] = []
+
+        async def relay(port: int) -> int:
+            proxies.append(await counting_proxy(port))
+            return proxies[-1].port
+
+        client, accepted, _ = await open_network_pair(kind, relay=relay)
+        return client, accepted, proxies[0]
+
+    return open_

@@ -167,33 +167,10 @@ async def test_tls_round_trip_and_verification(tls_contexts: tuple[ssl.SSLContex
         await tcp.connect("127.0.0.1", server.port, ssl=untrusting)
 
 
-async def test_overhead_sum_equals_bytes_on_the_wire(counting_proxy: Callable[[int], Awaitable[Any]]) -> None:
-    accepted: asyncio.Queue[Transport] = asyncio.Queue()
-
-    async def handler(transport: Transport) -> None:
-        accepted.put_nowait(transport)
-        await asyncio.get_running_loop().create_future()
-
-    server = await tcp.serve(handler, "127.0.0.1", 0)
-    proxy = await counting_proxy(server.port)
-    try:
-        client = await tcp.connect("127.0.0.1", proxy.port)
-        peer = await accepted.get()
-        up_sizes = [0, 1, 7, 8, 65535, 65536, 300_000, 3_000_000]
-        down_sizes = [5, 0, 1 << 20]
-        for n in up_sizes:
-            await client.send(bytes(n))
-        for n in down_sizes:
-            await peer.send(bytes(n))
-        assert [len(await peer.recv()) for _ in up_sizes] == up_sizes
-        assert [len(await client.recv()) for _ in down_sizes] == down_sizes
-        assert proxy.upstream == sum(n + client.overhead(n, "send") for n in up_sizes)
-        assert proxy.upstream == sum(n + peer.overhead(n, "recv") for n in up_sizes)
-        assert proxy.downstream == sum(n + peer.overhead(n, "send") for n in down_sizes)
-        assert proxy.downstream == sum(n + client.overhead(n, "recv") for n in down_sizes)
-        await client.close()
-    finally:
-        await server.close()
+async def test_overhead_sum_equals_bytes_on_the_wire(proxied_pair: Callable[[str], Awaitable[Any]]) -> None:
+    client, peer, proxy = await proxied_pair("tcp")
+    assert proxy.upstream == proxy.downstream == 0  # no handshake: every byte counted below is a frame
+    await proxy.check_exchange(client, peer, [0, 1, 7, 8, 65535, 65536, 300_000, 3_000_000], [5, 0, 1 << 20])
 
 
 async def test_max_message_size_is_validated() -> None:

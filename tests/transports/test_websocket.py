@@ -12,7 +12,7 @@ from websockets.frames import Frame, Opcode
 
 from aiompc.errors import InputError, MessageTooLarge, ProtocolError, TransportClosed, TransportError
 from aiompc.transports import websocket
-from aiompc.transports.base import Transport
+from aiompc.transports.base import Server, Transport
 
 BOUNDARY_SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 1 << 20]
 
@@ -43,37 +43,13 @@ async def test_overhead_per_direction(open_network_pair: Callable[..., Awaitable
         assert client.overhead(size, "recv") == accepted.overhead(size, "send") == plain
 
 
-async def test_overhead_sum_equals_bytes_on_the_wire(counting_proxy: Callable[[int], Awaitable[Any]]) -> None:
-    accepted: asyncio.Queue[Transport] = asyncio.Queue()
-
-    async def handler(transport: Transport) -> None:
-        accepted.put_nowait(transport)
-        await asyncio.get_running_loop().create_future()
-
-    server = await websocket.serve(handler, "127.0.0.1", 0, path="/mpc")
-    proxy = await counting_proxy(server.port)
-    try:
-        client = await websocket.connect(f"ws://127.0.0.1:{proxy.port}/mpc")
-        peer = await accepted.get()
-        handshake_up, handshake_down = proxy.upstream, proxy.downstream  # the HTTP upgrade, not frames
-        assert handshake_up > 0 and handshake_down > 0
-        fragment = websocket.FRAGMENT_SIZE
-        up_sizes = [0, 1, 125, 126, 65535, 65536, 300_000, fragment, fragment + 1, 2 * fragment, 3_000_000]
-        down_sizes = [5, 0, 200, fragment, fragment + 1, 2 * fragment, 5 * fragment + 12345]
-        for n in up_sizes:
-            await client.send(bytes(n))
-        for n in down_sizes:
-            await peer.send(bytes(n))
-        assert [len(await peer.recv()) for _ in up_sizes] == up_sizes
-        assert [len(await client.recv()) for _ in down_sizes] == down_sizes
-        up, down = proxy.upstream - handshake_up, proxy.downstream - handshake_down
-        assert up == sum(n + client.overhead(n, "send") for n in up_sizes)
-        assert up == sum(n + peer.overhead(n, "recv") for n in up_sizes)
-        assert down == sum(n + peer.overhead(n, "send") for n in down_sizes)
-        assert down == sum(n + client.overhead(n, "recv") for n in down_sizes)
-        await client.close()
-    finally:
-        await server.close()
+async def test_overhead_sum_equals_bytes_on_the_wire(proxied_pair: Callable[[str], Awaitable[Any]]) -> None:
+    client, peer, proxy = await proxied_pair("websocket")
+    assert proxy.upstream > 0 and proxy.downstream > 0  # the HTTP upgrade, not frames
+    fragment = websocket.FRAGMENT_SIZE
+    await proxy.check_exchange(
+        client, peer, [0, 1, 125, 126, 65535, 65536, 300_000, fragment, fragment + 1, 2 * fragment, 3_000_000],
+        [5, 0, 200, fragment, fragment + 1, 2 * fragment, 5 * fragment + 12345])
 
 
 async def test_wrong_path_is_refused() -> None:
@@ -105,7 +81,8 @@ async def test_bad_url_and_refused_connection() -> None:
         await websocket.connect(f"ws://127.0.0.1:{port}/")
 
 
-async def test_text_frame_is_a_protocol_error() -> None:
+async def serve_first_recv() -> tuple[Server, asyncio.Future[BaseException | bytes]]:
+    """A WebSocket server on 127.0.0.1 whose handler records what its first ``recv`` gave: the message or the error."""
     outcome: asyncio.Future[BaseException | bytes] = asyncio.get_running_loop().create_future()
 
     async def handler(transport: Transport) -> None:
@@ -114,7 +91,11 @@ async def test_text_frame_is_a_protocol_error() -> None:
         except Exception as exc:
             outcome.set_result(exc)
 
-    server = await websocket.serve(handler, "127.0.0.1", 0)
+    return await websocket.serve(handler, "127.0.0.1", 0), outcome
+
+
+async def test_text_frame_is_a_protocol_error() -> None:
+    server, outcome = await serve_first_recv()
     try:
         async with raw_ws_connect(f"ws://127.0.0.1:{server.port}/", compression=None, proxy=None) as raw:
             await raw.send("a text frame")
@@ -157,15 +138,7 @@ async def test_oversized_message_is_reported_on_both_ends(open_network_pair: Cal
 
 
 async def test_peer_vanishing_mid_frame_is_transport_closed() -> None:
-    outcome: asyncio.Future[BaseException | bytes] = asyncio.get_running_loop().create_future()
-
-    async def handler(transport: Transport) -> None:
-        try:
-            outcome.set_result(await transport.recv())
-        except Exception as exc:
-            outcome.set_result(exc)
-
-    server = await websocket.serve(handler, "127.0.0.1", 0)
+    server, outcome = await serve_first_recv()
     try:
         raw = await raw_ws_connect(f"ws://127.0.0.1:{server.port}/", compression=None, proxy=None)
         frame = Frame(Opcode.BINARY, bytes(100_000)).serialize(mask=True)

@@ -32,6 +32,7 @@ from .keys import SecretKey, expand_uniform
 from .ntt import get_ntt
 from .params import HEParams
 from .rns import RNSBasis, encode_scaled, get_basis, mod_add, mod_mul, mod_neg, reduce_signed, scale_round_pow2
+from .serialize import dump_seeded, load_seeded
 
 __all__ = [
     "Ciphertext",
@@ -167,16 +168,12 @@ class SeededCiphertext:
 
     def to_bytes(self) -> bytes:
         """Bit-packed wire form: ``B·N·⌈log2 q⌉`` bits of ``c0`` plus the seed and a small header."""
-        from .serialize import dump_seeded
-
-        return dump_seeded(self)
+        return dump_seeded(self.params, self.c0, self.seed)
 
     @classmethod
     def from_bytes(cls, params: HEParams, data: bytes | memoryview) -> SeededCiphertext:
         """Parse :meth:`to_bytes` output; raises :class:`~aiompc.errors.ProtocolError` if malformed."""
-        from .serialize import load_seeded
-
-        return load_seeded(params, data)
+        return cls(params, *load_seeded(params, data))
 
 
 @dataclass(frozen=True, eq=False)

@@ -43,7 +43,7 @@ from aiompc.errors import InputError, ProtocolError
 from .bfv import Ciphertext, SeededCiphertext
 from .keys import SecretKey, expand_uniform
 from .ntt import bit_reverse, get_ntt
-from .primes import primitive_root_2n
+from .primes import powers_mod, primitive_root_2n
 from .params import HEParams
 from .rns import get_basis, mod_add, mod_mul, mod_neg, reduce_signed
 from aiompc.kernels.keyswitch import digits_into, permute_into, switch_finish_into
@@ -109,13 +109,7 @@ def monomial_ntt(params: HEParams, exponents: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _root_powers(n: int, primes: tuple[int, ...]) -> np.ndarray:
-    out = np.empty((len(primes), 2 * n), dtype=np.uint64)
-    for i, p in enumerate(primes):
-        psi = primitive_root_2n(p, n)
-        acc = 1
-        for j in range(2 * n):  # 2N scalar steps once per (N, prime): table setup, not a hot path
-            out[i, j] = acc
-            acc = acc * psi % p
+    out = np.stack([powers_mod(primitive_root_2n(p, n), 2 * n, p) for p in primes])
     out.setflags(write=False)
     return out
 

@@ -19,6 +19,7 @@ from aiompc.errors import InputError
 from .ntt import get_ntt
 from .params import HEParams
 from .rns import get_basis, mod_add, mod_mul, mod_neg, reduce_signed
+from .serialize import dump_public_key, load_public_key
 
 __all__ = ["SecretKey", "PublicKey", "keygen", "public_key", "expand_uniform"]
 
@@ -124,16 +125,12 @@ class PublicKey:
 
     def to_bytes(self) -> bytes:
         """Bit-packed wire form (see :mod:`aiompc.crypto.he.serialize`)."""
-        from .serialize import dump_public_key
-
-        return dump_public_key(self)
+        return dump_public_key(self.params, self.b, self.seed)
 
     @classmethod
     def from_bytes(cls, params: HEParams, data: bytes | memoryview) -> PublicKey:
         """Parse :meth:`to_bytes` output; raises :class:`~aiompc.errors.ProtocolError` if malformed."""
-        from .serialize import load_public_key
-
-        return load_public_key(params, data)
+        return cls(params, *load_public_key(params, data))
 
 
 def _same_key(have: HEParams, want: HEParams) -> None:

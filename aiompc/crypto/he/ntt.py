@@ -31,7 +31,7 @@ from aiompc.kernels.ntt import (
     ntt_inverse_inplace,
 )
 
-from .primes import MAX_PRIME_BITS, primitive_root_2n
+from .primes import MAX_PRIME_BITS, powers_mod, primitive_root_2n
 
 __all__ = ["NTT", "get_ntt", "bit_reverse"]
 
@@ -46,19 +46,6 @@ def bit_reverse(n: int) -> np.ndarray:
     return rev
 
 
-def _powers(base: int, n: int, p: int) -> np.ndarray:
-    """``base**j mod p`` for ``j < n`` (vectorised doubling)."""
-    out = np.ones(n, dtype=np.uint64)
-    filled, step = 1, base % p
-    pp = np.uint64(p)
-    while filled < n:
-        take = min(filled, n - filled)
-        out[filled : filled + take] = out[:take] * np.uint64(step) % pp
-        filled += take
-        step = step * step % p
-    return out
-
-
 @functools.lru_cache(maxsize=256)
 def _prime_tables(n: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Per-prime tables (uint32): ψ^brv(k), its Shoup companion, ψ^-brv(k), companion; n^-1 and companion."""
@@ -66,8 +53,8 @@ def _prime_tables(n: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         raise ParameterError(f"NTT primes must be below 2**{MAX_PRIME_BITS}, got {p}")
     psi = primitive_root_2n(p, n)
     rev = bit_reverse(n)
-    fwd = _powers(psi, n, p)[rev]
-    inv = _powers(pow(psi, -1, p), n, p)[rev]
+    fwd = powers_mod(psi, n, p)[rev]
+    inv = powers_mod(pow(psi, -1, p), n, p)[rev]
     pp = np.uint64(p)
     fwd_s = (fwd << np.uint64(32)) // pp
     inv_s = (inv << np.uint64(32)) // pp
@@ -102,19 +89,14 @@ class NTT:
     def forward(self, a: np.ndarray) -> np.ndarray:
         """Coefficient form → evaluation form. ``a``: ``(..., k, n)`` residues ``< p`` (any int dtype)."""
         out = self._copy_in(a)
-        if not ntt_forward_inplace(out.reshape(-1, *out.shape[-2:]), self._fwd, self._fwd_s, self._p):
-            raise InputError("NTT input is not reduced: every residue must be below its prime")
+        self._transform(out, inverse=False)
         return out
 
     def forward_inplace(self, a: np.ndarray) -> None:
         """:meth:`forward` into ``a`` itself: a C-contiguous ``uint64`` array ``(..., k, n)`` of residues the
         caller owns (no copy)."""
-        if a.dtype != np.uint64 or not a.flags.c_contiguous or not a.flags.writeable or a.ndim < 2 \
-                or a.shape[-2:] != (len(self.primes), self.n):
-            raise InputError(f"forward_inplace needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
-                             f"{self.n}), got {a.dtype} {a.shape}")
-        if not ntt_forward_inplace(a.reshape(-1, *a.shape[-2:]), self._fwd, self._fwd_s, self._p):
-            raise InputError("NTT input is not reduced: every residue must be below its prime")
+        self._check_owned(a, "forward_inplace")
+        self._transform(a, inverse=False)
 
     def forward_signed(self, x: np.ndarray) -> np.ndarray:
         """``forward(reduce_signed(x))`` in one pass: signed integers ``(..., n)`` → evaluation form ``(..., k, n)``.
@@ -165,21 +147,33 @@ class NTT:
     def inverse(self, a: np.ndarray) -> np.ndarray:
         """Evaluation form → coefficient form, the exact inverse of :meth:`forward`."""
         out = self._copy_in(a)
-        flat = out.reshape(-1, *out.shape[-2:])
-        if not ntt_inverse_inplace(flat, self._inv, self._inv_s, self._p, self._n_inv, self._n_inv_s):
-            raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
+        self._transform(out, inverse=True)
         return out
 
     def inverse_inplace(self, a: np.ndarray) -> None:
         """:meth:`inverse` into ``a`` itself: a C-contiguous ``uint64`` array ``(..., k, n)`` of residues the
         caller owns (no copy)."""
+        self._check_owned(a, "inverse_inplace")
+        self._transform(a, inverse=True)
+
+    def _check_owned(self, a: np.ndarray, what: str) -> None:
+        """Raise :class:`InputError` unless ``a`` is a writable C-contiguous ``uint64`` array ``(..., k, n)``."""
         if a.dtype != np.uint64 or not a.flags.c_contiguous or not a.flags.writeable or a.ndim < 2 \
                 or a.shape[-2:] != (len(self.primes), self.n):
-            raise InputError(f"inverse_inplace needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
+            raise InputError(f"{what} needs a writable C-contiguous uint64 array (..., {len(self.primes)}, "
                              f"{self.n}), got {a.dtype} {a.shape}")
-        if not ntt_inverse_inplace(a.reshape(-1, *a.shape[-2:]), self._inv, self._inv_s, self._p, self._n_inv,
-                                   self._n_inv_s):
-            raise InputError("inverse NTT input is not reduced: every residue must be below its prime")
+
+    def _transform(self, a: np.ndarray, *, inverse: bool) -> None:
+        """The forward or inverse NTT of the C-contiguous ``uint64`` array ``a`` ``(..., k, n)``, in place (one
+        kernel call); raises :class:`InputError` if a residue is not below its prime."""
+        flat = a.reshape(-1, *a.shape[-2:])
+        if inverse:
+            ok = ntt_inverse_inplace(flat, self._inv, self._inv_s, self._p, self._n_inv, self._n_inv_s)
+        else:
+            ok = ntt_forward_inplace(flat, self._fwd, self._fwd_s, self._p)
+        if not ok:
+            raise InputError(f"{'inverse ' if inverse else ''}NTT input is not reduced: every residue must be below "
+                             "its prime")
 
     def _copy_in(self, a: np.ndarray) -> np.ndarray:
         """A fresh C-contiguous ``uint64`` copy of ``a`` after checking its shape (negative values rejected)."""

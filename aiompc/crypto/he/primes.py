@@ -27,6 +27,7 @@ __all__ = [
     "ntt_primes_above",
     "ntt_primes_below",
     "primitive_root_2n",
+    "powers_mod",
 ]
 
 MAX_PRIME_BITS = 30
@@ -109,14 +110,18 @@ def primitive_root_2n(p: int, n: int) -> int:
             break
     else:  # pragma: no cover - a generator always exists
         raise ParameterError(f"no primitive {2 * n}-th root of unity mod {p}")
-    # odd powers psi^(2j+1) = psi * (psi^2)^j, j < n, by doubling
-    sq = psi * psi % p
-    powers = np.ones(n, dtype=np.uint64)
-    filled, step = 1, sq
+    # odd powers psi^(2j+1) = psi * (psi^2)^j, j < n
+    return int((powers_mod(psi * psi % p, n, p) * np.uint64(psi) % np.uint64(p)).min())
+
+
+def powers_mod(base: int, n: int, p: int) -> np.ndarray:
+    """``base**j mod p`` for ``j < n``, ``uint64`` (``p < 2**32``), by doubling: ``log2 n`` vectorised steps."""
+    out = np.ones(n, dtype=np.uint64)
+    filled, step = 1, base % p
     pp = np.uint64(p)
     while filled < n:
         take = min(filled, n - filled)
-        powers[filled : filled + take] = powers[:take] * np.uint64(step) % pp
+        out[filled : filled + take] = out[:take] * np.uint64(step) % pp
         filled += take
         step = step * step % p
-    return int((powers * np.uint64(psi) % pp).min())
+    return out

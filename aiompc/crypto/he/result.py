@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from aiompc.crypto.prg import PRG
-from aiompc.errors import InputError
+from aiompc.errors import InputError, ProtocolError
 from aiompc.kernels.rerandomize import add_noise_into, add_pk_product_into
 
 from .bfv import Ciphertext
@@ -68,6 +68,7 @@ from .rns import (
     reduce_unsigned,
     scale_round_pow2,
 )
+from .serialize import dump_result, kept_bits, load_result
 
 __all__ = [
     "ResultCiphertext",
@@ -141,12 +142,12 @@ class ResultCiphertext:
     @property
     def bits0(self) -> int:
         """Bits per carried ``c0`` coefficient."""
-        return ((self.modulus - 1) >> self.drop0).bit_length()
+        return kept_bits(self.modulus, self.drop0)
 
     @property
     def bits1(self) -> int:
         """Bits per ``c1`` coefficient."""
-        return ((self.modulus - 1) >> self.drop1).bit_length()
+        return kept_bits(self.modulus, self.drop1)
 
     @property
     def wire_bits(self) -> int:
@@ -155,18 +156,19 @@ class ResultCiphertext:
 
     def to_bytes(self) -> bytes:
         """Bit-packed wire form (positions are not sent: both sides derive them from the layer)."""
-        from .serialize import dump_result
-
-        return dump_result(self)
+        return dump_result(self.params, self.modulus, self.drop0, self.drop1, self.c0, self.c1)
 
     @classmethod
     def from_bytes(
         cls, params: HEParams, data: bytes | memoryview, positions: np.ndarray | None = None
     ) -> ResultCiphertext:
         """Parse :meth:`to_bytes` output given the agreed ``positions``; raises ``ProtocolError`` if malformed."""
-        from .serialize import load_result
-
-        return load_result(params, data, positions)
+        pos = None if positions is None else np.asarray(positions, dtype=np.int64).reshape(-1)
+        fields = load_result(params, data, params.n if pos is None else int(pos.size))
+        try:
+            return cls(params, *fields, pos)
+        except InputError as exc:
+            raise ProtocolError(f"malformed result: {exc}") from None
 
 
 # --------------------------------------------------------------------------- server side

@@ -1,5 +1,9 @@
 """Bit-exact wire formats for seeded ciphertexts, public keys and result ciphertexts.
 
+A codec on arrays: it knows no ciphertext or key class (:class:`~.bfv.SeededCiphertext`,
+:class:`~.keys.PublicKey` and :class:`~.result.ResultCiphertext` call it from ``to_bytes``/``from_bytes``),
+so the dependency runs one way, from those modules to this one.
+
 Every message is ``header ‖ payload ‖ crc32`` (little-endian):
 
 =========  =====  ==========================================================================
@@ -32,13 +36,10 @@ import zlib
 
 import numpy as np
 
-from aiompc.errors import InputError, ProtocolError
+from aiompc.errors import ProtocolError
 from aiompc.kernels.bitpack import pack_bits, packed_size, unpack_bits
 
-from .bfv import SeededCiphertext
-from .keys import PublicKey
 from .params import HEParams
-from .result import ResultCiphertext
 from .rns import RNSBasis, from_limbs, get_basis, limbs_less_than, to_limbs
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "load_result",
     "seeded_size",
     "result_size",
+    "kept_bits",
 ]
 
 MAGIC = b"HE"
@@ -156,33 +158,37 @@ def _load_c0(params: HEParams, data: bytes | memoryview, kind: int) -> tuple[np.
     return c0, bytes(seed)
 
 
-def dump_seeded(ct: SeededCiphertext) -> bytes:
-    """Wire form of a seeded ciphertext batch."""
-    return _dump_c0(ct.params, ct.c0, ct.seed, KIND_SEEDED)
+def dump_seeded(params: HEParams, c0: np.ndarray, seed: bytes) -> bytes:
+    """Wire form of a seeded ciphertext batch: ``c0`` ``(B, L, N)`` residues (coefficient form) and its seed."""
+    return _dump_c0(params, c0, seed, KIND_SEEDED)
 
 
-def load_seeded(params: HEParams, data: bytes | memoryview) -> SeededCiphertext:
-    """Inverse of :func:`dump_seeded`; raises :class:`ProtocolError` on malformed input."""
-    c0, seed = _load_c0(params, data, KIND_SEEDED)
-    return SeededCiphertext(params, c0, seed)
+def load_seeded(params: HEParams, data: bytes | memoryview) -> tuple[np.ndarray, bytes]:
+    """Inverse of :func:`dump_seeded`: ``(c0, seed)``; raises :class:`ProtocolError` on malformed input."""
+    return _load_c0(params, data, KIND_SEEDED)
 
 
-def dump_public_key(pk: PublicKey) -> bytes:
-    """Wire form of a public key (``b`` and its seed)."""
-    return _dump_c0(pk.params, pk.b[None], pk.seed, KIND_PUBKEY)
+def dump_public_key(params: HEParams, b: np.ndarray, seed: bytes) -> bytes:
+    """Wire form of a public key: ``b`` ``(L, N)`` residues and the seed of ``a``."""
+    return _dump_c0(params, b[None], seed, KIND_PUBKEY)
 
 
-def load_public_key(params: HEParams, data: bytes | memoryview) -> PublicKey:
-    """Inverse of :func:`dump_public_key`."""
+def load_public_key(params: HEParams, data: bytes | memoryview) -> tuple[np.ndarray, bytes]:
+    """Inverse of :func:`dump_public_key`: ``(b, seed)``, ``b`` read-only."""
     c0, seed = _load_c0(params, data, KIND_PUBKEY)
     if c0.shape[0] != 1:
         raise ProtocolError(f"a public key is one polynomial pair, got a batch of {c0.shape[0]}")
     b = c0[0]
     b.setflags(write=False)
-    return PublicKey(params, b, seed)
+    return b, seed
 
 
 # --------------------------------------------------------------------------- results
+
+
+def kept_bits(modulus: int, drop: int) -> int:
+    """Wire bits of a value mod ``modulus`` with its ``drop`` low bits dropped."""
+    return ((modulus - 1) >> drop).bit_length()
 
 
 def result_size(params: HEParams, batch: int, n_coeffs: int, bits0: int, bits1: int) -> int:
@@ -191,21 +197,26 @@ def result_size(params: HEParams, batch: int, n_coeffs: int, bits0: int, bits1: 
             + packed_size(batch * n_coeffs, bits0) + _CRC.size)
 
 
-def dump_result(res: ResultCiphertext) -> bytes:
-    """Wire form of a result batch (``positions`` are implicit)."""
-    pow2 = res.modulus & (res.modulus - 1) == 0
-    code, k = (0, res.modulus.bit_length() - 1) if pow2 else (1, 0)
-    head = _HEAD.pack(MAGIC, VERSION, KIND_RESULT, res.params.fingerprint, res.batch)
-    head += _RESULT.pack(code, k, res.drop0, res.drop1, res.n_coeffs)
-    return _finish(head + pack_bits(res.c1, res.bits1) + pack_bits(res.c0, res.bits0))
+def dump_result(params: HEParams, modulus: int, drop0: int, drop1: int, c0: np.ndarray, c1: np.ndarray) -> bytes:
+    """Wire form of a result batch mod ``modulus`` (``2**k`` or the first prime): ``c0`` ``(B, n)`` carried values
+    of ``⌊c0/2**drop0⌋`` and ``c1`` ``(B, N)`` of ``⌊c1/2**drop1⌋`` (their ``positions`` are implicit)."""
+    pow2 = modulus & (modulus - 1) == 0
+    code, k = (0, modulus.bit_length() - 1) if pow2 else (1, 0)
+    head = _HEAD.pack(MAGIC, VERSION, KIND_RESULT, params.fingerprint, c1.shape[0])
+    head += _RESULT.pack(code, k, drop0, drop1, c0.shape[1])
+    bits0, bits1 = kept_bits(modulus, drop0), kept_bits(modulus, drop1)
+    return _finish(head + pack_bits(c1, bits1) + pack_bits(c0, bits0))
 
 
-def load_result(params: HEParams, data: bytes | memoryview, positions: np.ndarray | None = None) -> ResultCiphertext:
-    """Inverse of :func:`dump_result` given the agreed ``positions``; raises :class:`ProtocolError`."""
+def load_result(
+    params: HEParams, data: bytes | memoryview, n_coeffs: int
+) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    """Inverse of :func:`dump_result` given the agreed number of carried ``c0`` coefficients:
+    ``(modulus, drop0, drop1, c0, c1)``; raises :class:`ProtocolError`."""
     body, batch, off = _open(params, data, KIND_RESULT)
     if len(body) < off + _RESULT.size:
         raise ProtocolError("truncated result header")
-    code, k, drop0, drop1, n_coeffs = _RESULT.unpack_from(body, off)
+    code, k, drop0, drop1, got_n = _RESULT.unpack_from(body, off)
     off += _RESULT.size
     if code == 0 and 1 <= k <= 62:
         modulus = 1 << k
@@ -213,13 +224,12 @@ def load_result(params: HEParams, data: bytes | memoryview, positions: np.ndarra
         modulus = params.primes[0]
     else:
         raise ProtocolError(f"bad result modulus code ({code}, {k})")
-    expected_n = params.n if positions is None else int(np.asarray(positions).size)
-    if n_coeffs != expected_n:
-        raise ProtocolError(f"result carries {n_coeffs} c0 coefficients, expected {expected_n}")
+    if got_n != n_coeffs:
+        raise ProtocolError(f"result carries {got_n} c0 coefficients, expected {n_coeffs}")
     width = modulus.bit_length() - (1 if code == 0 else 0)
     if not (drop0 < width and drop1 < width):
         raise ProtocolError(f"cannot drop ({drop0}, {drop1}) bits of a {width}-bit modulus")
-    bits0, bits1 = ((modulus - 1) >> drop0).bit_length(), ((modulus - 1) >> drop1).bit_length()
+    bits0, bits1 = kept_bits(modulus, drop0), kept_bits(modulus, drop1)
     size1, size0 = packed_size(batch * params.n, bits1), packed_size(batch * n_coeffs, bits0)
     if len(body) - off != size1 + size0:
         raise ProtocolError(f"result payload is {len(body) - off} bytes, expected {size1 + size0}")
@@ -227,9 +237,4 @@ def load_result(params: HEParams, data: bytes | memoryview, positions: np.ndarra
     c0 = unpack_bits(body[off + size1 :], bits0, batch * n_coeffs).reshape(batch, n_coeffs)
     if code == 1 and (c0.max(initial=0) > (modulus - 1) >> drop0 or c1.max(initial=0) > (modulus - 1) >> drop1):
         raise ProtocolError("result coefficient not below the modulus")
-    try:
-        pos = None if positions is None else np.asarray(positions, dtype=np.int64).reshape(-1)
-        res = ResultCiphertext(params, modulus, drop0, drop1, c0, c1, pos)
-    except InputError as exc:
-        raise ProtocolError(f"malformed result: {exc}") from None
-    return res
+    return modulus, drop0, drop1, c0, c1

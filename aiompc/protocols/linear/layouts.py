@@ -86,33 +86,48 @@ class SourcedLayout:
         return self.source.in_shape
 
 
+class _TiledLayout:
+    """What :class:`ConvLayout` and :class:`MatmulLayout` share: ring degree ``n`` from the tiling, one channel per
+    coefficient (:class:`~.kronecker.KroneckerConvLayout` packs several), and ``units``/``inputs``/``outputs``
+    read from the tiling's counts, which each layout names in ``_counts``."""
+
+    tiling: ConvTiling | MatmulTiling
+
+    def _counts(self) -> tuple[int, int, int]:
+        """``(units, inputs, outputs)`` of the tiling."""
+        raise NotImplementedError
+
+    @property
+    def pack(self) -> int:
+        return 1
+
+    @property
+    def n(self) -> int:
+        return self.tiling.n
+
+    @property
+    def units(self) -> int:
+        return self._counts()[0]
+
+    @property
+    def inputs(self) -> int:
+        return self._counts()[1]
+
+    @property
+    def outputs(self) -> int:
+        return self._counts()[2]
+
+
 @dataclass(frozen=True)
-class ConvLayout:
+class ConvLayout(_TiledLayout):
     """A :class:`ConvTiling` seen as a layout: unit = spatial tile (row-major), input = channel block,
     output = output-channel group."""
 
     tiling: ConvTiling
 
-    @property
-    def pack(self) -> int:  # type: ignore[override]
-        """One channel per coefficient (:class:`~.kronecker.KroneckerConvLayout` packs several)."""
-        return 1
-
-    @property
-    def n(self) -> int:  # type: ignore[override]
-        return self.tiling.n
-
-    @property
-    def units(self) -> int:  # type: ignore[override]
-        return self.tiling.spatial_tiles
-
-    @property
-    def inputs(self) -> int:  # type: ignore[override]
-        return self.tiling.channel_blocks
-
-    @property
-    def outputs(self) -> int:  # type: ignore[override]
-        return self.tiling.out_groups
+    def _counts(self) -> tuple[int, int, int]:
+        t = self.tiling
+        return t.spatial_tiles, t.channel_blocks, t.out_groups
 
     @property
     def conv_shape(self) -> ConvShape:
@@ -150,7 +165,7 @@ class ConvLayout:
 
 
 @dataclass(frozen=True)
-class MatmulLayout:
+class MatmulLayout(_TiledLayout):
     """A :class:`MatmulTiling` seen as a layout: unit = row block, input = inner block, output = column block.
 
     With ``vector=True`` the layer takes and returns 1-D vectors (batch of one).
@@ -159,25 +174,9 @@ class MatmulLayout:
     tiling: MatmulTiling
     vector: bool = False
 
-    @property
-    def pack(self) -> int:  # type: ignore[override]
-        return 1
-
-    @property
-    def n(self) -> int:  # type: ignore[override]
-        return self.tiling.n
-
-    @property
-    def units(self) -> int:  # type: ignore[override]
-        return self.tiling.row_blocks
-
-    @property
-    def inputs(self) -> int:  # type: ignore[override]
-        return self.tiling.inner_blocks
-
-    @property
-    def outputs(self) -> int:  # type: ignore[override]
-        return self.tiling.col_blocks
+    def _counts(self) -> tuple[int, int, int]:
+        t = self.tiling
+        return t.row_blocks, t.inner_blocks, t.col_blocks
 
     @property
     def in_shape(self) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ the window size is the caller's following truncation (choose ``multiplier ~= 2^f
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -67,24 +67,26 @@ def add_public(role: str, x: np.ndarray, constant: np.ndarray | int, l: int, *, 
         raise InputError(f"role must be 'server' or 'client', got {role!r}")
     if role == "client":
         return x
+    c = _constant(x, constant, l, axis)
+    return reduce(x + c, l)
+
+
+def _constant(x: np.ndarray, constant: np.ndarray | int, l: int, axis: int | None) -> np.ndarray:
+    """``constant`` mod ``2^l``, shaped to broadcast against ``x``: as given, or (with ``axis``) a vector of
+    ``x.shape[axis]`` values laid along that axis."""
     c = _ring(np.asarray(constant), l, "constant")
     if axis is not None:
         ax = axis % x.ndim
         if c.shape != (x.shape[ax],):
             raise InputError(f"a constant along axis {axis} must have shape ({x.shape[ax]},), got {c.shape}")
         c = c.reshape((-1,) + (1,) * (x.ndim - ax - 1))
-    return reduce(x + c, l)
+    return c
 
 
 def mul_public(x: np.ndarray, constant: np.ndarray | int, l: int, *, axis: int | None = None) -> np.ndarray:
     """Multiply the shared value by a public integer constant (both parties multiply their shares)."""
     x = _ring(x, l)
-    c = _ring(np.asarray(constant), l, "constant")
-    if axis is not None:
-        ax = axis % x.ndim
-        if c.shape != (x.shape[ax],):
-            raise InputError(f"a constant along axis {axis} must have shape ({x.shape[ax]},), got {c.shape}")
-        c = c.reshape((-1,) + (1,) * (x.ndim - ax - 1))
+    c = _constant(x, constant, l, axis)
     return reduce(x * c, l)
 
 
@@ -122,16 +124,11 @@ def sum_pool2d(
 
 
 def avg_pool2d(
-    x: np.ndarray,
-    kernel: int | tuple[int, int],
-    l: int,
-    *,
-    stride: int | tuple[int, int] | None = None,
-    padding: int | Sequence[int] = 0,
-    multiplier: int = 1,
+    x: np.ndarray, kernel: int | tuple[int, int], l: int, *, multiplier: int = 1, **window: Any
 ) -> np.ndarray:
-    """``multiplier * sum_pool2d(x)``: average pooling up to the division, which the caller's truncation does."""
-    return mul_public(sum_pool2d(x, kernel, l, stride=stride, padding=padding), multiplier, l)
+    """``multiplier * sum_pool2d(x)``: average pooling up to the division, which the caller's truncation does
+    (``window``: :func:`sum_pool2d`'s ``stride`` and ``padding``)."""
+    return mul_public(sum_pool2d(x, kernel, l, **window), multiplier, l)
 
 
 def global_avg_pool(x: np.ndarray, l: int, *, multiplier: int = 1) -> np.ndarray:

@@ -7,6 +7,8 @@ Extension of ``u = u_S + u_C mod 2^l`` (unsigned) is ``u_S + u_C − w·2^l`` wi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from aiompc.errors import InputError
@@ -56,20 +58,9 @@ async def extend(
     )
 
 
-async def change_ring(
-    party: Party,
-    label: str,
-    x: np.ndarray,
-    *,
-    l: int,
-    l_out: int,
-    signed: bool = True,
-    msb_known_zero: bool = False,
-    digit_bits: int = DEFAULT_DIGIT_BITS,
-) -> np.ndarray:
-    """:func:`extend` if ``l_out > l``, else :func:`reduce_ring` (the caller knows the value fits)."""
+async def change_ring(party: Party, label: str, x: np.ndarray, *, l: int, l_out: int, **options: Any) -> np.ndarray:
+    """:func:`extend` if ``l_out > l`` (``options``: its ``signed``, ``msb_known_zero``, ``digit_bits``), else
+    :func:`reduce_ring` (the caller knows the value fits)."""
     if l_out <= l:
         return reduce_ring(x, l_out=l_out)
-    return await extend(
-        party, label, x, l=l, l_out=l_out, signed=signed, msb_known_zero=msb_known_zero, digit_bits=digit_bits
-    )
+    return await extend(party, label, x, l=l, l_out=l_out, **options)

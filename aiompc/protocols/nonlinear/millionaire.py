@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -389,24 +389,19 @@ def unpack_leaf_messages(group: OTGroup, received: np.ndarray, n: int) -> np.nda
 
 
 async def compare_batch(
-    party: Party,
-    label: str,
-    tasks: Sequence[CompareTask],
-    values: Sequence[np.ndarray],
-    *,
-    sender: Role = "server",
-    greater: bool = False,
-    digit_bits: int = DEFAULT_DIGIT_BITS,
+    party: Party, label: str, tasks: Sequence[CompareTask], values: Sequence[np.ndarray], **options: Any
 ) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Run a batch of comparisons over the same ``n`` elements; XOR shares of ``[s R r]``, ``R`` = ``<``
     (or ``>`` with ``greater``), ``s`` the ``sender``'s operand, ``r`` the receiver's.
 
+    ``options``: ``sender`` (``"server"`` unless given), ``greater`` (``False``) and ``digit_bits``
+    (:data:`DEFAULT_DIGIT_BITS`), as :func:`compare_batch_eq` takes them.
     ``values[t]``: the sender passes its operands of task ``t`` with shape ``(fanout, n)``, the receiver
     its operand with shape ``(n,)``; ``uint64`` below ``2^bits``.  Returns per task ``(full, low)``:
     ``uint8`` shares of shape ``(fanout, n)``, ``low`` (the low ``split`` bits) or ``None``.
     Cost: see the module docstring (one OT call per digit shape and the triples run concurrently).
     """
-    out = await compare_batch_eq(party, label, tasks, values, sender=sender, greater=greater, digit_bits=digit_bits)
+    out = await compare_batch_eq(party, label, tasks, values, **options)
     return [(full, low) for full, low, _ in out]
 
 

@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_privacy import KS_CRIT, centered, ks_stat
+from test_privacy import KS_CRIT, client_view, ks_stat, twin_accumulators
 
-from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, result_phase
+from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.he.galois import galois_keys
 from aiompc.crypto.he.packing import packing_elements, refresh
 from aiompc.crypto.prg import PRG
-from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, finish_group, output_batches
+from aiompc.protocols.linear.engine import finish_batch, finish_group, output_batches
 from aiompc.protocols.linear.im2col import Im2colLayout, im2col_shape
 from aiompc.protocols.linear.interleaved import InterleavedConvLayout
 from aiompc.protocols.linear.packed import packed_groups
 from aiompc.protocols.linear.plan import make_plan, packed_plan
-from aiompc.protocols.linear.prepared import prepare_weights
-from aiompc.protocols.linear.reference import conv2d_ref
 from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulTiling
-from aiompc.ring import share
 
 L = 16
 TRIALS = 100
@@ -46,27 +43,9 @@ def setting(request):
     plan = make_plan(layout, L, L // 2, he=cheetah_params(L))
     if packed:
         plan = packed_plan(plan)
-    x = rng.integers(0, 1 << L, SHAPE.in_shape, dtype=np.uint64)
-    x[1] = 0  # the weights on channel 1 do not influence the output
-    w1 = rng.integers(-(1 << 7), 1 << 7, SHAPE.weight_shape)
-    w2 = w1.copy()
-    w2[:, 1] = rng.integers(-(1 << 7), 1 << 7, w2[:, 1].shape)
-    assert np.array_equal(conv2d_ref(x, w1, SHAPE, L), conv2d_ref(x, w2, SHAPE, L))
-    xs, xc = share(x, L, PRG(b"\x01" * 32))
-    sk = keygen(plan.he, PRG(b"\x02" * 32))
-    pk = public_key(sk, PRG(b"\x03" * 32))
-    upload = encrypt_chunk(sk, layout.input_polys(xc, L)[0], PRG(b"\x04" * 32))
-    own = layout.input_polys(xs, L)[0]
-    accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, layout.inputs) for w in (w1, w2)]
+    assert plan.layout is layout
+    sk, pk, accs = twin_accumulators(plan, SHAPE, L, 8, rng, channel=1)
     return plan, sk, pk, accs
-
-
-def _view(plan, sk, reply: bytes, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    res = ResultCiphertext.from_bytes(plan.he, reply, positions)
-    k = res.modulus.bit_length() - 1
-    phi = result_phase(sk, res)[0]
-    m = ((phi + np.uint64(1 << (k - L - 1))) >> np.uint64(k - L)) & np.uint64(plan.he.t - 1)
-    return res.c1[0], centered(phi - (m << np.uint64(k - L)), k)
 
 
 def _replies(plan, sk, pk, accs) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -88,7 +67,7 @@ def _replies(plan, sk, pk, accs) -> list[tuple[np.ndarray, np.ndarray]]:
                 reply = finish_group(plan, refresh(acc, pk, rng.fork()), group, r, gk, rng.fork())
             else:
                 reply = finish_batch(plan, acc, batch, r, pk, rng)
-            c1, noise = _view(plan, sk, reply, positions)
+            c1, noise = client_view(plan, sk, reply, positions)
             c1s.append(c1[:8])
             noises.append(noise)
         views.append((np.array(c1s), np.array(noises)))

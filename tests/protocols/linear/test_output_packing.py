@@ -7,21 +7,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conv_check import check_conv
-from test_privacy import KS_CRIT, centered, ks_stat
+from test_privacy import KS_CRIT, client_view, ks_stat, twin_accumulators
 
-from aiompc.crypto.he import ResultCiphertext, cheetah_params, keygen, public_key, result_phase
+from aiompc.crypto.he import cheetah_params
 from aiompc.crypto.he.galois import galois_keys
 from aiompc.crypto.he.packing import packing_elements, refresh
 from aiompc.crypto.prg import PRG
 from aiompc.protocols.linear.conv import conv_plan
 from aiompc.protocols.linear.costs import galois_key_bytes, plan_cost
-from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_group
+from aiompc.protocols.linear.engine import finish_group
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.layouts import MatmulLayout
 from aiompc.protocols.linear.packed import layout_elements, packed_groups, packing_stride
 from aiompc.protocols.linear.plan import CheetahPlanner, make_plan, packed_plan
-from aiompc.protocols.linear.prepared import prepare_weights
-from aiompc.protocols.linear.reference import conv2d_ref, matmul_ref
+from aiompc.protocols.linear.reference import matmul_ref
 from aiompc.protocols.linear.tiling import ConvShape, MatmulShape, MatmulTiling
 from aiompc.ring import reconstruct, share, to_signed
 from aiompc.session import run_local
@@ -117,34 +116,14 @@ def packed_setting(request):
         shape = ConvShape.make(2, 2, 2, 4, 3, padding=1)
         plan = _interleaved_plan(shape, L // 2)
         assert packing_stride(plan.layout) >= 1 and plan.layout.outputs == 4
-    x = rng.integers(0, 1 << L, shape.in_shape, dtype=np.uint64)
-    x[1] = 0  # the weights on channel 1 do not influence the output
-    w1 = rng.integers(-(1 << 7), 1 << 7, shape.weight_shape)
-    w2 = w1.copy()
-    w2[:, 1] = rng.integers(-(1 << 7), 1 << 7, w2[:, 1].shape)
-    assert np.array_equal(conv2d_ref(x, w1, shape, L), conv2d_ref(x, w2, shape, L))
-    xs, xc = share(x, L, PRG(b"\x01" * 32))
-    keyed = plan.he.key_params if request.param == "shared-keys" else plan.he
-    sk = keygen(keyed, PRG(b"\x02" * 32))
-    pk = public_key(sk, PRG(b"\x03" * 32)).at(plan.he)
+    keyed = plan.he.key_params if request.param == "shared-keys" else None
+    sk, pk, accs = twin_accumulators(plan, shape, L, 8, rng, channel=1, keyed=keyed)
     gk = galois_keys(sk, packing_elements(plan.he.n), PRG(b"\x05" * 32))
-    sk = sk.at(plan.he)
-    lay = plan.layout
-    upload = encrypt_chunk(sk, lay.input_polys(xc, L)[0], PRG(b"\x04" * 32))
-    own = lay.input_polys(xs, L)[0]
-    accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs) for w in (w1, w2)]
-    groups, _ = packed_groups(lay, 0)
+    sk = sk.at(plan.he) if keyed is not None else sk
+    groups, _ = packed_groups(plan.layout, 0)
     group = groups[0]  # one packed reply (the interleaved case packs 2 output ciphertexts per reply)
     assert group.leaves >= 2 or request.param == "per-coefficient"
     return plan, sk, pk, gk, accs, group
-
-
-def _view(plan, sk, reply: bytes, group) -> tuple[np.ndarray, np.ndarray]:
-    res = ResultCiphertext.from_bytes(plan.he, reply, group.positions)
-    k = res.modulus.bit_length() - 1
-    phi = result_phase(sk, res)[0]
-    m = ((phi + np.uint64(1 << (k - L - 1))) >> np.uint64(k - L)) & np.uint64(plan.he.t - 1)
-    return res.c1[0], centered(phi - (m << np.uint64(k - L)), k)
 
 
 def _replies(setting, rerandomise: bool) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -156,7 +135,7 @@ def _replies(setting, rerandomise: bool) -> list[tuple[np.ndarray, np.ndarray]]:
         for i in range(TRIALS):
             rng = PRG(bytes([s, i]) * 16)
             fresh = refresh(acc, pk, rng.fork()) if rerandomise else acc
-            c1, noise = _view(plan, sk, finish_group(plan, fresh, group, r, gk, rng.fork()), group)
+            c1, noise = client_view(plan, sk, finish_group(plan, fresh, group, r, gk, rng.fork()), group.positions)
             c1s.append(c1[:8])
             noises.append(noise)
         views.append((np.array(c1s), np.array(noises)))
@@ -177,9 +156,11 @@ def test_control_packing_without_rerandomisation_leaks(packed_setting) -> None:
     """Packing the raw results (no fresh c1 first): the packed c1 is a function of the weights."""
     plan, sk, pk, gk, accs, group = packed_setting
     r = np.zeros(group.count, dtype=np.uint64)
-    c1 = [_view(plan, sk, finish_group(plan, acc.to_coeff(), group, r, gk, PRG(bytes([i]) * 32)), group)[0]
-          for i, acc in enumerate(accs)]
-    again = _view(plan, sk, finish_group(plan, accs[0].to_coeff(), group, r, gk, PRG(b"\x09" * 32)), group)[0]
+    def packed_c1(acc, seed: bytes) -> np.ndarray:
+        return client_view(plan, sk, finish_group(plan, acc.to_coeff(), group, r, gk, PRG(seed)), group.positions)[0]
+
+    c1 = [packed_c1(acc, bytes([i]) * 32) for i, acc in enumerate(accs)]
+    again = packed_c1(accs[0], b"\x09" * 32)
     assert np.array_equal(c1[0], again)  # deterministic in the weights ...
     assert not np.array_equal(c1[0], c1[1])  # ... and different for the two weight sets
 

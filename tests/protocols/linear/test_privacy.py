@@ -87,30 +87,41 @@ def setting(request):
     plan = conv_plan(shape, l, weight_bits=wb, planner=planner)
     assert plan.output.flood_terms == (2 if request.param.startswith("two-uniform") else 1)
     assert plan.stat_security >= plan.pipeline.stat_bits and plan.pipeline.fail_bits >= plan.pipeline.stat_bits
-    x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
-    x[-1] = 0  # the weights on the last channel do not influence the output
-    w1 = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), shape.weight_shape)
-    w2 = w1.copy()
-    w2[:, -1] = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), w2[:, -1].shape)
-    assert not np.array_equal(w1, w2)
-    assert np.array_equal(conv2d_ref(x, w1, shape, l), conv2d_ref(x, w2, shape, l))
-    xs, xc = share(x, l, PRG(b"\x01" * 32))
-    sk = keygen(plan.he, PRG(b"\x02" * 32))
-    pk = public_key(sk, PRG(b"\x03" * 32))
-    lay = plan.layout
-    assert lay.inputs == 1  # one upload ciphertext holds the whole input
-    upload = encrypt_chunk(sk, lay.input_polys(xc, l)[0], PRG(b"\x04" * 32))
-    own = lay.input_polys(xs, l)[0]
-    accs = []
-    for w in (w1, w2):
-        accs.append(absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs))
+    assert plan.layout.inputs == 1  # one upload ciphertext holds the whole input
+    sk, pk, accs = twin_accumulators(plan, shape, l, wb, rng, channel=-1)
     (batch,) = output_batches(plan, 0)
     return plan, sk, pk, accs, batch
 
 
-def client_view(plan, sk, reply: bytes, batch) -> tuple[np.ndarray, np.ndarray]:
-    """(c1 coefficients, decryption noise at the exported coefficients) as the client computes them."""
-    res = ResultCiphertext.from_bytes(plan.he, reply, batch.positions)
+def twin_accumulators(plan, shape: ConvShape, l: int, weight_bits: int, rng: np.random.Generator,
+                      channel: int, keyed=None) -> tuple:
+    """``(sk, pk, accs)``: the client's input (random mod ``2^l``) is zero on input ``channel``, so two weight sets
+    of ``weight_bits`` bits that differ only there give equal outputs (checked); with the client's keys and its
+    upload (first chunk) fixed, ``accs`` holds the server's accumulator for each weight set.  ``keyed``: the
+    parameters the keys are made for (another ``t`` over the same primes, ``HEParams.key_params``); ``sk`` is
+    returned at those and ``pk`` bound to ``plan.he``."""
+    x = rng.integers(0, 1 << l, shape.in_shape, dtype=np.uint64)
+    x[channel] = 0  # the weights on this channel do not influence the output
+    w1 = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), shape.weight_shape)
+    w2 = w1.copy()
+    w2[:, channel] = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), w2[:, channel].shape)
+    assert not np.array_equal(w1, w2)
+    assert np.array_equal(conv2d_ref(x, w1, shape, l), conv2d_ref(x, w2, shape, l))
+    xs, xc = share(x, l, PRG(b"\x01" * 32))
+    sk = keygen(keyed or plan.he, PRG(b"\x02" * 32))
+    pk = public_key(sk, PRG(b"\x03" * 32))
+    if keyed is not None:
+        pk = pk.at(plan.he)
+    lay = plan.layout
+    upload = encrypt_chunk(sk if keyed is None else sk.at(plan.he), lay.input_polys(xc, l)[0], PRG(b"\x04" * 32))
+    own = lay.input_polys(xs, l)[0]
+    accs = [absorb_chunk(plan, None, upload, own, prepare_weights(plan, w), 0, lay.inputs) for w in (w1, w2)]
+    return sk, pk, accs
+
+
+def client_view(plan, sk, reply: bytes, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c1 coefficients, decryption noise at the exported coefficients ``positions``) as the client computes them."""
+    res = ResultCiphertext.from_bytes(plan.he, reply, positions)
     k = res.modulus.bit_length() - 1
     phi = result_phase(sk, res)[0]
     m = ((phi + np.uint64(1 << (k - plan.l - 1))) >> np.uint64(k - plan.l)) & np.uint64(plan.he.t - 1)
@@ -128,7 +139,7 @@ def test_replies_are_identically_distributed(setting) -> None:
         c1s, noises = [], []
         for i in range(TRIALS):
             reply = finish_batch(plan, acc, batch, r, pk, PRG(bytes([s, i % 256, i // 256]) * 8 + b"\x00" * 8))
-            c1, noise = client_view(plan, sk, reply, batch)
+            c1, noise = client_view(plan, sk, reply, batch.positions)
             c1s.append(c1[:8])
             noises.append(noise[cols])
         views.append((np.array(c1s), np.array(noises)))

@@ -15,39 +15,41 @@ class Blob:
         self.data = np.zeros(nbytes, dtype=np.uint8)
 
 
+class Computation:
+    """A compute function for the cache that counts its calls: it sleeps ``delay`` seconds, then returns a new
+    ``Blob(nbytes)`` or, with ``error``, raises it."""
+
+    def __init__(self, nbytes: int = 1, delay: float = 0.0, error: Exception | None = None) -> None:
+        self.nbytes, self.delay, self.error, self.calls = nbytes, delay, error, 0
+
+    async def __call__(self) -> Blob:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        return Blob(self.nbytes)
+
+
 async def test_concurrent_requests_share_one_computation() -> None:
     cache = WeightCache()
-    calls = 0
-
-    async def compute():
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.01)
-        return Blob(10)
-
+    compute = Computation(10, delay=0.01)
     got = await asyncio.gather(*(cache.get("k", compute) for _ in range(5)))
-    assert calls == 1 and all(g is got[0] for g in got)
+    assert compute.calls == 1 and all(g is got[0] for g in got)
     assert (cache.misses, cache.hits, cache.nbytes) == (1, 4, 10)
-    assert await cache.get("k", compute) is got[0] and calls == 1
+    assert await cache.get("k", compute) is got[0] and compute.calls == 1
 
 
 async def test_lru_eviction_by_bytes() -> None:
     cache = WeightCache(max_bytes=25)
-
-    def make(n):
-        async def compute():
-            return Blob(n)
-        return compute
-
-    a = await cache.get("a", make(10))
-    await cache.get("b", make(10))
-    assert await cache.get("a", make(10)) is a  # touch a: b is now least recently used
-    await cache.get("c", make(10))  # 30 > 25 bytes: b goes
+    a = await cache.get("a", Computation(10))
+    await cache.get("b", Computation(10))
+    assert await cache.get("a", Computation(10)) is a  # touch a: b is now least recently used
+    await cache.get("c", Computation(10))  # 30 > 25 bytes: b goes
     assert len(cache) == 2 and cache.nbytes == 20
     misses = cache.misses
-    await cache.get("b", make(10))
+    await cache.get("b", Computation(10))
     assert cache.misses == misses + 1
-    await cache.get("huge", make(100))  # above the whole budget: returned, not kept
+    await cache.get("huge", Computation(100))  # above the whole budget: returned, not kept
     assert "huge" not in cache._done and cache.nbytes <= 25
     cache.clear()
     assert len(cache) == 0 and cache.nbytes == 0
@@ -55,28 +57,17 @@ async def test_lru_eviction_by_bytes() -> None:
 
 async def test_failures_reach_every_waiter_and_are_not_cached() -> None:
     cache = WeightCache()
-    attempts = 0
-
-    async def failing():
-        nonlocal attempts
-        attempts += 1
-        await asyncio.sleep(0)
-        raise ValueError("bad weights")
-
+    failing = Computation(error=ValueError("bad weights"))
     results = await asyncio.gather(*(cache.get("k", failing) for _ in range(3)), return_exceptions=True)
-    assert all(isinstance(r, ValueError) for r in results) and attempts == 1
+    assert all(isinstance(r, ValueError) for r in results) and failing.calls == 1
     with pytest.raises(ValueError):
         await cache.get("k", failing)
-    assert attempts == 2 and len(cache) == 0
+    assert failing.calls == 2 and len(cache) == 0
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_computation() -> None:
     cache = WeightCache()
-
-    async def slow():
-        await asyncio.sleep(0.02)
-        return Blob(1)
-
+    slow = Computation(1, delay=0.02)
     first = asyncio.ensure_future(cache.get("k", slow))
     second = asyncio.ensure_future(cache.get("k", slow))
     await asyncio.sleep(0)

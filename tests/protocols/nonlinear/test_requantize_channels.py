@@ -3,7 +3,7 @@ channel by channel (exact) or within {-1, 0, 1} (approximate), and costs what it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pytest
@@ -20,22 +20,22 @@ LAYOUTS = ("(C, n)", "(C, H, W)", "(B, C, H, W)")
 
 
 @dataclass(frozen=True)
-class ChannelCase:
-    l: int
-    Ms: tuple[int, ...]
-    s: int
-    lo: int
-    hi: int
-    l_out: int
-    rounding: str = "nearest"
-    msb_known_zero: bool = False
+class ChannelCase(Case):
+    """A :class:`Case` with one multiplier per channel: ``M`` is their tuple (also ``Ms``)."""
+
+    M: tuple[int, ...]  # type: ignore[assignment]
+
+    @property
+    def Ms(self) -> tuple[int, ...]:
+        return self.M
 
     def channel(self, m: int) -> Case:
-        return Case(self.l, m, self.s, self.lo, self.hi, self.l_out, self.rounding, self.msb_known_zero)
+        """The scalar case of the channel with multiplier ``m``."""
+        return Case(**{**asdict(self), "M": m})
 
     def params(self) -> dict:
-        return dict(l_in=self.l, shift=self.s, lo=self.lo, hi=self.hi, rounding=self.rounding, l_out=self.l_out,
-                    msb_known_zero=self.msb_known_zero)
+        """:meth:`Case.params` without the multiplier (the test passes the per-channel array)."""
+        return {k: v for k, v in super().params().items() if k != "multiplier"}
 
 
 def channel_inputs(c: ChannelCase, gen: np.random.Generator) -> np.ndarray:
