@@ -38,6 +38,14 @@ hence ``d_c``, ``τ_c`` and ``B_c``, are fixed in advance from public data, only
    (1 − η_n)·BC(P_<n, Q_<n)``, by induction ``BC >= Π_c (1 − η_c) >= 1 − Σ_c η_c``, and (Le Cam)
    ``TV <= sqrt(1 − BC²) <= sqrt(2·(1 − BC)) <= sqrt(2·Σ η_c) = sqrt(Σ_c d_c²)``.
 
+   The same bound without the chaining: fix every coin except the floods (both parties' randomness, the
+   server's masks and re-randomisations, hence every ``c1``).  In the clipped world the client decrypts the
+   same values in both worlds, so the semi-honest client's messages, the server's replies and every shift
+   ``x`` are then fixed, and the view is a fixed part plus ``x + U`` (real) or ``U`` (simulated) over all
+   visible coordinates of all results: one product of independent shifted tents, to which Le Cam applies
+   directly; averaging over the fixed coins (the same distribution in both worlds) cannot increase the
+   distance.  The chained form above also covers a client whose next message depends on the floods it saw.
+
 The three add by the triangle inequality.  A per-result level ``s`` (``d_c + τ_c <= 2^-s``) therefore covers
 ``R`` two-uniform results together at ``sqrt(R)·2^-s`` plus ``R·τ``, not ``R·2^-s``: a per-inference budget
 (:mod:`aiompc.nn.stat_budget`) plans them at ``40 + log2(R)/2`` bits and only the cheap tail (``fail_bits``,
