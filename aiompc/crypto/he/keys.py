@@ -10,6 +10,7 @@ is a fresh RLWE sample instead of a function of its weights; see :mod:`aiompc.cr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -59,15 +60,7 @@ class SecretKey:
         on ``t``, :attr:`HEParams.key_params`); shares the cached NTT forms, and is itself cached (one object per
         ``params``).  :class:`InputError` if ``params``
         has other primes."""
-        if params == self.params:
-            return self
-        _same_key(self.params, params)
-        out = self._cache.get(("at", params))
-        if out is not None:
-            return out
-        out = self._cache[("at", params)] = SecretKey(params, self.s)
-        object.__setattr__(out, "_cache", self._cache)  # the NTT forms depend on the primes only
-        return out
+        return _rebound(self, params, lambda: SecretKey(params, self.s))
 
     def ntt(self, level: int | None = None) -> np.ndarray:
         """``ŝ`` for the first ``level`` primes, shape ``(level, N)``."""
@@ -102,15 +95,7 @@ class PublicKey:
 
     def at(self, params: HEParams) -> PublicKey:
         """The same public key for ``params`` (another ``t`` over the same primes, see :meth:`SecretKey.at`)."""
-        if params == self.params:
-            return self
-        _same_key(self.params, params)
-        out = self._cache.get(("at", params))
-        if out is not None:
-            return out
-        out = self._cache[("at", params)] = PublicKey(params, self.b, self.seed)
-        object.__setattr__(out, "_cache", self._cache)
-        return out
+        return _rebound(self, params, lambda: PublicKey(params, self.b, self.seed))
 
     def ntt_pair(self, level: int) -> np.ndarray:
         """``(b̂, â)`` reduced to the first ``level`` primes, NTT form, shape ``(2, level, N)``."""
@@ -131,6 +116,23 @@ class PublicKey:
     def from_bytes(cls, params: HEParams, data: bytes | memoryview) -> PublicKey:
         """Parse :meth:`to_bytes` output; raises :class:`~aiompc.errors.ProtocolError` if malformed."""
         return cls(params, *load_public_key(params, data))
+
+
+_K = TypeVar("_K", bound=Any)
+"""A key type with ``params`` and a ``_cache`` (:class:`SecretKey`, :class:`PublicKey`)."""
+
+
+def _rebound(key: _K, params: HEParams, make: Callable[[], _K]) -> _K:
+    """``key`` for ``params`` (same primes, another ``t``): ``key`` itself, or the object ``make`` builds, made once
+    and cached in ``key``'s cache, which it shares (the NTT forms depend on the primes only)."""
+    if params == key.params:
+        return key
+    _same_key(key.params, params)
+    out = key._cache.get(("at", params))
+    if out is None:
+        out = key._cache[("at", params)] = make()
+        object.__setattr__(out, "_cache", key._cache)
+    return out
 
 
 def _same_key(have: HEParams, want: HEParams) -> None:
