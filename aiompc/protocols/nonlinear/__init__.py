@@ -13,10 +13,12 @@ so the OT engine (IKNP now, silent OT later) is swapped without touching this pa
 * :mod:`.extension` — ring extension and reduction
 * :mod:`.requantize` — clip(round(x·M / 2^s), lo, hi) into a chosen output ring
 * :mod:`.pooling` — max-pool, argmax
+* :mod:`.lookup` — exact table look-up of any function of a ``k``-bit shared value (``k <= 8``)
 """
 
 from aiompc.protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, mux
 from aiompc.protocols.nonlinear.extension import change_ring, extend, reduce_ring
+from aiompc.protocols.nonlinear.lookup import lookup
 from aiompc.protocols.nonlinear.millionaire import CompareTask, compare_batch, millionaire
 from aiompc.protocols.nonlinear.partial_relu import partial_relu, partial_relu_requantize
 from aiompc.protocols.nonlinear.pooling import argmax, max_reduce, maxpool2d
@@ -46,4 +48,5 @@ __all__ = [
     "maxpool2d",
     "max_reduce",
     "argmax",
+    "lookup",
 ]
