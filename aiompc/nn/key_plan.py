@@ -47,8 +47,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from aiompc.crypto.he import HEParams
 from aiompc.errors import UndecryptableParameters
 from aiompc.nn.modes import EngineConfig
-from aiompc.protocols.linear.costs import galois_key_bytes, key_bytes
-from aiompc.protocols.linear.key_sets import KeySet, session_key_bytes, shared_primes
+from aiompc.protocols.linear.key_sets import KeySet, group_key_bytes, session_key_bytes, shared_primes
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.plan import LinearPlan
 
@@ -183,15 +182,7 @@ def _part(n: int, family: tuple[tuple[int, ...], ...], at_n: list[LinearPlan], w
             keys.append((p.he.key_params, elements[p]))
     sets = tuple(KeySet(n, primes, tuple(sorted(used[primes]))) for primes in family if primes in used)
     keys += [(ks.key_params, ks.elements) for ks in sets]
-    return total + share * _keys(keys), sets
-
-
-def _keys(groups: Sequence[tuple[HEParams, tuple[int, ...]]]) -> int:
-    """One-time bytes: a public key per distinct key set, a Galois key per distinct ``(key set, element)``."""
-    merged: dict[HEParams, set[int]] = {}
-    for kp, els in groups:
-        merged.setdefault(kp, set()).update(els)
-    return sum(key_bytes(kp) + galois_key_bytes(kp, tuple(sorted(els))) for kp, els in merged.items())
+    return total + share * group_key_bytes(keys), sets
 
 
 MAX_COMPUTE_GROWTH = 0.25

@@ -163,15 +163,13 @@ def _assess(graph: QGraph, config: EngineConfig, batch: int, levels: FloodLevels
     from aiompc.nn.prepare import linear_calls  # it plans through this module by default
 
     calls = linear_calls(graph, config, batch=batch, budget=False)
-    counted = counted_calls(graph, calls, batch)
+    counts = [count for _, count in counted_calls(graph, calls, batch)]  # per node: the same for any re-plan
     # the network's shared key sets (aiompc.nn.key_plan): config's planner may come back with key_sets
-    shared = share_keys(config, calls, [count for _, count in counted],
-                        lambda cfg: linear_calls(graph, cfg, batch=batch, budget=False))
+    shared = share_keys(config, calls, counts, lambda cfg: linear_calls(graph, cfg, batch=batch, budget=False))
     config, calls = shared.config, list(shared.calls)
-    counted = counted_calls(graph, calls, batch)
+    counted = [(call.plan, count) for call, count in zip(calls, counts)]
     results = sum(count * result_ciphertexts(plan) for plan, count in counted)
     weakest = min((plan.stat_security for plan, _ in counted), default=math.inf)
-    counts = [count for _, count in counted]
     return InferencePlan(config, tuple(calls), tuple(counts), levels, results, security_bits(counted), weakest,
                          _digest(calls, counts, levels))
 

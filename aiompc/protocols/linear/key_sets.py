@@ -29,7 +29,7 @@ from aiompc.protocols.linear.costs import Overhead, galois_key_bytes, key_bytes
 from aiompc.protocols.linear.packed import layout_elements
 from aiompc.protocols.linear.plan import LinearPlan
 
-__all__ = ["KeySet", "shared_primes", "uncovered", "session_key_bytes", "key_groups"]
+__all__ = ["KeySet", "shared_primes", "uncovered", "session_key_bytes", "group_key_bytes", "key_groups"]
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,16 @@ def key_groups(plans: Iterable[LinearPlan]) -> dict[HEParams, set[int]]:
     return out
 
 
-def session_key_bytes(plans: Iterable[LinearPlan], overhead: Overhead | None = None) -> int:
-    """One-time bytes of running ``plans`` in one session: a public key per key set and a Galois key per
-    ``(key set, element)`` (frames included, ``overhead`` the transport's)."""
+def group_key_bytes(groups: Iterable[tuple[HEParams, Iterable[int]]], overhead: Overhead | None = None) -> int:
+    """One-time bytes of keys grouped as ``(key set's key_params, Galois elements)``: a public key per distinct
+    key set and a Galois key per distinct ``(key set, element)`` (frames included, ``overhead`` the transport's)."""
+    merged: dict[HEParams, set[int]] = {}
+    for kp, els in groups:
+        merged.setdefault(kp, set()).update(els)
     return sum(key_bytes(kp, overhead) + galois_key_bytes(kp, tuple(sorted(els)), overhead)
-               for kp, els in key_groups(plans).items())
+               for kp, els in merged.items())
+
+
+def session_key_bytes(plans: Iterable[LinearPlan], overhead: Overhead | None = None) -> int:
+    """One-time bytes of running ``plans`` in one session (:func:`group_key_bytes` of :func:`key_groups`)."""
+    return group_key_bytes(key_groups(plans).items(), overhead)
