@@ -237,7 +237,8 @@ class NetworkSpec:
 
     def label(self, seq: int | None = None) -> str:
         """The name results carry: the network's, with ``:seq<S>`` for a token network (its costs depend on S)."""
-        return f"{self.name}:seq{self.shape(seq)[0]}" if self.sequence else self.name
+        shape = self.shape(seq)
+        return f"{self.name}:seq{shape[0]}" if self.sequence else self.name
 
 
 def _bert(name: str, description: str) -> NetworkSpec:
