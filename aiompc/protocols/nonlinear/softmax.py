@@ -15,17 +15,18 @@ Steps (``v = value_bits``, ``w = v + 1``, ``k`` / ``kr`` the exp / reciprocal ta
     e  = exp_table[dc]       lookup: one 1-of-2^k OT, l_e = bitlen(max e) + 1 bits
     e -> mod 2^L             extension with a known-zero top bit (one COT, 1 + L - l_e bits)
     S  = sum(e)              local
-    per row, q = 0:  u = requantize(S, 1, sum_shift, 0, 2^kr - 1, floor) on kr bits; r = recip_table[u]
+    per row, q = 0:  u = requantize(S, 1, sum_shift, 0, 2^kr - 1, floor) on kr bits; r = recip_table[u] (l_r bits,
+                     extended to L)
     per row, q > 0:  [S >= 2^(b+i)] (compare_thresholds, one millionaire with fanout q), B2A to L bits,
                      P = 2^(q-E); N = S·P (multiply); u = (N >> sum_shift) mod 2^kr (truncation);
-                     r = recip_table[u] (lookup on L bits); r = r·P (multiply)
+                     r = recip_table[u] (lookup on l_r bits, extended to L); r = r·P (multiply)
     e·r                      multiply on L bits, e decomposed as a narrow (l_e-bit) operand
     p  = requantize(e·r, M, shift, 0, 2^out_bits - 1) into l_out bits (narrow: carry + one clip comparison)
 
 Cost per element (``n`` values per row; row terms divided by ``n``): the max tree (≈ one ``w``-bit DReLU and
 mux), the clip (if ``v > k``), ``k + 2^k·l_e`` bits of look-up, ``1 + L − l_e`` of extension, the narrow
 product ``2·(L' + L'·L − L'(L'−1)/2)`` bits (``L' = l_e + 1``) and the final requantization; plus per row the
-reciprocal (``2^kr·L`` bits of look-up, ``q`` comparisons, two ``L``-bit products).  Measured on the channel
+reciprocal (``2^kr·l_r`` bits of look-up, ``q`` comparisons, two ``L``-bit products).  Measured on the channel
 by ``benchmarks/softmax.py`` (e.g. 8-bit logits, scale 1/8, ``n = 32`` / ``128``; see the report there).
 Rounds: ``ceil(log2 n)`` levels of max, then a constant number (about 12 round trips).
 """
@@ -54,8 +55,8 @@ __all__ = ["softmax_q", "SoftmaxWidths"]
 class SoftmaxWidths:
     """The public ring widths of one quantized Softmax (pure; identical on both sides).
 
-    ``w``: the max tree's ring; ``l_e``: the exp look-up's output ring; ``L``: the row ring (sum, reciprocal,
-    products); ``s_bits``: the width of the largest row sum; ``prod_max``: the largest ``e·r``."""
+    ``w``: the max tree's ring; ``l_e`` / ``l_r``: the exp / reciprocal look-ups' output rings (a known-zero top
+    bit, so extending them is one COT); ``L``: the row ring (sum, reciprocal, products); ``s_bits``: the width of the largest row sum; ``prod_max``: the largest ``e·r``."""
 
     def __init__(self, params: SoftmaxParams, n: int, *, l_in: int, l_out: int, value_bits: int) -> None:
         if not 1 <= value_bits <= l_in:
@@ -70,8 +71,9 @@ class SoftmaxWidths:
         self.s_bits = max(1, self.s_max.bit_length())
         self.b = params.sum_shift + params.recip_bits - q  # the octaves' base (qmath)
         n_max = max(self.s_max, (1 << (self.b + q + 1)) - 1) if q else self.s_max
+        self.l_r = max(params.recip_table).bit_length() + 1
         self.prod_max = e_max * max(params.recip_table) << q
-        self.L = max(self.prod_max, n_max, self.s_max).bit_length() + 1
+        self.L = max(max(self.prod_max, n_max, self.s_max).bit_length() + 1, self.l_r)
         if self.L > 62 or params.multiplier * self.prod_max + (1 << params.shift) >= 1 << 62:
             raise InputError(f"softmax_q: the row ring needs {self.L} bits (> 62); use smaller tables or rows")
 
@@ -91,7 +93,8 @@ async def _row_reciprocal(
         u = await requantize(party, f"{label}/u", s, l_in=L, multiplier=1, shift=params.sum_shift, lo=0,
                              hi=(1 << kr) - 1, rounding="floor", l_out=kr, msb_known_zero=True,
                              x_range=(0, wd.s_max))
-        return await lookup(party, f"{label}/recip", u, k=kr, l_out=L, table=table)
+        r = await lookup(party, f"{label}/recip", u, k=kr, l_out=wd.l_r, table=table)
+        return await extend(party, f"{label}/ext_r", r, l=wd.l_r, l_out=L, signed=False, msb_known_zero=True)
     thresholds = [1 << (wd.b + i) for i in range(1, q + 1)]
     t = await compare_thresholds(party, f"{label}/oct", s & mask(wd.s_bits), k=wd.s_bits, thresholds=thresholds)
     ta = await b2a(party, f"{label}/oct_b2a", t, l=L)  # (q, rows)
@@ -103,7 +106,8 @@ async def _row_reciprocal(
                            msb_known_zero=True)
     else:
         u = big_n & mask(kr)
-    r = await lookup(party, f"{label}/recip", u & mask(kr), k=kr, l_out=L, table=table)
+    r = await lookup(party, f"{label}/recip", u & mask(kr), k=kr, l_out=wd.l_r, table=table)
+    r = await extend(party, f"{label}/ext_r", r, l=wd.l_r, l_out=L, signed=False, msb_known_zero=True)
     return await multiply(party, f"{label}/scale", r, p2, l=L, y_bits=q + 2)
 
 
