@@ -137,3 +137,17 @@ async def test_bytes_per_element_from_the_channel(gen: np.random.Generator) -> N
         per_element[n] = 8 * s / z.size
         print(f"softmax n={n}: {per_element[n]:.0f} online bits per element")
     assert 0 < per_element[32] < per_element[8]
+
+
+async def test_output_shares_are_fresh() -> None:
+    """One value everywhere (all rows equal): each party's output shares must still look uniform mod 2^l_out."""
+    params, _ = softmax_params(1 / 8, 4)
+    zs = Shared(from_signed(np.full((64, 4), 7), 8), 8)
+
+    async def job(p: Party) -> np.ndarray:
+        return await softmax_q(p, "sm", zs.mine(p), params=params, l_in=8, l_out=8)
+
+    s, c = await run_both(job)
+    np.testing.assert_array_equal(reconstruct(s, c, 8), np.full((64, 4), 64, dtype=np.uint64))
+    for share_ in (s, c):  # 256 draws from 256 values: ~162 distinct if uniform, 1 if not re-randomised
+        assert len(np.unique(share_)) > 120
