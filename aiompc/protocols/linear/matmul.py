@@ -26,10 +26,15 @@ flooding (``1 .. MAX_DIGITS``, stopping one count after the first that decrypts)
 
 **Method choice.**  :func:`plan_cross` also prices Gilboa's OT multiplication of the cross term
 (:func:`ot_cross_bits`: one COT per bit of the client's operand, the server's row of ``Y`` times ``2^i`` as an
-``(l - i)``-bit correlation over the ``C`` outputs).  Only methods in ``methods`` can be chosen; this module runs
-``"he"`` only (the HE linear layers never touch OT: import-linter), so its plans always say ``"he"`` and carry
-the OT price beside for the report.  For attention shapes the OT path is 2–3 orders of magnitude more bytes
-(``S·K·T·l²/2`` bits against a few ciphertexts), so nothing is lost.
+``(l - i)``-bit correlation over the ``C`` outputs) and picks the fewer modelled bytes — among the methods the
+caller can run.  The HE linear layers never touch OT (import-linter), so the runners are passed down as a table:
+``methods`` maps a method name to its runner (default :data:`HE_METHODS`, ``{"he": cross_he}``); the table with
+the OT runner too is :data:`aiompc.protocols.products.CROSS_METHODS` (``"ot"``:
+:func:`aiompc.protocols.nonlinear.gilboa.cross_ot`), which an engine that may use OT passes, with ``cot_bits``
+(the modelled bits per random COT of the session's OT engine, :func:`aiompc.protocols.products.cot_bits`).  A plan
+never names a method that was not in the table.  OT wins only for small products: ``G·S·K·T·l²/2`` bits grow
+with the product's volume while HE pays at least one ciphertext each way (BERT attention: HE is 5–100× fewer
+bytes).
 
 Reporting: :func:`matmul_shared` records its :class:`SharedMatmulPlan` in ``party.state["matmul_shared"][label]``;
 :meth:`SharedMatmulPlan.describe` names the method, digits and HE blocks of each cross term, and
@@ -46,7 +51,7 @@ import asyncio
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable, Mapping
 
 import numpy as np
 
@@ -59,15 +64,15 @@ from aiompc.protocols.linear.tiling import MatmulShape
 from aiompc.ring import check_width, reduce
 
 __all__ = [
-    "MAX_DIGITS", "METHODS", "CrossShape", "CrossPlan", "SharedMatmulPlan", "STATE_KEY",
+    "MAX_DIGITS", "METHODS", "HE_METHODS", "CrossRunner", "CrossShape", "CrossPlan", "SharedMatmulPlan", "STATE_KEY",
     "digit_split", "digit_inputs", "ot_cross_bits", "plan_cross", "matmul_shared_plan", "shared_matmul_bytes",
     "cross_he", "local_product", "matmul_shared",
 ]
 
 MAX_DIGITS = 6
 """Most digits the server's operand is split into (``h = ceil(l / d)`` bits each)."""
-METHODS = ("he",)
-"""The cross-term methods this module runs (the OT path is priced, not run: see the module docstring)."""
+METHODS = ("he", "ot")
+"""The cross-term methods a plan may name (each runs only if the caller's runner table has it)."""
 STATE_KEY = "matmul_shared"
 """``party.state[STATE_KEY][label]``: the :class:`SharedMatmulPlan` of each call (for logs and benchmarks)."""
 _PLAN_LABEL = "matmul"  # the label length the chooser prices frames with (the choice does not depend on it)
@@ -99,8 +104,9 @@ class CrossPlan:
     l: int
     method: str
     digits: int
-    fc: LinearPlan
-    he_bytes: int
+    fc: LinearPlan | None
+    """The HE plan (``None`` when no digit count decrypts; the method is then ``"ot"``)."""
+    he_bytes: int | None
     ot_bits: float
 
     @property
@@ -108,11 +114,20 @@ class CrossPlan:
         """Signed width ``h = ceil(l / d)`` of each digit (the plan's ``weight_bits``)."""
         return -(-self.l // self.digits)
 
+    @property
+    def modelled_bytes(self) -> int:
+        """Bytes of the chosen method (HE: exact, frames included; OT: payload bits / 8, frames not counted)."""
+        if self.method == "he":
+            assert self.he_bytes is not None
+            return self.he_bytes
+        return math.ceil(self.ot_bits / 8)
+
     def describe(self) -> str:
         s = self.shape
-        return (f"{s.groups}x({s.rows}x{s.inner} @ {s.inner}x{s.cols}) by {self.method}: {self.digits} digit(s) of "
-                f"{self.digit_bits} bits, {self.fc.describe()}; modelled {self.he_bytes} B (OT would be "
-                f"{self.ot_bits / 8:.0f} B)")
+        he = (f"HE {self.digits} digit(s) of {self.digit_bits} bits, {self.fc.describe()}, {self.he_bytes} B"
+              if self.fc is not None else "HE does not decrypt")
+        return (f"{s.groups}x({s.rows}x{s.inner} @ {s.inner}x{s.cols}) by {self.method} [{he}; OT "
+                f"{self.ot_bits / 8:.0f} B]")
 
 
 @dataclass(frozen=True)
@@ -133,8 +148,8 @@ class SharedMatmulPlan:
         return (self.ac_bs.method, self.bc_as.method)
 
     @property
-    def he_bytes(self) -> int:
-        return self.ac_bs.he_bytes + self.bc_as.he_bytes
+    def modelled_bytes(self) -> int:
+        return self.ac_bs.modelled_bytes + self.bc_as.modelled_bytes
 
     def describe(self) -> str:
         return f"a_C·b_S: {self.ac_bs.describe()}; a_S·b_C: {self.bc_as.describe()}"
@@ -143,10 +158,12 @@ class SharedMatmulPlan:
         """JSON-ready: per cross term the method, digits, blocks, ring degree and modelled bytes."""
         out: dict[str, Any] = {"l": self.l}
         for name, c in (("ac_bs", self.ac_bs), ("bc_as", self.bc_as)):
-            t = c.fc.layout.tiling
-            out[name] = {"method": c.method, "digits": c.digits, "digit_bits": c.digit_bits, "planner": c.fc.planner,
-                         "blocks": [getattr(t, "d0", None), getattr(t, "d1", None), getattr(t, "d2", None)],
-                         "n": c.fc.he.n, "he_bytes": c.he_bytes, "ot_bytes": math.ceil(c.ot_bits / 8)}
+            row: dict[str, Any] = {"method": c.method, "he_bytes": c.he_bytes, "ot_bytes": math.ceil(c.ot_bits / 8)}
+            if c.fc is not None:
+                t = c.fc.layout.tiling
+                row.update(digits=c.digits, digit_bits=c.digit_bits, planner=c.fc.planner, n=c.fc.he.n,
+                           blocks=[getattr(t, "d0", None), getattr(t, "d1", None), getattr(t, "d2", None)])
+            out[name] = row
         return out
 
 
@@ -207,16 +224,20 @@ def _he_bytes(plan: LinearPlan, groups: int, label: str) -> int:
 
 @functools.lru_cache(maxsize=512)
 def plan_cross(shape: CrossShape, l: int, planner: Planner, *, cot_bits: float = 1.0,
-               methods: tuple[str, ...] = METHODS) -> CrossPlan:
+               methods: tuple[str, ...] = ("he",)) -> CrossPlan:
     """The cheapest way (modelled bytes) to compute one cross term among ``methods`` (see the module
-    docstring): the digit count ``d`` whose :func:`fc` plan ``(rows, d·inner) -> cols`` with ``weight_bits =
-    ceil(l / d)`` decrypts with the planner's flooding and costs the fewest bytes.  Pure and cached; both
-    parties derive the same plan.  Raises :class:`UndecryptableParameters` when no digit count decrypts and
-    :class:`InputError` for a method this module does not run."""
+    docstring).  HE: the digit count ``d`` whose :func:`fc` plan ``(rows, d·inner) -> cols`` with ``weight_bits =
+    ceil(l / d)`` decrypts with the planner's flooding and costs the fewest bytes; OT: :func:`ot_cross_bits` at
+    ``cot_bits`` per random COT.  Pure and cached; both parties derive the same plan.  Raises
+    :class:`UndecryptableParameters` when HE is the only method and no digit count decrypts, and
+    :class:`InputError` for an unknown method."""
     check_width(l)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise InputError(f"cross-term methods must be among {METHODS} here, got {methods!r}")
+        raise InputError(f"cross-term methods must be among {METHODS}, got {methods!r}")
+    ot = ot_cross_bits(shape, l, cot_bits)
+    if "he" not in methods:
+        return CrossPlan(shape, l, "ot", 1, None, None, ot)
     best: tuple[int, int, LinearPlan] | None = None
     last: Exception | None = None
     for d in range(1, min(MAX_DIGITS, l) + 1):
@@ -236,24 +257,31 @@ def plan_cross(shape: CrossShape, l: int, planner: Planner, *, cot_bits: float =
         elif best is not None:
             break  # one count past the best: more digits only add upload
     if best is None:
+        if "ot" in methods:
+            return CrossPlan(shape, l, "ot", 1, None, None, ot)
         raise UndecryptableParameters(f"{shape} at l = {l}: no digit count up to {MAX_DIGITS} decrypts under the "
                                       f"{getattr(planner, 'name', planner)!r} planner ({last})")
     cost, d, plan = best
-    return CrossPlan(shape, l, "he", d, plan, cost, ot_cross_bits(shape, l, cot_bits))
+    method = "ot" if "ot" in methods and math.ceil(ot / 8) < cost else "he"
+    return CrossPlan(shape, l, method, d, plan, cost, ot)
 
 
 def matmul_shared_plan(groups: int, s: int, k: int, t: int, l: int, planner: Planner, *,
-                       cot_bits: float = 1.0) -> SharedMatmulPlan:
-    """Both cross terms' plans for ``G = groups`` products ``(s × k) @ (k × t)`` at ``l`` bits (pure, cached)."""
-    return SharedMatmulPlan(plan_cross(CrossShape(groups, s, k, t), l, planner, cot_bits=cot_bits),
-                            plan_cross(CrossShape(groups, t, k, s), l, planner, cot_bits=cot_bits))
+                       cot_bits: float = 1.0, methods: tuple[str, ...] = ("he",)) -> SharedMatmulPlan:
+    """Both cross terms' plans for ``G = groups`` products ``(s × k) @ (k × t)`` at ``l`` bits among ``methods``
+    (pure, cached)."""
+    return SharedMatmulPlan(plan_cross(CrossShape(groups, s, k, t), l, planner, cot_bits=cot_bits, methods=methods),
+                            plan_cross(CrossShape(groups, t, k, s), l, planner, cot_bits=cot_bits, methods=methods))
 
 
 def shared_matmul_bytes(plan: SharedMatmulPlan, label: str) -> tuple[int, int]:
-    """``(client → server, server → client)`` bytes of one :func:`matmul_shared` call under ``label`` (exact:
-    the channel statistics of ``label``'s sub-labels), without the once-per-session keys."""
+    """``(client → server, server → client)`` bytes of the HE cross terms of one :func:`matmul_shared` call under
+    ``label`` (exact: the channel statistics of their sub-labels), without the once-per-session keys; an OT cross
+    term counts 0 here (its bytes: :attr:`CrossPlan.ot_bits`, frames apart, plus the OT engine's)."""
     up = down = 0
     for name, c in (("ac_bs", plan.ac_bs), ("bc_as", plan.bc_as)):
+        if c.method != "he" or c.fc is None:
+            continue
         for g in range(c.shape.groups):
             cost = plan_cost(c.fc, f"{label}/{name}/g{g}")
             up, down = up + cost.upload, down + cost.download
@@ -275,6 +303,8 @@ async def cross_he(party: Party, label: str, plan: CrossPlan, x: np.ndarray | No
     ``(G, inner, cols)`` (each passes only its own): ``G`` concurrent :func:`fc` calls ``f"{label}/g{g}"`` under
     ``plan.fc``.  Returns ``(G, rows, cols)`` uint64."""
     s, l, d = plan.shape, plan.l, plan.digits
+    if plan.fc is None:
+        raise InputError(f"{label}: the cross term has no HE plan (its method is {plan.method!r})")
     if party.is_client:
         if x is None or y is not None or np.shape(x) != (s.groups, s.rows, s.inner):
             raise InputError(f"{label}: the client passes X of shape {(s.groups, s.rows, s.inner)} only")
@@ -294,12 +324,22 @@ async def cross_he(party: Party, label: str, plan: CrossPlan, x: np.ndarray | No
     return np.stack(outs)
 
 
+CrossRunner = Callable[[Party, str, CrossPlan, "np.ndarray | None", "np.ndarray | None"], Awaitable[np.ndarray]]
+"""A cross-term method: ``(party, label, plan, X (client) or None, Y (server) or None) -> shares of X @ Y``."""
+HE_METHODS: dict[str, CrossRunner] = {"he": cross_he}
+"""The runners of this package (HE only; :data:`aiompc.protocols.products.CROSS_METHODS` adds OT)."""
+
+
 async def matmul_shared(party: Party, label: str, a: np.ndarray, b: np.ndarray, *, l: int,
-                        planner: Planner | None = None, plan: SharedMatmulPlan | None = None) -> np.ndarray:
+                        planner: Planner | None = None, plan: SharedMatmulPlan | None = None,
+                        methods: Mapping[str, CrossRunner] | None = None, cot_bits: float = 1.0) -> np.ndarray:
     """This party's share mod ``2^l`` of ``a @ b`` for shared ``a`` ``(..., S, K)`` and ``b`` ``(..., K, T)``
-    (equal leading axes; each party passes its shares).  Both parties call it with the same label, ``l`` and
-    planner (or plan).  Returns ``(..., S, T)`` uint64.  The plan used is recorded in
-    ``party.state["matmul_shared"][label]`` (see the module docstring for the method and its report)."""
+    (equal leading axes; each party passes its shares).  Both parties call it with the same label, ``l``,
+    planner (or plan), ``methods`` and ``cot_bits``.  ``methods``: the cross-term runners the plan may choose from
+    (default :data:`HE_METHODS`; :data:`aiompc.protocols.products.CROSS_METHODS` adds OT).  Returns
+    ``(..., S, T)`` uint64.  The plan used is recorded in ``party.state["matmul_shared"][label]`` (see the module
+    docstring for the method and its report)."""
+    runners = HE_METHODS if methods is None else methods
     a, b = np.asarray(a), np.asarray(b)
     check_width(l)
     if a.ndim < 2 or b.ndim < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
@@ -315,21 +355,26 @@ async def matmul_shared(party: Party, label: str, a: np.ndarray, b: np.ndarray, 
     if plan is None:
         if planner is None:
             raise InputError(f"{label}: pass a planner (aiompc.protocols.linear.PLANNERS) or a plan")
-        plan = await party.compute(matmul_shared_plan, g, s, k, t, l, planner)
+        plan = await party.compute(functools.partial(matmul_shared_plan, cot_bits=cot_bits,
+                                                     methods=tuple(sorted(runners))), g, s, k, t, l, planner)
     expected = (CrossShape(g, s, k, t), CrossShape(g, t, k, s))
     if (plan.ac_bs.shape, plan.bc_as.shape) != expected or plan.l != l:
         raise InputError(f"{label}: the plan is for {plan.ac_bs.shape} at l = {plan.l}, not {expected[0]} at l = {l}")
+    missing = [m for m in plan.methods if m not in runners]
+    if missing:
+        raise InputError(f"{label}: the plan uses {missing}, which the runner table {sorted(runners)} does not run")
     party.state.setdefault(STATE_KEY, {})[label] = plan
     a3 = reduce(a.reshape(g, s, k), l)
     b3 = reduce(b.reshape(g, k, t), l)
     local = party.compute(local_product, a3, b3, l)
+    run1, run2 = runners[plan.ac_bs.method], runners[plan.bc_as.method]
     if party.is_client:
-        t1, t2, own = await asyncio.gather(cross_he(party, f"{label}/ac_bs", plan.ac_bs, x=a3),
-                                           cross_he(party, f"{label}/bc_as", plan.bc_as, x=np.swapaxes(b3, 1, 2)),
+        t1, t2, own = await asyncio.gather(run1(party, f"{label}/ac_bs", plan.ac_bs, a3, None),
+                                           run2(party, f"{label}/bc_as", plan.bc_as, np.swapaxes(b3, 1, 2), None),
                                            local)
     else:
-        t1, t2, own = await asyncio.gather(cross_he(party, f"{label}/ac_bs", plan.ac_bs, y=b3),
-                                           cross_he(party, f"{label}/bc_as", plan.bc_as, y=np.swapaxes(a3, 1, 2)),
+        t1, t2, own = await asyncio.gather(run1(party, f"{label}/ac_bs", plan.ac_bs, None, b3),
+                                           run2(party, f"{label}/bc_as", plan.bc_as, None, np.swapaxes(a3, 1, 2)),
                                            local)
     out = reduce(own + t1 + np.swapaxes(t2, 1, 2), l)
     return out.reshape(*lead, s, t)

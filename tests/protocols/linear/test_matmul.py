@@ -167,6 +167,10 @@ async def test_matmul_shared_rejects_mismatched_operands() -> None:
     a, b = np.zeros((1, 3, 2), np.uint64), np.zeros((1, 2, 2), np.uint64)
     with pytest.raises(InputError):
         await run_local(lambda p: call(p, a, b, plan=other), lambda p: call(p, a, b, plan=other))
+    # a plan naming OT cannot run with the HE-only runner table (this package's default)
+    ot = matmul_shared_plan(1, 3, 2, 2, 16, PLANNERS["cheetah-smallest"], methods=("ot",))
+    with pytest.raises(InputError):
+        await run_local(lambda p: call(p, a, b, plan=ot), lambda p: call(p, a, b, plan=ot))
 
 
 # --------------------------------------------------------------------------- the chooser
@@ -184,10 +188,12 @@ def test_ot_price_is_gilboas_count() -> None:
 
 def test_the_chooser_claims_only_a_method_that_runs() -> None:
     with pytest.raises(InputError):
-        plan_cross(CrossShape(1, 1, 1, 1), 16, PLANNERS["cheetah-smallest"], methods=("ot",))
-    # a tiny product: OT would be cheaper, and the plan says so beside the method it runs
+        plan_cross(CrossShape(1, 1, 1, 1), 16, PLANNERS["cheetah-smallest"], methods=("magic",))
+    # a tiny product: OT would be cheaper; with HE alone the plan runs HE and says what OT would cost
     tiny = plan_cross(CrossShape(1, 1, 1, 1), 16, PLANNERS["cheetah-smallest"])
     assert tiny.method == "he" and tiny.ot_bits / 8 < tiny.he_bytes
+    both = plan_cross(CrossShape(1, 1, 1, 1), 16, PLANNERS["cheetah-smallest"], methods=("he", "ot"))
+    assert both.method == "ot" and both.modelled_bytes < both.he_bytes
     # attention-sized: HE is orders of magnitude cheaper
     big = plan_cross(CrossShape(2, 32, 64, 32), 37, PLANNERS["cheetah"])
     assert big.method == "he" and big.he_bytes * 5 < big.ot_bits / 8
