@@ -13,12 +13,12 @@ softmax       ``softmax_q`` (quantized), ``softmax_fx`` (Iron's fixed point)
 gelu          ``lookup`` (the quantized program's only table look-up is GELU), ``gelu_fx``
 layernorm     ``layernorm_q``, ``layernorm_fx``, ``feature_affine`` (LayerNorm's scale and offset)
 rescale       ``requantize``: the quantized program's requantizations and the fixed-point truncations
-other         every other op that communicates (ReLU, max-pool, clip, ...; local ops send nothing)
+other         every other row that communicates: ReLU, max-pool, clip, ..., and the output (``reveal`` /
+              ``argmax``); local ops send nothing
 ============  =====================================================================================
 
 Two more entries complete the total: ``offline_ot`` (the OT engine's offline bytes, which belong to no layer)
-and ``setup`` (handshake, HE keys, plan digests, the request and the output reveal: the total minus
-everything else).  The categories' bytes therefore add up to the run's total exactly; ``rounds`` and
+and ``setup`` (handshake, HE keys, plan digests and the request: the total minus everything else).  The categories' bytes therefore add up to the run's total exactly; ``rounds`` and
 ``seconds`` of a category are the sums over its layers (the engine runs layers one after another).
 The issue's "other" is ``rescale`` + ``other`` here: rescaling is reported on its own because it is a large,
 mode-dependent share (Cheetah's truncation by 12 bits against the quantized mode's requantization).
