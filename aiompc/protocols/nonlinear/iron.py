@@ -76,6 +76,8 @@ async def softmax_fx(party: Party, label: str, z: np.ndarray, *, f: int, l: int,
     within ``6 + y·(4n + 4)/2^f`` LSB of the exact program ``y``."""
     l = check_width(l)
     zr, shape = _rows(z, l, "softmax_fx")
+    if zr.size == 0:
+        return np.zeros(shape, dtype=np.uint64)
     R, n = zr.shape
     plan = fx.softmax_plan(n, f=f, l=l)
     mx = await max_reduce(party, f"{label}/max", zr, l=l, digit_bits=BASELINE_DIGIT_BITS)
@@ -159,6 +161,8 @@ async def layernorm_fx(
     ``r`` by a few units of ``2^-12``)."""
     l = check_width(l)
     xr, shape = _rows(x, l, "layernorm_fx")
+    if xr.size == 0:
+        return np.zeros(shape, dtype=np.uint64)
     R, H = xr.shape
     p = fx.layernorm_plan(H, f=f, l=l, eps=eps)
     s = xr.sum(axis=1) & mask(l)

@@ -116,7 +116,7 @@ async def test_layernorm_approximate_within_bound() -> None:
 
 
 async def test_bad_inputs() -> None:
-    async def job(party: Party) -> None:
+    async def job(party: Party) -> int:
         with pytest.raises(InputError):
             await softmax_fx(party, "a", np.zeros((2, 0), np.uint64), f=F, l=L)
         with pytest.raises(InputError):
@@ -124,8 +124,12 @@ async def test_bad_inputs() -> None:
         with pytest.raises(InputError):
             await gelu_fx(party, "c", np.asarray([-1]), f=F, l=L)
         assert (await gelu_fx(party, "d", np.zeros((0,), np.uint64), f=F, l=L)).shape == (0,)
+        assert (await softmax_fx(party, "e", np.zeros((0, 32), np.uint64), f=F, l=L)).shape == (0, 32)
+        assert (await layernorm_fx(party, "f", np.zeros((2, 0, 8), np.uint64), f=F, l=L)).shape == (2, 0, 8)
+        return party.channel.stats().select("d").messages + party.channel.stats().select("e").messages \
+            + party.channel.stats().select("f").messages
 
-    await run_both(job)
+    assert await run_both(job) == (0, 0)  # empty rows: no message
 
 
 def test_plans_refuse_overflow() -> None:
