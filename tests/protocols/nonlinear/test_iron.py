@@ -54,8 +54,8 @@ async def test_softmax_exact_bit_for_bit() -> None:
 
 async def test_softmax_small_rows_exact() -> None:
     g = _rng(2)
-    for n in (1, 2, 5):
-        z = _ints(g.normal(0, 3, (2, 3, n)))  # two heads x three rows
+    for n in (1, 2, 5, 128):
+        z = _ints(g.normal(0, 3, (2, 3, n) if n < 128 else (1, 2, n)))  # heads x rows
         got = await _run(softmax_fx, z)
         assert got.shape == z.shape
         assert np.array_equal(got, fx.softmax_fixed(z, f=F, l=L))
@@ -101,7 +101,7 @@ def _ln_inputs(H: int, rows: int, seed: int) -> np.ndarray:
 
 
 async def test_layernorm_exact_bit_for_bit() -> None:
-    for H, rows in ((128, 3), (16, 4), (1, 2)):
+    for H, rows in ((128, 3), (768, 2), (16, 4), (1, 2)):
         x = _ln_inputs(H, rows, H)
         got = await _run(layernorm_fx, x)
         assert np.array_equal(got, fx.layernorm_fixed(x, f=F, l=L)), H
