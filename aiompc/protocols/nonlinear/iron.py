@@ -27,8 +27,8 @@ Cost (online bytes per element, both directions, counted on the channel by ``ben
 =======================  ==========  ===========  =============================================
 function                 exact       approximate  dominated by
 =======================  ==========  ===========  =============================================
-softmax, rows of 32      2524        2439         the exp tables (1825 bytes: 5 tables, 14-bit)
-softmax, rows of 128     2499        2416         idem; max tree 54, reciprocal ~0.4 per element
+softmax, rows of 32      2484        2399         the exp tables (1825 bytes: 5 tables, 14-bit)
+softmax, rows of 128     2461        2378         idem; max tree 54, reciprocal ~0.4 per element
 GELU                     1790        1690         exp (2 tables) 1001, reciprocal line 167
 LayerNorm, H = 128       355         337          per element: 2 products, 2 signed truncations
 LayerNorm, H = 768       338         318          idem (rsqrt per row amortised)
