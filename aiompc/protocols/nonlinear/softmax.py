@@ -20,7 +20,7 @@ Steps (``v = value_bits``, ``w = v + 1``, ``k`` / ``kr`` the exp / reciprocal ta
     per row, q > 0:  [S >= 2^(b+i)] (compare_thresholds, one millionaire with fanout q), B2A to L bits,
                      P = 2^(q-E); N = S·P (multiply); u = (N >> sum_shift) mod 2^kr (truncation);
                      r = recip_table[u] (lookup on l_r bits, extended to L); r = r·P (multiply)
-    e·r                      multiply on L bits, e decomposed as a narrow (l_e-bit) operand
+    e·r                      multiply on L bits, e − 2^(l_e−2) decomposed as a narrow signed (l_e − 1)-bit operand
     p  = requantize(e·r, M, shift, 0, 2^out_bits - 1) into l_out bits (narrow: carry + one clip comparison)
 
 Cost per element (``n`` values per row; row terms divided by ``n``): the max tree (≈ one ``w``-bit DReLU and
@@ -157,7 +157,11 @@ async def softmax_q(
     e = await extend(party, f"{label}/ext_e", e, l=wd.l_e, l_out=wd.L, signed=False, msb_known_zero=True)
     s = e.sum(axis=-1, dtype=np.uint64) & mask(wd.L)
     r = await _row_reciprocal(party, f"{label}/row", s, params, wd)
-    prod = await multiply(party, f"{label}/prod", e, r[:, None], l=wd.L, x_bits=wd.l_e)
+    # e in [0, 2^(l_e-1)): centred, e - 2^(l_e-2) is a signed (l_e - 1)-bit operand (one bit fewer to decompose)
+    half = 1 << (wd.l_e - 2) if wd.l_e >= 2 else 0
+    centred = (e - _server_const(party, half, wd.L)) & mask(wd.L)
+    prod = await multiply(party, f"{label}/prod", centred, r[:, None], l=wd.L, x_bits=max(1, wd.l_e - 1))
+    prod = (prod + r[:, None] * np.uint64(half)) & mask(wd.L)
     p = await requantize(party, f"{label}/out", prod, l_in=wd.L, multiplier=params.multiplier, shift=params.shift,
                          lo=0, hi=(1 << params.out_bits) - 1, rounding="nearest", l_out=l_out,
                          msb_known_zero=True, x_range=(0, wd.prod_max))

@@ -118,16 +118,17 @@ async def test_bad_input_is_a_typed_error(kwargs: dict, match: str) -> None:
 
 
 async def test_bytes_per_element_from_the_channel(gen: np.random.Generator) -> None:
-    """Online bits per element measured on the channel (printed; the benchmark reports them, benchmarks/softmax.py).
-    A row of 32 must cost less per element than the same logits in rows of 8 would not: the per-row reciprocal
-    is amortised, so bits per element fall as n grows from 8 to 32."""
+    """Online bits per element measured on the channel (printed; benchmarks/softmax.py reports them per step).
+    The per-row reciprocal is shared by the row, so a row of 32 costs fewer bits per element than rows of 8."""
     per_element = {}
+    warm, _ = softmax_params(1 / 8, 2)
     for n in (8, 32):
         params, _ = softmax_params(1 / 8, n)
-        z = _logits((64 // n,), n, 8, gen)
+        z = _logits((512 // n,), n, 8, gen)
         zs = Shared(from_signed(z, 9), 9)
 
         async def job(p: Party) -> int:
+            await softmax_q(p, "warm", zs.mine(p)[:1, :2], params=warm, l_in=9, l_out=8, value_bits=8)  # base OTs
             before = p.channel.stats()
             await softmax_q(p, f"sm{n}", zs.mine(p), params=params, l_in=9, l_out=8, value_bits=8)
             d = (p.channel.stats() - before).select(f"sm{n}", phase="online")
@@ -136,7 +137,7 @@ async def test_bytes_per_element_from_the_channel(gen: np.random.Generator) -> N
         s, c = await run_both(job)
         per_element[n] = 8 * s / z.size
         print(f"softmax n={n}: {per_element[n]:.0f} online bits per element")
-    assert 0 < per_element[32] < per_element[8]
+    assert 0 < per_element[32] < per_element[8] < 4000
 
 
 async def test_output_shares_are_fresh() -> None:
