@@ -20,7 +20,7 @@ Steps (``v = value_bits``, ``w = v + 1``, ``k`` / ``kr`` the exp / reciprocal ta
     per row, q > 0:  [S >= 2^(b+i)] (compare_thresholds, one millionaire with fanout q), B2A to L bits,
                      P = 2^(q-E); N = S·P (multiply); u = (N >> sum_shift) mod 2^kr (truncation);
                      r = recip_table[u] (lookup on l_r bits, extended to L); r = r·P (multiply)
-    e·r                      multiply on L bits, e − 2^(l_e−2) decomposed as a narrow signed (l_e − 1)-bit operand
+    e·r                      multiply on L bits, e − 2^(l_e−2) decomposed as a signed (l_e − 1)-bit operand
     p  = requantize(e·r, M, shift, 0, 2^out_bits - 1) into l_out bits (narrow: carry + one clip comparison)
 
 Cost per element (``n`` values per row; row terms divided by ``n``): the max tree (≈ one ``w``-bit DReLU and
@@ -37,7 +37,7 @@ import numpy as np
 
 from aiompc.errors import InputError
 from aiompc.party import Party
-from aiompc.qmath import SoftmaxParams
+from aiompc.qmath import SoftmaxParams, softmax_reciprocal
 from aiompc.ring import check_width, mask
 from aiompc.protocols.nonlinear.boolean import b2a
 from aiompc.protocols.nonlinear.extension import extend
@@ -56,7 +56,8 @@ class SoftmaxWidths:
     """The public ring widths of one quantized Softmax (pure; identical on both sides).
 
     ``w``: the max tree's ring; ``l_e`` / ``l_r``: the exp / reciprocal look-ups' output rings (a known-zero top
-    bit, so extending them is one COT); ``L``: the row ring (sum, reciprocal, products); ``s_bits``: the width of the largest row sum; ``prod_max``: the largest ``e·r``."""
+    bit, so extending them is one COT); ``L``: the row ring (sum, reciprocal, products); ``s_bits``: the width
+    of the largest row sum; ``prod_max``: the largest ``e·r``."""
 
     def __init__(self, params: SoftmaxParams, n: int, *, l_in: int, l_out: int, value_bits: int) -> None:
         if not 1 <= value_bits <= l_in:
@@ -72,10 +73,21 @@ class SoftmaxWidths:
         self.b = params.sum_shift + params.recip_bits - q  # the octaves' base (qmath)
         n_max = max(self.s_max, (1 << (self.b + q + 1)) - 1) if q else self.s_max
         self.l_r = max(params.recip_table).bit_length() + 1
-        self.prod_max = e_max * max(params.recip_table) << q
+        self.prod_max = _product_bound(params, n, e_max)
         self.L = max(max(self.prod_max, n_max, self.s_max).bit_length() + 1, self.l_r)
         if self.L > 62 or params.multiplier * self.prod_max + (1 << params.shift) >= 1 << 62:
             raise InputError(f"softmax_q: the row ring needs {self.L} bits (> 62); use smaller tables or rows")
+
+
+def _product_bound(params: SoftmaxParams, n: int, e_max: int) -> int:
+    """The largest ``e·r`` over every row the tables allow: ``e <= min(e_max, S)`` and ``r = r(S)`` for the row
+    sums ``S ∈ [exp_table[0], n·e_max]`` (enumerated up to 2^22 sums, else the product of the maxima)."""
+    loose = e_max * max(params.recip_table) << params.octaves
+    lo, hi = params.exp_table[0], n * e_max
+    if hi - lo >= 1 << 22:
+        return loose
+    s = np.arange(lo, hi + 1, dtype=np.int64)
+    return min(loose, int((np.minimum(s, e_max) * softmax_reciprocal(s, params)).max()))
 
 
 def _server_const(party: Party, value: int, l: int) -> np.uint64:
