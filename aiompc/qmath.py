@@ -30,10 +30,10 @@ precision (a linear table over ``[S_min, n·S_min]`` has ``n`` times less precis
     E  = sum_{i=1..q} [S >= 2^(b+i)]     # comparisons with public thresholds (one per octave, per row)
     N  = S << (q - E)                    # in [2^(sum_shift+kr), 2^(sum_shift+kr+1)) for S in that range
     u  = (N >> sum_shift) mod 2^kr       # truncation, then a local reduction
-    r  = recip_table[u] << (q - E)       # look-up, then the same power of two (a product, per row)
-    p  = requantize(e * r, multiplier, shift, 0, 2^out_bits - 1)
+    r  = (recip_table[u] << (q - E) + 2^(q-1)) >> q   # look-up, t / 2^E rounded (a product, a truncation)
+    p  = requantize(e * r, multiplier, shift, 0, 2^out_bits − 1)
 
-``q = 0`` is the linear form above.  Both ``N`` and ``r`` are exact integers; only the tables round.
+``q = 0`` is the linear form above.  ``N`` is exact and ``r`` exactly rounded; only the tables round.
 
 LayerNorm without its affine part (:class:`LayerNormParams`, over ``H`` values ``x``; gamma and beta are a
 separate elementwise affine layer, or are folded into the next matmul)::
@@ -137,16 +137,16 @@ def softmax_int(z: np.ndarray, p: SoftmaxParams) -> np.ndarray:
 
 
 def softmax_reciprocal(s: np.ndarray, p: SoftmaxParams) -> np.ndarray:
-    """The Softmax's scaled reciprocal ``r`` of row sums ``s >= 0`` (module docstring): ``recip_table[u]``, times
-    ``2^(q−E)`` with octaves."""
+    """The Softmax's scaled reciprocal ``r`` of row sums ``s >= 0`` (module docstring): ``recip_table[u]``,
+    divided by ``2^E`` and rounded with octaves."""
     s = np.asarray(s, dtype=np.int64)
     kr, q = p.recip_bits, p.octaves
     table = np.asarray(p.recip_table, dtype=np.int64)
     if q == 0:
         return table[requantize(s, 1, p.sum_shift, 0, (1 << kr) - 1, "floor")]
     b = p.sum_shift + kr - q
-    up = q - sum((s >= 1 << (b + i)).astype(np.int64) for i in range(1, q + 1))  # q - E
-    return table[((s << up) >> p.sum_shift) & ((1 << kr) - 1)] << up
+    e = sum((s >= 1 << (b + i)).astype(np.int64) for i in range(1, q + 1))  # E
+    return ((table[((s << (q - e)) >> p.sum_shift) & ((1 << kr) - 1)] << (q - e)) + (1 << (q - 1))) >> q
 
 
 @dataclass(frozen=True)
@@ -241,15 +241,16 @@ def softmax_params(
       clipped tail keeps ``exp_table[-1] > 0``.
     * The row sum lies in ``[e0, n·e0]``, ``e0 = exp_table[0] = 2^f − 1`` (the maximum contributes ``e0``).
       With ``octaves = q`` (default and least: the ``q`` with ``n·e0 < 2^(b+q+1)``, ``b = bitlen(e0) − 1``, i.e.
-      ``ceil(log2 n)``) it is normalised into one octave and
-      ``recip_table`` (``2^recip_bits`` entries) holds ``2^c / N`` at the middle of each of its buckets: the
-      relative error of the reciprocal is at most ``2^−(recip_bits+1)`` whatever ``n``.  ``octaves = 0``
-      (the plain linear table) spreads the same entries over ``[e0, n·e0]``: relative error up to
-      ``≈ n·2^−(recip_bits+1)`` at the peaky end (``n = 128``: 25%) — the trade-off is ``q`` threshold
-      comparisons and two products per row (shared by the ``n`` values of the row) against that error.
-    * ``c = f + q + out_bits + guard_bits``, ``multiplier = 1``, ``shift = c − out_bits``:
-      ``p = round(e·r / 2^shift) ≈ 2^out_bits·e/S``; the rounding of ``r·2^(q−E)`` costs at most
-      ``2^−(guard_bits+1)`` output LSB.
+      ``ceil(log2 n)``) it is normalised into one octave and ``recip_table`` (``2^recip_bits`` entries) holds
+      ``2^(c+q) / N`` at the middle of each of its buckets, so ``r = round(recip_table[u] / 2^E) ≈ 2^c / S``
+      with a relative error of at most ``2^−(recip_bits+1)`` whatever ``n`` (plus the rounding).  ``octaves = 0`` (the
+      plain linear table of ``2^c / S``) spreads the same entries over ``[e0, n·e0]``: relative error up to
+      ``≈ n·2^−(recip_bits+1)`` at the peaky end — the trade-off is ``q`` threshold comparisons, two products
+      and a truncation per row (shared by the ``n`` values of the row) against that error.
+    * ``c = f + out_bits + guard_bits (+ 1 with octaves)``, ``multiplier = 1``, ``shift = c − out_bits``:
+      ``p = round(e·r / 2^shift) ≈ 2^out_bits·e/S``; the rounding of ``r`` (twice with octaves) costs at most
+      ``2^−(guard_bits+1)`` output LSB: ``e < 2^f``.  The product
+      ``e·r < 2^(c+1)`` sets the row ring of the protocol, whatever ``n``.
 
     Error against the float softmax (``tests/test_qmath.py`` measures it): the exp table's rounding
     (``2^−(f+1)`` per value, accumulated in the sum), the reciprocal's buckets and the final rounding; with the
@@ -280,8 +281,8 @@ def softmax_params(
     else:
         kr = recip_bits
         sum_shift = max(0, s_max.bit_length() - kr)
-    c = f + q + out_bits + guard_bits
-    recip = _recip_table(e0, s_max, kr, sum_shift, q, c)
+    c = f + out_bits + guard_bits + (1 if q else 0)
+    recip = _recip_table(e0, s_max, kr, sum_shift, q, c + q)
     params = SoftmaxParams(exp_table=exp_table, sum_shift=sum_shift, recip_table=recip, multiplier=1,
                            shift=c - out_bits, out_bits=out_bits, octaves=q)
     return params, 2.0 ** -out_bits

@@ -19,7 +19,8 @@ Steps (``v = value_bits``, ``w = v + 1``, ``k`` / ``kr`` the exp / reciprocal ta
                      extended to L)
     per row, q > 0:  [S >= 2^(b+i)] (compare_thresholds, one millionaire with fanout q), B2A to L bits,
                      P = 2^(q-E); N = S·P (multiply); u = (N >> sum_shift) mod 2^kr (truncation);
-                     r = recip_table[u] (lookup on l_r bits, extended to L); r = r·P (multiply)
+                     t = recip_table[u] (lookup on l_r bits, extended to L); r = (t·P + 2^(q−1)) >> q
+                     (multiply, truncation with a known-zero top bit)
     e·r                      multiply on L bits, e − 2^(l_e−2) decomposed as a signed (l_e − 1)-bit operand
     p  = requantize(e·r, M, shift, 0, 2^out_bits - 1) into l_out bits (narrow: carry + one clip comparison)
 
@@ -74,7 +75,8 @@ class SoftmaxWidths:
         n_max = max(self.s_max, (1 << (self.b + q + 1)) - 1) if q else self.s_max
         self.l_r = max(params.recip_table).bit_length() + 1
         self.prod_max = _product_bound(params, n, e_max)
-        self.L = max(max(self.prod_max, n_max, self.s_max).bit_length() + 1, self.l_r)
+        t_scaled = (max(params.recip_table) << q) + (1 << q >> 1)  # recip·2^(q−E) + 2^(q−1) before its shift by q
+        self.L = max(max(self.prod_max, n_max, self.s_max, t_scaled).bit_length() + 1, self.l_r)
         if self.L > 62 or params.multiplier * self.prod_max + (1 << params.shift) >= 1 << 62:
             raise InputError(f"softmax_q: the row ring needs {self.L} bits (> 62); use smaller tables or rows")
 
@@ -98,7 +100,7 @@ def _server_const(party: Party, value: int, l: int) -> np.uint64:
 async def _row_reciprocal(
     party: Party, label: str, s: np.ndarray, params: SoftmaxParams, wd: SoftmaxWidths
 ) -> np.ndarray:
-    """Shares mod ``2^L`` of ``r = recip_table[u] << (q − E)`` per row from shares of the row sums ``s``."""
+    """Shares mod ``2^L`` of the row's ``r`` (:func:`aiompc.qmath.softmax_reciprocal`) from shares of its sum."""
     L, kr, q = wd.L, params.recip_bits, params.octaves
     table = np.asarray(params.recip_table, dtype=np.int64) if party.is_server else None
     if q == 0:
@@ -120,7 +122,9 @@ async def _row_reciprocal(
         u = big_n & mask(kr)
     r = await lookup(party, f"{label}/recip", u & mask(kr), k=kr, l_out=wd.l_r, table=table)
     r = await extend(party, f"{label}/ext_r", r, l=wd.l_r, l_out=L, signed=False, msb_known_zero=True)
-    return await multiply(party, f"{label}/scale", r, p2, l=L, y_bits=q + 2)
+    scaled = await multiply(party, f"{label}/scale", r, p2, l=L, y_bits=q + 2)
+    scaled = (scaled + _server_const(party, 1 << (q - 1), L)) & mask(L)
+    return await truncate(party, f"{label}/round", scaled, l=L, f=q, signed=False, msb_known_zero=True)
 
 
 async def softmax_q(
