@@ -26,10 +26,23 @@ Steps (``v = value_bits``, ``w = v + 1``, ``k`` / ``kr`` the exp / reciprocal ta
 
 Cost per element (``n`` values per row; row terms divided by ``n``): the max tree (≈ one ``w``-bit DReLU and
 mux), the clip (if ``v > k``), ``k + 2^k·l_e`` bits of look-up, ``1 + L − l_e`` of extension, the narrow
-product ``2·(L' + L'·L − L'(L'−1)/2)`` bits (``L' = l_e + 1``) and the final requantization; plus per row the
-reciprocal (``2^kr·l_r`` bits of look-up, ``q`` comparisons, two ``L``-bit products).  Measured on the channel
-by ``benchmarks/softmax.py`` (e.g. 8-bit logits, scale 1/8, ``n = 32`` / ``128``; see the report there).
-Rounds: ``ceil(log2 n)`` levels of max, then a constant number (about 12 round trips).
+product ``2·(l_e + l_e·L − l_e(l_e−1)/2)`` bits and the final requantization (a carry of ``shift`` bits, one
+clip comparison); plus per row the reciprocal (``kr + 2^kr·l_r`` bits of look-up, ``q`` comparisons in one
+millionaire, two products with a ``(q+2)``-bit operand, two truncations).  Measured online bits per element
+on the channel (``benchmarks/softmax.py``, 8-bit logits in a 9-bit ring, scale 1/8, ``out_bits = 8``,
+defaults of :func:`~aiompc.qmath.softmax_params`: ``k = 6``, ``l_e = 11``, ``L = 22``; 4096 elements):
+
+=======  =====  ===  ====  ===  =====  ===  ====  ===  ======
+n        total  max  clip  exp  ext_e  row  prod  out  rounds
+=======  =====  ===  ====  ===  =====  ===  ====  ===  ======
+32       1586   69   70    710  12     150  397   179  82
+128      1491   78   70    710  12     46   397   179  89
+=======  =====  ===  ====  ===  =====  ===  ====  ===  ======
+
+The exp look-up dominates: ``2^k·l_e`` follows from the input scale (``k`` is the least with
+``round((2^f − 1)·exp(−(2^k − 1)·scale_in)) = 0``), so a coarser scale of the logits halves it per bit.
+Rounds (a request and its reply count two): ``ceil(log2 n)`` levels of the max tree, then about 40 sequential
+round trips.
 """
 
 from __future__ import annotations
