@@ -12,7 +12,8 @@ Steps (``v = value_bits``, ``w = v + 1``, ``k`` / ``kr`` the exp / reciprocal ta
     m  = max over the row    max_reduce on w bits: n - 1 DReLUs + multiplexers, ceil(log2 n) levels
     d  = m - z               local, in [0, 2^v - 1]
     dc = min(d, 2^k - 1)     only if v > k: requantize(d, 1, 0, 0, 2^k - 1) (one comparison, a k-bit mux)
-    e  = exp_table[dc]       lookup: one 1-of-2^k OT, l_e = bitlen(max e) + 1 bits
+    e  = exp_table[dc]       lookup: one 1-of-2^min(k, v) OT (v <= k: d mod 2^v, the first 2^v entries),
+                             l_e = bitlen(max e) + 1 bits
     e -> mod 2^L             extension with a known-zero top bit (one COT, 1 + L - l_e bits)
     S  = sum(e)              local
     per row, q = 0:  u = requantize(S, 1, sum_shift, 0, 2^kr - 1, floor) on kr bits; r = recip_table[u] (l_r bits,
@@ -181,7 +182,9 @@ async def softmax_q(
     if wd.v > k:
         d = await requantize(party, f"{label}/clip", d, l_in=wd.w, multiplier=1, shift=0, lo=0, hi=(1 << k) - 1,
                              rounding="floor", l_out=k, msb_known_zero=True, x_range=(0, (1 << wd.v) - 1))
-    table = np.asarray(params.exp_table, dtype=np.int64) if party.is_server else None
+    else:  # d < 2^v <= 2^k: no clip, and only the first 2^v entries can be read (shares reduce to v bits)
+        k = wd.v
+    table = np.asarray(params.exp_table[: 1 << k], dtype=np.int64) if party.is_server else None
     e = await lookup(party, f"{label}/exp", d & mask(k), k=k, l_out=wd.l_e, table=table)
     e = await extend(party, f"{label}/ext_e", e, l=wd.l_e, l_out=wd.L, signed=False, msb_known_zero=True)
     s = e.sum(axis=-1, dtype=np.uint64) & mask(wd.L)
