@@ -30,7 +30,7 @@ precision (a linear table over ``[S_min, n·S_min]`` has ``n`` times less precis
     E  = sum_{i=1..q} [S >= 2^(b+i)]     # comparisons with public thresholds (one per octave, per row)
     N  = S << (q - E)                    # in [2^(sum_shift+kr), 2^(sum_shift+kr+1)) for S in that range
     u  = (N >> sum_shift) mod 2^kr       # truncation, then a local reduction
-    r  = (recip_table[u] << (q - E) + 2^(q-1)) >> q   # look-up, t / 2^E rounded (a product, a truncation)
+    r  = ((recip_table[u] << (q - E)) + 2^(q-1)) >> q   # look-up; t / 2^E rounded (a product, a truncation)
     p  = requantize(e * r, multiplier, shift, 0, 2^out_bits − 1)
 
 ``q = 0`` is the linear form above.  ``N`` is exact and ``r`` exactly rounded; only the tables round.
