@@ -56,7 +56,7 @@ chosen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -136,17 +136,23 @@ def softmax_int(z: np.ndarray, p: SoftmaxParams) -> np.ndarray:
     return requantize(e * r, p.multiplier, p.shift, 0, (1 << p.out_bits) - 1)
 
 
+def _recip_index(s: np.ndarray, p: SoftmaxParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, E)``: the reciprocal table's index and the octave of row sums ``s >= 0`` (``E = 0`` without octaves)."""
+    kr, q = p.recip_bits, p.octaves
+    if q == 0:
+        return requantize(s, 1, p.sum_shift, 0, (1 << kr) - 1, "floor"), np.zeros_like(s)
+    b = p.sum_shift + kr - q
+    e = sum((s >= 1 << (b + i)).astype(np.int64) for i in range(1, q + 1))  # E
+    return ((s << (q - e)) >> p.sum_shift) & ((1 << kr) - 1), e
+
+
 def softmax_reciprocal(s: np.ndarray, p: SoftmaxParams) -> np.ndarray:
     """The Softmax's scaled reciprocal ``r`` of row sums ``s >= 0`` (module docstring): ``recip_table[u]``,
     divided by ``2^E`` and rounded with octaves."""
     s = np.asarray(s, dtype=np.int64)
-    kr, q = p.recip_bits, p.octaves
-    table = np.asarray(p.recip_table, dtype=np.int64)
-    if q == 0:
-        return table[requantize(s, 1, p.sum_shift, 0, (1 << kr) - 1, "floor")]
-    b = p.sum_shift + kr - q
-    e = sum((s >= 1 << (b + i)).astype(np.int64) for i in range(1, q + 1))  # E
-    return ((table[((s << (q - e)) >> p.sum_shift) & ((1 << kr) - 1)] << (q - e)) + (1 << (q - 1))) >> q
+    u, e = _recip_index(s, p)
+    t = np.asarray(p.recip_table, dtype=np.int64)[u]
+    return ((t << (p.octaves - e)) + (1 << p.octaves >> 1)) >> p.octaves if p.octaves else t
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,9 @@ def softmax_params(
       ``p = round(e·r / 2^shift) ≈ 2^out_bits·e/S``; the rounding of ``r`` (twice with octaves) costs at most
       ``2^−(guard_bits+1)`` output LSB: ``e < 2^f``.  The product
       ``e·r < 2^(c+1)`` sets the row ring of the protocol, whatever ``n``.
+    * The few reciprocal entries that could round ``e·r`` past ``2^out_bits − 1`` (sums within a few units of
+      ``e0``) are lowered by a unit or two, so the final requantization never clips (the protocol then skips
+      that comparison; the outputs of those rows stay ``2^out_bits − 1``).
 
     Error against the float softmax (``tests/test_qmath.py`` measures it): the exp table's rounding
     (``2^−(f+1)`` per value, accumulated in the sum), the reciprocal's buckets and the final rounding; with the
@@ -282,7 +291,28 @@ def softmax_params(
         kr = recip_bits
         sum_shift = max(0, s_max.bit_length() - kr)
     c = f + out_bits + guard_bits + (1 if q else 0)
-    recip = _recip_table(e0, s_max, kr, sum_shift, q, c + q)
-    params = SoftmaxParams(exp_table=exp_table, sum_shift=sum_shift, recip_table=recip, multiplier=1,
-                           shift=c - out_bits, out_bits=out_bits, octaves=q)
-    return params, 2.0 ** -out_bits
+    params = SoftmaxParams(exp_table=exp_table, sum_shift=sum_shift, recip_table=_recip_table(
+        e0, s_max, kr, sum_shift, q, c + q), multiplier=1, shift=c - out_bits, out_bits=out_bits, octaves=q)
+    return _below_saturation(params, int(n)), 2.0 ** -out_bits
+
+
+def _below_saturation(p: SoftmaxParams, n: int) -> SoftmaxParams:
+    """``p`` with the few reciprocal entries lowered that could round a product ``e·r`` (``e <= S``) past
+    ``2^out_bits − 1``: then no output needs the clip (the protocol skips that comparison).  Only the buckets
+    of sums within a few units of ``e0`` (rows where one value takes almost everything) are touched; their
+    outputs stay ``2^out_bits − 1``.  Rows of at most ``2^20`` possible sums; larger ones are left as they are."""
+    e0 = p.exp_table[0]
+    sums = np.arange(e0, n * max(p.exp_table) + 1, dtype=np.int64)
+    if sums.size > 1 << 20:
+        return p
+    limit = (((1 << p.out_bits) - 1) << p.shift) + ((1 << p.shift) >> 1) - 1  # rounds to 2^out_bits − 1
+    table = list(p.recip_table)
+    for _ in range(64):
+        over = np.minimum(sums, max(p.exp_table)) * softmax_reciprocal(sums, p) > limit
+        if not over.any():
+            return p
+        for u in np.unique(_recip_index(sums[over], p)[0]):
+            table[int(u)] -= 1
+        p = replace(p, recip_table=tuple(table))
+    return p
+

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aiompc.errors import InputError
-from aiompc.qmath import MAX_TABLE_BITS, SoftmaxParams, softmax_int, softmax_params
+from aiompc.qmath import MAX_TABLE_BITS, SoftmaxParams, softmax_int, softmax_params, softmax_reciprocal
 
 
 def _float_softmax(z: np.ndarray, scale: float) -> np.ndarray:
@@ -74,6 +74,19 @@ class TestSoftmaxParams:
         assert oct_.octaves == 7 and lin.octaves == 0
         assert np.abs(softmax_int(z, oct_)[:, 0] - want).max() <= 1
         assert np.abs(softmax_int(z, lin)[:, 0] - want).max() > 10
+
+    @pytest.mark.parametrize("n", [1, 2, 7, 32, 128])
+    @pytest.mark.parametrize("octaves", [None, 0])
+    def test_no_product_needs_the_clip(self, n: int, octaves: int | None) -> None:
+        """Every reachable e·r (e <= S) rounds to at most 2^out_bits − 1, and a one-hot row still gives 255."""
+        p, _ = softmax_params(1 / 8, n, octaves=octaves)
+        e0 = p.exp_table[0]
+        sums = np.arange(e0, n * e0 + 1)
+        peak = (np.minimum(sums, e0) * softmax_reciprocal(sums, p)).max()
+        assert (peak + (1 << (p.shift - 1))) >> p.shift == 255
+        one_hot = np.full(n, -128)
+        one_hot[0] = 127
+        assert softmax_int(one_hot, p)[0] == 255
 
     def test_tables_and_widths(self) -> None:
         p, _ = softmax_params(1 / 8, 32)

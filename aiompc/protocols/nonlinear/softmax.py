@@ -23,12 +23,13 @@ Steps (``v = value_bits``, ``w = v + 1``, ``k`` / ``kr`` the exp / reciprocal ta
                      t = recip_table[u] (lookup on l_r bits, extended to L); r = (t·P + 2^(q−1)) >> q
                      (multiply, truncation with a known-zero top bit)
     e·r                      multiply on L bits, e − 2^(l_e−2) decomposed as a signed (l_e − 1)-bit operand
-    p  = requantize(e·r, M, shift, 0, 2^out_bits - 1) into l_out bits (narrow: carry + one clip comparison)
+    p  = requantize(e·r, M, shift, 0, 2^out_bits - 1) into l_out bits (narrow: the carry of the shift; the
+                             clip comparison only if some e·r can round past 2^out_bits − 1, which the
+                             builder's tables rule out)
 
 Cost per element (``n`` values per row; row terms divided by ``n``): the max tree (≈ one ``w``-bit DReLU and
 mux), the clip (if ``v > k``), ``k + 2^k·l_e`` bits of look-up, ``1 + L − l_e`` of extension, the narrow
-product ``2·(l_e + l_e·L − l_e(l_e−1)/2)`` bits and the final requantization (a carry of ``shift`` bits, one
-clip comparison); plus per row the reciprocal (``kr + 2^kr·l_r`` bits of look-up, ``q`` comparisons in one
+product ``2·(l_e + l_e·L − l_e(l_e−1)/2)`` bits and the final requantization (a carry of ``shift`` bits); plus per row the reciprocal (``kr + 2^kr·l_r`` bits of look-up, ``q`` comparisons in one
 millionaire, two products with a ``(q+2)``-bit operand, two truncations).  Measured online bits per element
 on the channel (``benchmarks/softmax.py``, 8-bit logits in a 9-bit ring, scale 1/8, ``out_bits = 8``,
 defaults of :func:`~aiompc.qmath.softmax_params`: ``k = 6``, ``l_e = 11``, ``L = 22``; 4096 elements):
@@ -36,8 +37,8 @@ defaults of :func:`~aiompc.qmath.softmax_params`: ``k = 6``, ``l_e = 11``, ``L =
 =======  =====  ===  ====  ===  =====  ===  ====  ===  ======
 n        total  max  clip  exp  ext_e  row  prod  out  rounds
 =======  =====  ===  ====  ===  =====  ===  ====  ===  ======
-32       1586   69   70    710  12     150  397   179  82
-128      1491   78   70    710  12     46   397   179  89
+32       1514   73   70    710  12     150  397   102  76
+128      1414   78   70    710  12     46   397   102  86
 =======  =====  ===  ====  ===  =====  ===  ====  ===  ======
 
 The exp look-up dominates: ``2^k·l_e`` follows from the input scale (``k`` is the least with

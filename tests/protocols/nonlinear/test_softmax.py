@@ -104,6 +104,7 @@ def test_widths_are_the_tightest() -> None:
     e = np.asarray(params.exp_table)[np.minimum(z.max(-1, keepdims=True) - z, len(params.exp_table) - 1)]
     assert (e * softmax_reciprocal(e.sum(-1, keepdims=True), params)).max() <= wd.prod_max
     assert wd.L == 22  # every e·r < 2^21 plus the known-zero top bit, whatever n
+    assert (wd.prod_max + (1 << (params.shift - 1))) >> params.shift == 255  # the output needs no clip
     assert SoftmaxWidths(softmax_params(1 / 8, 128)[0], 128, l_in=9, l_out=8, value_bits=8).L == 22
 
 
