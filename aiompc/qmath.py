@@ -30,10 +30,10 @@ precision (a linear table over ``[S_min, n·S_min]`` has ``n`` times less precis
     E  = sum_{i=1..q} [S >= 2^(b+i)]     # comparisons with public thresholds (one per octave, per row)
     N  = S << (q - E)                    # in [2^(sum_shift+kr), 2^(sum_shift+kr+1)) for S in that range
     u  = (N >> sum_shift) mod 2^kr       # truncation, then a local reduction
-    r  = recip_table[u] << (q - E)       # look-up, then the same power of two (a product, per row)
-    p  = requantize(e * r, multiplier, shift, 0, 2^out_bits - 1)
+    r  = ((recip_table[u] << (q - E)) + 2^(q-1)) >> q   # look-up; t / 2^E rounded (a product, a truncation)
+    p  = requantize(e * r, multiplier, shift, 0, 2^out_bits − 1)
 
-``q = 0`` is the linear form above.  Both ``N`` and ``r`` are exact integers; only the tables round.
+``q = 0`` is the linear form above.  ``N`` is exact and ``r`` exactly rounded; only the tables round.
 
 LayerNorm without its affine part (:class:`LayerNormParams`, over ``H`` values ``x``; gamma and beta are a
 separate elementwise affine layer, or are folded into the next matmul)::
@@ -56,7 +56,7 @@ chosen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,7 +64,7 @@ from aiompc.errors import InputError
 from aiompc.quant import requantize
 
 __all__ = ["MAX_TABLE_BITS", "MAX_OCTAVES", "SoftmaxParams", "LayerNormParams", "table_bits", "lookup_int",
-           "softmax_int", "softmax_params", "layernorm_int"]
+           "softmax_int", "softmax_reciprocal", "softmax_params", "layernorm_int"]
 
 MAX_TABLE_BITS = 8
 """The widest index of a table (a 1-out-of-2^k OT per look-up costs ``k + 2^k·l_out`` bits)."""
@@ -132,16 +132,27 @@ def softmax_int(z: np.ndarray, p: SoftmaxParams) -> np.ndarray:
         raise InputError("softmax needs a non-empty last axis")
     d = z.max(axis=-1, keepdims=True) - z
     e = np.asarray(p.exp_table, dtype=np.int64)[np.minimum(d, (1 << p.exp_bits) - 1)]
-    s = e.sum(axis=-1, keepdims=True)
-    kr, q = p.recip_bits, p.octaves
-    table = np.asarray(p.recip_table, dtype=np.int64)
-    if q == 0:
-        r = table[requantize(s, 1, p.sum_shift, 0, (1 << kr) - 1, "floor")]
-    else:
-        b = p.sum_shift + kr - q
-        up = q - sum((s >= 1 << (b + i)).astype(np.int64) for i in range(1, q + 1))  # q - E
-        r = table[((s << up) >> p.sum_shift) & ((1 << kr) - 1)] << up
+    r = softmax_reciprocal(e.sum(axis=-1, keepdims=True), p)
     return requantize(e * r, p.multiplier, p.shift, 0, (1 << p.out_bits) - 1)
+
+
+def _recip_index(s: np.ndarray, p: SoftmaxParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, E)``: the reciprocal table's index and the octave of row sums ``s >= 0`` (``E = 0`` without octaves)."""
+    kr, q = p.recip_bits, p.octaves
+    if q == 0:
+        return requantize(s, 1, p.sum_shift, 0, (1 << kr) - 1, "floor"), np.zeros_like(s)
+    b = p.sum_shift + kr - q
+    e = sum((s >= 1 << (b + i)).astype(np.int64) for i in range(1, q + 1))  # E
+    return ((s << (q - e)) >> p.sum_shift) & ((1 << kr) - 1), e
+
+
+def softmax_reciprocal(s: np.ndarray, p: SoftmaxParams) -> np.ndarray:
+    """The Softmax's scaled reciprocal ``r`` of row sums ``s >= 0`` (module docstring): ``recip_table[u]``,
+    divided by ``2^E`` and rounded with octaves."""
+    s = np.asarray(s, dtype=np.int64)
+    u, e = _recip_index(s, p)
+    t = np.asarray(p.recip_table, dtype=np.int64)[u]
+    return ((t << (p.octaves - e)) + (1 << p.octaves >> 1)) >> p.octaves if p.octaves else t
 
 
 @dataclass(frozen=True)
@@ -189,10 +200,10 @@ def layernorm_int(x: np.ndarray, p: LayerNormParams) -> np.ndarray:
 
 
 def _exp_table(scale_in: float, f: int, max_bits: int) -> tuple[int, ...]:
-    """``round(2^f·exp(−i·scale_in))`` for ``i < 2^k``, ``k <= max_bits`` the least width whose last entry is 0
-    (so the clip of the difference at ``2^k − 1`` loses nothing); ``k = max_bits`` if none is."""
+    """``round((2^f − 1)·exp(−i·scale_in))`` for ``i < 2^k``, ``k <= max_bits`` the least width whose last entry
+    is 0 (so the clip of the difference at ``2^k − 1`` loses nothing); ``k = max_bits`` if none is."""
     for k in range(1, max_bits + 1):
-        table = tuple(int(v) for v in np.round(np.exp2(f) * np.exp(-np.arange(1 << k) * scale_in)))
+        table = tuple(int(v) for v in np.round((2.0**f - 1) * np.exp(-np.arange(1 << k) * scale_in)))
         if table[-1] == 0:
             return table
     return table
@@ -202,7 +213,7 @@ def _recip_table(e0: int, s_max: int, kr: int, sum_shift: int, octaves: int, c: 
     """``r[u] = 2^(c+1) / (N_lo + N_hi)`` rounded, ``[N_lo, N_hi)`` the normalised sums that index ``u`` (clamped
     to the sums that occur): ``r·N / 2^c`` is within ``(N_hi − N_lo)/(N_lo + N_hi)`` of 1 in that bucket."""
     base = (1 << (sum_shift + kr)) if octaves else 0  # the octave's lower end (u = (N >> sum_shift) mod 2^kr)
-    n_min = e0 << octaves if octaves else e0  # the least N: S = e0 with E = 0
+    n_min = base if octaves else e0  # the least N (sums from e0 to 2^(b+1) - 1 all normalise into the octave)
     n_max = base + (1 << (sum_shift + kr)) - 1 if octaves else s_max
     out = []
     for u in range(1 << kr):
@@ -228,27 +239,34 @@ def softmax_params(
     """The public constants of a quantized Softmax over rows of ``n`` values at input scale ``scale_in``, and its
     output scale ``2^−out_bits`` (``p`` unsigned ``out_bits``; a probability of 1 saturates at ``2^out_bits − 1``).
 
-    * ``exp_table[i] = round(2^f·exp(−i·scale_in))``, ``f = frac_bits`` (default ``out_bits + 2``), as short
-      as possible (``2^k`` entries, ``k <= exp_bits``) with a last entry of 0, so the clip of ``max − z`` at
-      ``2^k − 1`` is exact; if even ``2^exp_bits`` entries are not enough (``scale_in`` below
-      ``ln(2^(f+1)) / (2^exp_bits − 1)``) the clipped tail keeps ``exp_table[-1] > 0``.
-    * The row sum lies in ``[2^f, n·2^f]`` (the maximum contributes ``2^f``).  With ``octaves = q``
-      (default ``bitlen(n) − 1``, the least with ``n < 2^(q+1)``) it is normalised into one octave and
-      ``recip_table`` (``2^recip_bits`` entries) holds ``2^c / N`` at the middle of each of its buckets: the
-      relative error of the reciprocal is at most ``2^−(recip_bits+1)`` whatever ``n``.  ``octaves = 0``
-      (the plain linear table) spreads the same entries over ``[2^f, n·2^f]``: relative error up to
-      ``≈ n·2^−(recip_bits+1)`` at the peaky end (``n = 128``: 25%) — the trade-off is ``q`` threshold
-      comparisons and two products per row (shared by the ``n`` values of the row) against that error.
-    * ``c = f + q + out_bits + guard_bits``, ``multiplier = 1``, ``shift = c − out_bits``:
-      ``p = round(e·r / 2^shift) ≈ 2^out_bits·e/S``; the rounding of ``r·2^(q−E)`` costs at most
-      ``2^−(guard_bits+1)`` output LSB.
+    * ``exp_table[i] = round((2^f − 1)·exp(−i·scale_in))``, ``f = frac_bits`` (default ``out_bits + 2``; the
+      ``− 1`` keeps every entry below ``2^f``, so the shared look-up output has ``f`` bits and a known-zero top
+      bit in ``f + 1``; the scale cancels in ``e / S``), as short as possible (``2^k`` entries,
+      ``k <= exp_bits``) with a last entry of 0, so the clip of ``max − z`` at ``2^k − 1`` is exact; if even
+      ``2^exp_bits`` entries are not enough (``scale_in`` below ``ln(2^(f+1)) / (2^exp_bits − 1)``) the
+      clipped tail keeps ``exp_table[-1] > 0``.
+    * The row sum lies in ``[e0, n·e0]``, ``e0 = exp_table[0] = 2^f − 1`` (the maximum contributes ``e0``).
+      With ``octaves = q`` (default and least: the ``q`` with ``n·e0 < 2^(b+q+1)``, ``b = bitlen(e0) − 1``, i.e.
+      ``ceil(log2 n)``) it is normalised into one octave and ``recip_table`` (``2^recip_bits`` entries) holds
+      ``2^(c+q) / N`` at the middle of each of its buckets, so ``r = round(recip_table[u] / 2^E) ≈ 2^c / S``
+      with a relative error of at most ``2^−(recip_bits+1)`` whatever ``n`` (plus the rounding).  ``octaves = 0`` (the
+      plain linear table of ``2^c / S``) spreads the same entries over ``[e0, n·e0]``: relative error up to
+      ``≈ n·2^−(recip_bits+1)`` at the peaky end — the trade-off is ``q`` threshold comparisons, two products
+      and a truncation per row (shared by the ``n`` values of the row) against that error.
+    * ``c = f + out_bits + guard_bits (+ 1 with octaves)``, ``multiplier = 1``, ``shift = c − out_bits``:
+      ``p = round(e·r / 2^shift) ≈ 2^out_bits·e/S``; the rounding of ``r`` (twice with octaves) costs at most
+      ``2^−(guard_bits+1)`` output LSB: ``e < 2^f``.  The product
+      ``e·r < 2^(c+1)`` sets the row ring of the protocol, whatever ``n``.
+    * The few reciprocal entries that could round ``e·r`` past ``2^out_bits − 1`` (sums within a few units of
+      ``e0``) are lowered by a unit or two, so the final requantization never clips (the protocol then skips
+      that comparison; the outputs of those rows stay ``2^out_bits − 1``).
 
     Error against the float softmax (``tests/test_qmath.py`` measures it): the exp table's rounding
     (``2^−(f+1)`` per value, accumulated in the sum), the reciprocal's buckets and the final rounding; with the
-    defaults the measured maximum is 2.4 output LSB (random and edge rows of up to 128 values at input scales
-    1/16..1/2; the tests check 2.5; ``frac_bits = out_bits`` gives up to 7, ``octaves = 0`` up to 84 on a
-    one-hot row of 128).  Above ``out_bits = 8`` the reciprocal's relative error ``2^−(recip_bits+1)``
-    dominates (8-bit tables).
+    defaults the measured maximum is 2.1 output LSB (random and edge rows of up to 128 values at input scales
+    1/16..1/2; the tests check 2.5).  ``frac_bits = out_bits`` gives up to 7; ``octaves = 0`` up to 35 on random
+    rows of 128 and more than 10 on rows of 128 with a few equal maxima.  Above ``out_bits = 8`` the
+    reciprocal's relative error ``2^−(recip_bits+1)`` dominates (8-bit tables).
     """
     if not scale_in > 0 or not np.isfinite(scale_in):
         raise InputError(f"softmax_params: scale_in must be a positive number, got {scale_in!r}")
@@ -257,19 +275,44 @@ def softmax_params(
     if not 1 <= exp_bits <= MAX_TABLE_BITS or not 1 <= recip_bits <= MAX_TABLE_BITS:
         raise InputError(f"softmax_params: table widths in 1..{MAX_TABLE_BITS}")
     f = out_bits + 2 if frac_bits is None else int(frac_bits)
-    q = int(n).bit_length() - 1 if octaves is None else int(octaves)
-    if not 0 <= f <= 24 or not 0 <= q <= MAX_OCTAVES or not 0 <= guard_bits <= 16:
-        raise InputError("softmax_params: frac_bits in 0..24, octaves in 0..16, guard_bits in 0..16")
+    if not 1 <= f <= 24 or not 0 <= guard_bits <= 16:
+        raise InputError("softmax_params: frac_bits in 1..24, guard_bits in 0..16")
     exp_table = _exp_table(float(scale_in), f, exp_bits)
-    e0, s_max = exp_table[0], int(n) * exp_table[0]  # e0 = 2^f
+    e0, s_max = exp_table[0], int(n) * exp_table[0]  # e0 = 2^f - 1
+    b = e0.bit_length() - 1  # 2^b <= e0 <= S
+    need = s_max.bit_length() - 1 - b  # the least q with S_max < 2^(b+q+1)
+    q = need if octaves is None else int(octaves)
+    if not 0 <= q <= MAX_OCTAVES or 0 < q < need:
+        raise InputError(f"softmax_params: octaves must be 0 or in {need}..{MAX_OCTAVES} for rows of {n}, got {q}")
     if q:
-        kr = min(recip_bits, f + q)  # b = f: the octaves start at the least sum 2^f
-        sum_shift = f + q - kr
+        kr = min(recip_bits, b + q)  # the octaves start at 2^b
+        sum_shift = b + q - kr
     else:
         kr = recip_bits
         sum_shift = max(0, s_max.bit_length() - kr)
-    c = f + q + out_bits + guard_bits
-    recip = _recip_table(e0, s_max, kr, sum_shift, q, c)
-    params = SoftmaxParams(exp_table=exp_table, sum_shift=sum_shift, recip_table=recip, multiplier=1,
-                           shift=c - out_bits, out_bits=out_bits, octaves=q)
-    return params, 2.0 ** -out_bits
+    c = f + out_bits + guard_bits + (1 if q else 0)
+    params = SoftmaxParams(exp_table=exp_table, sum_shift=sum_shift, recip_table=_recip_table(
+        e0, s_max, kr, sum_shift, q, c + q), multiplier=1, shift=c - out_bits, out_bits=out_bits, octaves=q)
+    return _below_saturation(params, int(n)), 2.0 ** -out_bits
+
+
+def _below_saturation(p: SoftmaxParams, n: int) -> SoftmaxParams:
+    """``p`` with the few reciprocal entries lowered that could round a product ``e·r`` (``e <= S``) past
+    ``2^out_bits − 1``: then no output needs the clip (the protocol skips that comparison).  Only the buckets
+    of sums within a few units of ``e0`` (rows where one value takes almost everything) are touched; their
+    outputs stay ``2^out_bits − 1``.  Rows of at most ``2^20`` possible sums; larger ones are left as they are."""
+    e0 = p.exp_table[0]
+    sums = np.arange(e0, n * max(p.exp_table) + 1, dtype=np.int64)
+    if sums.size > 1 << 20:
+        return p
+    limit = (((1 << p.out_bits) - 1) << p.shift) + ((1 << p.shift) >> 1) - 1  # rounds to 2^out_bits − 1
+    table = list(p.recip_table)
+    for _ in range(64):
+        over = np.minimum(sums, max(p.exp_table)) * softmax_reciprocal(sums, p) > limit
+        if not over.any():
+            return p
+        for u in np.unique(_recip_index(sums[over], p)[0]):
+            table[int(u)] -= 1
+        p = replace(p, recip_table=tuple(table))
+    return p
+

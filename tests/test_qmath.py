@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aiompc.errors import InputError
-from aiompc.qmath import MAX_TABLE_BITS, SoftmaxParams, softmax_int, softmax_params
+from aiompc.qmath import MAX_TABLE_BITS, SoftmaxParams, softmax_int, softmax_params, softmax_reciprocal
 
 
 def _float_softmax(z: np.ndarray, scale: float) -> np.ndarray:
@@ -32,7 +32,7 @@ class TestSoftmaxParams:
     """softmax_params: tables, widths and the accuracy of softmax_int against the float softmax."""
 
     BOUND_LSB = 2.5
-    """The stated bound with the defaults (out_bits 8, frac_bits 10, octaves bitlen(n) − 1): measured max 2.41
+    """The stated bound with the defaults (out_bits 8, frac_bits 10, octaves ceil(log2 n)): measured max 2.12
     (Gaussian rows of 128, where the exp table's rounding accumulates in the sum)."""
 
     @pytest.mark.parametrize("scale", [1 / 16, 1 / 8, 1 / 4, 1 / 2])
@@ -65,22 +65,38 @@ class TestSoftmaxParams:
     def test_octaves_fix_the_peaky_end(self) -> None:
         """The linear table (octaves=0) loses precision where S is small; the normalised one does not."""
         n, scale = 128, 1 / 8
-        z = np.full((1, n), -128)
-        z[0, :3] = 127  # three equal maxima: each 1/3 = 85.3 LSB
+        z = np.full((8, n), -128)
+        for j in range(8):
+            z[j, : j + 1] = 127  # j + 1 equal maxima: each 256 / (j + 1) LSB
+        want = np.minimum(256 / np.arange(1, 9), 255)
         lin, _ = softmax_params(scale, n, octaves=0)
         oct_, _ = softmax_params(scale, n)
         assert oct_.octaves == 7 and lin.octaves == 0
-        assert abs(softmax_int(z, oct_)[0, 0] - 256 / 3) <= 1
-        assert abs(softmax_int(z, lin)[0, 0] - 256 / 3) > 10
+        assert np.abs(softmax_int(z, oct_)[:, 0] - want).max() <= 1
+        assert np.abs(softmax_int(z, lin)[:, 0] - want).max() > 10
+
+    @pytest.mark.parametrize("n", [1, 2, 7, 32, 128])
+    @pytest.mark.parametrize("octaves", [None, 0])
+    def test_no_product_needs_the_clip(self, n: int, octaves: int | None) -> None:
+        """Every reachable e·r (e <= S) rounds to at most 2^out_bits − 1, and a one-hot row still gives 255."""
+        p, _ = softmax_params(1 / 8, n, octaves=octaves)
+        e0 = p.exp_table[0]
+        sums = np.arange(e0, n * e0 + 1)
+        peak = (np.minimum(sums, e0) * softmax_reciprocal(sums, p)).max()
+        assert (peak + (1 << (p.shift - 1))) >> p.shift == 255
+        one_hot = np.full(n, -128)
+        one_hot[0] = 127
+        assert softmax_int(one_hot, p)[0] == 255
 
     def test_tables_and_widths(self) -> None:
         p, _ = softmax_params(1 / 8, 32)
         f = 10
         half = len(p.exp_table) // 2  # the shortest power-of-two table that ends in 0
-        assert p.exp_table[0] == 1 << f and p.exp_table[-1] == 0 and p.exp_table[half - 1] > 0
-        assert p.exp_table == tuple(round(2**f * np.exp(-i / 8)) for i in range(len(p.exp_table)))
+        assert p.exp_table[0] == (1 << f) - 1 and p.exp_table[-1] == 0 and p.exp_table[half - 1] > 0
+        assert p.exp_table == tuple(round((2**f - 1) * np.exp(-i / 8)) for i in range(len(p.exp_table)))
         assert p.exp_bits <= MAX_TABLE_BITS and p.recip_bits <= MAX_TABLE_BITS
-        assert p.octaves == 5 and p.sum_shift + p.recip_bits - p.octaves == f  # octaves start at S = 2^f
+        assert p.octaves == 5 and p.sum_shift + p.recip_bits - p.octaves == f - 1  # octaves start at 2^(f-1)
+        assert 32 * p.exp_table[0] < 1 << (f + p.octaves)  # ... and the last ends above the largest sum
         assert list(p.recip_table) == sorted(p.recip_table, reverse=True)
         # a coarse input scale: the table is short; a fine one: capped at 2^exp_bits with a non-zero tail
         assert softmax_params(2.0, 32)[0].exp_bits == 3
@@ -97,7 +113,7 @@ class TestSoftmaxParams:
 
     @pytest.mark.parametrize("kwargs", [
         {"scale_in": 0.0}, {"scale_in": float("nan")}, {"n": 0}, {"exp_bits": 9}, {"recip_bits": 0},
-        {"octaves": 17}, {"frac_bits": -1},
+        {"octaves": 17}, {"octaves": 2}, {"frac_bits": 0},
     ])
     def test_bad_arguments(self, kwargs: dict) -> None:
         args = {"scale_in": 0.1, "n": 8}
