@@ -43,6 +43,7 @@ chosen.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ from aiompc.errors import InputError
 from aiompc.quant import requantize
 
 __all__ = ["MAX_TABLE_BITS", "SoftmaxParams", "LayerNormParams", "table_bits", "lookup_int", "softmax_int",
-           "layernorm_int"]
+           "layernorm_int", "layernorm_params", "gelu_table", "GELU_APPROXIMATIONS"]
 
 MAX_TABLE_BITS = 8
 """The widest index of a table (a 1-out-of-2^k OT per look-up costs ``k + 2^k·l_out`` bits)."""
@@ -161,3 +162,134 @@ def layernorm_int(x: np.ndarray, p: LayerNormParams) -> np.ndarray:
     r = np.asarray(p.rsqrt_table, dtype=np.int64)[u]
     ob = 1 << (p.out_bits - 1)
     return requantize(c * r, p.multiplier, p.shift, -ob, ob - 1)
+
+
+
+# --------------------------------------------------------------------------- builders: LayerNorm and GELU
+
+
+def _fixed_point(value: float, bits: int = 16) -> tuple[int, int]:
+    """``(M, s)`` with ``M / 2^s ≈ value > 0``, ``M`` of about ``bits`` bits (``s >= 0``; ``M = 1`` and no
+    rounding when ``value`` is a power of two ``<= 1``)."""
+    e = math.frexp(value)[1] - 1  # 2^e <= value < 2^(e+1)
+    if value == 2.0**e and e <= 0:
+        return 1, -e
+    s = max(0, bits - 1 - e)
+    return max(1, round(value * 2.0**s)), s
+
+
+def layernorm_params(
+    scale_in: float,
+    n: int,
+    *,
+    out_bits: int = 8,
+    in_bits: int = 8,
+    center_bits: int | None = None,
+    rsqrt_bits: int = MAX_TABLE_BITS,
+    rsqrt_out_bits: int = 12,
+    eps: float = 1e-5,
+    std_max: float | None = None,
+    out_range: float = 8.0,
+) -> tuple[LayerNormParams, float]:
+    """The constants of a quantized LayerNorm (no affine part) of ``n`` features, and its output scale.
+
+    Input: signed ``in_bits`` integers ``x`` at scale ``scale_in`` (real value ``x·scale_in``).  Output:
+    ``(params, scale_out)``; :func:`layernorm_int` then returns signed ``out_bits`` integers ``y`` with
+    ``y·scale_out ≈ (x − mean)/sqrt(var + eps)`` (float LayerNorm of the real values), ``scale_out =
+    out_range / 2^(out_bits−1)`` (outputs beyond ``±out_range`` clip).
+
+    Choices (each a step of :func:`layernorm_int`):
+
+    * centre: ``c' = round(c·2^g/n) = round((x − mean)·2^g)``, ``g = center_bits − 1 − in_bits`` (default
+      ``center_bits = in_bits + 2``, ``g = 1``: half an input unit of resolution, never clipped since
+      ``|x − mean| < 2^in_bits``); the ``c'`` unit is ``scale_c = scale_in·2^(−g)`` (exactly, when ``n`` is a
+      power of two; else up to a relative ``2^−16``).
+    * variance index: ``u = min(Σc'² >> var_shift, 2^rsqrt_bits − 1)`` with ``var_shift`` the least that maps a
+      row of standard deviation ``std_max`` (real; default ``2^(in_bits−1)·scale_in``, the largest any row of
+      ``in_bits`` values has) into the table.  Rows with a larger deviation clip to the last entry.
+    * ``rsqrt_table[u] = round(R / sqrt(v_u/n + eps_c))``: ``v_u`` the midpoint of bucket ``u``
+      (``(u + 1/2)·2^var_shift``; ``max(u, 1)`` when ``var_shift = 0``, where ``u = 0`` means ``c' = 0``),
+      ``eps_c = eps/scale_c²``, ``R`` such that the largest entry is ``2^rsqrt_out_bits − 1``.
+    * output: ``y = round(c'·r·M/2^s)`` with ``M/2^s ≈ 1/(R·scale_out)`` (16-bit multiplier), clipped to
+      ``out_bits``.
+
+    Error (``tests/test_qmath.py`` checks it): for a row of deviation ``σ`` (input units) whose variance index
+    ``u = floor(n·σ²·4^g / 2^var_shift)`` lies in ``[16, 2^rsqrt_bits − 2)``, every output not clipped obeys::
+
+        |y·scale_out − LN(x)| <= scale_out/2 + |LN(x)|·(1/(4(u−1)+2) + 1/min(table) + 2^−12)
+                                 + 1.1·(2^−(g+1) + 2^(in_bits−16))/σ
+
+    (output rounding; the bucket's relative rsqrt error with ``c'``'s rounding moving ``u`` by at most one; the
+    table and multiplier rounding; the centre's rounding).  The variance index is linear, so the accurate range
+    of deviations spans a factor of ``2^(rsqrt_bits/2)/4`` (4 for 8-bit tables) below ``std_max``: pass a
+    calibrated ``std_max`` (the largest row deviation seen) rather than the default worst case.
+    Zero-variance rows (and ``n = 1``) give exactly 0, as the float LayerNorm does.
+    """
+    if not scale_in > 0 or not math.isfinite(scale_in):
+        raise InputError(f"layernorm_params: scale_in must be a positive number, got {scale_in!r}")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"layernorm_params: n must be a positive integer, got {n!r}")
+    if not 2 <= in_bits <= 15:
+        raise InputError(f"layernorm_params: in_bits in 2..15, got {in_bits}")
+    cb = in_bits + 2 if center_bits is None else int(center_bits)
+    if not 2 <= cb <= 16:
+        raise InputError(f"layernorm_params: center_bits in 2..16, got {cb} (in_bits + 2 by default)")
+    if not 1 <= rsqrt_bits <= MAX_TABLE_BITS or not 2 <= rsqrt_out_bits <= 24:
+        raise InputError("layernorm_params: rsqrt_bits in 1..8 and rsqrt_out_bits in 2..24")
+    if not eps > 0 or not out_range > 0 or (std_max is not None and not std_max > 0):
+        raise InputError("layernorm_params: eps, out_range and std_max are positive")
+    n = int(n)
+    g = cb - 1 - in_bits
+    center_multiplier, center_shift = _fixed_point(2.0**g / n)
+    scale_c = scale_in * 2.0**center_shift / (n * center_multiplier)
+    sigma = (2.0 ** (in_bits - 1) * scale_in) if std_max is None else float(std_max)
+    v_max = n * (sigma / scale_c) ** 2  # Σc'² of a row of deviation std_max
+    var_shift = max(0, math.ceil(math.log2(max(v_max, 1.0))) - rsqrt_bits)
+    eps_c = eps / scale_c**2
+    size = 1 << rsqrt_bits
+    mids = [((u + 0.5) * 2.0**var_shift) if var_shift else float(max(u, 1)) for u in range(size)]
+    inv = [1.0 / math.sqrt(v / n + eps_c) for v in mids]
+    R = ((1 << rsqrt_out_bits) - 1) / max(inv)
+    table = tuple(int(round(R * t)) for t in inv)
+    scale_out = out_range / 2.0 ** (out_bits - 1)
+    multiplier, shift = _fixed_point(1.0 / (R * scale_out))
+    params = LayerNormParams(
+        center_multiplier=center_multiplier, center_shift=center_shift, center_bits=cb, var_shift=var_shift,
+        rsqrt_table=table, multiplier=multiplier, shift=shift, out_bits=out_bits,
+    )
+    return params, scale_out
+
+
+GELU_APPROXIMATIONS = ("none", "tanh")
+"""GELU forms: ``"none"`` is ``x·Φ(x)`` (the erf form), ``"tanh"`` PyTorch's tanh approximation."""
+
+
+def _gelu(v: float, approximate: str) -> float:
+    if approximate == "tanh":
+        return 0.5 * v * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
+    return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+
+def gelu_table(k: int, scale_in: float, scale_out: float, out_bits: int, *, approximate: str = "none") -> tuple[int, ...]:
+    """The exact look-up table of a quantized GELU: entry ``j`` is the output for the signed ``k``-bit input
+    ``x = j − 2^k·[j >= 2^(k−1)]`` (two's complement index, as :func:`lookup_int` reads it)::
+
+        table[j] = clip(round(GELU(x·scale_in) / scale_out), −2^(out_bits−1), 2^(out_bits−1) − 1)
+
+    Output: signed ``out_bits`` integers at ``scale_out``.  Error against the float GELU of the quantized input:
+    at most ``scale_out/2`` wherever the output is not clipped (rounded to nearest, half up).
+    """
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_TABLE_BITS:
+        raise InputError(f"gelu_table: k in 1..{MAX_TABLE_BITS}, got {k!r}")
+    if not scale_in > 0 or not scale_out > 0 or not (math.isfinite(scale_in) and math.isfinite(scale_out)):
+        raise InputError("gelu_table: scales are positive numbers")
+    if not isinstance(out_bits, (int, np.integer)) or not 2 <= out_bits <= 32:
+        raise InputError(f"gelu_table: out_bits in 2..32, got {out_bits!r}")
+    if approximate not in GELU_APPROXIMATIONS:
+        raise InputError(f"gelu_table: approximate is one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    out = []
+    for j in range(1 << k):
+        x = j - (1 << k) if j >= 1 << (k - 1) else j
+        out.append(min(hi, max(lo, math.floor(_gelu(x * scale_in, approximate) / scale_out + 0.5))))
+    return tuple(out)
