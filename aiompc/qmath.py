@@ -168,14 +168,17 @@ def layernorm_int(x: np.ndarray, p: LayerNormParams) -> np.ndarray:
 # --------------------------------------------------------------------------- builders: LayerNorm and GELU
 
 
-def _fixed_point(value: float, bits: int = 16) -> tuple[int, int]:
-    """``(M, s)`` with ``M / 2^s ≈ value > 0``, ``M`` of about ``bits`` bits (``s >= 0``; ``M = 1`` and no
-    rounding when ``value`` is a power of two ``<= 1``)."""
-    e = math.frexp(value)[1] - 1  # 2^e <= value < 2^(e+1)
-    if value == 2.0**e and e <= 0:
-        return 1, -e
-    s = max(0, bits - 1 - e)
-    return max(1, round(value * 2.0**s)), s
+def _small_multiplier(value: float, bits: int = 4) -> tuple[int, int]:
+    """``(M, s)`` with ``M < 2^bits`` and ``M / 2^s`` the largest such fraction ``<= value`` (``value > 0``):
+    a few-bit multiplier keeps the secure requantization on its narrow ring (the product ``x·M`` stays within
+    a few bits of ``x``), and rounding down never widens the result.  ``value >= 1``: ``(min(floor(value),
+    2^bits − 1), 0)``."""
+    if value >= 1:
+        return min(math.floor(value), (1 << bits) - 1), 0
+    s = 0
+    while math.floor(value * 2.0 ** (s + 1)) < (1 << bits):
+        s += 1
+    return max(1, math.floor(value * 2.0**s)), s
 
 
 def layernorm_params(
@@ -200,27 +203,28 @@ def layernorm_params(
 
     Choices (each a step of :func:`layernorm_int`):
 
-    * centre: ``c' = round(c·2^g/n) = round((x − mean)·2^g)``, ``g = center_bits − 1 − in_bits`` (default
-      ``center_bits = in_bits + 2``, ``g = 1``: half an input unit of resolution, never clipped since
-      ``|x − mean| < 2^in_bits``); the ``c'`` unit is ``scale_c = scale_in·2^(−g)`` (exactly, when ``n`` is a
-      power of two; else up to a relative ``2^−16``).
+    * centre: ``c' = round(c·M_c/2^s_c) ≈ (x − mean)·2^g``, ``g = center_bits − 1 − in_bits`` (default
+      ``center_bits = in_bits + 2``, ``g = 1``: about half an input unit of resolution), with a 4-bit multiplier
+      ``M_c/2^s_c <= 2^g/n`` (at most ``2^g/n`` so ``c'`` never clips when ``g >= 0``, since
+      ``|x − mean| < 2^in_bits``; LayerNorm is scale-invariant, so only the resolution, not the result,
+      depends on how close it is).  The ``c'`` unit is ``scale_c = scale_in·2^s_c/(n·M_c)``.
     * variance index: ``u = min(Σc'² >> var_shift, 2^rsqrt_bits − 1)`` with ``var_shift`` the least that maps a
       row of standard deviation ``std_max`` (real; default ``2^(in_bits−1)·scale_in``, the largest any row of
       ``in_bits`` values has) into the table.  Rows with a larger deviation clip to the last entry.
     * ``rsqrt_table[u] = round(R / sqrt(v_u/n + eps_c))``: ``v_u`` the midpoint of bucket ``u``
       (``(u + 1/2)·2^var_shift``; ``max(u, 1)`` when ``var_shift = 0``, where ``u = 0`` means ``c' = 0``),
-      ``eps_c = eps/scale_c²``, ``R`` such that the largest entry is ``2^rsqrt_out_bits − 1``.
-    * output: ``y = round(c'·r·M/2^s)`` with ``M/2^s ≈ 1/(R·scale_out)`` (16-bit multiplier), clipped to
-      ``out_bits``.
+      ``eps_c = eps/scale_c²``, ``R = 2^shift/scale_out`` with the largest ``shift`` that keeps every entry
+      below ``2^rsqrt_out_bits`` (so the largest entry has ``rsqrt_out_bits`` or ``rsqrt_out_bits − 1`` bits).
+    * output: ``y = round(c'·r / 2^shift)`` (``multiplier = 1``: a plain rounding shift), clipped to ``out_bits``.
 
     Error (``tests/test_qmath.py`` checks it): for a row of deviation ``σ`` (input units) whose variance index
     ``u = floor(n·σ²·4^g / 2^var_shift)`` lies in ``[16, 2^rsqrt_bits − 2)``, every output not clipped obeys::
 
         |y·scale_out − LN(x)| <= scale_out/2 + |LN(x)|·(1/(4(u−1)+2) + 1/min(table) + 2^−12)
-                                 + 1.1·(2^−(g+1) + 2^(in_bits−16))/σ
+                                 + 1.25·2^−(g+1)/σ
 
     (output rounding; the bucket's relative rsqrt error with ``c'``'s rounding moving ``u`` by at most one; the
-    table and multiplier rounding; the centre's rounding).  The variance index is linear, so the accurate range
+    table rounding; the centre's rounding, half a ``c'`` unit of at most ``(9/8)·2^−g`` input units).  The variance index is linear, so the accurate range
     of deviations spans a factor of ``2^(rsqrt_bits/2)/4`` (4 for 8-bit tables) below ``std_max``: pass a
     calibrated ``std_max`` (the largest row deviation seen) rather than the default worst case.
     Zero-variance rows (and ``n = 1``) give exactly 0, as the float LayerNorm does.
@@ -240,7 +244,7 @@ def layernorm_params(
         raise InputError("layernorm_params: eps, out_range and std_max are positive")
     n = int(n)
     g = cb - 1 - in_bits
-    center_multiplier, center_shift = _fixed_point(2.0**g / n)
+    center_multiplier, center_shift = _small_multiplier(2.0**g / n)
     scale_c = scale_in * 2.0**center_shift / (n * center_multiplier)
     sigma = (2.0 ** (in_bits - 1) * scale_in) if std_max is None else float(std_max)
     v_max = n * (sigma / scale_c) ** 2  # Σc'² of a row of deviation std_max
@@ -249,10 +253,14 @@ def layernorm_params(
     size = 1 << rsqrt_bits
     mids = [((u + 0.5) * 2.0**var_shift) if var_shift else float(max(u, 1)) for u in range(size)]
     inv = [1.0 / math.sqrt(v / n + eps_c) for v in mids]
-    R = ((1 << rsqrt_out_bits) - 1) / max(inv)
-    table = tuple(int(round(R * t)) for t in inv)
     scale_out = out_range / 2.0 ** (out_bits - 1)
-    multiplier, shift = _fixed_point(1.0 / (R * scale_out))
+    # R = 2^shift / scale_out, the largest with every entry below 2^rsqrt_out_bits
+    shift = math.floor(math.log2(((1 << rsqrt_out_bits) - 0.5) * scale_out / max(inv)))
+    if shift < 0:
+        raise InputError("layernorm_params: out_range too small for the table; raise rsqrt_out_bits or out_range")
+    R = 2.0**shift / scale_out
+    table = tuple(int(math.floor(R * t + 0.5)) for t in inv)
+    multiplier = 1
     params = LayerNormParams(
         center_multiplier=center_multiplier, center_shift=center_shift, center_bits=cb, var_shift=var_shift,
         rsqrt_table=table, multiplier=multiplier, shift=shift, out_bits=out_bits,

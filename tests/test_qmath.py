@@ -45,7 +45,7 @@ def test_layernorm_params_error_bound(n: int, in_bits: int, center_bits: int | N
     assert ok_rows.sum() > 50  # the test covers many rows
     r_min = min(p.rsqrt_table)
     rel = 1 / (4 * (u - 1) + 2) + 1 / r_min + 2.0**-12
-    centre = 1.1 * (2.0 ** -(g + 1) + 2.0 ** (in_bits - 16)) / np.maximum(sigma, 1e-9)
+    centre = 1.25 * 2.0 ** -(g + 1) / np.maximum(sigma, 1e-9)
     bound = so / 2 + np.abs(want) * rel + centre
     inside = ok_rows & (np.abs(want) < 8 - so)
     err = np.abs(got - want)
@@ -61,8 +61,10 @@ def test_layernorm_zero_variance_rows_n1_and_extremes() -> None:
     y = layernorm_int(x, p)
     assert np.all(y[:3] == 0)  # zero variance: exactly 0, as the float LayerNorm
     np.testing.assert_allclose(y[3] * so, _float_layernorm(x[3] * 0.1, 1e-5), atol=so)  # ±1 at the extremes
-    p1, _ = layernorm_params(0.1, 1)
-    assert np.all(layernorm_int(np.array([[-128], [0], [127]]), p1) == 0)  # n = 1: x - mean = 0
+    for n in (1, 2, 3):  # n = 1: x - mean = 0; n = 2: the row is ±1 std
+        pn, son = layernorm_params(0.1, n)
+        xs = np.array([[-128] * n, [0] * n, [127] * n, [-128, 127, 5][:n], [-100, 50, 100][:n]])
+        np.testing.assert_allclose(layernorm_int(xs, pn) * son, _float_layernorm(xs * 0.1, 1e-5), atol=0.1)
 
 
 def test_layernorm_std_max_calibrates_the_table(nprng: np.random.Generator) -> None:
