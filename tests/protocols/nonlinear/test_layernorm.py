@@ -57,11 +57,14 @@ async def test_layernorm_q_over_tcp_and_empty(gen: np.random.Generator) -> None:
 
     async def job(p: Party):
         y = await layernorm_q(p, "ln", xs.mine(p), params=params, l_in=8, l_out=8)
+        y2 = await layernorm_q(p, "ln2", xs.mine(p), params=params, l_in=8, l_out=8)  # same input again
         e = await layernorm_q(p, "empty", np.zeros((0, 32), np.uint64), params=params, l_in=8, l_out=8)
-        return y, e
+        return y, y2, e
 
-    (s, se), (c, ce) = await run_over_tcp(job)
+    (s, s2, se), (c, c2, ce) = await run_over_tcp(job)
     np.testing.assert_array_equal(opened(s, c, 8), layernorm_int(x, params))
+    np.testing.assert_array_equal(opened(s2, c2, 8), layernorm_int(x, params))
+    assert np.mean(c == c2) < 0.05  # fresh output masks: the client's 8-bit shares of equal outputs differ
     assert se.shape == ce.shape == (0, 32)
 
 
@@ -86,7 +89,7 @@ async def test_layernorm_cost_per_element(H: int, gen: np.random.Generator) -> N
     print(f"layernorm H={H}: {bits:.0f} bits/element online; " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
     rings = LayerNormRings(params, H, 8, 8)
     assert rings.l_v <= 30 and rings.l_p <= 26  # tight rings
-    assert 300 < bits < 2000
+    assert 300 < bits < 1400  # 1174 / 1138 with silent OT (module docstring)
 
 
 @pytest.mark.parametrize("bad,match", [
