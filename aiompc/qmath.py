@@ -45,6 +45,17 @@ separate elementwise affine layer, or are folded into the next matmul)::
     r  = rsqrt_table[u]             # look-up (one per row)
     y  = requantize(c' * r, multiplier, shift, -2^(out_bits-1), 2^(out_bits-1) - 1)
 
+With ``octaves = q > 0`` the row's ``v`` is first normalised by powers of four into ``[2^(t−2), 2^t)``,
+``t = var_shift + kr`` (so the table indexes a factor of 4 of variance at full resolution, and the deviation
+range of accurate rows grows by ``2^q``); ``b = t − 2q − 2``::
+
+    E  = sum_{i=1..q} [v >= 2^(b+2i)]        # comparisons with public thresholds (per row)
+    N  = v << 2(q - E)                       # a product with 4^(q-E) (per row)
+    u  = min(N >> var_shift, 2^kr - 1)       # requantize(N, 1, var_shift, 0, 2^kr - 1, "floor")
+    r  = rsqrt_table[u] << (q - E)           # look-up, then a product with 2^(q-E) (per row)
+
+``q = 0`` is the linear form above.
+
 Table look-up (GELU, any elementwise function of a ``k``-bit value)::
 
     y = table[x mod 2^k]            # x signed or unsigned, inside k bits; two's complement index
@@ -65,12 +76,15 @@ from aiompc.errors import InputError
 from aiompc.quant import requantize
 
 __all__ = ["MAX_TABLE_BITS", "MAX_OCTAVES", "SoftmaxParams", "LayerNormParams", "table_bits", "lookup_int",
-           "softmax_int", "softmax_params", "layernorm_int", "layernorm_params", "gelu_table", "GELU_APPROXIMATIONS"]
+           "softmax_int", "softmax_params", "layernorm_int", "layernorm_params", "gelu_table", "GELU_APPROXIMATIONS",
+           "DEFAULT_LAYERNORM_OCTAVES"]
 
 MAX_TABLE_BITS = 8
 """The widest index of a table (a 1-out-of-2^k OT per look-up costs ``k + 2^k·l_out`` bits)."""
 MAX_OCTAVES = 16
 """The most octaves a Softmax's reciprocal normalises over (rows of up to ``2^17 − 1`` values)."""
+DEFAULT_LAYERNORM_OCTAVES = 4
+"""Factor-4 steps of variance a LayerNorm normalises by default: accurate rows down to ``std_max/32``."""
 
 
 def table_bits(table: tuple[int, ...] | np.ndarray, name: str = "table") -> int:
@@ -158,6 +172,7 @@ class LayerNormParams:
     multiplier: int
     shift: int
     out_bits: int
+    octaves: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rsqrt_table", tuple(int(v) for v in self.rsqrt_table))
@@ -168,6 +183,15 @@ class LayerNormParams:
             raise InputError("layernorm: shifts and multipliers are non-negative")
         if not 2 <= self.center_bits <= 16 or not 2 <= self.out_bits <= 16:
             raise InputError("layernorm: center_bits and out_bits in 2..16")
+        if not 0 <= self.octaves <= MAX_OCTAVES or (
+            self.octaves and self.var_shift + self.rsqrt_bits < 2 * self.octaves + 2
+        ):
+            raise InputError(f"layernorm: octaves in 0..{MAX_OCTAVES}, with var_shift + rsqrt_bits >= 2·octaves + 2")
+
+    @property
+    def octave_base(self) -> int:
+        """``b = var_shift + kr − 2q − 2``: the thresholds are ``2^(b+2i)``, ``i = 1..q`` (module docstring)."""
+        return self.var_shift + self.rsqrt_bits - 2 * self.octaves - 2
 
     @property
     def rsqrt_bits(self) -> int:
@@ -183,8 +207,11 @@ def layernorm_int(x: np.ndarray, p: LayerNormParams) -> np.ndarray:
     c = x.shape[-1] * x - x.sum(axis=-1, keepdims=True)
     cb = 1 << (p.center_bits - 1)
     c = requantize(c, p.center_multiplier, p.center_shift, -cb, cb - 1)
-    u = requantize((c * c).sum(axis=-1, keepdims=True), 1, p.var_shift, 0, (1 << p.rsqrt_bits) - 1, "floor")
-    r = np.asarray(p.rsqrt_table, dtype=np.int64)[u]
+    v = (c * c).sum(axis=-1, keepdims=True)
+    q, b = p.octaves, p.octave_base
+    up = q - sum((v >= 1 << (b + 2 * i)).astype(np.int64) for i in range(1, q + 1)) if q else np.zeros_like(v)
+    u = requantize(v << (2 * up), 1, p.var_shift, 0, (1 << p.rsqrt_bits) - 1, "floor")
+    r = np.asarray(p.rsqrt_table, dtype=np.int64)[u] << up
     ob = 1 << (p.out_bits - 1)
     return requantize(c * r, p.multiplier, p.shift, -ob, ob - 1)
 
@@ -304,6 +331,7 @@ def layernorm_params(
     eps: float = 1e-5,
     std_max: float | None = None,
     out_range: float = 8.0,
+    octaves: int | None = None,
 ) -> tuple[LayerNormParams, float]:
     """The constants of a quantized LayerNorm (no affine part) of ``n`` features, and its output scale.
 
@@ -338,6 +366,12 @@ def layernorm_params(
     table rounding; the centre's rounding, half a ``c'`` unit of at most ``(9/8)·2^−g`` input units).  The variance index is linear, so the accurate range
     of deviations spans a factor of ``2^(rsqrt_bits/2)/4`` (4 for 8-bit tables) below ``std_max``: pass a
     calibrated ``std_max`` (the largest row deviation seen) rather than the default worst case.
+    ``octaves = q > 0`` (module docstring; default ``DEFAULT_LAYERNORM_OCTAVES = 4`` where the variance range
+    allows, ``0`` is the linear form): ``var_shift`` maps ``std_max`` below ``2^(var_shift+kr)`` as before,
+    and rows down to ``std_max·2^−(q+1)`` are normalised into the table's top three quarters (``u >= 2^kr/4``,
+    a relative rsqrt error of at most ``1/(4(u−1)+2) <= 1/254`` for 8-bit tables); ``eps`` enters those entries
+    as for the rows normalised by ``E = q`` (for the others, a further relative error of about ``eps/(2·var)``),
+    and the entries below ``2^kr/4`` (rows with ``E = 0`` only) as ``eps_c·4^q``, exactly.
     Zero-variance rows (and ``n = 1``) give exactly 0, as the float LayerNorm does.
     """
     if not scale_in > 0 or not math.isfinite(scale_in):
@@ -353,6 +387,8 @@ def layernorm_params(
         raise InputError("layernorm_params: rsqrt_bits in 1..8 and rsqrt_out_bits in 2..24")
     if not eps > 0 or not out_range > 0 or (std_max is not None and not std_max > 0):
         raise InputError("layernorm_params: eps, out_range and std_max are positive")
+    if octaves is not None and (not isinstance(octaves, (int, np.integer)) or not 0 <= octaves <= MAX_OCTAVES):
+        raise InputError(f"layernorm_params: octaves in 0..{MAX_OCTAVES}, got {octaves!r}")
     n = int(n)
     g = cb - 1 - in_bits
     center_multiplier, center_shift = _small_multiplier(2.0**g / n)
@@ -360,10 +396,18 @@ def layernorm_params(
     sigma = (2.0 ** (in_bits - 1) * scale_in) if std_max is None else float(std_max)
     v_max = n * (sigma / scale_c) ** 2  # Σc'² of a row of deviation std_max
     var_shift = max(0, math.ceil(math.log2(max(v_max, 1.0))) - rsqrt_bits)
+    if octaves is None:  # default: 4, as far as the variance range allows
+        octaves = max(0, min(DEFAULT_LAYERNORM_OCTAVES, (var_shift + rsqrt_bits - 2) // 2))
+    if octaves and var_shift + rsqrt_bits < 2 * octaves + 2:
+        raise InputError(f"layernorm_params: {octaves} octaves need a variance range of 2^{2 * octaves + 2}; use fewer")
     eps_c = eps / scale_c**2
     size = 1 << rsqrt_bits
     mids = [((u + 0.5) * 2.0**var_shift) if var_shift else float(max(u, 1)) for u in range(size)]
-    inv = [1.0 / math.sqrt(v / n + eps_c) for v in mids]
+    # octaves: indices below 2^(kr−2) are only reached by rows that were scaled by 4^q (E = 0): their eps is
+    # scaled alike; the rest holds rows of every E and takes eps as for E = q (an error of about eps/(2·var)
+    # relative for the others, the size of eps's own effect on them)
+    epss = [eps_c * 4.0**octaves if octaves and u < size // 4 else eps_c for u in range(size)]
+    inv = [1.0 / math.sqrt(v / n + e) for v, e in zip(mids, epss)]
     scale_out = out_range / 2.0 ** (out_bits - 1)
     # R = 2^shift / scale_out, the largest with every entry below 2^rsqrt_out_bits
     shift = math.floor(math.log2(((1 << rsqrt_out_bits) - 0.5) * scale_out / max(inv)))
@@ -374,7 +418,7 @@ def layernorm_params(
     multiplier = 1
     params = LayerNormParams(
         center_multiplier=center_multiplier, center_shift=center_shift, center_bits=cb, var_shift=var_shift,
-        rsqrt_table=table, multiplier=multiplier, shift=shift, out_bits=out_bits,
+        rsqrt_table=table, multiplier=multiplier, shift=shift, out_bits=out_bits, octaves=int(octaves),
     )
     return params, scale_out
 

@@ -142,22 +142,28 @@ def _ln_rows(gen: np.random.Generator, n: int, rows: int, in_bits: int) -> np.nd
     return np.clip(np.round(gen.normal(mean, std, (rows, n))), lo, hi).astype(np.int64)
 
 
-@pytest.mark.parametrize("n,in_bits,center_bits,scale_in", [(128, 8, None, 0.05), (768, 8, None, 0.02),
-                                                            (768, 8, 9, 0.02), (100, 6, None, 1.0), (64, 12, 14, 1e-3)])
-def test_layernorm_params_error_bound(n: int, in_bits: int, center_bits: int | None, scale_in: float,
+@pytest.mark.parametrize("n,in_bits,center_bits,scale_in,octaves", [
+    (128, 8, None, 0.05, 0), (768, 8, None, 0.02, 0), (768, 8, 9, 0.02, 0), (100, 6, None, 1.0, 0),
+    (64, 12, 14, 1e-3, 0), (128, 8, None, 0.05, 4), (768, 8, None, 0.02, 3), (64, 12, 14, 1e-3, 6),
+])
+def test_layernorm_params_error_bound(n: int, in_bits: int, center_bits: int | None, scale_in: float, octaves: int,
                                       nprng: np.random.Generator) -> None:
     eps = 1e-5
-    p, so = layernorm_params(scale_in, n, in_bits=in_bits, center_bits=center_bits, eps=eps)
-    assert isinstance(p, LayerNormParams) and so == 8.0 / 128
+    p, so = layernorm_params(scale_in, n, in_bits=in_bits, center_bits=center_bits, eps=eps, octaves=octaves)
+    assert isinstance(p, LayerNormParams) and so == 8.0 / 128 and p.octaves == octaves
     x = _ln_rows(nprng, n, 400, in_bits)
     got = layernorm_int(x, p) * so
     want = _float_layernorm(x * scale_in, eps)
-    # the stated bound, per row: rows whose variance index u is at least 16 and below the table's end
+    # the stated bound, per row: rows whose (normalised) variance index u is at least 16 and below the table's end
     g = p.center_bits - 1 - in_bits
     sigma = x.std(axis=-1, keepdims=True)  # input units
-    u = np.floor(n * sigma**2 * 4.0**g / 2.0**p.var_shift)
+    v = n * sigma**2 * 4.0**g
+    e = sum((v >= 2.0 ** (p.octave_base + 2 * i)).astype(int) for i in range(1, octaves + 1)) if octaves else 0
+    u = np.floor(v * 4.0 ** (octaves - e) / 2.0**p.var_shift)
     ok_rows = (u >= 16) & (u < len(p.rsqrt_table) - 2)
-    assert ok_rows.sum() > 50  # the test covers many rows
+    assert ok_rows.sum() > (300 if octaves >= 3 else 50)  # the test covers many rows (octaves: most rows)
+    if octaves:  # near a threshold the estimate of E may be one off: u then is a quarter of the estimate
+        u = u / 4.1
     r_min = min(p.rsqrt_table)
     rel = 1 / (4 * (u - 1) + 2) + 1 / r_min + 2.0**-12
     centre = 1.25 * 2.0 ** -(g + 1) / np.maximum(sigma, 1e-9)
@@ -168,6 +174,17 @@ def test_layernorm_params_error_bound(n: int, in_bits: int, center_bits: int | N
     assert err[inside].max() > bound[inside].min() / 4  # the bound is not vacuous
     # clipped outputs stay at the ends of the output range
     assert got.min() >= -8 and got.max() <= 8 - so
+
+
+def test_layernorm_octaves_widen_the_accurate_range(nprng: np.random.Generator) -> None:
+    """Rows 32x below the full range: coarse in the linear form, within 2 output LSB with 4 octaves."""
+    n, s = 256, 0.05
+    x = np.clip(np.round(nprng.normal(0, 4, (50, n))), -128, 127).astype(np.int64)
+    want = _float_layernorm(x * s, 1e-5)
+    p0, so = layernorm_params(s, n, octaves=0)
+    p4, _ = layernorm_params(s, n)  # the default: 4 octaves
+    assert p4.octaves == 4
+    assert np.abs(layernorm_int(x, p4) * so - want).max() < 2 * so < 0.5 < np.abs(layernorm_int(x, p0) * so - want).max()
 
 
 def test_layernorm_zero_variance_rows_n1_and_extremes() -> None:
@@ -183,19 +200,20 @@ def test_layernorm_zero_variance_rows_n1_and_extremes() -> None:
 
 
 def test_layernorm_std_max_calibrates_the_table(nprng: np.random.Generator) -> None:
-    """A row 16x below the default's full range is coarse by default and accurate with a calibrated std_max."""
+    """A row 16x below the full range is coarse in the linear form and accurate with a calibrated std_max."""
     n, s = 256, 0.05
     x = np.clip(np.round(nprng.normal(0, 6, (50, n))), -128, 127).astype(np.int64)
     want = _float_layernorm(x * s, 1e-5)
-    p_def, so = layernorm_params(s, n)
-    p_cal, so2 = layernorm_params(s, n, std_max=8 * s)
+    p_def, so = layernorm_params(s, n, octaves=0)
+    p_cal, so2 = layernorm_params(s, n, std_max=8 * s, octaves=0)
     err_def = np.abs(layernorm_int(x, p_def) * so - want).max()
     err_cal = np.abs(layernorm_int(x, p_cal) * so2 - want).max()
     assert err_cal < 0.2 < err_def
 
 
 @pytest.mark.parametrize("kwargs", [{"scale_in": 0.0}, {"n": 0}, {"in_bits": 16}, {"center_bits": 17},
-                                    {"rsqrt_bits": 9}, {"eps": 0.0}, {"std_max": -1.0}])
+                                    {"rsqrt_bits": 9}, {"eps": 0.0}, {"std_max": -1.0}, {"octaves": -1},
+                                    {"octaves": 17}, {"octaves": 12}])
 def test_layernorm_params_bad_arguments(kwargs: dict) -> None:
     args = {"scale_in": 0.1, "n": 8} | kwargs
     with pytest.raises(InputError):
