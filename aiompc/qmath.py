@@ -363,13 +363,14 @@ def layernorm_params(
                                  + 1.25·2^−(g+1)/σ
 
     (output rounding; the bucket's relative rsqrt error with ``c'``'s rounding moving ``u`` by at most one; the
-    table rounding; the centre's rounding, half a ``c'`` unit of at most ``(9/8)·2^−g`` input units).  The variance index is linear, so the accurate range
-    of deviations spans a factor of ``2^(rsqrt_bits/2)/4`` (4 for 8-bit tables) below ``std_max``: pass a
-    calibrated ``std_max`` (the largest row deviation seen) rather than the default worst case.
-    ``octaves = q > 0`` (module docstring; default ``DEFAULT_LAYERNORM_OCTAVES = 4`` where the variance range
+    table rounding; the centre's rounding, half a ``c'`` unit of at most ``(9/8)·2^−g`` input units).  With
+    ``octaves = 0`` the variance index is linear, so the accurate range of deviations spans a factor of
+    ``2^(rsqrt_bits/2)/4`` (4 for 8-bit tables) below ``std_max``, and a calibrated ``std_max`` (the largest row
+    deviation seen) matters.  ``octaves = q > 0`` (module docstring; default ``DEFAULT_LAYERNORM_OCTAVES = 4`` where the variance range
     allows, ``0`` is the linear form): ``var_shift`` maps ``std_max`` below ``2^(var_shift+kr)`` as before,
-    and rows down to ``std_max·2^−(q+1)`` are normalised into the table's top three quarters (``u >= 2^kr/4``,
-    a relative rsqrt error of at most ``1/(4(u−1)+2) <= 1/254`` for 8-bit tables); ``eps`` enters those entries
+    and rows down to ``std_max·2^−(q+1)`` are normalised into the table's top three quarters (``u >= 2^kr/4``
+    in the bound above, with ``u`` the normalised index: a relative rsqrt error of at most ``1/254`` for 8-bit
+    tables); ``eps`` enters those entries
     as for the rows normalised by ``E = q`` (for the others, a further relative error of about ``eps/(2·var)``),
     and the entries below ``2^kr/4`` (rows with ``E = 0`` only) as ``eps_c·4^q``, exactly.
     Zero-variance rows (and ``n = 1``) give exactly 0, as the float LayerNorm does.
