@@ -45,6 +45,19 @@ separate elementwise affine layer, or are folded into the next matmul)::
     r  = rsqrt_table[u]             # look-up (one per row)
     y  = requantize(c' * r, multiplier, shift, -2^(out_bits-1), 2^(out_bits-1) - 1)
 
+With ``octaves = q > 0`` the row sum is first normalised into one octave, so that the reciprocal table
+covers the whole range ``S ∈ [2^b, 2^(b+q+1))`` (``b = sum_shift + kr − q``) with the same relative
+precision (a linear table over ``[S_min, n·S_min]`` has ``n`` times less precision at the peaky end, where
+``S`` is smallest and one output is near 1)::
+
+    E  = sum_{i=1..q} [S >= 2^(b+i)]     # comparisons with public thresholds (one per octave, per row)
+    N  = S << (q - E)                    # in [2^(sum_shift+kr), 2^(sum_shift+kr+1)) for S in that range
+    u  = (N >> sum_shift) mod 2^kr       # truncation, then a local reduction
+    r  = recip_table[u] << (q - E)       # look-up, then the same power of two (a product, per row)
+    p  = requantize(e * r, multiplier, shift, 0, 2^out_bits - 1)
+
+``q = 0`` is the linear form above.  Both ``N`` and ``r`` are exact integers; only the tables round.
+
 Table look-up (GELU, any elementwise function of a ``k``-bit value)::
 
     y = table[x mod 2^k]            # x signed or unsigned, inside k bits; two's complement index
@@ -56,6 +69,7 @@ chosen.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -64,12 +78,15 @@ from aiompc.errors import InputError
 from aiompc.quant import requantize
 
 __all__ = ["MAX_TABLE_BITS", "MAX_OCTAVES", "SoftmaxParams", "LayerNormParams", "table_bits", "lookup_int",
-           "softmax_int", "softmax_reciprocal", "softmax_params", "layernorm_int"]
+           "softmax_int", "softmax_reciprocal", "softmax_params", "layernorm_int", "layernorm_params", "gelu_table",
+           "GELU_APPROXIMATIONS", "DEFAULT_LAYERNORM_OCTAVES"]
 
 MAX_TABLE_BITS = 8
 """The widest index of a table (a 1-out-of-2^k OT per look-up costs ``k + 2^k·l_out`` bits)."""
 MAX_OCTAVES = 16
 """The most octaves a Softmax's reciprocal normalises over (rows of up to ``2^17 − 1`` values)."""
+DEFAULT_LAYERNORM_OCTAVES = 4
+"""Factor-4 steps of variance a LayerNorm normalises by default: accurate rows down to ``std_max/32``."""
 
 
 def table_bits(table: tuple[int, ...] | np.ndarray, name: str = "table") -> int:
@@ -168,6 +185,7 @@ class LayerNormParams:
     multiplier: int
     shift: int
     out_bits: int
+    octaves: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rsqrt_table", tuple(int(v) for v in self.rsqrt_table))
@@ -178,6 +196,15 @@ class LayerNormParams:
             raise InputError("layernorm: shifts and multipliers are non-negative")
         if not 2 <= self.center_bits <= 16 or not 2 <= self.out_bits <= 16:
             raise InputError("layernorm: center_bits and out_bits in 2..16")
+        if not 0 <= self.octaves <= MAX_OCTAVES or (
+            self.octaves and self.var_shift + self.rsqrt_bits < 2 * self.octaves + 2
+        ):
+            raise InputError(f"layernorm: octaves in 0..{MAX_OCTAVES}, with var_shift + rsqrt_bits >= 2·octaves + 2")
+
+    @property
+    def octave_base(self) -> int:
+        """``b = var_shift + kr − 2q − 2``: the thresholds are ``2^(b+2i)``, ``i = 1..q`` (module docstring)."""
+        return self.var_shift + self.rsqrt_bits - 2 * self.octaves - 2
 
     @property
     def rsqrt_bits(self) -> int:
@@ -193,8 +220,11 @@ def layernorm_int(x: np.ndarray, p: LayerNormParams) -> np.ndarray:
     c = x.shape[-1] * x - x.sum(axis=-1, keepdims=True)
     cb = 1 << (p.center_bits - 1)
     c = requantize(c, p.center_multiplier, p.center_shift, -cb, cb - 1)
-    u = requantize((c * c).sum(axis=-1, keepdims=True), 1, p.var_shift, 0, (1 << p.rsqrt_bits) - 1, "floor")
-    r = np.asarray(p.rsqrt_table, dtype=np.int64)[u]
+    v = (c * c).sum(axis=-1, keepdims=True)
+    q, b = p.octaves, p.octave_base
+    up = q - sum((v >= 1 << (b + 2 * i)).astype(np.int64) for i in range(1, q + 1)) if q else np.zeros_like(v)
+    u = requantize(v << (2 * up), 1, p.var_shift, 0, (1 << p.rsqrt_bits) - 1, "floor")
+    r = np.asarray(p.rsqrt_table, dtype=np.int64)[u] << up
     ob = 1 << (p.out_bits - 1)
     return requantize(c * r, p.multiplier, p.shift, -ob, ob - 1)
 
@@ -316,3 +346,160 @@ def _below_saturation(p: SoftmaxParams, n: int) -> SoftmaxParams:
         p = replace(p, recip_table=tuple(table))
     return p
 
+
+
+
+# --------------------------------------------------------------------------- builders: LayerNorm and GELU
+
+
+def _small_multiplier(value: float, bits: int = 4) -> tuple[int, int]:
+    """``(M, s)`` with ``M < 2^bits`` and ``M / 2^s`` the largest such fraction ``<= value`` (``value > 0``):
+    a few-bit multiplier keeps the secure requantization on its narrow ring (the product ``x·M`` stays within
+    a few bits of ``x``), and rounding down never widens the result.  ``value >= 1``: ``(min(floor(value),
+    2^bits − 1), 0)``."""
+    if value >= 1:
+        return min(math.floor(value), (1 << bits) - 1), 0
+    s = 0
+    while math.floor(value * 2.0 ** (s + 1)) < (1 << bits):
+        s += 1
+    return max(1, math.floor(value * 2.0**s)), s
+
+
+def layernorm_params(
+    scale_in: float,
+    n: int,
+    *,
+    out_bits: int = 8,
+    in_bits: int = 8,
+    center_bits: int | None = None,
+    rsqrt_bits: int = MAX_TABLE_BITS,
+    rsqrt_out_bits: int = 12,
+    eps: float = 1e-5,
+    std_max: float | None = None,
+    out_range: float = 8.0,
+    octaves: int | None = None,
+) -> tuple[LayerNormParams, float]:
+    """The constants of a quantized LayerNorm (no affine part) of ``n`` features, and its output scale.
+
+    Input: signed ``in_bits`` integers ``x`` at scale ``scale_in`` (real value ``x·scale_in``).  Output:
+    ``(params, scale_out)``; :func:`layernorm_int` then returns signed ``out_bits`` integers ``y`` with
+    ``y·scale_out ≈ (x − mean)/sqrt(var + eps)`` (float LayerNorm of the real values), ``scale_out =
+    out_range / 2^(out_bits−1)`` (outputs beyond ``±out_range`` clip).
+
+    Choices (each a step of :func:`layernorm_int`):
+
+    * centre: ``c' = round(c·M_c/2^s_c) ≈ (x − mean)·2^g``, ``g = center_bits − 1 − in_bits`` (default
+      ``center_bits = in_bits + 2``, ``g = 1``: about half an input unit of resolution), with a 4-bit multiplier
+      ``M_c/2^s_c <= 2^g/n`` (at most ``2^g/n`` so ``c'`` never clips when ``g >= 0``, since
+      ``|x − mean| < 2^in_bits``; LayerNorm is scale-invariant, so only the resolution, not the result,
+      depends on how close it is).  The ``c'`` unit is ``scale_c = scale_in·2^s_c/(n·M_c)``.
+    * variance index: ``u = min(Σc'² >> var_shift, 2^rsqrt_bits − 1)`` with ``var_shift`` the least that maps a
+      row of standard deviation ``std_max`` (real; default ``2^(in_bits−1)·scale_in``, the largest any row of
+      ``in_bits`` values has) into the table.  Rows with a larger deviation clip to the last entry.
+    * ``rsqrt_table[u] = round(R / sqrt(v_u/n + eps_c))``: ``v_u`` the midpoint of bucket ``u``
+      (``(u + 1/2)·2^var_shift``; ``max(u, 1)`` when ``var_shift = 0``, where ``u = 0`` means ``c' = 0``),
+      ``eps_c = eps/scale_c²``, ``R = 2^shift/scale_out`` with the largest ``shift`` that keeps every entry
+      below ``2^rsqrt_out_bits`` (so the largest entry has ``rsqrt_out_bits`` or ``rsqrt_out_bits − 1`` bits).
+    * output: ``y = round(c'·r / 2^shift)`` (``multiplier = 1``: a plain rounding shift), clipped to ``out_bits``.
+
+    Error (``tests/test_qmath.py`` checks it): for a row of deviation ``σ`` (input units) whose variance index
+    ``u = floor(n·σ²·4^g / 2^var_shift)`` lies in ``[16, 2^rsqrt_bits − 2)``, every output not clipped obeys::
+
+        |y·scale_out − LN(x)| <= scale_out/2 + |LN(x)|·(1/(4(u−1)+2) + 1/min(table) + 2^−12)
+                                 + 1.25·2^−(g+1)/σ
+
+    (output rounding; the bucket's relative rsqrt error with ``c'``'s rounding moving ``u`` by at most one; the
+    table rounding; the centre's rounding, half a ``c'`` unit of at most ``(9/8)·2^−g`` input units).  With
+    ``octaves = 0`` the variance index is linear, so the accurate range of deviations spans a factor of
+    ``2^(rsqrt_bits/2)/4`` (4 for 8-bit tables) below ``std_max``, and a calibrated ``std_max`` (the largest row
+    deviation seen) matters.  ``octaves = q > 0`` (module docstring; default ``DEFAULT_LAYERNORM_OCTAVES = 4`` where the variance range
+    allows, ``0`` is the linear form): ``var_shift`` maps ``std_max`` below ``2^(var_shift+kr)`` as before,
+    and rows down to ``std_max·2^−(q+1)`` are normalised into the table's top three quarters (``u >= 2^kr/4``
+    in the bound above, with ``u`` the normalised index: a relative rsqrt error of at most ``1/254`` for 8-bit
+    tables); ``eps`` enters those entries
+    as for the rows normalised by ``E = q`` (for the others, a further relative error of about ``eps/(2·var)``),
+    and the entries below ``2^kr/4`` (rows with ``E = 0`` only) as ``eps_c·4^q``, exactly.
+    Zero-variance rows (and ``n = 1``) give exactly 0, as the float LayerNorm does.
+    """
+    if not scale_in > 0 or not math.isfinite(scale_in):
+        raise InputError(f"layernorm_params: scale_in must be a positive number, got {scale_in!r}")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"layernorm_params: n must be a positive integer, got {n!r}")
+    if not 2 <= in_bits <= 15:
+        raise InputError(f"layernorm_params: in_bits in 2..15, got {in_bits}")
+    cb = in_bits + 2 if center_bits is None else int(center_bits)
+    if not 2 <= cb <= 16:
+        raise InputError(f"layernorm_params: center_bits in 2..16, got {cb} (in_bits + 2 by default)")
+    if not 1 <= rsqrt_bits <= MAX_TABLE_BITS or not 2 <= rsqrt_out_bits <= 24:
+        raise InputError("layernorm_params: rsqrt_bits in 1..8 and rsqrt_out_bits in 2..24")
+    if not eps > 0 or not out_range > 0 or (std_max is not None and not std_max > 0):
+        raise InputError("layernorm_params: eps, out_range and std_max are positive")
+    if octaves is not None and (not isinstance(octaves, (int, np.integer)) or not 0 <= octaves <= MAX_OCTAVES):
+        raise InputError(f"layernorm_params: octaves in 0..{MAX_OCTAVES}, got {octaves!r}")
+    n = int(n)
+    g = cb - 1 - in_bits
+    center_multiplier, center_shift = _small_multiplier(2.0**g / n)
+    scale_c = scale_in * 2.0**center_shift / (n * center_multiplier)
+    sigma = (2.0 ** (in_bits - 1) * scale_in) if std_max is None else float(std_max)
+    v_max = n * (sigma / scale_c) ** 2  # Σc'² of a row of deviation std_max
+    var_shift = max(0, math.ceil(math.log2(max(v_max, 1.0))) - rsqrt_bits)
+    if octaves is None:  # default: 4, as far as the variance range allows
+        octaves = max(0, min(DEFAULT_LAYERNORM_OCTAVES, (var_shift + rsqrt_bits - 2) // 2))
+    if octaves and var_shift + rsqrt_bits < 2 * octaves + 2:
+        raise InputError(f"layernorm_params: {octaves} octaves need a variance range of 2^{2 * octaves + 2}; use fewer")
+    eps_c = eps / scale_c**2
+    size = 1 << rsqrt_bits
+    mids = [((u + 0.5) * 2.0**var_shift) if var_shift else float(max(u, 1)) for u in range(size)]
+    # octaves: indices below 2^(kr−2) are only reached by rows that were scaled by 4^q (E = 0): their eps is
+    # scaled alike; the rest holds rows of every E and takes eps as for E = q (an error of about eps/(2·var)
+    # relative for the others, the size of eps's own effect on them)
+    epss = [eps_c * 4.0**octaves if octaves and u < size // 4 else eps_c for u in range(size)]
+    inv = [1.0 / math.sqrt(v / n + e) for v, e in zip(mids, epss)]
+    scale_out = out_range / 2.0 ** (out_bits - 1)
+    # R = 2^shift / scale_out, the largest with every entry below 2^rsqrt_out_bits
+    shift = math.floor(math.log2(((1 << rsqrt_out_bits) - 0.5) * scale_out / max(inv)))
+    if shift < 0:
+        raise InputError("layernorm_params: out_range too small for the table; raise rsqrt_out_bits or out_range")
+    R = 2.0**shift / scale_out
+    table = tuple(int(math.floor(R * t + 0.5)) for t in inv)
+    multiplier = 1
+    params = LayerNormParams(
+        center_multiplier=center_multiplier, center_shift=center_shift, center_bits=cb, var_shift=var_shift,
+        rsqrt_table=table, multiplier=multiplier, shift=shift, out_bits=out_bits, octaves=int(octaves),
+    )
+    return params, scale_out
+
+
+GELU_APPROXIMATIONS = ("none", "tanh")
+"""GELU forms: ``"none"`` is ``x·Φ(x)`` (the erf form), ``"tanh"`` PyTorch's tanh approximation."""
+
+
+def _gelu(v: float, approximate: str) -> float:
+    if approximate == "tanh":
+        return 0.5 * v * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
+    return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+
+def gelu_table(k: int, scale_in: float, scale_out: float, out_bits: int, *, approximate: str = "none") -> tuple[int, ...]:
+    """The exact look-up table of a quantized GELU: entry ``j`` is the output for the signed ``k``-bit input
+    ``x = j − 2^k·[j >= 2^(k−1)]`` (two's complement index, as :func:`lookup_int` reads it)::
+
+        table[j] = clip(round(GELU(x·scale_in) / scale_out), −2^(out_bits−1), 2^(out_bits−1) − 1)
+
+    Output: signed ``out_bits`` integers at ``scale_out``.  Error against the float GELU of the quantized input:
+    at most ``scale_out/2`` wherever the output is not clipped (rounded to nearest, half up).
+    """
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_TABLE_BITS:
+        raise InputError(f"gelu_table: k in 1..{MAX_TABLE_BITS}, got {k!r}")
+    if not scale_in > 0 or not scale_out > 0 or not (math.isfinite(scale_in) and math.isfinite(scale_out)):
+        raise InputError("gelu_table: scales are positive numbers")
+    if not isinstance(out_bits, (int, np.integer)) or not 2 <= out_bits <= 32:
+        raise InputError(f"gelu_table: out_bits in 2..32, got {out_bits!r}")
+    if approximate not in GELU_APPROXIMATIONS:
+        raise InputError(f"gelu_table: approximate is one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    out = []
+    for j in range(1 << k):
+        x = j - (1 << k) if j >= 1 << (k - 1) else j
+        out.append(min(hi, max(lo, math.floor(_gelu(x * scale_in, approximate) / scale_out + 0.5))))
+    return tuple(out)
