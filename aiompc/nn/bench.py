@@ -503,8 +503,9 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
                          f"| {_fmt_ratio(q['linear'])} | {_fmt_ratio(q['nonlinear'])} | {_fmt_ratio(q['seconds'])} |")
     transformers = [r for r in results if is_transformer_run(r)]
     if transformers:
-        lines += ["", ("Transformer runs by category (bytes both ways; offline OT and setup + output complete the "
-                       "total; rounds and seconds summed over the category's layers):"), "",
+        lines += ["", ("Transformer runs by category (bytes both ways; offline OT and setup (handshake, keys, "
+                       "request) complete the total; the output reveal is in other; rounds and seconds summed over "
+                       "the category's layers):"), "",
                   *category_rows(transformers)]
     if ops:
         lines += ["", ("Bytes by operator (bits per value = 8 × bytes ÷ values the layers output; the OT engine's "
