@@ -116,6 +116,7 @@ CASES = [
     ("cheetah", 37, (1,), 1, 1, 1, "extremes", "extreme"),  # one head, S = K = 1
     ("cheetah", 37, (2, 2), 3, 7, 2, "extremes", "uniform"),  # batch x heads
     ("cheetah", 37, (1,), 4, 4, 4, "zeros", "extreme"),
+    ("cheetah-baseline", 37, (1,), 3, 5, 2, "random", "uniform"),  # the cheetah mode's planner
     ("cheetah-smallest", 16, (3,), 6, 2, 5, "random", "extreme"),
     ("quantized", 37, (2,), 3, 4, 1, "random", "uniform"),  # T = 1
     ("quantized", 14, (2,), 4, 9, 3, "extremes", "extreme"),  # a tight ring
