@@ -243,3 +243,25 @@ def test_transformer_shapes_plan_in_seconds(planner: str) -> None:
         plan = fc_plan(shape, l, weight_bits=wb, planner=PLANNERS[planner])
         assert time.process_time() - t0 < 20
         assert plan.stat_security >= 40
+
+
+@pytest.mark.parametrize("l, planner", [(16, "cheetah-smallest"), (24, "quantized")])
+async def test_full_ring_plaintexts_at_the_extremes(l: int, planner: str, nprng) -> None:
+    """One digit (``weight_bits = l``): the server's whole share is the plaintext, here ``-2^(l-1)`` everywhere,
+    the largest centered value the noise bound and the flooding must hold."""
+    from aiompc.protocols.linear.matmul import CrossPlan, SharedMatmulPlan
+
+    g, s, k, t = 2, 3, 5, 4
+
+    def one_digit(rows: int, cols: int) -> CrossPlan:
+        fcp = fc_plan(MatmulShape(rows, k, cols), l, weight_bits=l, planner=PLANNERS[planner])
+        assert fcp.weight_bits == l and fcp.stat_security >= 40
+        return CrossPlan(CrossShape(g, rows, k, cols), l, "he", 1, fcp, 0, 0.0)
+
+    plan = SharedMatmulPlan(one_digit(s, t), one_digit(t, s))
+    a, b = operands("random", (g,), s, k, t, l, nprng)
+    a_s, a_c = shares_at_extremes(a, l, "extreme")
+    b_s, b_c = shares_at_extremes(b, l, "extreme")
+    ys, yc = await run_local(lambda p: matmul_shared(p, "mm", a_s, b_s, l=l, plan=plan),
+                             lambda p: matmul_shared(p, "mm", a_c, b_c, l=l, plan=plan))
+    assert np.array_equal(reconstruct(ys, yc, l), np.matmul(a, b) & ring(l))
