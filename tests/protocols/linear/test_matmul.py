@@ -16,6 +16,7 @@ from aiompc.protocols.linear.costs import plan_cost
 from aiompc.protocols.linear.fc import fc_plan
 from aiompc.protocols.linear.layouts import MatmulLayout
 from aiompc.protocols.linear.matmul import (
+    MAX_DIGITS,
     STATE_KEY,
     CrossShape,
     digit_inputs,
@@ -202,13 +203,13 @@ def test_the_chooser_claims_only_a_method_that_runs() -> None:
 
 def test_digits_are_the_cheapest_that_decrypt() -> None:
     """Under Cheetah's q ~ 2^109 a full-ring 37-bit share cannot be flooded with 40 bits: the plan splits it,
-    and no decrypting digit count it evaluated is cheaper."""
+    and no decrypting digit count up to MAX_DIGITS is cheaper."""
     shape, l, planner = CrossShape(2, 8, 16, 8), 37, PLANNERS["cheetah"]
     with pytest.raises(UndecryptableParameters):
         fc_plan(MatmulShape(8, 16, 8), l, weight_bits=l, planner=planner)
     plan = plan_cross(shape, l, planner)
     assert plan.digits > 1 and plan.fc.stat_security >= 40
-    for d in range(1, plan.digits + 2):
+    for d in range(1, MAX_DIGITS + 1):
         h = -(-l // d)
         try:
             other = fc_plan(MatmulShape(8, d * 16, 8), l, weight_bits=h, planner=planner)
