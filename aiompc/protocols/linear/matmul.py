@@ -68,7 +68,7 @@ from aiompc.ring import check_width, reduce
 
 __all__ = [
     "MAX_DIGITS", "METHODS", "HE_METHODS", "CrossRunner", "CrossShape", "CrossPlan", "SharedMatmulPlan", "STATE_KEY",
-    "digit_split", "digit_inputs", "ot_cross_bits", "plan_cross", "matmul_shared_plan", "shared_matmul_bytes",
+    "digit_split", "digit_inputs", "digit_weights", "ot_cross_bits", "plan_cross", "matmul_shared_plan", "shared_matmul_bytes",
     "cross_he", "local_product", "matmul_shared",
 ]
 
