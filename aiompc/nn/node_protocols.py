@@ -23,6 +23,14 @@ Transpose /       local   the same permutation / reshape / slice / sum of each p
 AddConst          local   the server adds its secret constant to its share
 Lookup            ot      :func:`aiompc.protocols.nonlinear.lookup` (the server's public table; the input's
                           shares reduced mod ``2^k``, the output in the consumers' ring)
+MatMulShared      he      :func:`aiompc.protocols.linear.matmul.matmul_shared` on ``(B·heads)`` products: the
+                          local terms on each side, each cross term by HE or by Gilboa's OT product, whichever
+                          the cost model prices lower at the session's OT engine (:func:`shared_matmul_plan`;
+                          the choice is in ``party.state["matmul_shared"][label]``)
+SoftmaxQ          ot      :func:`aiompc.protocols.nonlinear.softmax.softmax_q` (input in its own ring, the
+                          logits' public signed width, output in the consumers' ring)
+FeatureAffine     ot      :func:`aiompc.protocols.nonlinear.multiply.multiply_private` by the server's weights
+                          (public ``weight_bits``), then the server adds its bias
 ================  ======  ============================================================================
 
 Each entry is a :class:`NodeProtocol`: its ``kind`` (``he``, ``ot`` or ``local``: how the bytes of the node
@@ -98,10 +106,20 @@ from aiompc.protocols.linear.conv import conv2d
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
 from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
+from aiompc.protocols.linear.matmul import SharedMatmulPlan, matmul_shared, matmul_shared_plan
 from aiompc.protocols.nonlinear.lookup import lookup
+from aiompc.protocols.nonlinear.millionaire import COT_BITS
+from aiompc.protocols.nonlinear.multiply import multiply_private
+from aiompc.protocols.nonlinear.softmax import softmax_q
+from aiompc.protocols.ot.engines import DEFAULT_ENGINE
+from aiompc.protocols.products import CROSS_METHODS, cot_bits
 
 __all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs", "CATEGORIES",
-           "NODE_CATEGORIES", "category_of"]
+           "NODE_CATEGORIES", "category_of", "shared_matmul_plan", "DEFAULT_COT_BITS", "signed_width"]
+
+DEFAULT_COT_BITS = COT_BITS.get(DEFAULT_ENGINE, COT_BITS["iknp"])
+"""Modelled bits per random COT of the default OT engine: what plans made before a session (no OT engine yet)
+price a shared matmul's OT cross terms at (:func:`shared_matmul_plan`)."""
 
 Kind = Literal["he", "ot", "local"]
 Category = Literal["matmul", "softmax", "gelu", "layernorm", "rescale", "other"]
@@ -211,6 +229,23 @@ async def _he_layer(step: Step, node: Conv | Linear | MatMul, xs: list[np.ndarra
     if fold is not None and server:  # the lift of the error bound (see Fold)
         y = ring.reduce(y + np.uint64(FOLD_LIFT), fold.out_ring)
     return y
+
+
+def signed_width(spec: TensorSpec) -> int:
+    """The signed two's-complement width that holds every value of ``spec``'s public width."""
+    return spec.bits if spec.signed else spec.bits + 1
+
+
+def shared_matmul_plan(a: TensorSpec, b: TensorSpec, batch: int, l: int, planner: Any,
+                       cot: float = DEFAULT_COT_BITS) -> SharedMatmulPlan:
+    """The plan of a :class:`~aiompc.nn.ir.MatMulShared` of per-sample operands ``a (..., S, K)`` and
+    ``b (..., K, T)`` over ``batch`` samples (``batch · prod(...)`` products) at ``l`` bits: both cross terms,
+    each by HE or OT among :data:`~aiompc.protocols.products.CROSS_METHODS`, OT priced at ``cot`` bits per
+    random COT (the session's engine: :func:`aiompc.protocols.products.cot_bits`).  Pure and cached: the engine
+    and :func:`aiompc.nn.prepare.linear_calls` (the flooding budget) derive the same plan."""
+    groups = batch * int(np.prod(a.shape[:-2], dtype=np.int64))
+    return matmul_shared_plan(groups, a.shape[-2], a.shape[-1], b.shape[-1], l, planner, cot_bits=cot,
+                              methods=tuple(sorted(CROSS_METHODS)))
 
 
 def matmul_fc_weight(weight: np.ndarray) -> np.ndarray:
@@ -354,6 +389,34 @@ async def _lookup(step: Step, node: Lookup, xs: list[np.ndarray]) -> np.ndarray:
                         l_out=step.rings.compute_ring(node), table=table)
 
 
+async def _matmul_shared(step: Step, node: MatMulShared, xs: list[np.ndarray]) -> np.ndarray:
+    """The batch's ``a @ b`` by one :func:`matmul_shared` call (leading axes batch × heads)."""
+    a, b = (step.graph.tensors[e] for e in node.inputs)
+    l = step.rings.compute_ring(node)
+    plan = await step.party.compute(shared_matmul_plan, a, b, len(xs[0]), l, step.config.mode.planner,
+                                    cot_bits(step.party))
+    return await matmul_shared(step.party, step.label, xs[0], xs[1], l=l, plan=plan, methods=CROSS_METHODS)
+
+
+async def _softmax_q(step: Step, node: SoftmaxQ, xs: list[np.ndarray]) -> np.ndarray:
+    src = step.graph.tensors[node.inputs[0]]
+    l_in = step.rings.edges[node.inputs[0]]
+    return await softmax_q(step.party, step.label, xs[0], params=node.params, l_in=l_in,
+                           l_out=step.rings.compute_ring(node), value_bits=min(signed_width(src), l_in))
+
+
+async def _feature_affine(step: Step, node: FeatureAffine, xs: list[np.ndarray]) -> np.ndarray:
+    """``x·w`` by :func:`multiply_private` (the server's weights, their public width), then the server's bias."""
+    party, l = step.party, step.rings.compute_ring(node)
+    src = step.graph.tensors[node.inputs[0]]
+    y = await multiply_private(party, step.label, xs[0], node.weight if party.is_server else None, l=l,
+                               x_bits=min(signed_width(src), l), w_bits=node.weight_bits)
+    if not party.is_server:
+        return y
+    assert node.bias is not None
+    return ring.reduce(y + ring.from_signed(node.bias, l), l)
+
+
 NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
     Conv: NodeProtocol("he", _he_layer),
     Linear: NodeProtocol("he", _he_layer),
@@ -375,6 +438,9 @@ NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
     ReduceSum: NodeProtocol("local", _reduce_sum),
     AddConst: NodeProtocol("local", _add_const),
     Lookup: NodeProtocol("ot", _lookup),
+    MatMulShared: NodeProtocol("he", _matmul_shared),
+    SoftmaxQ: NodeProtocol("ot", _softmax_q),
+    FeatureAffine: NodeProtocol("ot", _feature_affine),
 }
 """IR node type → the protocol that evaluates it (the one source of this fact)."""
 

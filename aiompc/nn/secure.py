@@ -26,6 +26,10 @@ Reshape / Slice / constant to its share
 ReduceSum /
 AddConst
 Lookup            :func:`aiompc.protocols.nonlinear.lookup` (OT): a public table of a k-bit value
+MatMulShared      :func:`aiompc.protocols.linear.matmul.matmul_shared`: local terms, cross terms by HE
+                  or OT (the cost model's choice at the session's OT engine)
+SoftmaxQ          :func:`aiompc.protocols.nonlinear.softmax.softmax_q` (OT)
+FeatureAffine     :func:`aiompc.protocols.nonlinear.multiply.multiply_private` by the server's weights (OT)
 ================  =====================================================================
 
 Each record also names the node's ``category`` (``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
@@ -39,8 +43,8 @@ the argmax protocol reveals the class index to the client only (``output="argmax
 nothing; the client learns only the output.
 
 **Flooding.**  Before any layer both parties derive the inference's flooding level from public data
-(:func:`aiompc.nn.stat_budget.plan_inference`: 40 bits for all result ciphertexts of the call together in the
-quantized mode, per result ciphertext in the Cheetah modes; :class:`~aiompc.errors.InsecureParameters` if the
+(:func:`aiompc.nn.stat_budget.plan_inference`: 40 bits for all result ciphertexts of the call together — a shared
+matmul's HE cross terms included — in the quantized mode, per result ciphertext in the Cheetah modes; :class:`~aiompc.errors.InsecureParameters` if the
 plans do not reach it) and exchange a digest of their plans on ``f"{label}/plans"`` (a
 :class:`~aiompc.errors.ProtocolError` on both sides if they differ).
 
@@ -54,6 +58,7 @@ exact on its (possibly approximate) inputs.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -70,6 +75,7 @@ from aiompc.nn.stat_budget import agree_on_plans, plan_inference
 from aiompc.party import Party
 from aiompc.protocols.nonlinear import argmax
 from aiompc.protocols.ot.engines import get_engine
+from aiompc.protocols.products import cot_bits
 from aiompc.wire import Packed, expect
 
 __all__ = ["LayerRecord", "SecureResult", "run_secure", "COT_HINT_PER_VALUE"]
@@ -160,7 +166,7 @@ async def run_secure(
         raise InputError("batch must be at least 1")
     # the flooding level of this inference (public: graph, options, batch), checked and agreed on by both
     # parties before any layer; the HE layers then plan with config's planner at that level
-    inference = await party.compute(plan_inference, graph, config, batch)
+    inference = await party.compute(functools.partial(plan_inference, cot_bits=cot_bits(party)), graph, config, batch)
     config = inference.config
     await agree_on_plans(party, f"{label}/plans", inference)
     plan = plan_rings(graph, config.mode)

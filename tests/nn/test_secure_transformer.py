@@ -16,6 +16,9 @@ from aiompc.nn.node_protocols import CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS
 from aiompc.nn.prepare import linear_calls
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.secure import SecureResult, run_secure
+from aiompc.nn.stat_budget import plan_inference
+from aiompc.party import Party
+from aiompc.protocols.products import cot_bits
 
 
 async def secure(graph: QGraph, x: np.ndarray, config: EngineConfig = EngineConfig(),
@@ -77,6 +80,42 @@ def test_every_node_type_has_a_category() -> None:
     assert set(NODE_CATEGORIES.values()) == set(CATEGORIES)
     for kind, protocol in NODE_PROTOCOLS.items():  # the HE layers are the matmuls
         assert (protocol.kind == "he") == (NODE_CATEGORIES[kind] == "matmul"), kind
+
+
+@pytest.mark.parametrize("mode", ["quantized", "cheetah-int"])
+async def test_attention_without_layernorm_matches_the_integer_reference(mode: str) -> None:
+    # two heads: MatMulShared (OT cross terms at these sizes), SoftmaxQ, FeatureAffine, the FFN's GELU table
+    graph = attention_block(4, norm=False)
+    x = random_tokens(graph, 3, 4)
+    _, client = await secure(graph, x, engine_config(mode))
+    assert np.array_equal(client.output, run_int(graph, x))
+    cats = {r.name: r.category for r in client.layers}
+    assert [cats[n] for n in ("qk", "softmax", "pv", "ln_affine", "gelu")] == [
+        "matmul", "softmax", "matmul", "layernorm", "gelu"]
+
+
+async def test_he_cross_terms_run_the_plans_the_flooding_budget_counted() -> None:
+    # at S = 32, d = 16 the cost model picks HE for the attention products; their result ciphertexts enter the
+    # inference's 40-bit budget (stat_budget), and the engine runs exactly the plans that were counted
+    graph = attention_block(5, norm=False, seq=32, hidden=32)
+    x = random_tokens(graph, 1, 5)
+    parties = {}
+
+    async def server(p: Party) -> SecureResult:
+        parties["server"] = p
+        return await run_secure(p, graph, batch=1)
+
+    _, client = await aiompc.run_local(server, lambda p: run_secure(p, graph.without_weights(), x))
+    assert np.array_equal(client.output, run_int(graph, x))
+    budget = plan_inference(graph, EngineConfig(), 1, cot_bits=cot_bits(parties["server"]))
+    counted = {c.node: c for c in budget.calls if c.shares}
+    assert set(counted) == {f"{m}/{t}" for m in ("qk", "pv") for t in ("ac_bs", "bc_as")}
+    for m in ("qk", "pv"):
+        ran = parties["server"].state["matmul_shared"][f"infer/{m}"]
+        assert ran.methods == ("he", "he")
+        for t in ("ac_bs", "bc_as"):
+            assert counted[f"{m}/{t}"].plan == getattr(ran, t).fc and counted[f"{m}/{t}"].runs == 2  # 1 x 2 heads
+    assert budget.security >= 40
 
 
 @pytest.mark.slow
