@@ -1,5 +1,6 @@
 """Secure evaluation of the transformer layers through the engine equals the integer reference bit for bit
-(quantized mode, exact), on Cheetah's 37-bit rings too, and reports every layer's category."""
+(quantized mode, exact), on Cheetah's 37-bit rings too; the HE parts' bytes are the byte model's; every layer reports
+its category."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from transformer_graphs import attention_block, local_chain, random_tokens
 
 import aiompc
 from aiompc import ring
+from aiompc.channel import Stats
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import NODE_TYPES, QGraph
 from aiompc.nn.modes import EngineConfig, engine_config
@@ -18,6 +20,8 @@ from aiompc.nn.rings import plan_rings
 from aiompc.nn.secure import SecureResult, run_secure
 from aiompc.nn.stat_budget import plan_inference
 from aiompc.party import Party
+from aiompc.protocols.linear.costs import plan_cost
+from aiompc.protocols.linear.matmul import shared_matmul_bytes
 from aiompc.protocols.products import cot_bits
 
 
@@ -105,9 +109,22 @@ async def test_he_cross_terms_run_the_plans_the_flooding_budget_counted() -> Non
         parties["server"] = p
         return await run_secure(p, graph, batch=1)
 
-    _, client = await aiompc.run_local(server, lambda p: run_secure(p, graph.without_weights(), x))
+    async def client_fn(p: Party) -> tuple[SecureResult, Stats]:
+        return await run_secure(p, graph.without_weights(), x), p.channel.stats()
+
+    _, (client, stats) = await aiompc.run_local(server, client_fn)
     assert np.array_equal(client.output, run_int(graph, x))
     budget = plan_inference(graph, EngineConfig(), 1, cot_bits=cot_bits(parties["server"]))
+    # the byte model equals the channel: the token MatMuls' fc plans and the shared matmuls' cross terms
+    for call in budget.calls:
+        if not call.shares:
+            cost = plan_cost(call.plan, f"infer/{call.node}")
+            st = stats.select(f"infer/{call.node}")
+            assert (st.bytes_sent, st.bytes_recv) == (cost.upload, cost.download), call.node
+    for m in ("qk", "pv"):
+        st = stats.select(f"infer/{m}")
+        want = shared_matmul_bytes(parties["server"].state["matmul_shared"][f"infer/{m}"], f"infer/{m}")
+        assert (st.bytes_sent, st.bytes_recv) == want
     counted = {c.node: c for c in budget.calls if c.shares}
     assert set(counted) == {f"{m}/{t}" for m in ("qk", "pv") for t in ("ac_bs", "bc_as")}
     for m in ("qk", "pv"):
