@@ -15,13 +15,15 @@ from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import NODE_TYPES, QGraph
 from aiompc.nn.modes import EngineConfig, engine_config
 from aiompc.nn.node_protocols import CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of
-from aiompc.nn.prepare import linear_calls
+from aiompc.nn.prepare import linear_calls, prepare_model
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.secure import SecureResult, run_secure
 from aiompc.nn.stat_budget import plan_inference
 from aiompc.party import Party
 from aiompc.protocols.linear.costs import plan_cost
 from aiompc.protocols.linear.matmul import shared_matmul_bytes
+from aiompc.protocols.linear.weight_cache import STATE_KEY as WEIGHT_CACHE
+from aiompc.protocols.linear.weight_cache import WeightCache
 from aiompc.protocols.products import cot_bits
 
 
@@ -148,3 +150,23 @@ async def test_attention_block_matches_the_integer_reference() -> None:
     assert [cats[n] for n in ("qk", "softmax", "ln", "ln_affine", "gelu")] == [
         "matmul", "softmax", "layernorm", "layernorm", "gelu"]
     assert all(category_of(n) == cats[n.name] for n in graph.nodes)
+
+
+async def test_a_prepared_transformer_misses_no_weights() -> None:
+    # the seven token MatMuls' weights (W^T as fc weights) are prepared once; the shared matmuls' cross terms have no
+    # weights to prepare (the server's operand is a share) and stay out of the cache
+    graph = attention_block(6, norm=False, seq=32, hidden=32)
+    x = random_tokens(graph, 1, 6)
+    config = EngineConfig()
+    cache = WeightCache()
+    prep = prepare_model(graph, config, cache, batch=1)
+    calls = linear_calls(graph, config, batch=1)
+    assert prep.layers == len(calls) and prep.kept == sum(not c.shares for c in calls) == 7 and prep.per_inference == 0
+
+    async def server(p: Party) -> None:
+        p.state[WEIGHT_CACHE] = cache
+        await run_secure(p, graph, batch=1, config=config)
+
+    _, client = await aiompc.run_local(server, lambda p: run_secure(p, graph.without_weights(), x, config=config))
+    assert cache.misses == 0 and cache.hits >= prep.kept
+    assert np.array_equal(client.output, run_int(graph, x))
