@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from transformer_graphs import (attention_block, gelu_table, local_chain, random_tokens, reference_block,
+from transformer_graphs import (Builder, attention_block, gelu_table, local_chain, random_tokens, reference_block,
                                 softmax_params)
 
 from aiompc import wire
@@ -215,3 +215,15 @@ def test_approximate_mode_folds_a_matmul_into_its_requantization() -> None:
     plan = plan_rings(graph, MODES["quantized"].with_exact(False))
     assert "proj" in plan.folds and "proj_rq" in plan.folded
     assert not plan_rings(graph, MODES["quantized"]).folds
+
+
+def test_a_graph_without_weights_has_a_metadata_view_too() -> None:
+    # a chain of public-constant nodes only: the metadata view (widths, no bounds) still validates
+    b = Builder.start((2, 16), 6)
+    b.add(ReduceSum, b.add(Slice, "x", "half", axis=-1, start=0, stop=8), "s", axis=-1)
+    graph = b.graph("s")
+    assert graph.has_weights and graph.tensors["s"].hi == 248  # nothing to hold; a bound inside the width
+    back = QGraph.from_dict(wire.decode(wire.encode(graph.to_dict())))
+    assert back.tensors["s"].hi == 255
+    x = np.arange(-32, 32).reshape(2, 2, 16)
+    assert np.array_equal(run_int(back, x), run_int(graph, x))
