@@ -99,14 +99,14 @@ from aiompc.nn.ir import (
 )
 from aiompc.nn.ir_transformer import sample_axis
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.rings import FOLD_LIFT, RingPlan, reads_any_ring
+from aiompc.nn.rings import FOLD_LIFT, RingPlan, reads_any_ring, signed_width
 from aiompc.party import Party
 from aiompc.protocols.linear.batchnorm import batchnorm
 from aiompc.protocols.linear.conv import conv2d
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
-from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
 from aiompc.protocols.linear.matmul import SharedMatmulPlan, matmul_shared, matmul_shared_plan
+from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
 from aiompc.protocols.nonlinear.lookup import lookup
 from aiompc.protocols.nonlinear.millionaire import COT_BITS
 from aiompc.protocols.nonlinear.multiply import multiply_private
@@ -115,7 +115,7 @@ from aiompc.protocols.ot.engines import DEFAULT_ENGINE
 from aiompc.protocols.products import CROSS_METHODS, cot_bits
 
 __all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs", "CATEGORIES",
-           "NODE_CATEGORIES", "category_of", "shared_matmul_plan", "DEFAULT_COT_BITS", "signed_width"]
+           "NODE_CATEGORIES", "category_of", "shared_matmul_plan", "DEFAULT_COT_BITS"]
 
 DEFAULT_COT_BITS = COT_BITS.get(DEFAULT_ENGINE, COT_BITS["iknp"])
 """Modelled bits per random COT of the default OT engine: what plans made before a session (no OT engine yet)
@@ -229,11 +229,6 @@ async def _he_layer(step: Step, node: Conv | Linear | MatMul, xs: list[np.ndarra
     if fold is not None and server:  # the lift of the error bound (see Fold)
         y = ring.reduce(y + np.uint64(FOLD_LIFT), fold.out_ring)
     return y
-
-
-def signed_width(spec: TensorSpec) -> int:
-    """The signed two's-complement width that holds every value of ``spec``'s public width."""
-    return spec.bits if spec.signed else spec.bits + 1
 
 
 def shared_matmul_plan(a: TensorSpec, b: TensorSpec, batch: int, l: int, planner: Any,

@@ -43,7 +43,7 @@ from aiompc.nn.modes import CHEETAH_RING, Mode
 from aiompc.protocols.nonlinear.narrow import narrow_plan
 
 __all__ = ["Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths", "FOLD_LIFT", "READS_ANY_RING", "HE_FOLDABLE",
-           "reads_any_ring", "input_floor"]
+           "reads_any_ring", "input_floor", "signed_width"]
 
 READS_ANY_RING: tuple[type[Node], ...] = (Requantize, Lookup, SoftmaxQ, LayerNormQ)
 """Nodes whose protocol takes its input in whatever ring the input edge has (``l_in``) and writes its output
@@ -70,13 +70,19 @@ def input_floor(node: Node, x: TensorSpec) -> int:
     if isinstance(node, Lookup):
         return node.k
     if isinstance(node, SoftmaxQ):
-        return _min_ring(x.bits, x.signed) + 1
+        return signed_width(x) + 1
     return 0
 
 
 def _min_ring(bits: int, signed: bool) -> int:
     # an unsigned b-bit value needs b+1 bits to be read as a non-negative two's-complement number
     return bits if signed else bits + 1
+
+
+def signed_width(spec: TensorSpec) -> int:
+    """The signed two's-complement width that holds every value of ``spec``'s public width (the narrowest ring
+    its shares can live in)."""
+    return _min_ring(spec.bits, spec.signed)
 
 
 FOLD_LIFT = 2
