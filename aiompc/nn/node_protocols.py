@@ -31,6 +31,9 @@ SoftmaxQ          ot      :func:`aiompc.protocols.nonlinear.softmax.softmax_q` (
                           logits' public signed width, output in the consumers' ring)
 FeatureAffine     ot      :func:`aiompc.protocols.nonlinear.multiply.multiply_private` by the server's weights
                           (public ``weight_bits``), then the server adds its bias
+SoftmaxFx /       ot      Iron's :func:`~aiompc.protocols.nonlinear.iron.softmax_fx` / ``gelu_fx`` /
+ GeluFx /                 ``layernorm_fx`` on their own ring ``l`` (37 bits: the ``cheetah`` mode's), exact or
+ LayerNormFx              with Cheetah's approximate truncation as the session is
 ================  ======  ============================================================================
 
 Each entry is a :class:`NodeProtocol`: its ``kind`` (``he``, ``ot`` or ``local``: how the bytes of the node
@@ -107,6 +110,7 @@ from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
 from aiompc.protocols.linear.matmul import SharedMatmulPlan, matmul_shared, matmul_shared_plan
 from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
+from aiompc.protocols.nonlinear.iron import gelu_fx, layernorm_fx, softmax_fx
 from aiompc.protocols.nonlinear.lookup import lookup
 from aiompc.protocols.nonlinear.millionaire import COT_BITS
 from aiompc.protocols.nonlinear.multiply import multiply_private
@@ -412,6 +416,19 @@ async def _feature_affine(step: Step, node: FeatureAffine, xs: list[np.ndarray])
     return ring.reduce(y + ring.from_signed(node.bias, l), l)
 
 
+async def _fixed_point_fn(step: Step, node: SoftmaxFx | GeluFx | LayerNormFx, xs: list[np.ndarray]) -> np.ndarray:
+    """Iron's fixed-point programs on their own ring ``node.l`` (Cheetah's 37 bits: every edge's ring in the
+    ``cheetah`` mode); ``exact`` as the session's (Cheetah's approximate truncation by default)."""
+    l = step.rings.compute_ring(node)
+    if l != node.l:
+        raise UnsupportedModel(f"{node.op} {node.name!r}: Iron's fixed-point program runs on its {node.l}-bit ring, "
+                               f"but its consumers need {l} bits (run the fixed-point program in the cheetah mode)")
+    if isinstance(node, LayerNormFx):
+        return await layernorm_fx(step.party, step.label, xs[0], f=node.f, l=l, exact=step.config.exact, eps=node.eps)
+    fn = softmax_fx if isinstance(node, SoftmaxFx) else gelu_fx
+    return await fn(step.party, step.label, xs[0], f=node.f, l=l, exact=step.config.exact)
+
+
 NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
     Conv: NodeProtocol("he", _he_layer),
     Linear: NodeProtocol("he", _he_layer),
@@ -436,6 +453,9 @@ NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
     MatMulShared: NodeProtocol("he", _matmul_shared),
     SoftmaxQ: NodeProtocol("ot", _softmax_q),
     FeatureAffine: NodeProtocol("ot", _feature_affine),
+    SoftmaxFx: NodeProtocol("ot", _fixed_point_fn),
+    GeluFx: NodeProtocol("ot", _fixed_point_fn),
+    LayerNormFx: NodeProtocol("ot", _fixed_point_fn),
 }
 """IR node type → the protocol that evaluates it (the one source of this fact)."""
 
