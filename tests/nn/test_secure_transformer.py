@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from transformer_graphs import attention_block, local_chain, random_tokens
+from transformer_graphs import attention_block, local_chain, random_tokens, reference_block
 
 import aiompc
 from aiompc import ring
@@ -98,6 +98,15 @@ async def test_attention_without_layernorm_matches_the_integer_reference(mode: s
     cats = {r.name: r.category for r in client.layers}
     assert [cats[n] for n in ("qk", "softmax", "pv", "ln_affine", "gelu")] == [
         "matmul", "softmax", "matmul", "layernorm", "gelu"]
+
+
+@pytest.mark.parametrize("seq, heads", [(1, 1), (1, 2), (3, 1)])
+async def test_sequence_length_one_and_one_head(seq: int, heads: int) -> None:
+    graph = attention_block(7, seq=seq, heads=heads, norm=False)
+    x = random_tokens(graph, 3, 7)
+    assert np.array_equal(run_int(graph, x), reference_block(graph, x, heads=heads))
+    _, client = await secure(graph, x)
+    assert np.array_equal(client.output, run_int(graph, x))
 
 
 async def test_he_cross_terms_run_the_plans_the_flooding_budget_counted() -> None:
