@@ -108,6 +108,7 @@ from aiompc.protocols.linear.batchnorm import batchnorm
 from aiompc.protocols.linear.conv import conv2d
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
+from aiompc.protocols.linear.matmul import STATE_KEY as SHARED_MATMUL_PLANS
 from aiompc.protocols.linear.matmul import SharedMatmulPlan, matmul_shared, matmul_shared_plan
 from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
 from aiompc.protocols.nonlinear.iron import gelu_fx, layernorm_fx, softmax_fx
@@ -119,7 +120,7 @@ from aiompc.protocols.ot.engines import DEFAULT_ENGINE
 from aiompc.protocols.products import CROSS_METHODS, cot_bits
 
 __all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs", "CATEGORIES",
-           "NODE_CATEGORIES", "category_of", "shared_matmul_plan", "DEFAULT_COT_BITS"]
+           "NODE_CATEGORIES", "category_of", "shared_matmul_plan", "DEFAULT_COT_BITS", "layer_detail"]
 
 DEFAULT_COT_BITS = COT_BITS.get(DEFAULT_ENGINE, COT_BITS["iknp"])
 """Modelled bits per random COT of the default OT engine: what plans made before a session (no OT engine yet)
@@ -480,6 +481,16 @@ def category_of(node: Node | type[Node]) -> Category:
         return NODE_CATEGORIES[kind]
     except KeyError:
         raise UnsupportedModel(f"no report category for IR node type {kind.__name__}") from None
+
+
+def layer_detail(party: Party, node: Node, label: str) -> dict[str, Any] | None:
+    """What a layer's protocol chose, for reports (after the node ran under ``label``): a MatMulShared's cross-term
+    methods, digits and HE blocks (:meth:`~aiompc.protocols.linear.matmul.SharedMatmulPlan.summary`); None for
+    every other node."""
+    if isinstance(node, MatMulShared):
+        plan = party.state.get(SHARED_MATMUL_PLANS, {}).get(label)
+        return None if plan is None else plan.summary()
+    return None
 
 
 def protocol_of(node: Node) -> NodeProtocol:

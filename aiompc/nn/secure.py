@@ -64,7 +64,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -72,7 +72,7 @@ from aiompc import ring
 from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import Step, category_of, narrow_kwargs, protocol_of, run_node
+from aiompc.nn.node_protocols import Step, category_of, layer_detail, narrow_kwargs, protocol_of, run_node
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.stat_budget import agree_on_plans, plan_inference
 from aiompc.party import Party
@@ -109,6 +109,9 @@ class LayerRecord:
     category: str = "local"
     """What the node computes (:data:`~aiompc.nn.node_protocols.NODE_CATEGORIES`); ``output`` for the argmax or
     reveal."""
+    detail: dict[str, Any] | None = None
+    """What the node's protocol chose, where it chooses (:func:`~aiompc.nn.node_protocols.layer_detail`: a shared
+    matmul's cross-term methods), else None."""
 
 
 @dataclass
@@ -178,8 +181,9 @@ async def run_secure(
     env: dict[str, np.ndarray] = {graph.input: _input_share(party, graph, x, batch, rings[graph.input])}
     records: list[LayerRecord] = []
 
-    def record(name: str, op: str, node_label: str, start: float, l: int, kind: str, category: str = "output") -> None:
-        records.append(LayerRecord(name, op, node_label, time.perf_counter() - start, l, kind, category))
+    def record(name: str, op: str, node_label: str, start: float, l: int, kind: str, category: str = "output",
+               detail: dict[str, Any] | None = None) -> None:
+        records.append(LayerRecord(name, op, node_label, time.perf_counter() - start, l, kind, category, detail))
         if on_layer is not None:
             on_layer(records[-1])
 
@@ -194,7 +198,7 @@ async def run_secure(
                 if last_use[e] == i and e != graph.output:
                     del env[e]
         record(node.name, node.op, node_label, start, plan.compute_ring(node), protocol_of(node).kind,
-               category_of(node))
+               category_of(node), layer_detail(party, node, node_label))
     shares = env if keep_shares else None
     out = env[graph.output]
     l = rings[graph.output]

@@ -16,6 +16,7 @@ from aiompc.nn.ir import NODE_TYPES, QGraph
 from aiompc.nn.modes import EngineConfig, engine_config
 from aiompc.nn.node_protocols import CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of
 from aiompc.nn.prepare import linear_calls, prepare_model
+from aiompc.nn.report import layer_report
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.secure import SecureResult, run_secure
 from aiompc.nn.stat_budget import plan_inference
@@ -144,6 +145,26 @@ async def test_he_cross_terms_run_the_plans_the_flooding_budget_counted() -> Non
         for t in ("ac_bs", "bc_as"):
             assert counted[f"{m}/{t}"].plan == getattr(ran, t).fc and counted[f"{m}/{t}"].runs == 2  # 1 x 2 heads
     assert budget.security >= 40
+    # the report says what the cost model chose, and splits the bytes by category
+    report = layer_report(graph, client.layers, stats, 1.0)
+    rows = {r["name"]: r for r in report["layers"]}
+    assert rows["qk"]["detail"]["ac_bs"]["method"] == "he" and "detail" not in rows["q_mm"]
+    assert {rows[n]["category"] for n in ("qk", "q_mm", "softmax", "gelu", "qk_rq")} == {
+        "matmul", "softmax", "gelu", "rescale"}
+
+
+async def test_small_attention_products_choose_ot_and_say_so() -> None:
+    graph = attention_block(8, norm=False)  # S = 4, d = 4: Gilboa's OT product is cheaper than a ciphertext
+
+    async def client_fn(p: Party) -> tuple[SecureResult, Stats]:
+        return await run_secure(p, graph.without_weights(), x), p.channel.stats()
+
+    x = random_tokens(graph, 2, 8)
+    _, (client, stats) = await aiompc.run_local(lambda p: run_secure(p, graph, batch=2), client_fn)
+    assert np.array_equal(client.output, run_int(graph, x))
+    rows = {r["name"]: r for r in layer_report(graph, client.layers, stats, 1.0)["layers"]}
+    assert {rows[m]["detail"][t]["method"] for m in ("qk", "pv") for t in ("ac_bs", "bc_as")} == {"ot"}
+    assert not [c for c in plan_inference(graph, EngineConfig(), 2).calls if c.shares]  # no HE results to flood
 
 
 @pytest.mark.slow
