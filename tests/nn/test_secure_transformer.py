@@ -14,7 +14,7 @@ from aiompc.channel import Stats
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import NODE_TYPES, QGraph
 from aiompc.nn.modes import EngineConfig, engine_config
-from aiompc.nn.node_protocols import CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of
+from aiompc.nn.node_protocols import CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of, protocol_of
 from aiompc.nn.prepare import linear_calls, prepare_model
 from aiompc.nn.report import layer_report
 from aiompc.nn.rings import plan_rings
@@ -164,6 +164,9 @@ async def test_small_attention_products_choose_ot_and_say_so() -> None:
     assert np.array_equal(client.output, run_int(graph, x))
     rows = {r["name"]: r for r in layer_report(graph, client.layers, stats, 1.0)["layers"]}
     assert {rows[m]["detail"][t]["method"] for m in ("qk", "pv") for t in ("ac_bs", "bc_as")} == {"ot"}
+    # the local nodes send nothing: the server's positional embedding (AddConst) never leaves it
+    local = [n.name for n in graph.nodes if protocol_of(n).kind == "local"]
+    assert "pos" in local and all(rows[n]["bytes_c2s"] == rows[n]["bytes_s2c"] == 0 for n in local)
     assert not [c for c in plan_inference(graph, EngineConfig(), 2).calls if c.shares]  # no HE results to flood
 
 
