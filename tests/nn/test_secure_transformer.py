@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from transformer_graphs import attention_block, local_chain, random_tokens, reference_block
+from transformer_graphs import Builder, attention_block, gelu_table, local_chain, random_tokens, reference_block
 
 import aiompc
 from aiompc import ring
 from aiompc.channel import Stats
 from aiompc.nn.interpret import run_int
-from aiompc.nn.ir import NODE_TYPES, QGraph
+from aiompc.nn.ir import NODE_TYPES, Lookup, MatMul, QGraph
 from aiompc.nn.modes import EngineConfig, engine_config
-from aiompc.nn.node_protocols import CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of, protocol_of
+from aiompc.nn.node_protocols import (CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of, lookup_width,
+                                      protocol_of)
 from aiompc.nn.prepare import linear_calls, prepare_model
 from aiompc.nn.report import layer_report
 from aiompc.nn.rings import plan_rings
@@ -203,3 +204,29 @@ async def test_a_prepared_transformer_misses_no_weights() -> None:
     _, client = await aiompc.run_local(server, lambda p: run_secure(p, graph.without_weights(), x, config=config))
     assert cache.misses == 0 and cache.hits >= prep.kept
     assert np.array_equal(client.output, run_int(graph, x))
+
+
+@pytest.mark.parametrize("head", [False, True])
+async def test_lookup_in_its_own_ring_then_extended(head: bool) -> None:
+    # GELU of 6-bit values (negative entries: the shifted table) as the output (looked up in its own ring), or
+    # into a MatMul's accumulator ring (looked up narrow, then extended with a known top bit): exact either way,
+    # and the narrow path pays 2^k entries of the table's ring, not of the accumulator's
+    b = Builder.start((4, 8), 6)
+    y = b.add(Lookup, "x", "table", table=gelu_table(6, 0.25))
+    if head:
+        y = b.add(MatMul, y, "head", weight_shape=(8, 3), weight=np.arange(24).reshape(8, 3) % 7 - 3,
+                  bias=np.array([5, -5, 0]), weight_bits=4)
+    graph = b.graph(y)
+    x = random_tokens(graph, 3, 9)
+
+    async def client_fn(p: Party) -> tuple[SecureResult, Stats]:
+        return await run_secure(p, graph.without_weights(), x), p.channel.stats()
+
+    _, (client, stats) = await aiompc.run_local(lambda p: run_secure(p, graph, batch=3), client_fn)
+    assert np.array_equal(client.output, run_int(graph, x))
+    l = plan_rings(graph, EngineConfig().mode).edges["table"]
+    offset, l_own = lookup_width(gelu_table(6, 0.25))
+    assert offset > 0 and (l > l_own) == head
+    st = stats.select("infer/table")
+    table_bits = (1 << 6) * (l_own if head else l) * x.size
+    assert table_bits <= 8 * st.bytes_recv < table_bits * 1.2
