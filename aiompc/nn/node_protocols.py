@@ -32,6 +32,8 @@ SoftmaxQ          ot      :func:`aiompc.protocols.nonlinear.softmax.softmax_q` (
                           logits' public signed width, output in the consumers' ring)
 FeatureAffine     ot      :func:`aiompc.protocols.nonlinear.multiply.multiply_private` by the server's weights
                           (public ``weight_bits``), then the server adds its bias
+LayerNormQ        ot      :func:`aiompc.protocols.nonlinear.layernorm.layernorm_q` (input in its own ring,
+                          output in the consumers' ring)
 SoftmaxFx /       ot      Iron's :func:`~aiompc.protocols.nonlinear.iron.softmax_fx` / ``gelu_fx`` /
  GeluFx /                 ``layernorm_fx`` on their own ring ``l`` (37 bits: the ``cheetah`` mode's), exact or
  LayerNormFx              with Cheetah's approximate truncation as the session is
@@ -114,6 +116,7 @@ from aiompc.protocols.linear.matmul import SharedMatmulPlan, matmul_shared, matm
 from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
 from aiompc.protocols.nonlinear.extension import extend
 from aiompc.protocols.nonlinear.iron import gelu_fx, layernorm_fx, softmax_fx
+from aiompc.protocols.nonlinear.layernorm import layernorm_q
 from aiompc.protocols.nonlinear.lookup import lookup
 from aiompc.protocols.nonlinear.millionaire import COT_BITS
 from aiompc.protocols.nonlinear.multiply import multiply_private
@@ -439,6 +442,12 @@ async def _feature_affine(step: Step, node: FeatureAffine, xs: list[np.ndarray])
     return ring.reduce(y + ring.from_signed(node.bias, l), l)
 
 
+async def _layernorm_q(step: Step, node: LayerNormQ, xs: list[np.ndarray]) -> np.ndarray:
+    """The input in its own ring (its values signed ``l_in``-bit), the output in the consumers' ring."""
+    return await layernorm_q(step.party, step.label, xs[0], params=node.params, l_in=step.rings.edges[node.inputs[0]],
+                             l_out=step.rings.compute_ring(node))
+
+
 async def _fixed_point_fn(step: Step, node: SoftmaxFx | GeluFx | LayerNormFx, xs: list[np.ndarray]) -> np.ndarray:
     """Iron's fixed-point programs on their own ring ``node.l`` (Cheetah's 37 bits: every edge's ring in the
     ``cheetah`` mode); ``exact`` as the session's (Cheetah's approximate truncation by default)."""
@@ -476,6 +485,7 @@ NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
     MatMulShared: NodeProtocol("he", _matmul_shared),
     SoftmaxQ: NodeProtocol("ot", _softmax_q),
     FeatureAffine: NodeProtocol("ot", _feature_affine),
+    LayerNormQ: NodeProtocol("ot", _layernorm_q),
     SoftmaxFx: NodeProtocol("ot", _fixed_point_fn),
     GeluFx: NodeProtocol("ot", _fixed_point_fn),
     LayerNormFx: NodeProtocol("ot", _fixed_point_fn),

@@ -29,6 +29,7 @@ Lookup            :func:`aiompc.protocols.nonlinear.lookup` (OT): a public table
 MatMulShared      :func:`aiompc.protocols.linear.matmul.matmul_shared`: local terms, cross terms by HE
                   or OT (the cost model's choice at the session's OT engine)
 SoftmaxQ          :func:`aiompc.protocols.nonlinear.softmax.softmax_q` (OT)
+LayerNormQ        :func:`aiompc.protocols.nonlinear.layernorm.layernorm_q` (OT)
 FeatureAffine     :func:`aiompc.protocols.nonlinear.multiply.multiply_private` by the server's weights (OT)
 SoftmaxFx /       Iron's fixed-point :func:`~aiompc.protocols.nonlinear.iron.softmax_fx` / ``gelu_fx`` /
 GeluFx /          ``layernorm_fx`` (OT) on Cheetah's 37-bit ring

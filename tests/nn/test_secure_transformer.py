@@ -171,14 +171,13 @@ async def test_small_attention_products_choose_ot_and_say_so() -> None:
     assert not [c for c in plan_inference(graph, EngineConfig(), 2).calls if c.shares]  # no HE results to flood
 
 
-@pytest.mark.slow
-async def test_attention_block_matches_the_integer_reference() -> None:
-    graph = attention_block(0)
-    missing = sorted({n.op for n in graph.nodes if type(n) not in NODE_PROTOCOLS})
-    if missing:
-        pytest.skip(f"protocols not on main yet: {', '.join(missing)}")
-    x = random_tokens(graph, 3, 0)
-    _, client = await secure(graph, x)
+@pytest.mark.parametrize("mode, seed", [("quantized", 0), ("quantized", 1), ("cheetah-int", 2)])
+async def test_attention_block_matches_the_integer_reference(mode: str, seed: int) -> None:
+    # the whole block: every transformer node of the quantized program, LayerNormQ included
+    graph = attention_block(seed)
+    assert all(type(n) in NODE_PROTOCOLS for n in graph.nodes)
+    x = random_tokens(graph, 3, seed)
+    _, client = await secure(graph, x, engine_config(mode))
     assert np.array_equal(client.output, run_int(graph, x))
     cats = {r.name: r.category for r in client.layers}
     assert [cats[n] for n in ("qk", "softmax", "ln", "ln_affine", "gelu")] == [
