@@ -9,10 +9,10 @@ import pytest
 from transformer_graphs import Builder, attention_block, gelu_table, local_chain, random_tokens, reference_block
 
 import aiompc
-from aiompc import ring
+from aiompc import qmath, ring
 from aiompc.channel import Stats
 from aiompc.nn.interpret import run_int
-from aiompc.nn.ir import NODE_TYPES, Lookup, MatMul, QGraph
+from aiompc.nn.ir import NODE_TYPES, LayerNormQ, Lookup, MatMul, QGraph, SoftmaxQ
 from aiompc.nn.modes import EngineConfig, engine_config
 from aiompc.nn.node_protocols import (CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of, lookup_width,
                                       protocol_of)
@@ -229,3 +229,19 @@ async def test_lookup_in_its_own_ring_then_extended(head: bool) -> None:
     st = stats.select("infer/table")
     table_bits = (1 << 6) * (l_own if head else l) * x.size
     assert table_bits <= 8 * st.bytes_recv < table_bits * 1.2
+
+
+async def test_the_builders_params_through_the_engine() -> None:
+    # qmath's own builders (octave-normalised LayerNorm and Softmax, the default forms a lowering emits), with a
+    # zero-variance row and an all-equal softmax row
+    ln, _ = qmath.layernorm_params(1 / 16, 16, out_bits=8, in_bits=8)
+    sm, _ = qmath.softmax_params(1 / 8, 16, out_bits=8)
+    assert ln.octaves > 0 and sm.octaves > 0
+    b = Builder.start((4, 16), 8)
+    y = b.requant(b.add(LayerNormQ, "x", "ln", params=ln), "ln_rq", 8)
+    graph = b.graph(b.add(SoftmaxQ, y, "softmax", params=sm))
+    x = random_tokens(graph, 3, 10)
+    x[0, 0] = 17  # a zero-variance row: LayerNorm 0, then a uniform softmax row
+    _, client = await secure(graph, x)
+    assert np.array_equal(client.output, run_int(graph, x))
+    assert len(set(client.output[0, 0].tolist())) == 1
