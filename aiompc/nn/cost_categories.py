@@ -1,47 +1,34 @@
 """Bytes, rounds and seconds of a secure inference split by what the layers compute (the transformer tables).
 
 A run's layer rows (:func:`aiompc.nn.report.layer_report`: one per IR node, bytes from the channel
-statistics) are summed by category through one explicit table, :data:`OP_CATEGORIES` (IR op name ->
-category):
-
-============  =====================================================================================
-category      IR ops
-============  =====================================================================================
-matmul        ``matmul`` (constant weight, HE), ``matmul_shared`` (two activations), ``linear``,
-              ``conv`` (a ViT's patch embedding), ``affine`` (HE per-channel affine)
-softmax       ``softmax_q`` (quantized), ``softmax_fx`` (Iron's fixed point)
-gelu          ``lookup`` (the quantized program's only table look-up is GELU), ``gelu_fx``
-layernorm     ``layernorm_q``, ``layernorm_fx``, ``feature_affine`` (LayerNorm's scale and offset)
-rescale       ``requantize``: the quantized program's requantizations and the fixed-point truncations
-other         every other row that communicates: ReLU, max-pool, clip, ..., and the output (``reveal`` /
-              ``argmax``); local ops send nothing
-============  =====================================================================================
+statistics) are summed by the category each row carries: the engine records it from the one table of what
+every IR node type computes, :data:`aiompc.nn.node_protocols.NODE_CATEGORIES` (``matmul``: every HE linear
+layer and the two-activation products; ``softmax``; ``gelu``; ``layernorm`` (with LayerNorm's scale and
+offset); ``rescale``: requantizations and fixed-point truncations; ``other``: everything else).  The output
+row (``reveal`` / ``argmax``, category ``output``) counts as ``other``.  A row without a category (results
+written before rows carried one) gets its node type's through :data:`aiompc.nn.ir.NODE_TYPES`.
 
 Two more entries complete the total: ``offline_ot`` (the OT engine's offline bytes, which belong to no layer)
-and ``setup`` (handshake, HE keys, plan digests and the request: the total minus everything else).  The categories' bytes therefore add up to the run's total exactly; ``rounds`` and
-``seconds`` of a category are the sums over its layers (the engine runs layers one after another).
-The issue's "other" is ``rescale`` + ``other`` here: rescaling is reported on its own because it is a large,
-mode-dependent share (Cheetah's truncation by 12 bits against the quantized mode's requantization).
+and ``setup`` (handshake, HE keys, plan digests and the request: the total minus everything else).  The
+categories' bytes therefore add up to the run's total exactly; ``rounds`` and ``seconds`` of a category are
+the sums over its layers (the engine runs layers one after another).  The issue's "other" is ``rescale`` +
+``other`` here: rescaling is reported on its own because it is a large, mode-dependent share (Cheetah's
+truncation by 12 bits against the quantized mode's requantization).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-__all__ = ["CATEGORIES", "LAYER_CATEGORIES", "OP_CATEGORIES", "TRANSFORMER_OPS", "category_of", "category_rows", "category_split",
+from aiompc.nn.ir import NODE_TYPES
+from aiompc.nn.node_protocols import CATEGORIES as NODE_CATEGORY_NAMES
+from aiompc.nn.node_protocols import NODE_CATEGORIES
+
+__all__ = ["CATEGORIES", "LAYER_CATEGORIES", "TRANSFORMER_OPS", "category_of", "category_rows", "category_split",
            "is_transformer_run"]
 
-OP_CATEGORIES: Mapping[str, str] = {
-    "matmul": "matmul", "matmul_shared": "matmul", "linear": "matmul", "conv": "matmul", "affine": "matmul",
-    "softmax_q": "softmax", "softmax_fx": "softmax",
-    "lookup": "gelu", "gelu_fx": "gelu",
-    "layernorm_q": "layernorm", "layernorm_fx": "layernorm", "feature_affine": "layernorm",
-    "requantize": "rescale",
-}
-"""IR op name -> category (ops not listed are ``other``)."""
-
-LAYER_CATEGORIES = ("matmul", "softmax", "gelu", "layernorm", "rescale", "other")
-"""The categories of layer rows, in table order."""
+LAYER_CATEGORIES: tuple[str, ...] = NODE_CATEGORY_NAMES
+"""The categories of layer rows, in table order (:data:`aiompc.nn.node_protocols.CATEGORIES`)."""
 CATEGORIES = (*LAYER_CATEGORIES, "offline_ot", "setup")
 """Every category of :func:`category_split`, in table order (their bytes sum to the total)."""
 TRANSFORMER_OPS = frozenset({"matmul", "matmul_shared", "softmax_q", "softmax_fx", "lookup", "gelu_fx",
@@ -49,9 +36,15 @@ TRANSFORMER_OPS = frozenset({"matmul", "matmul_shared", "softmax_q", "softmax_fx
 """Ops only a transformer's program has: a run with one of them gets the category table."""
 
 
-def category_of(op: str) -> str:
-    """The category of IR op ``op`` (:data:`OP_CATEGORIES`, ``other`` if unlisted)."""
-    return OP_CATEGORIES.get(op, "other")
+def category_of(row: Mapping[str, Any]) -> str:
+    """The category of a layer row: the one it carries, else its op's node type's
+    (:data:`~aiompc.nn.node_protocols.NODE_CATEGORIES`); anything outside :data:`LAYER_CATEGORIES` (the
+    output row, an unknown op) is ``other``."""
+    cat = row.get("category")
+    if cat is None:
+        node_type = NODE_TYPES.get(row["op"])
+        cat = NODE_CATEGORIES.get(node_type, "other") if node_type is not None else "other"
+    return cat if cat in LAYER_CATEGORIES else "other"
 
 
 def category_split(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -62,7 +55,7 @@ def category_split(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                                       for c in LAYER_CATEGORIES}
     for row in report["layers"]:
         nbytes = int(row["bytes_c2s"]) + int(row["bytes_s2c"])
-        cat = out[category_of(row["op"])]
+        cat = out[category_of(row)]
         cat["bytes"] += nbytes
         cat["rounds"] += int(row["rounds"])
         cat["seconds"] += float(row["seconds"])

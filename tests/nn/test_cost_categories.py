@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from aiompc.nn.cost_categories import (CATEGORIES, LAYER_CATEGORIES, OP_CATEGORIES, category_of, category_rows,
-                                       category_split, is_transformer_run)
+from aiompc.nn.cost_categories import (CATEGORIES, LAYER_CATEGORIES, category_of, category_rows, category_split,
+                                       is_transformer_run)
+from aiompc.nn.ir import NODE_TYPES
+from aiompc.nn.node_protocols import NODE_CATEGORIES
 
 
 def _run(rows: list[tuple[str, int, int, int, float]], *, setup: int = 0, offline: int = 0) -> dict[str, Any]:
@@ -19,13 +21,18 @@ def _run(rows: list[tuple[str, int, int, int, float]], *, setup: int = 0, offlin
             "total": {"bytes_c2s": total - 7, "bytes_s2c": 7, "offline_bytes": offline, "rounds": 9, "seconds": 1.5}}
 
 
-def test_the_transformer_ops_have_their_categories() -> None:
+def test_rows_carry_their_category_or_get_their_node_types() -> None:
+    """A row's own category wins (the engine records NODE_CATEGORIES'); a row without one (older results)
+    gets its op's node type's; the output row and unknown ops are other."""
     want = {"matmul": "matmul", "matmul_shared": "matmul", "linear": "matmul", "conv": "matmul",
             "softmax_q": "softmax", "softmax_fx": "softmax", "lookup": "gelu", "gelu_fx": "gelu",
             "layernorm_q": "layernorm", "layernorm_fx": "layernorm", "feature_affine": "layernorm",
-            "requantize": "rescale", "relu": "other", "maxpool": "other", "transpose": "other"}
-    assert {op: category_of(op) for op in want} == want
-    assert set(OP_CATEGORIES.values()) <= set(LAYER_CATEGORIES)
+            "requantize": "rescale", "relu": "other", "maxpool": "other", "transpose": "other", "reveal": "other",
+            "no_such_op": "other"}
+    assert {op: category_of({"op": op}) for op in want} == want
+    assert {NODE_CATEGORIES[NODE_TYPES[op]] for op in want if op in NODE_TYPES} <= set(LAYER_CATEGORIES)
+    assert category_of({"op": "lookup", "category": "softmax"}) == "softmax"
+    assert category_of({"op": "argmax", "category": "output"}) == "other"
 
 
 def test_the_split_adds_up_to_the_total() -> None:
