@@ -15,11 +15,23 @@ MaxPool           ot      :func:`aiompc.protocols.nonlinear.maxpool2d`
 SumPool           local   window sums on shares
 Add               local   public per-channel rescales and a sum on shares
 Concat / Flatten  local   reshaping of shares
+MatMul            he      :func:`aiompc.protocols.linear.fc` on the rows ``(B·S, K)`` of the batch's tokens
+                          (Iron's matrix-matrix packing; the planner's tiling), ``W^T`` as the fc weight
+Transpose /       local   the same permutation / reshape / slice / sum of each party's shares (the batch
+ Reshape / Slice /        axis untouched)
+ ReduceSum
+AddConst          local   the server adds its secret constant to its share
+Lookup            ot      :func:`aiompc.protocols.nonlinear.lookup` (the server's public table; the input's
+                          shares reduced mod ``2^k``, the output in the consumers' ring)
 ================  ======  ============================================================================
 
 Each entry is a :class:`NodeProtocol`: its ``kind`` (``he``, ``ot`` or ``local``: how the bytes of the node
-are reported) and ``run(step, node, xs)``, which maps this party's shares of the node's inputs (a batch
-``(B, *shape)`` each, in the ring :class:`~aiompc.nn.rings.RingPlan` gives) to its share of the output.
+are reported), its ``category`` (what the node is, for reports that split bytes by function: the HE linear
+layers, rescaling, ReLU, pooling, Softmax, GELU, LayerNorm, local reshaping; :data:`CATEGORIES`) and
+``run(step, node, xs)``, which maps this party's shares of the node's inputs (a batch ``(B, *shape)`` each, in the
+ring :class:`~aiompc.nn.rings.RingPlan` gives) to its share of the output.  A table look-up is reported as GELU:
+it is the only elementwise function the transformer lowering tabulates (a quantized LayerNorm's gamma/beta, the
+:class:`~aiompc.nn.ir.FeatureAffine`, counts as LayerNorm).
 """
 
 from __future__ import annotations
@@ -36,35 +48,48 @@ from aiompc.errors import UnsupportedModel
 from aiompc.nn.bounds import range_of_width
 from aiompc.nn.ir import (
     Add,
+    AddConst,
     ChannelAffine,
     Clip,
     Concat,
     Conv,
     Flatten,
     Linear,
+    Lookup,
+    MatMul,
     MaxPool,
     Node,
     PartialRelu,
     PartialReluRequantize,
     QGraph,
+    ReduceSum,
     Relu,
     ReluMasked,
     Requantize,
+    Reshape,
+    Slice,
     SumPool,
     TensorSpec,
+    Transpose,
 )
+from aiompc.nn.ir_transformer import sample_axis
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.rings import FOLD_LIFT, RingPlan
+from aiompc.nn.rings import FOLD_LIFT, RingPlan, reads_any_ring
 from aiompc.party import Party
 from aiompc.protocols.linear.batchnorm import batchnorm
 from aiompc.protocols.linear.conv import conv2d
 from aiompc.protocols.linear.fc import fc
 from aiompc.protocols.linear.local import flatten, sum_pool2d
 from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
+from aiompc.protocols.nonlinear.lookup import lookup
 
-__all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs"]
+__all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs", "CATEGORIES"]
 
 Kind = Literal["he", "ot", "local"]
+Category = Literal["linear", "rescale", "relu", "pool", "softmax", "gelu", "layernorm", "local"]
+CATEGORIES: tuple[Category, ...] = ("linear", "rescale", "relu", "pool", "softmax", "gelu", "layernorm", "local")
+"""What a node is, for reports that split bytes by function (a transformer's matmul / Softmax / GELU / LayerNorm:
+``linear`` is every HE layer, ``rescale`` a requantization or truncation, ``local`` a node without messages)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,7 @@ class NodeProtocol:
     """How the engine evaluates one node type (see the module docstring)."""
 
     kind: Kind
+    category: Category
     run: Runner
 
 
@@ -140,8 +166,9 @@ def narrow_kwargs(step: Step, edge: str) -> dict[str, Any]:
     return {"value_range": range_of_width(spec.bits, spec.signed), "digit_bits": None}
 
 
-async def _he_layer(step: Step, node: Conv | Linear, xs: list[np.ndarray]) -> np.ndarray:
-    """A Conv (one concurrent call per sample) or Linear (the whole batch) on shares mod ``2^l``; folded into
+async def _he_layer(step: Step, node: Conv | Linear | MatMul, xs: list[np.ndarray]) -> np.ndarray:
+    """A Conv (one concurrent call per sample), Linear (the whole batch) or token MatMul (the rows of the whole
+    batch, ``(B·S, K)``, by ``W^T``) on shares mod ``2^l``; folded into
     its requantization (approximate mode), shares of ``floor(acc / 2^s') + e + lift`` mod ``2^(l - s')``
     (``e ∈ {-1, 0, 1}``, see :class:`~aiompc.nn.rings.Fold`)."""
     party, x, l = step.party, xs[0], step.rings.compute_ring(node)
@@ -157,12 +184,23 @@ async def _he_layer(step: Step, node: Conv | Linear, xs: list[np.ndarray]) -> np
             stride=node.stride, padding=_pads_tblr(node.pads), groups=node.groups, weight=weight, bias=bias,
             weight_bits=node.weight_bits, planner=planner, out_shift=out_shift,
         ) for b in range(len(x))])
+    elif isinstance(node, MatMul):
+        rows = await fc(party, step.label, x.reshape(-1, node.in_features), out_features=node.out_features, l=l,
+                        weight=None if weight is None else matmul_fc_weight(weight), bias=bias,
+                        weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
+        y = rows.reshape(*x.shape[:-1], node.out_features)
     else:
         y = await fc(party, step.label, x, out_features=node.out_features, l=l, weight=weight, bias=bias,
                      weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
     if fold is not None and server:  # the lift of the error bound (see Fold)
         y = ring.reduce(y + np.uint64(FOLD_LIFT), fold.out_ring)
     return y
+
+
+def matmul_fc_weight(weight: np.ndarray) -> np.ndarray:
+    """A MatMul's ``(K, O)`` weight as the ``(O, K)`` weight of :func:`~aiompc.protocols.linear.fc` (contiguous:
+    the prepared-weight cache keys on its bytes)."""
+    return np.ascontiguousarray(np.asarray(weight).T)
 
 
 async def _channel_affine(step: Step, node: ChannelAffine, xs: list[np.ndarray]) -> np.ndarray:
@@ -266,20 +304,61 @@ async def _flatten(step: Step, node: Flatten, xs: list[np.ndarray]) -> np.ndarra
     return flatten(xs[0], 1)
 
 
+async def _transpose(step: Step, node: Transpose, xs: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(xs[0].transpose(0, *(p + 1 for p in node.perm)))
+
+
+async def _reshape(step: Step, node: Reshape, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0].reshape(len(xs[0]), *step.graph.tensors[node.output].shape)
+
+
+async def _slice(step: Step, node: Slice, xs: list[np.ndarray]) -> np.ndarray:
+    a = sample_axis(node, node.axis, xs[0].ndim - 1) + 1
+    return np.ascontiguousarray(xs[0][(slice(None),) * a + (slice(node.start, node.stop),)])
+
+
+async def _reduce_sum(step: Step, node: ReduceSum, xs: list[np.ndarray]) -> np.ndarray:
+    a = sample_axis(node, node.axis, xs[0].ndim - 1) + 1
+    return ring.reduce(xs[0].sum(axis=a, keepdims=node.keepdims, dtype=np.uint64), step.rings.compute_ring(node))
+
+
+async def _add_const(step: Step, node: AddConst, xs: list[np.ndarray]) -> np.ndarray:
+    if not step.party.is_server:
+        return xs[0]
+    assert node.bias is not None  # the server's graph has its weights (run_secure checks)
+    l = step.rings.compute_ring(node)
+    return ring.reduce(xs[0] + ring.from_signed(node.bias, l)[None], l)
+
+
+async def _lookup(step: Step, node: Lookup, xs: list[np.ndarray]) -> np.ndarray:
+    """The input's shares (in a ring of at least ``k`` bits, :func:`aiompc.nn.rings.input_floor`) reduced mod
+    ``2^k``; the output shares in the ring the node's consumers want."""
+    table = np.asarray(node.table, dtype=np.int64) if step.party.is_server else None
+    return await lookup(step.party, step.label, ring.reduce(xs[0], node.k), k=node.k,
+                        l_out=step.rings.compute_ring(node), table=table)
+
+
 NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
-    Conv: NodeProtocol("he", _he_layer),
-    Linear: NodeProtocol("he", _he_layer),
-    ChannelAffine: NodeProtocol("he", _channel_affine),
-    Requantize: NodeProtocol("ot", _requantize),
-    Relu: NodeProtocol("ot", _relu),
-    PartialRelu: NodeProtocol("ot", _partial_relu),
-    PartialReluRequantize: NodeProtocol("ot", _requantize),
-    Clip: NodeProtocol("ot", _clip),
-    MaxPool: NodeProtocol("ot", _maxpool),
-    SumPool: NodeProtocol("local", _sum_pool),
-    Add: NodeProtocol("local", _add),
-    Concat: NodeProtocol("local", _concat),
-    Flatten: NodeProtocol("local", _flatten),
+    Conv: NodeProtocol("he", "linear", _he_layer),
+    Linear: NodeProtocol("he", "linear", _he_layer),
+    ChannelAffine: NodeProtocol("he", "linear", _channel_affine),
+    Requantize: NodeProtocol("ot", "rescale", _requantize),
+    Relu: NodeProtocol("ot", "relu", _relu),
+    PartialRelu: NodeProtocol("ot", "relu", _partial_relu),
+    PartialReluRequantize: NodeProtocol("ot", "relu", _requantize),
+    Clip: NodeProtocol("ot", "rescale", _clip),
+    MaxPool: NodeProtocol("ot", "pool", _maxpool),
+    SumPool: NodeProtocol("local", "local", _sum_pool),
+    Add: NodeProtocol("local", "local", _add),
+    Concat: NodeProtocol("local", "local", _concat),
+    Flatten: NodeProtocol("local", "local", _flatten),
+    MatMul: NodeProtocol("he", "linear", _he_layer),
+    Transpose: NodeProtocol("local", "local", _transpose),
+    Reshape: NodeProtocol("local", "local", _reshape),
+    Slice: NodeProtocol("local", "local", _slice),
+    ReduceSum: NodeProtocol("local", "local", _reduce_sum),
+    AddConst: NodeProtocol("local", "local", _add_const),
+    Lookup: NodeProtocol("ot", "gelu", _lookup),
 }
 """IR node type → the protocol that evaluates it (the one source of this fact)."""
 
@@ -295,10 +374,10 @@ def protocol_of(node: Node) -> NodeProtocol:
 
 async def run_node(step: Step, node: Node, xs: list[np.ndarray]) -> np.ndarray:
     """``node`` on this party's input shares; inputs on wider rings than the node computes in are reduced
-    locally first (reduction mod ``2^k`` is a ring homomorphism), except for a requantization, which reads any
-    ring."""
+    locally first (reduction mod ``2^k`` is a ring homomorphism), except for the nodes that read any ring
+    (:data:`aiompc.nn.rings.READS_ANY_RING`: a requantization, a look-up, SoftmaxQ, LayerNormQ)."""
     protocol = protocol_of(node)
     l = step.rings.compute_ring(node)
-    if not isinstance(node, Requantize):
+    if not reads_any_ring(node):
         xs = [ring.reduce(x, l) if step.rings.edges[e] > l else x for x, e in zip(xs, node.inputs)]
     return await protocol.run(step, node, xs)

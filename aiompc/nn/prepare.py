@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from aiompc.errors import InputError
-from aiompc.nn.ir import ChannelAffine, Conv, Linear, QGraph
+from aiompc.nn.ir import ChannelAffine, Conv, Linear, MatMul, QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.node_protocols import _pads_tblr  # the engine's own conversion of the IR's pads
+from aiompc.nn.node_protocols import matmul_fc_weight
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.stat_budget import plan_inference
 from aiompc.protocols.linear.conv import conv_plan
@@ -84,7 +85,7 @@ def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget:
     """Every HE layer call of one run of ``graph`` on ``batch`` samples (weights ``None`` in a metadata graph).
 
     Mirrors :func:`aiompc.nn.node_protocols._he_layer` and ``_channel_affine`` (one plan per node: a conv or
-    batch-norm runs per sample with the same plan).  ``budget``: flood at the level the mode's scope needs
+    batch-norm runs per sample with the same plan; a fully connected layer or token MatMul once per batch).  ``budget``: flood at the level the mode's scope needs
     for this graph and batch (:func:`aiompc.nn.stat_budget.plan_inference`, what the engine runs);
     ``False``: with ``config``'s planner as it is."""
     if budget:
@@ -93,7 +94,7 @@ def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget:
     planner = config.mode.planner
     calls: list[LinearCall] = []
     for node in graph.nodes:
-        if not isinstance(node, (Conv, Linear, ChannelAffine)):
+        if not isinstance(node, (Conv, Linear, ChannelAffine, MatMul)):
             continue
         x_shape = graph.tensors[node.inputs[0]].shape
         l = rings.compute_ring(node)
@@ -108,6 +109,11 @@ def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget:
         elif isinstance(node, Linear):
             shape_m = MatmulShape(batch, node.in_features, node.out_features)
             plan = fc_plan(shape_m, l, weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
+        elif isinstance(node, MatMul):  # the batch's token rows (B·S, K) by W^T, one call
+            rows = batch * int(np.prod(x_shape[:-1], dtype=np.int64))
+            shape_m = MatmulShape(rows, node.in_features, node.out_features)
+            plan = fc_plan(shape_m, l, weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
+            weight = None if weight is None else matmul_fc_weight(weight)
         else:
             if len(x_shape) != 3:
                 continue  # batchnorm runs on C x H x W shares only (it raises at run time otherwise)

@@ -20,7 +20,16 @@ Requantize)       kept elements only run a ReLU (OT), the identity elements thei
 MaxPool           :func:`aiompc.protocols.nonlinear.maxpool2d` (OT)
 SumPool / Add /   local on shares (window sums, public rescales, concatenation, reshape)
 Concat / Flatten
+MatMul            :func:`aiompc.protocols.linear.fc` on the batch's token rows ``(B·S, K)`` (HE)
+Transpose /       local on shares (head reshapes and splits, sums); AddConst: the server adds its
+Reshape / Slice / constant to its share
+ReduceSum /
+AddConst
+Lookup            :func:`aiompc.protocols.nonlinear.lookup` (OT): a public table of a k-bit value
 ================  =====================================================================
+
+Each record also names the node's ``category`` (``linear``, ``rescale``, ``relu``, ``pool``, ``softmax``,
+``gelu``, ``layernorm``, ``local``; :data:`aiompc.nn.node_protocols.CATEGORIES`), by which reports split bytes.
 
 The edges' rings come from :func:`aiompc.nn.rings.plan_rings` (public metadata only).
 
@@ -88,6 +97,8 @@ class LayerRecord:
     ring: int
     kind: str = "local"
     """``he``, ``ot`` or ``local`` (:data:`~aiompc.nn.node_protocols.NODE_PROTOCOLS`), or ``reveal`` for the output."""
+    category: str = "local"
+    """What the node is (:data:`~aiompc.nn.node_protocols.CATEGORIES`); ``output`` for the argmax or reveal."""
 
 
 @dataclass
@@ -157,8 +168,8 @@ async def run_secure(
     env: dict[str, np.ndarray] = {graph.input: _input_share(party, graph, x, batch, rings[graph.input])}
     records: list[LayerRecord] = []
 
-    def record(name: str, op: str, node_label: str, start: float, l: int, kind: str) -> None:
-        records.append(LayerRecord(name, op, node_label, time.perf_counter() - start, l, kind))
+    def record(name: str, op: str, node_label: str, start: float, l: int, kind: str, category: str = "output") -> None:
+        records.append(LayerRecord(name, op, node_label, time.perf_counter() - start, l, kind, category))
         if on_layer is not None:
             on_layer(records[-1])
 
@@ -172,7 +183,8 @@ async def run_secure(
             for e in set(node.inputs):
                 if last_use[e] == i and e != graph.output:
                     del env[e]
-        record(node.name, node.op, node_label, start, plan.compute_ring(node), protocol_of(node).kind)
+        protocol = protocol_of(node)
+        record(node.name, node.op, node_label, start, plan.compute_ring(node), protocol.kind, protocol.category)
     shares = env if keep_shares else None
     out = env[graph.output]
     l = rings[graph.output]

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiompc.errors import InputError, InsecureParameters, ProtocolError, UndecryptableParameters
-from aiompc.nn.ir import Linear, QGraph
+from aiompc.nn.ir import Linear, MatMul, QGraph
 from aiompc.nn.key_plan import share_keys
 from aiompc.nn.modes import EngineConfig
 from aiompc.party import Party
@@ -72,7 +72,7 @@ class InferencePlan:
 
     ``config``: the session's configuration with the planner at the per-ciphertext ``levels``;
     ``calls``: the layer calls (:func:`~aiompc.nn.prepare.linear_calls`) and ``counts`` how often each runs
-    (a convolution or batch-norm once per sample, a fully connected layer once per batch); ``results``: the
+    (a convolution or batch-norm once per sample, a fully connected layer or token MatMul once per batch); ``results``: the
     result ciphertexts the client receives; ``security``: bits of statistical security of all of them
     together; ``weakest``: the lowest per-ciphertext level; ``digest``: a hash of the plans' public
     parameters (:func:`agree_on_plans`)."""
@@ -146,7 +146,7 @@ def with_stat_bits(config: EngineConfig, bits: int) -> EngineConfig:
 
 def counted_calls(graph: QGraph, calls: list[LinearCall], batch: int) -> list[Counted]:
     """Each call's plan and how many times one inference of ``batch`` samples runs it."""
-    linear = {n.name for n in graph.nodes if isinstance(n, Linear)}
+    linear = {n.name for n in graph.nodes if isinstance(n, (Linear, MatMul))}  # once per batch
     return [(c.plan, 1 if c.node in linear else batch) for c in calls]
 
 
