@@ -35,6 +35,8 @@ class _B:
 
 def _layernorm(b: _B, x: str, h: int, rng: np.random.Generator, form: str) -> str:
     gamma, beta = 1 + 0.1 * rng.standard_normal(h), 0.1 * rng.standard_normal(h)
+    if form == "none":
+        return x
     if form == "op":
         return b.op("LayerNormalization", [x, b.const(gamma), b.const(beta)], axis=-1, epsilon=1e-5)
     axes = {"axes": [-1]} if b.opset < 18 else {}
@@ -66,8 +68,8 @@ def bert_block(seq: int = 6, hidden: int = 16, heads: int = 2, ffn: int = 32, *,
                layernorm: str = "op", gelu: str = "erf", qkv: str = "separate", mask: bool = False,
                position: bool = False, head: int | None = None, opset: int = 17, layers: int = 1) -> onnx.ModelProto:
     """A post-norm BERT encoder block (``layers`` of them): multi-head self-attention (``qkv="separate"``: three
-    MatMuls; ``"split"``: one MatMul and a Split of its last axis), residual, LayerNorm (``"op"`` or
-    ``"decomposed"``), FFN with GELU (``"op"`` opset 20, ``"erf"``, ``"tanh"`` forms or ``"relu"``), residual,
+    MatMuls; ``"split"``: one MatMul and a Split of its last axis), residual, LayerNorm (``"op"``,
+    ``"decomposed"`` or ``"none"``), FFN with GELU (``"op"`` opset 20, ``"erf"``, ``"tanh"`` forms or ``"relu"``), residual,
     LayerNorm.  ``mask``: a constant additive attention mask made by a ``Where`` of constants (folded at import);
     ``position``: a learned positional embedding added first; ``head``: a classifier on the first token."""
     rng = np.random.default_rng(seed)

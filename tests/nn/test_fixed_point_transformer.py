@@ -1,0 +1,78 @@
+"""Iron's fixed-point program (the cheetah baseline) of transformer layers: BERT-style blocks (onnx.helper) and
+PyTorch's TransformerEncoderLayer (skipped without torch), run by run_int, against run_float."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from aiompc.errors import UnsupportedModel
+from aiompc.nn.fixed_point import CHEETAH_FRAC_BITS, CHEETAH_RING_BITS, fixed_point
+from aiompc.nn.graph import FloatGraph
+from aiompc.nn.interpret import run_float, run_int
+from aiompc.nn.ir import QGraph
+from aiompc.nn.onnx_import import load_onnx
+from transformer_onnx import bert_block
+
+# |fixed point - float| / max|y|: measured 0.15-0.3% on these blocks at f = 12 (Iron's fxmath error bounds:
+# softmax ~5 LSB, GELU 2 LSB + the tanh form against erf, LayerNorm 16 LSB + relative, then the matmuls' sums).
+TOL = 0.01
+
+
+def _error(fg: FloatGraph, n: int = 8) -> tuple[QGraph, float]:
+    x = np.random.default_rng(1).standard_normal((n, *fg.input_shape))
+    g = fixed_point(fg)
+    want = run_float(fg, x)
+    got = g.dequantize_output(run_int(g, g.quantize_input(x)))
+    return g, float(np.abs(got - want).max() / np.abs(want).max())
+
+
+@pytest.mark.parametrize("kw", [
+    {"gelu": "tanh"},
+    {"gelu": "erf", "layernorm": "decomposed", "qkv": "split", "mask": True, "position": True, "head": 3},
+    {"gelu": "relu", "layers": 2},
+])
+def test_bert_block_fixed_point_matches_float(kw: dict) -> None:
+    fg = load_onnx(bert_block(**kw))
+    g, err = _error(fg)
+    assert err < TOL
+    ops = [n.op for n in g.nodes]
+    layers = kw.get("layers", 1)
+    assert ops.count("softmax_fx") == layers and ops.count("layernorm_fx") == 2 * layers
+    assert ops.count("gelu_fx") == (0 if kw["gelu"] == "relu" else layers)
+    assert ops.count("matmul_shared") == 2 * layers
+    for n in g.nodes:  # Iron's widths: every fixed-point non-linearity at f = 12 in the 37-bit ring
+        if n.op.endswith("_fx"):
+            assert (n.f, n.l) == (CHEETAH_FRAC_BITS, CHEETAH_RING_BITS)
+            assert g.tensors[n.inputs[0]].scale == (2.0 ** -CHEETAH_FRAC_BITS,)
+    # the products' truncations: every MatMulShared reads f-bit inputs and writes a 2f accumulator
+    for n in g.nodes:
+        if n.op == "matmul_shared":
+            assert all(g.tensors[i].scale == (2.0 ** -12,) for i in n.inputs)
+            assert g.tensors[n.output].scale == (2.0 ** -24,)
+    assert [n.op for n in g.without_weights().nodes] == ops
+
+
+def test_layernorm_with_another_epsilon_is_refused() -> None:
+    fg = load_onnx(bert_block())
+    next(n for n in fg.nodes if n.op == "layernorm").attrs["eps"] = 1e-12
+    with pytest.raises(UnsupportedModel, match="eps"):
+        fixed_point(fg)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_torch_transformer_encoder_layer_fixed_point(norm_first: bool, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu", batch_first=True,
+                                             norm_first=norm_first).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(layer, (torch.randn(1, 5, 16),), str(tmp_path / "m.onnx"), dynamo=True, verbose=False)
+    _, err = _error(load_onnx(onnx.load(str(tmp_path / "m.onnx"))))
+    assert err < TOL
