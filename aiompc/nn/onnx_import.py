@@ -14,6 +14,11 @@ remains is imported node by node through one explicit table (:data:`SUPPORTED_OP
 * :mod:`aiompc.nn.onnx_layout`: ReduceMean over the spatial axes, Pad before Conv/AveragePool, Squeeze,
   Cast of activations;
 * :mod:`aiompc.nn.onnx_qdq`: QuantizeLinear/DequantizeLinear (QDQ models);
+* :mod:`aiompc.nn.onnx_transformer`: transformer layers (MatMul of a constant or of two activations, Gemm on
+  tokens, Add/Sub/Mul/Div of constants on tokens, Transpose, Reshape, Unsqueeze, Squeeze, Flatten, Gather, Slice,
+  Split, Softmax, LayerNormalization, Gelu, ReduceMean over one token axis), as PyTorch exports them at a batch
+  of 1, with :mod:`aiompc.nn.onnx_fuse_transformer` fusing the decomposed LayerNorm and erf/tanh GELU first;
+  these handlers fall back to the CNN meaning on ``(C, H, W)`` / ``(F,)`` tensors;
 * :mod:`aiompc.nn.onnx_partial_relu`: the partial ReLU of ReLU-reduced networks (SNL / SENet), recognised as
   ``Where(mask, Relu(x), x)``, ``x + m * (Relu(x) - x)`` or ``m * Relu(x) + (1 - m) * x`` with a constant 0/1
   mask and rewritten into one node before the import.
