@@ -364,7 +364,8 @@ def _decrypt(plan: LinearPlan, sk: SecretKey, res: ResultCiphertext, count: int)
 
 
 async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.ndarray,
-                     weight: np.ndarray | None = None, *, offset: np.ndarray | None = None) -> np.ndarray:
+                     weight: np.ndarray | None = None, *, offset: np.ndarray | None = None,
+                     cache_weights: bool = True) -> np.ndarray:
     """Run one linear layer under ``plan``; both parties call it with the same ``label`` and plan.
 
     ``x_share``: this party's share of the input, shape ``plan.layout.in_shape``, mod ``2^l``.
@@ -374,6 +375,9 @@ async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.nda
     ``2^l``, or with ``plan.out_shift = s`` of ``floor((y + offset) / 2^s) + e``, ``e ∈ {-1, 0, 1}``, mod
     ``2^(l - s)`` (approximate mode: the carry between the two shares' low bits and the rounding of the
     coarse decryption are not corrected; every value is within one unit of the exact floor).
+    ``cache_weights = False`` (server): prepare the weight plaintexts for this call only, outside the session's
+    :class:`WeightCache` (one-time "weights" such as the server's share of an activation, which would only
+    push the model's prepared layers out of the cache).
     """
     require_private(plan, label)
     lay = plan.layout
@@ -386,7 +390,7 @@ async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.nda
     if party.is_server:
         if weight is None:
             raise InputError(f"{label}: the server must pass the weights")
-        y = await _server(party, label, plan, x, weight)
+        y = await _server(party, label, plan, x, weight, cache_weights)
         if offset is not None:
             y = reduce(y + np.broadcast_to(reduce(np.asarray(offset), plan.l), y.shape), plan.l)
         return y >> np.uint64(plan.out_shift) if plan.out_shift else y
@@ -468,9 +472,11 @@ async def _send_packed(party: Party, sub: Any, plan: LinearPlan, u: int, acc: Ci
     await pipelined(party, len(groups), produce, send, workers=party.parts)
 
 
-async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+async def _server(party: Party, label: str, plan: LinearPlan, x: np.ndarray, weight: np.ndarray,
+                  cache_weights: bool = True) -> np.ndarray:
     lay = plan.layout
-    prep = asyncio.ensure_future(prepared_weights(party, plan, weight))
+    prep = asyncio.ensure_future(prepared_weights(party, plan, weight) if cache_weights
+                                 else party.compute(prepare_weights, plan, np.asarray(weight)))
     try:
         own = await party.compute(lay.input_polys, x, plan.l)
         pk = await server_key(party, plan.he)

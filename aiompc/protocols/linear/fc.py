@@ -37,13 +37,15 @@ async def fc(
     planner: Planner | None = None,
     plan: LinearPlan | None = None,
     out_shift: int = 0,
+    cache_weights: bool = True,
 ) -> np.ndarray:
     """This party's share of ``x W^T + b`` mod ``2^l``.
 
     ``x_share``: ``(in,)`` or ``(batch, in)`` mod ``2^l``; ``weight``: server only, ``(out_features, in)``;
     ``bias``: server only, ``(out_features,)``.  Returns ``(out,)`` or ``(batch, out)`` ``uint64``.
     ``out_shift = s > 0`` (approximate): shares of ``floor((x W^T + b) / 2^s) + e``, ``e ∈ {-1, 0, 1}``, mod
-    ``2^(l - s)`` (see :func:`aiompc.protocols.linear.conv.conv2d`).
+    ``2^(l - s)`` (see :func:`aiompc.protocols.linear.conv.conv2d`).  ``cache_weights = False``: the server's
+    weight plaintexts are prepared for this call only (:func:`~aiompc.protocols.linear.engine.run_linear`).
     """
     x = np.asarray(x_share)
     if x.ndim not in (1, 2):
@@ -66,5 +68,5 @@ async def fc(
     if bias is not None and np.shape(bias) != (out_features,):
         raise InputError(f"{label}: bias must have shape ({out_features},), got {np.shape(bias)}")
     offset = None if bias is None else np.asarray(bias).reshape(1, -1)
-    y = await run_linear(party, label, plan, xb, weight, offset=offset)
+    y = await run_linear(party, label, plan, xb, weight, offset=offset, cache_weights=cache_weights)
     return y.reshape(out_features) if x.ndim == 1 else y

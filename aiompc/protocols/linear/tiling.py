@@ -381,17 +381,22 @@ class MatmulTiling:
                 f"{self.input_ciphertexts} in / {self.output_ciphertexts} out ciphertexts")
 
 
-def cheetah_matmul_tiling(shape: MatmulShape, n: int = CHEETAH_RING_DEGREE) -> MatmulTiling:
+def cheetah_matmul_tiling(shape: MatmulShape, n: int = CHEETAH_RING_DEGREE, fill: int | None = None) -> MatmulTiling:
     """Blocks minimising input + output ciphertexts (ties: fewer input ciphertexts, then smaller blocks).
 
-    Exhaustive over ``d0`` and ``d1`` with the largest admissible ``d2 = min(out, N // (d0 d1))``; the
-    search is O(batch * in_features) integer work, done once per layer.
+    Exhaustive over ``d0`` and ``d1`` with the largest admissible ``d2 = min(out, fill // (d0 d1))``; the
+    search is O(batch * in_features) integer work, done once per layer.  ``fill`` (default ``N``) caps
+    ``d0·d1·d2``: smaller blocks carry fewer outputs and weights per ciphertext, hence less noise (what
+    :class:`~aiompc.protocols.linear.plan.CheetahPlanner` falls back to when the full blocks do not decrypt).
     """
+    cap = n if fill is None else fill
+    if not 1 <= cap <= n:
+        raise ParameterError(f"fill must be in 1..N = {n}, got {fill}")
     best: tuple[tuple[int, int, int, int], MatmulTiling] | None = None
-    for d0 in range(1, min(shape.batch, n) + 1):
+    for d0 in range(1, min(shape.batch, cap) + 1):
         rows = -(-shape.batch // d0)
-        for d1 in range(1, min(shape.in_features, n // d0) + 1):
-            d2 = min(shape.out_features, n // (d0 * d1))
+        for d1 in range(1, min(shape.in_features, cap // d0) + 1):
+            d2 = min(shape.out_features, cap // (d0 * d1))
             n_in = rows * -(-shape.in_features // d1)
             n_out = rows * -(-shape.out_features // d2)
             key = (n_in + n_out, n_in, d0 * d1 * d2, d0)

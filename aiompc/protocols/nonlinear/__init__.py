@@ -14,11 +14,13 @@ so the OT engine (IKNP now, silent OT later) is swapped without touching this pa
 * :mod:`.requantize` — clip(round(x·M / 2^s), lo, hi) into a chosen output ring
 * :mod:`.pooling` — max-pool, argmax
 * :mod:`.lookup` — exact table look-up of any function of a ``k``-bit shared value (``k <= 8``)
+* :mod:`.multiply` — products of shares (Gilboa by correlated OT; narrow operands by their public width)
 """
 
 from aiompc.protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, mux
 from aiompc.protocols.nonlinear.extension import change_ring, extend, reduce_ring
 from aiompc.protocols.nonlinear.lookup import lookup
+from aiompc.protocols.nonlinear.multiply import multiply, multiply_private, square
 from aiompc.protocols.nonlinear.millionaire import CompareTask, compare_batch, millionaire
 from aiompc.protocols.nonlinear.partial_relu import partial_relu, partial_relu_requantize
 from aiompc.protocols.nonlinear.pooling import argmax, max_reduce, maxpool2d
@@ -49,4 +51,7 @@ __all__ = [
     "max_reduce",
     "argmax",
     "lookup",
+    "multiply",
+    "multiply_private",
+    "square",
 ]

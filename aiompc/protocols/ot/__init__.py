@@ -6,11 +6,19 @@ correlated OTs from the session's engine (:func:`get_engine`; the engines by kin
 
 from aiompc.protocols.ot.engine import OTEngine, ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import DEFAULT_ENGINE, ENGINES, engine_kinds, get_engine
-from aiompc.protocols.ot.flavours import bit_triples, chosen_ot, correlated_ot, one_of_n_ot, random_ot
+from aiompc.protocols.ot.flavours import (
+    bit_triples,
+    chosen_ot,
+    correlated_ot,
+    correlated_ot_widths,
+    one_of_n_ot,
+    random_ot,
+)
 
 __all__ = [
     "chosen_ot",
     "correlated_ot",
+    "correlated_ot_widths",
     "one_of_n_ot",
     "random_ot",
     "bit_triples",

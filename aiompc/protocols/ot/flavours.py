@@ -19,6 +19,7 @@ flavour                       receiver → sender     sender → receiver
 ============================  ====================  ==================================
 chosen_ot (k values of l b)   1 bit                 2·k·l bits
 correlated_ot (k values)      1 bit                 k·l bits
+correlated_ot_widths (m COTs) m bits                Σ_j widths[j] bits
 one_of_n_ot (m = ⌈log2 N⌉)    m bits                N·k·l bits
 random_ot                     —                     —
 bit_triples                   —                     —        (2 random OTs of 1 bit per triple)
@@ -45,7 +46,8 @@ from aiompc.crypto.hashing import tccr_expand
 from aiompc.kernels.ot import cot_keys, one_of_n_layout, one_of_n_mask, one_of_n_unmask
 from aiompc.protocols.ot.pads import lane_bytes, lane_dtype, pads, value_mask
 
-__all__ = ["chosen_ot", "correlated_ot", "one_of_n_ot", "random_ot", "bit_triples", "CHUNK_COTS"]
+__all__ = ["chosen_ot", "correlated_ot", "correlated_ot_widths", "one_of_n_ot", "random_ot", "bit_triples",
+           "CHUNK_COTS"]
 
 CHUNK_COTS = 1 << 20  # instances (or 1-of-N messages) per chunk: bounds the memory of one step whatever n is
 
@@ -266,6 +268,79 @@ async def correlated_ot(
 
     parts = await _receiver_side(party, label, sender, c[:, None].astype(np.uint8), _chunks(c.shape[0], 1), finish)
     return _concat(parts, (0,))
+
+
+# --------------------------------------------------------------------------- correlated OTs of several widths
+
+
+def _widths(widths: Any) -> tuple[int, ...]:
+    """``widths`` as a non-empty tuple of integers in 1..64 (InputError otherwise)."""
+    try:
+        ws = tuple(int(w) for w in widths)
+    except TypeError:
+        raise InputError(f"widths must be a sequence of integers, got {widths!r}") from None
+    if not ws or any(not 1 <= w <= 64 for w in ws):
+        raise InputError(f"widths must be a non-empty sequence of integers in 1..64, got {widths!r}")
+    return ws
+
+
+async def correlated_ot_widths(
+    party: Party,
+    label: str,
+    *,
+    sender: Role,
+    widths: tuple[int, ...],
+    correlation: np.ndarray | None = None,
+    choices: np.ndarray | None = None,
+) -> np.ndarray:
+    """``m = len(widths)`` additive correlated OTs per instance, the ``j``-th with a ``widths[j]``-bit correlation.
+
+    Sender passes ``correlation`` ``(n, m)`` (column ``j`` below ``2^widths[j]``) and gets ``x`` ``(n, m)``,
+    column ``j`` uniform mod ``2^widths[j]``; the receiver passes ``choices`` ``(n, m)`` 0/1 and gets
+    ``x + c·Δ`` (column ``j`` mod ``2^widths[j]``).  It is :func:`correlated_ot` with a width per column in one
+    round trip: Gilboa's product of shares (:mod:`aiompc.protocols.nonlinear.multiply`) needs the correlation
+    of bit ``i`` only mod ``2^(l−i)``, so its ``l`` COTs per element carry ``l, l−1, …, 1`` bits.
+    Pads are hashed at the widest width and each column keeps its low bits; the sender's message is one
+    bit-packed array per column.
+    Cost: ``n·m`` COTs; receiver sends ``n·m`` bits, sender ``n·Σ_j widths[j]`` bits; one round trip.
+    """
+    is_sender = _check_common(party, sender, max(_widths(widths)))
+    ws = _widths(widths)
+    m, top = len(ws), max(ws)
+    masks = np.array([(1 << w) - 1 for w in ws], dtype=np.uint64)
+    if is_sender:
+        corr = _values(correlation, 64, "correlation", ndims=(2,))
+        if corr.shape[1] != m or (corr.size and bool(np.any(corr > masks[None, :]))):
+            raise InputError(f"correlation must have shape (n, {m}), column j below 2^widths[j]; got {corr.shape}")
+
+        def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, np.ndarray]:
+            k0, k1 = _keys(cots, d)
+            rows = sl.stop - sl.start
+            x = pads(k0, cots.tweaks, 1, top).reshape(rows, m) & masks
+            y = (pads(k1, cots.tweaks, 1, top).reshape(rows, m) - x - corr[sl]) & masks
+            return [Packed(np.ascontiguousarray(y[:, j]), w) for j, w in enumerate(ws)], x
+
+        outs = await _sender_side(party, label, sender, m, _chunks(corr.shape[0], m), answer)
+        return _concat(outs, (0, m))
+
+    if choices is None:
+        raise InputError("the OT receiver must pass choices")
+    c = np.asarray(choices)
+    if c.ndim != 2 or c.shape[1] != m or c.dtype.kind not in "uib" or (c.size and int(c.max()) > 1) or (
+        c.size and int(c.min()) < 0
+    ):
+        raise InputError(f"choices must be an (n, {m}) array of 0/1 values, got {c.dtype} of shape {c.shape}")
+    c = c.astype(np.uint8)
+
+    def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
+        rows = sl.stop - sl.start
+        ys = _reply(msg, m, rows, (1,), "correlated-OT-widths")
+        y = np.stack([a.astype(np.uint64) for a in ys], axis=1)
+        pad = pads(cots.t, cots.tweaks, 1, top).reshape(rows, m) & masks
+        return (pad - c[sl].astype(np.uint64) * y) & masks
+
+    parts = await _receiver_side(party, label, sender, c, _chunks(c.shape[0], m), finish)
+    return _concat(parts, (0, m))
 
 
 # --------------------------------------------------------------------------- 1-out-of-N OT
