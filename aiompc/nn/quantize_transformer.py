@@ -74,6 +74,13 @@ def _scale(q: _Quantizer, edge: str) -> float:
     return spec.scale[0]  # type: ignore[index]
 
 
+def _input(q: _Quantizer, fedge: str) -> str:
+    """The integer edge of float edge ``fedge`` with one scale: as it is, or (a CNN tensor with per-channel
+    scales entering the token ops, as a ViT's patch-embedding convolution) requantized to ``act_bits``."""
+    x = q.env[fedge]
+    return x if q.tensors[x].per_tensor else q._as_activation(fedge, q.cfg.act_bits)
+
+
 def _matmul(q: _Quantizer, n: FloatNode) -> None:
     x = q._as_activation(n.inputs[0], q.cfg.act_bits)
     s_x = _scale(q, x)
@@ -102,7 +109,7 @@ def _matmul2(q: _Quantizer, n: FloatNode) -> None:
 
 
 def _layout(q: _Quantizer, n: FloatNode) -> None:
-    x = q.env[n.inputs[0]]
+    x = _input(q, n.inputs[0])
     out = q._fresh(n.output)
     a = n.attrs
     node: Node
@@ -120,7 +127,7 @@ def _mul_const(q: _Quantizer, n: FloatNode) -> None:
     if not c > 0:
         raise UnsupportedModel(f"mul_const node {n.name!r}: the quantized program folds only positive constants "
                                f"into scales (got {c})")
-    x = q.env[n.inputs[0]]
+    x = _input(q, n.inputs[0])
     spec = q.tensors[x]
     scale = (_scale(q, x) * c,)
     sole = len(q.consumers.get(n.inputs[0], [])) == 1 and sum(v == x for v in q.env.values()) == 1 \
@@ -135,7 +142,7 @@ def _mul_const(q: _Quantizer, n: FloatNode) -> None:
 
 
 def _add_const(q: _Quantizer, n: FloatNode) -> None:
-    x = q.env[n.inputs[0]]
+    x = _input(q, n.inputs[0])
     v = n.params["value"]
     bias = np.rint(v / _scale(q, x)).astype(np.int64)
     node = AddConst(name=n.name, inputs=(x,), output=q._fresh(n.output), shape=bias.shape, bias=bias)
@@ -143,7 +150,7 @@ def _add_const(q: _Quantizer, n: FloatNode) -> None:
 
 
 def _reduce_mean(q: _Quantizer, n: FloatNode) -> None:
-    x = q.env[n.inputs[0]]
+    x = _input(q, n.inputs[0])
     ax = n.attrs["axis"]
     length = q.tensors[x].shape[ax]
     node = ReduceSum(name=n.name, inputs=(x,), output=q._fresh(n.output), axis=ax,
@@ -160,7 +167,7 @@ def _softmax(q: _Quantizer, n: FloatNode) -> None:
 
 
 def _layernorm(q: _Quantizer, n: FloatNode) -> None:
-    x = q.env[n.inputs[0]]
+    x = _input(q, n.inputs[0])
     h = q.tensors[x].shape[-1]
     params, s_out = qmath.layernorm_params(_scale(q, x), h, out_bits=q.cfg.nonlinear_bits)
     out = q._emit(LayerNormQ(name=n.name, inputs=(x,), output=q._fresh(f"{n.output}:normalized"), params=params),

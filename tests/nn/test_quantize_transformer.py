@@ -113,3 +113,25 @@ def test_fold_layernorm_affine_keeps_the_function() -> None:
     fg.nodes.append(FloatNode("add", "res", ("n", "x"), "z"))  # another reader: nothing is folded
     fg.shapes["z"] = (3, 6)
     assert fold_layernorm_affine(fg).nodes[0].params["scale"][0] == fg.nodes[0].params["scale"][0]
+
+
+def test_vit_patch_embedding_enters_the_token_ops_per_tensor() -> None:
+    """A patch-embedding convolution (per-channel weight scales) feeding the token ops is requantized to one scale."""
+    rng = np.random.default_rng(6)
+    nodes = [FloatNode("conv", "patch", ("img",), "c", {"stride": (4, 4), "pads": (0, 0, 0, 0), "groups": 1},
+                       {"weight": rng.standard_normal((8, 1, 4, 4)), "bias": rng.standard_normal(8)}),
+             FloatNode("reshape", "flat", ("c",), "r", {"shape": (8, 4)}),
+             FloatNode("transpose", "tok", ("r",), "t", {"perm": (1, 0)}),
+             FloatNode("add_const", "pos", ("t",), "p", params={"value": rng.standard_normal((4, 8))}),
+             FloatNode("matmul", "mlp", ("p",), "m", params={"weight": rng.standard_normal((8, 8)),
+                                                                "bias": np.zeros(8)}),
+             FloatNode("relu", "act", ("m",), "a"),
+             FloatNode("reduce_mean", "pool", ("a",), "g", {"axis": 0, "keepdims": False}),
+             FloatNode("gemm", "head", ("g",), "y", params={"weight": rng.standard_normal((10, 8)),
+                                                              "bias": np.zeros(10)})]
+    shapes = {"img": (1, 8, 8), "c": (8, 2, 2), "r": (8, 4), "t": (4, 8), "p": (4, 8), "m": (4, 8), "a": (4, 8),
+              "g": (8,), "y": (10,)}
+    g, err = _error(FloatGraph("img", "y", shapes, nodes), QuantConfig(weight_bits=8, act_bits=8, calibration="max"))
+    ops = [n.op for n in g.nodes]
+    assert ops[:3] == ["conv", "requantize", "reshape"] and "reduce_sum" in ops and err < TOL_8BIT
+    assert not g.tensors[g.nodes[0].output].per_tensor and g.tensors[g.nodes[1].output].per_tensor
