@@ -269,7 +269,9 @@ def _fixed_point_node(n: SoftmaxFx | GeluFx | LayerNormFx, x: np.ndarray) -> np.
         from aiompc import fxmath
     except ImportError:  # pragma: no cover - until aiompc.fxmath lands (issue 25, lane C)
         raise InputError(f"node {n.name!r}: {n.op} needs aiompc.fxmath, which this version does not have") from None
-    fn = {SoftmaxFx: fxmath.softmax_fixed, GeluFx: fxmath.gelu_fixed, LayerNormFx: fxmath.layernorm_fixed}[type(n)]
+    if isinstance(n, LayerNormFx):
+        return np.asarray(fxmath.layernorm_fixed(x, f=n.f, l=n.l, eps=n.eps), dtype=np.int64)
+    fn = fxmath.softmax_fixed if isinstance(n, SoftmaxFx) else fxmath.gelu_fixed
     return np.asarray(fn(x, f=n.f, l=n.l), dtype=np.int64)
 
 

@@ -24,7 +24,7 @@ LayerNormQ      layernorm_q     :func:`aiompc.qmath.layernorm_int` on the last a
                                 (:class:`~aiompc.qmath.LayerNormParams`)
 SoftmaxFx       softmax_fx      ``aiompc.fxmath.softmax_fixed(z, f=f, l=l)``: Iron's fixed-point Softmax
 GeluFx          gelu_fx         ``aiompc.fxmath.gelu_fixed(x, f=f, l=l)`` (``l`` = 37 by default: Cheetah's ring)
-LayerNormFx     layernorm_fx    ``aiompc.fxmath.layernorm_fixed(x, f=f, l=l)`` (no affine)
+LayerNormFx     layernorm_fx    ``aiompc.fxmath.layernorm_fixed(x, f=f, l=l, eps=eps)`` (no affine)
 ==============  ==============  =============================================================================
 
 **Bounds.**  MatMul, FeatureAffine and AddConst bound their outputs from the weights, exactly (as
@@ -33,9 +33,9 @@ products of its inputs' bounds; the reshaping nodes keep their input's bounds an
 the reduced length.  The quantized non-linearities are bounded by their public constants: SoftmaxQ
 ``[0, 2^out_bits - 1]``, LayerNormQ the signed ``out_bits`` range, Lookup the table's minimum and maximum.
 The fixed-point (Iron) nodes *declare* their widths as :mod:`aiompc.nn.fixed_point` does for Cheetah's program
-(fixed point has no proven range; values at scale ``2^-f``): SoftmaxFx ``[0, 2^f]`` (a probability),
-GeluFx ``[-2^(f-2), max(hi, 2^(f-2))]`` (GELU >= -0.17 and <= max(x, 0), with room for the approximation's few
-LSBs), LayerNormFx ``±(ceil(sqrt(H)) + 1)·2^f`` (a normalized value is at most ``sqrt(H - 1)``).
+(fixed point has no proven range; values at scale ``2^-f``): SoftmaxFx unsigned ``f + 1`` bits (a probability),
+GeluFx ``[-2^(f-2), h + h·2^-f + 2^(f-2)]`` for ``h = max(hi, 0)`` (GELU >= -0.17 and <= max(x, 0), with room for
+the approximation's error), LayerNormFx ``±(ceil(sqrt(H)) + 1)·2^f`` (a normalized value is at most ``sqrt(H - 1)``).
 
 Weights and biases (MatMul, AddConst, FeatureAffine) are the server's secret; tables, Softmax/LayerNorm
 constants and ``f`` are public metadata.
@@ -367,34 +367,43 @@ class _FixedPointNode(Node):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class SoftmaxFx(_FixedPointNode):
-    """Iron's Softmax ``aiompc.fxmath.softmax_fixed`` on the last axis; declared ``[0, 2^f]``."""
+    """Iron's Softmax ``aiompc.fxmath.softmax_fixed`` on the last axis; declared unsigned ``f + 1`` bits
+    (a probability, ``<= 2^f``, and the approximation's few LSBs above it)."""
 
     op: ClassVar[str] = "softmax_fx"
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
         _need_last_axis(self, x)
-        return Inferred(x.shape, 0, 1 << self.f)
+        return Inferred(x.shape, 0, (2 << self.f) - 1)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class GeluFx(_FixedPointNode):
-    """Iron's GELU ``aiompc.fxmath.gelu_fixed`` elementwise; declared ``[-2^(f-2), max(hi, 2^(f-2))]``."""
+    """Iron's GELU ``aiompc.fxmath.gelu_fixed`` elementwise; declared ``[-2^(f-2), h + h·2^-f + 2^(f-2)]``,
+    ``h = max(hi, 0)`` (GELU >= -0.17 and <= max(x, 0); the approximation errs by at most ``2 + |x|·2^-f`` LSB)."""
 
     op: ClassVar[str] = "gelu_fx"
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
-        quarter = 1 << (self.f - 2)
-        return Inferred(x.shape, -quarter, max(x.hi, quarter))
+        quarter, h = 1 << (self.f - 2), max(x.hi, 0)
+        return Inferred(x.shape, -quarter, h + (h >> self.f) + quarter)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class LayerNormFx(_FixedPointNode):
-    """Iron's LayerNorm without affine ``aiompc.fxmath.layernorm_fixed`` on the last axis; declared
-    ``±(ceil(sqrt(H)) + 1)·2^f``."""
+    """Iron's LayerNorm without affine ``aiompc.fxmath.layernorm_fixed`` on the last axis (``eps`` added to the
+    variance); declared ``±(ceil(sqrt(H)) + 1)·2^f`` (a normalized value is at most ``sqrt(H - 1)``; the
+    approximation errs by a few LSB)."""
 
     op: ClassVar[str] = "layernorm_fx"
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.eps < 1:
+            raise InputError(f"layernorm_fx {self.name!r}: eps must lie in (0, 1), got {self.eps}")
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs

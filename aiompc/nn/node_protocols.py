@@ -26,12 +26,22 @@ Lookup            ot      :func:`aiompc.protocols.nonlinear.lookup` (the server'
 ================  ======  ============================================================================
 
 Each entry is a :class:`NodeProtocol`: its ``kind`` (``he``, ``ot`` or ``local``: how the bytes of the node
-are reported), its ``category`` (what the node is, for reports that split bytes by function: the HE linear
-layers, rescaling, ReLU, pooling, Softmax, GELU, LayerNorm, local reshaping; :data:`CATEGORIES`) and
-``run(step, node, xs)``, which maps this party's shares of the node's inputs (a batch ``(B, *shape)`` each, in the
-ring :class:`~aiompc.nn.rings.RingPlan` gives) to its share of the output.  A table look-up is reported as GELU:
-it is the only elementwise function the transformer lowering tabulates (a quantized LayerNorm's gamma/beta, the
-:class:`~aiompc.nn.ir.FeatureAffine`, counts as LayerNorm).
+are reported) and ``run(step, node, xs)``, which maps this party's shares of the node's inputs (a batch
+``(B, *shape)`` each, in the ring :class:`~aiompc.nn.rings.RingPlan` gives) to its share of the output.
+
+Beside it, :data:`NODE_CATEGORIES` says what every node type (with a protocol yet or not) computes, for reports
+that split bytes by function (a transformer's matmul / Softmax / GELU / LayerNorm, :data:`CATEGORIES`):
+
+=========  ====================================================================================================
+category   node types
+=========  ====================================================================================================
+matmul     every HE linear layer: Conv, Linear, ChannelAffine, MatMul, MatMulShared
+softmax    SoftmaxQ, SoftmaxFx
+gelu       Lookup (the only elementwise function the transformer lowering tabulates), GeluFx
+layernorm  LayerNormQ, LayerNormFx, FeatureAffine (LayerNorm's gamma / beta)
+rescale    Requantize (the quantized program's requantizations, the fixed-point program's truncations)
+other      everything else (ReLU, clip, pooling, and the local nodes, which send nothing)
+=========  ====================================================================================================
 """
 
 from __future__ import annotations
@@ -53,10 +63,15 @@ from aiompc.nn.ir import (
     Clip,
     Concat,
     Conv,
+    FeatureAffine,
     Flatten,
+    GeluFx,
+    LayerNormFx,
+    LayerNormQ,
     Linear,
     Lookup,
     MatMul,
+    MatMulShared,
     MaxPool,
     Node,
     PartialRelu,
@@ -68,6 +83,8 @@ from aiompc.nn.ir import (
     Requantize,
     Reshape,
     Slice,
+    SoftmaxFx,
+    SoftmaxQ,
     SumPool,
     TensorSpec,
     Transpose,
@@ -83,13 +100,13 @@ from aiompc.protocols.linear.local import flatten, sum_pool2d
 from aiompc.protocols.nonlinear import maxpool2d, partial_relu, partial_relu_requantize, relu, requantize
 from aiompc.protocols.nonlinear.lookup import lookup
 
-__all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs", "CATEGORIES"]
+__all__ = ["Step", "NodeProtocol", "NODE_PROTOCOLS", "protocol_of", "run_node", "narrow_kwargs", "CATEGORIES",
+           "NODE_CATEGORIES", "category_of"]
 
 Kind = Literal["he", "ot", "local"]
-Category = Literal["linear", "rescale", "relu", "pool", "softmax", "gelu", "layernorm", "local"]
-CATEGORIES: tuple[Category, ...] = ("linear", "rescale", "relu", "pool", "softmax", "gelu", "layernorm", "local")
-"""What a node is, for reports that split bytes by function (a transformer's matmul / Softmax / GELU / LayerNorm:
-``linear`` is every HE layer, ``rescale`` a requantization or truncation, ``local`` a node without messages)."""
+Category = Literal["matmul", "softmax", "gelu", "layernorm", "rescale", "other"]
+CATEGORIES: tuple[Category, ...] = ("matmul", "softmax", "gelu", "layernorm", "rescale", "other")
+"""What a node computes, for reports that split bytes by function (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +129,6 @@ class NodeProtocol:
     """How the engine evaluates one node type (see the module docstring)."""
 
     kind: Kind
-    category: Category
     run: Runner
 
 
@@ -339,28 +355,50 @@ async def _lookup(step: Step, node: Lookup, xs: list[np.ndarray]) -> np.ndarray:
 
 
 NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
-    Conv: NodeProtocol("he", "linear", _he_layer),
-    Linear: NodeProtocol("he", "linear", _he_layer),
-    ChannelAffine: NodeProtocol("he", "linear", _channel_affine),
-    Requantize: NodeProtocol("ot", "rescale", _requantize),
-    Relu: NodeProtocol("ot", "relu", _relu),
-    PartialRelu: NodeProtocol("ot", "relu", _partial_relu),
-    PartialReluRequantize: NodeProtocol("ot", "relu", _requantize),
-    Clip: NodeProtocol("ot", "rescale", _clip),
-    MaxPool: NodeProtocol("ot", "pool", _maxpool),
-    SumPool: NodeProtocol("local", "local", _sum_pool),
-    Add: NodeProtocol("local", "local", _add),
-    Concat: NodeProtocol("local", "local", _concat),
-    Flatten: NodeProtocol("local", "local", _flatten),
-    MatMul: NodeProtocol("he", "linear", _he_layer),
-    Transpose: NodeProtocol("local", "local", _transpose),
-    Reshape: NodeProtocol("local", "local", _reshape),
-    Slice: NodeProtocol("local", "local", _slice),
-    ReduceSum: NodeProtocol("local", "local", _reduce_sum),
-    AddConst: NodeProtocol("local", "local", _add_const),
-    Lookup: NodeProtocol("ot", "gelu", _lookup),
+    Conv: NodeProtocol("he", _he_layer),
+    Linear: NodeProtocol("he", _he_layer),
+    ChannelAffine: NodeProtocol("he", _channel_affine),
+    Requantize: NodeProtocol("ot", _requantize),
+    Relu: NodeProtocol("ot", _relu),
+    PartialRelu: NodeProtocol("ot", _partial_relu),
+    PartialReluRequantize: NodeProtocol("ot", _requantize),
+    Clip: NodeProtocol("ot", _clip),
+    MaxPool: NodeProtocol("ot", _maxpool),
+    SumPool: NodeProtocol("local", _sum_pool),
+    Add: NodeProtocol("local", _add),
+    Concat: NodeProtocol("local", _concat),
+    Flatten: NodeProtocol("local", _flatten),
+    MatMul: NodeProtocol("he", _he_layer),
+    Transpose: NodeProtocol("local", _transpose),
+    Reshape: NodeProtocol("local", _reshape),
+    Slice: NodeProtocol("local", _slice),
+    ReduceSum: NodeProtocol("local", _reduce_sum),
+    AddConst: NodeProtocol("local", _add_const),
+    Lookup: NodeProtocol("ot", _lookup),
 }
 """IR node type → the protocol that evaluates it (the one source of this fact)."""
+
+
+NODE_CATEGORIES: dict[type[Node], Category] = {
+    Conv: "matmul", Linear: "matmul", ChannelAffine: "matmul", MatMul: "matmul", MatMulShared: "matmul",
+    SoftmaxQ: "softmax", SoftmaxFx: "softmax",
+    Lookup: "gelu", GeluFx: "gelu",
+    LayerNormQ: "layernorm", LayerNormFx: "layernorm", FeatureAffine: "layernorm",
+    Requantize: "rescale",
+    Relu: "other", PartialRelu: "other", PartialReluRequantize: "other", Clip: "other", MaxPool: "other",
+    SumPool: "other", Add: "other", Concat: "other", Flatten: "other", Transpose: "other", Reshape: "other",
+    Slice: "other", ReduceSum: "other", AddConst: "other",
+}
+"""IR node type → what it computes (:data:`CATEGORIES`; every node type of :data:`aiompc.nn.ir.NODE_TYPES`)."""
+
+
+def category_of(node: Node | type[Node]) -> Category:
+    """The category of ``node`` (or node type) in :data:`NODE_CATEGORIES`."""
+    kind = node if isinstance(node, type) else type(node)
+    try:
+        return NODE_CATEGORIES[kind]
+    except KeyError:
+        raise UnsupportedModel(f"no report category for IR node type {kind.__name__}") from None
 
 
 def protocol_of(node: Node) -> NodeProtocol:

@@ -5,15 +5,15 @@ The layout is shared by ``aiompc run --json`` and ``aiompc bench``::
     {"layers": [{"name", "op", "category", "bytes_c2s", "bytes_s2c", "rounds", "seconds"[, "relus_kept", "relus"]},
                 ...],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "key_bytes",
-               "category_bytes", "rounds", "seconds"}}
+               "rounds", "seconds"}}
 
 Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = what it received), framing
 included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (by each node's protocol kind in
 :data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`, plus the argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
-non-linear layers); ``category_bytes`` sums the layers' bytes (both directions, online) by each node's category
-(:data:`aiompc.nn.node_protocols.CATEGORIES`: ``linear``, ``rescale``, ``softmax``, ``gelu``, ``layernorm``, ...;
-``output`` for the argmax / reveal), the split of a transformer's bytes into matmul / Softmax / GELU / LayerNorm;
-the remaining bytes of the total are the handshake, the HE keys, the plan digests
+non-linear layers); each row's ``category`` is what its node computes
+(:data:`aiompc.nn.node_protocols.NODE_CATEGORIES`: ``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
+``other``; ``output`` for the argmax), by which a transformer's bytes split into matmul / Softmax / GELU /
+LayerNorm; the remaining bytes of the total are the handshake, the HE keys, the plan digests
 (:func:`aiompc.nn.stat_budget.agree_on_plans`) and the output reveal.  ``key_bytes`` is the HE key part of them
 (labels ``he-keys`` and ``he-galois``: public and Galois keys, sent once per session and key set, so a session
 serving many inferences pays them once: ``total − key_bytes`` is the per-inference cost after that setup).  A layer that
@@ -42,7 +42,6 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
     """
     rows: dict[str, dict[str, Any]] = {}
     linear = nonlinear = 0
-    by_category: dict[str, int] = {}
     relus = relu_counts(graph) if graph.nodes else {}
     for rec in records:
         st = stats.select(rec.label)
@@ -57,7 +56,6 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
         row["rounds"] += _rounds(stats, rec.label)
         row["seconds"] += rec.seconds
         row["samples"] += 1
-        by_category[rec.category] = by_category.get(rec.category, 0) + st.bytes_sent + st.bytes_recv
         if rec.kind == "he":
             linear += st.bytes_sent + st.bytes_recv
         elif rec.kind == "ot":
@@ -74,7 +72,6 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
         "nonlinear_bytes": nonlinear + offline_bytes,
         "offline_bytes": offline_bytes,
         "key_bytes": sum(st.bytes_sent + st.bytes_recv for st in (stats.select(KEY_LABEL), stats.select(GALOIS_LABEL))),
-        "category_bytes": by_category,
         "rounds": stats.rounds,
         "seconds": round(seconds, 6),
     }

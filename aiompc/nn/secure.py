@@ -28,8 +28,8 @@ AddConst
 Lookup            :func:`aiompc.protocols.nonlinear.lookup` (OT): a public table of a k-bit value
 ================  =====================================================================
 
-Each record also names the node's ``category`` (``linear``, ``rescale``, ``relu``, ``pool``, ``softmax``,
-``gelu``, ``layernorm``, ``local``; :data:`aiompc.nn.node_protocols.CATEGORIES`), by which reports split bytes.
+Each record also names the node's ``category`` (``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
+``other``; :data:`aiompc.nn.node_protocols.NODE_CATEGORIES`), by which reports split bytes.
 
 The edges' rings come from :func:`aiompc.nn.rings.plan_rings` (public metadata only).
 
@@ -64,7 +64,7 @@ from aiompc import ring
 from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import Step, narrow_kwargs, protocol_of, run_node
+from aiompc.nn.node_protocols import Step, category_of, narrow_kwargs, protocol_of, run_node
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.stat_budget import agree_on_plans, plan_inference
 from aiompc.party import Party
@@ -98,7 +98,8 @@ class LayerRecord:
     kind: str = "local"
     """``he``, ``ot`` or ``local`` (:data:`~aiompc.nn.node_protocols.NODE_PROTOCOLS`), or ``reveal`` for the output."""
     category: str = "local"
-    """What the node is (:data:`~aiompc.nn.node_protocols.CATEGORIES`); ``output`` for the argmax or reveal."""
+    """What the node computes (:data:`~aiompc.nn.node_protocols.NODE_CATEGORIES`); ``output`` for the argmax or
+    reveal."""
 
 
 @dataclass
@@ -183,8 +184,8 @@ async def run_secure(
             for e in set(node.inputs):
                 if last_use[e] == i and e != graph.output:
                     del env[e]
-        protocol = protocol_of(node)
-        record(node.name, node.op, node_label, start, plan.compute_ring(node), protocol.kind, protocol.category)
+        record(node.name, node.op, node_label, start, plan.compute_ring(node), protocol_of(node).kind,
+               category_of(node))
     shares = env if keep_shares else None
     out = env[graph.output]
     l = rings[graph.output]

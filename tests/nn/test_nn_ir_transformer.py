@@ -108,9 +108,9 @@ def test_nonlinear_bounds_come_from_public_constants() -> None:
     p = attention_block(0).nodes[[n.op for n in attention_block(0).nodes].index("layernorm_q")].params
     ln = LayerNormQ(name="n", inputs=("x",), output="y", params=p).infer([x])
     assert (ln.lo, ln.hi) == (-32, 31)
-    assert SoftmaxFx(name="s", inputs=("x",), output="y", f=12).infer([x]).hi == 4096
+    assert SoftmaxFx(name="s", inputs=("x",), output="y", f=12).infer([x]).hi == 8191
     g = GeluFx(name="g", inputs=("x",), output="y", f=12).infer([spec((4,), -(1 << 20), 1 << 20)])
-    assert g.lo == -1024 and g.hi == 1 << 20
+    assert g.lo == -1024 and g.hi == (1 << 20) + 256 + 1024
     top = LayerNormFx(name="n", inputs=("x",), output="y", f=12).infer([spec((3, 768), -(1 << 20), 1 << 20)]).hi
     assert top >= np.sqrt(767) * 4096
     with pytest.raises(InputError, match="f = 40"):
@@ -165,6 +165,8 @@ def test_fx_nodes_round_trip_with_their_ring() -> None:
         node = kind(name="n", inputs=("x",), output="y", f=12)
         back = NODE_TYPES[node.op].from_dict(wire.decode(wire.encode(node.to_dict())))
         assert type(back) is kind and (back.f, back.l) == (12, 37)
+    ln = LayerNormFx(name="n", inputs=("x",), output="y", f=12, eps=1e-12)
+    assert NODE_TYPES["layernorm_fx"].from_dict(wire.decode(wire.encode(ln.to_dict()))).eps == 1e-12
 
 
 def test_validation_catches_wrong_declared_shapes_and_bounds() -> None:

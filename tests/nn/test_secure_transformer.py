@@ -10,9 +10,9 @@ from transformer_graphs import attention_block, local_chain, random_tokens
 import aiompc
 from aiompc import ring
 from aiompc.nn.interpret import run_int
-from aiompc.nn.ir import QGraph
+from aiompc.nn.ir import NODE_TYPES, QGraph
 from aiompc.nn.modes import EngineConfig, engine_config
-from aiompc.nn.node_protocols import NODE_PROTOCOLS, protocol_of
+from aiompc.nn.node_protocols import CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of
 from aiompc.nn.prepare import linear_calls
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.secure import SecureResult, run_secure
@@ -42,8 +42,8 @@ async def test_local_chain_matches_the_integer_reference(seed: int) -> None:
         got = ring.to_signed(ring.reconstruct(server.shares[edge], client.shares[edge], l), l)
         assert np.array_equal(got, value), edge
     cats = {r.name: r.category for r in client.layers}
-    assert cats["proj"] == "linear" and cats["table"] == "gelu" and cats["proj_rq"] == "rescale"
-    assert cats["split"] == cats["sum"] == cats["pos"] == "local"
+    assert cats["proj"] == "matmul" and cats["table"] == "gelu" and cats["proj_rq"] == "rescale"
+    assert cats["split"] == cats["sum"] == cats["pos"] == "other"
 
 
 async def test_local_chain_on_cheetah_rings() -> None:
@@ -72,10 +72,11 @@ def test_matmul_plans_cover_the_batch_token_rows() -> None:
     assert np.array_equal(calls["proj"].weight, w.T)
 
 
-def test_every_transformer_node_has_a_category() -> None:
-    for kind, protocol in NODE_PROTOCOLS.items():
-        assert protocol.category in ("linear", "rescale", "relu", "pool", "softmax", "gelu", "layernorm", "local")
-        assert (protocol.kind == "he") == (protocol.category == "linear"), kind
+def test_every_node_type_has_a_category() -> None:
+    assert set(NODE_CATEGORIES) == set(NODE_TYPES.values())
+    assert set(NODE_CATEGORIES.values()) == set(CATEGORIES)
+    for kind, protocol in NODE_PROTOCOLS.items():  # the HE layers are the matmuls
+        assert (protocol.kind == "he") == (NODE_CATEGORIES[kind] == "matmul"), kind
 
 
 @pytest.mark.slow
@@ -89,5 +90,5 @@ async def test_attention_block_matches_the_integer_reference() -> None:
     assert np.array_equal(client.output, run_int(graph, x))
     cats = {r.name: r.category for r in client.layers}
     assert [cats[n] for n in ("qk", "softmax", "ln", "ln_affine", "gelu")] == [
-        "linear", "softmax", "layernorm", "layernorm", "gelu"]
-    assert all(protocol_of(n).category == cats[n.name] for n in graph.nodes)
+        "matmul", "softmax", "layernorm", "layernorm", "gelu"]
+    assert all(category_of(n) == cats[n.name] for n in graph.nodes)
