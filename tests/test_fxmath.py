@@ -119,6 +119,9 @@ def test_gelu_random_and_edges() -> None:
     ref = _gelu_ref(xi)
     assert np.all(np.abs(y - ref) <= fx.gelu_error_bound(xi, F))
     assert fx.gelu_fixed(np.asarray([0]), f=F, l=L)[0] == 0
+    xf = xi / 2.0**F
+    erf_gelu = 0.5 * xf * (1 + np.vectorize(math.erf)(xf / math.sqrt(2))) * 2.0**F
+    assert np.all(np.abs(y - erf_gelu) <= fx.gelu_error_bound(xi, F) + 2)
     k = fx.gelu_consts(F)
     assert k.exp_bits == 16 and fx.exp_tables(k.exp_bits, F, saturate=True)[1][175] == 0
 

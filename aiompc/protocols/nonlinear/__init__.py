@@ -15,10 +15,12 @@ so the OT engine (IKNP now, silent OT later) is swapped without touching this pa
 * :mod:`.pooling` — max-pool, argmax
 * :mod:`.lookup` — exact table look-up of any function of a ``k``-bit shared value (``k <= 8``)
 * :mod:`.multiply` — products of shares (Gilboa by correlated OT; narrow operands by their public width)
+* :mod:`.iron` — Iron's fixed-point Softmax, GELU, LayerNorm (the ``cheetah`` baseline; blocks in :mod:`.iron_blocks`)
 """
 
 from aiompc.protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, mux
 from aiompc.protocols.nonlinear.extension import change_ring, extend, reduce_ring
+from aiompc.protocols.nonlinear.iron import gelu_fx, layernorm_fx, softmax_fx
 from aiompc.protocols.nonlinear.lookup import lookup
 from aiompc.protocols.nonlinear.multiply import multiply, multiply_private, square
 from aiompc.protocols.nonlinear.millionaire import CompareTask, compare_batch, millionaire
@@ -51,6 +53,9 @@ __all__ = [
     "max_reduce",
     "argmax",
     "lookup",
+    "softmax_fx",
+    "gelu_fx",
+    "layernorm_fx",
     "multiply",
     "multiply_private",
     "square",
