@@ -16,7 +16,7 @@ add_const     :class:`AddConst` of ``round(value · 2^k)`` at the input's scale
 reduce_mean   :class:`ReduceSum`, then ``Requantize`` by ``≈ 2^(f-k) / n`` to ``f``
 softmax       input at ``f``; :class:`SoftmaxFx` → ``f``
 gelu          input at ``f``; :class:`GeluFx` (Iron's tanh form, also for an erf GELU) → ``f``
-layernorm     input at ``f``; :class:`LayerNormFx` (``eps = 1e-5``) → ``f``; gamma/beta folded into the following
+layernorm     input at ``f``; :class:`LayerNormFx` (the model's ``eps``) → ``f``; gamma/beta folded into the following
               matmuls when it feeds only matmuls (:func:`~aiompc.nn.quantize_transformer.fold_layernorm_affine`),
               else a :class:`FeatureAffine` with ``round(γ·2^f)``, ``round(β·2^2f)`` → ``2f`` (OT products)
 ============  =====================================================================================================
@@ -104,15 +104,16 @@ def _reduce_mean(fp: _FixedPoint, n: FloatNode) -> None:
 
 def _nonlinear(fp: _FixedPoint, n: FloatNode) -> None:
     x = fp._at_f(n.inputs[0])
-    kind = {"softmax": SoftmaxFx, "gelu": GeluFx, "layernorm": LayerNormFx}[n.op]
     out = fp._fresh(n.output if n.op != "layernorm" else f"{n.output}:normalized")
-    y = fp._emit(kind(name=n.name, inputs=(x,), output=out, f=fp.f, l=fp.ring), fp.f)
+    node: Node
+    if n.op == "layernorm":
+        node = LayerNormFx(name=n.name, inputs=(x,), output=out, f=fp.f, l=fp.ring, eps=float(n.attrs["eps"]))
+    else:
+        node = (SoftmaxFx if n.op == "softmax" else GeluFx)(name=n.name, inputs=(x,), output=out, f=fp.f, l=fp.ring)
+    y = fp._emit(node, fp.f)
     if n.op != "layernorm":
         fp.env[n.output] = (y, fp.f)
         return
-    if abs(n.attrs["eps"] - 1e-5) > 1e-9:
-        raise UnsupportedModel(f"layernorm node {n.name!r}: Iron's fixed-point LayerNorm uses eps = 1e-5, "
-                               f"the model {n.attrs['eps']}")
     gamma, beta = n.params["scale"], n.params["bias"]
     if np.all(gamma == 1.0) and np.all(beta == 0.0):
         fp.env[n.output] = (y, fp.f)

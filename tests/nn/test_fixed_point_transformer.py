@@ -57,10 +57,13 @@ def test_bert_block_fixed_point_matches_float(kw: dict) -> None:
     assert [n.op for n in g.without_weights().nodes] == ops
 
 
-def test_layernorm_with_another_epsilon_is_refused() -> None:
+def test_layernorm_epsilon_is_the_models() -> None:
     fg = load_onnx(bert_block())
-    next(n for n in fg.nodes if n.op == "layernorm").attrs["eps"] = 1e-12
-    with pytest.raises(UnsupportedModel, match="eps"):
+    next(n for n in fg.nodes if n.op == "layernorm").attrs["eps"] = 1e-3
+    g, err = _error(fg)
+    assert [n.eps for n in g.nodes if n.op == "layernorm_fx"] == pytest.approx([1e-3, 1e-5]) and err < TOL
+    next(n for n in fg.nodes if n.op == "mul_const").attrs["value"] = -0.5
+    with pytest.raises(UnsupportedModel, match="positive"):
         fixed_point(fg)
 
 
