@@ -17,12 +17,14 @@ add_const     :class:`~aiompc.nn.ir.AddConst` with ``round(value / s)`` at the i
 reduce_mean   :class:`~aiompc.nn.ir.ReduceSum`; the ``1/n`` goes into the scale
 softmax       logits requantized to signed ``nonlinear_bits`` (calibrated), then :class:`SoftmaxQ` with
               :func:`aiompc.qmath.softmax_params` (output unsigned ``nonlinear_bits`` at ``2^-bits``)
-layernorm     :class:`LayerNormQ` on the input as it is (the centring is local and requantized inside) with
-              :func:`aiompc.qmath.layernorm_params`; gamma/beta: folded into the following matmuls when the
+layernorm     input requantized to signed ``nonlinear_bits`` (calibrated), :class:`LayerNormQ` with
+              :func:`aiompc.qmath.layernorm_params` (the model's eps; the largest row deviation and
+              normalized value of the calibration data); gamma/beta: folded into the following matmuls when the
               LayerNorm feeds only matmuls (:func:`fold_layernorm_affine`), else a :class:`FeatureAffine` with
               per-tensor ``affine_bits`` weights
-gelu          input requantized to signed ``min(nonlinear_bits, 8)`` bits (calibrated), then a :class:`Lookup` of
-              :func:`aiompc.qmath.gelu_table` whose outputs are ``act_bits`` at the calibrated GELU output scale
+gelu          input requantized to signed ``k = min(nonlinear_bits, 8)`` bits (calibrated), then a :class:`Lookup`
+              of :func:`aiompc.qmath.gelu_table` (``2^k`` entries) whose outputs are signed ``act_bits`` at the
+              calibrated GELU output scale
 ============  =====================================================================================================
 
 Residual ``add``, ``relu`` and ``gemm`` on the first token keep their CNN lowering (per-tensor scales make
@@ -47,19 +49,40 @@ if TYPE_CHECKING:
 __all__ = ["TOKEN_HANDLERS", "fold_layernorm_affine"]
 
 
+def _feature_readers(g: FloatGraph, edge: str) -> list[FloatNode] | None:
+    """The nodes that read ``edge``'s last-axis features, through reshapes / transposes / slices that keep the
+    last axis where it is; None if any reader is not such a layout node or a ``matmul``."""
+    out: list[FloatNode] = []
+    for r in g.consumers(edge):
+        x, y = g.shapes[edge], g.shapes[r.output]
+        keeps = (r.op == "reshape" and y[-1:] == x[-1:]) or (r.op == "slice" and r.attrs["axis"] != len(x) - 1) or \
+            (r.op == "transpose" and r.attrs["perm"][-1] == len(x) - 1)
+        if r.op == "matmul":
+            out.append(r)
+        elif keeps and r.output != g.output:
+            more = _feature_readers(g, r.output)
+            if more is None:
+                return None
+            out += more
+        else:
+            return None
+    return out
+
+
 def fold_layernorm_affine(graph: FloatGraph) -> FloatGraph:
-    """Fold the gamma/beta of every ``layernorm`` whose readers are all ``matmul`` nodes into them:
+    """Fold the gamma/beta of every ``layernorm`` whose readers are all ``matmul`` nodes (directly or through
+    reshapes / transposes / slices keeping the feature axis last) into them:
     ``(n·γ + β) @ W + b = n @ (diag(γ) W) + (β @ W + b)``; the LayerNorm keeps ``γ = 1``, ``β = 0``.  Returns a
     new graph; ``graph`` is unchanged."""
     g = graph.copy()
     for n in g.nodes:
         if n.op != "layernorm" or n.output == g.output:
             continue
-        readers = g.consumers(n.output)
-        if not readers or any(r.op != "matmul" for r in readers):
+        readers = _feature_readers(g, n.output)
+        if not readers:
             continue
         gamma, beta = n.params["scale"], n.params["bias"]
-        for r in readers:
+        for r in {id(r): r for r in readers}.values():
             w = r.params["weight"]
             r.params["bias"] = beta @ w + r.params["bias"]
             r.params["weight"] = gamma[:, None] * w
@@ -166,10 +189,40 @@ def _softmax(q: _Quantizer, n: FloatNode) -> None:
     q.env[n.output] = q._emit(node, (s_out,), act=True)
 
 
+def _signed_activation(q: _Quantizer, fedge: str, bits: int) -> tuple[str, int]:
+    """``fedge`` as an activation that is a signed ``k``-bit integer, ``k <= bits``: ``(edge, k)`` (an unsigned
+    ``b``-bit activation is a signed ``b + 1``-bit one; requantized narrower when that would exceed ``bits``)."""
+    x = q._as_activation(fedge, bits)
+    spec = q.tensors[x]
+    k = spec.bits + (0 if spec.signed else 1)
+    if k > bits:
+        x = q._as_activation(fedge, bits - 1)
+        spec = q.tensors[x]
+        k = spec.bits + (0 if spec.signed else 1)
+    return x, k
+
+
+def _row_stats(q: _Quantizer, fedge: str, eps: float) -> dict[str, float]:
+    """From the calibration data: the largest standard deviation of a row (last axis) of ``fedge``
+    (``std_max``) and the largest normalized value (``out_range``); empty without calibration data."""
+    if q.acts is None:
+        return {}
+    v = np.asarray(q.acts[fedge], dtype=np.float64)
+    if not v.size:
+        return {}
+    c = v - v.mean(axis=-1, keepdims=True)
+    std = np.sqrt((c * c).mean(axis=-1, keepdims=True))
+    top, peak = float(std.max()), float(np.abs(c / np.sqrt(std * std + eps)).max())
+    return {"std_max": top, "out_range": peak} if top > 0 and peak > 0 else {}
+
+
 def _layernorm(q: _Quantizer, n: FloatNode) -> None:
-    x = _input(q, n.inputs[0])
+    if not q.tensors[q.env[n.inputs[0]]].per_tensor:
+        q._as_activation(n.inputs[0], q.cfg.nonlinear_bits)
+    x, k = _signed_activation(q, n.inputs[0], q.cfg.nonlinear_bits)
     h = q.tensors[x].shape[-1]
-    params, s_out = qmath.layernorm_params(_scale(q, x), h, out_bits=q.cfg.nonlinear_bits)
+    params, s_out = qmath.layernorm_params(_scale(q, x), h, out_bits=q.cfg.nonlinear_bits, in_bits=k,
+                                           eps=float(n.attrs["eps"]), **_row_stats(q, n.inputs[0], n.attrs["eps"]))
     out = q._emit(LayerNormQ(name=n.name, inputs=(x,), output=q._fresh(f"{n.output}:normalized"), params=params),
                   (s_out,), act=True)
     gamma, beta = n.params["scale"], n.params["bias"]
@@ -184,13 +237,10 @@ def _layernorm(q: _Quantizer, n: FloatNode) -> None:
 
 
 def _gelu(q: _Quantizer, n: FloatNode) -> None:
-    k = min(q.cfg.nonlinear_bits, qmath.MAX_TABLE_BITS)
-    x = q._as_activation(n.inputs[0], k)
-    spec = q.tensors[x]
+    x, k = _signed_activation(q, n.inputs[0], min(q.cfg.nonlinear_bits, qmath.MAX_TABLE_BITS))
     out_bits = q.cfg.act_bits
     s_out, _, _ = q._target(n.output, out_bits, True)
-    table = qmath.gelu_table(spec.bits, _scale(q, x), s_out, out_bits,
-                             approximate=n.attrs.get("approximate", "none"))
+    table = qmath.gelu_table(k, _scale(q, x), s_out, out_bits, approximate=n.attrs.get("approximate", "none"))
     node = Lookup(name=n.name, inputs=(x,), output=q._fresh(n.output), table=table)
     q.env[n.output] = q._emit(node, (s_out,), act=True)
 

@@ -17,9 +17,11 @@ from aiompc.nn.quantize_transformer import fold_layernorm_affine
 from transformer_onnx import bert_block
 
 # Dequantized run_int against run_float, calibrated ("max") on the same 16 inputs, relative to max|y|:
-# 8-bit weights and activations measure 1.8-1.9% (the per-tensor rounding of 8-bit activations through
-# two residual branches); 4-bit activations (the default config) about 20%.
+# 8-bit weights and activations measure 1.8-1.9% on the attention block (the per-tensor rounding of 8-bit
+# activations through two residual branches) and 2.5-3.8% on the whole BERT block (plus the 8-bit LayerNorm
+# outputs and the GELU table); 4-bit activations (the default config) 22-41%.
 TOL_8BIT = 0.04
+TOL_8BIT_BLOCK = 0.06
 
 _needs_ln_gelu = pytest.mark.skipif(not (hasattr(qmath, "layernorm_params") and hasattr(qmath, "gelu_table")),
                                     reason="qmath.layernorm_params / gelu_table (issue 25 lane B) not merged yet")
@@ -61,11 +63,17 @@ def test_attention_block_quantized_matches_float(kw: dict) -> None:
 def test_bert_block_quantized_matches_float(kw: dict) -> None:
     fg = load_onnx(bert_block(**kw))
     g, err = _error(fg, QuantConfig(weight_bits=8, act_bits=8, calibration="max"))
-    assert err < TOL_8BIT
+    assert err < TOL_8BIT_BLOCK
     ops = [n.op for n in g.nodes]
     assert ops.count("layernorm_q") == 2 and ops.count("lookup") == 1 and ops.count("softmax_q") == 1
     lookup = next(n for n in g.nodes if n.op == "lookup")
-    assert g.tensors[lookup.inputs[0]].bits <= qmath.MAX_TABLE_BITS
+    assert g.tensors[lookup.inputs[0]].bits == lookup.k == 8 and g.tensors[lookup.inputs[0]].signed
+    for n in g.nodes:  # LayerNorm reads a signed 8-bit requantized input; its gamma/beta follow unless folded
+        if n.op == "layernorm_q":
+            assert g.tensors[n.inputs[0]].bits == 8 and g.tensors[n.inputs[0]].signed
+    assert ops.count("feature_affine") == 2  # post-norm BERT: each LayerNorm also feeds a residual add
+    _, err4 = _error(fg, QuantConfig(calibration="max"))
+    assert err < err4 < 0.6
 
 
 def test_mul_const_is_a_scale_or_a_relabel_when_its_input_has_other_readers() -> None:
@@ -135,3 +143,49 @@ def test_vit_patch_embedding_enters_the_token_ops_per_tensor() -> None:
     ops = [n.op for n in g.nodes]
     assert ops[:3] == ["conv", "requantize", "reshape"] and "reduce_sum" in ops and err < TOL_8BIT
     assert not g.tensors[g.nodes[0].output].per_tensor and g.tensors[g.nodes[1].output].per_tensor
+
+
+@_needs_ln_gelu
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_torch_transformer_encoder_layer_quantized(norm_first: bool, tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    import warnings
+
+    import onnx
+
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu", batch_first=True,
+                                             norm_first=norm_first).eval()
+    with torch.no_grad():  # trained-looking LayerNorm affines (torch starts at gamma = 1, beta = 0)
+        for norm in (layer.norm1, layer.norm2):
+            norm.weight.normal_(1.0, 0.1)
+            norm.bias.normal_(0.0, 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(layer, (torch.randn(1, 5, 16),), str(tmp_path / "m.onnx"), dynamo=True, verbose=False)
+    fg = load_onnx(onnx.load(str(tmp_path / "m.onnx")))
+    g, err = _error(fg, QuantConfig(weight_bits=8, act_bits=8, calibration="max"))
+    assert err < TOL_8BIT_BLOCK
+    ops = [n.op for n in g.nodes]
+    # pre-norm: each LayerNorm feeds only a projection (q/k/v through the exporter's reshapes, or the FFN's first
+    # matmul), so gamma/beta fold into it; post-norm: each also feeds a residual add
+    assert ops.count("feature_affine") == (0 if norm_first else 2) and ops.count("layernorm_q") == 2
+
+
+def test_fold_layernorm_affine_sees_through_layout_that_keeps_the_features_last() -> None:
+    rng = np.random.default_rng(7)
+    ln = FloatNode("layernorm", "ln", ("x",), "n", {"eps": 1e-5},
+                   {"scale": 1 + rng.standard_normal(4), "bias": rng.standard_normal(4)})
+    lift = FloatNode("reshape", "lift", ("n",), "l", {"shape": (3, 1, 4)})
+    mm = FloatNode("matmul", "mm", ("l",), "y", params={"weight": rng.standard_normal((4, 2)), "bias": np.zeros(2)})
+    fg = FloatGraph("x", "y", {"x": (3, 4), "n": (3, 4), "l": (3, 1, 4), "y": (3, 1, 2)}, [ln, lift, mm])
+    folded = fold_layernorm_affine(fg)
+    assert np.all(folded.nodes[0].params["scale"] == 1)
+    x = rng.standard_normal((2, 3, 4))
+    np.testing.assert_allclose(run_float(folded, x), run_float(fg, x), atol=1e-12)
+    fg.nodes[1] = FloatNode("reshape", "mix", ("n",), "l", {"shape": (2, 6)})  # mixes the features: no fold
+    fg.nodes[2] = FloatNode("matmul", "mm", ("l",), "y", params={"weight": rng.standard_normal((6, 2)),
+                                                                 "bias": np.zeros(2)})
+    fg.shapes.update({"l": (2, 6), "y": (2, 2)})
+    assert np.all(fold_layernorm_affine(fg).nodes[0].params["scale"] == fg.nodes[0].params["scale"])
