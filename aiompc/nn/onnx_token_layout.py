@@ -196,7 +196,8 @@ def op_split(imp: _Importer, node: onnx.NodeProto) -> None:
 
 def simplify_layout(g: FloatGraph) -> FloatGraph:
     """Turn transposes that move only axes of size 1 into reshapes, merge chains of ``reshape`` nodes (a
-    reshape of a reshape read by nothing else is one reshape) and drop reshapes to the shape they read.  In place; returns ``g``."""
+    reshape of a reshape read by nothing else is one reshape) and drop reshapes to the shape they read.
+    In place; returns ``g``."""
     readers: dict[str, int] = {}
     for n in g.nodes:
         for i in n.inputs:
