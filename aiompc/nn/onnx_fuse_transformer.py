@@ -35,17 +35,14 @@ _RTOL = 1e-4
 class _View:
     """Producers, readers and constants of a graph."""
 
-    def __init__(self, g: onnx.GraphProto) -> None:
+    def __init__(self, g: onnx.GraphProto, consts: dict[str, np.ndarray]) -> None:
         self.producer = {o: n for n in g.node for o in n.output if o}
         self.readers: dict[str, list[onnx.NodeProto]] = {}
         for n in g.node:
             for i in n.input:
                 self.readers.setdefault(i, []).append(n)
         self.outputs = {o.name for o in g.output}
-        self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-        for n in g.node:
-            if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value":
-                self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        self.consts = consts
 
     def only(self, name: str, op: str | tuple[str, ...]) -> onnx.NodeProto | None:
         """The single reader of ``name`` if it has type ``op`` (and ``name`` is no graph output)."""
@@ -70,7 +67,7 @@ def _close(v: float | None, want: float) -> bool:
     return v is not None and math.isclose(v, want, rel_tol=_RTOL)
 
 
-def _last_axis_mean(view: _View, node: onnx.NodeProto, rank: dict[str, int]) -> bool:
+def _last_axis_mean(view: _View, node: onnx.NodeProto, rank: _Ranks) -> bool:
     if node.op_type != "ReduceMean":
         return False
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -80,8 +77,7 @@ def _last_axis_mean(view: _View, node: onnx.NodeProto, rank: dict[str, int]) -> 
         axes = None if c is None else [int(v) for v in c.reshape(-1)]
     if axes is None or len(axes) != 1 or not attrs.get("keepdims", 1):
         return False
-    r = rank.get(node.input[0])
-    return axes[0] == -1 or (r is not None and axes[0] == r - 1)
+    return axes[0] == -1 or (rank.get(node.input[0]) or 0) - 1 == axes[0]
 
 
 def _product(view: _View, start: str, factors: dict[str, str]) -> tuple[str, list[onnx.NodeProto]] | None:
@@ -196,7 +192,7 @@ def _tanh_gelu(view: _View, tanh: onnx.NodeProto) -> tuple[onnx.NodeProto, list[
     return None
 
 
-def _layernorm(view: _View, mean: onnx.NodeProto, rank: dict[str, int]
+def _layernorm(view: _View, mean: onnx.NodeProto, rank: _Ranks
                ) -> tuple[onnx.NodeProto, list[onnx.NodeProto], list[onnx.TensorProto]] | None:
     if not _last_axis_mean(view, mean, rank):
         return None
@@ -257,21 +253,41 @@ def _layernorm(view: _View, mean: onnx.NodeProto, rank: dict[str, int]
     return node, used, inits
 
 
-def _ranks(model: onnx.ModelProto) -> dict[str, int]:
-    """Rank of every tensor shape inference knows, and ``name:last``: its last dimension when static."""
-    try:
-        m = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - fuse what the ranks allow
-        m = model
-    out: dict[str, int] = {}
-    for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
-        tt = vi.type.tensor_type
-        if tt.HasField("shape"):
-            dims = tt.shape.dim
-            out[vi.name] = len(dims)
-            if dims and dims[-1].HasField("dim_value"):
-                out[f"{vi.name}:last"] = int(dims[-1].dim_value)
+_SMALL = 1 << 16  # the constants a pattern reads are scalars and per-feature vectors: weights are never read
+
+
+def _small_consts(g: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """The graph's initializers and ``Constant`` values of at most :data:`_SMALL` elements, as arrays."""
+    out = {t.name: numpy_helper.to_array(t) for t in g.initializer if int(np.prod(t.dims)) <= _SMALL}
+    for n in g.node:
+        if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value":
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
     return out
+
+
+class _Ranks:
+    """Rank of every tensor shape inference knows, and ``name:last``: its last dimension when static — computed
+    on the first question (shape inference copies the whole model; most models never need it)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.known: dict[str, int] | None = None
+
+    def get(self, name: str) -> int | None:
+        if self.known is None:
+            try:
+                m = onnx.shape_inference.infer_shapes(self.model, strict_mode=False)
+            except Exception:  # noqa: BLE001 - fuse what the ranks allow
+                m = self.model
+            self.known = {}
+            for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
+                tt = vi.type.tensor_type
+                if tt.HasField("shape"):
+                    dims = tt.shape.dim
+                    self.known[vi.name] = len(dims)
+                    if dims and dims[-1].HasField("dim_value"):
+                        self.known[f"{vi.name}:last"] = int(dims[-1].dim_value)
+        return self.known.get(name)
 
 
 def fuse_transformer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -283,9 +299,10 @@ def fuse_transformer(model: onnx.ModelProto) -> onnx.ModelProto:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
-    rank = _ranks(m)
+    rank = _Ranks(m)
+    consts = _small_consts(g)
     while True:
-        view = _View(g)
+        view = _View(g, consts)
         found = None
         for n in g.node:
             if n.op_type == "Erf":
@@ -308,3 +325,4 @@ def fuse_transformer(model: onnx.ModelProto) -> onnx.ModelProto:
         del g.node[:]
         g.node.extend(keep)
         g.initializer.extend(inits)
+        consts.update({t.name: numpy_helper.to_array(t) for t in inits})

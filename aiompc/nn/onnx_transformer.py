@@ -71,7 +71,7 @@ def op_matmul(imp: _Importer, node: onnx.NodeProto) -> None:
         w = imp.fconst(node, b_name, "right operand")
         if w.ndim != 2:
             raise imp.fail(node, f"constant right operand of shape {w.shape} must be 2-D")
-        emit(imp, "matmul", [x], node.output[0], params={"weight": w.copy(), "bias": np.zeros(w.shape[1])},
+        emit(imp, "matmul", [x], node.output[0], params={"weight": w, "bias": np.zeros(w.shape[1])},
               batched=imp.batched.get(x, True))
         return
     y = imp.edge(node, b_name)
@@ -115,7 +115,8 @@ def op_gemm(imp: _Importer, node: onnx.NodeProto) -> None:
         if c.size not in (1, w.shape[1]) or (c.ndim == 2 and c.shape[0] != 1):
             raise imp.fail(node, f"bias of shape {c.shape} is not per output", "use a bias of shape (N,)")
         bias = np.broadcast_to(c.reshape(-1), (w.shape[1],)).copy()
-    out = emit(imp, "matmul", [x], f"{node.output[0]}:mm", params={"weight": w.copy(), "bias": bias}, batched=False)
+    out = emit(imp, "matmul", [x], f"{node.output[0]}:mm", params={"weight": np.ascontiguousarray(w), "bias": bias},
+               batched=False)
     settle(imp, node, out, node.output[0])
 
 
