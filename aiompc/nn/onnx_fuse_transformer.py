@@ -39,7 +39,7 @@ class _View:
         self.producer = {o: n for n in g.node for o in n.output if o}
         self.readers: dict[str, list[onnx.NodeProto]] = {}
         for n in g.node:
-            for i in n.input:
+            for i in dict.fromkeys(n.input):  # a node reading a tensor twice (Mul(d, d)) is one reader
                 self.readers.setdefault(i, []).append(n)
         self.outputs = {o.name for o in g.output}
         self.consts = consts
