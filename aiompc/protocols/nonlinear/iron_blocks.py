@@ -22,14 +22,15 @@ import numpy as np
 from aiompc import fxmath as fx
 from aiompc.party import Party
 from aiompc.ring import mask
-from aiompc.protocols.nonlinear.boolean import b2a, mux
+from aiompc.protocols.nonlinear.boolean import and_, b2a, mux
 from aiompc.protocols.nonlinear.extension import extend
 from aiompc.protocols.nonlinear.lookup import lookup
+from aiompc.protocols.nonlinear.millionaire import CompareTask, compare_batch_eq
 from aiompc.protocols.nonlinear.multiply import multiply, square
 from aiompc.protocols.nonlinear.relu import drelu_shifted
 from aiompc.protocols.nonlinear.truncation import truncate
 
-__all__ = ["BASELINE_DIGIT_BITS", "public", "trunc_nonneg", "exp_neg", "recip_normalized", "leading_one_bits",
+__all__ = ["BASELINE_DIGIT_BITS", "public", "trunc_nonneg", "exp_digits", "exp_neg", "recip_normalized", "leading_one_bits",
            "rsqrt"]
 
 BASELINE_DIGIT_BITS = 4
@@ -61,13 +62,40 @@ async def trunc_nonneg(
                           msb_known_zero=True, digit_bits=BASELINE_DIGIT_BITS)
 
 
-async def _digit(party: Party, label: str, u: np.ndarray, lo: int, w: int) -> np.ndarray:
-    """Shares mod ``2^w`` of ``floor(u/2^lo) mod 2^w`` for ``u`` shared mod ``2^(lo+w)`` (exact: the carry of the
-    low ``lo`` bits by an ``lo``-bit millionaire; the digit of ``lo = 0`` is local)."""
-    if lo == 0:
-        return u & mask(w)
-    return await truncate(party, label, u & mask(lo + w), l=lo + w, f=lo, l_out=w, exact=True, signed=False,
-                          digit_bits=BASELINE_DIGIT_BITS)
+async def exp_digits(party: Party, label: str, u: np.ndarray, widths: list[int]) -> list[np.ndarray]:
+    """Shares mod ``2^w_i`` of the digits ``floor(u/2^(8i)) mod 2^w_i`` of ``u`` shared mod ``2^Σw`` (exact).
+
+    SIRNN-style digit decomposition: each party splits its share into digits ``a_i``; the carry into digit
+    ``i + 1`` is ``C_(i+1) = g_i ⊕ (e_i ∧ C_i)`` with ``g_i = [a_S,i + a_C,i >= 2^8]`` and
+    ``e_i = [a_S,i + a_C,i = 2^8 − 1]`` — one 8-bit millionaire per digit (its equality output for ``e``) and
+    a chain of ANDs; ``digit_i = a_S,i + a_C,i + C_i`` after a B2A of ``C_i``.  Cost per element for
+    ``widths = [8, 8, 8, 8, 4]``: four 8-bit comparisons (three with equality), 3 ANDs, four B2As."""
+    D = fx.EXP_DIGIT_BITS
+    nd = len(widths)
+    flat = np.asarray(u, dtype=np.uint64).reshape(-1)
+    a = [(flat >> np.uint64(D * i)) & mask(w) for i, w in enumerate(widths)]
+    if nd == 1:
+        return [a[0].reshape(np.shape(u))]
+    top = np.uint64((1 << D) - 1)
+    tasks, values = [], []
+    for i in range(nd - 1):
+        eq = i >= 1  # e_0 is never needed: C_0 = 0
+        if party.is_server:
+            op = top - a[i]
+            values.append(np.stack([op << np.uint64(1)] * 2) if eq else op[None, :])
+        else:
+            values.append(a[i] << np.uint64(1) if eq else a[i])
+        tasks.append(CompareTask(D + 1, split=1, eq_rows=1) if eq else CompareTask(D))
+    res = await compare_batch_eq(party, f"{label}/cmp", tasks, values, sender="server",
+                                 digit_bits=BASELINE_DIGIT_BITS)
+    carries: list[np.ndarray] = [np.zeros(flat.shape, np.uint8), res[0][0][0]]
+    for i in range(1, nd - 1):
+        e = res[i][2]
+        assert e is not None
+        carries.append(res[i][0][0] ^ await and_(party, f"{label}/and{i}", e[0], carries[i]))
+    arith = await asyncio.gather(*(b2a(party, f"{label}/b2a{i}", carries[i], l=widths[i]) for i in range(1, nd)))
+    out = [a[0]] + [(a[i] + arith[i - 1]) & mask(widths[i]) for i in range(1, nd)]
+    return [d.reshape(np.shape(u)) for d in out]
 
 
 async def exp_neg(
@@ -76,18 +104,16 @@ async def exp_neg(
     """Shares mod ``2^L_out`` of :func:`aiompc.fxmath.exp_neg_fixed` ``(d)`` for ``0 <= d < 2^bw`` shared mod any
     ``2^L >= 2^bw`` (only the low ``bw`` bits are read).
 
-    SIRNN's ``lookup_table_exp``: 8-bit digits (exact extraction), one table per digit (1-out-of-``2^w`` OT,
+    SIRNN's ``lookup_table_exp``: 8-bit digits (exact, :func:`exp_digits`), one table per digit (1-out-of-``2^w`` OT,
     ``f + 2``-bit entries), a product tree in the ring ``2f + 2`` (each factor extended from ``f + 2`` bits by
     one COT, the product truncated back to ``f + 2`` bits), the result extended to ``L_out``.
-    Cost per element for ``bw = 36``: four digit carries (8/16/24/32-bit millionaires), tables
+    Cost per element for ``bw = 36``: the digit carries (four 8-bit comparisons, 3 ANDs), tables
     ``4·(8 + 256·14) + (4 + 16·14)`` bits, four products in 26 bits with their truncations."""
     widths = fx.exp_digit_widths(bw)
     tables = fx.exp_tables(bw, f, saturate=saturate)
     u = np.asarray(d, dtype=np.uint64) & mask(bw)
     S, P = f + 2, 2 * f + 2
-    lows = [fx.EXP_DIGIT_BITS * i for i in range(len(widths))]
-    digits = await asyncio.gather(*(_digit(party, f"{label}/dig{i}", u, lo, w)
-                                    for i, (lo, w) in enumerate(zip(lows, widths))))
+    digits = await exp_digits(party, f"{label}/dig", u, widths)
     vals = list(await asyncio.gather(*(
         lookup(party, f"{label}/lut{i}", digits[i], k=w, l_out=S, table=tables[i] if party.is_server else None)
         for i, w in enumerate(widths))))

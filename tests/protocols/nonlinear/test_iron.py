@@ -54,8 +54,8 @@ async def test_softmax_exact_bit_for_bit() -> None:
 
 async def test_softmax_small_rows_exact() -> None:
     g = _rng(2)
-    for n in (1, 2, 5):
-        z = _ints(g.normal(0, 3, (2, 3, n)))  # two heads x three rows
+    for n in (1, 2, 5, 128):
+        z = _ints(g.normal(0, 3, (2, 3, n) if n < 128 else (1, 2, n)))  # heads x rows
         got = await _run(softmax_fx, z)
         assert got.shape == z.shape
         assert np.array_equal(got, fx.softmax_fixed(z, f=F, l=L))
@@ -101,7 +101,7 @@ def _ln_inputs(H: int, rows: int, seed: int) -> np.ndarray:
 
 
 async def test_layernorm_exact_bit_for_bit() -> None:
-    for H, rows in ((128, 3), (16, 4), (1, 2)):
+    for H, rows in ((128, 3), (768, 2), (16, 4), (1, 2)):
         x = _ln_inputs(H, rows, H)
         got = await _run(layernorm_fx, x)
         assert np.array_equal(got, fx.layernorm_fixed(x, f=F, l=L)), H
@@ -197,3 +197,21 @@ async def test_bytes_from_the_channel() -> None:
     assert 2200 <= s["se"] / n <= 2800
     assert 1500 <= s["ge"] / x.size <= 2100
     assert 250 <= s["ne"] / h.size <= 600
+
+
+async def test_exp_digits_exact_on_carry_chains() -> None:
+    """The digit decomposition's carry chain (g ⊕ e∧C): runs of 0xFF digits propagate a carry through."""
+    from aiompc.protocols.nonlinear.iron_blocks import exp_digits
+
+    widths = fx.exp_digit_widths(36)
+    edges = [0, 1, 255, 256, 0xFFFF, 0x10000, 0xFFFFFFFF, 0x100000000, (1 << 36) - 1, 0xFF00FF00F]
+    d = np.concatenate([np.asarray(edges), _rng(9).integers(0, 1 << 36, 200)]).astype(np.uint64)
+    sd = Shared(d, 36)
+
+    async def job(p: Party):
+        return await exp_digits(p, "d", sd.mine(p), widths)
+
+    s, c = await run_both(job)
+    for i, w in enumerate(widths):
+        want = (d >> np.uint64(8 * i)) & np.uint64((1 << w) - 1)
+        assert np.array_equal(opened(s[i], c[i], w, signed=False), want), i
