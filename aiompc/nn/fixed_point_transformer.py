@@ -12,7 +12,8 @@ reshape,
 slice
 mul_const     ``Requantize`` by ``M / 2^s ≈ c · 2^(f-k)`` to ``f`` (fused with the truncation a ``2f`` input needs;
               positive constants)
-add_const     :class:`AddConst` of ``round(value · 2^k)`` at the input's scale
+add_const     :class:`AddConst` of ``round(value · 2^k)`` at the input's scale (truncated to ``f`` first when the
+              constant, an attention mask's ``-1e4``, would not fit the ring at ``2f``)
 reduce_mean   :class:`ReduceSum`, then ``Requantize`` by ``≈ 2^(f-k) / n`` to ``f``
 softmax       input at ``f``; :class:`SoftmaxFx` → ``f``
 gelu          input at ``f``; :class:`GeluFx` (Iron's tanh form, also for an erf GELU) → ``f``
@@ -88,7 +89,14 @@ def _mul_const(fp: _FixedPoint, n: FloatNode) -> None:
 
 def _add_const(fp: _FixedPoint, n: FloatNode) -> None:
     edge, frac = fp.env[n.inputs[0]]
-    bias = np.rint(n.params["value"] * 2.0 ** frac).astype(np.int64)
+    room = 1 << (fp.ring - 3)  # a constant (an attention mask's -1e4) must leave the values inside the ring
+    value = np.maximum(n.params["value"], -(2.0 ** 62))  # -inf: a mask
+    if frac > fp.f and np.abs(value).max(initial=0) * 2.0 ** frac >= room:
+        edge, frac = fp._at_f(n.inputs[0]), fp.f
+    if np.abs(value).max(initial=0) * 2.0 ** frac >= room:
+        raise UnsupportedModel(f"add_const node {n.name!r}: a constant of magnitude {np.abs(value).max():.3g} does "
+                               f"not fit the {fp.ring}-bit ring at {frac} fractional bits")
+    bias = np.rint(value * 2.0 ** frac).astype(np.int64)
     node = AddConst(name=n.name, inputs=(edge,), output=fp._fresh(n.output), shape=bias.shape, bias=bias)
     fp.env[n.output] = (fp._emit(node, frac), frac)
 

@@ -219,6 +219,7 @@ class _Quantizer:
         self.is_act: dict[str, bool] = {}  # integer edge -> requantized activation (vs accumulator)
         self.cache: dict[tuple[str, int], str] = {}
         self.fixed: set[str] = set()  # integer edges whose scale and width a QDQ annotation fixed
+        self.masks: dict[str, tuple[str, np.ndarray]] = {}  # masked scores -> (unmasked scores, mask): softmax's
 
     # ---- bookkeeping
 

@@ -16,7 +16,10 @@ mul_const     no node: the constant goes into the scale (a positive constant; th
 add_const     :class:`~aiompc.nn.ir.AddConst` with ``round(value / s)`` at the input's scale (local)
 reduce_mean   :class:`~aiompc.nn.ir.ReduceSum`; the ``1/n`` goes into the scale
 softmax       logits requantized to signed ``nonlinear_bits`` (calibrated), then :class:`SoftmaxQ` with
-              :func:`aiompc.qmath.softmax_params` (output unsigned ``nonlinear_bits`` at ``2^-bits``)
+              :func:`aiompc.qmath.softmax_params` (output unsigned ``nonlinear_bits`` at ``2^-bits``); an attention
+              mask (an ``add_const`` of 0 and ``<= -1e3`` read only by softmaxes) is applied after the
+              requantization, as ``-(2^k + range)`` integer units: a masked score's exp is the table's last entry
+              (0 for an exact table), as ``exp(-1e4)`` is 0 in float, and the mask does not wreck the calibration
 layernorm     input requantized to signed ``nonlinear_bits`` (calibrated), :class:`LayerNormQ` with
               :func:`aiompc.qmath.layernorm_params` (the model's eps; the largest row deviation and
               normalized value of the calibration data); gamma/beta: folded into the following matmuls when the
@@ -164,7 +167,27 @@ def _mul_const(q: _Quantizer, n: FloatNode) -> None:
     q.env[n.output] = q._emit(node, scale, act=q.is_act[x])
 
 
+MASK_BELOW = -1e3
+"""An ``add_const`` entry at or below this (``-1e4``, ``-inf``: an attention mask) masks its position out."""
+
+
+def _as_mask(q: _Quantizer, n: FloatNode) -> np.ndarray | None:
+    """The boolean mask of an ``add_const`` that is an attention mask read only by softmaxes (entries 0 or
+    ``<= MASK_BELOW``, at least one masked), else None."""
+    v = n.params["value"]
+    masked = v <= MASK_BELOW
+    readers = q.consumers.get(n.output, [])
+    if not masked.any() or np.any(v[~masked] != 0) or not readers or any(r.op != "softmax" for r in readers):
+        return None
+    return masked
+
+
 def _add_const(q: _Quantizer, n: FloatNode) -> None:
+    mask = _as_mask(q, n)
+    if mask is not None:  # applied inside the softmax lowering, after the scores are requantized
+        q.masks[n.output] = (n.inputs[0], mask)
+        q.env[n.output] = q.env[n.inputs[0]]
+        return
     x = _input(q, n.inputs[0])
     v = n.params["value"]
     bias = np.rint(v / _scale(q, x)).astype(np.int64)
@@ -183,8 +206,15 @@ def _reduce_mean(q: _Quantizer, n: FloatNode) -> None:
 
 def _softmax(q: _Quantizer, n: FloatNode) -> None:
     bits = q.cfg.nonlinear_bits
-    z = q._as_activation(n.inputs[0], bits)
-    params, s_out = qmath.softmax_params(_scale(q, z), q.tensors[z].shape[-1], out_bits=bits)
+    fedge, mask = q.masks.get(n.inputs[0], (n.inputs[0], None))
+    z = q._as_activation(fedge, bits)
+    spec = q.tensors[z]
+    params, s_out = qmath.softmax_params(_scale(q, z), spec.shape[-1], out_bits=bits)
+    if mask is not None:  # masked scores drop below every kept one by more than the exp table: exp is its last entry
+        big = (1 << params.exp_bits) + spec.hi - spec.lo
+        bias = np.where(mask, -big, 0).astype(np.int64)
+        z = q._emit(AddConst(name=f"{n.name}:mask", inputs=(z,), output=q._fresh(f"{n.inputs[0]}:masked"),
+                             shape=bias.shape, bias=bias), spec.scale, act=False)  # type: ignore[arg-type]
     node = SoftmaxQ(name=n.name, inputs=(z,), output=q._fresh(n.output), params=params)
     q.env[n.output] = q._emit(node, (s_out,), act=True)
 

@@ -79,3 +79,22 @@ def test_torch_transformer_encoder_layer_fixed_point(norm_first: bool, tmp_path:
         torch.onnx.export(layer, (torch.randn(1, 5, 16),), str(tmp_path / "m.onnx"), dynamo=True, verbose=False)
     _, err = _error(load_onnx(onnx.load(str(tmp_path / "m.onnx"))))
     assert err < TOL
+
+
+def test_attention_mask_on_a_2f_accumulator_is_added_after_the_truncation() -> None:
+    from aiompc.nn.graph import FloatNode
+
+    causal = np.where(np.tril(np.ones((6, 6), dtype=bool)), 0.0, -1e4)
+    nodes = [FloatNode("transpose", "kt", ("x",), "t", {"perm": (1, 0)}),
+             FloatNode("matmul2", "qk", ("x", "t"), "s"),
+             FloatNode("add_const", "mask", ("s",), "m", params={"value": causal}),
+             FloatNode("softmax", "sm", ("m",), "p", {"axis": -1})]
+    fg = FloatGraph("x", "p", {"x": (6, 4), "t": (4, 6), "s": (6, 6), "m": (6, 6), "p": (6, 6)}, nodes)
+    g, err = _error(fg)
+    assert [n.op for n in g.nodes] == ["transpose", "matmul_shared", "requantize", "add_const", "softmax_fx"]
+    add = g.nodes[3]
+    assert g.tensors[add.inputs[0]].scale == (2.0 ** -12,)  # -1e4 at 2f = 24 bits would leave the 37-bit ring
+    assert err < TOL
+    nodes[2].params["value"] = causal * 1e8
+    with pytest.raises(UnsupportedModel, match="does not fit"):
+        fixed_point(fg)

@@ -48,7 +48,12 @@ def test_attention_block_quantized_matches_float(kw: dict) -> None:
     assert ops.count("matmul") == (3 if "head" not in kw else 1) + 3
     assert all(g.tensors[e].per_tensor for e in g.tensors)  # one scale per token tensor
     softmax = next(n for n in g.nodes if n.op == "softmax_q")
-    assert g.tensors[softmax.inputs[0]].bits == 8 and g.tensors[softmax.output].bits == 8
+    scores = g.producer(softmax.inputs[0])
+    if kw.get("mask"):  # the mask is added after the 8-bit requantization of the scores
+        assert scores.op == "add_const" and g.tensors[scores.inputs[0]].bits == 8
+    else:
+        assert g.tensors[softmax.inputs[0]].bits == 8
+    assert g.tensors[softmax.output].bits == 8
     # the 1/sqrt(d) of the scores is folded into the scale: no node for it
     assert "mul_const" not in ops and all("div" not in n.name.lower() for n in g.nodes if n.op != "requantize")
     meta = g.without_weights()  # what a client receives: no weights, the public tables and constants
@@ -189,3 +194,34 @@ def test_fold_layernorm_affine_sees_through_layout_that_keeps_the_features_last(
                                                                  "bias": np.zeros(2)})
     fg.shapes.update({"l": (2, 6), "y": (2, 2)})
     assert np.all(fold_layernorm_affine(fg).nodes[0].params["scale"] == fg.nodes[0].params["scale"])
+
+
+def _masked_attention(scale: float = 3.0) -> FloatGraph:
+    causal = np.where(np.tril(np.ones((6, 6), dtype=bool)), 0.0, -1e4)[None]
+    nodes = [FloatNode("transpose", "kt", ("x",), "t", {"perm": (1, 0)}),
+             FloatNode("matmul2", "qk", ("x", "t"), "s"),
+             FloatNode("mul_const", "scale", ("s",), "z", {"value": scale}),
+             FloatNode("add_const", "mask", ("z",), "m", params={"value": causal[0]}),
+             FloatNode("softmax", "sm", ("m",), "p", {"axis": -1})]
+    return FloatGraph("x", "p", {"x": (6, 4), "t": (4, 6), "s": (6, 6), "z": (6, 6), "m": (6, 6), "p": (6, 6)},
+                      nodes)
+
+
+def test_attention_mask_is_applied_after_the_scores_are_requantized() -> None:
+    fg = _masked_attention()
+    x = np.random.default_rng(8).standard_normal((8, 6, 4))
+    g = quantize(fg, x, QuantConfig(weight_bits=8, act_bits=8, calibration="max"))
+    ops = [n.op for n in g.nodes]
+    assert ops == ["transpose", "matmul_shared", "requantize", "add_const", "softmax_q"]
+    got = g.dequantize_output(run_int(g, g.quantize_input(x)))
+    want = run_float(fg, x)
+    upper = np.triu(np.ones((6, 6), dtype=bool), 1)
+    assert np.all(got[:, upper] == 0)  # masked exactly out, as exp(-1e4) is 0 in float
+    # the kept scores keep their 8-bit resolution (calibrated without the mask): measured 0.05 at scale 3
+    # (scores up to ~40, an 8-bit step of 0.3 moves exp by 15%); 0.008 at scale 0.25
+    assert np.abs(got - want).max() < 0.08
+    g = quantize(_masked_attention(0.25), x, QuantConfig(weight_bits=8, act_bits=8, calibration="max"))
+    assert np.abs(g.dequantize_output(run_int(g, g.quantize_input(x))) - run_float(_masked_attention(0.25), x)).max() \
+        < 4 * 2.0 ** -8
+    requant = g.nodes[2]
+    assert g.tensors[requant.output].scale[0] < 1.0  # a calibration including -1e4 would give ~80
