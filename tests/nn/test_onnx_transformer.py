@@ -211,7 +211,11 @@ def test_torch_vit_patch_embedding(tmp_path: Path) -> None:
     assert ops[0] == "conv" and "transpose" in ops and "add_const" in ops and "reduce_mean" in ops
 
 
-def test_torch_bert_style_block_with_tanh_gelu_and_split_heads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript-13", "torchscript-17"])
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_torch_bert_style_block_with_split_heads(exporter: str, approximate: str, tmp_path: Path) -> None:
+    """A hand-written BERT block: the dynamo exporter (LayerNormalization, Erf / tanh written out) and the
+    TorchScript one with a dynamic batch (opset 13: the decomposed LayerNorm; 17: LayerNormalization)."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
 
@@ -230,13 +234,27 @@ def test_torch_bert_style_block_with_tanh_gelu_and_split_heads(tmp_path: Path) -
             p = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(h // self.heads), dim=-1)
             ctx = (p @ v).transpose(1, 2).reshape(b, s, h)
             x = self.ln1(x + self.out(ctx))
-            return self.ln2(x + self.ff2(nn.functional.gelu(self.ff1(x), approximate="tanh")))
+            return self.ln2(x + self.ff2(nn.functional.gelu(self.ff1(x), approximate=approximate)))
 
     torch.manual_seed(0)
-    fg = _check_torch(Block(), torch.randn(1, 6, 16), tmp_path)
+    block, x = Block().eval(), torch.randn(1, 6, 16)
+    if exporter == "dynamo":
+        fg = _check_torch(block, x, tmp_path)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(block, (x,), str(tmp_path / "m.onnx"), dynamo=False, input_names=["x"],
+                              opset_version=int(exporter.split("-")[1]), dynamic_axes={"x": {0: "N"}})
+        model = onnx.load(str(tmp_path / "m.onnx"))
+        assert ("LayerNormalization" in {n.op_type for n in model.graph.node}) == exporter.endswith("17")
+        fg = load_onnx(model)
+        xs = torch.randn(3, 6, 16)
+        with torch.no_grad():
+            np.testing.assert_allclose(run_float(fg, xs.numpy().astype(np.float64)), block(xs).numpy(), atol=TOL,
+                                       rtol=TOL)
     ops = [n.op for n in fg.nodes]
     assert ops.count("gelu") == 1 and ops.count("layernorm") == 2 and ops.count("matmul2") == 2
-    assert next(n for n in fg.nodes if n.op == "gelu").attrs["approximate"] == "tanh"
+    assert next(n for n in fg.nodes if n.op == "gelu").attrs["approximate"] == approximate
 
 
 def test_qdq_bert_block_from_onnxruntime_quantize_static(tmp_path: Path) -> None:
