@@ -225,3 +225,33 @@ def test_attention_mask_is_applied_after_the_scores_are_requantized() -> None:
         < 4 * 2.0 ** -8
     requant = g.nodes[2]
     assert g.tensors[requant.output].scale[0] < 1.0  # a calibration including -1e4 would give ~80
+
+
+async def test_lowered_token_graph_runs_securely_bit_for_bit() -> None:
+    """The lowering's output is what the engine runs: a ViT-like token graph (patch conv, requantize to one scale,
+    head reshapes, positions, a token matmul with a fused ReLU, mean pooling, the classifier), secure = run_int."""
+    import aiompc
+    from aiompc.nn.secure import run_secure
+
+    rng = np.random.default_rng(9)
+    nodes = [FloatNode("conv", "patch", ("img",), "c", {"stride": (4, 4), "pads": (0, 0, 0, 0), "groups": 1},
+                       {"weight": rng.standard_normal((8, 1, 4, 4)), "bias": rng.standard_normal(8)}),
+             FloatNode("reshape", "flat", ("c",), "r", {"shape": (8, 4)}),
+             FloatNode("transpose", "tok", ("r",), "t", {"perm": (1, 0)}),
+             FloatNode("add_const", "pos", ("t",), "p", params={"value": rng.standard_normal((4, 8))}),
+             FloatNode("matmul", "mlp", ("p",), "m", params={"weight": rng.standard_normal((8, 8)),
+                                                                "bias": np.zeros(8)}),
+             FloatNode("relu", "act", ("m",), "a"),
+             FloatNode("slice", "first", ("a",), "s", {"axis": 0, "start": 0, "stop": 2}),
+             FloatNode("reduce_mean", "pool", ("s",), "g", {"axis": 0, "keepdims": False}),
+             FloatNode("gemm", "head", ("g",), "y", params={"weight": rng.standard_normal((10, 8)),
+                                                              "bias": np.zeros(10)})]
+    shapes = {"img": (1, 8, 8), "c": (8, 2, 2), "r": (8, 4), "t": (4, 8), "p": (4, 8), "m": (4, 8), "a": (4, 8),
+              "s": (2, 8), "g": (8,), "y": (10,)}
+    fg = FloatGraph("img", "y", shapes, nodes)
+    x = rng.standard_normal((3, 1, 8, 8))
+    g = quantize(fg, x, QuantConfig(calibration="max"))
+    xq = g.quantize_input(x)
+    _, client = await aiompc.run_local(lambda p: run_secure(p, g, batch=len(xq)),
+                                       lambda p: run_secure(p, g.without_weights(), xq))
+    assert np.array_equal(client.output, run_int(g, xq))
