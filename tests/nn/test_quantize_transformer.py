@@ -255,3 +255,24 @@ async def test_lowered_token_graph_runs_securely_bit_for_bit() -> None:
     _, client = await aiompc.run_local(lambda p: run_secure(p, g, batch=len(xq)),
                                        lambda p: run_secure(p, g.without_weights(), xq))
     assert np.array_equal(client.output, run_int(g, xq))
+
+
+@_needs_ln_gelu
+async def test_lowered_gelu_look_up_runs_securely_bit_for_bit() -> None:
+    import aiompc
+    from aiompc.nn.secure import run_secure
+
+    rng = np.random.default_rng(10)
+    nodes = [FloatNode("matmul", "ff1", ("x",), "h", params={"weight": rng.standard_normal((6, 12)),
+                                                                "bias": rng.standard_normal(12)}),
+             FloatNode("gelu", "act", ("h",), "a", {"approximate": "none"}),
+             FloatNode("matmul", "ff2", ("a",), "y", params={"weight": rng.standard_normal((12, 6)),
+                                                                "bias": np.zeros(6)})]
+    fg = FloatGraph("x", "y", {"x": (5, 6), "h": (5, 12), "a": (5, 12), "y": (5, 6)}, nodes)
+    x = rng.standard_normal((2, 5, 6))
+    g = quantize(fg, x, QuantConfig(calibration="max"))
+    assert [n.op for n in g.nodes] == ["matmul", "requantize", "lookup", "matmul"]
+    xq = g.quantize_input(x)
+    _, client = await aiompc.run_local(lambda p: run_secure(p, g, batch=len(xq)),
+                                       lambda p: run_secure(p, g.without_weights(), xq))
+    assert np.array_equal(client.output, run_int(g, xq))
