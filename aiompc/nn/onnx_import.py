@@ -58,6 +58,7 @@ _ALTERNATIVES = {
     "Sigmoid": "use ReLU or a Clip (ReLU6) activation",
     "Tanh": "use ReLU or a Clip (ReLU6) activation",
     "LeakyRelu": "use ReLU",
+    "Erf": "an Erf outside GELU's x * 0.5 * (1 + erf(x / sqrt(2))) is not supported (nn.GELU exports that form)",
     "PRelu": "use ReLU",
     "HardSwish": "use ReLU or a Clip (ReLU6) activation",
     "HardSigmoid": "use a Clip (ReLU6) activation",
