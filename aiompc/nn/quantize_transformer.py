@@ -229,6 +229,12 @@ def _signed_activation(q: _Quantizer, fedge: str, bits: int) -> tuple[str, int]:
         x = q._as_activation(fedge, bits - 1)
         spec = q.tensors[x]
         k = spec.bits + (0 if spec.signed else 1)
+    if k > bits:  # a QDQ-fixed edge (zero point folded into its range): halve its resolution until it fits
+        top = max(-spec.lo, spec.hi + 1)
+        e = max(0, int(np.ceil(np.log2(top / 2 ** (bits - 1)))))
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        x = q._requant(x, fedge, _scale(q, x) * 2.0 ** e, lo, hi)
+        k = bits
     return x, k
 
 

@@ -19,7 +19,7 @@ from aiompc.nn.interpret import run_float
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.onnx_transformer import simplify_layout
-from transformer_onnx import bert_block
+from transformer_onnx import bert_block, qdq_bert_block
 
 TOL = 1e-5  # float64 import against float32 ONNX evaluation
 
@@ -259,26 +259,13 @@ def test_torch_bert_style_block_with_split_heads(exporter: str, approximate: str
 
 def test_qdq_bert_block_from_onnxruntime_quantize_static(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
-    quantization = pytest.importorskip("onnxruntime.quantization")
-    model = bert_block(gelu="op")
-    onnx.save(model, str(tmp_path / "f.onnx"))
+    pytest.importorskip("onnxruntime.quantization")
     x = np.random.default_rng(0).standard_normal((8, 6, 16)).astype(np.float32)
-
-    class Reader(quantization.CalibrationDataReader):
-        def __init__(self) -> None:
-            self.rows = iter([{"tokens": x[i:i + 1]} for i in range(len(x))])
-
-        def get_next(self) -> dict | None:
-            return next(self.rows, None)
-
-    quantization.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(),
-                                 quant_format=quantization.QuantFormat.QDQ,
-                                 activation_type=quantization.QuantType.QInt8,
-                                 weight_type=quantization.QuantType.QInt8)
-    fg = load_onnx(tmp_path / "q.onnx")
+    path = qdq_bert_block(str(tmp_path), x, gelu="op")
+    fg = load_onnx(path)
     ops = [n.op for n in fg.nodes]
     assert fg.is_qdq and ops.count("fakequant") > 10 and ops.count("softmax") == 1 and ops.count("matmul2") == 2
     options = ort.SessionOptions()  # the QDQ graph's own float semantics (no fused integer kernels)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    want = ort.InferenceSession(str(tmp_path / "q.onnx"), options).run(None, {"tokens": x})[0]
+    want = ort.InferenceSession(path, options).run(None, {"tokens": x})[0]
     np.testing.assert_allclose(run_float(fg, x), want, atol=TOL, rtol=TOL)

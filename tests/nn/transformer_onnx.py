@@ -117,3 +117,24 @@ def bert_block(seq: int = 6, hidden: int = 16, heads: int = 2, ffn: int = 32, *,
     model.ir_version = 9
     onnx.checker.check_model(model)
     return model
+
+
+def qdq_bert_block(directory: str, x: np.ndarray, **kw: object) -> str:
+    """:func:`bert_block` quantized by onnxruntime's ``quantize_static`` (QDQ, int8 activations and weights,
+    calibrated on ``x``), saved in ``directory``; returns the path.  Needs onnxruntime."""
+    from onnxruntime import quantization
+
+    src, dst = f"{directory}/float.onnx", f"{directory}/qdq.onnx"
+    onnx.save(bert_block(**kw), src)  # type: ignore[arg-type]
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter([{"tokens": x[i:i + 1].astype(np.float32)} for i in range(len(x))])
+
+        def get_next(self) -> dict | None:
+            return next(self.rows, None)
+
+    quantization.quantize_static(src, dst, Reader(), quant_format=quantization.QuantFormat.QDQ,
+                                 activation_type=quantization.QuantType.QInt8,
+                                 weight_type=quantization.QuantType.QInt8)
+    return dst
