@@ -16,7 +16,8 @@ mul_const     no node: the constant goes into the scale (a positive constant; th
 add_const     :class:`~aiompc.nn.ir.AddConst` with ``round(value / s)`` at the input's scale (local)
 reduce_mean   :class:`~aiompc.nn.ir.ReduceSum`; the ``1/n`` goes into the scale
 softmax       logits requantized to signed ``nonlinear_bits`` (calibrated), then :class:`SoftmaxQ` with
-              :func:`aiompc.qmath.softmax_params` (output unsigned ``nonlinear_bits`` at ``2^-bits``); an attention
+              :func:`aiompc.qmath.softmax_params` (output unsigned at ``2^-bits``: ``act_bits`` when only matmuls
+              read it, as ``P·V`` does — one rounding instead of two — else ``nonlinear_bits``); an attention
               mask (an ``add_const`` of 0 and ``<= -1e3`` read only by softmaxes) is applied after the
               requantization, as ``-(2^k + range)`` integer units: a masked score's exp is the table's last entry
               (0 for an exact table), as ``exp(-1e4)`` is 0 in float, and the mask does not wreck the calibration
@@ -209,7 +210,10 @@ def _softmax(q: _Quantizer, n: FloatNode) -> None:
     fedge, mask = q.masks.get(n.inputs[0], (n.inputs[0], None))
     z = q._as_activation(fedge, bits)
     spec = q.tensors[z]
-    params, s_out = qmath.softmax_params(_scale(q, z), spec.shape[-1], out_bits=bits)
+    # probabilities read only by matmuls come out at their input width (act_bits): no second rounding
+    readers = q.consumers.get(n.output, [])
+    out_bits = q.cfg.act_bits if readers and all(r.op in ("matmul", "matmul2") for r in readers) else bits
+    params, s_out = qmath.softmax_params(_scale(q, z), spec.shape[-1], out_bits=min(out_bits, bits))
     if mask is not None:  # masked scores drop below every kept one by more than the exp table: exp is its last entry
         big = (1 << params.exp_bits) + spec.hi - spec.lo
         bias = np.where(mask, -big, 0).astype(np.int64)
