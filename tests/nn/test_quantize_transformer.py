@@ -59,8 +59,10 @@ def test_attention_block_quantized_matches_float(kw: dict) -> None:
     meta = g.without_weights()  # what a client receives: no weights, the public tables and constants
     assert [n.op for n in meta.nodes] == ops
     assert next(n for n in meta.nodes if n.op == "softmax_q").params == softmax.params
-    _, err4 = _error(fg, QuantConfig(calibration="max"))
+    g4, err4 = _error(fg, QuantConfig(calibration="max"))
     assert err < err4 < 0.5  # 4-bit activations: coarser but still the same function
+    sm4 = next(n for n in g4.nodes if n.op == "softmax_q")  # P comes out at 4 bits, read as it is by P·V
+    assert sm4.params.out_bits == 4 and [r.op for r in g4.consumers(sm4.output)] == ["matmul_shared"]
 
 
 @_needs_ln_gelu
