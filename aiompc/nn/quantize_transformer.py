@@ -19,8 +19,9 @@ softmax       logits requantized to signed ``nonlinear_bits`` (calibrated), then
               :func:`aiompc.qmath.softmax_params` (output unsigned at ``2^-bits``: ``act_bits`` when only matmuls
               read it, as ``P·V`` does — one rounding instead of two — else ``nonlinear_bits``); an attention
               mask (an ``add_const`` of 0 and ``<= -1e3`` read only by softmaxes) is applied after the
-              requantization, as ``-(2^k + range)`` integer units: a masked score's exp is the table's last entry
-              (0 for an exact table), as ``exp(-1e4)`` is 0 in float, and the mask does not wreck the calibration
+              requantization, as ``-(2^k + range)`` integer units: a masked score's exp is the table's last entry,
+              0 (scores of a range too small for an exact 8-bit exp table are requantized at the finest scale
+              that has one), as ``exp(-1e4)`` is 0 in float, and the mask does not wreck the calibration
 layernorm     input requantized to signed ``nonlinear_bits`` (calibrated), :class:`LayerNormQ` with
               :func:`aiompc.qmath.layernorm_params` (the model's eps; the largest row deviation and
               normalized value of the calibration data); gamma/beta: folded into the following matmuls when the
@@ -37,6 +38,7 @@ their multipliers single).  Calibration is per tensor on the sample inputs, as f
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -214,6 +216,14 @@ def _softmax(q: _Quantizer, n: FloatNode) -> None:
     readers = q.consumers.get(n.output, [])
     out_bits = q.cfg.act_bits if readers and all(r.op in ("matmul", "matmul2") for r in readers) else bits
     params, s_out = qmath.softmax_params(_scale(q, z), spec.shape[-1], out_bits=min(out_bits, bits))
+    if mask is not None and params.exp_table[-1] != 0:
+        # scores of a small range: requantize them at the finest scale whose exp table ends in 0 (exact), so
+        # a masked score's probability is exactly 0 as in float
+        fine = math.log(2 * params.exp_table[0] + 1) / ((1 << qmath.MAX_TABLE_BITS) - 1) * (1 + 1e-6)
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        z = q._requant(q.env[fedge], fedge, fine, lo, hi)
+        spec = q.tensors[z]
+        params, s_out = qmath.softmax_params(_scale(q, z), spec.shape[-1], out_bits=min(out_bits, bits))
     if mask is not None:  # masked scores drop below every kept one by more than the exp table: exp is its last entry
         big = (1 << params.exp_bits) + spec.hi - spec.lo
         bias = np.where(mask, -big, 0).astype(np.int64)
