@@ -11,6 +11,7 @@ from typing import Literal, overload
 
 import numpy as np
 
+from aiompc import fxmath
 from aiompc.errors import InputError
 from aiompc.nn import tensor_ops as ops
 from aiompc.nn.graph import TOKEN_OPS, FloatGraph, FloatNode
@@ -265,10 +266,6 @@ def _transformer_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
 
 def _fixed_point_node(n: SoftmaxFx | GeluFx | LayerNormFx, x: np.ndarray) -> np.ndarray:
     """Iron's fixed-point programs (:mod:`aiompc.fxmath`) of the ``cheetah`` mode."""
-    try:
-        from aiompc import fxmath
-    except ImportError:  # pragma: no cover - until aiompc.fxmath lands (issue 25, lane C)
-        raise InputError(f"node {n.name!r}: {n.op} needs aiompc.fxmath, which this version does not have") from None
     if isinstance(n, LayerNormFx):
         return np.asarray(fxmath.layernorm_fixed(x, f=n.f, l=n.l, eps=n.eps), dtype=np.int64)
     fn = fxmath.softmax_fixed if isinstance(n, SoftmaxFx) else fxmath.gelu_fixed

@@ -539,11 +539,12 @@ class QGraph:
 
     # ---- checks
 
-    def validate(self) -> QGraph:
+    def validate(self, *, bounds: bool = True) -> QGraph:
         """Check the graph is well formed: single assignment, topological order, every node's output spec
-        agrees with what its inputs imply (shape always; exact bounds when the weights are present), and
-        declared widths hold the bounds.  Returns ``self``; raises :class:`UnsupportedModel` otherwise."""
-        exact = self.has_weights
+        agrees with what its inputs imply (shape always; exact bounds when the weights are present and
+        ``bounds``: a metadata view carries only its widths, even for a graph without weights), and declared
+        widths hold the bounds.  Returns ``self``; raises :class:`UnsupportedModel` otherwise."""
+        exact = bounds and self.has_weights
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise UnsupportedModel("node names must be unique (they label the layers' channels)")
@@ -624,9 +625,10 @@ class QGraph:
             tensors = {t.name: t for t in (TensorSpec.from_dict(t) for t in d["tensors"])}
             nodes = [Node.from_dict(n) for n in d["nodes"]]
             g = cls(str(d["input"]), str(d["output"]), tensors, nodes)
+            bounds = all("lo" in t and "hi" in t for t in d["tensors"])  # a metadata view has the input's only
         except (KeyError, TypeError, ValueError) as e:
             raise ProtocolError(f"malformed model description: {e}") from e
-        return g.validate()
+        return g.validate(bounds=bounds)
 
     def without_weights(self) -> QGraph:
         """The metadata-only graph (what a client reconstructs from :meth:`to_dict`)."""

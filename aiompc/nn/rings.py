@@ -16,8 +16,9 @@ working in the ring of their output (the accumulator): their inputs are raised t
 producing an attention operand writes it there directly.  The reshaping nodes (Transpose, Reshape, Slice),
 ReduceSum, AddConst and FeatureAffine (a product by the server's private weights mod ``2^l``) work in their output's
 ring like every local node.  Look-up, SoftmaxQ and LayerNormQ are like a requantization (:data:`READS_ANY_RING`):
-they read their input in its own ring (a look-up at least in ``k`` bits, the width of its table's index) and
-write their output directly in the ring their consumers want.  Iron's fixed-point nodes (SoftmaxFx, GeluFx,
+they read their input in its own ring (a look-up at least in ``k`` bits, the width of its table's index; a SoftmaxQ
+one bit above its logits' width, which spares it an extension protocol) and write their output directly in the
+ring their consumers want.  Iron's fixed-point nodes (SoftmaxFx, GeluFx,
 LayerNormFx) compute on their own ring ``l`` (37 bits, Cheetah's); in ``cheetah`` mode every edge is on it anyway.
 
 **Folded truncation** (quantized mode, ``exact=False``).  When an HE layer (Conv / Linear / MatMul) feeds a single
@@ -42,7 +43,7 @@ from aiompc.nn.modes import CHEETAH_RING, Mode
 from aiompc.protocols.nonlinear.narrow import narrow_plan
 
 __all__ = ["Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths", "FOLD_LIFT", "READS_ANY_RING", "HE_FOLDABLE",
-           "reads_any_ring", "input_floor"]
+           "reads_any_ring", "input_floor", "signed_width"]
 
 READS_ANY_RING: tuple[type[Node], ...] = (Requantize, Lookup, SoftmaxQ, LayerNormQ)
 """Nodes whose protocol takes its input in whatever ring the input edge has (``l_in``) and writes its output
@@ -60,16 +61,28 @@ def reads_any_ring(node: Node) -> bool:
     return isinstance(node, READS_ANY_RING)
 
 
-def input_floor(node: Node) -> int:
-    """The narrowest ring a :data:`READS_ANY_RING` node takes its input in: a look-up's table index width ``k``
-    (it reduces its input shares mod ``2^k``; a signed input narrower than ``k`` must be held in ``k`` bits to be
-    reduced there), else 0 (the input's own ring)."""
-    return node.k if isinstance(node, Lookup) else 0
+def input_floor(node: Node, x: TensorSpec) -> int:
+    """The narrowest ring a :data:`READS_ANY_RING` node takes its input ``x`` in: a look-up's table index width
+    ``k`` (it reduces its input shares mod ``2^k``; a signed input narrower than ``k`` must be held in ``k`` bits to
+    be reduced there); a SoftmaxQ's one bit above the logits' signed width (its max tree and differences
+    ``max − z`` need that bit: held there already, the logits need no extension protocol, and the requantization
+    or HE layer producing them writes the one bit more for next to nothing); else 0 (the input's own ring)."""
+    if isinstance(node, Lookup):
+        return node.k
+    if isinstance(node, SoftmaxQ):
+        return signed_width(x) + 1
+    return 0
 
 
 def _min_ring(bits: int, signed: bool) -> int:
     # an unsigned b-bit value needs b+1 bits to be read as a non-negative two's-complement number
     return bits if signed else bits + 1
+
+
+def signed_width(spec: TensorSpec) -> int:
+    """The signed two's-complement width that holds every value of ``spec``'s public width (the narrowest ring
+    its shares can live in)."""
+    return _min_ring(spec.bits, spec.signed)
 
 
 FOLD_LIFT = 2
@@ -208,7 +221,7 @@ def plan_rings(graph: QGraph, mode: Mode) -> RingPlan:
     for node in reversed(graph.nodes):
         if reads_any_ring(node):  # reads its own ring (at least its floor), writes into its consumers' ring
             for edge in node.inputs:
-                rings[edge] = max(rings[edge], input_floor(node))
+                rings[edge] = max(rings[edge], input_floor(node, graph.tensors[edge]))
             continue
         fold = folds.get(node.name)
         if fold is not None:  # the HE layer's sole consumer reads y in out_ring; its input needs he_ring

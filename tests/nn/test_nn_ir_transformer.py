@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from transformer_graphs import (attention_block, gelu_table, local_chain, random_tokens, reference_block,
+from transformer_graphs import (Builder, attention_block, gelu_table, local_chain, random_tokens, reference_block,
                                 softmax_params)
 
 from aiompc import wire
@@ -193,8 +193,9 @@ def test_ring_rules_of_the_transformer_nodes() -> None:
     assert rings["pos"] >= rings["q_mm"] >= own("q_mm")
     assert rings["q_heads"] >= rings["qk"] and rings["k_heads_t"] >= rings["qk"]
     assert rings["softmax"] >= rings["pv"] and rings["v_heads"] >= rings["pv"]
-    # softmax / layernorm read their input in its own ring; a look-up at least in its table's index width
-    assert rings["qk_rq"] == own("qk_rq") and rings["residual"] == own("residual")
+    # layernorm reads its input in its own ring; softmax one bit above (no extension of the logits); a look-up
+    # at least in its table's index width
+    assert rings["qk_rq"] == own("qk_rq") + 1 and rings["residual"] == own("residual")
     assert rings["ff1_rq"] >= 6
     assert ring_widths(graph.without_weights(), MODES["quantized"]) == rings
     assert set(ring_widths(graph, MODES["cheetah"]).values()) == {37}
@@ -215,3 +216,15 @@ def test_approximate_mode_folds_a_matmul_into_its_requantization() -> None:
     plan = plan_rings(graph, MODES["quantized"].with_exact(False))
     assert "proj" in plan.folds and "proj_rq" in plan.folded
     assert not plan_rings(graph, MODES["quantized"]).folds
+
+
+def test_a_graph_without_weights_has_a_metadata_view_too() -> None:
+    # a chain of public-constant nodes only: the metadata view (widths, no bounds) still validates
+    b = Builder.start((2, 16), 6)
+    b.add(ReduceSum, b.add(Slice, "x", "half", axis=-1, start=0, stop=8), "s", axis=-1)
+    graph = b.graph("s")
+    assert graph.has_weights and graph.tensors["s"].hi == 248  # nothing to hold; a bound inside the width
+    back = QGraph.from_dict(wire.decode(wire.encode(graph.to_dict())))
+    assert back.tensors["s"].hi == 255
+    x = np.arange(-32, 32).reshape(2, 2, 16)
+    assert np.array_equal(run_int(back, x), run_int(graph, x))

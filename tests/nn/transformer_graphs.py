@@ -101,8 +101,9 @@ def gelu_table(k: int, scale: float) -> tuple[int, ...]:
 
 
 def attention_block(seed: int, *, seq: int = 4, hidden: int = 8, heads: int = 2, ffn: int = 16,
-                    classes: int = 3) -> QGraph:
-    """The one-layer, two-head encoder block of the module docstring on ``(seq, hidden)`` signed 4-bit tokens."""
+                    classes: int = 3, norm: bool = True) -> QGraph:
+    """The one-layer, two-head encoder block of the module docstring on ``(seq, hidden)`` signed 4-bit tokens
+    (``norm=False``: without the LayerNormQ, gamma/beta on the residual directly)."""
     rng = np.random.default_rng(seed)
     d = hidden // heads
     b = Builder.start((seq, hidden), 4)
@@ -124,7 +125,7 @@ def attention_block(seed: int, *, seq: int = 4, hidden: int = 8, heads: int = 2,
     out = b.requant(out, "o_rq", 5)
     res = b.add(Add, (x, out), "residual", multipliers=((2,), (1,)))
     peak = max(-b.tensors[res].lo, b.tensors[res].hi)
-    ln = b.add(LayerNormQ, res, "ln", params=layernorm_params(hidden, peak))
+    ln = b.add(LayerNormQ, res, "ln", params=layernorm_params(hidden, peak)) if norm else res
     ln = b.add(FeatureAffine, ln, "ln_affine", features=hidden, weight=rng.integers(1, 8, hidden),
                bias=rng.integers(-30, 31, hidden), weight_bits=4)
     ln = b.requant(ln, "ln_rq", 4)
@@ -167,7 +168,8 @@ def reference_block(graph: QGraph, x: np.ndarray, *, heads: int = 2) -> np.ndarr
             ctx[i][:, cols] = _rq(graph, "pv_rq", probs @ v[i][:, cols])
     out = _rq(graph, "o_rq", ctx @ n("o_mm").weight + n("o_mm").bias)
     res = 2 * x + out
-    ln = layernorm_int(res, n("ln").params) * n("ln_affine").weight + n("ln_affine").bias
+    normed = layernorm_int(res, n("ln").params) if any(m.name == "ln" for m in graph.nodes) else res
+    ln = normed * n("ln_affine").weight + n("ln_affine").bias
     ln = _rq(graph, "ln_rq", ln)
     h1 = _rq(graph, "ff1_rq", ln @ n("ff1").weight + n("ff1").bias)
     h2 = _rq(graph, "ff2_rq", lookup_int(h1, n("gelu").table) @ n("ff2").weight + n("ff2").bias)
