@@ -98,3 +98,19 @@ def test_attention_mask_on_a_2f_accumulator_is_added_after_the_truncation() -> N
     nodes[2].params["value"] = causal * 1e8
     with pytest.raises(UnsupportedModel, match="does not fit"):
         fixed_point(fg)
+
+
+async def test_lowered_bert_block_runs_securely_in_cheetah_mode() -> None:
+    """Iron's program of the block through the engine's cheetah mode, exact truncations: bit for bit run_int."""
+    import aiompc
+    from aiompc.nn.modes import engine_config
+    from aiompc.nn.secure import run_secure
+
+    fg = load_onnx(bert_block(seq=4, hidden=8, heads=2, ffn=16, mask=True, head=3))
+    x = np.random.default_rng(0).standard_normal((2, *fg.input_shape))
+    g = fixed_point(fg)
+    xq = g.quantize_input(x)
+    config = engine_config("cheetah", exact=True)
+    _, client = await aiompc.run_local(lambda p: run_secure(p, g, batch=len(xq), config=config),
+                                       lambda p: run_secure(p, g.without_weights(), xq, config=config))
+    assert np.array_equal(client.output, run_int(g, xq))

@@ -292,3 +292,17 @@ def test_qdq_bert_block_keeps_its_annotations(tmp_path) -> None:
     assert np.abs(got - want).max() / np.abs(want).max() < 0.2
     lookup = next(n for n in g.nodes if n.op == "lookup")
     assert lookup.k <= 8 and g.tensors[lookup.inputs[0]].signed
+
+
+async def test_lowered_bert_block_runs_securely_bit_for_bit() -> None:
+    """The whole lowered block (attention with a mask, Softmax, LayerNorm + affine, GELU look-up, classifier)."""
+    import aiompc
+    from aiompc.nn.secure import run_secure
+
+    fg = load_onnx(bert_block(seq=4, hidden=8, heads=2, ffn=16, mask=True, head=3))
+    x = np.random.default_rng(0).standard_normal((2, *fg.input_shape))
+    g = quantize(fg, x, QuantConfig())
+    xq = g.quantize_input(x)
+    _, client = await aiompc.run_local(lambda p: run_secure(p, g, batch=len(xq)),
+                                       lambda p: run_secure(p, g.without_weights(), xq))
+    assert np.array_equal(client.output, run_int(g, xq))
