@@ -24,7 +24,7 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel
 
-__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_layout", "one_of_n_unmask"]
+__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_unmask"]
 
 
 @kernel()
@@ -76,34 +76,37 @@ def feed_forward(y: np.ndarray, px: np.ndarray, nb: int) -> None:  # pragma: no 
 
 @kernel()
 def one_of_n_mask(
-    msgs: np.ndarray, pads: np.ndarray, side: np.ndarray, lane: np.ndarray, mask: np.uint64, out: np.ndarray
+    msgs: np.ndarray, pads: np.ndarray, n_choices: int, m: int, per: int, mask: np.uint64, out: np.ndarray
 ) -> None:  # pragma: no cover
-    """The sender's masked messages: ``out[i, v] = (msgs[i, v] ⊕ XOR_t pads[side[t, v], i·m + t, lane[t, v]]) & mask``.
+    """The sender's masked messages: ``out[i, x·per + p] = (msgs[i, x·per + p] ⊕ XOR_t pads[x_t, i·m + t,
+    drop_bit(x, t)·per + p]) & mask`` for every message ``x < N = n_choices`` and lane ``p < per``.
 
-    ``msgs``, ``out``: ``(n, N·per)`` uint64 (value ``v = x·per + p`` is lane ``p`` of message ``x``);
-    ``pads``: ``(2, n·m, lanes)`` of the lane dtype (uint8/16/32/64), the pad streams of ``K_t^0`` and
-    ``K_t^1`` of instance ``i`` at row ``i·m + t``, viewed as little-endian lanes; ``side``, ``lane``:
-    ``(m, N·per)`` int64, the key bit ``x_t`` and the lane ``drop_bit(x, t)·per + p`` of each value
-    (the same for every instance, see :func:`one_of_n_layout`).
+    ``msgs``, ``out``: ``(n, N·per)`` uint64; ``pads``: ``(2, n·m, lanes)`` of the lane dtype (uint8/16/32/64),
+    ``lanes >= 2^(m-1)·per``, the pad streams of ``K_t^0`` and ``K_t^1`` of instance ``i`` at row ``i·m + t``,
+    viewed as little-endian lanes.  ``drop_bit(x, t)`` removes bit ``t`` of ``x``, so for each ``t`` the
+    messages come in runs of ``2^t`` with bit ``t`` = 0, then 1, each padded by ``2^t·per`` consecutive lanes of
+    its key: the loop XORs run by run (contiguous, vectorised) and stops at ``N`` (a non-power-of-two ``N``).
+    Cost: ``m·N·per`` lane loads and XORs per instance.
     """
-    m = side.shape[0]
+    width = n_choices * per
     for i in range(msgs.shape[0]):
-        for v in range(msgs.shape[1]):
-            acc = msgs[i, v]
-            for t in range(m):
-                acc ^= np.uint64(pads[side[t, v], i * m + t, lane[t, v]])
-            out[i, v] = acc & mask
-
-
-def one_of_n_layout(n_choices: int, m: int, per: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(side, lane)`` of :func:`one_of_n_mask` for ``N = n_choices`` messages of ``per`` lanes and ``m``
-    choice bits: ``side[t, x·per + p] = x_t``, ``lane[t, x·per + p] = drop_bit(x, t)·per + p`` (numpy, tiny)."""
-    x = np.arange(n_choices, dtype=np.int64)[None, :]
-    t = np.arange(m, dtype=np.int64)[:, None]
-    side = (x >> t) & 1
-    dropped = (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
-    lane = dropped[:, :, None] * per + np.arange(per, dtype=np.int64)[None, None, :]
-    return np.repeat(side, per, axis=1), lane.reshape(m, n_choices * per)
+        o = out[i]
+        for v in range(width):
+            o[v] = msgs[i, v]
+        for t in range(m):
+            p0 = pads[0, i * m + t]
+            p1 = pads[1, i * m + t]
+            seg = (1 << t) * per  # a run of messages with bit t = 0, then one with bit t = 1: contiguous lanes
+            for blk in range(1 << (m - 1 - t)):
+                o0 = 2 * blk * seg
+                s = blk * seg
+                for u in range(min(seg, width - o0)):
+                    o[o0 + u] ^= np.uint64(p0[s + u])
+                o1 = o0 + seg
+                for u in range(min(seg, width - o1)):
+                    o[o1 + u] ^= np.uint64(p1[s + u])
+        for v in range(width):
+            o[v] &= mask
 
 
 @kernel()

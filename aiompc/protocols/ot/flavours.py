@@ -42,14 +42,18 @@ from aiompc.party import Party, Role
 from aiompc.wire import Packed, expect
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
-from aiompc.crypto.hashing import tccr_expand
-from aiompc.kernels.ot import cot_keys, one_of_n_layout, one_of_n_mask, one_of_n_unmask
+from aiompc.crypto.hashing import HashScratch, tccr_expand
+from aiompc.kernels.ot import cot_keys, one_of_n_mask, one_of_n_unmask
 from aiompc.protocols.ot.pads import lane_bytes, lane_dtype, pads, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "correlated_ot_widths", "one_of_n_ot", "random_ot", "bit_triples",
            "CHUNK_COTS"]
 
 CHUNK_COTS = 1 << 20  # instances (or 1-of-N messages) per chunk: bounds the memory of one step whatever n is
+MASK_PIECE_BLOCKS = 1 << 15
+"""Hash output blocks (512 KiB) per piece of the 1-of-N sender's masking: the AES input and output of a piece stay
+in the L2 cache (OpenSSL's ECB runs ≈ 8 GB/s there, ≈ 1 GB/s on buffers of hundreds of MB); the bytes do not
+depend on it."""
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -406,21 +410,27 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
     """Masked messages ``(n, N·k)``: message ``x`` XOR lane ``drop_bit(x, t)`` of key ``K_t^{x_t}`` for every t.
 
     Each key pads only the ``2^(m-1)`` messages whose bit ``t`` it matches, so its stream has
-    ``2^(m-1)·k`` lanes.  Both keys of every COT are hashed in one call (:func:`~aiompc.kernels.ot.cot_keys`)
-    and the masking runs in one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_mask`).
+    ``2^(m-1)·k`` lanes.  Per piece of instances (:data:`MASK_PIECE_BLOCKS` hash blocks, cache-sized) both keys
+    of every COT are hashed in one call (:func:`~aiompc.kernels.ot.cot_keys`) and the masking runs in one
+    compiled pass (:func:`~aiompc.kernels.ot.one_of_n_mask`).
     """
     n, width = msgs.shape
     per = width // N
     lb = lane_bytes(bits)
     nblocks = -(-((1 << m) // 2) * per * lb // 16)
-    rows = n * m  # COT t of instance i is row i·m + t
-    keys = np.empty((2 * rows, 2), np.uint64)
-    cot_keys(cots.q, d, cots.delta, keys)  # K_0 rows, then K_1 rows
-    raw = tccr_expand(keys, np.concatenate([cots.tweaks, cots.tweaks]), nblocks).reshape(2 * rows, 2 * nblocks)
-    pad = raw.view(lane_dtype(bits)).reshape(2, rows, -1)  # [K_0 rows, K_1 rows] as lanes
-    side, lane = one_of_n_layout(N, m, per)
+    msgs = np.ascontiguousarray(msgs)
     out = np.empty((n, width), np.uint64)
-    one_of_n_mask(np.ascontiguousarray(msgs), pad, side, lane, value_mask(bits), out)
+    scratch = HashScratch()
+    step = max(1, MASK_PIECE_BLOCKS // (2 * m * nblocks))  # instances per piece
+    for lo in range(0, n, step):  # pieces small enough that the hash's buffers stay in cache
+        hi = min(n, lo + step)
+        rows = (hi - lo) * m  # COT t of instance i is row i·m + t
+        keys = np.empty((2 * rows, 2), np.uint64)
+        cot_keys(cots.q[lo * m : hi * m], d[lo * m : hi * m], cots.delta, keys)  # K_0 rows, then K_1 rows
+        tw = cots.tweaks[lo * m : hi * m]
+        raw = tccr_expand(keys, np.concatenate([tw, tw]), nblocks, scratch=scratch).reshape(2 * rows, 2 * nblocks)
+        pad = raw.view(lane_dtype(bits)).reshape(2, rows, -1)  # [K_0 rows, K_1 rows] as lanes
+        one_of_n_mask(msgs[lo:hi], pad, N, m, per, value_mask(bits), out[lo:hi])
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from aiompc.kernels.ot import cot_keys, feed_forward, tweak_blocks
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
+from aiompc.protocols.ot import flavours
 from aiompc.protocols.ot.flavours import _one_of_n_mask, _one_of_n_unmask
 from flavours_reference import one_of_n_mask_reference, one_of_n_unmask_reference
 
@@ -48,9 +49,15 @@ def test_cot_keys_tweaks_and_feed_forward_match_numpy(kind: str) -> None:
     assert np.array_equal(y, expect)
 
 
-@pytest.mark.parametrize("N,per,bits", [(2, 1, 1), (16, 1, 2), (3, 2, 8), (5, 1, 16), (16, 3, 37), (256, 1, 1), (7, 2, 64)])
+@pytest.mark.parametrize("N,per,bits", [(2, 1, 1), (16, 1, 2), (3, 2, 8), (5, 1, 16), (16, 3, 37), (256, 1, 1),
+                                         (7, 2, 64), (200, 1, 37), (256, 1, 64), (129, 2, 16)])
 @pytest.mark.parametrize("kind", ["random", "ones"])
-def test_one_of_n_mask_and_unmask_match_the_numpy_code(N: int, per: int, bits: int, kind: str) -> None:
+@pytest.mark.parametrize("piece", [None, 1, 300])  # hash blocks per piece: the default, one instance, a few
+def test_one_of_n_mask_and_unmask_match_the_numpy_code(
+    N: int, per: int, bits: int, kind: str, piece: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if piece is not None:
+        monkeypatch.setattr(flavours, "MASK_PIECE_BLOCKS", piece)
     rng = np.random.default_rng(N * 100 + per + bits)
     n, m = 29, (N - 1).bit_length()
     q, delta = _blocks(rng, n * m, kind), _blocks(rng, 1)[0] | np.array([1, 0], np.uint64)
