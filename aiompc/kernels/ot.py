@@ -24,7 +24,7 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel
 
-__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_unmask"]
+__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_unmask", "widths_mask", "widths_unmask"]
 
 
 @kernel()
@@ -127,3 +127,43 @@ def one_of_n_unmask(
             for t in range(m):
                 acc ^= np.uint64(pad[i * m + t, lane[i * m + t] + p])
             out[i, p] = acc & mask
+
+
+@kernel()
+def widths_mask(
+    hashed: np.ndarray, corr: np.ndarray, masks: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> None:  # pragma: no cover
+    """The sender's side of correlated OTs of several widths, from the hashes of its two keys per COT.
+
+    ``hashed``: ``(2·n·m, 2)`` uint64, the hash blocks of ``K_0`` of COT ``r = i·m + j`` at row ``r`` and of ``K_1``
+    at row ``n·m + r`` (a pad is the low bits of word 0, see :mod:`aiompc.protocols.ot.pads`); ``corr``: ``(n, m)``
+    uint64; ``masks``: ``(m,)`` uint64, ``2^widths[j] − 1``.  Writes ``x[i, j] = pad(K_0) & masks[j]`` (the sender's
+    output, ``(n, m)``) and ``y[j, i] = (pad(K_1) − x[i, j] − corr[i, j]) & masks[j]`` (its message, ``(m, n)``:
+    one contiguous row per column).
+    """
+    n, m = corr.shape
+    top = n * m
+    for i in range(n):
+        for j in range(m):
+            r = i * m + j
+            mk = masks[j]
+            a = hashed[r, 0] & mk
+            x[i, j] = a
+            y[j, i] = (hashed[top + r, 0] - a - corr[i, j]) & mk
+
+
+@kernel()
+def widths_unmask(
+    hashed: np.ndarray, choices: np.ndarray, y: np.ndarray, masks: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover
+    """The receiver's side: ``out[i, j] = (pad(t) − c[i, j]·y[j, i]) & masks[j]`` with ``pad(t)`` the low bits of
+    word 0 of ``hashed[i·m + j]``.  ``hashed``: ``(n·m, 2)`` uint64; ``choices``: ``(n, m)`` uint8 0/1; ``y``:
+    ``(m, n)`` uint64 (the sender's columns); ``masks``: ``(m,)``; ``out``: ``(n, m)`` uint64.
+    """
+    n, m = out.shape
+    for i in range(n):
+        for j in range(m):
+            v = hashed[i * m + j, 0]
+            if choices[i, j]:
+                v -= y[j, i]
+            out[i, j] = v & masks[j]

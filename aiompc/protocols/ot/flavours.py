@@ -43,7 +43,7 @@ from aiompc.wire import Packed, expect
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
 from aiompc.crypto.hashing import HashScratch, tccr_expand
-from aiompc.kernels.ot import cot_keys, one_of_n_mask, one_of_n_unmask
+from aiompc.kernels.ot import cot_keys, one_of_n_mask, one_of_n_unmask, widths_mask, widths_unmask
 from aiompc.protocols.ot.pads import lane_bytes, lane_dtype, pads, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "correlated_ot_widths", "one_of_n_ot", "random_ot", "bit_triples",
@@ -54,6 +54,8 @@ MASK_PIECE_BLOCKS = 1 << 15
 """Hash output blocks (512 KiB) per piece of the 1-of-N sender's masking: the AES input and output of a piece stay
 in the L2 cache (OpenSSL's ECB runs ≈ 8 GB/s there, ≈ 1 GB/s on buffers of hundreds of MB); the bytes do not
 depend on it."""
+WIDTHS_PIECE_COTS = 1 << 14
+"""COTs per piece of :func:`correlated_ot_widths` (each hashed twice by the sender: 512 KiB of AES output)."""
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -310,7 +312,7 @@ async def correlated_ot_widths(
     """
     is_sender = _check_common(party, sender, max(_widths(widths)))
     ws = _widths(widths)
-    m, top = len(ws), max(ws)
+    m = len(ws)
     masks = np.array([(1 << w) - 1 for w in ws], dtype=np.uint64)
     if is_sender:
         corr = _values(correlation, 64, "correlation", ndims=(2,))
@@ -318,11 +320,8 @@ async def correlated_ot_widths(
             raise InputError(f"correlation must have shape (n, {m}), column j below 2^widths[j]; got {corr.shape}")
 
         def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, np.ndarray]:
-            k0, k1 = _keys(cots, d)
-            rows = sl.stop - sl.start
-            x = pads(k0, cots.tweaks, 1, top).reshape(rows, m) & masks
-            y = (pads(k1, cots.tweaks, 1, top).reshape(rows, m) - x - corr[sl]) & masks
-            return [Packed(np.ascontiguousarray(y[:, j]), w) for j, w in enumerate(ws)], x
+            x, y = _widths_mask(cots, d, corr[sl], masks)
+            return [Packed(y[j], w) for j, w in enumerate(ws)], x
 
         outs = await _sender_side(party, label, sender, m, _chunks(corr.shape[0], m), answer)
         return _concat(outs, (0, m))
@@ -339,12 +338,46 @@ async def correlated_ot_widths(
     def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
         rows = sl.stop - sl.start
         ys = _reply(msg, m, rows, (1,), "correlated-OT-widths")
-        y = np.stack([a.astype(np.uint64) for a in ys], axis=1)
-        pad = pads(cots.t, cots.tweaks, 1, top).reshape(rows, m) & masks
-        return (pad - c[sl].astype(np.uint64) * y) & masks
+        return _widths_unmask(cots, c[sl], np.stack([a.astype(np.uint64) for a in ys]), masks)
 
     parts = await _receiver_side(party, label, sender, c, _chunks(c.shape[0], m), finish)
     return _concat(parts, (0, m))
+
+
+def _widths_mask(cots: SenderCOTs, d: np.ndarray, corr: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sender's outputs ``x`` ``(n, m)`` and message columns ``y`` ``(m, n)`` of :func:`correlated_ot_widths`:
+    ``x = pad(K_0)``, ``y = pad(K_1) − x − Δ``, column ``j`` mod ``2^widths[j]``.  Pads are lane 0 of each key's
+    hash at the widest width reduced to the column's width, i.e. the low bits of the hash's word 0.  Per piece of
+    :data:`WIDTHS_PIECE_COTS` COTs (cache-sized AES buffers): both keys in one hash call, then one compiled pass
+    (:func:`~aiompc.kernels.ot.widths_mask`)."""
+    n, m = corr.shape
+    x = np.empty((n, m), np.uint64)
+    y = np.empty((m, n), np.uint64)
+    scratch = HashScratch()
+    step = max(1, WIDTHS_PIECE_COTS // m)  # instances per piece
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        rows = (hi - lo) * m
+        keys = np.empty((2 * rows, 2), np.uint64)
+        cot_keys(cots.q[lo * m : hi * m], d[lo * m : hi * m], cots.delta, keys)
+        tw = cots.tweaks[lo * m : hi * m]
+        hashed = tccr_expand(keys, np.concatenate([tw, tw]), 1, scratch=scratch).reshape(2 * rows, 2)
+        widths_mask(hashed, corr[lo:hi], masks, x[lo:hi], y[:, lo:hi])
+    return x, y
+
+
+def _widths_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The receiver's ``(pad(t) − c·y) & masks`` ``(n, m)`` for choices ``c`` ``(n, m)`` and the sender's columns
+    ``y`` ``(m, n)``, hashed per piece (:func:`~aiompc.kernels.ot.widths_unmask`)."""
+    n, m = c.shape
+    out = np.empty((n, m), np.uint64)
+    scratch = HashScratch()
+    step = max(1, WIDTHS_PIECE_COTS // m)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        hashed = tccr_expand(cots.t[lo * m : hi * m], cots.tweaks[lo * m : hi * m], 1, scratch=scratch)
+        widths_unmask(hashed.reshape(-1, 2), c[lo:hi], y[:, lo:hi], masks, out[lo:hi])
+    return out
 
 
 # --------------------------------------------------------------------------- 1-out-of-N OT

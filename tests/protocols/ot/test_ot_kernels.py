@@ -10,8 +10,13 @@ import pytest
 from aiompc.kernels.ot import cot_keys, feed_forward, tweak_blocks
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot import flavours
-from aiompc.protocols.ot.flavours import _one_of_n_mask, _one_of_n_unmask
-from flavours_reference import one_of_n_mask_reference, one_of_n_unmask_reference
+from aiompc.protocols.ot.flavours import _one_of_n_mask, _one_of_n_unmask, _widths_mask, _widths_unmask
+from flavours_reference import (
+    one_of_n_mask_reference,
+    one_of_n_unmask_reference,
+    widths_mask_reference,
+    widths_unmask_reference,
+)
 
 ONES = np.iinfo(np.uint64).max
 
@@ -80,3 +85,32 @@ def test_one_of_n_mask_and_unmask_match_the_numpy_code(
     out = _one_of_n_unmask(receiver, c, y, m, bits)
     assert np.array_equal(out, one_of_n_unmask_reference(receiver, c, y, m, bits))
     assert np.array_equal(out.reshape(n, per), msgs.reshape(n, N, per)[np.arange(n), c])
+
+
+@pytest.mark.parametrize("widths", [(1,), (37, 36, 35, 34), (64, 63, 1, 8), (16,) * 5, tuple(range(37, 0, -1))])
+@pytest.mark.parametrize("kind", ["random", "ones", "zeros"])
+@pytest.mark.parametrize("piece", [None, 1, 50])  # COTs per piece: the default, one instance, a few
+def test_widths_mask_and_unmask_match_the_numpy_code(
+    widths: tuple[int, ...], kind: str, piece: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if piece is not None:
+        monkeypatch.setattr(flavours, "WIDTHS_PIECE_COTS", piece)
+    rng = np.random.default_rng(len(widths) * 7 + sum(widths))
+    n, m = 29, len(widths)
+    masks = np.array([(1 << w) - 1 if w < 64 else ONES for w in widths], dtype=np.uint64)
+    q, delta = _blocks(rng, n * m, kind), _blocks(rng, 1)[0] | np.array([1, 0], np.uint64)
+    tweaks = np.arange(77, 77 + n * m, dtype=np.uint64)
+    d = rng.integers(0, 2, n * m).astype(np.uint8)
+    corr = rng.integers(0, ONES, (n, m), dtype=np.uint64, endpoint=True) & masks
+    corr[0], corr[1] = masks, 0  # edge correlations: all ones, zero
+    sender = SenderCOTs(q, delta, tweaks)
+    x, y = _widths_mask(sender, d, corr, masks)
+    wx, wy = widths_mask_reference(sender, d, corr, widths)
+    assert np.array_equal(x, wx) and np.array_equal(y, wy)
+    # the receiver with COT bits e (t = q ⊕ e·Δ) and choices c = d ⊕ e gets x + c·Δ
+    c = rng.integers(0, 2, (n, m)).astype(np.uint8)
+    e = c.reshape(-1) ^ d
+    receiver = ReceiverCOTs(e, q ^ (e.astype(np.uint64)[:, None] * delta), tweaks)
+    got = _widths_unmask(receiver, c, y, masks)
+    assert np.array_equal(got, widths_unmask_reference(receiver, c, y, widths))
+    assert np.array_equal(got, (x + c.astype(np.uint64) * corr) & masks)
