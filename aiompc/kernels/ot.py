@@ -24,7 +24,7 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel
 
-__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_unmask", "widths_mask", "widths_unmask"]
+__all__ = ["cot_keys", "cot_keys_paired", "one_of_n_offsets", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_unmask", "widths_mask", "widths_unmask"]
 
 
 @kernel()
@@ -75,38 +75,56 @@ def feed_forward(y: np.ndarray, px: np.ndarray, nb: int) -> None:  # pragma: no 
 
 
 @kernel()
-def one_of_n_mask(
-    msgs: np.ndarray, pads: np.ndarray, n_choices: int, m: int, per: int, mask: np.uint64, out: np.ndarray
-) -> None:  # pragma: no cover
-    """The sender's masked messages: ``out[i, x·per + p] = (msgs[i, x·per + p] ⊕ XOR_t pads[x_t, i·m + t,
-    drop_bit(x, t)·per + p]) & mask`` for every message ``x < N = n_choices`` and lane ``p < per``.
+def cot_keys_paired(q: np.ndarray, d: np.ndarray, delta: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[2i] = q[i] ⊕ d[i]·Δ`` and ``out[2i + 1] = out[2i] ⊕ Δ``: :func:`cot_keys` with the two keys of a COT in
+    adjacent rows (so the pads of one 1-out-of-N instance are one contiguous stretch of the hash output).
 
-    ``msgs``, ``out``: ``(n, N·per)`` uint64; ``pads``: ``(2, n·m, lanes)`` of the lane dtype (uint8/16/32/64),
-    ``lanes >= 2^(m-1)·per``, the pad streams of ``K_t^0`` and ``K_t^1`` of instance ``i`` at row ``i·m + t``,
-    viewed as little-endian lanes.  ``drop_bit(x, t)`` removes bit ``t`` of ``x``, so for each ``t`` the
-    messages come in runs of ``2^t`` with bit ``t`` = 0, then 1, each padded by ``2^t·per`` consecutive lanes of
-    its key: the loop XORs run by run (contiguous, vectorised) and stops at ``N`` (a non-power-of-two ``N``).
-    Cost: ``m·N·per`` lane loads and XORs per instance.
+    ``q``: ``(n, 2)`` uint64; ``d``: ``(n,)`` uint8 0/1; ``delta``: ``(2,)`` uint64; ``out``: ``(2n, 2)`` uint64.
     """
-    width = n_choices * per
+    d0 = delta[0]
+    d1 = delta[1]
+    for i in range(q.shape[0]):
+        a = q[i, 0]
+        b = q[i, 1]
+        if d[i]:
+            a ^= d0
+            b ^= d1
+        out[2 * i, 0] = a
+        out[2 * i, 1] = b
+        out[2 * i + 1, 0] = a ^ d0
+        out[2 * i + 1, 1] = b ^ d1
+
+
+def one_of_n_offsets(n_choices: int, m: int, per: int, row_lanes: int) -> np.ndarray:
+    """``(m, N·per)`` int64 lane offsets of :func:`one_of_n_mask`: value ``x·per + p``'s pad for choice bit ``t`` is
+    lane ``drop_bit(x, t)·per + p`` of key ``K_t^{x_t}``, whose row is ``2t + x_t`` of an instance's ``2m`` rows of
+    ``row_lanes`` lanes each (numpy, tiny; the same for every instance)."""
+    x = np.arange(n_choices, dtype=np.int64)[None, :]
+    t = np.arange(m, dtype=np.int64)[:, None]
+    side = (x >> t) & 1
+    dropped = (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
+    lane = (2 * t + side) * row_lanes + dropped * per
+    return (lane[:, :, None] + np.arange(per, dtype=np.int64)[None, None, :]).reshape(m, n_choices * per)
+
+
+@kernel()
+def one_of_n_mask(msgs: np.ndarray, pads: np.ndarray, offsets: np.ndarray, mask: np.uint64, out: np.ndarray) -> None:  # pragma: no cover
+    """The sender's masked messages: ``out[i, v] = (msgs[i, v] ⊕ XOR_t pads[i, offsets[t, v]]) & mask``.
+
+    ``msgs``, ``out``: ``(n, N·per)`` uint64 (value ``v = x·per + p`` is lane ``p`` of message ``x``); ``pads``:
+    ``(n, 2m·lanes)`` of the lane dtype (uint8/16/32/64): instance ``i``'s pad streams of ``K_0^0, K_0^1, K_1^0,
+    …, K_{m-1}^1`` one after the other (keys from :func:`cot_keys_paired`), viewed as little-endian lanes;
+    ``offsets``: ``(m, N·per)`` from :func:`one_of_n_offsets`.  An instance's pads and the offsets stay in L1.
+    Cost: ``m`` lane loads and XORs per value.
+    """
+    m = offsets.shape[0]
     for i in range(msgs.shape[0]):
-        o = out[i]
-        for v in range(width):
-            o[v] = msgs[i, v]
-        for t in range(m):
-            p0 = pads[0, i * m + t]
-            p1 = pads[1, i * m + t]
-            seg = (1 << t) * per  # a run of messages with bit t = 0, then one with bit t = 1: contiguous lanes
-            for blk in range(1 << (m - 1 - t)):
-                o0 = 2 * blk * seg
-                s = blk * seg
-                for u in range(min(seg, width - o0)):
-                    o[o0 + u] ^= np.uint64(p0[s + u])
-                o1 = o0 + seg
-                for u in range(min(seg, width - o1)):
-                    o[o1 + u] ^= np.uint64(p1[s + u])
-        for v in range(width):
-            o[v] &= mask
+        row = pads[i]
+        for v in range(msgs.shape[1]):
+            acc = msgs[i, v]
+            for t in range(m):
+                acc ^= np.uint64(row[offsets[t, v]])
+            out[i, v] = acc & mask
 
 
 @kernel()

@@ -43,7 +43,15 @@ from aiompc.wire import Packed, expect
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
 from aiompc.crypto.hashing import HashScratch, tccr_expand
-from aiompc.kernels.ot import cot_keys, one_of_n_mask, one_of_n_unmask, widths_mask, widths_unmask
+from aiompc.kernels.ot import (
+    cot_keys,
+    cot_keys_paired,
+    one_of_n_mask,
+    one_of_n_offsets,
+    one_of_n_unmask,
+    widths_mask,
+    widths_unmask,
+)
 from aiompc.protocols.ot.pads import lane_bytes, lane_dtype, pads, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "correlated_ot_widths", "one_of_n_ot", "random_ot", "bit_triples",
@@ -444,13 +452,16 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
 
     Each key pads only the ``2^(m-1)`` messages whose bit ``t`` it matches, so its stream has
     ``2^(m-1)·k`` lanes.  Per piece of instances (:data:`MASK_PIECE_BLOCKS` hash blocks, cache-sized) both keys
-    of every COT are hashed in one call (:func:`~aiompc.kernels.ot.cot_keys`) and the masking runs in one
-    compiled pass (:func:`~aiompc.kernels.ot.one_of_n_mask`).
+    of every COT are hashed in one call, in adjacent rows (:func:`~aiompc.kernels.ot.cot_keys_paired`), so an
+    instance's pads are one contiguous stretch, and the masking runs in one compiled pass
+    (:func:`~aiompc.kernels.ot.one_of_n_mask`) with lane offsets computed once (the same bytes whatever the
+    row order: each pad depends only on its key and tweak).
     """
     n, width = msgs.shape
     per = width // N
     lb = lane_bytes(bits)
     nblocks = -(-((1 << m) // 2) * per * lb // 16)
+    offsets = one_of_n_offsets(N, m, per, 16 * nblocks // lb)
     msgs = np.ascontiguousarray(msgs)
     out = np.empty((n, width), np.uint64)
     scratch = HashScratch()
@@ -459,11 +470,10 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
         hi = min(n, lo + step)
         rows = (hi - lo) * m  # COT t of instance i is row i·m + t
         keys = np.empty((2 * rows, 2), np.uint64)
-        cot_keys(cots.q[lo * m : hi * m], d[lo * m : hi * m], cots.delta, keys)  # K_0 rows, then K_1 rows
-        tw = cots.tweaks[lo * m : hi * m]
-        raw = tccr_expand(keys, np.concatenate([tw, tw]), nblocks, scratch=scratch).reshape(2 * rows, 2 * nblocks)
-        pad = raw.view(lane_dtype(bits)).reshape(2, rows, -1)  # [K_0 rows, K_1 rows] as lanes
-        one_of_n_mask(msgs[lo:hi], pad, N, m, per, value_mask(bits), out[lo:hi])
+        cot_keys_paired(cots.q[lo * m : hi * m], d[lo * m : hi * m], cots.delta, keys)  # K_r^0, K_r^1 adjacent
+        tw = np.repeat(cots.tweaks[lo * m : hi * m], 2)
+        raw = tccr_expand(keys, tw, nblocks, scratch=scratch).reshape(hi - lo, 2 * m * 2 * nblocks)
+        one_of_n_mask(msgs[lo:hi], raw.view(lane_dtype(bits)), offsets, value_mask(bits), out[lo:hi])
     return out
 
 
