@@ -480,18 +480,27 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
 def _one_of_n_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, bits: int) -> np.ndarray:
     """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``.
 
-    Hashes only the blocks that hold those lanes, then one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_unmask`).
+    Hashes only the blocks that hold those lanes, then one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_unmask`),
+    per piece of instances with cache-sized hash buffers.
     """
     n, N = y.shape[0], y.shape[1]
     per = int(np.prod(y.shape[2:], dtype=np.int64))
     lb = lane_bytes(bits)
-    offset = (_drop_bit(c[:, None], np.arange(m)[None, :]) * (per * lb)).reshape(-1)  # (n·m,) byte offsets
     nblocks = -(-(16 - lb + per * lb) // 16)  # enough whatever the offset inside the first block
-    raw = tccr_expand(cots.t, cots.tweaks, nblocks, first=offset // 16).reshape(n * m, 2 * nblocks)
     out = np.empty((n, per), np.uint64)
     flat = np.ascontiguousarray(y.reshape(n, N * per), dtype=np.uint64)
-    lanes = (offset % 16) // lb  # lanes are lb-aligned in the stream, so within the first hashed block too
-    one_of_n_unmask(flat, raw.view(lane_dtype(bits)), lanes, c.astype(np.int64), m, per, value_mask(bits), out)
+    bit_pos = np.arange(m)[None, :]
+    scratch = HashScratch()
+    step = max(1, MASK_PIECE_BLOCKS // (m * nblocks))  # instances per piece (cache-sized hash buffers)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        ch = c[lo:hi]
+        offset = (_drop_bit(ch[:, None], bit_pos) * (per * lb)).reshape(-1)  # ((hi-lo)·m,) byte offsets
+        raw = tccr_expand(cots.t[lo * m : hi * m], cots.tweaks[lo * m : hi * m], nblocks, first=offset // 16,
+                          scratch=scratch).reshape((hi - lo) * m, 2 * nblocks)
+        lanes = (offset % 16) // lb  # lanes are lb-aligned in the stream, so within the first hashed block too
+        one_of_n_unmask(flat[lo:hi], raw.view(lane_dtype(bits)), lanes, ch.astype(np.int64), m, per,
+                        value_mask(bits), out[lo:hi])
     return out.reshape((n,) + y.shape[2:])
 
 

@@ -57,7 +57,7 @@ def test_cot_keys_tweaks_and_feed_forward_match_numpy(kind: str) -> None:
 @pytest.mark.parametrize("N,per,bits", [(2, 1, 1), (16, 1, 2), (3, 2, 8), (5, 1, 16), (16, 3, 37), (256, 1, 1),
                                          (7, 2, 64), (200, 1, 37), (256, 1, 64), (129, 2, 16)])
 @pytest.mark.parametrize("kind", ["random", "ones"])
-@pytest.mark.parametrize("piece", [None, 1, 300])  # hash blocks per piece: the default, one instance, a few
+@pytest.mark.parametrize("piece", [None, 1, 5, 300])  # hash blocks per piece: the default, one instance, a few
 def test_one_of_n_mask_and_unmask_match_the_numpy_code(
     N: int, per: int, bits: int, kind: str, piece: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
