@@ -113,12 +113,14 @@ def _pack_words(v: np.ndarray, bits: int, words: np.ndarray) -> np.uint64:  # pr
 @kernel()
 def _unpack_words(words: np.ndarray, bits: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
     """``out[i]`` = the ``bits`` bits of ``words`` from bit ``i·bits`` (``bits < 64``; ``words`` padded by a word;
-    ``out`` of any unsigned dtype wide enough for ``bits``).  Branch-free: the next word's bits are shifted in
-    by ``(63 − s) + 1`` so that ``s = 0`` shifts them out entirely."""
+    ``out`` of any unsigned dtype wide enough for ``bits``)."""
     mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    pos = 0
     for i in range(out.shape[0]):
-        pos = i * bits
         w = pos >> 6
-        s = np.uint64(pos & 63)
-        x = (words[w] >> s) | ((words[w + 1] << (np.uint64(63) - s)) << np.uint64(1))
+        s = pos & 63
+        x = words[w] >> np.uint64(s)
+        if s + bits > 64:
+            x |= words[w + 1] << np.uint64(64 - s)
         out[i] = x & mask
+        pos += bits
