@@ -14,12 +14,15 @@ so the OT engine (IKNP now, silent OT later) is swapped without touching this pa
 * :mod:`.requantize` — clip(round(x·M / 2^s), lo, hi) into a chosen output ring
 * :mod:`.pooling` — max-pool, argmax
 * :mod:`.lookup` — exact table look-up of any function of a ``k``-bit shared value (``k <= 8``)
+* :mod:`.softmax` — the quantized Softmax, bit for bit :func:`aiompc.qmath.softmax_int`
 * :mod:`.multiply` — products of shares (Gilboa by correlated OT; narrow operands by their public width)
+* :mod:`.layernorm` — quantized LayerNorm and GELU, bit for bit as :mod:`aiompc.qmath`
 * :mod:`.iron` — Iron's fixed-point Softmax, GELU, LayerNorm (the ``cheetah`` baseline; blocks in :mod:`.iron_blocks`)
 """
 
 from aiompc.protocols.nonlinear.boolean import and_, b2a, cross_and, cross_or, mux
 from aiompc.protocols.nonlinear.extension import change_ring, extend, reduce_ring
+from aiompc.protocols.nonlinear.layernorm import gelu_q, layernorm_q
 from aiompc.protocols.nonlinear.iron import gelu_fx, layernorm_fx, softmax_fx
 from aiompc.protocols.nonlinear.lookup import lookup
 from aiompc.protocols.nonlinear.multiply import multiply, multiply_private, square
@@ -28,6 +31,7 @@ from aiompc.protocols.nonlinear.partial_relu import partial_relu, partial_relu_r
 from aiompc.protocols.nonlinear.pooling import argmax, max_reduce, maxpool2d
 from aiompc.protocols.nonlinear.relu import drelu, drelu_shifted, relu
 from aiompc.protocols.nonlinear.requantize import requantize
+from aiompc.protocols.nonlinear.softmax import softmax_q
 from aiompc.protocols.nonlinear.truncation import truncate
 
 __all__ = [
@@ -59,4 +63,7 @@ __all__ = [
     "multiply",
     "multiply_private",
     "square",
+    "softmax_q",
+    "layernorm_q",
+    "gelu_q",
 ]

@@ -22,7 +22,8 @@ Writing ``a ∨ b = a + b·(1 − a)``::
 and the wrap term folds into the COT of the top bit (``b = u'_C`` bit ``L − 1``): its correlation becomes
 ``2^(L−1)·y_S·(2a − 1)`` instead of ``2^(L−1)·y_S``; then ``x·y = u·y − 2^(m−1)·y`` (local).  ``L`` COTs per
 cross term instead of ``l``.  Of two narrow operands the narrower one is decomposed.  A value outside its stated
-width gives a wrong product (not an error: the width is public metadata that the caller vouches for).
+width gives a wrong product (not an error: the width is public metadata that the caller vouches for).  An
+unsigned ``b``-bit value is a signed ``(b + 1)``-bit one: pass ``x_bits = b + 1``.
 
 **Cost** (online bits per product, both directions; the channel measured 304.5 / 648.8 / 1481.1 for plain multiply at
 l = 16 / 24 / 37 with 8192 elements, checked against these formulas in ``tests/protocols/nonlinear/test_multiply.py``;
@@ -39,6 +40,7 @@ square (plain)                ``(l−1) + (l−1)·l/2``                        
 square (``x_bits = m``)       ``L + L·(l−1) − L(L−1)/2 + (l − L)``             m = 8: 115 / 195 / 325
 ============================  ==============================================  ==========================
 
+:func:`multiply_bits`, :func:`multiply_private_bits` and :func:`square_bits` return these figures for cost models.
 Each function is one round trip (both directions' COTs run concurrently).  Inputs are ``uint64`` shares below
 ``2^l``; outputs are this party's shares mod ``2^l`` (fresh: every output share carries OT pads never used before).
 """
@@ -55,7 +57,8 @@ from aiompc.party import Party, Role
 from aiompc.protocols.ot import correlated_ot_widths
 from aiompc.ring import check_width, mask
 
-__all__ = ["multiply", "multiply_private", "square", "cross_product", "product_bits"]
+__all__ = ["multiply", "multiply_private", "square", "cross_product", "product_bits", "multiply_bits",
+           "multiply_private_bits", "square_bits"]
 
 
 # --------------------------------------------------------------------------- checks and public plans
@@ -89,6 +92,25 @@ def product_bits(l: int, chooser_bits: int) -> int:
     """Online bits of one cross term: ``L`` choice bits up, ``Σ_{i<L} (l − i)`` correlation bits down."""
     L = chooser_bits
     return L + L * l - L * (L - 1) // 2
+
+
+def multiply_bits(l: int, *, x_bits: int | None = None, y_bits: int | None = None) -> int:
+    """Online bits per element of :func:`multiply` with these public widths (for cost models; framing extra)."""
+    return 2 * product_bits(l, min(_chooser_bits(l, x_bits), _chooser_bits(l, y_bits)))
+
+
+def multiply_private_bits(l: int, *, x_bits: int | None = None, w_bits: int | None = None) -> int:
+    """Online bits per element of :func:`multiply_private` with these public widths."""
+    L = _chooser_bits(l, x_bits)
+    return product_bits(l, w_bits if w_bits is not None and w_bits < L else L)
+
+
+def square_bits(l: int, *, x_bits: int | None = None) -> int:
+    """Online bits per element of :func:`square` with this public width."""
+    L = _chooser_bits(l, x_bits)
+    if L == l:
+        return product_bits(l - 1, l - 1) if l > 1 else 0
+    return product_bits(l - 1, L) + (l - L if l - L - 1 > 0 else 0)
 
 
 def _bits_of(v: np.ndarray, L: int) -> np.ndarray:

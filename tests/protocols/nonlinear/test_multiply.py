@@ -8,7 +8,15 @@ import pytest
 
 from aiompc.errors import InputError
 from aiompc.party import Party
-from aiompc.protocols.nonlinear.multiply import multiply, multiply_private, product_bits, square
+from aiompc.protocols.nonlinear.multiply import (
+    multiply,
+    multiply_bits,
+    multiply_private,
+    multiply_private_bits,
+    product_bits,
+    square,
+    square_bits,
+)
 from aiompc.ring import from_signed, mask
 from nonlinear_helpers import Shared, opened, run_both, run_over_tcp, signed_values
 
@@ -49,7 +57,8 @@ async def test_multiply_is_exact_mod_2l(l: int, gen: np.random.Generator) -> Non
         np.testing.assert_array_equal(opened(sv, cv, l, signed=False), product(a, b, l))
 
 
-@pytest.mark.parametrize("l,m", [(16, 8), (37, 8), (37, 16), (24, 4), (62, 30), (64, 1), (8, 6), (9, 8)])
+@pytest.mark.parametrize("l,m", [(16, 8), (37, 8), (37, 16), (24, 4), (62, 30), (64, 1), (64, 40), (8, 6), (9, 8),
+                                 (10, 8), (11, 8)])
 async def test_narrow_operand_is_exact(l: int, m: int, gen: np.random.Generator) -> None:
     x = narrow_values(m, 400, gen)
     y = signed_values(l, x.size, gen)[: x.size]
@@ -163,6 +172,9 @@ async def test_online_bits_per_product_match_the_docstring(l: int) -> None:
 
     s, c = await run_both(job)
     assert s == c
+    models = {"mul": multiply_bits(l), "mul8": multiply_bits(l, y_bits=8), "priv": multiply_private_bits(l),
+              "privw": multiply_private_bits(l, x_bits=l, w_bits=8), "sq": square_bits(l), "sq8": square_bits(l, x_bits=8)}
+    assert models == {name: bits for name, (_, bits) in calls.items()}  # the cost functions say the same
     for name, (_, bits) in calls.items():
         ideal = bits * n / 8
         assert ideal <= s[name] <= ideal + 60 * l + 400, (name, s[name] * 8 / n, bits)
