@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aiompc.kernels.ot import cot_keys, feed_forward, tweak_blocks
+from aiompc.kernels.ot import cot_keys, cot_keys_paired, feed_forward, one_of_n_offsets, tweak_blocks
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot import flavours
 from aiompc.protocols.ot.flavours import _one_of_n_mask, _one_of_n_unmask, _widths_mask, _widths_unmask
@@ -39,6 +39,9 @@ def test_cot_keys_tweaks_and_feed_forward_match_numpy(kind: str) -> None:
     cot_keys(q, d, delta, keys)
     k0 = q ^ (d.astype(np.uint64)[:, None] * delta)
     assert np.array_equal(keys[:n], k0) and np.array_equal(keys[n:], k0 ^ delta)
+    paired = np.empty((2 * n, 2), np.uint64)
+    cot_keys_paired(q, d, delta, paired)
+    assert np.array_equal(paired[0::2], k0) and np.array_equal(paired[1::2], k0 ^ delta)
     index = rng.integers(0, ONES, n, dtype=np.uint64, endpoint=True)
     first = np.where(np.arange(n) % 2, np.uint64(ONES - 1), rng.integers(0, 9, n).astype(np.uint64))  # wraps too
     tw = np.empty((n * nb, 2), np.uint64)
@@ -114,3 +117,14 @@ def test_widths_mask_and_unmask_match_the_numpy_code(
     got = _widths_unmask(receiver, c, y, masks)
     assert np.array_equal(got, widths_unmask_reference(receiver, c, y, widths))
     assert np.array_equal(got, (x + c.astype(np.uint64) * corr) & masks)
+
+
+@pytest.mark.parametrize("N,per,row_lanes", [(2, 1, 16), (16, 1, 16), (5, 3, 32), (256, 1, 128)])
+def test_one_of_n_offsets_by_definition(N: int, per: int, row_lanes: int) -> None:
+    m = (N - 1).bit_length()
+    off = one_of_n_offsets(N, m, per, row_lanes)
+    for x in range(N):
+        for t in range(m):
+            dropped = (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
+            for p in range(per):
+                assert off[t, x * per + p] == (2 * t + ((x >> t) & 1)) * row_lanes + dropped * per + p
