@@ -39,7 +39,7 @@ import numpy as np
 
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
-from aiompc.wire import Packed, expect
+from aiompc.wire import Packed, encode, expect
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
 from aiompc.crypto.hashing import HashScratch, tccr_expand
@@ -158,16 +158,23 @@ async def _receiver_side(
 
 async def _sender_side(party: Party, label: str, sender: Role, m: int, chunks: list[slice], answer: Answer) -> list[Any]:
     """Sender: per chunk, take ``m`` COTs per instance, receive the corrections ``d`` and send the message
-    of ``answer(cots, d, chunk) -> (message, local output)`` (run in the executor); returns the outputs."""
+    of ``answer(cots, d, chunk) -> (message, local output)`` (run and encoded in the executor); returns the outputs."""
     engine, sub = get_engine(party), party.sub(label)
     outs = []
     for sl in chunks:
         cots = await engine.sender_cots(label, (sl.stop - sl.start) * m, sender=sender)
         d = expect(await sub.recv(), (len(cots),), 1, f"the choice corrections on {label!r}")
-        msg, out = await party.compute(answer, cots, d.astype(np.uint8), sl)
-        await sub.send(msg)
+        data, out = await party.compute(_answer_encoded, answer, cots, d.astype(np.uint8), sl)
+        await sub.send_bytes(data)  # the bytes ``sub.send(message)`` would send, encoded off the event loop
         outs.append(out)
     return outs
+
+
+def _answer_encoded(answer: Answer, cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[bytes, Any]:
+    """``answer(...)`` with its message already encoded (:func:`aiompc.wire.encode`: bit packing is the
+    largest step of a big reply, so it runs in the executor with the masking, not on the event loop)."""
+    msg, out = answer(cots, d, sl)
+    return encode(msg), out
 
 
 def _keys(cots: SenderCOTs, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
