@@ -11,11 +11,16 @@ from typing import Literal, overload
 
 import numpy as np
 
+from aiompc import fxmath
 from aiompc.errors import InputError
 from aiompc.nn import tensor_ops as ops
 from aiompc.nn.graph import FloatGraph, FloatNode
-from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
-                          PartialReluRequantize, QGraph, Relu, Requantize, SumPool)
+from aiompc.nn.ir import (Add, AddConst, ChannelAffine, Clip, Concat, Conv, FeatureAffine, Flatten, GeluFx,
+                          LayerNormFx, LayerNormQ, Linear, Lookup, MatMul, MatMulShared, MaxPool, Node, PartialRelu,
+                          PartialReluRequantize, QGraph, ReduceSum, Relu, Requantize, Reshape, Slice, SoftmaxFx,
+                          SoftmaxQ, SumPool, Transpose)
+from aiompc.nn.ir_transformer import sample_axis
+from aiompc.qmath import layernorm_int, lookup_int, softmax_int
 from aiompc.quant import requantize
 
 __all__ = ["run_float", "run_int", "eval_node", "predict"]
@@ -137,7 +142,50 @@ def eval_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
         return np.concatenate(xs, axis=1)
     if isinstance(n, Flatten):
         return x.reshape(x.shape[0], -1)
+    return _transformer_node(n, xs, g)
+
+
+def _transformer_node(n: Node, xs: list[np.ndarray], g: QGraph) -> np.ndarray:
+    """The layers of :mod:`aiompc.nn.ir_transformer` (batch axis first; every axis of a node is per sample)."""
+    x = xs[0]
+    rank = x.ndim - 1
+    if isinstance(n, MatMul):
+        assert n.weight is not None and n.bias is not None
+        return x @ n.weight + n.bias
+    if isinstance(n, MatMulShared):
+        return xs[0] @ xs[1]
+    if isinstance(n, Transpose):
+        return x.transpose(0, *(p + 1 for p in n.perm))
+    if isinstance(n, Reshape):
+        return x.reshape(len(x), *g.tensors[n.output].shape)
+    if isinstance(n, Slice):
+        a = sample_axis(n, n.axis, rank) + 1
+        return x[(slice(None),) * a + (slice(n.start, n.stop),)]
+    if isinstance(n, ReduceSum):
+        return x.sum(axis=sample_axis(n, n.axis, rank) + 1, keepdims=n.keepdims)
+    if isinstance(n, AddConst):
+        assert n.bias is not None
+        return x + n.bias
+    if isinstance(n, FeatureAffine):
+        assert n.weight is not None and n.bias is not None
+        return x * n.weight + n.bias
+    if isinstance(n, Lookup):
+        return lookup_int(x, n.table)
+    if isinstance(n, SoftmaxQ):
+        return softmax_int(x, n.params)
+    if isinstance(n, LayerNormQ):
+        return layernorm_int(x, n.params)
+    if isinstance(n, (SoftmaxFx, GeluFx, LayerNormFx)):
+        return _fixed_point_node(n, x)
     raise InputError(f"node {n.name!r}: no integer semantics for {n.op!r}")
+
+
+def _fixed_point_node(n: SoftmaxFx | GeluFx | LayerNormFx, x: np.ndarray) -> np.ndarray:
+    """Iron's fixed-point programs (:mod:`aiompc.fxmath`) of the ``cheetah`` mode."""
+    if isinstance(n, LayerNormFx):
+        return np.asarray(fxmath.layernorm_fixed(x, f=n.f, l=n.l, eps=n.eps), dtype=np.int64)
+    fn = fxmath.softmax_fixed if isinstance(n, SoftmaxFx) else fxmath.gelu_fixed
+    return np.asarray(fn(x, f=n.f, l=n.l), dtype=np.int64)
 
 
 @overload

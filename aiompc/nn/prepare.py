@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from aiompc.errors import InputError
-from aiompc.nn.ir import ChannelAffine, Conv, Linear, QGraph
+from aiompc.nn.ir import ChannelAffine, Conv, Linear, MatMul, MatMulShared, QGraph
 from aiompc.nn.modes import EngineConfig
 from aiompc.nn.node_protocols import _pads_tblr  # the engine's own conversion of the IR's pads
+from aiompc.nn.node_protocols import DEFAULT_COT_BITS, matmul_fc_weight, shared_matmul_plan
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.stat_budget import plan_inference
 from aiompc.protocols.linear.conv import conv_plan
@@ -56,6 +57,13 @@ class LinearCall:
     node: str
     plan: LinearPlan
     weight: np.ndarray | None
+    runs: int | None = None
+    """How often one inference runs the call when that is not its node's usual count (a shared matmul's cross
+    term: once per product, batch × heads); ``None``: a convolution or batch-norm once per sample, a fully connected
+    layer or token MatMul once per batch."""
+    shares: bool = False
+    """The server's operand is its share of an activation (a shared matmul's cross term, node
+    ``f"{name}/ac_bs"`` or ``f"{name}/bc_as"``): no weights to prepare, but results to flood like any layer's."""
 
 
 @dataclass(frozen=True)
@@ -80,20 +88,31 @@ class Preparation:
                 "streamed": self.streamed, "seconds": round(self.seconds, 3), "cpu": round(self.cpu_seconds, 3)}
 
 
-def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget: bool = True) -> list[LinearCall]:
+def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget: bool = True,
+                 cot_bits: float = DEFAULT_COT_BITS) -> list[LinearCall]:
     """Every HE layer call of one run of ``graph`` on ``batch`` samples (weights ``None`` in a metadata graph).
 
     Mirrors :func:`aiompc.nn.node_protocols._he_layer` and ``_channel_affine`` (one plan per node: a conv or
-    batch-norm runs per sample with the same plan).  ``budget``: flood at the level the mode's scope needs
+    batch-norm runs per sample with the same plan; a fully connected layer or token MatMul once per batch).  ``budget``: flood at the level the mode's scope needs
     for this graph and batch (:func:`aiompc.nn.stat_budget.plan_inference`, what the engine runs);
-    ``False``: with ``config``'s planner as it is."""
+    ``False``: with ``config``'s planner as it is.  A :class:`~aiompc.nn.ir.MatMulShared` gives the HE cross terms
+    of :func:`~aiompc.nn.node_protocols.shared_matmul_plan` (OT priced at ``cot_bits`` per COT, the session's OT
+    engine), each with its ``runs`` and ``shares=True``."""
     if budget:
-        return list(plan_inference(graph, config, batch).calls)
+        return list(plan_inference(graph, config, batch, cot_bits=cot_bits).calls)
     rings = plan_rings(graph, config.mode)
     planner = config.mode.planner
     calls: list[LinearCall] = []
     for node in graph.nodes:
-        if not isinstance(node, (Conv, Linear, ChannelAffine)):
+        if isinstance(node, MatMulShared):
+            a, b = (graph.tensors[e] for e in node.inputs)
+            shared = shared_matmul_plan(a, b, batch, rings.compute_ring(node), planner, cot_bits)
+            for term, cross in (("ac_bs", shared.ac_bs), ("bc_as", shared.bc_as)):
+                if cross.method == "he" and cross.fc is not None:
+                    calls.append(LinearCall(f"{node.name}/{term}", cross.fc, None, runs=cross.shape.groups,
+                                            shares=True))
+            continue
+        if not isinstance(node, (Conv, Linear, ChannelAffine, MatMul)):
             continue
         x_shape = graph.tensors[node.inputs[0]].shape
         l = rings.compute_ring(node)
@@ -108,6 +127,11 @@ def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget:
         elif isinstance(node, Linear):
             shape_m = MatmulShape(batch, node.in_features, node.out_features)
             plan = fc_plan(shape_m, l, weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
+        elif isinstance(node, MatMul):  # the batch's token rows (B·S, K) by W^T, one call
+            rows = batch * int(np.prod(x_shape[:-1], dtype=np.int64))
+            shape_m = MatmulShape(rows, node.in_features, node.out_features)
+            plan = fc_plan(shape_m, l, weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
+            weight = None if weight is None else matmul_fc_weight(weight)
         else:
             if len(x_shape) != 3:
                 continue  # batchnorm runs on C x H x W shares only (it raises at run time otherwise)
@@ -134,6 +158,8 @@ def prepare_model(graph: QGraph, config: EngineConfig, cache: WeightCache, *, ba
     calls = linear_calls(graph, config, batch=batch)
     kept = per_inference = streamed = 0
     for call in calls:
+        if call.shares:
+            continue  # a shared matmul's cross term: the server's operand is a share, known only in the session
         if call.weight is None:
             raise InputError(f"{call.node}: the graph has no weights; the server prepares its full graph")
         key = weight_key(call.plan, call.weight)

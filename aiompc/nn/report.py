@@ -2,19 +2,25 @@
 
 The layout is shared by ``aiompc run --json`` and ``aiompc bench``::
 
-    {"layers": [{"name", "op", "bytes_c2s", "bytes_s2c", "rounds", "seconds"[, "relus_kept", "relus"]}, ...],
+    {"layers": [{"name", "op", "category", "bytes_c2s", "bytes_s2c", "rounds", "seconds"[, "relus_kept", "relus"]
+                 [, "detail"]}, ...],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "key_bytes",
                "rounds", "seconds"}}
 
 Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = what it received), framing
 included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (by each node's protocol kind in
 :data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`, plus the argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
-non-linear layers); the remaining bytes of the total are the handshake, the HE keys, the plan digests
+non-linear layers); each row's ``category`` is what its node computes
+(:data:`aiompc.nn.node_protocols.NODE_CATEGORIES`: ``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
+``other``; ``output`` for the argmax), by which a transformer's bytes split into matmul / Softmax / GELU /
+LayerNorm; the remaining bytes of the total are the handshake, the HE keys, the plan digests
 (:func:`aiompc.nn.stat_budget.agree_on_plans`) and the output reveal.  ``key_bytes`` is the HE key part of them
 (labels ``he-keys`` and ``he-galois``: public and Galois keys, sent once per session and key set, so a session
 serving many inferences pays them once: ``total − key_bytes`` is the per-inference cost after that setup).  A layer that
 evaluates ReLUs also gives ``relus_kept`` / ``relus``: the ReLUs it keeps and its ReLU positions per inference
-(:func:`aiompc.nn.relu_budget.relu_counts`; a partial ReLU of a ReLU-reduced network keeps only some).
+(:func:`aiompc.nn.relu_budget.relu_counts`; a partial ReLU of a ReLU-reduced network keeps only some).  A layer
+whose protocol chooses how to run gives ``detail`` (:func:`aiompc.nn.node_protocols.layer_detail`: a shared
+matmul's method per cross term, HE or OT, with its digits and blocks).
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ def layer_report(graph: QGraph, records: list[LayerRecord], stats: Stats, second
     for rec in records:
         st = stats.select(rec.label)
         if rec.name not in rows:
-            rows[rec.name] = {"name": rec.name, "op": rec.op, "ring": rec.ring, "bytes_c2s": 0, "bytes_s2c": 0,
-                              "rounds": 0, "seconds": 0.0, "samples": 0}
+            rows[rec.name] = {"name": rec.name, "op": rec.op, "category": rec.category, "ring": rec.ring,
+                              "bytes_c2s": 0, "bytes_s2c": 0, "rounds": 0, "seconds": 0.0, "samples": 0}
             if rec.name in relus:
                 rows[rec.name]["relus_kept"], rows[rec.name]["relus"] = relus[rec.name]
+            if rec.detail is not None:
+                rows[rec.name]["detail"] = rec.detail
         row = rows[rec.name]
         row["bytes_c2s"] += st.bytes_sent
         row["bytes_s2c"] += st.bytes_recv

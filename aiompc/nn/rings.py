@@ -11,7 +11,17 @@ gives it Cheetah's own program, the float model in 12-bit fixed point (:mod:`aio
 ReLU, then truncation with the MSB known); given a quantized graph it evaluates that graph on 37-bit
 rings (``cheetah-int`` in the benchmarks).
 
-**Folded truncation** (quantized mode, ``exact=False``).  When an HE layer (Conv / Linear) feeds a single
+**Transformer layers** (:mod:`aiompc.nn.ir_transformer`).  A token MatMul and a MatMulShared are HE layers
+working in the ring of their output (the accumulator): their inputs are raised to it, so the requantization
+producing an attention operand writes it there directly.  The reshaping nodes (Transpose, Reshape, Slice),
+ReduceSum, AddConst and FeatureAffine (a product by the server's private weights mod ``2^l``) work in their output's
+ring like every local node.  Look-up, SoftmaxQ and LayerNormQ are like a requantization (:data:`READS_ANY_RING`):
+they read their input in its own ring (a look-up at least in ``k`` bits, the width of its table's index; a SoftmaxQ
+one bit above its logits' width, which spares it an extension protocol) and write their output directly in the
+ring their consumers want.  Iron's fixed-point nodes (SoftmaxFx, GeluFx,
+LayerNormFx) compute on their own ring ``l`` (37 bits, Cheetah's); in ``cheetah`` mode every edge is on it anyway.
+
+**Folded truncation** (quantized mode, ``exact=False``).  When an HE layer (Conv / Linear / MatMul) feeds a single
 Requantize ``(M, s)``, the layer takes over the low ``s'`` bits of the shift (:class:`Fold`): the client
 decrypts only the top bits of each output (``out_shift = s'`` of :mod:`aiompc.protocols.linear.engine`, smaller
 ciphertexts), the server adds the public *lift* ``2`` to its share, and the requantization runs with shift
@@ -27,16 +37,52 @@ from dataclasses import dataclass
 from aiompc.crypto.he import MAX_PLAIN_BITS
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.bounds import range_of_width, width_for_range
-from aiompc.nn.ir import Conv, Linear, Node, QGraph, ReluMasked, Requantize, TensorSpec
+from aiompc.nn.ir import (Conv, GeluFx, LayerNormFx, LayerNormQ, Linear, Lookup, MatMul, Node, QGraph, ReluMasked,
+                          Requantize, SoftmaxFx, SoftmaxQ, TensorSpec)
 from aiompc.nn.modes import CHEETAH_RING, Mode
 from aiompc.protocols.nonlinear.narrow import narrow_plan
 
-__all__ = ["Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths", "FOLD_LIFT"]
+__all__ = ["Fold", "RingPlan", "fold_for", "plan_rings", "ring_widths", "FOLD_LIFT", "READS_ANY_RING", "HE_FOLDABLE",
+           "reads_any_ring", "input_floor", "signed_width"]
+
+READS_ANY_RING: tuple[type[Node], ...] = (Requantize, Lookup, SoftmaxQ, LayerNormQ)
+"""Nodes whose protocol takes its input in whatever ring the input edge has (``l_in``) and writes its output
+directly in the ring its consumers want (``l_out``): no ring of theirs is imposed on their inputs but
+:func:`input_floor`, and the engine never reduces their inputs (module docstring)."""
+
+HE_FOLDABLE: tuple[type[Node], ...] = (Conv, Linear, MatMul)
+"""HE layers that can take over the low bits of their sole consumer's requantization (:class:`Fold`)."""
+
+_FIXED_POINT_NODES = (SoftmaxFx, GeluFx, LayerNormFx)
+
+
+def reads_any_ring(node: Node) -> bool:
+    """Whether ``node`` reads its inputs in their own rings (:data:`READS_ANY_RING`)."""
+    return isinstance(node, READS_ANY_RING)
+
+
+def input_floor(node: Node, x: TensorSpec) -> int:
+    """The narrowest ring a :data:`READS_ANY_RING` node takes its input ``x`` in: a look-up's table index width
+    ``k`` (it reduces its input shares mod ``2^k``; a signed input narrower than ``k`` must be held in ``k`` bits to
+    be reduced there); a SoftmaxQ's one bit above the logits' signed width (its max tree and differences
+    ``max − z`` need that bit: held there already, the logits need no extension protocol, and the requantization
+    or HE layer producing them writes the one bit more for next to nothing); else 0 (the input's own ring)."""
+    if isinstance(node, Lookup):
+        return node.k
+    if isinstance(node, SoftmaxQ):
+        return signed_width(x) + 1
+    return 0
 
 
 def _min_ring(bits: int, signed: bool) -> int:
     # an unsigned b-bit value needs b+1 bits to be read as a non-negative two's-complement number
     return bits if signed else bits + 1
+
+
+def signed_width(spec: TensorSpec) -> int:
+    """The signed two's-complement width that holds every value of ``spec``'s public width (the narrowest ring
+    its shares can live in)."""
+    return _min_ring(spec.bits, spec.signed)
 
 
 FOLD_LIFT = 2
@@ -123,10 +169,10 @@ class RingPlan:
 
 
 def _folds(graph: QGraph) -> dict[str, tuple[str, Fold]]:
-    """HE node name -> (requantize name, fold) for every Conv / Linear with a single Requantize consumer."""
+    """HE node name -> (requantize name, fold) for every Conv / Linear / MatMul with a single Requantize consumer."""
     out: dict[str, tuple[str, Fold]] = {}
     for node in graph.nodes:
-        if not isinstance(node, (Conv, Linear)) or node.output == graph.output:
+        if not isinstance(node, HE_FOLDABLE) or node.output == graph.output:
             continue
         consumers = graph.consumers(node.output)
         if len(consumers) != 1 or not isinstance(consumers[0], Requantize):
@@ -169,9 +215,14 @@ def plan_rings(graph: QGraph, mode: Mode) -> RingPlan:
             if not _narrow_fits(graph.tensors[e], node, rings[e], mode.exact) and _narrow_fits(
                     graph.tensors[e], node, rings[e] + 1, mode.exact):
                 rings[e] += 1
+    for node in graph.nodes:  # Iron's fixed-point programs are defined on their own ring
+        if isinstance(node, _FIXED_POINT_NODES):
+            rings[node.output] = max(rings[node.output], node.l)
     for node in reversed(graph.nodes):
-        if isinstance(node, Requantize):
-            continue  # reads any ring, writes directly into its consumers' ring
+        if reads_any_ring(node):  # reads its own ring (at least its floor), writes into its consumers' ring
+            for edge in node.inputs:
+                rings[edge] = max(rings[edge], input_floor(node, graph.tensors[edge]))
+            continue
         fold = folds.get(node.name)
         if fold is not None:  # the HE layer's sole consumer reads y in out_ring; its input needs he_ring
             rings[node.output] = fold.out_ring

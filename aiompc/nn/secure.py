@@ -20,7 +20,24 @@ Requantize)       kept elements only run a ReLU (OT), the identity elements thei
 MaxPool           :func:`aiompc.protocols.nonlinear.maxpool2d` (OT)
 SumPool / Add /   local on shares (window sums, public rescales, concatenation, reshape)
 Concat / Flatten
+MatMul            :func:`aiompc.protocols.linear.fc` on the batch's token rows ``(B·S, K)`` (HE)
+Transpose /       local on shares (head reshapes and splits, sums); AddConst: the server adds its
+Reshape / Slice / constant to its share
+ReduceSum /
+AddConst
+Lookup            :func:`aiompc.protocols.nonlinear.lookup` (OT): a public table of a k-bit value
+MatMulShared      :func:`aiompc.protocols.linear.matmul.matmul_shared`: local terms, cross terms by HE
+                  or OT (the cost model's choice at the session's OT engine)
+SoftmaxQ          :func:`aiompc.protocols.nonlinear.softmax.softmax_q` (OT)
+LayerNormQ        :func:`aiompc.protocols.nonlinear.layernorm.layernorm_q` (OT)
+FeatureAffine     :func:`aiompc.protocols.nonlinear.multiply.multiply_private` by the server's weights (OT)
+SoftmaxFx /       Iron's fixed-point :func:`~aiompc.protocols.nonlinear.iron.softmax_fx` / ``gelu_fx`` /
+GeluFx /          ``layernorm_fx`` (OT) on Cheetah's 37-bit ring
+LayerNormFx
 ================  =====================================================================
+
+Each record also names the node's ``category`` (``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
+``other``; :data:`aiompc.nn.node_protocols.NODE_CATEGORIES`), by which reports split bytes.
 
 The edges' rings come from :func:`aiompc.nn.rings.plan_rings` (public metadata only).
 
@@ -30,8 +47,8 @@ the argmax protocol reveals the class index to the client only (``output="argmax
 nothing; the client learns only the output.
 
 **Flooding.**  Before any layer both parties derive the inference's flooding level from public data
-(:func:`aiompc.nn.stat_budget.plan_inference`: 40 bits for all result ciphertexts of the call together in the
-quantized mode, per result ciphertext in the Cheetah modes; :class:`~aiompc.errors.InsecureParameters` if the
+(:func:`aiompc.nn.stat_budget.plan_inference`: 40 bits for all result ciphertexts of the call together — a shared
+matmul's HE cross terms included — in the quantized mode, per result ciphertext in the Cheetah modes; :class:`~aiompc.errors.InsecureParameters` if the
 plans do not reach it) and exchange a digest of their plans on ``f"{label}/plans"`` (a
 :class:`~aiompc.errors.ProtocolError` on both sides if they differ).
 
@@ -45,9 +62,10 @@ exact on its (possibly approximate) inputs.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -55,12 +73,13 @@ from aiompc import ring
 from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import Step, narrow_kwargs, protocol_of, run_node
+from aiompc.nn.node_protocols import Step, category_of, layer_detail, narrow_kwargs, protocol_of, run_node
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.stat_budget import agree_on_plans, plan_inference
 from aiompc.party import Party
 from aiompc.protocols.nonlinear import argmax
 from aiompc.protocols.ot.engines import get_engine
+from aiompc.protocols.products import cot_bits
 from aiompc.wire import Packed, expect
 
 __all__ = ["LayerRecord", "SecureResult", "run_secure", "COT_HINT_PER_VALUE"]
@@ -88,6 +107,12 @@ class LayerRecord:
     ring: int
     kind: str = "local"
     """``he``, ``ot`` or ``local`` (:data:`~aiompc.nn.node_protocols.NODE_PROTOCOLS`), or ``reveal`` for the output."""
+    category: str = "local"
+    """What the node computes (:data:`~aiompc.nn.node_protocols.NODE_CATEGORIES`); ``output`` for the argmax or
+    reveal."""
+    detail: dict[str, Any] | None = None
+    """What the node's protocol chose, where it chooses (:func:`~aiompc.nn.node_protocols.layer_detail`: a shared
+    matmul's cross-term methods), else None."""
 
 
 @dataclass
@@ -148,7 +173,7 @@ async def run_secure(
         raise InputError("batch must be at least 1")
     # the flooding level of this inference (public: graph, options, batch), checked and agreed on by both
     # parties before any layer; the HE layers then plan with config's planner at that level
-    inference = await party.compute(plan_inference, graph, config, batch)
+    inference = await party.compute(functools.partial(plan_inference, cot_bits=cot_bits(party)), graph, config, batch)
     config = inference.config
     await agree_on_plans(party, f"{label}/plans", inference)
     plan = plan_rings(graph, config.mode)
@@ -157,8 +182,9 @@ async def run_secure(
     env: dict[str, np.ndarray] = {graph.input: _input_share(party, graph, x, batch, rings[graph.input])}
     records: list[LayerRecord] = []
 
-    def record(name: str, op: str, node_label: str, start: float, l: int, kind: str) -> None:
-        records.append(LayerRecord(name, op, node_label, time.perf_counter() - start, l, kind))
+    def record(name: str, op: str, node_label: str, start: float, l: int, kind: str, category: str = "output",
+               detail: dict[str, Any] | None = None) -> None:
+        records.append(LayerRecord(name, op, node_label, time.perf_counter() - start, l, kind, category, detail))
         if on_layer is not None:
             on_layer(records[-1])
 
@@ -172,7 +198,8 @@ async def run_secure(
             for e in set(node.inputs):
                 if last_use[e] == i and e != graph.output:
                     del env[e]
-        record(node.name, node.op, node_label, start, plan.compute_ring(node), protocol_of(node).kind)
+        record(node.name, node.op, node_label, start, plan.compute_ring(node), protocol_of(node).kind,
+               category_of(node), layer_detail(party, node, node_label))
     shares = env if keep_shares else None
     out = env[graph.output]
     l = rings[graph.output]

@@ -47,9 +47,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiompc.errors import InputError, InsecureParameters, ProtocolError, UndecryptableParameters
-from aiompc.nn.ir import Linear, QGraph
+from aiompc.nn.ir import Linear, MatMul, QGraph
 from aiompc.nn.key_plan import share_keys
 from aiompc.nn.modes import EngineConfig
+from aiompc.nn.node_protocols import DEFAULT_COT_BITS
 from aiompc.party import Party
 from aiompc.protocols.linear.plan import STAT_BITS, FloodLevels, Planner
 from aiompc.protocols.linear.stat_sum import Counted, require_distance, result_ciphertexts, security_bits
@@ -72,7 +73,7 @@ class InferencePlan:
 
     ``config``: the session's configuration with the planner at the per-ciphertext ``levels``;
     ``calls``: the layer calls (:func:`~aiompc.nn.prepare.linear_calls`) and ``counts`` how often each runs
-    (a convolution or batch-norm once per sample, a fully connected layer once per batch); ``results``: the
+    (a convolution or batch-norm once per sample, a fully connected layer or token MatMul once per batch); ``results``: the
     result ciphertexts the client receives; ``security``: bits of statistical security of all of them
     together; ``weakest``: the lowest per-ciphertext level; ``digest``: a hash of the plans' public
     parameters (:func:`agree_on_plans`)."""
@@ -146,8 +147,8 @@ def with_stat_bits(config: EngineConfig, bits: int) -> EngineConfig:
 
 def counted_calls(graph: QGraph, calls: list[LinearCall], batch: int) -> list[Counted]:
     """Each call's plan and how many times one inference of ``batch`` samples runs it."""
-    linear = {n.name for n in graph.nodes if isinstance(n, Linear)}
-    return [(c.plan, 1 if c.node in linear else batch) for c in calls]
+    linear = {n.name for n in graph.nodes if isinstance(n, (Linear, MatMul))}  # once per batch
+    return [(c.plan, c.runs if c.runs is not None else 1 if c.node in linear else batch) for c in calls]
 
 
 def _digest(calls: list[LinearCall], counts: list[int], levels: FloodLevels) -> bytes:
@@ -159,13 +160,14 @@ def _digest(calls: list[LinearCall], counts: list[int], levels: FloodLevels) -> 
     return h.digest()[:16]
 
 
-def _assess(graph: QGraph, config: EngineConfig, batch: int, levels: FloodLevels) -> InferencePlan:
+def _assess(graph: QGraph, config: EngineConfig, batch: int, levels: FloodLevels, cot_bits: float) -> InferencePlan:
     from aiompc.nn.prepare import linear_calls  # it plans through this module by default
 
-    calls = linear_calls(graph, config, batch=batch, budget=False)
+    calls = linear_calls(graph, config, batch=batch, budget=False, cot_bits=cot_bits)
     counts = [count for _, count in counted_calls(graph, calls, batch)]  # per node: the same for any re-plan
     # the network's shared key sets (aiompc.nn.key_plan): config's planner may come back with key_sets
-    shared = share_keys(config, calls, counts, lambda cfg: linear_calls(graph, cfg, batch=batch, budget=False))
+    shared = share_keys(config, calls, counts,
+                        lambda cfg: linear_calls(graph, cfg, batch=batch, budget=False, cot_bits=cot_bits))
     config, calls = shared.config, list(shared.calls)
     counted = [(call.plan, count) for call, count in zip(calls, counts)]
     results = sum(count * result_ciphertexts(plan) for plan, count in counted)
@@ -174,19 +176,22 @@ def _assess(graph: QGraph, config: EngineConfig, batch: int, levels: FloodLevels
                          _digest(calls, counts, levels))
 
 
-def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, target: int = TARGET) -> InferencePlan:
+def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, target: int = TARGET,
+                   cot_bits: float = DEFAULT_COT_BITS) -> InferencePlan:
     """The plans of one inference of ``batch`` samples at the flooding level ``config``'s scope needs
     (module docstring), checked: :class:`~aiompc.errors.InsecureParameters` if all results together
     (scope ``inference``) or any one result (``ciphertext``) are below ``target`` bits.
 
     Synchronous and, the first time per model, a few CPU seconds (the planner's searches): call it before a
-    session or in a worker thread.  Deterministic in public data, so both parties get the same plans."""
+    session or in a worker thread.  Deterministic in public data, so both parties get the same plans.
+    ``cot_bits``: the session's OT engine's bits per COT, by which a shared matmul chooses HE or OT for its cross
+    terms (:func:`~aiompc.nn.node_protocols.shared_matmul_plan`; only HE cross terms have results to flood)."""
     if batch < 1:
         raise InputError("batch must be at least 1")
     planner = config.mode.planner
     base = getattr(planner, "flood_levels", None) or FloodLevels.per_ciphertext(getattr(planner, "stat_bits", target))
     if config.mode.stat_scope == "ciphertext":
-        plan = _assess(graph, config, batch, base)
+        plan = _assess(graph, config, batch, base, cot_bits)
         if plan.weakest < target:
             raise InsecureParameters(
                 f"a result ciphertext of this inference has {plan.weakest:.1f} bits of statistical security, "
@@ -195,7 +200,7 @@ def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, targe
     levels = FloodLevels.per_ciphertext(target)
     while True:
         try:
-            plan = _assess(graph, with_levels(config, levels), batch, levels)
+            plan = _assess(graph, with_levels(config, levels), batch, levels, cot_bits)
         except UndecryptableParameters as exc:
             if levels == FloodLevels.per_ciphertext(target):
                 raise

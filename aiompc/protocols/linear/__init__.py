@@ -4,7 +4,9 @@ Protocols (async functions of a :class:`~aiompc.party.Party`, called by both rol
 the server alone passes weights):
 
 * :func:`conv2d` — any ``C, H, W``, ``M``, kernel, stride, zero padding, groups (depthwise included);
-* :func:`fc` — a vector or a batch of vectors;
+* :func:`fc` — a vector or a batch of vectors (a constant-weight MatMul over tokens: the rows ``(batch·S, K)``);
+* :func:`matmul_shared` — the product of two shared matrices (attention), cross terms by the fc engine
+  (:mod:`~.matmul`; OT as an alternative through :data:`aiompc.protocols.products.CROSS_METHODS`);
 * :func:`batchnorm` — per-channel affine when it is not folded into a convolution;
 * :mod:`~aiompc.protocols.linear.local` — average / global pooling, residual add, public bias and scale,
   flatten / reshape: local on shares, no communication.
@@ -35,6 +37,7 @@ packing, one Galois key per element under ``"he-galois/<fingerprint>/<g>"`` (set
 from aiompc.protocols.linear.batchnorm import batchnorm
 from aiompc.protocols.linear.conv import conv2d, conv_plan
 from aiompc.protocols.linear.fc import fc, fc_plan
+from aiompc.protocols.linear.matmul import SharedMatmulPlan, matmul_shared, matmul_shared_plan
 from aiompc.protocols.linear.plan import CheetahBaselinePlanner, CheetahPlanner, LinearPlan, Planner, make_plan
 from aiompc.protocols.linear.planners import PLANNERS, planner_named
 from aiompc.protocols.linear.quantized import QuantizedPlanner, choose_packing
@@ -45,6 +48,9 @@ __all__ = [
     "conv_plan",
     "fc",
     "fc_plan",
+    "matmul_shared",
+    "matmul_shared_plan",
+    "SharedMatmulPlan",
     "batchnorm",
     "LinearPlan",
     "Planner",

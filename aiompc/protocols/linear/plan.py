@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Protocol, Union
+from typing import Iterator, Protocol, Union
 
 from aiompc.crypto.he import (
     CHEETAH_RING_DEGREE,
@@ -52,6 +52,7 @@ from aiompc.protocols.linear.tiling import (
     MatmulTiling,
     cheetah_conv_tiling,
     cheetah_matmul_tiling,
+    matmul_tilings_by_count,
 )
 
 __all__ = [
@@ -305,30 +306,39 @@ class CheetahPlanner:
             return ConvLayout(cheetah_conv_tiling(shape, self.n))
         return MatmulLayout(cheetah_matmul_tiling(shape, self.n))
 
-    def fallback_layouts(self, shape: Shape) -> list[Layout]:
-        """The layouts tried in order: Cheetah's rule, then — for a matrix product only — the same rule with the
-        blocks capped at ``d0·d1·d2 <= fill`` for ``fill = 3N/4, N/2, 3N/8, ...`` (down to ``N/64``): fewer
-        outputs and weights per ciphertext, so less noise to flood, at the price of more ciphertexts.  Iron's
-        blocks at ``q ~ 2^109`` cannot flood the products of wide BERT layers (``768 -> 3072``, ``l = 37``) with
-        40 bits; the first capped blocks that decrypt are the closest to its packing that keep the flooding."""
+    def fallback_layouts(self, shape: Shape) -> Iterator[Layout]:
+        """The layouts tried in order: Cheetah's rule, then — for a matrix product only — every blocking in the
+        order of the same key (:func:`~aiompc.protocols.linear.tiling.matmul_tilings_by_count`); the first that
+        decrypts is used.  Iron's blocks at ``q ~ 2^109`` cannot flood the products of wide BERT layers (``768 ->
+        3072`` at ``l = 37``) with 40 bits — too many outputs per result ciphertext — and the first blocking that
+        can is the closest to its packing that keeps the flooding."""
         first = self.layout(shape)
-        if not isinstance(shape, MatmulShape):
-            return [first]
-        out = [first]
-        for k in range(7):
-            for fill in (3 * self.n // (4 << k), self.n // (2 << k)):
-                if fill >= 1:
-                    lay = MatmulLayout(cheetah_matmul_tiling(shape, self.n, fill))
-                    if lay not in out:
-                        out.append(lay)
-        return out
+        yield first
+        if isinstance(shape, MatmulShape):
+            for t in matmul_tilings_by_count(shape, self.n):
+                if t != first.tiling:
+                    yield MatmulLayout(t)
+
+    def _decrypts(self, layout: Layout, l: int, weight_bits: int, params: HEParams | None) -> bool:
+        levels = self.flood_levels
+        for terms in FLOOD_TERMS:
+            try:
+                make_plan(layout, l, weight_bits, he=params, stat_bits=levels.level(terms), flood_terms=terms,
+                          tight_rounding=True, fail_bits=levels.fail)
+                return True
+            except UndecryptableParameters:
+                pass
+        return False
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         _no_packing(self.name, pack)
         params = cheetah_params(l) if self.he == "cheetah" and self.n == CHEETAH_N else None
         last: UndecryptableParameters | None = None
         levels = self.flood_levels
-        for layout in self.fallback_layouts(shape):
+        for i, layout in enumerate(self.fallback_layouts(shape)):
+            if i == 1 and isinstance(shape, MatmulShape) and not self._decrypts(
+                    MatmulLayout(MatmulTiling(shape, self.n, 1, 1, 1)), l, weight_bits, params):
+                break  # the blocking of least noise does not decrypt: none will
             for terms in FLOOD_TERMS:  # one uniform where it fits (Cheetah's bytes), else the triangle
                 try:
                     plan = make_plan(layout, l, weight_bits, he=params, stat_bits=levels.level(terms),
@@ -337,6 +347,7 @@ class CheetahPlanner:
                     return with_out_shift(plan, out_shift)
                 except UndecryptableParameters as exc:
                     last = exc
+        assert last is not None
         raise UndecryptableParameters(
             f"{shape}: {last} (Cheetah's q ~ 2^109 at N = {CHEETAH_N} holds l = {l} with {weight_bits}-bit weights "
             f"only with less flooding: lower weight_bits, or pass CheetahPlanner(stat_bits=...) knowingly)"

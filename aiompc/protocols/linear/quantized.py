@@ -86,7 +86,7 @@ from aiompc.protocols.linear.plan import (
     pipeline_for,
     with_out_shift,
 )
-from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, cheetah_conv_tiling
+from aiompc.protocols.linear.tiling import ConvShape, ConvTiling, MatmulShape, MatmulTiling, block_sizes, cheetah_conv_tiling
 
 __all__ = [
     "QuantizedPlanner", "SearchResult", "Candidate", "PackingOption", "choose_packing", "block_sizes", "axis_tiles",
@@ -95,23 +95,6 @@ __all__ = [
 
 Shape = Union[ConvShape, MatmulShape]
 _DEFAULT_MARGIN = 2.0
-
-
-def block_sizes(total: int, largest: int) -> list[int]:
-    """The smallest block size for each distinct block count ``ceil(total / b)``, ``1 <= b <= largest``,
-    in decreasing order of size (increasing block count)."""
-    largest = min(largest, total)
-    if largest < 1:
-        return []
-    out: list[int] = []
-    count = -(-total // largest)
-    while count <= total:
-        b = -(-total // count)
-        if not out or b != out[-1]:
-            out.append(b)
-        # next count whose minimal block is smaller than b
-        count = max(count + 1, -(-total // (b - 1)) if b > 1 else total + 1)
-    return out
 
 
 def axis_tiles(padded: int, kernel: int, stride: int, outputs: int) -> list[int]:

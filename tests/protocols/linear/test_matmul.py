@@ -16,6 +16,7 @@ from aiompc.protocols.linear.costs import plan_cost
 from aiompc.protocols.linear.fc import fc_plan
 from aiompc.protocols.linear.layouts import MatmulLayout
 from aiompc.protocols.linear.matmul import (
+    MAX_DIGITS,
     STATE_KEY,
     CrossShape,
     digit_inputs,
@@ -116,6 +117,7 @@ CASES = [
     ("cheetah", 37, (1,), 1, 1, 1, "extremes", "extreme"),  # one head, S = K = 1
     ("cheetah", 37, (2, 2), 3, 7, 2, "extremes", "uniform"),  # batch x heads
     ("cheetah", 37, (1,), 4, 4, 4, "zeros", "extreme"),
+    ("cheetah-baseline", 37, (1,), 3, 5, 2, "random", "uniform"),  # the cheetah mode's planner
     ("cheetah-smallest", 16, (3,), 6, 2, 5, "random", "extreme"),
     ("quantized", 37, (2,), 3, 4, 1, "random", "uniform"),  # T = 1
     ("quantized", 14, (2,), 4, 9, 3, "extremes", "extreme"),  # a tight ring
@@ -201,13 +203,13 @@ def test_the_chooser_claims_only_a_method_that_runs() -> None:
 
 def test_digits_are_the_cheapest_that_decrypt() -> None:
     """Under Cheetah's q ~ 2^109 a full-ring 37-bit share cannot be flooded with 40 bits: the plan splits it,
-    and no decrypting digit count it evaluated is cheaper."""
+    and no decrypting digit count up to MAX_DIGITS is cheaper."""
     shape, l, planner = CrossShape(2, 8, 16, 8), 37, PLANNERS["cheetah"]
     with pytest.raises(UndecryptableParameters):
         fc_plan(MatmulShape(8, 16, 8), l, weight_bits=l, planner=planner)
     plan = plan_cross(shape, l, planner)
     assert plan.digits > 1 and plan.fc.stat_security >= 40
-    for d in range(1, plan.digits + 2):
+    for d in range(1, MAX_DIGITS + 1):
         h = -(-l // d)
         try:
             other = fc_plan(MatmulShape(8, d * 16, 8), l, weight_bits=h, planner=planner)
@@ -221,7 +223,7 @@ def test_digits_are_the_cheapest_that_decrypt() -> None:
 BERT = [MatmulShape(32, 128, 512), MatmulShape(128, 768, 768), MatmulShape(128, 768, 3072), MatmulShape(128, 3072, 768)]
 
 
-def test_cheetah_planner_keeps_its_blocks_where_they_decrypt_and_shrinks_them_where_not() -> None:
+def test_cheetah_planner_keeps_its_blocks_where_they_decrypt_and_falls_back_where_not() -> None:
     planner = CheetahPlanner()
     fc_1001 = MatmulShape(1, 2048, 1001)  # a CNN classifier: Cheetah's own blocks, unchanged
     assert planner(fc_1001, 37, 12).layout.tiling == cheetah_matmul_tiling(fc_1001)
@@ -231,7 +233,8 @@ def test_cheetah_planner_keeps_its_blocks_where_they_decrypt_and_shrinks_them_wh
     full = cheetah_matmul_tiling(wide)
     with pytest.raises(UndecryptableParameters):
         make_plan(MatmulLayout(full), 37, 10, he=plan.he, tight_rounding=True, flood_terms=2)
-    assert plan.stat_security >= 40 and t.d0 * t.d1 * t.d2 < full.d0 * full.d1 * full.d2
+    assert plan.stat_security >= 40 and t != full
+    assert t.input_ciphertexts + t.output_ciphertexts >= full.input_ciphertexts + full.output_ciphertexts
 
 
 @pytest.mark.parametrize("planner", ["cheetah", "quantized"])
@@ -242,3 +245,25 @@ def test_transformer_shapes_plan_in_seconds(planner: str) -> None:
         plan = fc_plan(shape, l, weight_bits=wb, planner=PLANNERS[planner])
         assert time.process_time() - t0 < 20
         assert plan.stat_security >= 40
+
+
+@pytest.mark.parametrize("l, planner", [(16, "cheetah-smallest"), (24, "quantized")])
+async def test_full_ring_plaintexts_at_the_extremes(l: int, planner: str, nprng) -> None:
+    """One digit (``weight_bits = l``): the server's whole share is the plaintext, here ``-2^(l-1)`` everywhere,
+    the largest centered value the noise bound and the flooding must hold."""
+    from aiompc.protocols.linear.matmul import CrossPlan, SharedMatmulPlan
+
+    g, s, k, t = 2, 3, 5, 4
+
+    def one_digit(rows: int, cols: int) -> CrossPlan:
+        fcp = fc_plan(MatmulShape(rows, k, cols), l, weight_bits=l, planner=PLANNERS[planner])
+        assert fcp.weight_bits == l and fcp.stat_security >= 40
+        return CrossPlan(CrossShape(g, rows, k, cols), l, "he", 1, fcp, 0, 0.0)
+
+    plan = SharedMatmulPlan(one_digit(s, t), one_digit(t, s))
+    a, b = operands("random", (g,), s, k, t, l, nprng)
+    a_s, a_c = shares_at_extremes(a, l, "extreme")
+    b_s, b_c = shares_at_extremes(b, l, "extreme")
+    ys, yc = await run_local(lambda p: matmul_shared(p, "mm", a_s, b_s, l=l, plan=plan),
+                             lambda p: matmul_shared(p, "mm", a_c, b_c, l=l, plan=plan))
+    assert np.array_equal(reconstruct(ys, yc, l), np.matmul(a, b) & ring(l))
