@@ -18,9 +18,10 @@ import hashlib
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from aiompc.errors import InputError
 from aiompc.kernels.ot import feed_forward, tweak_blocks
 
-__all__ = ["derive_key", "FIXED_KEY", "aes_fixed", "tccr", "tccr_expand", "blocks_from_bytes", "blocks_to_bytes"]
+__all__ = ["derive_key", "FIXED_KEY", "aes_fixed", "tccr", "tccr_expand", "HashScratch", "blocks_from_bytes", "blocks_to_bytes"]
 
 FIXED_KEY: bytes = hashlib.sha256(b"aiompc: fixed public AES key of the correlation-robust hash").digest()[:16]
 _CIPHER = Cipher(algorithms.AES(FIXED_KEY), modes.ECB())
@@ -47,12 +48,20 @@ def blocks_to_bytes(blocks: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(blocks, dtype=_BLOCK_DT).view(np.uint8).reshape(-1, 16)
 
 
-def aes_fixed(blocks: np.ndarray) -> np.ndarray:
-    """π(x): AES-128 under :data:`FIXED_KEY` of each 128-bit block; any shape ``(..., 2)`` of ``uint64``."""
+def aes_fixed(blocks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """π(x): AES-128 under :data:`FIXED_KEY` of each 128-bit block; any shape ``(..., 2)`` of ``uint64``.
+
+    ``out``: optional ``uint8`` scratch of at least ``blocks.nbytes + 16`` bytes (OpenSSL wants one spare block)
+    that the result is written to and viewed from, so a caller hashing many pieces reuses one buffer (a fresh
+    large buffer costs its page faults every time).
+    """
     src = np.ascontiguousarray(blocks, dtype=_BLOCK_DT)
-    out = np.empty(src.nbytes + 16, dtype=np.uint8)  # update_into wants one spare block
+    if out is None:
+        out = np.empty(src.nbytes + 16, dtype=np.uint8)
+    elif out.dtype != np.uint8 or out.ndim != 1 or out.size < src.nbytes + 16 or not out.flags.c_contiguous:
+        raise InputError(f"aes_fixed: out must be a contiguous uint8 buffer of at least {src.nbytes + 16} bytes")
     enc = _CIPHER.encryptor()
-    written = enc.update_into(memoryview(src.reshape(-1).view(np.uint8)), memoryview(out))
+    written = enc.update_into(memoryview(src.reshape(-1).view(np.uint8)), memoryview(out[: src.nbytes + 16]))
     enc.finalize()
     assert written == src.nbytes
     return out[: src.nbytes].view(_BLOCK_DT).reshape(src.shape).astype(np.uint64, copy=False)
@@ -66,20 +75,46 @@ def tccr(x: np.ndarray, tweak: np.ndarray) -> np.ndarray:
     return out
 
 
-def tccr_expand(x: np.ndarray, index: np.ndarray, nblocks: int, first: np.ndarray | None = None) -> np.ndarray:
+class HashScratch:
+    """Reusable buffers of :func:`tccr_expand` (its AES input and output), grown on demand.
+
+    One per thread of work (not shared between concurrent calls); the arrays :func:`tccr_expand` returns with
+    it are views into these buffers, valid until its next call.
+    """
+
+    __slots__ = ("tweaks", "output")
+
+    def __init__(self) -> None:
+        self.tweaks = np.empty((0, 2), np.uint64)
+        self.output = np.empty(0, np.uint8)
+
+    def take(self, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        """``((blocks, 2) uint64 AES input, uint8 output of blocks·16 + 16 bytes)``."""
+        if self.tweaks.shape[0] < blocks:
+            self.tweaks = np.empty((blocks, 2), np.uint64)
+            self.output = np.empty(16 * blocks + 16, np.uint8)
+        return self.tweaks[:blocks], self.output[: 16 * blocks + 16]
+
+
+def tccr_expand(x: np.ndarray, index: np.ndarray, nblocks: int, first: np.ndarray | None = None,
+                scratch: HashScratch | None = None) -> np.ndarray:
     """``nblocks`` hash blocks per input: ``out[i, j] = H(x[i], (index[i], first[i] + j))``, shape ``(n, nblocks, 2)``.
 
     ``x``: ``(n, 2)`` ``uint64`` blocks; ``index``: ``(n,)`` ``uint64`` (the low tweak word, unique per
     input within a session); the high tweak word counts blocks of the output stream of ``x``, from
-    ``first[i]`` (default 0) so a receiver can compute just the blocks it needs.  Cost:
+    ``first[i]`` (default 0) so a receiver can compute just the blocks it needs.  ``scratch``: reuse its
+    buffers (the result is then a view into them, see :class:`HashScratch`).  Cost:
     ``n·(1 + nblocks)`` AES blocks.
     """
     n = x.shape[0]
     px = aes_fixed(x)
     idx = np.ascontiguousarray(index, dtype=np.uint64).reshape(n)
     start = np.zeros(n, np.uint64) if first is None else np.ascontiguousarray(first, dtype=np.uint64).reshape(n)
-    tw = np.empty((n * nblocks, 2), dtype=np.uint64)
+    if scratch is None:
+        tw, buf = np.empty((n * nblocks, 2), dtype=np.uint64), None
+    else:
+        tw, buf = scratch.take(n * nblocks)
     tweak_blocks(px, idx, start, nblocks, tw)  # π(x) ⊕ (index, first + j), compiled
-    out = aes_fixed(tw)
+    out = aes_fixed(tw, buf)
     feed_forward(out, px, nblocks)
     return out.reshape(n, nblocks, 2)

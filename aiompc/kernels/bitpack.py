@@ -46,14 +46,15 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
         if v.dtype.kind not in "ub" and not (v.dtype.kind == "i" and (v.size == 0 or v.min() >= 0)):
             raise InputError(f"pack_bits takes unsigned integers, got dtype {v.dtype}")
         v = v.astype(np.uint64)
-    if bits < 64 and v.size and int(v.max()) >> bits:
-        raise InputError(f"a value does not fit in {bits} bits (max {int(v.max())})")
     if bits in (8, 16, 32, 64):
+        if bits < 64 and v.size and int(v.max()) >> bits:
+            raise InputError(f"a value does not fit in {bits} bits (max {int(v.max())})")
         return v.astype(f"<u{bits // 8}").tobytes()
     n = v.size
-    words = np.zeros(-(-n * bits // 64), dtype=np.uint64)
-    _pack_words(v, bits, words)
-    return words.astype("<u8", copy=False).tobytes()[: packed_size(n, bits)]
+    words = np.empty(-(-n * bits // 64), dtype=np.uint64)
+    if int(_pack_words(v, bits, words)) >> bits:  # the OR of all values, computed in the same pass
+        raise InputError(f"a value does not fit in {bits} bits (max {int(v.max())})")
+    return words.astype("<u8", copy=False).view(np.uint8)[: packed_size(n, bits)].tobytes()
 
 
 def unpack_bits(data: bytes | memoryview, bits: int, count: int, *, narrow: bool = False) -> np.ndarray:
@@ -77,25 +78,36 @@ def unpack_bits(data: bytes | memoryview, bits: int, count: int, *, narrow: bool
     tail = count * bits % 8
     if tail and buf[-1] >> tail:
         raise ProtocolError("non-zero padding bits in bit-packed data")
-    raw = np.zeros(-(-count * bits // 64) * 8 + 8, dtype=np.uint8)  # one spare word: reads past the end see 0
+    raw = np.empty(-(-count * bits // 64) * 8 + 8, dtype=np.uint8)  # one spare word: reads past the end see 0
     raw[:expected] = buf
+    raw[expected:] = 0
     out = np.empty(count, dtype=dtype)
     _unpack_words(raw.view("<u8").astype(np.uint64, copy=False), bits, out)
     return out
 
 
 @kernel()
-def _pack_words(v: np.ndarray, bits: int, words: np.ndarray) -> None:  # pragma: no cover - compiled
-    """OR value ``i`` (``< 2**bits``, ``bits < 64``) into ``words`` at bit ``i·bits`` (little-endian words)."""
-    pos = 0
+def _pack_words(v: np.ndarray, bits: int, words: np.ndarray) -> np.uint64:  # pragma: no cover - compiled
+    """Write values ``v`` (``bits < 64`` each) at bit ``i·bits`` of ``words`` (little-endian 64-bit words, every
+    word written once from a register) and return the OR of all values (the caller's range check: a value
+    of more than ``bits`` bits corrupts the words, and the OR shows it)."""
+    acc = np.uint64(0)
+    seen = np.uint64(0)
+    fill = 0
+    w = 0
     for i in range(v.shape[0]):
-        w = pos >> 6
-        s = pos & 63
         x = v[i]
-        words[w] |= x << np.uint64(s)
-        if s + bits > 64:
-            words[w + 1] |= x >> np.uint64(64 - s)
-        pos += bits
+        seen |= x
+        acc |= x << np.uint64(fill)
+        fill += bits
+        if fill >= 64:
+            words[w] = acc
+            w += 1
+            fill -= 64
+            acc = x >> np.uint64(bits - fill) if fill > 0 else np.uint64(0)
+    if fill > 0:
+        words[w] = acc
+    return seen
 
 
 @kernel()

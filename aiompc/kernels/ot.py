@@ -24,7 +24,7 @@ import numpy as np
 
 from aiompc.kernels.jit import kernel
 
-__all__ = ["cot_keys", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_layout", "one_of_n_unmask"]
+__all__ = ["cot_keys", "cot_keys_paired", "one_of_n_offsets", "tweak_blocks", "feed_forward", "one_of_n_mask", "one_of_n_unmask", "widths_mask", "widths_unmask"]
 
 
 @kernel()
@@ -75,35 +75,56 @@ def feed_forward(y: np.ndarray, px: np.ndarray, nb: int) -> None:  # pragma: no 
 
 
 @kernel()
-def one_of_n_mask(
-    msgs: np.ndarray, pads: np.ndarray, side: np.ndarray, lane: np.ndarray, mask: np.uint64, out: np.ndarray
-) -> None:  # pragma: no cover
-    """The sender's masked messages: ``out[i, v] = (msgs[i, v] ⊕ XOR_t pads[side[t, v], i·m + t, lane[t, v]]) & mask``.
+def cot_keys_paired(q: np.ndarray, d: np.ndarray, delta: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[2i] = q[i] ⊕ d[i]·Δ`` and ``out[2i + 1] = out[2i] ⊕ Δ``: :func:`cot_keys` with the two keys of a COT in
+    adjacent rows (so the pads of one 1-out-of-N instance are one contiguous stretch of the hash output).
 
-    ``msgs``, ``out``: ``(n, N·per)`` uint64 (value ``v = x·per + p`` is lane ``p`` of message ``x``);
-    ``pads``: ``(2, n·m, lanes)`` of the lane dtype (uint8/16/32/64), the pad streams of ``K_t^0`` and
-    ``K_t^1`` of instance ``i`` at row ``i·m + t``, viewed as little-endian lanes; ``side``, ``lane``:
-    ``(m, N·per)`` int64, the key bit ``x_t`` and the lane ``drop_bit(x, t)·per + p`` of each value
-    (the same for every instance, see :func:`one_of_n_layout`).
+    ``q``: ``(n, 2)`` uint64; ``d``: ``(n,)`` uint8 0/1; ``delta``: ``(2,)`` uint64; ``out``: ``(2n, 2)`` uint64.
     """
-    m = side.shape[0]
-    for i in range(msgs.shape[0]):
-        for v in range(msgs.shape[1]):
-            acc = msgs[i, v]
-            for t in range(m):
-                acc ^= np.uint64(pads[side[t, v], i * m + t, lane[t, v]])
-            out[i, v] = acc & mask
+    d0 = delta[0]
+    d1 = delta[1]
+    for i in range(q.shape[0]):
+        a = q[i, 0]
+        b = q[i, 1]
+        if d[i]:
+            a ^= d0
+            b ^= d1
+        out[2 * i, 0] = a
+        out[2 * i, 1] = b
+        out[2 * i + 1, 0] = a ^ d0
+        out[2 * i + 1, 1] = b ^ d1
 
 
-def one_of_n_layout(n_choices: int, m: int, per: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(side, lane)`` of :func:`one_of_n_mask` for ``N = n_choices`` messages of ``per`` lanes and ``m``
-    choice bits: ``side[t, x·per + p] = x_t``, ``lane[t, x·per + p] = drop_bit(x, t)·per + p`` (numpy, tiny)."""
+def one_of_n_offsets(n_choices: int, m: int, per: int, row_lanes: int) -> np.ndarray:
+    """``(m, N·per)`` int64 lane offsets of :func:`one_of_n_mask`: value ``x·per + p``'s pad for choice bit ``t`` is
+    lane ``drop_bit(x, t)·per + p`` of key ``K_t^{x_t}``, whose row is ``2t + x_t`` of an instance's ``2m`` rows of
+    ``row_lanes`` lanes each (numpy, tiny; the same for every instance)."""
     x = np.arange(n_choices, dtype=np.int64)[None, :]
     t = np.arange(m, dtype=np.int64)[:, None]
     side = (x >> t) & 1
     dropped = (x & ((1 << t) - 1)) | ((x >> (t + 1)) << t)
-    lane = dropped[:, :, None] * per + np.arange(per, dtype=np.int64)[None, None, :]
-    return np.repeat(side, per, axis=1), lane.reshape(m, n_choices * per)
+    lane = (2 * t + side) * row_lanes + dropped * per
+    return (lane[:, :, None] + np.arange(per, dtype=np.int64)[None, None, :]).reshape(m, n_choices * per)
+
+
+@kernel()
+def one_of_n_mask(msgs: np.ndarray, pads: np.ndarray, offsets: np.ndarray, mask: np.uint64, out: np.ndarray) -> None:  # pragma: no cover
+    """The sender's masked messages: ``out[i, v] = (msgs[i, v] ⊕ XOR_t pads[i, offsets[t, v]]) & mask``.
+
+    ``msgs``, ``out``: ``(n, N·per)`` uint64 (value ``v = x·per + p`` is lane ``p`` of message ``x``); ``pads``:
+    ``(n, 2m·lanes)`` of the lane dtype (uint8/16/32/64): instance ``i``'s pad streams of ``K_0^0, K_0^1, K_1^0,
+    …, K_{m-1}^1`` one after the other (keys from :func:`cot_keys_paired`), viewed as little-endian lanes;
+    ``offsets``: ``(m, N·per)`` from :func:`one_of_n_offsets`.  An instance's pads and the offsets stay in L1.
+    Cost: ``m`` lane loads and XORs per value.
+    """
+    m = offsets.shape[0]
+    for i in range(msgs.shape[0]):
+        row = pads[i]
+        for v in range(msgs.shape[1]):
+            acc = msgs[i, v]
+            for t in range(m):
+                acc ^= np.uint64(row[offsets[t, v]])
+            out[i, v] = acc & mask
 
 
 @kernel()
@@ -124,3 +145,43 @@ def one_of_n_unmask(
             for t in range(m):
                 acc ^= np.uint64(pad[i * m + t, lane[i * m + t] + p])
             out[i, p] = acc & mask
+
+
+@kernel()
+def widths_mask(
+    hashed: np.ndarray, corr: np.ndarray, masks: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> None:  # pragma: no cover
+    """The sender's side of correlated OTs of several widths, from the hashes of its two keys per COT.
+
+    ``hashed``: ``(2·n·m, 2)`` uint64, the hash blocks of ``K_0`` of COT ``r = i·m + j`` at row ``r`` and of ``K_1``
+    at row ``n·m + r`` (a pad is the low bits of word 0, see :mod:`aiompc.protocols.ot.pads`); ``corr``: ``(n, m)``
+    uint64; ``masks``: ``(m,)`` uint64, ``2^widths[j] − 1``.  Writes ``x[i, j] = pad(K_0) & masks[j]`` (the sender's
+    output, ``(n, m)``) and ``y[j, i] = (pad(K_1) − x[i, j] − corr[i, j]) & masks[j]`` (its message, ``(m, n)``:
+    one contiguous row per column).
+    """
+    n, m = corr.shape
+    top = n * m
+    for i in range(n):
+        for j in range(m):
+            r = i * m + j
+            mk = masks[j]
+            a = hashed[r, 0] & mk
+            x[i, j] = a
+            y[j, i] = (hashed[top + r, 0] - a - corr[i, j]) & mk
+
+
+@kernel()
+def widths_unmask(
+    hashed: np.ndarray, choices: np.ndarray, y: np.ndarray, masks: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover
+    """The receiver's side: ``out[i, j] = (pad(t) − c[i, j]·y[j, i]) & masks[j]`` with ``pad(t)`` the low bits of
+    word 0 of ``hashed[i·m + j]``.  ``hashed``: ``(n·m, 2)`` uint64; ``choices``: ``(n, m)`` uint8 0/1; ``y``:
+    ``(m, n)`` uint64 (the sender's columns); ``masks``: ``(m,)``; ``out``: ``(n, m)`` uint64.
+    """
+    n, m = out.shape
+    for i in range(n):
+        for j in range(m):
+            v = hashed[i * m + j, 0]
+            if choices[i, j]:
+                v -= y[j, i]
+            out[i, j] = v & masks[j]

@@ -26,6 +26,8 @@ avg / global avgpool   :class:`SumPool`, then :class:`Requantize` by ``M / 2^s â
 fakequant (QDQ)        the float model, not its quantization: ignored, except that a QDQ range starting
                        at real 0 (the zero point at the bottom of the type: how onnxruntime's
                        ``quantize_static`` fuses a ReLU away) is that ReLU; saturation is not modelled
+transformer layers     Iron's program (:mod:`aiompc.nn.fixed_point_transformer`): MatMul / MatMulShared at
+                       ``2f``, SoftmaxFx / GeluFx / LayerNormFx at ``f``, constants in requantizations
 =====================  =================================================================================
 
 **Truncation** (``2f â†’ f``) is ``Requantize(multiplier=(1,), shift=f, rounding="floor")`` whose clip
@@ -84,6 +86,8 @@ from aiompc.nn.graph import FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
                           QGraph, Relu, Requantize, SumPool, TensorSpec, fresh_name)
 from aiompc.nn.quantize import fakequant_range, fixed_point_multipliers
+from aiompc.nn.quantize_transformer import fold_layernorm_affine
+from aiompc.nn.fixed_point_transformer import FIXED_POINT_TOKEN_HANDLERS
 
 __all__ = ["fixed_point", "CHEETAH_FRAC_BITS", "CHEETAH_RING_BITS"]
 
@@ -103,7 +107,7 @@ class _FixedPoint:
 
     def __init__(self, graph: FloatGraph, frac_bits: int, ring: int) -> None:
         self.source = graph
-        self.fg = fold_batchnorm(graph)
+        self.fg = fold_layernorm_affine(fold_batchnorm(graph))
         self.f, self.ring = frac_bits, ring
         self.top = (1 << (ring - 1)) - 1  # the signed ring holds [-top - 1, top]
         self.tensors: dict[str, TensorSpec] = {}
@@ -298,7 +302,8 @@ class _FixedPoint:
         handlers = {"conv": self._linear, "gemm": self._linear, "batchnorm": self._batchnorm,
                     "relu": self._relu_clip, "partial_relu": self._partial_relu, "clip": self._relu_clip,
                     "maxpool": self._pool, "avgpool": self._pool, "global_avgpool": self._pool, "add": self._add,
-                    "concat": self._concat, "flatten": self._flatten, "fakequant": self._fakequant}
+                    "concat": self._concat, "flatten": self._flatten, "fakequant": self._fakequant,
+                    **{op: (lambda n, h=h: h(self, n)) for op, h in FIXED_POINT_TOKEN_HANDLERS.items()}}
         for n in g.nodes:
             if n.op not in handlers:
                 raise UnsupportedModel(f"node {n.name!r}: no fixed-point form for float op {n.op!r}")

@@ -19,7 +19,21 @@ global_avgpool   --                                             --
 add, concat      -- (concat joins the channel axis)             --
 flatten          --                                             --
 fakequant        scale, bits, signed, zero_point (QDQ)           --
+matmul           -- (``x @ W + b`` on the last axis)              weight (K, O), bias (O,)
+matmul2          -- (``a @ b``, two activations, same leading axes) --
+transpose        perm (per-sample axes)                         --
+reshape          shape (per-sample, fully resolved)             --
+slice            axis (per-sample), start, stop (step 1)        --
+softmax          axis (always -1: the last axis)                --
+layernorm        eps (over the last axis)                       scale, bias (H,)
+gelu             approximate ("none": erf, "tanh")              --
+mul_const        value (a float scalar)                         --
+add_const        --                                             value (per-sample rank, each axis 1 or full)
+reduce_mean      axis (per-sample), keepdims                    --
 ================ ============================================== ===================================
+
+The transformer ops (``matmul`` .. ``reduce_mean``, :data:`TOKEN_OPS`) work on token tensors ``(S, H)`` and
+head tensors ``(heads, S, d)`` (per sample; any rank for the layout ops).
 
 A conv/gemm imported from a QDQ model also carries ``params["weight_q"]`` (the integer weights),
 ``attrs["weight_scale"]`` (per output channel, or one) and ``attrs["weight_bits"]``.
@@ -36,12 +50,15 @@ import numpy as np
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.tensor_ops import out_size
 
-__all__ = ["FloatNode", "FloatGraph", "FLOAT_OPS", "infer_shape", "fold_batchnorm", "LINEAR_OPS"]
+__all__ = ["FloatNode", "FloatGraph", "FLOAT_OPS", "TOKEN_OPS", "infer_shape", "fold_batchnorm", "LINEAR_OPS"]
 
+TOKEN_OPS = frozenset({"matmul", "matmul2", "transpose", "reshape", "slice", "softmax", "layernorm", "gelu",
+                       "mul_const", "add_const", "reduce_mean"})
+"""The transformer ops (token and head tensors)."""
 FLOAT_OPS = frozenset(
     {"conv", "gemm", "batchnorm", "relu", "partial_relu", "clip", "maxpool", "avgpool", "global_avgpool", "add", "concat",
      "flatten", "fakequant"}
-)
+) | TOKEN_OPS
 LINEAR_OPS = frozenset({"conv", "gemm"})
 
 
@@ -149,7 +166,61 @@ def infer_shape(node: FloatNode, shapes: list[tuple[int, ...]]) -> tuple[int, ..
         return x
     if op in ("relu", "clip", "fakequant"):
         return x
+    if op in TOKEN_OPS:
+        return _token_shape(node, shapes)
     raise UnsupportedModel(f"node {node.name!r}: unknown float op {op!r}")
+
+
+def _token_shape(node: FloatNode, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """:func:`infer_shape` of the transformer ops."""
+    op, a, x = node.op, node.attrs, shapes[0]
+    bad = lambda msg: UnsupportedModel(f"{op} node {node.name!r}: {msg}")  # noqa: E731
+    if op == "matmul":
+        k, o = node.params["weight"].shape
+        if not x or x[-1] != k or node.params["bias"].shape != (o,):
+            raise bad(f"input {x} does not match the weight ({k}, {o}) / bias {node.params['bias'].shape}")
+        return (*x[:-1], o)
+    if op == "matmul2":
+        b = shapes[1]
+        if len(x) < 2 or len(b) != len(x) or x[:-2] != b[:-2] or x[-1] != b[-2]:
+            raise bad(f"operands {x} and {b} do not multiply (same leading axes, (S, K) @ (K, T))")
+        return (*x[:-1], b[-1])
+    if op == "transpose":
+        perm = tuple(a["perm"])
+        if sorted(perm) != list(range(len(x))):
+            raise bad(f"perm {perm} is not a permutation of the {len(x)} per-sample axes of {x}")
+        return tuple(x[p] for p in perm)
+    if op == "reshape":
+        shape = tuple(int(d) for d in a["shape"])
+        if min(shape, default=1) < 1 or int(np.prod(shape)) != int(np.prod(x)):
+            raise bad(f"cannot reshape {x} to {shape}")
+        return shape
+    if op == "slice":
+        ax, start, stop = a["axis"], a["start"], a["stop"]
+        if not 0 <= ax < len(x) or not 0 <= start < stop <= x[ax]:
+            raise bad(f"slice [{start}:{stop}] of axis {ax} does not fit {x}")
+        return (*x[:ax], stop - start, *x[ax + 1:])
+    if op in ("softmax", "gelu", "mul_const"):
+        if op == "softmax" and a.get("axis", -1) not in (-1, len(x) - 1):
+            raise bad("only the last axis is supported")
+        if op == "gelu" and a.get("approximate", "none") not in ("none", "tanh"):
+            raise bad(f"approximate={a['approximate']!r} (use 'none' or 'tanh')")
+        return x
+    if op == "layernorm":
+        if not x or any(node.params[k].shape != (x[-1],) for k in ("scale", "bias")):
+            raise bad(f"scale/bias do not match the last axis of {x}")
+        return x
+    if op == "add_const":
+        v = node.params["value"].shape
+        if len(v) != len(x) or any(d not in (1, e) for d, e in zip(v, x)):
+            raise bad(f"constant of shape {v} does not broadcast to the per-sample shape {x}")
+        return x
+    if op == "reduce_mean":
+        ax = a["axis"]
+        if not 0 <= ax < len(x):
+            raise bad(f"axis {ax} outside the per-sample shape {x}")
+        return (*x[:ax], 1, *x[ax + 1:]) if a.get("keepdims", True) else (*x[:ax], *x[ax + 1:])
+    raise bad("unknown float op")
 
 
 def fold_batchnorm(graph: FloatGraph) -> FloatGraph:

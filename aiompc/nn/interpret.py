@@ -14,7 +14,7 @@ import numpy as np
 from aiompc import fxmath
 from aiompc.errors import InputError
 from aiompc.nn import tensor_ops as ops
-from aiompc.nn.graph import FloatGraph, FloatNode
+from aiompc.nn.graph import TOKEN_OPS, FloatGraph, FloatNode
 from aiompc.nn.ir import (Add, AddConst, ChannelAffine, Clip, Concat, Conv, FeatureAffine, Flatten, GeluFx,
                           LayerNormFx, LayerNormQ, Linear, Lookup, MatMul, MatMulShared, MaxPool, Node, PartialRelu,
                           PartialReluRequantize, QGraph, ReduceSum, Relu, Requantize, Reshape, Slice, SoftmaxFx,
@@ -63,6 +63,8 @@ def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(xs, axis=1)
     if n.op == "flatten":
         return x.reshape(x.shape[0], -1)
+    if n.op in TOKEN_OPS:
+        return _token_node(n, xs)
     if n.op == "fakequant":  # ONNX QuantizeLinear then DequantizeLinear (round half to even, saturate)
         lo, hi = (-(1 << (a["bits"] - 1)), (1 << (a["bits"] - 1)) - 1) if a["signed"] else (0, (1 << a["bits"]) - 1)
         zp = int(a.get("zero_point", 0))
@@ -70,8 +72,90 @@ def _float_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
     raise InputError(f"node {n.name!r}: unknown float op {n.op!r}")
 
 
+def _token_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
+    """The transformer ops (batch axis first, per-sample axes after it)."""
+    a, p, x = n.attrs, n.params, xs[0]
+    if n.op == "matmul":
+        return x @ p["weight"] + p["bias"]
+    if n.op == "matmul2":
+        return np.matmul(x, xs[1])
+    if n.op == "transpose":
+        return x.transpose(0, *(i + 1 for i in a["perm"]))
+    if n.op == "reshape":
+        return x.reshape(x.shape[0], *a["shape"])
+    if n.op == "slice":
+        idx = [slice(None)] * x.ndim
+        idx[a["axis"] + 1] = slice(a["start"], a["stop"])
+        return x[tuple(idx)]
+    if n.op == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if n.op == "layernorm":
+        c = x - x.mean(axis=-1, keepdims=True)
+        return c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + a["eps"]) * p["scale"] + p["bias"]
+    if n.op == "gelu":
+        if a.get("approximate", "none") == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    if n.op == "mul_const":
+        return x * a["value"]
+    if n.op == "add_const":
+        return x + p["value"][None]
+    if n.op == "reduce_mean":
+        return x.mean(axis=a["axis"] + 1, keepdims=a.get("keepdims", True))
+    raise InputError(f"node {n.name!r}: unknown float op {n.op!r}")
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """The error function elementwise (``scipy.special.erf``; scipy comes with scikit-learn, a dependency)."""
+    from scipy.special import erf
+
+    return np.asarray(erf(x), dtype=np.float64)
+
+
 @overload
 def run_float(graph: FloatGraph, x: np.ndarray, collect: Literal[False] = False) -> np.ndarray: ...
+def _token_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
+    """The transformer ops (batch axis first, per-sample axes after it)."""
+    a, p, x = n.attrs, n.params, xs[0]
+    if n.op == "matmul":
+        return x @ p["weight"] + p["bias"]
+    if n.op == "matmul2":
+        return np.matmul(x, xs[1])
+    if n.op == "transpose":
+        return x.transpose(0, *(i + 1 for i in a["perm"]))
+    if n.op == "reshape":
+        return x.reshape(x.shape[0], *a["shape"])
+    if n.op == "slice":
+        idx = [slice(None)] * x.ndim
+        idx[a["axis"] + 1] = slice(a["start"], a["stop"])
+        return x[tuple(idx)]
+    if n.op == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if n.op == "layernorm":
+        c = x - x.mean(axis=-1, keepdims=True)
+        return c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + a["eps"]) * p["scale"] + p["bias"]
+    if n.op == "gelu":
+        if a.get("approximate", "none") == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    if n.op == "mul_const":
+        return x * a["value"]
+    if n.op == "add_const":
+        return x + p["value"][None]
+    if n.op == "reduce_mean":
+        return x.mean(axis=a["axis"] + 1, keepdims=a.get("keepdims", True))
+    raise InputError(f"node {n.name!r}: unknown float op {n.op!r}")
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """The error function elementwise (``scipy.special.erf``; scipy comes with scikit-learn, a dependency)."""
+    from scipy.special import erf
+
+    return np.asarray(erf(x), dtype=np.float64)
+
+
 @overload
 def run_float(graph: FloatGraph, x: np.ndarray, collect: Literal[True]) -> dict[str, np.ndarray]: ...
 def run_float(graph: FloatGraph, x: np.ndarray, collect: bool = False) -> np.ndarray | dict[str, np.ndarray]:

@@ -14,6 +14,11 @@ remains is imported node by node through one explicit table (:data:`SUPPORTED_OP
 * :mod:`aiompc.nn.onnx_layout`: ReduceMean over the spatial axes, Pad before Conv/AveragePool, Squeeze,
   Cast of activations;
 * :mod:`aiompc.nn.onnx_qdq`: QuantizeLinear/DequantizeLinear (QDQ models);
+* :mod:`aiompc.nn.onnx_transformer`: transformer layers (MatMul of a constant or of two activations, Gemm on
+  tokens, Add/Sub/Mul/Div of constants on tokens, Transpose, Reshape, Unsqueeze, Squeeze, Flatten, Gather, Slice,
+  Split, Softmax, LayerNormalization, Gelu, ReduceMean over one token axis), as PyTorch exports them at a batch
+  of 1, with :mod:`aiompc.nn.onnx_fuse_transformer` fusing the decomposed LayerNorm and erf/tanh GELU first;
+  these handlers fall back to the CNN meaning on ``(C, H, W)`` / ``(F,)`` tensors;
 * :mod:`aiompc.nn.onnx_partial_relu`: the partial ReLU of ReLU-reduced networks (SNL / SENet), recognised as
   ``Where(mask, Relu(x), x)``, ``x + m * (Relu(x) - x)`` or ``m * Relu(x) + (1 - m) * x`` with a constant 0/1
   mask and rewritten into one node before the import.
@@ -34,7 +39,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from aiompc.errors import UnsupportedModel
-from aiompc.nn.graph import FloatGraph, FloatNode, infer_shape
+from aiompc.nn.graph import TOKEN_OPS, FloatGraph, FloatNode, infer_shape
 from aiompc.nn.tensor_ops import out_size
 from aiompc.nn.onnx_affine import AFFINE_OPS
 from aiompc.nn.onnx_fold import fold_constants
@@ -43,20 +48,20 @@ from aiompc.nn.onnx_partial_relu import DOMAIN as PARTIAL_RELU_DOMAIN
 from aiompc.nn.onnx_partial_relu import OP as PARTIAL_RELU_OP
 from aiompc.nn.onnx_partial_relu import fuse_partial_relus
 from aiompc.nn.onnx_qdq import QDQ_OPS, PendingQuant, QConst, weight_qinfo
+from aiompc.nn.onnx_fuse_transformer import fuse_transformer
+from aiompc.nn.onnx_transformer import TRANSFORMER_OPS, simplify_layout
 
 __all__ = ["load_onnx", "SUPPORTED_OPS"]
 
 _ALTERNATIVES = {
-    "Softmax": "drop the final Softmax (aiompc returns the logits; their argmax is the same class)",
     "LogSoftmax": "drop the final LogSoftmax (aiompc returns the logits; their argmax is the same class)",
     "Sigmoid": "use ReLU or a Clip (ReLU6) activation",
     "Tanh": "use ReLU or a Clip (ReLU6) activation",
     "LeakyRelu": "use ReLU",
+    "Erf": "an Erf outside GELU's x * 0.5 * (1 + erf(x / sqrt(2))) is not supported (nn.GELU exports that form)",
     "PRelu": "use ReLU",
     "HardSwish": "use ReLU or a Clip (ReLU6) activation",
     "HardSigmoid": "use a Clip (ReLU6) activation",
-    "Gelu": "use ReLU",
-    "Transpose": "keep tensors in (N, C, H, W) layout; flatten with view(x.size(0), -1) or nn.Flatten",
     "ConvTranspose": "use Conv layers (upsampling is not supported)",
     "Resize": "use strided Conv or pooling instead of resizing",
     "Upsample": "use strided Conv or pooling instead of resizing",
@@ -73,7 +78,7 @@ _ALTERNATIVES = {
 class _Importer:
     def __init__(self, model: onnx.ModelProto, input_shape: Sequence[int] | None) -> None:
         folded = fold_constants(model, input_shape)
-        model = fuse_partial_relus(folded.model)
+        model = fuse_transformer(fuse_partial_relus(folded.model))
         self.batch_placeholder = folded.batch_placeholder  # a Reshape target's first entry meaning "the batch"
         self.model = model
         self.label = ""  # name of the node being imported, for error messages
@@ -86,6 +91,9 @@ class _Importer:
         self.pending: dict[str, PendingQuant] = {}
         self.padded: dict[str, tuple[str, tuple[int, int, int, int]]] = {}  # Pad output -> (input, t/l/b/r)
         self.alias: dict[str, str] = {}
+        self.batch = _batch_size(model)  # the batch the shapes were folded with (1: static, or the placeholder)
+        self.batched: dict[str, bool] = {}  # float edge -> its ONNX tensor has the batch axis first (default)
+        self.token: set[str] = set()  # float edges that are transformer token tensors (onnx_transformer)
         self.nodes: list[FloatNode] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.uses: dict[str, int] = {}
@@ -134,8 +142,9 @@ class _Importer:
             if not dims or any(d <= 0 for d in shape):
                 raise UnsupportedModel(f"model input {inp.name!r} has dynamic or missing dimensions; "
                                        "pass input_shape=(C, H, W) (per sample, without the batch axis)")
-        if len(shape) not in (1, 3) or min(shape) < 1:
-            raise UnsupportedModel(f"model input {inp.name!r}: per-sample shape {shape} must be (C, H, W) or (F,)")
+        if len(shape) not in (1, 2, 3) or min(shape) < 1:
+            raise UnsupportedModel(f"model input {inp.name!r}: per-sample shape {shape} must be (C, H, W), "
+                                   "(S, H) tokens or (F,)")
         self.shapes[inp.name] = shape
         self.alias[inp.name] = inp.name
         return inp.name
@@ -186,6 +195,10 @@ class _Importer:
         self.shapes[output] = infer_shape(n, [self.shapes[i] for i in n.inputs])
         self.nodes.append(n)
         self.alias[output] = output
+        if inputs:  # elementwise layers keep their input's layout; onnx_transformer sets its own ops'
+            self.batched[output] = self.batched.get(inputs[0], True)
+        if op in TOKEN_OPS or any(i in self.token for i in inputs):
+            self.token.add(output)
         return output
 
     def window_attrs(self, node: onnx.NodeProto, a: dict[str, Any], x: str, kernel: tuple[int, int]
@@ -458,7 +471,7 @@ class _Importer:
                                    "aiompc merges zero padding into the next Conv/AveragePool only")
         if out == self.input:
             raise UnsupportedModel("the model output is its input; there is nothing to evaluate")
-        return _prune(FloatGraph(self.input, out, self.shapes, self.nodes))
+        return _prune(simplify_layout(FloatGraph(self.input, out, self.shapes, self.nodes)))
 
 
 _Handler = Callable[[_Importer, onnx.NodeProto], None]
@@ -471,9 +484,17 @@ _CORE_OPS: dict[str, _Handler] = {
     "BatchNormalization": _Importer.op_BatchNormalization, "Identity": _Importer.op_Identity,
     "Dropout": _Importer.op_Dropout, "Constant": _Importer.op_Constant,
 }
-_HANDLERS: dict[str, _Handler] = {**_CORE_OPS, **AFFINE_OPS, **LAYOUT_OPS, **QDQ_OPS}
+_HANDLERS: dict[str, _Handler] = {**_CORE_OPS, **AFFINE_OPS, **LAYOUT_OPS, **QDQ_OPS, **TRANSFORMER_OPS}
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(_HANDLERS))
 """Every ONNX operator (default domain) the importer reads, after constant folding."""
+
+
+def _batch_size(model: onnx.ModelProto) -> int:
+    """The batch size of the (folded, static) model input: 1, a static batch, or the folding placeholder."""
+    consts = {t.name for t in model.graph.initializer}
+    real = [i for i in model.graph.input if i.name not in consts]
+    dims = real[0].type.tensor_type.shape.dim if len(real) == 1 else []
+    return int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 1
 
 
 def _prune(g: FloatGraph) -> FloatGraph:

@@ -25,6 +25,8 @@ Scheme (the HEQuant / LSQ conventions):
   the scale ``min_i s_i / 2^k`` (``k`` the smallest exponent giving every multiplier a relative error of
   at most ``2^-rescale_bits``; 0 when the scales are equal), one requantization later;
 * average pooling: integer window sum, the ``1/k^2`` folded into the next multiplier;
+* transformer layers (matmul, attention products, Softmax, LayerNorm, GELU, head reshapes): per-tensor scales,
+  lowered by :mod:`aiompc.nn.quantize_transformer` (Softmax, LayerNorm and the GELU look-up at ``nonlinear_bits``);
 * the graph output is the final integer tensor (usually the last layer's accumulator, the logits) with
   its scale.
 
@@ -46,12 +48,14 @@ from aiompc.nn.graph import LINEAR_OPS, FloatGraph, FloatNode, fold_batchnorm
 from aiompc.nn.interpret import run_float
 from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu,
                           PartialReluRequantize, QGraph, Relu, Requantize, SumPool, TensorSpec, fresh_name)
+from aiompc.nn.quantize_transformer import TOKEN_HANDLERS, fold_layernorm_affine
 from aiompc.quant import Rounding
 
 __all__ = ["QuantConfig", "quantize", "calibrate_scale", "fixed_point_multipliers", "rescale_multipliers",
            "quantize_weights", "fakequant_range", "MissingCalibration"]
 
-_PASSTHROUGH = frozenset({"relu", "partial_relu", "clip", "maxpool", "flatten", "concat", "fakequant"})
+_PASSTHROUGH = frozenset({"relu", "partial_relu", "clip", "maxpool", "flatten", "concat", "fakequant", "reshape",
+                          "transpose", "slice"})
 _MAX_CALIBRATION_VALUES = 1 << 16
 
 
@@ -69,9 +73,11 @@ class QuantConfig:
     rounding: Rounding = "nearest"
     calibration: Literal["mse", "max"] = "mse"
     pow2_scales: bool = False
+    nonlinear_bits: int = 8
+
 
     def __post_init__(self) -> None:
-        for k in ("weight_bits", "act_bits", "input_bits", "affine_bits"):
+        for k in ("weight_bits", "act_bits", "input_bits", "affine_bits", "nonlinear_bits"):
             if not 2 <= getattr(self, k) <= 16:
                 raise InputError(f"QuantConfig.{k} must be in 2..16")
         if self.first_last_bits is not None and not 2 <= self.first_last_bits <= 16:
@@ -199,7 +205,7 @@ def _first_last(g: FloatGraph) -> tuple[set[str], set[str]]:
 class _Quantizer:
     def __init__(self, graph: FloatGraph, calibration: np.ndarray | None, cfg: QuantConfig) -> None:
         self.source = graph
-        self.fg = fold_batchnorm(graph)
+        self.fg = fold_layernorm_affine(fold_batchnorm(graph))
         self.cfg = cfg
         self.acts = run_float(self.fg, calibration, collect=True) if calibration is not None else None
         self.first, self.last = _first_last(self.fg)
@@ -213,6 +219,7 @@ class _Quantizer:
         self.is_act: dict[str, bool] = {}  # integer edge -> requantized activation (vs accumulator)
         self.cache: dict[tuple[str, int], str] = {}
         self.fixed: set[str] = set()  # integer edges whose scale and width a QDQ annotation fixed
+        self.masks: dict[str, tuple[str, np.ndarray]] = {}  # masked scores -> (unmasked scores, mask): softmax's
 
     # ---- bookkeeping
 
@@ -454,7 +461,8 @@ class _Quantizer:
         handlers = {"conv": self._linear, "gemm": self._linear, "batchnorm": self._batchnorm,
                     "relu": self._relu_clip, "partial_relu": self._partial_relu, "clip": self._relu_clip,
                     "maxpool": self._pool, "avgpool": self._pool, "global_avgpool": self._pool, "add": self._add,
-                    "concat": self._concat, "flatten": self._flatten, "fakequant": self._fakequant}
+                    "concat": self._concat, "flatten": self._flatten, "fakequant": self._fakequant,
+                    **{op: (lambda n, h=h: h(self, n)) for op, h in TOKEN_HANDLERS.items()}}
         for n in self.fg.nodes:
             handlers[n.op](n)
         out = self.env[self.fg.output]

@@ -1,8 +1,12 @@
 import numpy as np
+from aiompc.errors import InputError
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+import pytest
 
 from aiompc.crypto.hashing import (
     FIXED_KEY,
+    HashScratch,
     aes_fixed,
     blocks_from_bytes,
     blocks_to_bytes,
@@ -73,3 +77,26 @@ def test_derive_key_is_length_prefixed_and_domain_separated() -> None:
     assert derive_key(b"d", b"x") != derive_key(b"e", b"x")
     assert len(derive_key(b"d", b"x")) == 16 and len(derive_key(b"d", b"x", size=32)) == 32
     assert derive_key(b"d", b"x") == derive_key(b"d", b"x")
+
+
+def test_scratch_buffers_give_the_same_hash_and_are_reused(nprng: np.random.Generator) -> None:
+    scratch = HashScratch()
+    for n, nb in [(20, 3), (5, 2), (40, 4), (1, 1)]:  # grows, then shrinks into the same buffers
+        x = nprng.integers(0, 2**64 - 1, (n, 2), dtype=np.uint64, endpoint=True)
+        idx = nprng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
+        first = nprng.integers(0, 100, n)
+        want = tccr_expand(x, idx, nb, first=first)
+        got = tccr_expand(x, idx, nb, first=first, scratch=scratch)
+        np.testing.assert_array_equal(got, want)
+        assert np.shares_memory(got, scratch.output)
+    x = nprng.integers(0, 2**64 - 1, (6, 2), dtype=np.uint64)
+    buf = np.zeros(6 * 16 + 16, np.uint8)
+    np.testing.assert_array_equal(aes_fixed(x, buf), aes_fixed(x))
+
+
+def test_aes_fixed_rejects_a_short_or_mistyped_buffer(nprng: np.random.Generator) -> None:
+    x = nprng.integers(0, 2**64 - 1, (6, 2), dtype=np.uint64)
+    with pytest.raises(InputError):
+        aes_fixed(x, np.zeros(6 * 16, np.uint8))  # no spare block
+    with pytest.raises(InputError):
+        aes_fixed(x, np.zeros(6 * 2 + 2, np.uint64))

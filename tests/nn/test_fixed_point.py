@@ -133,7 +133,7 @@ def test_unsupported_models_and_settings() -> None:
     with pytest.raises(UnsupportedModel, match="frac_bits"):
         fixed_point(fg, frac_bits=18)
     odd = fg.copy()
-    odd.nodes[1] = FloatNode("softmax", "sm", odd.nodes[1].inputs, odd.nodes[1].output)
+    odd.nodes[1] = FloatNode("mystery", "sm", odd.nodes[1].inputs, odd.nodes[1].output)
     with pytest.raises(UnsupportedModel, match="no fixed-point form"):
         fixed_point(odd)
     huge = fg.copy()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from aiompc.errors import InputError, ProtocolError
+from aiompc.kernels.tables import rotate_tables
 from aiompc.party import Party
 from aiompc.protocols.ot import one_of_n_ot
 from aiompc.ring import check_width, mask
@@ -35,10 +36,15 @@ MAX_INPUT_BITS = 8
 
 
 def rotated_tables(table: np.ndarray, x_server: np.ndarray, r: np.ndarray, k: int, l_out: int) -> np.ndarray:
-    """The server's OT messages ``M[i, j] = T[(j + x_S[i]) mod 2^k] − r[i] mod 2^l_out``, shape ``(n, 2^k)``."""
-    j = np.arange(1 << k, dtype=np.uint64)
-    idx = (j[None, :] + x_server[:, None]) & np.uint64((1 << k) - 1)
-    return (table[idx.astype(np.int64)] - r[:, None]) & mask(l_out)
+    """The server's OT messages ``M[i, j] = T[(j + x_S[i]) mod 2^k] − r[i] mod 2^l_out``, shape ``(n, 2^k)``.
+
+    ``table``: ``(2^k,)`` uint64 entries reduced mod ``2^l_out``; ``x_server``, ``r``: ``(n,)`` uint64.  One compiled
+    pass (:func:`~aiompc.kernels.tables.rotate_tables`)."""
+    xs = np.ascontiguousarray(x_server, dtype=np.uint64)
+    out = np.empty((xs.shape[0], 1 << k), dtype=np.uint64)
+    rotate_tables(np.ascontiguousarray(table, dtype=np.uint64), xs, np.ascontiguousarray(r, dtype=np.uint64),
+                  mask(l_out), out)
+    return out
 
 
 def _table(table: np.ndarray | None, k: int, l_out: int) -> np.ndarray:

@@ -39,17 +39,31 @@ import numpy as np
 
 from aiompc.errors import InputError, ProtocolError
 from aiompc.party import Party, Role
-from aiompc.wire import Packed, expect
+from aiompc.wire import Packed, encode, expect
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
 from aiompc.protocols.ot.engines import get_engine
-from aiompc.crypto.hashing import tccr_expand
-from aiompc.kernels.ot import cot_keys, one_of_n_layout, one_of_n_mask, one_of_n_unmask
+from aiompc.crypto.hashing import HashScratch, tccr_expand
+from aiompc.kernels.ot import (
+    cot_keys,
+    cot_keys_paired,
+    one_of_n_mask,
+    one_of_n_offsets,
+    one_of_n_unmask,
+    widths_mask,
+    widths_unmask,
+)
 from aiompc.protocols.ot.pads import lane_bytes, lane_dtype, pads, value_mask
 
 __all__ = ["chosen_ot", "correlated_ot", "correlated_ot_widths", "one_of_n_ot", "random_ot", "bit_triples",
            "CHUNK_COTS"]
 
 CHUNK_COTS = 1 << 20  # instances (or 1-of-N messages) per chunk: bounds the memory of one step whatever n is
+MASK_PIECE_BLOCKS = 1 << 15
+"""Hash output blocks (512 KiB) per piece of the 1-of-N sender's masking: the AES input and output of a piece stay
+in the L2 cache (OpenSSL's ECB runs ≈ 8 GB/s there, ≈ 1 GB/s on buffers of hundreds of MB); the bytes do not
+depend on it."""
+WIDTHS_PIECE_COTS = 1 << 14
+"""COTs per piece of :func:`correlated_ot_widths` (each hashed twice by the sender: 512 KiB of AES output)."""
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -144,16 +158,23 @@ async def _receiver_side(
 
 async def _sender_side(party: Party, label: str, sender: Role, m: int, chunks: list[slice], answer: Answer) -> list[Any]:
     """Sender: per chunk, take ``m`` COTs per instance, receive the corrections ``d`` and send the message
-    of ``answer(cots, d, chunk) -> (message, local output)`` (run in the executor); returns the outputs."""
+    of ``answer(cots, d, chunk) -> (message, local output)`` (run and encoded in the executor); returns the outputs."""
     engine, sub = get_engine(party), party.sub(label)
     outs = []
     for sl in chunks:
         cots = await engine.sender_cots(label, (sl.stop - sl.start) * m, sender=sender)
         d = expect(await sub.recv(), (len(cots),), 1, f"the choice corrections on {label!r}")
-        msg, out = await party.compute(answer, cots, d.astype(np.uint8), sl)
-        await sub.send(msg)
+        data, out = await party.compute(_answer_encoded, answer, cots, d.astype(np.uint8), sl)
+        await sub.send_bytes(data)  # the bytes ``sub.send(message)`` would send, encoded off the event loop
         outs.append(out)
     return outs
+
+
+def _answer_encoded(answer: Answer, cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[bytes, Any]:
+    """``answer(...)`` with its message already encoded (:func:`aiompc.wire.encode`: bit packing is the
+    largest step of a big reply, so it runs in the executor with the masking, not on the event loop)."""
+    msg, out = answer(cots, d, sl)
+    return encode(msg), out
 
 
 def _keys(cots: SenderCOTs, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,7 +327,7 @@ async def correlated_ot_widths(
     """
     is_sender = _check_common(party, sender, max(_widths(widths)))
     ws = _widths(widths)
-    m, top = len(ws), max(ws)
+    m = len(ws)
     masks = np.array([(1 << w) - 1 for w in ws], dtype=np.uint64)
     if is_sender:
         corr = _values(correlation, 64, "correlation", ndims=(2,))
@@ -314,11 +335,8 @@ async def correlated_ot_widths(
             raise InputError(f"correlation must have shape (n, {m}), column j below 2^widths[j]; got {corr.shape}")
 
         def answer(cots: SenderCOTs, d: np.ndarray, sl: slice) -> tuple[Any, np.ndarray]:
-            k0, k1 = _keys(cots, d)
-            rows = sl.stop - sl.start
-            x = pads(k0, cots.tweaks, 1, top).reshape(rows, m) & masks
-            y = (pads(k1, cots.tweaks, 1, top).reshape(rows, m) - x - corr[sl]) & masks
-            return [Packed(np.ascontiguousarray(y[:, j]), w) for j, w in enumerate(ws)], x
+            x, y = _widths_mask(cots, d, corr[sl], masks)
+            return [Packed(y[j], w) for j, w in enumerate(ws)], x
 
         outs = await _sender_side(party, label, sender, m, _chunks(corr.shape[0], m), answer)
         return _concat(outs, (0, m))
@@ -335,12 +353,46 @@ async def correlated_ot_widths(
     def finish(cots: ReceiverCOTs, sl: slice, msg: Any) -> np.ndarray:
         rows = sl.stop - sl.start
         ys = _reply(msg, m, rows, (1,), "correlated-OT-widths")
-        y = np.stack([a.astype(np.uint64) for a in ys], axis=1)
-        pad = pads(cots.t, cots.tweaks, 1, top).reshape(rows, m) & masks
-        return (pad - c[sl].astype(np.uint64) * y) & masks
+        return _widths_unmask(cots, c[sl], np.stack([a.astype(np.uint64) for a in ys]), masks)
 
     parts = await _receiver_side(party, label, sender, c, _chunks(c.shape[0], m), finish)
     return _concat(parts, (0, m))
+
+
+def _widths_mask(cots: SenderCOTs, d: np.ndarray, corr: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sender's outputs ``x`` ``(n, m)`` and message columns ``y`` ``(m, n)`` of :func:`correlated_ot_widths`:
+    ``x = pad(K_0)``, ``y = pad(K_1) − x − Δ``, column ``j`` mod ``2^widths[j]``.  Pads are lane 0 of each key's
+    hash at the widest width reduced to the column's width, i.e. the low bits of the hash's word 0.  Per piece of
+    :data:`WIDTHS_PIECE_COTS` COTs (cache-sized AES buffers): both keys in one hash call, then one compiled pass
+    (:func:`~aiompc.kernels.ot.widths_mask`)."""
+    n, m = corr.shape
+    x = np.empty((n, m), np.uint64)
+    y = np.empty((m, n), np.uint64)
+    scratch = HashScratch()
+    step = max(1, WIDTHS_PIECE_COTS // m)  # instances per piece
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        rows = (hi - lo) * m
+        keys = np.empty((2 * rows, 2), np.uint64)
+        cot_keys(cots.q[lo * m : hi * m], d[lo * m : hi * m], cots.delta, keys)
+        tw = cots.tweaks[lo * m : hi * m]
+        hashed = tccr_expand(keys, np.concatenate([tw, tw]), 1, scratch=scratch).reshape(2 * rows, 2)
+        widths_mask(hashed, corr[lo:hi], masks, x[lo:hi], y[:, lo:hi])
+    return x, y
+
+
+def _widths_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The receiver's ``(pad(t) − c·y) & masks`` ``(n, m)`` for choices ``c`` ``(n, m)`` and the sender's columns
+    ``y`` ``(m, n)``, hashed per piece (:func:`~aiompc.kernels.ot.widths_unmask`)."""
+    n, m = c.shape
+    out = np.empty((n, m), np.uint64)
+    scratch = HashScratch()
+    step = max(1, WIDTHS_PIECE_COTS // m)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        hashed = tccr_expand(cots.t[lo * m : hi * m], cots.tweaks[lo * m : hi * m], 1, scratch=scratch)
+        widths_unmask(hashed.reshape(-1, 2), c[lo:hi], y[:, lo:hi], masks, out[lo:hi])
+    return out
 
 
 # --------------------------------------------------------------------------- 1-out-of-N OT
@@ -406,39 +458,56 @@ def _one_of_n_mask(cots: SenderCOTs, d: np.ndarray, msgs: np.ndarray, N: int, m:
     """Masked messages ``(n, N·k)``: message ``x`` XOR lane ``drop_bit(x, t)`` of key ``K_t^{x_t}`` for every t.
 
     Each key pads only the ``2^(m-1)`` messages whose bit ``t`` it matches, so its stream has
-    ``2^(m-1)·k`` lanes.  Both keys of every COT are hashed in one call (:func:`~aiompc.kernels.ot.cot_keys`)
-    and the masking runs in one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_mask`).
+    ``2^(m-1)·k`` lanes.  Per piece of instances (:data:`MASK_PIECE_BLOCKS` hash blocks, cache-sized) both keys
+    of every COT are hashed in one call, in adjacent rows (:func:`~aiompc.kernels.ot.cot_keys_paired`), so an
+    instance's pads are one contiguous stretch, and the masking runs in one compiled pass
+    (:func:`~aiompc.kernels.ot.one_of_n_mask`) with lane offsets computed once (the same bytes whatever the
+    row order: each pad depends only on its key and tweak).
     """
     n, width = msgs.shape
     per = width // N
     lb = lane_bytes(bits)
     nblocks = -(-((1 << m) // 2) * per * lb // 16)
-    rows = n * m  # COT t of instance i is row i·m + t
-    keys = np.empty((2 * rows, 2), np.uint64)
-    cot_keys(cots.q, d, cots.delta, keys)  # K_0 rows, then K_1 rows
-    raw = tccr_expand(keys, np.concatenate([cots.tweaks, cots.tweaks]), nblocks).reshape(2 * rows, 2 * nblocks)
-    pad = raw.view(lane_dtype(bits)).reshape(2, rows, -1)  # [K_0 rows, K_1 rows] as lanes
-    side, lane = one_of_n_layout(N, m, per)
+    offsets = one_of_n_offsets(N, m, per, 16 * nblocks // lb)
+    msgs = np.ascontiguousarray(msgs)
     out = np.empty((n, width), np.uint64)
-    one_of_n_mask(np.ascontiguousarray(msgs), pad, side, lane, value_mask(bits), out)
+    scratch = HashScratch()
+    step = max(1, MASK_PIECE_BLOCKS // (2 * m * nblocks))  # instances per piece
+    for lo in range(0, n, step):  # pieces small enough that the hash's buffers stay in cache
+        hi = min(n, lo + step)
+        rows = (hi - lo) * m  # COT t of instance i is row i·m + t
+        keys = np.empty((2 * rows, 2), np.uint64)
+        cot_keys_paired(cots.q[lo * m : hi * m], d[lo * m : hi * m], cots.delta, keys)  # K_r^0, K_r^1 adjacent
+        tw = np.repeat(cots.tweaks[lo * m : hi * m], 2)
+        raw = tccr_expand(keys, tw, nblocks, scratch=scratch).reshape(hi - lo, 2 * m * 2 * nblocks)
+        one_of_n_mask(msgs[lo:hi], raw.view(lane_dtype(bits)), offsets, value_mask(bits), out[lo:hi])
     return out
 
 
 def _one_of_n_unmask(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, m: int, bits: int) -> np.ndarray:
     """``y[i, c_i]`` XOR lane ``drop_bit(c_i, t)`` of the receiver's key ``t``, for every t: ``(n,)`` or ``(n, k)``.
 
-    Hashes only the blocks that hold those lanes, then one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_unmask`).
+    Hashes only the blocks that hold those lanes, then one compiled pass (:func:`~aiompc.kernels.ot.one_of_n_unmask`),
+    per piece of instances with cache-sized hash buffers.
     """
     n, N = y.shape[0], y.shape[1]
     per = int(np.prod(y.shape[2:], dtype=np.int64))
     lb = lane_bytes(bits)
-    offset = (_drop_bit(c[:, None], np.arange(m)[None, :]) * (per * lb)).reshape(-1)  # (n·m,) byte offsets
     nblocks = -(-(16 - lb + per * lb) // 16)  # enough whatever the offset inside the first block
-    raw = tccr_expand(cots.t, cots.tweaks, nblocks, first=offset // 16).reshape(n * m, 2 * nblocks)
     out = np.empty((n, per), np.uint64)
     flat = np.ascontiguousarray(y.reshape(n, N * per), dtype=np.uint64)
-    lanes = (offset % 16) // lb  # lanes are lb-aligned in the stream, so within the first hashed block too
-    one_of_n_unmask(flat, raw.view(lane_dtype(bits)), lanes, c.astype(np.int64), m, per, value_mask(bits), out)
+    bit_pos = np.arange(m)[None, :]
+    scratch = HashScratch()
+    step = max(1, MASK_PIECE_BLOCKS // (m * nblocks))  # instances per piece (cache-sized hash buffers)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        ch = c[lo:hi]
+        offset = (_drop_bit(ch[:, None], bit_pos) * (per * lb)).reshape(-1)  # ((hi-lo)·m,) byte offsets
+        raw = tccr_expand(cots.t[lo * m : hi * m], cots.tweaks[lo * m : hi * m], nblocks, first=offset // 16,
+                          scratch=scratch).reshape((hi - lo) * m, 2 * nblocks)
+        lanes = (offset % 16) // lb  # lanes are lb-aligned in the stream, so within the first hashed block too
+        one_of_n_unmask(flat[lo:hi], raw.view(lane_dtype(bits)), lanes, ch.astype(np.int64), m, per,
+                        value_mask(bits), out[lo:hi])
     return out.reshape((n,) + y.shape[2:])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from aiompc.protocols.ot.engine import ReceiverCOTs, SenderCOTs
-from aiompc.protocols.ot.pads import lane_dtype, pad_lanes, pads_at, value_mask
+from aiompc.protocols.ot.pads import lane_dtype, pad_lanes, pads, pads_at, value_mask
 
 
 def _drop_bit(x, t):  # type: ignore[no-untyped-def]
@@ -37,3 +37,22 @@ def one_of_n_unmask_reference(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, 
     keys = pads_at(cots.t, cots.tweaks, first.reshape(-1), per, bits).reshape(n, m, per)
     out = y.reshape(n, N, per)[np.arange(n), c].astype(np.uint64) ^ np.bitwise_xor.reduce(keys, axis=1)
     return (out & value_mask(bits)).reshape((n,) + y.shape[2:])
+
+
+def widths_mask_reference(cots: SenderCOTs, d: np.ndarray, corr: np.ndarray, widths: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    """The numpy code the compiled correlated-OT-widths sender replaced: ``(x (n, m), y (m, n))``."""
+    n, m = corr.shape
+    masks = np.array([(1 << w) - 1 if w < 64 else (1 << 64) - 1 for w in widths], dtype=np.uint64)
+    k0 = cots.q ^ (d.astype(np.uint64)[:, None] * cots.delta)
+    k1 = k0 ^ cots.delta
+    x = pads(k0, cots.tweaks, 1, max(widths)).reshape(n, m) & masks
+    y = (pads(k1, cots.tweaks, 1, max(widths)).reshape(n, m) - x - corr) & masks
+    return x, np.ascontiguousarray(y.T)
+
+
+def widths_unmask_reference(cots: ReceiverCOTs, c: np.ndarray, y: np.ndarray, widths: tuple[int, ...]) -> np.ndarray:
+    """The receiver's numpy code: ``(pad(t) − c·y) & masks``, ``y`` ``(m, n)``."""
+    n, m = c.shape
+    masks = np.array([(1 << w) - 1 if w < 64 else (1 << 64) - 1 for w in widths], dtype=np.uint64)
+    pad = pads(cots.t, cots.tweaks, 1, max(widths)).reshape(n, m) & masks
+    return (pad - c.astype(np.uint64) * y.T) & masks
