@@ -61,6 +61,10 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     # ReLU-reduced ResNet-18 (SNL / SENet budgets; issue 24): dense and two budgets, run back to back
     **{f"resnet18-{tag}": ("resnet18", [*BOTH, *budget, "--network", "none"])
        for tag, budget in SNL_BUDGETS.items()},
+    # transformers (issue 25): the cheetah mode is Iron's fixed-point program; bytes split by category
+    **{f"bert-tiny-s{seq}": ("bert-tiny", [*BOTH, "--seq", str(seq), "--network", "none,lan,wan"]) for seq in (32, 128)},
+    **{f"bert-base-s{seq}-{mode}": ("bert-base", ["--modes", mode, *HEADLINE, "--seq", str(seq), "--network", "none"])
+       for seq in (32, 128) for mode in ("cheetah", "quantized")},
     # single layers with published per-layer figures of Cheetah's C++ (REFERENCE.md)
     "layer-conv64x56": ("benchmarks/results/layers/conv64x56.onnx", [*BOTH, "--network", "none"]),
     "layer-fc2048": ("benchmarks/results/layers/fc2048.onnx", [*BOTH, "--network", "none"]),

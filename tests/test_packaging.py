@@ -48,6 +48,13 @@ def test_wheel_installs_and_runs_the_demo(tmp_path: Path) -> None:
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_file()
     assert Path(where.stdout.strip()).is_relative_to(site), "the model must come from the installed wheel"
+    shipped = _run([str(py), "-c", "import aiompc.nn.zoo as z; print(*(z.shipped_model(n).with_suffix(s) "
+                    "for n in z.SHIPPED_MODELS for s in ('.onnx', '.json')), sep='\\n')"], cwd=tmp_path, env=env)
+    assert shipped.returncode == 0, shipped.stderr
+    files = [Path(f) for f in shipped.stdout.split()]
+    assert any(f.name == "digits_vit.onnx" for f in files)  # every shipped model and card, the ViT's included
+    for f in files:
+        assert f.is_file() and f.is_relative_to(site), f
     page = _run([str(py), "-c", "import importlib.resources as r; d = r.files('aiompc.nn.web') / 'static'; "
                  "print(*(d / f for f in ('index.html', 'app.js', 'style.css')), sep='\\n')"], cwd=tmp_path, env=env)
     assert page.returncode == 0, page.stderr

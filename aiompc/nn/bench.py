@@ -35,8 +35,15 @@ statistics)::
                  [, "relus_kept", "relus"]}],
      "total": {"bytes_c2s", "bytes_s2c", "linear_bytes", "nonlinear_bytes", "offline_bytes", "key_bytes", "rounds", "seconds",
                "processes", "cpu_server", "cpu_client" (two processes) or "cpu_both" (one), "relus_kept", "relus"},
-     "graph", "planner", "ot", "exact", "stat_scope", "samples", "check", "machine", "code", "relu_budget",
+     "categories": {"matmul" | "softmax" | "gelu" | "layernorm" | "rescale" | "other": {"bytes", "rounds", "seconds",
+                    "layers"}, "offline_ot": {"bytes"}, "setup": {"bytes"}},
+     "graph", "planner", "ot", "exact", "stat_scope", "samples", "check", "machine", "code", "relu_budget", "seq",
      "prepare": {"server", "client"} (two processes) or {"both"} (one), "peak_rss": {"server", "client"} (two)}
+
+``categories`` sums the layer rows by what they compute (:mod:`aiompc.nn.cost_categories`, one explicit table
+from IR op to category; the bytes of all categories add up to the total): the transformer split of matmul /
+softmax / GELU / LayerNorm bytes.  ``seq``: a built-in transformer's sequence length (``--seq``; the model is
+named ``NAME:seqS``), ``null`` for other models.
 
 **Once per model, not per inference.**  Before the session the server prepares the model — every HE layer's
 plan and weight plaintexts (:func:`aiompc.nn.prepare.prepare_model`, up to
@@ -88,7 +95,8 @@ from aiompc.nn.two_process import run_two_processes
 from aiompc.nn.modes import MODES, STAT_SCOPES, EngineConfig, StatScope, check_output, describe_check, mode_named
 from aiompc.nn.npy_files import load_npy
 from aiompc.nn.prepare import WEIGHT_MEMORY
-from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx
+from aiompc.nn.cost_categories import category_rows, category_split, is_transformer_run
+from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx, network_spec
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 from aiompc.nn.relu_budget import apply_relu_budget
@@ -158,6 +166,7 @@ class BenchModel:
     inputs: np.ndarray
     quantizer: Callable[[FloatGraph], QGraph]
     relu_budget: int | None = None
+    seq: int | None = None
     _graphs: dict[str, QGraph] = field(default_factory=dict, repr=False)
 
     def graph(self, mode: str) -> QGraph:
@@ -170,7 +179,8 @@ class BenchModel:
 
 
 def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibration: np.ndarray | None = None,
-                     config: QuantConfig = BENCH_CONFIG, relu_budget: int | None = None) -> BenchModel:
+                     config: QuantConfig = BENCH_CONFIG, relu_budget: int | None = None,
+                     seq: int | None = None) -> BenchModel:
     """The :class:`BenchModel` of a built-in network name or an ONNX file.
 
     A built-in network is :func:`aiompc.nn.networks.network_onnx` (random weights from ``seed``),
@@ -180,15 +190,21 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibratio
     default, on 4 random normal inputs.  The benchmark inputs are random normal (``seed + 1``): costs do
     not depend on the values.  ``relu_budget``: keep exactly that many ReLUs per inference
     (:func:`~aiompc.nn.relu_budget.apply_relu_budget`, mask seed ``seed``; calibration runs on the
-    ReLU-reduced model)."""
+    ReLU-reduced model).  ``seq``: a built-in transformer's sequence length (default
+    :data:`~aiompc.nn.networks.DEFAULT_SEQ`; the model is named ``NAME:seqS``); an error for other models."""
     if samples < 1:
         raise InputError("--samples must be at least 1")
     if source.lower() in NETWORKS:
-        name = source.lower()
-        fgraph = load_onnx(network_onnx(name, seed))
-        calibration = network_inputs(name, CALIBRATION_SAMPLES, seed + 1000) if calibration is None else calibration
-        inputs = network_inputs(name, samples, seed + 1)
+        spec = network_spec(source)
+        name = spec.label(seq)
+        seq = spec.shape(seq)[0] if spec.sequence else None
+        fgraph = load_onnx(network_onnx(spec.name, seed, seq=seq))
+        if calibration is None:
+            calibration = network_inputs(spec.name, CALIBRATION_SAMPLES, seed + 1000, seq=seq)
+        inputs = network_inputs(spec.name, samples, seed + 1, seq=seq)
     else:
+        if seq is not None:
+            raise InputError("--seq applies to the built-in transformer networks; an ONNX file brings its own shape")
         path = Path(source)
         if not path.is_file():
             raise InputError(f"{source!r} is neither a built-in network ({', '.join(NETWORKS)}) nor an ONNX file")
@@ -202,7 +218,7 @@ def load_bench_model(source: str, *, samples: int = 1, seed: int = 0, calibratio
         fgraph = apply_relu_budget(fgraph, relu_budget, seed=seed)
         name = f"{name}:relu{relu_budget}"
     data = calibration
-    return BenchModel(name, fgraph, inputs, lambda g: quantize(g, data, config), relu_budget)
+    return BenchModel(name, fgraph, inputs, lambda g: quantize(g, data, config), relu_budget, seq)
 
 
 def engine_config(mode: str, *, exact: bool = True, baseline_exact: bool = False,
@@ -274,6 +290,7 @@ def _row(model: str, graph: QGraph, x_int: np.ndarray, config: EngineConfig, run
     report["total"].update(cpu)
     report["total"]["relus_kept"] = sum(row.get("relus_kept", 0) for row in report["layers"])
     report["total"]["relus"] = sum(row.get("relus", 0) for row in report["layers"])
+    report["categories"] = category_split(report)
     return {"model": model, "mode": mode or config.mode.name, "network": link, **report,
             "graph": config.mode.program, "planner": config.mode.planner.name, "ot": engine,
             "exact": config.exact, "stat_scope": config.mode.stat_scope, "samples": len(x_int), "check": check,
@@ -323,6 +340,7 @@ def run_bench(
                     res = aiompc.run(bench_run(model.name, model.graph(mode), x_int[mode], configs[mode],
                                                mode=mode, link=link, ot=ot, progress=progress))
                 res["relu_budget"] = model.relu_budget
+                res["seq"] = model.seq
                 results.append(res)
                 if log is not None:
                     t = res["total"]
@@ -333,6 +351,9 @@ def run_bench(
                           f"HE keys {t.get('key_bytes', 0) / _MIB:.2f} once per session), "
                           f"{t['seconds']:.2f} s wall, {_cpu(t)}; once per model: {_prepare_cell(res)}; "
                           f"peak RSS server / client {_rss_cell(res)} MiB", file=log, flush=True)
+                    if is_transformer_run(res):
+                        print("  by category (MiB): " + ", ".join(
+                            f"{k} {v['bytes'] / _MIB:.2f}" for k, v in res["categories"].items()), file=log, flush=True)
     return results
 
 
@@ -450,8 +471,9 @@ def _by_op(run: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
 
 
 def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True, ops: bool = True) -> str:
-    """Markdown: the summary table, the cheetah/quantized ratios, (``ops``) bytes by operator and
-    (``per_layer``) one table per run."""
+    """Markdown: the summary table, the cheetah/quantized ratios, the transformer runs' bytes, rounds and
+    seconds by category (:mod:`aiompc.nn.cost_categories`), (``ops``) bytes by operator and (``per_layer``)
+    one table per run."""
     lines = [
         ("| model | mode | network | planner | OT | requant | MiB c→s | MiB s→c | MiB total | linear MiB "
          "| non-linear MiB | (offline OT) | setup + output MiB | (HE keys) | MiB per inference after setup "
@@ -479,6 +501,12 @@ def bench_markdown(results: Sequence[dict[str, Any]], *, per_layer: bool = True,
                          f"| {_requant(q['baseline_exact'])} ÷ {_requant(q['exact'])} "
                          f"| **{_fmt_ratio(q['total'])}** "
                          f"| {_fmt_ratio(q['linear'])} | {_fmt_ratio(q['nonlinear'])} | {_fmt_ratio(q['seconds'])} |")
+    transformers = [r for r in results if is_transformer_run(r)]
+    if transformers:
+        lines += ["", ("Transformer runs by category (bytes both ways; offline OT and setup (handshake, keys, "
+                       "request) complete the total; the output reveal is in other; rounds and seconds summed over "
+                       "the category's layers):"), "",
+                  *category_rows(transformers)]
     if ops:
         lines += ["", ("Bytes by operator (bits per value = 8 × bytes ÷ values the layers output; the OT engine's "
                        "offline bytes are not in these rows):"), "",
@@ -607,7 +635,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _matplotlib()  # before the work, not after it
     calibration = load_npy(args.calibration, "calibration file") if args.calibration else None
     model = load_bench_model(args.model, samples=args.samples, seed=args.seed, calibration=calibration,
-                             relu_budget=args.relu_budget)
+                             relu_budget=args.relu_budget, seq=args.seq)
     baseline_exact = args.baseline_truncation == "exact"
     settings = [f"cheetah: fixed point ({CHEETAH_FRAC_BITS} fractional bits), {args.baseline_truncation} truncation"
                 if mode == "cheetah" else f"{mode}: {'exact' if args.exact else 'approximate'} requantization"
@@ -643,6 +671,10 @@ def add_bench_command(sub: Any) -> None:
                    + f" (default: the library default, {ot_engine.DEFAULT_ENGINE})")
     p.add_argument("--samples", type=int, default=1, help="inferences per run (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default 0)")
+    p.add_argument("--seq", type=int, metavar="S",
+                   help="sequence length of a built-in transformer (bert-tiny, bert-base; default "
+                   f"{NETWORKS['bert-tiny'].input_shape[0]}); its input is S token embeddings, which the client computes "
+                   "locally from its own tokens")
     p.add_argument("--calibration", help=".npy calibration inputs of the quantized graph (default: random normal)")
     p.add_argument("--relu-budget", type=int, metavar="N",
                    help="keep exactly N ReLUs per inference (SNL / SENet style: a fixed-seed random mask, N spread "

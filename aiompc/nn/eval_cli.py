@@ -13,6 +13,7 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.nn.datasets import DATASETS
 from aiompc.nn.evaluate import DEFAULT_MODES, EVAL_MODES, evaluate
+from aiompc.nn.zoo import SHIPPED_MODELS, model_file
 
 __all__ = ["add_eval_command", "cmd_eval"]
 
@@ -25,7 +26,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not Path(args.calibration).is_file():
             raise InputError(f"calibration file {args.calibration!r} not found")
         calibration = np.load(args.calibration)
-    report = evaluate(args.model, args.dataset, samples=args.samples, modes=args.modes, exact=args.exact,
+    report = evaluate(model_file(args.model), args.dataset, samples=args.samples, modes=args.modes, exact=args.exact,
                       batch=args.batch, calibration=calibration, transport=args.transport, strict=False)
     print(report.markdown())
     if args.json:
@@ -43,7 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def add_eval_command(sub: Any) -> None:
     """Register ``eval`` on an argparse sub-parser collection."""
     p = sub.add_parser("eval", help="accuracy, agreement, logit error, bytes and seconds per mode over a test set")
-    p.add_argument("model", help="ONNX model file")
+    p.add_argument("model", help="ONNX model file, or the name of a shipped model (" + ", ".join(SHIPPED_MODELS) + ")")
     p.add_argument("--dataset",
                    help=f"{' | '.join(DATASETS)} (test split) or a .npz file with inputs x and labels y "
                    "(optionally a calibration batch); default: the model's own test set (MODEL.npz beside it, "

@@ -17,6 +17,16 @@ name              input       classes      convs    structure
                                                     stages of 3/4/6/3 blocks (256/512/1024/2048), fc
 ================  ==========  ===========  =======  ==========================================================
 
+and the transformers of :mod:`aiompc.nn.networks_transformer` (input: the client's token embeddings ``(S, H)``,
+``S`` from ``seq``, default :data:`~aiompc.nn.networks_transformer.DEFAULT_SEQ`):
+
+================  ==========  ===========  ==========================================================================
+name              input       classes      structure
+================  ==========  ===========  ==========================================================================
+``bert-tiny``     S x 128     2            2 post-LN BERT layers, 2 heads, FFN 512, head on the first token
+``bert-base``     S x 768     2            12 post-LN BERT layers, 12 heads, FFN 3072, head on the first token
+================  ==========  ===========  ==========================================================================
+
 ResNet-32's stage transitions use 1x1 projection shortcuts (option B) instead of the original's
 zero-padding identity (option A), which the IR has no operator for: two extra small convolutions.
 In the ResNets every convolution is followed by a batch-norm (folded into it by the quantizer); MiniONN
@@ -35,7 +45,7 @@ evaluates the same float model (:func:`network_onnx`) as Cheetah does, in 12-bit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -43,11 +53,12 @@ import onnx
 from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.onnx_build import OnnxBuilder
+from aiompc.nn.networks_transformer import BERT_SHAPES, DEFAULT_SEQ, TokenNet, bert_body
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 
-__all__ = ["NetworkSpec", "NETWORKS", "BENCH_CONFIG", "CALIBRATION_SAMPLES", "network_names", "network_onnx",
-           "network", "network_inputs"]
+__all__ = ["NetworkSpec", "NETWORKS", "BENCH_CONFIG", "CALIBRATION_SAMPLES", "DEFAULT_SEQ", "network_names",
+           "network_spec", "network_onnx", "network", "network_inputs"]
 
 BENCH_CONFIG = QuantConfig(weight_bits=4, act_bits=4, input_bits=8, first_last_bits=8, pow2_scales=True)
 """Body w4a4, first/last layers 8 bits, 8-bit input, power-of-two scales: HEQuant's standard setting (its
@@ -197,15 +208,43 @@ def _resnet50(net: _Net) -> str:
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A built-in network: its input shape ``(C, H, W)``, classes, the data set whose shapes it uses,
-    a one-line description and the function that emits its layers."""
+    """A built-in network: its per-sample input shape, classes, the data set whose shapes it uses, a one-line
+    description and the function that emits its layers on a ``builder``.
+
+    Two kinds: image networks (``input_shape`` ``(C, H, W)``, layers emitted on a :class:`_Net`) and token
+    networks (``sequence=True``: ``input_shape`` ``(S, H)`` with ``S`` the default sequence length, layers
+    emitted on a :class:`~aiompc.nn.networks_transformer.TokenNet`; :meth:`shape` gives another ``S``)."""
 
     name: str
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     classes: int
     dataset: str
     description: str
-    body: Callable[[_Net], str]
+    body: Callable[[Any], str]
+    builder: Callable[[np.random.Generator, tuple[int, ...], str], Any] = _Net
+    sequence: bool = False
+
+    def shape(self, seq: int | None = None) -> tuple[int, ...]:
+        """The per-sample input shape; ``seq`` (token networks only) replaces the default sequence length."""
+        if seq is None:
+            return self.input_shape
+        if not self.sequence:
+            raise InputError(f"--seq applies to the transformer networks; {self.name} takes images of shape "
+                             f"{self.input_shape}")
+        if seq < 1:
+            raise InputError(f"the sequence length must be at least 1, got {seq}")
+        return (int(seq), *self.input_shape[1:])
+
+    def label(self, seq: int | None = None) -> str:
+        """The name results carry: the network's, with ``:seq<S>`` for a token network (its costs depend on S)."""
+        shape = self.shape(seq)
+        return f"{self.name}:seq{shape[0]}" if self.sequence else self.name
+
+
+def _bert(name: str, description: str) -> NetworkSpec:
+    shape = BERT_SHAPES[name]
+    return NetworkSpec(name, (DEFAULT_SEQ, shape.hidden), shape.classes, "token embeddings (random)", description,
+                       bert_body(shape), TokenNet, sequence=True)
 
 
 NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in (
@@ -214,38 +253,44 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in (
     NetworkSpec("minionn", (3, 32, 32), 10, "CIFAR-10", "MiniONN's CIFAR-10 CNN (7 convs, 2 mean pools, fc)", _minionn),
     NetworkSpec("squeezenet", (3, 224, 224), 1000, "ImageNet", "SqueezeNet v1.1 (8 Fire modules)", _squeezenet),
     NetworkSpec("resnet50", (3, 224, 224), 1000, "ImageNet", "ResNet-50 (bottleneck 3/4/6/3)", _resnet50),
+    _bert("bert-tiny", "BERT-tiny encoder (2 layers, hidden 128, 2 heads, FFN 512)"),
+    _bert("bert-base", "BERT-base encoder (12 layers, hidden 768, 12 heads, FFN 3072)"),
 )}
 
 
 def network_names() -> list[str]:
-    """The built-in networks' names, smallest first."""
+    """The built-in networks' names: the CNNs smallest first, then the transformers."""
     return list(NETWORKS)
 
 
-def _spec(name: str) -> NetworkSpec:
+def network_spec(name: str) -> NetworkSpec:
+    """The :class:`NetworkSpec` of built-in network ``name`` (case-insensitive); :class:`InputError` if unknown."""
     try:
         return NETWORKS[name.lower()]
     except KeyError:
         raise InputError(f"unknown network {name!r}; built in: {', '.join(NETWORKS)} (or pass an .onnx file)") from None
 
 
-def network_onnx(name: str, seed: int = 0) -> onnx.ModelProto:
-    """The float ONNX model of built-in network ``name`` with He-normal random weights from ``seed``."""
-    spec = _spec(name)
-    net = _Net(np.random.default_rng(seed), spec.input_shape, spec.name)
+def network_onnx(name: str, seed: int = 0, *, seq: int | None = None) -> onnx.ModelProto:
+    """The float ONNX model of built-in network ``name`` with random weights from ``seed`` (He-normal for
+    the CNNs, :mod:`~aiompc.nn.networks_transformer` for the transformers); ``seq``: a token network's
+    sequence length (default :data:`DEFAULT_SEQ`)."""
+    spec = network_spec(name)
+    net = spec.builder(np.random.default_rng(seed), spec.shape(seq), spec.name)
     return net.b.build(spec.body(net))
 
 
-def network_inputs(name: str, n: int, seed: int = 1) -> np.ndarray:
-    """``n`` random float inputs ``(n, C, H, W)`` for network ``name`` (standard normal, like normalised images)."""
-    spec = _spec(name)
-    return np.random.default_rng(seed).normal(0.0, 1.0, (n, *spec.input_shape))
+def network_inputs(name: str, n: int, seed: int = 1, *, seq: int | None = None) -> np.ndarray:
+    """``n`` random float inputs ``(n, *input_shape)`` for network ``name`` (standard normal: like normalised
+    images, or like token embeddings after BERT's embedding LayerNorm)."""
+    spec = network_spec(name)
+    return np.random.default_rng(seed).normal(0.0, 1.0, (n, *spec.shape(seq)))
 
 
 def network(name: str, *, seed: int = 0, config: QuantConfig = BENCH_CONFIG,
-            calibration_samples: int = CALIBRATION_SAMPLES) -> QGraph:
+            calibration_samples: int = CALIBRATION_SAMPLES, seq: int | None = None) -> QGraph:
     """Built-in network ``name`` quantized with ``config`` (default :data:`BENCH_CONFIG`), calibrated on
     ``calibration_samples`` random inputs (seed ``seed + 1000``)."""
-    model = network_onnx(name, seed)
-    calibration = network_inputs(name, calibration_samples, seed + 1000)
+    model = network_onnx(name, seed, seq=seq)
+    calibration = network_inputs(name, calibration_samples, seed + 1000, seq=seq)
     return quantize(load_onnx(model), calibration, config)

@@ -22,8 +22,8 @@ from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 
 __all__ = ["DigitsData", "digits_data", "digits_model", "digits_fixed_point", "DIGITS_ONNX", "DIGITS_JSON",
-           "SHIPPED_MODELS", "shipped_model",
-           "DIGITS_CONFIG", "SPLIT_SEED", "TEST_FRACTION", "CALIBRATION_SAMPLES"]
+           "SHIPPED_MODELS", "shipped_model", "model_file",
+           "DIGITS_CONFIG", "VIT_CONFIG", "SPLIT_SEED", "TEST_FRACTION", "CALIBRATION_SAMPLES"]
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 DIGITS_ONNX = MODELS / "digits_cnn.onnx"
@@ -32,6 +32,10 @@ SPLIT_SEED = 2024
 TEST_FRACTION = 0.25
 CALIBRATION_SAMPLES = 256
 DIGITS_CONFIG = QuantConfig(weight_bits=4, act_bits=4, input_bits=8, first_last_bits=8)
+VIT_CONFIG = QuantConfig(weight_bits=8, act_bits=8, input_bits=8, first_last_bits=8)
+"""The quantization of the shipped tiny ViT (``digits_vit``, ``examples/train_digits_vit.py``): 8-bit weights
+and activations, so every Softmax, GELU and LayerNorm input is at most 8 bits wide (one table look-up by a
+1-out-of-256 OT evaluates it exactly)."""
 
 
 @dataclass(frozen=True)
@@ -81,14 +85,25 @@ def digits_report(path: str | os.PathLike[str] = DIGITS_JSON) -> dict[str, Any]:
 
 
 SHIPPED_MODELS = ("digits_cnn", "digits_resnet", "digits_resnet_qat", "digits_resnet_qat_low", "digits_maxpool",
-                  "digits_cnn_snl")
+                  "digits_cnn_snl", "digits_vit")
 """The trained models the package ships (``aiompc/models/<name>.onnx`` with its JSON card): the demo CNN
 (``examples/train_digits.py``), a ResNet-style network and a max-pool CNN (``examples/train_digits_torch.py``,
 float ONNX quantized by PTQ), and the ResNet after quantization-aware fine-tuning
 (``examples/qat_digits_torch.py``, QDQ ONNX), plain and with one-LSB-low requantization errors injected
 (``--inject-lsb 0.5 --inject-low``: tuned for approximate requantization), and the demo CNN with a quarter
-of its ReLUs kept by a learned per-pixel mask (``examples/linearize_digits.py``, ``aiompc linearize``), all on
-the digits split of :func:`digits_data`."""
+of its ReLUs kept by a learned per-pixel mask (``examples/linearize_digits.py``, ``aiompc linearize``), and a
+tiny vision transformer (2x2 patches, two pre-LN encoder layers of width 32, ``examples/train_digits_vit.py``,
+exported by ``torch.onnx.export``; quantized with :data:`VIT_CONFIG`), all on the digits split of
+:func:`digits_data`."""
+
+
+def model_file(model: str | os.PathLike[str]) -> Path:
+    """``model`` as a path: an existing file as given, else the ONNX file of the shipped model of that name
+    (``aiompc eval digits_vit``); a name that is neither stays as given (the caller reports it missing)."""
+    path = Path(model)
+    if not path.is_file() and str(model) in SHIPPED_MODELS:
+        return shipped_model(str(model))
+    return path
 
 
 def shipped_model(name: str) -> Path:

@@ -174,6 +174,36 @@ def test_builtin_model_loading() -> None:
         model.graph("fast")
 
 
+def test_runs_split_their_bytes_by_category(bench_outputs: tuple[list[dict], str, Path]) -> None:
+    """Every run carries its category split (cost_categories), which adds up to its total; a CNN has no
+    transformer operators, so its bytes are matmul (the HE layers), rescale, other and setup, and the
+    Markdown has no transformer table."""
+    runs, md, _ = bench_outputs
+    for r in runs:
+        cats = r["categories"]
+        assert sum(c["bytes"] for c in cats.values()) == r["total"]["bytes_c2s"] + r["total"]["bytes_s2c"]
+        assert cats["matmul"]["bytes"] == r["total"]["linear_bytes"] > 0
+        assert cats["softmax"]["bytes"] == cats["gelu"]["bytes"] == cats["layernorm"]["bytes"] == 0
+        assert cats["offline_ot"]["bytes"] == r["total"]["offline_bytes"]
+        assert r["seq"] is None
+    assert "by category" not in md
+
+
+def test_seq_only_for_builtin_transformers(tiny_onnx: Path) -> None:
+    with pytest.raises(InputError, match="brings its own shape"):
+        load_bench_model(str(tiny_onnx), seq=8)
+    with pytest.raises(InputError, match="--seq applies"):
+        load_bench_model("minionn", seq=8)
+
+
+def test_the_seq_argument_parses() -> None:
+    from aiompc.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "bert-tiny", "--seq", "128", "--modes", "cheetah,quantized"])
+    assert (args.model, args.seq, args.modes) == ("bert-tiny", 128, "cheetah,quantized")
+    assert build_parser().parse_args(["bench", "bert-tiny"]).seq is None  # the network's default, 32
+
+
 def test_mode_settings() -> None:
     """--exact/--approx set the quantized graph's requantization, --baseline-truncation the cheetah mode's."""
     assert engine_config("cheetah") == EngineConfig(mode_named("cheetah", exact=False))
@@ -210,6 +240,8 @@ def test_merged_layer_order() -> None:
     (["bench", "vgg99"], "built-in network"),
     (["bench", "minionn", "--samples", "0"], "at least 1"),
     (["bench", "minionn", "--weight-memory", "-1"], "--weight-memory"),
+    (["bench", "minionn", "--seq", "8"], "--seq applies to the transformer"),
+    (["bench", "bert-tiny", "--seq", "0"], "at least 1"),
 ])
 def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2

@@ -152,6 +152,9 @@ def test_cli_eval_missing_model_and_default_dataset(tmp_path: Path, capsys) -> N
     assert "not found" in capsys.readouterr().err
     assert main(["eval", str(DIGITS_ONNX), "--samples", "2", "--modes", "plaintext-float,plaintext-int"]) == 0
     assert "dataset digits: 2 of 450" in capsys.readouterr().out
+    # a shipped model by its name (aiompc eval digits_vit)
+    assert main(["eval", "digits_cnn", "--samples", "2", "--modes", "plaintext-float"]) == 0
+    assert "dataset digits: 2 of 450" in capsys.readouterr().out
 
 
 def test_cli_eval_wrong_shape(tmp_path: Path, capsys) -> None:

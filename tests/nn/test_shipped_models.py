@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 
+from aiompc.errors import UnsupportedModel
 from aiompc.nn import load_onnx, predict, quantize, run_float, run_int
 from aiompc.nn.evaluate import evaluate
 from aiompc.nn.ir import Add, MaxPool
@@ -25,10 +26,24 @@ def data():
     return digits_data()
 
 
+def _not_yet_quantizable(path) -> bool:
+    """A card without a quantized accuracy (the ViT while the transformer pipeline is incomplete) is only honest
+    while aiompc really cannot import or quantize the model: then the card must be refreshed
+    (``examples/train_digits_vit.py --card-only``)."""
+    card = json.loads(path.with_suffix(".json").read_text())
+    if card["quantized_accuracy"] is not None:
+        return False
+    with pytest.raises(UnsupportedModel):
+        quantize(load_onnx(path), digits_data().calibration, QuantConfig(**card["quantization"]))
+    return True
+
+
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_card_accuracies_are_recomputed_from_the_onnx_file(name: str, data) -> None:
     path = shipped_model(name)
     card = json.loads(path.with_suffix(".json").read_text())
+    if _not_yet_quantizable(path):
+        pytest.skip(f"{name}: aiompc cannot quantize it yet (tests/nn/test_digits_vit.py checks its float card)")
     fg = load_onnx(path)
     float_pred = run_float(fg, data.x_test).argmax(1)
     ort = pytest.importorskip("onnxruntime")
