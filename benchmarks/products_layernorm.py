@@ -28,7 +28,7 @@ from aiompc.crypto.prg import PRG
 from aiompc.party import Party
 from aiompc.protocols.nonlinear.layernorm import layernorm_q
 from aiompc.protocols.nonlinear.multiply import multiply, multiply_private, square
-from aiompc.qmath import layernorm_params
+from aiompc.qtables import layernorm_params
 from aiompc.ring import from_signed, share
 
 

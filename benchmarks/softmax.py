@@ -34,7 +34,8 @@ from aiompc.transports.memory import memory_pair  # noqa: E402
 from benchmarks.nonlinear import DelayTransport  # noqa: E402
 from aiompc.party import Party  # noqa: E402
 from aiompc.protocols.nonlinear.softmax import SoftmaxWidths, softmax_q  # noqa: E402
-from aiompc.qmath import softmax_int, softmax_params  # noqa: E402
+from aiompc.qmath import softmax_int  # noqa: E402
+from aiompc.qtables import softmax_params  # noqa: E402
 from aiompc.ring import from_signed, reconstruct, share  # noqa: E402
 
 STEPS = ("ext_z", "max", "clip", "exp", "ext_e", "row", "prod", "out")

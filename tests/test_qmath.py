@@ -9,18 +9,8 @@ import numpy as np
 import pytest
 
 from aiompc.errors import InputError
-from aiompc.qmath import (
-    MAX_TABLE_BITS,
-    LayerNormParams,
-    SoftmaxParams,
-    gelu_table,
-    layernorm_int,
-    layernorm_params,
-    lookup_int,
-    softmax_int,
-    softmax_params,
-    softmax_reciprocal,
-)
+from aiompc.qmath import MAX_TABLE_BITS, LayerNormParams, SoftmaxParams, layernorm_int, lookup_int, softmax_int, softmax_reciprocal
+from aiompc.qtables import gelu_table, layernorm_params, softmax_params
 
 
 def _float_softmax(z: np.ndarray, scale: float) -> np.ndarray:

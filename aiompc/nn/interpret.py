@@ -115,47 +115,6 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 @overload
 def run_float(graph: FloatGraph, x: np.ndarray, collect: Literal[False] = False) -> np.ndarray: ...
-def _token_node(n: FloatNode, xs: list[np.ndarray]) -> np.ndarray:
-    """The transformer ops (batch axis first, per-sample axes after it)."""
-    a, p, x = n.attrs, n.params, xs[0]
-    if n.op == "matmul":
-        return x @ p["weight"] + p["bias"]
-    if n.op == "matmul2":
-        return np.matmul(x, xs[1])
-    if n.op == "transpose":
-        return x.transpose(0, *(i + 1 for i in a["perm"]))
-    if n.op == "reshape":
-        return x.reshape(x.shape[0], *a["shape"])
-    if n.op == "slice":
-        idx = [slice(None)] * x.ndim
-        idx[a["axis"] + 1] = slice(a["start"], a["stop"])
-        return x[tuple(idx)]
-    if n.op == "softmax":
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    if n.op == "layernorm":
-        c = x - x.mean(axis=-1, keepdims=True)
-        return c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + a["eps"]) * p["scale"] + p["bias"]
-    if n.op == "gelu":
-        if a.get("approximate", "none") == "tanh":
-            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
-        return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
-    if n.op == "mul_const":
-        return x * a["value"]
-    if n.op == "add_const":
-        return x + p["value"][None]
-    if n.op == "reduce_mean":
-        return x.mean(axis=a["axis"] + 1, keepdims=a.get("keepdims", True))
-    raise InputError(f"node {n.name!r}: unknown float op {n.op!r}")
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    """The error function elementwise (``scipy.special.erf``; scipy comes with scikit-learn, a dependency)."""
-    from scipy.special import erf
-
-    return np.asarray(erf(x), dtype=np.float64)
-
-
 @overload
 def run_float(graph: FloatGraph, x: np.ndarray, collect: Literal[True]) -> dict[str, np.ndarray]: ...
 def run_float(graph: FloatGraph, x: np.ndarray, collect: bool = False) -> np.ndarray | dict[str, np.ndarray]:

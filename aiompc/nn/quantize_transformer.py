@@ -16,19 +16,19 @@ mul_const     no node: the constant goes into the scale (a positive constant; th
 add_const     :class:`~aiompc.nn.ir.AddConst` with ``round(value / s)`` at the input's scale (local)
 reduce_mean   :class:`~aiompc.nn.ir.ReduceSum`; the ``1/n`` goes into the scale
 softmax       logits requantized to signed ``nonlinear_bits`` (calibrated), then :class:`SoftmaxQ` with
-              :func:`aiompc.qmath.softmax_params` (output unsigned at ``2^-bits``: ``act_bits`` when only matmuls
+              :func:`aiompc.qtables.softmax_params` (output unsigned at ``2^-bits``: ``act_bits`` when only matmuls
               read it, as ``P·V`` does — one rounding instead of two — else ``nonlinear_bits``); an attention
               mask (an ``add_const`` of 0 and ``<= -1e3`` read only by softmaxes) is applied after the
               requantization, as ``-(2^k + range)`` integer units: a masked score's exp is the table's last entry,
               0 (scores of a range too small for an exact 8-bit exp table are requantized at the finest scale
               that has one), as ``exp(-1e4)`` is 0 in float, and the mask does not wreck the calibration
 layernorm     input requantized to signed ``nonlinear_bits`` (calibrated), :class:`LayerNormQ` with
-              :func:`aiompc.qmath.layernorm_params` (the model's eps; the largest row deviation and
+              :func:`aiompc.qtables.layernorm_params` (the model's eps; the largest row deviation and
               normalized value of the calibration data); gamma/beta: folded into the following matmuls when the
               LayerNorm feeds only matmuls (:func:`fold_layernorm_affine`), else a :class:`FeatureAffine` with
               per-tensor ``affine_bits`` weights
 gelu          input requantized to signed ``k = min(nonlinear_bits, 8)`` bits (calibrated), then a :class:`Lookup`
-              of :func:`aiompc.qmath.gelu_table` (``2^k`` entries) whose outputs are signed ``act_bits`` at the
+              of :func:`aiompc.qtables.gelu_table` (``2^k`` entries) whose outputs are signed ``act_bits`` at the
               calibrated GELU output scale
 ============  =====================================================================================================
 
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from aiompc import qmath
+from aiompc import qmath, qtables
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode
 from aiompc.nn.ir import (AddConst, FeatureAffine, LayerNormQ, Lookup, MatMul, MatMulShared, Node, ReduceSum,
@@ -215,7 +215,7 @@ def _softmax(q: _Quantizer, n: FloatNode) -> None:
     # probabilities read only by matmuls come out at their input width (act_bits): no second rounding
     readers = q.consumers.get(n.output, [])
     out_bits = q.cfg.act_bits if readers and all(r.op in ("matmul", "matmul2") for r in readers) else bits
-    params, s_out = qmath.softmax_params(_scale(q, z), spec.shape[-1], out_bits=min(out_bits, bits))
+    params, s_out = qtables.softmax_params(_scale(q, z), spec.shape[-1], out_bits=min(out_bits, bits))
     if mask is not None and params.exp_table[-1] != 0:
         # scores of a small range: requantize them at the finest scale whose exp table ends in 0 (exact), so
         # a masked score's probability is exactly 0 as in float
@@ -223,7 +223,7 @@ def _softmax(q: _Quantizer, n: FloatNode) -> None:
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         z = q._requant(q.env[fedge], fedge, fine, lo, hi)
         spec = q.tensors[z]
-        params, s_out = qmath.softmax_params(_scale(q, z), spec.shape[-1], out_bits=min(out_bits, bits))
+        params, s_out = qtables.softmax_params(_scale(q, z), spec.shape[-1], out_bits=min(out_bits, bits))
     if mask is not None:  # masked scores drop below every kept one by more than the exp table: exp is its last entry
         big = (1 << params.exp_bits) + spec.hi - spec.lo
         bias = np.where(mask, -big, 0).astype(np.int64)
@@ -271,7 +271,7 @@ def _layernorm(q: _Quantizer, n: FloatNode) -> None:
         q._as_activation(n.inputs[0], q.cfg.nonlinear_bits)
     x, k = _signed_activation(q, n.inputs[0], q.cfg.nonlinear_bits)
     h = q.tensors[x].shape[-1]
-    params, s_out = qmath.layernorm_params(_scale(q, x), h, out_bits=q.cfg.nonlinear_bits, in_bits=k,
+    params, s_out = qtables.layernorm_params(_scale(q, x), h, out_bits=q.cfg.nonlinear_bits, in_bits=k,
                                            eps=float(n.attrs["eps"]), **_row_stats(q, n.inputs[0], n.attrs["eps"]))
     out = q._emit(LayerNormQ(name=n.name, inputs=(x,), output=q._fresh(f"{n.output}:normalized"), params=params),
                   (s_out,), act=True)
@@ -290,7 +290,7 @@ def _gelu(q: _Quantizer, n: FloatNode) -> None:
     x, k = _signed_activation(q, n.inputs[0], min(q.cfg.nonlinear_bits, qmath.MAX_TABLE_BITS))
     out_bits = q.cfg.act_bits
     s_out, _, _ = q._target(n.output, out_bits, True)
-    table = qmath.gelu_table(k, _scale(q, x), s_out, out_bits, approximate=n.attrs.get("approximate", "none"))
+    table = qtables.gelu_table(k, _scale(q, x), s_out, out_bits, approximate=n.attrs.get("approximate", "none"))
     node = Lookup(name=n.name, inputs=(x,), output=q._fresh(n.output), table=table)
     q.env[n.output] = q._emit(node, (s_out,), act=True)
 

@@ -9,7 +9,7 @@ import pytest
 from transformer_graphs import Builder, attention_block, gelu_table, local_chain, random_tokens, reference_block
 
 import aiompc
-from aiompc import qmath, ring
+from aiompc import qtables, ring
 from aiompc.channel import Stats
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import NODE_TYPES, LayerNormQ, Lookup, MatMul, QGraph, SoftmaxQ
@@ -234,8 +234,8 @@ async def test_lookup_in_its_own_ring_then_extended(head: bool) -> None:
 async def test_the_builders_params_through_the_engine() -> None:
     # qmath's own builders (octave-normalised LayerNorm and Softmax, the default forms a lowering emits), with a
     # zero-variance row and an all-equal softmax row
-    ln, _ = qmath.layernorm_params(1 / 16, 16, out_bits=8, in_bits=8)
-    sm, _ = qmath.softmax_params(1 / 8, 16, out_bits=8)
+    ln, _ = qtables.layernorm_params(1 / 16, 16, out_bits=8, in_bits=8)
+    sm, _ = qtables.softmax_params(1 / 8, 16, out_bits=8)
     assert ln.octaves > 0 and sm.octaves > 0
     b = Builder.start((4, 16), 8)
     y = b.requant(b.add(LayerNormQ, "x", "ln", params=ln), "ln_rq", 8)

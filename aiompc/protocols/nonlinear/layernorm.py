@@ -20,7 +20,7 @@ and ``r`` is the entry of the bucket ``v`` falls in, so the bound is per bucket,
 bit lets the output's narrow requantization put a clip bound at the middle of its window).  ``H = 1`` needs no
 protocol (``c = 0``, ``y = 0``).
 
-Cost per element (online, silent OT, ``l_in = 8``, default :func:`~aiompc.qmath.layernorm_params`: ``cb = 10``,
+Cost per element (online, silent OT, ``l_in = 8``, default :func:`~aiompc.qtables.layernorm_params`: ``cb = 10``,
 4 octaves; measured in ``tests/protocols/nonlinear/test_layernorm.py``, rows of 4): 1182 bits at ``H = 128`` and
 1168 at ``H = 768`` — extension 75, centre 144/173, square 262/283, the per-row steps 105/19, product 380/419,
 output 216/199.  The linear form (``octaves = 0``): 1143 / 1161.
@@ -184,7 +184,7 @@ async def _row_rsqrt(party: Party, label: str, v: np.ndarray, params: LayerNormP
 async def gelu_q(
     party: Party, label: str, x: np.ndarray, *, table: tuple[int, ...] | np.ndarray, l_in: int, l_out: int
 ) -> np.ndarray:
-    """Shares mod ``2^l_out`` of ``lookup_int(x, table)`` (e.g. :func:`aiompc.qmath.gelu_table`).
+    """Shares mod ``2^l_out`` of ``lookup_int(x, table)`` (e.g. :func:`aiompc.qtables.gelu_table`).
 
     ``x``: shares mod ``2^l_in`` of values inside the table's ``k`` bits (signed, two's complement index).  The
     table is public metadata; both parties pass it (the server's copy is what the OT offers).  ``l_in >= k``:

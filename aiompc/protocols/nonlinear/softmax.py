@@ -32,7 +32,7 @@ mux), the clip (if ``v > k``), ``k + 2^k·l_e`` bits of look-up, ``1 + L − l_e
 product ``2·(l_e + l_e·L − l_e(l_e−1)/2)`` bits and the final requantization (a carry of ``shift`` bits); plus per row the reciprocal (``kr + 2^kr·l_r`` bits of look-up, ``q`` comparisons in one
 millionaire, two products with a ``(q+2)``-bit operand, two truncations).  Measured online bits per element
 on the channel (``benchmarks/softmax.py``, 8-bit logits in a 9-bit ring, scale 1/8, ``out_bits = 8``,
-defaults of :func:`~aiompc.qmath.softmax_params`: ``k = 6``, ``l_e = 11``, ``L = 22``; 4096 elements):
+defaults of :func:`~aiompc.qtables.softmax_params`: ``k = 6``, ``l_e = 11``, ``L = 22``; 4096 elements):
 
 =======  =====  ===  ====  ===  =====  ===  ====  ===  ======
 n        total  max  clip  exp  ext_e  row  prod  out  rounds

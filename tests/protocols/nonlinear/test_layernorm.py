@@ -8,7 +8,8 @@ import pytest
 from aiompc.errors import InputError
 from aiompc.party import Party
 from aiompc.protocols.nonlinear.layernorm import LayerNormRings, gelu_q, layernorm_q
-from aiompc.qmath import gelu_table, layernorm_int, layernorm_params, lookup_int
+from aiompc.qmath import layernorm_int, lookup_int
+from aiompc.qtables import gelu_table, layernorm_params
 from aiompc.ring import from_signed
 from nonlinear_helpers import Shared, opened, run_both, run_over_tcp
 

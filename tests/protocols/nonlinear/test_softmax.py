@@ -8,7 +8,8 @@ import pytest
 
 from aiompc.errors import InputError
 from aiompc.party import Party
-from aiompc.qmath import SoftmaxParams, softmax_int, softmax_params, softmax_reciprocal
+from aiompc.qmath import SoftmaxParams, softmax_int, softmax_reciprocal
+from aiompc.qtables import softmax_params
 from aiompc.ring import from_signed, reconstruct
 from aiompc.protocols.nonlinear.softmax import SoftmaxWidths, softmax_q
 from nonlinear_helpers import Shared, run_both, run_over_tcp
