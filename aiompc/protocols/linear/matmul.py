@@ -63,7 +63,7 @@ from aiompc.party import Party
 from aiompc.protocols.linear.costs import plan_cost
 from aiompc.protocols.linear.fc import fc, fc_plan
 from aiompc.protocols.linear.plan import LinearPlan, Planner
-from aiompc.protocols.linear.tiling import MatmulShape
+from aiompc.protocols.linear.tiling import MatmulShape, MatmulTiling
 from aiompc.ring import check_width, reduce
 
 __all__ = [
@@ -165,7 +165,7 @@ class SharedMatmulPlan:
             if c.fc is not None:
                 t = c.fc.layout.tiling
                 row.update(digits=c.digits, digit_bits=c.digit_bits, planner=c.fc.planner, n=c.fc.he.n,
-                           blocks=[getattr(t, "d0", None), getattr(t, "d1", None), getattr(t, "d2", None)])
+                           blocks=[t.d0, t.d1, t.d2] if isinstance(t, MatmulTiling) else None)
             out[name] = row
         return out
 
@@ -259,7 +259,7 @@ def plan_cross(shape: CrossShape, l: int, planner: Planner, *, cot_bits: float =
         if "ot" in methods:
             return CrossPlan(shape, l, "ot", 1, None, None, ot)
         raise UndecryptableParameters(f"{shape} at l = {l}: no digit count up to {MAX_DIGITS} decrypts under the "
-                                      f"{getattr(planner, 'name', planner)!r} planner ({last})")
+                                      f"{planner.name!r} planner ({last})")
     cost, d, plan = best
     method = "ot" if "ot" in methods and math.ceil(ot / 8) < cost else "he"
     return CrossPlan(shape, l, method, d, plan, cost, ot)
