@@ -11,26 +11,13 @@ import numpy as np
 import pytest
 
 from aiompc.cli import main
-from aiompc.errors import UnsupportedModel
 from aiompc.nn.cost_categories import CATEGORIES
 from aiompc.nn.evaluate import evaluate
 from aiompc.nn.zoo import shipped_model
 
 
-def _needs_the_transformer_pipeline() -> None:
-    """Skip while this checkout cannot import the transformers (the importer of issue 25's lane F not merged)."""
-    from aiompc.nn.networks import network_onnx
-    from aiompc.nn.onnx_import import load_onnx
-
-    try:
-        load_onnx(network_onnx("bert-tiny", seq=2))
-    except UnsupportedModel as exc:
-        pytest.skip(f"no transformer import in this checkout yet: {exc}")
-
-
 @pytest.mark.slow
 def test_bench_bert_tiny_runs_both_modes_and_splits_the_bytes(tmp_path: Path) -> None:
-    _needs_the_transformer_pipeline()
     out, md = tmp_path / "b.json", tmp_path / "b.md"
     assert main(["bench", "bert-tiny", "--seq", "2", "--modes", "cheetah,quantized", "--network", "none",
                  "--json", str(out), "--markdown", str(md), "--summary"]) == 0
@@ -53,7 +40,6 @@ def test_bench_bert_tiny_runs_both_modes_and_splits_the_bytes(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_the_vit_secure_predictions_equal_its_integer_program() -> None:
-    _needs_the_transformer_pipeline()
     report = evaluate(shipped_model("digits_vit"), "digits", samples=3, modes="plaintext-int,quantized",
                       progress=False, warmup=False)
     plain, secure = report["plaintext-int"], report["quantized"]

@@ -12,7 +12,6 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from aiompc.errors import UnsupportedModel
 from aiompc.nn.zoo import SHIPPED_MODELS, SPLIT_SEED, TEST_FRACTION, VIT_CONFIG, digits_data, model_file, shipped_model
 
 PATH = shipped_model("digits_vit")
@@ -80,10 +79,7 @@ def test_aiompc_reads_it_as_onnxruntime_does(card: dict) -> None:
     for float32/float64 near ties)."""
     from aiompc.nn import load_onnx, run_float
 
-    try:
-        fg = load_onnx(PATH)
-    except UnsupportedModel as exc:  # the transformer import (issue 25, lane F) has not landed on this branch
-        pytest.skip(f"the importer does not read the ViT yet: {exc}")
+    fg = load_onnx(PATH)
     data = digits_data()
     pred = run_float(fg, data.x_test).argmax(1)
     assert abs(np.mean(pred == data.y_test) - card["float_accuracy"]) <= 1 / 450
