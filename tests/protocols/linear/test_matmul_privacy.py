@@ -15,14 +15,14 @@ import pytest
 
 from aiompc.crypto.he import keygen, public_key
 from aiompc.crypto.prg import PRG
-from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, finish_batch, output_batches
+from aiompc.protocols.linear.engine import absorb_chunk, encrypt_chunk, output_batches
 from aiompc.protocols.linear.fc import fc_plan
 from aiompc.protocols.linear.matmul import digit_inputs, digit_weights
 from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.protocols.linear.prepared import prepare_weights
 from aiompc.protocols.linear.tiling import MatmulShape
 
-from test_privacy import KS_CRIT, TRIALS, client_view, columns, ks_stat, low_phase_bits
+from test_privacy import KS_CRIT, assert_replies_identically_distributed, ks_stat, low_phase_bits
 
 ROWS, INNER, COLS = 4, 6, 3
 
@@ -58,22 +58,7 @@ def setting(request):
 def test_cross_term_replies_are_identically_distributed(setting) -> None:
     plan, sk, pk, accs, batch = setting
     r = np.zeros((batch.count, batch.positions.size), dtype=np.uint64)
-    cols = columns(batch.positions.size)
-    views = []
-    for s, acc in enumerate(accs):
-        c1s, noises = [], []
-        for i in range(TRIALS):
-            reply = finish_batch(plan, acc, batch, r, pk, PRG(bytes([s, i % 256, i // 256]) * 8 + b"\x09" * 8))
-            c1, noise = client_view(plan, sk, reply, batch.positions)
-            c1s.append(c1[:8])
-            noises.append(noise[cols])
-        views.append((np.array(c1s), np.array(noises)))
-    (c1_a, n_a), (c1_b, n_b) = views
-    for j in range(c1_a.shape[1]):
-        assert ks_stat(c1_a[:, j], c1_b[:, j]) < KS_CRIT
-    for j in range(n_a.shape[1]):
-        assert ks_stat(n_a[:, j], n_b[:, j]) < KS_CRIT
-    assert np.unique(n_a[:, 0]).size > TRIALS // 2
+    assert_replies_identically_distributed(plan, sk, pk, accs, batch, r, seed_tail=b"\x09")
 
 
 def test_controls_see_the_share_without_rerandomisation_or_flooding(setting) -> None:

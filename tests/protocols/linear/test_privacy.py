@@ -129,16 +129,16 @@ def client_view(plan, sk, reply: bytes, positions: np.ndarray) -> tuple[np.ndarr
     return res.c1[0], noise
 
 
-def test_replies_are_identically_distributed(setting) -> None:
-    plan, sk, pk, accs, batch = setting
-    assert plan.stat_security >= 40
-    r = np.zeros((1, batch.positions.size), dtype=np.uint64)  # the mask is uniform anyway; fix it here
+def assert_replies_identically_distributed(plan, sk, pk, accs, batch, r: np.ndarray, *, seed_tail: bytes) -> None:
+    """The client's view of the replies (the first c1 coefficients and the decrypted noise at spread columns)
+    for the two accumulators ``accs`` is the same distribution over ``TRIALS`` server coins (KS test), and the
+    statistic is not blind: the flooded noise is spread over many values."""
     cols = columns(batch.positions.size)
     views = []
     for s, acc in enumerate(accs):
         c1s, noises = [], []
         for i in range(TRIALS):
-            reply = finish_batch(plan, acc, batch, r, pk, PRG(bytes([s, i % 256, i // 256]) * 8 + b"\x00" * 8))
+            reply = finish_batch(plan, acc, batch, r, pk, PRG(bytes([s, i % 256, i // 256]) * 8 + seed_tail * 8))
             c1, noise = client_view(plan, sk, reply, batch.positions)
             c1s.append(c1[:8])
             noises.append(noise[cols])
@@ -148,8 +148,14 @@ def test_replies_are_identically_distributed(setting) -> None:
         assert ks_stat(c1_a[:, j], c1_b[:, j]) < KS_CRIT
     for j in range(n_a.shape[1]):
         assert ks_stat(n_a[:, j], n_b[:, j]) < KS_CRIT
-    # and the statistic is not blind: the flooded noise is spread over many values
     assert np.unique(n_a[:, 0]).size > TRIALS // 2
+
+
+def test_replies_are_identically_distributed(setting) -> None:
+    plan, sk, pk, accs, batch = setting
+    assert plan.stat_security >= 40
+    r = np.zeros((1, batch.positions.size), dtype=np.uint64)  # the mask is uniform anyway; fix it here
+    assert_replies_identically_distributed(plan, sk, pk, accs, batch, r, seed_tail=b"\x00")
 
 
 def low_phase_bits(plan, sk, pk, accs, batch, flood_bits: int, flood_terms: int, trials: int) -> list[np.ndarray]:
