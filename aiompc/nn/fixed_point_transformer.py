@@ -33,8 +33,8 @@ import numpy as np
 
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatNode
-from aiompc.nn.ir import (AddConst, FeatureAffine, GeluFx, LayerNormFx, MatMul, MatMulShared, Node, ReduceSum,
-                          Reshape, Slice, SoftmaxFx, Transpose)
+from aiompc.nn.ir import AddConst, FeatureAffine, GeluFx, LayerNormFx, MatMul, MatMulShared, Node, ReduceSum, SoftmaxFx
+from aiompc.nn.ir_transformer import layout_node
 
 if TYPE_CHECKING:
     from aiompc.nn.fixed_point import _FixedPoint
@@ -57,14 +57,7 @@ def _matmul2(fp: _FixedPoint, n: FloatNode) -> None:
 
 def _layout(fp: _FixedPoint, n: FloatNode) -> None:
     edge, frac = fp.env[n.inputs[0]]
-    out, a = fp._fresh(n.output), n.attrs
-    node: Node
-    if n.op == "transpose":
-        node = Transpose(name=n.name, inputs=(edge,), output=out, perm=tuple(a["perm"]))
-    elif n.op == "reshape":
-        node = Reshape(name=n.name, inputs=(edge,), output=out, shape=tuple(a["shape"]))
-    else:
-        node = Slice(name=n.name, inputs=(edge,), output=out, axis=a["axis"], start=a["start"], stop=a["stop"])
+    node = layout_node(n.op, n.attrs, name=n.name, edge=edge, output=fp._fresh(n.output))
     fp.env[n.output] = (fp._emit(node, frac), frac)
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ from aiompc.qmath import LayerNormParams, SoftmaxParams, table_bits
 
 __all__ = ["MatMul", "MatMulShared", "Transpose", "Reshape", "Slice", "ReduceSum", "AddConst", "FeatureAffine",
            "Lookup", "SoftmaxQ", "LayerNormQ", "SoftmaxFx", "GeluFx", "LayerNormFx", "TRANSFORMER_NODES",
-           "sample_axis"]
+           "sample_axis", "layout_node"]
 
 
 def sample_axis(node: Node, axis: int, rank: int) -> int:
@@ -416,3 +416,16 @@ TRANSFORMER_NODES: tuple[type[Node], ...] = (MatMul, MatMulShared, Transpose, Re
                                              FeatureAffine, Lookup, SoftmaxQ, LayerNormQ, SoftmaxFx, GeluFx,
                                              LayerNormFx)
 """Every node kind of this module (listed in :data:`aiompc.nn.ir.NODE_TYPES`)."""
+
+
+def layout_node(op: str, attrs: dict[str, Any], *, name: str, edge: str, output: str) -> Transpose | Reshape | Slice:
+    """The layout node of a float ``transpose`` / ``reshape`` / ``slice`` op with its ``attrs`` (both lowerings,
+    :mod:`aiompc.nn.quantize_transformer` and :mod:`aiompc.nn.fixed_point_transformer`, emit them unchanged)."""
+    if op == "transpose":
+        return Transpose(name=name, inputs=(edge,), output=output, perm=tuple(attrs["perm"]))
+    if op == "reshape":
+        return Reshape(name=name, inputs=(edge,), output=output, shape=tuple(attrs["shape"]))
+    if op == "slice":
+        return Slice(name=name, inputs=(edge,), output=output, axis=attrs["axis"], start=attrs["start"],
+                     stop=attrs["stop"])
+    raise UnsupportedModel(f"node {name!r}: {op!r} is not a layout op (transpose, reshape, slice)")

@@ -46,8 +46,9 @@ import numpy as np
 from aiompc import qmath, qtables
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode
-from aiompc.nn.ir import (AddConst, FeatureAffine, LayerNormQ, Lookup, MatMul, MatMulShared, Node, ReduceSum,
-                          Reshape, Slice, SoftmaxQ, TensorSpec, Transpose)
+from aiompc.nn.ir import (AddConst, FeatureAffine, LayerNormQ, Lookup, MatMul, MatMulShared, ReduceSum,
+                          Reshape, SoftmaxQ, TensorSpec)
+from aiompc.nn.ir_transformer import layout_node
 
 if TYPE_CHECKING:
     from aiompc.nn.quantize import _Quantizer
@@ -139,15 +140,7 @@ def _matmul2(q: _Quantizer, n: FloatNode) -> None:
 
 def _layout(q: _Quantizer, n: FloatNode) -> None:
     x = _input(q, n.inputs[0])
-    out = q._fresh(n.output)
-    a = n.attrs
-    node: Node
-    if n.op == "transpose":
-        node = Transpose(name=n.name, inputs=(x,), output=out, perm=tuple(a["perm"]))
-    elif n.op == "reshape":
-        node = Reshape(name=n.name, inputs=(x,), output=out, shape=tuple(a["shape"]))
-    else:
-        node = Slice(name=n.name, inputs=(x,), output=out, axis=a["axis"], start=a["start"], stop=a["stop"])
+    node = layout_node(n.op, n.attrs, name=n.name, edge=x, output=q._fresh(n.output))
     q.env[n.output] = q._emit(node, q.tensors[x].scale, act=q.is_act[x])  # type: ignore[arg-type]
 
 

@@ -15,7 +15,7 @@ from aiompc.errors import InputError, UnsupportedModel
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import (NODE_TYPES, AddConst, FeatureAffine, GeluFx, LayerNormFx, LayerNormQ, Lookup, MatMul,
                           MatMulShared, QGraph, ReduceSum, Reshape, Slice, SoftmaxFx, SoftmaxQ, TensorSpec, Transpose)
-from aiompc.nn.ir_transformer import TRANSFORMER_NODES
+from aiompc.nn.ir_transformer import TRANSFORMER_NODES, layout_node
 from aiompc.nn.modes import MODES
 from aiompc.nn.rings import plan_rings, ring_widths
 
@@ -228,3 +228,14 @@ def test_a_graph_without_weights_has_a_metadata_view_too() -> None:
     assert back.tensors["s"].hi == 255
     x = np.arange(-32, 32).reshape(2, 2, 16)
     assert np.array_equal(run_int(back, x), run_int(graph, x))
+
+
+def test_layout_node_builds_each_layout_op_and_refuses_others() -> None:
+    t = layout_node("transpose", {"perm": [1, 0]}, name="t", edge="x", output="y")
+    r = layout_node("reshape", {"shape": [2, -1]}, name="r", edge="x", output="y")
+    s = layout_node("slice", {"axis": 0, "start": 1, "stop": 3}, name="s", edge="x", output="y")
+    assert (type(t).op, t.perm, t.inputs, t.output) == ("transpose", (1, 0), ("x",), "y")
+    assert (type(r).op, r.shape) == ("reshape", (2, -1))
+    assert (type(s).op, s.axis, s.start, s.stop) == ("slice", 0, 1, 3)
+    with pytest.raises(UnsupportedModel, match="not a layout op"):
+        layout_node("softmax", {}, name="z", edge="x", output="y")
