@@ -50,7 +50,7 @@ from aiompc.errors import InputError, InsecureParameters, ProtocolError, Undecry
 from aiompc.nn.ir import Linear, MatMul, QGraph
 from aiompc.nn.key_plan import share_keys
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import DEFAULT_COT_BITS
+from aiompc.nn.node_runners_transformer import DEFAULT_COT_BITS
 from aiompc.party import Party
 from aiompc.protocols.linear.plan import STAT_BITS, FloodLevels, Planner
 from aiompc.protocols.linear.stat_sum import Counted, require_distance, result_ciphertexts, security_bits
@@ -185,7 +185,7 @@ def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, targe
     Synchronous and, the first time per model, a few CPU seconds (the planner's searches): call it before a
     session or in a worker thread.  Deterministic in public data, so both parties get the same plans.
     ``cot_bits``: the session's OT engine's bits per COT, by which a shared matmul chooses HE or OT for its cross
-    terms (:func:`~aiompc.nn.node_protocols.shared_matmul_plan`; only HE cross terms have results to flood)."""
+    terms (:func:`~aiompc.nn.node_runners_transformer.shared_matmul_plan`; only HE cross terms have results to flood)."""
     if batch < 1:
         raise InputError("batch must be at least 1")
     planner = config.mode.planner
