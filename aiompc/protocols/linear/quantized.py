@@ -203,6 +203,21 @@ class QuantizedPlanner:
         """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
         return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
 
+    @property
+    def shares_key_sets(self) -> bool:
+        """Whether a network's shared key sets are to be chosen for it (:func:`aiompc.nn.key_plan.share_keys`): none
+        yet (a planner that has them was decided on already: its plans are kept as they are), output packing, and
+        bytes minimised (no ``bandwidth``)."""
+        return self.key_sets == () and self.output_packing and self.bandwidth is None
+
+    def flooding_at(self, levels: FloodLevels) -> QuantizedPlanner:
+        """Itself at ``levels``: per-ciphertext levels as ``stat_bits`` alone, others as ``levels``."""
+        if levels == self.flood_levels:
+            return self
+        if levels.is_per_ciphertext:
+            return replace(self, stat_bits=levels.uniform, levels=None)
+        return replace(self, levels=levels)
+
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         return self.search(shape, l, weight_bits, out_shift, pack).best.plan
 
