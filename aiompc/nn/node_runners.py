@@ -35,8 +35,9 @@ import numpy as np
 from aiompc import ring
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.bounds import range_of_width
-from aiompc.nn.ir import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, Node, PartialRelu, Relu,
-                          ReluMasked, Requantize, SumPool, TensorSpec)
+from aiompc.nn.ir_base import Node, TensorSpec
+from aiompc.nn.ir_cnn import (Add, ChannelAffine, Clip, Concat, Conv, Flatten, Linear, MaxPool, PartialRelu, Relu,
+                              ReluMasked, Requantize, SumPool)
 from aiompc.nn.node_step import Step
 from aiompc.nn.rings import FOLD_LIFT
 from aiompc.party import Party

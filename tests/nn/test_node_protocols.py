@@ -10,6 +10,7 @@ import aiompc.nn.node_runners as cnn_runners
 import aiompc.nn.node_runners_transformer as transformer_runners
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.ir import NODE_TYPES, Relu
+from aiompc.nn.ir_cnn import CNN_NODES
 from aiompc.nn.ir_transformer import TRANSFORMER_NODES
 from aiompc.nn.node_protocols import NODE_PROTOCOLS, protocol_of
 from aiompc.nn.node_runners import pads_tblr
@@ -25,6 +26,7 @@ def test_every_ir_node_type_has_one_protocol() -> None:
 def test_each_runner_lives_beside_its_node_types_family() -> None:
     """The transformer layers' runners are in node_runners_transformer, the CNN layers' in node_runners."""
     for kind, protocol in NODE_PROTOCOLS.items():
+        assert (kind in TRANSFORMER_NODES) != (kind in CNN_NODES), kind
         home = transformer_runners if kind in TRANSFORMER_NODES else cnn_runners
         assert protocol.run.__module__ == home.__name__, kind
         assert vars(home)[protocol.run.__name__] is protocol.run, kind  # public, named in its module
