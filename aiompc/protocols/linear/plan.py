@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Iterator, Protocol, Union
+from typing import Iterator, Protocol, Self, Union
 
 from aiompc.crypto.he import (
     CHEETAH_RING_DEGREE,
@@ -57,7 +57,7 @@ from aiompc.protocols.linear.tiling import (
 
 __all__ = [
     "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "pipeline_for", "with_out_shift",
-    "decryption_params", "plan_for", "STAT_BITS", "FloodLevels", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size", "packed_leaves",
+    "decryption_params", "plan_for", "STAT_BITS", "FloodLevels", "LevelledFlooding", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size", "packed_leaves",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
@@ -307,8 +307,29 @@ def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None =
     return LinearPlan(layout, he, pipeline, plan_output(he, pipeline), weight_bits, planner, chunk)
 
 
+class LevelledFlooding:
+    """The flooding members of :class:`Planner` for a frozen dataclass planner with the fields ``stat_bits`` (one
+    level for every flood) and ``levels`` (per-flood levels instead, or ``None``)."""
+
+    stat_bits: int
+    levels: FloodLevels | None
+
+    @property
+    def flood_levels(self) -> FloodLevels:
+        """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
+        return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
+
+    def flooding_at(self, levels: FloodLevels) -> Self:
+        """Itself at ``levels``: per-ciphertext levels as ``stat_bits`` alone, others as ``levels``."""
+        if levels == self.flood_levels:
+            return self
+        if levels.is_per_ciphertext:
+            return replace(self, stat_bits=levels.uniform, levels=None)  # type: ignore[type-var]
+        return replace(self, levels=levels)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class CheetahPlanner:
+class CheetahPlanner(LevelledFlooding):
     """Cheetah's closed-form tiling (one output channel per ciphertext) and parameters.
 
     ``n = 4096`` with ``he="cheetah"`` is the published set: ``q ~ 2^109`` whatever ``l``.  ``he="smallest"``
@@ -325,11 +346,6 @@ class CheetahPlanner:
     levels: FloodLevels | None = None
 
     @property
-    def flood_levels(self) -> FloodLevels:
-        """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
-        return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
-
-    @property
     def name(self) -> str:
         return "cheetah" if self.he == "cheetah" else f"cheetah-{self.he}"
 
@@ -337,14 +353,6 @@ class CheetahPlanner:
     def shares_key_sets(self) -> bool:
         """False: Cheetah's layouts pack no outputs, so they have no Galois keys to share."""
         return False
-
-    def flooding_at(self, levels: FloodLevels) -> CheetahPlanner:
-        """Itself at ``levels``: per-ciphertext levels as ``stat_bits`` alone, others as ``levels``."""
-        if levels == self.flood_levels:
-            return self
-        if levels.is_per_ciphertext:
-            return replace(self, stat_bits=levels.uniform, levels=None)
-        return replace(self, levels=levels)
 
     def layout(self, shape: Shape) -> Layout:
         if isinstance(shape, ConvShape):
