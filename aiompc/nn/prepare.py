@@ -97,8 +97,8 @@ def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget:
     batch-norm runs per sample with the same plan; a fully connected layer or token MatMul once per batch).  ``budget``: flood at the level the mode's scope needs
     for this graph and batch (:func:`aiompc.nn.stat_budget.plan_inference`, what the engine runs);
     ``False``: with ``config``'s planner as it is.  A :class:`~aiompc.nn.ir.MatMulShared` gives the HE cross terms
-    of :func:`~aiompc.nn.node_runners_transformer.shared_matmul_plan` (OT priced at ``cot_bits`` per COT, the session's OT
-    engine), each with its ``runs`` and ``shares=True``."""
+    of :func:`~aiompc.nn.node_runners_transformer.shared_matmul_plan` (OT priced at ``cot_bits`` per COT, the
+    session's OT engine), each with its ``runs`` and ``shares=True``."""
     if budget:
         return list(plan_inference(graph, config, batch, cot_bits=cot_bits).calls)
     rings = plan_rings(graph, config.mode)

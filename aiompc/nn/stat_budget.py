@@ -177,7 +177,8 @@ def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, targe
     Synchronous and, the first time per model, a few CPU seconds (the planner's searches): call it before a
     session or in a worker thread.  Deterministic in public data, so both parties get the same plans.
     ``cot_bits``: the session's OT engine's bits per COT, by which a shared matmul chooses HE or OT for its cross
-    terms (:func:`~aiompc.nn.node_runners_transformer.shared_matmul_plan`; only HE cross terms have results to flood)."""
+    terms (:func:`~aiompc.nn.node_runners_transformer.shared_matmul_plan`; only HE cross terms have results to
+    flood)."""
     if batch < 1:
         raise InputError("batch must be at least 1")
     base = config.mode.planner.flood_levels
