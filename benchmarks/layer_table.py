@@ -66,7 +66,7 @@ def layer_rows(network: str, mode: str = "quantized") -> list[dict[str, Any]]:
     rows = []
     for call in calls:
         p, lay = call.plan, call.plan.layout
-        # the engine's label (aiompc.nn.service: batch "b0"; node_protocols: a convolution runs per sample, ".../b0")
+        # the engine's label (aiompc.nn.service: batch "b0"; node_runners: a convolution runs per sample, ".../b0")
         label = f"b0/{call.node}" + ("/b0" if getattr(lay, "conv_shape", None) is not None else "")
         cost = plan_cost(p, label, overhead)
         n_in, n_out = int(np.prod(lay.in_shape)), int(np.prod(lay.out_shape))

@@ -2,7 +2,7 @@
 
 A run's layer rows (:func:`aiompc.nn.report.layer_report`: one per IR node, bytes from the channel
 statistics) are summed by the category each row carries: the engine records it from the one table of what
-every IR node type computes, :data:`aiompc.nn.node_protocols.NODE_CATEGORIES` (``matmul``: every HE linear
+every IR node type computes, :data:`aiompc.nn.node_categories.NODE_CATEGORIES` (``matmul``: every HE linear
 layer and the two-activation products; ``softmax``; ``gelu``; ``layernorm`` (with LayerNorm's scale and
 offset); ``rescale``: requantizations and fixed-point truncations; ``other``: everything else).  The output
 row (``reveal`` / ``argmax``, category ``output``) counts as ``other``.  A row without a category (results
@@ -21,14 +21,14 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from aiompc.nn.ir import NODE_TYPES
-from aiompc.nn.node_protocols import CATEGORIES as NODE_CATEGORY_NAMES
-from aiompc.nn.node_protocols import NODE_CATEGORIES
+from aiompc.nn.node_categories import CATEGORIES as NODE_CATEGORY_NAMES
+from aiompc.nn.node_categories import NODE_CATEGORIES
 
 __all__ = ["CATEGORIES", "LAYER_CATEGORIES", "TRANSFORMER_OPS", "category_of", "category_rows", "category_split",
            "is_transformer_run"]
 
 LAYER_CATEGORIES: tuple[str, ...] = NODE_CATEGORY_NAMES
-"""The categories of layer rows, in table order (:data:`aiompc.nn.node_protocols.CATEGORIES`)."""
+"""The categories of layer rows, in table order (:data:`aiompc.nn.node_categories.CATEGORIES`)."""
 CATEGORIES = (*LAYER_CATEGORIES, "offline_ot", "setup")
 """Every category of :func:`category_split`, in table order (their bytes sum to the total)."""
 TRANSFORMER_OPS = frozenset({"matmul", "matmul_shared", "softmax_q", "softmax_fx", "lookup", "gelu_fx",
@@ -38,7 +38,7 @@ TRANSFORMER_OPS = frozenset({"matmul", "matmul_shared", "softmax_q", "softmax_fx
 
 def category_of(row: Mapping[str, Any]) -> str:
     """The category of a layer row: the one it carries, else its op's node type's
-    (:data:`~aiompc.nn.node_protocols.NODE_CATEGORIES`); anything outside :data:`LAYER_CATEGORIES` (the
+    (:data:`~aiompc.nn.node_categories.NODE_CATEGORIES`); anything outside :data:`LAYER_CATEGORIES` (the
     output row, an unknown op) is ``other``."""
     cat = row.get("category")
     if cat is None:

@@ -1,9 +1,10 @@
 """The base of the integer model IR: edges (:class:`TensorSpec`), the node base classes (:class:`Node`,
 :class:`WeightedNode`) and their plain-dict serialization.
 
-:mod:`aiompc.nn.ir` (the CNN layers and :class:`~aiompc.nn.ir.QGraph`) and :mod:`aiompc.nn.ir_transformer` (the
-transformer layers) build on it; :mod:`aiompc.nn.ir` re-exports everything here and holds the one registry of node
-kinds, :data:`aiompc.nn.ir.NODE_TYPES`.  See :mod:`aiompc.nn.ir` for the IR's conventions.
+:mod:`aiompc.nn.ir_cnn` (the CNN layers) and :mod:`aiompc.nn.ir_transformer` (the transformer layers) build on it;
+:mod:`aiompc.nn.ir` (the graph, :class:`~aiompc.nn.ir.QGraph`) re-exports everything here and holds the one registry
+of node kinds, :data:`aiompc.nn.ir.NODE_TYPES` (:func:`aiompc.nn.ir.node_from_dict` builds a node of any kind).  See
+:mod:`aiompc.nn.ir` for the IR's conventions.
 """
 
 from __future__ import annotations
@@ -191,15 +192,13 @@ class Node:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Node:
-        """Build the node of class ``NODE_TYPES[d["op"]]`` from :meth:`to_dict` output."""
-        from aiompc.nn.ir import NODE_TYPES  # the registry lists this module's subclasses too
-
+        """Build a node of this class from :meth:`to_dict` output (:class:`ProtocolError` if ``d`` is of another
+        kind); :func:`aiompc.nn.ir.node_from_dict` picks the class by ``d["op"]``."""
         op = d.get("op")
-        if op not in NODE_TYPES:
-            raise ProtocolError(f"unknown IR node kind {op!r}")
-        klass = NODE_TYPES[op]
+        if op != cls.op:
+            raise ProtocolError(f"IR node kind {op!r} is not {cls.op!r}")
         kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(klass):
+        for f in dataclasses.fields(cls):
             if f.name not in d:
                 continue
             v = d[f.name]
@@ -211,7 +210,7 @@ class Node:
                 kwargs[f.name] = f.metadata["codec"](**{k: _tuplify(x) for k, x in v.items()})
             else:
                 kwargs[f.name] = _tuplify(v)
-        return klass(**kwargs)
+        return cls(**kwargs)
 
     # helpers for subclasses
     def _need_rank(self, spec: TensorSpec, ranks: tuple[int, ...]) -> None:

@@ -75,13 +75,6 @@ class KeyPlan:
     base_key_bytes: int
 
 
-def _shares(planner: object) -> bool:
-    """Whether :func:`share_keys` chooses key sets for ``planner``: one with key sets but none yet (a planner
-    that has them was decided on already: its plans are kept as they are), output packing, and bytes minimised."""
-    return (getattr(planner, "key_sets", None) == () and getattr(planner, "output_packing", False)
-            and getattr(planner, "bandwidth", None) is None)
-
-
 @dataclass(frozen=True)
 class Totals:
     """One inference of a network's HE layers: bytes of the calls, the planner's objective of them (bytes +
@@ -206,7 +199,7 @@ def share_keys(config: EngineConfig, calls: Sequence[LinearCall], counts: Sequen
     compute.  Each family is re-planned at the ``compute_rate`` multiples of ``rate_steps`` in turn until one
     meets the compute bound (the returned planner carries that rate)."""
     planner = config.mode.planner
-    if not _shares(planner):
+    if not planner.shares_key_sets:
         return KeyPlan(config, tuple(calls), (), 0, 0, 0, 0)
     plans = [c.plan for c in calls]
     base = network_totals(planner, plans, counts)

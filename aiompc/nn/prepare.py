@@ -10,7 +10,7 @@ client's data, so a server does them once per model and shares the result across
   do not fit its ``max_bytes`` are prepared by each inference that needs them, and :class:`Preparation`
   says how many).
 
-The layer calls are derived from the graph exactly as :mod:`aiompc.nn.node_protocols` makes them (same
+The layer calls are derived from the graph exactly as the runners of :mod:`aiompc.nn.node_protocols` make them (same
 shapes, rings, folds, planner and weight arrays), so a session finds every prepared layer in the cache
 (``tests/nn/test_prepare.py`` checks: no miss).  A fully connected layer's plan depends on the number of
 samples evaluated together (``batch``); convolutions and batch-norms run one sample at a time.
@@ -26,8 +26,8 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.nn.ir import ChannelAffine, Conv, Linear, MatMul, MatMulShared, QGraph
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import _pads_tblr  # the engine's own conversion of the IR's pads
-from aiompc.nn.node_protocols import DEFAULT_COT_BITS, matmul_fc_weight, shared_matmul_plan
+from aiompc.nn.node_runners import pads_tblr  # the engine's own conversion of the IR's pads
+from aiompc.nn.node_runners_transformer import DEFAULT_COT_BITS, matmul_fc_weight, shared_matmul_plan
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.stat_budget import plan_inference
 from aiompc.protocols.linear.conv import conv_plan
@@ -92,12 +92,13 @@ def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget:
                  cot_bits: float = DEFAULT_COT_BITS) -> list[LinearCall]:
     """Every HE layer call of one run of ``graph`` on ``batch`` samples (weights ``None`` in a metadata graph).
 
-    Mirrors :func:`aiompc.nn.node_protocols._he_layer` and ``_channel_affine`` (one plan per node: a conv or
+    Mirrors the runners of :mod:`aiompc.nn.node_runners` (``run_conv``, ``run_linear``, ``run_channel_affine``) and
+    :func:`~aiompc.nn.node_runners_transformer.run_matmul` (one plan per node: a conv or
     batch-norm runs per sample with the same plan; a fully connected layer or token MatMul once per batch).  ``budget``: flood at the level the mode's scope needs
     for this graph and batch (:func:`aiompc.nn.stat_budget.plan_inference`, what the engine runs);
     ``False``: with ``config``'s planner as it is.  A :class:`~aiompc.nn.ir.MatMulShared` gives the HE cross terms
-    of :func:`~aiompc.nn.node_protocols.shared_matmul_plan` (OT priced at ``cot_bits`` per COT, the session's OT
-    engine), each with its ``runs`` and ``shares=True``."""
+    of :func:`~aiompc.nn.node_runners_transformer.shared_matmul_plan` (OT priced at ``cot_bits`` per COT, the
+    session's OT engine), each with its ``runs`` and ``shares=True``."""
     if budget:
         return list(plan_inference(graph, config, batch, cot_bits=cot_bits).calls)
     rings = plan_rings(graph, config.mode)
@@ -122,7 +123,7 @@ def linear_calls(graph: QGraph, config: EngineConfig, *, batch: int = 1, budget:
         if isinstance(node, Conv):
             c, h, w = x_shape
             shape = ConvShape.make(c, h, w, node.out_channels, node.kernel, stride=node.stride,
-                                   padding=_pads_tblr(node.pads), groups=node.groups)
+                                   padding=pads_tblr(node.pads), groups=node.groups)
             plan = conv_plan(shape, l, weight_bits=node.weight_bits, planner=planner, out_shift=out_shift)
         elif isinstance(node, Linear):
             shape_m = MatmulShape(batch, node.in_features, node.out_features)

@@ -11,7 +11,7 @@ Bytes are counted on the client's channel (``c2s`` = what it sent, ``s2c`` = wha
 included.  ``linear_bytes`` sums the HE layers, ``nonlinear_bytes`` the OT layers (by each node's protocol kind in
 :data:`aiompc.nn.node_protocols.NODE_PROTOCOLS`, plus the argmax) plus the OT engine's offline bytes (``offline_bytes``, which exist only for the
 non-linear layers); each row's ``category`` is what its node computes
-(:data:`aiompc.nn.node_protocols.NODE_CATEGORIES`: ``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
+(:data:`aiompc.nn.node_categories.NODE_CATEGORIES`: ``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
 ``other``; ``output`` for the argmax), by which a transformer's bytes split into matmul / Softmax / GELU /
 LayerNorm; the remaining bytes of the total are the handshake, the HE keys, the plan digests
 (:func:`aiompc.nn.stat_budget.agree_on_plans`) and the output reveal.  ``key_bytes`` is the HE key part of them
@@ -19,7 +19,7 @@ LayerNorm; the remaining bytes of the total are the handshake, the HE keys, the 
 serving many inferences pays them once: ``total − key_bytes`` is the per-inference cost after that setup).  A layer that
 evaluates ReLUs also gives ``relus_kept`` / ``relus``: the ReLUs it keeps and its ReLU positions per inference
 (:func:`aiompc.nn.relu_budget.relu_counts`; a partial ReLU of a ReLU-reduced network keeps only some).  A layer
-whose protocol chooses how to run gives ``detail`` (:func:`aiompc.nn.node_protocols.layer_detail`: a shared
+whose protocol chooses how to run gives ``detail`` (:func:`aiompc.nn.node_categories.layer_detail`: a shared
 matmul's method per cross term, HE or OT, with its digits and blocks).
 """
 

@@ -37,7 +37,7 @@ LayerNormFx
 ================  =====================================================================
 
 Each record also names the node's ``category`` (``matmul``, ``softmax``, ``gelu``, ``layernorm``, ``rescale``,
-``other``; :data:`aiompc.nn.node_protocols.NODE_CATEGORIES`), by which reports split bytes.
+``other``; :data:`aiompc.nn.node_categories.NODE_CATEGORIES`), by which reports split bytes.
 
 The edges' rings come from :func:`aiompc.nn.rings.plan_rings` (public metadata only).
 
@@ -73,7 +73,10 @@ from aiompc import ring
 from aiompc.errors import InputError
 from aiompc.nn.ir import QGraph
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import Step, category_of, layer_detail, narrow_kwargs, protocol_of, run_node
+from aiompc.nn.node_categories import category_of, layer_detail
+from aiompc.nn.node_protocols import protocol_of, run_node
+from aiompc.nn.node_runners import narrow_kwargs
+from aiompc.nn.node_step import Step
 from aiompc.nn.rings import plan_rings
 from aiompc.nn.stat_budget import agree_on_plans, plan_inference
 from aiompc.party import Party
@@ -108,10 +111,10 @@ class LayerRecord:
     kind: str = "local"
     """``he``, ``ot`` or ``local`` (:data:`~aiompc.nn.node_protocols.NODE_PROTOCOLS`), or ``reveal`` for the output."""
     category: str = "local"
-    """What the node computes (:data:`~aiompc.nn.node_protocols.NODE_CATEGORIES`); ``output`` for the argmax or
+    """What the node computes (:data:`~aiompc.nn.node_categories.NODE_CATEGORIES`); ``output`` for the argmax or
     reveal."""
     detail: dict[str, Any] | None = None
-    """What the node's protocol chose, where it chooses (:func:`~aiompc.nn.node_protocols.layer_detail`: a shared
+    """What the node's protocol chose, where it chooses (:func:`~aiompc.nn.node_categories.layer_detail`: a shared
     matmul's cross-term methods), else None."""
 
 

@@ -50,7 +50,7 @@ from aiompc.errors import InputError, InsecureParameters, ProtocolError, Undecry
 from aiompc.nn.ir import Linear, MatMul, QGraph
 from aiompc.nn.key_plan import share_keys
 from aiompc.nn.modes import EngineConfig
-from aiompc.nn.node_protocols import DEFAULT_COT_BITS
+from aiompc.nn.node_runners_transformer import DEFAULT_COT_BITS
 from aiompc.party import Party
 from aiompc.protocols.linear.plan import STAT_BITS, FloodLevels, Planner
 from aiompc.protocols.linear.stat_sum import Counted, require_distance, result_ciphertexts, security_bits
@@ -121,22 +121,14 @@ def inference_levels(results: int, target: int = TARGET) -> FloodLevels:
 
 
 def with_levels(config: EngineConfig, levels: FloodLevels) -> EngineConfig:
-    """``config`` with its planner flooding at ``levels`` (a planner's ``levels``; a planner with only a single
-    ``stat_bits`` floods every result at the highest of them, which is never less secure)."""
+    """``config`` with its planner flooding at ``levels`` (:meth:`~aiompc.protocols.linear.plan.Planner.flooding_at`:
+    a planner with per-flood levels takes them; one with only a single ``stat_bits`` floods every result at the
+    highest of them, which is never less secure); ``config`` itself when the planner already does."""
     planner: Planner = config.mode.planner
-    if not dataclasses.is_dataclass(planner) or not hasattr(planner, "stat_bits"):
-        raise InputError(f"the {planner.name!r} planner has no stat_bits: it cannot flood per inference")
-    if hasattr(planner, "levels"):
-        if getattr(planner, "flood_levels") == levels:
-            return config
-        per_ct = levels == FloodLevels.per_ciphertext(levels.uniform)
-        changes: dict[str, object] = ({"stat_bits": levels.uniform, "levels": None} if per_ct else {"levels": levels})
-    else:
-        changes = {"stat_bits": max(levels.uniform, levels.tent, levels.fail)}
-        if getattr(planner, "stat_bits") == changes["stat_bits"]:
-            return config
-    mode = dataclasses.replace(config.mode, planner=dataclasses.replace(planner, **changes))  # type: ignore[type-var]
-    return dataclasses.replace(config, mode=mode)
+    flooding = planner.flooding_at(levels)
+    if flooding is planner:
+        return config
+    return dataclasses.replace(config, mode=dataclasses.replace(config.mode, planner=flooding))
 
 
 def with_stat_bits(config: EngineConfig, bits: int) -> EngineConfig:
@@ -185,11 +177,11 @@ def plan_inference(graph: QGraph, config: EngineConfig, batch: int = 1, *, targe
     Synchronous and, the first time per model, a few CPU seconds (the planner's searches): call it before a
     session or in a worker thread.  Deterministic in public data, so both parties get the same plans.
     ``cot_bits``: the session's OT engine's bits per COT, by which a shared matmul chooses HE or OT for its cross
-    terms (:func:`~aiompc.nn.node_protocols.shared_matmul_plan`; only HE cross terms have results to flood)."""
+    terms (:func:`~aiompc.nn.node_runners_transformer.shared_matmul_plan`; only HE cross terms have results to
+    flood)."""
     if batch < 1:
         raise InputError("batch must be at least 1")
-    planner = config.mode.planner
-    base = getattr(planner, "flood_levels", None) or FloodLevels.per_ciphertext(getattr(planner, "stat_bits", target))
+    base = config.mode.planner.flood_levels
     if config.mode.stat_scope == "ciphertext":
         plan = _assess(graph, config, batch, base, cot_bits)
         if plan.weakest < target:

@@ -10,7 +10,7 @@ import pytest
 from aiompc.nn.cost_categories import (CATEGORIES, LAYER_CATEGORIES, category_of, category_rows, category_split,
                                        is_transformer_run)
 from aiompc.nn.ir import NODE_TYPES
-from aiompc.nn.node_protocols import NODE_CATEGORIES
+from aiompc.nn.node_categories import NODE_CATEGORIES
 
 
 def _run(rows: list[tuple[str, int, int, int, float]], *, setup: int = 0, offline: int = 0) -> dict[str, Any]:

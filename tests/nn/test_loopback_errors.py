@@ -11,6 +11,7 @@ from aiompc.errors import InputError
 from aiompc.nn.ir import Requantize
 from aiompc.nn.loopback import run_two_parties
 from aiompc.nn.modes import EngineConfig
+from aiompc.nn.node_step import NodeProtocol
 from aiompc.nn.networks import BENCH_CONFIG
 from aiompc.nn.testing import random_qgraph
 
@@ -26,6 +27,6 @@ async def test_a_failing_party_fails_the_loopback_run_with_its_own_error(failing
             raise InputError(f"injected on the {failing}")
         return await real.run(step, node, xs)
 
-    monkeypatch.setitem(node_protocols.NODE_PROTOCOLS, Requantize, node_protocols.NodeProtocol("ot", sometimes))
+    monkeypatch.setitem(node_protocols.NODE_PROTOCOLS, Requantize, NodeProtocol("ot", sometimes))
     with pytest.raises(InputError, match=f"injected on the {failing}"):
         await asyncio.wait_for(run_two_parties(graph, xq, EngineConfig()), 60)

@@ -12,7 +12,8 @@ from aiompc import wire
 from aiompc.errors import ProtocolError, UnsupportedModel
 from aiompc.nn import Conv, QGraph, Requantize, TensorSpec, run_int
 from aiompc.nn.bounds import range_of_width
-from aiompc.nn.ir import NODE_TYPES, Flatten, Linear
+from aiompc.nn.ir import NODE_TYPES, Flatten, Linear, node_from_dict
+from aiompc.nn.ir_cnn import CNN_NODES
 from aiompc.nn.ir_transformer import TRANSFORMER_NODES
 from aiompc.nn.testing import random_qgraph
 
@@ -142,3 +143,21 @@ def test_summary_lists_every_node() -> None:
     qg, _ = random_qgraph(3)
     text = qg.summary()
     assert all(n.name in text for n in qg.nodes) and "u4" in text
+
+
+def test_node_types_list_every_cnn_and_transformer_kind_once() -> None:
+    kinds = (*CNN_NODES, *TRANSFORMER_NODES)
+    assert list(NODE_TYPES.values()) == list(kinds) and len(set(NODE_TYPES)) == len(kinds)  # one op name each
+    assert all(NODE_TYPES[k.op] is k for k in kinds)
+
+
+def test_node_from_dict_builds_any_kind_and_refuses_an_unknown_or_mismatched_one() -> None:
+    graph, _ = random_qgraph(3)
+    for node in graph.nodes:
+        encoded = wire.encode(node.to_dict(include_weights=True))
+        back = node_from_dict(wire.decode(encoded))
+        assert type(back) is type(node) and wire.encode(back.to_dict(include_weights=True)) == encoded
+    with pytest.raises(ProtocolError, match="unknown IR node kind"):
+        node_from_dict({"op": "softmax_v2", "name": "s", "inputs": ["x"], "output": "y"})
+    with pytest.raises(ProtocolError, match="is not 'linear'"):
+        Linear.from_dict(graph.nodes[0].to_dict())

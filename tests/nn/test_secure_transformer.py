@@ -14,8 +14,9 @@ from aiompc.channel import Stats
 from aiompc.nn.interpret import run_int
 from aiompc.nn.ir import NODE_TYPES, LayerNormQ, Lookup, MatMul, QGraph, SoftmaxQ
 from aiompc.nn.modes import EngineConfig, engine_config
-from aiompc.nn.node_protocols import (CATEGORIES, NODE_CATEGORIES, NODE_PROTOCOLS, category_of, lookup_width,
-                                      protocol_of)
+from aiompc.nn.node_categories import CATEGORIES, NODE_CATEGORIES, category_of
+from aiompc.nn.node_protocols import NODE_PROTOCOLS, protocol_of
+from aiompc.nn.node_runners_transformer import lookup_width
 from aiompc.nn.prepare import linear_calls, prepare_model
 from aiompc.nn.report import layer_report
 from aiompc.nn.rings import plan_rings

@@ -44,7 +44,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "local": ("local", "each party on its own shares, no communication"),
     "reveal": ("output", "the server sends its share of the logits; only the client can add the two"),
 }
-"""A protocol family (a :class:`~aiompc.nn.node_protocols.NodeProtocol`'s ``kind``, or ``reveal``) in words:
+"""A protocol family (a :class:`~aiompc.nn.node_step.NodeProtocol`'s ``kind``, or ``reveal``) in words:
 its short name in the page and a sentence for the tooltip."""
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Iterator, Protocol, Union
+from typing import Iterator, Protocol, Self, Union
 
 from aiompc.crypto.he import (
     CHEETAH_RING_DEGREE,
@@ -57,7 +57,7 @@ from aiompc.protocols.linear.tiling import (
 
 __all__ = [
     "LinearPlan", "Planner", "CheetahPlanner", "CheetahBaselinePlanner", "make_plan", "pipeline_for", "with_out_shift",
-    "decryption_params", "plan_for", "STAT_BITS", "FloodLevels", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size", "packed_leaves",
+    "decryption_params", "plan_for", "STAT_BITS", "FloodLevels", "LevelledFlooding", "require_private", "rounding_fan_in", "CHEETAH_N", "packed_plan", "packed_pipeline", "packed_group_size", "packed_leaves",
 ]
 
 Shape = Union[ConvShape, MatmulShape]
@@ -113,6 +113,12 @@ class FloodLevels:
         """The flood a planner's first pass tries: two uniforms when their level is lower, else one (as
         Cheetah's rule does)."""
         return 2 if self.tent < self.uniform else 1
+
+    @property
+    def is_per_ciphertext(self) -> bool:
+        """Whether these are :meth:`per_ciphertext` levels (every flood at ``uniform``): what a planner's
+        ``stat_bits`` alone says."""
+        return self == FloodLevels.per_ciphertext(self.uniform)
 
     def at_least(self, other: FloodLevels) -> FloodLevels:
         """Componentwise maximum of ``self`` and ``other``."""
@@ -192,11 +198,37 @@ class Planner(Protocol):
 
     ``out_shift``: low output bits the client does not decrypt (approximate truncation); ``pack = k > 1``:
     Kronecker packing of ``k`` input channels per coefficient.  A planner that cannot honour ``pack`` raises
-    :class:`~aiompc.errors.InputError`."""
+    :class:`~aiompc.errors.InputError`.
+
+    Besides its plans, what the network-level planning (:mod:`aiompc.nn.stat_budget`, :mod:`aiompc.nn.key_plan`)
+    decides with and hands back: the flooding it plans at (:attr:`stat_bits`, :attr:`flood_levels`), a copy
+    flooding at other levels (:meth:`flooding_at`) and whether shared Galois key sets are to be chosen for it
+    (:attr:`shares_key_sets`)."""
 
     @property
     def name(self) -> str:
         """The planner's name in plans and reports."""
+        ...
+
+    @property
+    def stat_bits(self) -> int:
+        """The statistical security, in bits, of the flooding of each result ciphertext (40 by default)."""
+        ...
+
+    @property
+    def flood_levels(self) -> FloodLevels:
+        """The levels it floods each result ciphertext at, by flood distribution (every flood at least these)."""
+        ...
+
+    @property
+    def shares_key_sets(self) -> bool:
+        """Whether :func:`aiompc.nn.key_plan.share_keys` chooses shared Galois key sets for it (a planner that
+        packs outputs, minimises bytes and has no key sets yet); False for one that cannot use them."""
+        ...
+
+    def flooding_at(self, levels: FloodLevels) -> Planner:
+        """This planner flooding every result ciphertext at ``levels`` (or more, never less secure); itself
+        (the same object) when it already does."""
         ...
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
@@ -275,8 +307,29 @@ def make_plan(layout: Layout, l: int, weight_bits: int, *, he: HEParams | None =
     return LinearPlan(layout, he, pipeline, plan_output(he, pipeline), weight_bits, planner, chunk)
 
 
+class LevelledFlooding:
+    """The flooding members of :class:`Planner` for a frozen dataclass planner with the fields ``stat_bits`` (one
+    level for every flood) and ``levels`` (per-flood levels instead, or ``None``)."""
+
+    stat_bits: int
+    levels: FloodLevels | None
+
+    @property
+    def flood_levels(self) -> FloodLevels:
+        """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
+        return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
+
+    def flooding_at(self, levels: FloodLevels) -> Self:
+        """Itself at ``levels``: per-ciphertext levels as ``stat_bits`` alone, others as ``levels``."""
+        if levels == self.flood_levels:
+            return self
+        if levels.is_per_ciphertext:
+            return replace(self, stat_bits=levels.uniform, levels=None)  # type: ignore[type-var]
+        return replace(self, levels=levels)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class CheetahPlanner:
+class CheetahPlanner(LevelledFlooding):
     """Cheetah's closed-form tiling (one output channel per ciphertext) and parameters.
 
     ``n = 4096`` with ``he="cheetah"`` is the published set: ``q ~ 2^109`` whatever ``l``.  ``he="smallest"``
@@ -293,13 +346,13 @@ class CheetahPlanner:
     levels: FloodLevels | None = None
 
     @property
-    def flood_levels(self) -> FloodLevels:
-        """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
-        return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
-
-    @property
     def name(self) -> str:
         return "cheetah" if self.he == "cheetah" else f"cheetah-{self.he}"
+
+    @property
+    def shares_key_sets(self) -> bool:
+        """False: Cheetah's layouts pack no outputs, so they have no Galois keys to share."""
+        return False
 
     def layout(self, shape: Shape) -> Layout:
         if isinstance(shape, ConvShape):
@@ -372,6 +425,21 @@ class CheetahBaselinePlanner:
     stat_bits: int = STAT_BITS
     chunk: int = 8
     name = "cheetah-baseline"
+
+    @property
+    def flood_levels(self) -> FloodLevels:
+        """Every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`; a two-uniform flood may be stronger)."""
+        return FloodLevels.per_ciphertext(self.stat_bits)
+
+    @property
+    def shares_key_sets(self) -> bool:
+        """False: Cheetah's layouts pack no outputs, so they have no Galois keys to share."""
+        return False
+
+    def flooding_at(self, levels: FloodLevels) -> CheetahBaselinePlanner:
+        """Itself with one ``stat_bits``, the highest of ``levels`` (every result at that, never less secure)."""
+        bits = max(levels.uniform, levels.tent, levels.fail)
+        return self if bits == self.stat_bits else replace(self, stat_bits=bits)
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         _no_packing(self.name, pack)

@@ -80,6 +80,7 @@ from aiompc.protocols.linear.plan import (
     STAT_BITS,
     CheetahPlanner,
     FloodLevels,
+    LevelledFlooding,
     LinearPlan,
     packed_group_size,
     packed_leaves,
@@ -149,7 +150,7 @@ def _output(params: HEParams, pipeline: ServerPipeline) -> OutputPlan | None:
 
 
 @dataclass(frozen=True)
-class QuantizedPlanner:
+class QuantizedPlanner(LevelledFlooding):
     """Cost-driven planner (see the module docstring).
 
     ``ns``: ring degrees tried; ``stat_bits``: statistical security of the flooding per result ciphertext;
@@ -199,9 +200,11 @@ class QuantizedPlanner:
     name: ClassVar[str] = "quantized"
 
     @property
-    def flood_levels(self) -> FloodLevels:
-        """``levels``, or every flood at ``stat_bits`` (:meth:`FloodLevels.per_ciphertext`)."""
-        return self.levels or FloodLevels.per_ciphertext(self.stat_bits)
+    def shares_key_sets(self) -> bool:
+        """Whether a network's shared key sets are to be chosen for it (:func:`aiompc.nn.key_plan.share_keys`): none
+        yet (a planner that has them was decided on already: its plans are kept as they are), output packing, and
+        bytes minimised (no ``bandwidth``)."""
+        return self.key_sets == () and self.output_packing and self.bandwidth is None
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         return self.search(shape, l, weight_bits, out_shift, pack).best.plan
