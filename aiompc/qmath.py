@@ -45,18 +45,17 @@ separate elementwise affine layer, or are folded into the next matmul)::
     r  = rsqrt_table[u]             # look-up (one per row)
     y  = requantize(c' * r, multiplier, shift, -2^(out_bits-1), 2^(out_bits-1) - 1)
 
-With ``octaves = q > 0`` the row sum is first normalised into one octave, so that the reciprocal table
-covers the whole range ``S ∈ [2^b, 2^(b+q+1))`` (``b = sum_shift + kr − q``) with the same relative
-precision (a linear table over ``[S_min, n·S_min]`` has ``n`` times less precision at the peaky end, where
-``S`` is smallest and one output is near 1)::
+With ``octaves = q > 0`` the sum of squares is first scaled up by a power of four, so that the rsqrt table
+keeps its relative precision over a range of ``v`` ``4^q`` times wider (``b = var_shift + kr − 2q − 2``,
+:attr:`LayerNormParams.octave_base`)::
 
-    E  = sum_{i=1..q} [S >= 2^(b+i)]     # comparisons with public thresholds (one per octave, per row)
-    N  = S << (q - E)                    # in [2^(sum_shift+kr), 2^(sum_shift+kr+1)) for S in that range
-    u  = (N >> sum_shift) mod 2^kr       # truncation, then a local reduction
-    r  = recip_table[u] << (q - E)       # look-up, then the same power of two (a product, per row)
-    p  = requantize(e * r, multiplier, shift, 0, 2^out_bits - 1)
+    E  = sum_{i=1..q} [v >= 2^(b+2i)]    # comparisons with public thresholds (one per octave, per row)
+    up = q - E
+    u  = min((v << 2·up) >> var_shift, 2^kr - 1)   # requantize(v·4^up, 1, var_shift, 0, 2^kr - 1, "floor")
+    r  = rsqrt_table[u] << up            # look-up, then the matching power of two (1/√(4^up·v) = 2^-up/√v)
+    y  = requantize(c' * r, multiplier, shift, -2^(out_bits-1), 2^(out_bits-1) - 1)
 
-``q = 0`` is the linear form above.  Both ``N`` and ``r`` are exact integers; only the tables round.
+``q = 0`` is the linear form above.  ``u`` and ``r`` are exact integers; only the table rounds.
 
 Table look-up (GELU, any elementwise function of a ``k``-bit value)::
 
@@ -75,8 +74,8 @@ import numpy as np
 from aiompc.errors import InputError
 from aiompc.quant import requantize
 
-__all__ = ["MAX_TABLE_BITS", "MAX_OCTAVES", "SoftmaxParams", "LayerNormParams", "table_bits", "lookup_int",
-           "softmax_int", "softmax_reciprocal", "recip_index", "layernorm_int"]
+__all__ = ["MAX_TABLE_BITS", "MAX_OCTAVES", "SoftmaxParams", "LayerNormParams", "table_bits", "int_table",
+           "lookup_int", "softmax_int", "softmax_reciprocal", "recip_index", "layernorm_int"]
 
 MAX_TABLE_BITS = 8
 """The widest index of a table (a 1-out-of-2^k OT per look-up costs ``k + 2^k·l_out`` bits)."""
@@ -91,6 +90,22 @@ def table_bits(table: tuple[int, ...] | np.ndarray, name: str = "table") -> int:
     if n < 2 or n != 1 << k or k > MAX_TABLE_BITS:
         raise InputError(f"{name}: a table has 2^k entries, 1 <= k <= {MAX_TABLE_BITS}; got {n}")
     return k
+
+
+def int_table(table: tuple[int, ...] | np.ndarray, name: str = "table") -> tuple[int, ...]:
+    """``table`` as a tuple of Python ints, checked by :func:`table_bits` (``name`` in its error)."""
+    out = tuple(int(v) for v in table)
+    table_bits(out, name)
+    return out
+
+
+def _rows(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` as ``int64`` with a non-empty last axis (the rows a Softmax / LayerNorm works on); :class:`InputError`
+    otherwise."""
+    x = np.asarray(x, dtype=np.int64)
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise InputError(f"{what} needs a non-empty last axis")
+    return x
 
 
 def lookup_int(x: np.ndarray, table: tuple[int, ...] | np.ndarray) -> np.ndarray:
@@ -115,10 +130,8 @@ class SoftmaxParams:
     octaves: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exp_table", tuple(int(v) for v in self.exp_table))
-        object.__setattr__(self, "recip_table", tuple(int(v) for v in self.recip_table))
-        table_bits(self.exp_table, "softmax exp_table")
-        table_bits(self.recip_table, "softmax recip_table")
+        object.__setattr__(self, "exp_table", int_table(self.exp_table, "softmax exp_table"))
+        object.__setattr__(self, "recip_table", int_table(self.recip_table, "softmax recip_table"))
         if min(self.exp_table) < 0 or min(self.recip_table) < 0:
             raise InputError("softmax: the exp and reciprocal tables hold non-negative values")
         if self.sum_shift < 0 or self.multiplier < 0 or self.shift < 0 or not 1 <= self.out_bits <= 16:
@@ -139,9 +152,7 @@ class SoftmaxParams:
 
 def softmax_int(z: np.ndarray, p: SoftmaxParams) -> np.ndarray:
     """The quantized Softmax of ``z`` over its last axis (module docstring); unsigned ``p.out_bits`` values."""
-    z = np.asarray(z, dtype=np.int64)
-    if z.ndim < 1 or z.shape[-1] == 0:
-        raise InputError("softmax needs a non-empty last axis")
+    z = _rows(z, "softmax")
     d = z.max(axis=-1, keepdims=True) - z
     e = np.asarray(p.exp_table, dtype=np.int64)[np.minimum(d, (1 << p.exp_bits) - 1)]
     r = softmax_reciprocal(e.sum(axis=-1, keepdims=True), p)
@@ -183,8 +194,7 @@ class LayerNormParams:
     octaves: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rsqrt_table", tuple(int(v) for v in self.rsqrt_table))
-        table_bits(self.rsqrt_table, "layernorm rsqrt_table")
+        object.__setattr__(self, "rsqrt_table", int_table(self.rsqrt_table, "layernorm rsqrt_table"))
         if min(self.rsqrt_table) < 0:
             raise InputError("layernorm: the rsqrt table holds non-negative values")
         if min(self.center_multiplier, self.center_shift, self.var_shift, self.multiplier, self.shift) < 0:
@@ -209,9 +219,7 @@ class LayerNormParams:
 
 def layernorm_int(x: np.ndarray, p: LayerNormParams) -> np.ndarray:
     """The quantized LayerNorm (no affine part) of ``x`` over its last axis (module docstring)."""
-    x = np.asarray(x, dtype=np.int64)
-    if x.ndim < 1 or x.shape[-1] == 0:
-        raise InputError("layernorm needs a non-empty last axis")
+    x = _rows(x, "layernorm")
     c = x.shape[-1] * x - x.sum(axis=-1, keepdims=True)
     cb = 1 << (p.center_bits - 1)
     c = requantize(c, p.center_multiplier, p.center_shift, -cb, cb - 1)

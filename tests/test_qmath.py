@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from aiompc.errors import InputError
-from aiompc.qmath import MAX_TABLE_BITS, LayerNormParams, SoftmaxParams, layernorm_int, lookup_int, softmax_int, softmax_reciprocal
+from aiompc.qmath import (MAX_TABLE_BITS, LayerNormParams, SoftmaxParams, int_table, layernorm_int, lookup_int, softmax_int,
+                          softmax_reciprocal)
 from aiompc.qtables import gelu_table, layernorm_params, softmax_params
 
 
@@ -261,3 +262,23 @@ def test_gelu_table_large_negative_inputs_are_zero_and_forms_differ() -> None:
 def test_gelu_table_bad_arguments(args: tuple, kwargs: dict) -> None:
     with pytest.raises(InputError):
         gelu_table(*args, **kwargs)
+
+
+def test_int_table_makes_python_ints_and_checks_the_length() -> None:
+    t = int_table(np.array([3, -1, 0, 7], dtype=np.int16), "t")
+    assert t == (3, -1, 0, 7) and all(type(v) is int for v in t)
+    for bad in ([1], [1, 2, 3], list(range(1 << (MAX_TABLE_BITS + 1)))):
+        with pytest.raises(InputError, match="my table"):
+            int_table(bad, "my table")
+    with pytest.raises(InputError, match="softmax recip_table"):  # the params name the table that is wrong
+        SoftmaxParams(exp_table=(4, 2), sum_shift=0, recip_table=(1, 1, 1), multiplier=1, shift=0, out_bits=8)
+
+
+@pytest.mark.parametrize("shape", [(), (3, 0)])
+def test_softmax_and_layernorm_need_a_non_empty_last_axis(shape: tuple[int, ...]) -> None:
+    sp, _ = softmax_params(1 / 8, 8)
+    lp = layernorm_params(0.1, 8)[0]
+    with pytest.raises(InputError, match="softmax needs a non-empty last axis"):
+        softmax_int(np.zeros(shape, np.int64), sp)
+    with pytest.raises(InputError, match="layernorm needs a non-empty last axis"):
+        layernorm_int(np.zeros(shape, np.int64), lp)

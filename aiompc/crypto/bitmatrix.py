@@ -51,6 +51,18 @@ _STEPS_64 = tuple(
 )
 
 
+def _delta_swap(a: np.ndarray, b: np.ndarray, shift: np.uint64, mask: np.uint64, t: np.ndarray) -> None:
+    """One swap stage, in place: the bits of ``b`` under ``mask`` trade places with the bits of ``a`` under
+    ``mask << shift`` (``t``: scratch of their shape).  ``a`` and ``b`` may be the same array: then it swaps
+    bit ``i`` with bit ``i + shift`` inside each word, for the ``i`` in ``mask``."""
+    np.right_shift(a, shift, out=t)
+    t ^= b
+    t &= mask
+    b ^= t
+    np.left_shift(t, shift, out=t)
+    a ^= t
+
+
 def _transpose_64(m: np.ndarray) -> np.ndarray:
     """The 64 × 64 block method; ``m``: ``(r, c/8)`` ``uint8`` with ``r``, ``c`` multiples of 64."""
     rows, cbytes = m.shape
@@ -67,14 +79,7 @@ def _transpose_64(m: np.ndarray) -> np.ndarray:
         for shift, mask in _STEPS_64:
             j = int(shift)
             pairs = x.reshape(rows // (2 * j), 2, j, width)  # rows with bit j of their index clear / set
-            a, b = pairs[:, 0], pairs[:, 1]
-            t = tmp.reshape(rows // (2 * j), j, width)
-            np.right_shift(a, shift, out=t)
-            t ^= b
-            t &= mask
-            b ^= t
-            np.left_shift(t, shift, out=t)
-            a ^= t
+            _delta_swap(pairs[:, 0], pairs[:, 1], shift, mask, tmp.reshape(rows // (2 * j), j, width))
         out[lo:hi] = x.reshape(rows // 64, 64, width).transpose(2, 1, 0)
     return out.view(np.uint8).reshape(8 * cbytes, rows // 8)
 
@@ -83,12 +88,7 @@ def transpose_8x8(words: np.ndarray) -> np.ndarray:
     """Transpose, in place, the 8×8 bit block held by each ``uint64`` (bit ``8p+q`` ↔ bit ``8q+p``); returns ``words``."""
     tmp = np.empty_like(words)
     for shift, mask in _STEPS:
-        np.right_shift(words, shift, out=tmp)
-        tmp ^= words
-        tmp &= mask
-        words ^= tmp
-        np.left_shift(tmp, shift, out=tmp)
-        words ^= tmp
+        _delta_swap(words, words, shift, mask, tmp)
     return words
 
 

@@ -53,7 +53,7 @@ from aiompc.crypto.he import CHEETAH_PLAIN_BITS
 from aiompc.errors import InputError, UnsupportedModel
 from aiompc.nn.bounds import linear_channel_ranges, range_of_width
 from aiompc.nn.ir_base import Inferred, Node, TensorSpec, WeightedNode, params_field
-from aiompc.qmath import LayerNormParams, SoftmaxParams, table_bits
+from aiompc.qmath import LayerNormParams, SoftmaxParams, int_table, table_bits
 
 __all__ = ["MatMul", "MatMulShared", "Transpose", "Reshape", "Slice", "ReduceSum", "AddConst", "FeatureAffine",
            "Lookup", "SoftmaxQ", "LayerNormQ", "SoftmaxFx", "GeluFx", "LayerNormFx", "TRANSFORMER_NODES",
@@ -305,8 +305,7 @@ class Lookup(Node):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "table", tuple(int(v) for v in self.table))
-        table_bits(self.table, f"lookup {self.name!r}")
+        object.__setattr__(self, "table", int_table(self.table, f"lookup {self.name!r}"))
 
     @property
     def k(self) -> int:

@@ -119,9 +119,15 @@ def _factor(view: _View, name: str, want: dict[str, str]) -> tuple[list[str], li
     return None
 
 
-def _gelu_tail(view: _View, one_plus: onnx.NodeProto, x: str) -> tuple[str, list[onnx.NodeProto]] | None:
-    """``x · 0.5 · t`` with ``t = one_plus``'s output, in any order."""
-    return _product(view, one_plus.output[0], {x: "x", "__half__": "half"})
+def _gelu_tail(view: _View, fn: onnx.NodeProto, x: str) -> tuple[str, list[onnx.NodeProto]] | None:
+    """``x · 0.5 · (1 + t)`` with ``t = fn``'s output (the ``Erf`` or the ``Tanh``), the three factors in any order:
+    the final output and the nodes used (the ``Add`` of 1 and the ``Mul`` nodes), or None."""
+    t = fn.output[0]
+    one = view.only(t, "Add")
+    if one is None or not _close(view.scalar(view.other(one, t) or ""), 1.0):
+        return None
+    tail = _product(view, one.output[0], {x: "x", "__half__": "half"})
+    return None if tail is None else (tail[0], [one, *tail[1]])
 
 
 def _erf_gelu(view: _View, erf: onnx.NodeProto) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
@@ -134,14 +140,11 @@ def _erf_gelu(view: _View, erf: onnx.NodeProto) -> tuple[onnx.NodeProto, list[on
         x = next(i for i in arg.input if not _close(view.scalar(i), 1 / math.sqrt(2.0)))
     else:
         return None
-    add = view.only(erf.output[0], "Add")
-    if add is None or not _close(view.scalar(view.other(add, erf.output[0]) or ""), 1.0):
-        return None
-    tail = _gelu_tail(view, add, x)
+    tail = _gelu_tail(view, erf, x)
     if tail is None:
         return None
     out, used = tail
-    return helper.make_node("Gelu", [x], [out], name=f"{erf.name or 'gelu'}:fused"), [arg, erf, add, *used]
+    return helper.make_node("Gelu", [x], [out], name=f"{erf.name or 'gelu'}:fused"), [arg, erf, *used]
 
 
 def _cube_of(view: _View, name: str) -> tuple[str, list[onnx.NodeProto]] | None:
@@ -180,15 +183,12 @@ def _tanh_gelu(view: _View, tanh: onnx.NodeProto) -> tuple[onnx.NodeProto, list[
         cube = _cube_of(view, m.input[1] if m.input[0] == c else m.input[0])
         if cube is None or cube[0] != x:
             continue
-        one = view.only(tanh.output[0], "Add")
-        if one is None or not _close(view.scalar(view.other(one, tanh.output[0]) or ""), 1.0):
-            return None
-        tail = _gelu_tail(view, one, x)
+        tail = _gelu_tail(view, tanh, x)
         if tail is None:
             return None
         out, used = tail
         node = helper.make_node("Gelu", [x], [out], name=f"{tanh.name or 'gelu'}:fused", approximate="tanh")
-        return node, [arg, add, m, *cube[1], tanh, one, *used]
+        return node, [arg, add, m, *cube[1], tanh, *used]
     return None
 
 

@@ -253,11 +253,13 @@ class _Importer:
         self.emit("conv", [x], node.output[0], {"stride": stride, "pads": pads, "groups": int(a["group"]), **extra},
                   {"weight": w, "bias": b.reshape(-1), **params})
 
-    def op_Gemm(self, node: onnx.NodeProto) -> None:
+    def gemm_operands(self, node: onnx.NodeProto) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """``(attributes, W, bias)`` of a ``Gemm`` ``alpha·x·B + beta·C``: ``W = alpha·B`` as ``(out, in)``
+        (``B^T`` unless ``transB``), ``bias`` the ``out`` values of ``beta·C``; ``transA``, a ``B`` that is not
+        2-D and a ``C`` that is not per output are unsupported.  Shared by the CNN and the token meaning."""
         a = self.attrs(node, {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
         if a["transA"]:
             raise self.fail(node, "transA=1 is not supported", "the activation must be the left operand")
-        x = self.edge(node, node.input[0])
         bmat = self.fconst(node, node.input[1], "weight")
         if bmat.ndim != 2:
             raise self.fail(node, f"weight of shape {bmat.shape} must be 2-D")
@@ -268,6 +270,11 @@ class _Importer:
             if c.size not in (1, w.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
                 raise self.fail(node, f"bias of shape {c.shape} is not per output", "use a bias of shape (N,)")
             bias = np.broadcast_to(c.reshape(-1), (w.shape[0],)).copy()
+        return a, w, bias
+
+    def op_Gemm(self, node: onnx.NodeProto) -> None:
+        a, w, bias = self.gemm_operands(node)
+        x = self.edge(node, node.input[0])
         params, extra = weight_qinfo(self, node, node.input[1], 0 if a["transB"] else 1, float(a["alpha"]))
         if params and not a["transB"]:
             params["weight_q"] = params["weight_q"].T.copy()

@@ -104,18 +104,8 @@ def op_gemm(imp: _Importer, node: onnx.NodeProto) -> None:
     if x is None or not is_token(imp, x) or imp.batched.get(x, True):
         Imp.op_Gemm(imp, node)
         return
-    a = imp.attrs(node, {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
-    if a["transA"]:
-        raise imp.fail(node, "transA=1 is not supported", "the activation must be the left operand")
-    bmat = imp.fconst(node, node.input[1], "weight")
-    w = (bmat.T if a["transB"] else bmat) * a["alpha"]
-    bias = np.zeros(w.shape[1])
-    if len(node.input) > 2 and node.input[2]:
-        c = imp.fconst(node, node.input[2], "bias") * a["beta"]
-        if c.size not in (1, w.shape[1]) or (c.ndim == 2 and c.shape[0] != 1):
-            raise imp.fail(node, f"bias of shape {c.shape} is not per output", "use a bias of shape (N,)")
-        bias = np.broadcast_to(c.reshape(-1), (w.shape[1],)).copy()
-    out = emit(imp, "matmul", [x], f"{node.output[0]}:mm", params={"weight": np.ascontiguousarray(w), "bias": bias},
+    _, w, bias = imp.gemm_operands(node)  # w: (out, in); a matmul's weight is (in, out)
+    out = emit(imp, "matmul", [x], f"{node.output[0]}:mm", params={"weight": np.ascontiguousarray(w.T), "bias": bias},
                batched=False)
     settle(imp, node, out, node.output[0])
 
@@ -194,13 +184,27 @@ def _token_operands(imp: _Importer, node: onnx.NodeProto) -> tuple[str, np.ndarr
     return node.input[xi], imp.fconst(node, node.input[ci], "constant operand"), first
 
 
+def _token_const(imp: _Importer, node: onnx.NodeProto, cnn: Callable[[_Importer, onnx.NodeProto], None], *,
+                 constant_first: bool = True) -> tuple[str, np.ndarray, bool] | None:
+    """:func:`_token_operands` of a token node (its attributes checked: none), or None after handing the node to
+    ``cnn``, its CNN meaning (also when the constant is the first operand and ``constant_first`` is False)."""
+    ops = _token_operands(imp, node)
+    if ops is None or (ops[2] and not constant_first):
+        cnn(imp, node)
+        return None
+    imp.attrs(node, {})
+    return ops
+
+
 def op_add(imp: _Importer, node: onnx.NodeProto) -> None:
     """``x + c`` on tokens (bias or ``add_const``), a residual ``x + y``, or the CNN meaning."""
-    ops = _token_operands(imp, node)
+    ops = _token_const(imp, node, _add_activations)
     if ops is not None:
-        imp.attrs(node, {})
         _add_const(imp, node, ops[0], ops[1])
-        return
+
+
+def _add_activations(imp: _Importer, node: onnx.NodeProto) -> None:
+    """A residual ``x + y`` of token tensors, or the CNN meaning."""
     xs = [imp.alias.get(i) for i in node.input]
     if len(xs) == 2 and all(x is not None for x in xs) and any(is_token(imp, x) for x in xs):  # type: ignore[arg-type]
         imp.attrs(node, {})
@@ -219,11 +223,9 @@ def op_add(imp: _Importer, node: onnx.NodeProto) -> None:
 
 def op_sub(imp: _Importer, node: onnx.NodeProto) -> None:
     """``x - c`` on tokens, or the CNN meaning."""
-    ops = _token_operands(imp, node)
+    ops = _token_const(imp, node, onnx_affine.op_sub)
     if ops is None:
-        onnx_affine.op_sub(imp, node)
         return
-    imp.attrs(node, {})
     if ops[2]:
         raise imp.fail(node, "c - x of a token tensor is not supported", "write x - c or -(x) * ... as a MatMul")
     _add_const(imp, node, ops[0], -ops[1])
@@ -231,21 +233,16 @@ def op_sub(imp: _Importer, node: onnx.NodeProto) -> None:
 
 def op_mul(imp: _Importer, node: onnx.NodeProto) -> None:
     """``x * c`` on tokens, or the CNN meaning."""
-    ops = _token_operands(imp, node)
-    if ops is None:
-        onnx_affine.op_mul(imp, node)
-        return
-    imp.attrs(node, {})
-    _scale(imp, node, ops[0], ops[1])
+    ops = _token_const(imp, node, onnx_affine.op_mul)
+    if ops is not None:
+        _scale(imp, node, ops[0], ops[1])
 
 
 def op_div(imp: _Importer, node: onnx.NodeProto) -> None:
     """``x / c`` on tokens, or the CNN meaning."""
-    ops = _token_operands(imp, node)
-    if ops is None or ops[2]:
-        onnx_affine.op_div(imp, node)
+    ops = _token_const(imp, node, onnx_affine.op_div, constant_first=False)
+    if ops is None:
         return
-    imp.attrs(node, {})
     if np.any(ops[1] == 0):
         raise imp.fail(node, "division by zero")
     _scale(imp, node, ops[0], 1.0 / ops[1])

@@ -98,3 +98,25 @@ def test_half_matched_patterns_are_left_alone() -> None:
     m = b.node("ReduceMean", [b.input, _axes(b)])
     model = b.build(b.node("Sub", [b.input, m]))  # a centring alone
     assert fuse_transformer(model) is model or _ops(fuse_transformer(model)) == _ops(model)
+
+
+@pytest.mark.parametrize("form", ["erf", "tanh"])
+@pytest.mark.parametrize("one,half", [(1.0, 0.5), (2.0, 0.5), (1.0, 0.25)])
+def test_gelu_tail_needs_one_plus_and_a_half(form: str, one: float, half: float) -> None:
+    """Both GELU forms share the tail ``x · 0.5 · (1 + t)``: any other constant there leaves the graph as it is."""
+    b = OnnxBuilder((4, 8), opset=18)
+    x = b.input
+    if form == "erf":
+        t = b.node("Erf", [b.node("Div", [x, b.const(np.float32(math.sqrt(2)))])])
+    else:
+        inner = b.node("Add", [x, b.node("Mul", [b.node("Pow", [x, b.const(np.float32(3.0))]),
+                                                 b.const(np.float32(0.044715))])])
+        t = b.node("Tanh", [b.node("Mul", [b.const(np.float32(math.sqrt(2 / math.pi))), inner])])
+    model = b.build(b.node("Mul", [b.node("Mul", [x, b.node("Add", [t, b.const(np.float32(one))])]),
+                                   b.const(np.float32(half))]))
+    fused = fuse_transformer(model)
+    if (one, half) == (1.0, 0.5):
+        assert _ops(fused) == ["Gelu"]
+        _same(model)
+    else:
+        assert _ops(fused) == _ops(model)

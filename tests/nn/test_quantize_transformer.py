@@ -126,9 +126,11 @@ def test_fold_layernorm_affine_keeps_the_function() -> None:
     assert fold_layernorm_affine(fg).nodes[0].params["scale"][0] == fg.nodes[0].params["scale"][0]
 
 
-def test_vit_patch_embedding_enters_the_token_ops_per_tensor() -> None:
-    """A patch-embedding convolution (per-channel weight scales) feeding the token ops is requantized to one scale."""
-    rng = np.random.default_rng(6)
+def _vit_tokens(rng: np.random.Generator, pool_first: int | None = None) -> FloatGraph:
+    """A ViT-like token graph on a 1 x 8 x 8 image: a 4 x 4 patch convolution (8 channels, per-channel weight
+    scales), flattened to 4 tokens of 8 features, positions, a token matmul, ReLU, mean pooling over the tokens
+    (only the first ``pool_first`` with a ``slice``) and a 10-way classifier.  Weights drawn from ``rng``."""
+    pooled = "a" if pool_first is None else "s"
     nodes = [FloatNode("conv", "patch", ("img",), "c", {"stride": (4, 4), "pads": (0, 0, 0, 0), "groups": 1},
                        {"weight": rng.standard_normal((8, 1, 4, 4)), "bias": rng.standard_normal(8)}),
              FloatNode("reshape", "flat", ("c",), "r", {"shape": (8, 4)}),
@@ -137,12 +139,20 @@ def test_vit_patch_embedding_enters_the_token_ops_per_tensor() -> None:
              FloatNode("matmul", "mlp", ("p",), "m", params={"weight": rng.standard_normal((8, 8)),
                                                                 "bias": np.zeros(8)}),
              FloatNode("relu", "act", ("m",), "a"),
-             FloatNode("reduce_mean", "pool", ("a",), "g", {"axis": 0, "keepdims": False}),
+             FloatNode("reduce_mean", "pool", (pooled,), "g", {"axis": 0, "keepdims": False}),
              FloatNode("gemm", "head", ("g",), "y", params={"weight": rng.standard_normal((10, 8)),
                                                               "bias": np.zeros(10)})]
     shapes = {"img": (1, 8, 8), "c": (8, 2, 2), "r": (8, 4), "t": (4, 8), "p": (4, 8), "m": (4, 8), "a": (4, 8),
               "g": (8,), "y": (10,)}
-    g, err = _error(FloatGraph("img", "y", shapes, nodes), QuantConfig(weight_bits=8, act_bits=8, calibration="max"))
+    if pool_first is not None:
+        nodes.insert(6, FloatNode("slice", "first", ("a",), "s", {"axis": 0, "start": 0, "stop": pool_first}))
+        shapes["s"] = (pool_first, 8)
+    return FloatGraph("img", "y", shapes, nodes)
+
+
+def test_vit_patch_embedding_enters_the_token_ops_per_tensor() -> None:
+    """A patch-embedding convolution (per-channel weight scales) feeding the token ops is requantized to one scale."""
+    g, err = _error(_vit_tokens(np.random.default_rng(6)), QuantConfig(weight_bits=8, act_bits=8, calibration="max"))
     ops = [n.op for n in g.nodes]
     assert ops[:3] == ["conv", "requantize", "reshape"] and "reduce_sum" in ops and err < TOL_8BIT
     assert not g.tensors[g.nodes[0].output].per_tensor and g.tensors[g.nodes[1].output].per_tensor
@@ -233,21 +243,7 @@ async def test_lowered_token_graph_runs_securely_bit_for_bit() -> None:
     from aiompc.nn.secure import run_secure
 
     rng = np.random.default_rng(9)
-    nodes = [FloatNode("conv", "patch", ("img",), "c", {"stride": (4, 4), "pads": (0, 0, 0, 0), "groups": 1},
-                       {"weight": rng.standard_normal((8, 1, 4, 4)), "bias": rng.standard_normal(8)}),
-             FloatNode("reshape", "flat", ("c",), "r", {"shape": (8, 4)}),
-             FloatNode("transpose", "tok", ("r",), "t", {"perm": (1, 0)}),
-             FloatNode("add_const", "pos", ("t",), "p", params={"value": rng.standard_normal((4, 8))}),
-             FloatNode("matmul", "mlp", ("p",), "m", params={"weight": rng.standard_normal((8, 8)),
-                                                                "bias": np.zeros(8)}),
-             FloatNode("relu", "act", ("m",), "a"),
-             FloatNode("slice", "first", ("a",), "s", {"axis": 0, "start": 0, "stop": 2}),
-             FloatNode("reduce_mean", "pool", ("s",), "g", {"axis": 0, "keepdims": False}),
-             FloatNode("gemm", "head", ("g",), "y", params={"weight": rng.standard_normal((10, 8)),
-                                                              "bias": np.zeros(10)})]
-    shapes = {"img": (1, 8, 8), "c": (8, 2, 2), "r": (8, 4), "t": (4, 8), "p": (4, 8), "m": (4, 8), "a": (4, 8),
-              "s": (2, 8), "g": (8,), "y": (10,)}
-    fg = FloatGraph("img", "y", shapes, nodes)
+    fg = _vit_tokens(rng, pool_first=2)
     x = rng.standard_normal((3, 1, 8, 8))
     g = quantize(fg, x, QuantConfig(calibration="max"))
     xq = g.quantize_input(x)

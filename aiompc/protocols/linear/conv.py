@@ -13,7 +13,7 @@ import numpy as np
 
 from aiompc.errors import InputError
 from aiompc.party import Party
-from aiompc.protocols.linear.engine import run_linear
+from aiompc.protocols.linear.engine import check_weight_and_bias, run_linear
 from aiompc.protocols.linear.kronecker import unpack_offset
 from aiompc.protocols.linear.plan import LinearPlan, Planner, plan_for
 from aiompc.protocols.linear.tiling import ConvShape
@@ -84,12 +84,7 @@ async def conv2d(
         raise InputError(f"{label}: the plan is not for a {shape} convolution")
     if plan.l != l:
         raise InputError(f"{label}: the plan is for l = {plan.l}, not {l}")
-    if weight is not None and np.shape(weight) != shape.weight_shape:
-        raise InputError(f"{label}: weight must have shape {shape.weight_shape}, got {np.shape(weight)}")
-    if party.is_client and bias is not None:
-        raise InputError(f"{label}: the client must not pass a bias")
-    if bias is not None and np.shape(bias) != (out_channels,):
-        raise InputError(f"{label}: bias must have shape ({out_channels},), got {np.shape(bias)}")
+    check_weight_and_bias(party, label, weight, shape.weight_shape, bias, out_channels)
     offset = None if bias is None else np.asarray(bias, dtype=np.int64).reshape(-1, 1, 1)
     if pack > 1 and party.is_server:  # the bias goes to the diagonal slot; centre the cross terms below it
         high = (pack - 1) * (l // pack)

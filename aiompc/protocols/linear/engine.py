@@ -76,6 +76,7 @@ from aiompc.protocols.linear.weight_cache import STATE_KEY, WeightCache
 
 __all__ = [
     "run_linear",
+    "check_weight_and_bias",
     "client_key",
     "server_key",
     "OutputBatch",
@@ -361,6 +362,18 @@ def _decrypt(plan: LinearPlan, sk: SecretKey, res: ResultCiphertext, count: int)
 
 
 # --------------------------------------------------------------------------- the protocol
+
+
+def check_weight_and_bias(party: Party, label: str, weight: np.ndarray | None, weight_shape: tuple[int, ...],
+                          bias: np.ndarray | None, outputs: int) -> None:
+    """The caller-side checks of a layer's server operands: ``weight`` (if given) of ``weight_shape``, ``bias``
+    only on the server and of shape ``(outputs,)``.  Raises :class:`InputError` naming ``label``."""
+    if weight is not None and np.shape(weight) != weight_shape:
+        raise InputError(f"{label}: weight must have shape {weight_shape}, got {np.shape(weight)}")
+    if party.is_client and bias is not None:
+        raise InputError(f"{label}: the client must not pass a bias")
+    if bias is not None and np.shape(bias) != (outputs,):
+        raise InputError(f"{label}: bias must have shape ({outputs},), got {np.shape(bias)}")
 
 
 async def run_linear(party: Party, label: str, plan: LinearPlan, x_share: np.ndarray,

@@ -11,7 +11,7 @@ import numpy as np
 
 from aiompc.errors import InputError
 from aiompc.party import Party
-from aiompc.protocols.linear.engine import run_linear
+from aiompc.protocols.linear.engine import check_weight_and_bias, run_linear
 from aiompc.protocols.linear.plan import LinearPlan, Planner, plan_for
 from aiompc.protocols.linear.tiling import MatmulShape
 
@@ -61,12 +61,7 @@ async def fc(
         raise InputError(f"{label}: the plan truncates by {plan.out_shift} bits, not {out_shift}")
     if plan.l != l or tuple(plan.layout.in_shape) != xb.shape or tuple(plan.layout.out_shape) != (xb.shape[0], out_features):
         raise InputError(f"{label}: the plan does not match a {xb.shape} input, {out_features} outputs and l = {l}")
-    if weight is not None and np.shape(weight) != (out_features, xb.shape[1]):
-        raise InputError(f"{label}: weight must have shape {(out_features, xb.shape[1])}, got {np.shape(weight)}")
-    if party.is_client and bias is not None:
-        raise InputError(f"{label}: the client must not pass a bias")
-    if bias is not None and np.shape(bias) != (out_features,):
-        raise InputError(f"{label}: bias must have shape ({out_features},), got {np.shape(bias)}")
+    check_weight_and_bias(party, label, weight, (out_features, xb.shape[1]), bias, out_features)
     offset = None if bias is None else np.asarray(bias).reshape(1, -1)
     y = await run_linear(party, label, plan, xb, weight, offset=offset, cache_weights=cache_weights)
     return y.reshape(out_features) if x.ndim == 1 else y

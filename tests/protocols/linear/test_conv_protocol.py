@@ -145,3 +145,15 @@ def test_plan_errors() -> None:
     plan = conv_plan(shape, 37, weight_bits=8, planner=PLANNERS["cheetah"])
     assert (plan.input_ciphertexts, plan.output_ciphertexts, plan.he.n) == (64, 64, 4096)
     assert plan.he.q.bit_length() == 109
+
+
+@pytest.mark.parametrize("server_kw, client_kw, match", [
+    ({"weight": np.ones((2, 2, 1, 1), np.int64)}, {}, r"c: weight must have shape \(2, 2, 3, 3\), got \(2, 2, 1, 1\)"),
+    ({"weight": np.ones((2, 2, 3, 3), np.int64), "bias": np.ones(1, np.int64)}, {}, r"c: bias must have shape \(2,\)"),
+    ({"weight": np.ones((2, 2, 3, 3), np.int64)}, {"bias": np.ones(2, np.int64)}, "c: the client must not pass a bias"),
+])
+async def test_conv_refuses_wrong_weight_and_bias(server_kw: dict, client_kw: dict, match: str) -> None:
+    x = np.zeros((2, 4, 4), np.uint64)
+    kw = dict(out_channels=2, kernel=3, padding=1, l=8, weight_bits=4, planner=PLANNERS["cheetah-smallest"])
+    with pytest.raises(InputError, match=match):
+        await run_local(lambda p: conv2d(p, "c", x, **server_kw, **kw), lambda p: conv2d(p, "c", x, **client_kw, **kw))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.errors import InputError
 from aiompc.protocols.linear.planners import PLANNERS
 from aiompc.crypto.prg import PRG
 from aiompc.ring import reconstruct, share
@@ -61,3 +62,15 @@ async def test_fc_over_tcp(nprng, tcp) -> None:
 
     ys, yc = await tcp(server, client)
     assert np.array_equal(reconstruct(ys, yc, l), matmul_ref(x, w, l))
+
+
+@pytest.mark.parametrize("server_kw, client_kw, match", [
+    ({"weight": np.ones((3, 4), np.int64)}, {}, r"fc: weight must have shape \(2, 5\), got \(3, 4\)"),
+    ({"weight": np.ones((2, 5), np.int64), "bias": np.ones(3, np.int64)}, {}, r"fc: bias must have shape \(2,\)"),
+    ({"weight": np.ones((2, 5), np.int64)}, {"bias": np.ones(2, np.int64)}, "fc: the client must not pass a bias"),
+])
+async def test_fc_refuses_wrong_weight_and_bias(server_kw: dict, client_kw: dict, match: str) -> None:
+    x = np.zeros(5, np.uint64)
+    kw = dict(out_features=2, l=8, weight_bits=4, planner=PLANNERS["cheetah-smallest"])
+    with pytest.raises(InputError, match=match):
+        await run_local(lambda p: fc(p, "fc", x, **server_kw, **kw), lambda p: fc(p, "fc", x, **client_kw, **kw))
