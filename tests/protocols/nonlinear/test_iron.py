@@ -198,20 +198,3 @@ async def test_bytes_from_the_channel() -> None:
     assert 1500 <= s["ge"] / x.size <= 2100
     assert 250 <= s["ne"] / h.size <= 600
 
-
-async def test_exp_digits_exact_on_carry_chains() -> None:
-    """The digit decomposition's carry chain (g ⊕ e∧C): runs of 0xFF digits propagate a carry through."""
-    from aiompc.protocols.nonlinear.iron_blocks import exp_digits
-
-    widths = fx.exp_digit_widths(36)
-    edges = [0, 1, 255, 256, 0xFFFF, 0x10000, 0xFFFFFFFF, 0x100000000, (1 << 36) - 1, 0xFF00FF00F]
-    d = np.concatenate([np.asarray(edges), _rng(9).integers(0, 1 << 36, 200)]).astype(np.uint64)
-    sd = Shared(d, 36)
-
-    async def job(p: Party):
-        return await exp_digits(p, "d", sd.mine(p), widths)
-
-    s, c = await run_both(job)
-    for i, w in enumerate(widths):
-        want = (d >> np.uint64(8 * i)) & np.uint64((1 << w) - 1)
-        assert np.array_equal(opened(s[i], c[i], w, signed=False), want), i

@@ -1,0 +1,292 @@
+"""SIRNN's building blocks on shares (aiompc.protocols.nonlinear.iron_blocks) against their plaintext programs in
+aiompc.fxmath: exact mode bit for bit on random and edge inputs, approximate mode within the error its docstring
+states, and the shares' rings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiompc import fxmath as fx
+from aiompc.party import Party
+from aiompc.protocols.nonlinear.iron_blocks import (BASELINE_DIGIT_BITS, exp_digits, exp_neg, leading_one_bits, public,
+                                                    recip_normalized, rsqrt, trunc_nonneg)
+from aiompc.ring import reconstruct
+
+from nonlinear_helpers import Shared, opened, run_both
+
+F, L = 12, 37  # Iron's fraction bits in Cheetah's ring
+
+
+def _open_u(s: np.ndarray, c: np.ndarray, l: int) -> np.ndarray:
+    """The opened unsigned value as int64 (all values here are below 2^62)."""
+    return opened(s, c, l, signed=False).astype(np.int64)
+
+
+def test_baseline_digit_bits_is_cheetahs() -> None:
+    assert BASELINE_DIGIT_BITS == 4
+
+
+# --------------------------------------------------------------------------- public
+
+
+@pytest.mark.parametrize("L_", [1, 8, 37, 63, 64])
+async def test_public_constant_shares_open_to_the_value_mod_2_to_the_L(L_: int) -> None:
+    values = [0, 1, -1, (1 << (L_ - 1)), (1 << L_) - 1, 1 << L_, -(1 << 40) - 3, 12345678901234567]
+
+    async def job(p: Party) -> list[np.uint64]:
+        return [public(p, v, L_) for v in values]
+
+    s, c = await run_both(job)
+    for v, a, b in zip(values, s, c):
+        assert isinstance(a, np.uint64) and b == 0  # the client's share of a public constant is 0
+        assert int(reconstruct(np.array([a]), np.array([b]), L_)[0]) == v % (1 << L_)
+
+
+# --------------------------------------------------------------------------- trunc_nonneg
+
+
+def _trunc_inputs(L_: int, s: int, gen: np.random.Generator) -> np.ndarray:
+    top = (1 << (L_ - 1)) - (1 << s)  # the stated domain: 0 <= x < top
+    edges = [0, 1, (1 << s) - 1, 1 << s, (1 << s) + 1, 3 << s, top // 2, top - 2, top - 1]
+    return np.concatenate([np.array(edges, dtype=np.int64), gen.integers(0, top, 300)]).astype(np.uint64)
+
+
+@pytest.mark.parametrize("L_,s,L_out", [(37, 12, None), (37, 1, None), (26, 12, 14), (37, 12, 25), (37, 12, 20),
+                                        (20, 0, None), (20, 0, 8)])
+async def test_trunc_nonneg_exact_is_the_floor(L_: int, s: int, L_out: int | None, nprng: np.random.Generator) -> None:
+    x = _trunc_inputs(L_, s, nprng)
+    sx = Shared(x, L_)
+
+    async def job(p: Party) -> np.ndarray:
+        return await trunc_nonneg(p, "t", sx.mine(p), L=L_, s=s, exact=True, L_out=L_out)
+
+    s_, c_ = await run_both(job)
+    lo = L_ if L_out is None else L_out
+    assert s_.dtype == np.uint64 and s_.shape == x.shape
+    assert int(max(s_.max(), c_.max())) < 1 << lo  # shares reduced mod 2^L_out
+    want = (x >> np.uint64(s)) & np.uint64((1 << lo) - 1)
+    assert np.array_equal(_open_u(s_, c_, lo), want.astype(np.int64))
+
+
+@pytest.mark.parametrize("L_,s,L_out", [(37, 12, None), (26, 12, 14), (37, 5, 32)])
+async def test_trunc_nonneg_approximate_errs_by_0_or_plus_1(L_: int, s: int, L_out: int | None,
+                                                            nprng: np.random.Generator) -> None:
+    x = _trunc_inputs(L_, s, nprng)
+    sx = Shared(x, L_)
+
+    async def job(p: Party) -> np.ndarray:
+        return await trunc_nonneg(p, "t", sx.mine(p), L=L_, s=s, exact=False, L_out=L_out)
+
+    s_, c_ = await run_both(job)
+    lo = L_ if L_out is None else L_out
+    err = _open_u(s_, c_, lo) - (x >> np.uint64(s)).astype(np.int64)
+    assert set(np.unique(err).tolist()) <= {0, 1}  # e in {0, +1}: never below the floor
+    assert err.sum() > 0  # the carry really is dropped on some inputs (the check is not vacuous)
+
+
+# --------------------------------------------------------------------------- exp_digits
+
+
+async def test_exp_digits_exact_on_carry_chains(nprng: np.random.Generator) -> None:
+    """The digit decomposition's carry chain (g ⊕ e∧C): runs of 0xFF digits propagate a carry through."""
+    widths = fx.exp_digit_widths(36)
+    edges = [0, 1, 255, 256, 0xFFFF, 0x10000, 0xFFFFFFFF, 0x100000000, (1 << 36) - 1, 0xFF00FF00F]
+    d = np.concatenate([np.asarray(edges), nprng.integers(0, 1 << 36, 200)]).astype(np.uint64)
+    sd = Shared(d, 36)
+
+    async def job(p: Party):  # type: ignore[no-untyped-def]
+        return await exp_digits(p, "d", sd.mine(p), widths)
+
+    s, c = await run_both(job)
+    for i, w in enumerate(widths):
+        want = (d >> np.uint64(8 * i)) & np.uint64((1 << w) - 1)
+        assert np.array_equal(opened(s[i], c[i], w, signed=False), want), i
+
+
+@pytest.mark.parametrize("widths", [[5], [8, 3], [8, 8, 1]])
+async def test_exp_digits_short_inputs_and_shapes(widths: list[int], nprng: np.random.Generator) -> None:
+    """One digit (no comparison), two digits (no AND) and a 1-bit top digit; a 2-D input keeps its shape."""
+    bw = sum(widths)
+    vals = [0, 1, (1 << bw) - 1, (1 << min(bw, 8)) - 1, 1 << min(bw - 1, 8)]
+    d = np.concatenate([np.array(vals), nprng.integers(0, 1 << bw, 19)]).astype(np.uint64).reshape(4, 6)
+    sd = Shared(d, bw)
+
+    async def job(p: Party):  # type: ignore[no-untyped-def]
+        return await exp_digits(p, "d", sd.mine(p), widths)
+
+    s, c = await run_both(job)
+    assert len(s) == len(widths)
+    for i, w in enumerate(widths):
+        assert s[i].shape == d.shape
+        want = (d >> np.uint64(8 * i)) & np.uint64((1 << w) - 1)
+        assert np.array_equal(opened(s[i], c[i], w, signed=False), want), i
+
+
+# --------------------------------------------------------------------------- exp_neg
+
+
+def _exp_inputs(bw: int, gen: np.random.Generator) -> np.ndarray:
+    top = (1 << bw) - 1
+    edges = {0, 1, 2, 255, 256, 257, (1 << F) - 1, 1 << F, 3 << F, 0xFFFF, 0x10000, top, top - 1, top >> 1}
+    small = gen.integers(0, 16 << F, 150)  # where exp(-d) is not yet 0
+    return np.concatenate([np.array(sorted(v for v in edges if v <= top)), small % (top + 1),
+                           gen.integers(0, top + 1, 50)]).astype(np.uint64)
+
+
+@pytest.mark.parametrize("bw,L_out,saturate", [(36, 37, False), (fx.gelu_consts(F).exp_bits, 2 * F + 2, True),
+                                               (10, F + 2, False)])
+async def test_exp_neg_exact_bit_for_bit(bw: int, L_out: int, saturate: bool, nprng: np.random.Generator) -> None:
+    d = _exp_inputs(bw, nprng)
+    sd = Shared(d, L)  # shared in a wider ring: only the low bw bits are read
+
+    async def job(p: Party) -> np.ndarray:
+        return await exp_neg(p, "e", sd.mine(p), f=F, bw=bw, L_out=L_out, exact=True, saturate=saturate)
+
+    s, c = await run_both(job)
+    got = _open_u(s, c, L_out)
+    want = fx.exp_neg_fixed(d.astype(np.int64), f=F, bw=bw, saturate=saturate)
+    assert np.array_equal(got, want)
+    assert got[0] == ((1 << F) - 1 if saturate else 1 << F)  # exp(0) = 1 (saturated: just below)
+    # the plaintext program itself against float exp: 0 <= 2^f·exp(−d/2^f) − e < 2·(#digits − 1) + 1
+    gap = (2.0**F) * np.exp(-d.astype(np.float64) / 2.0**F) - got
+    if not saturate:
+        assert gap.min() >= 0 and gap.max() < 2 * (len(fx.exp_digit_widths(bw)) - 1) + 1
+
+
+async def test_exp_neg_approximate_stays_close(nprng: np.random.Generator) -> None:
+    """Approximate truncations after the tree's products: each adds e in {0, 1} to a value <= 2^f, and a product
+    by a factor <= 2^f (scale f) does not grow an earlier error, so the result is within #products of the
+    exact one, above it or equal."""
+    bw = 36
+    d = _exp_inputs(bw, nprng)
+    sd = Shared(d, bw)
+
+    async def job(p: Party) -> np.ndarray:
+        return await exp_neg(p, "e", sd.mine(p), f=F, bw=bw, L_out=L, exact=False)
+
+    s, c = await run_both(job)
+    err = _open_u(s, c, L) - fx.exp_neg_fixed(d.astype(np.int64), f=F, bw=bw)
+    products = len(fx.exp_digit_widths(bw)) - 1
+    assert err.min() >= 0 and err.max() <= products
+    assert err.max() > 0
+
+
+# --------------------------------------------------------------------------- recip_normalized
+
+
+def _recip_inputs(s_dn: int, m: int, gen: np.random.Generator) -> np.ndarray:
+    lo, hi = 1 << s_dn, 1 << (s_dn + 1)
+    step = 1 << (s_dn - m)  # one table bucket
+    edges = [lo, lo + 1, hi - 1, hi - 2, lo + step - 1, lo + step, hi - step, hi - step - 1, (lo + hi) // 2]
+    return np.concatenate([np.array(edges), gen.integers(lo, hi, 200)]).astype(np.uint64)
+
+
+def _recip_cases() -> list[tuple[int, int, int, int]]:
+    sp = fx.softmax_plan(32, f=F, l=L)
+    gk = fx.gelu_consts(F)
+    return [(sp.s_dn, F, sp.m, L), (F, F, gk.m, 2 * F + 2), (20, 8, fx.recip_lut_bits(8), 32)]
+
+
+@pytest.mark.parametrize("s_dn,s_out,m,L_", _recip_cases())
+async def test_recip_normalized_exact_bit_for_bit(s_dn: int, s_out: int, m: int, L_: int,
+                                                  nprng: np.random.Generator) -> None:
+    dn = _recip_inputs(s_dn, m, nprng)
+    sd = Shared(dn, L_)
+
+    async def job(p: Party) -> np.ndarray:
+        return await recip_normalized(p, "r", sd.mine(p), s_dn=s_dn, s_out=s_out, m=m, L=L_, exact=True)
+
+    s, c = await run_both(job)
+    got = _open_u(s, c, L_)
+    assert np.array_equal(got, fx.recip_normalized_fixed(dn.astype(np.int64), s_dn=s_dn, s_out=s_out, m=m))
+    # and the program approximates 2^s_out·2^s_dn/dn: relative 2^-(2m+1) plus one output LSB (+1 for floors)
+    want = 2.0 ** (s_out + s_dn) / dn.astype(np.float64)
+    assert np.all(np.abs(got - want) <= want * 2.0 ** -(2 * m + 1) + 2)
+
+
+@pytest.mark.parametrize("s_dn,s_out,m,L_", _recip_cases()[:2])
+async def test_recip_normalized_approximate_errs_by_0_or_plus_1(s_dn: int, s_out: int, m: int, L_: int,
+                                                                nprng: np.random.Generator) -> None:
+    """Only the final scale truncation is approximate (the table index is a decomposition, exact): +{0, 1}."""
+    dn = _recip_inputs(s_dn, m, nprng)
+    sd = Shared(dn, L_)
+
+    async def job(p: Party) -> np.ndarray:
+        return await recip_normalized(p, "r", sd.mine(p), s_dn=s_dn, s_out=s_out, m=m, L=L_, exact=False)
+
+    s, c = await run_both(job)
+    err = _open_u(s, c, L_) - fx.recip_normalized_fixed(dn.astype(np.int64), s_dn=s_dn, s_out=s_out, m=m)
+    assert set(np.unique(err).tolist()) <= {0, 1} and err.sum() > 0
+
+
+# --------------------------------------------------------------------------- leading_one_bits
+
+
+@pytest.mark.parametrize("L_,lo,hi", [(37, 1, 35), (37, F + 1, F + 6), (16, 3, 4), (64, 0, 63)])
+async def test_leading_one_bits_are_the_threshold_comparisons(L_: int, lo: int, hi: int,
+                                                              nprng: np.random.Generator) -> None:
+    """b_t = [v >= 2^t]; (1, 35) needs two millionaires (more than 32 thresholds), (0, 63) the whole 64-bit range."""
+    top = (1 << (L_ - 1)) - 1
+    edges = {0, 1, top, top - 1} | {(1 << t) + e for t in range(lo, hi) for e in (-1, 0)}
+    rand = nprng.integers(0, top + 1, 60, dtype=np.uint64) >> nprng.integers(0, L_ - 1, 60, dtype=np.uint64)
+    v = np.concatenate([np.array(sorted(x for x in edges if 0 <= x <= top), dtype=np.uint64), rand])
+    v = v.reshape(1, -1) if v.size % 2 else v.reshape(2, -1)  # a 2-D input keeps its shape behind the threshold axis
+    sv = Shared(v, L_)
+
+    async def job(p: Party) -> np.ndarray:
+        return await leading_one_bits(p, "b", sv.mine(p), L=L_, lo=lo, hi=hi)
+
+    s, c = await run_both(job)
+    assert s.dtype == np.uint8 and s.shape == (hi - lo, *v.shape)
+    got = s ^ c
+    want = np.stack([(v >= np.uint64(1 << t)).astype(np.uint8) for t in range(lo, hi)])
+    assert np.array_equal(got, want)
+    assert np.array_equal(got.sum(axis=0), fx.leading_one_counts(v.astype(np.int64), range(lo, hi)))
+
+
+# --------------------------------------------------------------------------- rsqrt
+
+
+def _rsqrt_inputs(W: int, gen: np.random.Generator) -> np.ndarray:
+    edges = {1, 2, 3, (1 << W) - 1, (1 << W) - 2} | {(1 << t) + e for t in range(1, W) for e in (-1, 0, 1)}
+    logs = gen.uniform(0, W, 100)
+    rand = np.minimum(np.floor(2.0**logs), (1 << W) - 1).astype(np.int64)
+    return np.concatenate([np.array(sorted(e for e in edges if 1 <= e < 1 << W)), rand]).astype(np.uint64)
+
+
+@pytest.mark.parametrize("H", [768, 2])
+async def test_rsqrt_exact_bit_for_bit(H: int, nprng: np.random.Generator) -> None:
+    """With the LayerNorm plan's W, s_y and E (every leading-one position 1..W−1, both exponent parities)."""
+    p = fx.layernorm_plan(H, f=F, l=L)
+    v = _rsqrt_inputs(p.W, nprng)
+    sv = Shared(v, L)
+
+    async def job(party: Party) -> tuple[np.ndarray, np.ndarray]:
+        return await rsqrt(party, "q", sv.mine(party), f=F, W=p.W, s_y=p.s_y, E=p.E, L=L, exact=True)
+
+    (xs, as_), (xc, ac) = await run_both(job)
+    x1, a = _open_u(xs, xc, L), _open_u(as_, ac, L)
+    wx1, wa = fx.rsqrt_fixed(v.astype(np.int64), f=F, W=p.W, s_y=p.s_y, E=p.E)
+    assert np.array_equal(x1, wx1) and np.array_equal(a, wa)
+    # the plaintext program: x1·a ≈ 2^(s_y+E)/sqrt(v/2^f), a few percent at most after one Newton step
+    want = 2.0 ** (p.s_y + p.E) / np.sqrt(v.astype(np.float64) / 2.0**F)
+    assert np.all(np.abs(x1 * a.astype(np.float64) / want - 1) < 2.0**-6)
+
+
+async def test_rsqrt_approximate_stays_close(nprng: np.random.Generator) -> None:
+    """Approximate: the power ``a`` is exact (comparisons only); ``x1`` moves by a few LSB of ``s_y`` (the
+    truncations of b, b1 and x1 each add +{0, 1}; b's error is scaled by Y0²/2^(2m+4) <= 2, and enters x1
+    times Y0/2^(m+3) <= 1/2)."""
+    p = fx.layernorm_plan(768, f=F, l=L)
+    v = _rsqrt_inputs(p.W, nprng)
+    sv = Shared(v, L)
+
+    async def job(party: Party) -> tuple[np.ndarray, np.ndarray]:
+        return await rsqrt(party, "q", sv.mine(party), f=F, W=p.W, s_y=p.s_y, E=p.E, L=L, exact=False)
+
+    (xs, as_), (xc, ac) = await run_both(job)
+    wx1, wa = fx.rsqrt_fixed(v.astype(np.int64), f=F, W=p.W, s_y=p.s_y, E=p.E)
+    assert np.array_equal(_open_u(as_, ac, L), wa)
+    err = _open_u(xs, xc, L) - wx1
+    assert np.abs(err).max() <= 4
