@@ -33,7 +33,8 @@ def test_softmax_reciprocal_with_octaves_is_within_half_a_bucket(scale: float, n
     """``r ≈ 2^c/S`` within ``2^−(kr+1)`` relative (half a bucket of the normalised sum) plus one unit of rounding,
     for every reachable sum S, whatever n; ``c = shift + out_bits``."""
     p, _ = softmax_params(scale, n, recip_bits=recip_bits)
-    assert p.octaves >= 1 and p.recip_bits <= recip_bits
+    f = 10  # out_bits + 2: e0 = 2^f - 1, so the octaves start at 2^(f-1)
+    assert p.octaves >= 1 and p.recip_bits == min(recip_bits, f - 1 + p.octaves)
     s = _sums(p, n)
     want = 2.0 ** (p.shift + p.out_bits) / s
     err = np.abs(softmax_reciprocal(s, p) - want)
@@ -61,6 +62,7 @@ def test_softmax_widths_follow_the_stated_formulas(frac_bits: int | None, out_bi
     assert p.exp_table[0] == (1 << f) - 1 and max(p.exp_table) < 1 << f  # f bits, top bit of f + 1 known zero
     assert p.exp_table == tuple(round((2**f - 1) * math.exp(-i * 0.3)) for i in range(len(p.exp_table)))
     assert p.octaves == math.ceil(math.log2(n)) and n * p.exp_table[0] < 1 << (f + p.octaves)
+    assert p.recip_bits == min(MAX_TABLE_BITS, f - 1 + p.octaves)
     c = f + out_bits + guard_bits + 1  # with octaves
     assert p.shift == c - out_bits
 
@@ -111,7 +113,7 @@ def test_softmax_params_take_numpy_integers() -> None:
 
 LN_CASES = [(0.05, 128, {}), (0.02, 768, {}), (1.0, 100, {"in_bits": 6}), (1e-3, 64, {"in_bits": 12, "center_bits": 14}),
             (0.1, 1, {}), (0.1, 16, {"octaves": 0}), (0.1, 16, {"rsqrt_out_bits": 20}), (0.1, 3, {"std_max": 0.01}),
-            (0.1, 16, {"center_bits": 5}), (0.25, 7, {"rsqrt_bits": 5, "octaves": 1})]
+            (0.1, 16, {"center_bits": 5}), (0.25, 7, {"rsqrt_bits": 5, "octaves": 1}), (0.1, 19, {}), (0.3, 5, {})]
 
 
 @pytest.mark.parametrize("scale,n,kw", LN_CASES)

@@ -106,7 +106,7 @@ def test_squeeze_of_unit_spatial_axes_is_a_flatten(opset: int, with_axes: bool, 
                                                                                        "gemm"]
 
 
-@pytest.mark.parametrize("shape,axes", [((1, 1, 1), None), ((3, 1, 1), [2]), ((3, 2, 1), [3])])
+@pytest.mark.parametrize("shape,axes", [((1, 1, 1), None), ((3, 1, 1), [2]), ((3, 2, 1), [3]), ((3, 2, 2), [2, 3])])
 def test_squeeze_refusals(shape: tuple[int, ...], axes: list[int] | None) -> None:
     b = OnnxBuilder(shape, opset=13)
     y = b.node("Squeeze", [b.input] + ([_i64(b, axes)] if axes else []))
