@@ -143,6 +143,8 @@ def test_split_into_uneven_parts_by_num_outputs(parts: int, nprng: np.random.Gen
     (lambda b: b.node("Squeeze", [b.input, _i(b, [1])]), r"squeezing axes \[1\] of .*: not all are 1"),
     (lambda b: b.node("Slice", [b.input, _i(b, [0]), _i(b, [4]), _i(b, [1]), _i(b, [2])]), r"steps \[2\]"),
     (lambda b: b.node("Slice", [b.input, _i(b, [3]), _i(b, [3]), _i(b, [2])]), r"an empty slice \[3:3\] of axis 2"),
+    (lambda b: b.node("Slice", [b.input, _i(b, [10]), _i(b, [2**62]), _i(b, [2])]), r"an empty slice \[6:6\] of axis 2"),
+    (lambda b: b.node("Slice", [b.input, _i(b, [-100]), _i(b, [-7]), _i(b, [2])]), r"an empty slice \[0:0\] of axis 2"),
     (lambda b: b.node("Split", [b.input, _i(b, [2, 3])], axis=2), r"split \[2, 3\] does not cut axis 2"),
     (lambda b: b.node("Gather", [b.input, _i(b, 0)], axis=0), "gathering along the batch axis"),
     (lambda b: b.node("Slice", [b.input, _i(b, [0]), _i(b, [1]), _i(b, [0])]), "batch axis"),
