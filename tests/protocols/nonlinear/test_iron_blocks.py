@@ -53,7 +53,7 @@ def _trunc_inputs(L_: int, s: int, gen: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("L_,s,L_out", [(37, 12, None), (37, 1, None), (26, 12, 14), (37, 12, 25), (37, 12, 20),
-                                        (20, 0, None), (20, 0, 8)])
+                                        (20, 3, 30), (20, 0, None), (20, 0, 8)])
 async def test_trunc_nonneg_exact_is_the_floor(L_: int, s: int, L_out: int | None, nprng: np.random.Generator) -> None:
     x = _trunc_inputs(L_, s, nprng)
     sx = Shared(x, L_)
@@ -83,6 +83,20 @@ async def test_trunc_nonneg_approximate_errs_by_0_or_plus_1(L_: int, s: int, L_o
     err = _open_u(s_, c_, lo) - (x >> np.uint64(s)).astype(np.int64)
     assert set(np.unique(err).tolist()) <= {0, 1}  # e in {0, +1}: never below the floor
     assert err.sum() > 0  # the carry really is dropped on some inputs (the check is not vacuous)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: trunc_nonneg with s = 0 and L_out > L returns the L-bit shares unchanged as "
+                                       "shares mod 2^L_out (no extension: their wrap mod 2^L is lost); s > 0 extends")
+async def test_trunc_nonneg_by_0_into_a_larger_ring_extends(nprng: np.random.Generator) -> None:
+    L_, L_out = 20, 30
+    x = _trunc_inputs(L_, 0, nprng)
+    sx = Shared(x, L_)
+
+    async def job(p: Party) -> np.ndarray:
+        return await trunc_nonneg(p, "t", sx.mine(p), L=L_, s=0, exact=True, L_out=L_out)
+
+    s_, c_ = await run_both(job)
+    assert np.array_equal(_open_u(s_, c_, L_out), x.astype(np.int64))  # the value itself (s = 3 passes above)
 
 
 # --------------------------------------------------------------------------- exp_digits
