@@ -149,7 +149,7 @@ def _exp_inputs(bw: int, gen: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("bw,L_out,saturate", [(36, 37, False), (fx.gelu_consts(F).exp_bits, 2 * F + 2, True),
-                                               (10, F + 2, False)])
+                                               (10, F + 2, False), (8, F + 2, False), (9, 20, False)])
 async def test_exp_neg_exact_bit_for_bit(bw: int, L_out: int, saturate: bool, nprng: np.random.Generator) -> None:
     d = _exp_inputs(bw, nprng)
     sd = Shared(d, L)  # shared in a wider ring: only the low bw bits are read
