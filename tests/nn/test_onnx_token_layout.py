@@ -223,3 +223,74 @@ def test_a_chain_of_three_reshapes_becomes_one(nprng: np.random.Generator) -> No
     assert [n.op for n in out.nodes] == ["reshape", "relu"] and out.nodes[0].inputs == ("x",)
     assert set(out.shapes) == {"x", "c", "y"}  # the shapes of dropped edges go too
     _same(g, out, nprng)
+
+
+# --------------------------------------------------------------------------- random chains at batch 1
+
+
+def _random_op(b: OnnxBuilder, x: str, shape: list[int], gen: np.random.Generator,
+               leading_1: bool = True) -> tuple[str, list[int]]:
+    """One random layout op on the ONNX tensor ``x`` of (full) ``shape``; the output and its shape.  Without
+    ``leading_1`` no Reshape target starts with a literal 1 (which the importer reads as the batch axis at a
+    dynamic batch: a model traced at batch 1)."""
+    rank = len(shape)
+    kind = gen.choice(["transpose", "reshape", "unsqueeze", "squeeze", "slice", "gather", "flatten"])
+    if kind == "transpose" and rank > 1:
+        perm = [int(p) for p in gen.permutation(rank)]
+        return b.node("Transpose", [x], perm=perm), [shape[p] for p in perm]
+    if kind == "unsqueeze" and rank < 5:
+        ax = int(gen.integers(0, rank + 1))
+        return b.node("Unsqueeze", [x, _i(b, [ax])]), shape[:ax] + [1] + shape[ax:]
+    if kind == "squeeze" and 1 in shape and rank > 2:
+        ax = shape.index(1)
+        return b.node("Squeeze", [x, _i(b, [ax])]), shape[:ax] + shape[ax + 1:]
+    if kind == "slice":
+        ax = int(gen.integers(0, rank))
+        if shape[ax] > 1:
+            lo = int(gen.integers(0, shape[ax] - 1))
+            hi = int(gen.integers(lo + 1, shape[ax] + 1))
+            return b.node("Slice", [x, _i(b, [lo]), _i(b, [hi]), _i(b, [ax])]), \
+                shape[:ax] + [hi - lo] + shape[ax + 1:]
+    if kind == "gather" and rank > 2:
+        ax = int(gen.integers(0, rank))
+        i = int(gen.integers(-shape[ax], shape[ax]))
+        return b.node("Gather", [x, _i(b, i)], axis=ax), shape[:ax] + shape[ax + 1:]
+    if kind == "flatten" and rank > 1:
+        ax = int(gen.integers(1, rank))
+        return b.node("Flatten", [x], axis=ax), [int(np.prod(shape[:ax])), int(np.prod(shape[ax:]))]
+    size = int(np.prod(shape))  # reshape to a random factorization (a -1 somewhere)
+    dims = [d for d in (1, 2, 3, 4, 6) if size % d == 0]
+    first = int(gen.choice(dims if leading_1 else [d for d in dims if d != 1]))
+    second = int(gen.choice([d for d in dims if (size // first) % d == 0]))
+    target = [first, second, size // (first * second)]
+    minus = int(gen.integers(0, 3))
+    return b.node("Reshape", [x, _i(b, [-1 if k == minus else d for k, d in enumerate(target)])]), target
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_layout_chains_at_batch_1_equal_the_onnx_reference(seed: int) -> None:
+    gen = np.random.default_rng(seed)
+    b = OnnxBuilder((4, 6), opset=18)
+    x, shape = b.input, [1, 4, 6]
+    for _ in range(int(gen.integers(2, 6))):
+        x, shape = _random_op(b, x, shape, gen)
+    model = _batch1(_build(b, b.node("Relu", [x])))
+    _check(model, gen, batch=1)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_layout_chains_at_a_dynamic_batch_are_refused_or_right(seed: int) -> None:
+    """Never a silently wrong result: a chain that moves the batch axis raises UnsupportedModel; the others
+    equal the reference on a batch of 3."""
+    gen = np.random.default_rng(1000 + seed)
+    b = OnnxBuilder((4, 6), opset=18)
+    x, shape = b.input, [3, 4, 6]
+    for _ in range(int(gen.integers(1, 4))):
+        x, shape = _random_op(b, x, shape, gen, leading_1=False)
+    model = _build(b, b.node("Relu", [x]))
+    try:
+        load_onnx(model)
+    except UnsupportedModel as e:
+        assert "ONNX node" in str(e)
+        return
+    _check(model, gen, batch=3)
