@@ -85,6 +85,17 @@ def test_matmul_bounds_are_exact_over_every_input(lo: int, hi: int, nprng: np.ra
     assert got.lo <= inside.min() and inside.max() <= got.hi
 
 
+def test_matmul_bounds_beyond_the_widest_width_are_refused_not_wrapped() -> None:
+    """32-bit weights on 40-bit inputs: products past int64 are computed exactly and refused (62 bits at most)."""
+    big = (1 << 31) - 1
+    node = MatMul(name="m", inputs=("x",), output="y", weight_shape=(2, 1), weight=np.array([[big], [big]]),
+                  bias=np.zeros(1), weight_bits=32)
+    with pytest.raises(UnsupportedModel, match=r"accumulator needs about 72 bits \(> 62\)"):
+        node.infer([spec((1, 2), -(1 << 39), (1 << 39) - 1)])
+    ok = node.infer([spec((1, 2), -(1 << 20), (1 << 20) - 1)])
+    assert (ok.lo, ok.hi) == (-2 * big * (1 << 20), 2 * big * ((1 << 20) - 1))
+
+
 def test_matmul_metadata_and_feature_mismatch() -> None:
     node = MatMul(name="m", inputs=("x",), output="y", weight_shape=(6, 2))
     got = node.infer([spec((2, 3, 6), -4, 3)])
