@@ -99,6 +99,33 @@ async def test_trunc_nonneg_by_0_into_a_larger_ring_extends(nprng: np.random.Gen
     assert np.array_equal(_open_u(s_, c_, L_out), x.astype(np.int64))  # the value itself (s = 3 passes above)
 
 
+def _online_bits(p: Party, prefix: str) -> int:
+    st = p.channel.stats().select(prefix, phase="online")
+    return 8 * (st.bytes_sent + st.bytes_recv)
+
+
+async def test_trunc_nonneg_costs_from_the_channel(nprng: np.random.Generator) -> None:
+    """The docstring's costs at L = 37, s = 12, per element, from the bytes handed to the transport: exact about
+    150 bits, approximate one COT (1 + s = 13 bits), approximate into a ring of at most L − s bits nothing."""
+    n = 4096
+    x = nprng.integers(0, 1 << 35, n).astype(np.uint64)
+    sx = Shared(x, 37)
+    cases = {"e": dict(exact=True), "a": dict(exact=False), "ec": dict(exact=True, L_out=25),
+             "a0": dict(exact=False, L_out=25)}
+
+    async def job(p: Party) -> dict[str, float]:
+        out = {}
+        for tag, kw in cases.items():
+            await trunc_nonneg(p, f"c{tag}", sx.mine(p), L=37, s=12, **kw)  # type: ignore[arg-type]
+            out[tag] = _online_bits(p, f"c{tag}") / n
+        return out
+
+    s_, c_ = await run_both(job)
+    assert s_ == c_  # both ends count the same bytes
+    assert 150 <= s_["e"] <= 152 and 13 <= s_["a"] <= 13.5 and s_["a0"] == 0
+    assert s_["a"] < s_["ec"] < s_["e"]  # into the small ring, exact: only the carry
+
+
 # --------------------------------------------------------------------------- exp_digits
 
 
