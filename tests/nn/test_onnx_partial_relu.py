@@ -46,13 +46,18 @@ def _start(gen: np.random.Generator, opset: int = 17) -> tuple[OnnxBuilder, str]
     return b, b.conv(b.input, gen.normal(0, 0.5, (2, 2, 3, 3)), None, 1, 1)
 
 
+def _order(p: str, q: str, swap: bool) -> list[str]:
+    return [q, p] if swap else [p, q]
+
+
 def _form(b: OnnxBuilder, x: str, m: np.ndarray, form: str, swap_add: bool, swap_mul: bool) -> str:
-    """The exported forms with the operands of Add / Mul in either order."""
+    """The exported forms with the operands of Add / Mul in either order (for Where, ``swap_add`` swaps the
+    branches and negates the condition: the same partial ReLU)."""
     r = b.relu(x)
-    order = (lambda p, q, s: [q, p] if s else [p, q])  # noqa: E731
+    order = _order
     if form == "where":
         cond = b.const(m if not swap_add else ~m, "c", dtype=TensorProto.BOOL)
-        return b.node("Where", [cond, *( [x, r] if swap_add else [r, x])])
+        return b.node("Where", [cond, *_order(r, x, swap_add)])
     if form == "sub":
         mul = b.node("Mul", order(b.const(m.astype(np.float32), "m"), b.node("Sub", [r, x]), swap_mul))
         return b.node("Add", order(x, mul, swap_add))
