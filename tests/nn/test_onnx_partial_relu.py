@@ -54,16 +54,15 @@ def _form(b: OnnxBuilder, x: str, m: np.ndarray, form: str, swap_add: bool, swap
     """The exported forms with the operands of Add / Mul in either order (for Where, ``swap_add`` swaps the
     branches and negates the condition: the same partial ReLU)."""
     r = b.relu(x)
-    order = _order
     if form == "where":
         cond = b.const(m if not swap_add else ~m, "c", dtype=TensorProto.BOOL)
         return b.node("Where", [cond, *_order(r, x, swap_add)])
     if form == "sub":
-        mul = b.node("Mul", order(b.const(m.astype(np.float32), "m"), b.node("Sub", [r, x]), swap_mul))
-        return b.node("Add", order(x, mul, swap_add))
-    ma = b.node("Mul", order(b.const(m.astype(np.float32), "m"), r, swap_mul))
-    mb = b.node("Mul", order(b.const(1 - m.astype(np.float32), "m"), x, not swap_mul))
-    return b.node("Add", order(ma, mb, swap_add))
+        mul = b.node("Mul", _order(b.const(m.astype(np.float32), "m"), b.node("Sub", [r, x]), swap_mul))
+        return b.node("Add", _order(x, mul, swap_add))
+    ma = b.node("Mul", _order(b.const(m.astype(np.float32), "m"), r, swap_mul))
+    mb = b.node("Mul", _order(b.const(1 - m.astype(np.float32), "m"), x, not swap_mul))
+    return b.node("Add", _order(ma, mb, swap_add))
 
 
 @pytest.mark.parametrize("form,swap_add,swap_mul", [("where", False, False), ("where", True, False)] + [
