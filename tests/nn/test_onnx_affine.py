@@ -63,6 +63,22 @@ def test_a_conv_read_twice_keeps_its_weights(nprng: np.random.Generator) -> None
     assert ops == ["conv", "batchnorm", "add", "relu"]
 
 
+@pytest.mark.parametrize("cast_first", [True, False])
+def test_a_conv_read_again_through_an_alias_keeps_its_weights(cast_first: bool, nprng: np.random.Generator) -> None:
+    """A Cast (an alias of the conv's edge) read later, imported before or after the Mul: still two readers."""
+    b = OnnxBuilder((2, 5, 5), opset=13)
+    h = _conv(b, nprng)
+    c = b.const(nprng.uniform(0.5, 2.0, (3, 1, 1)))
+    if cast_first:
+        hc = b.node("Cast", [h], to=TensorProto.FLOAT)
+        scaled = b.node("Mul", [h, c])
+    else:
+        scaled = b.node("Mul", [h, c])
+        hc = b.node("Cast", [h], to=TensorProto.FLOAT)
+    ops = _same_as_onnx(b.build(b.relu(b.add(scaled, hc))), nprng)
+    assert ops == ["conv", "batchnorm", "add", "relu"]
+
+
 def test_the_input_itself_becomes_a_batchnorm(nprng: np.random.Generator) -> None:
     b = OnnxBuilder((3, 4, 4))
     y = b.node("Div", [b.node("Sub", [b.input, b.const(nprng.normal(0, 1, (3, 1, 1)))]),
