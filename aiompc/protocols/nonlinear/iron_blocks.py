@@ -51,10 +51,14 @@ async def trunc_nonneg(
     """Shares mod ``2^L_out`` (default ``L``) of ``floor(x/2^s)`` (+ ``e ∈ {0, 1}`` if not ``exact``) for
     ``0 <= x < 2^(L−1) − 2^s`` shared mod ``2^L``.  Cost (``L_out = L``): exact 13 + (s-bit millionaire) +
     ``L`` bits (e.g. 150 at ``L = 37, s = 12``); approximate one COT (``1 + s`` bits); with ``L_out <= L − s``
-    only the carry (exact) or nothing (approximate)."""
+    only the carry (exact) or nothing (approximate); with ``s = 0`` and ``L_out > L`` an extension with a known-zero
+    top bit (one COT)"""
     if s == 0:
         xs = np.asarray(x, dtype=np.uint64) & mask(L)
-        return xs if L_out is None or L_out == L else xs & mask(L_out)
+        if L_out is None or L_out <= L:
+            return xs if L_out is None else xs & mask(L_out)
+        return await extend(party, f"{label}/ext", xs, l=L, l_out=L_out, signed=False, msb_known_zero=True,
+                            digit_bits=BASELINE_DIGIT_BITS)
     xs = np.asarray(x, dtype=np.uint64)
     if not exact:
         xs = xs + public(party, 1 << s, L)
