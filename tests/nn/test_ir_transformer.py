@@ -20,7 +20,7 @@ from aiompc.nn.ir_base import Node, TensorSpec
 from aiompc.nn.ir_transformer import (TRANSFORMER_NODES, AddConst, FeatureAffine, GeluFx, LayerNormFx, LayerNormQ,
                                       Lookup, MatMul, MatMulShared, ReduceSum, Reshape, Slice, SoftmaxFx, SoftmaxQ,
                                       Transpose, layout_node, sample_axis)
-from aiompc.qtables import gelu_table, layernorm_params, softmax_params
+from aiompc.qtables import layernorm_params, softmax_params
 
 F, L = 12, 37
 

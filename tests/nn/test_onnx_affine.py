@@ -9,23 +9,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
+from onnx_reference import same_as_onnx
 
 from aiompc.errors import UnsupportedModel
-from aiompc.nn.interpret import run_float
 from aiompc.nn.onnx_affine import AFFINE_OPS
 from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.onnx_import import load_onnx
-
-
-def _same_as_onnx(model: onnx.ModelProto, gen: np.random.Generator) -> list[str]:
-    fg = load_onnx(model)
-    x = gen.standard_normal((3, *fg.input_shape))
-    want = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.astype(np.float32)})[0]
-    got = run_float(fg, x)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    return [n.op for n in fg.nodes]
 
 
 def _conv(b: OnnxBuilder, gen: np.random.Generator) -> str:
@@ -44,14 +33,14 @@ def test_each_operator_and_constant_shape_merges_into_a_sole_conv(op: str, shape
     h = _conv(b, nprng)
     c = b.const(nprng.uniform(0.5, 2.0, shape) * nprng.choice([-1, 1], shape))
     y = b.node("Sub", [c, h]) if op == "RSub" else b.node(op, [h, c])
-    assert _same_as_onnx(b.build(b.relu(y)), nprng) == ["conv", "relu"]
+    assert same_as_onnx(b.build(b.relu(y)), nprng) == ["conv", "relu"]
 
 
 def test_features_take_a_per_feature_constant(nprng: np.random.Generator) -> None:
     b = OnnxBuilder((6,))
     h = b.gemm(b.input, nprng.normal(0, 0.5, (4, 6)), nprng.normal(0, 0.5, 4))
     y = b.node("Mul", [b.node("Add", [h, b.const(nprng.normal(0, 1, 4))]), b.const(nprng.normal(0, 1, (1, 4)))])
-    assert _same_as_onnx(b.build(b.relu(y)), nprng) == ["gemm", "relu"]
+    assert same_as_onnx(b.build(b.relu(y)), nprng) == ["gemm", "relu"]
 
 
 def test_a_conv_read_twice_keeps_its_weights(nprng: np.random.Generator) -> None:
@@ -59,7 +48,7 @@ def test_a_conv_read_twice_keeps_its_weights(nprng: np.random.Generator) -> None
     b = OnnxBuilder((2, 5, 5))
     h = _conv(b, nprng)
     scaled = b.node("Mul", [h, b.const(nprng.uniform(0.5, 2.0, (3, 1, 1)))])
-    ops = _same_as_onnx(b.build(b.relu(b.add(scaled, h))), nprng)
+    ops = same_as_onnx(b.build(b.relu(b.add(scaled, h))), nprng)
     assert ops == ["conv", "batchnorm", "add", "relu"]
 
 
@@ -75,7 +64,7 @@ def test_a_conv_read_again_through_an_alias_keeps_its_weights(cast_first: bool, 
     else:
         scaled = b.node("Mul", [h, c])
         hc = b.node("Cast", [h], to=TensorProto.FLOAT)
-    ops = _same_as_onnx(b.build(b.relu(b.add(scaled, hc))), nprng)
+    ops = same_as_onnx(b.build(b.relu(b.add(scaled, hc))), nprng)
     assert ops == ["conv", "batchnorm", "add", "relu"]
 
 
@@ -86,13 +75,13 @@ def test_the_input_itself_becomes_a_batchnorm(nprng: np.random.Generator) -> Non
     fg = load_onnx(b.build(b.relu(y)))
     (bn,) = [n for n in fg.nodes if n.op == "batchnorm"]  # two maps composed into one
     assert bn.attrs["eps"] == 0.0 and np.all(bn.params["var"] == 1) and np.all(bn.params["mean"] == 0)
-    _same_as_onnx(b.build(b.relu(y)), nprng)
+    same_as_onnx(b.build(b.relu(y)), nprng)
 
 
 def test_residual_add_of_two_computed_tensors(nprng: np.random.Generator) -> None:
     b = OnnxBuilder((2, 5, 5))
     h = _conv(b, nprng)
-    assert _same_as_onnx(b.build(b.node("Add", [h, b.relu(h)])), nprng) == ["conv", "relu", "add"]
+    assert same_as_onnx(b.build(b.node("Add", [h, b.relu(h)])), nprng) == ["conv", "relu", "add"]
 
 
 def _model(node: onnx.NodeProto, inits: list[onnx.TensorProto], shape: tuple[int, ...] = (2, 3, 4, 4)) -> onnx.ModelProto:

@@ -11,24 +11,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
+from onnx_reference import same_as_onnx
 
 from aiompc.errors import UnsupportedModel
-from aiompc.nn.interpret import run_float
 from aiompc.nn.onnx_build import OnnxBuilder
-from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.onnx_partial_relu import DOMAIN, OP, fuse_partial_relus
 
 SHAPE = (2, 3, 3)
-
-
-def _same_as_onnx(model: onnx.ModelProto, gen: np.random.Generator) -> list[str]:
-    fg = load_onnx(model)
-    x = gen.standard_normal((4, *SHAPE))
-    want = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.astype(np.float32)})[0]
-    got = run_float(fg, x)
-    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-5, atol=1e-6)
-    return [n.op for n in fg.nodes]
 
 
 def _fused(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.NodeProto]]:
@@ -79,7 +68,7 @@ def test_each_form_and_order_fuses_to_one_node(form: str, swap_add: bool, swap_m
     assert any(o.domain == DOMAIN for o in out.opset_import)
     assert np.array_equal(_mask(out, fused[0]), np.broadcast_to(m, mask_shape))  # a swapped Where: m again
     assert not {"Relu", "Sub", "Mul", "Where"} & {n.op_type for n in out.graph.node}  # inner nodes removed
-    assert _same_as_onnx(model, nprng) == ["conv", "partial_relu", "flatten"]
+    assert same_as_onnx(model, nprng, 4, tol=1e-6) == ["conv", "partial_relu", "flatten"]
 
 
 def test_a_relu_read_elsewhere_is_kept(nprng: np.random.Generator) -> None:
@@ -90,7 +79,7 @@ def test_a_relu_read_elsewhere_is_kept(nprng: np.random.Generator) -> None:
     model = b.build(b.flatten(b.add(pr, r)))  # the Relu also feeds the residual
     out, fused = _fused(model)
     assert len(fused) == 1 and [n.op_type for n in out.graph.node].count("Relu") == 1
-    assert _same_as_onnx(model, nprng) == ["conv", "relu", "partial_relu", "add", "flatten"]
+    assert same_as_onnx(model, nprng, 4, tol=1e-6) == ["conv", "relu", "partial_relu", "add", "flatten"]
 
 
 def test_a_model_without_the_pattern_is_returned_as_it_is(nprng: np.random.Generator) -> None:
@@ -106,7 +95,7 @@ def test_a_mask_and_a_non_complement_is_not_the_pattern(nprng: np.random.Generat
     y = b.add(b.node("Mul", [b.const(m, "m"), b.relu(x)]), b.node("Mul", [x, b.const(np.full((2, 1, 1), 0.5), "c")]))
     model = b.build(b.flatten(y))
     assert fuse_partial_relus(model) is model
-    assert "partial_relu" not in _same_as_onnx(model, nprng)
+    assert "partial_relu" not in same_as_onnx(model, nprng, 4, tol=1e-6)
 
 
 def test_a_constant_node_and_a_dequantized_mask_are_constants(nprng: np.random.Generator) -> None:
@@ -122,7 +111,7 @@ def test_a_constant_node_and_a_dequantized_mask_are_constants(nprng: np.random.G
     assert len(fused) == 2
     for node in fused:
         assert np.array_equal(_mask(out, node).reshape(-1), [True, False])
-    assert _same_as_onnx(model, nprng).count("partial_relu") == 2
+    assert same_as_onnx(model, nprng, 4, tol=1e-6).count("partial_relu") == 2
 
 
 @pytest.mark.parametrize("bad", [0.3, 2.0, -1.0, 0.999])

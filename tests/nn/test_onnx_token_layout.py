@@ -11,8 +11,9 @@ from typing import Callable
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
+from onnx import TensorProto
+
+from onnx_reference import build_unchecked, same_as_onnx, static_batch_1
 
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import FloatGraph, FloatNode
@@ -21,29 +22,11 @@ from aiompc.nn.onnx_build import OnnxBuilder
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.onnx_token_layout import simplify_layout
 
-TOL = 1e-5
 I64 = TensorProto.INT64
 
 
 def _i(b: OnnxBuilder, v: object) -> str:
     return b.const(np.array(v), "k", I64)
-
-
-def _build(b: OnnxBuilder, out: str) -> onnx.ModelProto:
-    """``b.build(out)`` without onnx's checker (it wants the output's shape, which inference cannot give for
-    graphs the importer must refuse, or for a Squeeze of unknown axes at a dynamic batch)."""
-    inp = helper.make_tensor_value_info(b.input, TensorProto.FLOAT, ["N", *b.input_shape])
-    outp = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
-    graph = helper.make_graph(b.nodes, "t", [inp], [outp], initializer=b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset)])
-    model.ir_version = min(model.ir_version, 10)
-    return model
-
-
-def _batch1(model: onnx.ModelProto) -> onnx.ModelProto:
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    return model
 
 
 def _two(b: OnnxBuilder, first: str) -> list[str]:
@@ -53,16 +36,7 @@ def _two(b: OnnxBuilder, first: str) -> list[str]:
 
 
 def _check(model: onnx.ModelProto, gen: np.random.Generator, batch: int = 3) -> list[str]:
-    """Import ``model``, compare with the reference evaluator on a random batch; the float ops."""
-    fg = load_onnx(model)
-    x = gen.standard_normal((batch, *fg.input_shape))
-    want = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.astype(np.float32)})[0]
-    got = run_float(fg, x)
-    assert got.size == want.size, (got.shape, want.shape)
-    np.testing.assert_allclose(got.reshape(want.shape), want, atol=TOL, rtol=TOL)
-    if batch > 1:  # the batch axis stays first: each sample's result is its own
-        assert got.shape[0] == batch
-    return [n.op for n in fg.nodes]
+    return same_as_onnx(model, gen, batch, same_shape=False)
 
 
 Build = Callable[[OnnxBuilder], str]
@@ -107,9 +81,9 @@ CASES: dict[str, tuple[tuple[int, ...], Build, bool, list[str] | None]] = {
 def test_layout_op_equals_the_onnx_reference(name: str, nprng: np.random.Generator) -> None:
     shape, build, batch1, ops = CASES[name]
     b = OnnxBuilder(shape, opset=18)
-    model = _build(b, build(b))
+    model = build_unchecked(b, build(b))
     if batch1:
-        model = _batch1(model)
+        model = static_batch_1(model)
     got = _check(model, nprng, batch=1 if batch1 else 3)
     if ops is not None:
         assert got == ops
@@ -121,7 +95,7 @@ def test_unsqueeze_and_split_attributes_of_older_opsets(nprng: np.random.Generat
     u = b.node("Unsqueeze", [b.input], axes=[2])  # (N, 4, 1, 6)
     s = b.node("Squeeze", [u], axes=[2])
     p = _two(b, b.node("Split", [s], axis=1, split=[3, 1]))
-    _check(_build(b, b.node("Relu", [p[1]])), nprng)
+    _check(build_unchecked(b, b.node("Relu", [p[1]])), nprng)
 
 
 @pytest.mark.parametrize("parts", [2, 4])
@@ -132,7 +106,7 @@ def test_split_into_uneven_parts_by_num_outputs(parts: int, nprng: np.random.Gen
         b.node("Split", [b.input], axis=2, num_outputs=parts)
         outs = [b.nodes[-1].output[0]] + [b._name("split") for _ in range(parts - 1)]
         b.nodes[-1].output[:] = outs
-        assert "slice" in _check(_build(b, b.node("Relu", [outs[j]])), nprng)
+        assert "slice" in _check(build_unchecked(b, b.node("Relu", [outs[j]])), nprng)
 
 
 @pytest.mark.parametrize("build,match", [
@@ -151,7 +125,7 @@ def test_split_into_uneven_parts_by_num_outputs(parts: int, nprng: np.random.Gen
 ])
 def test_refusals_name_the_node_and_the_reason(build: Build, match: str) -> None:
     b = OnnxBuilder((4, 6), opset=18)
-    model = _build(b, build(b))
+    model = build_unchecked(b, build(b))
     with pytest.raises(UnsupportedModel, match=match) as e:
         load_onnx(model)
     assert "ONNX node" in str(e.value)
@@ -162,7 +136,7 @@ def test_refusals_name_the_node_and_the_reason(build: Build, match: str) -> None
 @pytest.mark.parametrize("target", [[0, -1, -1], [0, 5, -1]])
 def test_refusals_at_a_dynamic_batch_do_not_show_the_placeholder_batch(target: list[int]) -> None:
     b = OnnxBuilder((4, 6), opset=18)
-    model = _build(b, b.node("Reshape", [b.input, _i(b, target)]))
+    model = build_unchecked(b, b.node("Reshape", [b.input, _i(b, target)]))
     with pytest.raises(UnsupportedModel) as e:
         load_onnx(model)
     assert "97" not in str(e.value)
@@ -170,7 +144,7 @@ def test_refusals_at_a_dynamic_batch_do_not_show_the_placeholder_batch(target: l
 
 def test_steps_error_carries_the_supported_form() -> None:
     b = OnnxBuilder((4, 6), opset=18)
-    model = _build(b, b.node("Slice", [b.input, _i(b, [0]), _i(b, [6]), _i(b, [2]), _i(b, [-1])]))
+    model = build_unchecked(b, b.node("Slice", [b.input, _i(b, [0]), _i(b, [6]), _i(b, [2]), _i(b, [-1])]))
     with pytest.raises(UnsupportedModel, match="only steps of 1 are supported"):
         load_onnx(model)
 
@@ -274,7 +248,7 @@ def test_random_layout_chains_at_batch_1_equal_the_onnx_reference(seed: int) -> 
     x, shape = b.input, [1, 4, 6]
     for _ in range(int(gen.integers(2, 6))):
         x, shape = _random_op(b, x, shape, gen)
-    model = _batch1(_build(b, b.node("Relu", [x])))
+    model = static_batch_1(build_unchecked(b, b.node("Relu", [x])))
     _check(model, gen, batch=1)
 
 
@@ -287,7 +261,7 @@ def test_random_layout_chains_at_a_dynamic_batch_are_refused_or_right(seed: int)
     x, shape = b.input, [3, 4, 6]
     for _ in range(int(gen.integers(1, 4))):
         x, shape = _random_op(b, x, shape, gen, leading_1=False)
-    model = _build(b, b.node("Relu", [x]))
+    model = build_unchecked(b, b.node("Relu", [x]))
     try:
         load_onnx(model)
     except UnsupportedModel as e:

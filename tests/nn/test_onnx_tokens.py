@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
+
+from onnx_reference import same_as_onnx, static_batch_1
 
 from aiompc.errors import UnsupportedModel
 from aiompc.nn.graph import TOKEN_OPS, FloatGraph, FloatNode, infer_shape
@@ -24,7 +25,6 @@ from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.onnx_tokens import (BATCH1_HINT, emit, full_shape, is_token, lift, reshape_full, sample_axis,
                                    settle)
 
-TOL = 1e-5
 NODE = helper.make_node("Identity", ["a"], ["b"], name="n")  # the ONNX node named in error messages
 
 
@@ -223,22 +223,6 @@ def test_sample_axis_out_of_range(axis: int) -> None:
 # --------------------------------------------------------------------------- end to end: static batch 1
 
 
-def _static_batch_1(model: onnx.ModelProto) -> onnx.ModelProto:
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    onnx.checker.check_model(model)
-    return model
-
-
-def _same_as_onnx(model: onnx.ModelProto, nprng: np.random.Generator) -> None:
-    fg = load_onnx(model)
-    x = nprng.standard_normal((1, *fg.input_shape))
-    want = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.astype(np.float32)})[0]
-    got = run_float(fg, x)
-    assert got.size == want.size
-    np.testing.assert_allclose(got.reshape(want.shape), want, atol=TOL, rtol=TOL)
-
-
 def _transpose_batch(b: OnnxBuilder) -> str:
     return b.node("Relu", [b.node("Transpose", [b.node("Relu", [b.input])], perm=[1, 0, 2])])  # (4, 1, 6)
 
@@ -260,7 +244,7 @@ def _unsqueeze_front(b: OnnxBuilder) -> str:
 @pytest.mark.parametrize("build", [_transpose_batch, _gather_batch, _merge_batch, _unsqueeze_front])
 def test_operators_moving_the_batch_axis_at_batch_1(build, nprng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
     b = OnnxBuilder((4, 6), opset=18)
-    _same_as_onnx(_static_batch_1(b.build(build(b))), nprng)
+    same_as_onnx(static_batch_1(b.build(build(b))), nprng, 1, same_shape=False)
 
 
 @pytest.mark.parametrize("build", [_gather_batch, _merge_batch])

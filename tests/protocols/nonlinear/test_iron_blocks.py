@@ -52,49 +52,38 @@ def _trunc_inputs(L_: int, s: int, gen: np.random.Generator) -> np.ndarray:
     return np.concatenate([np.array(edges, dtype=np.int64), gen.integers(0, top, 300)]).astype(np.uint64)
 
 
-@pytest.mark.parametrize("L_,s,L_out", [(37, 12, None), (37, 1, None), (26, 12, 14), (37, 12, 25), (37, 12, 20),
-                                        (20, 3, 30), (20, 0, None), (20, 0, 8)])
-async def test_trunc_nonneg_exact_is_the_floor(L_: int, s: int, L_out: int | None, nprng: np.random.Generator) -> None:
-    x = _trunc_inputs(L_, s, nprng)
+async def _trunc_run(x: np.ndarray, *, L_: int, s: int, L_out: int | None, exact: bool) -> tuple[np.ndarray, int]:
+    """trunc_nonneg on shares of ``x`` mod ``2^L_``: the opened result and its ring (shares checked reduced)."""
     sx = Shared(x, L_)
 
     async def job(p: Party) -> np.ndarray:
-        return await trunc_nonneg(p, "t", sx.mine(p), L=L_, s=s, exact=True, L_out=L_out)
+        return await trunc_nonneg(p, "t", sx.mine(p), L=L_, s=s, exact=exact, L_out=L_out)
 
     s_, c_ = await run_both(job)
     lo = L_ if L_out is None else L_out
     assert s_.dtype == np.uint64 and s_.shape == x.shape
     assert int(max(s_.max(), c_.max())) < 1 << lo  # shares reduced mod 2^L_out
+    return _open_u(s_, c_, lo), lo
+
+
+@pytest.mark.parametrize("L_,s,L_out", [(37, 12, None), (37, 1, None), (26, 12, 14), (37, 12, 25), (37, 12, 20),
+                                        (20, 3, 30), (20, 0, None), (20, 0, 8), (20, 0, 30)])
+async def test_trunc_nonneg_exact_is_the_floor(L_: int, s: int, L_out: int | None, nprng: np.random.Generator) -> None:
+    """Smaller and larger output rings; s = 0 into a larger ring extends (fixed on main in ab34eaa)."""
+    x = _trunc_inputs(L_, s, nprng)
+    got, lo = await _trunc_run(x, L_=L_, s=s, L_out=L_out, exact=True)
     want = (x >> np.uint64(s)) & np.uint64((1 << lo) - 1)
-    assert np.array_equal(_open_u(s_, c_, lo), want.astype(np.int64))
+    assert np.array_equal(got, want.astype(np.int64))
 
 
 @pytest.mark.parametrize("L_,s,L_out", [(37, 12, None), (26, 12, 14), (37, 5, 32)])
 async def test_trunc_nonneg_approximate_errs_by_0_or_plus_1(L_: int, s: int, L_out: int | None,
                                                             nprng: np.random.Generator) -> None:
     x = _trunc_inputs(L_, s, nprng)
-    sx = Shared(x, L_)
-
-    async def job(p: Party) -> np.ndarray:
-        return await trunc_nonneg(p, "t", sx.mine(p), L=L_, s=s, exact=False, L_out=L_out)
-
-    s_, c_ = await run_both(job)
-    lo = L_ if L_out is None else L_out
-    err = _open_u(s_, c_, lo) - (x >> np.uint64(s)).astype(np.int64)
+    got, _ = await _trunc_run(x, L_=L_, s=s, L_out=L_out, exact=False)
+    err = got - (x >> np.uint64(s)).astype(np.int64)
     assert set(np.unique(err).tolist()) <= {0, 1}  # e in {0, +1}: never below the floor
     assert err.sum() > 0  # the carry really is dropped on some inputs (the check is not vacuous)
-
-
-async def test_trunc_nonneg_by_0_into_a_larger_ring_extends(nprng: np.random.Generator) -> None:
-    L_, L_out = 20, 30
-    x = _trunc_inputs(L_, 0, nprng)
-    sx = Shared(x, L_)
-
-    async def job(p: Party) -> np.ndarray:
-        return await trunc_nonneg(p, "t", sx.mine(p), L=L_, s=0, exact=True, L_out=L_out)
-
-    s_, c_ = await run_both(job)
-    assert np.array_equal(_open_u(s_, c_, L_out), x.astype(np.int64))  # the value itself, not the shares' wrap
 
 
 def _online_bits(p: Party, prefix: str) -> int:
@@ -227,18 +216,24 @@ def _recip_cases() -> list[tuple[int, int, int, int]]:
     return [(sp.s_dn, F, sp.m, L), (F, F, gk.m, 2 * F + 2), (20, 8, fx.recip_lut_bits(8), 32)]
 
 
+async def _recip_run(dn: np.ndarray, *, s_dn: int, s_out: int, m: int, L_: int,
+                     exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """recip_normalized on shares of ``dn`` mod ``2^L_``: the opened result and fxmath's."""
+    sd = Shared(dn, L_)
+
+    async def job(p: Party) -> np.ndarray:
+        return await recip_normalized(p, "r", sd.mine(p), s_dn=s_dn, s_out=s_out, m=m, L=L_, exact=exact)
+
+    s, c = await run_both(job)
+    return _open_u(s, c, L_), fx.recip_normalized_fixed(dn.astype(np.int64), s_dn=s_dn, s_out=s_out, m=m)
+
+
 @pytest.mark.parametrize("s_dn,s_out,m,L_", _recip_cases())
 async def test_recip_normalized_exact_bit_for_bit(s_dn: int, s_out: int, m: int, L_: int,
                                                   nprng: np.random.Generator) -> None:
     dn = _recip_inputs(s_dn, m, nprng)
-    sd = Shared(dn, L_)
-
-    async def job(p: Party) -> np.ndarray:
-        return await recip_normalized(p, "r", sd.mine(p), s_dn=s_dn, s_out=s_out, m=m, L=L_, exact=True)
-
-    s, c = await run_both(job)
-    got = _open_u(s, c, L_)
-    assert np.array_equal(got, fx.recip_normalized_fixed(dn.astype(np.int64), s_dn=s_dn, s_out=s_out, m=m))
+    got, ref = await _recip_run(dn, s_dn=s_dn, s_out=s_out, m=m, L_=L_, exact=True)
+    assert np.array_equal(got, ref)
     # and the program approximates 2^s_out·2^s_dn/dn: relative 2^-(2m+1) plus one output LSB (+1 for floors)
     want = 2.0 ** (s_out + s_dn) / dn.astype(np.float64)
     assert np.all(np.abs(got - want) <= want * 2.0 ** -(2 * m + 1) + 2)
@@ -248,14 +243,8 @@ async def test_recip_normalized_exact_bit_for_bit(s_dn: int, s_out: int, m: int,
 async def test_recip_normalized_approximate_errs_by_0_or_plus_1(s_dn: int, s_out: int, m: int, L_: int,
                                                                 nprng: np.random.Generator) -> None:
     """Only the final scale truncation is approximate (the table index is a decomposition, exact): +{0, 1}."""
-    dn = _recip_inputs(s_dn, m, nprng)
-    sd = Shared(dn, L_)
-
-    async def job(p: Party) -> np.ndarray:
-        return await recip_normalized(p, "r", sd.mine(p), s_dn=s_dn, s_out=s_out, m=m, L=L_, exact=False)
-
-    s, c = await run_both(job)
-    err = _open_u(s, c, L_) - fx.recip_normalized_fixed(dn.astype(np.int64), s_dn=s_dn, s_out=s_out, m=m)
+    got, ref = await _recip_run(_recip_inputs(s_dn, m, nprng), s_dn=s_dn, s_out=s_out, m=m, L_=L_, exact=False)
+    err = got - ref
     assert set(np.unique(err).tolist()) <= {0, 1} and err.sum() > 0
 
 
@@ -294,19 +283,27 @@ def _rsqrt_inputs(W: int, gen: np.random.Generator) -> np.ndarray:
     return np.concatenate([np.array(sorted(e for e in edges if 1 <= e < 1 << W)), rand]).astype(np.uint64)
 
 
+async def _rsqrt_run(v: np.ndarray, *, f: int, l: int, H: int, exact: bool) -> tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray, np.ndarray]:
+    """rsqrt on shares of ``v`` mod ``2^l`` with the LayerNorm plan's ``W``, ``s_y``, ``E`` for rows of ``H``:
+    the opened ``(x1, a)`` and fxmath's ``(x1, a)``."""
+    p = fx.layernorm_plan(H, f=f, l=l)
+    sv = Shared(v, l)
+
+    async def job(party: Party) -> tuple[np.ndarray, np.ndarray]:
+        return await rsqrt(party, "q", sv.mine(party), f=f, W=p.W, s_y=p.s_y, E=p.E, L=l, exact=exact)
+
+    (xs, as_), (xc, ac) = await run_both(job)
+    wx1, wa = fx.rsqrt_fixed(v.astype(np.int64), f=f, W=p.W, s_y=p.s_y, E=p.E)
+    return _open_u(xs, xc, l), _open_u(as_, ac, l), wx1, wa
+
+
 @pytest.mark.parametrize("H", [768, 2])
 async def test_rsqrt_exact_bit_for_bit(H: int, nprng: np.random.Generator) -> None:
     """With the LayerNorm plan's W, s_y and E (every leading-one position 1..W−1, both exponent parities)."""
     p = fx.layernorm_plan(H, f=F, l=L)
     v = _rsqrt_inputs(p.W, nprng)
-    sv = Shared(v, L)
-
-    async def job(party: Party) -> tuple[np.ndarray, np.ndarray]:
-        return await rsqrt(party, "q", sv.mine(party), f=F, W=p.W, s_y=p.s_y, E=p.E, L=L, exact=True)
-
-    (xs, as_), (xc, ac) = await run_both(job)
-    x1, a = _open_u(xs, xc, L), _open_u(as_, ac, L)
-    wx1, wa = fx.rsqrt_fixed(v.astype(np.int64), f=F, W=p.W, s_y=p.s_y, E=p.E)
+    x1, a, wx1, wa = await _rsqrt_run(v, f=F, l=L, H=H, exact=True)
     assert np.array_equal(x1, wx1) and np.array_equal(a, wa)
     # the plaintext program: x1·a ≈ 2^(s_y+E)/sqrt(v/2^f), a few percent at most after one Newton step
     want = 2.0 ** (p.s_y + p.E) / np.sqrt(v.astype(np.float64) / 2.0**F)
@@ -324,30 +321,15 @@ async def test_rsqrt_at_every_ring_the_layernorm_plan_accepts(f: int, l: int, H:
         p = fx.layernorm_plan(H, f=f, l=l)
     except ValueError:
         return
-    v = _rsqrt_inputs(p.W, nprng)
-    sv = Shared(v, l)
-
-    async def job(party: Party) -> tuple[np.ndarray, np.ndarray]:
-        return await rsqrt(party, "q", sv.mine(party), f=f, W=p.W, s_y=p.s_y, E=p.E, L=l, exact=True)
-
-    (xs, _), (xc, _) = await run_both(job)
-    wx1, _ = fx.rsqrt_fixed(v.astype(np.int64), f=f, W=p.W, s_y=p.s_y, E=p.E)
-    assert np.array_equal(_open_u(xs, xc, l), wx1)
+    x1, _, wx1, _ = await _rsqrt_run(_rsqrt_inputs(p.W, nprng), f=f, l=l, H=H, exact=True)
+    assert np.array_equal(x1, wx1)
 
 
 async def test_rsqrt_approximate_stays_close(nprng: np.random.Generator) -> None:
     """Approximate: the power ``a`` is exact (comparisons only); ``x1`` moves by a few LSB of ``s_y`` (the
     truncations of b, b1 and x1 each add +{0, 1}; b's error is scaled by Y0²/2^(2m+4) <= 2, and enters x1
     times Y0/2^(m+3) <= 1/2)."""
-    p = fx.layernorm_plan(768, f=F, l=L)
-    v = _rsqrt_inputs(p.W, nprng)
-    sv = Shared(v, L)
-
-    async def job(party: Party) -> tuple[np.ndarray, np.ndarray]:
-        return await rsqrt(party, "q", sv.mine(party), f=F, W=p.W, s_y=p.s_y, E=p.E, L=L, exact=False)
-
-    (xs, as_), (xc, ac) = await run_both(job)
-    wx1, wa = fx.rsqrt_fixed(v.astype(np.int64), f=F, W=p.W, s_y=p.s_y, E=p.E)
-    assert np.array_equal(_open_u(as_, ac, L), wa)
-    err = _open_u(xs, xc, L) - wx1
-    assert np.abs(err).max() <= 4
+    v = _rsqrt_inputs(fx.layernorm_plan(768, f=F, l=L).W, nprng)
+    x1, a, wx1, wa = await _rsqrt_run(v, f=F, l=L, H=768, exact=False)
+    assert np.array_equal(a, wa)
+    assert np.abs(x1 - wx1).max() <= 4
