@@ -86,6 +86,16 @@ def test_for_range_is_the_narrowest_spec(nprng: np.random.Generator) -> None:
         assert (t.lo, t.hi, t.scale) == (lo, hi, None)
 
 
+def test_for_range_refuses_empty_and_too_wide_ranges() -> None:
+    with pytest.raises(InputError, match=r"empty range \[5, 3\]"):
+        TensorSpec.for_range("t", (1,), 5, 3, None)
+    for lo, hi in ((-(1 << 61) - 1, 0), (0, 1 << 62)):  # 63 bits: past MAX_BITS
+        with pytest.raises(UnsupportedModel, match=f"width 63 bits is outside 1..{MAX_BITS}"):
+            TensorSpec.for_range("t", (1,), lo, hi, None)
+    with pytest.raises(InputError, match=r"0 scales for shape \(2,\)"):
+        TensorSpec("t", (2,), 8, True, 0, 1, ())
+
+
 @pytest.mark.parametrize("scale", [None, (0.5,), (1.0, 2.0)])
 @pytest.mark.parametrize("bounds", [True, False])
 def test_tensor_spec_dict_round_trip(scale: tuple[float, ...] | None, bounds: bool) -> None:
