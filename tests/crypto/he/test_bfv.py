@@ -215,3 +215,22 @@ def test_operations_refuse_mismatched_levels_params_and_batches(nprng: np.random
         mul_plain(top, PlainNTT.encode(params, np.ones((3, N), dtype=np.int64)))
     with pytest.raises(InputError, match=r"weights must be integers of shape \(\.\.\., 2048\), got float64"):
         PlainNTT.encode(params, np.ones(N))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a level outside 1..levels is not checked: encrypt_symmetric and "
+                                       "PlainNTT.encode fail with numpy's ValueError (level 0, -1, 3) or silently clamp "
+                                       "(PlainNTT.encode(level=3) gives level 2); encode_plain(level=0) returns no "
+                                       "residues; an InputError naming the level is expected")
+@pytest.mark.parametrize("level", [0, -1, 3])
+@pytest.mark.parametrize("what", ["encrypt", "plain", "encode"])
+def test_a_level_outside_the_parameters_is_an_input_error(what: str, level: int) -> None:
+    params = _params(8)
+    sk, _ = keys(params)
+    m = np.zeros(N, dtype=np.int64)
+    with pytest.raises(InputError, match="level"):
+        if what == "encrypt":
+            encrypt_symmetric(sk, m, prg(1), level=level)
+        elif what == "plain":
+            PlainNTT.encode(params, m, level=level)
+        else:
+            encode_plain(params, m, level)
