@@ -109,3 +109,19 @@ def _c(name: str, v: np.ndarray) -> onnx.TensorProto:
 def test_refusals_name_the_node(node: onnx.NodeProto, inits: list, match: str) -> None:
     with pytest.raises(UnsupportedModel, match=match):
         load_onnx(_model(node, inits))
+
+
+@pytest.mark.parametrize("op,ops", [("Add", ["fakequant", "conv", "relu"]), ("Sub", ["fakequant", "conv", "relu"]),
+                                    ("Mul", ["fakequant", "conv", "batchnorm", "relu"]),
+                                    ("Div", ["fakequant", "conv", "batchnorm", "relu"])])
+def test_a_qdq_conv_takes_a_bias_but_keeps_its_integer_weights(op: str, ops: list[str],
+                                                              nprng: np.random.Generator) -> None:
+    """A shift merges into the bias; a scaling becomes its own affine layer (the integers stay as exported)."""
+    b = OnnxBuilder((2, 5, 5), opset=21)
+    wq = nprng.integers(-7, 8, (3, 2, 3, 3))
+    h = b.conv(b.qdq(b.input, 0.05, 8, True), None, None, pads=1,
+               weight_name=b.qweight(wq, np.full(3, 0.1, np.float32)))
+    model = b.build(b.relu(b.node(op, [h, b.const(nprng.uniform(0.5, 2.0, (3, 1, 1)))])))
+    assert same_as_onnx(model, nprng, tol=1e-4) == ops
+    (conv,) = [n for n in load_onnx(model).nodes if n.op == "conv"]
+    assert np.array_equal(conv.params["weight_q"], wq)
