@@ -244,6 +244,12 @@ def test_lookup_bounds_hold_the_program_and_k_is_the_table_width(k: int, nprng: 
         node.infer([spec((2,), 0, (1 << k))])
 
 
+@pytest.mark.parametrize("size", [0, 1, 3, 512])
+def test_lookup_tables_have_2_to_the_k_entries(size: int) -> None:
+    with pytest.raises(InputError, match=f"lookup 'l': a table has 2\\^k entries, 1 <= k <= 8; got {size}"):
+        Lookup(name="l", inputs=("x",), output="y", table=tuple(range(size)))
+
+
 def test_softmax_and_layernorm_q_bounds_hold_the_programs(nprng: np.random.Generator) -> None:
     n = 8
     sp, _ = softmax_params(1 / 8, n, out_bits=6)
