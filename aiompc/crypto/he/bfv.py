@@ -52,6 +52,15 @@ __all__ = [
 
 
 
+def _level(params: HEParams, level: int | None) -> int:
+    """``level`` (default: all of ``params``' primes), checked to lie in ``1..params.levels``."""
+    if level is None:
+        return params.levels
+    if not 1 <= level <= params.levels:
+        raise InputError(f"level {level} outside 1..{params.levels} (the number of primes of these parameters)")
+    return level
+
+
 def _basis(params: HEParams, level: int) -> RNSBasis:
     return get_basis(params.primes[:level])
 
@@ -73,7 +82,7 @@ def as_plaintext(params: HEParams, m: np.ndarray | int) -> np.ndarray:
 
 def encode_plain(params: HEParams, m: np.ndarray, level: int | None = None) -> np.ndarray:
     """Residues of ``round(q_L·m/t)``, coefficient form, shape ``(B, L, N)``."""
-    level = params.levels if level is None else level
+    level = _level(params, level)
     return encode_scaled(as_plaintext(params, m), params.plain_bits, _basis(params, level))
 
 
@@ -202,7 +211,7 @@ class PlainNTT:
         """The plaintexts of the dense polynomials ``dense[..., exps] = values`` (``exps`` in ``[0, N)``; a repeated
         exponent takes its last value), as :meth:`encode` gives them, without building those (one compiled pass
         per polynomial)."""
-        level = params.levels if level is None else level
+        level = _level(params, level)
         ntt = get_ntt(params.n, params.primes[:level])
         data, norm, count = ntt.forward_sparse_centered(values, exps, params.plain_bits, np.uint32)
         data.setflags(write=False)
@@ -228,7 +237,7 @@ def encrypt_symmetric(sk: SecretKey, m: np.ndarray, prg: PRG, *, level: int | No
     ``prg``; ``c0 = round(q·m/t) + e − a·s``.  The upload is ``c0`` plus 32 bytes.
     """
     params = sk.params
-    level = params.levels if level is None else level
+    level = _level(params, level)
     mm = as_plaintext(params, m)
     basis = _basis(params, level)
     seed = prg.seed()

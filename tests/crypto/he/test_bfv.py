@@ -217,10 +217,6 @@ def test_operations_refuse_mismatched_levels_params_and_batches(nprng: np.random
         PlainNTT.encode(params, np.ones(N))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a level outside 1..levels is not checked: encrypt_symmetric and "
-                                       "PlainNTT.encode fail with numpy's ValueError (level 0, -1, 3) or silently clamp "
-                                       "(PlainNTT.encode(level=3) gives level 2); encode_plain(level=0) returns no "
-                                       "residues; an InputError naming the level is expected")
 @pytest.mark.parametrize("level", [0, -1, 3])
 @pytest.mark.parametrize("what", ["encrypt", "plain", "encode"])
 def test_a_level_outside_the_parameters_is_an_input_error(what: str, level: int) -> None:
