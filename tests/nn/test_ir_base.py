@@ -203,30 +203,39 @@ def test_to_dict_leaves_secrets_out_unless_asked() -> None:
     assert "weight" not in _Weighted(name="w", inputs=("x",), output="y").to_dict(include_weights=True)
 
 
-def test_from_dict_rebuilds_registered_nodes_with_tuples_and_codecs() -> None:
+def test_from_dict_rebuilds_nodes_with_tuples_and_codecs() -> None:
     t = Transpose(name="t", inputs=("a",), output="b", perm=(2, 0, 1))
     d = wire.decode(wire.encode(t.to_dict()))
     assert d["perm"] == [2, 0, 1]  # lists on the wire
-    back = Node.from_dict(d)
+    back = Transpose.from_dict(d)
     assert type(back) is Transpose and back.perm == (2, 0, 1) and back.inputs == ("a",)
     p, _ = softmax_params(1 / 8, 8)
     s = SoftmaxQ(name="s", inputs=("a",), output="b", params=p)
     d = wire.decode(wire.encode(s.to_dict()))
     assert isinstance(d["params"], dict) and isinstance(d["params"]["exp_table"], list)
-    back = Node.from_dict(d)
+    back = SoftmaxQ.from_dict(d)
     assert back.params == p and isinstance(back.params.exp_table, tuple)  # rebuilt by the codec, tuples again
+    u = _Unary(name="u", inputs=("a",), output="b")  # no registry needed: the class rebuilds its own kind
+    assert vars(_Unary.from_dict(wire.decode(wire.encode(u.to_dict())))) == vars(u)
 
 
-def test_from_dict_refuses_unknown_kinds_and_malformed_params() -> None:
-    with pytest.raises(ProtocolError, match="unknown IR node kind 'nope'"):
-        Node.from_dict({"op": "nope", "name": "n"})
-    with pytest.raises(ProtocolError, match="unknown IR node kind None"):
-        Node.from_dict({"name": "n"})
-    with pytest.raises(ProtocolError, match="unknown IR node kind 'test_unary'"):  # only the registry's kinds
-        Node.from_dict(_Unary(name="u", inputs=("a",), output="b").to_dict())
+def test_from_dict_weights_come_back_as_int64_or_stay_out() -> None:
+    w, b = np.array([[1, -2, 3], [4, 5, -6]]), np.array([7, -8])
+    n = _Weighted(name="w", inputs=("x",), output="y", weight=w, bias=b, weight_bits=4)
+    full = _Weighted.from_dict(n.to_dict(include_weights=True))
+    assert full.weight.dtype == np.int64 and np.array_equal(full.weight, w) and np.array_equal(full.bias, b)
+    meta = _Weighted.from_dict(n.to_dict())
+    assert not meta.loaded and (meta.rows, meta.cols, meta.weight_bits) == (2, 3, 4)
+
+
+def test_from_dict_refuses_another_kind_and_malformed_params() -> None:
+    with pytest.raises(ProtocolError, match="IR node kind 'softmax_q' is not 'transpose'"):
+        Transpose.from_dict({"op": "softmax_q", "name": "n"})
+    with pytest.raises(ProtocolError, match="IR node kind None is not 'test_unary'"):
+        _Unary.from_dict({"name": "n", "inputs": ["a"], "output": "b"})
     d = SoftmaxQ(name="s", inputs=("a",), output="b", params=softmax_params(1 / 8, 8)[0]).to_dict()
     with pytest.raises(ProtocolError, match="softmax_q node: field 'params' must be a dict of constants"):
-        Node.from_dict({**d, "params": [1, 2]})
+        SoftmaxQ.from_dict({**d, "params": [1, 2]})
 
 
 def test_params_field_marks_the_codec() -> None:
