@@ -48,9 +48,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from aiompc.errors import InputError
+
 __all__ = [
     "EXP_DIGIT_BITS",
     "GELU_CLIP",
+    "GELU_RING_MARGIN",
     "exp_digit_widths",
     "exp_tables",
     "exp_neg_fixed",
@@ -81,6 +84,10 @@ RSQRT_LOOKUP_SCALE = 2
 
 GELU_CLIP = 4
 """``|x|`` is clipped at this value inside ``g`` (real units): ``exp(−2g(4)) < 2^-15``, so ``e = 0`` beyond."""
+
+GELU_RING_MARGIN = 8
+"""The least ``l − 2f`` at which the GELU program fits its ring: the cube of the clipped ``|x|``, up to
+``(4·2^f)^3 / 2^(2f) = 2^(2f+6)``, must stay below the known-MSB truncation's bound ``2^(l−1) − 2^f``."""
 
 def softmax_error_bound(y_ref: np.ndarray, n: int, f: int) -> np.ndarray:
     """Bound on ``|softmax_fixed − y_ref|`` (LSB), ``y_ref = 2^f·softmax`` (float): ``5 + y_ref·(3n + 4)/2^f``.
@@ -124,7 +131,7 @@ def _floor_shift(x: np.ndarray, s: int) -> np.ndarray:
 def exp_digit_widths(bw: int) -> list[int]:
     """Widths of the digits of a ``bw``-bit input, low first: 8 bits each, the last one what remains."""
     if bw < 1:
-        raise ValueError(f"exp input width must be >= 1, got {bw}")
+        raise InputError(f"exp input width must be >= 1, got {bw}")
     return [min(EXP_DIGIT_BITS, bw - i) for i in range(0, bw, EXP_DIGIT_BITS)]
 
 
@@ -179,7 +186,7 @@ def exp_neg_fixed(d: np.ndarray, *, f: int, bw: int, saturate: bool = False) -> 
 def recip_lut_bits(s_out: int) -> int:
     """SIRNN's table index width for a reciprocal with ``s_out`` fraction bits (no Newton step, ``s_out <= 18``)."""
     if not 3 <= s_out <= 18:
-        raise ValueError(f"reciprocal output scale must be in 3..18, got {s_out}")
+        raise InputError(f"reciprocal output scale must be in 3..18, got {s_out}")
     return math.ceil((s_out - 2) / 2)
 
 
@@ -249,13 +256,13 @@ class SoftmaxPlan:
 
 
 def softmax_plan(n: int, *, f: int, l: int) -> SoftmaxPlan:
-    """The plan of :func:`softmax_fixed` (raises ``ValueError`` where the ring is too small)."""
+    """The plan of :func:`softmax_fixed` (raises :class:`~aiompc.errors.InputError` where the ring is too small)."""
     if n < 1:
-        raise ValueError("softmax needs a non-empty last axis")
+        raise InputError("softmax needs a non-empty last axis")
     B = n.bit_length()
     plan = SoftmaxPlan(n=n, f=f, l=l, B=B, m=recip_lut_bits(f), exp_bits=l - 1)
     if 2 * f + B + 1 > l - 1 or plan.s_dn + plan.m + 4 > l:
-        raise ValueError(f"softmax over {n} values at f={f} does not fit l={l} bits")
+        raise InputError(f"softmax over {n} values at f={f} does not fit l={l} bits")
     return plan
 
 
@@ -344,7 +351,7 @@ def gelu_fixed(x: np.ndarray, *, f: int, l: int) -> np.ndarray:
 def rsqrt_lut_bits(s_out: int) -> int:
     """SIRNN's rsqrt table index width (one Newton step for ``s_out <= 14``)."""
     if not 2 <= s_out <= 14:
-        raise ValueError(f"rsqrt output scale must be in 2..14, got {s_out}")
+        raise InputError(f"rsqrt output scale must be in 2..14, got {s_out}")
     return math.ceil(s_out / 2)
 
 
@@ -383,7 +390,7 @@ def rsqrt_fixed(v: np.ndarray, *, f: int, W: int, s_y: int, E: int) -> tuple[np.
     x1 = (y0 * ((3 << s_y) - b1)) >> (m + RSQRT_LOOKUP_SCALE + 1)
     e = (f - j + p) // 2 + E
     if np.any(e < 0):
-        raise ValueError("rsqrt: the exponent offset E is too small for this range")
+        raise InputError("rsqrt: the exponent offset E is too small for this range")
     return x1, np.left_shift(np.int64(1), e)
 
 
@@ -424,13 +431,13 @@ class LayerNormPlan:
 
 
 def layernorm_plan(H: int, *, f: int, l: int, eps: float = 1e-5) -> LayerNormPlan:
-    """The plan of :func:`layernorm_fixed` (raises ``ValueError`` where the ring is too small)."""
+    """The plan of :func:`layernorm_fixed` (raises :class:`~aiompc.errors.InputError` where the ring is too small)."""
     if H < 1:
-        raise ValueError("layernorm needs a non-empty last axis")
+        raise InputError("layernorm needs a non-empty last axis")
     hb = H.bit_length()
     A = (l - 2 - f - hb) // 2
     if A < 0:
-        raise ValueError(f"layernorm over {H} features does not fit l={l} bits at f={f}")
+        raise InputError(f"layernorm over {H} features does not fit l={l} bits at f={f}")
     g = max(0, f + A - (l - 1) // 2)
     W = l - 2
     s_y = f

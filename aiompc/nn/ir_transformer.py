@@ -50,6 +50,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from aiompc.crypto.he import CHEETAH_PLAIN_BITS
+from aiompc import fxmath as fx
 from aiompc.errors import InputError, UnsupportedModel
 from aiompc.nn.bounds import linear_channel_ranges, range_of_width
 from aiompc.nn.ir_base import Inferred, Node, TensorSpec, WeightedNode, params_field
@@ -356,12 +357,20 @@ class _FixedPointNode(Node):
 
     f: int
     l: int = CHEETAH_PLAIN_BITS
+    f_range: ClassVar[tuple[int, int]] = (2, 30)
+    """The scales its program has tables for (the reciprocal's and rsqrt's look-up widths bound them)."""
+    l_over_2f: ClassVar[int] = 1
+    """The least ``l − 2f``: products of two scale-``2^-f`` values (and GELU's cube) must stay in the ring."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        f_lo, f_hi = self.f_range
         if not 2 <= self.f <= 30 or not 2 * self.f < self.l <= 62:
             raise InputError(f"{self.op} {self.name!r}: needs 2 <= f <= 30 and 2f < l <= 62, got f = {self.f}, "
                              f"l = {self.l}")
+        if not f_lo <= self.f <= f_hi or self.l < 2 * self.f + self.l_over_2f:
+            raise InputError(f"{self.op} {self.name!r}: its program needs {f_lo} <= f <= {f_hi} and "
+                             f"l >= 2f + {self.l_over_2f}, got f = {self.f}, l = {self.l}")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -370,6 +379,7 @@ class SoftmaxFx(_FixedPointNode):
     (a probability, ``<= 2^f``, and the approximation's few LSBs above it)."""
 
     op: ClassVar[str] = "softmax_fx"
+    f_range: ClassVar[tuple[int, int]] = (3, 18)  # aiompc.fxmath.recip_lut_bits
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -383,6 +393,8 @@ class GeluFx(_FixedPointNode):
     ``h = max(hi, 0)`` (GELU >= -0.17 and <= max(x, 0); the approximation errs by at most ``2 + |x|·2^-f`` LSB)."""
 
     op: ClassVar[str] = "gelu_fx"
+    f_range: ClassVar[tuple[int, int]] = (3, 18)  # its tanh's reciprocal: aiompc.fxmath.recip_lut_bits
+    l_over_2f: ClassVar[int] = fx.GELU_RING_MARGIN
 
     def infer(self, inputs: Sequence[TensorSpec]) -> Inferred:
         (x,) = inputs
@@ -397,6 +409,7 @@ class LayerNormFx(_FixedPointNode):
     approximation errs by a few LSB)."""
 
     op: ClassVar[str] = "layernorm_fx"
+    f_range: ClassVar[tuple[int, int]] = (2, 14)  # aiompc.fxmath.rsqrt_lut_bits
     eps: float = 1e-5
 
     def __post_init__(self) -> None:

@@ -280,21 +280,34 @@ def test_row_nodes_need_a_non_empty_last_axis(kind: type[Node]) -> None:
 @pytest.mark.parametrize("f,l,ok", [(2, 5, True), (30, 61, True), (30, 62, True), (1, 37, False), (31, 63, False),
                                     (12, 24, False), (12, 63, False), (20, 40, False)])
 def test_fixed_point_nodes_check_f_and_l(f: int, l: int, ok: bool) -> None:
+    """The common bounds of every fixed-point node (its own program's bounds come on top)."""
     for kind in (SoftmaxFx, GeluFx, LayerNormFx):
-        if ok:
-            assert kind(name="n", inputs=("x",), output="y", f=f, l=l).l == l
-        else:
+        f_lo, f_hi = kind.f_range
+        if not ok:
             with pytest.raises(InputError, match=rf"needs 2 <= f <= 30 and 2f < l <= 62, got f = {f}, l = {l}"):
                 kind(name="n", inputs=("x",), output="y", f=f, l=l)
+        elif f_lo <= f <= f_hi and l >= 2 * f + kind.l_over_2f:
+            assert kind(name="n", inputs=("x",), output="y", f=f, l=l).l == l
+        else:
+            with pytest.raises(InputError, match=rf"its program needs {f_lo} <= f <= {f_hi} and l >= 2f \+ "
+                                                 rf"{kind.l_over_2f}, got f = {f}, l = {l}"):
+                kind(name="n", inputs=("x",), output="y", f=f, l=l)
+
+
+@pytest.mark.parametrize("kind,f,l,ok", [(SoftmaxFx, 3, 7, True), (SoftmaxFx, 18, 37, True), (SoftmaxFx, 19, 40, False),
+                                         (GeluFx, 12, 32, True), (GeluFx, 12, 31, False), (GeluFx, 3, 14, True),
+                                         (LayerNormFx, 14, 29, True), (LayerNormFx, 15, 40, False)])
+def test_fixed_point_nodes_check_their_programs_bounds(kind: type[Node], f: int, l: int, ok: bool) -> None:
+    if ok:
+        assert kind(name="n", inputs=("x",), output="y", f=f, l=l).f == f
+    else:
+        with pytest.raises(InputError, match="its program needs"):
+            kind(name="n", inputs=("x",), output="y", f=f, l=l)
 
 
 _FX_PROGRAMS = {SoftmaxFx: fx.softmax_fixed, GeluFx: fx.gelu_fixed, LayerNormFx: fx.layernorm_fixed}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the fixed-point nodes accept 2 <= f <= 30, but their fxmath programs (and the "
-                                       "protocols) raise a plain ValueError at run time for SoftmaxFx/GeluFx f = 2 "
-                                       "(recip_lut_bits needs 3..18) and LayerNormFx f >= 15 (rsqrt_lut_bits needs "
-                                       "2..14): the IR should refuse them at construction")
 @pytest.mark.parametrize("kind,f,l", [(SoftmaxFx, 2, 37), (GeluFx, 2, 37), (LayerNormFx, 15, 40), (LayerNormFx, 20, 62)])
 def test_fixed_point_nodes_accept_only_what_their_programs_compute(kind: type[Node], f: int, l: int) -> None:
     try:

@@ -126,6 +126,9 @@ async def gelu_fx(party: Party, label: str, x: np.ndarray, *, f: int, l: int, ex
     xs = np.asarray(x)
     if xs.size and (not np.issubdtype(xs.dtype, np.unsignedinteger) or int(xs.max()) >> l):
         raise InputError(f"gelu_fx: shares must be unsigned integers below 2^{l}")
+    if l < 2 * f + fx.GELU_RING_MARGIN:
+        raise InputError(f"gelu_fx: needs l >= 2f + {fx.GELU_RING_MARGIN} (the cube of the clipped |x| must fit the "
+                         f"ring), got f = {f}, l = {l}")
     flat = xs.astype(np.uint64).reshape(-1)
     if flat.size == 0:
         return np.zeros(xs.shape, dtype=np.uint64)
