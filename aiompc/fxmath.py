@@ -54,6 +54,7 @@ __all__ = [
     "EXP_DIGIT_BITS",
     "GELU_CLIP",
     "GELU_RING_MARGIN",
+    "LAYERNORM_RING_MARGIN",
     "exp_digit_widths",
     "exp_tables",
     "exp_neg_fixed",
@@ -84,6 +85,10 @@ RSQRT_LOOKUP_SCALE = 2
 
 GELU_CLIP = 4
 """``|x|`` is clipped at this value inside ``g`` (real units): ``exp(−2g(4)) < 2^-15``, so ``e = 0`` beyond."""
+
+LAYERNORM_RING_MARGIN = 8
+"""The least ``l − 2f`` at which the LayerNorm plan is accepted: below it rsqrt's Newton products (``Y0²·b``) pass
+``2^(l−1)`` (measured: wrong at ``l = 2f + 4``, right from ``2f + 6``; two bits of margin)."""
 
 GELU_RING_MARGIN = 8
 """The least ``l − 2f`` at which the GELU program fits its ring: the cube of the clipped ``|x|``, up to
@@ -434,6 +439,9 @@ def layernorm_plan(H: int, *, f: int, l: int, eps: float = 1e-5) -> LayerNormPla
     """The plan of :func:`layernorm_fixed` (raises :class:`~aiompc.errors.InputError` where the ring is too small)."""
     if H < 1:
         raise InputError("layernorm needs a non-empty last axis")
+    if l < 2 * f + LAYERNORM_RING_MARGIN:
+        raise InputError(f"layernorm needs l >= 2f + {LAYERNORM_RING_MARGIN} (rsqrt's Newton products must fit the "
+                         f"ring), got f = {f}, l = {l}")
     hb = H.bit_length()
     A = (l - 2 - f - hb) // 2
     if A < 0:

@@ -410,6 +410,7 @@ class LayerNormFx(_FixedPointNode):
 
     op: ClassVar[str] = "layernorm_fx"
     f_range: ClassVar[tuple[int, int]] = (2, 14)  # aiompc.fxmath.rsqrt_lut_bits
+    l_over_2f: ClassVar[int] = fx.LAYERNORM_RING_MARGIN
     eps: float = 1e-5
 
     def __post_init__(self) -> None:

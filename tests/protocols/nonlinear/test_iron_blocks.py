@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from aiompc.errors import InputError
 from aiompc import fxmath as fx
 from aiompc.party import Party
 from aiompc.protocols.nonlinear.iron_blocks import (BASELINE_DIGIT_BITS, exp_digits, exp_neg, leading_one_bits, public,
@@ -312,18 +313,17 @@ async def test_rsqrt_exact_bit_for_bit(H: int, nprng: np.random.Generator) -> No
     assert np.all(np.abs(x1 * a.astype(np.float64) / want - 1) < 2.0**-6)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: at rings the LayerNorm plan (and LayerNormFx's 2f < l <= 62) accept, e.g. "
-                   "f = 12, l = 28, rsqrt's products Y0²·b pass 2^(L−1) and x1 differs from fxmath.rsqrt_fixed "
-                   "(so layernorm_fx differs from layernorm_fixed); rsqrt states only W <= L − 2")
 @pytest.mark.slow
-@pytest.mark.parametrize("f,l,H", [(12, 28, 4), (12, 26, 2), (8, 20, 2)])
+@pytest.mark.parametrize("f,l,H", [(12, 28, 4), (12, 26, 2), (8, 20, 2), (12, 32, 4), (8, 24, 2)])
 async def test_rsqrt_at_every_ring_the_layernorm_plan_accepts(f: int, l: int, H: int,
                                                               nprng: np.random.Generator) -> None:
-    """Either the plan refuses the ring (ValueError) or rsqrt with its W, s_y, E is bit for bit."""
-    try:
-        p = fx.layernorm_plan(H, f=f, l=l)
-    except ValueError:
+    """The plan refuses a ring below ``2f + LAYERNORM_RING_MARGIN`` (where rsqrt's products would wrap); at the
+    least ring it accepts, rsqrt with its W, s_y, E is bit for bit."""
+    if l < 2 * f + fx.LAYERNORM_RING_MARGIN:
+        with pytest.raises(InputError, match="rsqrt's Newton products must fit the ring"):
+            fx.layernorm_plan(H, f=f, l=l)
         return
+    p = fx.layernorm_plan(H, f=f, l=l)
     x1, _, wx1, _ = await _rsqrt_run(_rsqrt_inputs(p.W, nprng), f=f, l=l, H=H, exact=True)
     assert np.array_equal(x1, wx1)
 
