@@ -372,34 +372,39 @@ class CheetahPlanner(LevelledFlooding):
                 if t != first.tiling:
                     yield MatmulLayout(t)
 
-    def _decrypts(self, layout: Layout, l: int, weight_bits: int, params: HEParams | None) -> bool:
+    def _plan(self, layout: Layout, l: int, weight_bits: int, params: HEParams | None) -> LinearPlan:
+        """``layout``'s plan with one uniform flood where it fits (Cheetah's bytes), else the triangle; the last
+        :class:`UndecryptableParameters` if neither decrypts."""
         levels = self.flood_levels
+        last: UndecryptableParameters | None = None
         for terms in FLOOD_TERMS:
             try:
-                make_plan(layout, l, weight_bits, he=params, stat_bits=levels.level(terms), flood_terms=terms,
-                          tight_rounding=True, fail_bits=levels.fail)
-                return True
-            except UndecryptableParameters:
-                pass
-        return False
+                return make_plan(layout, l, weight_bits, he=params, stat_bits=levels.level(terms), planner="cheetah",
+                                 chunk=self.chunk, flood_terms=terms, tight_rounding=True, fail_bits=levels.fail)
+            except UndecryptableParameters as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def _decrypts(self, layout: Layout, l: int, weight_bits: int, params: HEParams | None) -> bool:
+        try:
+            self._plan(layout, l, weight_bits, params)
+            return True
+        except UndecryptableParameters:
+            return False
 
     def __call__(self, shape: Shape, l: int, weight_bits: int, *, out_shift: int = 0, pack: int = 1) -> LinearPlan:
         _no_packing(self.name, pack)
         params = cheetah_params(l) if self.he == "cheetah" and self.n == CHEETAH_N else None
         last: UndecryptableParameters | None = None
-        levels = self.flood_levels
         for i, layout in enumerate(self.fallback_layouts(shape)):
             if i == 1 and isinstance(shape, MatmulShape) and not self._decrypts(
                     MatmulLayout(MatmulTiling(shape, self.n, 1, 1, 1)), l, weight_bits, params):
                 break  # the blocking of least noise does not decrypt: none will
-            for terms in FLOOD_TERMS:  # one uniform where it fits (Cheetah's bytes), else the triangle
-                try:
-                    plan = make_plan(layout, l, weight_bits, he=params, stat_bits=levels.level(terms),
-                                     planner="cheetah", chunk=self.chunk, flood_terms=terms, tight_rounding=True,
-                                     fail_bits=levels.fail)
-                    return with_out_shift(plan, out_shift)
-                except UndecryptableParameters as exc:
-                    last = exc
+            try:
+                return with_out_shift(self._plan(layout, l, weight_bits, params), out_shift)
+            except UndecryptableParameters as exc:
+                last = exc
         assert last is not None
         raise UndecryptableParameters(
             f"{shape}: {last} (Cheetah's q ~ 2^109 at N = {CHEETAH_N} holds l = {l} with {weight_bits}-bit weights "
