@@ -400,20 +400,26 @@ class MatmulTiling:
                 f"{self.input_ciphertexts} in / {self.output_ciphertexts} out ciphertexts")
 
 
+def _cheetah_key(n_in: int, n_out: int, d0: int, d1: int, d2: int) -> tuple[int, int, int, int, int]:
+    """Cheetah's order of blockings: fewest input + output ciphertexts, then fewest input ciphertexts, then smaller
+    blocks (then fewer rows, then fewer inner features per block)."""
+    return (n_in + n_out, n_in, d0 * d1 * d2, d0, d1)
+
+
 def cheetah_matmul_tiling(shape: MatmulShape, n: int = CHEETAH_RING_DEGREE) -> MatmulTiling:
     """Blocks minimising input + output ciphertexts (ties: fewer input ciphertexts, then smaller blocks).
 
     Exhaustive over ``d0`` and ``d1`` with the largest admissible ``d2 = min(out, N // (d0 d1))``; the
     search is O(batch * in_features) integer work, done once per layer.
     """
-    best: tuple[tuple[int, int, int, int], MatmulTiling] | None = None
+    best: tuple[tuple[int, int, int, int, int], MatmulTiling] | None = None
     for d0 in range(1, min(shape.batch, n) + 1):
         rows = -(-shape.batch // d0)
         for d1 in range(1, min(shape.in_features, n // d0) + 1):
             d2 = min(shape.out_features, n // (d0 * d1))
             n_in = rows * -(-shape.in_features // d1)
             n_out = rows * -(-shape.out_features // d2)
-            key = (n_in + n_out, n_in, d0 * d1 * d2, d0)
+            key = _cheetah_key(n_in, n_out, d0, d1, d2)
             if best is None or key < best[0]:
                 best = (key, MatmulTiling(shape, n, d0, d1, d2))
     assert best is not None
@@ -432,5 +438,4 @@ def matmul_tilings_by_count(shape: MatmulShape, n: int = CHEETAH_RING_DEGREE) ->
         for d1 in block_sizes(shape.in_features, n // d0):
             for d2 in block_sizes(shape.out_features, n // (d0 * d1)):
                 out.append(MatmulTiling(shape, n, d0, d1, d2))
-    return sorted(out, key=lambda t: (t.input_ciphertexts + t.output_ciphertexts, t.input_ciphertexts,
-                                      t.d0 * t.d1 * t.d2, t.d0, t.d1))
+    return sorted(out, key=lambda t: _cheetah_key(t.input_ciphertexts, t.output_ciphertexts, t.d0, t.d1, t.d2))
