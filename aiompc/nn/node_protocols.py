@@ -22,10 +22,10 @@ from aiompc.nn.ir import (Add, AddConst, ChannelAffine, Clip, Concat, Conv, Feat
 from aiompc.nn.node_runners import (run_add, run_channel_affine, run_clip, run_concat, run_conv, run_flatten,
                                     run_linear, run_maxpool, run_partial_relu, run_relu, run_requantize,
                                     run_sum_pool)
-from aiompc.nn.node_runners_transformer import (run_add_const, run_feature_affine, run_fixed_point_fn,
+from aiompc.nn.node_runners_transformer import (run_add_const, run_feature_affine, run_gelu_fx, run_layernorm_fx,
                                                 run_layernorm_q, run_lookup, run_matmul, run_matmul_shared,
-                                                run_reduce_sum, run_reshape, run_slice, run_softmax_q,
-                                                run_transpose)
+                                                run_reduce_sum, run_reshape, run_slice, run_softmax_fx,
+                                                run_softmax_q, run_transpose)
 from aiompc.nn.node_step import NodeProtocol, Step
 from aiompc.nn.rings import reads_any_ring
 
@@ -57,9 +57,9 @@ NODE_PROTOCOLS: dict[type[Node], NodeProtocol] = {
     SoftmaxQ: NodeProtocol("ot", run_softmax_q),
     FeatureAffine: NodeProtocol("ot", run_feature_affine),
     LayerNormQ: NodeProtocol("ot", run_layernorm_q),
-    SoftmaxFx: NodeProtocol("ot", run_fixed_point_fn),
-    GeluFx: NodeProtocol("ot", run_fixed_point_fn),
-    LayerNormFx: NodeProtocol("ot", run_fixed_point_fn),
+    SoftmaxFx: NodeProtocol("ot", run_softmax_fx),
+    GeluFx: NodeProtocol("ot", run_gelu_fx),
+    LayerNormFx: NodeProtocol("ot", run_layernorm_fx),
 }
 """IR node type → the protocol that evaluates it (the one source of this fact)."""
 

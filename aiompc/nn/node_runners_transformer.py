@@ -63,7 +63,8 @@ from aiompc.protocols.products import CROSS_METHODS, cot_bits
 
 __all__ = ["DEFAULT_COT_BITS", "shared_matmul_plan", "matmul_fc_weight", "lookup_width", "run_matmul",
            "run_transpose", "run_reshape", "run_slice", "run_reduce_sum", "run_add_const", "run_lookup",
-           "run_matmul_shared", "run_softmax_q", "run_feature_affine", "run_layernorm_q", "run_fixed_point_fn"]
+           "run_matmul_shared", "run_softmax_q", "run_feature_affine", "run_layernorm_q", "run_softmax_fx",
+           "run_gelu_fx", "run_layernorm_fx"]
 
 DEFAULT_COT_BITS = COT_BITS.get(DEFAULT_ENGINE, COT_BITS["iknp"])
 """Modelled bits per random COT of the default OT engine: what plans made before a session (no OT engine yet)
@@ -86,8 +87,6 @@ def matmul_fc_weight(weight: np.ndarray) -> np.ndarray:
     """A MatMul's ``(K, O)`` weight as the ``(O, K)`` weight of :func:`~aiompc.protocols.linear.fc` (contiguous:
     the prepared-weight cache keys on its bytes)."""
     return np.ascontiguousarray(np.asarray(weight).T)
-
-
 
 
 async def run_matmul(step: Step, node: MatMul, xs: list[np.ndarray]) -> np.ndarray:
@@ -190,14 +189,29 @@ async def run_layernorm_q(step: Step, node: LayerNormQ, xs: list[np.ndarray]) ->
                              l_out=step.rings.compute_ring(node))
 
 
-async def run_fixed_point_fn(step: Step, node: SoftmaxFx | GeluFx | LayerNormFx, xs: list[np.ndarray]) -> np.ndarray:
-    """Iron's fixed-point programs on their own ring ``node.l`` (Cheetah's 37 bits: every edge's ring in the
-    ``cheetah`` mode); ``exact`` as the session's (Cheetah's approximate truncation by default)."""
+def _fixed_point_ring(step: Step, node: SoftmaxFx | GeluFx | LayerNormFx) -> int:
+    """Iron's fixed-point programs run on their own ring ``node.l`` (Cheetah's 37 bits: every edge's ring in the
+    ``cheetah`` mode); :class:`UnsupportedModel` if the node's consumers need another."""
     l = step.rings.compute_ring(node)
     if l != node.l:
         raise UnsupportedModel(f"{node.op} {node.name!r}: Iron's fixed-point program runs on its {node.l}-bit ring, "
                                f"but its consumers need {l} bits (run the fixed-point program in the cheetah mode)")
-    if isinstance(node, LayerNormFx):
-        return await layernorm_fx(step.party, step.label, xs[0], f=node.f, l=l, exact=step.config.exact, eps=node.eps)
-    fn = softmax_fx if isinstance(node, SoftmaxFx) else gelu_fx
-    return await fn(step.party, step.label, xs[0], f=node.f, l=l, exact=step.config.exact)
+    return l
+
+
+async def run_softmax_fx(step: Step, node: SoftmaxFx, xs: list[np.ndarray]) -> np.ndarray:
+    """Iron's Softmax; ``exact`` as the session's (Cheetah's approximate truncation by default)."""
+    return await softmax_fx(step.party, step.label, xs[0], f=node.f, l=_fixed_point_ring(step, node),
+                            exact=step.config.exact)
+
+
+async def run_gelu_fx(step: Step, node: GeluFx, xs: list[np.ndarray]) -> np.ndarray:
+    """Iron's GELU; ``exact`` as the session's."""
+    return await gelu_fx(step.party, step.label, xs[0], f=node.f, l=_fixed_point_ring(step, node),
+                         exact=step.config.exact)
+
+
+async def run_layernorm_fx(step: Step, node: LayerNormFx, xs: list[np.ndarray]) -> np.ndarray:
+    """Iron's LayerNorm without its affine part; ``exact`` as the session's."""
+    return await layernorm_fx(step.party, step.label, xs[0], f=node.f, l=_fixed_point_ring(step, node),
+                              exact=step.config.exact, eps=node.eps)
