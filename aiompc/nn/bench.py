@@ -96,7 +96,8 @@ from aiompc.nn.modes import MODES, STAT_SCOPES, EngineConfig, StatScope, check_o
 from aiompc.nn.npy_files import load_npy
 from aiompc.nn.prepare import WEIGHT_MEMORY
 from aiompc.nn.cost_categories import category_rows, category_split, is_transformer_run
-from aiompc.nn.networks import BENCH_CONFIG, CALIBRATION_SAMPLES, NETWORKS, network_inputs, network_onnx, network_spec
+from aiompc.nn.networks import (BENCH_CONFIG, CALIBRATION_SAMPLES, DEFAULT_SEQ, NETWORKS, network_inputs, network_onnx,
+                                network_spec)
 from aiompc.nn.onnx_import import load_onnx
 from aiompc.nn.quantize import QuantConfig, quantize
 from aiompc.nn.relu_budget import apply_relu_budget
@@ -673,7 +674,7 @@ def add_bench_command(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default 0)")
     p.add_argument("--seq", type=int, metavar="S",
                    help="sequence length of a built-in transformer (bert-tiny, bert-base; default "
-                   f"{NETWORKS['bert-tiny'].input_shape[0]}); its input is S token embeddings, which the client computes "
+                   f"{DEFAULT_SEQ}); its input is S token embeddings, which the client computes "
                    "locally from its own tokens")
     p.add_argument("--calibration", help=".npy calibration inputs of the quantized graph (default: random normal)")
     p.add_argument("--relu-budget", type=int, metavar="N",
